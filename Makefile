@@ -1,0 +1,45 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+# Both set up the virtualenv first when it is missing or the lock changed.
+
+PYTHON ?= python# resolves to 3.10 through .python-version (pyenv)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+UV_VERSION := 0.13.9
+SPEC   ?=
+
+# One Keras for the whole project: Keras 2 through tf_keras (README).
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: setup run test validate benchmark lock clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock setup.py
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 10) else "error: Python 3.10 is required (TFX 1.16 wheels), found %d.%d: install it with `pyenv install 3.10` and keep .python-version" % v)'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode -r requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	@touch $(STAMP)
+
+run: setup
+	$(BIN)/python -m pipeline run $(SPEC)
+
+validate: setup
+	$(BIN)/python -m pipeline validate $(SPEC)
+
+test: setup
+	$(BIN)/python -m pytest
+
+benchmark: setup
+	$(BIN)/python benchmarks/pipeline_benchmark.py
+
+# Re-resolve the lock from requirements.in (needs PyPI).
+lock: setup
+	$(BIN)/uv pip compile requirements.in --python-version 3.10 \
+	  --python-platform x86_64-manylinux_2_28 -o requirements.lock
+
+clean:
+	rm -rf runs serving

@@ -1,0 +1,60 @@
+"""Reading transformed examples into tf.data for the Tuner and the Trainer."""
+
+import dataclasses
+from typing import Any, List, Mapping
+
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
+
+from modules import features as features_lib
+from modules import model as model_lib
+
+
+def input_fn(file_pattern: List[str],
+             data_accessor: tfx.components.DataAccessor,
+             tf_transform_output: tft.TFTransformOutput,
+             label_key: str,
+             batch_size: int,
+             shuffle: bool = True,
+             seed: int = 42) -> tf.data.Dataset:
+  """One pass (one epoch) over transformed examples as (features, label)."""
+  return data_accessor.tf_dataset_factory(
+      file_pattern,
+      tfxio.TensorFlowDatasetOptions(
+          batch_size=int(batch_size), label_key=label_key, num_epochs=1,
+          shuffle=shuffle, shuffle_seed=seed),
+      tf_transform_output.transformed_metadata.schema)
+
+
+@dataclasses.dataclass
+class TrainingData:
+  """What tuner_fn and run_fn share: Transform's output, the features, the
+  model inputs and one-epoch datasets at a given batch size."""
+  fn_args: Any
+  config: Mapping[str, Any]
+
+  def __post_init__(self):
+    self.transform_output = tft.TFTransformOutput(
+        self.fn_args.transform_graph_path)
+    self.features = features_lib.Features.from_config(self.config)
+    oov = self.config['preprocessing']['categorical']['num_oov_buckets']
+    self.model_inputs = model_lib.ModelInputs(
+        numeric=[features_lib.transformed_name(k)
+                 for k in self.features.numeric],
+        categorical={
+            features_lib.transformed_name(k):
+                self.transform_output.vocabulary_size_by_name(k) + oov
+            for k in self.features.categorical
+        })
+
+  def train(self, batch_size: int, seed: int) -> tf.data.Dataset:
+    return input_fn(self.fn_args.train_files, self.fn_args.data_accessor,
+                    self.transform_output, self.features.transformed_label,
+                    batch_size, shuffle=True, seed=seed)
+
+  def eval(self, batch_size: int) -> tf.data.Dataset:
+    return input_fn(self.fn_args.eval_files, self.fn_args.data_accessor,
+                    self.transform_output, self.features.transformed_label,
+                    batch_size, shuffle=False)

@@ -1,0 +1,73 @@
+"""run_fn for TFX Trainer: train from scratch with the best hyperparameters
+and export a SavedModel that serves raw, serialized tf.Examples."""
+
+import json
+import os
+from typing import Any, Dict
+
+import tensorflow as tf
+import tf_keras as keras
+from tfx import v1 as tfx
+
+from modules import data as data_lib
+from modules import model as model_lib
+from modules import search_space
+from modules.tuner import require_legacy_keras
+
+HPARAMS_FILE = 'hyperparameters.json'  # written beside the SavedModel's dir
+
+
+def _callbacks(config: Dict[str, Any], log_dir: str):
+  callbacks = [keras.callbacks.TensorBoard(log_dir=log_dir, update_freq='epoch')]
+  early = config['training'].get('early_stopping')
+  if early:
+    callbacks.append(keras.callbacks.EarlyStopping(
+        monitor=early['monitor'], patience=early['patience'],
+        min_delta=early['min_delta'], restore_best_weights=True))
+  return callbacks
+
+
+def serving_signatures(model: keras.Model, training_data: data_lib.TrainingData
+                       ) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+  """serving_default: serialized tf.Examples (raw features, no label) ->
+  {'probability': [batch, 1]}, applying the Transform graph inside."""
+  model.tft_layer = training_data.transform_output.transform_features_layer()
+  raw_spec = training_data.transform_output.raw_feature_spec()
+  raw_spec.pop(training_data.features.label, None)
+  input_names = list(model.input_names)
+
+  @tf.function(input_signature=[
+      tf.TensorSpec(shape=[None], dtype=tf.string, name='examples')])
+  def serve_tf_examples(serialized):
+    raw = tf.io.parse_example(serialized, raw_spec)
+    transformed = model.tft_layer(raw)
+    return {model_lib.PROBABILITY: model(
+        {k: transformed[k] for k in input_names})}
+
+  return {'serving_default': serve_tf_examples.get_concrete_function()}
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+  """Called by TFX Trainer: trains and exports to fn_args.serving_model_dir.
+
+  Hyperparameters are the Tuner's best when it ran, else the search space's
+  defaults. Early stopping restores the best epoch's weights; TensorBoard
+  logs go to fn_args.model_run_dir.
+  """
+  require_legacy_keras()
+  config: Dict[str, Any] = fn_args.custom_config
+  seed = config['training']['seed']
+  keras.utils.set_random_seed(seed)
+  training_data = data_lib.TrainingData(fn_args, config)
+  hparams = search_space.resolve(fn_args.hyperparameters,
+                                 config['model']['search_space'])
+  model = model_lib.build_model(training_data.model_inputs, hparams)
+  model.fit(training_data.train(hparams['batch_size'], seed),
+            validation_data=training_data.eval(hparams['batch_size']),
+            epochs=config['training']['epochs'],
+            callbacks=_callbacks(config, fn_args.model_run_dir), verbose=0)
+  model.save(fn_args.serving_model_dir, save_format='tf',
+             signatures=serving_signatures(model, training_data))
+  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HPARAMS_FILE),
+                         'w') as f:
+    json.dump(hparams, f, indent=2, sort_keys=True)

@@ -1,0 +1,110 @@
+"""tuner_fn for TFX Tuner: the spec's Keras Tuner algorithm over the one
+search space (modules/search_space.py)."""
+
+from typing import Any, Dict, Mapping
+
+import keras_tuner
+import tf_keras as keras
+from tfx import v1 as tfx
+
+from modules import data as data_lib
+from modules import model as model_lib
+from modules import search_space
+
+_DIRECTIONS = {'val_loss': 'min', 'val_auc': 'max',
+               'val_binary_accuracy': 'max'}
+
+
+def require_legacy_keras() -> None:
+  """keras-tuner 1.3.5 drives `tensorflow.keras`, which must be tf_keras
+  (Keras 2) for our models; fail with the fix rather than deep in a trial."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if tf.keras.Model is not keras.Model:
+    raise RuntimeError(
+        'TF_USE_LEGACY_KERAS=1 must be set before TensorFlow is imported '
+        '(the project uses Keras 2 through tf_keras); run through '
+        '`python -m pipeline` or `make`, which set it')
+
+
+class SpecHyperModel(keras_tuner.HyperModel):
+  """Builds a model per trial and fits it at the trial's batch size."""
+
+  def __init__(self, training_data: data_lib.TrainingData,
+               space: Mapping[str, Any], seed: int):
+    super().__init__(name='spec_hypermodel')
+    self._data = training_data
+    self._space = space
+    self._seed = seed
+
+  def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
+    return model_lib.build_model(self._data.model_inputs,
+                                 search_space.sample(hp, self._space))
+
+  def fit(self, hp, model, *args, **kwargs):  # pylint: disable=arguments-differ
+    batch_size = hp.get('batch_size')
+    return model.fit(self._data.train(batch_size, self._seed),
+                     validation_data=self._data.eval(batch_size), *args,
+                     **kwargs)
+
+
+def make_tuner(algorithm: str, hypermodel: keras_tuner.HyperModel,
+               tuner_cfg: Mapping[str, Any], directory: str
+               ) -> keras_tuner.Tuner:
+  """The Keras Tuner of `algorithm`, with `max_trials` set on every oracle.
+
+  TFX 1.16's Tuner writes results with `get_best_trials(oracle.max_trials)`;
+  Hyperband's oracle leaves max_trials None, which crashes that writer, so it
+  is set here too (and caps Hyperband's trial count like the others').
+  """
+  objective = keras_tuner.Objective(tuner_cfg['objective'],
+                                    _DIRECTIONS[tuner_cfg['objective']])
+  common = dict(objective=objective, seed=tuner_cfg['seed'],
+                directory=directory, project_name='search', overwrite=True)
+  max_trials = tuner_cfg['max_trials']
+  if algorithm == 'hyperband':
+    tuner = keras_tuner.Hyperband(
+        hypermodel, max_epochs=tuner_cfg['max_epochs'],
+        factor=tuner_cfg['factor'],
+        hyperband_iterations=tuner_cfg['hyperband_iterations'], **common)
+    tuner.oracle.max_trials = max_trials
+  elif algorithm == 'random':
+    tuner = keras_tuner.RandomSearch(hypermodel, max_trials=max_trials,
+                                     **common)
+  elif algorithm == 'bayesian':
+    tuner = keras_tuner.BayesianOptimization(hypermodel, max_trials=max_trials,
+                                             **common)
+  elif algorithm == 'grid':
+    tuner = keras_tuner.GridSearch(hypermodel, max_trials=max_trials, **common)
+  else:
+    raise ValueError(f'unknown tuner algorithm {algorithm!r}; allowed: '
+                     'hyperband, random, bayesian, grid')
+  return tuner
+
+
+def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
+  """Called by TFX Tuner: the configured search, ready to run.
+
+  Args:
+    fn_args: TFX's arguments; `custom_config` holds the spec's features,
+      preprocessing, model, tuner and training sections.
+
+  Returns:
+    The tuner and the keyword arguments for its `search`.
+  """
+  require_legacy_keras()
+  config: Dict[str, Any] = fn_args.custom_config
+  tuner_cfg = config['tuner']
+  keras.utils.set_random_seed(tuner_cfg['seed'])
+  training_data = data_lib.TrainingData(fn_args, config)
+  hypermodel = SpecHyperModel(training_data, config['model']['search_space'],
+                              tuner_cfg['seed'])
+  tuner = make_tuner(tuner_cfg['algorithm'], hypermodel, tuner_cfg,
+                     fn_args.working_dir)
+  early = config['training'].get('early_stopping')
+  callbacks = [keras.callbacks.EarlyStopping(
+      monitor=early['monitor'], patience=early['patience'],
+      min_delta=early['min_delta'])] if early else []
+  return tfx.components.TunerFnResult(
+      tuner=tuner,
+      fit_kwargs={'epochs': tuner_cfg['max_epochs'], 'callbacks': callbacks,
+                  'verbose': 0})

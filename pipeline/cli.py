@@ -1,0 +1,139 @@
+"""`python -m pipeline`: validate a spec, run the pipeline locally.
+
+Errors the user can fix (a bad spec, missing or malformed data) end with one
+line on stderr and exit code 2; a component failure ends with the failing
+component and its reason in one line and exit code 1.
+"""
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+from typing import Any, Dict, List, Optional
+
+DEFAULT_SPEC = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                            'specs', 'breast_cancer.yaml')
+
+
+def _load(args) -> Any:
+  from pipeline import spec as spec_lib  # pylint: disable=g-import-not-at-top
+  overrides = dict(spec_lib.parse_override(s) for s in args.set or [])
+  return spec_lib.load_spec(args.spec, overrides)
+
+
+# Warnings TFX 1.16 prints on every healthy run; shown with --verbose.
+_KNOWN_NOISE = ('ArtifactQuery.property_predicate is not supported',
+                'tf_record_iterator (from tensorflow',
+                'does not have payload_format custom property')
+
+
+def _quiet_logs(verbose: bool) -> None:
+  """TFX, Beam and TF log at INFO through absl; keep the terminal readable."""
+  handler = logging.StreamHandler()
+  handler.setLevel(logging.INFO if verbose else logging.WARNING)
+  if not verbose:
+    handler.addFilter(lambda record: not any(
+        noise in record.getMessage() for noise in _KNOWN_NOISE))
+  handler.setFormatter(logging.Formatter('%(levelname)s %(name)s: %(message)s'))
+  logging.getLogger().addHandler(handler)
+
+
+def print_summary(summary: Dict[str, Any], out=sys.stdout) -> None:
+  p = lambda *a: print(*a, file=out)  # noqa: E731
+  p('')
+  p(f'run {summary["run_id"]}: {summary["status"]}')
+  for c in summary['components']:
+    p(f'  {c["id"]:<26} {c["state"]:<9} {c["seconds"]:8.1f}s')
+  if summary['blessed'] is not None:
+    p(f'blessed: {"yes" if summary["blessed"] else "no"} '
+      f'({summary["blessing_reason"]})')
+  if summary['metrics']:
+    p('metrics (eval split): ' + ', '.join(
+        f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}'
+        for k, v in sorted(summary['metrics'].items())))
+  if summary['pushed']:
+    p(f'pushed: version {summary["pushed_version"]} -> '
+      f'{summary["pushed_path"]}')
+  elif summary['status'] == 'succeeded':
+    p('pushed: nothing (the model was not blessed, or was pushed before)')
+  p(f'metadata store: {summary["metadata"]}')
+  p(f'summary: {summary["summary_json"]}')
+  p(f'total time: {summary["total_seconds"]:.1f}s')
+
+
+def cmd_validate(args) -> int:
+  from pipeline import preflight  # pylint: disable=g-import-not-at-top
+  spec = _load(args)
+  rows = preflight.run_preflight(spec)
+  print(f'{args.spec}: ok (pipeline {spec.name}, {len(spec.feature_keys)} '
+        f'features, {rows} rows, tuner {spec.tuner.algorithm if spec.tuner.enabled else "off"})')
+  return 0
+
+
+def cmd_run(args) -> int:
+  _quiet_logs(args.verbose)
+  from pipeline import local_runner  # pylint: disable=g-import-not-at-top
+  spec = _load(args)
+  summary = local_runner.run_local(
+      spec, progress=lambda line: print(line, flush=True),
+      summary_json=args.summary_json)
+  print_summary(summary)
+  if summary['status'] != 'succeeded':
+    print(f'error: {summary["failed_component"]} failed: {summary["reason"]}',
+          file=sys.stderr)
+    return 1
+  return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog='python -m pipeline',
+      description='Declarative TFX pipelines: validate and run a spec.')
+  sub = parser.add_subparsers(dest='command', required=True)
+
+  def add_spec(p):
+    p.add_argument('spec', nargs='?', default=DEFAULT_SPEC,
+                   help='pipeline spec YAML (default: the breast-cancer spec)')
+    p.add_argument('--set', action='append', metavar='KEY=VALUE',
+                   help='override a spec key, e.g. --set tuner.max_trials=2 '
+                        '(repeatable; VALUE is YAML)')
+
+  validate = sub.add_parser('validate', help='check a spec, its schema and data')
+  add_spec(validate)
+  validate.set_defaults(func=cmd_validate)
+
+  run = sub.add_parser('run', help='run the pipeline locally')
+  add_spec(run)
+  run.add_argument('--summary-json', metavar='FILE',
+                   help='write the run summary here (default: under the '
+                        "pipeline root's summaries/)")
+  run.add_argument('--verbose', action='store_true',
+                   help='show TFX, Beam and TensorFlow logs')
+  run.set_defaults(func=cmd_run)
+  return parser
+
+
+def configure_process() -> None:
+  """Process-wide choices, made at the entry point before TF is imported."""
+  # One Keras for the whole project: Keras 2 through tf_keras. tf.Transform
+  # 1.16 and keras-tuner 1.3.5 need it; it must be set before TF's import.
+  os.environ['TF_USE_LEGACY_KERAS'] = '1'
+  # TensorFlow's C++ start-up chatter (CUDA probing) is not for the terminal.
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  # Python 3.10 is forced by TFX 1.16's wheels (README, "Why Python 3.10");
+  # google-api-core's reminder of that on every import is not news.
+  warnings.filterwarnings('ignore', category=FutureWarning,
+                          message='You are using a non-supported Python')
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+  configure_process()
+  args = build_parser().parse_args(argv)
+  from pipeline.preflight import PreflightError  # pylint: disable=g-import-not-at-top
+  from pipeline.spec import SpecError  # pylint: disable=g-import-not-at-top
+  try:
+    return args.func(args)
+  except (SpecError, PreflightError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2

@@ -1,0 +1,194 @@
+"""The pipeline definition: a pure function of a validated spec.
+
+`create_pipeline(spec, env)` wires ExampleGen -> StatisticsGen ->
+ImportSchemaGen -> ExampleValidator -> AnomaliesGate -> Transform -> Tuner ->
+Trainer -> baseline Resolver -> Evaluator -> Pusher. It reads no environment
+and touches no files: everything runner-specific arrives in `env`.
+"""
+
+import dataclasses
+import hashlib
+import os
+from typing import Any, Dict, List, Optional
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+
+from components.anomalies_gate import AnomaliesGate
+from components.baseline import baseline_resolver
+from pipeline.spec import METRIC_TABLE, Bounds, PipelineSpec
+
+PREPROCESSING_FN = 'modules.preprocessing.preprocessing_fn'
+TUNER_FN = 'modules.tuner.tuner_fn'
+RUN_FN = 'modules.train.run_fn'
+PREDICTION_KEY = 'probability'  # modules.model.PROBABILITY
+
+
+@dataclasses.dataclass(frozen=True)
+class Environment:
+  """Where and how a pipeline runs; built by a runner, not by the spec."""
+  pipeline_root: str
+  metadata_connection_config: Optional[Any] = None
+  beam_pipeline_args: List[str] = dataclasses.field(default_factory=list)
+  enable_cache: bool = True
+  # A fingerprint of the module code. Components take module code by import
+  # path, which TFX does not fingerprint; putting this in custom_config makes
+  # a code change invalidate the cache of Transform, Tuner and Trainer.
+  code_version: str = ''
+
+
+def code_fingerprint(package_dir: Optional[str] = None) -> str:
+  """sha256 (first 16 hex digits) of modules/*.py, in name order."""
+  package_dir = package_dir or os.path.join(
+      os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'modules')
+  digest = hashlib.sha256()
+  for name in sorted(os.listdir(package_dir)):
+    if name.endswith('.py'):
+      digest.update(name.encode())
+      with open(os.path.join(package_dir, name), 'rb') as f:
+        digest.update(f.read())
+  return digest.hexdigest()[:16]
+
+
+def module_config(spec: PipelineSpec, code_version: str) -> Dict[str, Any]:
+  """The spec sections the module callbacks read, as plain JSON values."""
+  return {
+      'features': spec.features.model_dump(),
+      'preprocessing': spec.preprocessing.model_dump(),
+      'model': spec.model.model_dump(),
+      'tuner': spec.tuner.model_dump(),
+      'training': spec.training.model_dump(),
+      'code_version': code_version,
+  }
+
+
+def _threshold(metric: str, spec: PipelineSpec
+               ) -> Optional[tfma.MetricThreshold]:
+  direction = METRIC_TABLE[metric][2]
+  bound = spec.evaluation.thresholds.get(metric)
+  change = spec.evaluation.change_thresholds.get(metric)
+  if bound is None and change is None:
+    return None
+  threshold = tfma.MetricThreshold()
+  if bound is not None:
+    if not isinstance(bound, Bounds):
+      bound = (Bounds(lower=bound) if direction == 'higher'
+               else Bounds(upper=bound))
+    value = tfma.GenericValueThreshold()
+    if bound.lower is not None:
+      value.lower_bound.value = bound.lower
+    if bound.upper is not None:
+      value.upper_bound.value = bound.upper
+    threshold.value_threshold.CopyFrom(value)
+  if change is not None:
+    higher = direction == 'higher'
+    threshold.change_threshold.CopyFrom(tfma.GenericChangeThreshold(
+        direction=(tfma.MetricDirection.HIGHER_IS_BETTER if higher
+                   else tfma.MetricDirection.LOWER_IS_BETTER),
+        absolute={'value': change if higher else -change}))
+  return threshold
+
+
+def eval_config(spec: PipelineSpec) -> tfma.EvalConfig:
+  """TFMA config: the spec's metrics, slices and blessing thresholds."""
+  metrics = []
+  for metric in spec.evaluation.metrics:
+    config = tfma.MetricConfig(class_name=METRIC_TABLE[metric][0])
+    threshold = _threshold(metric, spec)
+    if threshold is not None:
+      config.threshold.CopyFrom(threshold)
+    metrics.append(config)
+  if 'calibration' in spec.evaluation.metrics:
+    metrics.append(tfma.MetricConfig(class_name='CalibrationPlot'))
+  return tfma.EvalConfig(
+      model_specs=[tfma.ModelSpec(
+          signature_name='serving_default', label_key=spec.features.label,
+          prediction_key=PREDICTION_KEY, preprocessing_function_names=[])],
+      slicing_specs=[tfma.SlicingSpec()] + [
+          tfma.SlicingSpec(feature_keys=keys)
+          for keys in spec.evaluation.slices],
+      metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
+
+
+def push_base_directory(spec: PipelineSpec) -> str:
+  """TF Serving's model base path: <destination>/<model name>."""
+  return os.path.join(spec.push.destination, spec.push.model_name)
+
+
+def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
+  """Builds the TFX pipeline for `spec` in `env`.
+
+  Args:
+    spec: a validated pipeline spec (pipeline.spec.load_spec).
+    env: runner-specific settings (pipeline root, metadata, Beam args).
+
+  Returns:
+    A tfx.dsl.Pipeline, ready for LocalDagRunner or a Kubeflow compiler.
+  """
+  config = module_config(spec, env.code_version)
+  # data.csv is a folder of CSV files, or one file (read as its folder with
+  # a pattern naming just that file).
+  input_base, input_config = spec.data.csv, None
+  if os.path.splitext(spec.data.csv)[1].lower() == '.csv':
+    input_base, pattern = os.path.split(spec.data.csv)
+    input_config = tfx.proto.Input(splits=[
+        tfx.proto.Input.Split(name='single_split', pattern=pattern)])
+  example_gen = tfx.components.CsvExampleGen(
+      input_base=input_base, input_config=input_config,
+      output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(
+          splits=[tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
+                  for name, buckets in spec.data.split.items()])))
+  statistics_gen = tfx.components.StatisticsGen(
+      examples=example_gen.outputs['examples'])
+  schema_gen = tfx.components.ImportSchemaGen(schema_file=spec.schema_file)
+  example_validator = tfx.components.ExampleValidator(
+      statistics=statistics_gen.outputs['statistics'],
+      schema=schema_gen.outputs['schema'])
+  gate = AnomaliesGate(anomalies=example_validator.outputs['anomalies'])
+  transform = tfx.components.Transform(
+      examples=example_gen.outputs['examples'],
+      schema=schema_gen.outputs['schema'],
+      preprocessing_fn=PREPROCESSING_FN,
+      custom_config=config)
+  transform.add_upstream_node(gate)
+  train_args = tfx.proto.TrainArgs(splits=['train'])
+  eval_args = tfx.proto.EvalArgs(splits=['eval'])
+  components = [example_gen, statistics_gen, schema_gen, example_validator,
+                gate, transform]
+  hyperparameters = None
+  if spec.tuner.enabled:
+    tuner = tfx.components.Tuner(
+        tuner_fn=TUNER_FN,
+        examples=transform.outputs['transformed_examples'],
+        transform_graph=transform.outputs['transform_graph'],
+        schema=schema_gen.outputs['schema'],
+        train_args=train_args, eval_args=eval_args, custom_config=config)
+    hyperparameters = tuner.outputs['best_hyperparameters']
+    components.append(tuner)
+  trainer = tfx.components.Trainer(
+      run_fn=RUN_FN,
+      examples=transform.outputs['transformed_examples'],
+      transform_graph=transform.outputs['transform_graph'],
+      schema=schema_gen.outputs['schema'],
+      hyperparameters=hyperparameters,
+      train_args=train_args, eval_args=eval_args, custom_config=config)
+  resolver = baseline_resolver(trainer.outputs['model'])
+  evaluator = tfx.components.Evaluator(
+      examples=example_gen.outputs['examples'],
+      model=trainer.outputs['model'],
+      baseline_model=resolver.outputs['model'],
+      eval_config=eval_config(spec))
+  pusher = tfx.components.Pusher(
+      model=trainer.outputs['model'],
+      model_blessing=evaluator.outputs['blessing'],
+      push_destination=tfx.proto.PushDestination(
+          filesystem=tfx.proto.PushDestination.Filesystem(
+              base_directory=push_base_directory(spec))))
+  components += [trainer, resolver, evaluator, pusher]
+  return tfx.dsl.Pipeline(
+      pipeline_name=spec.name,
+      pipeline_root=env.pipeline_root,
+      components=components,
+      enable_cache=env.enable_cache,
+      metadata_connection_config=env.metadata_connection_config,
+      beam_pipeline_args=list(env.beam_pipeline_args))

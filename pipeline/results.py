@@ -1,0 +1,174 @@
+"""What a run did, read back from ML Metadata: per-component state and
+duration, the blessing and why, the key metrics and the push."""
+
+import dataclasses
+from typing import Any, Dict, List, Optional
+
+import ml_metadata as mlmd
+from ml_metadata.proto import metadata_store_pb2
+
+_STATES = {
+    metadata_store_pb2.Execution.COMPLETE: 'complete',
+    metadata_store_pb2.Execution.CACHED: 'cached',
+    metadata_store_pb2.Execution.FAILED: 'failed',
+    metadata_store_pb2.Execution.RUNNING: 'running',
+    metadata_store_pb2.Execution.NEW: 'new',
+    metadata_store_pb2.Execution.CANCELED: 'canceled',
+}
+_OUTPUT = (metadata_store_pb2.Event.OUTPUT,
+           metadata_store_pb2.Event.DECLARED_OUTPUT)
+_INPUT = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
+RESOLVER_SUFFIX = '_resolver'
+
+
+@dataclasses.dataclass
+class ComponentRun:
+  id: str
+  state: str
+  seconds: float
+  execution_id: int
+  is_resolver: bool
+
+
+def _custom(artifact: metadata_store_pb2.Artifact, key: str) -> Any:
+  if key not in artifact.custom_properties:
+    return None
+  value = artifact.custom_properties[key]
+  return getattr(value, value.WhichOneof('value'))
+
+
+class RunRecord:
+  """The executions and artifacts of one pipeline run in an MLMD store."""
+
+  def __init__(self, store: mlmd.MetadataStore, pipeline_name: str,
+               run_id: str):
+    self.store = store
+    self.pipeline_name = pipeline_name
+    self.run_id = run_id
+    context = store.get_context_by_type_and_name('pipeline_run', run_id)
+    self.executions = (store.get_executions_by_context(context.id)
+                       if context else [])
+    self.executions.sort(key=lambda e: e.id)
+    self._node_of = {}
+    prefix = pipeline_name + '.'
+    for execution in self.executions:
+      for ctx in store.get_contexts_by_execution(execution.id):
+        if ctx.name.startswith(prefix):
+          self._node_of[execution.id] = ctx.name[len(prefix):]
+
+  def components(self) -> List[ComponentRun]:
+    result = []
+    for e in self.executions:
+      node = self._node_of.get(e.id, e.type)
+      seconds = max(0, e.last_update_time_since_epoch -
+                    e.create_time_since_epoch) / 1000.0
+      result.append(ComponentRun(
+          id=node, state=_STATES.get(e.last_known_state, 'unknown'),
+          seconds=round(seconds, 3), execution_id=e.id,
+          is_resolver=node.endswith(RESOLVER_SUFFIX)))
+    return result
+
+  def _execution(self, node_id: str) -> Optional[metadata_store_pb2.Execution]:
+    found = [e for e in self.executions if self._node_of.get(e.id) == node_id]
+    return found[-1] if found else None
+
+  def artifacts(self, node_id: str, key: str,
+                kinds=_OUTPUT) -> List[metadata_store_pb2.Artifact]:
+    """Artifacts an execution of `node_id` in this run read/wrote at `key`."""
+    execution = self._execution(node_id)
+    if execution is None:
+      return []
+    ids = [ev.artifact_id
+           for ev in self.store.get_events_by_execution_ids([execution.id])
+           if ev.type in kinds and any(s.key == key for s in ev.path.steps)]
+    return self.store.get_artifacts_by_id(ids) if ids else []
+
+
+def _metric_values(evaluation_uri: str) -> Dict[str, float]:
+  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+  values = {}
+  for per_slice in tfma.load_metrics(evaluation_uri):
+    if per_slice.slice_key.single_slice_keys:
+      continue  # overall slice only
+    for item in per_slice.metric_keys_and_values:
+      key = item.key
+      if key.is_diff or key.model_name not in ('', 'candidate'):
+        continue
+      if item.value.HasField('double_value'):
+        values[key.name] = round(item.value.double_value.value, 6)
+  return values
+
+
+def _failures(evaluation_uri: str) -> List[str]:
+  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+  result = tfma.load_validation_result(evaluation_uri)
+  lines = []
+  for per_slice in result.metric_validations_per_slice:
+    where = ''
+    if per_slice.slice_key.single_slice_keys:
+      where = ' (slice ' + ', '.join(
+          f'{k.column}={k.bytes_value.decode() or k.float_value or k.int64_value}'
+          for k in per_slice.slice_key.single_slice_keys) + ')'
+    for failure in per_slice.failures:
+      key = failure.metric_key
+      what = (f'{key.name} change vs. baseline' if key.is_diff else key.name)
+      value = failure.metric_value
+      shown = (f'{value.double_value.value:.4f}'
+               if value.HasField('double_value') else '?')
+      lines.append(f'{what} = {shown} fails '
+                   f'{_threshold_text(failure.metric_threshold)}{where}')
+  if result.missing_thresholds:
+    lines.append('a thresholded metric could not be computed')
+  for missing in result.missing_slices:
+    lines.append(f'slice {missing} is missing from the eval data')
+  return lines
+
+
+def _threshold_text(threshold) -> str:
+  parts = []
+  if threshold.HasField('value_threshold'):
+    v = threshold.value_threshold
+    if v.HasField('lower_bound'):
+      parts.append(f'>= {v.lower_bound.value:g}')
+    if v.HasField('upper_bound'):
+      parts.append(f'<= {v.upper_bound.value:g}')
+  if threshold.HasField('change_threshold'):
+    c = threshold.change_threshold
+    sign = '>=' if c.direction == 1 else '<='  # 1: HIGHER_IS_BETTER
+    parts.append(f'change {sign} {c.absolute.value:g}')
+  return ' and '.join(parts) or 'threshold'
+
+
+def summarize(record: RunRecord) -> Dict[str, Any]:
+  """Blessing (with reasons), metrics, baseline and push of a run."""
+  summary: Dict[str, Any] = {'blessed': None, 'blessing_reason': None,
+                             'baseline_model': None, 'metrics': {},
+                             'pushed': False, 'pushed_version': None,
+                             'pushed_path': None, 'model_uri': None}
+  models = record.artifacts('Trainer', 'model')
+  if models:
+    summary['model_uri'] = models[0].uri
+  baseline = record.artifacts('Evaluator', 'baseline_model', kinds=_INPUT)
+  if baseline:
+    summary['baseline_model'] = baseline[0].uri
+  blessings = record.artifacts('Evaluator', 'blessing')
+  evaluations = record.artifacts('Evaluator', 'evaluation')
+  if blessings:
+    blessed = _custom(blessings[0], 'blessed') == 1
+    summary['blessed'] = blessed
+    failures = _failures(evaluations[0].uri) if evaluations else []
+    if blessed:
+      summary['blessing_reason'] = (
+          'all thresholds met' + (' against the last blessed model'
+                                  if baseline else
+                                  ' (no earlier blessed model to compare)'))
+    else:
+      summary['blessing_reason'] = '; '.join(failures) or 'not blessed'
+  if evaluations:
+    summary['metrics'] = _metric_values(evaluations[0].uri)
+  pushes = record.artifacts('Pusher', 'pushed_model')
+  if pushes and _custom(pushes[0], 'pushed') == 1:
+    summary['pushed'] = True
+    summary['pushed_version'] = _custom(pushes[0], 'pushed_version')
+    summary['pushed_path'] = _custom(pushes[0], 'pushed_destination')
+  return summary

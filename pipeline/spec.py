@@ -1,0 +1,411 @@
+"""The declarative pipeline spec: one YAML file per pipeline.
+
+`load_spec(path)` parses and validates a spec into a typed, frozen
+`PipelineSpec` before anything runs. Every bad key, type or value raises
+`SpecError`, whose message is one line naming the file, the key and what is
+allowed. Relative paths in a spec are resolved against the spec file's folder;
+URIs (gs://, s3://, ...) are kept as they are.
+"""
+
+import math
+import os
+import re
+from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple, Union
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+import yaml
+
+# Metric names a spec may use: (TFMA metric class, TFMA metric name, which
+# direction is better). 'calibration' (mean prediction / mean label) is best
+# at 1.0, so it takes {lower, upper} bounds and no change threshold.
+METRIC_TABLE = {
+    'example_count': ('ExampleCount', 'example_count', None),
+    'auc': ('AUC', 'auc', 'higher'),
+    'auc_pr': ('AUCPrecisionRecall', 'auc_precision_recall', 'higher'),
+    'accuracy': ('BinaryAccuracy', 'binary_accuracy', 'higher'),
+    'precision': ('Precision', 'precision', 'higher'),
+    'recall': ('Recall', 'recall', 'higher'),
+    'calibration': ('Calibration', 'calibration', None),
+    'log_loss': ('BinaryCrossEntropy', 'binary_crossentropy', 'lower'),
+}
+METRICS = tuple(METRIC_TABLE)
+TUNER_ALGORITHMS = ('hyperband', 'random', 'bayesian', 'grid')
+OPTIMIZERS = ('adam', 'sgd', 'rmsprop')
+MODEL_BUILDERS = ('dnn',)
+_NAME = r'^[a-z][a-z0-9_-]{0,62}$'
+
+
+class SpecError(ValueError):
+  """A spec is invalid. The message is one line naming the file and key."""
+
+
+class _Strict(BaseModel):
+  model_config = ConfigDict(extra='forbid', frozen=True, strict=False)
+
+
+class IntRange(_Strict):
+  """An integer hyperparameter: searched over [min, max] in `step`s."""
+  min: int = Field(ge=0)
+  max: int = Field(ge=0)
+  step: int = Field(default=1, ge=1)
+
+
+class FloatRange(_Strict):
+  """A float hyperparameter: searched over [min, max]."""
+  min: float = Field(ge=0)
+  max: float = Field(ge=0)
+  step: Optional[float] = Field(default=None, gt=0)
+  sampling: Literal['linear', 'log'] = 'linear'
+
+
+class SearchSpace(_Strict):
+  """The one search space shared by the Tuner and the Trainer.
+
+  The first value of each list, and the minimum of each range, is the default
+  the Trainer uses when no tuned hyperparameters arrive.
+  """
+  num_layers: IntRange = IntRange(min=1, max=3)
+  units: IntRange = IntRange(min=16, max=128, step=16)
+  dropout: FloatRange = FloatRange(min=0.0, max=0.5, step=0.1)
+  l1: List[float] = Field(default=[0.0], min_length=1)
+  l2: List[float] = Field(default=[0.0, 1e-4, 1e-3], min_length=1)
+  batch_norm: List[bool] = Field(default=[False, True], min_length=1)
+  optimizer: List[Literal[OPTIMIZERS]] = Field(  # type: ignore[valid-type]
+      default=['adam', 'rmsprop', 'sgd'], min_length=1)
+  learning_rate: FloatRange = FloatRange(min=1e-4, max=1e-2, sampling='log')
+  batch_size: List[int] = Field(default=[32, 16, 64], min_length=1)
+
+
+class DataSpec(_Strict):
+  csv: str
+  split: Dict[str, int] = {'train': 4, 'eval': 1}
+
+
+class FeaturesSpec(_Strict):
+  label: str
+  numeric: List[str] = []
+  categorical: List[str] = []
+
+
+class VocabularySpec(_Strict):
+  top_k: Optional[int] = Field(default=None, ge=1)
+  num_oov_buckets: int = Field(default=1, ge=1)
+
+
+class PreprocessingSpec(_Strict):
+  numeric: Literal['z_score', 'min_max', 'none'] = 'z_score'
+  categorical: VocabularySpec = VocabularySpec()
+
+
+class ModelSpec(_Strict):
+  builder: Literal[MODEL_BUILDERS] = 'dnn'  # type: ignore[valid-type]
+  search_space: SearchSpace = SearchSpace()
+
+
+class TunerSpec(_Strict):
+  """Keras Tuner settings. `max_trials` caps every algorithm's trials."""
+  enabled: bool = True
+  algorithm: Literal[TUNER_ALGORITHMS] = 'hyperband'  # type: ignore[valid-type]
+  objective: Literal['val_loss', 'val_auc', 'val_binary_accuracy'] = 'val_loss'
+  max_trials: int = Field(default=10, ge=1)
+  max_epochs: int = Field(default=10, ge=1)
+  factor: int = Field(default=3, ge=2)
+  hyperband_iterations: int = Field(default=1, ge=1)
+  seed: int = 42
+
+
+class EarlyStoppingSpec(_Strict):
+  monitor: Literal['val_loss', 'val_auc', 'val_binary_accuracy'] = 'val_loss'
+  patience: int = Field(default=5, ge=0)
+  min_delta: float = Field(default=0.0, ge=0)
+
+
+class TrainingSpec(_Strict):
+  epochs: int = Field(default=50, ge=1)
+  early_stopping: Optional[EarlyStoppingSpec] = EarlyStoppingSpec()
+  seed: int = 42
+
+
+class Bounds(_Strict):
+  lower: Optional[float] = None
+  upper: Optional[float] = None
+
+
+class EvaluationSpec(_Strict):
+  """TFMA settings.
+
+  `thresholds`: absolute bounds the candidate must meet (a number is a lower
+  bound where higher is better, an upper bound for log_loss).
+  `change_thresholds`: against the last blessed model, the candidate must be
+  better by at least this much in the metric's better direction (0.0: no
+  worse; -0.01: at most 0.01 worse).
+  """
+  metrics: List[Literal[METRICS]] = Field(  # type: ignore[valid-type]
+      default=['example_count', 'auc', 'accuracy', 'precision', 'recall',
+               'calibration'], min_length=1)
+  slices: List[List[str]] = []
+  thresholds: Dict[Literal[METRICS], Union[float, Bounds]] = {}  # type: ignore[valid-type]
+  change_thresholds: Dict[Literal[METRICS], float] = {}  # type: ignore[valid-type]
+
+
+class PushSpec(_Strict):
+  destination: str
+  model_name: str = Field(pattern=_NAME)
+
+
+class RunnerSpec(_Strict):
+  pipeline_root: str
+  metadata: str
+  beam_args: List[str] = ['--direct_running_mode=in_memory',
+                          '--direct_num_workers=1']
+  enable_cache: bool = True
+
+
+class PipelineSpec(_Strict):
+  """A whole, validated pipeline spec. Paths are absolute or URIs."""
+  name: str = Field(pattern=_NAME)
+  data: DataSpec
+  schema_file: str = Field(alias='schema')
+  features: FeaturesSpec
+  preprocessing: PreprocessingSpec = PreprocessingSpec()
+  model: ModelSpec = ModelSpec()
+  tuner: TunerSpec = TunerSpec()
+  training: TrainingSpec = TrainingSpec()
+  evaluation: EvaluationSpec = EvaluationSpec()
+  push: PushSpec
+  runner: RunnerSpec
+  # Where the spec was read from (set by load_spec; not a YAML key).
+  source: str = Field(default='<dict>', exclude=True)
+
+  model_config = ConfigDict(extra='forbid', frozen=True, populate_by_name=True)
+
+  @property
+  def feature_keys(self) -> List[str]:
+    return list(self.features.numeric) + list(self.features.categorical)
+
+
+# Keys that hold paths, resolved against the spec's folder.
+_PATH_KEYS = (('data', 'csv'), ('schema',), ('push', 'destination'),
+              ('runner', 'pipeline_root'), ('runner', 'metadata'))
+
+
+def is_uri(path: str) -> bool:
+  return bool(re.match(r'^[a-z][a-z0-9+.-]*://', path))
+
+
+def _resolve_paths(raw: Dict[str, Any], base_dir: str) -> None:
+  for keys in _PATH_KEYS:
+    node = raw
+    for key in keys[:-1]:
+      node = node.get(key) if isinstance(node, dict) else None
+    if not isinstance(node, dict):
+      continue
+    value = node.get(keys[-1])
+    if isinstance(value, str) and value and not is_uri(value):
+      node[keys[-1]] = os.path.normpath(
+          os.path.join(base_dir, os.path.expanduser(value)))
+
+
+def _allowed_keys(model: type, loc: Tuple[Any, ...]) -> List[str]:
+  """Names the keys allowed at `loc`'s parent, for 'unknown key' errors."""
+  current: Any = model
+  for part in loc[:-1]:
+    if isinstance(part, int) or current is None:
+      return []
+    field = current.model_fields.get(part) or next(
+        (f for f in current.model_fields.values() if f.alias == part), None)
+    annotation = field.annotation if field else None
+    current = annotation if isinstance(annotation, type) and issubclass(
+        annotation, BaseModel) else None
+  if current is None:
+    return []
+  return sorted(f.alias or name for name, f in current.model_fields.items()
+                if name != 'source')
+
+
+def _format_error(source: str, err: Dict[str, Any]) -> str:
+  loc = tuple(err['loc'])
+  key = '.'.join(str(p) for p in loc) or '<top level>'
+  if key.startswith('schema_file'):
+    key = 'schema' + key[len('schema_file'):]
+  if err['type'] == 'extra_forbidden':
+    allowed = _allowed_keys(PipelineSpec, loc)
+    return (f'{source}: {key}: unknown key; allowed keys here: '
+            f'{", ".join(allowed)}')
+  if err['type'] == 'missing':
+    return f'{source}: {key}: required key is missing'
+  msg = err['msg'].replace('Input should be', 'must be')
+  return f'{source}: {key}: {msg} (got {err.get("input")!r})'
+
+
+def _check(cond: bool, source: str, key: str, message: str) -> None:
+  if not cond:
+    raise SpecError(f'{source}: {key}: {message}')
+
+
+def _check_range(source: str, key: str, r: Union[IntRange, FloatRange]):
+  _check(r.min <= r.max, source, key,
+         f'min ({r.min}) must not exceed max ({r.max})')
+  if isinstance(r, FloatRange) and r.sampling == 'log':
+    _check(r.min > 0, source, key + '.min', 'must be > 0 with sampling: log')
+    _check(r.step is None or r.step > 1, source, key + '.step',
+           'with sampling: log, step is a factor and must be > 1')
+
+
+def _check_consistency(spec: PipelineSpec) -> None:
+  """Cross-key rules that single fields cannot express."""
+  src = spec.source
+  f = spec.features
+  _check(bool(f.numeric or f.categorical), src, 'features',
+         'declare at least one numeric or categorical feature')
+  seen: Dict[str, str] = {}
+  for group in ('numeric', 'categorical'):
+    for name in getattr(f, group):
+      _check(name not in seen, src, f'features.{group}',
+             f'{name!r} is listed twice (also in features.{seen.get(name)})')
+      seen[name] = group
+  _check(f.label not in seen, src, 'features.label',
+         f'{f.label!r} is also listed as a feature; the label must not be one')
+  split = spec.data.split
+  _check(set(split) == {'train', 'eval'}, src, 'data.split',
+         f'must name exactly the splits train and eval (got {sorted(split)})')
+  for name, buckets in split.items():
+    _check(buckets >= 1, src, f'data.split.{name}',
+           f'hash buckets must be >= 1 (got {buckets})')
+  space = spec.model.search_space
+  for name in ('num_layers', 'units', 'dropout', 'learning_rate'):
+    _check_range(src, f'model.search_space.{name}', getattr(space, name))
+  _check(space.num_layers.min >= 1, src, 'model.search_space.num_layers.min',
+         'must be >= 1')
+  _check(space.units.min >= 1, src, 'model.search_space.units.min',
+         'must be >= 1')
+  _check(space.dropout.max < 1, src, 'model.search_space.dropout.max',
+         'must be < 1')
+  _check(space.learning_rate.min > 0, src,
+         'model.search_space.learning_rate.min', 'must be > 0')
+  _check(all(b >= 1 for b in space.batch_size), src,
+         'model.search_space.batch_size', 'every batch size must be >= 1')
+  for name in ('l1', 'l2'):
+    _check(all(v >= 0 for v in getattr(space, name)), src,
+           f'model.search_space.{name}', 'values must be >= 0')
+  ev = spec.evaluation
+  for metric in list(ev.thresholds) + list(ev.change_thresholds):
+    _check(metric in ev.metrics, src, f'evaluation.thresholds.{metric}',
+           f'metric {metric!r} is not in evaluation.metrics '
+           f'({", ".join(ev.metrics)}); add it there first')
+  for metric, bound in ev.thresholds.items():
+    direction = METRIC_TABLE[metric][2]
+    _check(isinstance(bound, Bounds) or direction is not None, src,
+           f'evaluation.thresholds.{metric}',
+           f'{metric} has no better direction: give {{lower: .., upper: ..}}')
+    if isinstance(bound, Bounds):
+      _check(bound.lower is not None or bound.upper is not None, src,
+             f'evaluation.thresholds.{metric}', 'give lower, upper or both')
+      if bound.lower is not None and bound.upper is not None:
+        _check(bound.lower <= bound.upper, src,
+               f'evaluation.thresholds.{metric}', 'lower must not exceed upper')
+  for metric, value in ev.change_thresholds.items():
+    _check(METRIC_TABLE[metric][2] is not None, src,
+           f'evaluation.change_thresholds.{metric}',
+           f'{metric} has no better direction; allowed: ' + ', '.join(
+               m for m, row in METRIC_TABLE.items() if row[2]))
+    _check(math.isfinite(value), src, f'evaluation.change_thresholds.{metric}',
+           'must be a finite number')
+  for i, slice_keys in enumerate(ev.slices):
+    _check(bool(slice_keys), src, f'evaluation.slices.{i}',
+           'a slice names at least one feature (the overall slice is always '
+           'computed)')
+    for key in slice_keys:
+      _check(key in seen, src, f'evaluation.slices.{i}',
+             f'{key!r} is not a declared feature')
+  _check(not spec.runner.metadata.startswith(('gs://', 's3://')), src,
+         'runner.metadata', 'the local runner needs a SQLite file path')
+
+
+def spec_from_dict(raw: Mapping[str, Any], base_dir: str,
+                   source: str = '<dict>') -> PipelineSpec:
+  """Validates a parsed spec. Relative paths resolve against `base_dir`."""
+  if not isinstance(raw, Mapping):
+    raise SpecError(f'{source}: the spec must be a YAML mapping of keys '
+                    f'(got {type(raw).__name__})')
+  data = _deep_copy(dict(raw))
+  _resolve_paths(data, base_dir)
+  try:
+    spec = PipelineSpec.model_validate({**data, 'source': source})
+  except pydantic.ValidationError as e:
+    raise SpecError(_format_error(source, e.errors()[0])) from None
+  _check_consistency(spec)
+  return spec
+
+
+def _deep_copy(value: Any) -> Any:
+  if isinstance(value, dict):
+    return {k: _deep_copy(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return [_deep_copy(v) for v in value]
+  return value
+
+
+def read_yaml(path: str) -> Dict[str, Any]:
+  """Reads a spec file's YAML, with one-line errors for unreadable files."""
+  if not os.path.isfile(path):
+    raise SpecError(f'{path}: spec file not found')
+  try:
+    with open(path, encoding='utf-8') as f:
+      raw = yaml.safe_load(f)
+  except yaml.YAMLError as e:
+    mark = getattr(e, 'problem_mark', None)
+    where = f' (line {mark.line + 1}, column {mark.column + 1})' if mark else ''
+    problem = getattr(e, 'problem', None) or str(e).splitlines()[0]
+    raise SpecError(f'{path}: not valid YAML{where}: {problem}') from None
+  if raw is None:
+    raise SpecError(f'{path}: the spec file is empty')
+  return raw
+
+
+def load_spec(path: str,
+              overrides: Optional[Mapping[str, Any]] = None) -> PipelineSpec:
+  """Reads and validates the spec at `path`.
+
+  Args:
+    path: a YAML spec file.
+    overrides: dotted keys to values, applied before validation
+      (e.g. {'tuner.max_trials': 2}); used by `--set` and by tests.
+
+  Returns:
+    The validated PipelineSpec.
+
+  Raises:
+    SpecError: with a one-line message naming the file and the key.
+  """
+  raw = read_yaml(path)
+  for dotted, value in (overrides or {}).items():
+    set_dotted(raw, dotted, value)
+  return spec_from_dict(raw, os.path.dirname(os.path.abspath(path)),
+                        source=path)
+
+
+def set_dotted(raw: Dict[str, Any], dotted: str, value: Any) -> None:
+  """Sets raw['a']['b'] = value for dotted='a.b', creating mappings."""
+  node = raw
+  parts = dotted.split('.')
+  for part in parts[:-1]:
+    child = node.get(part)
+    if child is None:
+      child = node[part] = {}
+    if not isinstance(child, dict):
+      raise SpecError(f'--set {dotted}: {part!r} is not a mapping')
+    node = child
+  node[parts[-1]] = value
+
+
+def parse_override(text: str) -> Tuple[str, Any]:
+  """Parses 'key.path=value' (value as YAML) from the command line."""
+  if '=' not in text:
+    raise SpecError(f'--set {text}: expected KEY=VALUE, e.g. tuner.max_trials=2')
+  key, value = text.split('=', 1)
+  try:
+    return key.strip(), yaml.safe_load(value)
+  except yaml.YAMLError:
+    raise SpecError(f'--set {text}: the value is not valid YAML') from None

@@ -1,0 +1,170 @@
+"""Spec validation: the shipped spec loads; every bad key, type or value is
+refused with one line naming the file and the key."""
+
+import os
+
+import pytest
+import yaml
+
+from pipeline import spec as spec_lib
+from tests.conftest import DEFAULT_SPEC, REPO
+
+
+def _raw():
+  with open(DEFAULT_SPEC) as f:
+    return yaml.safe_load(f)
+
+
+def _error(tmp_path, mutate) -> str:
+  raw = _raw()
+  mutate(raw)
+  path = tmp_path / 'spec.yaml'
+  path.write_text(yaml.safe_dump(raw))
+  with pytest.raises(spec_lib.SpecError) as info:
+    spec_lib.load_spec(str(path))
+  message = str(info.value)
+  assert '\n' not in message
+  assert message.startswith(str(path) + ': ')
+  return message
+
+
+def test_shipped_spec_loads_with_paths_resolved():
+  spec = spec_lib.load_spec(DEFAULT_SPEC)
+  assert spec.name == 'breast-cancer'
+  assert spec.data.csv == os.path.join(REPO, 'data', 'breast_cancer')
+  assert spec.schema_file == os.path.join(REPO, 'schemas', 'breast_cancer',
+                                          'schema.pbtxt')
+  assert spec.push.destination == os.path.join(REPO, 'serving')
+  assert spec.tuner.algorithm == 'hyperband'
+  assert len(spec.features.numeric) == 30
+  assert spec.features.label == 'diagnosis'
+
+
+def _set(path, value):
+  def mutate(raw):
+    node = raw
+    for key in path[:-1]:
+      node = node.setdefault(key, {})
+    node[path[-1]] = value
+  return mutate
+
+
+def _delete(path):
+  def mutate(raw):
+    node = raw
+    for key in path[:-1]:
+      node = node[key]
+    del node[path[-1]]
+  return mutate
+
+
+BAD = [
+    ('unknown top key', _set(['trainer'], {}), 'trainer: unknown key'),
+    ('unknown nested key', _set(['tuner', 'trials'], 3),
+     'tuner.trials: unknown key; allowed keys here: algorithm'),
+    ('bad algorithm', _set(['tuner', 'algorithm'], 'genetic'),
+     "tuner.algorithm: must be 'hyperband', 'random', 'bayesian' or 'grid'"),
+    ('bad type', _set(['tuner', 'max_trials'], 'many'), 'tuner.max_trials:'),
+    ('zero trials', _set(['tuner', 'max_trials'], 0), 'tuner.max_trials:'),
+    ('missing name', _delete(['name']), 'name: required key is missing'),
+    ('bad name', _set(['name'], 'Has Spaces'), 'name:'),
+    ('missing push', _delete(['push']), 'push: required key is missing'),
+    ('bad optimizer', _set(['model', 'search_space', 'optimizer'], ['adamw']),
+     'model.search_space.optimizer.0:'),
+    ('inverted range', _set(['model', 'search_space', 'units'],
+                            {'min': 64, 'max': 8}),
+     'model.search_space.units: min (64) must not exceed max (8)'),
+    ('log from zero', _set(['model', 'search_space', 'learning_rate'],
+                           {'min': 0.0, 'max': 0.1, 'sampling': 'log'}),
+     'model.search_space.learning_rate.min: must be > 0'),
+    ('dropout of one', _set(['model', 'search_space', 'dropout'],
+                            {'min': 0.0, 'max': 1.0}),
+     'model.search_space.dropout.max: must be < 1'),
+    ('label is a feature', _set(['features', 'label'], 'mean_radius'),
+     'features.label:'),
+    ('duplicate feature', _set(['features', 'categorical'], ['mean_radius']),
+     "features.categorical: 'mean_radius' is listed twice"),
+    ('no features', _set(['features'], {'label': 'diagnosis'}), 'features:'),
+    ('wrong splits', _set(['data', 'split'], {'train': 1, 'test': 1}),
+     'data.split: must name exactly the splits train and eval'),
+    ('unknown metric', _set(['evaluation', 'metrics'], ['f1']),
+     'evaluation.metrics.0:'),
+    ('threshold not in metrics', _set(['evaluation', 'thresholds'],
+                                      {'log_loss': 0.5}),
+     "evaluation.thresholds.log_loss: metric 'log_loss' is not in"),
+    ('calibration needs bounds', _set(['evaluation', 'thresholds'],
+                                      {'calibration': 0.9}),
+     'evaluation.thresholds.calibration: calibration has no better direction'),
+    ('change on calibration', _set(['evaluation', 'change_thresholds'],
+                                   {'calibration': 0.0}),
+     'evaluation.change_thresholds.calibration:'),
+    ('slice on unknown feature', _set(['evaluation', 'slices'], [['age']]),
+     "evaluation.slices.0: 'age' is not a declared feature"),
+    ('bad preprocessing', _set(['preprocessing', 'numeric'], 'log'),
+     'preprocessing.numeric:'),
+    ('bad early stopping', _set(['training', 'early_stopping'],
+                                {'monitor': 'accuracy'}),
+     'training.early_stopping.monitor:'),
+    ('negative epochs', _set(['training', 'epochs'], -1), 'training.epochs:'),
+    ('bad model name', _set(['push', 'model_name'], '../x'),
+     'push.model_name:'),
+]
+
+
+@pytest.mark.parametrize('name,mutate,expected', BAD, ids=[b[0] for b in BAD])
+def test_bad_spec_is_refused_naming_the_key(tmp_path, name, mutate, expected):
+  del name
+  assert expected in _error(tmp_path, mutate)
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+  path = tmp_path / 'broken.yaml'
+  path.write_text('name: x\ntuner: [unclosed\n')
+  with pytest.raises(spec_lib.SpecError, match=r'broken.yaml: not valid YAML '
+                     r'\(line \d+, column \d+\)'):
+    spec_lib.load_spec(str(path))
+
+
+def test_missing_and_empty_and_non_mapping_files(tmp_path):
+  with pytest.raises(spec_lib.SpecError, match='spec file not found'):
+    spec_lib.load_spec(str(tmp_path / 'nope.yaml'))
+  (tmp_path / 'empty.yaml').write_text('')
+  with pytest.raises(spec_lib.SpecError, match='the spec file is empty'):
+    spec_lib.load_spec(str(tmp_path / 'empty.yaml'))
+  (tmp_path / 'list.yaml').write_text('- a\n- b\n')
+  with pytest.raises(spec_lib.SpecError, match='must be a YAML mapping'):
+    spec_lib.load_spec(str(tmp_path / 'list.yaml'))
+
+
+def test_relative_paths_resolve_against_the_spec_folder(tmp_path):
+  raw = _raw()
+  raw['data']['csv'] = 'mydata'
+  raw['push']['destination'] = 'gs://bucket/serving'
+  (tmp_path / 'sub').mkdir()
+  path = tmp_path / 'sub' / 'spec.yaml'
+  path.write_text(yaml.safe_dump(raw))
+  spec = spec_lib.load_spec(str(path))
+  assert spec.data.csv == str(tmp_path / 'sub' / 'mydata')
+  assert spec.push.destination == 'gs://bucket/serving'
+
+
+def test_overrides_apply_before_validation():
+  spec = spec_lib.load_spec(DEFAULT_SPEC, {'tuner.max_trials': 2,
+                                           'tuner.algorithm': 'random'})
+  assert (spec.tuner.max_trials, spec.tuner.algorithm) == (2, 'random')
+  with pytest.raises(spec_lib.SpecError, match='tuner.algorithm'):
+    spec_lib.load_spec(DEFAULT_SPEC, {'tuner.algorithm': 'nope'})
+  assert spec_lib.parse_override('a.b=[1, 2]') == ('a.b', [1, 2])
+  with pytest.raises(spec_lib.SpecError, match='expected KEY=VALUE'):
+    spec_lib.parse_override('tuner.max_trials')
+
+
+def test_defaults_fill_optional_sections(tmp_path):
+  raw = {k: v for k, v in _raw().items()
+         if k in ('name', 'data', 'schema', 'features', 'push', 'runner')}
+  path = tmp_path / 'minimal.yaml'
+  path.write_text(yaml.safe_dump(raw))
+  spec = spec_lib.load_spec(str(path))
+  assert spec.tuner.algorithm == 'hyperband'
+  assert spec.model.search_space.optimizer[0] == 'adam'
+  assert spec.training.early_stopping.monitor == 'val_loss'
