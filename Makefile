@@ -10,7 +10,6 @@ SPEC   ?=
 
 # One Keras for the whole project: Keras 2 through tf_keras (README).
 export TF_USE_LEGACY_KERAS := 1
-export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: setup run test validate benchmark lock clean
 

@@ -114,22 +114,23 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
-def configure_process() -> None:
+def configure_process(verbose: bool = False) -> None:
   """Process-wide choices, made at the entry point before TF is imported."""
   # One Keras for the whole project: Keras 2 through tf_keras. tf.Transform
   # 1.16 and keras-tuner 1.3.5 need it; it must be set before TF's import.
   os.environ['TF_USE_LEGACY_KERAS'] = '1'
-  # TensorFlow's C++ start-up chatter (CUDA probing) is not for the terminal.
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-  # Python 3.10 is forced by TFX 1.16's wheels (README, "Why Python 3.10");
-  # google-api-core's reminder of that on every import is not news.
-  warnings.filterwarnings('ignore', category=FutureWarning,
-                          message='You are using a non-supported Python')
+  # TensorFlow's C++ start-up chatter (CUDA probing, logged as errors) is
+  # not for the terminal unless asked for.
+  os.environ['TF_CPP_MIN_LOG_LEVEL'] = '0' if verbose else '3'
+  # Google client libraries warn on every import about versions the lock
+  # pins for TFX 1.16 (Python 3.10, google-cloud-storage 2): README, "Why
+  # Python 3.10". Not news to someone running a pipeline.
+  warnings.filterwarnings('ignore', category=FutureWarning, module=r'google\.')
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-  configure_process()
   args = build_parser().parse_args(argv)
+  configure_process(getattr(args, 'verbose', False))
   from pipeline.preflight import PreflightError  # pylint: disable=g-import-not-at-top
   from pipeline.spec import SpecError  # pylint: disable=g-import-not-at-top
   try:

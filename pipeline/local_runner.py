@@ -20,7 +20,8 @@ from tfx.orchestration.portable import runtime_parameter_utils
 
 from pipeline import preflight
 from pipeline import results
-from pipeline.pipeline import Environment, code_fingerprint, create_pipeline
+from pipeline.pipeline import (TRANSFORM_MODULES, Environment,
+                               code_fingerprint, create_pipeline)
 from pipeline.spec import PipelineSpec
 
 Progress = Callable[[str], None]
@@ -36,7 +37,8 @@ def local_environment(spec: PipelineSpec) -> Environment:
       metadata_connection_config=metadata_config(spec.runner.metadata),
       beam_pipeline_args=list(spec.runner.beam_args),
       enable_cache=spec.runner.enable_cache,
-      code_version=code_fingerprint())
+      code_version=code_fingerprint(),
+      transform_code_version=code_fingerprint(files=TRANSFORM_MODULES))
 
 
 class _ProgressHandler(logging.Handler):

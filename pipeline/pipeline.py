@@ -9,7 +9,7 @@ and touches no files: everything runner-specific arrives in `env`.
 import dataclasses
 import hashlib
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
@@ -31,35 +31,44 @@ class Environment:
   metadata_connection_config: Optional[Any] = None
   beam_pipeline_args: List[str] = dataclasses.field(default_factory=list)
   enable_cache: bool = True
-  # A fingerprint of the module code. Components take module code by import
-  # path, which TFX does not fingerprint; putting this in custom_config makes
-  # a code change invalidate the cache of Transform, Tuner and Trainer.
-  code_version: str = ''
+  # Fingerprints of the module code. Components take module code by import
+  # path, which TFX does not fingerprint; putting these in custom_config makes
+  # a code change invalidate the cache of the components that run it.
+  code_version: str = ''  # all of modules/: Tuner and Trainer
+  transform_code_version: str = ''  # TRANSFORM_MODULES: Transform
 
 
-def code_fingerprint(package_dir: Optional[str] = None) -> str:
-  """sha256 (first 16 hex digits) of modules/*.py, in name order."""
+# The module files Transform's preprocessing_fn depends on; Tuner and Trainer
+# depend on all of modules/.
+TRANSFORM_MODULES = ('features.py', 'preprocessing.py')
+
+
+def code_fingerprint(package_dir: Optional[str] = None,
+                     files: Optional[Tuple[str, ...]] = None) -> str:
+  """sha256 (first 16 hex digits) of modules/*.py (or just `files`)."""
   package_dir = package_dir or os.path.join(
       os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'modules')
   digest = hashlib.sha256()
   for name in sorted(os.listdir(package_dir)):
-    if name.endswith('.py'):
+    if name.endswith('.py') and (files is None or name in files):
       digest.update(name.encode())
       with open(os.path.join(package_dir, name), 'rb') as f:
         digest.update(f.read())
   return digest.hexdigest()[:16]
 
 
-def module_config(spec: PipelineSpec, code_version: str) -> Dict[str, Any]:
-  """The spec sections the module callbacks read, as plain JSON values."""
-  return {
-      'features': spec.features.model_dump(),
-      'preprocessing': spec.preprocessing.model_dump(),
-      'model': spec.model.model_dump(),
-      'tuner': spec.tuner.model_dump(),
-      'training': spec.training.model_dump(),
-      'code_version': code_version,
-  }
+def module_config(spec: PipelineSpec, code_version: str,
+                  sections: Tuple[str, ...] = ('features', 'preprocessing',
+                                               'model', 'tuner', 'training')
+                  ) -> Dict[str, Any]:
+  """The spec `sections` a module callback reads, as plain JSON values.
+
+  Each component gets only what it reads, so that (through the cache key)
+  changing, say, the training epochs does not re-run Transform.
+  """
+  config = {name: getattr(spec, name).model_dump() for name in sections}
+  config['code_version'] = code_version
+  return config
 
 
 def _threshold(metric: str, spec: PipelineSpec
@@ -125,7 +134,11 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
   Returns:
     A tfx.dsl.Pipeline, ready for LocalDagRunner or a Kubeflow compiler.
   """
-  config = module_config(spec, env.code_version)
+  transform_config = module_config(spec, env.transform_code_version,
+                                   ('features', 'preprocessing'))
+  tuner_config = module_config(spec, env.code_version)
+  trainer_config = module_config(
+      spec, env.code_version, ('features', 'preprocessing', 'model', 'training'))
   # data.csv is a folder of CSV files, or one file (read as its folder with
   # a pattern naming just that file).
   input_base, input_config = spec.data.csv, None
@@ -149,7 +162,7 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
       examples=example_gen.outputs['examples'],
       schema=schema_gen.outputs['schema'],
       preprocessing_fn=PREPROCESSING_FN,
-      custom_config=config)
+      custom_config=transform_config)
   transform.add_upstream_node(gate)
   train_args = tfx.proto.TrainArgs(splits=['train'])
   eval_args = tfx.proto.EvalArgs(splits=['eval'])
@@ -162,7 +175,8 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
         examples=transform.outputs['transformed_examples'],
         transform_graph=transform.outputs['transform_graph'],
         schema=schema_gen.outputs['schema'],
-        train_args=train_args, eval_args=eval_args, custom_config=config)
+        train_args=train_args, eval_args=eval_args,
+        custom_config=tuner_config)
     hyperparameters = tuner.outputs['best_hyperparameters']
     components.append(tuner)
   trainer = tfx.components.Trainer(
@@ -171,7 +185,8 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
       transform_graph=transform.outputs['transform_graph'],
       schema=schema_gen.outputs['schema'],
       hyperparameters=hyperparameters,
-      train_args=train_args, eval_args=eval_args, custom_config=config)
+      train_args=train_args, eval_args=eval_args,
+      custom_config=trainer_config)
   resolver = baseline_resolver(trainer.outputs['model'])
   evaluator = tfx.components.Evaluator(
       examples=example_gen.outputs['examples'],

@@ -1,0 +1,116 @@
+"""The shipped data, its curated schema and the spec agree; preflight refuses
+bad CSVs with one line naming file, line and column."""
+
+import csv
+import os
+
+import pytest
+
+from pipeline import datasets
+from pipeline import preflight
+from pipeline import spec as spec_lib
+from tests.conftest import DATA_CSV, DEFAULT_SPEC, SCHEMA
+
+
+def test_committed_csv_is_the_scikit_learn_data():
+  with open(DATA_CSV, newline='') as f:
+    rows = list(csv.reader(f))
+  assert rows[0] == datasets.breast_cancer_columns()
+  assert rows[1:] == [list(r) for r in datasets.breast_cancer_rows()]
+  assert len(rows) - 1 == 569
+  labels = [r[-1] for r in rows[1:]]
+  assert labels.count('1') == 212  # malignant, as in the UCI description
+
+
+def test_schema_spec_and_csv_name_the_same_columns():
+  spec = spec_lib.load_spec(DEFAULT_SPEC)
+  schema = preflight.load_schema(SCHEMA)
+  schema_names = [f.name for f in schema.feature]
+  assert schema_names == datasets.breast_cancer_columns()
+  assert sorted(spec.feature_keys + [spec.features.label]) == sorted(
+      schema_names)
+  preflight.check_features(spec, schema)
+
+
+def test_preflight_passes_on_shipped_data():
+  assert preflight.run_preflight(spec_lib.load_spec(DEFAULT_SPEC)) == 569
+
+
+def _write(tmp_path, transform_rows, name='data.csv'):
+  with open(DATA_CSV, newline='') as f:
+    rows = list(csv.reader(f))
+  rows = transform_rows(rows)
+  path = tmp_path / name
+  with open(path, 'w', newline='') as f:
+    csv.writer(f).writerows(rows)
+  return str(path)
+
+
+def _check(path):
+  with pytest.raises(preflight.PreflightError) as info:
+    preflight.check_csv(path, preflight.load_schema(SCHEMA))
+  assert '\n' not in str(info.value)
+  return str(info.value)
+
+
+def _cell(rows, line, column, value):
+  rows[line - 1][rows[0].index(column)] = value
+  return rows
+
+
+def test_missing_column_is_named(tmp_path):
+  path = _write(tmp_path, lambda rows: [r[1:] for r in rows])
+  assert _check(path) == (f'{path}: header does not match the schema: '
+                          'missing column(s) mean_radius')
+
+
+def test_extra_column_is_named(tmp_path):
+  path = _write(tmp_path, lambda rows: [r + ['x'] for r in rows])
+  assert 'column(s) not in the schema x' in _check(path)
+
+
+def test_empty_value_names_line_and_column(tmp_path):
+  path = _write(tmp_path, lambda rows: _cell(rows, 7, 'mean_area', ''))
+  assert _check(path).startswith(
+      f'{path}: line 7, column mean_area: empty value')
+
+
+def test_nan_names_line_and_column(tmp_path):
+  path = _write(tmp_path, lambda rows: _cell(rows, 3, 'worst_area', 'nan'))
+  assert _check(path).startswith(f'{path}: line 3, column worst_area: NaN')
+
+
+def test_wrong_type_names_line_and_column(tmp_path):
+  path = _write(tmp_path, lambda rows: _cell(rows, 4, 'diagnosis', 'M'))
+  assert _check(path) == (f"{path}: line 4, column diagnosis: 'M' is not INT "
+                          'as the schema says')
+
+
+def test_short_row_is_refused(tmp_path):
+  path = _write(tmp_path, lambda rows: rows[:5] + [rows[5][:3]])
+  assert _check(path) == f'{path}: line 6: 3 fields, expected 31'
+
+
+def test_missing_data_and_schema(tmp_path):
+  with pytest.raises(preflight.PreflightError, match='data not found'):
+    preflight.csv_files(str(tmp_path / 'nothing'))
+  (tmp_path / 'empty').mkdir()
+  with pytest.raises(preflight.PreflightError, match='holds no files'):
+    preflight.csv_files(str(tmp_path / 'empty'))
+  with pytest.raises(preflight.PreflightError, match='schema file not found'):
+    preflight.load_schema(str(tmp_path / 'schema.pbtxt'))
+  (tmp_path / 'bad.pbtxt').write_text('feature { nme: "x" }')
+  with pytest.raises(preflight.PreflightError, match='not a valid schema'):
+    preflight.load_schema(str(tmp_path / 'bad.pbtxt'))
+
+
+def test_spec_feature_missing_from_schema():
+  spec = spec_lib.load_spec(DEFAULT_SPEC, {'features.categorical': ['color']})
+  with pytest.raises(preflight.PreflightError,
+                     match="features.categorical: 'color' is not a feature"):
+    preflight.check_features(spec, preflight.load_schema(SCHEMA))
+
+
+def test_a_single_csv_file_is_accepted():
+  assert preflight.csv_files(DATA_CSV) == [DATA_CSV]
+  assert os.path.isfile(DATA_CSV)

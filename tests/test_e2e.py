@@ -1,0 +1,235 @@
+"""The whole pipeline through its command line, on the shipped data.
+
+One cold run is shared by the tests (a session fixture); the others reuse
+its metadata store (cached re-run, a worse candidate) or start their own
+(drifted data, bad input). The tuner budget is cut down to keep the suite to
+a few minutes; the default spec's budget is exercised by `make run` and the
+benchmark.
+"""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import ml_metadata as mlmd
+import pytest
+from tfx import v1 as tfx
+
+from tests.conftest import DATA_CSV, REPO
+
+pytestmark = pytest.mark.e2e
+MODEL = 'breast_cancer'
+COMPONENTS = ['CsvExampleGen', 'ImportSchemaGen', 'StatisticsGen',
+              'ExampleValidator', 'AnomaliesGate', 'Transform', 'Tuner',
+              'Trainer', 'baseline_model_resolver', 'Evaluator', 'Pusher']
+BUDGET = ['tuner.max_trials=4', 'tuner.max_epochs=4', 'training.epochs=40']
+
+
+def _cli(*args, timeout=1500):
+  env = {**os.environ, 'TF_USE_LEGACY_KERAS': '1', 'PYTHONUNBUFFERED': '1'}
+  return subprocess.run([sys.executable, '-m', 'pipeline', *args], cwd=REPO,
+                        env=env, capture_output=True, text=True,
+                        timeout=timeout, check=False)
+
+
+def _sets(base, extra=()):
+  values = [f'runner.pipeline_root={base}/root',
+            f'runner.metadata={base}/metadata.sqlite',
+            f'push.destination={base}/serving', *BUDGET, *extra]
+  return [a for v in values for a in ('--set', v)]
+
+
+def _run(base, name, extra=()):
+  summary_path = os.path.join(base, f'{name}.json')
+  proc = _cli('run', *_sets(base, extra), '--summary-json', summary_path)
+  summary = None
+  if os.path.exists(summary_path):
+    with open(summary_path) as f:
+      summary = json.load(f)
+  return proc, summary
+
+
+def _versions(base):
+  path = os.path.join(base, 'serving', MODEL)
+  return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+
+@pytest.fixture(scope='session')
+def base(tmp_path_factory):
+  return str(tmp_path_factory.mktemp('pipeline'))
+
+
+@pytest.fixture(scope='session')
+def cold(base):
+  proc, summary = _run(base, 'cold')
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  return proc, summary
+
+
+@pytest.fixture(scope='session')
+def cached(base, cold):
+  del cold
+  proc, summary = _run(base, 'cached')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc, summary
+
+
+def test_cold_run_trains_blesses_and_pushes(base, cold):
+  proc, summary = cold
+  assert summary['status'] == 'succeeded'
+  assert [c['id'] for c in summary['components']] == COMPONENTS
+  assert {c['state'] for c in summary['components']} == {'complete'}
+  assert summary['blessed'] is True
+  assert 'no earlier blessed model' in summary['blessing_reason']
+  assert summary['metrics']['binary_accuracy'] >= 0.9
+  assert summary['metrics']['auc'] >= 0.95
+  assert summary['pushed'] is True
+  version = summary['pushed_version']
+  assert version.isdigit()
+  assert summary['pushed_path'] == os.path.join(base, 'serving', MODEL,
+                                                version)
+  assert _versions(base) == [version]
+  for component in COMPONENTS:
+    assert f'  {component} ...' in proc.stdout
+    assert f'  {component} done in ' in proc.stdout
+  assert 'blessed: yes' in proc.stdout
+  assert f'pushed: version {version}' in proc.stdout
+  # TensorBoard logs and the hyperparameters used sit in the model run dir.
+  run_dirs = os.path.join(base, 'root', 'Trainer', 'model_run')
+  (run_dir,) = os.listdir(run_dirs)
+  assert os.listdir(os.path.join(run_dirs, run_dir, 'train'))
+  with open(os.path.join(run_dirs, run_dir, 'hyperparameters.json')) as f:
+    assert set(json.load(f)) >= {'units', 'optimizer', 'learning_rate'}
+
+
+def test_pushed_model_serves_tf_examples_in_a_new_process(base, cold):
+  _, summary = cold
+  eval_glob = os.path.join(base, 'root', 'CsvExampleGen', 'examples', '*',
+                           'Split-eval', '*.gz')
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO, 'tests', 'serving_check.py'),
+       summary['pushed_path'], DATA_CSV, eval_glob, 'diagnosis'],
+      capture_output=True, text=True, check=False, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert result['signature_inputs'] == ['examples']
+  assert result['signature_outputs'] == ['probability']
+  assert result['rows'] == 569
+  assert result['eval_rows'] == result['eval_split_examples']
+  assert 80 <= result['eval_rows'] <= 150  # 1 of 5 hash buckets
+  assert result['accuracy_eval'] >= 0.93, result
+
+
+def test_rerun_unchanged_is_served_from_the_cache(base, cold, cached):
+  _, first = cold
+  _, again = cached
+  executed = [c['id'] for c in again['components']
+              if not c['is_resolver'] and c['state'] != 'cached']
+  assert executed == []
+  assert [c['id'] for c in again['components']] == COMPONENTS
+  assert again['model_uri'] == first['model_uri']
+  assert again['pushed_version'] == first['pushed_version']
+  assert _versions(base) == [first['pushed_version']]
+  store = mlmd.MetadataStore(
+      tfx.orchestration.metadata.sqlite_metadata_connection_config(
+          os.path.join(base, 'metadata.sqlite')))
+  trainers = store.get_executions_by_type(
+      'tfx.components.trainer.component.Trainer')
+  assert sorted(e.last_known_state for e in trainers) == sorted(
+      [mlmd.proto.Execution.COMPLETE, mlmd.proto.Execution.CACHED])
+
+
+def test_worse_candidate_is_not_blessed_or_pushed(base, cold, cached):
+  del cached
+  _, first = cold
+  # No tuning, one epoch of plain SGD at a tiny learning rate: far worse
+  # than the blessed model. Absolute thresholds are opened so that only the
+  # comparison with the baseline can refuse the blessing.
+  proc, summary = _run(base, 'worse', [
+      'tuner.enabled=false', 'training.epochs=1',
+      'training.early_stopping=null',
+      'model.search_space.optimizer=[sgd]',
+      'model.search_space.learning_rate={min: 0.00001, max: 0.00001}',
+      'evaluation.thresholds={accuracy: 0.0, auc: 0.0, '
+      'calibration: {lower: 0.0, upper: 100.0}}'])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert summary['blessed'] is False
+  assert 'auc change vs. baseline' in summary['blessing_reason']
+  assert summary['baseline_model'] == first['model_uri']
+  assert summary['pushed'] is False
+  assert 'blessed: no (auc change vs. baseline' in proc.stdout
+  assert _versions(base) == [first['pushed_version']]
+
+
+def test_unreachable_threshold_is_not_blessed_or_pushed(base, cold, cached):
+  del cached
+  _, first = cold
+  proc, summary = _run(base, 'strict', ['evaluation.thresholds.accuracy=0.9999'])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  executed = [c['id'] for c in summary['components']
+              if not c['is_resolver'] and c['state'] != 'cached']
+  assert executed == ['Evaluator', 'Pusher']
+  assert summary['blessed'] is False
+  assert 'binary_accuracy = ' in summary['blessing_reason']
+  assert 'fails >= 0.9999' in summary['blessing_reason']
+  assert summary['pushed'] is False
+  assert _versions(base) == [first['pushed_version']]
+
+
+def test_drifted_column_stops_the_run_before_transform(tmp_path):
+  data = tmp_path / 'data'
+  data.mkdir()
+  with open(DATA_CSV, newline='') as f:
+    rows = list(csv.reader(f))
+  column = rows[0].index('mean_area')
+  for row in rows[1:]:
+    row[column] = repr(float(row[column]) * 100)  # e.g. mm² logged as cm²...
+  with open(data / 'drifted.csv', 'w', newline='') as f:
+    csv.writer(f).writerows(rows)
+  proc, summary = _run(str(tmp_path), 'drift', [f'data.csv={data}'])
+  assert proc.returncode == 1
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: AnomaliesGate failed: AnomaliesFound: '
+                         'ExampleValidator found')
+  assert 'mean_area' in last
+  assert summary['status'] == 'failed'
+  assert summary['failed_component'] == 'AnomaliesGate'
+  ran = [c['id'] for c in summary['components']]
+  assert 'Transform' not in ran and 'Trainer' not in ran
+  assert not os.path.exists(tmp_path / 'serving')
+
+
+def test_bad_csv_stops_before_the_pipeline_starts(tmp_path):
+  data = tmp_path / 'data'
+  data.mkdir()
+  with open(DATA_CSV, newline='') as f:
+    rows = list(csv.reader(f))
+  rows[10][rows[0].index('worst_radius')] = ''
+  with open(data / 'bad.csv', 'w', newline='') as f:
+    csv.writer(f).writerows(rows)
+  proc, summary = _run(str(tmp_path), 'bad', [f'data.csv={data}'])
+  assert proc.returncode == 2
+  assert proc.stderr.strip() == (
+      f'error: {data}/bad.csv: line 11, column worst_radius: empty value, but '
+      'the schema requires it (presence min_fraction 1.0); fill or drop the '
+      'row')
+  assert summary is None
+  assert not os.path.exists(tmp_path / 'root')
+  assert not os.path.exists(tmp_path / 'serving')
+
+
+def test_bad_spec_and_missing_data_are_one_line_errors(tmp_path):
+  proc = _cli('run', '--set', 'tuner.algorithm=annealing')
+  assert proc.returncode == 2
+  assert proc.stderr.strip().count('\n') == 0
+  assert "tuner.algorithm: must be 'hyperband'" in proc.stderr
+  proc = _cli('validate', '--set', f'data.csv={tmp_path}/missing')
+  assert proc.returncode == 2
+  assert proc.stderr.strip() == (f'error: {tmp_path}/missing: data not found '
+                                 '(data.csv in the spec); point it at a folder '
+                                 'of CSV files or one CSV file')
+  proc = _cli('validate')
+  assert proc.returncode == 0
+  assert 'ok (pipeline breast-cancer, 30 features, 569 rows' in proc.stdout

@@ -1,0 +1,228 @@
+"""Module code on hand-made data: preprocessing_fn under tf.Transform's Beam
+implementation, the model builder, the search space and the tuner factory."""
+
+import tempfile
+
+import keras_tuner
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from modules import features as features_lib
+from modules import model as model_lib
+from modules import search_space
+from modules import tuner as tuner_lib
+from pipeline import pipeline as pipeline_lib
+from pipeline import spec as spec_lib
+from tests.conftest import DEFAULT_SPEC
+
+SPACE = spec_lib.load_spec(DEFAULT_SPEC).model.search_space.model_dump()
+
+
+def _config(numeric, categorical, scaling='z_score'):
+  return {'features': {'label': 'label', 'numeric': numeric,
+                       'categorical': categorical},
+          'preprocessing': {'numeric': scaling,
+                            'categorical': {'top_k': None,
+                                            'num_oov_buckets': 1}}}
+
+
+def _transform(rows, config):
+  """Runs preprocessing_fn with tft_beam over `rows` (AnalyzeAndTransform)."""
+  import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
+  import tensorflow_transform.beam as tft_beam  # pylint: disable=g-import-not-at-top
+  from tensorflow_transform.tf_metadata import dataset_metadata  # pylint: disable=g-import-not-at-top
+  from tensorflow_transform.tf_metadata import schema_utils  # pylint: disable=g-import-not-at-top
+  from modules.preprocessing import preprocessing_fn  # pylint: disable=g-import-not-at-top
+  del tft
+  spec = {'x': tf.io.FixedLenFeature([1], tf.float32),
+          'y': tf.io.FixedLenFeature([1], tf.float32),
+          'color': tf.io.FixedLenFeature([1], tf.string),
+          'label': tf.io.FixedLenFeature([1], tf.int64)}
+  metadata = dataset_metadata.DatasetMetadata(
+      schema_utils.schema_from_feature_spec(spec))
+  with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
+    (transformed, _), _ = (
+        (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
+            lambda inputs: preprocessing_fn(inputs, config),
+            output_record_batches=False))
+  return transformed
+
+
+ROWS = [{'x': [float(v)], 'y': [10.0 * v], 'color': [c], 'label': [v % 2]}
+        for v, c in zip(range(8), [b'red', b'red', b'red', b'blue', b'blue',
+                                   b'green', b'red', b'blue'])]
+
+
+def test_preprocessing_scales_numbers_and_indexes_categories():
+  out = _transform(ROWS, _config(['x', 'y'], ['color']))
+  x = np.array([r['x_xf'] for r in out]).ravel()
+  y = np.array([r['y_xf'] for r in out]).ravel()
+  # z-score: centred and scaled to unit (population) variance.
+  np.testing.assert_allclose([x.mean(), x.std(), y.mean(), y.std()],
+                             [0, 1, 0, 1], atol=1e-5)
+  np.testing.assert_allclose(x, y, atol=1e-5)  # scale-free
+  colors = [int(np.ravel(r['color_xf'])[0]) for r in out]
+  # The vocabulary is ordered by frequency: red (4) -> 0, blue (3) -> 1.
+  assert colors == [0, 0, 0, 1, 1, 2, 0, 1]
+  assert [int(np.ravel(r['label_xf'])[0]) for r in out] == [
+      v % 2 for v in range(8)]
+  assert set(out[0]) == {'x_xf', 'y_xf', 'color_xf', 'label_xf'}
+
+
+def test_preprocessing_min_max_option():
+  out = _transform(ROWS, _config(['x'], [], scaling='min_max'))
+  x = np.array([r['x_xf'] for r in out]).ravel()
+  assert (x.min(), x.max()) == pytest.approx((0.0, 1.0))
+
+
+def test_transformed_names_and_feature_lists():
+  feats = features_lib.Features.from_config(_config(['a', 'b'], ['c']))
+  assert feats.keys == ['a', 'b', 'c']
+  assert feats.transformed_keys == ['a_xf', 'b_xf', 'c_xf']
+  assert feats.transformed_label == 'label_xf'
+  assert len(feats.keys) == len(feats.transformed_keys)
+
+
+HPARAMS = {'num_layers': 2, 'units': 16, 'dropout': 0.2, 'l1': 0.0,
+           'l2': 1e-3, 'batch_norm': True, 'optimizer': 'rmsprop',
+           'learning_rate': 0.005, 'batch_size': 8}
+INPUTS = model_lib.ModelInputs(numeric=['a_xf', 'b_xf'],
+                               categorical={'c_xf': 4})
+
+
+def test_model_shapes_dtypes_and_probabilities():
+  model = model_lib.build_model(INPUTS, HPARAMS)
+  assert sorted(model.input_names) == ['a_xf', 'b_xf', 'c_xf']
+  dtypes = {t.name.split(':')[0]: t.dtype for t in model.inputs}
+  assert dtypes == {'a_xf': tf.float32, 'b_xf': tf.float32, 'c_xf': tf.int64}
+  batch = {'a_xf': tf.random.normal([5, 1]), 'b_xf': tf.random.normal([5, 1]),
+           'c_xf': tf.constant([[0], [1], [2], [3], [3]], tf.int64)}
+  out = model(batch, training=False)
+  assert out.shape == (5, 1) and out.dtype == tf.float32
+  assert np.all((out.numpy() >= 0) & (out.numpy() <= 1))
+  assert model.output_names == [model_lib.PROBABILITY]
+
+
+def test_model_regularisers_follow_hparams():
+  model = model_lib.build_model(INPUTS, HPARAMS)
+  dense = [l for l in model.layers if l.name.startswith('dense_')]
+  assert len(dense) == 2 and all(l.units == 16 for l in dense)
+  for layer in dense:
+    assert isinstance(layer.kernel_regularizer, keras.regularizers.L1L2)
+    assert layer.kernel_regularizer.l2 == pytest.approx(1e-3)
+    assert not layer.use_bias  # batch norm supplies the shift
+  assert len([l for l in model.layers
+              if isinstance(l, keras.layers.BatchNormalization)]) == 2
+  drops = [l for l in model.layers if isinstance(l, keras.layers.Dropout)]
+  assert [d.rate for d in drops] == [pytest.approx(0.2)] * 2
+  assert len(model.losses) == 2  # one L2 penalty per hidden layer
+  assert isinstance(model.optimizer, keras.optimizers.RMSprop)
+  assert model.optimizer.learning_rate.numpy() == pytest.approx(0.005)
+
+
+def test_model_without_batch_norm_or_dropout():
+  model = model_lib.build_model(
+      INPUTS, {**HPARAMS, 'batch_norm': False, 'dropout': 0.0, 'l2': 0.0,
+               'optimizer': 'sgd'})
+  assert not [l for l in model.layers
+              if isinstance(l, (keras.layers.BatchNormalization,
+                                keras.layers.Dropout))]
+  assert all(l.use_bias for l in model.layers if l.name.startswith('dense_'))
+  assert isinstance(model.optimizer, keras.optimizers.SGD)
+
+
+def test_model_learns_a_separable_problem():
+  rng = np.random.default_rng(0)
+  a = rng.normal(size=(256, 1)).astype('float32')
+  b = rng.normal(size=(256, 1)).astype('float32')
+  labels = (a + b > 0).astype('int64')
+  model = model_lib.build_model(
+      model_lib.ModelInputs(numeric=['a', 'b'], categorical={}),
+      {**HPARAMS, 'batch_norm': False, 'optimizer': 'adam',
+       'learning_rate': 0.01})
+  model.fit({'a': a, 'b': b}, labels, epochs=30, batch_size=32, verbose=0)
+  _, accuracy, _ = model.evaluate({'a': a, 'b': b}, labels, verbose=0)
+  assert accuracy > 0.9
+
+
+def test_unknown_optimizer_is_refused():
+  with pytest.raises(ValueError, match="unknown optimizer 'adamw'"):
+    model_lib.make_optimizer('adamw', 0.1)
+
+
+def test_search_space_defaults_are_first_values_and_minimums():
+  defaults = search_space.resolve(None, SPACE)
+  assert defaults == {
+      'num_layers': SPACE['num_layers']['min'], 'units': SPACE['units']['min'],
+      'dropout': SPACE['dropout']['min'], 'l1': SPACE['l1'][0],
+      'l2': SPACE['l2'][0], 'batch_norm': SPACE['batch_norm'][0],
+      'optimizer': SPACE['optimizer'][0],
+      'learning_rate': SPACE['learning_rate']['min'],
+      'batch_size': SPACE['batch_size'][0]}
+
+
+def test_search_space_registers_the_spec_bounds():
+  hp = keras_tuner.HyperParameters()
+  search_space.sample(hp, SPACE)
+  by_name = {p.name: p for p in hp.space}
+  assert set(by_name) == set(search_space.NAMES)
+  assert (by_name['units'].min_value, by_name['units'].max_value,
+          by_name['units'].step) == (8, 64, 8)
+  assert by_name['learning_rate'].sampling == 'log'
+  assert list(by_name['optimizer'].values) == ['adam', 'rmsprop', 'sgd']
+  assert list(by_name['batch_size'].values) == [32, 16, 64]
+
+
+def test_tuned_values_override_defaults():
+  hp = keras_tuner.HyperParameters()
+  search_space.sample(hp, SPACE)
+  hp.values.update({'units': 48, 'optimizer': 'sgd'})
+  tuned = search_space.resolve(hp.get_config(), SPACE)
+  assert (tuned['units'], tuned['optimizer']) == (48, 'sgd')
+
+
+class _Inputs:
+  """The part of TrainingData a hypermodel's build() reads."""
+  model_inputs = INPUTS
+
+
+@pytest.mark.parametrize('algorithm,cls,oracle_cls', [
+    ('hyperband', keras_tuner.Hyperband, keras_tuner.oracles.HyperbandOracle),
+    ('random', keras_tuner.RandomSearch,
+     keras_tuner.oracles.RandomSearchOracle),
+    ('bayesian', keras_tuner.BayesianOptimization,
+     keras_tuner.oracles.BayesianOptimizationOracle),
+    ('grid', keras_tuner.GridSearch, keras_tuner.oracles.GridSearchOracle),
+])
+def test_tuner_factory_builds_the_configured_algorithm(tmp_path, algorithm, cls,
+                                                        oracle_cls):
+  spec = spec_lib.load_spec(DEFAULT_SPEC, {'tuner.algorithm': algorithm,
+                                           'tuner.max_trials': 5,
+                                           'tuner.objective': 'val_auc'})
+  tuner_cfg = pipeline_lib.module_config(spec, 'x')['tuner']
+  hypermodel = tuner_lib.SpecHyperModel(_Inputs(), SPACE, seed=1)
+  tuner = tuner_lib.make_tuner(algorithm, hypermodel, tuner_cfg, str(tmp_path))
+  assert isinstance(tuner, cls)
+  assert isinstance(tuner.oracle, oracle_cls)
+  # TFX's Tuner writes results with get_best_trials(oracle.max_trials).
+  assert tuner.oracle.max_trials == 5
+  assert tuner.oracle.objective.name == 'val_auc'
+  assert tuner.oracle.objective.direction == 'max'
+  names = {p.name for p in tuner.oracle.hyperparameters.space}
+  assert set(search_space.NAMES) <= names
+  if algorithm == 'hyperband':
+    assert (tuner.oracle.max_epochs, tuner.oracle.factor) == (12, 3)
+
+
+def test_hypermodel_builds_a_model_per_trial():
+  hypermodel = tuner_lib.SpecHyperModel(_Inputs(), SPACE, seed=1)
+  model = hypermodel.build(keras_tuner.HyperParameters())
+  assert isinstance(model, keras.Model)
+  assert model.optimizer is not None  # compiled, ready for fit
+
+
+def test_legacy_keras_is_in_use():
+  tuner_lib.require_legacy_keras()
+  assert tf.keras.Model is keras.Model

@@ -1,0 +1,178 @@
+"""The pipeline definition (no Beam): components and order, the gate before
+Transform, the evaluation config, purity, and the custom components' logic."""
+
+import json
+import os
+
+import pytest
+import tensorflow_model_analysis as tfma
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tfx import v1 as tfx
+from tfx.dsl.compiler import compiler
+
+from components import anomalies_gate
+from components import baseline
+from pipeline import pipeline as pipeline_lib
+from pipeline import spec as spec_lib
+from tests.conftest import DEFAULT_SPEC
+
+ORDER = ['CsvExampleGen', 'ImportSchemaGen', 'StatisticsGen',
+         'ExampleValidator', 'AnomaliesGate', 'Transform', 'Tuner', 'Trainer',
+         'baseline_model_resolver', 'Evaluator', 'Pusher']
+
+
+def _pipeline(tmp_path, overrides=None):
+  spec = spec_lib.load_spec(DEFAULT_SPEC, overrides)
+  env = pipeline_lib.Environment(pipeline_root=str(tmp_path / 'root'),
+                                 code_version='abc',
+                                 transform_code_version='xyz')
+  return spec, pipeline_lib.create_pipeline(spec, env)
+
+
+def test_components_and_dependencies(tmp_path):
+  _, p = _pipeline(tmp_path)
+  by_id = {c.id: c for c in p.components}
+  assert [c.id for c in p.components] == ORDER
+  assert by_id['AnomaliesGate'] in by_id['Transform'].upstream_nodes
+  assert by_id['Transform'] in by_id['Tuner'].upstream_nodes
+  assert by_id['Tuner'] in by_id['Trainer'].upstream_nodes
+  assert by_id['Trainer'] in by_id['baseline_model_resolver'].upstream_nodes
+  assert by_id['baseline_model_resolver'] in by_id['Evaluator'].upstream_nodes
+  assert by_id['Evaluator'] in by_id['Pusher'].upstream_nodes
+
+
+def test_module_code_by_import_path_and_spec_in_custom_config(tmp_path):
+  spec, p = _pipeline(tmp_path)
+  by_id = {c.id: c for c in p.components}
+  props = {k: c.exec_properties for k, c in by_id.items()}
+  assert props['Transform']['preprocessing_fn'] == (
+      'modules.preprocessing.preprocessing_fn')
+  assert props['Tuner']['tuner_fn'] == 'modules.tuner.tuner_fn'
+  assert props['Trainer']['run_fn'] == 'modules.train.run_fn'
+  configs = {k: json.loads(props[k]['custom_config'])
+             for k in ('Transform', 'Tuner', 'Trainer')}
+  assert configs['Tuner']['features']['label'] == 'diagnosis'
+  assert configs['Tuner']['tuner']['algorithm'] == spec.tuner.algorithm
+  assert configs['Tuner']['code_version'] == 'abc'
+  # Each component sees only what it reads, so e.g. training settings are
+  # not part of Transform's cache key.
+  assert set(configs['Transform']) == {'features', 'preprocessing',
+                                       'code_version'}
+  assert configs['Transform']['code_version'] == 'xyz'
+  assert set(configs['Trainer']) == {'features', 'preprocessing', 'model',
+                                     'training', 'code_version'}
+
+
+def test_push_destination_is_model_base_path(tmp_path):
+  spec, p = _pipeline(tmp_path)
+  pusher = [c for c in p.components if c.id == 'Pusher'][0]
+  destination = pusher.exec_properties['push_destination']
+  assert os.path.join(spec.push.destination, 'breast_cancer') in str(
+      destination)
+
+
+def test_tuner_can_be_turned_off(tmp_path):
+  _, p = _pipeline(tmp_path, {'tuner.enabled': False})
+  assert 'Tuner' not in [c.id for c in p.components]
+
+
+def test_definition_is_pure_and_compiles(tmp_path):
+  _, p = _pipeline(tmp_path)
+  assert not os.path.exists(tmp_path / 'root')
+  ir = compiler.Compiler().compile(p)
+  assert [n.pipeline_node.node_info.id for n in ir.nodes] == ORDER
+  assert not os.path.exists(tmp_path / 'root')
+
+
+def test_eval_config_thresholds_follow_the_spec():
+  spec = spec_lib.load_spec(DEFAULT_SPEC, {
+      'evaluation.metrics': ['auc', 'accuracy', 'calibration', 'log_loss'],
+      'evaluation.thresholds': {'accuracy': 0.9, 'log_loss': 0.4,
+                                'calibration': {'lower': 0.8, 'upper': 1.2}},
+      'evaluation.change_thresholds': {'auc': -0.01, 'log_loss': 0.0}})
+  config = pipeline_lib.eval_config(spec)
+  assert config.model_specs[0].label_key == 'diagnosis'
+  assert config.model_specs[0].prediction_key == 'probability'
+  metrics = {m.class_name: m for m in config.metrics_specs[0].metrics}
+  assert set(metrics) == {'AUC', 'BinaryAccuracy', 'Calibration',
+                          'BinaryCrossEntropy', 'CalibrationPlot'}
+  accuracy = metrics['BinaryAccuracy'].threshold.value_threshold
+  assert accuracy.lower_bound.value == pytest.approx(0.9)
+  assert not accuracy.HasField('upper_bound')
+  log_loss = metrics['BinaryCrossEntropy'].threshold
+  assert log_loss.value_threshold.upper_bound.value == pytest.approx(0.4)
+  assert (log_loss.change_threshold.direction ==
+          tfma.MetricDirection.LOWER_IS_BETTER)
+  auc = metrics['AUC'].threshold.change_threshold
+  assert auc.direction == tfma.MetricDirection.HIGHER_IS_BETTER
+  assert auc.absolute.value == pytest.approx(-0.01)
+  calibration = metrics['Calibration'].threshold.value_threshold
+  assert (calibration.lower_bound.value,
+          calibration.upper_bound.value) == pytest.approx((0.8, 1.2))
+  assert len(config.slicing_specs) == 1  # overall only
+
+
+def test_code_fingerprint_changes_with_module_code(tmp_path):
+  (tmp_path / 'a.py').write_text('x = 1\n')
+  first = pipeline_lib.code_fingerprint(str(tmp_path))
+  assert first == pipeline_lib.code_fingerprint(str(tmp_path))
+  (tmp_path / 'b.py').write_text('y = 1\n')
+  only_a = pipeline_lib.code_fingerprint(str(tmp_path), files=('a.py',))
+  assert only_a == first
+  (tmp_path / 'a.py').write_text('x = 2\n')
+  assert pipeline_lib.code_fingerprint(str(tmp_path)) != first
+
+
+def _anomalies(**features):
+  a = anomalies_pb2.Anomalies()
+  for name, text in features.items():
+    a.anomaly_info[name].short_description = text
+  return a
+
+
+def test_gate_describes_each_anomaly_and_passes_clean_data():
+  assert anomalies_gate.describe_anomalies(
+      {'train': _anomalies(), 'eval': _anomalies()}) == []
+  found = anomalies_gate.describe_anomalies({
+      'train': _anomalies(mean_area='Out-of-range values'),
+      'eval': _anomalies(mean_area='Out-of-range values',
+                         worst_area='Unexpected data type')})
+  assert found == ['eval: mean_area: Out-of-range values',
+                   'eval: worst_area: Unexpected data type',
+                   'train: mean_area: Out-of-range values']
+
+
+def _model(artifact_id):
+  m = tfx.types.standard_artifacts.Model()
+  m.id = artifact_id
+  return m
+
+
+def _blessing(model_id, blessed):
+  b = tfx.types.standard_artifacts.ModelBlessing()
+  b.set_int_custom_property('current_model_id', model_id)
+  b.set_int_custom_property('blessed', int(blessed))
+  return b
+
+
+def test_baseline_is_the_last_blessed_model_older_than_the_candidate():
+  models = [_model(i) for i in (3, 7, 9, 12)]
+  blessings = [_blessing(3, True), _blessing(7, False), _blessing(9, True),
+               _blessing(12, True)]
+  pick = lambda candidate: baseline.pick_baseline(models, blessings, candidate)  # noqa: E731
+  assert pick(_model(12)).id == 9    # newest blessed before the candidate
+  assert pick(_model(9)).id == 3     # a re-run of 9 resolves 9's baseline
+  assert pick(_model(3)) is None     # the first blessed model had none
+  assert pick(_model(15)).id == 12
+  assert pick(None).id == 12         # no candidate: the newest blessed
+  assert baseline.pick_baseline([], [], _model(1)) is None
+
+
+def test_baseline_strategy_returns_model_and_its_blessing():
+  strategy = baseline.BlessedBeforeCandidateStrategy()
+  blessings = [_blessing(3, True), _blessing(9, True)]
+  out = strategy.resolve_artifacts(None, {
+      'model': [_model(3), _model(9)], 'model_blessing': blessings,
+      'candidate': [_model(9)]})
+  assert [m.id for m in out['model']] == [3]
+  assert out['model_blessing'] == [blessings[0]]
