@@ -1,0 +1,142 @@
+"""Times a cold and a cached local pipeline run, with per-component
+durations read from ML Metadata, and writes them to benchmarks/results/.
+
+Usage: python benchmarks/pipeline_benchmark.py [SPEC] [--workdir DIR]
+  [--set KEY=VALUE ...]
+
+Each run is the real command line (`python -m pipeline run`) in a fresh
+process, so wall times include interpreter and library start-up, as a user
+sees them. The cold run starts from an empty pipeline root and metadata store.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from pipeline.cli import DEFAULT_SPEC  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def _cpu_model() -> str:
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or 'unknown'
+
+
+def _run(spec, sets, summary_path):
+  args = [sys.executable, '-m', 'pipeline', 'run', spec, '--summary-json',
+          summary_path]
+  for value in sets:
+    args += ['--set', value]
+  started = time.monotonic()
+  proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True,
+                        check=False)
+  wall = time.monotonic() - started
+  if proc.returncode != 0:
+    raise SystemExit(f'pipeline run failed (exit {proc.returncode}): '
+                     f'{proc.stderr.strip().splitlines()[-1:]}')
+  with open(summary_path) as f:
+    return wall, json.load(f)
+
+
+def _mlmd_durations(metadata_path, pipeline_name, run_id):
+  """Per-component (state, seconds) straight from ML Metadata."""
+  os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+  import ml_metadata as mlmd  # pylint: disable=g-import-not-at-top
+  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
+  from pipeline import results  # pylint: disable=g-import-not-at-top
+  store = mlmd.MetadataStore(
+      tfx.orchestration.metadata.sqlite_metadata_connection_config(
+          metadata_path))
+  record = results.RunRecord(store, pipeline_name, run_id)
+  return {c.id: {'state': c.state, 'seconds': c.seconds}
+          for c in record.components()}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('spec', nargs='?', default=DEFAULT_SPEC)
+  parser.add_argument('--workdir', help='where runs go (default: a temp dir, '
+                      'removed afterwards)')
+  parser.add_argument('--set', action='append', default=[],
+                      metavar='KEY=VALUE')
+  parser.add_argument('--output', default=os.path.join(
+      REPO, 'benchmarks', 'results', 'pipeline'))
+  args = parser.parse_args()
+
+  workdir = args.workdir or tempfile.mkdtemp(prefix='pipeline-bench-')
+  sets = [f'runner.pipeline_root={workdir}/root',
+          f'runner.metadata={workdir}/metadata.sqlite',
+          f'push.destination={workdir}/serving'] + args.set
+  try:
+    cold_wall, cold = _run(args.spec, sets, f'{workdir}/cold.json')
+    cached_wall, cached = _run(args.spec, sets, f'{workdir}/cached.json')
+    metadata = cold['metadata']
+    cold_components = _mlmd_durations(metadata, cold['pipeline'],
+                                      cold['run_id'])
+    cached_components = _mlmd_durations(metadata, cached['pipeline'],
+                                        cached['run_id'])
+  finally:
+    if not args.workdir:
+      shutil.rmtree(workdir, ignore_errors=True)
+
+  result = {
+      'date': datetime.datetime.now().isoformat(timespec='seconds'),
+      'machine': {'cpus': os.cpu_count(), 'cpu': _cpu_model(),
+                  'python': platform.python_version()},
+      'spec': os.path.relpath(args.spec, REPO), 'overrides': args.set,
+      'cold': {'wall_seconds': round(cold_wall, 2),
+               'in_process_seconds': cold['total_seconds'],
+               'blessed': cold['blessed'], 'metrics': cold['metrics'],
+               'components': cold_components},
+      'cached': {'wall_seconds': round(cached_wall, 2),
+                 'in_process_seconds': cached['total_seconds'],
+                 'executed': [k for k, v in cached_components.items()
+                              if v['state'] != 'cached'
+                              and not k.endswith('_resolver')],
+                 'components': cached_components},
+      'cached_over_cold_wall': round(cached_wall / cold_wall, 4),
+  }
+  os.makedirs(os.path.dirname(args.output), exist_ok=True)
+  with open(args.output + '.json', 'w') as f:
+    json.dump(result, f, indent=2)
+  lines = [
+      f'# Local pipeline benchmark ({result["date"]})', '',
+      f'Machine: {result["machine"]["cpus"]} CPUs, {result["machine"]["cpu"]},'
+      f' Python {result["machine"]["python"]}. Spec: `{result["spec"]}`'
+      f'{" with " + ", ".join(args.set) if args.set else ""}.', '',
+      '| run | wall time (s, whole process) | pipeline time (s, in process) |',
+      '| --- | ---: | ---: |',
+      f'| cold | {cold_wall:.1f} | {cold["total_seconds"]:.1f} |',
+      f'| cached | {cached_wall:.1f} | {cached["total_seconds"]:.1f} |', '',
+      f'Cached / cold wall time: {result["cached_over_cold_wall"]:.1%}. '
+      f'Components executed on the cached run: '
+      f'{", ".join(result["cached"]["executed"]) or "none"}.', '',
+      '| component | cold state | cold (s) | cached state | cached (s) |',
+      '| --- | --- | ---: | --- | ---: |']
+  for name, c in cold_components.items():
+    k = cached_components.get(name, {'state': '-', 'seconds': 0})
+    lines.append(f'| {name} | {c["state"]} | {c["seconds"]:.1f} | '
+                 f'{k["state"]} | {k["seconds"]:.1f} |')
+  with open(args.output + '.md', 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+  print('\n'.join(lines))
+  print(f'\nwritten: {args.output}.json, {args.output}.md')
+
+
+if __name__ == '__main__':
+  main()
