@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -56,6 +57,7 @@ def _run(spec, sets, summary_path):
 def _mlmd_durations(metadata_path, pipeline_name, run_id):
   """Per-component (state, seconds) straight from ML Metadata."""
   os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+  warnings.filterwarnings('ignore', category=FutureWarning, module=r'google\.')
   import ml_metadata as mlmd  # pylint: disable=g-import-not-at-top
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   from pipeline import results  # pylint: disable=g-import-not-at-top

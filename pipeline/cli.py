@@ -25,7 +25,8 @@ def _load(args) -> Any:
 # Warnings TFX 1.16 prints on every healthy run; shown with --verbose.
 _KNOWN_NOISE = ('ArtifactQuery.property_predicate is not supported',
                 'tf_record_iterator (from tensorflow',
-                'does not have payload_format custom property')
+                'does not have payload_format custom property',
+                "Couldn't find python-snappy")
 
 
 def _quiet_logs(verbose: bool) -> None:
@@ -37,6 +38,9 @@ def _quiet_logs(verbose: bool) -> None:
         noise in record.getMessage() for noise in _KNOWN_NOISE))
   handler.setFormatter(logging.Formatter('%(levelname)s %(name)s: %(message)s'))
   logging.getLogger().addHandler(handler)
+  if not verbose:
+    # TensorFlow's own handler prints deprecation notices about TFX's calls.
+    logging.getLogger('tensorflow').setLevel(logging.ERROR)
 
 
 def print_summary(summary: Dict[str, Any], out=sys.stdout) -> None:
@@ -52,11 +56,14 @@ def print_summary(summary: Dict[str, Any], out=sys.stdout) -> None:
     p('metrics (eval split): ' + ', '.join(
         f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}'
         for k, v in sorted(summary['metrics'].items())))
+  states = {c['id']: c['state'] for c in summary['components']}
   if summary['pushed']:
+    earlier = ' (by an earlier run; this one was cached)' if states.get(
+        'Pusher') == 'cached' else ''
     p(f'pushed: version {summary["pushed_version"]} -> '
-      f'{summary["pushed_path"]}')
+      f'{summary["pushed_path"]}{earlier}')
   elif summary['status'] == 'succeeded':
-    p('pushed: nothing (the model was not blessed, or was pushed before)')
+    p('pushed: nothing (the model was not blessed)')
   p(f'metadata store: {summary["metadata"]}')
   p(f'summary: {summary["summary_json"]}')
   p(f'total time: {summary["total_seconds"]:.1f}s')

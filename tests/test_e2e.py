@@ -124,7 +124,8 @@ def test_pushed_model_serves_tf_examples_in_a_new_process(base, cold):
 
 def test_rerun_unchanged_is_served_from_the_cache(base, cold, cached):
   _, first = cold
-  _, again = cached
+  proc, again = cached
+  assert ('(by an earlier run; this one was cached)' in proc.stdout)
   executed = [c['id'] for c in again['components']
               if not c['is_resolver'] and c['state'] != 'cached']
   assert executed == []
