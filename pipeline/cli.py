@@ -6,6 +6,7 @@ component and its reason in one line and exit code 1.
 """
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -93,6 +94,48 @@ def cmd_run(args) -> int:
   return 0
 
 
+def _store(args):
+  from pipeline import lineage  # pylint: disable=g-import-not-at-top
+  path = args.store
+  if not path:
+    path = _load(args).runner.metadata
+  return lineage.open_store(path)
+
+
+def cmd_lineage_runs(args) -> int:
+  from pipeline import lineage  # pylint: disable=g-import-not-at-top
+  runs = lineage.list_runs(_store(args), args.pipeline)
+  if args.json:
+    print(json.dumps(runs, indent=2))
+    return 0
+  if not runs:
+    print('no runs recorded' + (f' for {args.pipeline}' if args.pipeline
+                                else ''))
+  for run in runs:
+    counts: Dict[str, int] = {}
+    for state in run['components'].values():
+      counts[state] = counts.get(state, 0) + 1
+    blessed = {None: '-', True: 'yes', False: 'no'}[run['blessed']]
+    print(f'{run["run_id"]}  {run["pipeline"]}  started {run["started"]}  '
+          f'{run["seconds"]:.1f}s  {run["status"]}  '
+          + ', '.join(f'{n} {s}' for s, n in sorted(counts.items()))
+          + f'  blessed: {blessed}  pushed: {run["pushed_version"] or "-"}')
+    failed = [c for c, s in run['components'].items() if s == 'failed']
+    if failed:
+      print(f'    failed: {", ".join(failed)}')
+  return 0
+
+
+def cmd_lineage_trace(args) -> int:
+  from pipeline import lineage  # pylint: disable=g-import-not-at-top
+  tree = lineage.trace(_store(args), args.target)
+  if args.json:
+    print(json.dumps(tree.to_json(), indent=2, default=str))
+  else:
+    print('\n'.join(lineage.render(tree)))
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog='python -m pipeline',
@@ -118,6 +161,32 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument('--verbose', action='store_true',
                    help='show TFX, Beam and TensorFlow logs')
   run.set_defaults(func=cmd_run)
+
+  lineage = sub.add_parser(
+      'lineage', help='inspect ML Metadata: runs, and where a model came from')
+  lineage_sub = lineage.add_subparsers(dest='lineage_command', required=True)
+
+  def add_store(p):
+    p.add_argument('--store', metavar='SQLITE',
+                   help="ML Metadata store (default: the spec's "
+                        'runner.metadata)')
+    p.add_argument('--spec', default=DEFAULT_SPEC,
+                   help='spec whose store to read (default: breast cancer)')
+    p.add_argument('--set', action='append', metavar='KEY=VALUE',
+                   help='override a spec key, as for run')
+    p.add_argument('--json', action='store_true', help='machine-readable')
+
+  runs = lineage_sub.add_parser('runs', help='each run: components, blessing, '
+                                'pushed version')
+  runs.add_argument('pipeline', nargs='?', help='only this pipeline')
+  add_store(runs)
+  runs.set_defaults(func=cmd_lineage_runs)
+  trace = lineage_sub.add_parser(
+      'trace', help='walk back from a pushed model dir, artifact:<id> or a '
+      'run id to the input files')
+  trace.add_argument('target')
+  add_store(trace)
+  trace.set_defaults(func=cmd_lineage_trace)
   return parser
 
 
@@ -138,10 +207,11 @@ def configure_process(verbose: bool = False) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
   args = build_parser().parse_args(argv)
   configure_process(getattr(args, 'verbose', False))
+  from pipeline.lineage import LineageError  # pylint: disable=g-import-not-at-top
   from pipeline.preflight import PreflightError  # pylint: disable=g-import-not-at-top
   from pipeline.spec import SpecError  # pylint: disable=g-import-not-at-top
   try:
     return args.func(args)
-  except (SpecError, PreflightError) as e:
+  except (SpecError, PreflightError, LineageError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

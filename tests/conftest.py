@@ -1,8 +1,11 @@
 """Shared fixtures. Keras 2 (tf_keras) is chosen here, before TensorFlow is
 imported by any test module, as the CLI does at its entry point."""
 
+import json
 import os
 import random
+import subprocess
+import sys
 
 os.environ['TF_USE_LEGACY_KERAS'] = '1'
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -26,3 +29,60 @@ def seeded():
     tf.random.set_seed(0)
   except ImportError:
     pass
+
+
+# The shared pipeline runs (end-to-end and lineage tests).
+MODEL = 'breast_cancer'
+COMPONENTS = ['CsvExampleGen', 'ImportSchemaGen', 'StatisticsGen',
+              'ExampleValidator', 'AnomaliesGate', 'Transform', 'Tuner',
+              'Trainer', 'baseline_model_resolver', 'Evaluator', 'Pusher']
+BUDGET = ['tuner.max_trials=4', 'tuner.max_epochs=4', 'training.epochs=40']
+
+
+def cli(*args, timeout=1500):
+  env = {**os.environ, 'TF_USE_LEGACY_KERAS': '1', 'PYTHONUNBUFFERED': '1'}
+  return subprocess.run([sys.executable, '-m', 'pipeline', *args], cwd=REPO,
+                        env=env, capture_output=True, text=True,
+                        timeout=timeout, check=False)
+
+
+def _sets(base, extra=()):
+  values = [f'runner.pipeline_root={base}/root',
+            f'runner.metadata={base}/metadata.sqlite',
+            f'push.destination={base}/serving', *BUDGET, *extra]
+  return [a for v in values for a in ('--set', v)]
+
+
+def run_pipeline(base, name, extra=()):
+  summary_path = os.path.join(base, f'{name}.json')
+  proc = cli('run', *_sets(base, extra), '--summary-json', summary_path)
+  summary = None
+  if os.path.exists(summary_path):
+    with open(summary_path) as f:
+      summary = json.load(f)
+  return proc, summary
+
+
+def serving_versions(base):
+  path = os.path.join(base, 'serving', MODEL)
+  return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+
+@pytest.fixture(scope='session')
+def base(tmp_path_factory):
+  return str(tmp_path_factory.mktemp('pipeline'))
+
+
+@pytest.fixture(scope='session')
+def cold(base):
+  proc, summary = run_pipeline(base, 'cold')
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  return proc, summary
+
+
+@pytest.fixture(scope='session')
+def cached(base, cold):
+  del cold
+  proc, summary = run_pipeline(base, 'cached')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc, summary

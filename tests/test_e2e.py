@@ -17,65 +17,12 @@ import ml_metadata as mlmd
 import pytest
 from tfx import v1 as tfx
 
-from tests.conftest import DATA_CSV, REPO
+from tests.conftest import COMPONENTS, DATA_CSV, MODEL, REPO
+from tests.conftest import run_pipeline as _run
+from tests.conftest import serving_versions as _versions
+from tests.conftest import cli as _cli
 
 pytestmark = pytest.mark.e2e
-MODEL = 'breast_cancer'
-COMPONENTS = ['CsvExampleGen', 'ImportSchemaGen', 'StatisticsGen',
-              'ExampleValidator', 'AnomaliesGate', 'Transform', 'Tuner',
-              'Trainer', 'baseline_model_resolver', 'Evaluator', 'Pusher']
-BUDGET = ['tuner.max_trials=4', 'tuner.max_epochs=4', 'training.epochs=40']
-
-
-def _cli(*args, timeout=1500):
-  env = {**os.environ, 'TF_USE_LEGACY_KERAS': '1', 'PYTHONUNBUFFERED': '1'}
-  return subprocess.run([sys.executable, '-m', 'pipeline', *args], cwd=REPO,
-                        env=env, capture_output=True, text=True,
-                        timeout=timeout, check=False)
-
-
-def _sets(base, extra=()):
-  values = [f'runner.pipeline_root={base}/root',
-            f'runner.metadata={base}/metadata.sqlite',
-            f'push.destination={base}/serving', *BUDGET, *extra]
-  return [a for v in values for a in ('--set', v)]
-
-
-def _run(base, name, extra=()):
-  summary_path = os.path.join(base, f'{name}.json')
-  proc = _cli('run', *_sets(base, extra), '--summary-json', summary_path)
-  summary = None
-  if os.path.exists(summary_path):
-    with open(summary_path) as f:
-      summary = json.load(f)
-  return proc, summary
-
-
-def _versions(base):
-  path = os.path.join(base, 'serving', MODEL)
-  return sorted(os.listdir(path)) if os.path.isdir(path) else []
-
-
-@pytest.fixture(scope='session')
-def base(tmp_path_factory):
-  return str(tmp_path_factory.mktemp('pipeline'))
-
-
-@pytest.fixture(scope='session')
-def cold(base):
-  proc, summary = _run(base, 'cold')
-  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  return proc, summary
-
-
-@pytest.fixture(scope='session')
-def cached(base, cold):
-  del cold
-  proc, summary = _run(base, 'cached')
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return proc, summary
-
-
 def test_cold_run_trains_blesses_and_pushes(base, cold):
   proc, summary = cold
   assert summary['status'] == 'succeeded'

@@ -1,0 +1,302 @@
+"""Lineage from ML Metadata: which runs happened, and where a model came from.
+
+`list_runs` summarises each pipeline run (per-component state, blessing,
+pushed version); `trace` walks back from a pushed model, an artifact or a run
+through every execution that produced its inputs, down to ExampleGen and its
+input files. The store is opened read-only.
+"""
+
+import dataclasses
+import datetime
+import glob
+import json
+import os
+import re
+from typing import Any, Dict, List, Optional, Set
+
+import ml_metadata as mlmd
+from ml_metadata.proto import metadata_store_pb2
+
+from pipeline import results
+
+_OUTPUTS = (metadata_store_pb2.Event.OUTPUT,
+            metadata_store_pb2.Event.DECLARED_OUTPUT)
+_INPUTS = (metadata_store_pb2.Event.INPUT,
+           metadata_store_pb2.Event.DECLARED_INPUT)
+# Artifact custom properties worth showing, by artifact type.
+_SHOWN = {
+    'Examples': ('span', 'input_fingerprint'),
+    'ModelBlessing': ('blessed',),
+    'PushedModel': ('pushed', 'pushed_version', 'pushed_destination'),
+}
+_EXECUTION_SHOWN = ('input_base',)
+
+
+class LineageError(ValueError):
+  """A lineage query cannot be answered. The message is one line."""
+
+
+def open_store(path: str) -> mlmd.MetadataStore:
+  """Opens an SQLite ML Metadata store read-only, or says why not."""
+  if not os.path.isfile(path):
+    raise LineageError(f'{path}: no metadata store there (runner.metadata in '
+                       'the spec, or --store)')
+  config = metadata_store_pb2.ConnectionConfig()
+  config.sqlite.filename_uri = path
+  config.sqlite.connection_mode = (
+      metadata_store_pb2.SqliteMetadataSourceConfig.READONLY)
+  try:
+    store = mlmd.MetadataStore(config)
+    store.get_context_types()
+  except Exception as e:  # pylint: disable=broad-except
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    first = re.sub(r'\s*query:\s*CREATE .*$', '', first)[:200]
+    raise LineageError(f'{path}: not a readable ML Metadata store ({first})'
+                       ) from None
+  return store
+
+
+def _custom(message: Any, key: str) -> Any:
+  if key not in message.custom_properties:
+    return None
+  value = message.custom_properties[key]
+  kind = value.WhichOneof('value')
+  return getattr(value, kind) if kind else None
+
+
+def _iso(millis: int) -> str:
+  return datetime.datetime.fromtimestamp(millis / 1000).isoformat(
+      timespec='seconds')
+
+
+def _pipeline_of(store: mlmd.MetadataStore, execution_id: int) -> str:
+  for ctx in store.get_contexts_by_execution(execution_id):
+    if store.get_context_types_by_id([ctx.type_id])[0].name == 'pipeline':
+      return ctx.name
+  return ''
+
+
+def list_runs(store: mlmd.MetadataStore,
+              pipeline: Optional[str] = None) -> List[Dict[str, Any]]:
+  """Every pipeline run, oldest first, with per-component states, the
+  blessing and the version pushed by that run (None when it pushed none)."""
+  runs = []
+  for ctx in store.get_contexts_by_type('pipeline_run'):
+    executions = store.get_executions_by_context(ctx.id)
+    if not executions:
+      continue
+    name = _pipeline_of(store, executions[0].id)
+    if pipeline and name != pipeline:
+      continue
+    record = results.RunRecord(store, name, ctx.name)
+    components = record.components()
+    by_id = {c.id: c for c in components}
+    start = min(e.create_time_since_epoch for e in executions)
+    end = max(e.last_update_time_since_epoch for e in executions)
+    blessed = None
+    if 'Evaluator' in by_id:
+      blessings = record.artifacts('Evaluator', 'blessing')
+      blessed = bool(blessings and _custom(blessings[0], 'blessed') == 1)
+    pushed_version = None
+    pusher = by_id.get('Pusher')
+    if pusher and pusher.state == 'complete':
+      pushes = record.artifacts('Pusher', 'pushed_model')
+      if pushes and _custom(pushes[0], 'pushed') == 1:
+        pushed_version = _custom(pushes[0], 'pushed_version')
+    states = {c.state for c in components}
+    runs.append({
+        'run_id': ctx.name, 'pipeline': name, 'started': _iso(start),
+        'seconds': round((end - start) / 1000, 1),
+        'status': 'failed' if 'failed' in states else (
+            'running' if 'running' in states else 'complete'),
+        'components': {c.id: c.state for c in components
+                       if not c.is_resolver},
+        'blessed': blessed, 'pushed_version': pushed_version,
+    })
+  runs.sort(key=lambda r: (r['started'], r['run_id']))
+  return runs
+
+
+@dataclasses.dataclass
+class Node:
+  """One step of a lineage tree: an artifact or the execution producing it."""
+  kind: str  # 'artifact' | 'execution'
+  id: int
+  type: str
+  key: str = ''  # the input key an artifact was read under
+  uri: str = ''
+  node: str = ''  # pipeline node id of an execution
+  state: str = ''
+  run: str = ''
+  properties: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  children: List['Node'] = dataclasses.field(default_factory=list)
+  repeated: bool = False  # shown in full elsewhere in the tree
+
+  def to_json(self) -> Dict[str, Any]:
+    data = {k: v for k, v in dataclasses.asdict(self).items()
+            if k != 'children' and v not in ('', {}, False)}
+    data['children'] = [c.to_json() for c in self.children]
+    return data
+
+
+class _Walker:
+  """Walks artifacts back to the executions that produced them."""
+
+  def __init__(self, store: mlmd.MetadataStore):
+    self.store = store
+    self.seen: Set[int] = set()
+    self.seen_executions: Set[int] = set()
+    self._type_names = {t.id: t.name for t in store.get_artifact_types()}
+    self._exec_types = {t.id: t.name for t in store.get_execution_types()}
+
+  def artifact(self, artifact: metadata_store_pb2.Artifact,
+               key: str = '') -> Node:
+    type_name = self._type_names.get(artifact.type_id, '?')
+    node = Node(kind='artifact', id=artifact.id, type=type_name, key=key,
+                uri=artifact.uri)
+    for prop in _SHOWN.get(type_name, ()):
+      value = _custom(artifact, prop)
+      if value is not None:
+        node.properties[prop] = value
+    if type_name == 'HyperParameters':
+      node.properties.update(_hyperparameters(artifact.uri))
+    if artifact.id in self.seen:
+      node.repeated = True
+      return node
+    self.seen.add(artifact.id)
+    producer = self._producer(artifact.id)
+    if producer is not None:
+      node.children.append(self.execution(producer))
+    return node
+
+  def _producer(self, artifact_id: int
+                ) -> Optional[metadata_store_pb2.Execution]:
+    ids = sorted(ev.execution_id for ev in
+                 self.store.get_events_by_artifact_ids([artifact_id])
+                 if ev.type in _OUTPUTS)
+    return self.store.get_executions_by_id(ids[:1])[0] if ids else None
+
+  def execution(self, execution: metadata_store_pb2.Execution) -> Node:
+    node_id, run = '', ''
+    for ctx in self.store.get_contexts_by_execution(execution.id):
+      kind = self.store.get_context_types_by_id([ctx.type_id])[0].name
+      if kind == 'node':
+        node_id = ctx.name.split('.', 1)[-1]
+      elif kind == 'pipeline_run':
+        run = ctx.name
+    node = Node(kind='execution', id=execution.id,
+                type=self._exec_types.get(execution.type_id, '?'),
+                node=node_id, run=run,
+                state=results._STATES.get(execution.last_known_state, '?'))  # pylint: disable=protected-access
+    if execution.id in self.seen_executions:
+      node.repeated = True
+      return node
+    self.seen_executions.add(execution.id)
+    for prop in _EXECUTION_SHOWN:
+      value = _custom(execution, prop)
+      if value is not None:
+        node.properties[prop] = value
+    if 'input_base' in node.properties:
+      node.properties['input_files'] = _input_files(
+          node.properties['input_base'], execution)
+    events = [ev for ev in self.store.get_events_by_execution_ids(
+        [execution.id]) if ev.type in _INPUTS]
+    keyed = sorted((ev.path.steps[0].key if ev.path.steps else '',
+                    ev.artifact_id) for ev in events)
+    artifacts = {a.id: a for a in self.store.get_artifacts_by_id(
+        [artifact_id for _, artifact_id in keyed])}
+    for key, artifact_id in keyed:
+      node.children.append(self.artifact(artifacts[artifact_id], key))
+    return node
+
+
+def _hyperparameters(uri: str) -> Dict[str, Any]:
+  path = os.path.join(uri, 'best_hyperparameters.txt')
+  if not os.path.isfile(path):
+    return {}
+  with open(path) as f:
+    config = json.load(f)
+  return {'values': {k: v for k, v in config.get('values', {}).items()
+                     if not k.startswith('tuner/')}}
+
+
+def _input_files(input_base: str,
+                 execution: metadata_store_pb2.Execution) -> List[str]:
+  """The files ExampleGen's input config matches under input_base, as they
+  are now (the fingerprint on the Examples artifact is what was read)."""
+  patterns = ['*']
+  config = _custom(execution, 'input_config')
+  if config:
+    patterns = [s.get('pattern', '*') for s in json.loads(config).get(
+        'splits', [])] or patterns
+  files = []
+  for pattern in patterns:
+    files += sorted(glob.glob(os.path.join(input_base, pattern)))
+  return files
+
+
+def resolve_target(store: mlmd.MetadataStore,
+                   target: str) -> metadata_store_pb2.Artifact:
+  """A pushed model directory, `artifact:<id>` (or a bare id), or a run id,
+  as the artifact to trace from."""
+  text = target.strip()
+  ident = text.split(':', 1)[1] if text.startswith('artifact:') else text
+  if ident.isdigit() and not os.path.exists(text):
+    found = store.get_artifacts_by_id([int(ident)])
+    if not found:
+      raise LineageError(f'{target}: no artifact with id {ident} in the store')
+    return found[0]
+  run = store.get_context_by_type_and_name('pipeline_run', text)
+  if run is not None:
+    executions = store.get_executions_by_context(run.id)
+    if not executions:
+      raise LineageError(f'{target}: the run has no executions')
+    record = results.RunRecord(store, _pipeline_of(store, executions[0].id),
+                               text)
+    for node_id, key in (('Pusher', 'pushed_model'), ('Trainer', 'model')):
+      artifacts = record.artifacts(node_id, key)
+      if artifacts:
+        return artifacts[0]
+    raise LineageError(f'{target}: the run produced no model to trace')
+  wanted = os.path.normpath(os.path.abspath(text))
+  for artifact in store.get_artifacts_by_type('PushedModel'):
+    destination = _custom(artifact, 'pushed_destination')
+    if destination and os.path.normpath(destination) == wanted:
+      return artifact
+  if os.path.exists(text):
+    raise LineageError(f'{target}: no pushed model in this store was pushed '
+                       'to that directory')
+  raise LineageError(f'{target}: unknown target; give a pushed model '
+                     'directory, artifact:<id> or a run id (see `lineage '
+                     'runs`)')
+
+
+def trace(store: mlmd.MetadataStore, target: str) -> Node:
+  """The lineage tree of `target` (see resolve_target)."""
+  return _Walker(store).artifact(resolve_target(store, target))
+
+
+def render(node: Node, prefix: str = '', last: bool = True,
+           top: bool = True) -> List[str]:
+  """The tree as text lines, one artifact or execution a line."""
+  if node.kind == 'artifact':
+    label = f'{node.key + ": " if node.key else ""}{node.type} #{node.id} ' \
+            f'{node.uri}'
+    props = {k: v for k, v in node.properties.items()
+             if k not in ('pushed_destination',)}
+    if props:
+      label += ' ' + json.dumps(props, sort_keys=True, default=str)
+    if node.repeated:
+      label += ' (lineage shown above)'
+  else:
+    label = f'{node.node or node.type} (execution #{node.id}, {node.state}, ' \
+            f'run {node.run})'
+    if node.properties:
+      label += ' ' + json.dumps(node.properties, sort_keys=True)
+    if node.repeated:
+      label += ' (inputs shown above)'
+  lines = [label if top else f'{prefix}{"└─ " if last else "├─ "}{label}']
+  child_prefix = '' if top else prefix + ('   ' if last else '│  ')
+  for i, child in enumerate(node.children):
+    lines += render(child, child_prefix, i == len(node.children) - 1, False)
+  return lines
