@@ -14,7 +14,7 @@ from modules import model as model_lib
 from modules import search_space
 from modules.tuner import require_legacy_keras
 
-HPARAMS_FILE = 'hyperparameters.json'  # written beside the SavedModel's dir
+HPARAMS_FILE = 'hyperparameters.json'  # in model_run, beside TensorBoard logs
 
 
 def _callbacks(config: Dict[str, Any], log_dir: str):

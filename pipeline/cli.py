@@ -80,7 +80,6 @@ def cmd_validate(args) -> int:
 
 
 def cmd_run(args) -> int:
-  _quiet_logs(args.verbose)
   from pipeline import local_runner  # pylint: disable=g-import-not-at-top
   spec = _load(args)
   summary = local_runner.run_local(
@@ -136,6 +135,16 @@ def cmd_lineage_trace(args) -> int:
   return 0
 
 
+def cmd_lineage_diff(args) -> int:
+  from pipeline import lineage  # pylint: disable=g-import-not-at-top
+  result = lineage.diff(_store(args), args.run_a, args.run_b)
+  if args.json:
+    print(json.dumps(result, indent=2, default=str))
+  else:
+    print('\n'.join(lineage.render_diff(result)))
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog='python -m pipeline',
@@ -187,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
   trace.add_argument('target')
   add_store(trace)
   trace.set_defaults(func=cmd_lineage_trace)
+  diff = lineage_sub.add_parser(
+      'diff', help='what changed between two runs, and what was cached')
+  diff.add_argument('run_a')
+  diff.add_argument('run_b')
+  add_store(diff)
+  diff.set_defaults(func=cmd_lineage_diff)
   return parser
 
 
@@ -207,6 +222,7 @@ def configure_process(verbose: bool = False) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
   args = build_parser().parse_args(argv)
   configure_process(getattr(args, 'verbose', False))
+  _quiet_logs(getattr(args, 'verbose', False))
   from pipeline.lineage import LineageError  # pylint: disable=g-import-not-at-top
   from pipeline.preflight import PreflightError  # pylint: disable=g-import-not-at-top
   from pipeline.spec import SpecError  # pylint: disable=g-import-not-at-top

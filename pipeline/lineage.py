@@ -9,6 +9,7 @@ input files. The store is opened read-only.
 import dataclasses
 import datetime
 import glob
+import hashlib
 import json
 import os
 import re
@@ -299,4 +300,104 @@ def render(node: Node, prefix: str = '', last: bool = True,
   child_prefix = '' if top else prefix + ('   ' if last else '│  ')
   for i, child in enumerate(node.children):
     lines += render(child, child_prefix, i == len(node.children) - 1, False)
+  return lines
+
+
+def _run_facts(store: mlmd.MetadataStore, run_id: str) -> Dict[str, Any]:
+  """What a run consumed and produced, for diffing two runs."""
+  context = store.get_context_by_type_and_name('pipeline_run', run_id)
+  executions = store.get_executions_by_context(context.id) if context else []
+  if not executions:
+    raise LineageError(f'{run_id}: no such run in the store (see `lineage '
+                       'runs`)')
+  record = results.RunRecord(store, _pipeline_of(store, executions[0].id),
+                             run_id)
+  facts: Dict[str, Any] = {
+      'components': {c.id: c.state for c in record.components()
+                     if not c.is_resolver}}
+  examples = record.artifacts('CsvExampleGen', 'examples')
+  facts['data_fingerprint'] = (_custom(examples[0], 'input_fingerprint')
+                               if examples else None)
+  schemas = record.artifacts('ImportSchemaGen', 'schema')
+  facts['schema'] = None
+  if schemas:
+    path = os.path.join(schemas[0].uri, 'schema.pbtxt')
+    if os.path.isfile(path):
+      with open(path, 'rb') as f:
+        facts['schema'] = hashlib.sha256(f.read()).hexdigest()[:16]
+  facts['hyperparameters'] = _trained_with(record)
+  trainer = [e for e in executions
+             if record._node_of.get(e.id) == 'Trainer']  # pylint: disable=protected-access
+  config = json.loads(_custom(trainer[0], 'custom_config') or '{}') \
+      if trainer else {}
+  facts['code_version'] = config.get('code_version')
+  facts['training'] = config.get('training')
+  evaluations = record.artifacts('Evaluator', 'evaluation')
+  facts['metrics'] = (results._metric_values(evaluations[0].uri)  # pylint: disable=protected-access
+                      if evaluations else {})
+  return facts
+
+
+def _trained_with(record: results.RunRecord) -> Dict[str, Any]:
+  """The hyperparameters the Trainer used: what run_fn recorded beside its
+  TensorBoard logs (tuned or defaults), else the Tuner's best."""
+  for run_dir in record.artifacts('Trainer', 'model_run'):
+    path = os.path.join(run_dir.uri, 'hyperparameters.json')
+    if os.path.isfile(path):
+      with open(path) as f:
+        return json.load(f)
+  tuned = record.artifacts('Trainer', 'hyperparameters', kinds=_INPUTS)
+  return _hyperparameters(tuned[0].uri).get('values', {}) if tuned else {}
+
+
+def diff(store: mlmd.MetadataStore, run_a: str, run_b: str) -> Dict[str, Any]:
+  """What differs between two runs: data fingerprint, schema, hyperparameters,
+  module code version, training settings, metrics; and which of run_b's
+  components were served from the cache."""
+  a, b = _run_facts(store, run_a), _run_facts(store, run_b)
+  changes = {}
+  for key in ('data_fingerprint', 'schema', 'code_version', 'training'):
+    if a[key] != b[key]:
+      changes[key] = {'a': a[key], 'b': b[key]}
+  hp_keys = sorted(set(a['hyperparameters']) | set(b['hyperparameters']))
+  hp = {k: {'a': a['hyperparameters'].get(k), 'b': b['hyperparameters'].get(k)}
+        for k in hp_keys
+        if a['hyperparameters'].get(k) != b['hyperparameters'].get(k)}
+  if hp:
+    changes['hyperparameters'] = hp
+  metrics = {}
+  for k in sorted(set(a['metrics']) | set(b['metrics'])):
+    va, vb = a['metrics'].get(k), b['metrics'].get(k)
+    if va != vb:
+      metrics[k] = {'a': va, 'b': vb,
+                    'delta': round(vb - va, 6) if None not in (va, vb) else None}
+  if metrics:
+    changes['metrics'] = metrics
+  return {
+      'run_a': run_a, 'run_b': run_b, 'changes': changes,
+      'unchanged': [k for k in ('data_fingerprint', 'schema', 'code_version',
+                                'training', 'hyperparameters', 'metrics')
+                    if k not in changes],
+      'components': {k: {'a': a['components'].get(k), 'b': v}
+                     for k, v in b['components'].items()},
+      'reused_from_cache': [k for k, v in b['components'].items()
+                            if v == 'cached'],
+  }
+
+
+def render_diff(result: Dict[str, Any]) -> List[str]:
+  lines = [f'{result["run_a"]} -> {result["run_b"]}']
+  for key, change in result['changes'].items():
+    if key in ('hyperparameters', 'metrics'):
+      lines.append(f'{key}:')
+      for name, values in change.items():
+        delta = values.get('delta')
+        lines.append(f'  {name}: {values["a"]} -> {values["b"]}'
+                     + (f' ({delta:+g})' if delta is not None else ''))
+    else:
+      lines.append(f'{key}: {change["a"]} -> {change["b"]}')
+  if result['unchanged']:
+    lines.append('unchanged: ' + ', '.join(result['unchanged']))
+  lines.append('reused from the cache in the second run: '
+               + (', '.join(result['reused_from_cache']) or 'nothing'))
   return lines

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from tests.conftest import DATA_CSV, cli
+from tests.conftest import DATA_CSV, cli, run_pipeline
 
 pytestmark = pytest.mark.e2e
 
@@ -104,3 +104,54 @@ def test_bad_targets_and_stores_are_one_line_errors(base, cold, target, store,
   assert proc.returncode == 2
   assert proc.stderr.strip().count('\n') == 0
   assert expected in proc.stderr
+
+
+@pytest.fixture(scope='module')
+def data_change(base, cached, tmp_path_factory):
+  """A run on changed data (the CSV without its last 30 rows), after the
+  shared cold and cached runs, in the same store."""
+  del cached
+  data = tmp_path_factory.mktemp('changed_data')
+  with open(DATA_CSV) as f:
+    lines = f.readlines()
+  (data / 'breast_cancer.csv').write_text(''.join(lines[:-30]))
+  proc, summary = run_pipeline(base, 'changed', [
+      f'data.csv={data}', 'tuner.enabled=false', 'training.epochs=5'])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return summary
+
+
+def test_diff_names_the_changed_data_and_the_cached_components(
+    base, cold, cached, data_change):
+  _, first = cold
+  _, again = cached
+  proc = cli('lineage', 'diff', first['run_id'], data_change['run_id'],
+             '--store', _store(base), '--json')
+  assert proc.returncode == 0, proc.stderr
+  result = json.loads(proc.stdout)
+  changes = result['changes']
+  assert 'num_files:1,total_bytes:' in changes['data_fingerprint']['a']
+  assert changes['data_fingerprint']['a'] != changes['data_fingerprint']['b']
+  assert 'schema' in result['unchanged'] and 'code_version' in result[
+      'unchanged']
+  assert changes['training']['b']['epochs'] == 5
+  assert 'metrics' in changes
+  # Only the imported schema is the same artifact; everything else re-ran.
+  assert result['reused_from_cache'] == ['ImportSchemaGen']
+  assert result['components']['Transform'] == {'a': 'complete',
+                                               'b': 'complete'}
+  same = json.loads(cli('lineage', 'diff', first['run_id'], again['run_id'],
+                        '--store', _store(base), '--json').stdout)
+  assert same['changes'] == {}
+  assert set(same['reused_from_cache']) == set(first['components'][i]['id']
+                                               for i in range(11)) - {
+                                                   'baseline_model_resolver'}
+  text = cli('lineage', 'diff', first['run_id'], data_change['run_id'],
+             '--store', _store(base))
+  assert 'data_fingerprint: split:single_split,num_files:1' in text.stdout
+  assert ('reused from the cache in the second run: ImportSchemaGen'
+          in text.stdout)
+  bad = cli('lineage', 'diff', first['run_id'], 'nope', '--store', _store(base))
+  assert bad.returncode == 2
+  assert bad.stderr.strip() == ('error: nope: no such run in the store (see '
+                                '`lineage runs`)')
