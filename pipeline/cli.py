@@ -1,8 +1,10 @@
-"""`python -m pipeline`: validate a spec, run the pipeline locally.
+"""`python -m pipeline`: validate a spec, run the pipeline locally, and
+inspect lineage in ML Metadata (runs, trace, diff).
 
-Errors the user can fix (a bad spec, missing or malformed data) end with one
-line on stderr and exit code 2; a component failure ends with the failing
-component and its reason in one line and exit code 1.
+Errors the user can fix (a bad spec, missing or malformed data, an unknown
+lineage target or store) end with one line on stderr and exit code 2; a
+component failure ends with the failing component and its reason in one line
+and exit code 1.
 """
 
 import argparse
