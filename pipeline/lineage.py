@@ -188,7 +188,7 @@ class _Walker:
     node = Node(kind='execution', id=execution.id,
                 type=self._exec_types.get(execution.type_id, '?'),
                 node=node_id, run=run,
-                state=results._STATES.get(execution.last_known_state, '?'))  # pylint: disable=protected-access
+                state=results.STATES.get(execution.last_known_state, '?'))
     if execution.id in self.seen_executions:
       node.repeated = True
       return node
@@ -326,14 +326,13 @@ def _run_facts(store: mlmd.MetadataStore, run_id: str) -> Dict[str, Any]:
       with open(path, 'rb') as f:
         facts['schema'] = hashlib.sha256(f.read()).hexdigest()[:16]
   facts['hyperparameters'] = _trained_with(record)
-  trainer = [e for e in executions
-             if record._node_of.get(e.id) == 'Trainer']  # pylint: disable=protected-access
-  config = json.loads(_custom(trainer[0], 'custom_config') or '{}') \
+  trainer = record.execution('Trainer')
+  config = json.loads(_custom(trainer, 'custom_config') or '{}') \
       if trainer else {}
   facts['code_version'] = config.get('code_version')
   facts['training'] = config.get('training')
   evaluations = record.artifacts('Evaluator', 'evaluation')
-  facts['metrics'] = (results._metric_values(evaluations[0].uri)  # pylint: disable=protected-access
+  facts['metrics'] = (results.metric_values(evaluations[0].uri)
                       if evaluations else {})
   return facts
 

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
-_STATES = {
+STATES = {
     metadata_store_pb2.Execution.COMPLETE: 'complete',
     metadata_store_pb2.Execution.CACHED: 'cached',
     metadata_store_pb2.Execution.FAILED: 'failed',
@@ -63,19 +63,19 @@ class RunRecord:
       seconds = max(0, e.last_update_time_since_epoch -
                     e.create_time_since_epoch) / 1000.0
       result.append(ComponentRun(
-          id=node, state=_STATES.get(e.last_known_state, 'unknown'),
+          id=node, state=STATES.get(e.last_known_state, 'unknown'),
           seconds=round(seconds, 3), execution_id=e.id,
           is_resolver=node.endswith(RESOLVER_SUFFIX)))
     return result
 
-  def _execution(self, node_id: str) -> Optional[metadata_store_pb2.Execution]:
+  def execution(self, node_id: str) -> Optional[metadata_store_pb2.Execution]:
     found = [e for e in self.executions if self._node_of.get(e.id) == node_id]
     return found[-1] if found else None
 
   def artifacts(self, node_id: str, key: str,
                 kinds=_OUTPUT) -> List[metadata_store_pb2.Artifact]:
     """Artifacts an execution of `node_id` in this run read/wrote at `key`."""
-    execution = self._execution(node_id)
+    execution = self.execution(node_id)
     if execution is None:
       return []
     ids = [ev.artifact_id
@@ -84,7 +84,7 @@ class RunRecord:
     return self.store.get_artifacts_by_id(ids) if ids else []
 
 
-def _metric_values(evaluation_uri: str) -> Dict[str, float]:
+def metric_values(evaluation_uri: str) -> Dict[str, float]:
   import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
   values = {}
   for per_slice in tfma.load_metrics(evaluation_uri):
@@ -165,7 +165,7 @@ def summarize(record: RunRecord) -> Dict[str, Any]:
     else:
       summary['blessing_reason'] = '; '.join(failures) or 'not blessed'
   if evaluations:
-    summary['metrics'] = _metric_values(evaluations[0].uri)
+    summary['metrics'] = metric_values(evaluations[0].uri)
   pushes = record.artifacts('Pusher', 'pushed_model')
   if pushes and _custom(pushes[0], 'pushed') == 1:
     summary['pushed'] = True
