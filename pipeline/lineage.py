@@ -19,6 +19,7 @@ import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import results
+from pipeline.results import custom_property
 
 _OUTPUTS = (metadata_store_pb2.Event.OUTPUT,
             metadata_store_pb2.Event.DECLARED_OUTPUT)
@@ -57,14 +58,6 @@ def open_store(path: str) -> mlmd.MetadataStore:
   return store
 
 
-def _custom(message: Any, key: str) -> Any:
-  if key not in message.custom_properties:
-    return None
-  value = message.custom_properties[key]
-  kind = value.WhichOneof('value')
-  return getattr(value, kind) if kind else None
-
-
 def _iso(millis: int) -> str:
   return datetime.datetime.fromtimestamp(millis / 1000).isoformat(
       timespec='seconds')
@@ -77,19 +70,28 @@ def _pipeline_of(store: mlmd.MetadataStore, execution_id: int) -> str:
   return ''
 
 
+def _record(store: mlmd.MetadataStore, run_id: str
+            ) -> Optional[results.RunRecord]:
+  """The RunRecord of run `run_id`; None when the store has no such run."""
+  context = store.get_context_by_type_and_name('pipeline_run', run_id)
+  executions = store.get_executions_by_context(context.id) if context else []
+  if not executions:
+    return None
+  return results.RunRecord(store, _pipeline_of(store, executions[0].id),
+                           run_id)
+
+
 def list_runs(store: mlmd.MetadataStore,
               pipeline: Optional[str] = None) -> List[Dict[str, Any]]:
   """Every pipeline run, oldest first, with per-component states, the
   blessing and the version pushed by that run (None when it pushed none)."""
   runs = []
   for ctx in store.get_contexts_by_type('pipeline_run'):
-    executions = store.get_executions_by_context(ctx.id)
-    if not executions:
+    record = _record(store, ctx.name)
+    if record is None or (pipeline and record.pipeline_name != pipeline):
       continue
-    name = _pipeline_of(store, executions[0].id)
-    if pipeline and name != pipeline:
-      continue
-    record = results.RunRecord(store, name, ctx.name)
+    executions = record.executions
+    name = record.pipeline_name
     components = record.components()
     by_id = {c.id: c for c in components}
     start = min(e.create_time_since_epoch for e in executions)
@@ -97,13 +99,14 @@ def list_runs(store: mlmd.MetadataStore,
     blessed = None
     if 'Evaluator' in by_id:
       blessings = record.artifacts('Evaluator', 'blessing')
-      blessed = bool(blessings and _custom(blessings[0], 'blessed') == 1)
+      blessed = bool(blessings and
+                     custom_property(blessings[0], 'blessed') == 1)
     pushed_version = None
     pusher = by_id.get('Pusher')
     if pusher and pusher.state == 'complete':
       pushes = record.artifacts('Pusher', 'pushed_model')
-      if pushes and _custom(pushes[0], 'pushed') == 1:
-        pushed_version = _custom(pushes[0], 'pushed_version')
+      if pushes and custom_property(pushes[0], 'pushed') == 1:
+        pushed_version = custom_property(pushes[0], 'pushed_version')
     states = {c.state for c in components}
     runs.append({
         'run_id': ctx.name, 'pipeline': name, 'started': _iso(start),
@@ -156,7 +159,7 @@ class _Walker:
     node = Node(kind='artifact', id=artifact.id, type=type_name, key=key,
                 uri=artifact.uri)
     for prop in _SHOWN.get(type_name, ()):
-      value = _custom(artifact, prop)
+      value = custom_property(artifact, prop)
       if value is not None:
         node.properties[prop] = value
     if type_name == 'HyperParameters':
@@ -194,7 +197,7 @@ class _Walker:
       return node
     self.seen_executions.add(execution.id)
     for prop in _EXECUTION_SHOWN:
-      value = _custom(execution, prop)
+      value = custom_property(execution, prop)
       if value is not None:
         node.properties[prop] = value
     if 'input_base' in node.properties:
@@ -226,7 +229,7 @@ def _input_files(input_base: str,
   """The files ExampleGen's input config matches under input_base, as they
   are now (the fingerprint on the Examples artifact is what was read)."""
   patterns = ['*']
-  config = _custom(execution, 'input_config')
+  config = custom_property(execution, 'input_config')
   if config:
     patterns = [s.get('pattern', '*') for s in json.loads(config).get(
         'splits', [])] or patterns
@@ -247,13 +250,8 @@ def resolve_target(store: mlmd.MetadataStore,
     if not found:
       raise LineageError(f'{target}: no artifact with id {ident} in the store')
     return found[0]
-  run = store.get_context_by_type_and_name('pipeline_run', text)
-  if run is not None:
-    executions = store.get_executions_by_context(run.id)
-    if not executions:
-      raise LineageError(f'{target}: the run has no executions')
-    record = results.RunRecord(store, _pipeline_of(store, executions[0].id),
-                               text)
+  record = _record(store, text)
+  if record is not None:
     for node_id, key in (('Pusher', 'pushed_model'), ('Trainer', 'model')):
       artifacts = record.artifacts(node_id, key)
       if artifacts:
@@ -261,7 +259,7 @@ def resolve_target(store: mlmd.MetadataStore,
     raise LineageError(f'{target}: the run produced no model to trace')
   wanted = os.path.normpath(os.path.abspath(text))
   for artifact in store.get_artifacts_by_type('PushedModel'):
-    destination = _custom(artifact, 'pushed_destination')
+    destination = custom_property(artifact, 'pushed_destination')
     if destination and os.path.normpath(destination) == wanted:
       return artifact
   if os.path.exists(text):
@@ -305,19 +303,16 @@ def render(node: Node, prefix: str = '', last: bool = True,
 
 def _run_facts(store: mlmd.MetadataStore, run_id: str) -> Dict[str, Any]:
   """What a run consumed and produced, for diffing two runs."""
-  context = store.get_context_by_type_and_name('pipeline_run', run_id)
-  executions = store.get_executions_by_context(context.id) if context else []
-  if not executions:
+  record = _record(store, run_id)
+  if record is None:
     raise LineageError(f'{run_id}: no such run in the store (see `lineage '
                        'runs`)')
-  record = results.RunRecord(store, _pipeline_of(store, executions[0].id),
-                             run_id)
   facts: Dict[str, Any] = {
       'components': {c.id: c.state for c in record.components()
                      if not c.is_resolver}}
   examples = record.artifacts('CsvExampleGen', 'examples')
-  facts['data_fingerprint'] = (_custom(examples[0], 'input_fingerprint')
-                               if examples else None)
+  facts['data_fingerprint'] = (
+      custom_property(examples[0], 'input_fingerprint') if examples else None)
   schemas = record.artifacts('ImportSchemaGen', 'schema')
   facts['schema'] = None
   if schemas:
@@ -327,7 +322,7 @@ def _run_facts(store: mlmd.MetadataStore, run_id: str) -> Dict[str, Any]:
         facts['schema'] = hashlib.sha256(f.read()).hexdigest()[:16]
   facts['hyperparameters'] = _trained_with(record)
   trainer = record.execution('Trainer')
-  config = json.loads(_custom(trainer, 'custom_config') or '{}') \
+  config = json.loads(custom_property(trainer, 'custom_config') or '{}') \
       if trainer else {}
   facts['code_version'] = config.get('code_version')
   facts['training'] = config.get('training')

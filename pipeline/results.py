@@ -30,11 +30,13 @@ class ComponentRun:
   is_resolver: bool
 
 
-def _custom(artifact: metadata_store_pb2.Artifact, key: str) -> Any:
-  if key not in artifact.custom_properties:
+def custom_property(message: Any, key: str) -> Any:
+  """An artifact's or execution's custom property as a plain value, or None."""
+  if key not in message.custom_properties:
     return None
-  value = artifact.custom_properties[key]
-  return getattr(value, value.WhichOneof('value'))
+  value = message.custom_properties[key]
+  kind = value.WhichOneof('value')
+  return getattr(value, kind) if kind else None
 
 
 class RunRecord:
@@ -154,7 +156,7 @@ def summarize(record: RunRecord) -> Dict[str, Any]:
   blessings = record.artifacts('Evaluator', 'blessing')
   evaluations = record.artifacts('Evaluator', 'evaluation')
   if blessings:
-    blessed = _custom(blessings[0], 'blessed') == 1
+    blessed = custom_property(blessings[0], 'blessed') == 1
     summary['blessed'] = blessed
     failures = _failures(evaluations[0].uri) if evaluations else []
     if blessed:
@@ -167,8 +169,8 @@ def summarize(record: RunRecord) -> Dict[str, Any]:
   if evaluations:
     summary['metrics'] = metric_values(evaluations[0].uri)
   pushes = record.artifacts('Pusher', 'pushed_model')
-  if pushes and _custom(pushes[0], 'pushed') == 1:
+  if pushes and custom_property(pushes[0], 'pushed') == 1:
     summary['pushed'] = True
-    summary['pushed_version'] = _custom(pushes[0], 'pushed_version')
-    summary['pushed_path'] = _custom(pushes[0], 'pushed_destination')
+    summary['pushed_version'] = custom_property(pushes[0], 'pushed_version')
+    summary['pushed_path'] = custom_property(pushes[0], 'pushed_destination')
   return summary
