@@ -43,11 +43,12 @@ def test_cold_run_trains_blesses_and_pushes(base, cold):
     assert f'  {component} done in ' in proc.stdout
   assert 'blessed: yes' in proc.stdout
   assert f'pushed: version {version}' in proc.stdout
-  # TensorBoard logs and the hyperparameters used sit in the model run dir.
-  run_dirs = os.path.join(base, 'root', 'Trainer', 'model_run')
-  (run_dir,) = os.listdir(run_dirs)
-  assert os.listdir(os.path.join(run_dirs, run_dir, 'train'))
-  with open(os.path.join(run_dirs, run_dir, 'hyperparameters.json')) as f:
+  # TensorBoard logs and the hyperparameters used sit in the model run dir
+  # of the same Trainer execution (other tests add runs to this root).
+  execution_id = os.path.basename(summary['model_uri'])
+  run_dir = os.path.join(base, 'root', 'Trainer', 'model_run', execution_id)
+  assert os.listdir(os.path.join(run_dir, 'train'))
+  with open(os.path.join(run_dir, 'hyperparameters.json')) as f:
     assert set(json.load(f)) >= {'units', 'optimizer', 'learning_rate'}
 
 
