@@ -1,7 +1,7 @@
 """Reading transformed examples into tf.data for the Tuner and the Trainer."""
 
 import dataclasses
-from typing import Any, List, Mapping
+from typing import Any, List, Mapping, Union
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -9,6 +9,7 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from modules import features as features_lib
+from modules import finetune
 from modules import model as model_lib
 
 
@@ -31,7 +32,8 @@ def input_fn(file_pattern: List[str],
 @dataclasses.dataclass
 class TrainingData:
   """What tuner_fn and run_fn share: Transform's output, the features, the
-  model inputs and one-epoch datasets at a given batch size."""
+  model inputs, the builder, the training mode and one-epoch datasets at a
+  given batch size."""
   fn_args: Any
   config: Mapping[str, Any]
 
@@ -47,7 +49,24 @@ class TrainingData:
             features_lib.transformed_name(k):
                 self.transform_output.vocabulary_size_by_name(k) + oov
             for k in self.features.categorical
-        })
+        },
+        num_classes=int(self.config['features'].get('num_classes', 2)))
+    model_cfg = self.config.get('model', {})
+    self.builder = model_cfg.get('builder', 'dnn')
+    image = model_cfg.get('image')
+    self.image = ((image['height'], image['width'], image['channels'])
+                  if image else None)
+    self.mode = self.config.get('training', {}).get('mode', 'scratch')
+
+  def new_model(self, hparams: Mapping[str, Any]
+                ) -> Union[tf.keras.Model, finetune.Finetuner]:
+    """A from-scratch model (scratch mode) or a Finetuner over the base model
+    the component received (finetune mode)."""
+    if self.mode == 'finetune':
+      base = finetune.load_checked(self.fn_args.base_model, self.model_inputs)
+      return finetune.Finetuner(base, self.model_inputs, hparams)
+    return model_lib.build_model(self.model_inputs, hparams, self.builder,
+                                 self.image)
 
   def train(self, batch_size: int, seed: int) -> tf.data.Dataset:
     return input_fn(self.fn_args.train_files, self.fn_args.data_accessor,

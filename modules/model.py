@@ -1,18 +1,25 @@
 """Keras model builders. Plain values in, a compiled tf.keras model out.
 
-`build_model(inputs, hparams)` builds the from-scratch DNN over the
-transformed features; `compile_model` is separate so that fine-tuning can
-recompile a model it did not build. The project uses Keras 2 (tf_keras)
-throughout: tf.Transform 1.16 and keras-tuner 1.3.5 require it.
+`build_model(inputs, hparams, builder)` builds a from-scratch classifier over
+the transformed features: `dnn` (dense layers) or `cnn` (conv blocks over the
+numeric features laid out as an image). `compile_model` is separate so that
+fine-tuning can recompile a model it did not build. The project uses Keras 2
+(tf_keras) throughout: tf.Transform 1.16 and keras-tuner 1.3.5 require it.
+
+Layer names are a contract with modules/finetune.py: the layer named
+EMBEDDING is the backbone's output, and layers named `block<N>_...` form
+block N, the unit that fine-tuning freezes and thaws.
 """
 
 import dataclasses
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import tensorflow as tf
 import tf_keras as keras
 
-PROBABILITY = 'probability'  # the model's output name, used by the Evaluator
+PROBABILITY = 'probability'  # binary output [batch, 1]; read by the Evaluator
+PROBABILITIES = 'probabilities'  # multiclass output [batch, num_classes]
+EMBEDDING = 'embedding'  # the backbone's output layer
 
 OPTIMIZERS = {
     'adam': keras.optimizers.Adam,
@@ -28,39 +35,101 @@ class ModelInputs:
   transformed categorical keys with their id counts (vocabulary + OOV)."""
   numeric: List[str]
   categorical: Dict[str, int]
+  num_classes: int = 2
+
+  def input_layers(self) -> Dict[str, tf.Tensor]:
+    """A fresh keras.Input per feature: float for numeric, int64 ids."""
+    layers = {key: keras.Input(shape=(1,), name=key, dtype=tf.float32)
+              for key in self.numeric}
+    layers.update({key: keras.Input(shape=(1,), name=key, dtype=tf.int64)
+                   for key in self.categorical})
+    return layers
 
 
-def build_model(inputs: ModelInputs, hparams: Mapping[str, Any]) -> keras.Model:
-  """Builds and compiles a binary classifier.
+def build_model(inputs: ModelInputs, hparams: Mapping[str, Any],
+                builder: str = 'dnn',
+                image: Optional[Tuple[int, int, int]] = None) -> keras.Model:
+  """Builds and compiles a classifier trained from scratch.
 
   Args:
-    inputs: the transformed feature names (and category counts).
+    inputs: the transformed feature names, category counts and classes.
     hparams: values from `search_space.sample` (num_layers, units, dropout,
       l1, l2, batch_norm, optimizer, learning_rate).
+    builder: 'dnn' or 'cnn'.
+    image: (height, width, channels) for the cnn builder.
 
   Returns:
-    A compiled model taking a dict of [batch, 1] tensors and returning a
-    [batch, 1] probability of the positive class.
+    A compiled model taking a dict of [batch, 1] tensors and returning the
+    class probabilities (see `classification_head`).
   """
   if not inputs.numeric and not inputs.categorical:
     raise ValueError('build_model needs at least one input feature')
-  model_inputs = {}
-  encoded = []
-  for key in inputs.numeric:
-    model_inputs[key] = keras.Input(shape=(1,), name=key, dtype=tf.float32)
-    encoded.append(model_inputs[key])
-  for key, size in inputs.categorical.items():
-    model_inputs[key] = keras.Input(shape=(1,), name=key, dtype=tf.int64)
-    encoded.append(keras.layers.CategoryEncoding(
-        num_tokens=size, output_mode='one_hot', name=f'{key}_onehot')(
-            model_inputs[key]))
-  x = (keras.layers.Concatenate(name='features')(encoded)
-       if len(encoded) > 1 else encoded[0])
-  x = dense_stack(x, hparams)
-  output = keras.layers.Dense(1, activation='sigmoid', name=PROBABILITY)(x)
-  model = keras.Model(inputs=model_inputs, outputs=output)
-  compile_model(model, hparams)
+  model_inputs = inputs.input_layers()
+  if builder == 'cnn':
+    if image is None or inputs.categorical:
+      raise ValueError('the cnn builder needs an image shape and numeric '
+                       'features only')
+    pixels = [model_inputs[key] for key in inputs.numeric]
+    x = (keras.layers.Concatenate(name='pixels')(pixels)
+         if len(pixels) > 1 else pixels[0])
+    x = conv_stack(x, image, hparams)
+  elif builder == 'dnn':
+    encoded = [model_inputs[key] for key in inputs.numeric] + [
+        keras.layers.CategoryEncoding(
+            num_tokens=size, output_mode='one_hot', name=f'{key}_onehot')(
+                model_inputs[key])
+        for key, size in inputs.categorical.items()]
+    x = (keras.layers.Concatenate(name='features')(encoded)
+         if len(encoded) > 1 else encoded[0])
+    x = dense_stack(x, hparams)
+  else:
+    raise ValueError(f'unknown model builder {builder!r}; allowed: dnn, cnn')
+  model = keras.Model(inputs=model_inputs,
+                      outputs=classification_head(x, inputs.num_classes))
+  compile_model(model, hparams, inputs.num_classes)
   return model
+
+
+def classification_head(x: tf.Tensor, num_classes: int) -> tf.Tensor:
+  """The output layer: a sigmoid PROBABILITY [batch, 1] for 2 classes, else
+  softmax PROBABILITIES [batch, num_classes]."""
+  if num_classes == 2:
+    return keras.layers.Dense(1, activation='sigmoid', name=PROBABILITY)(x)
+  return keras.layers.Dense(num_classes, activation='softmax',
+                            name=PROBABILITIES)(x)
+
+
+def _regularizer(hparams: Mapping[str, Any]) -> keras.regularizers.Regularizer:
+  return keras.regularizers.L1L2(l1=float(hparams['l1']),
+                                 l2=float(hparams['l2']))
+
+
+def conv_stack(x: tf.Tensor, image: Tuple[int, int, int],
+               hparams: Mapping[str, Any]) -> tf.Tensor:
+  """num_layers conv blocks (Conv 3x3 -> [BatchNorm] -> ReLU -> MaxPool 2x2
+  while the image is at least 2x2), filters `units` doubling per block, then
+  a dense EMBEDDING of 2 x units and dropout."""
+  height, width, channels = image
+  batch_norm = bool(hparams['batch_norm'])
+  x = keras.layers.Reshape((height, width, channels), name='image')(x)
+  for i in range(1, int(hparams['num_layers']) + 1):
+    x = keras.layers.Conv2D(
+        int(hparams['units']) * 2 ** (i - 1), 3, padding='same',
+        use_bias=not batch_norm, kernel_regularizer=_regularizer(hparams),
+        name=f'block{i}_conv')(x)
+    if batch_norm:
+      x = keras.layers.BatchNormalization(name=f'block{i}_bn')(x)
+    x = keras.layers.Activation('relu', name=f'block{i}_relu')(x)
+    if min(x.shape[1], x.shape[2]) >= 2:
+      x = keras.layers.MaxPooling2D(2, name=f'block{i}_pool')(x)
+  x = keras.layers.Flatten(name='flatten')(x)
+  x = keras.layers.Dense(int(hparams['units']) * 2,
+                         kernel_regularizer=_regularizer(hparams),
+                         name=f'block{int(hparams["num_layers"]) + 1}_dense')(x)
+  x = keras.layers.Activation('relu', name=EMBEDDING)(x)
+  if hparams['dropout'] > 0:
+    x = keras.layers.Dropout(float(hparams['dropout']), name='dropout')(x)
+  return x
 
 
 def dense_stack(x: tf.Tensor, hparams: Mapping[str, Any]) -> tf.Tensor:
@@ -68,9 +137,7 @@ def dense_stack(x: tf.Tensor, hparams: Mapping[str, Any]) -> tf.Tensor:
   for i in range(int(hparams['num_layers'])):
     x = keras.layers.Dense(
         int(hparams['units']), use_bias=not hparams['batch_norm'],
-        kernel_regularizer=keras.regularizers.L1L2(
-            l1=float(hparams['l1']), l2=float(hparams['l2'])),
-        name=f'dense_{i}')(x)
+        kernel_regularizer=_regularizer(hparams), name=f'dense_{i}')(x)
     if hparams['batch_norm']:
       x = keras.layers.BatchNormalization(name=f'batch_norm_{i}')(x)
     x = keras.layers.Activation('relu', name=f'relu_{i}')(x)
@@ -86,10 +153,21 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
   return OPTIMIZERS[name](learning_rate=float(learning_rate))
 
 
-def compile_model(model: keras.Model, hparams: Mapping[str, Any]) -> None:
+def loss_and_metrics(num_classes: int) -> Dict[str, Any]:
+  """compile() arguments besides the optimizer. The metric names are the
+  monitors a spec may name (pipeline.spec.keras_monitors)."""
+  if num_classes == 2:
+    return dict(loss=keras.losses.BinaryCrossentropy(),
+                metrics=[keras.metrics.BinaryAccuracy(name='binary_accuracy'),
+                         keras.metrics.AUC(name='auc')])
+  return dict(loss=keras.losses.SparseCategoricalCrossentropy(),
+              metrics=[keras.metrics.SparseCategoricalAccuracy(
+                  name='accuracy')])
+
+
+def compile_model(model: keras.Model, hparams: Mapping[str, Any],
+                  num_classes: int = 2) -> None:
   """Compiles with the optimizer and learning rate `hparams` name."""
   model.compile(
       optimizer=make_optimizer(hparams['optimizer'], hparams['learning_rate']),
-      loss=keras.losses.BinaryCrossentropy(),
-      metrics=[keras.metrics.BinaryAccuracy(name='binary_accuracy'),
-               keras.metrics.AUC(name='auc')])
+      **loss_and_metrics(num_classes))

@@ -6,56 +6,63 @@
 range's minimum), which run_fn uses when no tuned values arrive.
 """
 
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import keras_tuner
 
-NAMES = ('num_layers', 'units', 'dropout', 'l1', 'l2', 'batch_norm',
-         'optimizer', 'learning_rate', 'batch_size')
+# Shared by both training modes: the optimizer, regularisation and batch.
+SHARED = ('dropout', 'l1', 'l2', 'optimizer', 'learning_rate', 'batch_size')
+# From scratch: the architecture.
+SCRATCH = ('num_layers', 'units', 'batch_norm')
+# Fine-tuning (model.search_space.finetune): how much of the base to train.
+FINETUNE = ('strategy', 'unfreeze_blocks', 'head_units', 'backbone_lr_scale',
+            'lr_decay', 'epochs_per_stage')
+NAMES = SCRATCH + SHARED
 
 
-def sample(hp: keras_tuner.HyperParameters,
-           space: Mapping[str, Any]) -> Dict[str, Any]:
+def names(mode: str = 'scratch') -> Tuple[str, ...]:
+  """The hyperparameters `sample` registers in training `mode`."""
+  return (FINETUNE if mode == 'finetune' else SCRATCH) + SHARED
+
+
+def _register(hp: keras_tuner.HyperParameters, space: Mapping[str, Any],
+              name: str) -> Any:
+  """Registers one spec entry: {min, max[, step]} ints or floats, or a list
+  of choices whose first value is the default."""
+  r = space[name]
+  if isinstance(r, Mapping) and isinstance(r['min'], int) and 'sampling' not in r:
+    return hp.Int(name, r['min'], r['max'], step=r.get('step') or 1)
+  if isinstance(r, Mapping):
+    return hp.Float(name, r['min'], r['max'], step=r.get('step'),
+                    sampling=r.get('sampling', 'linear'), default=r['min'])
+  values = list(r)
+  return hp.Choice(name, values, default=values[0])
+
+
+def sample(hp: keras_tuner.HyperParameters, space: Mapping[str, Any],
+           mode: str = 'scratch') -> Dict[str, Any]:
   """Registers the spec's search space on `hp`; returns current values.
 
   Args:
     hp: the hyperparameters object of a trial (or a fresh one for defaults).
     space: `model.search_space` of the spec, as a plain mapping.
+    mode: training.mode: 'scratch' searches the architecture, 'finetune'
+      the `finetune` sub-space (strategy, unfrozen blocks, head, rates).
 
   Returns:
-    A dict with one value per name in NAMES.
+    A dict with one value per name in `names(mode)`.
   """
-  def int_range(name):
-    r = space[name]
-    return hp.Int(name, r['min'], r['max'], step=r.get('step') or 1)
-
-  def float_range(name):
-    r = space[name]
-    sampling = r.get('sampling', 'linear')
-    return hp.Float(name, r['min'], r['max'], step=r.get('step'),
-                    sampling=sampling, default=r['min'])
-
-  def choice(name):
-    values = list(space[name])
-    return hp.Choice(name, values, default=values[0])
-
-  return {
-      'num_layers': int_range('num_layers'),
-      'units': int_range('units'),
-      'dropout': float_range('dropout'),
-      'l1': choice('l1'),
-      'l2': choice('l2'),
-      'batch_norm': choice('batch_norm'),
-      'optimizer': choice('optimizer'),
-      'learning_rate': float_range('learning_rate'),
-      'batch_size': choice('batch_size'),
-  }
+  own = space['finetune'] if mode == 'finetune' else space
+  values = {name: _register(hp, own, name) for name in names(mode)
+            if name not in SHARED}
+  values.update({name: _register(hp, space, name) for name in SHARED})
+  return values
 
 
-def resolve(tuned: Optional[Mapping[str, Any]],
-            space: Mapping[str, Any]) -> Dict[str, Any]:
+def resolve(tuned: Optional[Mapping[str, Any]], space: Mapping[str, Any],
+            mode: str = 'scratch') -> Dict[str, Any]:
   """Values for training: the Tuner's best (a HyperParameters config) or
   the space's defaults when `tuned` is empty."""
   hp = (keras_tuner.HyperParameters.from_config(dict(tuned)) if tuned
         else keras_tuner.HyperParameters())
-  return sample(hp, space)
+  return sample(hp, space, mode)

@@ -1,5 +1,6 @@
-"""run_fn for TFX Trainer: train from scratch with the best hyperparameters
-and export a SavedModel that serves raw, serialized tf.Examples."""
+"""run_fn for TFX Trainer: train (from scratch, or fine-tuning the base
+model) with the best hyperparameters and export a SavedModel that serves raw,
+serialized tf.Examples."""
 
 import json
 import os
@@ -10,11 +11,13 @@ import tf_keras as keras
 from tfx import v1 as tfx
 
 from modules import data as data_lib
+from modules import finetune
 from modules import model as model_lib
 from modules import search_space
 from modules.tuner import require_legacy_keras
 
 HPARAMS_FILE = 'hyperparameters.json'  # in model_run, beside TensorBoard logs
+CLASS_ID = 'class_id'  # multiclass: the most probable class index
 
 
 def _callbacks(config: Dict[str, Any], log_dir: str):
@@ -30,19 +33,25 @@ def _callbacks(config: Dict[str, Any], log_dir: str):
 def serving_signatures(model: keras.Model, training_data: data_lib.TrainingData
                        ) -> Dict[str, tf.types.experimental.ConcreteFunction]:
   """serving_default: serialized tf.Examples (raw features, no label) ->
-  {'probability': [batch, 1]}, applying the Transform graph inside."""
+  {'probability': [batch, 1]} for a binary label, else
+  {'probabilities': [batch, classes], 'class_id': [batch]}, applying the
+  Transform graph inside."""
   model.tft_layer = training_data.transform_output.transform_features_layer()
   raw_spec = training_data.transform_output.raw_feature_spec()
   raw_spec.pop(training_data.features.label, None)
   input_names = list(model.input_names)
+  multiclass = training_data.model_inputs.num_classes > 2
 
   @tf.function(input_signature=[
       tf.TensorSpec(shape=[None], dtype=tf.string, name='examples')])
   def serve_tf_examples(serialized):
     raw = tf.io.parse_example(serialized, raw_spec)
     transformed = model.tft_layer(raw)
-    return {model_lib.PROBABILITY: model(
-        {k: transformed[k] for k in input_names})}
+    output = model({k: transformed[k] for k in input_names})
+    if multiclass:
+      return {model_lib.PROBABILITIES: output,
+              CLASS_ID: tf.argmax(output, axis=-1)}
+    return {model_lib.PROBABILITY: output}
 
   return {'serving_default': serve_tf_examples.get_concrete_function()}
 
@@ -52,7 +61,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
   Hyperparameters are the Tuner's best when it ran, else the search space's
   defaults. Early stopping restores the best epoch's weights; TensorBoard
-  logs go to fn_args.model_run_dir.
+  logs go to fn_args.model_run_dir. In finetune mode the base model arrives
+  as fn_args.base_model; one that is missing, does not load or does not take
+  the transformed features raises finetune.BaseModelError (one line).
   """
   require_legacy_keras()
   config: Dict[str, Any] = fn_args.custom_config
@@ -60,12 +71,15 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   keras.utils.set_random_seed(seed)
   training_data = data_lib.TrainingData(fn_args, config)
   hparams = search_space.resolve(fn_args.hyperparameters,
-                                 config['model']['search_space'])
-  model = model_lib.build_model(training_data.model_inputs, hparams)
+                                 config['model']['search_space'],
+                                 training_data.mode)
+  model = training_data.new_model(hparams)
   model.fit(training_data.train(hparams['batch_size'], seed),
             validation_data=training_data.eval(hparams['batch_size']),
             epochs=config['training']['epochs'],
             callbacks=_callbacks(config, fn_args.model_run_dir), verbose=0)
+  if isinstance(model, finetune.Finetuner):
+    model = model.export_model()
   model.save(fn_args.serving_model_dir, save_format='tf',
              signatures=serving_signatures(model, training_data))
   with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HPARAMS_FILE),

@@ -8,11 +8,11 @@ import tf_keras as keras
 from tfx import v1 as tfx
 
 from modules import data as data_lib
-from modules import model as model_lib
+from modules import finetune
 from modules import search_space
 
 _DIRECTIONS = {'val_loss': 'min', 'val_auc': 'max',
-               'val_binary_accuracy': 'max'}
+               'val_binary_accuracy': 'max', 'val_accuracy': 'max'}
 
 
 def require_legacy_keras() -> None:
@@ -27,7 +27,11 @@ def require_legacy_keras() -> None:
 
 
 class SpecHyperModel(keras_tuner.HyperModel):
-  """Builds a model per trial and fits it at the trial's batch size."""
+  """Builds a model per trial and fits it at the trial's batch size.
+
+  In finetune mode each trial starts from a fresh copy of the base model and
+  trains it by the trial's strategy (staged, for gradual unfreezing).
+  """
 
   def __init__(self, training_data: data_lib.TrainingData,
                space: Mapping[str, Any], seed: int):
@@ -35,16 +39,28 @@ class SpecHyperModel(keras_tuner.HyperModel):
     self._data = training_data
     self._space = space
     self._seed = seed
+    self._finetuner = None  # the last built trial's, in finetune mode
 
   def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
-    return model_lib.build_model(self._data.model_inputs,
-                                 search_space.sample(hp, self._space))
+    built = self._data.new_model(
+        search_space.sample(hp, self._space, self._data.mode))
+    if isinstance(built, finetune.Finetuner):
+      self._finetuner = built
+      built.prepare(0)  # compiled, as Keras Tuner expects a built model
+      return built.model
+    return built
 
   def fit(self, hp, model, *args, **kwargs):  # pylint: disable=arguments-differ
     batch_size = hp.get('batch_size')
-    return model.fit(self._data.train(batch_size, self._seed),
-                     validation_data=self._data.eval(batch_size), *args,
-                     **kwargs)
+    train = self._data.train(batch_size, self._seed)
+    validation = self._data.eval(batch_size)
+    if self._finetuner is not None and self._finetuner.model is model:
+      return self._finetuner.fit(
+          train, validation_data=validation, epochs=kwargs['epochs'],
+          initial_epoch=kwargs.get('initial_epoch', 0),
+          callbacks=kwargs.get('callbacks', ()),
+          verbose=kwargs.get('verbose', 0))
+    return model.fit(train, validation_data=validation, *args, **kwargs)
 
 
 def make_tuner(algorithm: str, hypermodel: keras_tuner.HyperModel,

@@ -1,5 +1,6 @@
-"""`python -m pipeline`: validate a spec, run the pipeline locally, and
-inspect lineage in ML Metadata (runs, trace, diff).
+"""`python -m pipeline`: validate a spec, run the pipeline locally, compare
+fine-tuning with training from scratch, and inspect lineage in ML Metadata
+(runs, trace, graph, diff).
 
 Errors the user can fix (a bad spec, missing or malformed data, an unknown
 lineage target or store) end with one line on stderr and exit code 2; a
@@ -76,6 +77,10 @@ def cmd_validate(args) -> int:
   from pipeline import preflight  # pylint: disable=g-import-not-at-top
   spec = _load(args)
   rows = preflight.run_preflight(spec)
+  if spec.training.mode == 'finetune':
+    from pipeline import local_runner  # pylint: disable=g-import-not-at-top
+    print(f'base model: {local_runner.locate_base_model(spec)} (loads, and '
+          'takes the transformed features)')
   print(f'{args.spec}: ok (pipeline {spec.name}, {len(spec.feature_keys)} '
         f'features, {rows} rows, tuner {spec.tuner.algorithm if spec.tuner.enabled else "off"})')
   return 0
@@ -92,6 +97,41 @@ def cmd_run(args) -> int:
     print(f'error: {summary["failed_component"]} failed: {summary["reason"]}',
           file=sys.stderr)
     return 1
+  return 0
+
+
+DEFAULT_COMPARE_SPEC = os.path.join(os.path.dirname(DEFAULT_SPEC),
+                                    'digits_target.yaml')
+DEFAULT_COMPARE_OUTPUT = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    'benchmarks', 'results', 'finetune_comparison')
+
+
+def cmd_compare(args) -> int:
+  from pipeline import compare  # pylint: disable=g-import-not-at-top
+  from pipeline import local_runner  # pylint: disable=g-import-not-at-top
+  spec = _load(args)
+  if args.base:
+    base = args.base
+    from pipeline import preflight  # pylint: disable=g-import-not-at-top
+    preflight.check_base_model(spec, base)
+  elif spec.training.mode == 'finetune':
+    base = local_runner.locate_base_model(spec)
+  else:
+    raise compare.CompareError(f'{args.spec}: training.mode is scratch and no '
+                               '--base was given: name the base model')
+  try:
+    sizes = [int(s) for s in args.sizes.split(',')]
+  except ValueError:
+    raise compare.CompareError(f'--sizes {args.sizes}: give comma-separated '
+                               'integers, e.g. 25,50,100') from None
+  print(f'comparing scratch and fine-tuning from {base}', flush=True)
+  report = compare.compare(
+      spec, base, sizes, args.repeats, args.epochs, args.output,
+      command='python -m pipeline ' + ' '.join(args.argv),
+      seed=args.seed, progress=lambda line: print(line, flush=True))
+  print(report['conclusion']['text'])
+  print(f'wrote {args.output}.json, .md and .png')
   return 0
 
 
@@ -137,6 +177,13 @@ def cmd_lineage_trace(args) -> int:
   return 0
 
 
+def cmd_lineage_graph(args) -> int:
+  from pipeline import lineage  # pylint: disable=g-import-not-at-top
+  tree = lineage.trace(_store(args), args.target)
+  print(f'wrote {lineage.write_graph(tree, args.output)}')
+  return 0
+
+
 def cmd_lineage_diff(args) -> int:
   from pipeline import lineage  # pylint: disable=g-import-not-at-top
   result = lineage.diff(_store(args), args.run_a, args.run_b)
@@ -173,6 +220,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help='show TFX, Beam and TensorFlow logs')
   run.set_defaults(func=cmd_run)
 
+  compare = sub.add_parser(
+      'compare', help='fine-tuning strategies against training from scratch '
+      'at several labelled-set sizes; writes JSON, Markdown and a PNG plot')
+  compare.add_argument('spec', nargs='?', default=DEFAULT_COMPARE_SPEC,
+                       help='the target task spec (default: digits_target)')
+  compare.add_argument('--set', action='append', metavar='KEY=VALUE',
+                       help='override a spec key, as for run')
+  compare.add_argument('--base', metavar='PATH',
+                       help="base model (default: the spec's "
+                            'training.base_model)')
+  compare.add_argument('--sizes', default='25,50,100,200,400',
+                       help='labelled-set sizes (default: 25,50,100,200,400)')
+  compare.add_argument('--repeats', type=int, default=3,
+                       help='labelled sets drawn per size (default: 3)')
+  compare.add_argument('--epochs', type=int, default=40,
+                       help='epochs per model (default: 40)')
+  compare.add_argument('--seed', type=int, default=0)
+  compare.add_argument('--output', default=DEFAULT_COMPARE_OUTPUT,
+                       help='path prefix for .json/.md/.png (default: '
+                            'benchmarks/results/finetune_comparison)')
+  compare.set_defaults(func=cmd_compare)
+
   lineage = sub.add_parser(
       'lineage', help='inspect ML Metadata: runs, and where a model came from')
   lineage_sub = lineage.add_subparsers(dest='lineage_command', required=True)
@@ -198,6 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
   trace.add_argument('target')
   add_store(trace)
   trace.set_defaults(func=cmd_lineage_trace)
+  graph = lineage_sub.add_parser(
+      'graph', help='the lineage of TARGET (as for trace) as a picture: '
+      '.dot, or .svg/.png through Graphviz')
+  graph.add_argument('target')
+  graph.add_argument('--output', required=True, metavar='FILE',
+                     help='FILE.dot, FILE.svg or FILE.png')
+  add_store(graph)
+  graph.set_defaults(func=cmd_lineage_graph)
   diff = lineage_sub.add_parser(
       'diff', help='what changed between two runs, and what was cached')
   diff.add_argument('run_a')
@@ -215,6 +292,9 @@ def configure_process(verbose: bool = False) -> None:
   # TensorFlow's C++ start-up chatter (CUDA probing, logged as errors) is
   # not for the terminal unless asked for.
   os.environ['TF_CPP_MIN_LOG_LEVEL'] = '0' if verbose else '3'
+  # ML Metadata's C++ MySQL client logs a failed connection to stderr
+  # through glog; the CLI reports it in one line itself.
+  os.environ['GLOG_minloglevel'] = '0' if verbose else '3'
   # Google client libraries warn on every import about versions the lock
   # pins for TFX 1.16 (Python 3.10, google-cloud-storage 2): README, "Why
   # Python 3.10". Not news to someone running a pipeline.
@@ -223,13 +303,15 @@ def configure_process(verbose: bool = False) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
   args = build_parser().parse_args(argv)
+  args.argv = list(argv) if argv is not None else sys.argv[1:]
   configure_process(getattr(args, 'verbose', False))
   _quiet_logs(getattr(args, 'verbose', False))
+  from pipeline.compare import CompareError  # pylint: disable=g-import-not-at-top
   from pipeline.lineage import LineageError  # pylint: disable=g-import-not-at-top
   from pipeline.preflight import PreflightError  # pylint: disable=g-import-not-at-top
   from pipeline.spec import SpecError  # pylint: disable=g-import-not-at-top
   try:
     return args.func(args)
-  except (SpecError, PreflightError, LineageError) as e:
+  except (SpecError, PreflightError, LineageError, CompareError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

@@ -12,12 +12,14 @@ import glob
 import hashlib
 import json
 import os
-import re
-from typing import Any, Dict, List, Optional, Set
+import shutil
+import subprocess
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
+from pipeline import metadata as metadata_lib
 from pipeline import results
 from pipeline.results import custom_property
 
@@ -38,24 +40,13 @@ class LineageError(ValueError):
   """A lineage query cannot be answered. The message is one line."""
 
 
-def open_store(path: str) -> mlmd.MetadataStore:
-  """Opens an SQLite ML Metadata store read-only, or says why not."""
-  if not os.path.isfile(path):
-    raise LineageError(f'{path}: no metadata store there (runner.metadata in '
-                       'the spec, or --store)')
-  config = metadata_store_pb2.ConnectionConfig()
-  config.sqlite.filename_uri = path
-  config.sqlite.connection_mode = (
-      metadata_store_pb2.SqliteMetadataSourceConfig.READONLY)
+def open_store(location: str) -> mlmd.MetadataStore:
+  """Opens a store (a SQLite path, mysql:// or grpc:// URI; see
+  pipeline/metadata.py) for reading, or says in one line why not."""
   try:
-    store = mlmd.MetadataStore(config)
-    store.get_context_types()
-  except Exception as e:  # pylint: disable=broad-except
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    first = re.sub(r'\s*query:\s*CREATE .*$', '', first)[:200]
-    raise LineageError(f'{path}: not a readable ML Metadata store ({first})'
-                       ) from None
-  return store
+    return metadata_lib.open_store(location, readonly=True)
+  except metadata_lib.MetadataError as e:
+    raise LineageError(str(e)) from None
 
 
 def _iso(millis: int) -> str:
@@ -130,6 +121,7 @@ class Node:
   key: str = ''  # the input key an artifact was read under
   uri: str = ''
   node: str = ''  # pipeline node id of an execution
+  pipeline: str = ''  # the pipeline an execution ran in
   state: str = ''
   run: str = ''
   properties: Dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -181,16 +173,18 @@ class _Walker:
     return self.store.get_executions_by_id(ids[:1])[0] if ids else None
 
   def execution(self, execution: metadata_store_pb2.Execution) -> Node:
-    node_id, run = '', ''
+    node_id, run, pipeline = '', '', ''
     for ctx in self.store.get_contexts_by_execution(execution.id):
       kind = self.store.get_context_types_by_id([ctx.type_id])[0].name
       if kind == 'node':
         node_id = ctx.name.split('.', 1)[-1]
       elif kind == 'pipeline_run':
         run = ctx.name
+      elif kind == 'pipeline':
+        pipeline = ctx.name
     node = Node(kind='execution', id=execution.id,
                 type=self._exec_types.get(execution.type_id, '?'),
-                node=node_id, run=run,
+                node=node_id, run=run, pipeline=pipeline,
                 state=results.STATES.get(execution.last_known_state, '?'))
     if execution.id in self.seen_executions:
       node.repeated = True
@@ -289,7 +283,7 @@ def render(node: Node, prefix: str = '', last: bool = True,
       label += ' (lineage shown above)'
   else:
     label = f'{node.node or node.type} (execution #{node.id}, {node.state}, ' \
-            f'run {node.run})'
+            f'pipeline {node.pipeline}, run {node.run})'
     if node.properties:
       label += ' ' + json.dumps(node.properties, sort_keys=True)
     if node.repeated:
@@ -299,6 +293,87 @@ def render(node: Node, prefix: str = '', last: bool = True,
   for i, child in enumerate(node.children):
     lines += render(child, child_prefix, i == len(node.children) - 1, False)
   return lines
+
+
+def to_dot(tree: Node) -> str:
+  """The lineage tree as a Graphviz digraph: artifacts as boxes, executions
+  as ellipses, edges in the direction data flowed; each artifact and
+  execution once, however often the tree reaches it."""
+  lines = ['digraph lineage {', '  rankdir=BT;',
+           '  node [fontname="Helvetica", fontsize=10];']
+  seen: Set[str] = set()
+  edges: Set[Tuple[str, str, str]] = set()
+
+  def ident(node: Node) -> str:
+    return f'{"a" if node.kind == "artifact" else "e"}{node.id}'
+
+  def quote(text: str) -> str:
+    return '"' + text.replace('\\', '\\\\').replace('"', '\\"') + '"'
+
+  def visit(node: Node) -> None:
+    name = ident(node)
+    if name not in seen:
+      seen.add(name)
+      if node.kind == 'artifact':
+        label = f'{node.type} #{node.id}\\n{_short(node.uri)}'
+        shape = 'box'
+      else:
+        label = (f'{node.node or node.type} #{node.id}\\n{node.pipeline}'
+                 f'\\n{node.state}')
+        shape = 'ellipse'
+      lines.append(f'  {name} [label={quote(label)}, shape={shape}];')
+    for child in node.children:
+      # Children are what a node came from: data flows child -> node.
+      edges.add((ident(child), name, child.key))
+      visit(child)
+
+  visit(tree)
+  for source, target, key in sorted(edges):
+    attrs = f' [label={quote(key)}]' if key else ''
+    lines.append(f'  {source} -> {target}{attrs};')
+  lines.append('}')
+  return '\n'.join(lines) + '\n'
+
+
+def _short(uri: str, keep: int = 3) -> str:
+  parts = uri.rstrip('/').split('/')
+  return '/'.join(parts[-keep:]) if len(parts) > keep else uri
+
+
+GRAPH_FORMATS = ('.dot', '.svg', '.png')
+
+
+def write_graph(tree: Node, output: str) -> str:
+  """Writes the tree to `output` (.dot, or .svg/.png through Graphviz's
+  `dot` program); the file appears whole or not at all."""
+  extension = os.path.splitext(output)[1].lower()
+  if extension not in GRAPH_FORMATS:
+    raise LineageError(f'{output}: the graph file must end in '
+                       f'{", ".join(GRAPH_FORMATS)}')
+  dot = to_dot(tree)
+  folder = os.path.dirname(os.path.abspath(output))
+  if not os.path.isdir(folder):
+    raise LineageError(f'{output}: folder {folder} does not exist')
+  tmp = output + '.tmp'
+  if extension == '.dot':
+    with open(tmp, 'w') as f:
+      f.write(dot)
+  else:
+    program = shutil.which('dot')
+    if program is None:
+      raise LineageError(
+          f'{output}: writing {extension[1:]} needs Graphviz\'s `dot` program '
+          '(apt-get install graphviz); a .dot file needs nothing')
+    proc = subprocess.run([program, f'-T{extension[1:]}', '-o', tmp],
+                          input=dot, text=True, capture_output=True,
+                          check=False)
+    if proc.returncode != 0:
+      if os.path.exists(tmp):
+        os.remove(tmp)
+      first = (proc.stderr.strip().splitlines() or ['no message'])[0]
+      raise LineageError(f'{output}: Graphviz failed: {first}')
+  os.replace(tmp, output)
+  return output
 
 
 def _run_facts(store: mlmd.MetadataStore, run_id: str) -> Dict[str, Any]:

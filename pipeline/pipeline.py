@@ -2,8 +2,10 @@
 
 `create_pipeline(spec, env)` wires ExampleGen -> StatisticsGen ->
 ImportSchemaGen -> ExampleValidator -> AnomaliesGate -> Transform -> Tuner ->
-Trainer -> baseline Resolver -> Evaluator -> Pusher. It reads no environment
-and touches no files: everything runner-specific arrives in `env`.
+Trainer -> baseline Resolver -> Evaluator -> Pusher. When fine-tuning, an
+Importer brings the base model (which the runner located) into ML Metadata
+and feeds the Tuner's and Trainer's `base_model`. It reads no environment and
+touches no files: everything runner-specific arrives in `env`.
 """
 
 import dataclasses
@@ -16,12 +18,19 @@ from tfx import v1 as tfx
 
 from components.anomalies_gate import AnomaliesGate
 from components.baseline import baseline_resolver
-from pipeline.spec import METRIC_TABLE, Bounds, PipelineSpec
+from pipeline.spec import Bounds, PipelineSpec, metric_table
 
 PREPROCESSING_FN = 'modules.preprocessing.preprocessing_fn'
 TUNER_FN = 'modules.tuner.tuner_fn'
 RUN_FN = 'modules.train.run_fn'
-PREDICTION_KEY = 'probability'  # modules.model.PROBABILITY
+# The serving signature's output the Evaluator reads: modules.model's
+# PROBABILITY (binary) or PROBABILITIES (multiclass).
+PREDICTION_KEYS = {'binary': 'probability', 'multiclass': 'probabilities'}
+BASE_MODEL_IMPORTER = 'base_model_importer'
+
+
+def prediction_key(num_classes: int) -> str:
+  return PREDICTION_KEYS['binary' if num_classes == 2 else 'multiclass']
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +45,11 @@ class Environment:
   # a code change invalidate the cache of the components that run it.
   code_version: str = ''  # all of modules/: Tuner and Trainer
   transform_code_version: str = ''  # TRANSFORM_MODULES: Transform
+  # Fine-tuning only: the base model's URI, located by the runner (a path
+  # from the spec, or a pipeline's latest blessed model). Imported with
+  # reimport=False, so a model already in ML Metadata keeps its artifact id
+  # and the lineage runs on into the pipeline that trained it.
+  base_model_uri: Optional[str] = None
 
 
 # The module files Transform's preprocessing_fn depends on; Tuner and Trainer
@@ -73,7 +87,7 @@ def module_config(spec: PipelineSpec, code_version: str,
 
 def _threshold(metric: str, spec: PipelineSpec
                ) -> Optional[tfma.MetricThreshold]:
-  direction = METRIC_TABLE[metric][2]
+  direction = metric_table(spec.features.num_classes)[metric][2]
   bound = spec.evaluation.thresholds.get(metric)
   change = spec.evaluation.change_thresholds.get(metric)
   if bound is None and change is None:
@@ -101,8 +115,9 @@ def _threshold(metric: str, spec: PipelineSpec
 def eval_config(spec: PipelineSpec) -> tfma.EvalConfig:
   """TFMA config: the spec's metrics, slices and blessing thresholds."""
   metrics = []
+  table = metric_table(spec.features.num_classes)
   for metric in spec.evaluation.metrics:
-    config = tfma.MetricConfig(class_name=METRIC_TABLE[metric][0])
+    config = tfma.MetricConfig(class_name=table[metric][0])
     threshold = _threshold(metric, spec)
     if threshold is not None:
       config.threshold.CopyFrom(threshold)
@@ -112,7 +127,8 @@ def eval_config(spec: PipelineSpec) -> tfma.EvalConfig:
   return tfma.EvalConfig(
       model_specs=[tfma.ModelSpec(
           signature_name='serving_default', label_key=spec.features.label,
-          prediction_key=PREDICTION_KEY, preprocessing_function_names=[])],
+          prediction_key=prediction_key(spec.features.num_classes),
+          preprocessing_function_names=[])],
       slicing_specs=[tfma.SlicingSpec()] + [
           tfma.SlicingSpec(feature_keys=keys)
           for keys in spec.evaluation.slices],
@@ -168,6 +184,17 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
   eval_args = tfx.proto.EvalArgs(splits=['eval'])
   components = [example_gen, statistics_gen, schema_gen, example_validator,
                 gate, transform]
+  base_model = None
+  if spec.training.mode == 'finetune':
+    if not env.base_model_uri:
+      raise ValueError('training.mode is finetune but the runner located no '
+                       'base model (Environment.base_model_uri is empty)')
+    importer = tfx.dsl.Importer(
+        source_uri=env.base_model_uri,
+        artifact_type=tfx.types.standard_artifacts.Model,
+        reimport=False).with_id(BASE_MODEL_IMPORTER)
+    base_model = importer.outputs['result']
+    components.append(importer)
   hyperparameters = None
   if spec.tuner.enabled:
     tuner = tfx.components.Tuner(
@@ -175,6 +202,7 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
         examples=transform.outputs['transformed_examples'],
         transform_graph=transform.outputs['transform_graph'],
         schema=schema_gen.outputs['schema'],
+        base_model=base_model,
         train_args=train_args, eval_args=eval_args,
         custom_config=tuner_config)
     hyperparameters = tuner.outputs['best_hyperparameters']
@@ -184,6 +212,7 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
       examples=transform.outputs['transformed_examples'],
       transform_graph=transform.outputs['transform_graph'],
       schema=schema_gen.outputs['schema'],
+      base_model=base_model,
       hyperparameters=hyperparameters,
       train_args=train_args, eval_args=eval_args,
       custom_config=trainer_config)

@@ -73,6 +73,14 @@ def check_features(spec: PipelineSpec, schema: schema_pb2.Schema) -> None:
     if not by_name[name].HasField('shape'):
       raise PreflightError(f'{where}: feature {name!r} needs a fixed shape '
                            '(shape { dim { size: 1 } }) for Transform')
+  label = by_name[spec.features.label]
+  classes = spec.features.num_classes
+  if label.HasField('int_domain') and (label.int_domain.min < 0 or
+                                       label.int_domain.max >= classes):
+    raise PreflightError(
+        f'{where}: label {label.name!r} ranges over '
+        f'{label.int_domain.min}..{label.int_domain.max} in the schema but '
+        f'features.num_classes is {classes} (class indices 0..{classes - 1})')
 
 
 def _parse(value: str, ftype: int) -> Tuple[bool, float]:
@@ -139,6 +147,24 @@ def check_csv(path: str, schema: schema_pb2.Schema) -> int:
   if rows == 0:
     raise PreflightError(f'{path}: no data rows after the header')
   return rows
+
+
+def check_base_model(spec: PipelineSpec, location: str) -> None:
+  """Fine-tuning: the base model at `location` loads as a Keras model and
+  takes the spec's transformed features. Raises PreflightError (one line)."""
+  # Imported here: only fine-tuning runs pay for loading Keras.
+  from modules import features as features_lib  # pylint: disable=g-import-not-at-top
+  from modules import finetune  # pylint: disable=g-import-not-at-top
+  from modules import model as model_lib  # pylint: disable=g-import-not-at-top
+  inputs = model_lib.ModelInputs(
+      numeric=[features_lib.transformed_name(k) for k in spec.features.numeric],
+      categorical={features_lib.transformed_name(k): 0
+                   for k in spec.features.categorical},
+      num_classes=spec.features.num_classes)
+  try:
+    finetune.load_checked(location, inputs)
+  except finetune.BaseModelError as e:
+    raise PreflightError(f'{spec.source}: training.base_model: {e}') from None
 
 
 def run_preflight(spec: PipelineSpec) -> int:

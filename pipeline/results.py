@@ -86,6 +86,25 @@ class RunRecord:
     return self.store.get_artifacts_by_id(ids) if ids else []
 
 
+def latest_blessed_model(store: mlmd.MetadataStore, pipeline_name: str
+                         ) -> Optional[metadata_store_pb2.Artifact]:
+  """The newest Model the Evaluator of `pipeline_name` blessed, or None.
+
+  Raises:
+    LookupError: no pipeline of that name has run against this store.
+  """
+  context = store.get_context_by_type_and_name('pipeline', pipeline_name)
+  if context is None:
+    raise LookupError(pipeline_name)
+  blessed_ids = {
+      custom_property(a, 'current_model_id')
+      for a in store.get_artifacts_by_context(context.id)
+      if custom_property(a, 'blessed') == 1 and
+      custom_property(a, 'current_model_id') is not None}
+  models = store.get_artifacts_by_id(sorted(blessed_ids)) if blessed_ids else []
+  return max(models, key=lambda m: m.id) if models else None
+
+
 def metric_values(evaluation_uri: str) -> Dict[str, float]:
   import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
   values = {}

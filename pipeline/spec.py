@@ -29,10 +29,39 @@ METRIC_TABLE = {
     'calibration': ('Calibration', 'calibration', None),
     'log_loss': ('BinaryCrossEntropy', 'binary_crossentropy', 'lower'),
 }
+# With features.num_classes > 2 (a softmax over class indices) these replace
+# the binary ones; the others have no multiclass meaning here.
+MULTICLASS_METRIC_TABLE = {
+    'example_count': ('ExampleCount', 'example_count', None),
+    'accuracy': ('SparseCategoricalAccuracy', 'sparse_categorical_accuracy',
+                 'higher'),
+    'log_loss': ('SparseCategoricalCrossentropy',
+                 'sparse_categorical_crossentropy', 'lower'),
+}
 METRICS = tuple(METRIC_TABLE)
+
+
+def metric_table(num_classes: int) -> Dict[str, Tuple[str, str, Optional[str]]]:
+  """The metric table for a label with `num_classes` classes."""
+  return METRIC_TABLE if num_classes == 2 else MULTICLASS_METRIC_TABLE
+
+
+# Keras metric names the Tuner objective and early stopping may monitor
+# (modules.model compiles these metrics).
+MONITORS = ('val_loss', 'val_auc', 'val_binary_accuracy', 'val_accuracy')
+
+
+def keras_monitors(num_classes: int) -> Tuple[str, ...]:
+  """The monitors a model for `num_classes` classes reports."""
+  if num_classes == 2:
+    return ('val_loss', 'val_auc', 'val_binary_accuracy')
+  return ('val_loss', 'val_accuracy')
+
 TUNER_ALGORITHMS = ('hyperband', 'random', 'bayesian', 'grid')
 OPTIMIZERS = ('adam', 'sgd', 'rmsprop')
-MODEL_BUILDERS = ('dnn',)
+MODEL_BUILDERS = ('dnn', 'cnn')
+FINETUNE_STRATEGIES = ('feature_extraction', 'full', 'gradual_unfreezing',
+                       'discriminative_lr')
 _NAME = r'^[a-z][a-z0-9_-]{0,62}$'
 
 
@@ -59,11 +88,34 @@ class FloatRange(_Strict):
   sampling: Literal['linear', 'log'] = 'linear'
 
 
+class FinetuneSpace(_Strict):
+  """What the Tuner may vary when fine-tuning (training.mode: finetune).
+
+  The head's dropout, L1/L2, optimizer, learning rate and batch size come
+  from the main search space; the backbone's learning rate is the head's
+  times `backbone_lr_scale`, and under discriminative_lr each lower block's
+  is the one above's times `lr_decay`. `unfreeze_blocks` counts backbone
+  blocks from the top (capped at the backbone's block count);
+  `epochs_per_stage` is gradual unfreezing's schedule: one more block thaws
+  every that many epochs.
+  """
+  strategy: List[Literal[FINETUNE_STRATEGIES]] = Field(  # type: ignore[valid-type]
+      default=list(FINETUNE_STRATEGIES), min_length=1)
+  unfreeze_blocks: IntRange = IntRange(min=1, max=3)
+  head_units: List[int] = Field(default=[64, 0], min_length=1)
+  backbone_lr_scale: FloatRange = FloatRange(min=0.05, max=0.5,
+                                             sampling='log')
+  lr_decay: List[float] = Field(default=[0.5], min_length=1)
+  epochs_per_stage: List[int] = Field(default=[2], min_length=1)
+
+
 class SearchSpace(_Strict):
   """The one search space shared by the Tuner and the Trainer.
 
   The first value of each list, and the minimum of each range, is the default
-  the Trainer uses when no tuned hyperparameters arrive.
+  the Trainer uses when no tuned hyperparameters arrive. From-scratch models
+  search the architecture (num_layers, units, batch_norm); fine-tuning
+  searches `finetune` instead, plus the shared optimizer settings.
   """
   num_layers: IntRange = IntRange(min=1, max=3)
   units: IntRange = IntRange(min=16, max=128, step=16)
@@ -75,6 +127,7 @@ class SearchSpace(_Strict):
       default=['adam', 'rmsprop', 'sgd'], min_length=1)
   learning_rate: FloatRange = FloatRange(min=1e-4, max=1e-2, sampling='log')
   batch_size: List[int] = Field(default=[32, 16, 64], min_length=1)
+  finetune: FinetuneSpace = FinetuneSpace()
 
 
 class DataSpec(_Strict):
@@ -84,6 +137,9 @@ class DataSpec(_Strict):
 
 class FeaturesSpec(_Strict):
   label: str
+  # 2: a 0/1 label and a sigmoid output; more: class indices 0..n-1 and a
+  # softmax output.
+  num_classes: int = Field(default=2, ge=2)
   numeric: List[str] = []
   categorical: List[str] = []
 
@@ -98,8 +154,20 @@ class PreprocessingSpec(_Strict):
   categorical: VocabularySpec = VocabularySpec()
 
 
+class ImageSpec(_Strict):
+  """How the cnn builder lays the numeric features (in order, row-major)
+  out as an image."""
+  height: int = Field(ge=1)
+  width: int = Field(ge=1)
+  channels: int = Field(default=1, ge=1)
+
+
 class ModelSpec(_Strict):
+  """`dnn`: dense layers over all features. `cnn`: conv blocks over the
+  numeric features laid out as `image`; num_layers counts conv blocks and
+  units is the first block's filters (doubling per block)."""
   builder: Literal[MODEL_BUILDERS] = 'dnn'  # type: ignore[valid-type]
+  image: Optional[ImageSpec] = None
   search_space: SearchSpace = SearchSpace()
 
 
@@ -107,7 +175,7 @@ class TunerSpec(_Strict):
   """Keras Tuner settings. `max_trials` caps every algorithm's trials."""
   enabled: bool = True
   algorithm: Literal[TUNER_ALGORITHMS] = 'hyperband'  # type: ignore[valid-type]
-  objective: Literal['val_loss', 'val_auc', 'val_binary_accuracy'] = 'val_loss'
+  objective: Literal[MONITORS] = 'val_loss'  # type: ignore[valid-type]
   max_trials: int = Field(default=10, ge=1)
   max_epochs: int = Field(default=10, ge=1)
   factor: int = Field(default=3, ge=2)
@@ -116,12 +184,26 @@ class TunerSpec(_Strict):
 
 
 class EarlyStoppingSpec(_Strict):
-  monitor: Literal['val_loss', 'val_auc', 'val_binary_accuracy'] = 'val_loss'
+  monitor: Literal[MONITORS] = 'val_loss'  # type: ignore[valid-type]
   patience: int = Field(default=5, ge=0)
   min_delta: float = Field(default=0.0, ge=0)
 
 
+class BaseModelSpec(_Strict):
+  """Where fine-tuning starts from; give exactly one key.
+
+  `path`: a Keras SavedModel directory (or a TFX Model artifact folder),
+  imported into ML Metadata. `latest_blessed`: a pipeline's name; its newest
+  blessed model in this spec's metadata store (this pipeline's own name
+  warm-starts from its last blessed model).
+  """
+  path: Optional[str] = None
+  latest_blessed: Optional[str] = Field(default=None, pattern=_NAME)
+
+
 class TrainingSpec(_Strict):
+  mode: Literal['scratch', 'finetune'] = 'scratch'
+  base_model: Optional[BaseModelSpec] = None
   epochs: int = Field(default=50, ge=1)
   early_stopping: Optional[EarlyStoppingSpec] = EarlyStoppingSpec()
   seed: int = 42
@@ -187,7 +269,8 @@ class PipelineSpec(_Strict):
 
 # Keys that hold paths, resolved against the spec's folder.
 _PATH_KEYS = (('data', 'csv'), ('schema',), ('push', 'destination'),
-              ('runner', 'pipeline_root'), ('runner', 'metadata'))
+              ('runner', 'pipeline_root'), ('runner', 'metadata'),
+              ('training', 'base_model', 'path'))
 
 
 def is_uri(path: str) -> bool:
@@ -289,13 +372,20 @@ def _check_consistency(spec: PipelineSpec) -> None:
   for name in ('l1', 'l2'):
     _check(all(v >= 0 for v in getattr(space, name)), src,
            f'model.search_space.{name}', 'values must be >= 0')
+  _check_model(spec)
+  _check_training(spec)
   ev = spec.evaluation
+  table = metric_table(f.num_classes)
+  for metric in ev.metrics:
+    _check(metric in table, src, 'evaluation.metrics',
+           f'{metric!r} is a binary metric; with features.num_classes '
+           f'{f.num_classes} use: {", ".join(table)}')
   for metric in list(ev.thresholds) + list(ev.change_thresholds):
     _check(metric in ev.metrics, src, f'evaluation.thresholds.{metric}',
            f'metric {metric!r} is not in evaluation.metrics '
            f'({", ".join(ev.metrics)}); add it there first')
   for metric, bound in ev.thresholds.items():
-    direction = METRIC_TABLE[metric][2]
+    direction = table[metric][2]
     _check(isinstance(bound, Bounds) or direction is not None, src,
            f'evaluation.thresholds.{metric}',
            f'{metric} has no better direction: give {{lower: .., upper: ..}}')
@@ -306,10 +396,10 @@ def _check_consistency(spec: PipelineSpec) -> None:
         _check(bound.lower <= bound.upper, src,
                f'evaluation.thresholds.{metric}', 'lower must not exceed upper')
   for metric, value in ev.change_thresholds.items():
-    _check(METRIC_TABLE[metric][2] is not None, src,
+    _check(table[metric][2] is not None, src,
            f'evaluation.change_thresholds.{metric}',
            f'{metric} has no better direction; allowed: ' + ', '.join(
-               m for m, row in METRIC_TABLE.items() if row[2]))
+               m for m, row in table.items() if row[2]))
     _check(math.isfinite(value), src, f'evaluation.change_thresholds.{metric}',
            'must be a finite number')
   for i, slice_keys in enumerate(ev.slices):
@@ -319,8 +409,64 @@ def _check_consistency(spec: PipelineSpec) -> None:
     for key in slice_keys:
       _check(key in seen, src, f'evaluation.slices.{i}',
              f'{key!r} is not a declared feature')
-  _check(not spec.runner.metadata.startswith(('gs://', 's3://')), src,
-         'runner.metadata', 'the local runner needs a SQLite file path')
+  metadata = spec.runner.metadata
+  _check(not is_uri(metadata) or metadata.startswith('mysql://'), src,
+         'runner.metadata', 'give a SQLite file path or a '
+         'mysql://user@host:port/database URI (grpc:// stores are read by the '
+         'lineage commands only)')
+
+
+def _check_model(spec: PipelineSpec) -> None:
+  src, model, f = spec.source, spec.model, spec.features
+  if model.builder == 'cnn':
+    _check(model.image is not None, src, 'model.image',
+           'the cnn builder needs {height, width, channels}')
+    pixels = model.image.height * model.image.width * model.image.channels
+    _check(pixels == len(f.numeric) and not f.categorical, src, 'model.image',
+           f'height x width x channels is {pixels} but the cnn builder takes '
+           f'the numeric features as pixels ({len(f.numeric)} numeric, '
+           f'{len(f.categorical)} categorical)')
+  else:
+    _check(model.image is None, src, 'model.image',
+           'only the cnn builder takes an image layout')
+  ft = model.search_space.finetune
+  key = 'model.search_space.finetune'
+  _check_range(src, f'{key}.unfreeze_blocks', ft.unfreeze_blocks)
+  _check_range(src, f'{key}.backbone_lr_scale', ft.backbone_lr_scale)
+  _check(ft.backbone_lr_scale.min > 0 and ft.backbone_lr_scale.max <= 1, src,
+         f'{key}.backbone_lr_scale', 'must lie in (0, 1]: the backbone '
+         'learns at most as fast as the head')
+  _check(all(0 < v <= 1 for v in ft.lr_decay), src, f'{key}.lr_decay',
+         'values must lie in (0, 1]')
+  _check(all(v >= 0 for v in ft.head_units), src, f'{key}.head_units',
+         'values must be >= 0 (0: no hidden layer in the new head)')
+  _check(all(v >= 1 for v in ft.epochs_per_stage), src,
+         f'{key}.epochs_per_stage', 'values must be >= 1')
+  monitors = keras_monitors(f.num_classes)
+  _check(spec.tuner.objective in monitors, src, 'tuner.objective',
+         f'{spec.tuner.objective!r} is not reported for features.num_classes '
+         f'{f.num_classes}; allowed: {", ".join(monitors)}')
+  early = spec.training.early_stopping
+  _check(early is None or early.monitor in monitors, src,
+         'training.early_stopping.monitor',
+         f'{early and early.monitor!r} is not reported for '
+         f'features.num_classes {f.num_classes}; allowed: {", ".join(monitors)}')
+
+
+def _check_training(spec: PipelineSpec) -> None:
+  src, training = spec.source, spec.training
+  base = training.base_model
+  if training.mode == 'scratch':
+    _check(base is None, src, 'training.base_model',
+           'only used with training.mode: finetune (set it, or remove '
+           'base_model)')
+    return
+  _check(base is not None, src, 'training.base_model',
+         'training.mode finetune needs a base model: give path or '
+         'latest_blessed')
+  given = [k for k in ('path', 'latest_blessed') if getattr(base, k)]
+  _check(len(given) == 1, src, 'training.base_model',
+         f'give exactly one of path, latest_blessed (got {given or "none"})')
 
 
 def spec_from_dict(raw: Mapping[str, Any], base_dir: str,

@@ -86,3 +86,14 @@ def cached(base, cold):
   proc, summary = run_pipeline(base, 'cached')
   assert proc.returncode == 0, proc.stderr[-3000:]
   return proc, summary
+
+
+@pytest.fixture(scope='session')
+def mariadb(tmp_path_factory):
+  """A MariaDB server on loopback: 'mysql://user:password@127.0.0.1:port/'."""
+  from tests import mariadb as server  # pylint: disable=g-import-not-at-top
+  if server.binaries() is None:
+    pytest.skip('no MariaDB/MySQL server binary (mariadbd and '
+                'mariadb-install-db) on this machine; .ci/run installs '
+                'mariadb-server')
+  yield from server.serve(str(tmp_path_factory.mktemp('mariadb')))

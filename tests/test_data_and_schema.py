@@ -114,3 +114,33 @@ def test_spec_feature_missing_from_schema():
 def test_a_single_csv_file_is_accepted():
   assert preflight.csv_files(DATA_CSV) == [DATA_CSV]
   assert os.path.isfile(DATA_CSV)
+
+
+@pytest.mark.parametrize('task,rows,digits', [
+    ('digits_source', 901, range(0, 5)), ('digits_target', 896, range(5, 10))])
+def test_committed_digits_csvs_are_the_scikit_learn_images(task, rows, digits):
+  with open(datasets.digits_csv(task), newline='') as f:
+    table = list(csv.reader(f))
+  assert table[0] == datasets.digits_columns()
+  assert table[1:] == [list(r) for r in datasets.digits_rows(task)]
+  assert len(table) - 1 == rows
+  assert {int(r[-1]) for r in table[1:]} == {d - digits[0] for d in digits}
+  assert all(0.0 <= float(v) <= 1.0 for r in table[1:] for v in r[:-1])
+
+
+def test_digits_schema_serves_both_tasks_and_bounds_the_label():
+  schema = preflight.load_schema(
+      os.path.join(os.path.dirname(SCHEMA), '..', 'digits', 'schema.pbtxt'))
+  assert [f.name for f in schema.feature] == datasets.digits_columns()
+  for name in ('digits_source', 'digits_target'):
+    spec = spec_lib.load_spec(os.path.join(
+        os.path.dirname(DEFAULT_SPEC), f'{name}.yaml'))
+    preflight.check_features(spec, schema)
+    assert preflight.run_preflight(spec) in (901, 896)
+    wrong = spec_lib.load_spec(
+        os.path.join(os.path.dirname(DEFAULT_SPEC), f'{name}.yaml'),
+        {'features.num_classes': 3})
+    with pytest.raises(preflight.PreflightError, match=(
+        r"label 'label' ranges over 0..4 in the schema but "
+        r'features.num_classes is 3')):
+      preflight.check_features(wrong, schema)

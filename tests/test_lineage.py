@@ -1,20 +1,89 @@
-"""`python -m pipeline lineage` over the store of the shared pipeline runs:
-runs with their component states, trace from a pushed model back to the CSV,
-one-line errors, and a store that is only ever read."""
+"""`python -m pipeline lineage` over real pipeline runs: runs with their
+component states, trace from a pushed model back to the CSV, diff after a
+data change, graph, one-line errors, and a store that is only ever read.
 
+The same tests run against the embedded SQLite store of the shared runs and
+against a MariaDB server the suite starts on loopback (tests/mariadb.py),
+where three runs (cold, cached, changed data) write their metadata."""
+
+import dataclasses
 import hashlib
 import json
 import os
+import shutil
+from typing import Any, Dict, Optional
 
 import pytest
 
+from pipeline import metadata as metadata_lib
 from tests.conftest import DATA_CSV, cli, run_pipeline
 
 pytestmark = pytest.mark.e2e
 
 
-def _store(base):
-  return os.path.join(base, 'metadata.sqlite')
+@dataclasses.dataclass
+class Runs:
+  """Three runs of the default spec in one store: cold, cached re-run, and
+  a run on changed data."""
+  store: str  # a SQLite path or a mysql:// URI
+  first: Dict[str, Any]
+  again: Dict[str, Any]
+  changed: Dict[str, Any]
+  sqlite_file: Optional[str] = None
+
+
+def _changed_data(tmp_path_factory):
+  """The CSV without its last 30 rows."""
+  data = tmp_path_factory.mktemp('changed_data')
+  with open(DATA_CSV) as f:
+    lines = f.readlines()
+  (data / 'breast_cancer.csv').write_text(''.join(lines[:-30]))
+  return str(data)
+
+
+CHANGED = ['tuner.enabled=false', 'training.epochs=5']
+
+
+def _run(base, name, extra):
+  proc, summary = run_pipeline(base, name, extra)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  return summary
+
+
+@pytest.fixture(scope='session')
+def sqlite_runs(base, cold, cached, tmp_path_factory):
+  """The shared cold and cached runs, and one more on changed data."""
+  changed = _run(base, 'changed', [f'data.csv={_changed_data(tmp_path_factory)}',
+                                   *CHANGED])
+  store = os.path.join(base, 'metadata.sqlite')
+  return Runs(store=store, first=cold[1], again=cached[1], changed=changed,
+              sqlite_file=store)
+
+
+@pytest.fixture(scope='session')
+def mariadb_runs(mariadb, tmp_path_factory):
+  """The same three runs, their metadata in a MariaDB database."""
+  base = str(tmp_path_factory.mktemp('mariadb_runs'))
+  store = f'runner.metadata={mariadb}lineage'
+  first = _run(base, 'cold', [store])
+  again = _run(base, 'cached', [store])
+  changed = _run(base, 'changed', [
+      store, f'data.csv={_changed_data(tmp_path_factory)}', *CHANGED])
+  return Runs(store=mariadb + 'lineage', first=first, again=again,
+              changed=changed)
+
+
+@pytest.fixture(params=['sqlite', 'mariadb'])
+def runs(request) -> Runs:
+  return request.getfixturevalue(f'{request.param}_runs')
+
+
+def _counts(location):
+  store = metadata_lib.open_store(location)
+  return (len(store.get_artifacts()), len(store.get_executions()),
+          len(store.get_contexts()),
+          len(store.get_events_by_execution_ids(
+              [e.id for e in store.get_executions()])))
 
 
 def _digest(path):
@@ -22,10 +91,14 @@ def _digest(path):
     return hashlib.sha256(f.read()).hexdigest()
 
 
-def test_runs_lists_each_run_with_states_blessing_and_push(base, cold, cached):
-  _, first = cold
-  _, again = cached
-  proc = cli('lineage', 'runs', '--store', _store(base), '--json')
+def _fingerprint(runs: Runs):
+  return (_counts(runs.store),
+          _digest(runs.sqlite_file) if runs.sqlite_file else None)
+
+
+def test_runs_lists_each_run_with_states_blessing_and_push(runs):
+  first, again = runs.first, runs.again
+  proc = cli('lineage', 'runs', '--store', runs.store, '--json')
   assert proc.returncode == 0, proc.stderr
   runs = {r['run_id']: r for r in json.loads(proc.stdout)}
   cold_run, cached_run = runs[first['run_id']], runs[again['run_id']]
@@ -36,7 +109,7 @@ def test_runs_lists_each_run_with_states_blessing_and_push(base, cold, cached):
   assert cold_run['pushed_version'] == first['pushed_version']
   assert set(cached_run['components'].values()) == {'cached'}
   assert cached_run['pushed_version'] is None  # nothing new was pushed
-  text = cli('lineage', 'runs', 'breast-cancer', '--store', _store(base))
+  text = cli('lineage', 'runs', 'breast-cancer', '--store', runs.store)
   assert f'{first["run_id"]}  breast-cancer' in text.stdout
   assert 'blessed: yes  pushed: ' + first['pushed_version'] in text.stdout
 
@@ -47,11 +120,10 @@ def _walk(node):
     yield from _walk(child)
 
 
-def test_trace_from_the_pushed_model_reaches_data_schema_and_hparams(base,
-                                                                      cold):
-  _, first = cold
-  before = _digest(_store(base))
-  proc = cli('lineage', 'trace', first['pushed_path'], '--store', _store(base),
+def test_trace_from_the_pushed_model_reaches_data_schema_and_hparams(runs):
+  first = runs.first
+  before = _fingerprint(runs)
+  proc = cli('lineage', 'trace', first['pushed_path'], '--store', runs.store,
              '--json')
   assert proc.returncode == 0, proc.stderr
   tree = json.loads(proc.stdout)
@@ -73,19 +145,18 @@ def test_trace_from_the_pushed_model_reaches_data_schema_and_hparams(base,
   assert [n for n in nodes if n['type'] == 'Schema']
   models = [n for n in nodes if n['type'] == 'Model']
   assert models[0]['uri'] == first['model_uri']
-  text = cli('lineage', 'trace', first['pushed_path'], '--store', _store(base))
+  text = cli('lineage', 'trace', first['pushed_path'], '--store', runs.store)
   assert text.stdout.splitlines()[0].startswith('PushedModel #')
   assert '└─ Pusher (execution #' in text.stdout
-  assert _digest(_store(base)) == before  # read-only
+  assert _fingerprint(runs) == before  # read-only
 
 
-def test_trace_from_a_run_id_and_an_artifact_id(base, cold):
-  _, first = cold
-  by_run = json.loads(cli('lineage', 'trace', first['run_id'], '--store',
-                          _store(base), '--json').stdout)
+def test_trace_from_a_run_id_and_an_artifact_id(runs):
+  by_run = json.loads(cli('lineage', 'trace', runs.first['run_id'], '--store',
+                          runs.store, '--json').stdout)
   assert by_run['type'] == 'PushedModel'
   by_id = json.loads(cli('lineage', 'trace', f'artifact:{by_run["id"]}',
-                         '--store', _store(base), '--json').stdout)
+                         '--store', runs.store, '--json').stdout)
   assert by_id == by_run
 
 
@@ -95,38 +166,36 @@ def test_trace_from_a_run_id_and_an_artifact_id(base, cold):
     ('no-such-run', None, 'no-such-run: unknown target'),
     ('artifact:1', '{base}/missing.sqlite', 'no metadata store there'),
     ('artifact:1', '{base}/cold.json', 'not a readable ML Metadata store'),
+    ('artifact:1', 'mysql://mlmd:pw@127.0.0.1:{closed}/x',
+     'mysql://mlmd:***@127.0.0.1:{closed}/x: cannot open the metadata database'),
+    ('artifact:1', 'grpc://127.0.0.1:{closed}',
+     'grpc://127.0.0.1:{closed}: the metadata service does not answer'),
+    ('artifact:1', 'postgres://db/x', 'unsupported metadata store'),
 ])
 def test_bad_targets_and_stores_are_one_line_errors(base, cold, target, store,
                                                      expected):
   del cold
-  proc = cli('lineage', 'trace', target.format(base=base), '--store',
-             (store or _store(base)).format(base=base))
+  closed = _closed_port()
+  fill = lambda text: text.format(base=base, closed=closed)  # noqa: E731
+  proc = cli('lineage', 'trace', fill(target), '--store',
+             fill(store or '{base}/metadata.sqlite'))
   assert proc.returncode == 2
   assert proc.stderr.strip().count('\n') == 0
-  assert expected in proc.stderr
+  assert fill(expected) in proc.stderr
+  assert 'pw' not in proc.stderr  # a password is never printed
 
 
-@pytest.fixture(scope='module')
-def data_change(base, cached, tmp_path_factory):
-  """A run on changed data (the CSV without its last 30 rows), after the
-  shared cold and cached runs, in the same store."""
-  del cached
-  data = tmp_path_factory.mktemp('changed_data')
-  with open(DATA_CSV) as f:
-    lines = f.readlines()
-  (data / 'breast_cancer.csv').write_text(''.join(lines[:-30]))
-  proc, summary = run_pipeline(base, 'changed', [
-      f'data.csv={data}', 'tuner.enabled=false', 'training.epochs=5'])
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return summary
+def _closed_port():
+  import socket  # pylint: disable=g-import-not-at-top
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
 
 
-def test_diff_names_the_changed_data_and_the_cached_components(
-    base, cold, cached, data_change):
-  _, first = cold
-  _, again = cached
+def test_diff_names_the_changed_data_and_the_cached_components(runs):
+  first, again, data_change = runs.first, runs.again, runs.changed
   proc = cli('lineage', 'diff', first['run_id'], data_change['run_id'],
-             '--store', _store(base), '--json')
+             '--store', runs.store, '--json')
   assert proc.returncode == 0, proc.stderr
   result = json.loads(proc.stdout)
   changes = result['changes']
@@ -141,17 +210,71 @@ def test_diff_names_the_changed_data_and_the_cached_components(
   assert result['components']['Transform'] == {'a': 'complete',
                                                'b': 'complete'}
   same = json.loads(cli('lineage', 'diff', first['run_id'], again['run_id'],
-                        '--store', _store(base), '--json').stdout)
+                        '--store', runs.store, '--json').stdout)
   assert same['changes'] == {}
   assert set(same['reused_from_cache']) == set(first['components'][i]['id']
                                                for i in range(11)) - {
                                                    'baseline_model_resolver'}
   text = cli('lineage', 'diff', first['run_id'], data_change['run_id'],
-             '--store', _store(base))
+             '--store', runs.store)
   assert 'data_fingerprint: split:single_split,num_files:1' in text.stdout
   assert ('reused from the cache in the second run: ImportSchemaGen'
           in text.stdout)
-  bad = cli('lineage', 'diff', first['run_id'], 'nope', '--store', _store(base))
+  bad = cli('lineage', 'diff', first['run_id'], 'nope', '--store', runs.store)
   assert bad.returncode == 2
   assert bad.stderr.strip() == ('error: nope: no such run in the store (see '
                                 '`lineage runs`)')
+
+
+def _graph(runs, output):
+  return cli('lineage', 'graph', runs.first['pushed_path'], '--store',
+             runs.store, '--output', output)
+
+
+def test_graph_writes_the_trace_as_dot(runs, tmp_path):
+  first = runs.first
+  output = str(tmp_path / 'lineage.dot')
+  proc = _graph(runs, output)
+  assert proc.returncode == 0, proc.stderr
+  import pydot  # pylint: disable=g-import-not-at-top
+  graph, = pydot.graph_from_dot_file(output)
+  tree = json.loads(cli('lineage', 'trace', first['pushed_path'], '--store',
+                        runs.store, '--json').stdout)
+  expected = {('a' if n['kind'] == 'artifact' else 'e') + str(n['id'])
+              for n in _walk(tree)}
+  names = {n.get_name() for n in graph.get_nodes()} - {'node'}
+  assert names == expected
+  edges = {(e.get_source(), e.get_destination()) for e in graph.get_edges()}
+  model = [n for n in _walk(tree) if n['type'] == 'Model'][0]
+  trainer = model['children'][0]
+  assert (f'e{trainer["id"]}', f'a{model["id"]}') in edges  # data flows up
+  assert all(s in names and d in names for s, d in edges)
+
+
+@pytest.mark.skipif(not shutil.which('dot'),
+                    reason="Graphviz's dot program is not installed "
+                           '(.ci/run installs it with apt-get)')
+def test_graph_renders_svg_and_png(runs, tmp_path):
+  svg = str(tmp_path / 'lineage.svg')
+  assert _graph(runs, svg).returncode == 0
+  import xml.etree.ElementTree as ET  # pylint: disable=g-import-not-at-top
+  root = ET.parse(svg).getroot()
+  assert root.tag.endswith('svg')
+  titles = [t.text for t in root.iter('{http://www.w3.org/2000/svg}title')]
+  assert 'Pusher' in ET.tostring(root, encoding='unicode')
+  assert any(t and t.startswith('e') for t in titles)
+  png = str(tmp_path / 'lineage.png')
+  assert _graph(runs, png).returncode == 0
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  with Image.open(png) as image:
+    image.verify()
+    assert image.format == 'PNG'
+
+
+def test_graph_refuses_unknown_formats_in_one_line(sqlite_runs, tmp_path):
+  proc = _graph(sqlite_runs, str(tmp_path / 'lineage.pdf'))
+  assert proc.returncode == 2
+  assert proc.stderr.strip() == (
+      f'error: {tmp_path}/lineage.pdf: the graph file must end in .dot, .svg, '
+      '.png')
+  assert not os.listdir(tmp_path)

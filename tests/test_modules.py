@@ -186,6 +186,10 @@ def test_tuned_values_override_defaults():
 class _Inputs:
   """The part of TrainingData a hypermodel's build() reads."""
   model_inputs = INPUTS
+  mode = 'scratch'
+
+  def new_model(self, hparams):
+    return model_lib.build_model(INPUTS, hparams)
 
 
 @pytest.mark.parametrize('algorithm,cls,oracle_cls', [
@@ -226,3 +230,27 @@ def test_hypermodel_builds_a_model_per_trial():
 def test_legacy_keras_is_in_use():
   tuner_lib.require_legacy_keras()
   assert tf.keras.Model is keras.Model
+
+
+def test_cnn_builder_lays_pixels_out_as_an_image_with_named_blocks():
+  pixels = model_lib.ModelInputs(
+      numeric=[f'p{i}_xf' for i in range(64)], categorical={}, num_classes=5)
+  hparams = dict(num_layers=3, units=8, dropout=0.2, l1=0.0, l2=1e-4,
+                 batch_norm=True, optimizer='rmsprop', learning_rate=1e-3,
+                 batch_size=16)
+  model = model_lib.build_model(pixels, hparams, 'cnn', (8, 8, 1))
+  names = [layer.name for layer in model.layers]
+  assert model.get_layer('image').output.shape[1:] == (8, 8, 1)
+  assert [model.get_layer(f'block{i}_conv').filters for i in (1, 2, 3)] == [
+      8, 16, 32]
+  # 8x8 -> 4x4 -> 2x2 -> 1x1: every block pools while the image is >= 2x2.
+  assert 'block3_pool' in names and model.get_layer('flatten').output.shape[
+      -1] == 32
+  assert model.get_layer(model_lib.EMBEDDING).output.shape[-1] == 16
+  assert model.output_names == [model_lib.PROBABILITIES]
+  assert model.output.shape[-1] == 5
+  assert [m.name for m in model.compiled_metrics._user_metrics] == ['accuracy']  # pylint: disable=protected-access
+  batch = {k: tf.random.uniform((4, 1)) for k in pixels.numeric}
+  np.testing.assert_allclose(model(batch).numpy().sum(axis=1), 1.0, rtol=1e-5)
+  with pytest.raises(ValueError, match='cnn builder needs an image shape'):
+    model_lib.build_model(pixels, hparams, 'cnn')

@@ -176,3 +176,40 @@ def test_baseline_strategy_returns_model_and_its_blessing():
       'candidate': [_model(9)]})
   assert [m.id for m in out['model']] == [3]
   assert out['model_blessing'] == [blessings[0]]
+
+
+DIGITS_TARGET = os.path.join(os.path.dirname(DEFAULT_SPEC),
+                             'digits_target.yaml')
+
+
+def test_finetuning_imports_the_base_model_into_tuner_and_trainer(tmp_path):
+  spec = spec_lib.load_spec(DIGITS_TARGET)
+  env = pipeline_lib.Environment(pipeline_root=str(tmp_path / 'root'),
+                                 base_model_uri='/models/base/7')
+  p = pipeline_lib.create_pipeline(spec, env)
+  by_id = {c.id: c for c in p.components}
+  importer = by_id[pipeline_lib.BASE_MODEL_IMPORTER]
+  assert importer.exec_properties['artifact_uri'] == '/models/base/7'
+  # reimport=False: an artifact already in ML Metadata keeps its id, so the
+  # lineage reaches the pipeline that trained it.
+  assert not importer.exec_properties['reimport']
+  for node in ('Tuner', 'Trainer'):
+    assert by_id[node].inputs['base_model'] is importer.outputs['result']
+  ir = compiler.Compiler().compile(p)
+  assert pipeline_lib.BASE_MODEL_IMPORTER in [
+      n.pipeline_node.node_info.id for n in ir.nodes]
+  with pytest.raises(ValueError, match='located no base model'):
+    pipeline_lib.create_pipeline(
+        spec, pipeline_lib.Environment(pipeline_root=str(tmp_path)))
+
+
+def test_multiclass_eval_config_reads_class_probabilities():
+  spec = spec_lib.load_spec(DIGITS_TARGET)
+  config = pipeline_lib.eval_config(spec)
+  assert config.model_specs[0].prediction_key == 'probabilities'
+  classes = [m.class_name for m in config.metrics_specs[0].metrics]
+  assert classes == ['ExampleCount', 'SparseCategoricalAccuracy',
+                     'SparseCategoricalCrossentropy']
+  accuracy = config.metrics_specs[0].metrics[1]
+  assert accuracy.threshold.value_threshold.lower_bound.value == (
+      spec.evaluation.thresholds['accuracy'])

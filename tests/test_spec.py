@@ -108,6 +108,38 @@ BAD = [
     ('negative epochs', _set(['training', 'epochs'], -1), 'training.epochs:'),
     ('bad model name', _set(['push', 'model_name'], '../x'),
      'push.model_name:'),
+    ('finetune without base', _set(['training', 'mode'], 'finetune'),
+     'training.base_model: training.mode finetune needs a base model'),
+    ('base model while scratch', _set(['training', 'base_model'],
+                                      {'path': '/models/x'}),
+     'training.base_model: only used with training.mode: finetune'),
+    ('two base models', lambda raw: raw['training'].update(
+        mode='finetune', base_model={'path': '/m', 'latest_blessed': 'other'}),
+     'training.base_model: give exactly one of path, latest_blessed'),
+    ('unknown strategy', _set(['model', 'search_space', 'finetune'],
+                              {'strategy': ['freeze_everything']}),
+     'model.search_space.finetune.strategy.0:'),
+    ('backbone faster than head', _set(
+        ['model', 'search_space', 'finetune'],
+        {'backbone_lr_scale': {'min': 0.5, 'max': 2.0}}),
+     'model.search_space.finetune.backbone_lr_scale: must lie in (0, 1]'),
+    ('cnn without image', _set(['model', 'builder'], 'cnn'),
+     'model.image: the cnn builder needs {height, width, channels}'),
+    ('cnn image of the wrong size', lambda raw: raw['model'].update(
+        builder='cnn', image={'height': 5, 'width': 5}),
+     'model.image: height x width x channels is 25 but the cnn builder takes '
+     'the numeric features as pixels (30 numeric'),
+    ('binary metric on multiclass', _set(['features', 'num_classes'], 3),
+     "evaluation.metrics: 'auc' is a binary metric; with features.num_classes"
+     ' 3 use: example_count, accuracy, log_loss'),
+    ('binary objective on multiclass', lambda raw: (
+        raw['features'].update(num_classes=3),
+        raw['evaluation'].update(metrics=['accuracy'], thresholds={},
+                                 change_thresholds={}),
+        raw['tuner'].update(objective='val_auc')),
+     "tuner.objective: 'val_auc' is not reported for features.num_classes 3"),
+    ('one class', _set(['features', 'num_classes'], 1),
+     'features.num_classes:'),
 ]
 
 
@@ -168,3 +200,24 @@ def test_defaults_fill_optional_sections(tmp_path):
   assert spec.tuner.algorithm == 'hyperband'
   assert spec.model.search_space.optimizer[0] == 'adam'
   assert spec.training.early_stopping.monitor == 'val_loss'
+
+
+def test_digits_specs_load_as_a_source_and_target_pair():
+  source = spec_lib.load_spec(os.path.join(REPO, 'pipeline', 'specs',
+                                           'digits_source.yaml'))
+  target = spec_lib.load_spec(os.path.join(REPO, 'pipeline', 'specs',
+                                           'digits_target.yaml'))
+  assert (source.training.mode, target.training.mode) == ('scratch',
+                                                          'finetune')
+  assert target.training.base_model.latest_blessed == source.name
+  assert source.runner.metadata == target.runner.metadata
+  assert source.features == target.features
+  assert source.schema_file == target.schema_file
+  assert source.model.builder == 'cnn' and source.features.num_classes == 5
+
+
+def test_base_model_path_resolves_against_the_spec_folder(tmp_path):
+  raw = _raw()
+  raw['training'].update(mode='finetune', base_model={'path': 'models/base'})
+  spec = spec_lib.spec_from_dict(raw, str(tmp_path))
+  assert spec.training.base_model.path == str(tmp_path / 'models' / 'base')
