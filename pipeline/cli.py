@@ -230,8 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
   compare.add_argument('--base', metavar='PATH',
                        help="base model (default: the spec's "
                             'training.base_model)')
-  compare.add_argument('--sizes', default='25,50,100,200,400',
-                       help='labelled-set sizes (default: 25,50,100,200,400)')
+  compare.add_argument('--sizes', default='10,25,50,100,200,400',
+                       help='labelled-set sizes (default: 10,25,50,100,200,400)')
   compare.add_argument('--repeats', type=int, default=3,
                        help='labelled sets drawn per size (default: 3)')
   compare.add_argument('--epochs', type=int, default=40,

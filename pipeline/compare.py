@@ -32,7 +32,6 @@ from pipeline import preflight
 from pipeline.spec import PipelineSpec
 
 SCRATCH = 'scratch'
-DEFAULT_SIZES = (25, 50, 100, 200, 400)
 
 
 class CompareError(ValueError):

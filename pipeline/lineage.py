@@ -308,18 +308,20 @@ def to_dot(tree: Node) -> str:
     return f'{"a" if node.kind == "artifact" else "e"}{node.id}'
 
   def quote(text: str) -> str:
-    return '"' + text.replace('\\', '\\\\').replace('"', '\\"') + '"'
+    """A DOT string: backslashes and quotes escaped, line breaks as \\n."""
+    escaped = text.replace('\\', '\\\\').replace('"', '\\"')
+    return '"' + escaped.replace('\n', '\\n') + '"'
 
   def visit(node: Node) -> None:
     name = ident(node)
     if name not in seen:
       seen.add(name)
       if node.kind == 'artifact':
-        label = f'{node.type} #{node.id}\\n{_short(node.uri)}'
+        label = f'{node.type} #{node.id}\n{_short(node.uri)}'
         shape = 'box'
       else:
-        label = (f'{node.node or node.type} #{node.id}\\n{node.pipeline}'
-                 f'\\n{node.state}')
+        label = (f'{node.node or node.type} #{node.id}\n{node.pipeline}'
+                 f'\n{node.state}')
         shape = 'ellipse'
       lines.append(f'  {name} [label={quote(label)}, shape={shape}];')
     for child in node.children:

@@ -34,8 +34,8 @@ def _sets(base, root, extra=()):
   return [a for v in values for a in ('--set', v)]
 
 
-def _run(base, spec, root, extra=()):
-  summary_path = os.path.join(base, f'{root}.json')
+def _run(base, spec, root, extra=(), name=None):
+  summary_path = os.path.join(base, f'{name or root}.json')
   proc = cli('run', spec, *_sets(base, root, extra),
              '--summary-json', summary_path)
   summary = None
@@ -151,6 +151,56 @@ def test_trace_from_the_target_push_reaches_the_source_data(digits):
   text = cli('lineage', 'trace', target['pushed_path'], '--store',
              os.path.join(base, 'metadata.sqlite'))
   assert 'pipeline digits-source' in text.stdout
+
+
+def _rerun_target(base, base_model, name):
+  """The target pipeline again in the fixture's root and store (Transform
+  and the rest of the data path come from the cache), tuner off."""
+  proc, summary = _run(base, TARGET, 'target', [
+      f'training.base_model={base_model}', 'tuner.enabled=false',
+      'training.epochs=15'], name=name)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  assert summary['status'] == 'succeeded', summary['reason']
+  importer = [c for c in summary['components']
+              if c['id'] == 'base_model_importer'][0]
+  assert importer['state'] == 'complete'
+  return _store(base), summary
+
+
+def _trainer_base_model(store, summary):
+  model = [a for a in store.get_artifacts_by_type('Model')
+           if a.uri == summary['model_uri']][0]
+  trainer = [e.execution_id for e in store.get_events_by_artifact_ids(
+      [model.id]) if e.type == mlmd.proto.Event.OUTPUT][0]
+  base_ids = [e.artifact_id for e in store.get_events_by_execution_ids(
+      [trainer]) if e.type == mlmd.proto.Event.INPUT
+              and e.path.steps[0].key == 'base_model']
+  return store.get_artifacts_by_id(base_ids)[0]
+
+
+def test_base_model_from_a_path_is_imported_and_trains(digits):
+  """A SavedModel directory outside ML Metadata (the source's push)."""
+  base, source, _, _ = digits
+  store, summary = _rerun_target(base, f'{{path: {source["pushed_path"]}}}',
+                                 'from_path')
+  imported = _trainer_base_model(store, summary)
+  assert imported.uri == source['pushed_path']
+  assert summary['blessed'] is True, summary['blessing_reason']
+
+
+def test_warm_start_from_the_pipelines_own_last_blessed_model(digits):
+  base, _, _, target = digits
+  store, summary = _rerun_target(base, '{latest_blessed: digits-target}',
+                                 'warm_start')
+  # The newest blessed target model by then: the fixture's, or a later one.
+  previous = _trainer_base_model(store, summary)
+  blessed = {a.custom_properties['current_model_id'].int_value
+             for a in store.get_artifacts_by_type('ModelBlessing')
+             if a.custom_properties['blessed'].int_value == 1}
+  assert previous.id in blessed
+  assert previous.uri != summary['model_uri']
+  assert previous.id >= [a for a in store.get_artifacts_by_type('Model')
+                         if a.uri == target['model_uri']][0].id
 
 
 def _target_runs(base):
