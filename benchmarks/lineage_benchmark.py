@@ -26,7 +26,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from pipeline.cli import DEFAULT_SPEC, configure_process  # pylint: disable=g-import-not-at-top,wrong-import-position
+from pipeline.cli import DEFAULT_SPEC, configure_process, quiet_logs  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 TARGET_SECONDS = 2.0
 DEFAULT_SETS = ('tuner.max_trials=2', 'tuner.max_epochs=2',
@@ -78,6 +78,7 @@ def main() -> None:
       REPO, 'benchmarks', 'results', 'lineage'))
   args = parser.parse_args()
   configure_process()
+  quiet_logs(verbose=False)
   from pipeline import lineage  # pylint: disable=g-import-not-at-top
   from pipeline import spec as spec_lib  # pylint: disable=g-import-not-at-top
 

@@ -33,7 +33,7 @@ _KNOWN_NOISE = ('ArtifactQuery.property_predicate is not supported',
                 "Couldn't find python-snappy")
 
 
-def _quiet_logs(verbose: bool) -> None:
+def quiet_logs(verbose: bool) -> None:
   """TFX, Beam and TF log at INFO through absl; keep the terminal readable."""
   handler = logging.StreamHandler()
   handler.setLevel(logging.INFO if verbose else logging.WARNING)
@@ -305,7 +305,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   args = build_parser().parse_args(argv)
   args.argv = list(argv) if argv is not None else sys.argv[1:]
   configure_process(getattr(args, 'verbose', False))
-  _quiet_logs(getattr(args, 'verbose', False))
+  quiet_logs(getattr(args, 'verbose', False))
   from pipeline.compare import CompareError  # pylint: disable=g-import-not-at-top
   from pipeline.lineage import LineageError  # pylint: disable=g-import-not-at-top
   from pipeline.preflight import PreflightError  # pylint: disable=g-import-not-at-top
