@@ -257,6 +257,9 @@ class Finetuner:
       raise ValueError(f'unknown fine-tuning strategy {hparams["strategy"]!r};'
                        f' allowed: {", ".join(STRATEGIES)}')
     self.hparams = dict(hparams)
+    # Built under a distribution strategy's scope (modules/distribute.py),
+    # the optimizers prepare() creates must be made under it too.
+    self.strategy = tf.distribute.get_strategy()
     self.num_classes = inputs.num_classes
     self.backbone = split_backbone(base)
     self.blocks = backbone_blocks(self.backbone)
@@ -281,6 +284,10 @@ class Finetuner:
   def prepare(self, thawed: int) -> None:
     """Freezes all but the top `thawed` blocks and re-compiles with one
     optimizer per group at its learning rate."""
+    with self.strategy.scope():
+      self._prepare(thawed)
+
+  def _prepare(self, thawed: int) -> None:
     self.backbone.trainable = True
     for layer in _leaf_layers(self.backbone):
       layer.trainable = False

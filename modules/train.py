@@ -11,6 +11,7 @@ import tf_keras as keras
 from tfx import v1 as tfx
 
 from modules import data as data_lib
+from modules import distribute
 from modules import finetune
 from modules import model as model_lib
 from modules import search_space
@@ -60,7 +61,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   """Called by TFX Trainer: trains and exports to fn_args.serving_model_dir.
 
   Hyperparameters are the Tuner's best when it ran, else the search space's
-  defaults. Early stopping restores the best epoch's weights; TensorBoard
+  defaults. Every visible GPU trains (MirroredStrategy), else the CPU.
+  Early stopping restores the best epoch's weights; TensorBoard
   logs go to fn_args.model_run_dir. In finetune mode the base model arrives
   as fn_args.base_model; one that is missing, does not load or does not take
   the transformed features raises finetune.BaseModelError (one line).
@@ -73,7 +75,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   hparams = search_space.resolve(fn_args.hyperparameters,
                                  config['model']['search_space'],
                                  training_data.mode)
-  model = training_data.new_model(hparams)
+  with distribute.strategy().scope():
+    model = training_data.new_model(hparams)
   model.fit(training_data.train(hparams['batch_size'], seed),
             validation_data=training_data.eval(hparams['batch_size']),
             epochs=config['training']['epochs'],

@@ -8,6 +8,7 @@ import tf_keras as keras
 from tfx import v1 as tfx
 
 from modules import data as data_lib
+from modules import distribute
 from modules import finetune
 from modules import search_space
 
@@ -64,8 +65,8 @@ class SpecHyperModel(keras_tuner.HyperModel):
 
 
 def make_tuner(algorithm: str, hypermodel: keras_tuner.HyperModel,
-               tuner_cfg: Mapping[str, Any], directory: str
-               ) -> keras_tuner.Tuner:
+               tuner_cfg: Mapping[str, Any], directory: str,
+               strategy=None) -> keras_tuner.Tuner:
   """The Keras Tuner of `algorithm`, with `max_trials` set on every oracle.
 
   TFX 1.16's Tuner writes results with `get_best_trials(oracle.max_trials)`;
@@ -75,7 +76,8 @@ def make_tuner(algorithm: str, hypermodel: keras_tuner.HyperModel,
   objective = keras_tuner.Objective(tuner_cfg['objective'],
                                     _DIRECTIONS[tuner_cfg['objective']])
   common = dict(objective=objective, seed=tuner_cfg['seed'],
-                directory=directory, project_name='search', overwrite=True)
+                directory=directory, project_name='search', overwrite=True,
+                distribution_strategy=strategy)
   max_trials = tuner_cfg['max_trials']
   if algorithm == 'hyperband':
     tuner = keras_tuner.Hyperband(
@@ -115,7 +117,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   hypermodel = SpecHyperModel(training_data, config['model']['search_space'],
                               tuner_cfg['seed'])
   tuner = make_tuner(tuner_cfg['algorithm'], hypermodel, tuner_cfg,
-                     fn_args.working_dir)
+                     fn_args.working_dir, distribute.strategy())
   early = config['training'].get('early_stopping')
   callbacks = [keras.callbacks.EarlyStopping(
       monitor=early['monitor'], patience=early['patience'],

@@ -1,6 +1,6 @@
-"""`python -m pipeline`: validate a spec, run the pipeline locally, compare
-fine-tuning with training from scratch, and inspect lineage in ML Metadata
-(runs, trace, graph, diff).
+"""`python -m pipeline`: validate a spec, run the pipeline locally, compile it
+for Kubeflow Pipelines and submit it, compare fine-tuning with training from
+scratch, and inspect lineage in ML Metadata (runs, trace, graph, diff).
 
 Errors the user can fix (a bad spec, missing or malformed data, an unknown
 lineage target or store) end with one line on stderr and exit code 2; a
@@ -30,7 +30,10 @@ def _load(args) -> Any:
 _KNOWN_NOISE = ('ArtifactQuery.property_predicate is not supported',
                 'tf_record_iterator (from tensorflow',
                 'does not have payload_format custom property',
-                "Couldn't find python-snappy")
+                "Couldn't find python-snappy",
+                # Beam's multi-process DirectRunner workers, on every start.
+                'No semi_persistent_directory found',
+                'Discarding unparseable args')
 
 
 def quiet_logs(verbose: bool) -> None:
@@ -40,6 +43,9 @@ def quiet_logs(verbose: bool) -> None:
   if not verbose:
     handler.addFilter(lambda record: not any(
         noise in record.getMessage() for noise in _KNOWN_NOISE))
+    # kfp's client retries a refused connection with a warning per try (and
+    # resets urllib3's logger level); submit reports the outcome in one line.
+    handler.addFilter(lambda record: not record.name.startswith('urllib3'))
   handler.setFormatter(logging.Formatter('%(levelname)s %(name)s: %(message)s'))
   logging.getLogger().addHandler(handler)
   if not verbose:
@@ -132,6 +138,34 @@ def cmd_compare(args) -> int:
       seed=args.seed, progress=lambda line: print(line, flush=True))
   print(report['conclusion']['text'])
   print(f'wrote {args.output}.json, .md and .png')
+  return 0
+
+
+def cmd_compile(args) -> int:
+  from kubeflow import runner  # pylint: disable=g-import-not-at-top
+  spec = _load(args)
+  settings = runner.cluster_settings(
+      spec, image=args.image, target=args.target,
+      pipeline_root=args.pipeline_root, data=args.data,
+      push_destination=args.push_destination)
+  compiled = runner.compile_pipeline(spec, settings, args.output)
+  tasks = compiled['root']['dag']['tasks']
+  print(f'wrote {args.output}: {settings.target} pipeline {spec.name}, '
+        f'{len(tasks)} tasks, image {settings.image}')
+  for node_id, config in sorted(settings.platform_configs.items()):
+    if node_id not in tasks:
+      continue
+    gpu = (f', {config.accelerator.count} x {config.accelerator.type}'
+           if config.accelerator.type else '')
+    print(f'  {node_id}: cpu {config.cpu_limit or "-"}, memory '
+          f'{config.memory_limit or "-"} GB{gpu}')
+  return 0
+
+
+def cmd_submit(args) -> int:
+  from kubeflow import submit  # pylint: disable=g-import-not-at-top
+  result = submit.submit(args.file, args.host, args.experiment, args.run_name)
+  print(f'submitted run {result["run_id"]}: {result["url"]}')
   return 0
 
 
@@ -242,6 +276,38 @@ def build_parser() -> argparse.ArgumentParser:
                             'benchmarks/results/finetune_comparison)')
   compare.set_defaults(func=cmd_compare)
 
+  compile_ = sub.add_parser(
+      'compile', help='compile the spec for Kubeflow Pipelines (KFP v2)')
+  add_spec(compile_)
+  compile_.add_argument('--image', help='the pipeline image (default: '
+                        'kubeflow.image); build it from kubeflow/Dockerfile')
+  compile_.add_argument('--output', required=True, metavar='FILE',
+                        help='FILE.yaml (a PipelineSpec; .json: a Vertex '
+                             'PipelineJob)')
+  compile_.add_argument('--target', choices=['kfp', 'vertex'],
+                        help='open-source KFP or Vertex AI Pipelines '
+                             '(default: kubeflow.target, kfp)')
+  compile_.add_argument('--pipeline-root', metavar='URI',
+                        help='default: kubeflow.pipeline_root')
+  compile_.add_argument('--data', metavar='URI',
+                        help='the CSV data (default: kubeflow.data, else '
+                             'data.csv when it is a URI)')
+  compile_.add_argument('--push-destination', metavar='URI',
+                        help='default: kubeflow.push_destination, else '
+                             'push.destination when it is a URI')
+  compile_.set_defaults(func=cmd_compile)
+
+  submit = sub.add_parser('submit', help='start a run of a compiled pipeline '
+                          'on a Kubeflow Pipelines API server')
+  submit.add_argument('file', help='the compiled pipeline (YAML)')
+  submit.add_argument('--host', required=True, metavar='URL',
+                      help='the KFP API, e.g. http://localhost:8080')
+  submit.add_argument('--experiment', default='Default')
+  submit.add_argument('--run-name', help='default: the pipeline name')
+  submit.add_argument('--verbose', action='store_true',
+                      help="show the kfp client's connection retries")
+  submit.set_defaults(func=cmd_submit)
+
   lineage = sub.add_parser(
       'lineage', help='inspect ML Metadata: runs, and where a model came from')
   lineage_sub = lineage.add_subparsers(dest='lineage_command', required=True)
@@ -299,6 +365,9 @@ def configure_process(verbose: bool = False) -> None:
   # pins for TFX 1.16 (Python 3.10, google-cloud-storage 2): README, "Why
   # Python 3.10". Not news to someone running a pipeline.
   warnings.filterwarnings('ignore', category=FutureWarning, module=r'google\.')
+  # kfp's client says on every use which KFP versions it speaks (v2 API).
+  warnings.filterwarnings('ignore', category=FutureWarning,
+                          message='This client only works with Kubeflow')
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -310,8 +379,10 @@ def main(argv: Optional[List[str]] = None) -> int:
   from pipeline.lineage import LineageError  # pylint: disable=g-import-not-at-top
   from pipeline.preflight import PreflightError  # pylint: disable=g-import-not-at-top
   from pipeline.spec import SpecError  # pylint: disable=g-import-not-at-top
+  from kubeflow.runner import KubeflowError  # pylint: disable=g-import-not-at-top
   try:
     return args.func(args)
-  except (SpecError, PreflightError, LineageError, CompareError) as e:
+  except (SpecError, PreflightError, LineageError, CompareError,
+          KubeflowError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

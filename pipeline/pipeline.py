@@ -2,10 +2,19 @@
 
 `create_pipeline(spec, env)` wires ExampleGen -> StatisticsGen ->
 ImportSchemaGen -> ExampleValidator -> AnomaliesGate -> Transform -> Tuner ->
-Trainer -> baseline Resolver -> Evaluator -> Pusher. When fine-tuning, an
-Importer brings the base model (which the runner located) into ML Metadata
-and feeds the Tuner's and Trainer's `base_model`. It reads no environment and
-touches no files: everything runner-specific arrives in `env`.
+Trainer -> baseline -> Evaluator -> Pusher. When fine-tuning, an Importer
+brings the base model (which the runner located) into ML Metadata and feeds
+the Tuner's and Trainer's `base_model`. It reads no environment and touches
+no files: everything runner-specific arrives in `env`.
+
+The baseline (the last blessed model) and a base model found by pipeline
+name are resolved in one of three ways (`Environment.baseline`), because
+not every orchestrator runs Resolver nodes:
+- 'local': a Resolver over ML Metadata (components/baseline.py);
+- 'vertex': TFX's LatestBlessedModelStrategy Resolver, which Vertex AI
+  Pipelines executes;
+- 'pushed': components/pushed_model.py reads the push destination, for
+  open-source Kubeflow Pipelines, which cannot execute Resolvers.
 """
 
 import dataclasses
@@ -17,6 +26,7 @@ import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 from components.anomalies_gate import AnomaliesGate
+from components import pushed_model
 from components.baseline import baseline_resolver
 from pipeline.spec import Bounds, PipelineSpec, metric_table
 
@@ -27,6 +37,10 @@ RUN_FN = 'modules.train.run_fn'
 # PROBABILITY (binary) or PROBABILITIES (multiclass).
 PREDICTION_KEYS = {'binary': 'probability', 'multiclass': 'probabilities'}
 BASE_MODEL_IMPORTER = 'base_model_importer'
+BASE_MODEL_FINDER = 'base_model_finder'
+BASELINE_FINDER = 'baseline_model_finder'
+BASELINE_RESOLVER = 'baseline_model_resolver'
+BASELINES = ('local', 'vertex', 'pushed')
 
 
 def prediction_key(num_classes: int) -> str:
@@ -50,6 +64,14 @@ class Environment:
   # reimport=False, so a model already in ML Metadata keeps its artifact id
   # and the lineage runs on into the pipeline that trained it.
   base_model_uri: Optional[str] = None
+  # Fine-tuning on Kubeflow from a pipeline's last pushed model: that
+  # pipeline's push base (<destination>/<model name>); a PushedModel node
+  # copies its newest version. Exclusive with base_model_uri.
+  base_model_push_base: Optional[str] = None
+  # How the Evaluator's baseline is found (module docstring).
+  baseline: str = 'local'
+  # Kubeflow only: node id -> KFP ResourceSpec proto (with_platform_config).
+  platform_configs: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 # The module files Transform's preprocessing_fn depends on; Tuner and Trainer
@@ -140,6 +162,25 @@ def push_base_directory(spec: PipelineSpec) -> str:
   return os.path.join(spec.push.destination, spec.push.model_name)
 
 
+def _baseline(spec: PipelineSpec, env: Environment, candidate):
+  """The node whose outputs['model'] is the Evaluator's baseline, and the
+  Evaluator class that reads it."""
+  if env.baseline == 'pushed':
+    finder = pushed_model.PushedModel(
+        push_base=push_base_directory(spec), required=0,
+        candidate=candidate).with_id(BASELINE_FINDER)
+    return finder, pushed_model.Evaluator
+  if env.baseline == 'vertex':
+    resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.ModelBlessing)
+    ).with_id(BASELINE_RESOLVER)
+    return resolver, tfx.components.Evaluator
+  return baseline_resolver(candidate), tfx.components.Evaluator
+
+
 def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
   """Builds the TFX pipeline for `spec` in `env`.
 
@@ -184,17 +225,27 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
   eval_args = tfx.proto.EvalArgs(splits=['eval'])
   components = [example_gen, statistics_gen, schema_gen, example_validator,
                 gate, transform]
+  if env.baseline not in BASELINES:
+    raise ValueError(f'Environment.baseline must be one of {BASELINES}, got '
+                     f'{env.baseline!r}')
   base_model = None
   if spec.training.mode == 'finetune':
-    if not env.base_model_uri:
-      raise ValueError('training.mode is finetune but the runner located no '
-                       'base model (Environment.base_model_uri is empty)')
-    importer = tfx.dsl.Importer(
-        source_uri=env.base_model_uri,
-        artifact_type=tfx.types.standard_artifacts.Model,
-        reimport=False).with_id(BASE_MODEL_IMPORTER)
-    base_model = importer.outputs['result']
-    components.append(importer)
+    if bool(env.base_model_uri) == bool(env.base_model_push_base):
+      raise ValueError('training.mode is finetune: the runner must locate the '
+                       'base model (Environment.base_model_uri or '
+                       'base_model_push_base, exactly one)')
+    if env.base_model_uri:
+      source = tfx.dsl.Importer(
+          source_uri=env.base_model_uri,
+          artifact_type=tfx.types.standard_artifacts.Model,
+          reimport=False).with_id(BASE_MODEL_IMPORTER)
+      base_model = source.outputs['result']
+    else:
+      source = pushed_model.PushedModel(
+          push_base=env.base_model_push_base, required=1).with_id(
+              BASE_MODEL_FINDER)
+      base_model = source.outputs['model']
+    components.append(source)
   hyperparameters = None
   if spec.tuner.enabled:
     tuner = tfx.components.Tuner(
@@ -216,19 +267,22 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
       hyperparameters=hyperparameters,
       train_args=train_args, eval_args=eval_args,
       custom_config=trainer_config)
-  resolver = baseline_resolver(trainer.outputs['model'])
-  evaluator = tfx.components.Evaluator(
+  baseline, evaluator_class = _baseline(spec, env, trainer.outputs['model'])
+  evaluator = evaluator_class(
       examples=example_gen.outputs['examples'],
       model=trainer.outputs['model'],
-      baseline_model=resolver.outputs['model'],
-      eval_config=eval_config(spec))
+      baseline_model=baseline.outputs['model'],
+      eval_config=eval_config(spec)).with_id('Evaluator')
   pusher = tfx.components.Pusher(
       model=trainer.outputs['model'],
       model_blessing=evaluator.outputs['blessing'],
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(
               base_directory=push_base_directory(spec))))
-  components += [trainer, resolver, evaluator, pusher]
+  components += [trainer, baseline, evaluator, pusher]
+  for node in components:
+    if node.id in env.platform_configs:
+      node.with_platform_config(env.platform_configs[node.id])
   return tfx.dsl.Pipeline(
       pipeline_name=spec.name,
       pipeline_root=env.pipeline_root,

@@ -244,6 +244,62 @@ class RunnerSpec(_Strict):
   enable_cache: bool = True
 
 
+# Kubeflow: components a spec may give resources, by spec key -> TFX node id.
+KUBEFLOW_COMPONENTS = {
+    'example_gen': 'CsvExampleGen', 'statistics_gen': 'StatisticsGen',
+    'schema_gen': 'ImportSchemaGen', 'example_validator': 'ExampleValidator',
+    'anomalies_gate': 'AnomaliesGate', 'transform': 'Transform',
+    'tuner': 'Tuner', 'trainer': 'Trainer', 'evaluator': 'Evaluator',
+    'pusher': 'Pusher', 'baseline': 'baseline_model_finder',
+    'base_model': 'base_model_finder',
+}
+# The components whose code can use a GPU (Keras training).
+GPU_COMPONENTS = ('tuner', 'trainer')
+KUBEFLOW_TARGETS = ('kfp', 'vertex')
+
+
+class GpuSpec(_Strict):
+  """An accelerator request: `type` as the target names it (open-source KFP:
+  the Kubernetes resource, e.g. nvidia.com/gpu; Vertex AI: e.g.
+  NVIDIA_TESLA_T4)."""
+  type: str
+  count: int = Field(default=1, ge=1)
+
+
+class ResourceSpec(_Strict):
+  """A Kubeflow task's limits: CPU cores, memory in GB, and GPUs."""
+  cpu: Optional[float] = Field(default=None, gt=0)
+  memory_gb: Optional[float] = Field(default=None, gt=0)
+  gpu: Optional[GpuSpec] = None
+
+
+class KubeflowSpec(_Strict):
+  """How `python -m pipeline compile` builds the KFP v2 pipeline.
+
+  Every location is read inside the cluster, so each must be a URI
+  (gs://, s3://, ...): `pipeline_root`; `data` and `push_destination`
+  replace data.csv and push.destination there. The schema is read from the
+  image (schemas/ is installed in it) unless `schema` names a URI.
+  `base_model` (fine-tuning from another pipeline) is a pushed model base
+  URI whose newest version is used. `resources` are per component (keys of
+  KUBEFLOW_COMPONENTS, or `default` for the rest). `beam_args` are the
+  Beam-powered components' runner args (README, "Kubeflow").
+  """
+  target: Literal[KUBEFLOW_TARGETS] = 'kfp'  # type: ignore[valid-type]
+  image: Optional[str] = None
+  pipeline_root: Optional[str] = None
+  data: Optional[str] = None
+  schema_uri: Optional[str] = Field(default=None, alias='schema')
+  push_destination: Optional[str] = None
+  base_model: Optional[str] = None
+  beam_args: List[str] = ['--direct_running_mode=multi_processing',
+                          '--direct_num_workers=0']
+  resources: Dict[str, ResourceSpec] = {}
+  enable_cache: bool = True
+
+  model_config = ConfigDict(extra='forbid', frozen=True, populate_by_name=True)
+
+
 class PipelineSpec(_Strict):
   """A whole, validated pipeline spec. Paths are absolute or URIs."""
   name: str = Field(pattern=_NAME)
@@ -257,6 +313,7 @@ class PipelineSpec(_Strict):
   evaluation: EvaluationSpec = EvaluationSpec()
   push: PushSpec
   runner: RunnerSpec
+  kubeflow: KubeflowSpec = KubeflowSpec()
   # Where the spec was read from (set by load_spec; not a YAML key).
   source: str = Field(default='<dict>', exclude=True)
 

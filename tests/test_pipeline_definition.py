@@ -198,7 +198,7 @@ def test_finetuning_imports_the_base_model_into_tuner_and_trainer(tmp_path):
   ir = compiler.Compiler().compile(p)
   assert pipeline_lib.BASE_MODEL_IMPORTER in [
       n.pipeline_node.node_info.id for n in ir.nodes]
-  with pytest.raises(ValueError, match='located no base model'):
+  with pytest.raises(ValueError, match='must locate the base model'):
     pipeline_lib.create_pipeline(
         spec, pipeline_lib.Environment(pipeline_root=str(tmp_path)))
 

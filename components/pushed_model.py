@@ -1,0 +1,127 @@
+"""The last blessed model on Kubeflow, read from the push destination.
+
+Open-source Kubeflow Pipelines cannot execute TFX Resolver nodes, so the
+local pipeline's baseline Resolver (components/baseline.py) has no KFP
+equivalent. What KFP does have is the push destination: the Pusher writes
+only blessed models, as `<base>/<version>/` with increasing integer versions
+(TF Serving's layout). `PushedModel` copies the newest version there into a
+Model artifact:
+
+- as the Evaluator's baseline it also takes the candidate, and skips a pushed
+  version that *is* the candidate (same SavedModel fingerprint), so a re-run
+  compares against the model blessed before the candidate, as locally;
+- as a fine-tuning base model (`required=True`) it fails in one line when
+  nothing has been pushed yet.
+
+When no version exists the artifact holds no SavedModel and its
+`pushed_version` is 0; `Evaluator` (below) then evaluates without a baseline,
+as TFX does on a pipeline's first run.
+"""
+
+import os
+from typing import List, Optional, Tuple
+
+from tfx import v1 as tfx
+from tfx.components.evaluator import executor as evaluator_executor
+from tfx.dsl.components.base import executor_spec
+from tfx.dsl.io import fileio
+from tfx.types import standard_component_specs
+from tfx.utils import io_utils
+from tfx.utils import path_utils
+
+SAVED_MODEL = 'saved_model.pb'
+FINGERPRINT = 'fingerprint.pb'  # written by TF >= 2.12 beside saved_model.pb
+VERSION_PROPERTY = 'pushed_version'
+SOURCE_PROPERTY = 'pushed_uri'
+
+
+class NoPushedModel(RuntimeError):
+  """A required pushed model does not exist. The message is one line."""
+
+
+def pushed_versions(base: str) -> List[Tuple[int, str]]:
+  """(version, path) of each complete version under a push base, newest
+  first. Non-integer names and folders without saved_model.pb are skipped
+  (a push still being copied is not a version yet)."""
+  if not fileio.exists(base):
+    return []
+  found = []
+  for name in fileio.listdir(base):
+    name = name.rstrip('/')
+    path = os.path.join(base, name)
+    if name.isdigit() and fileio.exists(os.path.join(path, SAVED_MODEL)):
+      found.append((int(name), path))
+  return sorted(found, reverse=True)
+
+
+def _identity(saved_model_dir: str) -> Optional[bytes]:
+  """What identifies a SavedModel's content: its fingerprint file, or the
+  graph itself for SavedModels written without one."""
+  for name in (FINGERPRINT, SAVED_MODEL):
+    path = os.path.join(saved_model_dir, name)
+    if fileio.exists(path):
+      return io_utils.read_bytes_file(path)
+  return None
+
+
+def choose_version(base: str, candidate_dir: Optional[str]
+                   ) -> Optional[Tuple[int, str]]:
+  """The newest pushed version that is not the candidate; None if none."""
+  candidate = _identity(candidate_dir) if candidate_dir else None
+  for version, path in pushed_versions(base):
+    if candidate is None or _identity(path) != candidate:
+      return version, path
+  return None
+
+
+def has_saved_model(model: tfx.types.standard_artifacts.Model) -> bool:
+  return fileio.exists(os.path.join(path_utils.serving_model_path(model.uri),
+                                    SAVED_MODEL))
+
+
+@tfx.dsl.components.component
+def PushedModel(  # pylint: disable=invalid-name
+    model: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Model],
+    push_base: tfx.dsl.components.Parameter[str],
+    required: tfx.dsl.components.Parameter[int] = 0,
+    candidate: tfx.dsl.components.InputArtifact[  # pytype: disable=invalid-annotation
+        tfx.types.standard_artifacts.Model] = None) -> None:
+  """Copies the newest model pushed under `push_base` (other than
+  `candidate`) into `model`'s Format-Serving folder."""
+  candidate_dir = (path_utils.serving_model_path(candidate.uri)
+                   if candidate is not None else None)
+  chosen = choose_version(push_base, candidate_dir)
+  if chosen is None:
+    if required:
+      raise NoPushedModel(
+          f'no model has been pushed under {push_base} yet: run the pipeline '
+          'that pushes there first (nothing to fine-tune from)')
+    model.set_int_custom_property(VERSION_PROPERTY, 0)
+    return
+  version, path = chosen
+  io_utils.copy_dir(path, path_utils.serving_model_dir(model.uri))
+  model.set_int_custom_property(VERSION_PROPERTY, version)
+  model.set_string_custom_property(SOURCE_PROPERTY, path)
+
+
+def without_empty_baseline(input_dict):
+  """The Evaluator's inputs, less a baseline Model artifact that holds no
+  SavedModel (PushedModel found nothing): TFX then evaluates without one."""
+  key = standard_component_specs.BASELINE_MODEL_KEY
+  baselines = input_dict.get(key) or []
+  if baselines and not has_saved_model(baselines[0]):
+    return {k: v for k, v in input_dict.items() if k != key}
+  return input_dict
+
+
+class BaselineAwareExecutor(evaluator_executor.Executor):
+  """TFX's Evaluator executor over `without_empty_baseline`'s inputs."""
+
+  def Do(self, input_dict, output_dict, exec_properties):
+    return super().Do(without_empty_baseline(input_dict), output_dict,
+                      exec_properties)
+
+
+class Evaluator(tfx.components.Evaluator):
+  """TFX's Evaluator with BaselineAwareExecutor (for the Kubeflow route)."""
+  EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(BaselineAwareExecutor)

@@ -1,0 +1,342 @@
+"""The Kubeflow runner: compiles a spec to a KFP v2 pipeline definition.
+
+Thin, like the local runner: it works out the cluster's settings (from the
+spec's `kubeflow` section and flags), refuses what would fail later in the
+cluster (one line, KubeflowError), builds the Environment, calls the shared
+`create_pipeline` and compiles it with TFX's KubeflowV2DagRunner.
+
+Targets:
+- 'kfp' (open-source Kubeflow Pipelines): a YAML PipelineSpec. The baseline
+  and a base model found by pipeline name come from the push destination
+  (components/pushed_model.py); the compiled spec has no Resolver node, which
+  KFP's backend cannot execute.
+- 'vertex' (Vertex AI Pipelines): YAML PipelineSpec or JSON PipelineJob;
+  the baseline is TFX's LatestBlessedModelStrategy Resolver.
+"""
+
+import dataclasses
+import os
+import re
+import tempfile
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+from pipeline import pipeline as pipeline_lib
+from pipeline.spec import (GPU_COMPONENTS, KUBEFLOW_COMPONENTS, PipelineSpec,
+                           is_uri)
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Where kubeflow/Dockerfile puts the project inside the image.
+IMAGE_PROJECT_ROOT = '/pipeline'
+# Accelerator types each target understands. Open-source KFP sets the
+# container limit named by the type; Vertex AI takes its machine names.
+ACCELERATORS = {
+    'kfp': ('nvidia.com/gpu', 'amd.com/gpu'),
+    'vertex': ('NVIDIA_TESLA_T4', 'NVIDIA_TESLA_V100', 'NVIDIA_TESLA_P100',
+               'NVIDIA_TESLA_P4', 'NVIDIA_TESLA_A100', 'NVIDIA_A100_80GB',
+               'NVIDIA_L4', 'NVIDIA_H100_80GB', 'NVIDIA_H100_MEGA_80GB',
+               'NVIDIA_H200_141GB'),
+}
+# Beam runners the Beam-powered components may use, and the args each needs.
+BEAM_RUNNERS = {
+    'DirectRunner': (),
+    'DataflowRunner': ('--project', '--region', '--temp_location'),
+    'FlinkRunner': ('--flink_master',),
+    'SparkRunner': ('--spark_master_url',),
+    'PortableRunner': ('--job_endpoint',),
+}
+_IMAGE = re.compile(r'^[a-z0-9][a-z0-9._/:@-]*$', re.IGNORECASE)
+
+
+class KubeflowError(ValueError):
+  """A spec or flag that cannot run on the cluster. One line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterSettings:
+  """Everything the compiled pipeline reads in the cluster, checked."""
+  target: str
+  image: str
+  pipeline_root: str
+  data: str
+  schema: str
+  push_destination: str
+  beam_args: List[str]
+  base_model_uri: Optional[str] = None
+  base_model_push_base: Optional[str] = None
+  platform_configs: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _remote(value: Optional[str], key: str, spec: PipelineSpec,
+            example: str) -> str:
+  if not value:
+    raise KubeflowError(f'{spec.source}: {key}: not set; the cluster needs a '
+                        f'URI such as {example}')
+  if not is_uri(value) or value.startswith('file://'):
+    raise KubeflowError(
+        f'{spec.source}: {key}: {value} is a local path, which pods cannot '
+        f'read; give a URI such as {example}')
+  return value.rstrip('/')
+
+
+def _schema(spec: PipelineSpec) -> str:
+  """kubeflow.schema, a schema URI, or the schema's path inside the image."""
+  if spec.kubeflow.schema_uri:
+    return _remote(spec.kubeflow.schema_uri, 'kubeflow.schema', spec,
+                   'gs://bucket/schema.pbtxt')
+  if is_uri(spec.schema_file):
+    return spec.schema_file
+  relative = os.path.relpath(spec.schema_file, REPO_ROOT)
+  if relative.startswith('..'):
+    raise KubeflowError(
+        f'{spec.source}: schema: {spec.schema_file} is outside the project, so '
+        'it is not in the pipeline image; move it under schemas/ or set '
+        'kubeflow.schema to a URI')
+  return f'{IMAGE_PROJECT_ROOT}/{relative}'
+
+
+def _base_model(spec: PipelineSpec):
+  """(base_model_uri, base_model_push_base) for the cluster."""
+  if spec.training.mode != 'finetune':
+    return None, None
+  given, base = spec.kubeflow.base_model, spec.training.base_model
+  if given:
+    return None, _remote(given, 'kubeflow.base_model', spec,
+                         'gs://bucket/serving/model_name')
+  if base.path:
+    if not is_uri(base.path):
+      raise KubeflowError(
+          f'{spec.source}: training.base_model.path: {base.path} is a local '
+          'path, which pods cannot read; give a URI, or set kubeflow.base_model '
+          "to the source pipeline's push base URI")
+    return base.path, None
+  if base.latest_blessed == spec.name:
+    return None, None  # resolved below, from this spec's push destination
+  raise KubeflowError(
+      f'{spec.source}: training.base_model.latest_blessed: on Kubeflow the '
+      f'last blessed model of {base.latest_blessed!r} is read from its push '
+      'destination; set kubeflow.base_model to that URI '
+      '(<destination>/<model name>)')
+
+
+def _platform_configs(spec: PipelineSpec, target: str) -> Dict[str, Any]:
+  """Node id -> ResourceSpec proto, from kubeflow.resources."""
+  from kfp.pipeline_spec import pipeline_spec_pb2  # pylint: disable=g-import-not-at-top
+  resource_spec = (pipeline_spec_pb2.PipelineDeploymentConfig
+                   .PipelineContainerSpec.ResourceSpec)
+  resources = dict(spec.kubeflow.resources)
+  default = resources.pop('default', None)
+  allowed = sorted(KUBEFLOW_COMPONENTS) + ['default']
+  for key, res in resources.items():
+    if key not in KUBEFLOW_COMPONENTS:
+      raise KubeflowError(f'{spec.source}: kubeflow.resources.{key}: unknown '
+                          f'component; allowed: {", ".join(allowed)}')
+  if default is not None and default.gpu is not None:
+    raise KubeflowError(
+        f'{spec.source}: kubeflow.resources.default.gpu: only '
+        f'{" and ".join(GPU_COMPONENTS)} can use a GPU; request it there')
+  configs = {}
+  for key, node_id in KUBEFLOW_COMPONENTS.items():
+    res = resources.get(key, default)
+    if res is None:
+      continue
+    where = f'{spec.source}: kubeflow.resources.{key}'
+    config = resource_spec()
+    if res.cpu:
+      config.cpu_limit = res.cpu
+    if res.memory_gb:
+      config.memory_limit = res.memory_gb
+    if res.gpu is not None:
+      if key not in GPU_COMPONENTS:
+        raise KubeflowError(
+            f'{where}.gpu: {key} cannot use a GPU (only '
+            f'{" and ".join(GPU_COMPONENTS)} train Keras models); remove it')
+      if res.gpu.type not in ACCELERATORS[target]:
+        other = [t for t, names in ACCELERATORS.items()
+                 if res.gpu.type in names]
+        hint = (f' ({res.gpu.type} is a {other[0]} name)' if other else '')
+        raise KubeflowError(
+            f'{where}.gpu.type: {res.gpu.type!r} is not an accelerator of the '
+            f'{target} target{hint}; allowed: {", ".join(ACCELERATORS[target])}')
+      config.accelerator.type = res.gpu.type
+      config.accelerator.count = res.gpu.count
+    configs[node_id] = config
+  return configs
+
+
+def _beam_args(spec: PipelineSpec) -> List[str]:
+  args = list(spec.kubeflow.beam_args)
+  key = f'{spec.source}: kubeflow.beam_args'
+  values = {}
+  for arg in args:
+    if not arg.startswith('--'):
+      raise KubeflowError(f'{key}: {arg!r} is not a --flag=value argument')
+    name, _, value = arg.partition('=')
+    values[name] = value
+  runner = values.get('--runner', 'DirectRunner')
+  if runner not in BEAM_RUNNERS:
+    raise KubeflowError(f'{key}: --runner={runner} is not supported; allowed: '
+                        f'{", ".join(BEAM_RUNNERS)}')
+  missing = [a for a in BEAM_RUNNERS[runner] if not values.get(a)]
+  if missing:
+    raise KubeflowError(f'{key}: --runner={runner} needs '
+                        f'{", ".join(missing)}')
+  for name in ('--temp_location', '--staging_location'):
+    if name in values:
+      _remote(values[name], f'kubeflow.beam_args {name}', spec,
+              'gs://bucket/tmp')
+  if values.get('--direct_running_mode') == 'in_memory':
+    raise KubeflowError(
+        f'{key}: --direct_running_mode=in_memory runs Beam in one thread; in a '
+        'pod use multi_processing (or a distributed --runner)')
+  return args
+
+
+def cluster_settings(spec: PipelineSpec, image: Optional[str] = None,
+                     target: Optional[str] = None,
+                     pipeline_root: Optional[str] = None,
+                     data: Optional[str] = None,
+                     push_destination: Optional[str] = None
+                     ) -> ClusterSettings:
+  """The spec's Kubeflow settings with flags applied, checked.
+
+  Raises:
+    KubeflowError: a missing image, a local path where pods need a URI, an
+      unknown accelerator, a GPU on a component that cannot use it, ...
+  """
+  kf = spec.kubeflow
+  target = target or kf.target
+  if target not in ACCELERATORS:
+    raise KubeflowError(f'--target {target}: allowed: '
+                        f'{", ".join(ACCELERATORS)}')
+  image = image or kf.image
+  if not image:
+    raise KubeflowError(f'{spec.source}: no pipeline image: pass --image (or '
+                        'set kubeflow.image); build it from kubeflow/Dockerfile')
+  if not _IMAGE.match(image):
+    raise KubeflowError(f'--image {image!r}: not a container image reference '
+                        '(e.g. gcr.io/project/tfx-pipeline:1.0)')
+  base_model_uri, push_base = _base_model(spec)
+  push_destination = _remote(push_destination or kf.push_destination or
+                             spec.push.destination,
+                             'kubeflow.push_destination', spec,
+                             'gs://bucket/serving')
+  if (spec.training.mode == 'finetune' and not base_model_uri and
+      not push_base):
+    push_base = f'{push_destination}/{spec.push.model_name}'
+  return ClusterSettings(
+      target=target, image=image,
+      pipeline_root=_remote(pipeline_root or kf.pipeline_root,
+                            'kubeflow.pipeline_root', spec,
+                            'gs://bucket/pipeline-root'),
+      data=_remote(data or kf.data or spec.data.csv, 'kubeflow.data', spec,
+                   'gs://bucket/data/'),
+      schema=_schema(spec),
+      push_destination=push_destination,
+      beam_args=_beam_args(spec),
+      base_model_uri=base_model_uri, base_model_push_base=push_base,
+      platform_configs=_platform_configs(spec, target))
+
+
+def cluster_spec(spec: PipelineSpec, settings: ClusterSettings
+                 ) -> PipelineSpec:
+  """The spec as the cluster reads it: data, schema and push destination
+  replaced by the cluster's URIs."""
+  return spec.model_copy(update={
+      'data': spec.data.model_copy(update={'csv': settings.data}),
+      'schema_file': settings.schema,
+      'push': spec.push.model_copy(
+          update={'destination': settings.push_destination}),
+  })
+
+
+def environment(spec: PipelineSpec, settings: ClusterSettings
+                ) -> pipeline_lib.Environment:
+  return pipeline_lib.Environment(
+      pipeline_root=settings.pipeline_root,
+      metadata_connection_config=None,  # KFP records to its own metadata
+      beam_pipeline_args=settings.beam_args,
+      enable_cache=spec.kubeflow.enable_cache,
+      code_version=pipeline_lib.code_fingerprint(),
+      transform_code_version=pipeline_lib.code_fingerprint(
+          files=pipeline_lib.TRANSFORM_MODULES),
+      base_model_uri=settings.base_model_uri,
+      base_model_push_base=settings.base_model_push_base,
+      baseline='pushed' if settings.target == 'kfp' else 'vertex',
+      platform_configs=settings.platform_configs)
+
+
+def _check_output(output: str, target: str) -> str:
+  ext = os.path.splitext(output)[1].lower()
+  allowed = ('.yaml', '.yml') if target == 'kfp' else ('.yaml', '.yml',
+                                                      '.json')
+  if ext not in allowed:
+    raise KubeflowError(
+        f'--output {output}: the {target} target writes '
+        f'{" or ".join(allowed)} (a YAML PipelineSpec'
+        f'{"; .json: a Vertex PipelineJob" if target == "vertex" else ""})')
+  return ext
+
+
+def compile_pipeline(spec: PipelineSpec, settings: ClusterSettings,
+                     output: str) -> Dict[str, Any]:
+  """Compiles and writes the pipeline definition (atomically).
+
+  Returns:
+    The PipelineSpec as a dict (what was written, for a YAML output).
+  """
+  ext = _check_output(output, settings.target)
+  # pylint: disable=g-import-not-at-top
+  from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kfp_runner
+  # pylint: enable=g-import-not-at-top
+  tfx_pipeline = pipeline_lib.create_pipeline(cluster_spec(spec, settings),
+                                              environment(spec, settings))
+  runner = kfp_runner.KubeflowV2DagRunner(
+      config=kfp_runner.KubeflowV2DagRunnerConfig(
+          display_name=spec.name, default_image=settings.image,
+          use_pipeline_spec_2_1=True))
+  job = runner.run(tfx_pipeline, write_out=False)
+  pipeline_spec = job['pipelineSpec']
+  pipeline_spec['defaultPipelineRoot'] = settings.pipeline_root
+  tasks = pipeline_spec['root']['dag']['tasks']
+  if pipeline_lib.BASE_MODEL_FINDER in tasks:
+    # Always read the newest pushed model, never a cached earlier answer.
+    tasks[pipeline_lib.BASE_MODEL_FINDER]['cachingOptions'] = {}
+  executors = pipeline_spec['deploymentSpec']['executors']
+  from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
+  for node_id, config in settings.platform_configs.items():
+    # TFX sets these on every container but FileBasedExampleGen's.
+    if node_id in tasks:
+      component = pipeline_spec['components'][
+          tasks[node_id]['componentRef']['name']]
+      executor = executors[component['executorLabel']]
+      executor['container']['resources'] = json_format.MessageToDict(config)
+  resolvers = [name for name, executor in
+               pipeline_spec['deploymentSpec']['executors'].items()
+               if 'resolver' in executor]
+  if settings.target == 'kfp' and resolvers:
+    raise KubeflowError(f'internal: the kfp target compiled resolver nodes '
+                        f'{resolvers}, which open-source KFP cannot execute')
+  if ext == '.json':
+    job['pipelineSpec'] = pipeline_spec
+    job.setdefault('runtimeConfig', {})['gcsOutputDirectory'] = (
+        settings.pipeline_root)
+    import json  # pylint: disable=g-import-not-at-top
+    text = json.dumps(job, indent=2, sort_keys=True)
+  else:
+    text = (f'# PIPELINE DEFINITION\n# Name: {spec.name}\n'
+            f'# Compiled from {os.path.basename(spec.source)} for the '
+            f'{settings.target} target by `python -m pipeline compile`.\n'
+            + yaml.safe_dump(pipeline_spec, sort_keys=True))
+  directory = os.path.dirname(os.path.abspath(output))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix='.compile-', dir=directory)
+  try:
+    with os.fdopen(fd, 'w') as f:
+      f.write(text)
+    os.replace(tmp, output)
+  except BaseException:
+    os.unlink(tmp)
+    raise
+  return pipeline_spec
