@@ -19,6 +19,6 @@ setuptools.setup(
                                                'kubeflow', 'kubeflow.*']),
     package_data={'pipeline': ['specs/*.yaml']},
     install_requires=['tfx==1.16.0', 'tf-keras', 'keras-tuner==1.3.5', 'dill',
-                      'scikit-learn', 'pyyaml', 'pydantic>=2,<3'],
+                      'scikit-learn', 'pyyaml', 'pydantic>=2,<3', 'tornado'],
     entry_points={'console_scripts': ['tfx-pipeline=pipeline.cli:main']},
 )

@@ -31,22 +31,28 @@ def _callbacks(config: Dict[str, Any], log_dir: str):
   return callbacks
 
 
+RAW_SIGNATURE = 'serving_raw'  # one input per raw feature
+
+
 def serving_signatures(model: keras.Model, training_data: data_lib.TrainingData
                        ) -> Dict[str, tf.types.experimental.ConcreteFunction]:
-  """serving_default: serialized tf.Examples (raw features, no label) ->
-  {'probability': [batch, 1]} for a binary label, else
-  {'probabilities': [batch, classes], 'class_id': [batch]}, applying the
-  Transform graph inside."""
+  """Two signatures over the same model, both applying the Transform graph
+  inside; both answer {'probability': [batch, 1]} for a binary label, else
+  {'probabilities': [batch, classes], 'class_id': [batch]}.
+
+  - serving_default: `examples`, serialized tf.Examples of the raw features
+    (no label); what TFMA evaluates and TF Serving clients usually send.
+  - serving_raw: one [batch] input per raw feature, typed as the schema
+    types it, so a client can send plain values (JSON numbers and strings
+    through TF Serving's REST API).
+  """
   model.tft_layer = training_data.transform_output.transform_features_layer()
   raw_spec = training_data.transform_output.raw_feature_spec()
   raw_spec.pop(training_data.features.label, None)
   input_names = list(model.input_names)
   multiclass = training_data.model_inputs.num_classes > 2
 
-  @tf.function(input_signature=[
-      tf.TensorSpec(shape=[None], dtype=tf.string, name='examples')])
-  def serve_tf_examples(serialized):
-    raw = tf.io.parse_example(serialized, raw_spec)
+  def predict(raw):
     transformed = model.tft_layer(raw)
     output = model({k: transformed[k] for k in input_names})
     if multiclass:
@@ -54,7 +60,26 @@ def serving_signatures(model: keras.Model, training_data: data_lib.TrainingData
               CLASS_ID: tf.argmax(output, axis=-1)}
     return {model_lib.PROBABILITY: output}
 
-  return {'serving_default': serve_tf_examples.get_concrete_function()}
+  @tf.function(input_signature=[
+      tf.TensorSpec(shape=[None], dtype=tf.string, name='examples')])
+  def serve_tf_examples(serialized):
+    return predict(tf.io.parse_example(serialized, raw_spec))
+
+  def serve_raw(features):
+    # As tf.io.parse_example shapes them: [batch] + the feature's shape.
+    return predict({
+        name: tf.reshape(value, [-1] + list(raw_spec[name].shape))
+        for name, value in features.items()})
+
+  serve_raw = tf.function(serve_raw, input_signature=[{
+      name: tf.TensorSpec(shape=[None], dtype=spec.dtype, name=name)
+      for name, spec in raw_spec.items()}])
+  signatures = {'serving_default': serve_tf_examples.get_concrete_function()}
+  # Optional features (VarLenFeature) have no fixed shape to take plain
+  # values into; such models serve tf.Examples only.
+  if all(isinstance(spec, tf.io.FixedLenFeature) for spec in raw_spec.values()):
+    signatures[RAW_SIGNATURE] = serve_raw.get_concrete_function()
+  return signatures
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:

@@ -1,6 +1,7 @@
 """`python -m pipeline`: validate a spec, run the pipeline locally, compile it
-for Kubeflow Pipelines and submit it, compare fine-tuning with training from
-scratch, and inspect lineage in ML Metadata (runs, trace, graph, diff).
+for Kubeflow Pipelines and submit it, serve pushed models and send them rows,
+compare fine-tuning with training from scratch, and inspect lineage in ML
+Metadata (runs, trace, graph, diff).
 
 Errors the user can fix (a bad spec, missing or malformed data, an unknown
 lineage target or store) end with one line on stderr and exit code 2; a
@@ -169,6 +170,38 @@ def cmd_submit(args) -> int:
   return 0
 
 
+def cmd_serve(args) -> int:
+  from pipeline import serve  # pylint: disable=g-import-not-at-top
+  base = args.model_base or _load(args).push.destination
+  if not os.path.isdir(base):
+    raise serve.ServeSetupError(
+        f'--model-base {base}: no such folder; run the pipeline first (it '
+        'pushes there) or name the folder holding <model>/<version>/')
+  try:
+    serve.serve(base, host=args.host, port=args.port,
+                poll_seconds=args.poll_seconds,
+                max_body=args.max_request_mb * 1024 * 1024,
+                announce=lambda line: print(line, flush=True))
+  except OSError as e:
+    raise serve.ServeSetupError(
+        f'--host {args.host} --port {args.port}: cannot listen: '
+        f'{e.strerror or e}') from None
+  except KeyboardInterrupt:
+    print('stopped', flush=True)
+  return 0
+
+
+def cmd_predict(args) -> int:
+  from pipeline import predict_client  # pylint: disable=g-import-not-at-top
+  signature, results = predict_client.predict_file(
+      args.url, args.file, signature=args.signature,
+      row_format=args.format == 'rows', batch_size=args.batch_size)
+  for i, prediction in enumerate(results):
+    print(json.dumps({'row': i + 1, 'prediction': prediction}))
+  print(f'{len(results)} rows scored through {signature}', file=sys.stderr)
+  return 0
+
+
 def _store(args):
   from pipeline import lineage  # pylint: disable=g-import-not-at-top
   path = args.store
@@ -308,6 +341,43 @@ def build_parser() -> argparse.ArgumentParser:
                       help="show the kfp client's connection retries")
   submit.set_defaults(func=cmd_submit)
 
+  serve = sub.add_parser(
+      'serve', help="serve pushed models with TF Serving's REST API "
+      '(development; reloads newly pushed versions)')
+  add_spec(serve)
+  serve.add_argument('--model-base', metavar='DIR',
+                     help="the folder holding <model>/<version>/ (default: "
+                          "the spec's push.destination)")
+  serve.add_argument('--host', default='127.0.0.1',
+                     help='address to bind (default 127.0.0.1: this machine '
+                          'only)')
+  serve.add_argument('--port', type=int, default=8501,
+                     help="TF Serving's REST port by default; 0 picks a free "
+                          'one')
+  serve.add_argument('--poll-seconds', type=float, default=1.0,
+                     help='how often to look for new versions (default 1)')
+  serve.add_argument('--max-request-mb', type=int, default=16,
+                     help='larger request bodies get 413 (default 16)')
+  serve.set_defaults(func=cmd_serve)
+
+  predict = sub.add_parser(
+      'predict', help='send CSV or JSON rows to a TF Serving REST endpoint and '
+      'print one JSON prediction per row')
+  predict.add_argument('file', help='rows: CSV with a header, or JSON')
+  predict.add_argument('--url', required=True,
+                       help='the model URL, e.g. '
+                            'http://127.0.0.1:8501/v1/models/breast_cancer')
+  predict.add_argument('--signature', default='auto',
+                       help='serving_raw (plain values), serving_default '
+                            '(tf.Examples), or auto: serving_raw when the '
+                            'model has it')
+  predict.add_argument('--format', choices=['rows', 'columns'], default='rows',
+                       help='TF Serving request format: instances (rows) or '
+                            'inputs (columns)')
+  predict.add_argument('--batch-size', type=int, default=64,
+                       help='rows per request (default 64)')
+  predict.set_defaults(func=cmd_predict)
+
   lineage = sub.add_parser(
       'lineage', help='inspect ML Metadata: runs, and where a model came from')
   lineage_sub = lineage.add_subparsers(dest='lineage_command', required=True)
@@ -380,9 +450,11 @@ def main(argv: Optional[List[str]] = None) -> int:
   from pipeline.preflight import PreflightError  # pylint: disable=g-import-not-at-top
   from pipeline.spec import SpecError  # pylint: disable=g-import-not-at-top
   from kubeflow.runner import KubeflowError  # pylint: disable=g-import-not-at-top
+  from pipeline.predict_client import PredictError  # pylint: disable=g-import-not-at-top
+  from pipeline.serve import ServeSetupError  # pylint: disable=g-import-not-at-top
   try:
     return args.func(args)
   except (SpecError, PreflightError, LineageError, CompareError,
-          KubeflowError) as e:
+          KubeflowError, PredictError, ServeSetupError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

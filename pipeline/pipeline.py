@@ -27,6 +27,7 @@ from tfx import v1 as tfx
 
 from components.anomalies_gate import AnomaliesGate
 from components import pushed_model
+from components import pusher as pusher_lib
 from components.baseline import baseline_resolver
 from pipeline.spec import Bounds, PipelineSpec, metric_table
 
@@ -273,7 +274,7 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
       model=trainer.outputs['model'],
       baseline_model=baseline.outputs['model'],
       eval_config=eval_config(spec)).with_id('Evaluator')
-  pusher = tfx.components.Pusher(
+  pusher = pusher_lib.Pusher(
       model=trainer.outputs['model'],
       model_blessing=evaluator.outputs['blessing'],
       push_destination=tfx.proto.PushDestination(

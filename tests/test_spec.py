@@ -62,6 +62,15 @@ BAD = [
     ('unknown top key', _set(['trainer'], {}), 'trainer: unknown key'),
     ('unknown nested key', _set(['tuner', 'trials'], 3),
      'tuner.trials: unknown key; allowed keys here: algorithm'),
+    ('unknown kubeflow key', _set(['kubeflow', 'metadata'], 'm.sqlite'),
+     'kubeflow.metadata: unknown key; allowed keys here: base_model, '
+     'beam_args, data, enable_cache, image, pipeline_root, push_destination, '
+     'resources, schema, target'),
+    ('bad kubeflow target', _set(['kubeflow', 'target'], 'argo'),
+     "kubeflow.target: must be 'kfp' or 'vertex'"),
+    ('zero gpus', _set(['kubeflow', 'resources'], {
+        'trainer': {'gpu': {'type': 'nvidia.com/gpu', 'count': 0}}}),
+     'kubeflow.resources.trainer.gpu.count:'),
     ('bad algorithm', _set(['tuner', 'algorithm'], 'genetic'),
      "tuner.algorithm: must be 'hyperband', 'random', 'bayesian' or 'grid'"),
     ('bad type', _set(['tuner', 'max_trials'], 'many'), 'tuner.max_trials:'),

@@ -1,0 +1,208 @@
+"""`python -m pipeline predict`: send rows to a TF Serving REST endpoint.
+
+Speaks only TF Serving's documented REST API (GET .../metadata, POST
+...:predict), so it works the same against `python -m pipeline serve` and a
+real TensorFlow Serving. Rows come from a CSV file (header row; columns the
+model does not take, such as the label, are left out) or a JSON file (a list
+of objects, or {"instances": [...]}).
+
+Signatures: `serving_raw` takes each raw feature as a plain value (typed by
+the signature); `serving_default` takes serialized tf.Examples, which the
+client builds (typed by serving_raw's dtypes when the model has it, else
+numbers as floats and the rest as bytes) and sends base64-encoded.
+"""
+
+import base64
+import csv
+import json
+import os
+import re
+import urllib.error
+import urllib.request
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+RAW_SIGNATURE = 'serving_raw'
+DEFAULT_SIGNATURE = 'serving_default'
+_FLOATS = ('DT_FLOAT', 'DT_DOUBLE', 'DT_HALF', 'DT_BFLOAT16')
+_INTS = ('DT_INT64', 'DT_INT32', 'DT_INT16', 'DT_INT8', 'DT_UINT8')
+
+
+class PredictError(RuntimeError):
+  """The rows or the server's answer could not be used. One line."""
+
+
+def model_url(url: str) -> str:
+  """http://HOST:PORT/v1/models/NAME[/versions/N], from that or from
+  HOST:PORT + --model."""
+  url = url.rstrip('/')
+  if not re.match(r'^https?://[^/\s]+/v1/models/[^/:]+(/versions/\d+)?$', url):
+    raise PredictError(
+        f'--url {url}: give the model URL, e.g. '
+        'http://127.0.0.1:8501/v1/models/breast_cancer (optionally '
+        '/versions/N)')
+  return url
+
+
+def _request(url: str, body: Optional[Dict[str, Any]] = None,
+             timeout: float = 60) -> Dict[str, Any]:
+  data = json.dumps(body).encode() if body is not None else None
+  request = urllib.request.Request(
+      url, data=data, headers={'Content-Type': 'application/json'},
+      method='POST' if data is not None else 'GET')
+  try:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+      return json.loads(response.read())
+  except urllib.error.HTTPError as e:
+    text = e.read().decode(errors='replace')
+    try:
+      message = json.loads(text).get('error', text)
+    except ValueError:
+      message = text.strip().splitlines()[0] if text.strip() else e.reason
+    raise PredictError(f'{url}: HTTP {e.code}: {message}') from None
+  except (urllib.error.URLError, OSError) as e:
+    reason = getattr(e, 'reason', e)
+    raise PredictError(f'{url}: cannot reach the server: {reason}') from None
+  except ValueError:
+    raise PredictError(f'{url}: the answer is not JSON') from None
+
+
+def read_rows(path: str) -> List[Dict[str, Any]]:
+  if not os.path.isfile(path):
+    raise PredictError(f'{path}: no such file')
+  if path.lower().endswith('.json'):
+    try:
+      with open(path, encoding='utf-8') as f:
+        data = json.load(f)
+    except ValueError as e:
+      raise PredictError(f'{path}: not valid JSON: {e}') from None
+    if isinstance(data, dict) and 'instances' in data:
+      data = data['instances']
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+      raise PredictError(f'{path}: expected a list of objects (one per row) '
+                         'or {"instances": [...]}')
+    rows = data
+  else:
+    with open(path, newline='', encoding='utf-8') as f:
+      rows = list(csv.DictReader(f))
+  if not rows:
+    raise PredictError(f'{path}: no rows')
+  return rows
+
+
+def _typed(value: Any, dtype: str, where: str) -> Any:
+  if dtype in _FLOATS or dtype in _INTS:
+    try:
+      number = float(value)
+    except (TypeError, ValueError):
+      raise PredictError(f'{where}: {value!r} is not a number') from None
+    if dtype in _INTS:
+      if not number.is_integer():
+        raise PredictError(f'{where}: {value!r} is not an integer')
+      return int(number)
+    return number
+  return str(value)
+
+
+def signature_inputs(metadata: Dict[str, Any], name: str
+                     ) -> Dict[str, str]:
+  """input name -> dtype ('DT_FLOAT', ...) of a signature in the model's
+  metadata (TF Serving's GET .../metadata answer)."""
+  defs = metadata['metadata']['signature_def']['signature_def']
+  if name not in defs:
+    raise PredictError(f'the model has no signature {name!r}; it has '
+                       f'{sorted(k for k in defs if not k.startswith("__"))}')
+  return {key: value.get('dtype', 'DT_STRING')
+          for key, value in defs[name].get('inputs', {}).items()}
+
+
+def _example(row: Dict[str, Any], types: Dict[str, str], index: int) -> bytes:
+  from tensorflow.core.example import example_pb2  # pylint: disable=g-import-not-at-top
+  example = example_pb2.Example()
+  for key, value in row.items():
+    dtype = types.get(key)
+    feature = example.features.feature[key]
+    if dtype is None:  # no raw signature to say: numbers are floats
+      try:
+        feature.float_list.value.append(float(value))
+      except (TypeError, ValueError):
+        feature.bytes_list.value.append(str(value).encode())
+      continue
+    typed = _typed(value, dtype, f'row {index + 1}, {key}')
+    if dtype in _FLOATS:
+      feature.float_list.value.append(typed)
+    elif dtype in _INTS:
+      feature.int64_list.value.append(typed)
+    else:
+      feature.bytes_list.value.append(typed.encode())
+  return example.SerializeToString()
+
+
+def build_requests(rows: List[Dict[str, Any]], metadata: Dict[str, Any],
+                   signature: str = 'auto', row_format: bool = True,
+                   batch_size: int = 64) -> Iterator[Dict[str, Any]]:
+  """TF Serving predict bodies for `rows`, `batch_size` rows each."""
+  defs = metadata['metadata']['signature_def']['signature_def']
+  if signature == 'auto':
+    signature = RAW_SIGNATURE if RAW_SIGNATURE in defs else DEFAULT_SIGNATURE
+  inputs = signature_inputs(metadata, signature)
+  raw_types = signature_inputs(metadata, RAW_SIGNATURE) if (
+      RAW_SIGNATURE in defs) else {}
+  # A single string input that is not one of the rows' columns takes
+  # serialized tf.Examples (serving_default's `examples`).
+  takes_examples = (len(inputs) == 1 and list(inputs.values()) == ['DT_STRING']
+                    and next(iter(inputs)) not in rows[0])
+  if not takes_examples:
+    instances = []
+    for i, row in enumerate(rows):
+      missing = [k for k in inputs if k not in row]
+      if missing:
+        raise PredictError(f'row {i + 1}: missing {", ".join(missing[:5])} '
+                           f'(signature {signature} takes {len(inputs)} inputs)')
+      instances.append({k: _typed(row[k], inputs[k], f'row {i + 1}, {k}')
+                        for k in inputs})
+  else:  # one serialized tf.Example input
+    (name,) = inputs
+    feature_types = raw_types or {}
+    instances = []
+    for i, row in enumerate(rows):
+      kept = {k: v for k, v in row.items()
+              if not feature_types or k in feature_types}
+      instances.append({name: {'b64': base64.b64encode(
+          _example(kept, feature_types, i)).decode()}})
+  for start in range(0, len(instances), batch_size):
+    batch = instances[start:start + batch_size]
+    if row_format:
+      yield {'signature_name': signature, 'instances': batch}
+    else:
+      yield {'signature_name': signature,
+             'inputs': {k: [row[k] for row in batch] for k in batch[0]}}
+
+
+def predictions(answer: Dict[str, Any]) -> List[Any]:
+  """Per-row predictions from either answer format."""
+  if 'predictions' in answer:
+    return answer['predictions']
+  outputs = answer.get('outputs')
+  if isinstance(outputs, dict):
+    keys = sorted(outputs)
+    return [{k: outputs[k][i] for k in keys}
+            for i in range(len(outputs[keys[0]]))]
+  if isinstance(outputs, list):
+    return outputs
+  raise PredictError('the answer has neither predictions nor outputs')
+
+
+def predict_file(url: str, path: str, signature: str = 'auto',
+                 row_format: bool = True, batch_size: int = 64
+                 ) -> Tuple[str, List[Any]]:
+  """Sends every row of `path`; returns (signature used, predictions)."""
+  url = model_url(url)
+  rows = read_rows(path)
+  metadata = _request(url + '/metadata')
+  results: List[Any] = []
+  used = signature
+  for body in build_requests(rows, metadata, signature, row_format,
+                             batch_size):
+    used = body['signature_name']
+    results.extend(predictions(_request(url + ':predict', body)))
+  return used, results

@@ -1,0 +1,475 @@
+"""`python -m pipeline serve`: TF Serving's REST API over pushed models.
+
+For development and tests, where TensorFlow Serving's binary cannot run. It
+keeps TF Serving's contract, so a client written against it works unchanged
+against a real TF Serving:
+
+- the model base holds `<model name>/<version>/` SavedModels (what the
+  Pusher writes); each model serves its highest complete version (TF
+  Serving's default "latest" version policy). The base is polled every
+  `poll_seconds` (TF Serving's default: 1 s) and a newly pushed version
+  replaces the old one without a restart; until it has loaded, the old one
+  keeps answering. A version that fails to load is reported, and the old one
+  stays.
+- `GET /v1/models/NAME[/versions/N]`: version status.
+  `GET /v1/models/NAME[/versions/N]/metadata`: the signature defs.
+  `POST /v1/models/NAME[/versions/N]:predict`: `{"signature_name"?,
+  "instances": [...]}` (row format, answered as `{"predictions": [...]}`) or
+  `{"inputs": ...}` (columnar, answered as `{"outputs": ...}`). Binary
+  values are `{"b64": "..."}`.
+- errors answer `{"error": "..."}` with a 4xx status: unknown model or
+  version (404), malformed or oversize body, missing, unknown or mistyped
+  inputs (400, 413). The server keeps serving.
+
+Built on Tornado (an HTTP server kept up by the Jupyter project); bound to
+127.0.0.1 unless told otherwise. Predictions run in a thread pool, so status
+and metadata answer while a batch is scored.
+"""
+
+import asyncio
+import base64
+import binascii
+import concurrent.futures
+import dataclasses
+import json
+import logging
+import os
+import re
+import threading
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+DEFAULT_PORT = 8501  # TF Serving's REST port
+DEFAULT_MAX_BODY = 16 * 1024 * 1024
+_LOG = logging.getLogger('pipeline.serve')
+_MODEL_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
+
+
+class ServeSetupError(RuntimeError):
+  """The server cannot start (no model base, port taken). One line."""
+
+
+class ServingError(Exception):
+  """A request error: answered as {"error": message} with `status`."""
+
+  def __init__(self, status: int, message: str):
+    super().__init__(message)
+    self.status = status
+    self.message = message
+
+
+@dataclasses.dataclass
+class LoadedVersion:
+  name: str
+  version: int
+  path: str
+  signatures: Dict[str, Any]  # signature name -> concrete function
+  signature_defs: Dict[str, Any]  # as JSON, TF Serving's metadata shape
+  model: Any = None  # the loaded object, kept alive with its functions
+
+
+def complete_versions(model_dir: str) -> List[int]:
+  """Integer version folders holding a saved_model.pb, ascending."""
+  if not os.path.isdir(model_dir):
+    return []
+  return sorted(int(name) for name in os.listdir(model_dir)
+                if name.isdigit() and os.path.isfile(
+                    os.path.join(model_dir, name, 'saved_model.pb')))
+
+
+def _signature_defs(path: str) -> Dict[str, Any]:
+  from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
+  from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-import-not-at-top
+  saved = saved_model_pb2.SavedModel()
+  with open(os.path.join(path, 'saved_model.pb'), 'rb') as f:
+    saved.ParseFromString(f.read())
+  defs = saved.meta_graphs[0].signature_def
+  return {name: json_format.MessageToDict(
+      defs[name], preserving_proto_field_name=True) for name in sorted(defs)}
+
+
+def load_version(name: str, version: int, path: str) -> LoadedVersion:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  model = tf.saved_model.load(path)
+  return LoadedVersion(name, version, path, dict(model.signatures),
+                       _signature_defs(path), model)
+
+
+class Repository:
+  """The models under a base folder and the version each serves."""
+
+  def __init__(self, base: str,
+               loader: Callable[[str, int, str], LoadedVersion] = load_version):
+    self.base = os.path.abspath(base)
+    self._loader = loader
+    self._lock = threading.Lock()
+    self._models: Dict[str, LoadedVersion] = {}
+    self._failed: Dict[Tuple[str, int], str] = {}
+
+  def _model_dirs(self) -> Dict[str, str]:
+    """name -> folder. A base that itself holds versions is one model."""
+    if complete_versions(self.base):
+      return {os.path.basename(self.base.rstrip('/')): self.base}
+    if not os.path.isdir(self.base):
+      return {}
+    return {name: os.path.join(self.base, name)
+            for name in sorted(os.listdir(self.base))
+            if _MODEL_NAME.match(name) and
+            os.path.isdir(os.path.join(self.base, name))}
+
+  def poll(self) -> List[str]:
+    """Loads each model's newest complete version if it is not served yet.
+    Returns one line per change, for the log."""
+    changes = []
+    for name, folder in self._model_dirs().items():
+      versions = complete_versions(folder)
+      if not versions:
+        continue
+      newest = versions[-1]
+      current = self._models.get(name)
+      if (current is not None and current.version == newest) or (
+          (name, newest) in self._failed):
+        continue
+      try:
+        loaded = self._loader(name, newest, os.path.join(folder, str(newest)))
+      except Exception as e:  # pylint: disable=broad-except
+        # Reported and remembered; the previous version keeps serving.
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else ''
+        self._failed[(name, newest)] = f'{type(e).__name__}: {reason}'
+        changes.append(f'{name}: version {newest} failed to load '
+                       f'({self._failed[(name, newest)]}); still serving '
+                       f'{current.version if current else "nothing"}')
+        continue
+      with self._lock:
+        self._models[name] = loaded
+      changes.append(f'{name}: serving version {newest}' + (
+          f' (was {current.version})' if current else ''))
+    return changes
+
+  def names(self) -> List[str]:
+    with self._lock:
+      return sorted(self._models)
+
+  def get(self, name: str, version: Optional[str] = None) -> LoadedVersion:
+    with self._lock:
+      loaded = self._models.get(name)
+    if version is not None:
+      if not version.isdigit():
+        raise ServingError(400, f'Malformed version: {version!r} (an integer '
+                           'version is expected)')
+      if loaded is None or loaded.version != int(version):
+        raise ServingError(404, f'Servable not found for request: '
+                           f'Specific({name}, {version})')
+    if loaded is None:
+      raise ServingError(404, f'Servable not found for request: Latest({name})')
+    return loaded
+
+
+# --- request and response encoding (TF Serving's REST JSON) --------------
+
+
+def _decode_value(value: Any, dtype, where: str) -> Any:
+  """One JSON scalar as the signature input's dtype wants it."""
+  if dtype.is_bool:
+    if not isinstance(value, bool):
+      raise ServingError(400, f'{where}: expected a boolean, got '
+                         f'{json.dumps(value)[:40]}')
+    return value
+  if dtype.name == 'string':
+    if isinstance(value, dict):
+      if set(value) != {'b64'} or not isinstance(value['b64'], str):
+        raise ServingError(400, f'{where}: a binary value is {{"b64": "..."}}, '
+                           f'got keys {sorted(value)}')
+      try:
+        return base64.b64decode(value['b64'], validate=True)
+      except (binascii.Error, ValueError):
+        raise ServingError(400, f'{where}: "b64" is not valid base64') from None
+    if isinstance(value, str):
+      return value.encode('utf-8')
+    raise ServingError(400, f'{where}: expected a string or {{"b64": ...}}, got '
+                       f'{json.dumps(value)[:40]}')
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    raise ServingError(400, f'{where}: expected a number ({dtype.name}), got '
+                       f'{json.dumps(value)[:40]}')
+  if dtype.is_integer and not float(value).is_integer():
+    raise ServingError(400, f'{where}: expected an integer ({dtype.name}), got '
+                       f'{value}')
+  return value
+
+
+def _tensor(values: Any, spec, where: str):
+  """A JSON (nested) list as a tensor matching the input's TensorSpec."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  def convert(v, depth):
+    if isinstance(v, list):
+      return [convert(x, depth + 1) for x in v]
+    return _decode_value(v, spec.dtype, where)
+
+  converted = convert(values, 0)
+  try:
+    array = np.array(converted, dtype=object if spec.dtype.name == 'string'
+                     else spec.dtype.as_numpy_dtype)
+  except (ValueError, OverflowError) as e:
+    raise ServingError(400, f'{where}: {str(e).splitlines()[0]}') from None
+  if array.dtype == object and array.ndim and any(
+      isinstance(x, list) for x in array.flat):
+    raise ServingError(400, f'{where}: ragged lists; every row needs the same '
+                       'shape')
+  if not tf.TensorShape(array.shape).is_compatible_with(spec.shape):
+    raise ServingError(400, f'{where}: shape {list(array.shape)} does not match '
+                       f'the signature\'s {spec.shape.as_list()}')
+  return tf.constant(array, dtype=spec.dtype)
+
+
+def _instances(body_instances: Any, specs: Dict[str, Any]) -> Dict[str, list]:
+  """Row format -> one column per input."""
+  if not isinstance(body_instances, list) or not body_instances:
+    raise ServingError(400, "'instances' must be a non-empty list")
+  names = sorted(specs)
+  columns: Dict[str, list] = {name: [] for name in names}
+  for i, instance in enumerate(body_instances):
+    if len(names) == 1 and not (isinstance(instance, dict) and
+                                set(instance) == set(names)):
+      columns[names[0]].append(instance)  # the sole input's value
+      continue
+    if not isinstance(instance, dict):
+      raise ServingError(400, f'instances[{i}]: expected an object with the '
+                         f'inputs {names}')
+    missing = [n for n in names if n not in instance]
+    unknown = sorted(set(instance) - set(names))
+    if missing:
+      raise ServingError(400, f'instances[{i}]: missing input(s) '
+                         f'{missing[:5]}{"..." if len(missing) > 5 else ""}')
+    if unknown:
+      raise ServingError(400, f'instances[{i}]: unknown input(s) {unknown[:5]}; '
+                         f'the signature takes {names[:5]}...')
+    for name in names:
+      columns[name].append(instance[name])
+  return columns
+
+
+def _inputs(body_inputs: Any, specs: Dict[str, Any]) -> Dict[str, Any]:
+  """Columnar format -> one value per input."""
+  names = sorted(specs)
+  if not isinstance(body_inputs, dict) or (
+      len(names) == 1 and set(body_inputs) != set(names)):
+    if len(names) == 1:
+      return {names[0]: body_inputs}
+    raise ServingError(400, f"'inputs' must be an object with the inputs "
+                       f'{names[:5]}...')
+  missing = [n for n in names if n not in body_inputs]
+  unknown = sorted(set(body_inputs) - set(names))
+  if missing:
+    raise ServingError(400, f'inputs: missing input(s) {missing[:5]}')
+  if unknown:
+    raise ServingError(400, f'inputs: unknown input(s) {unknown[:5]}')
+  return dict(body_inputs)
+
+
+def _json_value(array: np.ndarray) -> Any:
+  """A numpy output as TF Serving writes it: numbers, strings, or
+  {"b64": ...} for bytes that are not UTF-8."""
+  def convert(value):
+    if isinstance(value, list):
+      return [convert(v) for v in value]
+    if isinstance(value, bytes):
+      try:
+        return value.decode('utf-8')
+      except UnicodeDecodeError:
+        return {'b64': base64.b64encode(value).decode()}
+    return value
+  return convert(array.tolist())
+
+
+def predict(loaded: LoadedVersion, body: Any) -> Dict[str, Any]:
+  """TF Serving's :predict on a parsed JSON body."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if not isinstance(body, dict):
+    raise ServingError(400, 'the request body must be a JSON object with '
+                       "'instances' or 'inputs'")
+  unknown = sorted(set(body) - {'signature_name', 'instances', 'inputs'})
+  if unknown:
+    raise ServingError(400, f'unknown request key(s) {unknown}; allowed: '
+                       'signature_name, instances, inputs')
+  if ('instances' in body) == ('inputs' in body):
+    raise ServingError(400, "Missing 'inputs' or 'instances' key" if
+                       'instances' not in body else
+                       "give 'instances' (row format) or 'inputs' (columnar), "
+                       'not both')
+  name = body.get('signature_name') or 'serving_default'
+  if not isinstance(name, str) or name not in loaded.signatures:
+    raise ServingError(400, f'Serving signature name: {json.dumps(name)} not '
+                       f'found in signature def; the model has '
+                       f'{sorted(loaded.signatures)}')
+  function = loaded.signatures[name]
+  specs = function.structured_input_signature[1]
+  row_format = 'instances' in body
+  values = (_instances(body['instances'], specs) if row_format
+            else _inputs(body['inputs'], specs))
+  tensors = {key: _tensor(value, specs[key], f'input {key!r}')
+             for key, value in values.items()}
+  sizes = {int(t.shape[0]) for t in tensors.values() if t.shape.rank}
+  if len(sizes) > 1:
+    raise ServingError(400, f'inputs have different batch sizes {sorted(sizes)}')
+  try:
+    outputs = function(**tensors)
+  except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
+    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise ServingError(400, f'the model rejected the input: {message[:300]}'
+                       ) from None
+  arrays = {key: value.numpy() for key, value in outputs.items()}
+  if not row_format:
+    if len(arrays) == 1:
+      return {'outputs': _json_value(next(iter(arrays.values())))}
+    return {'outputs': {k: _json_value(v) for k, v in sorted(arrays.items())}}
+  rows = len(next(iter(arrays.values())))
+  if len(arrays) == 1:
+    return {'predictions': _json_value(next(iter(arrays.values())))}
+  columns = {k: _json_value(v) for k, v in sorted(arrays.items())}
+  return {'predictions': [{k: columns[k][i] for k in columns}
+                          for i in range(rows)]}
+
+
+def status(loaded: LoadedVersion) -> Dict[str, Any]:
+  return {'model_version_status': [{
+      'version': str(loaded.version), 'state': 'AVAILABLE',
+      'status': {'error_code': 'OK', 'error_message': ''}}]}
+
+
+def metadata(loaded: LoadedVersion) -> Dict[str, Any]:
+  return {'model_spec': {'name': loaded.name, 'signature_name': '',
+                         'version': str(loaded.version)},
+          'metadata': {'signature_def': {
+              'signature_def': loaded.signature_defs}}}
+
+
+# --- the HTTP server ------------------------------------------------------
+
+_ROUTE = re.compile(
+    r'^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?'
+    r'(?:(?P<metadata>/metadata)|:(?P<verb>[a-z]+))?$')
+
+
+def make_app(repository: Repository, max_body: int = DEFAULT_MAX_BODY,
+             workers: int = 4):
+  """The Tornado application serving `repository`."""
+  import tornado.web  # pylint: disable=g-import-not-at-top
+  pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
+
+  @tornado.web.stream_request_body
+  class Handler(tornado.web.RequestHandler):
+    """Every request: route, answer JSON, errors as {"error": ...}."""
+
+    def prepare(self):
+      self._chunks, self._size, self._too_big = [], 0, False
+      length = self.request.headers.get('Content-Length')
+      if length and length.isdigit() and int(length) > max_body:
+        self._too_big = True
+
+    def data_received(self, chunk):
+      self._size += len(chunk)
+      if self._size > max_body:
+        self._too_big = True
+      elif not self._too_big:
+        self._chunks.append(chunk)
+
+    def _reply(self, status_code: int, body: Dict[str, Any]):
+      self.set_status(status_code)
+      self.set_header('Content-Type', 'application/json')
+      self.finish(json.dumps(body))
+
+    def write_error(self, status_code, **kwargs):
+      # Anything Tornado itself rejects still answers TF Serving's shape.
+      self._reply(status_code, {'error': self._reason})
+
+    def _route(self):
+      match = _ROUTE.match(self.request.path)
+      if not match:
+        raise ServingError(404, f'Malformed request: {self.request.method} '
+                           f'{self.request.path}')
+      return match
+
+    async def get(self):
+      try:
+        match = self._route()
+        if match['verb']:
+          raise ServingError(405, f'Malformed request: GET {self.request.path} '
+                             f'(:{match["verb"]} takes POST)')
+        loaded = repository.get(match['name'], match['version'])
+        self._reply(200, metadata(loaded) if match['metadata']
+                    else status(loaded))
+      except ServingError as e:
+        self._reply(e.status, {'error': e.message})
+
+    async def post(self):
+      try:
+        if self._too_big:
+          raise ServingError(413, f'request body over {max_body} bytes; send '
+                             'fewer rows per request')
+        match = self._route()
+        if match['verb'] != 'predict':
+          raise ServingError(
+              400 if match['verb'] in ('classify', 'regress') else 404,
+              f'Malformed request: POST {self.request.path}' +
+              (' (this server answers :predict; the models export predict '
+               'signatures)' if match['verb'] else ''))
+        loaded = repository.get(match['name'], match['version'])
+        try:
+          body = json.loads(b''.join(self._chunks) or b'null')
+        except (ValueError, UnicodeDecodeError) as e:
+          raise ServingError(400, f'JSON Parse error: {e}') from None
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(pool, predict, loaded, body)
+        self._reply(200, result)
+      except ServingError as e:
+        self._reply(e.status, {'error': e.message})
+
+    async def put(self):
+      self._reply(405, {'error': f'Malformed request: PUT {self.request.path}'})
+
+    delete = patch = put
+
+  return tornado.web.Application([(r'/.*', Handler)])
+
+
+def serve(base: str, host: str = '127.0.0.1', port: int = DEFAULT_PORT,
+          poll_seconds: float = 1.0, max_body: int = DEFAULT_MAX_BODY,
+          announce: Callable[[str], None] = print) -> None:
+  """Serves until interrupted. `port` 0 picks a free port (announced)."""
+  import tornado.httpserver  # pylint: disable=g-import-not-at-top
+  import tornado.ioloop  # pylint: disable=g-import-not-at-top
+  import tornado.netutil  # pylint: disable=g-import-not-at-top
+
+  repository = Repository(base)
+  for line in repository.poll():
+    announce(line)
+  app = make_app(repository, max_body)
+  # The handler answers oversize bodies itself (413, TF Serving's JSON);
+  # Tornado's own limit, which answers with a bare 400, is set far above.
+  server = tornado.httpserver.HTTPServer(app, max_body_size=1 << 30)
+  sockets = tornado.netutil.bind_sockets(port, address=host)
+  server.add_sockets(sockets)
+  bound = sockets[0].getsockname()[1]
+  names = repository.names()
+  announce(f'serving {len(names)} model(s) from {repository.base} at '
+           f'http://{host}:{bound} ({", ".join(names) or "none yet"}); '
+           f'polling every {poll_seconds:g}s')
+
+  polling = threading.Lock()
+
+  def poll_in_background():
+    if not polling.acquire(blocking=False):
+      return  # the previous poll (a load) is still running
+    def work():
+      try:
+        for line in repository.poll():
+          announce(line)
+      finally:
+        polling.release()
+    threading.Thread(target=work, daemon=True).start()
+
+  tornado.ioloop.PeriodicCallback(poll_in_background,
+                                  poll_seconds * 1000).start()
+  tornado.ioloop.IOLoop.current().start()
