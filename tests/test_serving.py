@@ -457,3 +457,35 @@ def test_serving_manifests_agree_with_the_spec_and_the_lock():
   tensorflow = inference['spec']['predictor']['tensorflow']
   assert tensorflow['storageUri'] == args['model_base_path']
   assert tensorflow['runtimeVersion'] == serving_api
+
+
+def test_multiclass_outputs_in_both_formats(tmp_path):
+  """A model with two outputs (probabilities, class_id), as multiclass
+  exports answer: rows get one object per instance, columns one list per
+  output."""
+  from pipeline import serve  # pylint: disable=g-import-not-at-top
+
+  class Multiclass(tf.Module):
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name='x')])
+    def scores(self, x):
+      probabilities = tf.stack([x, 1 - x], axis=-1)
+      return {'probabilities': probabilities,
+              'class_id': tf.argmax(probabilities, axis=-1)}
+
+  module = Multiclass()
+  folder = str(tmp_path / 'm' / '1')
+  tf.saved_model.save(module, folder, signatures={
+      'serving_default': module.scores.get_concrete_function()})
+  loaded = serve.load_version('m', 1, folder)
+  rows = serve.predict(loaded, {'instances': [0.9, 0.2]})
+  assert rows == {'predictions': [
+      {'class_id': 0, 'probabilities': [pytest.approx(0.9), pytest.approx(0.1)]},
+      {'class_id': 1, 'probabilities': [pytest.approx(0.2), pytest.approx(0.8)]}]}
+  columns = serve.predict(loaded, {'inputs': {'x': [0.9, 0.2]}})
+  assert columns['outputs']['class_id'] == [0, 1]
+  np.testing.assert_allclose(columns['outputs']['probabilities'],
+                             [[0.9, 0.1], [0.2, 0.8]], rtol=1e-6)
+  with pytest.raises(serve.ServingError) as raised:
+    serve.predict(loaded, {'instances': [True]})
+  assert raised.value.status == 400
