@@ -341,7 +341,9 @@ def status(loaded: LoadedVersion) -> Dict[str, Any]:
 def metadata(loaded: LoadedVersion) -> Dict[str, Any]:
   return {'model_spec': {'name': loaded.name, 'signature_name': '',
                          'version': str(loaded.version)},
+          # The Any's JSON form, as TF Serving writes GetModelMetadataResponse.
           'metadata': {'signature_def': {
+              '@type': 'type.googleapis.com/tensorflow.serving.SignatureDefMap',
               'signature_def': loaded.signature_defs}}}
 
 
