@@ -29,7 +29,9 @@ from tfx.types import standard_component_specs
 from tfx.utils import io_utils
 from tfx.utils import path_utils
 
-SAVED_MODEL = 'saved_model.pb'
+from components import pusher
+
+SAVED_MODEL = pusher.SAVED_MODEL
 FINGERPRINT = 'fingerprint.pb'  # written by TF >= 2.12 beside saved_model.pb
 VERSION_PROPERTY = 'pushed_version'
 SOURCE_PROPERTY = 'pushed_uri'
@@ -41,17 +43,9 @@ class NoPushedModel(RuntimeError):
 
 def pushed_versions(base: str) -> List[Tuple[int, str]]:
   """(version, path) of each complete version under a push base, newest
-  first. Non-integer names and folders without saved_model.pb are skipped
-  (a push still being copied is not a version yet)."""
-  if not fileio.exists(base):
-    return []
-  found = []
-  for name in fileio.listdir(base):
-    name = name.rstrip('/')
-    path = os.path.join(base, name)
-    if name.isdigit() and fileio.exists(os.path.join(path, SAVED_MODEL)):
-      found.append((int(name), path))
-  return sorted(found, reverse=True)
+  first (a push still being copied is not a version yet)."""
+  return [(version, os.path.join(base, str(version)))
+          for version in reversed(pusher.versions(base))]
 
 
 def _identity(saved_model_dir: str) -> Optional[bytes]:

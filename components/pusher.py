@@ -20,7 +20,7 @@ grow and an existing version is never written to.
 import os
 import time
 import uuid
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Tuple
 
 from tfx import v1 as tfx
 from tfx.components.pusher import executor as pusher_executor
@@ -40,17 +40,26 @@ class PushError(RuntimeError):
   """A push could not be completed. The message is one line."""
 
 
-def existing_versions(base: str):
+def versions(base: str, complete: bool = True) -> List[int]:
+  """The version folders under a push base (TF Serving's layout), ascending:
+  integer names, holding saved_model.pb unless `complete` is False. Temporary
+  folders and other names are not versions. Local paths and URIs alike."""
   if not fileio.exists(base):
     return []
-  return sorted(int(name.rstrip('/')) for name in fileio.listdir(base)
-                if name.rstrip('/').isdigit())
+  found = []
+  for name in fileio.listdir(base):
+    name = name.rstrip('/')
+    if name.isdigit() and (not complete or fileio.exists(
+        os.path.join(base, name, SAVED_MODEL))):
+      found.append(int(name))
+  return sorted(found)
 
 
 def next_version(base: str, clock: Callable[[], float] = time.time) -> int:
-  """The Unix time, or newest existing version + 1 when that is larger."""
-  versions = existing_versions(base)
-  return max(int(clock()), (versions[-1] + 1) if versions else 0)
+  """The Unix time, or newest existing version + 1 when that is larger (any
+  integer folder counts, complete or not: none is ever written to)."""
+  versions_now = versions(base, complete=False)
+  return max(int(clock()), (versions_now[-1] + 1) if versions_now else 0)
 
 
 def push(model_dir: str, base: str,
@@ -117,8 +126,3 @@ class AtomicPushExecutor(pusher_executor.Executor):
 class Pusher(tfx.components.Pusher):
   """TFX's Pusher component with AtomicPushExecutor."""
   EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(AtomicPushExecutor)
-
-
-def latest_version(base: str) -> Optional[int]:
-  versions = existing_versions(base)
-  return versions[-1] if versions else None

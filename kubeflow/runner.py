@@ -15,11 +15,13 @@ Targets:
 """
 
 import dataclasses
+import json
 import os
 import re
 import tempfile
 from typing import Any, Dict, List, Optional
 
+from google.protobuf import json_format
 import yaml
 
 from pipeline import pipeline as pipeline_lib
@@ -304,7 +306,6 @@ def compile_pipeline(spec: PipelineSpec, settings: ClusterSettings,
     # Always read the newest pushed model, never a cached earlier answer.
     tasks[pipeline_lib.BASE_MODEL_FINDER]['cachingOptions'] = {}
   executors = pipeline_spec['deploymentSpec']['executors']
-  from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
   for node_id, config in settings.platform_configs.items():
     # TFX sets these on every container but FileBasedExampleGen's.
     if node_id in tasks:
@@ -322,7 +323,6 @@ def compile_pipeline(spec: PipelineSpec, settings: ClusterSettings,
     job['pipelineSpec'] = pipeline_spec
     job.setdefault('runtimeConfig', {})['gcsOutputDirectory'] = (
         settings.pipeline_root)
-    import json  # pylint: disable=g-import-not-at-top
     text = json.dumps(job, indent=2, sort_keys=True)
   else:
     text = (f'# PIPELINE DEFINITION\n# Name: {spec.name}\n'

@@ -70,12 +70,9 @@ class LoadedVersion:
 
 
 def complete_versions(model_dir: str) -> List[int]:
-  """Integer version folders holding a saved_model.pb, ascending."""
-  if not os.path.isdir(model_dir):
-    return []
-  return sorted(int(name) for name in os.listdir(model_dir)
-                if name.isdigit() and os.path.isfile(
-                    os.path.join(model_dir, name, 'saved_model.pb')))
+  """Complete version folders of one model, ascending (the Pusher's rule)."""
+  from components import pusher  # pylint: disable=g-import-not-at-top
+  return pusher.versions(model_dir) if os.path.isdir(model_dir) else []
 
 
 def _signature_defs(path: str) -> Dict[str, Any]:
