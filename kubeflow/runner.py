@@ -24,7 +24,6 @@ from typing import Any, Dict, List, Optional
 from google.protobuf import json_format
 import yaml
 
-from pipeline import pipeline as pipeline_lib
 from pipeline.spec import (GPU_COMPONENTS, KUBEFLOW_COMPONENTS, PipelineSpec,
                            is_uri)
 
@@ -253,8 +252,9 @@ def cluster_spec(spec: PipelineSpec, settings: ClusterSettings
   })
 
 
-def environment(spec: PipelineSpec, settings: ClusterSettings
-                ) -> pipeline_lib.Environment:
+def environment(spec: PipelineSpec, settings: ClusterSettings):
+  """The pipeline.pipeline.Environment for the cluster."""
+  from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
   return pipeline_lib.Environment(
       pipeline_root=settings.pipeline_root,
       metadata_connection_config=None,  # KFP records to its own metadata
@@ -289,7 +289,10 @@ def compile_pipeline(spec: PipelineSpec, settings: ClusterSettings,
     The PipelineSpec as a dict (what was written, for a YAML output).
   """
   ext = _check_output(output, settings.target)
+  # TFX and TensorFlow load only once the settings have passed their checks,
+  # so a refusal is quick.
   # pylint: disable=g-import-not-at-top
+  from pipeline import pipeline as pipeline_lib
   from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kfp_runner
   # pylint: enable=g-import-not-at-top
   tfx_pipeline = pipeline_lib.create_pipeline(cluster_spec(spec, settings),

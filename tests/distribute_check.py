@@ -72,7 +72,7 @@ def main(work_dir):
     with strategy.scope():
       tuner = finetune.Finetuner(finetune.load_base_model(path), INPUTS, hp)
     backbone_before = [w.numpy() for w in tuner.backbone.trainable_weights]
-    history = tuner.fit(data(3), validation_data=data(4), epochs=3)
+    history = tuner.fit(data(3), validation_data=data(4), epochs=2)
     groups = tuner.model._holder.groups  # pylint: disable=protected-access
     result[name] = {
         'loss': history.history['loss'],
