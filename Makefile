@@ -11,7 +11,7 @@ SPEC   ?=
 # One Keras for the whole project: Keras 2 through tf_keras (README).
 export TF_USE_LEGACY_KERAS := 1
 
-.PHONY: setup run test validate benchmark lock clean
+.PHONY: setup run test test-fast lint validate benchmark lock clean
 
 setup: $(STAMP)
 
@@ -29,10 +29,19 @@ run: setup
 validate: setup
 	$(BIN)/python -m pipeline validate $(SPEC)
 
-test: setup
+# Everything: the lint and every test, pipelines included (README: minutes).
+test: setup lint
 	$(BIN)/python -m pytest
 
+# The lint and every test that runs no pipeline (`e2e` marks those).
+test-fast: setup lint
+	$(BIN)/python -m pytest -m "not e2e"
+
+lint: setup
+	$(BIN)/ruff check .
+
 benchmark: setup
+	$(BIN)/python benchmarks/cli_benchmark.py
 	$(BIN)/python benchmarks/pipeline_benchmark.py
 
 # Re-resolve the lock from requirements.in (needs PyPI).

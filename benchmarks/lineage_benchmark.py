@@ -23,10 +23,9 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from pipeline.cli import DEFAULT_SPEC, configure_process, quiet_logs
 
-from pipeline.cli import DEFAULT_SPEC, configure_process, quiet_logs  # pylint: disable=g-import-not-at-top,wrong-import-position
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 TARGET_SECONDS = 2.0
 DEFAULT_SETS = ('tuner.max_trials=2', 'tuner.max_epochs=2',
@@ -35,7 +34,7 @@ DEFAULT_SETS = ('tuner.max_trials=2', 'tuner.max_epochs=2',
 
 def _fill(spec, runs: int, progress) -> list:
   """Runs the pipeline `runs` times into one store; returns the summaries."""
-  from pipeline import local_runner  # pylint: disable=g-import-not-at-top
+  from pipeline.runners import local as local_runner  # pylint: disable=g-import-not-at-top
   summaries = []
   for i in range(runs):
     started = time.monotonic()
@@ -79,8 +78,8 @@ def main() -> None:
   args = parser.parse_args()
   configure_process()
   quiet_logs(verbose=False)
-  from pipeline import lineage  # pylint: disable=g-import-not-at-top
-  from pipeline import spec as spec_lib  # pylint: disable=g-import-not-at-top
+  from pipeline.definition import spec as spec_lib  # pylint: disable=g-import-not-at-top
+  from pipeline.metadata import lineage  # pylint: disable=g-import-not-at-top
 
   workdir = args.workdir or tempfile.mkdtemp(prefix='lineage_benchmark_')
   store_path = os.path.join(workdir, 'metadata.sqlite')

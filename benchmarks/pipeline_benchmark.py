@@ -13,7 +13,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -21,21 +20,11 @@ import tempfile
 import time
 import warnings
 
+import machine
+
+from pipeline.cli import DEFAULT_SPEC
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from pipeline.cli import DEFAULT_SPEC  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-
-def _cpu_model() -> str:
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or 'unknown'
 
 
 def _run(spec, sets, summary_path):
@@ -60,7 +49,8 @@ def _mlmd_durations(metadata_path, pipeline_name, run_id):
   warnings.filterwarnings('ignore', category=FutureWarning, module=r'google\.')
   import ml_metadata as mlmd  # pylint: disable=g-import-not-at-top
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
-  from pipeline import results  # pylint: disable=g-import-not-at-top
+
+  from pipeline.metadata import results  # pylint: disable=g-import-not-at-top
   store = mlmd.MetadataStore(
       tfx.orchestration.metadata.sqlite_metadata_connection_config(
           metadata_path))
@@ -98,8 +88,7 @@ def main():
 
   result = {
       'date': datetime.datetime.now().isoformat(timespec='seconds'),
-      'machine': {'cpus': os.cpu_count(), 'cpu': _cpu_model(),
-                  'python': platform.python_version()},
+      'machine': machine.describe(),
       'spec': os.path.relpath(args.spec, REPO), 'overrides': args.set,
       'cold': {'wall_seconds': round(cold_wall, 2),
                'in_process_seconds': cold['total_seconds'],

@@ -26,8 +26,7 @@ from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.dsl.io import fileio
 from tfx.types import standard_component_specs
-from tfx.utils import io_utils
-from tfx.utils import path_utils
+from tfx.utils import io_utils, path_utils
 
 from components import pusher
 

@@ -27,10 +27,8 @@ from tfx.components.pusher import executor as pusher_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.dsl.io import fileio
 from tfx.proto import pusher_pb2
-from tfx.types import artifact_utils
-from tfx.types import standard_component_specs
-from tfx.utils import io_utils
-from tfx.utils import proto_utils
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import io_utils, proto_utils
 
 SAVED_MODEL = 'saved_model.pb'
 TEMP_PREFIX = '.tmp-'

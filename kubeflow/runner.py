@@ -21,13 +21,18 @@ import re
 import tempfile
 from typing import Any, Dict, List, Optional
 
-from google.protobuf import json_format
 import yaml
+from google.protobuf import json_format
 
-from pipeline.spec import (GPU_COMPONENTS, KUBEFLOW_COMPONENTS, PipelineSpec,
-                           is_uri)
+from pipeline.definition.spec import (
+    GPU_COMPONENTS,
+    KUBEFLOW_COMPONENTS,
+    PipelineSpec,
+    is_uri,
+)
+from pipeline.errors import PipelineError
+from pipeline.runners.environment import REPO_ROOT, build_environment
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Where kubeflow/Dockerfile puts the project inside the image.
 IMAGE_PROJECT_ROOT = '/pipeline'
 # Accelerator types each target understands. Open-source KFP sets the
@@ -50,7 +55,7 @@ BEAM_RUNNERS = {
 _IMAGE = re.compile(r'^[a-z0-9][a-z0-9._/:@-]*$', re.IGNORECASE)
 
 
-class KubeflowError(ValueError):
+class KubeflowError(PipelineError):
   """A spec or flag that cannot run on the cluster. One line."""
 
 
@@ -129,7 +134,7 @@ def _platform_configs(spec: PipelineSpec, target: str) -> Dict[str, Any]:
   resources = dict(spec.kubeflow.resources)
   default = resources.pop('default', None)
   allowed = sorted(KUBEFLOW_COMPONENTS) + ['default']
-  for key, res in resources.items():
+  for key in resources:
     if key not in KUBEFLOW_COMPONENTS:
       raise KubeflowError(f'{spec.source}: kubeflow.resources.{key}: unknown '
                           f'component; allowed: {", ".join(allowed)}')
@@ -253,16 +258,12 @@ def cluster_spec(spec: PipelineSpec, settings: ClusterSettings
 
 
 def environment(spec: PipelineSpec, settings: ClusterSettings):
-  """The pipeline.pipeline.Environment for the cluster."""
-  from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
-  return pipeline_lib.Environment(
+  """The definition's Environment for the cluster."""
+  return build_environment(
       pipeline_root=settings.pipeline_root,
       metadata_connection_config=None,  # KFP records to its own metadata
-      beam_pipeline_args=settings.beam_args,
+      beam_args=settings.beam_args,
       enable_cache=spec.kubeflow.enable_cache,
-      code_version=pipeline_lib.code_fingerprint(),
-      transform_code_version=pipeline_lib.code_fingerprint(
-          files=pipeline_lib.TRANSFORM_MODULES),
       base_model_uri=settings.base_model_uri,
       base_model_push_base=settings.base_model_push_base,
       baseline='pushed' if settings.target == 'kfp' else 'vertex',
@@ -292,8 +293,9 @@ def compile_pipeline(spec: PipelineSpec, settings: ClusterSettings,
   # TFX and TensorFlow load only once the settings have passed their checks,
   # so a refusal is quick.
   # pylint: disable=g-import-not-at-top
-  from pipeline import pipeline as pipeline_lib
   from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kfp_runner
+
+  from pipeline.definition import pipeline as pipeline_lib
   # pylint: enable=g-import-not-at-top
   tfx_pipeline = pipeline_lib.create_pipeline(cluster_spec(spec, settings),
                                               environment(spec, settings))

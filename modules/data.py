@@ -11,6 +11,7 @@ from tfx_bsl.public import tfxio
 from modules import features as features_lib
 from modules import finetune
 from modules import model as model_lib
+from modules.config import TrainerConfig
 
 
 def input_fn(file_pattern: List[str],
@@ -35,13 +36,13 @@ class TrainingData:
   model inputs, the builder, the training mode and one-epoch datasets at a
   given batch size."""
   fn_args: Any
-  config: Mapping[str, Any]
+  config: TrainerConfig
 
   def __post_init__(self):
     self.transform_output = tft.TFTransformOutput(
         self.fn_args.transform_graph_path)
-    self.features = features_lib.Features.from_config(self.config)
-    oov = self.config['preprocessing']['categorical']['num_oov_buckets']
+    self.features = self.config.features
+    oov = self.config.preprocessing.categorical.num_oov_buckets
     self.model_inputs = model_lib.ModelInputs(
         numeric=[features_lib.transformed_name(k)
                  for k in self.features.numeric],
@@ -50,13 +51,11 @@ class TrainingData:
                 self.transform_output.vocabulary_size_by_name(k) + oov
             for k in self.features.categorical
         },
-        num_classes=int(self.config['features'].get('num_classes', 2)))
-    model_cfg = self.config.get('model', {})
-    self.builder = model_cfg.get('builder', 'dnn')
-    image = model_cfg.get('image')
-    self.image = ((image['height'], image['width'], image['channels'])
-                  if image else None)
-    self.mode = self.config.get('training', {}).get('mode', 'scratch')
+        num_classes=self.features.num_classes)
+    self.builder = self.config.model.builder
+    image = self.config.model.image
+    self.image = image.shape if image else None
+    self.mode = self.config.training.mode
 
   def new_model(self, hparams: Mapping[str, Any]
                 ) -> Union[tf.keras.Model, finetune.Finetuner]:

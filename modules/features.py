@@ -1,12 +1,14 @@
-"""The one features module: feature keys, the label and transformed names.
+"""The one features module: the label, the feature keys and transformed names.
 
-Feature lists come from the spec (passed to every module callback as
-`custom_config['features']`), so preprocessing, the model, the evaluation and
-the tests all read them from here.
+`FeaturesSpec` is the spec's `features` section and the modules' view of it
+(it travels to every callback inside the typed module config,
+modules/config.py), so preprocessing, the model, the evaluation and the tests
+all read the feature lists from here. No TensorFlow: the spec imports it.
 """
 
-import dataclasses
-from typing import Any, List, Mapping
+from typing import List
+
+from pydantic import BaseModel, ConfigDict, Field
 
 TRANSFORMED_SUFFIX = '_xf'
 
@@ -16,23 +18,23 @@ def transformed_name(key: str) -> str:
   return key + TRANSFORMED_SUFFIX
 
 
-@dataclasses.dataclass(frozen=True)
-class Features:
-  """Which raw columns are the label, numeric and categorical features."""
-  label: str
-  numeric: List[str]
-  categorical: List[str]
+class FeaturesSpec(BaseModel):
+  """Which raw columns are the label, numeric and categorical features.
 
-  @classmethod
-  def from_config(cls, custom_config: Mapping[str, Any]) -> 'Features':
-    f = custom_config['features']
-    return cls(label=f['label'], numeric=list(f.get('numeric', [])),
-               categorical=list(f.get('categorical', [])))
+  `num_classes` 2: a 0/1 label and a sigmoid output; more: class indices
+  0..n-1 and a softmax output.
+  """
+  model_config = ConfigDict(extra='forbid', frozen=True)
+
+  label: str
+  num_classes: int = Field(default=2, ge=2)
+  numeric: List[str] = []
+  categorical: List[str] = []
 
   @property
   def keys(self) -> List[str]:
     """Raw feature keys (label excluded), numeric first."""
-    return self.numeric + self.categorical
+    return list(self.numeric) + list(self.categorical)
 
   @property
   def transformed_label(self) -> str:

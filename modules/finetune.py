@@ -28,9 +28,9 @@ import tensorflow as tf
 import tf_keras as keras
 
 from modules import model as model_lib
+from modules.config import FINETUNE_STRATEGIES
 
-STRATEGIES = ('feature_extraction', 'full', 'gradual_unfreezing',
-              'discriminative_lr')
+STRATEGIES = FINETUNE_STRATEGIES
 _BLOCK = re.compile(r'^(block\d+)_')
 
 
@@ -80,7 +80,7 @@ def check_inputs(base: keras.Model, inputs: model_lib.ModelInputs,
   """
   expected = {k: tf.float32 for k in inputs.numeric}
   expected.update({k: tf.int64 for k in inputs.categorical})
-  got = {layer_name: t for layer_name, t in zip(base.input_names, base.inputs)}
+  got = {layer_name: t for layer_name, t in zip(base.input_names, base.inputs, strict=True)}
   missing = sorted(set(expected) - set(got))
   extra = sorted(set(got) - set(expected))
   problems = []
@@ -207,7 +207,7 @@ class FinetuneModel(keras.Model):
       loss = self.compute_loss(x, y, y_pred, sample_weight)
     variables = self.trainable_variables
     gradients = dict(zip((v.ref() for v in variables),
-                         tape.gradient(loss, variables)))
+                         tape.gradient(loss, variables), strict=True))
     for optimizer, group in self._holder.groups:
       pairs = [(gradients[v.ref()], v) for v in group
                if gradients.get(v.ref()) is not None]
@@ -303,7 +303,7 @@ class Finetuner:
                  for v in layer.trainable_weights]
     groups = [(model_lib.make_optimizer(h['optimizer'], h['learning_rate']),
                head_vars)]
-    for block, rate in zip(top_first, rates):
+    for block, rate in zip(top_first, rates, strict=True):
       groups.append((model_lib.make_optimizer(h['optimizer'], rate),
                      [v for layer in block for v in layer.trainable_weights]))
     self.model.set_groups(groups)

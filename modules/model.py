@@ -17,6 +17,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import tensorflow as tf
 import tf_keras as keras
 
+from modules.config import EarlyStoppingSpec
+
 PROBABILITY = 'probability'  # binary output [batch, 1]; read by the Evaluator
 PROBABILITIES = 'probabilities'  # multiclass output [batch, num_classes]
 EMBEDDING = 'embedding'  # the backbone's output layer
@@ -155,7 +157,7 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
 
 def loss_and_metrics(num_classes: int) -> Dict[str, Any]:
   """compile() arguments besides the optimizer. The metric names are the
-  monitors a spec may name (pipeline.spec.keras_monitors)."""
+  monitors a spec may name (modules.config.keras_monitors)."""
   if num_classes == 2:
     return dict(loss=keras.losses.BinaryCrossentropy(),
                 metrics=[keras.metrics.BinaryAccuracy(name='binary_accuracy'),
@@ -171,3 +173,19 @@ def compile_model(model: keras.Model, hparams: Mapping[str, Any],
   model.compile(
       optimizer=make_optimizer(hparams['optimizer'], hparams['learning_rate']),
       **loss_and_metrics(num_classes))
+
+
+def early_stopping(settings: Optional[EarlyStoppingSpec],
+                   restore_best_weights: bool = False
+                   ) -> List[keras.callbacks.Callback]:
+  """The spec's early stopping as Keras callbacks ([] when it is off).
+
+  The Trainer restores the best epoch's weights; a tuning trial needs only
+  its best score, which Keras Tuner records per epoch.
+  """
+  if settings is None:
+    return []
+  return [keras.callbacks.EarlyStopping(
+      monitor=settings.monitor, patience=settings.patience,
+      min_delta=settings.min_delta,
+      restore_best_weights=restore_best_weights)]

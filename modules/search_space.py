@@ -1,14 +1,18 @@
 """The one search space, shared by tuner_fn (searches it) and run_fn.
 
-`sample(hp, space)` registers every hyperparameter on a Keras Tuner
-`HyperParameters` and returns their current values; called on a fresh
-`HyperParameters` it returns the defaults (the first listed value, or a
-range's minimum), which run_fn uses when no tuned values arrive.
+`sample(hp, space)` registers every hyperparameter of the spec's typed
+`SearchSpace` (modules/config.py) on a Keras Tuner `HyperParameters` and
+returns their current values; called on a fresh `HyperParameters` it returns
+the defaults (the first listed value, or a range's minimum), which run_fn
+uses when no tuned values arrive. The SearchSpace field names are the
+hyperparameter names.
 """
 
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import keras_tuner
+
+from modules.config import FinetuneSpace, FloatRange, IntRange, SearchSpace
 
 # Shared by both training modes: the optimizer, regularisation and batch.
 SHARED = ('dropout', 'l1', 'l2', 'optimizer', 'learning_rate', 'batch_size')
@@ -25,41 +29,42 @@ def names(mode: str = 'scratch') -> Tuple[str, ...]:
   return (FINETUNE if mode == 'finetune' else SCRATCH) + SHARED
 
 
-def _register(hp: keras_tuner.HyperParameters, space: Mapping[str, Any],
-              name: str) -> Any:
-  """Registers one spec entry: {min, max[, step]} ints or floats, or a list
-  of choices whose first value is the default."""
-  r = space[name]
-  if isinstance(r, Mapping) and isinstance(r['min'], int) and 'sampling' not in r:
-    return hp.Int(name, r['min'], r['max'], step=r.get('step') or 1)
-  if isinstance(r, Mapping):
-    return hp.Float(name, r['min'], r['max'], step=r.get('step'),
-                    sampling=r.get('sampling', 'linear'), default=r['min'])
-  values = list(r)
+def _register(hp: keras_tuner.HyperParameters, name: str,
+              entry: Union[IntRange, FloatRange, Sequence[Any]]) -> Any:
+  """Registers one search space entry: an int or float range, or a list of
+  choices whose first value is the default."""
+  if isinstance(entry, IntRange):
+    return hp.Int(name, entry.min, entry.max, step=entry.step)
+  if isinstance(entry, FloatRange):
+    return hp.Float(name, entry.min, entry.max, step=entry.step,
+                    sampling=entry.sampling, default=entry.min)
+  values = list(entry)
   return hp.Choice(name, values, default=values[0])
 
 
-def sample(hp: keras_tuner.HyperParameters, space: Mapping[str, Any],
+def sample(hp: keras_tuner.HyperParameters, space: SearchSpace,
            mode: str = 'scratch') -> Dict[str, Any]:
   """Registers the spec's search space on `hp`; returns current values.
 
   Args:
     hp: the hyperparameters object of a trial (or a fresh one for defaults).
-    space: `model.search_space` of the spec, as a plain mapping.
+    space: the spec's `model.search_space`.
     mode: training.mode: 'scratch' searches the architecture, 'finetune'
       the `finetune` sub-space (strategy, unfrozen blocks, head, rates).
 
   Returns:
     A dict with one value per name in `names(mode)`.
   """
-  own = space['finetune'] if mode == 'finetune' else space
-  values = {name: _register(hp, own, name) for name in names(mode)
-            if name not in SHARED}
-  values.update({name: _register(hp, space, name) for name in SHARED})
+  own: Union[SearchSpace, FinetuneSpace] = (
+      space.finetune if mode == 'finetune' else space)
+  values = {name: _register(hp, name, getattr(own, name))
+            for name in names(mode) if name not in SHARED}
+  values.update({name: _register(hp, name, getattr(space, name))
+                 for name in SHARED})
   return values
 
 
-def resolve(tuned: Optional[Mapping[str, Any]], space: Mapping[str, Any],
+def resolve(tuned: Optional[Mapping[str, Any]], space: SearchSpace,
             mode: str = 'scratch') -> Dict[str, Any]:
   """Values for training: the Tuner's best (a HyperParameters config) or
   the space's defaults when `tuned` is empty."""

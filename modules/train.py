@@ -4,31 +4,20 @@ serialized tf.Examples."""
 
 import json
 import os
-from typing import Any, Dict
+from typing import Dict
 
 import tensorflow as tf
 import tf_keras as keras
 from tfx import v1 as tfx
 
 from modules import data as data_lib
-from modules import distribute
-from modules import finetune
+from modules import distribute, finetune, search_space
 from modules import model as model_lib
-from modules import search_space
+from modules.config import TrainerConfig
 from modules.tuner import require_legacy_keras
 
 HPARAMS_FILE = 'hyperparameters.json'  # in model_run, beside TensorBoard logs
 CLASS_ID = 'class_id'  # multiclass: the most probable class index
-
-
-def _callbacks(config: Dict[str, Any], log_dir: str):
-  callbacks = [keras.callbacks.TensorBoard(log_dir=log_dir, update_freq='epoch')]
-  early = config['training'].get('early_stopping')
-  if early:
-    callbacks.append(keras.callbacks.EarlyStopping(
-        monitor=early['monitor'], patience=early['patience'],
-        min_delta=early['min_delta'], restore_best_weights=True))
-  return callbacks
 
 
 RAW_SIGNATURE = 'serving_raw'  # one input per raw feature
@@ -92,20 +81,22 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   as fn_args.base_model; one that is missing, does not load or does not take
   the transformed features raises finetune.BaseModelError (one line).
   """
+  config = TrainerConfig.from_custom_config(fn_args.custom_config)
   require_legacy_keras()
-  config: Dict[str, Any] = fn_args.custom_config
-  seed = config['training']['seed']
+  seed = config.training.seed
   keras.utils.set_random_seed(seed)
   training_data = data_lib.TrainingData(fn_args, config)
   hparams = search_space.resolve(fn_args.hyperparameters,
-                                 config['model']['search_space'],
-                                 training_data.mode)
+                                 config.model.search_space, config.training.mode)
   with distribute.strategy().scope():
     model = training_data.new_model(hparams)
+  callbacks = [keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir,
+                                           update_freq='epoch')]
+  callbacks += model_lib.early_stopping(config.training.early_stopping,
+                                        restore_best_weights=True)
   model.fit(training_data.train(hparams['batch_size'], seed),
             validation_data=training_data.eval(hparams['batch_size']),
-            epochs=config['training']['epochs'],
-            callbacks=_callbacks(config, fn_args.model_run_dir), verbose=0)
+            epochs=config.training.epochs, callbacks=callbacks, verbose=0)
   if isinstance(model, finetune.Finetuner):
     model = model.export_model()
   model.save(fn_args.serving_model_dir, save_format='tf',

@@ -1,19 +1,14 @@
 """tuner_fn for TFX Tuner: the spec's Keras Tuner algorithm over the one
 search space (modules/search_space.py)."""
 
-from typing import Any, Dict, Mapping
-
 import keras_tuner
 import tf_keras as keras
 from tfx import v1 as tfx
 
 from modules import data as data_lib
-from modules import distribute
-from modules import finetune
-from modules import search_space
-
-_DIRECTIONS = {'val_loss': 'min', 'val_auc': 'max',
-               'val_binary_accuracy': 'max', 'val_accuracy': 'max'}
+from modules import distribute, finetune, search_space
+from modules import model as model_lib
+from modules.config import SearchSpace, TunerConfig, TunerSpec
 
 
 def require_legacy_keras() -> None:
@@ -35,7 +30,7 @@ class SpecHyperModel(keras_tuner.HyperModel):
   """
 
   def __init__(self, training_data: data_lib.TrainingData,
-               space: Mapping[str, Any], seed: int):
+               space: SearchSpace, seed: int):
     super().__init__(name='spec_hypermodel')
     self._data = training_data
     self._space = space
@@ -61,29 +56,28 @@ class SpecHyperModel(keras_tuner.HyperModel):
           initial_epoch=kwargs.get('initial_epoch', 0),
           callbacks=kwargs.get('callbacks', ()),
           verbose=kwargs.get('verbose', 0))
-    return model.fit(train, validation_data=validation, *args, **kwargs)
+    return model.fit(train, *args, validation_data=validation, **kwargs)
 
 
-def make_tuner(algorithm: str, hypermodel: keras_tuner.HyperModel,
-               tuner_cfg: Mapping[str, Any], directory: str,
-               strategy=None) -> keras_tuner.Tuner:
-  """The Keras Tuner of `algorithm`, with `max_trials` set on every oracle.
+def make_tuner(settings: TunerSpec, hypermodel: keras_tuner.HyperModel,
+               directory: str, strategy=None) -> keras_tuner.Tuner:
+  """The Keras Tuner of `settings.algorithm`, with `max_trials` set on every
+  oracle.
 
   TFX 1.16's Tuner writes results with `get_best_trials(oracle.max_trials)`;
   Hyperband's oracle leaves max_trials None, which crashes that writer, so it
   is set here too (and caps Hyperband's trial count like the others').
   """
-  objective = keras_tuner.Objective(tuner_cfg['objective'],
-                                    _DIRECTIONS[tuner_cfg['objective']])
-  common = dict(objective=objective, seed=tuner_cfg['seed'],
+  algorithm = settings.algorithm
+  objective = keras_tuner.Objective(settings.objective, settings.direction)
+  common = dict(objective=objective, seed=settings.seed,
                 directory=directory, project_name='search', overwrite=True,
                 distribution_strategy=strategy)
-  max_trials = tuner_cfg['max_trials']
+  max_trials = settings.max_trials
   if algorithm == 'hyperband':
     tuner = keras_tuner.Hyperband(
-        hypermodel, max_epochs=tuner_cfg['max_epochs'],
-        factor=tuner_cfg['factor'],
-        hyperband_iterations=tuner_cfg['hyperband_iterations'], **common)
+        hypermodel, max_epochs=settings.max_epochs, factor=settings.factor,
+        hyperband_iterations=settings.hyperband_iterations, **common)
     tuner.oracle.max_trials = max_trials
   elif algorithm == 'random':
     tuner = keras_tuner.RandomSearch(hypermodel, max_trials=max_trials,
@@ -103,26 +97,24 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   """Called by TFX Tuner: the configured search, ready to run.
 
   Args:
-    fn_args: TFX's arguments; `custom_config` holds the spec's features,
-      preprocessing, model, tuner and training sections.
+    fn_args: TFX's arguments; `custom_config` is a TunerConfig as JSON
+      (modules/config.py).
 
   Returns:
     The tuner and the keyword arguments for its `search`.
   """
+  config = TunerConfig.from_custom_config(fn_args.custom_config)
   require_legacy_keras()
-  config: Dict[str, Any] = fn_args.custom_config
-  tuner_cfg = config['tuner']
-  keras.utils.set_random_seed(tuner_cfg['seed'])
+  settings = config.tuner
+  keras.utils.set_random_seed(settings.seed)
   training_data = data_lib.TrainingData(fn_args, config)
-  hypermodel = SpecHyperModel(training_data, config['model']['search_space'],
-                              tuner_cfg['seed'])
-  tuner = make_tuner(tuner_cfg['algorithm'], hypermodel, tuner_cfg,
-                     fn_args.working_dir, distribute.strategy())
-  early = config['training'].get('early_stopping')
-  callbacks = [keras.callbacks.EarlyStopping(
-      monitor=early['monitor'], patience=early['patience'],
-      min_delta=early['min_delta'])] if early else []
+  hypermodel = SpecHyperModel(training_data, config.model.search_space,
+                              settings.seed)
+  tuner = make_tuner(settings, hypermodel, fn_args.working_dir,
+                     distribute.strategy())
   return tfx.components.TunerFnResult(
       tuner=tuner,
-      fit_kwargs={'epochs': tuner_cfg['max_epochs'], 'callbacks': callbacks,
+      fit_kwargs={'epochs': settings.max_epochs,
+                  'callbacks': model_lib.early_stopping(
+                      config.training.early_stopping),
                   'verbose': 0})

@@ -1,12 +1,16 @@
-"""`python -m pipeline`: validate a spec, run the pipeline locally, compile it
-for Kubeflow Pipelines and submit it, serve pushed models and send them rows,
-compare fine-tuning with training from scratch, and inspect lineage in ML
-Metadata (runs, trace, graph, diff).
+"""`python -m pipeline` (installed as `tfx-pipeline`): validate a spec, run
+the pipeline locally, compile it for Kubeflow Pipelines and submit it, serve
+pushed models and send them rows, compare fine-tuning with training from
+scratch, and inspect lineage in ML Metadata (runs, trace, graph, diff).
 
-Errors the user can fix (a bad spec, missing or malformed data, an unknown
-lineage target or store) end with one line on stderr and exit code 2; a
-component failure ends with the failing component and its reason in one line
-and exit code 1.
+The CLI is the only room that knows every other room (README, "Layout"),
+and it imports each one only inside the command that needs it: `validate`,
+`lineage`, `predict`, `submit`, `compile`'s refusals and every `--help` load
+no TensorFlow, TFX or Beam.
+
+Every error the user can act on is a `pipeline.errors.PipelineError`, caught
+here once: one line on stderr and its exit code (2: bad input found before
+anything ran; 1: a component failed, named with its reason; 130: Ctrl-C).
 """
 
 import argparse
@@ -17,12 +21,14 @@ import sys
 import warnings
 from typing import Any, Dict, List, Optional
 
+from pipeline.errors import EXIT_INTERRUPTED, ComponentFailed, PipelineError
+
 DEFAULT_SPEC = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                             'specs', 'breast_cancer.yaml')
 
 
 def _load(args) -> Any:
-  from pipeline import spec as spec_lib  # pylint: disable=g-import-not-at-top
+  from pipeline.definition import spec as spec_lib  # pylint: disable=g-import-not-at-top
   overrides = dict(spec_lib.parse_override(s) for s in args.set or [])
   return spec_lib.load_spec(args.spec, overrides)
 
@@ -81,12 +87,11 @@ def print_summary(summary: Dict[str, Any], out=sys.stdout) -> None:
 
 
 def cmd_validate(args) -> int:
-  from pipeline import preflight  # pylint: disable=g-import-not-at-top
+  from pipeline.runners import preflight  # pylint: disable=g-import-not-at-top
   spec = _load(args)
   rows = preflight.run_preflight(spec)
   if spec.training.mode == 'finetune':
-    from pipeline import local_runner  # pylint: disable=g-import-not-at-top
-    print(f'base model: {local_runner.locate_base_model(spec)} (loads, and '
+    print(f'base model: {preflight.locate_base_model(spec)} (loads, and '
           'takes the transformed features)')
   print(f'{args.spec}: ok (pipeline {spec.name}, {len(spec.feature_keys)} '
         f'features, {rows} rows, tuner {spec.tuner.algorithm if spec.tuner.enabled else "off"})')
@@ -94,16 +99,15 @@ def cmd_validate(args) -> int:
 
 
 def cmd_run(args) -> int:
-  from pipeline import local_runner  # pylint: disable=g-import-not-at-top
+  from pipeline.runners import local  # pylint: disable=g-import-not-at-top
   spec = _load(args)
-  summary = local_runner.run_local(
+  summary = local.run_local(
       spec, progress=lambda line: print(line, flush=True),
       summary_json=args.summary_json)
   print_summary(summary)
   if summary['status'] != 'succeeded':
-    print(f'error: {summary["failed_component"]} failed: {summary["reason"]}',
-          file=sys.stderr)
-    return 1
+    raise ComponentFailed(
+        f'{summary["failed_component"]} failed: {summary["reason"]}')
   return 0
 
 
@@ -115,15 +119,14 @@ DEFAULT_COMPARE_OUTPUT = os.path.join(
 
 
 def cmd_compare(args) -> int:
-  from pipeline import compare  # pylint: disable=g-import-not-at-top
-  from pipeline import local_runner  # pylint: disable=g-import-not-at-top
+  from pipeline.experiments import compare  # pylint: disable=g-import-not-at-top
+  from pipeline.runners import preflight  # pylint: disable=g-import-not-at-top
   spec = _load(args)
   if args.base:
     base = args.base
-    from pipeline import preflight  # pylint: disable=g-import-not-at-top
     preflight.check_base_model(spec, base)
   elif spec.training.mode == 'finetune':
-    base = local_runner.locate_base_model(spec)
+    base = preflight.locate_base_model(spec)
   else:
     raise compare.CompareError(f'{args.spec}: training.mode is scratch and no '
                                '--base was given: name the base model')
@@ -171,7 +174,7 @@ def cmd_submit(args) -> int:
 
 
 def cmd_serve(args) -> int:
-  from pipeline import serve  # pylint: disable=g-import-not-at-top
+  from pipeline.serving import server as serve  # pylint: disable=g-import-not-at-top
   base = args.model_base or _load(args).push.destination
   if not os.path.isdir(base):
     raise serve.ServeSetupError(
@@ -192,7 +195,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_predict(args) -> int:
-  from pipeline import predict_client  # pylint: disable=g-import-not-at-top
+  from pipeline.serving import client as predict_client  # pylint: disable=g-import-not-at-top
   signature, results = predict_client.predict_file(
       args.url, args.file, signature=args.signature,
       row_format=args.format == 'rows', batch_size=args.batch_size)
@@ -203,7 +206,7 @@ def cmd_predict(args) -> int:
 
 
 def _store(args):
-  from pipeline import lineage  # pylint: disable=g-import-not-at-top
+  from pipeline.metadata import lineage  # pylint: disable=g-import-not-at-top
   path = args.store
   if not path:
     path = _load(args).runner.metadata
@@ -211,7 +214,7 @@ def _store(args):
 
 
 def cmd_lineage_runs(args) -> int:
-  from pipeline import lineage  # pylint: disable=g-import-not-at-top
+  from pipeline.metadata import lineage  # pylint: disable=g-import-not-at-top
   runs = lineage.list_runs(_store(args), args.pipeline)
   if args.json:
     print(json.dumps(runs, indent=2))
@@ -235,7 +238,7 @@ def cmd_lineage_runs(args) -> int:
 
 
 def cmd_lineage_trace(args) -> int:
-  from pipeline import lineage  # pylint: disable=g-import-not-at-top
+  from pipeline.metadata import lineage  # pylint: disable=g-import-not-at-top
   tree = lineage.trace(_store(args), args.target)
   if args.json:
     print(json.dumps(tree.to_json(), indent=2, default=str))
@@ -245,14 +248,14 @@ def cmd_lineage_trace(args) -> int:
 
 
 def cmd_lineage_graph(args) -> int:
-  from pipeline import lineage  # pylint: disable=g-import-not-at-top
+  from pipeline.metadata import lineage  # pylint: disable=g-import-not-at-top
   tree = lineage.trace(_store(args), args.target)
   print(f'wrote {lineage.write_graph(tree, args.output)}')
   return 0
 
 
 def cmd_lineage_diff(args) -> int:
-  from pipeline import lineage  # pylint: disable=g-import-not-at-top
+  from pipeline.metadata import lineage  # pylint: disable=g-import-not-at-top
   result = lineage.diff(_store(args), args.run_a, args.run_b)
   if args.json:
     print(json.dumps(result, indent=2, default=str))
@@ -261,10 +264,18 @@ def cmd_lineage_diff(args) -> int:
   return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def program_name(argv0: Optional[str] = None) -> str:
+  """How the user called us: the installed `tfx-pipeline` script, or
+  `python -m pipeline`."""
+  name = os.path.basename(argv0 if argv0 is not None else sys.argv[0])
+  return name if name == 'tfx-pipeline' else 'python -m pipeline'
+
+
+def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
-      prog='python -m pipeline',
-      description='Declarative TFX pipelines: validate and run a spec.')
+      prog=prog or program_name(),
+      description='Declarative TFX pipelines: validate and run a spec, '
+      'compile it for Kubeflow, serve pushed models, inspect lineage.')
   sub = parser.add_subparsers(dest='command', required=True)
 
   def add_spec(p):
@@ -441,20 +452,15 @@ def configure_process(verbose: bool = False) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-  args = build_parser().parse_args(argv)
-  args.argv = list(argv) if argv is not None else sys.argv[1:]
-  configure_process(getattr(args, 'verbose', False))
-  quiet_logs(getattr(args, 'verbose', False))
-  from pipeline.compare import CompareError  # pylint: disable=g-import-not-at-top
-  from pipeline.lineage import LineageError  # pylint: disable=g-import-not-at-top
-  from pipeline.preflight import PreflightError  # pylint: disable=g-import-not-at-top
-  from pipeline.spec import SpecError  # pylint: disable=g-import-not-at-top
-  from kubeflow.runner import KubeflowError  # pylint: disable=g-import-not-at-top
-  from pipeline.predict_client import PredictError  # pylint: disable=g-import-not-at-top
-  from pipeline.serve import ServeSetupError  # pylint: disable=g-import-not-at-top
   try:
+    args = build_parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
+    configure_process(getattr(args, 'verbose', False))
+    quiet_logs(getattr(args, 'verbose', False))
     return args.func(args)
-  except (SpecError, PreflightError, LineageError, CompareError,
-          KubeflowError, PredictError, ServeSetupError) as e:
+  except PipelineError as e:
     print(f'error: {e}', file=sys.stderr)
-    return 2
+    return e.exit_code
+  except KeyboardInterrupt:
+    print('interrupted (Ctrl-C)', file=sys.stderr)
+    return EXIT_INTERRUPTED

@@ -34,7 +34,7 @@ def breast_cancer_rows() -> Iterator[Sequence[str]]:
   from sklearn.datasets import load_breast_cancer  # pylint: disable=g-import-not-at-top
   bunch = load_breast_cancer()
   malignant = list(bunch.target_names).index('malignant')
-  for features, target in zip(bunch.data, bunch.target):
+  for features, target in zip(bunch.data, bunch.target, strict=True):
     yield [repr(float(v)) for v in features] + [str(int(target == malignant))]
 
 
@@ -64,7 +64,7 @@ def digits_rows(task: str) -> Iterator[Sequence[str]]:
   from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
   digits = DIGITS_TASKS[task]
   bunch = load_digits()
-  for pixels, target in zip(bunch.data, bunch.target):
+  for pixels, target in zip(bunch.data, bunch.target, strict=True):
     if int(target) in digits:
       yield [repr(float(v) / 16.0) for v in pixels] + [
           str(int(target) - digits[0])]

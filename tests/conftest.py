@@ -1,9 +1,17 @@
 """Shared fixtures. Keras 2 (tf_keras) is chosen here, before TensorFlow is
-imported by any test module, as the CLI does at its entry point."""
+imported by any test module, as the CLI does at its entry point.
+
+Test tiers: every test that runs a pipeline, or uses a fixture that did, is
+marked `e2e`; `make test-fast` runs the others (`pytest -m "not e2e"`). The
+marker is enforced twice: at collection, a test whose fixtures include a
+`pipeline_fixture` fails unless marked; at run time, `cli()` fails a test
+without the marker whose command started a pipeline component.
+"""
 
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 
@@ -17,6 +25,40 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SPEC = os.path.join(REPO, 'pipeline', 'specs', 'breast_cancer.yaml')
 DATA_CSV = os.path.join(REPO, 'data', 'breast_cancer', 'breast_cancer.csv')
 SCHEMA = os.path.join(REPO, 'schemas', 'breast_cancer', 'schema.pbtxt')
+
+
+PIPELINE_FIXTURES = set()
+
+
+def pipeline_fixture(*args, **kwargs):
+  """pytest.fixture for a fixture that runs a pipeline (or reads one that
+  ran): tests using it, directly or through another fixture, must be e2e."""
+  def register(function):
+    PIPELINE_FIXTURES.add(function.__name__)
+    return pytest.fixture(*args, **kwargs)(function)
+  return register
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+  unmarked = [item.nodeid for item in items
+              if PIPELINE_FIXTURES & set(getattr(item, 'fixturenames', ()))
+              and item.get_closest_marker('e2e') is None]
+  if unmarked:
+    raise pytest.UsageError(
+        'these tests use a fixture that runs a pipeline but are not marked '
+        'e2e (add @pytest.mark.e2e or pytestmark): ' + ', '.join(unmarked))
+
+
+_CURRENT = {}
+
+
+@pytest.fixture(autouse=True)
+def _current_test(request):
+  """Remembers the running test, for cli()'s tier check."""
+  _CURRENT['item'] = request.node
+  yield
+  _CURRENT.pop('item', None)
 
 
 @pytest.fixture(autouse=True)
@@ -39,11 +81,21 @@ COMPONENTS = ['CsvExampleGen', 'ImportSchemaGen', 'StatisticsGen',
 BUDGET = ['tuner.max_trials=4', 'tuner.max_epochs=4', 'training.epochs=40']
 
 
+# What `run` prints when a component starts (pipeline/runners/local.py).
+_COMPONENT_STARTED = re.compile(r'^  \w+ \.\.\.$', re.MULTILINE)
+
+
 def cli(*args, timeout=1500):
   env = {**os.environ, 'TF_USE_LEGACY_KERAS': '1', 'PYTHONUNBUFFERED': '1'}
-  return subprocess.run([sys.executable, '-m', 'pipeline', *args], cwd=REPO,
+  proc = subprocess.run([sys.executable, '-m', 'pipeline', *args], cwd=REPO,
                         env=env, capture_output=True, text=True,
                         timeout=timeout, check=False)
+  item = _CURRENT.get('item')
+  if (item is not None and item.get_closest_marker('e2e') is None and
+      _COMPONENT_STARTED.search(proc.stdout or '')):
+    pytest.fail(f'{item.nodeid} ran a pipeline (`{" ".join(args[:1])}` '
+                'started a component) but is not marked e2e', pytrace=False)
+  return proc
 
 
 def _sets(base, extra=()):
@@ -73,14 +125,14 @@ def base(tmp_path_factory):
   return str(tmp_path_factory.mktemp('pipeline'))
 
 
-@pytest.fixture(scope='session')
+@pipeline_fixture(scope='session')
 def cold(base):
   proc, summary = run_pipeline(base, 'cold')
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   return proc, summary
 
 
-@pytest.fixture(scope='session')
+@pipeline_fixture(scope='session')
 def cached(base, cold):
   del cold
   proc, summary = run_pipeline(base, 'cached')

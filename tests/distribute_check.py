@@ -20,12 +20,11 @@ CPU = tf.config.list_physical_devices('CPU')[0]
 tf.config.set_logical_device_configuration(
     CPU, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-# pylint: disable=g-import-not-at-top,wrong-import-position
-import tf_keras as keras
-from modules import distribute
-from modules import finetune
-from modules import model as model_lib
-# pylint: enable=g-import-not-at-top,wrong-import-position
+# After the logical devices exist (TF refuses them once initialised).
+import tf_keras as keras  # noqa: E402
+
+from modules import distribute, finetune  # noqa: E402
+from modules import model as model_lib  # noqa: E402
 
 NAMES = [f'x{i}_xf' for i in range(16)]
 INPUTS = model_lib.ModelInputs(numeric=NAMES, categorical={}, num_classes=3)
@@ -61,7 +60,7 @@ def main(work_dir):
       'copies': mirrored(model.trainable_weights[0]),
       'optimizer_copies': mirrored(model.optimizer.variables()[-1]),
       'changed': all(not np.array_equal(b, w.numpy())
-                     for b, w in zip(before, model.trainable_weights))}
+                     for b, w in zip(before, model.trainable_weights, strict=True))}
   path = os.path.join(work_dir, 'base')
   model.save(path, save_format='tf')
   for name in ('discriminative_lr', 'gradual_unfreezing'):
@@ -83,7 +82,7 @@ def main(work_dir):
         'trainable_history': tuner.trainable_history,
         'backbone_changed': any(
             not np.array_equal(b, w.numpy()) for b, w in
-            zip(backbone_before, tuner.backbone.trainable_weights))}
+            zip(backbone_before, tuner.backbone.trainable_weights, strict=True))}
   print(json.dumps(result))
 
 

@@ -7,8 +7,8 @@ import os
 import pytest
 
 from pipeline import datasets
-from pipeline import preflight
-from pipeline import spec as spec_lib
+from pipeline.definition import spec as spec_lib
+from pipeline.runners import preflight
 from tests.conftest import DATA_CSV, DEFAULT_SPEC, SCHEMA
 
 
@@ -116,15 +116,15 @@ def test_a_single_csv_file_is_accepted():
   assert os.path.isfile(DATA_CSV)
 
 
-@pytest.mark.parametrize('task,rows,digits', [
+@pytest.mark.parametrize('task,rows,shown', [
     ('digits_source', 901, range(0, 5)), ('digits_target', 896, range(5, 10))])
-def test_committed_digits_csvs_are_the_scikit_learn_images(task, rows, digits):
+def test_committed_digits_csvs_are_the_scikit_learn_images(task, rows, shown):
   with open(datasets.digits_csv(task), newline='') as f:
     table = list(csv.reader(f))
   assert table[0] == datasets.digits_columns()
   assert table[1:] == [list(r) for r in datasets.digits_rows(task)]
   assert len(table) - 1 == rows
-  assert {int(r[-1]) for r in table[1:]} == {d - digits[0] for d in digits}
+  assert {int(r[-1]) for r in table[1:]} == {d - shown[0] for d in shown}
   assert all(0.0 <= float(v) <= 1.0 for r in table[1:] for v in r[:-1])
 
 

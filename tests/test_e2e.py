@@ -18,9 +18,9 @@ import pytest
 from tfx import v1 as tfx
 
 from tests.conftest import COMPONENTS, DATA_CSV, MODEL, REPO
+from tests.conftest import cli as _cli
 from tests.conftest import run_pipeline as _run
 from tests.conftest import serving_versions as _versions
-from tests.conftest import cli as _cli
 
 pytestmark = pytest.mark.e2e
 def test_cold_run_trains_blesses_and_pushes(base, cold):

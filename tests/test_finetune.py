@@ -8,9 +8,8 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from modules import finetune
+from modules import finetune, search_space
 from modules import model as model_lib
-from modules import search_space
 
 NAMES = [f'x{i}_xf' for i in range(16)]
 INPUTS = model_lib.ModelInputs(numeric=NAMES, categorical={}, num_classes=3)
@@ -70,7 +69,7 @@ def test_feature_extraction_keeps_every_backbone_weight(base_dir):
   tuner.fit(_data(), validation_data=_data(seed=3), epochs=3)
   after = [w.numpy() for w in tuner.backbone.weights]
   assert len(after) == len(base_weights) == 12  # incl. batch-norm statistics
-  for before, now in zip(base_weights, after):
+  for before, now in zip(base_weights, after, strict=True):
     np.testing.assert_array_equal(before, now)
   head_after = tuner.model.get_layer(model_lib.PROBABILITIES).weights
   assert not np.array_equal(head_before[0], head_after[0].numpy())
@@ -111,10 +110,10 @@ def test_discriminative_rates_are_applied_per_group(base_dir):
   }
   with tf.GradientTape() as tape:
     loss = tuner.model.compute_loss(x, y, tuner.model(x, training=True))
-  grads = dict(zip(variables, tape.gradient(loss, list(variables.values()))))
+  grads = dict(zip(variables, tape.gradient(loss, list(variables.values())), strict=True))
   before = {k: v.numpy() for k, v in variables.items()}
   tuner.model.train_on_batch(x, y)
-  for name, rate in zip(variables, rates):
+  for name, rate in zip(variables, rates, strict=True):
     update = variables[name].numpy() - before[name]
     np.testing.assert_allclose(update, -rate * grads[name].numpy(),
                                rtol=1e-3, atol=1e-7)
@@ -209,8 +208,8 @@ def test_mismatched_inputs_name_the_base_and_the_features(base_dir):
 
 
 def test_finetune_search_space_registers_its_own_names():
-  from pipeline.spec import SearchSpace  # pylint: disable=g-import-not-at-top
-  space = SearchSpace().model_dump()
+  from modules.config import SearchSpace  # pylint: disable=g-import-not-at-top
+  space = SearchSpace()
   values = search_space.resolve(None, space, 'finetune')
   assert set(values) == set(search_space.names('finetune'))
   assert values['strategy'] == 'feature_extraction'

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 from tfx import v1 as tfx
 
-from tests.conftest import REPO, cli
+from tests.conftest import REPO, cli, pipeline_fixture
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +45,7 @@ def _run(base, spec, root, extra=(), name=None):
   return proc, summary
 
 
-@pytest.fixture(scope='session')
+@pipeline_fixture(scope='session')
 def digits(tmp_path_factory):
   base = str(tmp_path_factory.mktemp('digits'))
   source, source_summary = _run(base, SOURCE, 'source')

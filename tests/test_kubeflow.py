@@ -11,17 +11,17 @@ import subprocess
 import sys
 import threading
 
-from google.protobuf import json_format
-from kfp import components as kfp_components
-from kfp.pipeline_spec import pipeline_spec_pb2
 import ml_metadata as mlmd
 import pytest
 import yaml
+from google.protobuf import json_format
+from kfp import components as kfp_components
+from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kubeflow import runner
 from kubeflow import submit as submit_lib
-from pipeline import metadata as metadata_lib
-from pipeline import spec as spec_lib
+from pipeline.definition import spec as spec_lib
+from pipeline.metadata import store as metadata_lib
 from tests import kfp_launcher
 from tests.conftest import DATA_CSV, MODEL, REPO, cli
 
@@ -488,6 +488,7 @@ def container_run(compiled, cold_store, tmp_path_factory):
   return pipeline_spec, out, cwd, proc
 
 
+@pytest.mark.e2e
 def test_trainer_task_container_command_trains_a_model(container_run, base):
   pipeline_spec, out, cwd, proc = container_run
   assert proc.returncode == 0, proc.stderr[-4000:]
@@ -511,6 +512,7 @@ def test_trainer_task_container_command_trains_a_model(container_run, base):
   del pipeline_spec
 
 
+@pytest.mark.e2e
 def test_baseline_finder_task_skips_the_candidate_and_copies_the_push_before(
     container_run, base, tmp_path):
   """Run as on KFP, with the push base parameter pointed at local folders
@@ -544,6 +546,7 @@ def test_baseline_finder_task_skips_the_candidate_and_copies_the_push_before(
         assert a.read() == b.read()
 
 
+@pytest.mark.e2e
 def test_statistics_task_runs_beam_in_worker_processes(cold_store, compiled,
                                                        tmp_path):
   """The multi-process DirectRunner, as a pod runs it, with 2 workers."""
@@ -597,8 +600,9 @@ def test_pushed_versions_are_complete_integer_folders_newest_first(tmp_path):
 
 
 def test_evaluator_drops_an_empty_baseline_only(tmp_path):
-  from components import pushed_model  # pylint: disable=g-import-not-at-top
   from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
+
+  from components import pushed_model  # pylint: disable=g-import-not-at-top
   empty, full = standard_artifacts.Model(), standard_artifacts.Model()
   empty.uri, full.uri = str(tmp_path / 'empty'), str(tmp_path / 'full')
   _version(str(tmp_path / 'full'), 'Format-Serving', b'x')

@@ -15,8 +15,8 @@ from typing import Any, Dict, Optional
 
 import pytest
 
-from pipeline import metadata as metadata_lib
-from tests.conftest import DATA_CSV, cli, run_pipeline
+from pipeline.metadata import store as metadata_lib
+from tests.conftest import DATA_CSV, cli, pipeline_fixture, run_pipeline
 
 pytestmark = pytest.mark.e2e
 
@@ -50,7 +50,7 @@ def _run(base, name, extra):
   return summary
 
 
-@pytest.fixture(scope='session')
+@pipeline_fixture(scope='session')
 def sqlite_runs(base, cold, cached, tmp_path_factory):
   """The shared cold and cached runs, and one more on changed data."""
   changed = _run(base, 'changed', [f'data.csv={_changed_data(tmp_path_factory)}',
@@ -60,7 +60,7 @@ def sqlite_runs(base, cold, cached, tmp_path_factory):
               sqlite_file=store)
 
 
-@pytest.fixture(scope='session')
+@pipeline_fixture(scope='session')
 def mariadb_runs(mariadb, tmp_path_factory):
   """The same three runs, their metadata in a MariaDB database."""
   base = str(tmp_path_factory.mktemp('mariadb_runs'))
@@ -73,7 +73,7 @@ def mariadb_runs(mariadb, tmp_path_factory):
               changed=changed)
 
 
-@pytest.fixture(params=['sqlite', 'mariadb'])
+@pipeline_fixture(params=['sqlite', 'mariadb'])
 def runs(request) -> Runs:
   return request.getfixturevalue(f'{request.param}_runs')
 

@@ -9,31 +9,33 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from modules import features as features_lib
 from modules import model as model_lib
 from modules import search_space
 from modules import tuner as tuner_lib
-from pipeline import pipeline as pipeline_lib
-from pipeline import spec as spec_lib
+from modules.config import TransformConfig
+from pipeline.definition import spec as spec_lib
 from tests.conftest import DEFAULT_SPEC
 
-SPACE = spec_lib.load_spec(DEFAULT_SPEC).model.search_space.model_dump()
+SPACE = spec_lib.load_spec(DEFAULT_SPEC).model.search_space
 
 
 def _config(numeric, categorical, scaling='z_score'):
-  return {'features': {'label': 'label', 'numeric': numeric,
-                       'categorical': categorical},
-          'preprocessing': {'numeric': scaling,
-                            'categorical': {'top_k': None,
-                                            'num_oov_buckets': 1}}}
+  """A TransformConfig as preprocessing_fn receives it: JSON."""
+  return TransformConfig(
+      features={'label': 'label', 'numeric': numeric,
+                'categorical': categorical},
+      preprocessing={'numeric': scaling}).to_custom_config()
 
 
 def _transform(rows, config):
   """Runs preprocessing_fn with tft_beam over `rows` (AnalyzeAndTransform)."""
   import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
   import tensorflow_transform.beam as tft_beam  # pylint: disable=g-import-not-at-top
-  from tensorflow_transform.tf_metadata import dataset_metadata  # pylint: disable=g-import-not-at-top
-  from tensorflow_transform.tf_metadata import schema_utils  # pylint: disable=g-import-not-at-top
+  from tensorflow_transform.tf_metadata import (
+    dataset_metadata,  # pylint: disable=g-import-not-at-top
+    schema_utils,  # pylint: disable=g-import-not-at-top
+  )
+
   from modules.preprocessing import preprocessing_fn  # pylint: disable=g-import-not-at-top
   del tft
   spec = {'x': tf.io.FixedLenFeature([1], tf.float32),
@@ -52,7 +54,7 @@ def _transform(rows, config):
 
 ROWS = [{'x': [float(v)], 'y': [10.0 * v], 'color': [c], 'label': [v % 2]}
         for v, c in zip(range(8), [b'red', b'red', b'red', b'blue', b'blue',
-                                   b'green', b'red', b'blue'])]
+                                   b'green', b'red', b'blue'], strict=True)]
 
 
 def test_preprocessing_scales_numbers_and_indexes_categories():
@@ -78,7 +80,8 @@ def test_preprocessing_min_max_option():
 
 
 def test_transformed_names_and_feature_lists():
-  feats = features_lib.Features.from_config(_config(['a', 'b'], ['c']))
+  feats = TransformConfig.from_custom_config(
+      _config(['a', 'b'], ['c'])).features
   assert feats.keys == ['a', 'b', 'c']
   assert feats.transformed_keys == ['a_xf', 'b_xf', 'c_xf']
   assert feats.transformed_label == 'label_xf'
@@ -107,15 +110,15 @@ def test_model_shapes_dtypes_and_probabilities():
 
 def test_model_regularisers_follow_hparams():
   model = model_lib.build_model(INPUTS, HPARAMS)
-  dense = [l for l in model.layers if l.name.startswith('dense_')]
-  assert len(dense) == 2 and all(l.units == 16 for l in dense)
+  dense = [layer for layer in model.layers if layer.name.startswith('dense_')]
+  assert len(dense) == 2 and all(layer.units == 16 for layer in dense)
   for layer in dense:
     assert isinstance(layer.kernel_regularizer, keras.regularizers.L1L2)
     assert layer.kernel_regularizer.l2 == pytest.approx(1e-3)
     assert not layer.use_bias  # batch norm supplies the shift
-  assert len([l for l in model.layers
-              if isinstance(l, keras.layers.BatchNormalization)]) == 2
-  drops = [l for l in model.layers if isinstance(l, keras.layers.Dropout)]
+  assert len([layer for layer in model.layers
+              if isinstance(layer, keras.layers.BatchNormalization)]) == 2
+  drops = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
   assert [d.rate for d in drops] == [pytest.approx(0.2)] * 2
   assert len(model.losses) == 2  # one L2 penalty per hidden layer
   assert isinstance(model.optimizer, keras.optimizers.RMSprop)
@@ -126,10 +129,11 @@ def test_model_without_batch_norm_or_dropout():
   model = model_lib.build_model(
       INPUTS, {**HPARAMS, 'batch_norm': False, 'dropout': 0.0, 'l2': 0.0,
                'optimizer': 'sgd'})
-  assert not [l for l in model.layers
-              if isinstance(l, (keras.layers.BatchNormalization,
+  assert not [layer for layer in model.layers
+              if isinstance(layer, (keras.layers.BatchNormalization,
                                 keras.layers.Dropout))]
-  assert all(l.use_bias for l in model.layers if l.name.startswith('dense_'))
+  assert all(layer.use_bias for layer in model.layers
+             if layer.name.startswith('dense_'))
   assert isinstance(model.optimizer, keras.optimizers.SGD)
 
 
@@ -155,12 +159,12 @@ def test_unknown_optimizer_is_refused():
 def test_search_space_defaults_are_first_values_and_minimums():
   defaults = search_space.resolve(None, SPACE)
   assert defaults == {
-      'num_layers': SPACE['num_layers']['min'], 'units': SPACE['units']['min'],
-      'dropout': SPACE['dropout']['min'], 'l1': SPACE['l1'][0],
-      'l2': SPACE['l2'][0], 'batch_norm': SPACE['batch_norm'][0],
-      'optimizer': SPACE['optimizer'][0],
-      'learning_rate': SPACE['learning_rate']['min'],
-      'batch_size': SPACE['batch_size'][0]}
+      'num_layers': SPACE.num_layers.min, 'units': SPACE.units.min,
+      'dropout': SPACE.dropout.min, 'l1': SPACE.l1[0],
+      'l2': SPACE.l2[0], 'batch_norm': SPACE.batch_norm[0],
+      'optimizer': SPACE.optimizer[0],
+      'learning_rate': SPACE.learning_rate.min,
+      'batch_size': SPACE.batch_size[0]}
 
 
 def test_search_space_registers_the_spec_bounds():
@@ -205,9 +209,8 @@ def test_tuner_factory_builds_the_configured_algorithm(tmp_path, algorithm, cls,
   spec = spec_lib.load_spec(DEFAULT_SPEC, {'tuner.algorithm': algorithm,
                                            'tuner.max_trials': 5,
                                            'tuner.objective': 'val_auc'})
-  tuner_cfg = pipeline_lib.module_config(spec, 'x')['tuner']
   hypermodel = tuner_lib.SpecHyperModel(_Inputs(), SPACE, seed=1)
-  tuner = tuner_lib.make_tuner(algorithm, hypermodel, tuner_cfg, str(tmp_path))
+  tuner = tuner_lib.make_tuner(spec.tuner, hypermodel, str(tmp_path))
   assert isinstance(tuner, cls)
   assert isinstance(tuner.oracle, oracle_cls)
   # TFX's Tuner writes results with get_best_trials(oracle.max_trials).

@@ -10,10 +10,10 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import v1 as tfx
 from tfx.dsl.compiler import compiler
 
-from components import anomalies_gate
-from components import baseline
-from pipeline import pipeline as pipeline_lib
-from pipeline import spec as spec_lib
+from components import anomalies_gate, baseline
+from pipeline.definition import pipeline as pipeline_lib
+from pipeline.definition import spec as spec_lib
+from pipeline.runners import environment
 from tests.conftest import DEFAULT_SPEC
 
 ORDER = ['CsvExampleGen', 'ImportSchemaGen', 'StatisticsGen',
@@ -114,13 +114,13 @@ def test_eval_config_thresholds_follow_the_spec():
 
 def test_code_fingerprint_changes_with_module_code(tmp_path):
   (tmp_path / 'a.py').write_text('x = 1\n')
-  first = pipeline_lib.code_fingerprint(str(tmp_path))
-  assert first == pipeline_lib.code_fingerprint(str(tmp_path))
+  first = environment.code_fingerprint(str(tmp_path))
+  assert first == environment.code_fingerprint(str(tmp_path))
   (tmp_path / 'b.py').write_text('y = 1\n')
-  only_a = pipeline_lib.code_fingerprint(str(tmp_path), files=('a.py',))
+  only_a = environment.code_fingerprint(str(tmp_path), files=('a.py',))
   assert only_a == first
   (tmp_path / 'a.py').write_text('x = 2\n')
-  assert pipeline_lib.code_fingerprint(str(tmp_path)) != first
+  assert environment.code_fingerprint(str(tmp_path)) != first
 
 
 def _anomalies(**features):

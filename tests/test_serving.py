@@ -7,8 +7,8 @@ import csv
 import json
 import os
 import subprocess
-import tempfile
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -19,7 +19,7 @@ import pytest
 import tensorflow as tf
 
 from components import pusher
-from pipeline import predict_client
+from pipeline.serving import client as predict_client
 from tests.conftest import DATA_CSV, MODEL, REPO
 
 ROWS = 24
@@ -97,6 +97,7 @@ def test_a_failed_push_leaves_no_version(tmp_path):
   assert os.listdir(base) == []
 
 
+@pytest.mark.e2e
 def test_the_pipeline_push_is_recorded_in_ml_metadata(base, cold):
   _, summary = cold
   # results.summarize reads these from the Pusher's PushedModel artifact.
@@ -202,6 +203,7 @@ def _in_process(folder, rows):
   return default, raw
 
 
+@pytest.mark.e2e
 def test_served_predictions_equal_the_saved_model_in_process(served):
   server, _, version, folder = served
   rows = _rows()
@@ -240,6 +242,7 @@ def test_served_predictions_equal_the_saved_model_in_process(served):
                                 'version': str(version)}
 
 
+@pytest.mark.e2e
 def test_predict_client_prints_the_same_predictions(served, tmp_path):
   server, _, _, folder = served
   rows = _rows()
@@ -296,6 +299,7 @@ class _Flipped(tf.Module):
         input_signature=[raw.structured_input_signature[1]])
 
 
+@pytest.mark.e2e
 def test_a_newly_pushed_version_is_served_without_a_restart(served, tmp_path):
   server, model_base, version, folder = served
   rows = _rows(8)
@@ -383,6 +387,7 @@ def _malformed(server):
   }
 
 
+@pytest.mark.e2e
 def test_malformed_requests_get_4xx_and_the_server_keeps_serving(served):
   server, _, version, _ = served
   cases = _malformed(server)
@@ -416,6 +421,7 @@ def test_serve_refuses_a_missing_model_base_in_one_line(tmp_path):
       '<model>/<version>/']
 
 
+@pytest.mark.e2e
 def test_serve_binds_to_loopback_by_default(served):
   server, _, _, _ = served
   assert server.url.startswith('http://127.0.0.1:')
@@ -426,7 +432,8 @@ def test_serve_binds_to_loopback_by_default(served):
 
 def test_serving_manifests_agree_with_the_spec_and_the_lock():
   import yaml  # pylint: disable=g-import-not-at-top
-  from pipeline import spec as spec_lib  # pylint: disable=g-import-not-at-top
+
+  from pipeline.definition import spec as spec_lib  # pylint: disable=g-import-not-at-top
   spec = spec_lib.load_spec(os.path.join(REPO, 'pipeline', 'specs',
                                          'breast_cancer.yaml'))
   with open(os.path.join(REPO, 'requirements.lock')) as f:
@@ -463,7 +470,7 @@ def test_multiclass_outputs_in_both_formats(tmp_path):
   """A model with two outputs (probabilities, class_id), as multiclass
   exports answer: rows get one object per instance, columns one list per
   output."""
-  from pipeline import serve  # pylint: disable=g-import-not-at-top
+  from pipeline.serving import server as serve  # pylint: disable=g-import-not-at-top
 
   class Multiclass(tf.Module):
 

@@ -6,7 +6,7 @@ import os
 import pytest
 import yaml
 
-from pipeline import spec as spec_lib
+from pipeline.definition import spec as spec_lib
 from tests.conftest import DEFAULT_SPEC, REPO
 
 

@@ -19,9 +19,10 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import metadata as metadata_lib
-from pipeline import results
-from pipeline.results import custom_property
+from pipeline.errors import PipelineError
+from pipeline.metadata import results
+from pipeline.metadata import store as metadata_lib
+from pipeline.metadata.results import custom_property
 
 _OUTPUTS = (metadata_store_pb2.Event.OUTPUT,
             metadata_store_pb2.Event.DECLARED_OUTPUT)
@@ -36,7 +37,7 @@ _SHOWN = {
 _EXECUTION_SHOWN = ('input_base',)
 
 
-class LineageError(ValueError):
+class LineageError(PipelineError):
   """A lineage query cannot be answered. The message is one line."""
 
 

@@ -18,18 +18,18 @@ not every orchestrator runs Resolver nodes:
 """
 
 import dataclasses
-import hashlib
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
-from components.anomalies_gate import AnomaliesGate
 from components import pushed_model
 from components import pusher as pusher_lib
+from components.anomalies_gate import AnomaliesGate
 from components.baseline import baseline_resolver
-from pipeline.spec import Bounds, PipelineSpec, metric_table
+from modules.config import TrainerConfig, TransformConfig, TunerConfig
+from pipeline.definition.spec import Bounds, PipelineSpec, metric_table
 
 PREPROCESSING_FN = 'modules.preprocessing.preprocessing_fn'
 TUNER_FN = 'modules.tuner.tuner_fn'
@@ -59,7 +59,7 @@ class Environment:
   # path, which TFX does not fingerprint; putting these in custom_config makes
   # a code change invalidate the cache of the components that run it.
   code_version: str = ''  # all of modules/: Tuner and Trainer
-  transform_code_version: str = ''  # TRANSFORM_MODULES: Transform
+  transform_code_version: str = ''  # what preprocessing_fn runs: Transform
   # Fine-tuning only: the base model's URI, located by the runner (a path
   # from the spec, or a pipeline's latest blessed model). Imported with
   # reimport=False, so a model already in ML Metadata keeps its artifact id
@@ -73,39 +73,6 @@ class Environment:
   baseline: str = 'local'
   # Kubeflow only: node id -> KFP ResourceSpec proto (with_platform_config).
   platform_configs: Dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-# The module files Transform's preprocessing_fn depends on; Tuner and Trainer
-# depend on all of modules/.
-TRANSFORM_MODULES = ('features.py', 'preprocessing.py')
-
-
-def code_fingerprint(package_dir: Optional[str] = None,
-                     files: Optional[Tuple[str, ...]] = None) -> str:
-  """sha256 (first 16 hex digits) of modules/*.py (or just `files`)."""
-  package_dir = package_dir or os.path.join(
-      os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'modules')
-  digest = hashlib.sha256()
-  for name in sorted(os.listdir(package_dir)):
-    if name.endswith('.py') and (files is None or name in files):
-      digest.update(name.encode())
-      with open(os.path.join(package_dir, name), 'rb') as f:
-        digest.update(f.read())
-  return digest.hexdigest()[:16]
-
-
-def module_config(spec: PipelineSpec, code_version: str,
-                  sections: Tuple[str, ...] = ('features', 'preprocessing',
-                                               'model', 'tuner', 'training')
-                  ) -> Dict[str, Any]:
-  """The spec `sections` a module callback reads, as plain JSON values.
-
-  Each component gets only what it reads, so that (through the cache key)
-  changing, say, the training epochs does not re-run Transform.
-  """
-  config = {name: getattr(spec, name).model_dump() for name in sections}
-  config['code_version'] = code_version
-  return config
 
 
 def _threshold(metric: str, spec: PipelineSpec
@@ -186,17 +153,21 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
   """Builds the TFX pipeline for `spec` in `env`.
 
   Args:
-    spec: a validated pipeline spec (pipeline.spec.load_spec).
+    spec: a validated pipeline spec (pipeline.definition.spec.load_spec).
     env: runner-specific settings (pipeline root, metadata, Beam args).
 
   Returns:
     A tfx.dsl.Pipeline, ready for LocalDagRunner or a Kubeflow compiler.
   """
-  transform_config = module_config(spec, env.transform_code_version,
-                                   ('features', 'preprocessing'))
-  tuner_config = module_config(spec, env.code_version)
-  trainer_config = module_config(
-      spec, env.code_version, ('features', 'preprocessing', 'model', 'training'))
+  # Each component gets the typed config of what it reads, so that (through
+  # the cache key) changing, say, the training epochs does not re-run
+  # Transform.
+  transform_config = spec.module_config(
+      TransformConfig, env.transform_code_version).to_custom_config()
+  tuner_config = spec.module_config(TunerConfig,
+                                    env.code_version).to_custom_config()
+  trainer_config = spec.module_config(TrainerConfig,
+                                      env.code_version).to_custom_config()
   # data.csv is a folder of CSV files, or one file (read as its folder with
   # a pattern naming just that file).
   input_base, input_config = spec.data.csv, None
@@ -222,8 +193,6 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
       preprocessing_fn=PREPROCESSING_FN,
       custom_config=transform_config)
   transform.add_upstream_node(gate)
-  train_args = tfx.proto.TrainArgs(splits=['train'])
-  eval_args = tfx.proto.EvalArgs(splits=['eval'])
   components = [example_gen, statistics_gen, schema_gen, example_validator,
                 gate, transform]
   if env.baseline not in BASELINES:
@@ -247,27 +216,23 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
               BASE_MODEL_FINDER)
       base_model = source.outputs['model']
     components.append(source)
-  hyperparameters = None
-  if spec.tuner.enabled:
-    tuner = tfx.components.Tuner(
-        tuner_fn=TUNER_FN,
-        examples=transform.outputs['transformed_examples'],
-        transform_graph=transform.outputs['transform_graph'],
-        schema=schema_gen.outputs['schema'],
-        base_model=base_model,
-        train_args=train_args, eval_args=eval_args,
-        custom_config=tuner_config)
-    hyperparameters = tuner.outputs['best_hyperparameters']
-    components.append(tuner)
-  trainer = tfx.components.Trainer(
-      run_fn=RUN_FN,
+  # What the Tuner and the Trainer both read.
+  training_inputs = dict(
       examples=transform.outputs['transformed_examples'],
       transform_graph=transform.outputs['transform_graph'],
-      schema=schema_gen.outputs['schema'],
-      base_model=base_model,
-      hyperparameters=hyperparameters,
-      train_args=train_args, eval_args=eval_args,
-      custom_config=trainer_config)
+      schema=schema_gen.outputs['schema'], base_model=base_model,
+      train_args=tfx.proto.TrainArgs(splits=['train']),
+      eval_args=tfx.proto.EvalArgs(splits=['eval']))
+  hyperparameters = None
+  if spec.tuner.enabled:
+    tuner = tfx.components.Tuner(tuner_fn=TUNER_FN,
+                                 custom_config=tuner_config, **training_inputs)
+    hyperparameters = tuner.outputs['best_hyperparameters']
+    components.append(tuner)
+  trainer = tfx.components.Trainer(run_fn=RUN_FN,
+                                   hyperparameters=hyperparameters,
+                                   custom_config=trainer_config,
+                                   **training_inputs)
   baseline, evaluator_class = _baseline(spec, env, trainer.outputs['model'])
   evaluator = evaluator_class(
       examples=example_gen.outputs['examples'],

@@ -21,13 +21,15 @@ import urllib.error
 import urllib.request
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from pipeline.errors import PipelineError
+
 RAW_SIGNATURE = 'serving_raw'
 DEFAULT_SIGNATURE = 'serving_default'
 _FLOATS = ('DT_FLOAT', 'DT_DOUBLE', 'DT_HALF', 'DT_BFLOAT16')
 _INTS = ('DT_INT64', 'DT_INT32', 'DT_INT16', 'DT_INT8', 'DT_UINT8')
 
 
-class PredictError(RuntimeError):
+class PredictError(PipelineError):
   """The rows or the server's answer could not be used. One line."""
 
 

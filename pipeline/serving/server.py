@@ -40,13 +40,15 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from pipeline.errors import PipelineError
+
 DEFAULT_PORT = 8501  # TF Serving's REST port
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
-_LOG = logging.getLogger('pipeline.serve')
+_LOG = logging.getLogger('pipeline.serving')
 _MODEL_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
 
 
-class ServeSetupError(RuntimeError):
+class ServeSetupError(PipelineError):
   """The server cannot start (no model base, port taken). One line."""
 
 

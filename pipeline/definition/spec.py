@@ -10,11 +10,36 @@ URIs (gs://, s3://, ...) are kept as they are.
 import math
 import os
 import re
-from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple, Union
+from typing import (
+  Any,
+  Dict,
+  List,
+  Literal,
+  Mapping,
+  Optional,
+  Tuple,
+  Type,
+  TypeVar,
+  Union,
+)
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field
 import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from modules.config import (
+  FloatRange,
+  IntRange,
+  ModelSpec,
+  ModuleConfig,
+  PreprocessingSpec,
+  TrainingSpec,
+  TunerSpec,
+  keras_monitors,
+)
+from modules.config import Strict as _Strict
+from modules.features import FeaturesSpec
+from pipeline.errors import PipelineError
 
 # Metric names a spec may use: (TFMA metric class, TFMA metric name, which
 # direction is better). 'calibration' (mean prediction / mean label) is best
@@ -46,147 +71,16 @@ def metric_table(num_classes: int) -> Dict[str, Tuple[str, str, Optional[str]]]:
   return METRIC_TABLE if num_classes == 2 else MULTICLASS_METRIC_TABLE
 
 
-# Keras metric names the Tuner objective and early stopping may monitor
-# (modules.model compiles these metrics).
-MONITORS = ('val_loss', 'val_auc', 'val_binary_accuracy', 'val_accuracy')
-
-
-def keras_monitors(num_classes: int) -> Tuple[str, ...]:
-  """The monitors a model for `num_classes` classes reports."""
-  if num_classes == 2:
-    return ('val_loss', 'val_auc', 'val_binary_accuracy')
-  return ('val_loss', 'val_accuracy')
-
-TUNER_ALGORITHMS = ('hyperband', 'random', 'bayesian', 'grid')
-OPTIMIZERS = ('adam', 'sgd', 'rmsprop')
-MODEL_BUILDERS = ('dnn', 'cnn')
-FINETUNE_STRATEGIES = ('feature_extraction', 'full', 'gradual_unfreezing',
-                       'discriminative_lr')
 _NAME = r'^[a-z][a-z0-9_-]{0,62}$'
 
 
-class SpecError(ValueError):
+class SpecError(PipelineError):
   """A spec is invalid. The message is one line naming the file and key."""
-
-
-class _Strict(BaseModel):
-  model_config = ConfigDict(extra='forbid', frozen=True, strict=False)
-
-
-class IntRange(_Strict):
-  """An integer hyperparameter: searched over [min, max] in `step`s."""
-  min: int = Field(ge=0)
-  max: int = Field(ge=0)
-  step: int = Field(default=1, ge=1)
-
-
-class FloatRange(_Strict):
-  """A float hyperparameter: searched over [min, max]."""
-  min: float = Field(ge=0)
-  max: float = Field(ge=0)
-  step: Optional[float] = Field(default=None, gt=0)
-  sampling: Literal['linear', 'log'] = 'linear'
-
-
-class FinetuneSpace(_Strict):
-  """What the Tuner may vary when fine-tuning (training.mode: finetune).
-
-  The head's dropout, L1/L2, optimizer, learning rate and batch size come
-  from the main search space; the backbone's learning rate is the head's
-  times `backbone_lr_scale`, and under discriminative_lr each lower block's
-  is the one above's times `lr_decay`. `unfreeze_blocks` counts backbone
-  blocks from the top (capped at the backbone's block count);
-  `epochs_per_stage` is gradual unfreezing's schedule: one more block thaws
-  every that many epochs.
-  """
-  strategy: List[Literal[FINETUNE_STRATEGIES]] = Field(  # type: ignore[valid-type]
-      default=list(FINETUNE_STRATEGIES), min_length=1)
-  unfreeze_blocks: IntRange = IntRange(min=1, max=3)
-  head_units: List[int] = Field(default=[64, 0], min_length=1)
-  backbone_lr_scale: FloatRange = FloatRange(min=0.05, max=0.5,
-                                             sampling='log')
-  lr_decay: List[float] = Field(default=[0.5], min_length=1)
-  epochs_per_stage: List[int] = Field(default=[2], min_length=1)
-
-
-class SearchSpace(_Strict):
-  """The one search space shared by the Tuner and the Trainer.
-
-  The first value of each list, and the minimum of each range, is the default
-  the Trainer uses when no tuned hyperparameters arrive. From-scratch models
-  search the architecture (num_layers, units, batch_norm); fine-tuning
-  searches `finetune` instead, plus the shared optimizer settings.
-  """
-  num_layers: IntRange = IntRange(min=1, max=3)
-  units: IntRange = IntRange(min=16, max=128, step=16)
-  dropout: FloatRange = FloatRange(min=0.0, max=0.5, step=0.1)
-  l1: List[float] = Field(default=[0.0], min_length=1)
-  l2: List[float] = Field(default=[0.0, 1e-4, 1e-3], min_length=1)
-  batch_norm: List[bool] = Field(default=[False, True], min_length=1)
-  optimizer: List[Literal[OPTIMIZERS]] = Field(  # type: ignore[valid-type]
-      default=['adam', 'rmsprop', 'sgd'], min_length=1)
-  learning_rate: FloatRange = FloatRange(min=1e-4, max=1e-2, sampling='log')
-  batch_size: List[int] = Field(default=[32, 16, 64], min_length=1)
-  finetune: FinetuneSpace = FinetuneSpace()
 
 
 class DataSpec(_Strict):
   csv: str
   split: Dict[str, int] = {'train': 4, 'eval': 1}
-
-
-class FeaturesSpec(_Strict):
-  label: str
-  # 2: a 0/1 label and a sigmoid output; more: class indices 0..n-1 and a
-  # softmax output.
-  num_classes: int = Field(default=2, ge=2)
-  numeric: List[str] = []
-  categorical: List[str] = []
-
-
-class VocabularySpec(_Strict):
-  top_k: Optional[int] = Field(default=None, ge=1)
-  num_oov_buckets: int = Field(default=1, ge=1)
-
-
-class PreprocessingSpec(_Strict):
-  numeric: Literal['z_score', 'min_max', 'none'] = 'z_score'
-  categorical: VocabularySpec = VocabularySpec()
-
-
-class ImageSpec(_Strict):
-  """How the cnn builder lays the numeric features (in order, row-major)
-  out as an image."""
-  height: int = Field(ge=1)
-  width: int = Field(ge=1)
-  channels: int = Field(default=1, ge=1)
-
-
-class ModelSpec(_Strict):
-  """`dnn`: dense layers over all features. `cnn`: conv blocks over the
-  numeric features laid out as `image`; num_layers counts conv blocks and
-  units is the first block's filters (doubling per block)."""
-  builder: Literal[MODEL_BUILDERS] = 'dnn'  # type: ignore[valid-type]
-  image: Optional[ImageSpec] = None
-  search_space: SearchSpace = SearchSpace()
-
-
-class TunerSpec(_Strict):
-  """Keras Tuner settings. `max_trials` caps every algorithm's trials."""
-  enabled: bool = True
-  algorithm: Literal[TUNER_ALGORITHMS] = 'hyperband'  # type: ignore[valid-type]
-  objective: Literal[MONITORS] = 'val_loss'  # type: ignore[valid-type]
-  max_trials: int = Field(default=10, ge=1)
-  max_epochs: int = Field(default=10, ge=1)
-  factor: int = Field(default=3, ge=2)
-  hyperband_iterations: int = Field(default=1, ge=1)
-  seed: int = 42
-
-
-class EarlyStoppingSpec(_Strict):
-  monitor: Literal[MONITORS] = 'val_loss'  # type: ignore[valid-type]
-  patience: int = Field(default=5, ge=0)
-  min_delta: float = Field(default=0.0, ge=0)
 
 
 class BaseModelSpec(_Strict):
@@ -201,12 +95,11 @@ class BaseModelSpec(_Strict):
   latest_blessed: Optional[str] = Field(default=None, pattern=_NAME)
 
 
-class TrainingSpec(_Strict):
-  mode: Literal['scratch', 'finetune'] = 'scratch'
+class SpecTrainingSpec(TrainingSpec):
+  """The spec's `training` section: the modules' TrainingSpec plus where a
+  fine-tuning base model comes from (the runner resolves it; the model
+  reaches the Tuner and Trainer through a channel, not through config)."""
   base_model: Optional[BaseModelSpec] = None
-  epochs: int = Field(default=50, ge=1)
-  early_stopping: Optional[EarlyStoppingSpec] = EarlyStoppingSpec()
-  seed: int = 42
 
 
 class Bounds(_Strict):
@@ -300,6 +193,9 @@ class KubeflowSpec(_Strict):
   model_config = ConfigDict(extra='forbid', frozen=True, populate_by_name=True)
 
 
+_Config = TypeVar('_Config', bound=ModuleConfig)
+
+
 class PipelineSpec(_Strict):
   """A whole, validated pipeline spec. Paths are absolute or URIs."""
   name: str = Field(pattern=_NAME)
@@ -309,7 +205,7 @@ class PipelineSpec(_Strict):
   preprocessing: PreprocessingSpec = PreprocessingSpec()
   model: ModelSpec = ModelSpec()
   tuner: TunerSpec = TunerSpec()
-  training: TrainingSpec = TrainingSpec()
+  training: SpecTrainingSpec = SpecTrainingSpec()
   evaluation: EvaluationSpec = EvaluationSpec()
   push: PushSpec
   runner: RunnerSpec
@@ -321,7 +217,15 @@ class PipelineSpec(_Strict):
 
   @property
   def feature_keys(self) -> List[str]:
-    return list(self.features.numeric) + list(self.features.categorical)
+    return self.features.keys
+
+  def module_config(self, config_type: Type[_Config],
+                    code_version: str = '') -> _Config:
+    """The typed module config of one component: the spec sections it
+    reads (`config_type.sections()`), as the callback will parse them."""
+    raw = self.model_dump(include=set(config_type.sections()),
+                          exclude={'training': {'base_model'}})
+    return config_type.model_validate({**raw, 'code_version': code_version})
 
 
 # Keys that hold paths, resolved against the spec's folder.

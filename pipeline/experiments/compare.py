@@ -28,13 +28,14 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from pipeline import preflight
-from pipeline.spec import PipelineSpec
+from pipeline.definition.spec import PipelineSpec
+from pipeline.errors import PipelineError
+from pipeline.runners import preflight
 
 SCRATCH = 'scratch'
 
 
-class CompareError(ValueError):
+class CompareError(PipelineError):
   """The comparison cannot run on this spec. One line."""
 
 
@@ -83,6 +84,7 @@ def split(rows: int, test_fraction: float, seed: int
 def _dataset(spec: PipelineSpec, x: np.ndarray, y: np.ndarray,
              batch_size: int, shuffle_seed: Optional[int] = None):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   from modules import features as features_lib  # pylint: disable=g-import-not-at-top
   names = [features_lib.transformed_name(k) for k in spec.features.numeric]
   columns = {name: x[:, i:i + 1] for i, name in enumerate(names)}
@@ -95,8 +97,7 @@ def _dataset(spec: PipelineSpec, x: np.ndarray, y: np.ndarray,
 def hyperparameters(spec: PipelineSpec) -> Dict[str, Any]:
   """The spec's default fine-tuning hyperparameters (first/min values)."""
   from modules import search_space  # pylint: disable=g-import-not-at-top
-  return search_space.resolve(None, spec.model.search_space.model_dump(),
-                              'finetune')
+  return search_space.resolve(None, spec.model.search_space, 'finetune')
 
 
 def train_one(spec: PipelineSpec, base_path: str, method: str,
@@ -105,6 +106,7 @@ def train_one(spec: PipelineSpec, base_path: str, method: str,
               seed: int) -> Dict[str, Any]:
   """Trains one model by `method` and scores it on `test`."""
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
+
   from modules import features as features_lib  # pylint: disable=g-import-not-at-top
   from modules import finetune  # pylint: disable=g-import-not-at-top
   from modules import model as model_lib  # pylint: disable=g-import-not-at-top
@@ -144,6 +146,7 @@ def linear_probe(spec: PipelineSpec, base_path: str,
   base model's backbone features: how much the base's representation helps
   the target task before any training of the network."""
   from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
+
   from modules import features as features_lib  # pylint: disable=g-import-not-at-top
   from modules import finetune  # pylint: disable=g-import-not-at-top
   backbone = finetune.split_backbone(finetune.load_base_model(base_path))

@@ -10,28 +10,53 @@ ExampleValidator and the AnomaliesGate inside the pipeline.
 import csv
 import io
 import math
-from typing import Dict, List, Tuple
+import os
+from typing import Dict, List, Optional, Tuple
 
-import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from pipeline.spec import PipelineSpec
+from pipeline.definition.spec import PipelineSpec, is_uri
+from pipeline.errors import PipelineError
 
 
-class PreflightError(ValueError):
+class PreflightError(PipelineError):
   """Bad input found before running. The message is one line."""
+
+
+class _Files:
+  """Local paths through the standard library; URIs (gs://, s3://) through
+  TensorFlow's file system layer, imported only when one is given."""
+
+  def __init__(self, path: str):
+    if is_uri(path):
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      gfile = tf.io.gfile
+      self.exists, self.isdir, self.listdir = (gfile.exists, gfile.isdir,
+                                               gfile.listdir)
+      self.join = gfile.join
+      self.open = gfile.GFile
+    else:
+      self.exists, self.isdir, self.listdir = (os.path.exists, os.path.isdir,
+                                               os.listdir)
+      self.join = os.path.join
+      self.open = open
+
+  def read_text(self, path: str) -> str:
+    with self.open(path, 'r') as f:
+      return f.read()
 
 
 def csv_files(path: str) -> List[str]:
   """The CSV files ExampleGen will read for `data.csv` (a folder or a file)."""
-  if not tf.io.gfile.exists(path):
+  fs = _Files(path)
+  if not fs.exists(path):
     raise PreflightError(f'{path}: data not found (data.csv in the spec); '
                          'point it at a folder of CSV files or one CSV file')
-  if not tf.io.gfile.isdir(path):
+  if not fs.isdir(path):
     return [path]
-  files = sorted(tf.io.gfile.join(path, n) for n in tf.io.gfile.listdir(path)
-                 if not tf.io.gfile.isdir(tf.io.gfile.join(path, n)))
+  files = sorted(fs.join(path, n) for n in fs.listdir(path)
+                 if not fs.isdir(fs.join(path, n)))
   if not files:
     raise PreflightError(f'{path}: the data folder holds no files (data.csv '
                          'in the spec)')
@@ -39,11 +64,11 @@ def csv_files(path: str) -> List[str]:
 
 
 def load_schema(path: str) -> schema_pb2.Schema:
-  if not tf.io.gfile.exists(path):
+  fs = _Files(path)
+  if not fs.exists(path):
     raise PreflightError(f'{path}: schema file not found (schema in the spec)')
   try:
-    return text_format.Parse(tf.io.gfile.GFile(path).read(),
-                             schema_pb2.Schema())
+    return text_format.Parse(fs.read_text(path), schema_pb2.Schema())
   except text_format.ParseError as e:
     raise PreflightError(f'{path}: not a valid schema text proto: {e}') from None
 
@@ -102,8 +127,7 @@ def check_csv(path: str, schema: schema_pb2.Schema) -> int:
   """Header equals the schema's features; each cell parses as its type and
   is present (and not NaN) where the schema requires it. Returns row count."""
   features: Dict[str, schema_pb2.Feature] = {f.name: f for f in schema.feature}
-  with tf.io.gfile.GFile(path) as f:
-    reader = csv.reader(io.StringIO(f.read()))
+  reader = csv.reader(io.StringIO(_Files(path).read_text(path)))
   header = next(reader, None)
   if not header:
     raise PreflightError(f'{path}: empty file; expected a header row with '
@@ -165,6 +189,46 @@ def check_base_model(spec: PipelineSpec, location: str) -> None:
     finetune.load_checked(location, inputs)
   except finetune.BaseModelError as e:
     raise PreflightError(f'{spec.source}: training.base_model: {e}') from None
+
+
+def locate_base_model(spec: PipelineSpec) -> Optional[str]:
+  """Fine-tuning: where the base model is, checked to load and to take the
+  spec's transformed features. None when training from scratch.
+
+  Raises:
+    PreflightError: no such model, no blessed model of the named pipeline,
+      or a model that does not load or fit (one line).
+  """
+  if spec.training.mode != 'finetune':
+    return None
+  # pylint: disable=g-import-not-at-top
+  from pipeline.metadata import lineage, results
+  from pipeline.metadata import store as metadata_lib
+  # pylint: enable=g-import-not-at-top
+  base = spec.training.base_model
+  location = base.path
+  if not location:
+    key = f'{spec.source}: training.base_model.latest_blessed'
+    name, metadata = base.latest_blessed, spec.runner.metadata
+    if not metadata_lib.exists(metadata):
+      raise PreflightError(
+          f'{key}: no metadata store at {metadata} yet, so no blessed model of '
+          f'{name!r}; run that pipeline first')
+    try:
+      model = results.latest_blessed_model(lineage.open_store(metadata), name)
+    except lineage.LineageError as e:
+      raise PreflightError(f'{key}: {e}') from None
+    except LookupError:
+      raise PreflightError(
+          f'{key}: pipeline {name!r} has never run against {metadata}; run its '
+          'spec first (it must share runner.metadata)') from None
+    if model is None:
+      raise PreflightError(
+          f'{key}: pipeline {name!r} has no blessed model in {metadata}; '
+          'nothing to fine-tune from')
+    location = model.uri
+  check_base_model(spec, location)
+  return location
 
 
 def run_preflight(spec: PipelineSpec) -> int:

@@ -17,6 +17,8 @@ from typing import Union
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
+from pipeline.errors import PipelineError
+
 PASSWORD_ENV = 'MLMD_MYSQL_PASSWORD'
 MYSQL_PORT = 3306
 GRPC_TIMEOUT_SEC = 10
@@ -25,7 +27,7 @@ Config = Union[metadata_store_pb2.ConnectionConfig,
                metadata_store_pb2.MetadataStoreClientConfig]
 
 
-class MetadataError(ValueError):
+class MetadataError(PipelineError):
   """A store that cannot be named, reached or read. One line."""
 
 

@@ -14,72 +14,32 @@ from typing import Any, Callable, Dict, List, Optional
 import absl.logging
 import ml_metadata as mlmd
 from tfx import v1 as tfx
-from tfx.dsl.compiler import compiler
-from tfx.dsl.compiler import constants
+from tfx.dsl.compiler import compiler, constants
 from tfx.orchestration.portable import runtime_parameter_utils
 
-from pipeline import lineage
-from pipeline import metadata as metadata_lib
-from pipeline import preflight
-from pipeline import results
-from pipeline.pipeline import (TRANSFORM_MODULES, Environment,
-                               code_fingerprint, create_pipeline)
-from pipeline.spec import PipelineSpec
+from pipeline.definition.pipeline import Environment, create_pipeline
+from pipeline.definition.spec import PipelineSpec
+from pipeline.metadata import results
+from pipeline.metadata import store as metadata_lib
+from pipeline.runners import preflight
+from pipeline.runners.environment import build_environment
 
 Progress = Callable[[str], None]
 
 
 def metadata_config(location: str):
-  """SQLite file or mysql:// URI (pipeline/metadata.py)."""
+  """SQLite file or mysql:// URI (pipeline/metadata/store.py)."""
   return metadata_lib.connection_config(location)
 
 
 def local_environment(spec: PipelineSpec,
                       base_model_uri: Optional[str] = None) -> Environment:
-  return Environment(
-      base_model_uri=base_model_uri,
+  return build_environment(
       pipeline_root=spec.runner.pipeline_root,
-      metadata_connection_config=metadata_config(spec.runner.metadata),
-      beam_pipeline_args=list(spec.runner.beam_args),
+      beam_args=spec.runner.beam_args,
       enable_cache=spec.runner.enable_cache,
-      code_version=code_fingerprint(),
-      transform_code_version=code_fingerprint(files=TRANSFORM_MODULES))
-
-
-def locate_base_model(spec: PipelineSpec) -> Optional[str]:
-  """Fine-tuning: where the base model is, checked to load and to take the
-  spec's transformed features. None when training from scratch.
-
-  Raises:
-    preflight.PreflightError: no such model, no blessed model of the named
-      pipeline, or a model that does not load or fit (one line).
-  """
-  if spec.training.mode != 'finetune':
-    return None
-  base = spec.training.base_model
-  location = base.path
-  if not location:
-    key = f'{spec.source}: training.base_model.latest_blessed'
-    name, metadata = base.latest_blessed, spec.runner.metadata
-    if not metadata_lib.exists(metadata):
-      raise preflight.PreflightError(
-          f'{key}: no metadata store at {metadata} yet, so no blessed model of '
-          f'{name!r}; run that pipeline first')
-    try:
-      model = results.latest_blessed_model(lineage.open_store(metadata), name)
-    except lineage.LineageError as e:
-      raise preflight.PreflightError(f'{key}: {e}') from None
-    except LookupError:
-      raise preflight.PreflightError(
-          f'{key}: pipeline {name!r} has never run against {metadata}; run its '
-          'spec first (it must share runner.metadata)') from None
-    if model is None:
-      raise preflight.PreflightError(
-          f'{key}: pipeline {name!r} has no blessed model in {metadata}; '
-          'nothing to fine-tune from')
-    location = model.uri
-  preflight.check_base_model(spec, location)
-  return location
+      metadata_connection_config=metadata_config(spec.runner.metadata),
+      base_model_uri=base_model_uri)
 
 
 class _ProgressHandler(logging.Handler):
@@ -134,7 +94,7 @@ def run_local(spec: PipelineSpec, progress: Progress = print,
   started = time.monotonic()
   rows = preflight.run_preflight(spec)
   progress(f'pipeline {spec.name}: {rows} rows in {spec.data.csv}')
-  base_model = locate_base_model(spec)
+  base_model = preflight.locate_base_model(spec)
   if base_model:
     progress(f'base model: {base_model}')
   if metadata_lib.kind(spec.runner.metadata) == 'sqlite':

@@ -1,0 +1,237 @@
+"""The typed module config: what the spec hands the module callbacks.
+
+The spec (pipeline/definition/spec.py) is built from these sections; the
+pipeline definition serialises the ones a component reads into its
+`custom_config` (JSON: all that travels into a Kubeflow container), and
+each callback parses it back, at its first line, into the same types:
+
+    config = TrainerConfig.from_custom_config(fn_args.custom_config)
+    config.training.epochs
+
+Each default is stated here, once. No TensorFlow: the spec imports this.
+
+- `TransformConfig`: preprocessing_fn (features, preprocessing).
+- `TrainerConfig`: run_fn (+ model, training).
+- `TunerConfig`: tuner_fn (+ tuner).
+"""
+
+from typing import (
+  Any,
+  Dict,
+  List,
+  Literal,
+  Mapping,
+  Optional,
+  Tuple,
+  Type,
+  TypeVar,
+)
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from modules.features import FeaturesSpec
+
+OPTIMIZERS = ('adam', 'sgd', 'rmsprop')
+MODEL_BUILDERS = ('dnn', 'cnn')
+FINETUNE_STRATEGIES = ('feature_extraction', 'full', 'gradual_unfreezing',
+                       'discriminative_lr')
+TUNER_ALGORITHMS = ('hyperband', 'random', 'bayesian', 'grid')
+NUMERIC_SCALINGS = ('z_score', 'min_max', 'none')
+# Keras metric names the Tuner objective and early stopping may monitor
+# (modules/model.py compiles these metrics), and which way is better.
+MONITOR_DIRECTIONS = {'val_loss': 'min', 'val_auc': 'max',
+                      'val_binary_accuracy': 'max', 'val_accuracy': 'max'}
+MONITORS = tuple(MONITOR_DIRECTIONS)
+
+
+def keras_monitors(num_classes: int) -> Tuple[str, ...]:
+  """The monitors a model for `num_classes` classes reports."""
+  if num_classes == 2:
+    return ('val_loss', 'val_auc', 'val_binary_accuracy')
+  return ('val_loss', 'val_accuracy')
+
+
+class Strict(BaseModel):
+  """A frozen section that refuses unknown keys."""
+  model_config = ConfigDict(extra='forbid', frozen=True)
+
+
+class IntRange(Strict):
+  """An integer hyperparameter: searched over [min, max] in `step`s."""
+  min: int = Field(ge=0)
+  max: int = Field(ge=0)
+  step: int = Field(default=1, ge=1)
+
+
+class FloatRange(Strict):
+  """A float hyperparameter: searched over [min, max]."""
+  min: float = Field(ge=0)
+  max: float = Field(ge=0)
+  step: Optional[float] = Field(default=None, gt=0)
+  sampling: Literal['linear', 'log'] = 'linear'
+
+
+class FinetuneSpace(Strict):
+  """What the Tuner may vary when fine-tuning (training.mode: finetune).
+
+  The head's dropout, L1/L2, optimizer, learning rate and batch size come
+  from the main search space; the backbone's learning rate is the head's
+  times `backbone_lr_scale`, and under discriminative_lr each lower block's
+  is the one above's times `lr_decay`. `unfreeze_blocks` counts backbone
+  blocks from the top (capped at the backbone's block count);
+  `epochs_per_stage` is gradual unfreezing's schedule: one more block thaws
+  every that many epochs.
+  """
+  strategy: List[Literal[FINETUNE_STRATEGIES]] = Field(  # type: ignore[valid-type]
+      default=list(FINETUNE_STRATEGIES), min_length=1)
+  unfreeze_blocks: IntRange = IntRange(min=1, max=3)
+  head_units: List[int] = Field(default=[64, 0], min_length=1)
+  backbone_lr_scale: FloatRange = FloatRange(min=0.05, max=0.5,
+                                             sampling='log')
+  lr_decay: List[float] = Field(default=[0.5], min_length=1)
+  epochs_per_stage: List[int] = Field(default=[2], min_length=1)
+
+
+class SearchSpace(Strict):
+  """The one search space shared by the Tuner and the Trainer.
+
+  The first value of each list, and the minimum of each range, is the default
+  the Trainer uses when no tuned hyperparameters arrive. From-scratch models
+  search the architecture (num_layers, units, batch_norm); fine-tuning
+  searches `finetune` instead, plus the shared optimizer settings. Field
+  names are the Keras Tuner hyperparameter names (modules/search_space.py).
+  """
+  num_layers: IntRange = IntRange(min=1, max=3)
+  units: IntRange = IntRange(min=16, max=128, step=16)
+  dropout: FloatRange = FloatRange(min=0.0, max=0.5, step=0.1)
+  l1: List[float] = Field(default=[0.0], min_length=1)
+  l2: List[float] = Field(default=[0.0, 1e-4, 1e-3], min_length=1)
+  batch_norm: List[bool] = Field(default=[False, True], min_length=1)
+  optimizer: List[Literal[OPTIMIZERS]] = Field(  # type: ignore[valid-type]
+      default=['adam', 'rmsprop', 'sgd'], min_length=1)
+  learning_rate: FloatRange = FloatRange(min=1e-4, max=1e-2, sampling='log')
+  batch_size: List[int] = Field(default=[32, 16, 64], min_length=1)
+  finetune: FinetuneSpace = FinetuneSpace()
+
+
+class VocabularySpec(Strict):
+  top_k: Optional[int] = Field(default=None, ge=1)
+  num_oov_buckets: int = Field(default=1, ge=1)
+
+
+class PreprocessingSpec(Strict):
+  numeric: Literal[NUMERIC_SCALINGS] = 'z_score'  # type: ignore[valid-type]
+  categorical: VocabularySpec = VocabularySpec()
+
+
+class ImageSpec(Strict):
+  """How the cnn builder lays the numeric features (in order, row-major)
+  out as an image."""
+  height: int = Field(ge=1)
+  width: int = Field(ge=1)
+  channels: int = Field(default=1, ge=1)
+
+  @property
+  def shape(self) -> Tuple[int, int, int]:
+    return (self.height, self.width, self.channels)
+
+
+class ModelSpec(Strict):
+  """`dnn`: dense layers over all features. `cnn`: conv blocks over the
+  numeric features laid out as `image`; num_layers counts conv blocks and
+  units is the first block's filters (doubling per block)."""
+  builder: Literal[MODEL_BUILDERS] = 'dnn'  # type: ignore[valid-type]
+  image: Optional[ImageSpec] = None
+  search_space: SearchSpace = SearchSpace()
+
+
+class TunerSpec(Strict):
+  """Keras Tuner settings. `max_trials` caps every algorithm's trials."""
+  enabled: bool = True
+  algorithm: Literal[TUNER_ALGORITHMS] = 'hyperband'  # type: ignore[valid-type]
+  objective: Literal[MONITORS] = 'val_loss'  # type: ignore[valid-type]
+  max_trials: int = Field(default=10, ge=1)
+  max_epochs: int = Field(default=10, ge=1)
+  factor: int = Field(default=3, ge=2)
+  hyperband_iterations: int = Field(default=1, ge=1)
+  seed: int = 42
+
+  @property
+  def direction(self) -> str:
+    """'min' or 'max': which way the objective improves."""
+    return MONITOR_DIRECTIONS[self.objective]
+
+
+class EarlyStoppingSpec(Strict):
+  monitor: Literal[MONITORS] = 'val_loss'  # type: ignore[valid-type]
+  patience: int = Field(default=5, ge=0)
+  min_delta: float = Field(default=0.0, ge=0)
+
+
+class TrainingSpec(Strict):
+  """How the Trainer trains (the spec's `training` section adds where a
+  fine-tuning base model comes from, which the runner resolves)."""
+  mode: Literal['scratch', 'finetune'] = 'scratch'
+  epochs: int = Field(default=50, ge=1)
+  early_stopping: Optional[EarlyStoppingSpec] = EarlyStoppingSpec()
+  seed: int = 42
+
+
+class ConfigError(ValueError):
+  """A custom_config that is not this project's module config (e.g. a
+  pipeline compiled by another version of the project). One line."""
+
+
+_C = TypeVar('_C', bound='ModuleConfig')
+
+
+class ModuleConfig(Strict):
+  """A component's module config; `code_version` fingerprints the module
+  code (TFX does not fingerprint code taken by import path, so it goes into
+  the cache key through custom_config)."""
+  code_version: str = ''
+
+  def to_custom_config(self) -> Dict[str, Any]:
+    """Plain JSON values, for a component's custom_config."""
+    return self.model_dump(mode='json')
+
+  @classmethod
+  def from_custom_config(cls: Type[_C],
+                         custom_config: Optional[Mapping[str, Any]]) -> _C:
+    """Parses a callback's custom_config back into this type.
+
+    Raises:
+      ConfigError: naming the first key that does not fit.
+    """
+    try:
+      return cls.model_validate(dict(custom_config or {}))
+    except pydantic.ValidationError as e:
+      first = e.errors()[0]
+      key = '.'.join(str(p) for p in first['loc']) or '<top level>'
+      raise ConfigError(
+          f'custom_config is not a {cls.__name__}: {key}: {first["msg"]}; '
+          'recompile the pipeline with this version of the project'
+      ) from None
+
+  @classmethod
+  def sections(cls) -> List[str]:
+    """The spec sections this config carries."""
+    return [name for name in cls.model_fields if name != 'code_version']
+
+
+class TransformConfig(ModuleConfig):
+  """What preprocessing_fn reads."""
+  features: FeaturesSpec
+  preprocessing: PreprocessingSpec = PreprocessingSpec()
+
+
+class TrainerConfig(TransformConfig):
+  """What run_fn reads."""
+  model: ModelSpec = ModelSpec()
+  training: TrainingSpec = TrainingSpec()
+
+
+class TunerConfig(TrainerConfig):
+  """What tuner_fn reads."""
+  tuner: TunerSpec = TunerSpec()

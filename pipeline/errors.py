@@ -1,0 +1,25 @@
+"""The one error base of the command line's rooms.
+
+Every error a user can act on (a bad spec, data or store, a refused cluster
+setting, a failed component) is a `PipelineError`: its message is one whole
+line naming the file, key or component and what to do, and it carries the
+exit code the CLI ends with. The CLI catches this base, once.
+
+Module callbacks and custom components (modules/, components/) run inside
+TFX executors and raise their own errors; a run reports those as a failed
+component (`ComponentFailed`, exit code 1).
+"""
+
+EXIT_BAD_INPUT = 2
+EXIT_COMPONENT_FAILED = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+
+
+class PipelineError(Exception):
+  """An error the user can act on. The message is one line."""
+  exit_code = EXIT_BAD_INPUT
+
+
+class ComponentFailed(PipelineError):
+  """A pipeline component failed while running."""
+  exit_code = EXIT_COMPONENT_FAILED
