@@ -19,7 +19,7 @@ import json
 import os
 import re
 import tempfile
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 from google.protobuf import json_format
@@ -52,6 +52,9 @@ BEAM_RUNNERS = {
     'SparkRunner': ('--spark_master_url',),
     'PortableRunner': ('--job_endpoint',),
 }
+# Nodes that stand in for one another: without a curated schema, SchemaGen
+# takes ImportSchemaGen's place (resources.schema_gen applies to either).
+NODE_ALIASES = {'ImportSchemaGen': ('SchemaGen',)}
 _IMAGE = re.compile(r'^[a-z0-9][a-z0-9._/:@-]*$', re.IGNORECASE)
 
 
@@ -66,12 +69,15 @@ class ClusterSettings:
   image: str
   pipeline_root: str
   data: str
-  schema: str
+  schema: Optional[str]
   push_destination: str
   beam_args: List[str]
   base_model_uri: Optional[str] = None
   base_model_push_base: Optional[str] = None
   platform_configs: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  module_file: Optional[str] = None
+  # CSV column kinds found by the pre-flight checks, when the data is local.
+  column_kinds: Dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def _remote(value: Optional[str], key: str, spec: PipelineSpec,
@@ -86,20 +92,60 @@ def _remote(value: Optional[str], key: str, spec: PipelineSpec,
   return value.rstrip('/')
 
 
-def _schema(spec: PipelineSpec) -> str:
-  """kubeflow.schema, a schema URI, or the schema's path inside the image."""
+# The project folders kubeflow/Dockerfile copies into the image.
+IMAGE_FOLDERS = ('pipeline', 'components', 'modules', 'kubeflow', 'schemas')
+
+
+def _in_image(path: str, key: str, spec: PipelineSpec, where: str) -> str:
+  """A project file's path inside the pipeline image."""
+  relative = os.path.relpath(path, REPO_ROOT)
+  if relative.split(os.sep)[0] not in IMAGE_FOLDERS:
+    raise KubeflowError(
+        f'{spec.source}: {key}: {path} is not in the pipeline image (it holds '
+        f'the project\'s {", ".join(IMAGE_FOLDERS)} folders); {where}')
+  return f'{IMAGE_PROJECT_ROOT}/{relative}'
+
+
+def _schema(spec: PipelineSpec) -> Optional[str]:
+  """kubeflow.schema, a schema URI, the schema's path inside the image, or
+  None: SchemaGen infers one in the cluster."""
   if spec.kubeflow.schema_uri:
     return _remote(spec.kubeflow.schema_uri, 'kubeflow.schema', spec,
                    'gs://bucket/schema.pbtxt')
-  if is_uri(spec.schema_file):
+  if not spec.schema_file or is_uri(spec.schema_file):
     return spec.schema_file
-  relative = os.path.relpath(spec.schema_file, REPO_ROOT)
-  if relative.startswith('..'):
+  return _in_image(spec.schema_file, 'schema', spec, 'move it under schemas/ '
+                   'or set kubeflow.schema to a URI')
+
+
+def _module_file(spec: PipelineSpec) -> Optional[str]:
+  """The module file's path inside the image (TFX packages it from there)."""
+  if not spec.module_file:
+    return None
+  return _in_image(spec.module_file, 'module_file', spec, 'move it under '
+                   'modules/ and rebuild the image')
+
+
+def resolve(spec: PipelineSpec) -> Tuple[PipelineSpec, Dict[str, str]]:
+  """The spec resolved against its data, and the CSV column kinds, as the
+  local runner would resolve them: the pre-flight checks read the local
+  data. A spec whose data is not on this machine must give what the data
+  would decide (features.num_classes and the features); the ExampleGen then
+  infers the column kinds in the cluster.
+
+  Raises:
+    KubeflowError: the data is not local and the spec leaves something out.
+  """
+  from pipeline.runners import preflight  # pylint: disable=g-import-not-at-top
+  if not is_uri(spec.data.csv) and os.path.exists(spec.data.csv):
+    checked = preflight.run_preflight(spec)
+    return checked.spec, checked.column_kinds
+  if not spec.is_resolved:
     raise KubeflowError(
-        f'{spec.source}: schema: {spec.schema_file} is outside the project, so '
-        'it is not in the pipeline image; move it under schemas/ or set '
-        'kubeflow.schema to a URI')
-  return f'{IMAGE_PROJECT_ROOT}/{relative}'
+        f'{spec.source}: features: the data ({spec.data.csv}) is not read at '
+        'compile time, so give what it would decide: features.num_classes and '
+        'the numeric or categorical features')
+  return spec, {}
 
 
 def _base_model(spec: PipelineSpec):
@@ -168,6 +214,8 @@ def _platform_configs(spec: PipelineSpec, target: str) -> Dict[str, Any]:
       config.accelerator.type = res.gpu.type
       config.accelerator.count = res.gpu.count
     configs[node_id] = config
+    for alias in NODE_ALIASES.get(node_id, ()):
+      configs[alias] = config
   return configs
 
 
@@ -242,7 +290,8 @@ def cluster_settings(spec: PipelineSpec, image: Optional[str] = None,
       push_destination=push_destination,
       beam_args=_beam_args(spec),
       base_model_uri=base_model_uri, base_model_push_base=push_base,
-      platform_configs=_platform_configs(spec, target))
+      platform_configs=_platform_configs(spec, target),
+      module_file=_module_file(spec))
 
 
 def cluster_spec(spec: PipelineSpec, settings: ClusterSettings
@@ -252,14 +301,17 @@ def cluster_spec(spec: PipelineSpec, settings: ClusterSettings
   return spec.model_copy(update={
       'data': spec.data.model_copy(update={'csv': settings.data}),
       'schema_file': settings.schema,
+      'module_file': settings.module_file,
       'push': spec.push.model_copy(
           update={'destination': settings.push_destination}),
   })
 
 
-def environment(spec: PipelineSpec, settings: ClusterSettings):
+def environment(spec: PipelineSpec, settings: ClusterSettings,
+                column_kinds: Optional[Dict[str, str]] = None):
   """The definition's Environment for the cluster."""
   return build_environment(
+      column_kinds=column_kinds,
       pipeline_root=settings.pipeline_root,
       metadata_connection_config=None,  # KFP records to its own metadata
       beam_args=settings.beam_args,
@@ -290,6 +342,7 @@ def compile_pipeline(spec: PipelineSpec, settings: ClusterSettings,
     The PipelineSpec as a dict (what was written, for a YAML output).
   """
   ext = _check_output(output, settings.target)
+  spec, column_kinds = resolve(spec)
   # TFX and TensorFlow load only once the settings have passed their checks,
   # so a refusal is quick.
   # pylint: disable=g-import-not-at-top
@@ -297,8 +350,9 @@ def compile_pipeline(spec: PipelineSpec, settings: ClusterSettings,
 
   from pipeline.definition import pipeline as pipeline_lib
   # pylint: enable=g-import-not-at-top
-  tfx_pipeline = pipeline_lib.create_pipeline(cluster_spec(spec, settings),
-                                              environment(spec, settings))
+  tfx_pipeline = pipeline_lib.create_pipeline(
+      cluster_spec(spec, settings),
+      environment(spec, settings, column_kinds))
   runner = kfp_runner.KubeflowV2DagRunner(
       config=kfp_runner.KubeflowV2DagRunnerConfig(
           display_name=spec.name, default_image=settings.image,

@@ -25,12 +25,13 @@ from typing import (
   Tuple,
   Type,
   TypeVar,
+  Union,
 )
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from modules.features import FeaturesSpec
+from modules.features import FeaturesSpec, indicator_name, transformed_name
 
 OPTIMIZERS = ('adam', 'sgd', 'rmsprop')
 MODEL_BUILDERS = ('dnn', 'cnn')
@@ -43,6 +44,21 @@ NUMERIC_SCALINGS = ('z_score', 'min_max', 'none')
 MONITOR_DIRECTIONS = {'val_loss': 'min', 'val_auc': 'max',
                       'val_binary_accuracy': 'max', 'val_accuracy': 'max'}
 MONITORS = tuple(MONITOR_DIRECTIONS)
+
+
+# The exported model's contract (modules/train.py), read by the pipeline
+# definition's eval config and by the serving tools.
+PROBABILITY = 'probability'  # binary: P(class 1), [batch, 1]
+PROBABILITIES = 'probabilities'  # more classes: [batch, classes]
+RAW_SIGNATURE = 'serving_raw'  # one input per raw feature
+# Raw tf.Examples (label included) to the transformed features and label:
+# what the Evaluator reads the transformed label through.
+TRANSFORM_FEATURES_SIGNATURE = 'transform_features'
+
+
+def prediction_key(num_classes: int) -> str:
+  """The output TFMA reads from the project's model."""
+  return PROBABILITY if num_classes == 2 else PROBABILITIES
 
 
 def keras_monitors(num_classes: int) -> Tuple[str, ...]:
@@ -120,9 +136,54 @@ class VocabularySpec(Strict):
   num_oov_buckets: int = Field(default=1, ge=1)
 
 
+NUMERIC_FILLS = ('mean', 'median', 'zero')
+CATEGORICAL_FILLS = ('missing_bucket', 'most_frequent')
+
+
+class ConstantToken(Strict):
+  """A categorical feature's missing values become this token."""
+  constant: str
+
+
+NumericFill = Union[Literal[NUMERIC_FILLS], float]  # type: ignore[valid-type]
+CategoricalFill = Union[Literal[CATEGORICAL_FILLS], ConstantToken]  # type: ignore[valid-type]
+
+
+class FeatureImpute(Strict):
+  """One feature's rule, overriding its type's: `fill` (a numeric or a
+  categorical fill, as the feature is), `indicator`."""
+  fill: Optional[Union[NumericFill, CategoricalFill]] = None
+  indicator: Optional[bool] = None
+
+
+class ImputeSpec(Strict):
+  """What a missing value becomes, computed by tf.Transform analyzers over
+  the train split and applied inside the serving graph too.
+
+  numeric: `mean` | `median` | `zero` | a number. categorical:
+  `missing_bucket` (missing is a category of its own) | `most_frequent` |
+  `{constant: TOKEN}`. `indicator`: add `<feature>_missing`, 1.0 where the
+  value was missing. `features`: per-feature overrides.
+  """
+  numeric: NumericFill = 'mean'
+  categorical: CategoricalFill = 'missing_bucket'
+  indicator: bool = False
+  features: Dict[str, FeatureImpute] = {}
+
+  def rule(self, feature: str, categorical: bool
+           ) -> Tuple[Union[NumericFill, CategoricalFill], bool]:
+    """(fill, indicator) for one feature."""
+    own = self.features.get(feature, FeatureImpute())
+    fill = own.fill if own.fill is not None else (
+        self.categorical if categorical else self.numeric)
+    indicator = own.indicator if own.indicator is not None else self.indicator
+    return fill, indicator
+
+
 class PreprocessingSpec(Strict):
   numeric: Literal[NUMERIC_SCALINGS] = 'z_score'  # type: ignore[valid-type]
   categorical: VocabularySpec = VocabularySpec()
+  impute: ImputeSpec = ImputeSpec()
 
 
 class ImageSpec(Strict):
@@ -225,11 +286,33 @@ class TransformConfig(ModuleConfig):
   features: FeaturesSpec
   preprocessing: PreprocessingSpec = PreprocessingSpec()
 
+  def indicators(self) -> List[str]:
+    """The features whose was-missing indicator the Transform adds."""
+    impute = self.preprocessing.impute
+    return [k for k in self.features.keys
+            if impute.rule(k, k in self.features.categorical)[1]]
+
+  def numeric_inputs(self) -> List[str]:
+    """The model's float inputs: the numeric features, then indicators."""
+    return ([transformed_name(k) for k in self.features.numeric] +
+            [indicator_name(k) for k in self.indicators()])
+
 
 class TrainerConfig(TransformConfig):
-  """What run_fn reads."""
+  """What run_fn reads. The number of classes is known by now (the runner
+  counts them in the data when the spec leaves it out)."""
   model: ModelSpec = ModelSpec()
   training: TrainingSpec = TrainingSpec()
+
+  @pydantic.model_validator(mode='after')
+  def _classes_known(self):
+    if self.features.num_classes is None:
+      raise ValueError('features.num_classes is not resolved')
+    return self
+
+  @property
+  def num_classes(self) -> int:
+    return int(self.features.num_classes)
 
 
 class TunerConfig(TrainerConfig):

@@ -1,7 +1,7 @@
 """Reading transformed examples into tf.data for the Tuner and the Trainer."""
 
 import dataclasses
-from typing import Any, List, Mapping, Union
+from typing import Any, List, Mapping, Optional, Union
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -9,7 +9,7 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from modules import features as features_lib
-from modules import finetune
+from modules import finetune, preprocessing
 from modules import model as model_lib
 from modules.config import TrainerConfig
 
@@ -44,18 +44,38 @@ class TrainingData:
     self.features = self.config.features
     oov = self.config.preprocessing.categorical.num_oov_buckets
     self.model_inputs = model_lib.ModelInputs(
-        numeric=[features_lib.transformed_name(k)
-                 for k in self.features.numeric],
+        numeric=self.config.numeric_inputs(),
         categorical={
             features_lib.transformed_name(k):
                 self.transform_output.vocabulary_size_by_name(k) + oov
             for k in self.features.categorical
         },
-        num_classes=self.features.num_classes)
+        num_classes=self.config.num_classes)
     self.builder = self.config.model.builder
     image = self.config.model.image
     self.image = image.shape if image else None
     self.mode = self.config.training.mode
+
+  def class_names(self) -> Optional[List[bytes]]:
+    """A STRING label's class names by class index (the Transform's label
+    vocabulary), or None for an INT label.
+
+    Raises:
+      ValueError: the train split holds fewer classes than the data (a
+        class only in the eval split has no index to learn).
+    """
+    if self.transform_output.vocabulary_file_by_name(
+        preprocessing.LABEL_VOCABULARY) is None:
+      return None
+    names = self.transform_output.vocabulary_by_name(
+        preprocessing.LABEL_VOCABULARY)
+    if len(names) < self.config.num_classes:
+      seen = ', '.join(n.decode() for n in names)
+      raise ValueError(
+          f'the label has {self.config.num_classes} classes in the data but '
+          f'{len(names)} in the train split ({seen}); a class only in the '
+          'eval split cannot be learned: add rows of it or change data.split')
+    return names
 
   def new_model(self, hparams: Mapping[str, Any]
                 ) -> Union[tf.keras.Model, finetune.Finetuner]:

@@ -17,10 +17,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import tensorflow as tf
 import tf_keras as keras
 
-from modules.config import EarlyStoppingSpec
+from modules.config import PROBABILITIES, PROBABILITY, EarlyStoppingSpec
 
-PROBABILITY = 'probability'  # binary output [batch, 1]; read by the Evaluator
-PROBABILITIES = 'probabilities'  # multiclass output [batch, num_classes]
 EMBEDDING = 'embedding'  # the backbone's output layer
 
 OPTIMIZERS = {

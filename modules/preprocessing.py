@@ -1,12 +1,28 @@
-"""preprocessing_fn for TFX Transform: scale numbers, index categories."""
+"""preprocessing_fn for TFX Transform: fill gaps, scale numbers, index
+categories, and index a STRING label.
 
-from typing import Any, Dict, Mapping
+A feature the schema makes optional arrives as a SparseTensor (at most one
+value a row); a required one dense. Either way a value is *missing* when it
+is absent, NaN, or an empty string (the serving_raw signature's way of
+leaving a value out, modules/train.py). Missing values are filled by the
+spec's `preprocessing.impute` rule with statistics that tf.Transform's
+analyzers compute over the train split, so the same fill is applied inside
+the serving graph; an indicator feature (1.0 where the value was missing)
+is added where the rule asks for one.
+"""
+
+from typing import Any, Dict, Mapping, Tuple, Union
 
 import tensorflow as tf
 import tensorflow_transform as tft
 
 from modules import features as features_lib
-from modules.config import TransformConfig
+from modules.config import ConstantToken, TransformConfig
+
+# The category a missing value becomes under `missing_bucket`.
+MISSING_TOKEN = '__missing__'
+# The vocabulary of a STRING label's class names (most frequent first).
+LABEL_VOCABULARY = 'label_classes'
 
 _NUMERIC_SCALERS = {
     'z_score': tft.scale_to_z_score,
@@ -15,44 +31,115 @@ _NUMERIC_SCALERS = {
 }
 
 
-def _dense(x: Any) -> tf.Tensor:
-  """Required features arrive dense; a sparse one means the schema lacks shape."""
+def single_values(x: Union[tf.Tensor, tf.SparseTensor], default: Any
+                  ) -> Tuple[tf.Tensor, tf.Tensor]:
+  """(values [batch, 1] with `default` where missing, missing [batch, 1])."""
   if isinstance(x, tf.SparseTensor):
-    raise ValueError(
-        'a feature arrived as a SparseTensor: give it `shape { dim { size: 1 } }`'
-        ' and presence min_fraction 1.0 in the schema')
-  return x
+    batch = x.dense_shape[0]
+    x = tf.sparse.reset_shape(x, tf.stack([batch, tf.constant(1, tf.int64)]))
+    values = tf.sparse.to_dense(x, default_value=default)
+    present = tf.sparse.to_dense(
+        tf.SparseTensor(x.indices, tf.ones_like(x.values, tf.int32),
+                        x.dense_shape), default_value=0) > 0
+    values = tf.reshape(values, [-1, 1])  # a static shape for Transform
+    missing = tf.reshape(tf.logical_not(present), [-1, 1])
+  else:
+    values = tf.reshape(x, [-1, 1])
+    missing = tf.zeros_like(values, tf.bool)
+  if values.dtype.is_floating:
+    missing = tf.logical_or(missing, tf.math.is_nan(values))
+  elif values.dtype == tf.string:
+    missing = tf.logical_or(missing, tf.equal(tf.strings.strip(values), ''))
+  return values, missing
+
+
+def _numeric(x, fill, scaling: str) -> Tuple[tf.Tensor, tf.Tensor]:
+  if isinstance(x, tf.SparseTensor):
+    x = tf.SparseTensor(x.indices, tf.cast(x.values, tf.float32), x.dense_shape)
+  values, missing = single_values(tf.cast(x, tf.float32)
+                                  if isinstance(x, tf.Tensor) else x,
+                                  float('nan'))
+  present = tf.boolean_mask(values, tf.logical_not(missing))
+  if fill == 'mean':
+    value = tft.mean(present)
+  elif fill == 'median':
+    value = tf.reshape(tft.quantiles(present, num_buckets=2, epsilon=1e-3),
+                       [-1])[0]
+  elif fill == 'zero':
+    value = tf.constant(0.0)
+  else:
+    value = tf.constant(float(fill))
+  # A column with no value at all in the train split fills with 0.
+  value = tf.where(tf.math.is_nan(value), 0.0, value)
+  filled = tf.where(missing, value, values)
+  return _NUMERIC_SCALERS[scaling](filled), missing
+
+
+def _categorical(x, key: str, fill, vocab) -> Tuple[tf.Tensor, tf.Tensor]:
+  values, missing = single_values(x, '' if x.dtype == tf.string else 0)
+  if values.dtype != tf.string:
+    values = tf.strings.as_string(values)
+  if fill == 'most_frequent':
+    # The vocabulary is ordered by frequency: id 0 is the most frequent.
+    present = tf.boolean_mask(values, tf.logical_not(missing))
+    vocabulary = tft.vocabulary(present, top_k=vocab.top_k,
+                                vocab_filename=key)
+    ids = tft.apply_vocabulary(values, vocabulary,
+                               num_oov_buckets=vocab.num_oov_buckets)
+    return tf.where(missing, tf.zeros_like(ids), ids), missing
+  token = fill.constant if isinstance(fill, ConstantToken) else MISSING_TOKEN
+  filled = tf.where(missing, tf.fill(tf.shape(values), token), values)
+  ids = tft.compute_and_apply_vocabulary(
+      filled, top_k=vocab.top_k, num_oov_buckets=vocab.num_oov_buckets,
+      vocab_filename=key)
+  return ids, missing
+
+
+def transform_label(x) -> tf.Tensor:
+  """INT class indices as they are; STRING class names as their index in
+  LABEL_VOCABULARY (over the train split, most frequent first; a name
+  never seen in training is -1)."""
+  if x.dtype == tf.string:
+    values, _ = single_values(x, '')
+    return tft.compute_and_apply_vocabulary(
+        tf.strings.strip(values), num_oov_buckets=0, default_value=-1,
+        vocab_filename=LABEL_VOCABULARY)
+  values, _ = single_values(x, 0)
+  return tf.cast(values, tf.int64)
 
 
 def preprocessing_fn(inputs: Mapping[str, Any],
                      custom_config: Mapping[str, Any]) -> Dict[str, Any]:
   """Transforms raw features into model inputs.
 
-  Numeric features are scaled as `preprocessing.numeric` says (z-score by
-  default); categorical ones are mapped to integer ids over a vocabulary
-  computed on the training split, with OOV buckets. The label is passed
-  through.
+  Numeric features are filled where missing and scaled as
+  `preprocessing.numeric` says (z-score by default); categorical ones are
+  filled and mapped to integer ids over a vocabulary computed on the
+  training split, with OOV buckets; a STRING label becomes class indices.
 
   Args:
     inputs: raw feature tensors keyed by column name.
     custom_config: a TransformConfig as JSON (modules/config.py).
 
   Returns:
-    Transformed tensors keyed by `features.transformed_name(column)`.
+    Transformed tensors keyed by `features.transformed_name(column)`, and
+    `features.indicator_name(column)` for each indicator.
   """
   config = TransformConfig.from_custom_config(custom_config)
   feats = config.features
-  scale = _NUMERIC_SCALERS[config.preprocessing.numeric]
-  vocab = config.preprocessing.categorical
+  options = config.preprocessing
   outputs = {}
+  missing = {}
   for key in feats.numeric:
-    outputs[features_lib.transformed_name(key)] = scale(
-        tf.cast(_dense(inputs[key]), tf.float32))
+    fill, _ = options.impute.rule(key, categorical=False)
+    outputs[features_lib.transformed_name(key)], missing[key] = _numeric(
+        inputs[key], fill, options.numeric)
   for key in feats.categorical:
-    outputs[features_lib.transformed_name(key)] = (
-        tft.compute_and_apply_vocabulary(
-            _dense(inputs[key]), top_k=vocab.top_k,
-            num_oov_buckets=vocab.num_oov_buckets, vocab_filename=key))
-  outputs[feats.transformed_label] = tf.cast(_dense(inputs[feats.label]),
-                                             tf.int64)
+    fill, _ = options.impute.rule(key, categorical=True)
+    outputs[features_lib.transformed_name(key)], missing[key] = _categorical(
+        inputs[key], key, fill, options.categorical)
+  for key in config.indicators():
+    outputs[features_lib.indicator_name(key)] = tf.cast(missing[key],
+                                                        tf.float32)
+  outputs[feats.transformed_label] = transform_label(inputs[feats.label])
   return outputs

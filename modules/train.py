@@ -4,7 +4,7 @@ serialized tf.Examples."""
 
 import json
 import os
-from typing import Dict
+from typing import Dict, Union
 
 import tensorflow as tf
 import tf_keras as keras
@@ -13,62 +13,108 @@ from tfx import v1 as tfx
 from modules import data as data_lib
 from modules import distribute, finetune, search_space
 from modules import model as model_lib
-from modules.config import TrainerConfig
+from modules.config import (
+    RAW_SIGNATURE,
+    TRANSFORM_FEATURES_SIGNATURE,
+    TrainerConfig,
+)
 from modules.tuner import require_legacy_keras
 
 HPARAMS_FILE = 'hyperparameters.json'  # in model_run, beside TensorBoard logs
 CLASS_ID = 'class_id'  # multiclass: the most probable class index
+CLASS_NAME = 'class_name'  # a STRING label's name of the predicted class
 
 
-RAW_SIGNATURE = 'serving_raw'  # one input per raw feature
+def _raw_input_spec(spec) -> tf.TensorSpec:
+  """serving_raw's input for one raw feature: a required feature as the
+  schema types it; an optional one where "missing" can be said: a float
+  (NaN: missing) for a number, a string ("": missing) for text."""
+  if isinstance(spec, tf.io.FixedLenFeature) or spec.dtype == tf.string:
+    return tf.TensorSpec(shape=[None], dtype=spec.dtype)
+  return tf.TensorSpec(shape=[None], dtype=(
+      tf.float64 if spec.dtype.is_integer else spec.dtype))
+
+
+def _raw_feature(value: tf.Tensor, spec) -> Union[tf.Tensor, tf.SparseTensor]:
+  """One serving_raw input as tf.io.parse_example would have parsed it: a
+  required feature [batch] + its shape; an optional one a SparseTensor
+  holding the values that are present."""
+  if isinstance(spec, tf.io.FixedLenFeature):
+    return tf.reshape(value, [-1] + list(spec.shape))
+  present = (tf.not_equal(tf.strings.strip(value), '')
+             if value.dtype == tf.string
+             else tf.logical_not(tf.math.is_nan(value)))
+  rows = tf.where(present)
+  return tf.SparseTensor(
+      indices=tf.concat([rows, tf.zeros_like(rows)], axis=1),
+      values=tf.cast(tf.gather_nd(value, rows), spec.dtype),
+      dense_shape=tf.stack([tf.shape(value, out_type=tf.int64)[0],
+                            tf.constant(1, tf.int64)]))
 
 
 def serving_signatures(model: keras.Model, training_data: data_lib.TrainingData
                        ) -> Dict[str, tf.types.experimental.ConcreteFunction]:
-  """Two signatures over the same model, both applying the Transform graph
-  inside; both answer {'probability': [batch, 1]} for a binary label, else
-  {'probabilities': [batch, classes], 'class_id': [batch]}.
+  """The exported model's signatures, each applying the Transform graph.
 
-  - serving_default: `examples`, serialized tf.Examples of the raw features
-    (no label); what TFMA evaluates and TF Serving clients usually send.
-  - serving_raw: one [batch] input per raw feature, typed as the schema
-    types it, so a client can send plain values (JSON numbers and strings
-    through TF Serving's REST API).
+  serving_default and serving_raw take the model's raw features only (not
+  the label, nor excluded or unused columns) and answer
+  {'probability': [batch, 1]} for a binary label, else
+  {'probabilities': [batch, classes], 'class_id': [batch]}; with a STRING
+  label also 'class_name', the predicted class's name.
+
+  - serving_default: `examples`, serialized tf.Examples (an optional feature
+    may be left out); what TF Serving clients usually send.
+  - serving_raw: one [batch] input per raw feature, so a client can send
+    plain values (JSON numbers and strings through TF Serving's REST API).
+    An optional feature is left out of a row as NaN (a number) or "" (text);
+    its value is then imputed as in training.
+  - transform_features: serialized tf.Examples with the label, to the
+    transformed features and label; TFMA evaluates through it.
   """
-  model.tft_layer = training_data.transform_output.transform_features_layer()
-  raw_spec = training_data.transform_output.raw_feature_spec()
-  raw_spec.pop(training_data.features.label, None)
+  transform_output = training_data.transform_output
+  model.tft_layer = transform_output.transform_features_layer()
+  full_spec = transform_output.raw_feature_spec()
+  raw_spec = {k: full_spec[k] for k in training_data.features.keys}
   input_names = list(model.input_names)
   multiclass = training_data.model_inputs.num_classes > 2
+  names = training_data.class_names()
+  class_names = tf.constant(names) if names is not None else None
 
   def predict(raw):
     transformed = model.tft_layer(raw)
     output = model({k: transformed[k] for k in input_names})
     if multiclass:
-      return {model_lib.PROBABILITIES: output,
-              CLASS_ID: tf.argmax(output, axis=-1)}
-    return {model_lib.PROBABILITY: output}
+      class_id = tf.argmax(output, axis=-1)
+      result = {model_lib.PROBABILITIES: output, CLASS_ID: class_id}
+    else:
+      class_id = tf.cast(output[:, 0] > 0.5, tf.int64)
+      result = {model_lib.PROBABILITY: output}
+    if class_names is not None:
+      result[CLASS_NAME] = tf.gather(class_names, class_id)
+    return result
 
   @tf.function(input_signature=[
       tf.TensorSpec(shape=[None], dtype=tf.string, name='examples')])
   def serve_tf_examples(serialized):
     return predict(tf.io.parse_example(serialized, raw_spec))
 
+  @tf.function(input_signature=[
+      tf.TensorSpec(shape=[None], dtype=tf.string, name='examples')])
+  def transform_features(serialized):
+    return model.tft_layer(tf.io.parse_example(serialized, full_spec))
+
   def serve_raw(features):
-    # As tf.io.parse_example shapes them: [batch] + the feature's shape.
-    return predict({
-        name: tf.reshape(value, [-1] + list(raw_spec[name].shape))
-        for name, value in features.items()})
+    return predict({name: _raw_feature(value, raw_spec[name])
+                    for name, value in features.items()})
 
   serve_raw = tf.function(serve_raw, input_signature=[{
-      name: tf.TensorSpec(shape=[None], dtype=spec.dtype, name=name)
+      name: tf.TensorSpec(shape=[None], dtype=_raw_input_spec(spec).dtype,
+                          name=name)
       for name, spec in raw_spec.items()}])
-  signatures = {'serving_default': serve_tf_examples.get_concrete_function()}
-  # Optional features (VarLenFeature) have no fixed shape to take plain
-  # values into; such models serve tf.Examples only.
-  if all(isinstance(spec, tf.io.FixedLenFeature) for spec in raw_spec.values()):
-    signatures[RAW_SIGNATURE] = serve_raw.get_concrete_function()
-  return signatures
+  return {'serving_default': serve_tf_examples.get_concrete_function(),
+          RAW_SIGNATURE: serve_raw.get_concrete_function(),
+          TRANSFORM_FEATURES_SIGNATURE:
+              transform_features.get_concrete_function()}
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -86,6 +132,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   seed = config.training.seed
   keras.utils.set_random_seed(seed)
   training_data = data_lib.TrainingData(fn_args, config)
+  training_data.class_names()  # every class of the data trains, or stop here
   hparams = search_space.resolve(fn_args.hyperparameters,
                                  config.model.search_space, config.training.mode)
   with distribute.strategy().scope():

@@ -60,6 +60,14 @@ def quiet_logs(verbose: bool) -> None:
     logging.getLogger('tensorflow').setLevel(logging.ERROR)
 
 
+MAX_SLICES_SHOWN = 8
+
+
+def _metrics_text(metrics: Dict[str, Any]) -> str:
+  return ', '.join(f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}'
+                   for k, v in sorted(metrics.items()))
+
+
 def print_summary(summary: Dict[str, Any], out=sys.stdout) -> None:
   p = lambda *a: print(*a, file=out)  # noqa: E731
   p('')
@@ -70,9 +78,16 @@ def print_summary(summary: Dict[str, Any], out=sys.stdout) -> None:
     p(f'blessed: {"yes" if summary["blessed"] else "no"} '
       f'({summary["blessing_reason"]})')
   if summary['metrics']:
-    p('metrics (eval split): ' + ', '.join(
-        f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}'
-        for k, v in sorted(summary['metrics'].items())))
+    p('metrics (eval split): ' + _metrics_text(summary['metrics']))
+  slices = summary.get('slices') or {}
+  for name in sorted(slices)[:MAX_SLICES_SHOWN]:
+    entry = slices[name]
+    undefined = (f'; undefined: {", ".join(entry["undefined"])} '
+                 f'({entry["reason"]})' if entry['undefined'] else '')
+    p(f'  slice {name}: {_metrics_text(entry["metrics"])}{undefined}')
+  if len(slices) > MAX_SLICES_SHOWN:
+    p(f'  ... {len(slices) - MAX_SLICES_SHOWN} more slices in the summary '
+      'JSON')
   states = {c['id']: c['state'] for c in summary['components']}
   if summary['pushed']:
     earlier = ' (by an earlier run; this one was cached)' if states.get(
@@ -88,13 +103,17 @@ def print_summary(summary: Dict[str, Any], out=sys.stdout) -> None:
 
 def cmd_validate(args) -> int:
   from pipeline.runners import preflight  # pylint: disable=g-import-not-at-top
-  spec = _load(args)
-  rows = preflight.run_preflight(spec)
+  checked = preflight.run_preflight(_load(args))
+  spec = checked.spec
   if spec.training.mode == 'finetune':
     print(f'base model: {preflight.locate_base_model(spec)} (loads, and '
           'takes the transformed features)')
+  tuner = spec.tuner.algorithm if spec.tuner.enabled else 'off'
+  if spec.tuner.enabled and spec.uses_module_file('tuner_fn'):
+    tuner = "the module file's tuner_fn"
   print(f'{args.spec}: ok (pipeline {spec.name}, {len(spec.feature_keys)} '
-        f'features, {rows} rows, tuner {spec.tuner.algorithm if spec.tuner.enabled else "off"})')
+        f'features, {checked.rows} rows, {spec.features.num_classes} classes, '
+        f'tuner {tuner}, schema {spec.schema_file or "inferred by SchemaGen"})')
   return 0
 
 
@@ -108,6 +127,17 @@ def cmd_run(args) -> int:
   if summary['status'] != 'succeeded':
     raise ComponentFailed(
         f'{summary["failed_component"]} failed: {summary["reason"]}')
+  return 0
+
+
+def cmd_schema(args) -> int:
+  from pipeline.runners import local  # pylint: disable=g-import-not-at-top
+  result = local.infer_schema(_load(args), args.output,
+                              progress=lambda line: print(line, flush=True))
+  optional = ', '.join(result['optional']) or 'none'
+  print(f'wrote {result["schema"]}: {result["features"]} features, optional '
+        f'(may be missing): {optional}. Curate it, then set schema: '
+        f'{result["schema"]} in the spec')
   return 0
 
 
@@ -198,7 +228,8 @@ def cmd_predict(args) -> int:
   from pipeline.serving import client as predict_client  # pylint: disable=g-import-not-at-top
   signature, results = predict_client.predict_file(
       args.url, args.file, signature=args.signature,
-      row_format=args.format == 'rows', batch_size=args.batch_size)
+      row_format=args.format == 'rows', batch_size=args.batch_size,
+      null_values=('', *(args.null or ())))
   for i, prediction in enumerate(results):
     print(json.dumps({'row': i + 1, 'prediction': prediction}))
   print(f'{len(results)} rows scored through {signature}', file=sys.stderr)
@@ -288,6 +319,16 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
   validate = sub.add_parser('validate', help='check a spec, its schema and data')
   add_spec(validate)
   validate.set_defaults(func=cmd_validate)
+
+  schema = sub.add_parser(
+      'schema', help="infer a schema from the spec's data (ExampleGen, "
+      'StatisticsGen, SchemaGen) and write it, ready to curate')
+  add_spec(schema)
+  schema.add_argument('--output', required=True, metavar='FILE',
+                      help='where to write it, e.g. schemas/NAME/schema.pbtxt')
+  schema.add_argument('--verbose', action='store_true',
+                      help='show TFX, Beam and TensorFlow logs')
+  schema.set_defaults(func=cmd_schema)
 
   run = sub.add_parser('run', help='run the pipeline locally')
   add_spec(run)
@@ -387,6 +428,12 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
                             'inputs (columns)')
   predict.add_argument('--batch-size', type=int, default=64,
                        help='rows per request (default 64)')
+  predict.add_argument('--null', action='append', metavar='TOKEN',
+                       help='a cell text that means "missing", as the spec\'s '
+                            'data.null_values (repeatable; the empty cell and '
+                            'JSON null always do). A missing value is sent as '
+                            'NaN or "" to serving_raw, and left out of a '
+                            'tf.Example')
   predict.set_defaults(func=cmd_predict)
 
   lineage = sub.add_parser(

@@ -1,9 +1,15 @@
 """The bundled data sets, exported from packages already installed.
 
 No download: scikit-learn ships the Wisconsin diagnostic breast-cancer data
-and the handwritten digits (1,797 8x8 images). The exported CSVs are committed
-under data/; `python -m pipeline.datasets` rewrites them, and tests check the
-committed files still match the source.
+and the handwritten digits (1,797 8x8 images); vega_datasets ships a local
+copy of the cars data (406 cars of 1970-1982, with gaps); TFX ships the
+Palmer penguins its examples use (334 rows, scaled to [0, 1], in its test
+data). The exported CSVs are committed under data/; `python -m
+pipeline.datasets` rewrites them, and tests check the committed files still
+match the source.
+
+The cars CSV is written as such data usually arrives: a missing value is
+`NA`, the model year a date, the origin (the label) a name.
 
 The digits make a transfer task: `digits_source` holds the images of digits
 0-4 (label = the digit), `digits_target` those of digits 5-9 (label = digit
@@ -91,7 +97,92 @@ def write_digits_csv(task: str, path: Optional[str] = None) -> str:
                     digits_rows(task))
 
 
+CARS_CSV = os.path.join(DATA_DIR, 'cars', 'cars.csv')
+CARS_NULL = 'NA'
+
+
+def cars_columns() -> List[str]:
+  from vega_datasets import local_data  # pylint: disable=g-import-not-at-top
+  return [_snake(c) for c in local_data.cars().columns]
+
+
+def cars_rows() -> Iterator[Sequence[str]]:
+  """Yields the 406 cars as CSV cells: numbers as read, NA where missing,
+  the year as its date."""
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  from vega_datasets import local_data  # pylint: disable=g-import-not-at-top
+  frame = local_data.cars()
+  for row in frame.itertuples(index=False):
+    cells = []
+    for value in row:
+      if isinstance(value, pd.Timestamp):
+        cells.append(value.date().isoformat())
+      elif pd.isna(value):
+        cells.append(CARS_NULL)
+      elif isinstance(value, float) and value.is_integer():
+        cells.append(repr(value))
+      else:
+        cells.append(str(value))
+    yield cells
+
+
+def write_cars_csv(path: str = CARS_CSV) -> str:
+  return _write_csv(path, cars_columns(), cars_rows())
+
+
+PENGUIN_CSV = os.path.join(DATA_DIR, 'penguin', 'penguins.csv')
+PENGUIN_COLUMNS = ['culmen_length_mm', 'culmen_depth_mm', 'flipper_length_mm',
+                   'body_mass_g', 'species']
+
+
+def penguin_source() -> str:
+  """TFX's penguin test data folder (Split-train, Split-eval TFRecords)."""
+  import tfx  # pylint: disable=g-import-not-at-top
+  return os.path.join(os.path.dirname(tfx.__file__), 'components', 'testdata',
+                      'penguin', 'data')
+
+
+def penguin_rows() -> Iterator[Sequence[str]]:
+  """Yields TFX's 334 penguins (train split, then eval) as CSV cells."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  for split in ('Split-train', 'Split-eval'):
+    files = sorted(tf.io.gfile.glob(os.path.join(penguin_source(), split,
+                                                 '*.gz')))
+    for record in tf.data.TFRecordDataset(files, compression_type='GZIP'):
+      features = tf.train.Example.FromString(record.numpy()).features.feature
+      yield [repr(features[c].float_list.value[0]) for c in
+             PENGUIN_COLUMNS[:-1]] + [
+                 str(features['species'].int64_list.value[0])]
+
+
+def write_penguin_csv(path: str = PENGUIN_CSV) -> str:
+  return _write_csv(path, PENGUIN_COLUMNS, penguin_rows())
+
+
+PENGUIN_SCHEMA = os.path.join(os.path.dirname(DATA_DIR), 'schemas', 'penguin',
+                              'schema.pbtxt')
+
+
+def penguin_schema_source() -> str:
+  """TFX's schema for its penguin test data, as TFX wrote it."""
+  return os.path.join(os.path.dirname(penguin_source()), 'schema',
+                      'schema.pbtxt')
+
+
+def write_penguin_schema(path: str = PENGUIN_SCHEMA) -> str:
+  """Copies TFX's penguin schema unchanged (a TFX-written schema)."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(penguin_schema_source(), 'rb') as f:
+    data = f.read()
+  with open(path, 'wb') as f:
+    f.write(data)
+  return path
+
+
 if __name__ == '__main__':
   print(write_breast_cancer_csv(DEFAULT_CSV))
   for name in DIGITS_TASKS:
     print(write_digits_csv(name))
+  print(write_cars_csv())
+  print(write_penguin_csv())
+  print(write_penguin_schema())

@@ -85,6 +85,16 @@ BUDGET = ['tuner.max_trials=4', 'tuner.max_epochs=4', 'training.epochs=40']
 _COMPONENT_STARTED = re.compile(r'^  \w+ \.\.\.$', re.MULTILINE)
 
 
+def resolved_spec(path=DEFAULT_SPEC, overrides=None):
+  """A spec as the runner hands it to create_pipeline: loaded, then resolved
+  against its data by the (TensorFlow-free) pre-flight checks."""
+  # pylint: disable=g-import-not-at-top
+  from pipeline.definition import spec as spec_lib
+  from pipeline.runners import preflight
+  # pylint: enable=g-import-not-at-top
+  return preflight.run_preflight(spec_lib.load_spec(path, overrides)).spec
+
+
 def cli(*args, timeout=1500):
   env = {**os.environ, 'TF_USE_LEGACY_KERAS': '1', 'PYTHONUNBUFFERED': '1'}
   proc = subprocess.run([sys.executable, '-m', 'pipeline', *args], cwd=REPO,

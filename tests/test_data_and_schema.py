@@ -33,7 +33,7 @@ def test_schema_spec_and_csv_name_the_same_columns():
 
 
 def test_preflight_passes_on_shipped_data():
-  assert preflight.run_preflight(spec_lib.load_spec(DEFAULT_SPEC)) == 569
+  assert preflight.run_preflight(spec_lib.load_spec(DEFAULT_SPEC)).rows == 569
 
 
 def _write(tmp_path, transform_rows, name='data.csv'):
@@ -136,7 +136,7 @@ def test_digits_schema_serves_both_tasks_and_bounds_the_label():
     spec = spec_lib.load_spec(os.path.join(
         os.path.dirname(DEFAULT_SPEC), f'{name}.yaml'))
     preflight.check_features(spec, schema)
-    assert preflight.run_preflight(spec) in (901, 896)
+    assert preflight.run_preflight(spec).rows in (901, 896)
     wrong = spec_lib.load_spec(
         os.path.join(os.path.dirname(DEFAULT_SPEC), f'{name}.yaml'),
         {'features.num_classes': 3})

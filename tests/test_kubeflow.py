@@ -25,7 +25,11 @@ from pipeline.metadata import store as metadata_lib
 from tests import kfp_launcher
 from tests.conftest import DATA_CSV, MODEL, REPO, cli
 
-SPECS = sorted(glob.glob(os.path.join(REPO, 'pipeline', 'specs', '*.yaml')))
+BUNDLED = sorted(glob.glob(os.path.join(REPO, 'pipeline', 'specs', '*.yaml')))
+# penguin.yaml runs TFX's module file from the virtualenv, which is not in the
+# pipeline image: refused (test_a_module_file_outside_the_project_is_refused).
+PENGUIN = os.path.join(REPO, 'pipeline', 'specs', 'penguin.yaml')
+SPECS = [p for p in BUNDLED if p != PENGUIN]
 IMAGE = 'registry.example.com/tfx-pipeline:1.0'
 GPU = {'type': 'nvidia.com/gpu', 'count': 2}
 CLUSTER = {
@@ -111,7 +115,7 @@ def parameter(proto, task, name):
 
 
 def test_every_bundled_spec_compiles_to_the_full_dag(compiled):
-  assert len(compiled) == len(SPECS) >= 3
+  assert len(compiled) == len(SPECS) >= 4
   for spec, proto, path in compiled.values():
     edges = expected_edges(spec)
     tasks = proto.root.dag.tasks
@@ -266,7 +270,7 @@ REFUSALS = [
     ({'kubeflow.beam_args': ['--direct_running_mode=in_memory']},
      'in_memory runs Beam in one thread'),
     ({'schema': '/tmp/elsewhere/schema.pbtxt'},
-     'schema: /tmp/elsewhere/schema.pbtxt is outside the project'),
+     'schema: /tmp/elsewhere/schema.pbtxt is not in the pipeline image'),
 ]
 
 
@@ -611,3 +615,39 @@ def test_evaluator_drops_an_empty_baseline_only(tmp_path):
       {**inputs, 'baseline_model': [empty]}) == inputs
   kept = {**inputs, 'baseline_model': [full]}
   assert pushed_model.without_empty_baseline(kept) == kept
+
+
+def test_a_module_file_outside_the_project_is_refused(tmp_path):
+  spec = load(PENGUIN)
+  with pytest.raises(runner.KubeflowError) as error:
+    runner.cluster_settings(spec, image=IMAGE)
+  assert str(error.value) == (
+      f'{PENGUIN}: module_file: {spec.module_file} is not in the pipeline '
+      "image (it holds the project's pipeline, components, modules, kubeflow, "
+      'schemas folders); move it under modules/ and rebuild the image')
+  del tmp_path
+
+
+def test_a_spec_without_schema_compiles_schemagen_in_its_place(tmp_path):
+  output = str(tmp_path / 'cars.yaml')
+  spec, settings = compile_to(os.path.join(REPO, 'pipeline', 'specs',
+                                           'cars.yaml'), output, schema=None)
+  with open(output) as f:
+    proto = json_format.ParseDict(yaml.safe_load(f),
+                                  pipeline_spec_pb2.PipelineSpec())
+  tasks = proto.root.dag.tasks
+  assert 'SchemaGen' in tasks and 'ImportSchemaGen' not in tasks
+  assert set(tasks['SchemaGen'].dependent_tasks) == {'StatisticsGen'}
+  # resources.schema_gen applies to whichever node reads the schema.
+  assert container_of(proto, 'SchemaGen')['resources'] == json_format.MessageToDict(
+      settings.platform_configs['SchemaGen'])
+  del spec
+
+
+def test_remote_data_needs_the_classes_and_features_in_the_spec(tmp_path):
+  spec = load(SPECS[0], **{'data.csv': 'gs://bucket/data/'})
+  settings = runner.cluster_settings(spec, image=IMAGE)
+  with pytest.raises(runner.KubeflowError, match=(
+      'features: the data .gs://bucket/data/. is not read at compile time')):
+    runner.compile_pipeline(spec, settings, str(tmp_path / 'x.yaml'))
+  assert not os.listdir(tmp_path)

@@ -14,7 +14,7 @@ from components import anomalies_gate, baseline
 from pipeline.definition import pipeline as pipeline_lib
 from pipeline.definition import spec as spec_lib
 from pipeline.runners import environment
-from tests.conftest import DEFAULT_SPEC
+from tests.conftest import DEFAULT_SPEC, resolved_spec
 
 ORDER = ['CsvExampleGen', 'ImportSchemaGen', 'StatisticsGen',
          'ExampleValidator', 'AnomaliesGate', 'Transform', 'Tuner', 'Trainer',
@@ -22,7 +22,7 @@ ORDER = ['CsvExampleGen', 'ImportSchemaGen', 'StatisticsGen',
 
 
 def _pipeline(tmp_path, overrides=None):
-  spec = spec_lib.load_spec(DEFAULT_SPEC, overrides)
+  spec = resolved_spec(DEFAULT_SPEC, overrides)
   env = pipeline_lib.Environment(pipeline_root=str(tmp_path / 'root'),
                                  code_version='abc',
                                  transform_code_version='xyz')
@@ -84,32 +84,71 @@ def test_definition_is_pure_and_compiles(tmp_path):
   assert not os.path.exists(tmp_path / 'root')
 
 
+def _gates(metric):
+  """{slicing spec: threshold} of one MetricConfig's per-slice thresholds."""
+  return {tuple(str(s) for s in gate.slicing_specs): gate.threshold
+          for gate in metric.per_slice_thresholds}
+
+
+OVERALL = (str(tfma.SlicingSpec()),)
+
+
 def test_eval_config_thresholds_follow_the_spec():
-  spec = spec_lib.load_spec(DEFAULT_SPEC, {
+  spec = resolved_spec(DEFAULT_SPEC, {
       'evaluation.metrics': ['auc', 'accuracy', 'calibration', 'log_loss'],
       'evaluation.thresholds': {'accuracy': 0.9, 'log_loss': 0.4,
                                 'calibration': {'lower': 0.8, 'upper': 1.2}},
       'evaluation.change_thresholds': {'auc': -0.01, 'log_loss': 0.0}})
   config = pipeline_lib.eval_config(spec)
-  assert config.model_specs[0].label_key == 'diagnosis'
+  # The transformed label, through the model's transform_features signature.
+  assert config.model_specs[0].label_key == 'diagnosis_xf'
+  assert list(config.model_specs[0].preprocessing_function_names) == [
+      'transform_features']
   assert config.model_specs[0].prediction_key == 'probability'
   metrics = {m.class_name: m for m in config.metrics_specs[0].metrics}
   assert set(metrics) == {'AUC', 'BinaryAccuracy', 'Calibration',
                           'BinaryCrossEntropy', 'CalibrationPlot'}
-  accuracy = metrics['BinaryAccuracy'].threshold.value_threshold
+  # Thresholds gate the overall slice only, never every slice.
+  for metric in metrics.values():
+    assert not metric.HasField('threshold')
+    assert set(_gates(metric)) <= {OVERALL}
+  accuracy = _gates(metrics['BinaryAccuracy'])[OVERALL].value_threshold
   assert accuracy.lower_bound.value == pytest.approx(0.9)
   assert not accuracy.HasField('upper_bound')
-  log_loss = metrics['BinaryCrossEntropy'].threshold
+  log_loss = _gates(metrics['BinaryCrossEntropy'])[OVERALL]
   assert log_loss.value_threshold.upper_bound.value == pytest.approx(0.4)
   assert (log_loss.change_threshold.direction ==
           tfma.MetricDirection.LOWER_IS_BETTER)
-  auc = metrics['AUC'].threshold.change_threshold
+  auc = _gates(metrics['AUC'])[OVERALL].change_threshold
   assert auc.direction == tfma.MetricDirection.HIGHER_IS_BETTER
   assert auc.absolute.value == pytest.approx(-0.01)
-  calibration = metrics['Calibration'].threshold.value_threshold
+  calibration = _gates(metrics['Calibration'])[OVERALL].value_threshold
   assert (calibration.lower_bound.value,
           calibration.upper_bound.value) == pytest.approx((0.8, 1.2))
   assert len(config.slicing_specs) == 1  # overall only
+
+
+def test_slice_thresholds_gate_the_slices_they_name():
+  spec = resolved_spec(DEFAULT_SPEC, {
+      'evaluation.slices': [['mean_radius']],
+      'evaluation.thresholds': {'auc': 0.95},
+      'evaluation.slice_thresholds': [
+          {'slice': {'mean_radius': 14.5}, 'thresholds': {'accuracy': 0.7}},
+          {'slice': ['mean_texture'], 'thresholds': {'auc': 0.5}}]})
+  config = pipeline_lib.eval_config(spec)
+  one = tfma.SlicingSpec(feature_values={'mean_radius': '14.5'})
+  every = tfma.SlicingSpec(feature_keys=['mean_texture'])
+  assert list(config.slicing_specs) == [
+      tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=['mean_radius']), one,
+      every]
+  metrics = {m.class_name: m for m in config.metrics_specs[0].metrics}
+  auc = _gates(metrics['AUC'])
+  assert auc[OVERALL].value_threshold.lower_bound.value == pytest.approx(0.95)
+  assert auc[(str(every),)].value_threshold.lower_bound.value == 0.5
+  accuracy = _gates(metrics['BinaryAccuracy'])
+  assert set(accuracy) == {(str(one),)}
+  # A one-class slice is told apart from a bad model by its mean label.
+  assert 'MeanLabel' in metrics
 
 
 def test_code_fingerprint_changes_with_module_code(tmp_path):
@@ -183,7 +222,8 @@ DIGITS_TARGET = os.path.join(os.path.dirname(DEFAULT_SPEC),
 
 
 def test_finetuning_imports_the_base_model_into_tuner_and_trainer(tmp_path):
-  spec = spec_lib.load_spec(DIGITS_TARGET)
+  spec = spec_lib.load_spec(DIGITS_TARGET)  # lists its features and classes
+  assert spec.is_resolved
   env = pipeline_lib.Environment(pipeline_root=str(tmp_path / 'root'),
                                  base_model_uri='/models/base/7')
   p = pipeline_lib.create_pipeline(spec, env)
@@ -211,5 +251,13 @@ def test_multiclass_eval_config_reads_class_probabilities():
   assert classes == ['ExampleCount', 'SparseCategoricalAccuracy',
                      'SparseCategoricalCrossentropy']
   accuracy = config.metrics_specs[0].metrics[1]
-  assert accuracy.threshold.value_threshold.lower_bound.value == (
+  assert _gates(accuracy)[OVERALL].value_threshold.lower_bound.value == (
       spec.evaluation.thresholds['accuracy'])
+
+
+def test_an_unresolved_spec_is_refused(tmp_path):
+  spec = spec_lib.load_spec(DEFAULT_SPEC)  # the data decides num_classes
+  assert spec.features.num_classes is None and not spec.is_resolved
+  with pytest.raises(ValueError, match='resolve the spec against the data'):
+    pipeline_lib.create_pipeline(spec, pipeline_lib.Environment(
+        pipeline_root=str(tmp_path)))

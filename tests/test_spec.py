@@ -1,5 +1,7 @@
 """Spec validation: the shipped spec loads; every bad key, type or value is
-refused with one line naming the file and the key."""
+refused with one line naming the file and the key, at load or, for rules
+that depend on the data (the number of classes, the features), by the
+pre-flight checks `validate` and `run` make before anything runs."""
 
 import os
 
@@ -7,12 +9,18 @@ import pytest
 import yaml
 
 from pipeline.definition import spec as spec_lib
+from pipeline.runners import preflight
 from tests.conftest import DEFAULT_SPEC, REPO
 
 
 def _raw():
+  """The default spec, its data and schema paths made absolute."""
   with open(DEFAULT_SPEC) as f:
-    return yaml.safe_load(f)
+    raw = yaml.safe_load(f)
+  folder = os.path.dirname(DEFAULT_SPEC)
+  raw['data']['csv'] = os.path.normpath(os.path.join(folder, raw['data']['csv']))
+  raw['schema'] = os.path.normpath(os.path.join(folder, raw['schema']))
+  return raw
 
 
 def _error(tmp_path, mutate) -> str:
@@ -20,8 +28,8 @@ def _error(tmp_path, mutate) -> str:
   mutate(raw)
   path = tmp_path / 'spec.yaml'
   path.write_text(yaml.safe_dump(raw))
-  with pytest.raises(spec_lib.SpecError) as info:
-    spec_lib.load_spec(str(path))
+  with pytest.raises((spec_lib.SpecError, preflight.PreflightError)) as info:
+    preflight.run_preflight(spec_lib.load_spec(str(path)))
   message = str(info.value)
   assert '\n' not in message
   assert message.startswith(str(path) + ': ')
@@ -93,7 +101,32 @@ BAD = [
      'features.label:'),
     ('duplicate feature', _set(['features', 'categorical'], ['mean_radius']),
      "features.categorical: 'mean_radius' is listed twice"),
-    ('no features', _set(['features'], {'label': 'diagnosis'}), 'features:'),
+    ('excluded feature', _set(['features', 'exclude'], ['mean_radius']),
+     "features.exclude: 'mean_radius' is listed twice"),
+    ('excluded label', _set(['features', 'exclude'], ['diagnosis']),
+     "features.label: 'diagnosis' is also listed in features.exclude"),
+    ('impute an unknown feature', _set(
+        ['preprocessing', 'impute'], {'features': {'age': {'fill': 'mean'}}}),
+     "preprocessing.impute.features.age: 'age' is not a numeric or "
+     'categorical feature'),
+    ('categorical fill on a number', _set(
+        ['preprocessing', 'impute'],
+        {'features': {'mean_radius': {'fill': 'most_frequent'}}}),
+     'preprocessing.impute.features.mean_radius.fill: mean_radius is '
+     'numeric: use mean, median, zero or a number'),
+    ('bad numeric fill', _set(['preprocessing', 'impute'], {'numeric': 'mode'}),
+     'preprocessing.impute.numeric:'),
+    ('slice threshold on unknown feature', _set(
+        ['evaluation', 'slice_thresholds'],
+        [{'slice': {'age': 3}, 'thresholds': {'auc': 0.5}}]),
+     "evaluation.slice_thresholds.0.slice: 'age' is not a declared feature"),
+    ('slice threshold without bounds', _set(
+        ['evaluation', 'slice_thresholds'], [{'slice': ['mean_radius']}]),
+     'evaluation.slice_thresholds.0.thresholds: required key is missing'),
+    ('missing module file', _set(['module_file'], '/nowhere/module.py'),
+     'module_file: /nowhere/module.py: no such file'),
+    ('internal key', _set(['module_functions'], ['run_fn']),
+     'module_functions: unknown key'),
     ('wrong splits', _set(['data', 'split'], {'train': 1, 'test': 1}),
      'data.split: must name exactly the splits train and eval'),
     ('unknown metric', _set(['evaluation', 'metrics'], ['f1']),
@@ -139,14 +172,14 @@ BAD = [
      'model.image: height x width x channels is 25 but the cnn builder takes '
      'the numeric features as pixels (30 numeric'),
     ('binary metric on multiclass', _set(['features', 'num_classes'], 3),
-     "evaluation.metrics: 'auc' is a binary metric; with features.num_classes"
-     ' 3 use: example_count, accuracy, log_loss'),
+     "evaluation.metrics: 'auc' is a binary metric; with 3 classes use: "
+     'example_count, accuracy, log_loss'),
     ('binary objective on multiclass', lambda raw: (
         raw['features'].update(num_classes=3),
         raw['evaluation'].update(metrics=['accuracy'], thresholds={},
                                  change_thresholds={}),
         raw['tuner'].update(objective='val_auc')),
-     "tuner.objective: 'val_auc' is not reported for features.num_classes 3"),
+     "tuner.objective: 'val_auc' is not reported for 3 classes"),
     ('one class', _set(['features', 'num_classes'], 1),
      'features.num_classes:'),
 ]

@@ -24,19 +24,30 @@ from typing import Any, Dict, List, Optional
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
-from components import pushed_model
+from components import csv_example_gen, csv_format, pushed_model
 from components import pusher as pusher_lib
 from components.anomalies_gate import AnomaliesGate
 from components.baseline import baseline_resolver
-from modules.config import TrainerConfig, TransformConfig, TunerConfig
-from pipeline.definition.spec import Bounds, PipelineSpec, metric_table
+from modules.config import (
+    TRANSFORM_FEATURES_SIGNATURE,
+    TrainerConfig,
+    TransformConfig,
+    TunerConfig,
+    prediction_key,
+)
+from pipeline.definition.spec import (
+    Bounds,
+    PipelineSpec,
+    SliceThreshold,
+    Threshold,
+    metric_table,
+)
 
 PREPROCESSING_FN = 'modules.preprocessing.preprocessing_fn'
 TUNER_FN = 'modules.tuner.tuner_fn'
 RUN_FN = 'modules.train.run_fn'
 # The serving signature's output the Evaluator reads: modules.model's
 # PROBABILITY (binary) or PROBABILITIES (multiclass).
-PREDICTION_KEYS = {'binary': 'probability', 'multiclass': 'probabilities'}
 BASE_MODEL_IMPORTER = 'base_model_importer'
 BASE_MODEL_FINDER = 'base_model_finder'
 BASELINE_FINDER = 'baseline_model_finder'
@@ -44,8 +55,6 @@ BASELINE_RESOLVER = 'baseline_model_resolver'
 BASELINES = ('local', 'vertex', 'pushed')
 
 
-def prediction_key(num_classes: int) -> str:
-  return PREDICTION_KEYS['binary' if num_classes == 2 else 'multiclass']
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,13 +82,16 @@ class Environment:
   baseline: str = 'local'
   # Kubeflow only: node id -> KFP ResourceSpec proto (with_platform_config).
   platform_configs: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  # Each CSV column's kind (INT, FLOAT, STRING) as the runner found it
+  # (declared by the schema, or inferred from the data); ExampleGen infers
+  # the columns not listed.
+  column_kinds: Dict[str, str] = dataclasses.field(default_factory=dict)
 
 
-def _threshold(metric: str, spec: PipelineSpec
-               ) -> Optional[tfma.MetricThreshold]:
-  direction = metric_table(spec.features.num_classes)[metric][2]
-  bound = spec.evaluation.thresholds.get(metric)
-  change = spec.evaluation.change_thresholds.get(metric)
+def _threshold(bound: Optional[Threshold], change: Optional[float],
+               direction: Optional[str]) -> Optional[tfma.MetricThreshold]:
+  """A TFMA threshold: absolute bounds and/or a change against the
+  baseline (in the metric's better direction)."""
   if bound is None and change is None:
     return None
   threshold = tfma.MetricThreshold()
@@ -102,27 +114,86 @@ def _threshold(metric: str, spec: PipelineSpec
   return threshold
 
 
+def slicing_spec(gate: SliceThreshold) -> tfma.SlicingSpec:
+  """`[feature, ...]`: every slice of those features; `{feature: value}`:
+  that one slice."""
+  if isinstance(gate.slice, dict):
+    return tfma.SlicingSpec(feature_values={
+        k: str(v) for k, v in gate.slice.items()})
+  return tfma.SlicingSpec(feature_keys=list(gate.slice))
+
+
+# Binary metrics that need both classes in a slice; with one class they are
+# undefined there (pipeline/metadata/results.py reports them as such).
+TWO_CLASS_METRICS = ('auc', 'auc_pr', 'precision', 'recall')
+
+
 def eval_config(spec: PipelineSpec) -> tfma.EvalConfig:
-  """TFMA config: the spec's metrics, slices and blessing thresholds."""
+  """TFMA config: the spec's metrics and slices; `thresholds` and
+  `change_thresholds` gate the overall slice, `slice_thresholds` the slices
+  they name.
+
+  The project's model is evaluated on the transformed label (its
+  `transform_features` signature applies the Transform graph, so a STRING
+  label is read through the same vocabulary the model was trained with); a
+  module file's model on the raw label and its own output.
+  """
+  num_classes = int(spec.features.num_classes)
+  table = metric_table(num_classes)
+  names = spec.evaluation.metric_names(num_classes)
+  gates = spec.evaluation.slice_thresholds
+  slicing_specs = [tfma.SlicingSpec()] + [
+      tfma.SlicingSpec(feature_keys=keys) for keys in spec.evaluation.slices]
+  for gate in gates:
+    if slicing_spec(gate) not in slicing_specs:
+      slicing_specs.append(slicing_spec(gate))
   metrics = []
-  table = metric_table(spec.features.num_classes)
-  for metric in spec.evaluation.metrics:
+  for metric in names:
     config = tfma.MetricConfig(class_name=table[metric][0])
-    threshold = _threshold(metric, spec)
-    if threshold is not None:
-      config.threshold.CopyFrom(threshold)
+    direction = table[metric][2]
+    overall = _threshold(spec.evaluation.thresholds.get(metric),
+                         spec.evaluation.change_thresholds.get(metric),
+                         direction)
+    if overall is not None:
+      config.per_slice_thresholds.append(tfma.PerSliceMetricThreshold(
+          slicing_specs=[tfma.SlicingSpec()], threshold=overall))
+    for gate in gates:
+      bound = gate.thresholds.get(metric)
+      if bound is not None:
+        config.per_slice_thresholds.append(tfma.PerSliceMetricThreshold(
+            slicing_specs=[slicing_spec(gate)],
+            threshold=_threshold(bound, None, direction)))
     metrics.append(config)
-  if 'calibration' in spec.evaluation.metrics:
+  if 'calibration' in names:
     metrics.append(tfma.MetricConfig(class_name='CalibrationPlot'))
-  return tfma.EvalConfig(
-      model_specs=[tfma.ModelSpec(
-          signature_name='serving_default', label_key=spec.features.label,
-          prediction_key=prediction_key(spec.features.num_classes),
-          preprocessing_function_names=[])],
-      slicing_specs=[tfma.SlicingSpec()] + [
-          tfma.SlicingSpec(feature_keys=keys)
-          for keys in spec.evaluation.slices],
-      metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
+  if num_classes == 2 and len(slicing_specs) > 1 and any(
+      m in TWO_CLASS_METRICS for m in names):
+    # Tells a one-class slice (mean label 0 or 1) from a bad model there.
+    metrics.append(tfma.MetricConfig(class_name='MeanLabel'))
+  if spec.uses_module_file('run_fn'):
+    model_spec = tfma.ModelSpec(
+        signature_name='serving_default', label_key=spec.features.label,
+        prediction_key=spec.evaluation.prediction_key or '')
+  else:
+    model_spec = tfma.ModelSpec(
+        signature_name='serving_default',
+        label_key=spec.features.transformed_label,
+        prediction_key=(spec.evaluation.prediction_key or
+                        prediction_key(num_classes)),
+        preprocessing_function_names=[TRANSFORM_FEATURES_SIGNATURE])
+  return tfma.EvalConfig(model_specs=[model_spec],
+                         slicing_specs=slicing_specs,
+                         metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
+
+
+def _callback(spec: PipelineSpec, function: str, project_path: str
+              ) -> Dict[str, str]:
+  """The component argument naming `function`: the spec's module file when
+  it defines it (TFX packages that file for the component), else the
+  project's by import path."""
+  if spec.uses_module_file(function):
+    return {'module_file': spec.module_file}
+  return {function: project_path}
 
 
 def push_base_directory(spec: PipelineSpec) -> str:
@@ -149,6 +220,48 @@ def _baseline(spec: PipelineSpec, env: Environment, candidate):
   return baseline_resolver(candidate), tfx.components.Evaluator
 
 
+def _data_nodes(spec: PipelineSpec, env: Environment):
+  """ExampleGen and StatisticsGen: the same nodes (so the same cache keys)
+  in the full pipeline and in the schema-inference pipeline."""
+  # data.csv is a folder of CSV files, or one file (read as its folder with
+  # a pattern naming just that file).
+  input_base, input_config = spec.data.csv, None
+  if os.path.splitext(spec.data.csv)[1].lower() == '.csv':
+    input_base, pattern = os.path.split(spec.data.csv)
+    input_config = tfx.proto.Input(splits=[
+        tfx.proto.Input.Split(name='single_split', pattern=pattern)])
+  example_gen = csv_example_gen.CsvExampleGen(
+      csv_format.CsvFormat(null_values=tuple(spec.data.null_values),
+                           columns=env.column_kinds),
+      input_base=input_base, input_config=input_config,
+      output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(
+          splits=[tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
+                  for name, buckets in spec.data.split.items()])))
+  statistics_gen = tfx.components.StatisticsGen(
+      examples=example_gen.outputs['examples'])
+  return example_gen, statistics_gen
+
+
+def _schema_gen(statistics_gen) -> tfx.components.SchemaGen:
+  return tfx.components.SchemaGen(
+      statistics=statistics_gen.outputs['statistics'], infer_feature_shape=True)
+
+
+def create_schema_pipeline(spec: PipelineSpec,
+                           env: Environment) -> tfx.dsl.Pipeline:
+  """ExampleGen -> StatisticsGen -> SchemaGen: what `python -m pipeline
+  schema` runs to infer a schema from the data (TFX's infer-then-curate).
+  A later run of the full pipeline with the same data reuses the first two
+  from the cache."""
+  example_gen, statistics_gen = _data_nodes(spec, env)
+  return tfx.dsl.Pipeline(
+      pipeline_name=spec.name, pipeline_root=env.pipeline_root,
+      components=[example_gen, statistics_gen, _schema_gen(statistics_gen)],
+      enable_cache=env.enable_cache,
+      metadata_connection_config=env.metadata_connection_config,
+      beam_pipeline_args=list(env.beam_pipeline_args))
+
+
 def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
   """Builds the TFX pipeline for `spec` in `env`.
 
@@ -159,6 +272,11 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
   Returns:
     A tfx.dsl.Pipeline, ready for LocalDagRunner or a Kubeflow compiler.
   """
+  if not spec.is_resolved:
+    raise ValueError(
+        f'{spec.source}: the number of classes or the features are not known '
+        'yet: resolve the spec against the data first '
+        '(pipeline.runners.preflight.run_preflight)')
   # Each component gets the typed config of what it reads, so that (through
   # the cache key) changing, say, the training epochs does not re-run
   # Transform.
@@ -168,21 +286,11 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
                                     env.code_version).to_custom_config()
   trainer_config = spec.module_config(TrainerConfig,
                                       env.code_version).to_custom_config()
-  # data.csv is a folder of CSV files, or one file (read as its folder with
-  # a pattern naming just that file).
-  input_base, input_config = spec.data.csv, None
-  if os.path.splitext(spec.data.csv)[1].lower() == '.csv':
-    input_base, pattern = os.path.split(spec.data.csv)
-    input_config = tfx.proto.Input(splits=[
-        tfx.proto.Input.Split(name='single_split', pattern=pattern)])
-  example_gen = tfx.components.CsvExampleGen(
-      input_base=input_base, input_config=input_config,
-      output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(
-          splits=[tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
-                  for name, buckets in spec.data.split.items()])))
-  statistics_gen = tfx.components.StatisticsGen(
-      examples=example_gen.outputs['examples'])
-  schema_gen = tfx.components.ImportSchemaGen(schema_file=spec.schema_file)
+  example_gen, statistics_gen = _data_nodes(spec, env)
+  if spec.schema_file:
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=spec.schema_file)
+  else:  # TFX's infer-then-curate: `python -m pipeline schema` writes it
+    schema_gen = _schema_gen(statistics_gen)
   example_validator = tfx.components.ExampleValidator(
       statistics=statistics_gen.outputs['statistics'],
       schema=schema_gen.outputs['schema'])
@@ -190,8 +298,8 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
   transform = tfx.components.Transform(
       examples=example_gen.outputs['examples'],
       schema=schema_gen.outputs['schema'],
-      preprocessing_fn=PREPROCESSING_FN,
-      custom_config=transform_config)
+      custom_config=transform_config,
+      **_callback(spec, 'preprocessing_fn', PREPROCESSING_FN))
   transform.add_upstream_node(gate)
   components = [example_gen, statistics_gen, schema_gen, example_validator,
                 gate, transform]
@@ -221,17 +329,20 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
       examples=transform.outputs['transformed_examples'],
       transform_graph=transform.outputs['transform_graph'],
       schema=schema_gen.outputs['schema'], base_model=base_model,
-      train_args=tfx.proto.TrainArgs(splits=['train']),
-      eval_args=tfx.proto.EvalArgs(splits=['eval']))
+      train_args=tfx.proto.TrainArgs(splits=['train'],
+                                     num_steps=spec.training.train_steps),
+      eval_args=tfx.proto.EvalArgs(splits=['eval'],
+                                   num_steps=spec.training.eval_steps))
   hyperparameters = None
   if spec.tuner.enabled:
-    tuner = tfx.components.Tuner(tuner_fn=TUNER_FN,
-                                 custom_config=tuner_config, **training_inputs)
+    tuner = tfx.components.Tuner(custom_config=tuner_config,
+                                 **_callback(spec, 'tuner_fn', TUNER_FN),
+                                 **training_inputs)
     hyperparameters = tuner.outputs['best_hyperparameters']
     components.append(tuner)
-  trainer = tfx.components.Trainer(run_fn=RUN_FN,
-                                   hyperparameters=hyperparameters,
+  trainer = tfx.components.Trainer(hyperparameters=hyperparameters,
                                    custom_config=trainer_config,
+                                   **_callback(spec, 'run_fn', RUN_FN),
                                    **training_inputs)
   baseline, evaluator_class = _baseline(spec, env, trainer.outputs['model'])
   evaluator = evaluator_class(

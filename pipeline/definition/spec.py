@@ -7,6 +7,7 @@ allowed. Relative paths in a spec are resolved against the spec file's folder;
 URIs (gs://, s3://, ...) are kept as they are.
 """
 
+import ast
 import math
 import os
 import re
@@ -27,7 +28,9 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from components.csv_format import DEFAULT_NULL_VALUES
 from modules.config import (
+  NUMERIC_FILLS,
   FloatRange,
   IntRange,
   ModelSpec,
@@ -79,8 +82,12 @@ class SpecError(PipelineError):
 
 
 class DataSpec(_Strict):
+  """`csv`: a folder of CSV files with a header row, or one file.
+  `null_values`: cell texts that mean "missing" (the empty cell always
+  does); components/csv_format.py has the reading rules."""
   csv: str
   split: Dict[str, int] = {'train': 4, 'eval': 1}
+  null_values: List[str] = list(DEFAULT_NULL_VALUES)
 
 
 class BaseModelSpec(_Strict):
@@ -100,6 +107,11 @@ class SpecTrainingSpec(TrainingSpec):
   fine-tuning base model comes from (the runner resolves it; the model
   reaches the Tuner and Trainer through a channel, not through config)."""
   base_model: Optional[BaseModelSpec] = None
+  # TFX's TrainArgs/EvalArgs num_steps, for a module file's run_fn and
+  # tuner_fn (fn_args.train_steps, eval_steps); the project's own run_fn
+  # trains by epochs.
+  train_steps: Optional[int] = Field(default=None, ge=1)
+  eval_steps: Optional[int] = Field(default=None, ge=1)
 
 
 class Bounds(_Strict):
@@ -107,21 +119,53 @@ class Bounds(_Strict):
   upper: Optional[float] = None
 
 
+Threshold = Union[float, Bounds]
+
+
+class SliceThreshold(_Strict):
+  """Bounds that gate named slices: `slice` is `{feature: value, ...}` (one
+  slice) or `[feature, ...]` (every slice of those features)."""
+  slice: Union[Dict[str, Union[str, int, float]], List[str]]
+  thresholds: Dict[Literal[METRICS], Threshold] = Field(min_length=1)  # type: ignore[valid-type]
+
+  @property
+  def features(self) -> List[str]:
+    return list(self.slice)
+
+
+DEFAULT_METRICS = ('example_count', 'auc', 'accuracy', 'precision', 'recall',
+                   'calibration')
+DEFAULT_MULTICLASS_METRICS = ('example_count', 'accuracy', 'log_loss')
+
+
 class EvaluationSpec(_Strict):
   """TFMA settings.
 
-  `thresholds`: absolute bounds the candidate must meet (a number is a lower
-  bound where higher is better, an upper bound for log_loss).
-  `change_thresholds`: against the last blessed model, the candidate must be
-  better by at least this much in the metric's better direction (0.0: no
-  worse; -0.01: at most 0.01 worse).
+  `metrics`: by default, for a binary label, example_count, auc, accuracy,
+  precision, recall and calibration; for more classes example_count,
+  accuracy and log_loss. `thresholds`: absolute bounds the candidate must
+  meet on the whole eval split (the overall slice; a number is a lower bound
+  where higher is better, an upper bound for log_loss). `change_thresholds`:
+  against the last blessed model, overall, the candidate must be better by
+  at least this much in the metric's better direction (0.0: no worse;
+  -0.01: at most 0.01 worse). `slice_thresholds`: bounds on named slices.
   """
-  metrics: List[Literal[METRICS]] = Field(  # type: ignore[valid-type]
-      default=['example_count', 'auc', 'accuracy', 'precision', 'recall',
-               'calibration'], min_length=1)
+  metrics: Optional[List[Literal[METRICS]]] = Field(  # type: ignore[valid-type]
+      default=None, min_length=1)
   slices: List[List[str]] = []
   thresholds: Dict[Literal[METRICS], Union[float, Bounds]] = {}  # type: ignore[valid-type]
   change_thresholds: Dict[Literal[METRICS], float] = {}  # type: ignore[valid-type]
+  slice_thresholds: List[SliceThreshold] = []
+  # The serving output TFMA reads; by default the project's model's
+  # (probability / probabilities), or a module file model's only output.
+  prediction_key: Optional[str] = None
+
+  def metric_names(self, num_classes: int) -> List[str]:
+    """The metrics computed: the spec's, or the defaults for the label."""
+    if self.metrics:
+      return list(self.metrics)
+    return list(DEFAULT_METRICS if num_classes == 2
+                else DEFAULT_MULTICLASS_METRICS)
 
 
 class PushSpec(_Strict):
@@ -196,11 +240,21 @@ class KubeflowSpec(_Strict):
 _Config = TypeVar('_Config', bound=ModuleConfig)
 
 
+# The callbacks a module file may define (TFX's names).
+MODULE_FUNCTIONS = ('preprocessing_fn', 'tuner_fn', 'run_fn')
+
+
 class PipelineSpec(_Strict):
-  """A whole, validated pipeline spec. Paths are absolute or URIs."""
+  """A whole, validated pipeline spec. Paths are absolute or URIs.
+
+  `schema`: a curated schema, or None: SchemaGen infers one from the data.
+  `module_file`: a TFX module file whose preprocessing_fn, tuner_fn and
+  run_fn (those it defines) replace the project's.
+  """
   name: str = Field(pattern=_NAME)
   data: DataSpec
-  schema_file: str = Field(alias='schema')
+  schema_file: Optional[str] = Field(default=None, alias='schema')
+  module_file: Optional[str] = None
   features: FeaturesSpec
   preprocessing: PreprocessingSpec = PreprocessingSpec()
   model: ModelSpec = ModelSpec()
@@ -212,6 +266,8 @@ class PipelineSpec(_Strict):
   kubeflow: KubeflowSpec = KubeflowSpec()
   # Where the spec was read from (set by load_spec; not a YAML key).
   source: str = Field(default='<dict>', exclude=True)
+  # The MODULE_FUNCTIONS module_file defines (read by spec_from_dict).
+  module_functions: Tuple[str, ...] = Field(default=(), exclude=True)
 
   model_config = ConfigDict(extra='forbid', frozen=True, populate_by_name=True)
 
@@ -219,17 +275,59 @@ class PipelineSpec(_Strict):
   def feature_keys(self) -> List[str]:
     return self.features.keys
 
+  @property
+  def is_resolved(self) -> bool:
+    """Whether what the data decides (the number of classes, the feature
+    lists when the spec leaves them out) is known."""
+    f = self.features
+    return f.num_classes is not None and bool(f.numeric or f.categorical)
+
+  def uses_module_file(self, function: str) -> bool:
+    """Whether `module_file` replaces the project's `function`."""
+    return function in self.module_functions
+
+  def resolved(self, num_classes: int, numeric: Optional[List[str]] = None,
+               categorical: Optional[List[str]] = None) -> 'PipelineSpec':
+    """This spec with what the data decided filled in, checked again.
+
+    Args:
+      num_classes: classes of the label (kept when the spec gives it).
+      numeric, categorical: the feature lists (kept when the spec lists any).
+
+    Raises:
+      SpecError: a rule that depends on the classes or the features fails.
+    """
+    f = self.features
+    update: Dict[str, Any] = {
+        'num_classes': f.num_classes if f.num_classes is not None else
+                       num_classes}
+    if not (f.numeric or f.categorical):
+      _check(bool(numeric or categorical), self.source, 'features',
+             'the data has no column besides the label and the excluded ones')
+      update.update(numeric=list(numeric or []),
+                    categorical=list(categorical or []))
+    spec = self.model_copy(update={
+        'features': f.model_copy(update=update)})
+    _check_consistency(spec)
+    return spec
+
   def module_config(self, config_type: Type[_Config],
                     code_version: str = '') -> _Config:
     """The typed module config of one component: the spec sections it
-    reads (`config_type.sections()`), as the callback will parse them."""
-    raw = self.model_dump(include=set(config_type.sections()),
-                          exclude={'training': {'base_model'}})
-    return config_type.model_validate({**raw, 'code_version': code_version})
+    reads (`config_type.sections()`), each with the fields its section type
+    declares, as the callback will parse them."""
+    sections = {}
+    for name in config_type.sections():
+      section_type = config_type.model_fields[name].annotation
+      sections[name] = getattr(self, name).model_dump(
+          include=set(section_type.model_fields))
+    return config_type.model_validate({**sections,
+                                       'code_version': code_version})
 
 
 # Keys that hold paths, resolved against the spec's folder.
-_PATH_KEYS = (('data', 'csv'), ('schema',), ('push', 'destination'),
+_PATH_KEYS = (('data', 'csv'), ('schema',), ('module_file',),
+              ('push', 'destination'),
               ('runner', 'pipeline_root'), ('runner', 'metadata'),
               ('training', 'base_model', 'path'))
 
@@ -265,11 +363,23 @@ def _allowed_keys(model: type, loc: Tuple[Any, ...]) -> List[str]:
   if current is None:
     return []
   return sorted(f.alias or name for name, f in current.model_fields.items()
-                if name != 'source')
+                if name not in ('source', 'module_functions'))
 
 
-def _format_error(source: str, err: Dict[str, Any]) -> str:
-  loc = tuple(err['loc'])
+def _key_path(loc: Tuple[Any, ...]) -> Tuple[Any, ...]:
+  """A pydantic error location without its union-member tags (e.g.
+  "literal['mean','median']", "float"): the keys a user wrote."""
+  return tuple(p for p in loc
+               if isinstance(p, int) or re.match(r'^[A-Za-z_][\w-]*$', p) and
+               p not in ('float', 'int', 'str', 'bool', 'dict', 'list') and
+               not p[0].isupper())
+
+
+def _format_error(source: str, errors: List[Dict[str, Any]]) -> str:
+  """The first error as one line; the alternatives of a union (a fill that
+  is a keyword or a number, say) joined with "or"."""
+  err = errors[0]
+  loc = _key_path(tuple(err['loc']))
   key = '.'.join(str(p) for p in loc) or '<top level>'
   if key.startswith('schema_file'):
     key = 'schema' + key[len('schema_file'):]
@@ -279,8 +389,14 @@ def _format_error(source: str, err: Dict[str, Any]) -> str:
             f'{", ".join(allowed)}')
   if err['type'] == 'missing':
     return f'{source}: {key}: required key is missing'
-  msg = err['msg'].replace('Input should be', 'must be')
-  return f'{source}: {key}: {msg} (got {err.get("input")!r})'
+  alternatives = []
+  for other in errors:
+    if _key_path(tuple(other['loc'])) == loc and other['type'] != 'missing':
+      msg = other['msg'].replace('Input should be ', '')
+      if msg not in alternatives:
+        alternatives.append(msg)
+  return (f'{source}: {key}: must be {"; or ".join(alternatives)} '
+          f'(got {err.get("input")!r})')
 
 
 def _check(cond: bool, source: str, key: str, message: str) -> None:
@@ -298,26 +414,54 @@ def _check_range(source: str, key: str, r: Union[IntRange, FloatRange]):
 
 
 def _check_consistency(spec: PipelineSpec) -> None:
-  """Cross-key rules that single fields cannot express."""
+  """Cross-key rules that single fields cannot express. Rules that depend
+  on the number of classes or on the feature lists wait until the runner
+  has read them from the data (`PipelineSpec.resolved`)."""
   src = spec.source
   f = spec.features
-  _check(bool(f.numeric or f.categorical), src, 'features',
-         'declare at least one numeric or categorical feature')
   seen: Dict[str, str] = {}
-  for group in ('numeric', 'categorical'):
+  for group in ('numeric', 'categorical', 'exclude'):
     for name in getattr(f, group):
       _check(name not in seen, src, f'features.{group}',
              f'{name!r} is listed twice (also in features.{seen.get(name)})')
       seen[name] = group
   _check(f.label not in seen, src, 'features.label',
-         f'{f.label!r} is also listed as a feature; the label must not be one')
+         f'{f.label!r} is also listed in features.{seen.get(f.label)}; the '
+         'label is neither a feature nor excluded')
   split = spec.data.split
   _check(set(split) == {'train', 'eval'}, src, 'data.split',
          f'must name exactly the splits train and eval (got {sorted(split)})')
   for name, buckets in split.items():
     _check(buckets >= 1, src, f'data.split.{name}',
            f'hash buckets must be >= 1 (got {buckets})')
-  space = spec.model.search_space
+  _check_search_space(spec)
+  _check_model(spec)
+  _check_training(spec)
+  _check_module_file(spec)
+  _check_impute(spec, seen)
+  if f.num_classes is not None:
+    _check_evaluation(spec)
+  if spec.is_resolved:
+    for i, slice_keys in enumerate(spec.evaluation.slices):
+      _check(bool(slice_keys), src, f'evaluation.slices.{i}',
+             'a slice names at least one feature (the overall slice is always '
+             'computed)')
+      for key in slice_keys:
+        _check(key in seen, src, f'evaluation.slices.{i}',
+               f'{key!r} is not a declared feature or excluded column')
+    for i, gate in enumerate(spec.evaluation.slice_thresholds):
+      for key in gate.features:
+        _check(key in seen, src, f'evaluation.slice_thresholds.{i}.slice',
+               f'{key!r} is not a declared feature or excluded column')
+  metadata = spec.runner.metadata
+  _check(not is_uri(metadata) or metadata.startswith('mysql://'), src,
+         'runner.metadata', 'give a SQLite file path or a '
+         'mysql://user@host:port/database URI (grpc:// stores are read by the '
+         'lineage commands only)')
+
+
+def _check_search_space(spec: PipelineSpec) -> None:
+  src, space = spec.source, spec.model.search_space
   for name in ('num_layers', 'units', 'dropout', 'learning_rate'):
     _check_range(src, f'model.search_space.{name}', getattr(space, name))
   _check(space.num_layers.min >= 1, src, 'model.search_space.num_layers.min',
@@ -333,48 +477,103 @@ def _check_consistency(spec: PipelineSpec) -> None:
   for name in ('l1', 'l2'):
     _check(all(v >= 0 for v in getattr(space, name)), src,
            f'model.search_space.{name}', 'values must be >= 0')
-  _check_model(spec)
-  _check_training(spec)
-  ev = spec.evaluation
-  table = metric_table(f.num_classes)
-  for metric in ev.metrics:
-    _check(metric in table, src, 'evaluation.metrics',
-           f'{metric!r} is a binary metric; with features.num_classes '
-           f'{f.num_classes} use: {", ".join(table)}')
-  for metric in list(ev.thresholds) + list(ev.change_thresholds):
-    _check(metric in ev.metrics, src, f'evaluation.thresholds.{metric}',
+
+
+def _check_thresholds(spec: PipelineSpec, key: str,
+                      thresholds: Mapping[str, Threshold]) -> None:
+  src = spec.source
+  num_classes = int(spec.features.num_classes)
+  metrics = spec.evaluation.metric_names(num_classes)
+  table = metric_table(num_classes)
+  for metric, bound in thresholds.items():
+    where = f'{key}.{metric}'
+    _check(metric in metrics, src, where,
            f'metric {metric!r} is not in evaluation.metrics '
-           f'({", ".join(ev.metrics)}); add it there first')
-  for metric, bound in ev.thresholds.items():
-    direction = table[metric][2]
-    _check(isinstance(bound, Bounds) or direction is not None, src,
-           f'evaluation.thresholds.{metric}',
+           f'({", ".join(metrics)}); add it there first')
+    _check(isinstance(bound, Bounds) or table[metric][2] is not None, src,
+           where,
            f'{metric} has no better direction: give {{lower: .., upper: ..}}')
     if isinstance(bound, Bounds):
-      _check(bound.lower is not None or bound.upper is not None, src,
-             f'evaluation.thresholds.{metric}', 'give lower, upper or both')
+      _check(bound.lower is not None or bound.upper is not None, src, where,
+             'give lower, upper or both')
       if bound.lower is not None and bound.upper is not None:
-        _check(bound.lower <= bound.upper, src,
-               f'evaluation.thresholds.{metric}', 'lower must not exceed upper')
+        _check(bound.lower <= bound.upper, src, where,
+               'lower must not exceed upper')
+
+
+def _check_evaluation(spec: PipelineSpec) -> None:
+  """Rules that depend on the number of classes."""
+  src, ev = spec.source, spec.evaluation
+  num_classes = int(spec.features.num_classes)
+  table = metric_table(num_classes)
+  for metric in ev.metric_names(num_classes):
+    _check(metric in table, src, 'evaluation.metrics',
+           f'{metric!r} is a binary metric; with {num_classes} classes use: '
+           f'{", ".join(table)}')
+  _check_thresholds(spec, 'evaluation.thresholds', ev.thresholds)
+  for i, gate in enumerate(ev.slice_thresholds):
+    _check_thresholds(spec, f'evaluation.slice_thresholds.{i}.thresholds',
+                      gate.thresholds)
   for metric, value in ev.change_thresholds.items():
+    _check_thresholds(spec, 'evaluation.change_thresholds', {metric: value})
     _check(table[metric][2] is not None, src,
            f'evaluation.change_thresholds.{metric}',
            f'{metric} has no better direction; allowed: ' + ', '.join(
                m for m, row in table.items() if row[2]))
     _check(math.isfinite(value), src, f'evaluation.change_thresholds.{metric}',
            'must be a finite number')
-  for i, slice_keys in enumerate(ev.slices):
-    _check(bool(slice_keys), src, f'evaluation.slices.{i}',
-           'a slice names at least one feature (the overall slice is always '
-           'computed)')
-    for key in slice_keys:
-      _check(key in seen, src, f'evaluation.slices.{i}',
-             f'{key!r} is not a declared feature')
-  metadata = spec.runner.metadata
-  _check(not is_uri(metadata) or metadata.startswith('mysql://'), src,
-         'runner.metadata', 'give a SQLite file path or a '
-         'mysql://user@host:port/database URI (grpc:// stores are read by the '
-         'lineage commands only)')
+  monitors = keras_monitors(num_classes)
+  _check(spec.tuner.objective in monitors, src, 'tuner.objective',
+         f'{spec.tuner.objective!r} is not reported for {num_classes} '
+         f'classes; allowed: {", ".join(monitors)}')
+  early = spec.training.early_stopping
+  _check(early is None or early.monitor in monitors, src,
+         'training.early_stopping.monitor',
+         f'{early and early.monitor!r} is not reported for {num_classes} '
+         f'classes; allowed: {", ".join(monitors)}')
+
+
+def _check_impute(spec: PipelineSpec, seen: Mapping[str, str]) -> None:
+  """Per-feature imputation rules name features, with a fill of their kind."""
+  src, impute = spec.source, spec.preprocessing.impute
+  _check(not isinstance(impute.numeric, float) or
+         math.isfinite(impute.numeric), src,
+         'preprocessing.impute.numeric', 'must be a finite number')
+  listed = bool(spec.features.numeric or spec.features.categorical)
+  for name, rule in impute.features.items():
+    key = f'preprocessing.impute.features.{name}'
+    group = seen.get(name)
+    if listed:
+      _check(group in ('numeric', 'categorical'), src, key,
+             f'{name!r} is not a numeric or categorical feature')
+    if rule.fill is None or group is None:
+      continue
+    numeric_fill = (isinstance(rule.fill, float) or
+                    rule.fill in NUMERIC_FILLS)
+    if group == 'numeric':
+      _check(numeric_fill, src, f'{key}.fill',
+             f'{name} is numeric: use mean, median, zero or a number')
+      _check(not isinstance(rule.fill, float) or math.isfinite(rule.fill),
+             src, f'{key}.fill', 'must be a finite number')
+    else:
+      _check(not numeric_fill, src, f'{key}.fill',
+             f'{name} is categorical: use missing_bucket, most_frequent or '
+             '{constant: TOKEN}')
+
+
+def _check_module_file(spec: PipelineSpec) -> None:
+  """A module file's tuner_fn and run_fn come as a pair when the Tuner runs:
+  the project's run_fn cannot train on another search space's values, nor
+  the module's run_fn on the project's."""
+  if not spec.module_file or not spec.tuner.enabled:
+    return
+  has_tuner = spec.uses_module_file('tuner_fn')
+  has_run = spec.uses_module_file('run_fn')
+  _check(has_tuner == has_run, spec.source, 'module_file',
+         f'{spec.module_file} defines {"tuner_fn" if has_tuner else "run_fn"} '
+         f'but not {"run_fn" if has_tuner else "tuner_fn"}: with the Tuner on, '
+         'the module file defines both or neither (or set tuner.enabled: '
+         'false)')
 
 
 def _check_model(spec: PipelineSpec) -> None:
@@ -383,10 +582,16 @@ def _check_model(spec: PipelineSpec) -> None:
     _check(model.image is not None, src, 'model.image',
            'the cnn builder needs {height, width, channels}')
     pixels = model.image.height * model.image.width * model.image.channels
-    _check(pixels == len(f.numeric) and not f.categorical, src, 'model.image',
+    listed = bool(f.numeric or f.categorical)
+    _check(not listed or (pixels == len(f.numeric) and not f.categorical),
+           src, 'model.image',
            f'height x width x channels is {pixels} but the cnn builder takes '
            f'the numeric features as pixels ({len(f.numeric)} numeric, '
            f'{len(f.categorical)} categorical)')
+    _check(not spec.preprocessing.impute.indicator and not any(
+        rule.indicator for rule in spec.preprocessing.impute.features.values()),
+           src, 'preprocessing.impute.indicator', 'the cnn builder takes the '
+           'numeric features as pixels only; indicators need the dnn builder')
   else:
     _check(model.image is None, src, 'model.image',
            'only the cnn builder takes an image layout')
@@ -403,15 +608,6 @@ def _check_model(spec: PipelineSpec) -> None:
          'values must be >= 0 (0: no hidden layer in the new head)')
   _check(all(v >= 1 for v in ft.epochs_per_stage), src,
          f'{key}.epochs_per_stage', 'values must be >= 1')
-  monitors = keras_monitors(f.num_classes)
-  _check(spec.tuner.objective in monitors, src, 'tuner.objective',
-         f'{spec.tuner.objective!r} is not reported for features.num_classes '
-         f'{f.num_classes}; allowed: {", ".join(monitors)}')
-  early = spec.training.early_stopping
-  _check(early is None or early.monitor in monitors, src,
-         'training.early_stopping.monitor',
-         f'{early and early.monitor!r} is not reported for '
-         f'features.num_classes {f.num_classes}; allowed: {", ".join(monitors)}')
 
 
 def _check_training(spec: PipelineSpec) -> None:
@@ -437,13 +633,55 @@ def spec_from_dict(raw: Mapping[str, Any], base_dir: str,
     raise SpecError(f'{source}: the spec must be a YAML mapping of keys '
                     f'(got {type(raw).__name__})')
   data = _deep_copy(dict(raw))
+  for internal in ('source', 'module_functions'):
+    if internal in data:
+      raise SpecError(f'{source}: {internal}: unknown key; allowed keys here: '
+                      f'{", ".join(_allowed_keys(PipelineSpec, (internal,)))}')
   _resolve_paths(data, base_dir)
+  module_file = data.get('module_file')
+  functions = (module_functions(module_file, source)
+               if isinstance(module_file, str) else ())
   try:
-    spec = PipelineSpec.model_validate({**data, 'source': source})
+    spec = PipelineSpec.model_validate({**data, 'source': source,
+                                        'module_functions': functions})
   except pydantic.ValidationError as e:
-    raise SpecError(_format_error(source, e.errors()[0])) from None
+    raise SpecError(_format_error(source, e.errors())) from None
   _check_consistency(spec)
   return spec
+
+
+def module_functions(path: str, source: str) -> Tuple[str, ...]:
+  """The MODULE_FUNCTIONS a module file defines at its top level (a def, an
+  assignment or an import of that name), read without importing it.
+
+  Raises:
+    SpecError: no such file, not Python, or none of the three defined.
+  """
+  key = f'{source}: module_file'
+  if is_uri(path):
+    raise SpecError(f'{key}: {path}: give a local file (the runner packages '
+                    'it for the components)')
+  if not os.path.isfile(path):
+    raise SpecError(f'{key}: {path}: no such file')
+  try:
+    with open(path, encoding='utf-8') as f:
+      tree = ast.parse(f.read(), path)
+  except (SyntaxError, UnicodeDecodeError, ValueError) as e:
+    raise SpecError(f'{key}: {path}: not a Python module '
+                    f'({type(e).__name__}: {e})') from None
+  names = set()
+  for node in tree.body:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+      names.add(node.name)
+    elif isinstance(node, ast.Assign):
+      names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    elif isinstance(node, (ast.Import, ast.ImportFrom)):
+      names.update((a.asname or a.name).split('.')[0] for a in node.names)
+  found = tuple(f for f in MODULE_FUNCTIONS if f in names)
+  if not found:
+    raise SpecError(f'{key}: {path} defines none of '
+                    f'{", ".join(MODULE_FUNCTIONS)} at its top level')
+  return found
 
 
 def _deep_copy(value: Any) -> Any:

@@ -105,34 +105,82 @@ def latest_blessed_model(store: mlmd.MetadataStore, pipeline_name: str
   return max(models, key=lambda m: m.id) if models else None
 
 
-def metric_values(evaluation_uri: str) -> Dict[str, float]:
-  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+# Binary metrics that need both classes in a slice (TFMA names); on a slice
+# whose labels are all one class they are undefined, whatever TFMA shows.
+TWO_CLASS_METRICS = ('auc', 'auc_precision_recall', 'precision', 'recall')
+MEAN_LABEL = 'mean_label'
+
+
+def slice_name(slice_key) -> str:
+  """'overall', or 'feature=value[, feature=value]' for a TFMA slice key."""
+  parts = []
+  for key in slice_key.single_slice_keys:
+    kind = key.WhichOneof('kind')
+    value = getattr(key, kind) if kind else ''
+    if isinstance(value, bytes):
+      value = value.decode(errors='replace')
+    parts.append(f'{key.column}={value:g}' if isinstance(value, float)
+                 else f'{key.column}={value}')
+  return ', '.join(parts) or 'overall'
+
+
+def _values(per_slice) -> Dict[str, float]:
   values = {}
-  for per_slice in tfma.load_metrics(evaluation_uri):
-    if per_slice.slice_key.single_slice_keys:
-      continue  # overall slice only
-    for item in per_slice.metric_keys_and_values:
-      key = item.key
-      if key.is_diff or key.model_name not in ('', 'candidate'):
-        continue
-      if item.value.HasField('double_value'):
-        values[key.name] = round(item.value.double_value.value, 6)
+  for item in per_slice.metric_keys_and_values:
+    key = item.key
+    if key.is_diff or key.model_name not in ('', 'candidate'):
+      continue
+    if item.value.HasField('double_value'):
+      values[key.name] = round(item.value.double_value.value, 6)
   return values
 
 
-def _failures(evaluation_uri: str) -> List[str]:
+def one_class(values: Dict[str, float]) -> bool:
+  """A binary slice whose labels are all one class (mean label 0 or 1)."""
+  mean = values.get(MEAN_LABEL)
+  return mean is not None and mean in (0.0, 1.0)
+
+
+def slice_metrics(evaluation_uri: str) -> Dict[str, Dict[str, Any]]:
+  """Per slice name: its metric values, and the metrics undefined there
+  (two-class metrics on a one-class slice: reported, never read as 0)."""
+  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+  result = {}
+  for per_slice in tfma.load_metrics(evaluation_uri):
+    values = _values(per_slice)
+    undefined = sorted(m for m in values if one_class(values) and
+                       m in TWO_CLASS_METRICS)
+    result[slice_name(per_slice.slice_key)] = {
+        'metrics': {k: v for k, v in values.items() if k not in undefined},
+        'undefined': undefined,
+        'reason': (f'one class in the slice (mean label '
+                   f'{values[MEAN_LABEL]:g})' if undefined else None)}
+  return result
+
+
+def metric_values(evaluation_uri: str) -> Dict[str, float]:
+  """The overall slice's metric values."""
+  return slice_metrics(evaluation_uri).get('overall', {}).get('metrics', {})
+
+
+def _failures(evaluation_uri: str,
+              slices: Optional[Dict[str, Dict[str, Any]]] = None) -> List[str]:
   import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
   result = tfma.load_validation_result(evaluation_uri)
+  slices = slices or {}
   lines = []
   for per_slice in result.metric_validations_per_slice:
-    where = ''
-    if per_slice.slice_key.single_slice_keys:
-      where = ' (slice ' + ', '.join(
-          f'{k.column}={k.bytes_value.decode() or k.float_value or k.int64_value}'
-          for k in per_slice.slice_key.single_slice_keys) + ')'
+    name = slice_name(per_slice.slice_key)
+    where = '' if name == 'overall' else f' (slice {name})'
+    undefined = slices.get(name, {}).get('undefined', [])
     for failure in per_slice.failures:
       key = failure.metric_key
       what = (f'{key.name} change vs. baseline' if key.is_diff else key.name)
+      if key.name in undefined:
+        lines.append(f'{what} is undefined{where}: '
+                     f'{slices[name]["reason"]}; gate a wider slice or drop '
+                     'this slice threshold')
+        continue
       value = failure.metric_value
       shown = (f'{value.double_value.value:.4f}'
                if value.HasField('double_value') else '?')
@@ -164,6 +212,7 @@ def summarize(record: RunRecord) -> Dict[str, Any]:
   """Blessing (with reasons), metrics, baseline and push of a run."""
   summary: Dict[str, Any] = {'blessed': None, 'blessing_reason': None,
                              'baseline_model': None, 'metrics': {},
+                             'slices': {},
                              'pushed': False, 'pushed_version': None,
                              'pushed_path': None, 'model_uri': None}
   models = record.artifacts('Trainer', 'model')
@@ -174,10 +223,11 @@ def summarize(record: RunRecord) -> Dict[str, Any]:
     summary['baseline_model'] = baseline[0].uri
   blessings = record.artifacts('Evaluator', 'blessing')
   evaluations = record.artifacts('Evaluator', 'evaluation')
+  slices = slice_metrics(evaluations[0].uri) if evaluations else {}
   if blessings:
     blessed = custom_property(blessings[0], 'blessed') == 1
     summary['blessed'] = blessed
-    failures = _failures(evaluations[0].uri) if evaluations else []
+    failures = _failures(evaluations[0].uri, slices) if evaluations else []
     if blessed:
       summary['blessing_reason'] = (
           'all thresholds met' + (' against the last blessed model'
@@ -186,7 +236,8 @@ def summarize(record: RunRecord) -> Dict[str, Any]:
     else:
       summary['blessing_reason'] = '; '.join(failures) or 'not blessed'
   if evaluations:
-    summary['metrics'] = metric_values(evaluations[0].uri)
+    summary['metrics'] = slices.get('overall', {}).get('metrics', {})
+    summary['slices'] = {k: v for k, v in slices.items() if k != 'overall'}
   pushes = record.artifacts('Pusher', 'pushed_model')
   if pushes and custom_property(pushes[0], 'pushed') == 1:
     summary['pushed'] = True

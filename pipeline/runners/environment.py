@@ -38,7 +38,8 @@ def build_environment(pipeline_root: str,
                       base_model_uri: Optional[str] = None,
                       base_model_push_base: Optional[str] = None,
                       baseline: str = 'local',
-                      platform_configs: Optional[Dict[str, Any]] = None):
+                      platform_configs: Optional[Dict[str, Any]] = None,
+                      column_kinds: Optional[Dict[str, str]] = None):
   """The definition's Environment, with this checkout's code fingerprints.
 
   Returns:
@@ -55,4 +56,5 @@ def build_environment(pipeline_root: str,
       base_model_uri=base_model_uri,
       base_model_push_base=base_model_push_base,
       baseline=baseline,
-      platform_configs=dict(platform_configs or {}))
+      platform_configs=dict(platform_configs or {}),
+      column_kinds=dict(column_kinds or {}))

@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import absl.logging
 import ml_metadata as mlmd
@@ -17,8 +17,13 @@ from tfx import v1 as tfx
 from tfx.dsl.compiler import compiler, constants
 from tfx.orchestration.portable import runtime_parameter_utils
 
-from pipeline.definition.pipeline import Environment, create_pipeline
+from pipeline.definition.pipeline import (
+    Environment,
+    create_pipeline,
+    create_schema_pipeline,
+)
 from pipeline.definition.spec import PipelineSpec
+from pipeline.errors import ComponentFailed
 from pipeline.metadata import results
 from pipeline.metadata import store as metadata_lib
 from pipeline.runners import preflight
@@ -33,13 +38,15 @@ def metadata_config(location: str):
 
 
 def local_environment(spec: PipelineSpec,
-                      base_model_uri: Optional[str] = None) -> Environment:
+                      base_model_uri: Optional[str] = None,
+                      column_kinds: Optional[Dict[str, str]] = None
+                      ) -> Environment:
   return build_environment(
       pipeline_root=spec.runner.pipeline_root,
       beam_args=spec.runner.beam_args,
       enable_cache=spec.runner.enable_cache,
       metadata_connection_config=metadata_config(spec.runner.metadata),
-      base_model_uri=base_model_uri)
+      base_model_uri=base_model_uri, column_kinds=column_kinds)
 
 
 class _ProgressHandler(logging.Handler):
@@ -66,12 +73,42 @@ class _ProgressHandler(logging.Handler):
       self._progress(f'  {node} done in {seconds:.1f}s')
 
 
-def one_line(error: BaseException, limit: int = 600) -> str:
-  """An exception as one line: its type and first line of message."""
-  text = str(error).strip().splitlines()
-  message = text[0] if text else ''
-  line = f'{type(error).__name__}: {message}' if message else type(error).__name__
-  return line if len(line) <= limit else line[:limit - 3] + '...'
+def one_line(error: BaseException) -> str:
+  """An exception as one line, whole: its type and its message with line
+  breaks and runs of spaces folded (a message is never cut short)."""
+  message = ' '.join(str(error).split())
+  return f'{type(error).__name__}: {message}' if message else (
+      type(error).__name__)
+
+
+def _execute(tfx_pipeline, progress: Progress
+             ) -> Tuple[str, Optional[Dict[str, str]]]:
+  """Runs a pipeline with LocalDagRunner: (run id, the failure or None).
+
+  A component failure does not raise; it is returned, named."""
+  ir = compiler.Compiler().compile(tfx_pipeline)
+  run_id = datetime.datetime.now().isoformat()
+  runtime_parameter_utils.substitute_runtime_parameter(
+      ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
+  # Progress comes from LocalDagRunner's INFO records, so absl must emit INFO
+  # (set through absl's verbosity flag: executors re-parse absl flags, which
+  # would reset a plain logger level). Terminal noise is the handlers' job.
+  handler = _ProgressHandler(progress)
+  absl_logger = logging.getLogger('absl')
+  absl_logger.addHandler(handler)
+  previous_verbosity = absl.logging.get_verbosity()
+  absl.logging.set_verbosity(absl.logging.INFO)
+  failure = None
+  try:
+    tfx.orchestration.LocalDagRunner().run_with_ir(ir)
+  except Exception as e:  # pylint: disable=broad-except
+    # Reported, not swallowed: the caller puts it in the summary or raises.
+    failure = {'component': handler.running or 'unknown', 'reason': one_line(e)}
+    progress(f'  {failure["component"]} FAILED')
+  finally:
+    absl_logger.removeHandler(handler)
+    absl.logging.set_verbosity(previous_verbosity)
+  return run_id, failure
 
 
 def run_local(spec: PipelineSpec, progress: Progress = print,
@@ -92,37 +129,16 @@ def run_local(spec: PipelineSpec, progress: Progress = print,
     The summary dict (see README, "What a run produces").
   """
   started = time.monotonic()
-  rows = preflight.run_preflight(spec)
-  progress(f'pipeline {spec.name}: {rows} rows in {spec.data.csv}')
+  checked = preflight.run_preflight(spec)
+  spec = checked.spec
+  progress(f'pipeline {spec.name}: {checked.rows} rows in {spec.data.csv}')
   base_model = preflight.locate_base_model(spec)
   if base_model:
     progress(f'base model: {base_model}')
   if metadata_lib.kind(spec.runner.metadata) == 'sqlite':
     os.makedirs(os.path.dirname(spec.runner.metadata), exist_ok=True)
-  env = local_environment(spec, base_model)
-  ir = compiler.Compiler().compile(create_pipeline(spec, env))
-  run_id = datetime.datetime.now().isoformat()
-  runtime_parameter_utils.substitute_runtime_parameter(
-      ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
-
-  # Progress comes from LocalDagRunner's INFO records, so absl must emit INFO
-  # (set through absl's verbosity flag: executors re-parse absl flags, which
-  # would reset a plain logger level). Terminal noise is the handlers' job.
-  handler = _ProgressHandler(progress)
-  absl_logger = logging.getLogger('absl')
-  absl_logger.addHandler(handler)
-  previous_verbosity = absl.logging.get_verbosity()
-  absl.logging.set_verbosity(absl.logging.INFO)
-  failure = None
-  try:
-    tfx.orchestration.LocalDagRunner().run_with_ir(ir)
-  except Exception as e:  # pylint: disable=broad-except
-    # Reported, not swallowed: the summary carries it and the CLI exits 1.
-    failure = {'component': handler.running or 'unknown', 'reason': one_line(e)}
-    progress(f'  {failure["component"]} FAILED')
-  finally:
-    absl_logger.removeHandler(handler)
-    absl.logging.set_verbosity(previous_verbosity)
+  env = local_environment(spec, base_model, checked.column_kinds)
+  run_id, failure = _execute(create_pipeline(spec, env), progress)
 
   store = mlmd.MetadataStore(env.metadata_connection_config)
   record = results.RunRecord(store, spec.name, run_id)
@@ -148,6 +164,71 @@ def run_local(spec: PipelineSpec, progress: Progress = print,
   with open(path, 'w') as f:
     json.dump(summary, f, indent=2, sort_keys=True)
   return summary
+
+
+SCHEMA_FILE = 'schema.pbtxt'  # in a SchemaGen artifact
+
+
+def for_serving(schema, spec: PipelineSpec):
+  """An inferred schema made ready to curate: the TRAINING and SERVING
+  environments, with the label and the excluded columns kept out of SERVING
+  (requests carry neither)."""
+  del schema.default_environment[:]
+  schema.default_environment.extend(['TRAINING', 'SERVING'])
+  for feature in schema.feature:
+    if (feature.name in [spec.features.label, *spec.features.exclude] and
+        'SERVING' not in feature.not_in_environment):
+      feature.not_in_environment.append('SERVING')
+  return schema
+
+
+def infer_schema(spec: PipelineSpec, output: str,
+                 progress: Progress = print) -> Dict[str, Any]:
+  """Infers a schema from the spec's data (ExampleGen, StatisticsGen and
+  SchemaGen, in the spec's pipeline root and store, so that a later run
+  reuses the first two from the cache) and writes it to `output` as text,
+  ready to curate and commit.
+
+  Returns:
+    {'schema': output, 'features': ..., 'optional': [...], 'run_id': ...}
+
+  Raises:
+    ComponentFailed: a component failed.
+  """
+  from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
+  from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=g-import-not-at-top
+  checked = preflight.run_preflight(spec.model_copy(
+      update={'schema_file': None}))
+  spec = checked.spec
+  progress(f'pipeline {spec.name}: {checked.rows} rows in {spec.data.csv}')
+  if metadata_lib.kind(spec.runner.metadata) == 'sqlite':
+    os.makedirs(os.path.dirname(spec.runner.metadata), exist_ok=True)
+  env = local_environment(spec, column_kinds=checked.column_kinds)
+  run_id, failure = _execute(create_schema_pipeline(spec, env), progress)
+  if failure:
+    raise ComponentFailed(f'{failure["component"]} failed: '
+                          f'{failure["reason"]}')
+  store = mlmd.MetadataStore(env.metadata_connection_config)
+  artifact = results.RunRecord(store, spec.name, run_id).artifacts(
+      'SchemaGen', 'schema')[0]
+  schema = schema_pb2.Schema()
+  with open(os.path.join(artifact.uri, SCHEMA_FILE)) as f:
+    text_format.Parse(f.read(), schema)
+  for_serving(schema, spec)
+  optional = [f.name for f in schema.feature if preflight.is_optional(f)]
+  header = (
+      f'# Inferred by `python -m pipeline schema` from {spec.data.csv} '
+      f'({checked.rows} rows, {datetime.date.today().isoformat()}).\n'
+      '# Curate it (domains, presence, value ranges), commit it, and name it\n'
+      '# in the spec\'s `schema:`; ExampleValidator then checks new data '
+      'against it.\n')
+  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+  tmp = output + '.tmp'
+  with open(tmp, 'w') as f:
+    f.write(header + text_format.MessageToString(schema))
+  os.replace(tmp, output)
+  return {'schema': output, 'run_id': run_id,
+          'features': len(schema.feature), 'optional': optional}
 
 
 def executed(summary: Dict[str, Any]) -> List[str]:

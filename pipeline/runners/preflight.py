@@ -1,13 +1,23 @@
 """Checks that run before the pipeline: the data and schema the spec names.
 
-Everything here is cheap and local, so a wrong column, a mistyped value or an
-empty cell is reported as one line naming the file, line and column before
-Beam starts, and long before anything could be trained or pushed.
-Distribution problems (values out of the schema's range, drift) are left to
+Everything here is cheap, local and free of TensorFlow, so a wrong column, a
+mistyped value or a missing required cell is reported as one line naming
+the file, line and column before Beam starts, and long before anything
+could be trained or pushed. The CSV is read by components/csv_format.py's
+rules, the ones the pipeline's ExampleGen reads it by, so what passes here
+is what the pipeline reads. `validate` runs exactly these checks.
+
+The data also decides what a spec may leave out: the number of classes (a
+STRING label's distinct names; an INT label's largest index + 1) and, when
+no feature is listed, the features (every other column: numbers numeric,
+text categorical). `run_preflight` returns the spec with them filled in.
+
+Distribution problems (values out of the schema's domain, drift) are left to
 ExampleValidator and the AnomaliesGate inside the pipeline.
 """
 
 import csv
+import dataclasses
 import io
 import math
 import os
@@ -16,12 +26,31 @@ from typing import Dict, List, Optional, Tuple
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from components import csv_format
 from pipeline.definition.spec import PipelineSpec, is_uri
 from pipeline.errors import PipelineError
+
+# The schema's feature types as CSV column kinds.
+SCHEMA_KINDS = {schema_pb2.INT: csv_format.INT,
+                schema_pb2.FLOAT: csv_format.FLOAT,
+                schema_pb2.BYTES: csv_format.STRING}
+_KIND_NAMES = {csv_format.INT: 'INT', csv_format.FLOAT: 'FLOAT',
+               csv_format.STRING: 'BYTES'}
 
 
 class PreflightError(PipelineError):
   """Bad input found before running. The message is one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Preflight:
+  """What the checks found: the spec resolved against the data, the number
+  of rows, every column's kind (declared by the schema or inferred) and the
+  label's distinct values."""
+  spec: PipelineSpec
+  rows: int
+  column_kinds: Dict[str, str]
+  label_values: Tuple = ()
 
 
 class _Files:
@@ -42,8 +71,8 @@ class _Files:
       self.join = os.path.join
       self.open = open
 
-  def read_text(self, path: str) -> str:
-    with self.open(path, 'r') as f:
+  def read_bytes(self, path: str) -> bytes:
+    with self.open(path, 'rb') as f:
       return f.read()
 
 
@@ -68,123 +97,339 @@ def load_schema(path: str) -> schema_pb2.Schema:
   if not fs.exists(path):
     raise PreflightError(f'{path}: schema file not found (schema in the spec)')
   try:
-    return text_format.Parse(fs.read_text(path), schema_pb2.Schema())
-  except text_format.ParseError as e:
-    raise PreflightError(f'{path}: not a valid schema text proto: {e}') from None
+    text = fs.read_bytes(path).decode('utf-8')
+    return text_format.Parse(text, schema_pb2.Schema())
+  except (text_format.ParseError, UnicodeDecodeError) as e:
+    detail = ' '.join(str(e).split())
+    raise PreflightError(f'{path}: not a valid schema text proto: {detail}'
+                         ) from None
+
+
+def is_optional(feature: schema_pb2.Feature) -> bool:
+  """Whether a row may lack a value of `feature`, as TFDV and tf.Transform
+  read the schema: a fixed shape means a value in every row; without one, a
+  row may lack the feature (presence below 1) or hold an empty value list
+  (no value_count minimum of 1), which is how a missing CSV cell arrives
+  (components/csv_format.py, as TFX's own CsvExampleGen writes it)."""
+  if feature.HasField('shape'):
+    return False
+  return (feature.presence.min_fraction < 1.0 or
+          feature.value_count.min < 1)
 
 
 _NUMERIC = (schema_pb2.FLOAT, schema_pb2.INT)
 _CATEGORICAL = (schema_pb2.BYTES, schema_pb2.INT)
+_LABEL = (schema_pb2.INT, schema_pb2.BYTES)
+
+
+def schema_problems(spec: PipelineSpec,
+                    schema: schema_pb2.Schema) -> List[str]:
+  """Every problem of the schema for this spec, each as a short phrase."""
+  by_name = {f.name: f for f in schema.feature}
+  f = spec.features
+  problems = []
+  wanted = [(f.label, 'features.label', _LABEL)]
+  wanted += [(k, 'features.numeric', _NUMERIC) for k in f.numeric]
+  wanted += [(k, 'features.categorical', _CATEGORICAL) for k in f.categorical]
+  wanted += [(k, 'features.exclude', None) for k in f.exclude]
+  for name, key, types in wanted:
+    if name not in by_name:
+      problems.append(f'{key}: {name!r} is not a feature of the schema; add '
+                      'it to the schema or fix the spec')
+    elif types and by_name[name].type not in types:
+      allowed = ' or '.join(schema_pb2.FeatureType.Name(t) for t in types)
+      problems.append(
+          f'{key}: {name!r} has type '
+          f'{schema_pb2.FeatureType.Name(by_name[name].type)} in the schema; '
+          f'{key} needs {allowed}')
+  for feature in schema.feature:
+    name = feature.name
+    if feature.type not in SCHEMA_KINDS:
+      problems.append(f'feature {name!r} has type '
+                      f'{schema_pb2.FeatureType.Name(feature.type)}; CSV data '
+                      'holds INT, FLOAT or BYTES')
+    if feature.HasField('shape') and [d.size for d in feature.shape.dim] != [1]:
+      problems.append(f'feature {name!r} has shape '
+                      f'{[d.size for d in feature.shape.dim]}; a CSV column is '
+                      'one value: shape [1] or value_count {min: 1 max: 1}')
+    if feature.HasField('value_count') and feature.value_count.max > 1:
+      problems.append(f'feature {name!r} has value_count max '
+                      f'{feature.value_count.max}; a CSV column is one value')
+    if (feature.HasField('shape') and feature.HasField('presence') and
+        feature.presence.min_fraction < 1.0):
+      problems.append(
+          f'feature {name!r} has a fixed shape but presence min_fraction '
+          f'{feature.presence.min_fraction:g}: a shaped feature is in every '
+          'row for TFDV and tf.Transform; for an optional feature give '
+          'value_count {min: 1 max: 1} instead of shape')
+  label = by_name.get(f.label)
+  classes = f.num_classes
+  if (label is not None and classes is not None and
+      label.HasField('int_domain') and (label.int_domain.min < 0 or
+                                        label.int_domain.max >= classes)):
+    problems.append(
+        f'label {label.name!r} ranges over '
+        f'{label.int_domain.min}..{label.int_domain.max} in the schema but '
+        f'features.num_classes is {classes} (class indices 0..{classes - 1})')
+  return problems
 
 
 def check_features(spec: PipelineSpec, schema: schema_pb2.Schema) -> None:
-  """The spec's label and features exist in the schema with usable types."""
-  by_name = {f.name: f for f in schema.feature}
-  where = spec.schema_file
-  wanted = [(spec.features.label, 'features.label', (schema_pb2.INT,))]
-  wanted += [(k, 'features.numeric', _NUMERIC) for k in spec.features.numeric]
-  wanted += [(k, 'features.categorical', _CATEGORICAL)
-             for k in spec.features.categorical]
-  for name, key, types in wanted:
-    if name not in by_name:
-      raise PreflightError(f'{where}: {key}: {name!r} is not a feature of the '
-                           'schema; add it to the schema or fix the spec')
-    if by_name[name].type not in types:
-      allowed = ' or '.join(schema_pb2.FeatureType.Name(t) for t in types)
-      raise PreflightError(
-          f'{where}: {key}: {name!r} has type '
-          f'{schema_pb2.FeatureType.Name(by_name[name].type)} in the schema; '
-          f'{key} needs {allowed}')
-    if not by_name[name].HasField('shape'):
-      raise PreflightError(f'{where}: feature {name!r} needs a fixed shape '
-                           '(shape { dim { size: 1 } }) for Transform')
-  label = by_name[spec.features.label]
-  classes = spec.features.num_classes
-  if label.HasField('int_domain') and (label.int_domain.min < 0 or
-                                       label.int_domain.max >= classes):
+  """The schema fits the spec: every problem, in one line.
+
+  Raises:
+    PreflightError: naming the schema and each problem.
+  """
+  problems = schema_problems(spec, schema)
+  if len(problems) == 1:
+    raise PreflightError(f'{spec.schema_file}: {problems[0]}')
+  if problems:
     raise PreflightError(
-        f'{where}: label {label.name!r} ranges over '
-        f'{label.int_domain.min}..{label.int_domain.max} in the schema but '
-        f'features.num_classes is {classes} (class indices 0..{classes - 1})')
+        f'{spec.schema_file}: {len(problems)} problems: ' + '; '.join(
+            f'({i}) {p}' for i, p in enumerate(problems, start=1)))
 
 
-def _parse(value: str, ftype: int) -> Tuple[bool, float]:
-  """(parses, numeric value) of a CSV cell under a schema type."""
-  if ftype == schema_pb2.INT:
-    try:
-      return True, float(int(value))
-    except ValueError:
-      return False, 0.0
-  if ftype == schema_pb2.FLOAT:
-    try:
-      return True, float(value)
-    except ValueError:
-      return False, 0.0
-  return True, 0.0
+@dataclasses.dataclass
+class _Column:
+  kind: Optional[str]  # declared, or None: inferred
+  required: bool = False
+  disallow_nan: bool = False
+  schema_type: str = ''
 
 
-def check_csv(path: str, schema: schema_pb2.Schema) -> int:
-  """Header equals the schema's features; each cell parses as its type and
-  is present (and not NaN) where the schema requires it. Returns row count."""
-  features: Dict[str, schema_pb2.Feature] = {f.name: f for f in schema.feature}
-  reader = csv.reader(io.StringIO(_Files(path).read_text(path)))
-  header = next(reader, None)
-  if not header:
-    raise PreflightError(f'{path}: empty file; expected a header row with '
-                         f'{", ".join(features)}')
-  missing = [n for n in features if n not in header]
-  extra = [n for n in header if n not in features]
-  if missing or extra:
-    parts = []
-    if missing:
-      parts.append(f'missing column(s) {", ".join(missing)}')
-    if extra:
-      parts.append(f'column(s) not in the schema {", ".join(extra)}')
-    raise PreflightError(f'{path}: header does not match the schema: '
-                         f'{"; ".join(parts)}')
-  columns = [(i, name, features[name]) for i, name in enumerate(header)]
-  rows = 0
-  for rows, row in enumerate(reader, start=1):
-    line = rows + 1
-    if len(row) != len(header):
-      raise PreflightError(f'{path}: line {line}: {len(row)} fields, expected '
-                           f'{len(header)}')
-    for i, name, feature in columns:
-      cell = row[i].strip()
-      required = feature.presence.min_fraction >= 1.0
-      if not cell:
-        if required:
-          raise PreflightError(
-              f'{path}: line {line}, column {name}: empty value, but the '
-              'schema requires it (presence min_fraction 1.0); fill or drop '
-              'the row')
+def _read(path: str) -> Tuple[List[str], 'csv.reader']:
+  try:
+    text = csv_format.read_text(_Files(path).read_bytes(path), path)
+  except UnicodeError as e:
+    raise PreflightError(str(e)) from None
+  reader = csv.reader(io.StringIO(text, newline=''))
+  try:
+    header = next(reader, None)
+  except csv.Error as e:
+    raise PreflightError(f'{path}: line 1: not CSV ({e})') from None
+  return [name.strip() for name in header or []], reader
+
+
+class _Scan:
+  """One pass over the CSV files: types, presence and the label."""
+
+  def __init__(self, schema: Optional[schema_pb2.Schema],
+               null_values=csv_format.DEFAULT_NULL_VALUES,
+               label: Optional[str] = None):
+    self.label = label
+    self.nulls = tuple(null_values)
+    self.columns: Dict[str, _Column] = {}
+    if schema is not None:
+      for feature in schema.feature:
+        self.columns[feature.name] = _Column(
+            kind=SCHEMA_KINDS.get(feature.type, csv_format.STRING),
+            required=not is_optional(feature),
+            disallow_nan=feature.float_domain.disallow_nan,
+            schema_type=schema_pb2.FeatureType.Name(feature.type))
+    self.schema = schema
+    self.header: Optional[List[str]] = None
+    self.inferred: Dict[str, Optional[str]] = {}
+    # The first cell that made an inferred column STRING: (path, line, text).
+    self.first_text: Dict[str, Tuple[str, int, str]] = {}
+    self.label_values = set()
+    self.rows = 0
+
+  def _check_header(self, path: str, header: List[str]) -> None:
+    if not header:
+      expected = ', '.join(self.columns) or 'the column names'
+      raise PreflightError(f'{path}: empty file; expected a header row with '
+                           f'{expected}')
+    if self.schema is not None:
+      missing = [n for n in self.columns if n not in header]
+      extra = [n for n in header if n not in self.columns]
+      if missing or extra:
+        parts = []
+        if missing:
+          parts.append(f'missing column(s) {", ".join(missing)}')
+        if extra:
+          parts.append(f'column(s) not in the schema {", ".join(extra)}')
+        raise PreflightError(f'{path}: header does not match the schema: '
+                             f'{"; ".join(parts)}')
+    if self.header is None:
+      self.header = header
+      for name in header:
+        self.columns.setdefault(name, _Column(kind=None))
+    elif sorted(header) != sorted(self.header):
+      raise PreflightError(f'{path}: header names other columns than '
+                           f'{self.header and "the first file"}: '
+                           f'{", ".join(sorted(set(header) ^ set(self.header)))}')
+
+  def file(self, path: str) -> int:
+    header, reader = _read(path)
+    self._check_header(path, header)
+    rows = 0
+    while True:
+      try:
+        row = next(reader)
+      except StopIteration:
+        break
+      except csv.Error as e:
+        raise PreflightError(f'{path}: line {reader.line_num}: not CSV ({e})'
+                             ) from None
+      if not row:
         continue
-      ok, number = _parse(cell, feature.type)
-      if not ok:
-        raise PreflightError(
-            f'{path}: line {line}, column {name}: {cell!r} is not '
-            f'{schema_pb2.FeatureType.Name(feature.type)} as the schema says')
-      if math.isnan(number) and (required or feature.float_domain.disallow_nan):
-        raise PreflightError(
-            f'{path}: line {line}, column {name}: NaN, but the schema forbids '
-            'missing values; fill or drop the row')
-  if rows == 0:
-    raise PreflightError(f'{path}: no data rows after the header')
-  return rows
+      rows += 1
+      line = reader.line_num
+      if len(row) != len(header):
+        raise PreflightError(f'{path}: line {line}: {len(row)} fields, '
+                             f'expected {len(header)}')
+      for name, cell in zip(header, row, strict=True):
+        value = self._cell(path, line, name, cell)
+        if name == self.label and value is not None:
+          self.label_values.add(cell.strip())
+    if rows == 0:
+      raise PreflightError(f'{path}: no data rows after the header')
+    self.rows += rows
+    return rows
+
+  def _cell(self, path: str, line: int, name: str, cell: str):
+    column = self.columns[name]
+    where = f'{path}: line {line}, column {name}'
+    if csv_format.is_missing(cell, self.nulls):
+      if column.required or name == self.label:
+        what = ('the label is missing; every row needs one'
+                if name == self.label else
+                'empty value, but the schema requires it (presence '
+                'min_fraction 1.0); fill or drop the row')
+        raise PreflightError(f'{where}: {what}')
+      return None
+    if column.kind is None:  # inferred
+      kind = csv_format.cell_kind(cell)
+      before = self.inferred.get(name)
+      self.inferred[name] = csv_format.widen(before, kind)
+      if kind == csv_format.STRING and name not in self.first_text:
+        self.first_text[name] = (path, line, cell.strip())
+      return cell.strip() if self.inferred[name] == csv_format.STRING else (
+          csv_format.parse(cell, self.inferred[name]))
+    try:
+      value = csv_format.parse(cell, column.kind)
+    except csv_format.CellError:
+      raise PreflightError(f'{where}: {cell.strip()!r} is not '
+                           f'{column.schema_type} as the schema says'
+                           ) from None
+    if isinstance(value, float) and math.isnan(value):
+      if column.required or column.disallow_nan:
+        raise PreflightError(f'{where}: NaN, but the schema forbids missing '
+                             'values; fill or drop the row')
+      return None
+    return value
+
+  def kinds(self) -> Dict[str, str]:
+    return {name: column.kind or self.inferred.get(name) or csv_format.STRING
+            for name, column in self.columns.items()}
+
+
+def _check_columns(spec: PipelineSpec, scan: _Scan) -> None:
+  """Without a schema: the columns the spec names are in the data, with
+  usable kinds (by the same inference the ExampleGen makes)."""
+  f = spec.features
+  kinds = scan.kinds()
+  source = spec.data.csv
+  named = ([(f.label, 'features.label')] +
+           [(k, 'features.numeric') for k in f.numeric] +
+           [(k, 'features.categorical') for k in f.categorical] +
+           [(k, 'features.exclude') for k in f.exclude])
+  for name, key in named:
+    if name not in kinds:
+      raise PreflightError(f'{source}: {key}: {name!r} is not a column of the '
+                           f'data (columns: {", ".join(kinds)})')
+  for name in f.numeric:
+    if kinds[name] == csv_format.STRING:
+      path, line, text = scan.first_text.get(name, (source, 0, ''))
+      raise PreflightError(
+          f'{path}: line {line}, column {name}: {text!r} is not a number, but '
+          f'features.numeric lists {name}; add the token to data.null_values '
+          'if it means "missing", or make the column categorical')
+
+
+def _classes(spec: PipelineSpec, kind: str, values) -> int:
+  """The number of classes the label's values imply, checked."""
+  f, source = spec.features, spec.data.csv
+  key = f'{source}: column {f.label} (features.label)'
+  if kind == csv_format.FLOAT:
+    raise PreflightError(f'{key}: holds numbers that are not whole; a label is '
+                         'class indices (INT) or class names (STRING)')
+  if kind == csv_format.INT:
+    indices = {csv_format.parse(v, kind) for v in values}
+    low, high = min(indices), max(indices)
+    if low < 0:
+      raise PreflightError(f'{key}: class index {low} is negative; class '
+                           'indices run 0..n-1')
+    found = high + 1
+    if f.num_classes is not None and high >= f.num_classes:
+      raise PreflightError(f'{key}: class index {high} is out of range for '
+                           f'features.num_classes {f.num_classes} (indices '
+                           f'0..{f.num_classes - 1})')
+  else:
+    found = len(values)
+    if f.num_classes is not None and found > f.num_classes:
+      raise PreflightError(f'{key}: {found} class names but '
+                           f'features.num_classes is {f.num_classes}')
+  classes = f.num_classes if f.num_classes is not None else found
+  if classes < 2:
+    raise PreflightError(f'{key}: only one class '
+                         f'({", ".join(map(str, sorted(values)))}); a '
+                         'classifier needs two or more')
+  return classes
+
+
+def run_preflight(spec: PipelineSpec) -> Preflight:
+  """All checks, and the spec resolved against the data.
+
+  Raises:
+    PreflightError: the first problem with the data, or every problem of the
+      schema, in one line.
+  """
+  schema = None
+  if spec.schema_file:
+    schema = load_schema(spec.schema_file)
+    check_features(spec, schema)
+  scan = _Scan(schema, spec.data.null_values, spec.features.label)
+  for path in csv_files(spec.data.csv):
+    scan.file(path)
+  if schema is None:
+    _check_columns(spec, scan)
+  kinds = scan.kinds()
+  label = spec.features.label
+  classes = _classes(spec, kinds[label], scan.label_values)
+  others = [c for c in scan.header or []
+            if c != label and c not in spec.features.exclude]
+  resolved = spec.resolved(
+      classes,
+      numeric=[c for c in others if kinds[c] != csv_format.STRING],
+      categorical=[c for c in others if kinds[c] == csv_format.STRING])
+  if schema is not None:
+    check_features(resolved, schema)
+  return Preflight(spec=resolved, rows=scan.rows, column_kinds=kinds,
+                   label_values=tuple(sorted(scan.label_values, key=str)))
+
+
+def check_csv(path: str, schema: schema_pb2.Schema,
+              null_values=csv_format.DEFAULT_NULL_VALUES) -> int:
+  """One CSV file against a schema (types, presence); returns its rows."""
+  return _Scan(schema, null_values).file(path)
 
 
 def check_base_model(spec: PipelineSpec, location: str) -> None:
   """Fine-tuning: the base model at `location` loads as a Keras model and
   takes the spec's transformed features. Raises PreflightError (one line)."""
   # Imported here: only fine-tuning runs pay for loading Keras.
-  from modules import features as features_lib  # pylint: disable=g-import-not-at-top
-  from modules import finetune  # pylint: disable=g-import-not-at-top
-  from modules import model as model_lib  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from modules import features as features_lib
+  from modules import finetune
+  from modules import model as model_lib
+  from modules.config import TransformConfig
+  # pylint: enable=g-import-not-at-top
   inputs = model_lib.ModelInputs(
-      numeric=[features_lib.transformed_name(k) for k in spec.features.numeric],
+      numeric=spec.module_config(TransformConfig).numeric_inputs(),
       categorical={features_lib.transformed_name(k): 0
                    for k in spec.features.categorical},
-      num_classes=spec.features.num_classes)
+      num_classes=spec.features.num_classes or 2)
   try:
     finetune.load_checked(location, inputs)
   except finetune.BaseModelError as e:
@@ -229,10 +474,3 @@ def locate_base_model(spec: PipelineSpec) -> Optional[str]:
     location = model.uri
   check_base_model(spec, location)
   return location
-
-
-def run_preflight(spec: PipelineSpec) -> int:
-  """All checks; returns the number of data rows. Raises PreflightError."""
-  schema = load_schema(spec.schema_file)
-  check_features(spec, schema)
-  return sum(check_csv(p, schema) for p in csv_files(spec.data.csv))

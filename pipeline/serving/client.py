@@ -27,6 +27,8 @@ RAW_SIGNATURE = 'serving_raw'
 DEFAULT_SIGNATURE = 'serving_default'
 _FLOATS = ('DT_FLOAT', 'DT_DOUBLE', 'DT_HALF', 'DT_BFLOAT16')
 _INTS = ('DT_INT64', 'DT_INT32', 'DT_INT16', 'DT_INT8', 'DT_UINT8')
+# What a missing value looks like in a row: null, or an empty cell.
+DEFAULT_NULL_VALUES = ('',)
 
 
 class PredictError(PipelineError):
@@ -91,7 +93,23 @@ def read_rows(path: str) -> List[Dict[str, Any]]:
   return rows
 
 
-def _typed(value: Any, dtype: str, where: str) -> Any:
+def is_missing(value: Any, null_values=DEFAULT_NULL_VALUES) -> bool:
+  """An absent value: None (JSON null), an empty cell or a null token."""
+  return value is None or (isinstance(value, str) and
+                           value.strip() in null_values)
+
+
+def _typed(value: Any, dtype: str, where: str,
+           null_values=DEFAULT_NULL_VALUES) -> Any:
+  """A row's value as the input's dtype wants it. A missing value is NaN
+  for a float input and "" for a string one (the serving_raw signature's
+  way of leaving a value out); an integer input needs a value."""
+  if is_missing(value, null_values):
+    if dtype in _FLOATS:
+      return float('nan')
+    if dtype in _INTS:
+      raise PredictError(f'{where}: missing, but the model needs a value here')
+    return ''
   if dtype in _FLOATS or dtype in _INTS:
     try:
       number = float(value)
@@ -117,10 +135,14 @@ def signature_inputs(metadata: Dict[str, Any], name: str
           for key, value in defs[name].get('inputs', {}).items()}
 
 
-def _example(row: Dict[str, Any], types: Dict[str, str], index: int) -> bytes:
+def _example(row: Dict[str, Any], types: Dict[str, str], index: int,
+             null_values=DEFAULT_NULL_VALUES) -> bytes:
+  """A row as a serialized tf.Example; missing values are left out."""
   from tensorflow.core.example import example_pb2  # pylint: disable=g-import-not-at-top
   example = example_pb2.Example()
   for key, value in row.items():
+    if is_missing(value, null_values):
+      continue
     dtype = types.get(key)
     feature = example.features.feature[key]
     if dtype is None:  # no raw signature to say: numbers are floats
@@ -141,8 +163,12 @@ def _example(row: Dict[str, Any], types: Dict[str, str], index: int) -> bytes:
 
 def build_requests(rows: List[Dict[str, Any]], metadata: Dict[str, Any],
                    signature: str = 'auto', row_format: bool = True,
-                   batch_size: int = 64) -> Iterator[Dict[str, Any]]:
-  """TF Serving predict bodies for `rows`, `batch_size` rows each."""
+                   batch_size: int = 64,
+                   null_values=DEFAULT_NULL_VALUES
+                   ) -> Iterator[Dict[str, Any]]:
+  """TF Serving predict bodies for `rows`, `batch_size` rows each. A value
+  that is missing (absent, null, empty, or a null token) is NaN or "" for
+  serving_raw, and left out of a tf.Example."""
   defs = metadata['metadata']['signature_def']['signature_def']
   if signature == 'auto':
     signature = RAW_SIGNATURE if RAW_SIGNATURE in defs else DEFAULT_SIGNATURE
@@ -156,11 +182,8 @@ def build_requests(rows: List[Dict[str, Any]], metadata: Dict[str, Any],
   if not takes_examples:
     instances = []
     for i, row in enumerate(rows):
-      missing = [k for k in inputs if k not in row]
-      if missing:
-        raise PredictError(f'row {i + 1}: missing {", ".join(missing[:5])} '
-                           f'(signature {signature} takes {len(inputs)} inputs)')
-      instances.append({k: _typed(row[k], inputs[k], f'row {i + 1}, {k}')
+      instances.append({k: _typed(row.get(k), inputs[k], f'row {i + 1}, {k}',
+                                  null_values)
                         for k in inputs})
   else:  # one serialized tf.Example input
     (name,) = inputs
@@ -170,7 +193,7 @@ def build_requests(rows: List[Dict[str, Any]], metadata: Dict[str, Any],
       kept = {k: v for k, v in row.items()
               if not feature_types or k in feature_types}
       instances.append({name: {'b64': base64.b64encode(
-          _example(kept, feature_types, i)).decode()}})
+          _example(kept, feature_types, i, null_values)).decode()}})
   for start in range(0, len(instances), batch_size):
     batch = instances[start:start + batch_size]
     if row_format:
@@ -195,8 +218,8 @@ def predictions(answer: Dict[str, Any]) -> List[Any]:
 
 
 def predict_file(url: str, path: str, signature: str = 'auto',
-                 row_format: bool = True, batch_size: int = 64
-                 ) -> Tuple[str, List[Any]]:
+                 row_format: bool = True, batch_size: int = 64,
+                 null_values=DEFAULT_NULL_VALUES) -> Tuple[str, List[Any]]:
   """Sends every row of `path`; returns (signature used, predictions)."""
   url = model_url(url)
   rows = read_rows(path)
@@ -204,7 +227,7 @@ def predict_file(url: str, path: str, signature: str = 'auto',
   results: List[Any] = []
   used = signature
   for body in build_requests(rows, metadata, signature, row_format,
-                             batch_size):
+                             batch_size, null_values):
     used = body['signature_name']
     results.extend(predictions(_request(url + ':predict', body)))
   return used, results
