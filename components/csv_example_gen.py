@@ -36,9 +36,12 @@ Row = Tuple[str, ...]
 
 
 def custom_config(fmt: csv_format.CsvFormat) -> example_gen_pb2.CustomConfig:
-  """The ExampleGen's custom_config proto carrying `fmt` as JSON."""
+  """The ExampleGen's custom_config proto carrying `fmt` as JSON, keys
+  sorted: the same format is the same cache key, whatever order the
+  columns were found in."""
   packed = any_pb2.Any()
-  packed.Pack(wrappers_pb2.StringValue(value=fmt.model_dump_json()))
+  packed.Pack(wrappers_pb2.StringValue(
+      value=json.dumps(fmt.model_dump(mode='json'), sort_keys=True)))
   return example_gen_pb2.CustomConfig(custom_config=packed)
 
 

@@ -92,8 +92,7 @@ def push(model_dir: str, base: str,
     if isinstance(e, PushError):
       raise
     raise PushError(f'push: copying {model_dir} to {base} failed: '
-                    f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
-                    ) from e
+                    f'{type(e).__name__}: {" ".join(str(e).split())}') from e
 
 
 class AtomicPushExecutor(pusher_executor.Executor):

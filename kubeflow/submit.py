@@ -8,6 +8,7 @@ from typing import Any, Dict, Optional
 import yaml
 
 from kubeflow.runner import KubeflowError
+from pipeline.errors import whole
 
 
 def _check_file(path: str) -> Dict[str, Any]:
@@ -43,10 +44,9 @@ def _reason(error: BaseException) -> str:
           detail = f': {match.group(1)}'
           break
     return f'HTTP {status} {reason or ""}{detail}'.strip()
-  text = str(error).strip().splitlines()
-  message = text[-1] if text else type(error).__name__
   match = re.search(r'\[Errno -?\d+\] ([^\'")]+)', str(error))
-  return match.group(1).strip() if match else message[:300]
+  return match.group(1).strip() if match else (whole(error) or
+                                               type(error).__name__)
 
 
 def submit(path: str, host: str, experiment: str = 'Default',

@@ -62,9 +62,9 @@ def load_base_model(path: str) -> keras.Model:
   try:
     model = keras.models.load_model(location, compile=False)
   except Exception as e:  # pylint: disable=broad-except
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    reason = ' '.join(str(e).split()) or type(e).__name__
     raise BaseModelError(f'base model {location}: does not load as a Keras '
-                         f'model: {first[:300]}') from None
+                         f'model: {reason}') from None
   if not isinstance(model, keras.Model) or not getattr(model, 'inputs', None):
     raise BaseModelError(f'base model {location}: loads, but is not a Keras '
                          'model with named inputs')

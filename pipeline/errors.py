@@ -10,9 +10,28 @@ TFX executors and raise their own errors; a run reports those as a failed
 component (`ComponentFailed`, exit code 1).
 """
 
+import re
+
 EXIT_BAD_INPUT = 2
 EXIT_COMPONENT_FAILED = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+
+
+# TensorFlow appends the graph node and the call stack to its messages.
+_TF_NOISE = re.compile(r'\s*\[\[\{\{node .*$|\s*Call stack:.*$', re.DOTALL)
+
+
+def whole(text: str) -> str:
+  """A message as one whole line: line breaks and runs of spaces folded,
+  nothing cut (TensorFlow's graph-node and call-stack appendix aside)."""
+  return ' '.join(_TF_NOISE.sub('', str(text)).split())
+
+
+def one_line(error: BaseException) -> str:
+  """An exception as one whole line: its type and its message."""
+  message = whole(str(error))
+  return f'{type(error).__name__}: {message}' if message else (
+      type(error).__name__)
 
 
 class PipelineError(Exception):

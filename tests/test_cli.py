@@ -148,3 +148,14 @@ def test_the_installed_script_names_itself(capsys):
   assert proc.returncode == 0
   assert proc.stdout.startswith('usage: tfx-pipeline ')
   del capsys
+
+
+def test_messages_are_whole_lines_never_cut():
+  error = ValueError('Feature company had shape dim {\n  size: 1\n}\nbut the '
+                     'data has ' + 'x' * 700)
+  assert errors.one_line(error) == (
+      'ValueError: Feature company had shape dim { size: 1 } but the data has '
+      + 'x' * 700)
+  # TensorFlow's appendix (the graph node, the call stack) is not the message.
+  assert errors.whole('Input is NaN\n\t [[{{node Mean}}]]\nCall stack: ...') == (
+      'Input is NaN')

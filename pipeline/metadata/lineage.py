@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, whole
 from pipeline.metadata import results
 from pipeline.metadata import store as metadata_lib
 from pipeline.metadata.results import custom_property
@@ -373,8 +373,8 @@ def write_graph(tree: Node, output: str) -> str:
     if proc.returncode != 0:
       if os.path.exists(tmp):
         os.remove(tmp)
-      first = (proc.stderr.strip().splitlines() or ['no message'])[0]
-      raise LineageError(f'{output}: Graphviz failed: {first}')
+      raise LineageError(f'{output}: Graphviz failed: '
+                         f'{whole(proc.stderr) or "no message"}')
   os.replace(tmp, output)
   return output
 

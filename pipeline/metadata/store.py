@@ -17,7 +17,7 @@ from typing import Union
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, whole
 
 PASSWORD_ENV = 'MLMD_MYSQL_PASSWORD'
 MYSQL_PORT = 3306
@@ -115,8 +115,9 @@ def open_store(location: str, readonly: bool = True) -> mlmd.MetadataStore:
     store = mlmd.MetadataStore(config)
     store.get_context_types()
   except Exception as e:  # pylint: disable=broad-except
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    first = re.sub(r'\s*query:\s*CREATE .*$', '', first)[:200]
+    # The SQL of MLMD's schema set-up says nothing the user can act on.
+    first = re.sub(r'\s*query:\s*CREATE .*$', '', whole(e)) or (
+        type(e).__name__)
     if store_kind == 'mysql':
       raise MetadataError(
           f'{where}: cannot open the metadata database ({first or "no reply"});'

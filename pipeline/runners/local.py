@@ -23,7 +23,7 @@ from pipeline.definition.pipeline import (
     create_schema_pipeline,
 )
 from pipeline.definition.spec import PipelineSpec
-from pipeline.errors import ComponentFailed
+from pipeline.errors import ComponentFailed, one_line
 from pipeline.metadata import results
 from pipeline.metadata import store as metadata_lib
 from pipeline.runners import preflight
@@ -71,14 +71,6 @@ class _ProgressHandler(logging.Handler):
       seconds = time.monotonic() - self._started.get(node, time.monotonic())
       self.running = None
       self._progress(f'  {node} done in {seconds:.1f}s')
-
-
-def one_line(error: BaseException) -> str:
-  """An exception as one line, whole: its type and its message with line
-  breaks and runs of spaces folded (a message is never cut short)."""
-  message = ' '.join(str(error).split())
-  return f'{type(error).__name__}: {message}' if message else (
-      type(error).__name__)
 
 
 def _execute(tfx_pipeline, progress: Progress

@@ -396,6 +396,11 @@ def run_preflight(spec: PipelineSpec) -> Preflight:
     _check_columns(spec, scan)
   kinds = scan.kinds()
   label = spec.features.label
+  if spec.uses_module_file('run_fn') and kinds[label] == csv_format.STRING:
+    raise PreflightError(
+        f'{spec.source}: module_file: its run_fn\'s model is evaluated on the '
+        f'raw label, and {label} holds class names; give class indices (INT) '
+        "or use the project's run_fn, which maps names through the Transform")
   classes = _classes(spec, kinds[label], scan.label_values)
   others = [c for c in scan.header or []
             if c != label and c not in spec.features.exclude]

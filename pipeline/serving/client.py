@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, whole
 
 RAW_SIGNATURE = 'serving_raw'
 DEFAULT_SIGNATURE = 'serving_default'
@@ -61,7 +61,7 @@ def _request(url: str, body: Optional[Dict[str, Any]] = None,
     try:
       message = json.loads(text).get('error', text)
     except ValueError:
-      message = text.strip().splitlines()[0] if text.strip() else e.reason
+      message = whole(text) or e.reason
     raise PredictError(f'{url}: HTTP {e.code}: {message}') from None
   except (urllib.error.URLError, OSError) as e:
     reason = getattr(e, 'reason', e)

@@ -40,7 +40,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, one_line, whole
 
 DEFAULT_PORT = 8501  # TF Serving's REST port
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
@@ -134,8 +134,7 @@ class Repository:
         loaded = self._loader(name, newest, os.path.join(folder, str(newest)))
       except Exception as e:  # pylint: disable=broad-except
         # Reported and remembered; the previous version keeps serving.
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else ''
-        self._failed[(name, newest)] = f'{type(e).__name__}: {reason}'
+        self._failed[(name, newest)] = one_line(e)
         changes.append(f'{name}: version {newest} failed to load '
                        f'({self._failed[(name, newest)]}); still serving '
                        f'{current.version if current else "nothing"}')
@@ -211,7 +210,7 @@ def _tensor(values: Any, spec, where: str):
     array = np.array(converted, dtype=object if spec.dtype.name == 'string'
                      else spec.dtype.as_numpy_dtype)
   except (ValueError, OverflowError) as e:
-    raise ServingError(400, f'{where}: {str(e).splitlines()[0]}') from None
+    raise ServingError(400, f'{where}: {whole(e)}') from None
   if array.dtype == object and array.ndim and any(
       isinstance(x, list) for x in array.flat):
     raise ServingError(400, f'{where}: ragged lists; every row needs the same '
@@ -315,9 +314,8 @@ def predict(loaded: LoadedVersion, body: Any) -> Dict[str, Any]:
   try:
     outputs = function(**tensors)
   except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
-    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise ServingError(400, f'the model rejected the input: {message[:300]}'
-                       ) from None
+    raise ServingError(400, 'the model rejected the input: '
+                       f'{whole(e) or type(e).__name__}') from None
   arrays = {key: value.numpy() for key, value in outputs.items()}
   if not row_format:
     if len(arrays) == 1:
