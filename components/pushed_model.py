@@ -31,7 +31,6 @@ from tfx.utils import io_utils, path_utils
 from components import pusher
 
 SAVED_MODEL = pusher.SAVED_MODEL
-FINGERPRINT = 'fingerprint.pb'  # written by TF >= 2.12 beside saved_model.pb
 VERSION_PROPERTY = 'pushed_version'
 SOURCE_PROPERTY = 'pushed_uri'
 
@@ -47,22 +46,12 @@ def pushed_versions(base: str) -> List[Tuple[int, str]]:
           for version in reversed(pusher.versions(base))]
 
 
-def _identity(saved_model_dir: str) -> Optional[bytes]:
-  """What identifies a SavedModel's content: its fingerprint file, or the
-  graph itself for SavedModels written without one."""
-  for name in (FINGERPRINT, SAVED_MODEL):
-    path = os.path.join(saved_model_dir, name)
-    if fileio.exists(path):
-      return io_utils.read_bytes_file(path)
-  return None
-
-
 def choose_version(base: str, candidate_dir: Optional[str]
                    ) -> Optional[Tuple[int, str]]:
   """The newest pushed version that is not the candidate; None if none."""
-  candidate = _identity(candidate_dir) if candidate_dir else None
+  candidate = pusher.identity(candidate_dir) if candidate_dir else None
   for version, path in pushed_versions(base):
-    if candidate is None or _identity(path) != candidate:
+    if candidate is None or pusher.identity(path) != candidate:
       return version, path
   return None
 

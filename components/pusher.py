@@ -17,10 +17,12 @@ than the newest existing version if that is not newer, so versions only
 grow and an existing version is never written to.
 """
 
+import hashlib
 import os
+import socket
 import time
 import uuid
-from typing import Callable, List, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from tfx import v1 as tfx
 from tfx.components.pusher import executor as pusher_executor
@@ -30,8 +32,12 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
+from components.processes import process_alive
+
 SAVED_MODEL = 'saved_model.pb'
+FINGERPRINT = 'fingerprint.pb'  # written by TF >= 2.12 beside saved_model.pb
 TEMP_PREFIX = '.tmp-'
+NOT_PUSHED_REASON = 'not_pushed_reason'  # on the PushedModel artifact
 
 
 class PushError(RuntimeError):
@@ -51,6 +57,55 @@ def versions(base: str, complete: bool = True) -> List[int]:
         os.path.join(base, name, SAVED_MODEL))):
       found.append(int(name))
   return sorted(found)
+
+
+def identity(saved_model_dir: str) -> Optional[bytes]:
+  """What identifies a SavedModel's content, or None when there is none.
+
+  TensorFlow's fingerprint (TF >= 2.12) hashes the regularized graph, the
+  signatures, the object graph and the variables; its fifth field, the
+  checksum of saved_model.pb's raw bytes, changes between two exports of
+  the very same model and is left out. The assets (tf.Transform's
+  vocabularies) are added. A SavedModel without a fingerprint is its
+  saved_model.pb."""
+  fingerprint = os.path.join(saved_model_dir, FINGERPRINT)
+  if not fileio.exists(fingerprint):
+    graph = os.path.join(saved_model_dir, SAVED_MODEL)
+    return io_utils.read_bytes_file(graph) if fileio.exists(graph) else None
+  from google.protobuf import message  # pylint: disable=g-import-not-at-top
+  from tensorflow.core.protobuf import fingerprint_pb2  # pylint: disable=g-import-not-at-top
+  data = io_utils.read_bytes_file(fingerprint)
+  try:
+    parsed = fingerprint_pb2.FingerprintDef.FromString(data)
+  except message.DecodeError:  # not TensorFlow's: its bytes are the identity
+    return data
+  digest = hashlib.sha256(repr((
+      parsed.graph_def_program_hash, parsed.signature_def_hash,
+      parsed.saved_object_graph_hash, parsed.checkpoint_hash)).encode())
+  assets = os.path.join(saved_model_dir, 'assets')
+  if fileio.exists(assets):
+    for name in sorted(fileio.listdir(assets)):
+      digest.update(name.encode())
+      digest.update(io_utils.read_bytes_file(os.path.join(assets, name)))
+  return digest.digest()
+
+
+def remove_stale_temps(base: str) -> List[str]:
+  """Removes the temporary folders of pushes whose process is gone (killed
+  mid-copy) on this machine; returns their names."""
+  removed = []
+  if not fileio.exists(base):
+    return removed
+  host = socket.gethostname()
+  for name in fileio.listdir(base):
+    name = name.rstrip('/')
+    parts = name[len(TEMP_PREFIX):].split('-')
+    if (name.startswith(TEMP_PREFIX) and len(parts) >= 4 and
+        parts[-3] == host and parts[-2].isdigit() and
+        not process_alive(int(parts[-2]))):
+      fileio.rmtree(os.path.join(base, name))
+      removed.append(name)
+  return removed
 
 
 def next_version(base: str, clock: Callable[[], float] = time.time) -> int:
@@ -74,8 +129,12 @@ def push(model_dir: str, base: str,
   if not fileio.exists(os.path.join(model_dir, SAVED_MODEL)):
     raise PushError(f'push: no {SAVED_MODEL} in {model_dir}; nothing to push')
   fileio.makedirs(base)
+  remove_stale_temps(base)
   version = next_version(base, clock)
-  temp = os.path.join(base, f'{TEMP_PREFIX}{version}-{uuid.uuid4().hex[:8]}')
+  # Host and PID in the name: a push killed mid-copy leaves a folder the
+  # next push on this machine can tell is stale.
+  temp = os.path.join(base, f'{TEMP_PREFIX}{version}-{socket.gethostname()}-'
+                            f'{os.getpid()}-{uuid.uuid4().hex[:8]}')
   try:
     io_utils.copy_dir(model_dir, temp, deny_regex_patterns=[r'saved_model\.pb'])
     io_utils.copy_file(os.path.join(model_dir, SAVED_MODEL),
@@ -114,7 +173,19 @@ class AtomicPushExecutor(pusher_executor.Executor):
     if destination.WhichOneof('destination') != 'filesystem':
       raise PushError('push: only filesystem push destinations are supported')
     model_path = self.GetModelPath(input_dict)
-    version, target = push(model_path, destination.filesystem.base_directory)
+    base = destination.filesystem.base_directory
+    newest = versions(base)[-1:]
+    candidate = identity(model_path)
+    if newest and candidate is not None and candidate == identity(
+        os.path.join(base, str(newest[0]))):
+      # The same model (the same data and code, e.g. a CSV whose columns
+      # were only reordered): serving already has it.
+      self._MarkNotPushed(model_push)
+      model_push.set_string_custom_property(
+          NOT_PUSHED_REASON, f'identical to version {newest[0]}, which is '
+          'already pushed')
+      return
+    version, target = push(model_path, base)
     io_utils.copy_dir(model_path, model_push.uri)  # archived, as TFX does
     self._MarkPushed(model_push, pushed_destination=target,
                      pushed_version=str(version))

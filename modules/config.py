@@ -69,8 +69,12 @@ def keras_monitors(num_classes: int) -> Tuple[str, ...]:
 
 
 class Strict(BaseModel):
-  """A frozen section that refuses unknown keys."""
-  model_config = ConfigDict(extra='forbid', frozen=True)
+  """A frozen section that refuses unknown keys, and values of another
+  type than its fields': no `true` for a number, no "3" for an int, no
+  NaN or infinity anywhere a number is expected (strict pydantic; an
+  int is still a float)."""
+  model_config = ConfigDict(extra='forbid', frozen=True, strict=True,
+                            allow_inf_nan=False)
 
 
 class IntRange(Strict):

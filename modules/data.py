@@ -87,6 +87,12 @@ class TrainingData:
     return model_lib.build_model(self.model_inputs, hparams, self.builder,
                                  self.image)
 
+  def labels(self, split: str) -> List[int]:
+    """The transformed labels of the 'train' or 'eval' split (one pass)."""
+    dataset = (self.train(1024, seed=0) if split == 'train'
+               else self.eval(1024))
+    return [int(v) for _, label in dataset for v in label.numpy().ravel()]
+
   def train(self, batch_size: int, seed: int) -> tf.data.Dataset:
     return input_fn(self.fn_args.train_files, self.fn_args.data_accessor,
                     self.transform_output, self.features.transformed_label,

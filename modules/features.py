@@ -35,7 +35,7 @@ class FeaturesSpec(BaseModel):
   numeric nor categorical features listed, the runner takes every other
   column: numbers as numeric, text as categorical.
   """
-  model_config = ConfigDict(extra='forbid', frozen=True)
+  model_config = ConfigDict(extra='forbid', frozen=True, strict=True)
 
   label: str
   num_classes: Optional[int] = Field(default=None, ge=2)

@@ -53,18 +53,20 @@ def single_values(x: Union[tf.Tensor, tf.SparseTensor], default: Any
   return values, missing
 
 
-def _numeric(x, fill, scaling: str) -> Tuple[tf.Tensor, tf.Tensor]:
+def _numeric(x, key: str, fill, scaling: str) -> Tuple[tf.Tensor, tf.Tensor]:
   if isinstance(x, tf.SparseTensor):
     x = tf.SparseTensor(x.indices, tf.cast(x.values, tf.float32), x.dense_shape)
   values, missing = single_values(tf.cast(x, tf.float32)
                                   if isinstance(x, tf.Tensor) else x,
                                   float('nan'))
   present = tf.boolean_mask(values, tf.logical_not(missing))
+  # Analyzers are named after their feature: tf.Transform then finds them
+  # again when it traces this function twice (and caches them by name).
   if fill == 'mean':
-    value = tft.mean(present)
+    value = tft.mean(present, name=f'{key}_fill_mean')
   elif fill == 'median':
-    value = tf.reshape(tft.quantiles(present, num_buckets=2, epsilon=1e-3),
-                       [-1])[0]
+    value = tf.reshape(tft.quantiles(present, num_buckets=2, epsilon=1e-3,
+                                     name=f'{key}_fill_median'), [-1])[0]
   elif fill == 'zero':
     value = tf.constant(0.0)
   else:
@@ -72,7 +74,10 @@ def _numeric(x, fill, scaling: str) -> Tuple[tf.Tensor, tf.Tensor]:
   # A column with no value at all in the train split fills with 0.
   value = tf.where(tf.math.is_nan(value), 0.0, value)
   filled = tf.where(missing, value, values)
-  return _NUMERIC_SCALERS[scaling](filled), missing
+  scaler = _NUMERIC_SCALERS[scaling]
+  if scaling == 'none':
+    return scaler(filled), missing
+  return scaler(filled, name=f'{key}_{scaling}'), missing
 
 
 def _categorical(x, key: str, fill, vocab) -> Tuple[tf.Tensor, tf.Tensor]:
@@ -83,7 +88,7 @@ def _categorical(x, key: str, fill, vocab) -> Tuple[tf.Tensor, tf.Tensor]:
     # The vocabulary is ordered by frequency: id 0 is the most frequent.
     present = tf.boolean_mask(values, tf.logical_not(missing))
     vocabulary = tft.vocabulary(present, top_k=vocab.top_k,
-                                vocab_filename=key)
+                                vocab_filename=key, name=f'{key}_vocabulary')
     ids = tft.apply_vocabulary(values, vocabulary,
                                num_oov_buckets=vocab.num_oov_buckets)
     return tf.where(missing, tf.zeros_like(ids), ids), missing
@@ -91,7 +96,7 @@ def _categorical(x, key: str, fill, vocab) -> Tuple[tf.Tensor, tf.Tensor]:
   filled = tf.where(missing, tf.fill(tf.shape(values), token), values)
   ids = tft.compute_and_apply_vocabulary(
       filled, top_k=vocab.top_k, num_oov_buckets=vocab.num_oov_buckets,
-      vocab_filename=key)
+      vocab_filename=key, name=f'{key}_vocabulary')
   return ids, missing
 
 
@@ -103,7 +108,7 @@ def transform_label(x) -> tf.Tensor:
     values, _ = single_values(x, '')
     return tft.compute_and_apply_vocabulary(
         tf.strings.strip(values), num_oov_buckets=0, default_value=-1,
-        vocab_filename=LABEL_VOCABULARY)
+        vocab_filename=LABEL_VOCABULARY, name='label_vocabulary')
   values, _ = single_values(x, 0)
   return tf.cast(values, tf.int64)
 
@@ -133,7 +138,7 @@ def preprocessing_fn(inputs: Mapping[str, Any],
   for key in feats.numeric:
     fill, _ = options.impute.rule(key, categorical=False)
     outputs[features_lib.transformed_name(key)], missing[key] = _numeric(
-        inputs[key], fill, options.numeric)
+        inputs[key], key, fill, options.numeric)
   for key in feats.categorical:
     fill, _ = options.impute.rule(key, categorical=True)
     outputs[features_lib.transformed_name(key)], missing[key] = _categorical(

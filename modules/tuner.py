@@ -1,7 +1,19 @@
 """tuner_fn for TFX Tuner: the spec's Keras Tuner algorithm over the one
-search space (modules/search_space.py)."""
+search space (modules/search_space.py).
+
+A search whose best trial is no better than chance (the class prior's log
+loss, an AUC of 0.5, the majority class's accuracy) learned nothing: its
+"best" hyperparameters are noise, and a model trained with them is junk.
+This happens when trials are too short for the configurations to learn
+(e.g. inputs scaled to [0, 1] learn several times slower than z-scores at
+the same learning rate). The Tuner then stops the run, saying so and what to
+change, rather than hand the Trainer noise.
+"""
+
+from typing import Callable, Optional, Sequence
 
 import keras_tuner
+import numpy as np
 import tf_keras as keras
 from tfx import v1 as tfx
 
@@ -59,14 +71,85 @@ class SpecHyperModel(keras_tuner.HyperModel):
     return model.fit(train, *args, validation_data=validation, **kwargs)
 
 
+class NoTrialLearned(RuntimeError):
+  """The search's best trial is no better than chance. One line."""
+
+
+def chance_level(objective: str, train_labels: Sequence[int],
+                 eval_labels: Sequence[int], num_classes: int) -> float:
+  """What predicting without the features scores on the eval split: the
+  train split's class prior (smoothed by one count per class) as the
+  prediction for val_loss, 0.5 for val_auc, the train split's majority
+  class for the accuracies."""
+  train = np.asarray(train_labels, dtype=np.int64).ravel()
+  evaluated = np.asarray(eval_labels, dtype=np.int64).ravel()
+  counts = np.bincount(train, minlength=num_classes).astype(np.float64)
+  if objective == 'val_loss':
+    prior = (counts + 1.0) / (counts.sum() + num_classes)
+    return float(-np.mean(np.log(prior[evaluated])))
+  if objective == 'val_auc':
+    return 0.5
+  return float(np.mean(evaluated == int(np.argmax(counts))))
+
+
+def beats_chance(score: float, chance: float, direction: str) -> bool:
+  return score < chance if direction == 'min' else score > chance
+
+
+class _ChanceGuard:
+  """Mixed into the Keras Tuner: after the search, the best trial must beat
+  `self.chance()`, else NoTrialLearned stops the run."""
+
+  chance: Optional[Callable[[], float]] = None
+
+  def on_search_end(self):
+    super().on_search_end()
+    if self.chance is None:
+      return
+    best = self.oracle.get_best_trials(1)
+    objective = self.oracle.objective
+    if not best or best[0].score is None:
+      raise NoTrialLearned('the search finished no trial; give it more '
+                           'tuner.max_trials')
+    chance = self.chance()
+    if beats_chance(best[0].score, chance, objective.direction):
+      return
+    values = best[0].hyperparameters.values
+    epochs = values.get('tuner/epochs')
+    trials = len(self.oracle.trials)
+    raise NoTrialLearned(
+        f'no tuning trial learned anything: the best {objective.name} '
+        f'{best[0].score:.4f} is no better than predicting without the '
+        f'features ({chance:.4f}); {trials} trials ran'
+        + (f', the best for {epochs} epochs' if epochs else '') +
+        f' (learning_rate {values.get("learning_rate", 0):.3g}). Give the '
+        'trials more epochs (tuner.max_epochs, or tuner.algorithm random), '
+        'or a higher model.search_space.learning_rate range')
+
+
+_GUARDED = {}
+
+
+def _guarded(tuner_class):
+  """`tuner_class` with the chance guard (one subclass per class)."""
+  if tuner_class not in _GUARDED:
+    _GUARDED[tuner_class] = type(tuner_class.__name__, (_ChanceGuard,
+                                                        tuner_class), {})
+  return _GUARDED[tuner_class]
+
+
 def make_tuner(settings: TunerSpec, hypermodel: keras_tuner.HyperModel,
-               directory: str, strategy=None) -> keras_tuner.Tuner:
+               directory: str, strategy=None,
+               chance: Optional[Callable[[], float]] = None
+               ) -> keras_tuner.Tuner:
   """The Keras Tuner of `settings.algorithm`, with `max_trials` set on every
   oracle.
 
   TFX 1.16's Tuner writes results with `get_best_trials(oracle.max_trials)`;
   Hyperband's oracle leaves max_trials None, which crashes that writer, so it
   is set here too (and caps Hyperband's trial count like the others').
+  `chance`, when given, says what predicting without the features scores:
+  the best trial must beat it (_ChanceGuard).
   """
   algorithm = settings.algorithm
   objective = keras_tuner.Objective(settings.objective, settings.direction)
@@ -75,21 +158,23 @@ def make_tuner(settings: TunerSpec, hypermodel: keras_tuner.HyperModel,
                 distribution_strategy=strategy)
   max_trials = settings.max_trials
   if algorithm == 'hyperband':
-    tuner = keras_tuner.Hyperband(
+    tuner = _guarded(keras_tuner.Hyperband)(
         hypermodel, max_epochs=settings.max_epochs, factor=settings.factor,
         hyperband_iterations=settings.hyperband_iterations, **common)
     tuner.oracle.max_trials = max_trials
   elif algorithm == 'random':
-    tuner = keras_tuner.RandomSearch(hypermodel, max_trials=max_trials,
-                                     **common)
+    tuner = _guarded(keras_tuner.RandomSearch)(
+        hypermodel, max_trials=max_trials, **common)
   elif algorithm == 'bayesian':
-    tuner = keras_tuner.BayesianOptimization(hypermodel, max_trials=max_trials,
-                                             **common)
+    tuner = _guarded(keras_tuner.BayesianOptimization)(
+        hypermodel, max_trials=max_trials, **common)
   elif algorithm == 'grid':
-    tuner = keras_tuner.GridSearch(hypermodel, max_trials=max_trials, **common)
+    tuner = _guarded(keras_tuner.GridSearch)(
+        hypermodel, max_trials=max_trials, **common)
   else:
     raise ValueError(f'unknown tuner algorithm {algorithm!r}; allowed: '
                      'hyperband, random, bayesian, grid')
+  tuner.chance = chance
   return tuner
 
 
@@ -111,7 +196,10 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   hypermodel = SpecHyperModel(training_data, config.model.search_space,
                               settings.seed)
   tuner = make_tuner(settings, hypermodel, fn_args.working_dir,
-                     distribute.strategy())
+                     distribute.strategy(),
+                     chance=lambda: chance_level(
+                         settings.objective, training_data.labels('train'),
+                         training_data.labels('eval'), config.num_classes))
   return tfx.components.TunerFnResult(
       tuner=tuner,
       fit_kwargs={'epochs': settings.max_epochs,

@@ -94,6 +94,8 @@ def print_summary(summary: Dict[str, Any], out=sys.stdout) -> None:
         'Pusher') == 'cached' else ''
     p(f'pushed: version {summary["pushed_version"]} -> '
       f'{summary["pushed_path"]}{earlier}')
+  elif summary.get('not_pushed_reason'):
+    p(f'pushed: nothing ({summary["not_pushed_reason"]})')
   elif summary['status'] == 'succeeded':
     p('pushed: nothing (the model was not blessed)')
   p(f'metadata store: {summary["metadata"]}')
@@ -118,11 +120,14 @@ def cmd_validate(args) -> int:
 
 
 def cmd_run(args) -> int:
+  from pipeline.runners import preflight  # pylint: disable=g-import-not-at-top
+  checked = preflight.run_preflight(_load(args))
+  # TFX loads only once the input has passed the checks, so bad input is
+  # refused at once.
   from pipeline.runners import local  # pylint: disable=g-import-not-at-top
-  spec = _load(args)
-  summary = local.run_local(
-      spec, progress=lambda line: print(line, flush=True),
-      summary_json=args.summary_json)
+  summary = local.run_checked(
+      checked, progress=lambda line: print(line, flush=True),
+      summary_json=args.summary_json, wait=not args.no_wait)
   print_summary(summary)
   if summary['status'] != 'succeeded':
     raise ComponentFailed(
@@ -131,8 +136,12 @@ def cmd_run(args) -> int:
 
 
 def cmd_schema(args) -> int:
+  from pipeline.runners import preflight  # pylint: disable=g-import-not-at-top
+  checked = preflight.run_preflight(
+      _load(args).model_copy(update={'schema_file': None}))
+  # TFX loads only once the input has passed the checks.
   from pipeline.runners import local  # pylint: disable=g-import-not-at-top
-  result = local.infer_schema(_load(args), args.output,
+  result = local.infer_schema(checked, args.output,
                               progress=lambda line: print(line, flush=True))
   optional = ', '.join(result['optional']) or 'none'
   print(f'wrote {result["schema"]}: {result["features"]} features, optional '
@@ -257,7 +266,8 @@ def cmd_lineage_runs(args) -> int:
     counts: Dict[str, int] = {}
     for state in run['components'].values():
       counts[state] = counts.get(state, 0) + 1
-    blessed = {None: '-', True: 'yes', False: 'no'}[run['blessed']]
+    blessed = {True: 'yes', False: 'no'}.get(
+        run['blessed'], 'unknown' if 'Evaluator' in run['components'] else '-')
     print(f'{run["run_id"]}  {run["pipeline"]}  started {run["started"]}  '
           f'{run["seconds"]:.1f}s  {run["status"]}  '
           + ', '.join(f'{n} {s}' for s, n in sorted(counts.items()))
@@ -335,6 +345,9 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
   run.add_argument('--summary-json', metavar='FILE',
                    help='write the run summary here (default: under the '
                         "pipeline root's summaries/)")
+  run.add_argument('--no-wait', action='store_true',
+                   help='refuse (exit 2) instead of waiting when another run '
+                        'of the pipeline is under way')
   run.add_argument('--verbose', action='store_true',
                    help='show TFX, Beam and TensorFlow logs')
   run.set_defaults(func=cmd_run)

@@ -95,8 +95,9 @@ def resolved_spec(path=DEFAULT_SPEC, overrides=None):
   return preflight.run_preflight(spec_lib.load_spec(path, overrides)).spec
 
 
-def cli(*args, timeout=1500):
-  env = {**os.environ, 'TF_USE_LEGACY_KERAS': '1', 'PYTHONUNBUFFERED': '1'}
+def cli(*args, timeout=1500, env=None):
+  env = {**os.environ, 'TF_USE_LEGACY_KERAS': '1', 'PYTHONUNBUFFERED': '1',
+         **(env or {})}
   proc = subprocess.run([sys.executable, '-m', 'pipeline', *args], cwd=REPO,
                         env=env, capture_output=True, text=True,
                         timeout=timeout, check=False)
@@ -115,9 +116,10 @@ def _sets(base, extra=()):
   return [a for v in values for a in ('--set', v)]
 
 
-def run_pipeline(base, name, extra=()):
+def run_pipeline(base, name, extra=(), env=None):
   summary_path = os.path.join(base, f'{name}.json')
-  proc = cli('run', *_sets(base, extra), '--summary-json', summary_path)
+  proc = cli('run', *_sets(base, extra), '--summary-json', summary_path,
+             env=env)
   summary = None
   if os.path.exists(summary_path):
     with open(summary_path) as f:
@@ -135,9 +137,15 @@ def base(tmp_path_factory):
   return str(tmp_path_factory.mktemp('pipeline'))
 
 
+def cold_tmpdir(base):
+  """The empty $TMPDIR the cold run is given (test_faults looks in it)."""
+  return os.path.join(base, 'tmpdir')
+
+
 @pipeline_fixture(scope='session')
 def cold(base):
-  proc, summary = run_pipeline(base, 'cold')
+  os.makedirs(cold_tmpdir(base))
+  proc, summary = run_pipeline(base, 'cold', env={'TMPDIR': cold_tmpdir(base)})
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   return proc, summary
 

@@ -68,6 +68,8 @@ def test_lineage_runs_loads_no_tensorflow_tfx_or_beam(tmp_path):
     ('compile', '--image', 'img:1', '--output', 'x.yaml'),  # local paths
     ('lineage', 'trace', 'artifact:1', '--store', '/no/store.sqlite'),
     ('validate', '--set', 'tuner.algorithm=annealing'),
+    ('run', '--set', 'data.csv=/no/data'),  # refused before TFX loads
+    ('schema', '--output', 'x.pbtxt', '--set', 'data.csv=/no/data'),
 ], ids=lambda a: ' '.join(a[:2]))
 def test_refusals_load_no_tensorflow_and_are_one_line(args):
   code, heavy, lines = probe(*args)

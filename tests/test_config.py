@@ -118,7 +118,9 @@ def test_modules_read_no_spec_value_by_string_key():
   offending = []
   for path in sorted(glob.glob(os.path.join(REPO, 'modules', '*.py'))):
     for receiver, key, line in _string_keys(path):
-      if key in hyperparameters or key in not_spec.get(receiver, ()):
+      keras_tuner_own = key.startswith('tuner/')  # e.g. Hyperband's epochs
+      if (key in hyperparameters or keras_tuner_own or
+          key in not_spec.get(receiver, ())):
         continue
       offending.append(f'{os.path.basename(path)}:{line}: {receiver}[{key!r}]')
   assert not offending, offending

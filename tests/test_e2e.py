@@ -17,7 +17,7 @@ import ml_metadata as mlmd
 import pytest
 from tfx import v1 as tfx
 
-from tests.conftest import COMPONENTS, DATA_CSV, MODEL, REPO
+from tests.conftest import COMPONENTS, DATA_CSV, MODEL, REPO, pipeline_fixture
 from tests.conftest import cli as _cli
 from tests.conftest import run_pipeline as _run
 from tests.conftest import serving_versions as _versions
@@ -182,3 +182,48 @@ def test_bad_spec_and_missing_data_are_one_line_errors(tmp_path):
   proc = _cli('validate')
   assert proc.returncode == 0
   assert 'ok (pipeline breast-cancer, 30 features, 569 rows' in proc.stdout
+
+
+# Trials long enough to learn with any scaling: inputs scaled to [0, 1], or
+# not at all, learn several times slower per epoch than z-scores.
+LEARNING_SEARCH = ['tuner.algorithm=random', 'tuner.max_trials=3',
+                   'tuner.max_epochs=12', 'training.epochs=40']
+
+
+@pipeline_fixture(scope='session')
+def min_max_runs(tmp_path_factory):
+  """min_max scaling: first with the 2-epoch trials of the tests' Hyperband
+  budget (no trial learns: the Tuner stops the run), then, in the same root,
+  with trials that can learn."""
+  base = str(tmp_path_factory.mktemp('min_max'))
+  short = _run(base, 'short', ['preprocessing.numeric=min_max'])
+  learning = _run(base, 'learning', ['preprocessing.numeric=min_max',
+                                     *LEARNING_SEARCH])
+  return short, learning
+
+
+def test_a_search_that_learns_nothing_stops_at_the_tuner(min_max_runs):
+  (proc, summary), _ = min_max_runs
+  assert proc.returncode == 1
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: Tuner failed: NoTrialLearned: no tuning '
+                         'trial learned anything: the best val_loss ')
+  assert 'no better than predicting without the features' in last
+  assert summary['failed_component'] == 'Tuner'
+  assert 'Trainer' not in [c['id'] for c in summary['components']]
+  assert summary['pushed'] is False
+
+
+@pytest.mark.parametrize('scaling', ['min_max', 'none'])
+def test_every_numeric_scaling_trains_a_blessed_model(min_max_runs, scaling,
+                                                      tmp_path):
+  if scaling == 'min_max':
+    _, (proc, summary) = min_max_runs
+    states = {c['id']: c['state'] for c in summary['components']}
+    assert states['Transform'] == 'cached'  # from the stopped run
+  else:
+    proc, summary = _run(str(tmp_path), scaling, [
+        f'preprocessing.numeric={scaling}', *LEARNING_SEARCH])
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert summary['blessed'] is True
+  assert summary['metrics']['auc'] >= 0.95

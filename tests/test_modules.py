@@ -257,3 +257,52 @@ def test_cnn_builder_lays_pixels_out_as_an_image_with_named_blocks():
   np.testing.assert_allclose(model(batch).numpy().sum(axis=1), 1.0, rtol=1e-5)
   with pytest.raises(ValueError, match='cnn builder needs an image shape'):
     model_lib.build_model(pixels, hparams, 'cnn')
+
+
+def test_chance_level_is_what_predicting_without_features_scores():
+  train, evaluated = [0, 0, 0, 1], [0, 1]
+  # The train prior, smoothed by one count per class: P(1) = 2 / 6.
+  prior = np.array([4, 2]) / 6
+  assert tuner_lib.chance_level('val_loss', train, evaluated, 2) == (
+      pytest.approx(-np.mean(np.log(prior[[0, 1]]))))
+  assert tuner_lib.chance_level('val_auc', train, evaluated, 2) == 0.5
+  assert tuner_lib.chance_level('val_accuracy', train, [0, 0, 1, 2], 3) == 0.5
+  assert tuner_lib.beats_chance(0.3, 0.66, 'min')
+  assert not tuner_lib.beats_chance(0.7, 0.66, 'min')
+  assert tuner_lib.beats_chance(0.9, 0.5, 'max')
+
+
+class _TinyHyperModel(keras_tuner.HyperModel):
+  """A real search over hand-made data (no TFX)."""
+
+  def build(self, hp):
+    return model_lib.build_model(INPUTS, search_space.sample(hp, SPACE))
+
+  def fit(self, hp, model, *args, **kwargs):
+    del args
+    rng = np.random.default_rng(0)
+    x = {'a_xf': rng.normal(size=(64, 1)), 'b_xf': rng.normal(size=(64, 1)),
+         'c_xf': rng.integers(0, 4, size=(64, 1))}
+    y = rng.integers(0, 2, size=(64, 1))
+    return model.fit(x, y, validation_data=(x, y), batch_size=16, **kwargs)
+
+
+@pytest.mark.parametrize('chance,learned', [(0.0, False), (10.0, True)])
+def test_a_search_that_learned_nothing_stops_the_run(tmp_path, chance,
+                                                     learned):
+  spec = spec_lib.load_spec(DEFAULT_SPEC, {'tuner.algorithm': 'random',
+                                           'tuner.max_trials': 1})
+  tuner = tuner_lib.make_tuner(spec.tuner, _TinyHyperModel(), str(tmp_path),
+                               chance=lambda: chance)
+  assert isinstance(tuner, keras_tuner.RandomSearch)
+  if learned:
+    tuner.search(epochs=1, verbose=0)
+    return
+  with pytest.raises(tuner_lib.NoTrialLearned) as error:
+    tuner.search(epochs=1, verbose=0)
+  message = str(error.value)
+  assert message.startswith('no tuning trial learned anything: the best '
+                            'val_loss ')
+  assert 'is no better than predicting without the features (0.0000)' in (
+      message)
+  assert 'tuner.max_epochs' in message and '\n' not in message

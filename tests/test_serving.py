@@ -146,11 +146,12 @@ def _http(url, body=None, method=None, raw=None):
 class Server:
   """`python -m pipeline serve` in a subprocess, on a free port."""
 
-  def __init__(self, model_base):
+  def __init__(self, model_base, poll_seconds=0.2):
     self.stderr = tempfile.TemporaryFile(mode='w+')
     self.proc = subprocess.Popen(
         [sys.executable, '-m', 'pipeline', 'serve', '--model-base', model_base,
-         '--port', '0', '--poll-seconds', '0.2', '--max-request-mb', '1'],
+         '--port', '0', '--poll-seconds', str(poll_seconds),
+         '--max-request-mb', '1'],
         cwd=REPO, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
         env={**os.environ, 'PYTHONUNBUFFERED': '1'})
     self.lines = []

@@ -42,7 +42,7 @@ from modules.config import (
 )
 from modules.config import Strict as _Strict
 from modules.features import FeaturesSpec
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, whole
 
 # Metric names a spec may use: (TFMA metric class, TFMA metric name, which
 # direction is better). 'calibration' (mean prediction / mean label) is best
@@ -234,7 +234,8 @@ class KubeflowSpec(_Strict):
   resources: Dict[str, ResourceSpec] = {}
   enable_cache: bool = True
 
-  model_config = ConfigDict(extra='forbid', frozen=True, populate_by_name=True)
+  model_config = ConfigDict(extra='forbid', frozen=True, populate_by_name=True,
+                            strict=True, allow_inf_nan=False)
 
 
 _Config = TypeVar('_Config', bound=ModuleConfig)
@@ -269,7 +270,8 @@ class PipelineSpec(_Strict):
   # The MODULE_FUNCTIONS module_file defines (read by spec_from_dict).
   module_functions: Tuple[str, ...] = Field(default=(), exclude=True)
 
-  model_config = ConfigDict(extra='forbid', frozen=True, populate_by_name=True)
+  model_config = ConfigDict(extra='forbid', frozen=True, populate_by_name=True,
+                            strict=True, allow_inf_nan=False)
 
   @property
   def feature_keys(self) -> List[str]:
@@ -692,18 +694,75 @@ def _deep_copy(value: Any) -> Any:
   return value
 
 
+# A spec is a page of settings; a larger file is not one.
+MAX_SPEC_BYTES = 1024 * 1024
+
+
+class _StrictLoader(yaml.SafeLoader):
+  """YAML's safe loader without the two ways a spec can say what it does not
+  mean: a key given twice (YAML keeps the last, silently) and aliases
+  (`*name`, which can also multiply a small file into gigabytes)."""
+
+  def compose_node(self, parent, index):
+    if self.check_event(yaml.AliasEvent):
+      event = self.peek_event()
+      raise yaml.MarkedYAMLError(
+          problem='aliases (*name) are not allowed in a spec; write the '
+          'value out', problem_mark=event.start_mark)
+    return super().compose_node(parent, index)
+
+  def construct_mapping(self, node, deep=False):
+    seen = {}
+    for key_node, _ in node.value:
+      if not isinstance(key_node, yaml.ScalarNode):
+        raise yaml.MarkedYAMLError(
+            problem='a key must be a plain value, not a list or mapping',
+            problem_mark=key_node.start_mark)
+      key = self.construct_object(key_node, deep=True)
+      if key in seen:
+        raise yaml.MarkedYAMLError(
+            problem=f'key {key!r} is given twice (first on line {seen[key]}); '
+            'keep one', problem_mark=key_node.start_mark)
+      seen[key] = key_node.start_mark.line + 1
+    return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+  """YAML text by the strict loader; errors are one line naming `where`."""
+  try:
+    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (safe loader)
+  except yaml.YAMLError as e:
+    mark = getattr(e, 'problem_mark', None)
+    at = f' (line {mark.line + 1}, column {mark.column + 1})' if mark else ''
+    problem = getattr(e, 'problem', None) or whole(e)
+    raise SpecError(f'{where}: not valid YAML{at}: {problem}') from None
+  except RecursionError:
+    raise SpecError(f'{where}: not valid YAML: nested too deeply') from None
+
+
 def read_yaml(path: str) -> Dict[str, Any]:
   """Reads a spec file's YAML, with one-line errors for unreadable files."""
+  if os.path.isdir(path):
+    raise SpecError(f'{path}: a folder, not a spec file')
   if not os.path.isfile(path):
     raise SpecError(f'{path}: spec file not found')
   try:
-    with open(path, encoding='utf-8') as f:
-      raw = yaml.safe_load(f)
-  except yaml.YAMLError as e:
-    mark = getattr(e, 'problem_mark', None)
-    where = f' (line {mark.line + 1}, column {mark.column + 1})' if mark else ''
-    problem = getattr(e, 'problem', None) or str(e).splitlines()[0]
-    raise SpecError(f'{path}: not valid YAML{where}: {problem}') from None
+    size = os.path.getsize(path)
+    if size > MAX_SPEC_BYTES:
+      raise SpecError(f'{path}: {size} bytes; a spec is at most '
+                      f'{MAX_SPEC_BYTES // 1024} KiB of YAML')
+    with open(path, 'rb') as f:
+      data = f.read()
+  except OSError as e:
+    raise SpecError(f'{path}: cannot be read ({e.strerror or e})') from None
+  try:
+    text = data.decode('utf-8-sig')
+  except UnicodeDecodeError as e:
+    raise SpecError(f'{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at '
+                    f'offset {e.start}); a spec is a YAML text file') from None
+  if '\x00' in text:
+    raise SpecError(f'{path}: a binary file, not a YAML spec')
+  raw = parse_yaml(text, path)
   if raw is None:
     raise SpecError(f'{path}: the spec file is empty')
   return raw
@@ -750,7 +809,4 @@ def parse_override(text: str) -> Tuple[str, Any]:
   if '=' not in text:
     raise SpecError(f'--set {text}: expected KEY=VALUE, e.g. tuner.max_trials=2')
   key, value = text.split('=', 1)
-  try:
-    return key.strip(), yaml.safe_load(value)
-  except yaml.YAMLError:
-    raise SpecError(f'--set {text}: the value is not valid YAML') from None
+  return key.strip(), parse_yaml(value, f'--set {text}')

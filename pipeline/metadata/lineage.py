@@ -88,23 +88,24 @@ def list_runs(store: mlmd.MetadataStore,
     by_id = {c.id: c for c in components}
     start = min(e.create_time_since_epoch for e in executions)
     end = max(e.last_update_time_since_epoch for e in executions)
+    # None: no Evaluator in the run, or one that never finished (killed,
+    # interrupted): nothing was judged.
     blessed = None
-    if 'Evaluator' in by_id:
+    evaluator = by_id.get('Evaluator')
+    if evaluator and evaluator.state in ('complete', 'cached'):
       blessings = record.artifacts('Evaluator', 'blessing')
-      blessed = bool(blessings and
-                     custom_property(blessings[0], 'blessed') == 1)
+      if blessings:
+        blessed = custom_property(blessings[0], 'blessed') == 1
     pushed_version = None
     pusher = by_id.get('Pusher')
     if pusher and pusher.state == 'complete':
       pushes = record.artifacts('Pusher', 'pushed_model')
       if pushes and custom_property(pushes[0], 'pushed') == 1:
         pushed_version = custom_property(pushes[0], 'pushed_version')
-    states = {c.state for c in components}
     runs.append({
         'run_id': ctx.name, 'pipeline': name, 'started': _iso(start),
         'seconds': round((end - start) / 1000, 1),
-        'status': 'failed' if 'failed' in states else (
-            'running' if 'running' in states else 'complete'),
+        'status': results.run_status(ctx, [c.state for c in components]),
         'components': {c.id: c.state for c in components
                        if not c.is_resolver},
         'blessed': blessed, 'pushed_version': pushed_version,

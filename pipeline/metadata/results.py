@@ -2,10 +2,13 @@
 duration, the blessing and why, the key metrics and the push."""
 
 import dataclasses
+import socket
 from typing import Any, Dict, List, Optional
 
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
+
+from components.processes import process_alive
 
 STATES = {
     metadata_store_pb2.Execution.COMPLETE: 'complete',
@@ -19,6 +22,34 @@ _OUTPUT = (metadata_store_pb2.Event.OUTPUT,
            metadata_store_pb2.Event.DECLARED_OUTPUT)
 _INPUT = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
 RESOLVER_SUFFIX = '_resolver'
+NOT_PUSHED_REASON = 'not_pushed_reason'  # components/pusher.py writes it
+# The local runner writes the run's context itself before TFX does
+# (pipeline/runners/session.py), with who runs it and, at the end, how it
+# ended; a run with executions still RUNNING and no outcome whose process
+# is gone was killed.
+RUN_CONTEXT_TYPE = 'pipeline_run'
+RUN_HOST = 'runner_host'
+RUN_PID = 'runner_pid'
+RUN_PIPELINE = 'runner_pipeline'
+RUN_OUTCOME = 'run_outcome'  # succeeded | failed | interrupted
+
+
+def run_status(context, states: List[str]) -> str:
+  """A run's status from its pipeline_run context and its executions'
+  states: complete, failed, running, interrupted (Ctrl-C), or killed (its
+  executions stopped RUNNING and the runner's process is gone)."""
+  outcome = custom_property(context, RUN_OUTCOME)
+  if outcome == 'interrupted':
+    return 'interrupted'
+  if 'running' in states:
+    host = custom_property(context, RUN_HOST)
+    pid = custom_property(context, RUN_PID)
+    if pid and host == socket.gethostname() and not process_alive(int(pid)):
+      return 'killed'
+    return 'running'
+  if 'failed' in states or outcome == 'failed':
+    return 'failed'
+  return 'complete'
 
 
 @dataclasses.dataclass
@@ -243,4 +274,8 @@ def summarize(record: RunRecord) -> Dict[str, Any]:
     summary['pushed'] = True
     summary['pushed_version'] = custom_property(pushes[0], 'pushed_version')
     summary['pushed_path'] = custom_property(pushes[0], 'pushed_destination')
+  elif pushes:
+    # Why a blessed model was not pushed (components/pusher.py).
+    summary['not_pushed_reason'] = custom_property(pushes[0],
+                                                   NOT_PUSHED_REASON)
   return summary

@@ -97,6 +97,15 @@ def connection_config(location: str, readonly: bool = False) -> Config:
   return config
 
 
+def store_error(error: BaseException) -> str:
+  """An ML Metadata error as one line, without the SQL it ran (MLMD quotes
+  its whole schema set-up, which says nothing the user can act on)."""
+  text = re.sub(r'\s*query:\s*(CREATE|SELECT|INSERT|UPDATE|PRAGMA)\b.*$', '',
+                whole(error), flags=re.IGNORECASE)
+  text = re.sub(r'^Error when executing query:\s*', '', text)
+  return text or type(error).__name__
+
+
 def exists(location: str) -> bool:
   """Whether there may be a store to read: a SQLite file must exist; a
   database or service is asked when opened."""
@@ -115,9 +124,7 @@ def open_store(location: str, readonly: bool = True) -> mlmd.MetadataStore:
     store = mlmd.MetadataStore(config)
     store.get_context_types()
   except Exception as e:  # pylint: disable=broad-except
-    # The SQL of MLMD's schema set-up says nothing the user can act on.
-    first = re.sub(r'\s*query:\s*CREATE .*$', '', whole(e)) or (
-        type(e).__name__)
+    first = store_error(e)
     if store_kind == 'mysql':
       raise MetadataError(
           f'{where}: cannot open the metadata database ({first or "no reply"});'

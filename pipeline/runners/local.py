@@ -4,15 +4,15 @@ Thin on purpose: it checks the inputs, works out paths, calls the shared
 `create_pipeline`, runs it, and reads what happened back from ML Metadata.
 """
 
+import contextlib
 import datetime
 import json
 import logging
 import os
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
 import absl.logging
-import ml_metadata as mlmd
 from tfx import v1 as tfx
 from tfx.dsl.compiler import compiler, constants
 from tfx.orchestration.portable import runtime_parameter_utils
@@ -26,7 +26,7 @@ from pipeline.definition.spec import PipelineSpec
 from pipeline.errors import ComponentFailed, one_line
 from pipeline.metadata import results
 from pipeline.metadata import store as metadata_lib
-from pipeline.runners import preflight
+from pipeline.runners import preflight, session
 from pipeline.runners.environment import build_environment
 
 Progress = Callable[[str], None]
@@ -73,13 +73,50 @@ class _ProgressHandler(logging.Handler):
       self._progress(f'  {node} done in {seconds:.1f}s')
 
 
-def _execute(tfx_pipeline, progress: Progress
-             ) -> Tuple[str, Optional[Dict[str, str]]]:
-  """Runs a pipeline with LocalDagRunner: (run id, the failure or None).
+@contextlib.contextmanager
+def _guarded(spec: PipelineSpec, env: Environment, run_id: str,
+             progress: Progress, wait: bool):
+  """Holds the pipeline's lock, registers the run in the store (the check
+  that the store can be written), and gives the run its own temp folder;
+  yields the store. How the run ended is recorded on the way out, an
+  interruption (Ctrl-C) included."""
+  # The lock first: a run waiting for another is not a run yet, and does
+  # not write to the store that the other is writing to.
+  lock = session.PipelineLock(spec.runner.pipeline_root, spec.name)
+  lock.acquire(run_id, wait=wait, progress=progress)
+  try:
+    store = session.register_run(env.metadata_connection_config, spec.name,
+                                 run_id, metadata_lib.describe(
+                                     spec.runner.metadata))
+    outcome = ['failed']  # the body sets succeeded or failed when it ends
+    try:
+      with session.scoped_tempdir(), session.local_beam_dependencies(
+          env.beam_pipeline_args):
+        yield store, outcome
+    except KeyboardInterrupt:
+      outcome[0] = 'interrupted'
+      raise
+    finally:
+      try:
+        session.finish_run(store, run_id, outcome[0])
+      except Exception as e:  # pylint: disable=broad-except
+        # The run's own outcome (or error) matters more; this one is logged.
+        logging.warning('could not record how run %s ended: %s', run_id,
+                        one_line(e))
+  finally:
+    lock.release()
+
+
+def new_run_id() -> str:
+  return datetime.datetime.now().isoformat()
+
+
+def _execute(tfx_pipeline, run_id: str,
+             progress: Progress) -> Optional[Dict[str, str]]:
+  """Runs a pipeline with LocalDagRunner; returns the failure, or None.
 
   A component failure does not raise; it is returned, named."""
   ir = compiler.Compiler().compile(tfx_pipeline)
-  run_id = datetime.datetime.now().isoformat()
   runtime_parameter_utils.substitute_runtime_parameter(
       ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
   # Progress comes from LocalDagRunner's INFO records, so absl must emit INFO
@@ -100,11 +137,20 @@ def _execute(tfx_pipeline, progress: Progress
   finally:
     absl_logger.removeHandler(handler)
     absl.logging.set_verbosity(previous_verbosity)
-  return run_id, failure
+  return failure
 
 
 def run_local(spec: PipelineSpec, progress: Progress = print,
-              summary_json: Optional[str] = None) -> Dict[str, Any]:
+              summary_json: Optional[str] = None,
+              wait: bool = True) -> Dict[str, Any]:
+  """Pre-flight checks, then run_checked (below)."""
+  return run_checked(preflight.run_preflight(spec), progress, summary_json,
+                     wait)
+
+
+def run_checked(checked: preflight.Preflight, progress: Progress = print,
+                summary_json: Optional[str] = None,
+                wait: bool = True) -> Dict[str, Any]:
   """Runs the pipeline locally and returns the run's summary.
 
   Bad input (preflight.PreflightError) is raised before anything runs. A
@@ -112,16 +158,19 @@ def run_local(spec: PipelineSpec, progress: Progress = print,
   (status 'failed'), and is written to JSON like a success.
 
   Args:
-    spec: a validated spec.
+    checked: the pre-flight checks' result: the spec resolved against its
+      data (preflight.run_preflight, which the CLI runs before it loads TFX,
+      so that bad input is refused at once).
     progress: called with one line per component start and finish.
     summary_json: where to write the summary; by default
       <pipeline_root>/summaries/<run id>.json.
+    wait: when another run of the pipeline holds its lock, wait for it
+      (True) or raise session.RunRefused.
 
   Returns:
     The summary dict (see README, "What a run produces").
   """
   started = time.monotonic()
-  checked = preflight.run_preflight(spec)
   spec = checked.spec
   progress(f'pipeline {spec.name}: {checked.rows} rows in {spec.data.csv}')
   base_model = preflight.locate_base_model(spec)
@@ -130,9 +179,11 @@ def run_local(spec: PipelineSpec, progress: Progress = print,
   if metadata_lib.kind(spec.runner.metadata) == 'sqlite':
     os.makedirs(os.path.dirname(spec.runner.metadata), exist_ok=True)
   env = local_environment(spec, base_model, checked.column_kinds)
-  run_id, failure = _execute(create_pipeline(spec, env), progress)
-
-  store = mlmd.MetadataStore(env.metadata_connection_config)
+  tfx_pipeline = create_pipeline(spec, env)
+  run_id = new_run_id()
+  with _guarded(spec, env, run_id, progress, wait) as (store, outcome):
+    failure = _execute(tfx_pipeline, run_id, progress)
+    outcome[0] = 'failed' if failure else 'succeeded'
   record = results.RunRecord(store, spec.name, run_id)
   summary: Dict[str, Any] = {
       'pipeline': spec.name,
@@ -174,7 +225,7 @@ def for_serving(schema, spec: PipelineSpec):
   return schema
 
 
-def infer_schema(spec: PipelineSpec, output: str,
+def infer_schema(checked: preflight.Preflight, output: str,
                  progress: Progress = print) -> Dict[str, Any]:
   """Infers a schema from the spec's data (ExampleGen, StatisticsGen and
   SchemaGen, in the spec's pipeline root and store, so that a later run
@@ -189,18 +240,19 @@ def infer_schema(spec: PipelineSpec, output: str,
   """
   from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
   from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=g-import-not-at-top
-  checked = preflight.run_preflight(spec.model_copy(
-      update={'schema_file': None}))
   spec = checked.spec
   progress(f'pipeline {spec.name}: {checked.rows} rows in {spec.data.csv}')
   if metadata_lib.kind(spec.runner.metadata) == 'sqlite':
     os.makedirs(os.path.dirname(spec.runner.metadata), exist_ok=True)
   env = local_environment(spec, column_kinds=checked.column_kinds)
-  run_id, failure = _execute(create_schema_pipeline(spec, env), progress)
+  tfx_pipeline = create_schema_pipeline(spec, env)
+  run_id = new_run_id()
+  with _guarded(spec, env, run_id, progress, wait=True) as (store, outcome):
+    failure = _execute(tfx_pipeline, run_id, progress)
+    outcome[0] = 'failed' if failure else 'succeeded'
   if failure:
     raise ComponentFailed(f'{failure["component"]} failed: '
                           f'{failure["reason"]}')
-  store = mlmd.MetadataStore(env.metadata_connection_config)
   artifact = results.RunRecord(store, spec.name, run_id).artifacts(
       'SchemaGen', 'schema')[0]
   schema = schema_pb2.Schema()

@@ -236,8 +236,9 @@ class _Scan:
 
   def _check_header(self, path: str, header: List[str]) -> None:
     if not header:
-      expected = ', '.join(self.columns) or 'the column names'
-      raise PreflightError(f'{path}: empty file; expected a header row with '
+      expected = (f'the {len(self.columns)} columns of the schema'
+                  if self.columns else 'the column names')
+      raise PreflightError(f'{path}: empty file; expected a header row naming '
                            f'{expected}')
     if self.schema is not None:
       missing = [n for n in self.columns if n not in header]
@@ -378,6 +379,63 @@ def _classes(spec: PipelineSpec, kind: str, values) -> int:
   return classes
 
 
+def _writable_folder(path: str, key: str, spec: PipelineSpec,
+                     named: Optional[str] = None) -> None:
+  """`path` is (or can be made) a folder this process can write in; `named`
+  is the path the spec names, when it is a file inside `path`."""
+  where = f'{spec.source}: {key}: {named or path}'
+  if os.path.exists(path):
+    if not os.path.isdir(path):
+      raise PreflightError(f'{where}: {path} is a file, not a folder; name '
+                           'another path')
+    if not os.access(path, os.W_OK | os.X_OK):
+      raise PreflightError(f'{where}: the folder is not writable')
+    return
+  ancestor = os.path.dirname(os.path.abspath(path))
+  while not os.path.exists(ancestor):
+    ancestor = os.path.dirname(ancestor)
+  # The ancestor by its own name: the path above already shows where it is.
+  shown = os.path.basename(ancestor) or ancestor
+  if not os.path.isdir(ancestor):
+    raise PreflightError(f'{where}: {shown} is a file, so no folder can be '
+                         'made there; name another path')
+  if not os.access(ancestor, os.W_OK | os.X_OK):
+    raise PreflightError(f'{where}: {shown} is not writable, so the folder '
+                         'cannot be made')
+
+
+def check_paths(spec: PipelineSpec) -> None:
+  """Every local path in the spec is what it must be, before anything runs:
+  the schema a readable file; the pipeline root and the push destination
+  folders that can be written; a SQLite store a file in such a folder.
+
+  Raises:
+    PreflightError: naming the key and the path.
+  """
+  if spec.schema_file and not is_uri(spec.schema_file):
+    if os.path.isdir(spec.schema_file):
+      raise PreflightError(f'{spec.source}: schema: {spec.schema_file} is a '
+                           'folder; name the schema.pbtxt file')
+    if os.path.exists(spec.schema_file) and not os.access(spec.schema_file,
+                                                           os.R_OK):
+      raise PreflightError(f'{spec.source}: schema: {spec.schema_file} cannot '
+                           'be read')
+  for key, path in (('runner.pipeline_root', spec.runner.pipeline_root),
+                    ('push.destination', spec.push.destination)):
+    if not is_uri(path):
+      _writable_folder(path, key, spec)
+  metadata = spec.runner.metadata
+  if not is_uri(metadata):
+    if os.path.isdir(metadata):
+      raise PreflightError(f'{spec.source}: runner.metadata: {metadata} is a '
+                           'folder; name the SQLite file inside it')
+    if os.path.exists(metadata) and not os.access(metadata, os.R_OK | os.W_OK):
+      raise PreflightError(f'{spec.source}: runner.metadata: {metadata} is not '
+                           'writable')
+    _writable_folder(os.path.dirname(os.path.abspath(metadata)),
+                     'runner.metadata', spec, named=metadata)
+
+
 def run_preflight(spec: PipelineSpec) -> Preflight:
   """All checks, and the spec resolved against the data.
 
@@ -385,6 +443,7 @@ def run_preflight(spec: PipelineSpec) -> Preflight:
     PreflightError: the first problem with the data, or every problem of the
       schema, in one line.
   """
+  check_paths(spec)
   schema = None
   if spec.schema_file:
     schema = load_schema(spec.schema_file)

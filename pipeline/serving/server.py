@@ -46,6 +46,8 @@ DEFAULT_PORT = 8501  # TF Serving's REST port
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 _LOG = logging.getLogger('pipeline.serving')
 _MODEL_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
+# str.isdigit() also takes '٣' or '²', which int() reads or rejects.
+_ASCII_DIGITS = re.compile(r'^[0-9]{1,18}$')
 
 
 class ServeSetupError(PipelineError):
@@ -95,6 +97,22 @@ def load_version(name: str, version: int, path: str) -> LoadedVersion:
                        _signature_defs(path), model)
 
 
+def folder_contents(path: str) -> Tuple:
+  """(relative path, size, mtime) of every file under `path`: changes when
+  a copy into it goes on."""
+  found = []
+  for root, _, files in os.walk(path):
+    for file_name in files:
+      full = os.path.join(root, file_name)
+      try:
+        stat = os.stat(full)
+      except OSError:  # gone meanwhile: the folder is changing
+        continue
+      found.append((os.path.relpath(full, path), stat.st_size,
+                    stat.st_mtime_ns))
+  return tuple(sorted(found))
+
+
 class Repository:
   """The models under a base folder and the version each serves."""
 
@@ -104,7 +122,8 @@ class Repository:
     self._loader = loader
     self._lock = threading.Lock()
     self._models: Dict[str, LoadedVersion] = {}
-    self._failed: Dict[Tuple[str, int], str] = {}
+    # (model, version) -> (the folder's contents when it failed, why).
+    self._failed: Dict[Tuple[str, int], Tuple[Tuple, str]] = {}
 
   def _model_dirs(self) -> Dict[str, str]:
     """name -> folder. A base that itself holds versions is one model."""
@@ -119,7 +138,12 @@ class Repository:
 
   def poll(self) -> List[str]:
     """Loads each model's newest complete version if it is not served yet.
-    Returns one line per change, for the log."""
+    Returns one line per change, for the log.
+
+    A version that failed to load is tried again once its folder changes
+    (as TF Serving retries): a copy made in steps (saved_model.pb, then the
+    variables, as `cp -r` or rsync write them) loads when it is whole. Until
+    then the previous version keeps serving."""
     changes = []
     for name, folder in self._model_dirs().items():
       versions = complete_versions(folder)
@@ -127,18 +151,24 @@ class Repository:
         continue
       newest = versions[-1]
       current = self._models.get(name)
-      if (current is not None and current.version == newest) or (
-          (name, newest) in self._failed):
+      if current is not None and current.version == newest:
+        continue
+      path = os.path.join(folder, str(newest))
+      contents = folder_contents(path)
+      failed = self._failed.get((name, newest))
+      if failed is not None and failed[0] == contents:
         continue
       try:
-        loaded = self._loader(name, newest, os.path.join(folder, str(newest)))
+        loaded = self._loader(name, newest, path)
       except Exception as e:  # pylint: disable=broad-except
         # Reported and remembered; the previous version keeps serving.
-        self._failed[(name, newest)] = one_line(e)
+        self._failed[(name, newest)] = (contents, one_line(e))
         changes.append(f'{name}: version {newest} failed to load '
-                       f'({self._failed[(name, newest)]}); still serving '
-                       f'{current.version if current else "nothing"}')
+                       f'({one_line(e)}); still serving '
+                       f'{current.version if current else "nothing"}; will '
+                       'try again when its folder changes')
         continue
+      self._failed.pop((name, newest), None)
       with self._lock:
         self._models[name] = loaded
       changes.append(f'{name}: serving version {newest}' + (
@@ -153,7 +183,7 @@ class Repository:
     with self._lock:
       loaded = self._models.get(name)
     if version is not None:
-      if not version.isdigit():
+      if not _ASCII_DIGITS.match(version):
         raise ServingError(400, f'Malformed version: {version!r} (an integer '
                            'version is expected)')
       if loaded is None or loaded.version != int(version):
@@ -364,7 +394,7 @@ def make_app(repository: Repository, max_body: int = DEFAULT_MAX_BODY,
     def prepare(self):
       self._chunks, self._size, self._too_big = [], 0, False
       length = self.request.headers.get('Content-Length')
-      if length and length.isdigit() and int(length) > max_body:
+      if length and _ASCII_DIGITS.match(length) and int(length) > max_body:
         self._too_big = True
 
     def data_received(self, chunk):
@@ -418,9 +448,16 @@ def make_app(repository: Repository, max_body: int = DEFAULT_MAX_BODY,
         try:
           body = json.loads(b''.join(self._chunks) or b'null')
         except (ValueError, UnicodeDecodeError) as e:
-          raise ServingError(400, f'JSON Parse error: {e}') from None
+          raise ServingError(400, f'JSON Parse error: {whole(e)}') from None
+        except RecursionError:
+          raise ServingError(400, 'JSON Parse error: nested too deeply'
+                             ) from None
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(pool, predict, loaded, body)
+        try:
+          result = await loop.run_in_executor(pool, predict, loaded, body)
+        except RecursionError:
+          raise ServingError(400, 'the request nests lists too deeply for '
+                             "the signature's inputs") from None
         self._reply(200, result)
       except ServingError as e:
         self._reply(e.status, {'error': e.message})

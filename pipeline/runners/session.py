@@ -1,0 +1,209 @@
+"""What surrounds one local run: who holds the pipeline, where its temporary
+files go, and what ML Metadata knows of the run while and after it runs.
+
+- `PipelineLock`: one run of a pipeline at a time (an flock on
+  `<pipeline root>/.run.lock`). A second run waits, saying for whom, or is
+  refused (`--no-wait`); a lock left by a run that was killed is released by
+  the kernel with its process and taken over, with a line saying so.
+- `register_run`: before any component runs, the run's `pipeline_run`
+  context is written to the store with the runner's host and PID (TFX then
+  reuses it). That write is also the check that the store can be written:
+  a read-only or full store is one line naming the store, before anything
+  runs. `finish_run` records how the run ended; `lineage runs` tells a run
+  that is still going from one whose process is gone (pipeline/metadata).
+- `scoped_tempdir`: every temporary file of the run (Beam's, tf.Transform's,
+  Keras Tuner's) goes into one folder that is removed when the run ends.
+- `local_beam_dependencies`: on the DirectRunner, Beam's workers import the
+  installed project, so TFX's per-component package build (an sdist of TFX
+  in the temp folder, for remote workers) is skipped.
+"""
+
+import contextlib
+import datetime
+import errno
+import fcntl
+import json
+import os
+import shutil
+import socket
+import tempfile
+from typing import Any, Callable, Dict, Iterator, List
+
+from components.processes import process_alive
+from pipeline.errors import PipelineError
+from pipeline.metadata import results
+from pipeline.metadata import store as store_lib
+
+LOCK_FILE = '.run.lock'
+TEMP_PREFIX = 'tfx-pipeline-'
+
+
+class RunRefused(PipelineError):
+  """The run cannot start (pipeline busy, store not writable). One line."""
+
+
+class PipelineLock:
+  """An exclusive lock on one pipeline's root, held for a run."""
+
+  def __init__(self, pipeline_root: str, pipeline: str):
+    self.path = os.path.join(pipeline_root, LOCK_FILE)
+    self.pipeline = pipeline
+    self._file = None
+
+  def _holder(self) -> Dict[str, Any]:
+    try:
+      with open(self.path) as f:
+        return json.loads(f.read() or '{}')
+    except (OSError, ValueError):
+      return {}
+
+  def acquire(self, run_id: str, wait: bool = True,
+              progress: Callable[[str], None] = print) -> None:
+    """Takes the lock, waiting for a running holder unless `wait` is False.
+
+    Raises:
+      RunRefused: another run holds it and `wait` is False.
+    """
+    os.makedirs(os.path.dirname(self.path), exist_ok=True)
+    self._file = open(self.path, 'a+')  # pylint: disable=consider-using-with
+    holder = self._holder()
+    try:
+      fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+      if e.errno not in (errno.EAGAIN, errno.EACCES):
+        raise
+      who = (f'run {holder.get("run_id", "?")} (pid {holder.get("pid", "?")} '
+             f'on {holder.get("host", "?")}, since {holder.get("started", "?")})')
+      if not wait:
+        self._file.close()
+        raise RunRefused(
+            f'pipeline {self.pipeline} is already running: {who}; wait for it '
+            '(run without --no-wait) or stop it') from None
+      progress(f'waiting for {who} of pipeline {self.pipeline} to finish ...')
+      fcntl.flock(self._file, fcntl.LOCK_EX)
+      # A run that ended clears the file; one that was killed left it.
+      holder = self._holder()
+    if holder.get('pid') and holder.get('host') == socket.gethostname() and (
+        not process_alive(int(holder['pid']))):
+      progress(f'taking over the lock of run {holder.get("run_id", "?")} '
+               f'(pid {holder["pid"]}, no longer running)')
+    self._file.seek(0)
+    self._file.truncate()
+    self._file.write(json.dumps({
+        'run_id': run_id, 'pid': os.getpid(), 'host': socket.gethostname(),
+        'started': datetime.datetime.now().isoformat(timespec='seconds')}))
+    self._file.flush()
+
+  def release(self) -> None:
+    if self._file is not None:
+      self._file.seek(0)
+      self._file.truncate()
+      fcntl.flock(self._file, fcntl.LOCK_UN)
+      self._file.close()
+      self._file = None
+
+
+def register_run(connection_config, pipeline: str, run_id: str, where: str):
+  """Opens the store and writes the run's pipeline_run context (host, PID)
+  before any component runs: the check that the store can be written.
+
+  Returns:
+    The opened ml_metadata.MetadataStore.
+
+  Raises:
+    RunRefused: the store cannot be opened or written (read-only, full,
+      not an ML Metadata store, ...).
+  """
+  import ml_metadata as mlmd  # pylint: disable=g-import-not-at-top
+  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+  try:
+    store = mlmd.MetadataStore(connection_config)
+    type_id = store.put_context_type(
+        metadata_store_pb2.ContextType(name=results.RUN_CONTEXT_TYPE))
+    context = metadata_store_pb2.Context(type_id=type_id, name=run_id)
+    context.custom_properties[results.RUN_HOST].string_value = (
+        socket.gethostname())
+    context.custom_properties[results.RUN_PID].int_value = os.getpid()
+    context.custom_properties[results.RUN_PIPELINE].string_value = pipeline
+    store.put_contexts([context])
+  except Exception as e:  # pylint: disable=broad-except
+    raise RunRefused(f'{where}: the metadata store cannot be written '
+                     f'({store_lib.store_error(e)}); check that it is writable '
+                     'and its disk has room') from None
+  return store
+
+
+def finish_run(store, run_id: str, outcome: str) -> None:
+  """Records how the run ended (succeeded, failed, interrupted); executions
+  an interruption left RUNNING become CANCELED."""
+  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+  context = store.get_context_by_type_and_name(results.RUN_CONTEXT_TYPE,
+                                               run_id)
+  if context is None:
+    return
+  context.custom_properties[results.RUN_OUTCOME].string_value = outcome
+  store.put_contexts([context])
+  running = [e for e in store.get_executions_by_context(context.id)
+             if e.last_known_state == metadata_store_pb2.Execution.RUNNING]
+  for execution in running:
+    execution.last_known_state = metadata_store_pb2.Execution.CANCELED
+  if running:
+    store.put_executions(running)
+
+
+def _remove_stale_tempdirs(parent: str) -> None:
+  """Temp folders of earlier runs whose process is gone (killed)."""
+  for name in os.listdir(parent):
+    if not name.startswith(TEMP_PREFIX):
+      continue
+    pid = name[len(TEMP_PREFIX):].split('-', 1)[0]
+    if pid.isdigit() and not process_alive(int(pid)):
+      shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+
+@contextlib.contextmanager
+def scoped_tempdir() -> Iterator[str]:
+  """A temp folder for the run (TMPDIR for this process and its children),
+  removed when the run ends; folders left by killed runs are removed too."""
+  parent = tempfile.gettempdir()
+  _remove_stale_tempdirs(parent)
+  folder = tempfile.mkdtemp(prefix=f'{TEMP_PREFIX}{os.getpid()}-', dir=parent)
+  saved = {k: os.environ.get(k) for k in ('TMPDIR', 'TEMP', 'TMP')}
+  saved_tempdir = tempfile.tempdir
+  os.environ.update({k: folder for k in saved})
+  tempfile.tempdir = folder
+  try:
+    yield folder
+  finally:
+    tempfile.tempdir = saved_tempdir
+    for key, value in saved.items():
+      if value is None:
+        os.environ.pop(key, None)
+      else:
+        os.environ[key] = value
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _runner(beam_args: List[str]) -> str:
+  for arg in beam_args:
+    if arg.startswith('--runner='):
+      return arg.split('=', 1)[1]
+  return 'DirectRunner'
+
+
+@contextlib.contextmanager
+def local_beam_dependencies(beam_args: List[str]) -> Iterator[None]:
+  """Skips TFX's package build for Beam's DirectRunner, whose workers are
+  this machine's processes and import the installed project. TFX builds an
+  sdist of itself in every Beam component otherwise (for remote workers):
+  seconds of work and ~50 MB of temp files each."""
+  if _runner(beam_args) != 'DirectRunner':
+    yield
+    return
+  from tfx.utils import dependency_utils  # pylint: disable=g-import-not-at-top
+  build = dependency_utils.make_beam_dependency_flags
+  dependency_utils.make_beam_dependency_flags = list
+  try:
+    yield
+  finally:
+    dependency_utils.make_beam_dependency_flags = build
