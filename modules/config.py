@@ -302,11 +302,10 @@ class TransformConfig(ModuleConfig):
             [indicator_name(k) for k in self.indicators()])
 
 
-class TrainerConfig(TransformConfig):
-  """What run_fn reads. The number of classes is known by now (the runner
-  counts them in the data when the spec leaves it out)."""
+class _ModelConfig(TransformConfig):
+  """A config that builds models. The number of classes is known by now
+  (the runner counts them in the data when the spec leaves it out)."""
   model: ModelSpec = ModelSpec()
-  training: TrainingSpec = TrainingSpec()
 
   @pydantic.model_validator(mode='after')
   def _classes_known(self):
@@ -319,6 +318,20 @@ class TrainerConfig(TransformConfig):
     return int(self.features.num_classes)
 
 
-class TunerConfig(TrainerConfig):
+class TrainerConfig(_ModelConfig):
+  """What run_fn reads."""
+  training: TrainingSpec = TrainingSpec()
+
+
+class TuningTrainingSpec(Strict):
+  """The part of `training` a tuning trial uses: the training mode and early
+  stopping. Not the epochs or the seed, which are the Trainer's: changing
+  them re-runs the Trainer, not the Tuner."""
+  mode: Literal['scratch', 'finetune'] = 'scratch'
+  early_stopping: Optional[EarlyStoppingSpec] = EarlyStoppingSpec()
+
+
+class TunerConfig(_ModelConfig):
   """What tuner_fn reads."""
+  training: TuningTrainingSpec = TuningTrainingSpec()
   tuner: TunerSpec = TunerSpec()

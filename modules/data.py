@@ -11,7 +11,7 @@ from tfx_bsl.public import tfxio
 from modules import features as features_lib
 from modules import finetune, preprocessing
 from modules import model as model_lib
-from modules.config import TrainerConfig
+from modules.config import TrainerConfig, TunerConfig
 
 
 def input_fn(file_pattern: List[str],
@@ -36,7 +36,7 @@ class TrainingData:
   model inputs, the builder, the training mode and one-epoch datasets at a
   given batch size."""
   fn_args: Any
-  config: TrainerConfig
+  config: Union[TrainerConfig, TunerConfig]
 
   def __post_init__(self):
     self.transform_output = tft.TFTransformOutput(

@@ -31,8 +31,8 @@ def test_every_bundled_spec_survives_the_custom_config_round_trip(
   assert type(parsed) is config_type
   # The callback sees exactly the spec's values, section by section.
   for section in config_type.sections():
-    expected = getattr(spec, section).model_dump(
-        exclude={'base_model', 'train_steps', 'eval_steps'})
+    fields = set(config_type.model_fields[section].annotation.model_fields)
+    expected = getattr(spec, section).model_dump(include=fields)
     assert getattr(parsed, section).model_dump() == expected, section
   assert parsed.code_version == '0123abcd'
 
@@ -87,7 +87,9 @@ def test_each_default_is_stated_once():
   config = spec.resolved(2).module_config(config_lib.TunerConfig)
   assert config.tuner == config_lib.TunerSpec()
   assert config.model == config_lib.ModelSpec()
-  assert config.training == config_lib.TrainingSpec()
+  assert config.training == config_lib.TuningTrainingSpec()
+  assert spec.resolved(2).module_config(
+      config_lib.TrainerConfig).training == config_lib.TrainingSpec()
 
 
 def _string_keys(path):
@@ -124,3 +126,17 @@ def test_modules_read_no_spec_value_by_string_key():
         continue
       offending.append(f'{os.path.basename(path)}:{line}: {receiver}[{key!r}]')
   assert not offending, offending
+
+
+def test_the_tuner_config_leaves_the_trainer_s_epochs_and_seed_out():
+  """So that changing only training.epochs re-runs the Trainer and not the
+  Tuner (the configs are the components' cache keys)."""
+  spec = resolved_spec(DEFAULT_SPEC)
+  longer = resolved_spec(DEFAULT_SPEC, {'training.epochs': 7,
+                                        'training.seed': 3})
+  assert (spec.module_config(config_lib.TunerConfig) ==
+          longer.module_config(config_lib.TunerConfig))
+  assert (spec.module_config(config_lib.TrainerConfig) !=
+          longer.module_config(config_lib.TrainerConfig))
+  assert set(config_lib.TunerConfig.model_fields['training'].annotation
+             .model_fields) == {'mode', 'early_stopping'}
