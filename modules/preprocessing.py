@@ -2,13 +2,15 @@
 categories, and index a STRING label.
 
 A feature the schema makes optional arrives as a SparseTensor (at most one
-value a row); a required one dense. Either way a value is *missing* when it
-is absent, NaN, or an empty string (the serving_raw signature's way of
-leaving a value out, modules/train.py). Missing values are filled by the
-spec's `preprocessing.impute` rule with statistics that tf.Transform's
-analyzers compute over the train split, so the same fill is applied inside
-the serving graph; an indicator feature (1.0 where the value was missing)
-is added where the rule asks for one.
+value a row); a value of it is *missing* when it is absent, NaN, or an empty
+string (the serving_raw signature's way of leaving a value out,
+modules/train.py). Missing values are filled by the spec's
+`preprocessing.impute` rule with statistics that tf.Transform's analyzers
+compute over the train split, so the same fill is applied inside the
+serving graph; an indicator feature (1.0 where the value was missing) is
+added where the rule asks for one. A required feature (a fixed shape in the
+schema) arrives dense and has a value in every row: it is scaled or indexed
+as it is, with no fill to compute.
 """
 
 from typing import Any, Dict, Mapping, Tuple, Union
@@ -54,11 +56,20 @@ def single_values(x: Union[tf.Tensor, tf.SparseTensor], default: Any
 
 
 def _numeric(x, key: str, fill, scaling: str) -> Tuple[tf.Tensor, tf.Tensor]:
-  if isinstance(x, tf.SparseTensor):
-    x = tf.SparseTensor(x.indices, tf.cast(x.values, tf.float32), x.dense_shape)
-  values, missing = single_values(tf.cast(x, tf.float32)
-                                  if isinstance(x, tf.Tensor) else x,
-                                  float('nan'))
+  scaler = _NUMERIC_SCALERS[scaling]
+
+  def scale(values):
+    return scaler(values) if scaling == 'none' else scaler(
+        values, name=f'{key}_{scaling}')
+
+  if not isinstance(x, tf.SparseTensor):
+    # A required feature (the schema gives it a fixed shape): every row has
+    # a value, so no fill is computed. A fill would be an analyzer whose
+    # output the scaling analyzes again: a second pass over the data.
+    values = tf.reshape(tf.cast(x, tf.float32), [-1, 1])
+    return scale(values), tf.zeros_like(values, tf.bool)
+  x = tf.SparseTensor(x.indices, tf.cast(x.values, tf.float32), x.dense_shape)
+  values, missing = single_values(x, float('nan'))
   present = tf.boolean_mask(values, tf.logical_not(missing))
   # Analyzers are named after their feature: tf.Transform then finds them
   # again when it traces this function twice (and caches them by name).
@@ -73,17 +84,17 @@ def _numeric(x, key: str, fill, scaling: str) -> Tuple[tf.Tensor, tf.Tensor]:
     value = tf.constant(float(fill))
   # A column with no value at all in the train split fills with 0.
   value = tf.where(tf.math.is_nan(value), 0.0, value)
-  filled = tf.where(missing, value, values)
-  scaler = _NUMERIC_SCALERS[scaling]
-  if scaling == 'none':
-    return scaler(filled), missing
-  return scaler(filled, name=f'{key}_{scaling}'), missing
+  return scale(tf.where(missing, value, values)), missing
 
 
 def _categorical(x, key: str, fill, vocab) -> Tuple[tf.Tensor, tf.Tensor]:
   values, missing = single_values(x, '' if x.dtype == tf.string else 0)
   if values.dtype != tf.string:
     values = tf.strings.as_string(values)
+  if not isinstance(x, tf.SparseTensor):  # required: nothing to fill
+    return tft.compute_and_apply_vocabulary(
+        values, top_k=vocab.top_k, num_oov_buckets=vocab.num_oov_buckets,
+        vocab_filename=key, name=f'{key}_vocabulary'), missing
   if fill == 'most_frequent':
     # The vocabulary is ordered by frequency: id 0 is the most frequent.
     present = tf.boolean_mask(values, tf.logical_not(missing))

@@ -93,12 +93,14 @@ def serving_signatures(model: keras.Model, training_data: data_lib.TrainingData
       result[CLASS_NAME] = tf.gather(class_names, class_id)
     return result
 
-  @tf.function(input_signature=[
+  # AutoGraph off: these functions branch on Python values only, and
+  # converting the Transform layer's code costs seconds per export.
+  @tf.function(autograph=False, input_signature=[
       tf.TensorSpec(shape=[None], dtype=tf.string, name='examples')])
   def serve_tf_examples(serialized):
     return predict(tf.io.parse_example(serialized, raw_spec))
 
-  @tf.function(input_signature=[
+  @tf.function(autograph=False, input_signature=[
       tf.TensorSpec(shape=[None], dtype=tf.string, name='examples')])
   def transform_features(serialized):
     return model.tft_layer(tf.io.parse_example(serialized, full_spec))
@@ -107,7 +109,7 @@ def serving_signatures(model: keras.Model, training_data: data_lib.TrainingData
     return predict({name: _raw_feature(value, raw_spec[name])
                     for name, value in features.items()})
 
-  serve_raw = tf.function(serve_raw, input_signature=[{
+  serve_raw = tf.function(serve_raw, autograph=False, input_signature=[{
       name: tf.TensorSpec(shape=[None], dtype=_raw_input_spec(spec).dtype,
                           name=name)
       for name, spec in raw_spec.items()}])

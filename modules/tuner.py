@@ -10,6 +10,7 @@ the same learning rate). The Tuner then stops the run, saying so and what to
 change, rather than hand the Trainer noise.
 """
 
+import logging
 from typing import Callable, Optional, Sequence
 
 import keras_tuner
@@ -18,7 +19,7 @@ import tf_keras as keras
 from tfx import v1 as tfx
 
 from modules import data as data_lib
-from modules import distribute, finetune, search_space
+from modules import distribute, finetune, search_plan, search_space
 from modules import model as model_lib
 from modules.config import SearchSpace, TunerConfig, TunerSpec
 
@@ -96,11 +97,20 @@ def beats_chance(score: float, chance: float, direction: str) -> bool:
   return score < chance if direction == 'min' else score > chance
 
 
-class _ChanceGuard:
-  """Mixed into the Keras Tuner: after the search, the best trial must beat
-  `self.chance()`, else NoTrialLearned stops the run."""
+class _SearchGuard:
+  """Mixed into the Keras Tuner: records the epochs each trial trained (Keras
+  Tuner keeps one score per trial), and after the search the best trial must
+  beat `self.chance()`, else NoTrialLearned stops the run."""
 
   chance: Optional[Callable[[], float]] = None
+
+  def run_trial(self, trial, *args, **kwargs):
+    histories = super().run_trial(trial, *args, **kwargs)
+    runs = histories if isinstance(histories, list) else [histories]
+    self.epochs_trained = getattr(self, 'epochs_trained', {})
+    self.epochs_trained[trial.trial_id] = max(
+        (len(h.epoch) for h in runs if hasattr(h, 'epoch')), default=0)
+    return histories
 
   def on_search_end(self):
     super().on_search_end()
@@ -131,17 +141,17 @@ _GUARDED = {}
 
 
 def _guarded(tuner_class):
-  """`tuner_class` with the chance guard (one subclass per class)."""
+  """`tuner_class` with the search guard (one subclass per class)."""
   if tuner_class not in _GUARDED:
-    _GUARDED[tuner_class] = type(tuner_class.__name__, (_ChanceGuard,
+    _GUARDED[tuner_class] = type(tuner_class.__name__, (_SearchGuard,
                                                         tuner_class), {})
   return _GUARDED[tuner_class]
 
 
 def make_tuner(settings: TunerSpec, hypermodel: keras_tuner.HyperModel,
                directory: str, strategy=None,
-               chance: Optional[Callable[[], float]] = None
-               ) -> keras_tuner.Tuner:
+               chance: Optional[Callable[[], float]] = None,
+               plan: Optional[search_plan.Plan] = None) -> keras_tuner.Tuner:
   """The Keras Tuner of `settings.algorithm`, with `max_trials` set on every
   oracle.
 
@@ -149,14 +159,16 @@ def make_tuner(settings: TunerSpec, hypermodel: keras_tuner.HyperModel,
   Hyperband's oracle leaves max_trials None, which crashes that writer, so it
   is set here too (and caps Hyperband's trial count like the others').
   `chance`, when given, says what predicting without the features scores:
-  the best trial must beat it (_ChanceGuard).
+  the best trial must beat it (_SearchGuard). `plan` (modules/search_plan.py)
+  may run another algorithm or fewer trials than the settings ask for; it
+  rides on the tuner (`search_plan`) for the Tuner's report.
   """
-  algorithm = settings.algorithm
+  algorithm = plan.algorithm if plan else settings.algorithm
   objective = keras_tuner.Objective(settings.objective, settings.direction)
   common = dict(objective=objective, seed=settings.seed,
                 directory=directory, project_name='search', overwrite=True,
                 distribution_strategy=strategy)
-  max_trials = settings.max_trials
+  max_trials = plan.max_trials if plan else settings.max_trials
   if algorithm == 'hyperband':
     tuner = _guarded(keras_tuner.Hyperband)(
         hypermodel, max_epochs=settings.max_epochs, factor=settings.factor,
@@ -175,6 +187,7 @@ def make_tuner(settings: TunerSpec, hypermodel: keras_tuner.HyperModel,
     raise ValueError(f'unknown tuner algorithm {algorithm!r}; allowed: '
                      'hyperband, random, bayesian, grid')
   tuner.chance = chance
+  tuner.search_plan = plan
   return tuner
 
 
@@ -195,8 +208,12 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   training_data = data_lib.TrainingData(fn_args, config)
   hypermodel = SpecHyperModel(training_data, config.model.search_space,
                               settings.seed)
+  planned = search_plan.plan(settings, config.model.search_space,
+                             config.training.mode)
+  if planned.note:
+    logging.warning('search: %s', planned.note)
   tuner = make_tuner(settings, hypermodel, fn_args.working_dir,
-                     distribute.strategy(),
+                     distribute.strategy(), plan=planned,
                      chance=lambda: chance_level(
                          settings.objective, training_data.labels('train'),
                          training_data.labels('eval'), config.num_classes))

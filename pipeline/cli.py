@@ -74,6 +74,8 @@ def print_summary(summary: Dict[str, Any], out=sys.stdout) -> None:
   p(f'run {summary["run_id"]}: {summary["status"]}')
   for c in summary['components']:
     p(f'  {c["id"]:<26} {c["state"]:<9} {c["seconds"]:8.1f}s')
+  if summary.get('search'):
+    p(f'search: {summary["search"]["line"]}')
   if summary['blessed'] is not None:
     p(f'blessed: {"yes" if summary["blessed"] else "no"} '
       f'({summary["blessing_reason"]})')

@@ -26,21 +26,22 @@ from tfx import v1 as tfx
 
 from components import csv_example_gen, csv_format, pushed_model
 from components import pusher as pusher_lib
+from components import tuner as tuner_component
 from components.anomalies_gate import AnomaliesGate
 from components.baseline import baseline_resolver
 from modules.config import (
-    TRANSFORM_FEATURES_SIGNATURE,
-    TrainerConfig,
-    TransformConfig,
-    TunerConfig,
-    prediction_key,
+  TRANSFORM_FEATURES_SIGNATURE,
+  TrainerConfig,
+  TransformConfig,
+  TunerConfig,
+  prediction_key,
 )
 from pipeline.definition.spec import (
-    Bounds,
-    PipelineSpec,
-    SliceThreshold,
-    Threshold,
-    metric_table,
+  Bounds,
+  PipelineSpec,
+  SliceThreshold,
+  Threshold,
+  metric_table,
 )
 
 PREPROCESSING_FN = 'modules.preprocessing.preprocessing_fn'
@@ -299,6 +300,7 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
       examples=example_gen.outputs['examples'],
       schema=schema_gen.outputs['schema'],
       custom_config=transform_config,
+      disable_statistics=not spec.preprocessing.statistics,
       **_callback(spec, 'preprocessing_fn', PREPROCESSING_FN))
   transform.add_upstream_node(gate)
   components = [example_gen, statistics_gen, schema_gen, example_validator,
@@ -335,7 +337,7 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
                                    num_steps=spec.training.eval_steps))
   hyperparameters = None
   if spec.tuner.enabled:
-    tuner = tfx.components.Tuner(custom_config=tuner_config,
+    tuner = tuner_component.Tuner(custom_config=tuner_config,
                                  **_callback(spec, 'tuner_fn', TUNER_FN),
                                  **training_inputs)
     hyperparameters = tuner.outputs['best_hyperparameters']

@@ -2,6 +2,8 @@
 duration, the blessing and why, the key metrics and the push."""
 
 import dataclasses
+import json
+import os
 import socket
 from typing import Any, Dict, List, Optional
 
@@ -239,6 +241,24 @@ def _threshold_text(threshold) -> str:
   return ' and '.join(parts) or 'threshold'
 
 
+SEARCH_REPORT = 'search_report.json'  # components/tuner.py writes it
+
+
+def search_report(record: RunRecord) -> Optional[Dict[str, Any]]:
+  """What the run's Tuner search did (its report, without the per-trial
+  list), or None when no Tuner ran."""
+  results = record.artifacts('Tuner', 'tuner_results')
+  if not results:
+    return None
+  path = os.path.join(results[0].uri, SEARCH_REPORT)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    report = json.load(f)
+  report.pop('trials', None)
+  return report
+
+
 def summarize(record: RunRecord) -> Dict[str, Any]:
   """Blessing (with reasons), metrics, baseline and push of a run."""
   summary: Dict[str, Any] = {'blessed': None, 'blessing_reason': None,
@@ -269,6 +289,7 @@ def summarize(record: RunRecord) -> Dict[str, Any]:
   if evaluations:
     summary['metrics'] = slices.get('overall', {}).get('metrics', {})
     summary['slices'] = {k: v for k, v in slices.items() if k != 'overall'}
+  summary['search'] = search_report(record)
   pushes = record.artifacts('Pusher', 'pushed_model')
   if pushes and custom_property(pushes[0], 'pushed') == 1:
     summary['pushed'] = True

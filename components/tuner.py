@@ -1,0 +1,118 @@
+"""Tuner: TFX's, whose executor also says what the search did.
+
+TFX's Tuner writes the best hyperparameters and the completed trials
+(`tuner_results.json`). Beside them this one writes `search_report.json`:
+the algorithm asked for and the one that ran (modules/search_plan.py may
+switch a degenerate Hyperband to a grid), the trials and epochs asked for
+and run, the best objective, and a note when the search did less than
+asked; and it logs that as one line. The report is a pure function of the
+plan and the trials (`search_report`); the executor is a thin wrapper.
+"""
+
+import collections
+import json
+import logging
+import os
+from typing import Any, Dict, List, Optional
+
+from tfx import v1 as tfx
+from tfx.components.tuner import executor as tuner_executor
+from tfx.dsl.components.base import executor_spec
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import io_utils
+
+REPORT_FILE = 'search_report.json'
+
+
+def trial_records(tuner) -> List[Dict[str, Any]]:
+  """Each trial of a finished Keras Tuner search: id, status, score, the
+  epochs it trained in this trial and up to which epoch (a Hyperband trial
+  continues its parent's), and its hyperparameters. The epochs come from
+  the project's tuners (modules/tuner.py records them); for another tuner,
+  Hyperband's target epochs or 0."""
+  trained = getattr(tuner, 'epochs_trained', {})
+  records = []
+  for trial in tuner.oracle.trials.values():
+    values = dict(trial.hyperparameters.values)
+    start = values.get('tuner/initial_epoch', 0)
+    epochs = trained.get(trial.trial_id)
+    if epochs is None:
+      epochs = values.get('tuner/epochs', start) - start
+    records.append({
+        'trial_id': trial.trial_id, 'status': str(trial.status),
+        'score': trial.score, 'epochs': epochs, 'to_epoch': start + epochs,
+        'hyperparameters': {k: v for k, v in values.items()
+                            if not k.startswith('tuner/')}})
+  return records
+
+
+def search_report(plan: Optional[Dict[str, Any]], objective: str,
+                  direction: str,
+                  trials: List[Dict[str, Any]]) -> Dict[str, Any]:
+  """What the search did, from its plan (None for a module file's tuner)
+  and its trial records."""
+  done = [t for t in trials if t['status'] == 'COMPLETED' and
+          t['score'] is not None]
+  best = (min if direction == 'min' else max)(
+      done, key=lambda t: t['score']) if done else None
+  epochs = collections.Counter(t['to_epoch'] for t in done)
+  report = {
+      'asked': plan and plan['asked'], 'algorithm': plan and plan['algorithm'],
+      'max_trials': plan and plan['max_trials'],
+      'max_epochs': plan and plan['max_epochs'],
+      'space_size': plan and plan['space_size'], 'note': plan and plan['note'],
+      'objective': objective, 'trials_run': len(done),
+      'epochs_trained': sum(t['epochs'] for t in done),
+      'trials_by_epochs': {str(k): epochs[k] for k in sorted(epochs)},
+      'best': best and {'trial_id': best['trial_id'], 'score': best['score'],
+                        'epochs': best['to_epoch']},
+      'trials': trials,
+  }
+  if plan and len(done) < plan['max_trials'] and not plan['note']:
+    report['note'] = (f'the search stopped after {len(done)} of '
+                      f'{plan["max_trials"]} trials: its oracle ran out of '
+                      'new configurations')
+  report['line'] = describe(report)
+  return report
+
+
+def describe(report: Dict[str, Any]) -> str:
+  """The report as one line."""
+  by_epochs = ', '.join(f'{n} x {e} epochs'
+                        for e, n in report['trials_by_epochs'].items())
+  how = report['algorithm'] or 'the module file\'s tuner'
+  if report['asked'] and report['asked'] != report['algorithm']:
+    how += f' (asked: {report["asked"]})'
+  line = (f'{how}: {report["trials_run"]} trials ({by_epochs or "none"})')
+  if report['best']:
+    line += (f', best {report["objective"]} {report["best"]["score"]:.4f} '
+             f'at {report["best"]["epochs"]} epochs')
+  if report['note']:
+    line += f'; {report["note"]}'
+  return line
+
+
+class ReportingExecutor(tuner_executor.Executor):
+  """TFX's Tuner executor, plus search_report.json and its one line."""
+
+  def Do(self, input_dict, output_dict, exec_properties) -> None:
+    if tuner_executor.get_tune_args(exec_properties):
+      raise ValueError("TuneArgs is not supported by this Tuner's Executor.")
+    tuner = tuner_executor.search(input_dict, exec_properties,
+                                  self._get_tmp_dir())
+    tuner_executor.write_best_hyperparameters(tuner, output_dict)
+    plan = getattr(tuner, 'search_plan', None)
+    report = search_report(plan.to_json() if plan else None,
+                           tuner.oracle.objective.name,
+                           tuner.oracle.objective.direction,
+                           trial_records(tuner))
+    results_dir = artifact_utils.get_single_uri(
+        output_dict[standard_component_specs.TUNER_RESULTS_KEY])
+    io_utils.write_string_file(os.path.join(results_dir, REPORT_FILE),
+                               json.dumps(report, indent=2, default=str))
+    logging.warning('search: %s', report['line'])
+
+
+class Tuner(tfx.components.Tuner):
+  """TFX's Tuner with ReportingExecutor."""
+  EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(ReportingExecutor)
