@@ -11,8 +11,8 @@ def cpu_model() -> str:
       for line in f:
         if line.startswith('model name'):
           return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
+  except OSError:  # no /proc (not Linux): the platform's own word
+    return platform.processor() or 'unknown'
   return platform.processor() or 'unknown'
 
 

@@ -21,6 +21,8 @@ import csv
 import io
 import math
 from typing import (
+  Any,
+  Callable,
   Dict,
   Iterable,
   Iterator,
@@ -95,19 +97,20 @@ def value_of(cell: str, kind: str, null_values: Iterable[str]):
   return value
 
 
+def _parses_as(cast: Callable[[str], Any], text: str) -> bool:
+  try:
+    cast(text)
+  except ValueError:
+    return False
+  return True
+
+
 def cell_kind(cell: str) -> str:
   """The narrowest kind one present cell fits."""
   text = cell.strip()
-  try:
-    int(text)
+  if _parses_as(int, text):
     return INT
-  except ValueError:
-    pass
-  try:
-    float(text)
-    return FLOAT
-  except ValueError:
-    return STRING
+  return FLOAT if _parses_as(float, text) else STRING
 
 
 def widen(current: Optional[str], kind: str) -> str:

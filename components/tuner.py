@@ -6,7 +6,8 @@ the algorithm asked for and the one that ran (modules/search_plan.py may
 switch a degenerate Hyperband to a grid), the trials and epochs asked for
 and run, the best objective, and a note when the search did less than
 asked; and it logs that as one line. The report is a pure function of the
-plan and the trials (`search_report`); the executor is a thin wrapper.
+plan and the trials (`search_report`). With TuneArgs.num_parallel_trials
+above 1 the trials run in that many processes (components/parallel_search.py).
 """
 
 import collections
@@ -21,7 +22,10 @@ from tfx.dsl.components.base import executor_spec
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils
 
+from components import parallel_search
+
 REPORT_FILE = 'search_report.json'
+AUTO = -1  # TuneArgs.num_parallel_trials for "the cores available"
 
 
 def trial_records(tuner) -> List[Dict[str, Any]]:
@@ -47,10 +51,10 @@ def trial_records(tuner) -> List[Dict[str, Any]]:
 
 
 def search_report(plan: Optional[Dict[str, Any]], objective: str,
-                  direction: str,
-                  trials: List[Dict[str, Any]]) -> Dict[str, Any]:
-  """What the search did, from its plan (None for a module file's tuner)
-  and its trial records."""
+                  direction: str, trials: List[Dict[str, Any]],
+                  processes: int = 1) -> Dict[str, Any]:
+  """What the search did, from its plan (None for a module file's tuner),
+  its trial records and how many processes ran trials."""
   done = [t for t in trials if t['status'] == 'COMPLETED' and
           t['score'] is not None]
   best = (min if direction == 'min' else max)(
@@ -61,7 +65,8 @@ def search_report(plan: Optional[Dict[str, Any]], objective: str,
       'max_trials': plan and plan['max_trials'],
       'max_epochs': plan and plan['max_epochs'],
       'space_size': plan and plan['space_size'], 'note': plan and plan['note'],
-      'objective': objective, 'trials_run': len(done),
+      'objective': objective, 'processes': processes,
+      'trials_run': len(done),
       'epochs_trained': sum(t['epochs'] for t in done),
       'trials_by_epochs': {str(k): epochs[k] for k in sorted(epochs)},
       'best': best and {'trial_id': best['trial_id'], 'score': best['score'],
@@ -84,6 +89,9 @@ def describe(report: Dict[str, Any]) -> str:
   if report['asked'] and report['asked'] != report['algorithm']:
     how += f' (asked: {report["asked"]})'
   line = (f'{how}: {report["trials_run"]} trials ({by_epochs or "none"})')
+  if report['processes'] > 1:
+    line += f' in {report["processes"]} processes'
+
   if report['best']:
     line += (f', best {report["objective"]} {report["best"]["score"]:.4f} '
              f'at {report["best"]["epochs"]} epochs')
@@ -92,25 +100,50 @@ def describe(report: Dict[str, Any]) -> str:
   return line
 
 
+def parallel_trials(exec_properties: Dict[str, Any]) -> int:
+  """How many trials run at once: TuneArgs.num_parallel_trials (TFX's own
+  field for it), AUTO for the cores available here, 1 without TuneArgs."""
+  tune_args = tuner_executor.get_tune_args(exec_properties)
+  asked = tune_args.num_parallel_trials if tune_args else 1
+  if asked == AUTO:
+    return parallel_search.available_cores()
+  if asked < 1:
+    raise ValueError(f'num_parallel_trials {asked}: give 1 or more, or '
+                     f'{AUTO} for the cores available')
+  return asked
+
+
 class ReportingExecutor(tuner_executor.Executor):
-  """TFX's Tuner executor, plus search_report.json and its one line."""
+  """TFX's Tuner executor, with trials in parallel processes when TuneArgs
+  asks for more than one (components/parallel_search.py), plus
+  search_report.json and its one line."""
 
   def Do(self, input_dict, output_dict, exec_properties) -> None:
-    if tuner_executor.get_tune_args(exec_properties):
-      raise ValueError("TuneArgs is not supported by this Tuner's Executor.")
-    tuner = tuner_executor.search(input_dict, exec_properties,
-                                  self._get_tmp_dir())
+    working_dir = self._get_tmp_dir()
+    processes = parallel_trials(exec_properties)
+    if processes > 1:
+      with parallel_search.Chief(input_dict, exec_properties, working_dir,
+                                 workers=processes - 1) as chief:
+        result = parallel_search.build(input_dict, exec_properties,
+                                       working_dir)
+        chief.search(result)
+      tuner = result.tuner
+    else:
+      # Keras Tuner's printed summaries (the space, then every trial, ~150
+      # lines on stdout) give way to the report and its one line.
+      tuner = tuner_executor.search(input_dict, exec_properties, working_dir,
+                                    print_tuning_summary=False)
     tuner_executor.write_best_hyperparameters(tuner, output_dict)
     plan = getattr(tuner, 'search_plan', None)
     report = search_report(plan.to_json() if plan else None,
                            tuner.oracle.objective.name,
                            tuner.oracle.objective.direction,
-                           trial_records(tuner))
+                           trial_records(tuner), processes)
     results_dir = artifact_utils.get_single_uri(
         output_dict[standard_component_specs.TUNER_RESULTS_KEY])
     io_utils.write_string_file(os.path.join(results_dir, REPORT_FILE),
                                json.dumps(report, indent=2, default=str))
-    logging.warning('search: %s', report['line'])
+    logging.info('search: %s', report['line'])
 
 
 class Tuner(tfx.components.Tuner):

@@ -16,6 +16,7 @@ Each default is stated here, once. No TensorFlow: the spec imports this.
 """
 
 from typing import (
+  Annotated,
   Any,
   Dict,
   List,
@@ -38,6 +39,7 @@ MODEL_BUILDERS = ('dnn', 'cnn')
 FINETUNE_STRATEGIES = ('feature_extraction', 'full', 'gradual_unfreezing',
                        'discriminative_lr')
 TUNER_ALGORITHMS = ('hyperband', 'random', 'bayesian', 'grid')
+PARALLEL_AUTO = 'auto'  # tuner.parallel_trials: the cores available
 NUMERIC_SCALINGS = ('z_score', 'min_max', 'none')
 # Keras metric names the Tuner objective and early stopping may monitor
 # (modules/model.py compiles these metrics), and which way is better.
@@ -221,10 +223,14 @@ class TunerSpec(Strict):
   algorithm: Literal[TUNER_ALGORITHMS] = 'hyperband'  # type: ignore[valid-type]
   objective: Literal[MONITORS] = 'val_loss'  # type: ignore[valid-type]
   max_trials: int = Field(default=10, ge=1)
-  max_epochs: int = Field(default=10, ge=1)
+  max_epochs: int = Field(default=6, ge=1)
   factor: int = Field(default=3, ge=2)
   hyperband_iterations: int = Field(default=1, ge=1)
   seed: int = 42
+  # Trials at once, each in its own process (components/parallel_search.py);
+  # 'auto': the cores available where the Tuner runs.
+  parallel_trials: Union[Annotated[int, Field(ge=1)],
+                         Literal[PARALLEL_AUTO]] = 1  # type: ignore[valid-type]
 
   @property
   def direction(self) -> str:

@@ -117,7 +117,7 @@ def split_backbone(base: keras.Model) -> keras.Model:
     output = base.get_layer('backbone').get_output_at(-1)
   else:
     output = base.layers[-1].input
-  return model_lib.Model(base.input, output, name='backbone')
+  return keras.Model(base.input, output, name='backbone')
 
 
 def _leaf_layers(model: keras.Model) -> List[keras.layers.Layer]:
@@ -189,8 +189,7 @@ def stages(strategy: str, num_blocks: int, hparams: Mapping[str, Any],
   return result
 
 
-@keras.saving.register_keras_serializable(package='modules')
-class FinetuneModel(model_lib.Model):
+class FinetuneModel(keras.Model):
   """A functional model whose train_step applies one optimizer per group of
   variables (the head, then each thawed block), so that each group learns at
   its own rate. Build with `build_finetune_model`."""
@@ -201,7 +200,6 @@ class FinetuneModel(model_lib.Model):
     # part of the model: Keras Tuner's checkpoints then hold only weights.
     self._holder = _Groups(groups)
 
-  @tf.autograph.experimental.do_not_convert  # see model_lib.Model
   def train_step(self, data):
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     with tf.GradientTape() as tape:
@@ -340,7 +338,7 @@ class Finetuner:
   def export_model(self) -> keras.Model:
     """A plain functional model over the same layers (no custom train_step),
     for serving and for use as a later base model."""
-    return model_lib.Model(self.model.input, self.model.output)
+    return keras.Model(self.model.input, self.model.output)
 
 
 class _TrainableRecorder(keras.callbacks.Callback):

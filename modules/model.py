@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import tensorflow as tf
 import tf_keras as keras
+from tensorflow.python.autograph.core import config as autograph_config  # pylint: disable=g-direct-tensorflow-import
 
 from modules.config import PROBABILITIES, PROBABILITY, EarlyStoppingSpec
 
@@ -29,27 +30,27 @@ OPTIMIZERS = {
 }
 
 
-@keras.saving.register_keras_serializable(package='modules')
-class Model(keras.Model):
-  """keras.Model whose train, test and predict steps are traced as they are.
+def skip_autograph_in_keras() -> None:
+  """Has tf.function trace Keras's own code as it is, without AutoGraph.
 
-  tf.function's AutoGraph would first convert Keras's training loop from its
-  Python source (the steps branch on Python values only, so there is nothing
-  to convert): about 12 s of AST transforms in every process that trains, on
-  2 CPUs here, before the first batch. Results are the same.
+  AutoGraph rewrites a traced function's Python source (and that of every
+  function it calls) so that Python control flow on tensors becomes graph
+  control flow. Its rules leave `tensorflow` and `keras` alone, which need
+  no rewriting, but Keras 2 now lives in `tf_keras`, which they do not name:
+  every trace of a training step, a test step or the model's save signature
+  rewrote Keras's whole call path, about 12 s per process that trains and
+  5 s per save, on 2 CPUs here (benchmarks/results/profile.md). Results are
+  the same: Keras branches on Python values only. The project's own code
+  and a user's layers are still converted. Idempotent.
   """
+  rules = autograph_config.CONVERSION_RULES
+  if not any(isinstance(r, autograph_config.DoNotConvert) and
+             r.matches('tf_keras') for r in rules):
+    autograph_config.CONVERSION_RULES = (
+        autograph_config.DoNotConvert('tf_keras'),) + tuple(rules)
 
-  @tf.autograph.experimental.do_not_convert
-  def train_step(self, data):
-    return super().train_step(data)
 
-  @tf.autograph.experimental.do_not_convert
-  def test_step(self, data):
-    return super().test_step(data)
-
-  @tf.autograph.experimental.do_not_convert
-  def predict_step(self, data):
-    return super().predict_step(data)
+skip_autograph_in_keras()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +108,7 @@ def build_model(inputs: ModelInputs, hparams: Mapping[str, Any],
     x = dense_stack(x, hparams)
   else:
     raise ValueError(f'unknown model builder {builder!r}; allowed: dnn, cnn')
-  model = Model(inputs=model_inputs,
+  model = keras.Model(inputs=model_inputs,
                       outputs=classification_head(x, inputs.num_classes))
   compile_model(model, hparams, inputs.num_classes)
   return model

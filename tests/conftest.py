@@ -109,7 +109,8 @@ def cli(*args, timeout=1500, env=None):
   return proc
 
 
-def _sets(base, extra=()):
+def run_sets(base, extra=()):
+  """`--set` arguments for a run of the default spec under `base`."""
   values = [f'runner.pipeline_root={base}/root',
             f'runner.metadata={base}/metadata.sqlite',
             f'push.destination={base}/serving', *BUDGET, *extra]
@@ -118,7 +119,7 @@ def _sets(base, extra=()):
 
 def run_pipeline(base, name, extra=(), env=None):
   summary_path = os.path.join(base, f'{name}.json')
-  proc = cli('run', *_sets(base, extra), '--summary-json', summary_path,
+  proc = cli('run', *run_sets(base, extra), '--summary-json', summary_path,
              env=env)
   summary = None
   if os.path.exists(summary_path):

@@ -10,6 +10,7 @@ benchmark.
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -125,6 +126,26 @@ def test_unreachable_threshold_is_not_blessed_or_pushed(base, cold, cached):
   assert 'fails >= 0.9999' in summary['blessing_reason']
   assert summary['pushed'] is False
   assert _versions(base) == [first['pushed_version']]
+
+
+def test_changing_the_epochs_retrains_without_searching_again(
+    base, cold, tmp_path):
+  """training.epochs is the Trainer's alone: the Tuner's configuration
+  (modules/config.py TunerConfig) leaves it out, so its cache key holds. In
+  a copy of the cold run's store and folders (a new model may be pushed)."""
+  _, first = cold
+  for name in ('root', 'serving', 'metadata.sqlite'):
+    source = os.path.join(base, name)
+    (shutil.copytree if os.path.isdir(source) else shutil.copy)(
+        source, tmp_path / name)
+  proc, summary = _run(str(tmp_path), 'epochs', ['training.epochs=41'])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  states = {c['id']: c['state'] for c in summary['components']
+            if not c['is_resolver']}
+  assert states['Tuner'] == 'cached'
+  assert states['Transform'] == 'cached'
+  assert states['Trainer'] == 'complete'
+  assert summary['model_uri'] != first['model_uri']
 
 
 def test_drifted_column_stops_the_run_before_transform(tmp_path):

@@ -353,6 +353,39 @@ def test_a_read_only_store_is_refused_before_anything_runs(tmp_path):
 BUDGET = ['tuner.max_trials=2', 'tuner.max_epochs=2', 'training.epochs=20']
 
 
+def _run_context(**properties):
+  from ml_metadata.proto import metadata_store_pb2
+  context = metadata_store_pb2.Context(name='run')
+  for key, value in properties.items():
+    field = 'int_value' if isinstance(value, int) else 'string_value'
+    setattr(context.custom_properties[key], field, value)
+  return context
+
+
+def test_a_local_run_that_left_no_outcome_and_no_process_was_killed():
+  """Also when it died between components, before TFX registered the next
+  execution: no execution is RUNNING then, yet the run did not complete."""
+  from pipeline.metadata import results
+  dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+  dead.wait()
+  here = socket.gethostname()
+  between = _run_context(runner_host=here, runner_pid=dead.pid)
+  assert results.run_status(between, ['complete', 'cached']) == 'killed'
+  assert results.run_status(between, ['complete', 'running']) == 'killed'
+  alive = _run_context(runner_host=here, runner_pid=os.getpid())
+  assert results.run_status(alive, ['complete']) == 'running'
+  ended = _run_context(runner_host=here, runner_pid=dead.pid,
+                       run_outcome='succeeded')
+  assert results.run_status(ended, ['complete', 'cached']) == 'complete'
+  failed = _run_context(runner_host=here, runner_pid=dead.pid,
+                        run_outcome='failed')
+  assert results.run_status(failed, ['complete']) == 'failed'
+  # Elsewhere (another host, Kubeflow): only the executions tell.
+  remote = _run_context(runner_host='elsewhere', runner_pid=dead.pid)
+  assert results.run_status(remote, ['running']) == 'running'
+  assert results.run_status(_run_context(), ['complete']) == 'complete'
+
+
 class Run:
   """`python -m pipeline run` in the background, its output watched."""
 
@@ -360,6 +393,7 @@ class Run:
     sets = [f'runner.pipeline_root={base}/root',
             f'runner.metadata={base}/metadata.sqlite',
             f'push.destination={base}/serving', *BUDGET]
+    self.base = base
     self.summary_path = os.path.join(base, f'summary-{time.time_ns()}.json')
     self.proc = subprocess.Popen(
         [sys.executable, '-m', 'pipeline', 'run', DEFAULT_SPEC,
@@ -368,12 +402,23 @@ class Run:
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, 'TF_USE_LEGACY_KERAS': '1', 'PYTHONUNBUFFERED': '1'})
     self.lines = []
-    self._reader = threading.Thread(target=self._read, daemon=True)
-    self._reader.start()
+    self._err = []  # read as it comes: a full stderr pipe would stall the run
+    self._readers = [
+        threading.Thread(target=self._read, args=(self.proc.stdout, self.lines),
+                         daemon=True),
+        threading.Thread(target=self._read, args=(self.proc.stderr, self._err),
+                         daemon=True)]
+    for reader in self._readers:
+      reader.start()
 
-  def _read(self):
-    for line in self.proc.stdout:
-      self.lines.append(line.rstrip('\n'))
+  @staticmethod
+  def _read(stream, into):
+    for line in stream:
+      into.append(line.rstrip('\n'))
+
+  def _join(self):
+    for reader in self._readers:
+      reader.join(timeout=10)
 
   def wait_for(self, text, timeout=600):
     """Until a stdout line contains `text`; False if the run ended first."""
@@ -382,10 +427,27 @@ class Run:
       if any(text in line for line in self.lines):
         return True
       if self.proc.poll() is not None:
-        self._reader.join(timeout=10)
+        self._join()
         return any(text in line for line in self.lines)
       time.sleep(0.1)
     raise AssertionError(f'no {text!r} in {timeout}s: {self.lines[-5:]}')
+
+  def kill_when_running(self, node=None, timeout=120):
+    """Kills the run once `node` (any component when None) is RUNNING in
+    its store: TFX logs a component as running a moment before it
+    registers the execution, and a killed run is one killed mid-component."""
+    if node:
+      assert self.wait_for(f'  {node} ...'), self.lines[-5:]
+    deadline = time.monotonic() + timeout
+    while not _is_running(self.base, node):
+      assert time.monotonic() < deadline, f'{node} never RUNNING in the store'
+      assert self.proc.poll() is None, f'the run ended before {node} ran'
+      time.sleep(0.05)
+    self.kill()
+
+  def tail(self):
+    """The last lines of its output, for an assertion's message."""
+    return '\n'.join(self.lines[-5:] + self._err[-5:])
 
   def kill(self):
     self.proc.kill()
@@ -393,13 +455,32 @@ class Run:
 
   def finish(self, timeout=900):
     self.proc.wait(timeout=timeout)
-    self._reader.join(timeout=10)
-    err = self.proc.stderr.read()
+    self._join()
+    err = '\n'.join(self._err)
     summary = None
     if os.path.exists(self.summary_path):
       with open(self.summary_path) as f:
         summary = json.load(f)
     return self.proc.returncode, err, summary
+
+
+def _running(base):
+  """The components RUNNING in the newest run of the store under `base`."""
+  import ml_metadata as mlmd
+
+  from pipeline.metadata import lineage, store
+  path = f'{base}/metadata.sqlite'
+  if not os.path.exists(path):
+    return set()
+  runs = lineage.list_runs(mlmd.MetadataStore(
+      store.connection_config(path, readonly=True)))
+  return {node for node, state in (runs[-1]['components'] if runs else {}
+                                   ).items() if state == 'running'}
+
+
+def _is_running(base, node=None):
+  running = _running(base)
+  return node in running if node else bool(running)
 
 
 def _lineage_runs(base):
@@ -416,8 +497,8 @@ def _versions(base):
 @pytest.mark.e2e
 def test_kills_waits_and_takeovers_leave_a_consistent_store(tmp_path):
   base = str(tmp_path)
-  # Run A is killed while Transform runs; meanwhile B (--no-wait) is refused
-  # and C waits for the pipeline, then takes over the lock A left.
+  # Run A is killed mid-component once C waits; meanwhile B (--no-wait) is
+  # refused and C waits for the pipeline, then takes over the lock A left.
   a = Run(base)
   assert a.wait_for('  CsvExampleGen ...')
   b = Run(base, '--no-wait')
@@ -426,16 +507,13 @@ def test_kills_waits_and_takeovers_leave_a_consistent_store(tmp_path):
   assert 'pipeline breast-cancer is already running: run ' in err
   assert 'wait for it (run without --no-wait) or stop it' in err
   c = Run(base)
-  assert c.wait_for('waiting for run ')
-  assert a.wait_for('  Transform ...')
-  a.kill()
-  assert c.wait_for('taking over the lock of run ')
+  assert c.wait_for('waiting for run '), c.tail()
+  a.kill_when_running()
+  assert c.wait_for('taking over the lock of run '), c.tail()
   # C is killed as the Trainer starts, D as the Evaluator starts.
-  assert c.wait_for('  Trainer ...')
-  c.kill()
+  c.kill_when_running('Trainer')
   d = Run(base)
-  assert d.wait_for('  Evaluator ...')
-  d.kill()
+  d.kill_when_running('Evaluator')
   runs = _lineage_runs(base)
   assert [r['status'] for r in runs] == ['killed'] * 3
   assert all(r['pushed_version'] is None for r in runs)
@@ -444,21 +522,22 @@ def test_kills_waits_and_takeovers_leave_a_consistent_store(tmp_path):
   text = cli('lineage', 'runs', '--store', f'{base}/metadata.sqlite').stdout
   assert 'killed' in text and 'blessed: unknown' in text
   assert _versions(base) == []
-  # E completes, reusing what finished; F runs at the same time, waits,
-  # and then finds everything done.
-  e = Run(base)
-  assert e.wait_for('  Evaluator ...')
-  f = Run(base)
-  assert f.wait_for('waiting for run ')
-  code, err, summary = e.finish()
-  assert code == 0, err[-2000:]
+  # E and F start together: one takes the lock and completes, reusing what
+  # finished; the other waits for it and then finds everything done.
+  e, f = Run(base), Run(base)
+  (code_e, err_e, summary_e), (code_f, err_f, summary_f) = (
+      e.finish(), f.finish())
+  assert code_e == code_f == 0, (err_e[-1000:], err_f[-1000:])
+  waited = [any('waiting for run ' in line for line in r.lines)
+            for r in (e, f)]
+  assert sorted(waited) == [False, True], (e.tail(), f.tail())
+  summary, again = ((summary_f, summary_e) if waited[0]
+                    else (summary_e, summary_f))
   states = {c['id']: c['state'] for c in summary['components']}
   for done in ('CsvExampleGen', 'StatisticsGen', 'Transform', 'Tuner',
                'Trainer'):
     assert states[done] == 'cached', (done, states)
   assert states['Evaluator'] == states['Pusher'] == 'complete'
-  code, err, again = f.finish()
-  assert code == 0, err[-2000:]
   assert {c['state'] for c in again['components'] if not c['is_resolver']} == {
       'cached'}
   assert _versions(base) == [summary['pushed_version']]  # pushed once

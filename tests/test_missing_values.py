@@ -139,3 +139,13 @@ def test_the_serving_graph_fills_gaps_with_the_training_statistics():
   assert x[0] == pytest.approx(FRAME['x'].mean())
   assert x[1] == pytest.approx(3.0)
   assert 'label_xf' not in served  # no label at serving
+
+
+def test_filled_columns_are_scaled_each_by_its_own_statistics():
+  """All numeric columns share one fill analyzer and one scaling analyzer
+  (modules/preprocessing.py); each column still gets its own statistics."""
+  out, _ = transform(_config({'numeric': 'mean'}, numeric='z_score'))
+  for name in ('x', 'size'):
+    filled = FRAME[name].fillna(FRAME[name].mean()).to_numpy()
+    expected = (filled - filled.mean()) / filled.std()
+    assert np.allclose(column(out, f'{name}_xf'), expected, atol=1e-5), name

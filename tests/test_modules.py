@@ -220,7 +220,7 @@ def test_tuner_factory_builds_the_configured_algorithm(tmp_path, algorithm, cls,
   names = {p.name for p in tuner.oracle.hyperparameters.space}
   assert set(search_space.NAMES) <= names
   if algorithm == 'hyperband':
-    assert (tuner.oracle.max_epochs, tuner.oracle.factor) == (12, 3)
+    assert (tuner.oracle.max_epochs, tuner.oracle.factor) == (6, 3)
 
 
 def test_hypermodel_builds_a_model_per_trial():

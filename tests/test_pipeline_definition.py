@@ -9,8 +9,10 @@ import tensorflow_model_analysis as tfma
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import v1 as tfx
 from tfx.dsl.compiler import compiler
+from tfx.utils import proto_utils
 
 from components import anomalies_gate, baseline
+from components import tuner as tuner_component
 from pipeline.definition import pipeline as pipeline_lib
 from pipeline.definition import spec as spec_lib
 from pipeline.runners import environment
@@ -74,6 +76,26 @@ def test_push_destination_is_model_base_path(tmp_path):
 def test_tuner_can_be_turned_off(tmp_path):
   _, p = _pipeline(tmp_path, {'tuner.enabled': False})
   assert 'Tuner' not in [c.id for c in p.components]
+
+
+@pytest.mark.parametrize('asked,carried,processes', [
+    (1, None, 1), (2, 2, 2), ('auto', tuner_component.AUTO, None)])
+def test_parallel_trials_ride_on_tfx_tune_args(tmp_path, asked, carried,
+                                                processes):
+  """TFX's own TuneArgs carry them to the Tuner's executor, which reads
+  them back (`auto`: the cores where the Tuner runs)."""
+  _, p = _pipeline(tmp_path, {'tuner.parallel_trials': asked})
+  [tuner] = [c for c in p.components if c.id == 'Tuner']
+  carried_json = tuner.exec_properties['tune_args']  # TFX keeps it as JSON
+  if carried is None:
+    assert carried_json is None
+  else:
+    tune_args = proto_utils.json_to_proto(carried_json,
+                                          tfx.proto.TuneArgs())
+    assert tune_args.num_parallel_trials == carried
+  exec_properties = {'tune_args': carried_json}
+  assert tuner_component.parallel_trials(exec_properties) == (
+      processes or len(os.sched_getaffinity(0)))
 
 
 def test_definition_is_pure_and_compiles(tmp_path):

@@ -74,6 +74,12 @@ BAD = [
      'kubeflow.metadata: unknown key; allowed keys here: base_model, '
      'beam_args, data, enable_cache, image, pipeline_root, push_destination, '
      'resources, schema, target'),
+    ('no parallel trials', _set(['tuner', 'parallel_trials'], 0),
+     'tuner.parallel_trials: must be'),
+    ('parallel trials as a word', _set(['tuner', 'parallel_trials'], 'many'),
+     'tuner.parallel_trials: must be'),
+    ('parallel trials as a bool', _set(['tuner', 'parallel_trials'], True),
+     'tuner.parallel_trials: must be'),
     ('bad kubeflow target', _set(['kubeflow', 'target'], 'argo'),
      "kubeflow.target: must be 'kfp' or 'vertex'"),
     ('zero gpus', _set(['kubeflow', 'resources'], {

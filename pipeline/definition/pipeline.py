@@ -34,6 +34,7 @@ from modules.config import (
   TrainerConfig,
   TransformConfig,
   TunerConfig,
+  TunerSpec,
   prediction_key,
 )
 from pipeline.definition.spec import (
@@ -176,8 +177,11 @@ def eval_config(spec: PipelineSpec) -> tfma.EvalConfig:
         signature_name='serving_default', label_key=spec.features.label,
         prediction_key=spec.evaluation.prediction_key or '')
   else:
+    # The project's models are evaluated through their signatures. Named
+    # here, the type spares TFMA a trial Keras load_model of the SavedModel
+    # to find it out (about 6 s of reviving layers, then loaded again).
     model_spec = tfma.ModelSpec(
-        signature_name='serving_default',
+        model_type='tf_generic', signature_name='serving_default',
         label_key=spec.features.transformed_label,
         prediction_key=(spec.evaluation.prediction_key or
                         prediction_key(num_classes)),
@@ -185,6 +189,16 @@ def eval_config(spec: PipelineSpec) -> tfma.EvalConfig:
   return tfma.EvalConfig(model_specs=[model_spec],
                          slicing_specs=slicing_specs,
                          metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
+
+
+def _tune_args(tuner: TunerSpec) -> Optional[tfx.proto.TuneArgs]:
+  """TuneArgs for parallel trials (components/tuner.py reads them); none
+  for one at a time, TFX's default."""
+  if tuner.parallel_trials == 1:
+    return None
+  asked = tuner.parallel_trials  # a number, or 'auto'
+  return tfx.proto.TuneArgs(num_parallel_trials=(
+      asked if isinstance(asked, int) else tuner_component.AUTO))
 
 
 def _callback(spec: PipelineSpec, function: str, project_path: str
@@ -338,6 +352,7 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
   hyperparameters = None
   if spec.tuner.enabled:
     tuner = tuner_component.Tuner(custom_config=tuner_config,
+                                 tune_args=_tune_args(spec.tuner),
                                  **_callback(spec, 'tuner_fn', TUNER_FN),
                                  **training_inputs)
     hyperparameters = tuner.outputs['best_hyperparameters']

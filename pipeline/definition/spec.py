@@ -370,11 +370,12 @@ def _allowed_keys(model: type, loc: Tuple[Any, ...]) -> List[str]:
 
 def _key_path(loc: Tuple[Any, ...]) -> Tuple[Any, ...]:
   """A pydantic error location without its union-member tags (e.g.
-  "literal['mean','median']", "float"): the keys a user wrote."""
+  "literal['mean','median']", "float", "constrained-int"): the keys a user
+  wrote."""
   return tuple(p for p in loc
                if isinstance(p, int) or re.match(r'^[A-Za-z_][\w-]*$', p) and
                p not in ('float', 'int', 'str', 'bool', 'dict', 'list') and
-               not p[0].isupper())
+               not p.startswith('constrained-') and not p[0].isupper())
 
 
 def _format_error(source: str, errors: List[Dict[str, Any]]) -> str:

@@ -38,16 +38,19 @@ RUN_OUTCOME = 'run_outcome'  # succeeded | failed | interrupted
 
 def run_status(context, states: List[str]) -> str:
   """A run's status from its pipeline_run context and its executions'
-  states: complete, failed, running, interrupted (Ctrl-C), or killed (its
-  executions stopped RUNNING and the runner's process is gone)."""
+  states: complete, failed, running, interrupted (Ctrl-C), or killed (no
+  outcome recorded and the runner's process is gone)."""
   outcome = custom_property(context, RUN_OUTCOME)
   if outcome == 'interrupted':
     return 'interrupted'
+  host = custom_property(context, RUN_HOST)
+  pid = custom_property(context, RUN_PID)
+  if outcome is None and pid and host == socket.gethostname():
+    # A local run that has not said how it ended: running while its
+    # process lives, else killed -- also when it died between components
+    # (TFX logs a component as running before it registers its execution).
+    return 'running' if process_alive(int(pid)) else 'killed'
   if 'running' in states:
-    host = custom_property(context, RUN_HOST)
-    pid = custom_property(context, RUN_PID)
-    if pid and host == socket.gethostname() and not process_alive(int(pid)):
-      return 'killed'
     return 'running'
   if 'failed' in states or outcome == 'failed':
     return 'failed'

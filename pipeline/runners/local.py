@@ -17,7 +17,9 @@ from tfx import v1 as tfx
 from tfx.dsl.compiler import compiler, constants
 from tfx.orchestration.portable import runtime_parameter_utils
 
+from components import parallel_search
 from pipeline.definition.pipeline import (
+    TUNER_FN,
     Environment,
     create_pipeline,
     create_schema_pipeline,
@@ -107,6 +109,20 @@ def _guarded(spec: PipelineSpec, env: Environment, run_id: str,
     lock.release()
 
 
+def _warm_tuning_workers(spec: PipelineSpec):
+  """With parallel trials, their workers start as the run begins, so that
+  they have imported TensorFlow by the time the Tuner needs them
+  (components/parallel_search.py); stopped when the run ends."""
+  asked = spec.tuner.parallel_trials  # a number, or 'auto'
+  processes = (asked if isinstance(asked, int)
+               else parallel_search.available_cores())
+  if not spec.tuner.enabled or processes < 2:
+    return contextlib.nullcontext()
+  preload = (None if spec.uses_module_file('tuner_fn')
+             else TUNER_FN.rpartition('.')[0])
+  return parallel_search.warm_workers(processes - 1, preload)
+
+
 def new_run_id() -> str:
   return datetime.datetime.now().isoformat()
 
@@ -181,7 +197,8 @@ def run_checked(checked: preflight.Preflight, progress: Progress = print,
   env = local_environment(spec, base_model, checked.column_kinds)
   tfx_pipeline = create_pipeline(spec, env)
   run_id = new_run_id()
-  with _guarded(spec, env, run_id, progress, wait) as (store, outcome):
+  with _guarded(spec, env, run_id, progress, wait) as (store, outcome), (
+      _warm_tuning_workers(spec)):
     failure = _execute(tfx_pipeline, run_id, progress)
     outcome[0] = 'failed' if failure else 'succeeded'
   record = results.RunRecord(store, spec.name, run_id)

@@ -1,0 +1,109 @@
+"""The Tuner with trials one at a time against trials in parallel processes
+(`tuner.parallel_trials`), on the default spec, cold, run alternately.
+
+Usage: python benchmarks/parallel_tuning_benchmark.py [--rounds N]
+  [--parallel 2] [--output PREFIX]
+
+Each round runs the default spec twice in fresh processes with an empty
+root, store and $TMPDIR: once with `tuner.parallel_trials=1`, once with
+`--parallel` (the order alternates). Per run: the Tuner's seconds as ML
+Metadata recorded them, the whole run's wall time, the search's trials and
+epochs, its best objective, and the blessing. Writes PREFIX.json and
+PREFIX.md (default benchmarks/results/parallel_tuning).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import statistics
+import tempfile
+
+import cold_runs
+import machine
+
+
+def one_run(parallel, base, index):
+  workdir = os.path.join(base, f'p{parallel}-{index}')
+  tmpdir = os.path.join(workdir, 'tmp')
+  os.makedirs(tmpdir)
+  timed, components, outcome = cold_runs.run_ours(
+      workdir, cold_runs.cold_env(tmpdir),
+      [f'tuner.parallel_trials={parallel}'])
+  search = outcome['search']
+  result = {'parallel_trials': parallel, 'round': index,
+            'tuner_seconds': components['Tuner'],
+            'wall_seconds': round(timed.wall, 2),
+            'tree_peak_rss_mib': round(timed.tree_peak_mib),
+            'trials_run': search['trials_run'],
+            'trials_by_epochs': search['trials_by_epochs'],
+            'epochs_trained': search['epochs_trained'],
+            'best_score': search['best']['score'],
+            'blessed': outcome['blessed'],
+            'auc': outcome['metrics'].get('auc')}
+  shutil.rmtree(workdir)
+  print(f'parallel_trials={parallel} round {index}: Tuner '
+        f'{result["tuner_seconds"]:.1f} s, best {result["best_score"]:.4f}',
+        flush=True)
+  return result
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--rounds', type=int, default=3)
+  parser.add_argument('--parallel', type=int, default=2)
+  parser.add_argument('--output', default=os.path.join(
+      cold_runs.REPO, 'benchmarks', 'results', 'parallel_tuning'))
+  args = parser.parse_args()
+  base = tempfile.mkdtemp(prefix='parallel-tuning-bench-')
+  runs = []
+  try:
+    for index in range(args.rounds):
+      order = (1, args.parallel) if index % 2 == 0 else (args.parallel, 1)
+      runs.extend(one_run(n, base, index) for n in order)
+  finally:
+    shutil.rmtree(base, ignore_errors=True)
+
+  def median(n, key):
+    return round(statistics.median(r[key] for r in runs
+                                   if r['parallel_trials'] == n), 2)
+
+  serial, parallel = median(1, 'tuner_seconds'), median(args.parallel,
+                                                         'tuner_seconds')
+  result = {'date': datetime.datetime.now().isoformat(timespec='seconds'),
+            'machine': machine.describe(), 'rounds': args.rounds,
+            'runs': runs, 'tuner_median': {'1': serial,
+                                           str(args.parallel): parallel},
+            'ratio': round(parallel / serial, 3)}
+  os.makedirs(os.path.dirname(args.output), exist_ok=True)
+  with open(args.output + '.json', 'w') as f:
+    json.dump(result, f, indent=2)
+  m = result['machine']
+  lines = [
+      f'# Parallel tuning trials ({result["date"]})', '',
+      f'Machine: {m["cpus"]} CPUs, {m["cpu"]}, Python {m["python"]}. The '
+      f'default spec, cold, {args.rounds} rounds alternating '
+      f'`tuner.parallel_trials=1` and `={args.parallel}`.', '',
+      '| parallel_trials | round | Tuner (s) | run wall (s) | peak RSS, all '
+      'processes (MiB) | trials | trials by epochs | epochs trained | '
+      'best val_loss | blessed | AUC |',
+      '| ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- | '
+      '---: |']
+  for r in runs:
+    by_epochs = ', '.join(f'{n} x {e}' for e, n in
+                          r['trials_by_epochs'].items())
+    lines.append(
+        f'| {r["parallel_trials"]} | {r["round"]} | {r["tuner_seconds"]:.1f} '
+        f'| {r["wall_seconds"]:.1f} | {r["tree_peak_rss_mib"]} | '
+        f'{r["trials_run"]} | {by_epochs} | {r["epochs_trained"]} | '
+        f'{r["best_score"]:.4f} | {r["blessed"]} | {r["auc"]:.4f} |')
+  lines += ['', f'Tuner median: {serial} s with 1, {parallel} s with '
+            f'{args.parallel}: ratio {result["ratio"]:.2f}.']
+  with open(args.output + '.md', 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+  print('\n'.join(lines))
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,111 @@
+"""Tuning trials in parallel processes (`tuner.parallel_trials`, run by
+components/parallel_search.py): the same Hyperband search in two processes
+as in one, and a worker killed mid-trial failing the Tuner in one line with
+no process left behind. Each in a copy of the cold run's store and folders,
+so Transform is reused and the shared ones stay as they were."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from tests.conftest import DEFAULT_SPEC, REPO, run_pipeline, run_sets
+
+pytestmark = pytest.mark.e2e
+
+WORKER = 'components.parallel_search'
+
+
+def _copy_of_cold_run(base, into):
+  for name in ('root', 'serving', 'metadata.sqlite'):
+    source = os.path.join(base, name)
+    (shutil.copytree if os.path.isdir(source) else shutil.copy)(
+        source, into / name)
+
+
+def _workers_under(folder):
+  """Live tuning workers whose task lies under `folder` (the run's $TMPDIR
+  for warm ones, its pipeline root for the rest)."""
+  found = []
+  for process in psutil.process_iter(['cmdline']):
+    cmdline = process.info['cmdline'] or []
+    if WORKER in cmdline and any(str(folder) in a for a in cmdline):
+      found.append(process)
+  return found
+
+
+def _tmpdir(tmp_path):
+  folder = tmp_path / 'tmp'
+  folder.mkdir()
+  return {'TMPDIR': str(folder)}
+
+
+def test_two_processes_run_the_same_hyperband_search(base, cold, tmp_path):
+  _, serial = cold
+  _copy_of_cold_run(base, tmp_path)
+  proc, summary = run_pipeline(str(tmp_path), 'parallel',
+                               ['tuner.parallel_trials=2'],
+                               env=_tmpdir(tmp_path))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  states = {c['id']: c['state'] for c in summary['components']
+            if not c['is_resolver']}
+  assert states['Transform'] == 'cached'
+  assert states['Tuner'] == 'complete'
+  search, before = summary['search'], serial['search']
+  assert search['processes'] == 2 and before['processes'] == 1
+  # Hyperband's plan is the oracle's, wherever its trials ran: the same
+  # trials at the same epochs (promotions included) as in one process.
+  assert search['trials_run'] == before['trials_run']
+  assert search['trials_by_epochs'] == before['trials_by_epochs']
+  assert search['epochs_trained'] == before['epochs_trained']
+  assert ' in 2 processes, best val_loss ' in proc.stdout
+  # The same quality within noise: it learned (the guard judged it) and
+  # the model it chose is blessed like the serial one.
+  assert search['best']['score'] < 2 * before['best']['score'] + 0.1
+  assert summary['blessed'] is True
+  assert _workers_under(tmp_path) == []
+
+
+def test_a_worker_killed_mid_trial_fails_the_tuner_in_one_line(
+    base, cold, tmp_path):
+  del cold
+  _copy_of_cold_run(base, tmp_path)
+  shutil.rmtree(tmp_path / 'serving')
+  summary_path = tmp_path / 'killed.json'
+  run = subprocess.Popen(
+      [sys.executable, '-m', 'pipeline', 'run', DEFAULT_SPEC,
+       *run_sets(str(tmp_path), ['tuner.parallel_trials=2',
+                                 'tuner.algorithm=random',
+                                 'tuner.max_epochs=40']),  # long trials
+       '--summary-json', str(summary_path)],
+      cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+      env={**os.environ, 'TF_USE_LEGACY_KERAS': '1', **_tmpdir(tmp_path)})
+  deadline = time.monotonic() + 600
+  trial = worker = None
+  while trial is None:
+    assert run.poll() is None, run.stderr.read()[-2000:]
+    assert time.monotonic() < deadline, 'no worker began a trial'
+    for process in _workers_under(tmp_path):
+      cmdline = process.info['cmdline']
+      with open(cmdline[cmdline.index(WORKER) + 1] + '.log') as f:
+        begun = [line for line in f if 'tuner1: trial ' in line]
+      if begun:
+        worker = process
+        trial = begun[-1].split('tuner1: trial ')[1].split()[0]
+    time.sleep(0.1)
+  worker.send_signal(signal.SIGKILL)
+  _, err = run.communicate(timeout=600)
+  assert run.returncode == 1, err[-2000:]
+  last = err.strip().splitlines()[-1]
+  assert last.startswith('error: Tuner failed: WorkerFailed: tuning worker '
+                         f'tuner1 (pid {worker.pid}) died (killed by signal '
+                         f'9) while running trial {trial}; the search '
+                         'stopped'), last
+  assert len(last) < 300
+  assert _workers_under(tmp_path) == []
+  assert not os.path.exists(tmp_path / 'serving')  # nothing pushed
