@@ -40,9 +40,15 @@ test-fast: setup lint
 lint: setup
 	$(BIN)/ruff check .
 
+# Measures and writes benchmarks/results/ (README, "Speed and scale"): about
+# 50 minutes here, the scaling curve's million rows most of it.
 benchmark: setup
 	$(BIN)/python benchmarks/cli_benchmark.py
 	$(BIN)/python benchmarks/pipeline_benchmark.py
+	$(BIN)/python benchmarks/profile_benchmark.py
+	$(BIN)/python benchmarks/plain_tfx_benchmark.py
+	$(BIN)/python benchmarks/parallel_tuning_benchmark.py
+	$(BIN)/python benchmarks/scaling_benchmark.py
 
 # Re-resolve the lock from requirements.in (needs PyPI).
 lock: setup

@@ -10,8 +10,9 @@ import os
 from typing import Dict, List
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2
-from tfx import v1 as tfx
-from tfx.types import artifact_utils
+from tfx.dsl.component.experimental.annotations import InputArtifact
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import io_utils
 
 _FILE_NAME = 'SchemaDiff.pb'  # what ExampleValidator writes in each split
@@ -37,7 +38,7 @@ def describe_anomalies(by_split: Dict[str, anomalies_pb2.Anomalies]
   return found
 
 
-def read_anomalies(artifact: tfx.types.standard_artifacts.ExampleAnomalies
+def read_anomalies(artifact: standard_artifacts.ExampleAnomalies
                    ) -> Dict[str, anomalies_pb2.Anomalies]:
   """The Anomalies proto of each split in an ExampleAnomalies artifact."""
   result = {}
@@ -49,10 +50,10 @@ def read_anomalies(artifact: tfx.types.standard_artifacts.ExampleAnomalies
   return result
 
 
-@tfx.dsl.components.component
+@component
 def AnomaliesGate(  # pylint: disable=invalid-name
-    anomalies: tfx.dsl.components.InputArtifact[
-        tfx.types.standard_artifacts.ExampleAnomalies]) -> None:
+    anomalies: InputArtifact[
+        standard_artifacts.ExampleAnomalies]) -> None:
   """Fails the run, naming each anomaly, when the data breaks the schema."""
   found = describe_anomalies(read_anomalies(anomalies))
   if found:

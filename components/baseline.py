@@ -11,7 +11,9 @@ that trained the candidate and every component is served from the cache.
 from typing import Dict, List, Optional
 
 from tfx import types
-from tfx import v1 as tfx
+from tfx.dsl.components.common.resolver import Resolver, ResolverStrategy
+from tfx.types import standard_artifacts
+from tfx.types.channel import Channel
 
 MODEL = 'model'
 BLESSING = 'model_blessing'
@@ -33,7 +35,7 @@ def pick_baseline(models: List[types.Artifact],
   return max(eligible, key=lambda m: m.id) if eligible else None
 
 
-class BlessedBeforeCandidateStrategy(tfx.dsl.experimental.ResolverStrategy):
+class BlessedBeforeCandidateStrategy(ResolverStrategy):
   """Resolves `model` to the last blessed model older than `candidate`."""
 
   def resolve_artifacts(self, store, input_dict: Dict[str, List[types.Artifact]]
@@ -54,11 +56,11 @@ class BlessedBeforeCandidateStrategy(tfx.dsl.experimental.ResolverStrategy):
             BLESSING: blessing, CANDIDATE: candidates}
 
 
-def baseline_resolver(candidate: tfx.dsl.Channel) -> tfx.dsl.Resolver:
+def baseline_resolver(candidate: Channel) -> Resolver:
   """A Resolver node whose outputs['model'] is the Evaluator's baseline."""
-  return tfx.dsl.Resolver(
+  return Resolver(
       strategy_class=BlessedBeforeCandidateStrategy,
-      **{MODEL: tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-         BLESSING: tfx.dsl.Channel(
-             type=tfx.types.standard_artifacts.ModelBlessing),
+      **{MODEL: Channel(type=standard_artifacts.Model),
+         BLESSING: Channel(
+             type=standard_artifacts.ModelBlessing),
          CANDIDATE: candidate}).with_id('baseline_model_resolver')

@@ -280,12 +280,14 @@ def _last_line(path: str, limit: int = 120) -> str:
   return lines[-1][:limit] if lines else ''
 
 
-def _await(path: str, what: str) -> Dict[str, Any]:
-  """The JSON at `path` once it is there; fails when the parent has gone."""
+def _await(path: str, what: str,
+           timeout: Optional[float] = None) -> Dict[str, Any]:
+  """The JSON at `path` once it is there; fails when the parent has gone
+  or `timeout` seconds have passed."""
   parent = os.getppid()
-  deadline = time.monotonic() + READY_TIMEOUT_S
+  deadline = None if timeout is None else time.monotonic() + timeout
   while not os.path.exists(path):
-    if os.getppid() != parent or time.monotonic() > deadline:
+    if os.getppid() != parent or (deadline and time.monotonic() > deadline):
       raise WorkerFailed(f'no {what} came ({path})')
     time.sleep(0.05)
   with open(path) as f:
@@ -294,9 +296,10 @@ def _await(path: str, what: str) -> Dict[str, Any]:
 
 def work(task_path: str) -> None:
   """A worker: the same tuner as the chief's, run as a client of its oracle."""
-  task = _await(task_path, 'task')
+  task = _await(task_path, 'task')  # a warm worker waits for the Tuner
   input_dict = artifact_utils.parse_artifact_dict(task['input_dict'])
-  chief = _await(task['ready'], 'address of the chief\'s oracle')
+  chief = _await(task['ready'], 'address of the chief\'s oracle',
+                 READY_TIMEOUT_S)
   os.environ.update({'KERASTUNER_TUNER_ID': task['tuner_id'],
                      'KERASTUNER_ORACLE_IP': chief['ip'],
                      'KERASTUNER_ORACLE_PORT': str(chief['port'])})

@@ -21,11 +21,17 @@ as TFX does on a pipeline's first run.
 import os
 from typing import List, Optional, Tuple
 
-from tfx import v1 as tfx
+from tfx.components.evaluator import component as tfx_evaluator
 from tfx.components.evaluator import executor as evaluator_executor
+from tfx.dsl.component.experimental.annotations import (
+  InputArtifact,
+  OutputArtifact,
+  Parameter,
+)
+from tfx.dsl.component.experimental.decorators import component
 from tfx.dsl.components.base import executor_spec
 from tfx.dsl.io import fileio
-from tfx.types import standard_component_specs
+from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import io_utils, path_utils
 
 from components import pusher
@@ -56,18 +62,18 @@ def choose_version(base: str, candidate_dir: Optional[str]
   return None
 
 
-def has_saved_model(model: tfx.types.standard_artifacts.Model) -> bool:
+def has_saved_model(model: standard_artifacts.Model) -> bool:
   return fileio.exists(os.path.join(path_utils.serving_model_path(model.uri),
                                     SAVED_MODEL))
 
 
-@tfx.dsl.components.component
+@component
 def PushedModel(  # pylint: disable=invalid-name
-    model: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Model],
-    push_base: tfx.dsl.components.Parameter[str],
-    required: tfx.dsl.components.Parameter[int] = 0,
-    candidate: tfx.dsl.components.InputArtifact[  # pytype: disable=invalid-annotation
-        tfx.types.standard_artifacts.Model] = None) -> None:
+    model: OutputArtifact[standard_artifacts.Model],
+    push_base: Parameter[str],
+    required: Parameter[int] = 0,
+    candidate: InputArtifact[  # pytype: disable=invalid-annotation
+        standard_artifacts.Model] = None) -> None:
   """Copies the newest model pushed under `push_base` (other than
   `candidate`) into `model`'s Format-Serving folder."""
   candidate_dir = (path_utils.serving_model_path(candidate.uri)
@@ -104,6 +110,6 @@ class BaselineAwareExecutor(evaluator_executor.Executor):
                       exec_properties)
 
 
-class Evaluator(tfx.components.Evaluator):
+class Evaluator(tfx_evaluator.Evaluator):
   """TFX's Evaluator with BaselineAwareExecutor (for the Kubeflow route)."""
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(BaselineAwareExecutor)

@@ -24,7 +24,7 @@ import time
 import uuid
 from typing import Callable, List, Optional, Tuple
 
-from tfx import v1 as tfx
+from tfx.components.pusher import component as tfx_pusher
 from tfx.components.pusher import executor as pusher_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.dsl.io import fileio
@@ -191,6 +191,6 @@ class AtomicPushExecutor(pusher_executor.Executor):
                      pushed_version=str(version))
 
 
-class Pusher(tfx.components.Pusher):
+class Pusher(tfx_pusher.Pusher):
   """TFX's Pusher component with AtomicPushExecutor."""
   EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(AtomicPushExecutor)

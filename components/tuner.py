@@ -16,7 +16,7 @@ import logging
 import os
 from typing import Any, Dict, List, Optional
 
-from tfx import v1 as tfx
+from tfx.components.tuner import component as tfx_tuner
 from tfx.components.tuner import executor as tuner_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.types import artifact_utils, standard_component_specs
@@ -146,6 +146,6 @@ class ReportingExecutor(tuner_executor.Executor):
     logging.info('search: %s', report['line'])
 
 
-class Tuner(tfx.components.Tuner):
+class Tuner(tfx_tuner.Tuner):
   """TFX's Tuner with ReportingExecutor."""
   EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(ReportingExecutor)

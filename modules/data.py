@@ -5,7 +5,7 @@ from typing import Any, List, Mapping, Optional, Union
 
 import tensorflow as tf
 import tensorflow_transform as tft
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import DataAccessor
 from tfx_bsl.public import tfxio
 
 from modules import features as features_lib
@@ -15,7 +15,7 @@ from modules.config import TrainerConfig, TunerConfig
 
 
 def input_fn(file_pattern: List[str],
-             data_accessor: tfx.components.DataAccessor,
+             data_accessor: DataAccessor,
              tf_transform_output: tft.TFTransformOutput,
              label_key: str,
              batch_size: int,

@@ -8,7 +8,7 @@ from typing import Dict, Union
 
 import tensorflow as tf
 import tf_keras as keras
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import FnArgs
 
 from modules import data as data_lib
 from modules import distribute, finetune, search_space
@@ -119,7 +119,7 @@ def serving_signatures(model: keras.Model, training_data: data_lib.TrainingData
               transform_features.get_concrete_function()}
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
+def run_fn(fn_args: FnArgs) -> None:
   """Called by TFX Trainer: trains and exports to fn_args.serving_model_dir.
 
   Hyperparameters are the Tuner's best when it ran, else the search space's

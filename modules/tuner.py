@@ -18,7 +18,8 @@ import keras_tuner
 import numpy as np
 import tf_keras as keras
 from keras_tuner.distribute import utils as keras_tuner_workers
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import FnArgs
+from tfx.components.tuner.component import TunerFnResult
 
 from modules import data as data_lib
 from modules import distribute, finetune, search_plan, search_space
@@ -213,7 +214,7 @@ def make_tuner(settings: TunerSpec, hypermodel: keras_tuner.HyperModel,
   return tuner
 
 
-def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
+def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
   """Called by TFX Tuner: the configured search, ready to run.
 
   Args:
@@ -239,7 +240,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
                      chance=lambda: chance_level(
                          settings.objective, training_data.labels('train'),
                          training_data.labels('eval'), config.num_classes))
-  return tfx.components.TunerFnResult(
+  return TunerFnResult(
       tuner=tuner,
       fit_kwargs={'epochs': settings.max_epochs,
                   'callbacks': model_lib.early_stopping(

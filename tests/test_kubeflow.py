@@ -23,7 +23,7 @@ from kubeflow import submit as submit_lib
 from pipeline.definition import spec as spec_lib
 from pipeline.metadata import store as metadata_lib
 from tests import kfp_launcher
-from tests.conftest import DATA_CSV, MODEL, REPO, cli
+from tests.conftest import DATA_CSV, DEFAULT_SPEC, MODEL, REPO, cli
 
 BUNDLED = sorted(glob.glob(os.path.join(REPO, 'pipeline', 'specs', '*.yaml')))
 # penguin.yaml runs TFX's module file from the virtualenv, which is not in the
@@ -651,3 +651,30 @@ def test_remote_data_needs_the_classes_and_features_in_the_spec(tmp_path):
       'features: the data .gs://bucket/data/. is not read at compile time')):
     runner.compile_pipeline(spec, settings, str(tmp_path / 'x.yaml'))
   assert not os.listdir(tmp_path)
+
+
+@pytest.mark.e2e
+def test_tuner_task_runs_parallel_trials_from_the_compiled_tune_args(
+    cold_store, tmp_path):
+  """`tuner.parallel_trials` compiles into the Tuner's TuneArgs, and the
+  compiled Tuner task, run by its container command, runs its trials in that
+  many processes (cold workers: there is no local runner to warm them)."""
+  output = str(tmp_path / 'parallel.yaml')
+  compile_to(DEFAULT_SPEC, output, **{'tuner.parallel_trials': 2,
+                                 'tuner.max_trials': 4,
+                                 'tuner.max_epochs': 4})
+  with open(output) as f:
+    pipeline_spec = yaml.safe_load(f)
+  inputs = _inputs(cold_store, 'components.tuner.Tuner',
+                   ('examples', 'transform_graph', 'schema'))
+  out, cwd = str(tmp_path / 'out'), str(tmp_path / 'elsewhere')
+  os.makedirs(cwd)
+  proc = kfp_launcher.run(pipeline_spec, 'Tuner', inputs, out, cwd=cwd)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  results = kfp_launcher.executor_output(out, 'Tuner')['artifacts'][
+      'tuner_results']['artifacts'][0]['uri']
+  with open(os.path.join(results, 'search_report.json')) as f:
+    report = json.load(f)
+  assert report['processes'] == 2
+  assert report['trials_run'] == 4
+  assert os.listdir(cwd) == []

@@ -22,7 +22,26 @@ import os
 from typing import Any, Dict, List, Optional
 
 import tensorflow_model_analysis as tfma
-from tfx import v1 as tfx
+from tfx.components import (
+    Evaluator,
+    ExampleValidator,
+    SchemaGen,
+    StatisticsGen,
+    Trainer,
+    Transform,
+)
+from tfx.components.schema_gen.import_schema_gen.component import (
+    ImportSchemaGen,
+)
+from tfx.dsl.components.common.importer import Importer
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+    LatestBlessedModelStrategy,
+)
+from tfx.orchestration.pipeline import Pipeline
+from tfx.proto import example_gen_pb2, pusher_pb2, trainer_pb2, tuner_pb2
+from tfx.types import standard_artifacts
+from tfx.types.channel import Channel
 
 from components import csv_example_gen, csv_format, pushed_model
 from components import pusher as pusher_lib
@@ -191,13 +210,13 @@ def eval_config(spec: PipelineSpec) -> tfma.EvalConfig:
                          metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
 
 
-def _tune_args(tuner: TunerSpec) -> Optional[tfx.proto.TuneArgs]:
+def _tune_args(tuner: TunerSpec) -> Optional[tuner_pb2.TuneArgs]:
   """TuneArgs for parallel trials (components/tuner.py reads them); none
   for one at a time, TFX's default."""
   if tuner.parallel_trials == 1:
     return None
   asked = tuner.parallel_trials  # a number, or 'auto'
-  return tfx.proto.TuneArgs(num_parallel_trials=(
+  return tuner_pb2.TuneArgs(num_parallel_trials=(
       asked if isinstance(asked, int) else tuner_component.AUTO))
 
 
@@ -225,14 +244,14 @@ def _baseline(spec: PipelineSpec, env: Environment, candidate):
         candidate=candidate).with_id(BASELINE_FINDER)
     return finder, pushed_model.Evaluator
   if env.baseline == 'vertex':
-    resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(
-            type=tfx.types.standard_artifacts.ModelBlessing)
+    resolver = Resolver(
+        strategy_class=LatestBlessedModelStrategy,
+        model=Channel(type=standard_artifacts.Model),
+        model_blessing=Channel(
+            type=standard_artifacts.ModelBlessing)
     ).with_id(BASELINE_RESOLVER)
-    return resolver, tfx.components.Evaluator
-  return baseline_resolver(candidate), tfx.components.Evaluator
+    return resolver, Evaluator
+  return baseline_resolver(candidate), Evaluator
 
 
 def _data_nodes(spec: PipelineSpec, env: Environment):
@@ -243,33 +262,33 @@ def _data_nodes(spec: PipelineSpec, env: Environment):
   input_base, input_config = spec.data.csv, None
   if os.path.splitext(spec.data.csv)[1].lower() == '.csv':
     input_base, pattern = os.path.split(spec.data.csv)
-    input_config = tfx.proto.Input(splits=[
-        tfx.proto.Input.Split(name='single_split', pattern=pattern)])
+    input_config = example_gen_pb2.Input(splits=[
+        example_gen_pb2.Input.Split(name='single_split', pattern=pattern)])
   example_gen = csv_example_gen.CsvExampleGen(
       csv_format.CsvFormat(null_values=tuple(spec.data.null_values),
                            columns=env.column_kinds),
       input_base=input_base, input_config=input_config,
-      output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(
-          splits=[tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
+      output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(
+          splits=[example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=buckets)
                   for name, buckets in spec.data.split.items()])))
-  statistics_gen = tfx.components.StatisticsGen(
+  statistics_gen = StatisticsGen(
       examples=example_gen.outputs['examples'])
   return example_gen, statistics_gen
 
 
-def _schema_gen(statistics_gen) -> tfx.components.SchemaGen:
-  return tfx.components.SchemaGen(
+def _schema_gen(statistics_gen) -> SchemaGen:
+  return SchemaGen(
       statistics=statistics_gen.outputs['statistics'], infer_feature_shape=True)
 
 
 def create_schema_pipeline(spec: PipelineSpec,
-                           env: Environment) -> tfx.dsl.Pipeline:
+                           env: Environment) -> Pipeline:
   """ExampleGen -> StatisticsGen -> SchemaGen: what `python -m pipeline
   schema` runs to infer a schema from the data (TFX's infer-then-curate).
   A later run of the full pipeline with the same data reuses the first two
   from the cache."""
   example_gen, statistics_gen = _data_nodes(spec, env)
-  return tfx.dsl.Pipeline(
+  return Pipeline(
       pipeline_name=spec.name, pipeline_root=env.pipeline_root,
       components=[example_gen, statistics_gen, _schema_gen(statistics_gen)],
       enable_cache=env.enable_cache,
@@ -277,7 +296,7 @@ def create_schema_pipeline(spec: PipelineSpec,
       beam_pipeline_args=list(env.beam_pipeline_args))
 
 
-def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
+def create_pipeline(spec: PipelineSpec, env: Environment) -> Pipeline:
   """Builds the TFX pipeline for `spec` in `env`.
 
   Args:
@@ -285,7 +304,7 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
     env: runner-specific settings (pipeline root, metadata, Beam args).
 
   Returns:
-    A tfx.dsl.Pipeline, ready for LocalDagRunner or a Kubeflow compiler.
+    A Pipeline, ready for LocalDagRunner or a Kubeflow compiler.
   """
   if not spec.is_resolved:
     raise ValueError(
@@ -303,14 +322,14 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
                                       env.code_version).to_custom_config()
   example_gen, statistics_gen = _data_nodes(spec, env)
   if spec.schema_file:
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=spec.schema_file)
+    schema_gen = ImportSchemaGen(schema_file=spec.schema_file)
   else:  # TFX's infer-then-curate: `python -m pipeline schema` writes it
     schema_gen = _schema_gen(statistics_gen)
-  example_validator = tfx.components.ExampleValidator(
+  example_validator = ExampleValidator(
       statistics=statistics_gen.outputs['statistics'],
       schema=schema_gen.outputs['schema'])
   gate = AnomaliesGate(anomalies=example_validator.outputs['anomalies'])
-  transform = tfx.components.Transform(
+  transform = Transform(
       examples=example_gen.outputs['examples'],
       schema=schema_gen.outputs['schema'],
       custom_config=transform_config,
@@ -329,9 +348,9 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
                        'base model (Environment.base_model_uri or '
                        'base_model_push_base, exactly one)')
     if env.base_model_uri:
-      source = tfx.dsl.Importer(
+      source = Importer(
           source_uri=env.base_model_uri,
-          artifact_type=tfx.types.standard_artifacts.Model,
+          artifact_type=standard_artifacts.Model,
           reimport=False).with_id(BASE_MODEL_IMPORTER)
       base_model = source.outputs['result']
     else:
@@ -345,9 +364,9 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
       examples=transform.outputs['transformed_examples'],
       transform_graph=transform.outputs['transform_graph'],
       schema=schema_gen.outputs['schema'], base_model=base_model,
-      train_args=tfx.proto.TrainArgs(splits=['train'],
+      train_args=trainer_pb2.TrainArgs(splits=['train'],
                                      num_steps=spec.training.train_steps),
-      eval_args=tfx.proto.EvalArgs(splits=['eval'],
+      eval_args=trainer_pb2.EvalArgs(splits=['eval'],
                                    num_steps=spec.training.eval_steps))
   hyperparameters = None
   if spec.tuner.enabled:
@@ -357,7 +376,7 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
                                  **training_inputs)
     hyperparameters = tuner.outputs['best_hyperparameters']
     components.append(tuner)
-  trainer = tfx.components.Trainer(hyperparameters=hyperparameters,
+  trainer = Trainer(hyperparameters=hyperparameters,
                                    custom_config=trainer_config,
                                    **_callback(spec, 'run_fn', RUN_FN),
                                    **training_inputs)
@@ -370,14 +389,14 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> tfx.dsl.Pipeline:
   pusher = pusher_lib.Pusher(
       model=trainer.outputs['model'],
       model_blessing=evaluator.outputs['blessing'],
-      push_destination=tfx.proto.PushDestination(
-          filesystem=tfx.proto.PushDestination.Filesystem(
+      push_destination=pusher_pb2.PushDestination(
+          filesystem=pusher_pb2.PushDestination.Filesystem(
               base_directory=push_base_directory(spec))))
   components += [trainer, baseline, evaluator, pusher]
   for node in components:
     if node.id in env.platform_configs:
       node.with_platform_config(env.platform_configs[node.id])
-  return tfx.dsl.Pipeline(
+  return Pipeline(
       pipeline_name=spec.name,
       pipeline_root=env.pipeline_root,
       components=components,

@@ -13,16 +13,16 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 import absl.logging
-from tfx import v1 as tfx
 from tfx.dsl.compiler import compiler, constants
+from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.orchestration.portable import runtime_parameter_utils
 
 from components import parallel_search
 from pipeline.definition.pipeline import (
-    TUNER_FN,
-    Environment,
-    create_pipeline,
-    create_schema_pipeline,
+  TUNER_FN,
+  Environment,
+  create_pipeline,
+  create_schema_pipeline,
 )
 from pipeline.definition.spec import PipelineSpec
 from pipeline.errors import ComponentFailed, one_line
@@ -145,7 +145,7 @@ def _execute(tfx_pipeline, run_id: str,
   absl.logging.set_verbosity(absl.logging.INFO)
   failure = None
   try:
-    tfx.orchestration.LocalDagRunner().run_with_ir(ir)
+    LocalDagRunner().run_with_ir(ir)
   except Exception as e:  # pylint: disable=broad-except
     # Reported, not swallowed: the caller puts it in the summary or raises.
     failure = {'component': handler.running or 'unknown', 'reason': one_line(e)}
