@@ -77,11 +77,12 @@ class _Worker:
     self.task = task
     self.log = task + '.log'
     self.tuner_id: Optional[str] = None
-    # TensorFlow sizes its thread pools to every core in every process; the
-    # trials' processes share the cores instead.
+    # TensorFlow sizes its thread pools to every core, and takes all of a
+    # GPU's memory, in every process: the trials' processes share them.
     threads = str(max(1, available_cores() // processes))
     env = {**os.environ, 'TF_NUM_INTRAOP_THREADS': threads,
            'TF_NUM_INTEROP_THREADS': threads,
+           'TF_FORCE_GPU_ALLOW_GROWTH': 'true',
            'PYTHONPATH': os.pathsep.join(p for p in sys.path if p)}
     with open(self.log, 'w') as out:
       self.process = subprocess.Popen(  # pylint: disable=consider-using-with

@@ -26,6 +26,7 @@ from components import parallel_search
 
 REPORT_FILE = 'search_report.json'
 AUTO = -1  # TuneArgs.num_parallel_trials for "the cores available"
+PROGRESS_LOGGER = 'tfx_pipeline.progress'  # pipeline/runners/progress.py
 
 
 def trial_records(tuner) -> List[Dict[str, Any]]:
@@ -100,6 +101,27 @@ def describe(report: Dict[str, Any]) -> str:
   return line
 
 
+def report_trials(oracle) -> None:
+  """Has `oracle` say each trial's end on PROGRESS_LOGGER (trial i of N, the
+  best objective so far), wherever the trial ran."""
+  end_trial = oracle.end_trial
+  ended = []
+  logger = logging.getLogger(PROGRESS_LOGGER)
+
+  def reported(trial, *args, **kwargs):
+    done = end_trial(trial, *args, **kwargs)
+    ended.append(trial.trial_id)
+    steps = oracle.max_trials or 0
+    detail = f'trial {len(ended)}' + (f' of {steps}' if steps else '')
+    best = oracle.get_best_trials(1)
+    if best and best[0].score is not None:
+      detail += f', best {oracle.objective.name} {best[0].score:.4f}'
+    logger.info(detail, extra={'step': len(ended), 'steps': steps})
+    return done
+
+  oracle.end_trial = reported
+
+
 def parallel_trials(exec_properties: Dict[str, Any]) -> int:
   """How many trials run at once: TuneArgs.num_parallel_trials (TFX's own
   field for it), AUTO for the cores available here, 1 without TuneArgs."""
@@ -126,13 +148,17 @@ class ReportingExecutor(tuner_executor.Executor):
                                  workers=processes - 1) as chief:
         result = parallel_search.build(input_dict, exec_properties,
                                        working_dir)
+        report_trials(result.tuner.oracle)
         chief.search(result)
       tuner = result.tuner
     else:
-      # Keras Tuner's printed summaries (the space, then every trial, ~150
-      # lines on stdout) give way to the report and its one line.
-      tuner = tuner_executor.search(input_dict, exec_properties, working_dir,
-                                    print_tuning_summary=False)
+      # As TFX's executor searches, without Keras Tuner's printed summaries
+      # (the space, then every trial, ~150 lines on stdout): the progress
+      # records and the report's one line say what it did.
+      result = parallel_search.build(input_dict, exec_properties, working_dir)
+      tuner = result.tuner
+      report_trials(tuner.oracle)
+      tuner.search(**result.fit_kwargs)
     tuner_executor.write_best_hyperparameters(tuner, output_dict)
     plan = getattr(tuner, 'search_plan', None)
     report = search_report(plan.to_json() if plan else None,

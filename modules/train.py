@@ -3,6 +3,7 @@ model) with the best hyperparameters and export a SavedModel that serves raw,
 serialized tf.Examples."""
 
 import json
+import logging
 import os
 from typing import Dict, Union
 
@@ -119,6 +120,28 @@ def serving_signatures(model: keras.Model, training_data: data_lib.TrainingData
               transform_features.get_concrete_function()}
 
 
+PROGRESS_LOGGER = 'tfx_pipeline.progress'  # pipeline/runners/progress.py
+
+
+class EpochProgress(keras.callbacks.Callback):
+  """Says each epoch's end (epoch i of N, the monitored metric) on
+  PROGRESS_LOGGER, for the local runner's progress line."""
+
+  def __init__(self, epochs: int, monitor: str):
+    super().__init__()
+    self._epochs = epochs
+    self._monitor = monitor
+    self._logger = logging.getLogger(PROGRESS_LOGGER)
+
+  def on_epoch_end(self, epoch, logs=None):
+    value = (logs or {}).get(self._monitor)
+    detail = f'epoch {epoch + 1} of {self._epochs}'
+    if value is not None:
+      detail += f', {self._monitor} {value:.4f}'
+    self._logger.info(detail, extra={'step': epoch + 1,
+                                     'steps': self._epochs})
+
+
 def run_fn(fn_args: FnArgs) -> None:
   """Called by TFX Trainer: trains and exports to fn_args.serving_model_dir.
 
@@ -143,6 +166,9 @@ def run_fn(fn_args: FnArgs) -> None:
                                            update_freq='epoch')]
   callbacks += model_lib.early_stopping(config.training.early_stopping,
                                         restore_best_weights=True)
+  callbacks.append(EpochProgress(config.training.epochs, (
+      config.training.early_stopping.monitor
+      if config.training.early_stopping else 'val_loss')))
   model.fit(training_data.train(hparams['batch_size'], seed),
             validation_data=training_data.eval(hparams['batch_size']),
             epochs=config.training.epochs, callbacks=callbacks, verbose=0)

@@ -126,10 +126,14 @@ def cmd_run(args) -> int:
   checked = preflight.run_preflight(_load(args))
   # TFX loads only once the input has passed the checks, so bad input is
   # refused at once.
-  from pipeline.runners import local  # pylint: disable=g-import-not-at-top
-  summary = local.run_checked(
-      checked, progress=lambda line: print(line, flush=True),
-      summary_json=args.summary_json, wait=not args.no_wait)
+  from pipeline.runners import local, progress  # pylint: disable=g-import-not-at-top
+  reporter = progress.for_terminal()
+  try:
+    summary = local.run_checked(checked, progress=reporter,
+                                summary_json=args.summary_json,
+                                wait=not args.no_wait)
+  finally:
+    reporter.close()
   print_summary(summary)
   if summary['status'] != 'succeeded':
     raise ComponentFailed(

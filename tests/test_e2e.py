@@ -8,17 +8,29 @@ benchmark.
 """
 
 import csv
+import fcntl
 import json
 import os
+import pty
+import re
 import shutil
+import struct
 import subprocess
 import sys
+import termios
 
 import ml_metadata as mlmd
 import pytest
 from tfx import v1 as tfx
 
-from tests.conftest import COMPONENTS, DATA_CSV, MODEL, REPO, pipeline_fixture
+from tests.conftest import (
+  COMPONENTS,
+  DATA_CSV,
+  MODEL,
+  REPO,
+  pipeline_fixture,
+  run_sets,
+)
 from tests.conftest import cli as _cli
 from tests.conftest import run_pipeline as _run
 from tests.conftest import serving_versions as _versions
@@ -41,7 +53,11 @@ def test_cold_run_trains_blesses_and_pushes(base, cold):
   assert _versions(base) == [version]
   for component in COMPONENTS:
     assert f'  {component} ...' in proc.stdout
-    assert f'  {component} done in ' in proc.stdout
+    assert re.search(rf'^  {component} +complete +\d+\.\ds$', proc.stdout,
+                     re.MULTILINE), component
+  # Without a terminal: a line as each component starts, then the summary.
+  assert len(proc.stdout.splitlines()) < 40, proc.stdout
+  assert 'Search space summary' not in proc.stdout  # no Keras Tuner dumps
   assert 'blessed: yes' in proc.stdout
   assert f'pushed: version {version}' in proc.stdout
   # TensorBoard logs and the hyperparameters used sit in the model run dir
@@ -146,6 +162,55 @@ def test_changing_the_epochs_retrains_without_searching_again(
   assert states['Transform'] == 'cached'
   assert states['Trainer'] == 'complete'
   assert summary['model_uri'] != first['model_uri']
+
+
+def _on_a_terminal(args, cwd):
+  """Runs `args` with a pseudo-terminal (120 columns) as its stdin, stdout
+  and stderr; (exit code, everything it wrote, as text)."""
+  master, slave = pty.openpty()
+  fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 50, 120, 0, 0))
+  proc = subprocess.Popen(args, cwd=cwd, stdin=slave, stdout=slave,
+                          stderr=slave, close_fds=True, env={
+                              **os.environ, 'TF_USE_LEGACY_KERAS': '1',
+                              'TERM': 'xterm'})
+  os.close(slave)
+  chunks = []
+  while True:
+    try:
+      chunk = os.read(master, 65536)
+    except OSError:  # EIO: the other side closed
+      break
+    if not chunk:
+      break
+    chunks.append(chunk)
+  os.close(master)
+  return proc.wait(timeout=600), b''.join(chunks).decode(errors='replace')
+
+
+def test_on_a_terminal_the_tuner_and_trainer_lines_advance(base, cold,
+                                                            tmp_path):
+  """Under a pseudo-terminal `run` keeps one line per component and
+  rewrites it: the Tuner's trial count and the Trainer's epochs advance.
+  In a copy of the cold run's store, with another tuner seed (so the Tuner
+  and what follows run again)."""
+  del cold
+  for name in ('root', 'serving', 'metadata.sqlite'):
+    source = os.path.join(base, name)
+    (shutil.copytree if os.path.isdir(source) else shutil.copy)(
+        source, tmp_path / name)
+  code, text = _on_a_terminal(
+      [sys.executable, '-m', 'pipeline', 'run',
+       *run_sets(str(tmp_path), ['tuner.seed=7'])], REPO)
+  assert code == 0, text[-3000:]
+  trials = [int(n) for n in re.findall(r'Tuner \.\.\. \d+s: trial (\d+) of 4',
+                                       text)]
+  assert len(set(trials)) >= 2 and trials == sorted(trials), trials
+  epochs = [int(n) for n in re.findall(
+      r'Trainer \.\.\. \d+s: epoch (\d+) of 40', text)]
+  assert len(set(epochs)) >= 2 and epochs == sorted(epochs), epochs
+  assert re.search(r'Tuner done in \d+\.\ds: trial \d of 4, best val_loss ',
+                   text), text[-3000:]
+  assert 'blessed: yes' in text
 
 
 def test_drifted_column_stops_the_run_before_transform(tmp_path):

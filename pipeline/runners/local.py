@@ -29,6 +29,7 @@ from pipeline.errors import ComponentFailed, one_line
 from pipeline.metadata import results
 from pipeline.metadata import store as metadata_lib
 from pipeline.runners import preflight, session
+from pipeline.runners import progress as progress_lib
 from pipeline.runners.environment import build_environment
 
 Progress = Callable[[str], None]
@@ -52,27 +53,33 @@ def local_environment(spec: PipelineSpec,
 
 
 class _ProgressHandler(logging.Handler):
-  """Turns LocalDagRunner's 'Component X is running/finished.' log records
-  into progress lines with durations, and remembers the running one."""
+  """Turns LocalDagRunner's 'Component X is running/finished.' log records,
+  and the components' own progress records (progress.PROGRESS_LOGGER), into
+  the reporter's events, and remembers the running component."""
 
-  def __init__(self, progress: Progress):
+  def __init__(self, reporter: progress_lib.Lines):
     super().__init__(level=logging.INFO)
-    self._progress = progress
+    self._reporter = reporter
     self._started: Dict[str, float] = {}
     self.running: Optional[str] = None
 
   def emit(self, record: logging.LogRecord) -> None:
+    if record.name == progress_lib.PROGRESS_LOGGER:
+      if self.running and hasattr(record, 'steps'):
+        self._reporter.advanced(self.running, record.getMessage(),
+                                record.step, record.steps)
+      return
     if not record.name.startswith('absl') or len(record.args or ()) != 1:
       return
     node = str(record.args[0])
     if record.msg == 'Component %s is running.':
       self._started[node] = time.monotonic()
       self.running = node
-      self._progress(f'  {node} ...')
+      self._reporter.started(node)
     elif record.msg == 'Component %s is finished.':
       seconds = time.monotonic() - self._started.get(node, time.monotonic())
       self.running = None
-      self._progress(f'  {node} done in {seconds:.1f}s')
+      self._reporter.finished(node, seconds)
 
 
 @contextlib.contextmanager
@@ -138,9 +145,13 @@ def _execute(tfx_pipeline, run_id: str,
   # Progress comes from LocalDagRunner's INFO records, so absl must emit INFO
   # (set through absl's verbosity flag: executors re-parse absl flags, which
   # would reset a plain logger level). Terminal noise is the handlers' job.
-  handler = _ProgressHandler(progress)
-  absl_logger = logging.getLogger('absl')
-  absl_logger.addHandler(handler)
+  reporter = progress_lib.as_reporter(progress)
+  handler = _ProgressHandler(reporter)
+  loggers = [logging.getLogger('absl'),
+             logging.getLogger(progress_lib.PROGRESS_LOGGER)]
+  for logger in loggers:
+    logger.addHandler(handler)
+  loggers[1].setLevel(logging.INFO)
   previous_verbosity = absl.logging.get_verbosity()
   absl.logging.set_verbosity(absl.logging.INFO)
   failure = None
@@ -149,9 +160,10 @@ def _execute(tfx_pipeline, run_id: str,
   except Exception as e:  # pylint: disable=broad-except
     # Reported, not swallowed: the caller puts it in the summary or raises.
     failure = {'component': handler.running or 'unknown', 'reason': one_line(e)}
-    progress(f'  {failure["component"]} FAILED')
+    reporter.failed(failure['component'])
   finally:
-    absl_logger.removeHandler(handler)
+    for logger in loggers:
+      logger.removeHandler(handler)
     absl.logging.set_verbosity(previous_verbosity)
   return failure
 
