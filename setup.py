@@ -17,8 +17,10 @@ setuptools.setup(
                                                'components', 'components.*',
                                                'modules', 'modules.*',
                                                'kubeflow', 'kubeflow.*']),
-    package_data={'pipeline': ['specs/*.yaml']},
+    package_data={'pipeline': ['specs/*.yaml'],
+                  'pipeline.report': ['templates/*']},
     install_requires=['tfx==1.16.0', 'tf-keras', 'keras-tuner==1.3.5', 'dill',
-                      'scikit-learn', 'pyyaml', 'pydantic>=2,<3', 'tornado'],
+                      'scikit-learn', 'pyyaml', 'pydantic>=2,<3', 'tornado',
+                      'jinja2', 'rich', 'matplotlib'],
     entry_points={'console_scripts': ['tfx-pipeline=pipeline.cli:main']},
 )

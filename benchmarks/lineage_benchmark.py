@@ -48,6 +48,22 @@ def _fill(spec, runs: int, progress) -> list:
   return summaries
 
 
+def fill_store(spec_path: str, workdir: str, runs: int, sets):
+  """A store under `workdir` filled with `runs` runs of the spec (with
+  the `sets` overrides); (store path, the runs' summaries, seconds)."""
+  from pipeline.definition import spec as spec_lib  # pylint: disable=g-import-not-at-top
+  store_path = os.path.join(workdir, 'metadata.sqlite')
+  sets = list(sets) + [
+      f'runner.pipeline_root={workdir}/root', f'runner.metadata={store_path}',
+      f'push.destination={workdir}/serving']
+  spec = spec_lib.load_spec(spec_path, dict(spec_lib.parse_override(s)
+                                            for s in sets))
+  print(f'filling {store_path} with {runs} runs of {spec.name}', flush=True)
+  started = time.monotonic()
+  summaries = _fill(spec, runs, lambda line: print(line, flush=True))
+  return store_path, summaries, time.monotonic() - started
+
+
 def _median_seconds(fn, repeats: int) -> float:
   times = []
   for _ in range(repeats):
@@ -78,21 +94,12 @@ def main() -> None:
   args = parser.parse_args()
   configure_process()
   quiet_logs(verbose=False)
-  from pipeline.definition import spec as spec_lib  # pylint: disable=g-import-not-at-top
   from pipeline.metadata import lineage  # pylint: disable=g-import-not-at-top
 
   workdir = args.workdir or tempfile.mkdtemp(prefix='lineage_benchmark_')
-  store_path = os.path.join(workdir, 'metadata.sqlite')
-  sets = list(args.set if args.set is not None else DEFAULT_SETS) + [
-      f'runner.pipeline_root={workdir}/root', f'runner.metadata={store_path}',
-      f'push.destination={workdir}/serving']
-  spec = spec_lib.load_spec(args.spec, dict(spec_lib.parse_override(s)
-                                            for s in sets))
-  print(f'filling {store_path} with {args.runs} runs of {spec.name}',
-        flush=True)
-  started = time.monotonic()
-  summaries = _fill(spec, args.runs, lambda line: print(line, flush=True))
-  fill_seconds = time.monotonic() - started
+  sets = list(args.set if args.set is not None else DEFAULT_SETS)
+  store_path, summaries, fill_seconds = fill_store(args.spec, workdir,
+                                                   args.runs, sets)
 
   store = lineage.open_store(store_path)
   all_runs = lineage.list_runs(store)
@@ -132,7 +139,7 @@ def main() -> None:
           timespec='seconds'),
       'machine': f'{platform.machine()}, {os.cpu_count()} CPUs, Python '
                  f'{platform.python_version()}',
-      'spec': os.path.relpath(args.spec, REPO), 'overrides': sets[:-3],
+      'spec': os.path.relpath(args.spec, REPO), 'overrides': sets,
       'store': counts, 'fill_seconds': round(fill_seconds, 1),
       'repeats': args.repeats, 'target_seconds': TARGET_SECONDS,
       'in_process_median_seconds': timings,

@@ -22,7 +22,7 @@ keep the base model's statistics (inference mode), frozen or not.
 
 import os
 import re
-from typing import Any, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 import tf_keras as keras
@@ -334,6 +334,28 @@ class Finetuner:
         break
     merged.model = self.model
     return merged
+
+  def schedule(self, epochs: int) -> Dict[str, Any]:
+    """Which backbone blocks trained when, and at what rates: the strategy,
+    the blocks, and per stage its epochs (1-based, inclusive), the blocks
+    thawed from the top and their learning rates (top first); the epochs
+    after an early stop are left out."""
+    h = self.hparams
+    ran = len(self.trainable_history) or epochs
+    result = []
+    for first, end, thawed in stages(h['strategy'], len(self.blocks), h, 0,
+                                     epochs):
+      if first >= ran:
+        break
+      result.append({
+          'first_epoch': first + 1, 'last_epoch': min(end, ran),
+          'thawed_blocks': thawed,
+          'learning_rates': learning_rates(
+              h['strategy'], float(h['learning_rate']),
+              float(h['backbone_lr_scale']), float(h['lr_decay']), thawed)})
+    return {'strategy': h['strategy'], 'blocks': len(self.blocks),
+            'head_learning_rate': float(h['learning_rate']),
+            'stages': result}
 
   def export_model(self) -> keras.Model:
     """A plain functional model over the same layers (no custom train_step),

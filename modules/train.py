@@ -5,7 +5,7 @@ serialized tf.Examples."""
 import json
 import logging
 import os
-from typing import Dict, Union
+from typing import Any, Dict, Union
 
 import tensorflow as tf
 import tf_keras as keras
@@ -22,6 +22,7 @@ from modules.config import (
 from modules.tuner import require_legacy_keras
 
 HPARAMS_FILE = 'hyperparameters.json'  # in model_run, beside TensorBoard logs
+HISTORY_FILE = 'training_history.json'  # likewise: what each epoch did
 CLASS_ID = 'class_id'  # multiclass: the most probable class index
 CLASS_NAME = 'class_name'  # a STRING label's name of the predicted class
 
@@ -142,6 +143,31 @@ class EpochProgress(keras.callbacks.Callback):
                                      'steps': self._epochs})
 
 
+def training_record(history: keras.callbacks.History, config: TrainerConfig,
+                    callbacks) -> Dict[str, Any]:
+  """What training did, for the run report: every epoch's metrics (train
+  and validation), the epochs asked for, and where early stopping stopped
+  and which epoch's weights it kept."""
+  metrics = {key: [float(v) for v in values]
+             for key, values in history.history.items()}
+  record: Dict[str, Any] = {
+      'epochs_asked': config.training.epochs,
+      'epochs_run': len(history.epoch), 'metrics': metrics,
+      'early_stopping': None}
+  for callback in callbacks:
+    if isinstance(callback, keras.callbacks.EarlyStopping):
+      values = metrics.get(callback.monitor, [])
+      best = min if callback.monitor_op(0, 1) else max  # np.less: lower
+      record['early_stopping'] = {
+          'monitor': callback.monitor, 'patience': callback.patience,
+          'stopped': bool(callback.stopped_epoch),
+          'stopped_after_epoch': (callback.stopped_epoch + 1
+                                  if callback.stopped_epoch else None),
+          'best_epoch': (values.index(best(values)) + 1 if values else None),
+          'restored_best_weights': callback.restore_best_weights}
+  return record
+
+
 def run_fn(fn_args: FnArgs) -> None:
   """Called by TFX Trainer: trains and exports to fn_args.serving_model_dir.
 
@@ -169,11 +195,17 @@ def run_fn(fn_args: FnArgs) -> None:
   callbacks.append(EpochProgress(config.training.epochs, (
       config.training.early_stopping.monitor
       if config.training.early_stopping else 'val_loss')))
-  model.fit(training_data.train(hparams['batch_size'], seed),
-            validation_data=training_data.eval(hparams['batch_size']),
-            epochs=config.training.epochs, callbacks=callbacks, verbose=0)
+  history = model.fit(training_data.train(hparams['batch_size'], seed),
+                      validation_data=training_data.eval(hparams['batch_size']),
+                      epochs=config.training.epochs, callbacks=callbacks,
+                      verbose=0)
+  record = training_record(history, config, callbacks)
   if isinstance(model, finetune.Finetuner):
+    record['finetune'] = model.schedule(config.training.epochs)
     model = model.export_model()
+  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE),
+                         'w') as f:
+    json.dump(record, f, indent=1)
   model.save(fn_args.serving_model_dir, save_format='tf',
              signatures=serving_signatures(model, training_data))
   with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HPARAMS_FILE),

@@ -1,12 +1,13 @@
 """`python -m pipeline` (installed as `tfx-pipeline`): validate a spec, run
 the pipeline locally, compile it for Kubeflow Pipelines and submit it, serve
 pushed models and send them rows, compare fine-tuning with training from
-scratch, and inspect lineage in ML Metadata (runs, trace, graph, diff).
+scratch, inspect lineage in ML Metadata (runs, trace, graph, diff), and see
+a run: its HTML report, and a local dashboard over the store.
 
 The CLI is the only room that knows every other room (README, "Layout"),
 and it imports each one only inside the command that needs it: `validate`,
-`lineage`, `predict`, `submit`, `compile`'s refusals and every `--help` load
-no TensorFlow, TFX or Beam.
+`lineage`, `report`, `ui`, `predict`, `submit`, `compile`'s refusals and
+every `--help` load no TensorFlow, TFX or Beam.
 
 Every error the user can act on is a `pipeline.errors.PipelineError`, caught
 here once: one line on stderr and its exit code (2: bad input found before
@@ -102,6 +103,8 @@ def print_summary(summary: Dict[str, Any], out=sys.stdout) -> None:
     p('pushed: nothing (the model was not blessed)')
   p(f'metadata store: {summary["metadata"]}')
   p(f'summary: {summary["summary_json"]}')
+  if summary.get('report'):
+    p(f'report: {summary["report"]}')
   p(f'total time: {summary["total_seconds"]:.1f}s')
 
 
@@ -259,6 +262,30 @@ def _store(args):
   return lineage.open_store(path)
 
 
+def cmd_report(args) -> int:
+  from pipeline.report import render  # pylint: disable=g-import-not-at-top
+  run = render.write(_store(args), args.run, args.output)
+  print(f'wrote {args.output} (run {run["run_id"]} of {run["pipeline"]}: '
+        f'{run["status"]})')
+  return 0
+
+
+def cmd_ui(args) -> int:
+  from pipeline.report import dashboard  # pylint: disable=g-import-not-at-top
+  location = args.store or _load(args).runner.metadata
+  _store(args)  # one line, now, when the store cannot be opened
+  try:
+    dashboard.serve(location, host=args.host, port=args.port,
+                    announce=lambda line: print(line, flush=True))
+  except OSError as e:
+    raise dashboard.DashboardError(
+        f'--host {args.host} --port {args.port}: cannot listen: '
+        f'{e.strerror or e}') from None
+  except KeyboardInterrupt:
+    print('stopped', flush=True)
+  return 0
+
+
 def cmd_lineage_runs(args) -> int:
   from pipeline.metadata import lineage  # pylint: disable=g-import-not-at-top
   runs = lineage.list_runs(_store(args), args.pipeline)
@@ -331,6 +358,13 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument('--set', action='append', metavar='KEY=VALUE',
                    help='override a spec key, e.g. --set tuner.max_trials=2 '
                         '(repeatable; VALUE is YAML)')
+
+  def add_address(p, port: int, what: str):
+    p.add_argument('--host', default='127.0.0.1',
+                   help='address to bind (default 127.0.0.1: this machine '
+                        'only)')
+    p.add_argument('--port', type=int, default=port,
+                   help=f'{what} {port}; 0 picks a free one')
 
   validate = sub.add_parser('validate', help='check a spec, its schema and data')
   add_spec(validate)
@@ -419,12 +453,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
   serve.add_argument('--model-base', metavar='DIR',
                      help="the folder holding <model>/<version>/ (default: "
                           "the spec's push.destination)")
-  serve.add_argument('--host', default='127.0.0.1',
-                     help='address to bind (default 127.0.0.1: this machine '
-                          'only)')
-  serve.add_argument('--port', type=int, default=8501,
-                     help="TF Serving's REST port by default; 0 picks a free "
-                          'one')
+  add_address(serve, 8501, "TF Serving's REST port")
   serve.add_argument('--poll-seconds', type=float, default=1.0,
                      help='how often to look for new versions (default 1)')
   serve.add_argument('--max-request-mb', type=int, default=16,
@@ -455,18 +484,38 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
                             'tf.Example')
   predict.set_defaults(func=cmd_predict)
 
-  lineage = sub.add_parser(
-      'lineage', help='inspect ML Metadata: runs, and where a model came from')
-  lineage_sub = lineage.add_subparsers(dest='lineage_command', required=True)
-
-  def add_store(p):
-    p.add_argument('--store', metavar='SQLITE',
-                   help="ML Metadata store (default: the spec's "
+  def add_store_of(p):
+    p.add_argument('--store', metavar='STORE',
+                   help='ML Metadata store: a SQLite path, mysql://... or '
+                        "grpc://HOST:PORT (default: the spec's "
                         'runner.metadata)')
     p.add_argument('--spec', default=DEFAULT_SPEC,
                    help='spec whose store to read (default: breast cancer)')
     p.add_argument('--set', action='append', metavar='KEY=VALUE',
                    help='override a spec key, as for run')
+
+  report = sub.add_parser(
+      'report', help="one run's report as a self-contained HTML file (data, "
+      'tuning, training, evaluation, lineage; opens offline)')
+  report.add_argument('run', nargs='?',
+                      help='the run id (default: the newest run in the store)')
+  report.add_argument('--output', required=True, metavar='FILE.html')
+  add_store_of(report)
+  report.set_defaults(func=cmd_report)
+
+  ui = sub.add_parser(
+      'ui', help='a local web dashboard over the metadata store (runs, '
+      'reports, diffs, lineage, pushed versions; read-only)')
+  add_store_of(ui)
+  add_address(ui, 8080, 'default')
+  ui.set_defaults(func=cmd_ui)
+
+  lineage = sub.add_parser(
+      'lineage', help='inspect ML Metadata: runs, and where a model came from')
+  lineage_sub = lineage.add_subparsers(dest='lineage_command', required=True)
+
+  def add_store(p):
+    add_store_of(p)
     p.add_argument('--json', action='store_true', help='machine-readable')
 
   runs = lineage_sub.add_parser('runs', help='each run: components, blessing, '
@@ -512,6 +561,11 @@ def configure_process(verbose: bool = False) -> None:
   # pins for TFX 1.16 (Python 3.10, google-cloud-storage 2): README, "Why
   # Python 3.10". Not news to someone running a pipeline.
   warnings.filterwarnings('ignore', category=FutureWarning, module=r'google\.')
+  # TFMA's binary confusion matrices divide by zero at the extreme
+  # thresholds of the run report's confusion-matrix plot (and store NaN,
+  # which is right there).
+  warnings.filterwarnings('ignore', category=RuntimeWarning,
+                          module='tensorflow_model_analysis')
   # kfp's client says on every use which KFP versions it speaks (v2 API).
   warnings.filterwarnings('ignore', category=FutureWarning,
                           message='This client only works with Kubeflow')

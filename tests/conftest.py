@@ -14,6 +14,8 @@ import random
 import re
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 
 os.environ['TF_USE_LEGACY_KERAS'] = '1'
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -128,6 +130,14 @@ def run_pipeline(base, name, extra=(), env=None):
   return proc, summary
 
 
+def report_page(summary):
+  """The HTML report `run` wrote beside the run's summary JSON."""
+  assert summary['report'] == os.path.splitext(summary['summary_json'])[0] + (
+      '.html')
+  with open(summary['report'], encoding='utf-8') as f:
+    return f.read()
+
+
 def serving_versions(base):
   path = os.path.join(base, 'serving', MODEL)
   return sorted(os.listdir(path)) if os.path.isdir(path) else []
@@ -168,3 +178,27 @@ def mariadb(tmp_path_factory):
                 'mariadb-install-db) on this machine; .ci/run installs '
                 'mariadb-server')
   yield from server.serve(str(tmp_path_factory.mktemp('mariadb')))
+
+
+class Dashboard:
+  """`python -m pipeline ui` in a subprocess, on a free port."""
+
+  def __init__(self, store):
+    self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
+        [sys.executable, '-m', 'pipeline', 'ui', '--store', store, '--port',
+         '0'], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, 'TF_USE_LEGACY_KERAS': '1'})
+    line = self.proc.stdout.readline()
+    assert 'http://127.0.0.1:' in line, line + self.proc.stderr.read()
+    self.url = 'http://' + line.split('http://', 1)[1].split('/', 1)[0]
+
+  def get(self, path):
+    try:
+      with urllib.request.urlopen(self.url + path, timeout=60) as response:
+        return response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+      return e.code, e.read().decode()
+
+  def close(self):
+    self.proc.terminate()
+    self.proc.wait(timeout=10)

@@ -14,7 +14,7 @@ PACKAGES = ('pipeline', 'components', 'modules', 'kubeflow')
 # The rooms of pipeline/ (one sub-package or module each); the CLI is the
 # only one that may know every other room, and none may import it.
 PIPELINE_ROOMS = ('cli', 'errors', 'datasets', 'definition', 'runners',
-                  'metadata', 'serving', 'experiments')
+                  'metadata', 'serving', 'experiments', 'report')
 
 
 def project_modules() -> Dict[str, str]:
@@ -109,7 +109,8 @@ def test_the_walk_sees_every_room():
   # Lazy imports count: the CLI imports every room inside its commands.
   assert room_graph()['pipeline.cli'] >= {
       'pipeline.definition', 'pipeline.runners', 'pipeline.metadata',
-      'pipeline.serving', 'pipeline.experiments', 'kubeflow'}
+      'pipeline.serving', 'pipeline.experiments', 'pipeline.report',
+      'kubeflow'}
 
 
 def test_no_import_cycle_between_rooms():
@@ -146,6 +147,10 @@ def test_arrows_go_one_way():
   # that runs or reads runs.
   assert graph['pipeline.definition'] <= {'modules', 'components',
                                           'pipeline.errors'}
+  # The report reads runs (metadata) and names metrics as the spec does;
+  # it runs nothing.
+  assert graph['pipeline.report'] <= {'pipeline.metadata', 'pipeline.errors',
+                                      'pipeline.definition'}
   # Kubeflow's runner goes through the definition and the shared runner
   # entry; it never reaches back into the CLI.
   assert graph['kubeflow'] <= {'pipeline.definition', 'pipeline.runners',

@@ -50,6 +50,16 @@ def _empty_store(path):
   return str(path)
 
 
+def test_report_on_an_empty_store_is_one_line_and_loads_no_tensorflow(
+    tmp_path):
+  code, heavy, lines = probe('report', '--output', str(tmp_path / 'r.html'),
+                             '--store', _empty_store(tmp_path / 'm.sqlite'))
+  assert (code, heavy) == (2, [])
+  assert lines == ['error: the store holds no run yet; run the pipeline '
+                   'first']
+  assert not (tmp_path / 'r.html').exists()
+
+
 def test_validate_loads_no_tensorflow_tfx_or_beam():
   code, heavy, _ = probe('validate')
   assert (code, heavy) == (0, [])
@@ -67,6 +77,8 @@ def test_lineage_runs_loads_no_tensorflow_tfx_or_beam(tmp_path):
     ('compile', '--output', 'x.yaml'),  # no image: refused
     ('compile', '--image', 'img:1', '--output', 'x.yaml'),  # local paths
     ('lineage', 'trace', 'artifact:1', '--store', '/no/store.sqlite'),
+    ('report', '--output', 'r.html', '--store', '/no/store.sqlite'),
+    ('ui', '--store', '/no/store.sqlite', '--port', '0'),
     ('validate', '--set', 'tuner.algorithm=annealing'),
     ('run', '--set', 'data.csv=/no/data'),  # refused before TFX loads
     ('schema', '--output', 'x.pbtxt', '--set', 'data.csv=/no/data'),
@@ -80,7 +92,7 @@ def test_refusals_load_no_tensorflow_and_are_one_line(args):
 COMMANDS = [('run',), ('validate',), ('compare',), ('compile',), ('submit',),
             ('serve',), ('predict',), ('lineage',), ('lineage', 'runs'),
             ('lineage', 'trace'), ('lineage', 'graph'), ('lineage', 'diff'),
-            ()]
+            ('report',), ('ui',), ()]
 
 
 @pytest.mark.parametrize('command', COMMANDS, ids=lambda c: ' '.join(c) or '-')
@@ -95,12 +107,15 @@ def test_every_user_facing_error_is_a_pipeline_error():
   from pipeline.definition import spec
   from pipeline.experiments import compare
   from pipeline.metadata import lineage, store
+  from pipeline.report import dashboard, facts
   from pipeline.runners import preflight
   from pipeline.serving import client, server
   # pylint: enable=g-import-not-at-top
   for error in (spec.SpecError, preflight.PreflightError, lineage.LineageError,
                 store.MetadataError, compare.CompareError, runner.KubeflowError,
-                client.PredictError, server.ServeSetupError):
+                client.PredictError, server.ServeSetupError,
+                facts.ReportError, dashboard.DashboardError,
+                dashboard.BadRequest):
     assert issubclass(error, errors.PipelineError), error
     assert error.exit_code == 2
   assert errors.ComponentFailed.exit_code == 1

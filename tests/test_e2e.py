@@ -29,6 +29,7 @@ from tests.conftest import (
   MODEL,
   REPO,
   pipeline_fixture,
+  report_page,
   run_sets,
 )
 from tests.conftest import cli as _cli
@@ -127,6 +128,17 @@ def test_worse_candidate_is_not_blessed_or_pushed(base, cold, cached):
   assert summary['pushed'] is False
   assert 'blessed: no (auc change vs. baseline' in proc.stdout
   assert _versions(base) == [first['pushed_version']]
+  # Its report says why, with the candidate beside the baseline.
+  page = report_page(summary)
+  assert 'id="blessed">no (auc change vs. baseline' in page
+  assert 'id="pushed">nothing' in page
+  auc = re.search(r'<tr data-slice="overall" data-metric="auc">(.*?)</tr>',
+                  page, re.DOTALL).group(1)
+  candidate, baseline, change = re.findall(r'<td class="num[^"]*">([^<]*)'
+                                            r'</td>', auc)
+  assert float(baseline) == pytest.approx(first['metrics']['auc'], abs=5e-5)
+  assert float(change) == pytest.approx(float(candidate) - float(baseline),
+                                        abs=2e-4)
 
 
 def test_unreachable_threshold_is_not_blessed_or_pushed(base, cold, cached):
@@ -298,6 +310,14 @@ def test_a_search_that_learns_nothing_stops_at_the_tuner(min_max_runs):
   assert summary['failed_component'] == 'Tuner'
   assert 'Trainer' not in [c['id'] for c in summary['components']]
   assert summary['pushed'] is False
+  # Its report shows where and why.
+  page = report_page(summary)
+  assert ('id="status">failed: Tuner failed: NoTrialLearned: no tuning '
+          'trial learned anything') in page
+  assert '<tr class="failed"><td>Tuner</td><td>failed</td>' in page
+  assert 'No model was trained in this run.' in page
+  assert ('id="blessed">unknown (not judged: the run did not reach the '
+          'Evaluator)') in page
 
 
 @pytest.mark.parametrize('scaling', ['min_max', 'none'])

@@ -87,6 +87,13 @@ def test_gradual_unfreezing_thaws_one_block_per_stage(base_dir):
   assert finetune.stages('gradual_unfreezing', 3,
                          {'unfreeze_blocks': 2, 'epochs_per_stage': 2}, 0, 7) == [
                              (0, 2, 0), (2, 4, 1), (4, 7, 2)]
+  # What the run report shows: which blocks trained when, at which rates.
+  schedule = tuner.schedule(7)
+  assert schedule['strategy'] == 'gradual_unfreezing'
+  assert schedule['blocks'] == 3
+  assert [(s['first_epoch'], s['last_epoch'], s['thawed_blocks'],
+           len(s['learning_rates'])) for s in schedule['stages']] == [
+               (1, 2, 0, 0), (3, 4, 1, 1), (5, 7, 2, 2)]
   # Resuming mid-schedule (as Hyperband does) starts at the right stage.
   assert finetune.stages('gradual_unfreezing', 3,
                          {'unfreeze_blocks': 3, 'epochs_per_stage': 2}, 3, 5) == [

@@ -16,7 +16,13 @@ from typing import Any, Dict, Optional
 import pytest
 
 from pipeline.metadata import store as metadata_lib
-from tests.conftest import DATA_CSV, cli, pipeline_fixture, run_pipeline
+from tests.conftest import (
+  DATA_CSV,
+  Dashboard,
+  cli,
+  pipeline_fixture,
+  run_pipeline,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -280,3 +286,27 @@ def test_graph_refuses_unknown_formats_in_one_line(sqlite_runs, tmp_path):
       f'error: {tmp_path}/lineage.pdf: the graph file must end in .dot, .svg, '
       '.png')
   assert not os.listdir(tmp_path)
+
+
+def test_report_and_dashboard_read_the_store_read_only(runs, tmp_path):
+  """`report` and `ui` read the store as `lineage` does: SQLite and MySQL
+  alike, changing nothing in it."""
+  before = _fingerprint(runs)
+  out = tmp_path / 'first.html'
+  proc = cli('report', runs.first['run_id'], '--store', runs.store,
+             '--output', str(out))
+  assert proc.returncode == 0, proc.stderr
+  page = out.read_text()
+  assert 'id="blessed">yes' in page
+  assert f'version {runs.first["pushed_version"]}' in page
+  server = Dashboard(runs.store)
+  try:
+    status, page = server.get('/')
+    assert status == 200
+    for summary in (runs.first, runs.again, runs.changed):
+      assert f'data-run="{summary["run_id"]}"' in page
+    status, page = server.get('/pushed')
+    assert status == 200 and runs.first['pushed_version'] in page
+  finally:
+    server.close()
+  assert _fingerprint(runs) == before

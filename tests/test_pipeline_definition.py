@@ -129,7 +129,8 @@ def test_eval_config_thresholds_follow_the_spec():
   assert config.model_specs[0].prediction_key == 'probability'
   metrics = {m.class_name: m for m in config.metrics_specs[0].metrics}
   assert set(metrics) == {'AUC', 'BinaryAccuracy', 'Calibration',
-                          'BinaryCrossEntropy', 'CalibrationPlot'}
+                          'BinaryCrossEntropy', 'CalibrationPlot',
+                          'ConfusionMatrixPlot'}  # the two for the report
   # Thresholds gate the overall slice only, never every slice.
   for metric in metrics.values():
     assert not metric.HasField('threshold')

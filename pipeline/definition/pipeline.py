@@ -185,8 +185,14 @@ def eval_config(spec: PipelineSpec) -> tfma.EvalConfig:
             slicing_specs=[slicing_spec(gate)],
             threshold=_threshold(bound, None, direction)))
     metrics.append(config)
-  if 'calibration' in names:
-    metrics.append(tfma.MetricConfig(class_name='CalibrationPlot'))
+  # The run report's pictures: a confusion matrix for every model, and a
+  # calibration plot (predicted against observed rate) for a binary one.
+  if num_classes == 2:
+    metrics += [tfma.MetricConfig(class_name='ConfusionMatrixPlot'),
+                tfma.MetricConfig(class_name='CalibrationPlot')]
+  else:
+    metrics.append(tfma.MetricConfig(
+        class_name='MultiClassConfusionMatrixPlot'))
   if num_classes == 2 and len(slicing_specs) > 1 and any(
       m in TWO_CLASS_METRICS for m in names):
     # Tells a one-class slice (mean label 0 or 1) from a bad model there.

@@ -62,7 +62,7 @@ def _pipeline_of(store: mlmd.MetadataStore, execution_id: int) -> str:
   return ''
 
 
-def _record(store: mlmd.MetadataStore, run_id: str
+def run_record(store: mlmd.MetadataStore, run_id: str
             ) -> Optional[results.RunRecord]:
   """The RunRecord of run `run_id`; None when the store has no such run."""
   context = store.get_context_by_type_and_name('pipeline_run', run_id)
@@ -73,17 +73,64 @@ def _record(store: mlmd.MetadataStore, run_id: str
                            run_id)
 
 
+def _node_contexts(store: mlmd.MetadataStore) -> Dict[int, Tuple[str, str]]:
+  """execution id -> (pipeline, node id), from TFX's node contexts: one
+  query per pipeline node, whatever the number of runs."""
+  node_of = {}
+  for ctx in store.get_contexts_by_type('node'):
+    pipeline, _, node = ctx.name.partition('.')
+    for execution in store.get_executions_by_context(ctx.id):
+      node_of[execution.id] = (pipeline, node)
+  return node_of
+
+
 def list_runs(store: mlmd.MetadataStore,
               pipeline: Optional[str] = None) -> List[Dict[str, Any]]:
   """Every pipeline run, oldest first, with per-component states, the
-  blessing and the version pushed by that run (None when it pushed none)."""
-  runs = []
+  blessing and the version pushed by that run (None when it pushed none).
+
+  The queries do not grow with the runs' executions: every execution's node
+  at once, one query per run for its executions, then the blessings' and
+  pushes' events and artifacts in one query each.
+  """
+  node_of = _node_contexts(store)
+  records = []
   for ctx in store.get_contexts_by_type('pipeline_run'):
-    record = _record(store, ctx.name)
-    if record is None or (pipeline and record.pipeline_name != pipeline):
+    executions = store.get_executions_by_context(ctx.id)
+    if not executions:
       continue
+    name = node_of.get(executions[0].id, ('', ''))[0]
+    if pipeline and name != pipeline:
+      continue
+    record = results.RunRecord(
+        store, name, ctx.name, executions,
+        {e.id: node_of[e.id][1] for e in executions if e.id in node_of})
+    records.append((ctx, record))
+  # The blessing and push of each run, read for all runs at once.
+  wanted = {}  # execution id -> output key whose artifact decides
+  for _, record in records:
+    for node, key in (('Evaluator', 'blessing'), ('Pusher', 'pushed_model')):
+      execution = record.execution(node)
+      if execution is not None:
+        wanted[execution.id] = key
+  events = (store.get_events_by_execution_ids(list(wanted)) if wanted
+            else [])
+  decided = {}  # execution id -> artifact id
+  for ev in events:
+    if ev.type in _OUTPUTS and any(s.key == wanted[ev.execution_id]
+                                   for s in ev.path.steps):
+      decided[ev.execution_id] = ev.artifact_id
+  artifacts = {a.id: a for a in store.get_artifacts_by_id(
+      sorted(set(decided.values())))} if decided else {}
+
+  def output(record: results.RunRecord, node: str):
+    execution = record.execution(node)
+    found = execution and decided.get(execution.id)
+    return artifacts.get(found) if found else None
+
+  runs = []
+  for ctx, record in records:
     executions = record.executions
-    name = record.pipeline_name
     components = record.components()
     by_id = {c.id: c for c in components}
     start = min(e.create_time_since_epoch for e in executions)
@@ -92,18 +139,18 @@ def list_runs(store: mlmd.MetadataStore,
     # interrupted): nothing was judged.
     blessed = None
     evaluator = by_id.get('Evaluator')
-    if evaluator and evaluator.state in ('complete', 'cached'):
-      blessings = record.artifacts('Evaluator', 'blessing')
-      if blessings:
-        blessed = custom_property(blessings[0], 'blessed') == 1
+    blessing = output(record, 'Evaluator')
+    if evaluator and evaluator.state in ('complete', 'cached') and blessing:
+      blessed = custom_property(blessing, 'blessed') == 1
     pushed_version = None
     pusher = by_id.get('Pusher')
-    if pusher and pusher.state == 'complete':
-      pushes = record.artifacts('Pusher', 'pushed_model')
-      if pushes and custom_property(pushes[0], 'pushed') == 1:
-        pushed_version = custom_property(pushes[0], 'pushed_version')
+    push = output(record, 'Pusher')
+    if pusher and pusher.state == 'complete' and push and custom_property(
+        push, 'pushed') == 1:
+      pushed_version = custom_property(push, 'pushed_version')
     runs.append({
-        'run_id': ctx.name, 'pipeline': name, 'started': _iso(start),
+        'run_id': ctx.name, 'pipeline': record.pipeline_name,
+        'started': _iso(start),
         'seconds': round((end - start) / 1000, 1),
         'status': results.run_status(ctx, [c.state for c in components]),
         'components': {c.id: c.state for c in components
@@ -112,6 +159,43 @@ def list_runs(store: mlmd.MetadataStore,
     })
   runs.sort(key=lambda r: (r['started'], r['run_id']))
   return runs
+
+
+def pushed_models(store: mlmd.MetadataStore) -> List[Dict[str, Any]]:
+  """Every model pushed from this store, newest first: its pipeline,
+  version and folder, the run that pushed it, and that run's overall
+  metrics (the evaluation that blessed it)."""
+  pushes = [a for a in store.get_artifacts_by_type('PushedModel')
+            if custom_property(a, 'pushed') == 1]
+  if not pushes:
+    return []
+  producer = {ev.artifact_id: ev.execution_id
+              for ev in store.get_events_by_artifact_ids([a.id for a in pushes])
+              if ev.type in _OUTPUTS}
+  found = []
+  for artifact in pushes:
+    run, pipeline = None, ''
+    execution_id = producer.get(artifact.id)
+    for ctx in (store.get_contexts_by_execution(execution_id)
+                if execution_id else []):
+      kind = store.get_context_types_by_id([ctx.type_id])[0].name
+      if kind == results.RUN_CONTEXT_TYPE:
+        run = ctx.name
+      elif kind == 'pipeline':
+        pipeline = ctx.name
+    metrics = {}
+    record = run_record(store, run) if run else None
+    evaluations = record.artifacts('Evaluator', 'evaluation') if record else []
+    if evaluations and os.path.isdir(evaluations[0].uri):
+      metrics = results.metric_values(evaluations[0].uri)
+    found.append({
+        'artifact_id': artifact.id, 'pipeline': pipeline, 'run': run,
+        'version': custom_property(artifact, 'pushed_version'),
+        'destination': custom_property(artifact, 'pushed_destination'),
+        'metrics': metrics})
+  found.sort(key=lambda p: (str(p['version']), p['artifact_id']),
+             reverse=True)
+  return found
 
 
 @dataclasses.dataclass
@@ -246,7 +330,7 @@ def resolve_target(store: mlmd.MetadataStore,
     if not found:
       raise LineageError(f'{target}: no artifact with id {ident} in the store')
     return found[0]
-  record = _record(store, text)
+  record = run_record(store, text)
   if record is not None:
     for node_id, key in (('Pusher', 'pushed_model'), ('Trainer', 'model')):
       artifacts = record.artifacts(node_id, key)
@@ -382,7 +466,7 @@ def write_graph(tree: Node, output: str) -> str:
 
 def _run_facts(store: mlmd.MetadataStore, run_id: str) -> Dict[str, Any]:
   """What a run consumed and produced, for diffing two runs."""
-  record = _record(store, run_id)
+  record = run_record(store, run_id)
   if record is None:
     raise LineageError(f'{run_id}: no such run in the store (see `lineage '
                        'runs`)')

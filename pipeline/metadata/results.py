@@ -11,6 +11,7 @@ import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
 from components.processes import process_alive
+from pipeline.metadata import tfma_files
 
 STATES = {
     metadata_store_pb2.Execution.COMPLETE: 'complete',
@@ -23,6 +24,7 @@ STATES = {
 _OUTPUT = (metadata_store_pb2.Event.OUTPUT,
            metadata_store_pb2.Event.DECLARED_OUTPUT)
 _INPUT = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
+INPUT_EVENTS = _INPUT  # for RunRecord.artifacts(kinds=...)
 RESOLVER_SUFFIX = '_resolver'
 NOT_PUSHED_REASON = 'not_pushed_reason'  # components/pusher.py writes it
 # The local runner writes the run's context itself before TFX does
@@ -34,6 +36,7 @@ RUN_HOST = 'runner_host'
 RUN_PID = 'runner_pid'
 RUN_PIPELINE = 'runner_pipeline'
 RUN_OUTCOME = 'run_outcome'  # succeeded | failed | interrupted
+RUN_FAILURE = 'run_failure'  # a failed run: '<component> failed: <reason>'
 
 
 def run_status(context, states: List[str]) -> str:
@@ -79,20 +82,27 @@ class RunRecord:
   """The executions and artifacts of one pipeline run in an MLMD store."""
 
   def __init__(self, store: mlmd.MetadataStore, pipeline_name: str,
-               run_id: str):
+               run_id: str, executions=None,
+               node_of: Optional[Dict[int, str]] = None):
+    """`executions` and `node_of` (execution id -> node id), when given,
+    spare the queries that find them (lineage.list_runs reads every run's
+    at once)."""
     self.store = store
     self.pipeline_name = pipeline_name
     self.run_id = run_id
-    context = store.get_context_by_type_and_name('pipeline_run', run_id)
-    self.executions = (store.get_executions_by_context(context.id)
-                       if context else [])
-    self.executions.sort(key=lambda e: e.id)
-    self._node_of = {}
-    prefix = pipeline_name + '.'
-    for execution in self.executions:
-      for ctx in store.get_contexts_by_execution(execution.id):
-        if ctx.name.startswith(prefix):
-          self._node_of[execution.id] = ctx.name[len(prefix):]
+    if executions is None:
+      context = store.get_context_by_type_and_name('pipeline_run', run_id)
+      executions = (store.get_executions_by_context(context.id)
+                    if context else [])
+    self.executions = sorted(executions, key=lambda e: e.id)
+    if node_of is None:
+      node_of = {}
+      prefix = pipeline_name + '.'
+      for execution in self.executions:
+        for ctx in store.get_contexts_by_execution(execution.id):
+          if ctx.name.startswith(prefix):
+            node_of[execution.id] = ctx.name[len(prefix):]
+    self._node_of = node_of
 
   def components(self) -> List[ComponentRun]:
     result = []
@@ -180,9 +190,8 @@ def one_class(values: Dict[str, float]) -> bool:
 def slice_metrics(evaluation_uri: str) -> Dict[str, Dict[str, Any]]:
   """Per slice name: its metric values, and the metrics undefined there
   (two-class metrics on a one-class slice: reported, never read as 0)."""
-  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
   result = {}
-  for per_slice in tfma.load_metrics(evaluation_uri):
+  for per_slice in tfma_files.load_metrics(evaluation_uri):
     values = _values(per_slice)
     undefined = sorted(m for m in values if one_class(values) and
                        m in TWO_CLASS_METRICS)
@@ -201,8 +210,9 @@ def metric_values(evaluation_uri: str) -> Dict[str, float]:
 
 def _failures(evaluation_uri: str,
               slices: Optional[Dict[str, Dict[str, Any]]] = None) -> List[str]:
-  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
-  result = tfma.load_validation_result(evaluation_uri)
+  result = tfma_files.load_validation_result(evaluation_uri)
+  if result is None:
+    return ['the Evaluator wrote no validation result']
   slices = slices or {}
   lines = []
   for per_slice in result.metric_validations_per_slice:

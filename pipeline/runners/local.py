@@ -28,6 +28,7 @@ from pipeline.definition.spec import PipelineSpec
 from pipeline.errors import ComponentFailed, one_line
 from pipeline.metadata import results
 from pipeline.metadata import store as metadata_lib
+from pipeline.report import render
 from pipeline.runners import preflight, session
 from pipeline.runners import progress as progress_lib
 from pipeline.runners.environment import build_environment
@@ -97,7 +98,8 @@ def _guarded(spec: PipelineSpec, env: Environment, run_id: str,
     store = session.register_run(env.metadata_connection_config, spec.name,
                                  run_id, metadata_lib.describe(
                                      spec.runner.metadata))
-    outcome = ['failed']  # the body sets succeeded or failed when it ends
+    # The body sets succeeded, or failed and why, when it ends.
+    outcome = ['failed', None]
     try:
       with session.scoped_tempdir(), session.local_beam_dependencies(
           env.beam_pipeline_args):
@@ -107,7 +109,7 @@ def _guarded(spec: PipelineSpec, env: Environment, run_id: str,
       raise
     finally:
       try:
-        session.finish_run(store, run_id, outcome[0])
+        session.finish_run(store, run_id, outcome[0], outcome[1])
       except Exception as e:  # pylint: disable=broad-except
         # The run's own outcome (or error) matters more; this one is logged.
         logging.warning('could not record how run %s ended: %s', run_id,
@@ -212,7 +214,8 @@ def run_checked(checked: preflight.Preflight, progress: Progress = print,
   with _guarded(spec, env, run_id, progress, wait) as (store, outcome), (
       _warm_tuning_workers(spec)):
     failure = _execute(tfx_pipeline, run_id, progress)
-    outcome[0] = 'failed' if failure else 'succeeded'
+    outcome[:] = (['failed', f'{failure["component"]} failed: '
+                   f'{failure["reason"]}'] if failure else ['succeeded', None])
   record = results.RunRecord(store, spec.name, run_id)
   summary: Dict[str, Any] = {
       'pipeline': spec.name,
@@ -232,10 +235,25 @@ def run_checked(checked: preflight.Preflight, progress: Progress = print,
       spec.runner.pipeline_root, 'summaries',
       run_id.replace(':', '-') + '.json')
   summary['summary_json'] = path
+  summary['report'] = _write_report(store, run_id,
+                                    os.path.splitext(path)[0] + '.html')
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path, 'w') as f:
     json.dump(summary, f, indent=2, sort_keys=True)
   return summary
+
+
+def _write_report(store, run_id: str, output: str) -> Optional[str]:
+  """The run's HTML report beside its summary (pipeline/report); its path,
+  or None when it could not be written (said in a warning: the run's own
+  outcome stands either way)."""
+  try:
+    render.write(store, run_id, output)
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning('the run report was not written to %s: %s', output,
+                    one_line(e))
+    return None
+  return output
 
 
 SCHEMA_FILE = 'schema.pbtxt'  # in a SchemaGen artifact

@@ -27,7 +27,7 @@ import os
 import shutil
 import socket
 import tempfile
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from components.processes import process_alive
 from pipeline.errors import PipelineError
@@ -133,15 +133,19 @@ def register_run(connection_config, pipeline: str, run_id: str, where: str):
   return store
 
 
-def finish_run(store, run_id: str, outcome: str) -> None:
-  """Records how the run ended (succeeded, failed, interrupted); executions
-  an interruption left RUNNING become CANCELED."""
+def finish_run(store, run_id: str, outcome: str,
+               failure: Optional[str] = None) -> None:
+  """Records how the run ended (succeeded, failed, interrupted) and, for a
+  failed run, which component failed and why (one line); executions an
+  interruption left RUNNING become CANCELED."""
   from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
   context = store.get_context_by_type_and_name(results.RUN_CONTEXT_TYPE,
                                                run_id)
   if context is None:
     return
   context.custom_properties[results.RUN_OUTCOME].string_value = outcome
+  if failure:
+    context.custom_properties[results.RUN_FAILURE].string_value = failure
   store.put_contexts([context])
   running = [e for e in store.get_executions_by_context(context.id)
              if e.last_known_state == metadata_store_pb2.Execution.RUNNING]

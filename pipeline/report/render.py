@@ -1,0 +1,119 @@
+"""A run's report as one self-contained HTML page: inline styles, charts
+as inline SVG, no script and no request to anywhere (it opens offline).
+Templated with Jinja2 (in the lock through TFX and kfp; autoescaped)."""
+
+import html
+import os
+from typing import Any, Dict, Optional
+
+from pipeline.report import charts, facts, graph
+
+TEMPLATES = os.path.join(os.path.dirname(__file__), 'templates')
+
+
+def fmt(value: Any) -> str:
+  """A value as the report shows it: numbers to 4 significant digits."""
+  if value is None:
+    return '—'
+  if isinstance(value, bool):
+    return str(value).lower()
+  if isinstance(value, float):
+    return f'{value:.4g}'
+  return str(value)
+
+
+def threshold_text(threshold: Optional[Dict[str, Any]]) -> str:
+  if not threshold:
+    return ''
+  parts = []
+  if threshold.get('lower') is not None:
+    parts.append(f'≥ {threshold["lower"]:g}')
+  if threshold.get('upper') is not None:
+    parts.append(f'≤ {threshold["upper"]:g}')
+  if threshold.get('change') is not None:
+    parts.append(f'change vs. baseline {threshold["change"]:+g}')
+  return ' and '.join(parts)
+
+
+def histogram(feature: Dict[str, Any], width: int = 120,
+              height: int = 28) -> str:
+  """A numeric feature's equal-width histogram as a small inline SVG; its
+  total (the examples with a value) is in `data-total`."""
+  buckets = feature.get('histogram') or []
+  if not buckets:
+    return ''
+  peak = max(b['count'] for b in buckets) or 1
+  step = width / len(buckets)
+  bars = ''.join(
+      f'<rect x="{i * step:.1f}" y="{height - b["count"] / peak * height:.1f}"'
+      f' width="{step - 1:.1f}" height="{b["count"] / peak * height:.1f}">'
+      f'<title>{b["low"]:.4g} to {b["high"]:.4g}: {b["count"]:.0f}</title>'
+      '</rect>' for i, b in enumerate(buckets))
+  total = sum(b['count'] for b in buckets)
+  return (f'<svg class="hist" width="{width}" height="{height}" '
+          f'data-total="{total:.0f}" xmlns="http://www.w3.org/2000/svg">'
+          f'{bars}</svg>')
+
+
+def _environment():
+  import jinja2  # pylint: disable=g-import-not-at-top
+  env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
+                           autoescape=True, undefined=jinja2.StrictUndefined)
+  env.filters['fmt'] = fmt
+  env.globals.update(fmt=fmt, histogram=histogram,
+                     threshold_text=threshold_text)
+  return env
+
+
+def draw(report: Dict[str, Any]) -> Dict[str, Optional[str]]:
+  """The report's charts (inline SVG), by name."""
+  run = report['run']
+  drawn: Dict[str, Optional[str]] = {
+      'timeline': charts.timeline(run['components'])}
+  if report['tuning']:
+    drawn['trials'] = charts.trials(report['tuning'])
+  history = (report['training'] or {}).get('history')
+  if history:
+    drawn['curves'] = charts.learning_curves(history)
+  evaluation = report['evaluation']
+  if evaluation:
+    overall = evaluation['slices'].get('overall', {}).get('metrics', {})
+    drawn['metrics'] = charts.metric_bars(overall, evaluation['thresholds'])
+    if evaluation['confusion']:
+      drawn['confusion'] = charts.confusion(evaluation['confusion'])
+    if evaluation['calibration']:
+      drawn['calibration'] = charts.calibration(evaluation['calibration'])
+  if report['lineage']:
+    drawn['lineage'] = graph.to_svg(report['lineage']['tree'])
+  return drawn
+
+
+class _Charts(dict):
+  def __getattr__(self, name):
+    return self.get(name)
+
+
+def to_html(report: Dict[str, Any], nav: str = '') -> str:
+  """The page for `report` (facts.gather); `nav`: links above it (the
+  dashboard's), trusted HTML."""
+  template = _environment().get_template('report.html')
+  return template.render(**report, charts=_Charts(draw(report)), nav=nav)
+
+
+def write(store, run_id: Optional[str], output: str) -> Dict[str, Any]:
+  """Writes run `run_id`'s report (the newest run when None) to `output`,
+  whole or not at all; returns the run section."""
+  report = facts.gather(store, run_id)
+  page = to_html(report)
+  folder = os.path.dirname(os.path.abspath(output))
+  try:
+    os.makedirs(folder, exist_ok=True)
+    tmp = output + '.tmp'
+    with open(tmp, 'w', encoding='utf-8') as f:
+      f.write(page)
+    os.replace(tmp, output)
+  except OSError as e:
+    raise facts.ReportError(f'{output}: cannot write the report '
+                            f'({html.unescape(e.strerror or str(e))}); '
+                            'name a writable path') from None
+  return report['run']

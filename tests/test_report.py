@@ -1,0 +1,301 @@
+"""See a run: the HTML report, the dashboard, and the readers under them.
+
+Without a pipeline: the evaluation files are read as TFMA reads them, but
+without TensorFlow; the lineage picture's layout; the small histograms.
+With the shared runs (e2e): the report that `run` writes shows the numbers
+of the artifacts it comes from; a not-blessed and a failed run get one too;
+the dashboard's pages answer from the store; and both load in a real
+headless Chromium with no console error and no request leaving the machine.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from urllib.parse import quote
+
+import pytest
+
+from pipeline.metadata import lineage
+from pipeline.report import graph, render
+from tests import browser
+from tests.conftest import REPO, Dashboard, report_page
+
+# --- the Evaluator's files, without TensorFlow ------------------------------
+
+_WRITE_AND_COMPARE = r'''
+import json, os, sys
+folder = sys.argv[1]
+from pipeline.metadata import tfma_files
+metrics = tfma_files.load_metrics(folder)
+plots = tfma_files.load_plots(folder)
+validation = tfma_files.load_validation_result(folder)
+light = 'tensorflow' not in sys.modules
+import tensorflow_model_analysis as tfma
+same = (
+    [m.SerializeToString() for m in metrics] ==
+    [m.SerializeToString() for m in tfma.load_metrics(folder)] and
+    [p.SerializeToString() for p in plots] ==
+    [p.SerializeToString() for p in tfma.load_plots(folder)] and
+    validation.SerializeToString() ==
+    tfma.load_validation_result(folder).SerializeToString())
+print(json.dumps({'light': light, 'same': same, 'slices': len(metrics),
+                  'auc': metrics[0].metric_keys_and_values[0].value
+                         .double_value.value}))
+'''
+
+
+def _evaluation_files(folder):
+  """An evaluation folder as TFMA's writer leaves it, written with
+  TensorFlow's own TFRecord writer."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tensorflow_model_analysis.proto import (  # pylint: disable=g-import-not-at-top
+      metrics_for_slice_pb2 as m_pb2,
+  )
+  from tensorflow_model_analysis.proto import (  # pylint: disable=g-import-not-at-top
+      validation_result_pb2 as v_pb2,
+  )
+  metrics = []
+  for value, column in ((0.97, None), (0.5, 'sex')):
+    record = m_pb2.MetricsForSlice()
+    if column:
+      key = record.slice_key.single_slice_keys.add()
+      key.column, key.bytes_value = column, b'F'
+    item = record.metric_keys_and_values.add()
+    item.key.name = 'auc'
+    item.value.double_value.value = value
+    metrics.append(record)
+  plot = m_pb2.PlotsForSlice()
+  matrix = plot.plot_keys_and_values.add().value
+  entry = matrix.confusion_matrix_at_thresholds.matrices.add()
+  entry.threshold, entry.true_positives, entry.true_negatives = 0.5, 40, 70
+  validation = v_pb2.ValidationResult(validation_ok=True)
+  for name, records in (('metrics', metrics), ('plots', [plot]),
+                        ('validations', [validation])):
+    with tf.io.TFRecordWriter(os.path.join(
+        folder, f'{name}-00000-of-00001.tfrecord')) as writer:
+      for record in records:
+        writer.write(record.SerializeToString())
+
+
+def test_evaluation_files_read_as_tfma_reads_them_without_tensorflow(
+    tmp_path):
+  _evaluation_files(str(tmp_path))
+  proc = subprocess.run([sys.executable, '-c', _WRITE_AND_COMPARE,
+                         str(tmp_path)], cwd=REPO, capture_output=True,
+                        text=True, timeout=300, check=False,
+                        env={**os.environ, 'TF_USE_LEGACY_KERAS': '1'})
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  # Read without TensorFlow, TFMA still imports afterwards in the same
+  # process, and both readings are the same records.
+  assert result == {'light': True, 'same': True, 'slices': 2, 'auc': 0.97}
+
+
+def test_a_cut_short_evaluation_file_is_one_line(tmp_path):
+  from pipeline.metadata import tfma_files  # pylint: disable=g-import-not-at-top
+  path = tmp_path / 'metrics-00000-of-00001.tfrecord'
+  path.write_bytes(b'\x40\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00abc')
+  with pytest.raises(tfma_files.EvaluationFileError,
+                     match=r'metrics-00000-of-00001.tfrecord: cut short \(a '
+                           r'partial record\); re-run the Evaluator$'):
+    tfma_files.load_metrics(str(tmp_path))
+
+
+# --- pictures --------------------------------------------------------------
+
+
+def _tree():
+  files = lineage.Node('execution', 1, 'CsvExampleGen', node='CsvExampleGen',
+                       state='complete',
+                       properties={'input_files': ['/d/a.csv']})
+  examples = lineage.Node('artifact', 10, 'Examples', key='examples',
+                          properties={'input_fingerprint': 'fp'},
+                          children=[files])
+  again = lineage.Node('artifact', 10, 'Examples', key='examples',
+                       repeated=True)
+  transform = lineage.Node('execution', 2, 'Transform', node='Transform',
+                           state='complete', children=[examples])
+  graph_artifact = lineage.Node('artifact', 11, 'TransformGraph',
+                                key='transform_graph', children=[transform])
+  trainer = lineage.Node('execution', 3, 'Trainer', node='Trainer',
+                         state='complete', children=[again, graph_artifact])
+  return lineage.Node('artifact', 12, 'Model', children=[trainer])
+
+
+def test_the_lineage_picture_draws_each_node_once_with_arrows_left_to_right():
+  svg = graph.to_svg(_tree())
+  root = ET.fromstring(svg)  # well-formed SVG
+  ns = {'s': 'http://www.w3.org/2000/svg'}
+  boxes = root.findall('s:g', ns)
+  assert sorted(int(g.get('data-id')) for g in boxes) == [1, 2, 3, 10, 11, 12]
+  lines = root.findall('s:line', ns)
+  # Six arrows: the Examples shown twice in the tree is one box with two
+  # consumers (Transform and the Trainer).
+  assert len(lines) == 6
+  for line in lines:  # inputs to the left of what consumed them
+    assert float(line.get('x1')) < float(line.get('x2'))
+  from pipeline.report import facts  # pylint: disable=g-import-not-at-top
+  assert facts.input_files(_tree()) == [{'path': '/d/a.csv',
+                                         'fingerprint': 'fp'}]
+
+
+def test_a_histogram_carries_the_total_it_draws():
+  feature = {'histogram': [{'low': 0, 'high': 1, 'count': 3.4},
+                           {'low': 1, 'high': 2, 'count': 6.6}]}
+  svg = render.histogram(feature)
+  assert 'data-total="10"' in svg
+  assert len(re.findall('<rect ', svg)) == 2
+
+
+# --- the report of real runs (e2e) -----------------------------------------
+
+
+def _cell(page, row_attrs, cls='candidate'):
+  match = re.search(rf'<tr {row_attrs}>.*?<td class="num {cls}">([^<]*)</td>',
+                    page, re.DOTALL)
+  assert match, row_attrs
+  return match.group(1)
+
+
+@pytest.mark.e2e
+def test_the_cold_runs_report_shows_the_numbers_of_its_artifacts(base, cold):
+  """The report `run` wrote: the trial count is the search report's, the
+  AUC is TFMA's, each histogram's total is StatisticsGen's count, the
+  epochs are the Trainer's, and the confusion matrix covers the eval split."""
+  proc, summary = cold
+  assert f'report: {summary["report"]}' in proc.stdout
+  page = report_page(summary)
+  assert '<script' not in page and 'http://' not in page.replace(
+      'http://www.w3.org/', '')  # self-contained: nothing to fetch
+  # Tuning: one row per trial of the Tuner's own report.
+  store = lineage.open_store(os.path.join(base, 'metadata.sqlite'))
+  from pipeline.report import facts  # pylint: disable=g-import-not-at-top
+  gathered = facts.gather(store, summary['run_id'])
+  trials = gathered['tuning']['trials']
+  assert len(trials) == summary['search']['trials_run'] == 4
+  table = re.search(r'<table class="grid" id="trials">(.*?)</table>', page,
+                    re.DOTALL).group(1)
+  assert table.count('<tr') == 1 + len(trials)
+  assert 'class="best"' in table
+  # Evaluation: the value shown is TFMA's (the run summary's) AUC.
+  shown = float(_cell(page, 'data-slice="overall" data-metric="auc"'))
+  assert shown == pytest.approx(summary['metrics']['auc'], abs=5e-5)
+  confusion = gathered['evaluation']['confusion']
+  assert sum(map(sum, confusion['rows'])) == summary['metrics'][
+      'example_count']
+  assert 'id="confusion"' in page and 'id="calibration"' in page
+  # Data: each histogram's total is the feature's count in that split, as
+  # StatisticsGen wrote it.
+  from tensorflow_metadata.proto.v0 import statistics_pb2  # pylint: disable=g-import-not-at-top
+  stats_uri = store.get_artifacts_by_type('ExampleStatistics')[0].uri
+  stats = statistics_pb2.DatasetFeatureStatisticsList()
+  with open(os.path.join(stats_uri, 'Split-train', 'FeatureStats.pb'),
+            'rb') as f:
+    stats.ParseFromString(f.read())
+  mean_radius = next(f for f in stats.datasets[0].features
+                     if f.path.step[0] == 'mean_radius')
+  row = re.search(r'<tr data-feature="mean_radius">(.*?)</tr>', page,
+                  re.DOTALL).group(1)
+  totals = re.findall(r'data-total="(\d+)"', row)
+  assert int(totals[0]) == mean_radius.num_stats.common_stats.num_non_missing
+  assert f'>{stats.datasets[0].num_examples}</span> examples' in page
+  # Training: the epochs trained are the history's, early stopping said.
+  history = gathered['training']['history']
+  assert history['epochs_run'] == len(history['metrics']['loss']) > 0
+  assert (f'{history["epochs_run"]} of {history["epochs_asked"]} epochs'
+          in page)
+  # The run and its lineage.
+  assert 'id="blessed">yes' in page
+  assert f'version {summary["pushed_version"]}' in page
+  assert 'breast_cancer.csv' in page and 'class="lineage"' in page
+
+
+# --- the dashboard (e2e: over the shared store) -----------------------------
+
+
+@pytest.fixture
+def dashboard(base, cold, cached):
+  del cold, cached
+  store = os.path.join(base, 'metadata.sqlite')
+  with open(store, 'rb') as f:
+    before = f.read()
+  server = Dashboard(store)
+  yield server
+  server.close()
+  with open(store, 'rb') as f:
+    assert f.read() == before  # read-only
+
+
+@pytest.mark.e2e
+def test_the_dashboard_answers_from_the_store(base, cold, dashboard):
+  _, first = cold
+  runs = lineage.list_runs(lineage.open_store(
+      os.path.join(base, 'metadata.sqlite')))
+  status, page = dashboard.get('/')
+  assert status == 200
+  assert re.findall(r'<tr class="\w+" data-run="([^"]+)"', page) == [
+      r['run_id'] for r in reversed(runs)]
+  status, page = dashboard.get('/?blessed=yes')
+  shown = re.findall(r'data-run="([^"]+)"', page)
+  assert shown == [r['run_id'] for r in reversed(runs) if r['blessed']]
+  assert first['run_id'] in shown
+  # A run's report is the page `report` writes.
+  status, page = dashboard.get('/run/' + quote(first['run_id']))
+  assert status == 200 and 'id="trials"' in page
+  shown = float(_cell(page, 'data-slice="overall" data-metric="auc"'))
+  assert shown == pytest.approx(first['metrics']['auc'], abs=5e-5)
+  # Two runs side by side; the lineage of the pushed model; the pushes.
+  status, page = dashboard.get(f'/diff?run={quote(first["run_id"])}'
+                               f'&run={quote(runs[-1]["run_id"])}')
+  assert status == 200 and 'id="diff"' in page
+  status, page = dashboard.get('/pushed')
+  assert status == 200
+  assert f'<td class="num">{first["pushed_version"]}</td>' in page
+  artifact = re.search(r'href="/lineage/(\d+)"', page).group(1)
+  status, page = dashboard.get(f'/lineage/{artifact}')
+  assert status == 200 and 'CsvExampleGen' in page and '<svg' in page
+  # Questions it cannot answer: one line, 4xx.
+  assert dashboard.get('/run/no-such-run')[0] == 404
+  assert dashboard.get('/diff?run=only-one')[0] == 400
+  assert dashboard.get('/lineage/999999')[0] == 404
+
+
+@pytest.mark.e2e
+def test_report_and_dashboard_load_in_a_real_browser(base, cold, dashboard,
+                                                     tmp_path):
+  """Headless Chromium: the report file and every dashboard page load with
+  no console error and no request leaving the machine; a screenshot of
+  each report section (into $REPORT_SCREENSHOTS when set)."""
+  if browser.binary() is None:
+    pytest.skip('no Chromium on this machine (.ci/run installs Debian\'s '
+                '`chromium`)')
+  _, first = cold
+  shots = os.environ.get('REPORT_SCREENSHOTS') or str(tmp_path)
+  os.makedirs(shots, exist_ok=True)
+  with browser.Browser() as b:
+    b.open('file://' + first['report'])
+    for section in ('run', 'data', 'tuning', 'training', 'evaluation',
+                    'lineage'):
+      path = os.path.join(shots, f'report-{section}.png')
+      b.screenshot(path, f'#{section}')
+      with open(path, 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    # What the browser shows is what the artifacts hold.
+    assert b.evaluate('document.querySelectorAll("#trials tr").length') == (
+        1 + first['search']['trials_run'])
+    run_id = quote(first['run_id'])
+    for name, path in (('runs', '/'), ('run', f'/run/{run_id}'),
+                       ('pushed', '/pushed'),
+                       ('diff', f'/diff?run={run_id}&run={run_id}')):
+      b.open(dashboard.url + path)
+      assert b.evaluate('document.querySelector("nav a")') is not None
+      b.screenshot(os.path.join(shots, f'dashboard-{name}.png'), 'body')
+    assert b.console_errors == []
+    local = ('file://', dashboard.url, 'about:', 'data:')
+    assert [u for u in b.requests if not u.startswith(local)] == []
+  if os.environ.get('REPORT_SCREENSHOTS'):
+    shutil.copy(first['report'], os.path.join(shots, 'report.html'))
