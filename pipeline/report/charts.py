@@ -6,6 +6,7 @@ offline, and its SVG backend needs no browser script. Text stays text
 """
 
 import io
+import re
 from typing import Any, Dict, List, Optional, Sequence
 
 _PALETTE = ('#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd',
@@ -32,7 +33,8 @@ def _svg(fig) -> str:
               metadata={'Date': None})
   plt.close(fig)
   text = out.getvalue()
-  return text[text.index('<svg'):]  # inline: no XML prolog or doctype
+  text = text[text.index('<svg'):]  # inline: no XML prolog or doctype
+  return re.sub(r'<metadata>.*?</metadata>', '', text, flags=re.DOTALL)
 
 
 def timeline(components: Sequence[Dict[str, Any]]) -> Optional[str]:

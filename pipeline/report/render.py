@@ -2,13 +2,14 @@
 as inline SVG, no script and no request to anywhere (it opens offline).
 Templated with Jinja2 (in the lock through TFX and kfp; autoescaped)."""
 
-import html
 import os
 from typing import Any, Dict, Optional
 
 from pipeline.report import charts, facts, graph
 
 TEMPLATES = os.path.join(os.path.dirname(__file__), 'templates')
+CHARTS = ('timeline', 'trials', 'curves', 'metrics', 'confusion',
+          'calibration', 'lineage')
 
 
 def fmt(value: Any) -> str:
@@ -68,8 +69,8 @@ def _environment():
 def draw(report: Dict[str, Any]) -> Dict[str, Optional[str]]:
   """The report's charts (inline SVG), by name."""
   run = report['run']
-  drawn: Dict[str, Optional[str]] = {
-      'timeline': charts.timeline(run['components'])}
+  drawn: Dict[str, Optional[str]] = dict.fromkeys(CHARTS)
+  drawn['timeline'] = charts.timeline(run['components'])
   if report['tuning']:
     drawn['trials'] = charts.trials(report['tuning'])
   history = (report['training'] or {}).get('history')
@@ -88,16 +89,11 @@ def draw(report: Dict[str, Any]) -> Dict[str, Optional[str]]:
   return drawn
 
 
-class _Charts(dict):
-  def __getattr__(self, name):
-    return self.get(name)
-
-
 def to_html(report: Dict[str, Any], nav: str = '') -> str:
   """The page for `report` (facts.gather); `nav`: links above it (the
   dashboard's), trusted HTML."""
   template = _environment().get_template('report.html')
-  return template.render(**report, charts=_Charts(draw(report)), nav=nav)
+  return template.render(**report, charts=draw(report), nav=nav)
 
 
 def write(store, run_id: Optional[str], output: str) -> Dict[str, Any]:
@@ -114,6 +110,6 @@ def write(store, run_id: Optional[str], output: str) -> Dict[str, Any]:
     os.replace(tmp, output)
   except OSError as e:
     raise facts.ReportError(f'{output}: cannot write the report '
-                            f'({html.unescape(e.strerror or str(e))}); '
-                            'name a writable path') from None
+                            f'({e.strerror or e}); name a writable path'
+                            ) from None
   return report['run']
