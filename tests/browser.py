@@ -130,9 +130,11 @@ class Browser:
       raise RuntimeError(f'{expression}: {result["exceptionDetails"]}')
     return result['result'].get('value')
 
-  def screenshot(self, path: str, selector: Optional[str] = None) -> None:
-    """A PNG of the whole page, or of the element `selector` matches."""
-    params: Dict[str, Any] = {'format': 'png', 'captureBeyondViewport': True}
+  def screenshot(self, path: str, selector: Optional[str] = None,
+                 whole: bool = True) -> None:
+    """A PNG of the element `selector` matches, else of the whole page (of
+    the window alone when not `whole`)."""
+    params: Dict[str, Any] = {'format': 'png', 'captureBeyondViewport': whole}
     if selector:
       box = self.evaluate(
           f'(() => {{ const r = document.querySelector({json.dumps(selector)})'
