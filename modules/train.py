@@ -5,7 +5,7 @@ serialized tf.Examples."""
 import json
 import logging
 import os
-from typing import Any, Dict, Union
+from typing import Any, Dict, List, Optional, Union
 
 import tensorflow as tf
 import tf_keras as keras
@@ -143,29 +143,36 @@ class EpochProgress(keras.callbacks.Callback):
                                      'steps': self._epochs})
 
 
-def training_record(history: keras.callbacks.History, config: TrainerConfig,
-                    callbacks) -> Dict[str, Any]:
-  """What training did, for the run report: every epoch's metrics (train
-  and validation), the epochs asked for, and where early stopping stopped
-  and which epoch's weights it kept."""
-  metrics = {key: [float(v) for v in values]
-             for key, values in history.history.items()}
-  record: Dict[str, Any] = {
-      'epochs_asked': config.training.epochs,
-      'epochs_run': len(history.epoch), 'metrics': metrics,
-      'early_stopping': None}
-  for callback in callbacks:
-    if isinstance(callback, keras.callbacks.EarlyStopping):
-      values = metrics.get(callback.monitor, [])
-      best = min if callback.monitor_op(0, 1) else max  # np.less: lower
-      record['early_stopping'] = {
-          'monitor': callback.monitor, 'patience': callback.patience,
+def _stopping_record(callback: keras.callbacks.EarlyStopping,
+                     metrics: Dict[str, List[float]]) -> Dict[str, Any]:
+  """Where early stopping stopped (1-based epochs) and which epoch's
+  weights it kept."""
+  values = metrics.get(callback.monitor, [])
+  best = min if callback.monitor_op(0, 1) else max  # np.less: lower is better
+  return {'monitor': callback.monitor, 'patience': callback.patience,
           'stopped': bool(callback.stopped_epoch),
           'stopped_after_epoch': (callback.stopped_epoch + 1
                                   if callback.stopped_epoch else None),
-          'best_epoch': (values.index(best(values)) + 1 if values else None),
+          'best_epoch': values.index(best(values)) + 1 if values else None,
           'restored_best_weights': callback.restore_best_weights}
-  return record
+
+
+def training_record(history: keras.callbacks.History, config: TrainerConfig,
+                    callbacks, schedule: Optional[Dict[str, Any]] = None
+                    ) -> Dict[str, Any]:
+  """What training did, for the run report: every epoch's metrics (train
+  and validation), the epochs asked for, where early stopping stopped and
+  which epoch's weights it kept, and a fine-tuning `schedule`
+  (finetune.Finetuner.schedule)."""
+  metrics = {key: [float(v) for v in values]
+             for key, values in history.history.items()}
+  stopping = [c for c in callbacks
+              if isinstance(c, keras.callbacks.EarlyStopping)]
+  return {'epochs_asked': config.training.epochs,
+          'epochs_run': len(history.epoch), 'metrics': metrics,
+          'early_stopping': (_stopping_record(stopping[0], metrics)
+                             if stopping else None),
+          'finetune': schedule}
 
 
 def run_fn(fn_args: FnArgs) -> None:
@@ -199,10 +206,11 @@ def run_fn(fn_args: FnArgs) -> None:
                       validation_data=training_data.eval(hparams['batch_size']),
                       epochs=config.training.epochs, callbacks=callbacks,
                       verbose=0)
-  record = training_record(history, config, callbacks)
+  schedule = None
   if isinstance(model, finetune.Finetuner):
-    record['finetune'] = model.schedule(config.training.epochs)
+    schedule = model.schedule(config.training.epochs)
     model = model.export_model()
+  record = training_record(history, config, callbacks, schedule)
   with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE),
                          'w') as f:
     json.dump(record, f, indent=1)

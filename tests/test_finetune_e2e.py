@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 from tfx import v1 as tfx
 
-from tests.conftest import REPO, cli, pipeline_fixture
+from tests.conftest import REPO, cli, pipeline_fixture, report_page
 
 pytestmark = pytest.mark.e2e
 
@@ -81,6 +81,17 @@ def test_target_fine_tunes_the_source_model_and_is_blessed_and_pushed(digits):
   assert used['strategy'] in ('feature_extraction', 'full',
                               'gradual_unfreezing', 'discriminative_lr')
   assert 'num_layers' not in used
+  # Its report: the strategy, the base model, which blocks trained when;
+  # a multiclass confusion matrix (no calibration plot: that is binary).
+  page = report_page(target)
+  assert f'Fine-tuning: {used["strategy"]}</h3>' in page
+  assert f'<code>{source["model_uri"]}</code>' in page
+  with open(os.path.join(run_dir, 'training_history.json')) as f:
+    stages = json.load(f)['finetune']['stages']
+  assert stages and page.count('</tr>', page.index('id="stages"'),
+                               page.index('</table>', page.index(
+                                   'id="stages"'))) == 1 + len(stages)
+  assert 'id="confusion"' in page and 'id="calibration"' not in page
 
 
 def test_pushed_target_model_serves_class_probabilities(digits):

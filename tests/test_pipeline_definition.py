@@ -272,7 +272,8 @@ def test_multiclass_eval_config_reads_class_probabilities():
   assert config.model_specs[0].prediction_key == 'probabilities'
   classes = [m.class_name for m in config.metrics_specs[0].metrics]
   assert classes == ['ExampleCount', 'SparseCategoricalAccuracy',
-                     'SparseCategoricalCrossentropy']
+                     'SparseCategoricalCrossentropy',
+                     'MultiClassConfusionMatrixPlot']  # for the run report
   accuracy = config.metrics_specs[0].metrics[1]
   assert _gates(accuracy)[OVERALL].value_threshold.lower_bound.value == (
       spec.evaluation.thresholds['accuracy'])

@@ -187,14 +187,20 @@ def one_class(values: Dict[str, float]) -> bool:
   return mean is not None and mean in (0.0, 1.0)
 
 
+def undefined_metrics(values: Dict[str, float]) -> List[str]:
+  """The metrics of a slice's `values` that are undefined there: the
+  two-class ones, on a slice whose labels are all one class."""
+  return sorted(m for m in values if one_class(values) and
+                m in TWO_CLASS_METRICS)
+
+
 def slice_metrics(evaluation_uri: str) -> Dict[str, Dict[str, Any]]:
   """Per slice name: its metric values, and the metrics undefined there
   (two-class metrics on a one-class slice: reported, never read as 0)."""
   result = {}
   for per_slice in tfma_files.load_metrics(evaluation_uri):
     values = _values(per_slice)
-    undefined = sorted(m for m in values if one_class(values) and
-                       m in TWO_CLASS_METRICS)
+    undefined = undefined_metrics(values)
     result[slice_name(per_slice.slice_key)] = {
         'metrics': {k: v for k, v in values.items() if k not in undefined},
         'undefined': undefined,

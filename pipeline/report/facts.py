@@ -300,9 +300,7 @@ def evaluation_section(record: results.RunRecord
     values = _model_values(per_slice)
     candidate = {k: v['candidate'] for k, v in values.items()
                  if 'candidate' in v}
-    undefined = (sorted(k for k in candidate
-                        if k in results.TWO_CLASS_METRICS)
-                 if results.one_class(candidate) else [])
+    undefined = results.undefined_metrics(candidate)
     slices[name] = {'metrics': {k: v for k, v in values.items()
                                 if k not in undefined and
                                 k != results.MEAN_LABEL},
