@@ -221,6 +221,19 @@ def cmd_submit(args) -> int:
   return 0
 
 
+def _until_stopped(args, error, serve) -> int:
+  """Runs `serve` (a server's loop) until Ctrl-C; an address it cannot
+  listen on is `error`, one line."""
+  try:
+    serve()
+  except OSError as e:
+    raise error(f'--host {args.host} --port {args.port}: cannot listen: '
+                f'{e.strerror or e}') from None
+  except KeyboardInterrupt:
+    print('stopped', flush=True)
+  return 0
+
+
 def cmd_serve(args) -> int:
   from pipeline.serving import server as serve  # pylint: disable=g-import-not-at-top
   base = args.model_base or _load(args).push.destination
@@ -228,18 +241,10 @@ def cmd_serve(args) -> int:
     raise serve.ServeSetupError(
         f'--model-base {base}: no such folder; run the pipeline first (it '
         'pushes there) or name the folder holding <model>/<version>/')
-  try:
-    serve.serve(base, host=args.host, port=args.port,
-                poll_seconds=args.poll_seconds,
-                max_body=args.max_request_mb * 1024 * 1024,
-                announce=lambda line: print(line, flush=True))
-  except OSError as e:
-    raise serve.ServeSetupError(
-        f'--host {args.host} --port {args.port}: cannot listen: '
-        f'{e.strerror or e}') from None
-  except KeyboardInterrupt:
-    print('stopped', flush=True)
-  return 0
+  return _until_stopped(args, serve.ServeSetupError, lambda: serve.serve(
+      base, host=args.host, port=args.port, poll_seconds=args.poll_seconds,
+      max_body=args.max_request_mb * 1024 * 1024,
+      announce=lambda line: print(line, flush=True)))
 
 
 def cmd_predict(args) -> int:
@@ -274,16 +279,9 @@ def cmd_ui(args) -> int:
   from pipeline.report import dashboard  # pylint: disable=g-import-not-at-top
   location = args.store or _load(args).runner.metadata
   _store(args)  # one line, now, when the store cannot be opened
-  try:
-    dashboard.serve(location, host=args.host, port=args.port,
-                    announce=lambda line: print(line, flush=True))
-  except OSError as e:
-    raise dashboard.DashboardError(
-        f'--host {args.host} --port {args.port}: cannot listen: '
-        f'{e.strerror or e}') from None
-  except KeyboardInterrupt:
-    print('stopped', flush=True)
-  return 0
+  return _until_stopped(args, dashboard.DashboardError, lambda: (
+      dashboard.serve(location, host=args.host, port=args.port,
+                      announce=lambda line: print(line, flush=True))))
 
 
 def cmd_lineage_runs(args) -> int:

@@ -176,3 +176,20 @@ def test_messages_are_whole_lines_never_cut():
   # TensorFlow's appendix (the graph node, the call stack) is not the message.
   assert errors.whole('Input is NaN\n\t [[{{node Mean}}]]\nCall stack: ...') == (
       'Input is NaN')
+
+
+@pytest.mark.parametrize('command', ['serve', 'ui'])
+def test_a_port_in_use_is_one_line(command, tmp_path):
+  taken = socket.socket()
+  taken.bind(('127.0.0.1', 0))
+  taken.listen()
+  port = taken.getsockname()[1]
+  where = (['--model-base', str(tmp_path)] if command == 'serve' else
+           ['--store', _empty_store(tmp_path / 'm.sqlite')])
+  try:
+    code, _, lines = probe(command, *where, '--port', str(port))
+  finally:
+    taken.close()
+  assert code == 2
+  assert lines[-1] == (f'error: --host 127.0.0.1 --port {port}: cannot '
+                       'listen: Address already in use')
