@@ -14,7 +14,7 @@ PACKAGES = ('pipeline', 'components', 'modules', 'kubeflow')
 # The rooms of pipeline/ (one sub-package or module each); the CLI is the
 # only one that may know every other room, and none may import it.
 PIPELINE_ROOMS = ('cli', 'errors', 'datasets', 'definition', 'runners',
-                  'metadata', 'serving', 'experiments', 'report')
+                  'metadata', 'serving', 'experiments', 'report', 'paths')
 
 
 def project_modules() -> Dict[str, str]:
@@ -150,7 +150,8 @@ def test_arrows_go_one_way():
   # The report reads runs (metadata) and names metrics as the spec does;
   # it runs nothing.
   assert graph['pipeline.report'] <= {'pipeline.metadata', 'pipeline.errors',
-                                      'pipeline.definition'}
+                                      'pipeline.definition', 'pipeline.paths'}
+  assert graph['pipeline.paths'] == set()
   # Kubeflow's runner goes through the definition and the shared runner
   # entry; it never reaches back into the CLI.
   assert graph['kubeflow'] <= {'pipeline.definition', 'pipeline.runners',

@@ -57,6 +57,12 @@ def test_report_on_an_empty_store_is_one_line_and_loads_no_tensorflow(
   assert (code, heavy) == (2, [])
   assert lines == ['error: the store holds no run yet; run the pipeline '
                    'first']
+  code, _, lines = probe('report', 'no-such-run', '--output',
+                         str(tmp_path / 'r.html'), '--store',
+                         str(tmp_path / 'm.sqlite'))
+  assert code == 2
+  assert lines == ['error: no-such-run: no such run in the store (see '
+                   '`lineage runs`)']
   assert not (tmp_path / 'r.html').exists()
 
 

@@ -214,6 +214,18 @@ def test_the_cold_runs_report_shows_the_numbers_of_its_artifacts(base, cold):
   assert 'id="blessed">yes' in page
   assert f'version {summary["pushed_version"]}' in page
   assert 'breast_cancer.csv' in page and 'class="lineage"' in page
+  # An output path that cannot be written: one line, no file.
+  blocked = os.path.join(base, 'cold.json', 'report.html')  # under a file
+  proc = subprocess.run(
+      [sys.executable, '-m', 'pipeline', 'report', '--store',
+       os.path.join(base, 'metadata.sqlite'), '--output', blocked],
+      cwd=REPO, capture_output=True, text=True, check=False)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines() == [
+      f'error: {blocked}: cannot write the report here: '
+      f'{os.path.join(base, "cold.json")} is a file, not a folder; name '
+      'another path']
+  assert not os.path.exists(blocked + '.tmp')
 
 
 # --- the dashboard (e2e: over the shared store) -----------------------------

@@ -5,6 +5,7 @@ Templated with Jinja2 (in the lock through TFX and kfp; autoescaped)."""
 import os
 from typing import Any, Dict, Optional
 
+from pipeline.paths import folder_problem
 from pipeline.report import charts, facts, graph
 
 TEMPLATES = os.path.join(os.path.dirname(__file__), 'templates')
@@ -99,17 +100,17 @@ def to_html(report: Dict[str, Any], nav: str = '') -> str:
 def write(store, run_id: Optional[str], output: str) -> Dict[str, Any]:
   """Writes run `run_id`'s report (the newest run when None) to `output`,
   whole or not at all; returns the run section."""
+  folder = os.path.dirname(os.path.abspath(output))
+  problem = (f'{output} is a folder; name a file' if os.path.isdir(output)
+             else folder_problem(folder))
+  if problem:
+    raise facts.ReportError(f'{output}: cannot write the report here: '
+                            f'{problem}')
   report = facts.gather(store, run_id)
   page = to_html(report)
-  folder = os.path.dirname(os.path.abspath(output))
-  try:
-    os.makedirs(folder, exist_ok=True)
-    tmp = output + '.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
-      f.write(page)
-    os.replace(tmp, output)
-  except OSError as e:
-    raise facts.ReportError(f'{output}: cannot write the report '
-                            f'({e.strerror or e}); name a writable path'
-                            ) from None
+  os.makedirs(folder, exist_ok=True)
+  tmp = output + '.tmp'
+  with open(tmp, 'w', encoding='utf-8') as f:
+    f.write(page)
+  os.replace(tmp, output)
   return report['run']

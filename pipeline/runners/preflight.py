@@ -29,6 +29,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from components import csv_format
 from pipeline.definition.spec import PipelineSpec, is_uri
 from pipeline.errors import PipelineError
+from pipeline.paths import folder_problem
 
 # The schema's feature types as CSV column kinds.
 SCHEMA_KINDS = {schema_pb2.INT: csv_format.INT,
@@ -383,25 +384,9 @@ def _writable_folder(path: str, key: str, spec: PipelineSpec,
                      named: Optional[str] = None) -> None:
   """`path` is (or can be made) a folder this process can write in; `named`
   is the path the spec names, when it is a file inside `path`."""
-  where = f'{spec.source}: {key}: {named or path}'
-  if os.path.exists(path):
-    if not os.path.isdir(path):
-      raise PreflightError(f'{where}: {path} is a file, not a folder; name '
-                           'another path')
-    if not os.access(path, os.W_OK | os.X_OK):
-      raise PreflightError(f'{where}: the folder is not writable')
-    return
-  ancestor = os.path.dirname(os.path.abspath(path))
-  while not os.path.exists(ancestor):
-    ancestor = os.path.dirname(ancestor)
-  # The ancestor by its own name: the path above already shows where it is.
-  shown = os.path.basename(ancestor) or ancestor
-  if not os.path.isdir(ancestor):
-    raise PreflightError(f'{where}: {shown} is a file, so no folder can be '
-                         'made there; name another path')
-  if not os.access(ancestor, os.W_OK | os.X_OK):
-    raise PreflightError(f'{where}: {shown} is not writable, so the folder '
-                         'cannot be made')
+  problem = folder_problem(path)
+  if problem:
+    raise PreflightError(f'{spec.source}: {key}: {named or path}: {problem}')
 
 
 def check_paths(spec: PipelineSpec) -> None:
