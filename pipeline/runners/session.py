@@ -81,10 +81,12 @@ class PipelineLock:
             '(run without --no-wait) or stop it') from None
       progress(f'waiting for {who} of pipeline {self.pipeline} to finish ...')
       fcntl.flock(self._file, fcntl.LOCK_EX)
-      # A run that ended clears the file; one that was killed left it.
       holder = self._holder()
-    if holder.get('pid') and holder.get('host') == socket.gethostname() and (
-        not process_alive(int(holder['pid']))):
+    # Held now, the lock is no other run's. A run that ended cleared the file
+    # before letting go; one that was killed left its name there. (Its
+    # process can still be exiting: the kernel lets go of a killed
+    # process's locks before the process is gone.)
+    if holder.get('pid'):
       progress(f'taking over the lock of run {holder.get("run_id", "?")} '
                f'(pid {holder["pid"]}, no longer running)')
     self._file.seek(0)
