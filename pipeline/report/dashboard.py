@@ -37,7 +37,7 @@ def _two(chosen: List[str]) -> List[str]:
 
 
 def _page(name: str, store: str, **values) -> str:
-  env = render._environment()  # pylint: disable=protected-access
+  env = render.environment()
   return env.get_template(name).render(nav=NAV, store=store, **values)
 
 

@@ -57,7 +57,8 @@ def histogram(feature: Dict[str, Any], width: int = 120,
           f'{bars}</svg>')
 
 
-def _environment():
+def environment():
+  """The Jinja2 environment of the report and the dashboard's pages."""
   import jinja2  # pylint: disable=g-import-not-at-top
   env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                            autoescape=True, undefined=jinja2.StrictUndefined)
@@ -93,7 +94,7 @@ def draw(report: Dict[str, Any]) -> Dict[str, Optional[str]]:
 def to_html(report: Dict[str, Any], nav: str = '') -> str:
   """The page for `report` (facts.gather); `nav`: links above it (the
   dashboard's), trusted HTML."""
-  template = _environment().get_template('report.html')
+  template = environment().get_template('report.html')
   return template.render(**report, charts=draw(report), nav=nav)
 
 
