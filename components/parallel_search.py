@@ -35,6 +35,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent import futures
 from typing import Any, Dict, List, Optional
@@ -77,6 +78,7 @@ class _Worker:
     self.task = task
     self.log = task + '.log'
     self.tuner_id: Optional[str] = None
+    self.result: Optional[str] = None  # the JSON it writes when it is done
     # TensorFlow sizes its thread pools to every core, and takes all of a
     # GPU's memory, in every process: the trials' processes share them.
     threads = str(max(1, available_cores() // processes))
@@ -93,6 +95,7 @@ class _Worker:
 
   def give(self, tuner_id: str, task: Dict[str, Any]) -> None:
     self.tuner_id = tuner_id
+    self.result = task['result']
     partial = self.task + '.partial'
     with open(partial, 'w') as f:
       json.dump({**task, 'tuner_id': tuner_id}, f)
@@ -141,6 +144,34 @@ def _take_warm(count: int) -> List[_Worker]:
   return taken
 
 
+def _late_servicer():
+  """Keras Tuner's OracleServicer, serving before its oracle exists: a call
+  waits until `serve(oracle)`, and fails once `close()` came first."""
+  from keras_tuner.distribute import oracle_chief  # pylint: disable=g-import-not-at-top
+
+  class LateServicer(oracle_chief.OracleServicer):
+
+    def __init__(self):  # pylint: disable=super-init-not-called
+      self._served = None
+      self._ready = threading.Event()
+
+    @property
+    def oracle(self):
+      self._ready.wait()
+      if self._served is None:
+        raise WorkerFailed('the chief stopped before its search began')
+      return self._served
+
+    def serve(self, oracle) -> None:
+      self._served = oracle
+      self._ready.set()
+
+    def close(self) -> None:
+      self._ready.set()
+
+  return LateServicer()
+
+
 class Chief:
   """Starts workers, serves the chief tuner's oracle to them, runs trials
   itself, and watches the workers. Use as a context manager:
@@ -159,6 +190,7 @@ class Chief:
     self._count = workers
     self._workers: List[_Worker] = []
     self._server = None
+    self._servicer = None
     self._oracle = None
     self._failure: Optional[str] = None
     self.epochs_trained: Dict[str, int] = {}
@@ -171,6 +203,7 @@ class Chief:
         _Worker(os.path.join(self._folder, f'cold{i}.task.json'),
                 self._count + 1)
         for i in range(self._count - len(self._workers))]
+    self._serve()
     for index, worker in enumerate(self._workers, start=1):
       worker.give(f'tuner{index}', {
           **self._task, 'ready': self._ready,
@@ -178,16 +211,13 @@ class Chief:
     return self
 
   def search(self, result) -> None:
-    """Serves the tuner of `result` (a TunerFnResult) on loopback, tells the
-    workers where, and runs its search here too. Before the search ends
+    """Serves the oracle of `result`'s tuner (a TunerFnResult) to the
+    workers, and runs its search here too. Before the search ends
     (`on_search_end`, where the project's tuners judge it) the chief waits
     for the workers' trials: the oracle says STOPPED to the chief once it
     has handed out its last trial, not once that has ended. What the
     workers' trials trained is merged into the tuner's `epochs_trained`
     (modules/tuner.py records them)."""
-    import grpc  # pylint: disable=g-import-not-at-top
-    from keras_tuner import protos  # pylint: disable=g-import-not-at-top
-    from keras_tuner.distribute import oracle_chief  # pylint: disable=g-import-not-at-top
     tuner = result.tuner
     self._oracle = tuner.oracle
     self._pace()
@@ -200,17 +230,26 @@ class Chief:
       on_search_end()
 
     tuner.on_search_end = after_workers
+    self._servicer.serve(self._oracle)
+    tuner.search(**result.fit_kwargs)
+
+  def _serve(self) -> None:
+    """Starts the oracle's server on loopback and tells the workers where,
+    before the chief's tuner exists: each worker builds its own tuner
+    meanwhile, and its first call waits for the chief's oracle."""
+    import grpc  # pylint: disable=g-import-not-at-top
+    from keras_tuner import protos  # pylint: disable=g-import-not-at-top
+    self._servicer = _late_servicer()
     self._server = grpc.server(futures.ThreadPoolExecutor(
         max_workers=max(4, self._count + 1)))
     protos.get_service_grpc().add_OracleServicer_to_server(
-        oracle_chief.OracleServicer(self._oracle), self._server)
+        self._servicer, self._server)
     port = self._server.add_insecure_port('127.0.0.1:0')
     self._server.start()
     partial = self._ready + '.partial'
     with open(partial, 'w') as f:
       json.dump({'ip': '127.0.0.1', 'port': port}, f)
     os.replace(partial, self._ready)
-    tuner.search(**result.fit_kwargs)
 
   def _pace(self) -> None:
     """The oracle answers IDLE while a round waits for trials running
@@ -251,15 +290,16 @@ class Chief:
       raise WorkerFailed(self._failure)
 
   def wait(self) -> None:
-    """Until every worker has ended; merges what their trials trained."""
-    while any(w.process.poll() is None for w in self._workers):
+    """Until every worker has written its result (its search has ended)
+    or exited; merges what their trials trained."""
+    while any(w.process.poll() is None and not os.path.exists(w.result)
+              for w in self._workers):
       self.check()
-      time.sleep(0.1)
+      time.sleep(0.02)
     self.check()
     for worker in self._workers:
-      result = os.path.join(self._folder, f'{worker.tuner_id}.json')
-      if os.path.exists(result):
-        with open(result) as f:
+      if os.path.exists(worker.result):
+        with open(worker.result) as f:
           self.epochs_trained.update(json.load(f)['epochs_trained'])
 
   def __exit__(self, *exc) -> None:
@@ -267,6 +307,7 @@ class Chief:
     for worker in self._workers:
       worker.stop(deadline)
     if self._server is not None:
+      self._servicer.close()
       self._server.stop(grace=None)
 
 
@@ -343,7 +384,13 @@ def main(argv: List[str]) -> int:
     importlib.import_module(args.preload)
   _say('imported; waiting for a task')
   work(args.task)
-  return 0
+  # Everything the worker did is on disk now (the trials in the shared
+  # folder, its result file): it ends here, without the interpreter's
+  # teardown of TensorFlow and Beam (about 2 s), which the chief would wait
+  # for before the Tuner can end.
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(0)  # pylint: disable=protected-access
 
 
 if __name__ == '__main__':
