@@ -1,7 +1,7 @@
 """Reading transformed examples into tf.data for the Tuner and the Trainer."""
 
 import dataclasses
-from typing import Any, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -12,6 +12,20 @@ from modules import features as features_lib
 from modules import finetune, preprocessing
 from modules import model as model_lib
 from modules.config import TrainerConfig, TunerConfig
+
+# A split whose files (as Transform wrote them) total at most this is read
+# once per process and then served from memory: every later epoch, and
+# every later trial of a search, skips reading and parsing the files again.
+# Parsed, such a split takes at most a few times its size on disk (gzip
+# does little to float features; small ints grow from varints to int64).
+CACHE_MAX_FILE_BYTES = 32 << 20
+SHUFFLE_BUFFER = tfxio.TensorFlowDatasetOptions(batch_size=1).shuffle_buffer_size
+
+
+def files_bytes(file_patterns: List[str]) -> int:
+  """The bytes of the files matched by `file_patterns` (local or remote)."""
+  return sum(tf.io.gfile.stat(path).length for pattern in file_patterns
+             for path in tf.io.gfile.glob(pattern))
 
 
 def input_fn(file_pattern: List[str],
@@ -55,6 +69,7 @@ class TrainingData:
     image = self.config.model.image
     self.image = image.shape if image else None
     self.mode = self.config.training.mode
+    self._rows: Dict[Tuple[str, ...], Optional[tf.data.Dataset]] = {}
 
   def class_names(self) -> Optional[List[bytes]]:
     """A STRING label's class names by class index (the Transform's label
@@ -93,12 +108,34 @@ class TrainingData:
                else self.eval(1024))
     return [int(v) for _, label in dataset for v in label.numpy().ravel()]
 
+  def _cached(self, files: List[str]) -> Optional[tf.data.Dataset]:
+    """The rows of a small split (CACHE_MAX_FILE_BYTES), one by one, kept in
+    memory after their first full pass; None for a larger split."""
+    key = tuple(files)
+    if key not in self._rows:
+      self._rows[key] = None
+      if files_bytes(files) <= CACHE_MAX_FILE_BYTES:
+        self._rows[key] = input_fn(
+            files, self.fn_args.data_accessor, self.transform_output,
+            self.features.transformed_label, 1024,
+            shuffle=False).unbatch().cache()
+    return self._rows[key]
+
   def train(self, batch_size: int, seed: int) -> tf.data.Dataset:
-    return input_fn(self.fn_args.train_files, self.fn_args.data_accessor,
-                    self.transform_output, self.features.transformed_label,
-                    batch_size, shuffle=True, seed=seed)
+    """One epoch of the train split, shuffled with TFXIO's buffer and the
+    seed whether its rows come from memory or from the files."""
+    rows = self._cached(self.fn_args.train_files)
+    if rows is None:
+      return input_fn(self.fn_args.train_files, self.fn_args.data_accessor,
+                      self.transform_output, self.features.transformed_label,
+                      batch_size, shuffle=True, seed=seed)
+    return rows.shuffle(SHUFFLE_BUFFER, seed).batch(batch_size).prefetch(
+        tf.data.AUTOTUNE)
 
   def eval(self, batch_size: int) -> tf.data.Dataset:
-    return input_fn(self.fn_args.eval_files, self.fn_args.data_accessor,
-                    self.transform_output, self.features.transformed_label,
-                    batch_size, shuffle=False)
+    rows = self._cached(self.fn_args.eval_files)
+    if rows is None:
+      return input_fn(self.fn_args.eval_files, self.fn_args.data_accessor,
+                      self.transform_output, self.features.transformed_label,
+                      batch_size, shuffle=False)
+    return rows.batch(batch_size).prefetch(tf.data.AUTOTUNE)
