@@ -191,10 +191,15 @@ def loss_and_metrics(num_classes: int) -> Dict[str, Any]:
 
 def compile_model(model: keras.Model, hparams: Mapping[str, Any],
                   num_classes: int = 2) -> None:
-  """Compiles with the optimizer and learning rate `hparams` name."""
+  """Compiles with the optimizer and learning rate `hparams` name, its
+  variables built."""
   model.compile(
       optimizer=make_optimizer(hparams['optimizer'], hparams['learning_rate']),
       **loss_and_metrics(num_classes))
+  # The optimizer's slots now, not in the first training step: a step that
+  # creates variables is traced twice by tf.function (once to create them,
+  # once without), and a trace is a good part of a one-second tuning trial.
+  model.optimizer.build(model.trainable_variables)
 
 
 def early_stopping(settings: Optional[EarlyStoppingSpec],

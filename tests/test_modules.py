@@ -151,6 +151,24 @@ def test_model_learns_a_separable_problem():
   assert accuracy > 0.9
 
 
+@pytest.mark.parametrize('optimizer', sorted(model_lib.OPTIMIZERS))
+def test_a_training_step_is_traced_once_per_model(optimizer):
+  # The optimizer's slots exist before the first step, so tf.function has
+  # no variables to create in it and traces it once, not twice (a trace is
+  # a good part of a one-second tuning trial).
+  rng = np.random.default_rng(0)
+  a = rng.normal(size=(64, 1)).astype('float32')
+  labels = (a > 0).astype('int64')
+  model = model_lib.build_model(
+      model_lib.ModelInputs(numeric=['a'], categorical={}),
+      {**HPARAMS, 'batch_norm': True, 'optimizer': optimizer,
+       'learning_rate': 0.01})
+  assert model.optimizer.variables  # built with the model
+  model.fit({'a': a}, labels, epochs=2, batch_size=16, verbose=0,
+            validation_data=({'a': a}, labels))
+  assert model.train_function.experimental_get_tracing_count() == 1
+
+
 def test_unknown_optimizer_is_refused():
   with pytest.raises(ValueError, match="unknown optimizer 'adamw'"):
     model_lib.make_optimizer('adamw', 0.1)
