@@ -14,8 +14,10 @@ import collections
 import json
 import logging
 import os
+import time
 from typing import Any, Dict, List, Optional
 
+from keras_tuner.engine import trial as trial_module
 from tfx.components.tuner import component as tfx_tuner
 from tfx.components.tuner import executor as tuner_executor
 from tfx.dsl.components.base import executor_spec
@@ -29,13 +31,17 @@ AUTO = -1  # TuneArgs.num_parallel_trials for "the cores available"
 PROGRESS_LOGGER = 'tfx_pipeline.progress'  # pipeline/runners/progress.py
 
 
-def trial_records(tuner) -> List[Dict[str, Any]]:
+def trial_records(tuner, timings: Optional[Dict[str, Dict[str, Any]]] = None
+                  ) -> List[Dict[str, Any]]:
   """Each trial of a finished Keras Tuner search: id, status, score, the
   epochs it trained in this trial and up to which epoch (a Hyperband trial
   continues its parent's), and its hyperparameters. The epochs come from
   the project's tuners (modules/tuner.py records them); for another tuner,
-  Hyperband's target epochs or 0."""
+  Hyperband's target epochs or 0. With `timings` (report_trials'), also
+  the process that ran it and its seconds, from the oracle's begin to its
+  end."""
   trained = getattr(tuner, 'epochs_trained', {})
+  timings = timings or {}
   records = []
   for trial in tuner.oracle.trials.values():
     values = dict(trial.hyperparameters.values)
@@ -43,9 +49,11 @@ def trial_records(tuner) -> List[Dict[str, Any]]:
     epochs = trained.get(trial.trial_id)
     if epochs is None:
       epochs = values.get('tuner/epochs', start) - start
+    timing = timings.get(trial.trial_id, {})
     records.append({
         'trial_id': trial.trial_id, 'status': str(trial.status),
         'score': trial.score, 'epochs': epochs, 'to_epoch': start + epochs,
+        'process': timing.get('process'), 'seconds': timing.get('seconds'),
         'hyperparameters': {k: v for k, v in values.items()
                             if not k.startswith('tuner/')}})
   return records
@@ -101,15 +109,29 @@ def describe(report: Dict[str, Any]) -> str:
   return line
 
 
-def report_trials(oracle) -> None:
+def report_trials(oracle) -> Dict[str, Dict[str, Any]]:
   """Has `oracle` say each trial's end on PROGRESS_LOGGER (trial i of N, the
-  best objective so far), wherever the trial ran."""
-  end_trial = oracle.end_trial
+  best objective so far), wherever the trial ran; returns the trials'
+  timings, filled in as they run: by trial id, the process that asked for
+  it (Keras Tuner's tuner id: the chief's, or a worker's) and its seconds
+  from the oracle handing it out to the oracle hearing its end."""
+  create_trial, end_trial = oracle.create_trial, oracle.end_trial
   ended = []
+  timings: Dict[str, Dict[str, Any]] = {}
   logger = logging.getLogger(PROGRESS_LOGGER)
+
+  def timed(tuner_id, *args, **kwargs):
+    trial = create_trial(tuner_id, *args, **kwargs)
+    if trial.status == trial_module.TrialStatus.RUNNING:
+      timings[trial.trial_id] = {'process': tuner_id,
+                                 'began': time.monotonic()}
+    return trial
 
   def reported(trial, *args, **kwargs):
     done = end_trial(trial, *args, **kwargs)
+    timing = timings.get(trial.trial_id)
+    if timing:
+      timing['seconds'] = round(time.monotonic() - timing.pop('began'), 3)
     ended.append(trial.trial_id)
     steps = oracle.max_trials or 0
     detail = f'trial {len(ended)}' + (f' of {steps}' if steps else '')
@@ -119,7 +141,8 @@ def report_trials(oracle) -> None:
     logger.info(detail, extra={'step': len(ended), 'steps': steps})
     return done
 
-  oracle.end_trial = reported
+  oracle.create_trial, oracle.end_trial = timed, reported
+  return timings
 
 
 def parallel_trials(exec_properties: Dict[str, Any]) -> int:
@@ -148,7 +171,7 @@ class ReportingExecutor(tuner_executor.Executor):
                                  workers=processes - 1) as chief:
         result = parallel_search.build(input_dict, exec_properties,
                                        working_dir)
-        report_trials(result.tuner.oracle)
+        timings = report_trials(result.tuner.oracle)
         chief.search(result)
       tuner = result.tuner
     else:
@@ -157,14 +180,14 @@ class ReportingExecutor(tuner_executor.Executor):
       # records and the report's one line say what it did.
       result = parallel_search.build(input_dict, exec_properties, working_dir)
       tuner = result.tuner
-      report_trials(tuner.oracle)
+      timings = report_trials(tuner.oracle)
       tuner.search(**result.fit_kwargs)
     tuner_executor.write_best_hyperparameters(tuner, output_dict)
     plan = getattr(tuner, 'search_plan', None)
     report = search_report(plan.to_json() if plan else None,
                            tuner.oracle.objective.name,
                            tuner.oracle.objective.direction,
-                           trial_records(tuner), processes)
+                           trial_records(tuner, timings), processes)
     results_dir = artifact_utils.get_single_uri(
         output_dict[standard_component_specs.TUNER_RESULTS_KEY])
     io_utils.write_string_file(os.path.join(results_dir, REPORT_FILE),

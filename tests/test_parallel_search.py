@@ -4,6 +4,7 @@ as in one, and a worker killed mid-trial failing the Tuner in one line with
 no process left behind. Each in a copy of the cold run's store and folders,
 so Transform is reused and the shared ones stay as they were."""
 
+import json
 import os
 import shutil
 import signal
@@ -11,9 +12,12 @@ import subprocess
 import sys
 import time
 
+import ml_metadata as mlmd
 import psutil
 import pytest
 
+from pipeline.metadata import results
+from pipeline.metadata import store as store_lib
 from tests.conftest import DEFAULT_SPEC, REPO, run_pipeline, run_sets
 
 pytestmark = pytest.mark.e2e
@@ -37,6 +41,16 @@ def _workers_under(folder):
     if WORKER in cmdline and any(str(folder) in a for a in cmdline):
       found.append(process)
   return found
+
+
+def _search_report(base, summary):
+  """The Tuner's search_report.json, with every trial, of a run in `base`."""
+  store = mlmd.MetadataStore(store_lib.connection_config(
+      str(base / 'metadata.sqlite'), readonly=True))
+  run = results.RunRecord(store, summary['pipeline'], summary['run_id'])
+  uri = run.artifacts('Tuner', 'tuner_results')[0].uri
+  with open(os.path.join(uri, results.SEARCH_REPORT)) as f:
+    return json.load(f)
 
 
 def _tmpdir(tmp_path):
@@ -64,6 +78,13 @@ def test_two_processes_run_the_same_hyperband_search(base, cold, tmp_path):
   assert search['trials_by_epochs'] == before['trials_by_epochs']
   assert search['epochs_trained'] == before['epochs_trained']
   assert ' in 2 processes, best val_loss ' in proc.stdout
+  # The oracle timed every trial and knows which process ran it (here,
+  # with Transform cached, the worker may still be importing TensorFlow
+  # while the chief runs all four: the killed-worker test below waits for a
+  # worker's trial).
+  trials = _search_report(tmp_path, summary)['trials']
+  assert {t['process'] for t in trials} <= {'tuner0', 'tuner1'}
+  assert all(t['seconds'] > 0 for t in trials)
   # The same quality within noise: it learned (the guard judged it) and
   # the model it chose is blessed like the serial one.
   assert search['best']['score'] < 2 * before['best']['score'] + 0.1

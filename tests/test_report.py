@@ -183,6 +183,9 @@ def test_the_cold_runs_report_shows_the_numbers_of_its_artifacts(base, cold):
                     re.DOTALL).group(1)
   assert table.count('<tr') == 1 + len(trials)
   assert 'class="best"' in table
+  # Each trial's seconds, as the oracle timed it, in one process.
+  assert all(t['seconds'] > 0 and t['process'] == 'tuner0' for t in trials)
+  assert '<th>seconds</th>' in table and '<th>process</th>' not in table
   # Evaluation: the value shown is TFMA's (the run summary's) AUC.
   shown = float(_cell(page, 'data-slice="overall" data-metric="auc"'))
   assert shown == pytest.approx(summary['metrics']['auc'], abs=5e-5)
