@@ -108,34 +108,32 @@ class TrainingData:
                else self.eval(1024))
     return [int(v) for _, label in dataset for v in label.numpy().ravel()]
 
-  def _cached(self, files: List[str]) -> Optional[tf.data.Dataset]:
-    """The rows of a small split (CACHE_MAX_FILE_BYTES), one by one, kept in
-    memory after their first full pass; None for a larger split."""
+  def _read(self, files: List[str], batch_size: int, shuffle: bool,
+            seed: int = 0) -> tf.data.Dataset:
+    """One epoch of a split, read and parsed from its files."""
+    return input_fn(files, self.fn_args.data_accessor, self.transform_output,
+                    self.features.transformed_label, batch_size,
+                    shuffle=shuffle, seed=seed)
+
+  def _epoch(self, files: List[str], batch_size: int, shuffle: bool,
+             seed: int = 0) -> tf.data.Dataset:
+    """One epoch of a split: a small one's rows (CACHE_MAX_FILE_BYTES) from
+    memory after their first full pass, a larger one from its files; either
+    way shuffled, when asked, with TFXIO's buffer and `seed`."""
     key = tuple(files)
     if key not in self._rows:
-      self._rows[key] = None
-      if files_bytes(files) <= CACHE_MAX_FILE_BYTES:
-        self._rows[key] = input_fn(
-            files, self.fn_args.data_accessor, self.transform_output,
-            self.features.transformed_label, 1024,
-            shuffle=False).unbatch().cache()
-    return self._rows[key]
+      self._rows[key] = (
+          self._read(files, 1024, shuffle=False).unbatch().cache()
+          if files_bytes(files) <= CACHE_MAX_FILE_BYTES else None)
+    rows = self._rows[key]
+    if rows is None:
+      return self._read(files, batch_size, shuffle, seed)
+    if shuffle:
+      rows = rows.shuffle(SHUFFLE_BUFFER, seed)
+    return rows.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
   def train(self, batch_size: int, seed: int) -> tf.data.Dataset:
-    """One epoch of the train split, shuffled with TFXIO's buffer and the
-    seed whether its rows come from memory or from the files."""
-    rows = self._cached(self.fn_args.train_files)
-    if rows is None:
-      return input_fn(self.fn_args.train_files, self.fn_args.data_accessor,
-                      self.transform_output, self.features.transformed_label,
-                      batch_size, shuffle=True, seed=seed)
-    return rows.shuffle(SHUFFLE_BUFFER, seed).batch(batch_size).prefetch(
-        tf.data.AUTOTUNE)
+    return self._epoch(self.fn_args.train_files, batch_size, True, seed)
 
   def eval(self, batch_size: int) -> tf.data.Dataset:
-    rows = self._cached(self.fn_args.eval_files)
-    if rows is None:
-      return input_fn(self.fn_args.eval_files, self.fn_args.data_accessor,
-                      self.transform_output, self.features.transformed_label,
-                      batch_size, shuffle=False)
-    return rows.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return self._epoch(self.fn_args.eval_files, batch_size, False)
