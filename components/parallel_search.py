@@ -22,6 +22,17 @@ chief takes them when the Tuner starts, and starts cold ones for the rest.
 A worker that dies fails the search with one line naming it and the trial it
 was running; the other workers are stopped, and a worker whose chief dies is
 killed by the kernel (PR_SET_PDEATHSIG): no process outlives the Tuner.
+
+On Kubeflow the workers are pods instead (`Chief(meeting=...)`, `join`):
+each is a task of its own (components/tuner.py's TunerWorker) that runs
+beside the Tuner's. They meet in a folder under the pipeline root named by
+the run's id: the chief writes there the address it serves on (its pod's
+IP) and the tuner's working folder, which is in the same storage so that
+every pod reads the checkpoints any pod wrote; a worker writes a heartbeat,
+then its result or its one-line failure. The chief has no process to
+watch: a worker that stops beating for `PARALLEL_SEARCH_SILENCE_S` seconds
+(60) is dead. When the chief ends it says so in the folder, and a worker
+that comes later ends at once.
 """
 
 import argparse
@@ -32,21 +43,28 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from concurrent import futures
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from tfx.components.util import udf_utils
+from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
 TUNER_FN = 'tuner_fn'
 IDLE_PAUSE_S = 0.05  # between two asks of a worker the oracle had no trial for
 READY_TIMEOUT_S = 600.0  # a worker waits this long for the chief's oracle
+MEET_TIMEOUT_S = 3600.0  # a worker pod, for the chief's (it may wait for a GPU)
 STOP_GRACE_S = 5.0
+HEARTBEAT_S = 2.0  # a worker pod's beat
+SILENCE_S = 60.0  # a worker pod this long without a beat is dead
+CHIEF_FILE = 'chief.json'  # in a meeting folder: where the oracle is served
+ENDED_FILE = 'ended.json'  # in a meeting folder: the chief's search is over
 
 
 class WorkerFailed(RuntimeError):
@@ -70,8 +88,26 @@ def _die_with_parent() -> None:  # runs in the child, before exec
   libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def _write_json(path: str, value: Dict[str, Any]) -> None:
+  """Writes `value` at `path` (a local path or a URI) in one step: readers
+  see all of it or nothing."""
+  partial = path + '.partial'
+  with fileio.open(partial, 'w') as f:
+    f.write(json.dumps(value))
+  fileio.rename(partial, path, overwrite=True)
+
+
+def _read_json(path: str) -> Optional[Dict[str, Any]]:
+  """The JSON at `path` (a local path or a URI), None when absent."""
+  if not fileio.exists(path):
+    return None
+  with fileio.open(path) as f:
+    return json.loads(f.read())
+
+
 class _Worker:
   """A worker process, waiting for its task at `task` until given one."""
+  POLL_S = 0.02  # how often the chief looks at it while waiting for it
 
   def __init__(self, task: str, processes: int,
                preload: Optional[str] = None):
@@ -93,13 +129,27 @@ class _Worker:
           stdout=out, stderr=subprocess.STDOUT, env=env,
           preexec_fn=_die_with_parent)
 
+  @property
+  def name(self) -> str:
+    return f'{self.tuner_id} (pid {self.process.pid})'
+
   def give(self, tuner_id: str, task: Dict[str, Any]) -> None:
     self.tuner_id = tuner_id
     self.result = task['result']
-    partial = self.task + '.partial'
-    with open(partial, 'w') as f:
-      json.dump({**task, 'tuner_id': tuner_id}, f)
-    os.replace(partial, self.task)
+    _write_json(self.task, {**task, 'tuner_id': tuner_id})
+
+  def gone(self) -> Optional[str]:
+    """None while it runs; '' once it has exited cleanly; else how it died."""
+    code = self.process.poll()
+    if code is None or code == 0:
+      return None if code is None else ''
+    said = _last_line(self.log) if code > 0 else ''
+    return ((f'killed by signal {-code}' if code < 0 else f'exit {code}') +
+            (f' saying: {said}' if said else ''))
+
+  def pending(self) -> bool:
+    """Whether the chief is to wait for its result."""
+    return self.process.poll() is None and not os.path.exists(self.result)
 
   def stop(self, deadline: float) -> None:
     if self.process.poll() is None:
@@ -109,6 +159,52 @@ class _Worker:
     except subprocess.TimeoutExpired:
       self.process.kill()
       self.process.wait()
+
+
+class _Pod:
+  """A worker in a pod of its own, known by what it writes in the meeting
+  folder: a heartbeat, then its result or its failure (`join`)."""
+  POLL_S = 0.5
+
+  def __init__(self, meeting: str, tuner_id: str):
+    self.tuner_id = tuner_id
+    self.name = f'{tuner_id} (a TunerWorker pod)'
+    self.result = os.path.join(meeting, f'{tuner_id}.json')
+    self._beat_file = os.path.join(meeting, f'{tuner_id}.alive')
+    self._failed_file = os.path.join(meeting, f'{tuner_id}.failed')
+    self._silence = float(os.environ.get('PARALLEL_SEARCH_SILENCE_S',
+                                         SILENCE_S))
+    self._beat: Optional[str] = None
+    self._heard = 0.0
+
+  def _heartbeat(self) -> Optional[str]:
+    """Its latest beat, None before the first; notes when it changed."""
+    if not fileio.exists(self._beat_file):
+      return None
+    with fileio.open(self._beat_file) as f:
+      beat = f.read()
+    if beat != self._beat:
+      self._beat, self._heard = beat, time.monotonic()
+    return beat
+
+  def gone(self) -> Optional[str]:
+    failed = _read_json(self._failed_file)
+    if failed is not None:
+      return f'failed saying: {failed["error"]}'
+    if fileio.exists(self.result):
+      return ''
+    if (self._heartbeat() is not None and
+        time.monotonic() - self._heard > self._silence):
+      return f'no heartbeat for {self._silence:.0f} s'
+    return None
+
+  def pending(self) -> bool:
+    """A pod that has joined and not ended; one not yet started is not
+    waited for (the search may end without it)."""
+    return self._heartbeat() is not None and self.gone() is None
+
+  def stop(self, deadline: float) -> None:
+    del deadline  # it ends itself once the chief's search has ended
 
 
 _WARM: List[_Worker] = []  # started by warm_workers, not yet taken
@@ -179,16 +275,22 @@ class Chief:
     with Chief(input_dict, exec_properties, working_dir, workers=1) as chief:
       result = build(...)            # the workers build theirs meanwhile
       chief.search(result)           # until every trial has ended
+
+  With `meeting` (a folder, or a URI in the pipeline root's storage), the
+  workers are pods that `join` there, and `working_dir` must be in the same
+  storage.
   """
 
   def __init__(self, input_dict, exec_properties: Dict[str, Any],
-               working_dir: str, workers: int):
+               working_dir: str, workers: int,
+               meeting: Optional[str] = None):
     self._task = {'input_dict': artifact_utils.jsonify_artifact_dict(
         input_dict), 'exec_properties': exec_properties,
                   'working_dir': working_dir}
-    self._folder = os.path.join(working_dir, 'parallel')
+    self._folder = meeting or os.path.join(working_dir, 'parallel')
+    self._meeting = meeting
     self._count = workers
-    self._workers: List[_Worker] = []
+    self._workers: List[Any] = []  # _Worker or _Pod
     self._server = None
     self._servicer = None
     self._oracle = None
@@ -196,14 +298,19 @@ class Chief:
     self.epochs_trained: Dict[str, int] = {}
 
   def __enter__(self) -> 'Chief':
-    os.makedirs(self._folder, exist_ok=True)
-    self._ready = os.path.join(self._folder, 'chief.json')
+    fileio.makedirs(self._folder)
+    self._ready = os.path.join(self._folder, CHIEF_FILE)
+    if self._meeting:
+      self._workers = [_Pod(self._folder, f'tuner{index}')
+                       for index in range(1, self._count + 1)]
+      self._serve('0.0.0.0', _reachable_ip())
+      return self
     self._workers = _take_warm(self._count)
     self._workers += [
         _Worker(os.path.join(self._folder, f'cold{i}.task.json'),
                 self._count + 1)
         for i in range(self._count - len(self._workers))]
-    self._serve()
+    self._serve('127.0.0.1', '127.0.0.1')
     for index, worker in enumerate(self._workers, start=1):
       worker.give(f'tuner{index}', {
           **self._task, 'ready': self._ready,
@@ -233,10 +340,10 @@ class Chief:
     self._servicer.serve(self._oracle)
     tuner.search(**result.fit_kwargs)
 
-  def _serve(self) -> None:
-    """Starts the oracle's server on loopback and tells the workers where,
-    before the chief's tuner exists: each worker builds its own tuner
-    meanwhile, and its first call waits for the chief's oracle."""
+  def _serve(self, bind: str, reachable: str) -> None:
+    """Starts the oracle's server on `bind` and tells the workers where
+    (`reachable`), before the chief's tuner exists: each worker builds its
+    own tuner meanwhile, and its first call waits for the chief's oracle."""
     import grpc  # pylint: disable=g-import-not-at-top
     from keras_tuner import protos  # pylint: disable=g-import-not-at-top
     self._servicer = _late_servicer()
@@ -244,12 +351,10 @@ class Chief:
         max_workers=max(4, self._count + 1)))
     protos.get_service_grpc().add_OracleServicer_to_server(
         self._servicer, self._server)
-    port = self._server.add_insecure_port('127.0.0.1:0')
+    port = self._server.add_insecure_port(f'{bind}:0')
     self._server.start()
-    partial = self._ready + '.partial'
-    with open(partial, 'w') as f:
-      json.dump({'ip': '127.0.0.1', 'port': port}, f)
-    os.replace(partial, self._ready)
+    _write_json(self._ready, {'ip': reachable, 'port': port,
+                              'working_dir': self._task['working_dir']})
 
   def _pace(self) -> None:
     """The oracle answers IDLE while a round waits for trials running
@@ -273,42 +378,50 @@ class Chief:
     if self._failure:
       raise WorkerFailed(self._failure)
     for worker in self._workers:
-      code = worker.process.poll()
-      if code is None:
+      how = worker.gone()
+      if how is None:
         continue
       ongoing = (self._oracle.ongoing_trials.get(worker.tuner_id)
                  if self._oracle else None)
-      if code == 0 and ongoing is None:
-        continue
-      how = (f'killed by signal {-code}' if code < 0 else f'exit {code}')
+      if not how and ongoing is None:
+        continue  # ended cleanly
+      how, _, said = (how or 'ended').partition(' saying: ')
       doing = f' while running trial {ongoing.trial_id}' if ongoing else ''
-      said = _last_line(worker.log) if code > 0 else ''
       self._failure = (
-          f'tuning worker {worker.tuner_id} (pid {worker.process.pid}) '
-          f'died ({how}){doing}' + (f' saying: {said}' if said else '') +
-          '; the search stopped')
+          f'tuning worker {worker.name} died ({how}){doing}' +
+          (f' saying: {said}' if said else '') + '; the search stopped')
       raise WorkerFailed(self._failure)
 
   def wait(self) -> None:
     """Until every worker has written its result (its search has ended)
     or exited; merges what their trials trained."""
-    while any(w.process.poll() is None and not os.path.exists(w.result)
-              for w in self._workers):
+    while any(w.pending() for w in self._workers):
       self.check()
-      time.sleep(0.02)
+      time.sleep(min(w.POLL_S for w in self._workers))
     self.check()
     for worker in self._workers:
-      if os.path.exists(worker.result):
-        with open(worker.result) as f:
-          self.epochs_trained.update(json.load(f)['epochs_trained'])
+      result = _read_json(worker.result)
+      if result is not None:
+        self.epochs_trained.update(result['epochs_trained'])
 
-  def __exit__(self, *exc) -> None:
+  def __exit__(self, exc_type, exc, tb) -> None:
     deadline = time.monotonic() + STOP_GRACE_S
     for worker in self._workers:
       worker.stop(deadline)
+    if self._meeting:  # a worker pod still to come ends at once
+      _write_json(os.path.join(self._folder, ENDED_FILE),
+                  {'failed': str(exc) if exc else None})
     if self._server is not None:
       self._servicer.close()
       self._server.stop(grace=None)
+
+
+def _reachable_ip() -> str:
+  """This pod's IP, where other pods reach it: POD_IP when the pod sets it
+  (Kubernetes' downward API), else what the pod's hostname resolves to
+  (Kubernetes writes the pod's IP for it into /etc/hosts)."""
+  return os.environ.get('POD_IP') or socket.gethostbyname(
+      socket.gethostname())
 
 
 def _say(message: str) -> None:
@@ -322,38 +435,40 @@ def _last_line(path: str, limit: int = 120) -> str:
   return lines[-1][:limit] if lines else ''
 
 
-def _await(path: str, what: str,
-           timeout: Optional[float] = None) -> Dict[str, Any]:
-  """The JSON at `path` once it is there; fails when the parent has gone
-  or `timeout` seconds have passed."""
+def _await(paths: List[str], what: str, timeout: Optional[float] = None,
+           orphan: bool = True) -> Tuple[str, Dict[str, Any]]:
+  """The first of `paths` to be there, and its JSON; fails after `timeout`
+  seconds, or (`orphan`) once the parent process has gone."""
   parent = os.getppid()
   deadline = None if timeout is None else time.monotonic() + timeout
-  while not os.path.exists(path):
-    if os.getppid() != parent or (deadline and time.monotonic() > deadline):
-      raise WorkerFailed(f'no {what} came ({path})')
-    time.sleep(0.05)
-  with open(path) as f:
-    return json.load(f)
+  pause = 0.05 if all('://' not in p for p in paths) else 1.0
+  while True:
+    for path in paths:
+      value = _read_json(path)
+      if value is not None:
+        return path, value
+    if ((orphan and os.getppid() != parent) or
+        (deadline and time.monotonic() > deadline)):
+      raise WorkerFailed(f'no {what} came ({paths[0]})')
+    time.sleep(pause)
 
 
-def work(task_path: str) -> None:
-  """A worker: the same tuner as the chief's, run as a client of its oracle."""
-  task = _await(task_path, 'task')  # a warm worker waits for the Tuner
-  input_dict = artifact_utils.parse_artifact_dict(task['input_dict'])
-  chief = _await(task['ready'], 'address of the chief\'s oracle',
-                 READY_TIMEOUT_S)
-  os.environ.update({'KERASTUNER_TUNER_ID': task['tuner_id'],
+def _search(tuner_id: str, chief: Dict[str, Any], input_dict,
+            exec_properties: Dict[str, Any]) -> Dict[str, Any]:
+  """Builds the module's tuner as a client of the chief's oracle and runs
+  the trials it is given; what they trained."""
+  os.environ.update({'KERASTUNER_TUNER_ID': tuner_id,
                      'KERASTUNER_ORACLE_IP': chief['ip'],
                      'KERASTUNER_ORACLE_PORT': str(chief['port'])})
-  _say(f'{task["tuner_id"]}: building the tuner')
-  result = build(input_dict, task['exec_properties'], task['working_dir'])
+  _say(f'{tuner_id}: building the tuner')
+  result = build(input_dict, exec_properties, chief['working_dir'])
   tuner = result.tuner
   if hasattr(tuner, 'chance'):
     tuner.chance = None  # the chief judges the whole search
   on_trial_begin = tuner.on_trial_begin
 
   def announced(trial):  # into the worker's log
-    _say(f'{task["tuner_id"]}: trial {trial.trial_id} begins')
+    _say(f'{tuner_id}: trial {trial.trial_id} begins')
     on_trial_begin(trial)
 
   tuner.on_trial_begin = announced
@@ -361,14 +476,60 @@ def work(task_path: str) -> None:
 
   def ended(trial):
     on_trial_end(trial)
-    _say(f'{task["tuner_id"]}: trial {trial.trial_id} ended')
+    _say(f'{tuner_id}: trial {trial.trial_id} ended')
 
   tuner.on_trial_end = ended
   tuner.search(**result.fit_kwargs)
-  partial = task['result'] + '.partial'
-  with open(partial, 'w') as f:
-    json.dump({'epochs_trained': getattr(tuner, 'epochs_trained', {})}, f)
-  os.replace(partial, task['result'])
+  return {'epochs_trained': getattr(tuner, 'epochs_trained', {})}
+
+
+def work(task_path: str) -> None:
+  """A worker process: the same tuner as the chief's, run as a client of
+  its oracle."""
+  _, task = _await([task_path], 'task')  # a warm worker waits for the Tuner
+  input_dict = artifact_utils.parse_artifact_dict(task['input_dict'])
+  _, chief = _await([task['ready']], 'address of the chief\'s oracle',
+                    READY_TIMEOUT_S)
+  _write_json(task['result'], _search(task['tuner_id'], chief, input_dict,
+                                      task['exec_properties']))
+
+
+def join(meeting: str, tuner_id: str, input_dict,
+         exec_properties: Dict[str, Any]) -> Dict[str, Any]:
+  """A worker pod: waits in `meeting` for the chief's address, then runs
+  trials as `tuner_id`, beating its heart there meanwhile, and leaves its
+  result there (or its failure, in one line). Returns what it did: the
+  result, or why it ran nothing (the chief's search had ended)."""
+  _say(f'{tuner_id}: waiting for the chief in {meeting}')
+  found, said = _await([os.path.join(meeting, ENDED_FILE),
+                        os.path.join(meeting, CHIEF_FILE)],
+                       'address of the chief\'s oracle', MEET_TIMEOUT_S,
+                       orphan=False)
+  if found.endswith(ENDED_FILE):
+    _say(f'{tuner_id}: the chief\'s search had ended; nothing to do')
+    return {'joined': False, 'chief_failed': said['failed']}
+  beating = threading.Event()
+
+  def beat():
+    count = 0
+    while not beating.wait(0 if count == 0 else HEARTBEAT_S):
+      count += 1
+      with fileio.open(os.path.join(meeting, f'{tuner_id}.alive'), 'w') as f:
+        f.write(str(count))
+
+  heart = threading.Thread(target=beat, name='heartbeat', daemon=True)
+  heart.start()
+  try:
+    result = _search(tuner_id, said, input_dict, exec_properties)
+  except BaseException as e:  # the chief reads why, in one line
+    _write_json(os.path.join(meeting, f'{tuner_id}.failed'),
+                {'error': f'{type(e).__name__}: {e}'.splitlines()[0][:200]})
+    raise
+  finally:
+    beating.set()
+    heart.join()
+  _write_json(os.path.join(meeting, f'{tuner_id}.json'), result)
+  return {'joined': True, **result}
 
 
 def main(argv: List[str]) -> int:

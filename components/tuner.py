@@ -7,7 +7,9 @@ switch a degenerate Hyperband to a grid), the trials and epochs asked for
 and run, the best objective, and a note when the search did less than
 asked; and it logs that as one line. The report is a pure function of the
 plan and the trials (`search_report`). With TuneArgs.num_parallel_trials
-above 1 the trials run in that many processes (components/parallel_search.py).
+above 1 the trials run in that many processes (components/parallel_search.py)
+or, given a meeting place (`meeting_root`, `run_id`: Kubeflow), in that many
+pods: the Tuner's and those of its TunerWorker components.
 """
 
 import collections
@@ -18,16 +20,28 @@ import time
 from typing import Any, Dict, List, Optional
 
 from keras_tuner.engine import trial as trial_module
+from tfx import types
 from tfx.components.tuner import component as tfx_tuner
 from tfx.components.tuner import executor as tuner_executor
-from tfx.dsl.components.base import executor_spec
-from tfx.types import artifact_utils, standard_component_specs
-from tfx.utils import io_utils
+from tfx.components.util import udf_utils
+from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.proto import trainer_pb2, tuner_pb2
+from tfx.types import (
+  artifact_utils,
+  standard_artifacts,
+  standard_component_specs,
+)
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+from tfx.utils import io_utils, json_utils
 
 from components import parallel_search
 
 REPORT_FILE = 'search_report.json'
 AUTO = -1  # TuneArgs.num_parallel_trials for "the cores available"
+MEETING_ROOT_KEY = 'meeting_root'  # where pods meet, a run's folder each
+RUN_ID_KEY = 'run_id'  # which run's: KFP puts its id in place of RUN_ID
+RUN_ID = '{{$.pipeline_job_uuid}}'  # KFP's (and Vertex's) run id placeholder
+WORKER_KEY = 'worker'  # a TunerWorker's number, 1 to N - 1
 PROGRESS_LOGGER = 'tfx_pipeline.progress'  # pipeline/runners/progress.py
 
 
@@ -150,12 +164,30 @@ def parallel_trials(exec_properties: Dict[str, Any]) -> int:
   field for it), AUTO for the cores available here, 1 without TuneArgs."""
   tune_args = tuner_executor.get_tune_args(exec_properties)
   asked = tune_args.num_parallel_trials if tune_args else 1
+  if asked == AUTO and exec_properties.get(MEETING_ROOT_KEY):
+    raise ValueError('num_parallel_trials "auto" counts one machine\'s '
+                     'cores; with Tuner pods give their number')
   if asked == AUTO:
     return parallel_search.available_cores()
   if asked < 1:
     raise ValueError(f'num_parallel_trials {asked}: give 1 or more, or '
                      f'{AUTO} for the cores available')
   return asked
+
+
+def meeting(exec_properties: Dict[str, Any]) -> Optional[str]:
+  """The folder where this run's Tuner pods meet; None for processes."""
+  root = exec_properties.get(MEETING_ROOT_KEY)
+  if not root:
+    return None
+  run_id = exec_properties.get(RUN_ID_KEY) or ''
+  if not run_id or '{{' in run_id:
+    raise ValueError(
+        f'run_id reached the task as {run_id!r}, not the run\'s id: this '
+        'Kubeflow Pipelines does not replace ' + RUN_ID + ' (KFP 2.5 and '
+        'later, and Vertex AI, do); upgrade it, or set tuner.parallel_trials: '
+        '1 to tune in one pod')
+  return os.path.join(root, run_id)
 
 
 class ReportingExecutor(tuner_executor.Executor):
@@ -166,9 +198,12 @@ class ReportingExecutor(tuner_executor.Executor):
   def Do(self, input_dict, output_dict, exec_properties) -> None:
     working_dir = self._get_tmp_dir()
     processes = parallel_trials(exec_properties)
+    pods = meeting(exec_properties)
+    if pods:  # every pod reads the checkpoints any pod wrote
+      working_dir = os.path.join(pods, 'search')
     if processes > 1:
       with parallel_search.Chief(input_dict, exec_properties, working_dir,
-                                 workers=processes - 1) as chief:
+                                 workers=processes - 1, meeting=pods) as chief:
         result = parallel_search.build(input_dict, exec_properties,
                                        working_dir)
         timings = report_trials(result.tuner.oracle)
@@ -195,6 +230,124 @@ class ReportingExecutor(tuner_executor.Executor):
     logging.info('search: %s', report['line'])
 
 
+MEETING_PARAMETERS = {
+    MEETING_ROOT_KEY: ExecutionParameter(type=str, optional=True),
+    RUN_ID_KEY: ExecutionParameter(type=str, optional=True),
+}
+
+
+class TunerSpec(standard_component_specs.TunerSpec):
+  """TFX's TunerSpec, plus where its pods meet."""
+  PARAMETERS = {**standard_component_specs.TunerSpec.PARAMETERS,
+                **MEETING_PARAMETERS}
+
+
+def _spec_arguments(module_file: Optional[str], tuner_fn: Optional[str],
+                    train_args: Optional[trainer_pb2.TrainArgs],
+                    eval_args: Optional[trainer_pb2.EvalArgs],
+                    custom_config: Optional[Dict[str, Any]],
+                    **rest) -> Dict[str, Any]:
+  """A tuner's spec arguments, with TFX's Tuner's defaults."""
+  if bool(module_file) == bool(tuner_fn):
+    raise ValueError(
+        "Exactly one of 'module_file' or 'tuner_fn' must be supplied")
+  return dict(module_file=module_file, tuner_fn=tuner_fn,
+              train_args=train_args or trainer_pb2.TrainArgs(),
+              eval_args=eval_args or trainer_pb2.EvalArgs(),
+              custom_config=json_utils.dumps(custom_config), **rest)
+
+
 class Tuner(tfx_tuner.Tuner):
-  """TFX's Tuner with ReportingExecutor."""
+  """TFX's Tuner with ReportingExecutor; with `meeting_root` and `run_id`
+  its parallel trials run in TunerWorker pods (Kubeflow)."""
+  SPEC_CLASS = TunerSpec
   EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(ReportingExecutor)
+
+  def __init__(self,  # pylint: disable=super-init-not-called
+               examples: types.BaseChannel,
+               schema: Optional[types.BaseChannel] = None,
+               transform_graph: Optional[types.BaseChannel] = None,
+               base_model: Optional[types.BaseChannel] = None,
+               module_file: Optional[str] = None,
+               tuner_fn: Optional[str] = None,
+               train_args: Optional[trainer_pb2.TrainArgs] = None,
+               eval_args: Optional[trainer_pb2.EvalArgs] = None,
+               tune_args: Optional[tuner_pb2.TuneArgs] = None,
+               custom_config: Optional[Dict[str, Any]] = None,
+               meeting_root: Optional[str] = None,
+               run_id: Optional[str] = None):
+    """TFX's Tuner's arguments (its __init__, which builds TFX's own spec,
+    is not called), plus `meeting_root` and `run_id`."""
+    spec = TunerSpec(**_spec_arguments(
+        module_file, tuner_fn, train_args, eval_args, custom_config,
+        examples=examples, schema=schema, transform_graph=transform_graph,
+        base_model=base_model, tune_args=tune_args,
+        meeting_root=meeting_root, run_id=run_id,
+        best_hyperparameters=types.Channel(
+            type=standard_artifacts.HyperParameters),
+        tuner_results=types.Channel(type=standard_artifacts.TunerResults)))
+    base_component.BaseComponent.__init__(self, spec=spec)
+    _package_module_file(self)
+
+
+def _package_module_file(component) -> None:
+  if udf_utils.should_package_user_modules():
+    udf_utils.add_user_module_dependency(
+        component, standard_component_specs.MODULE_FILE_KEY,
+        standard_component_specs.MODULE_PATH_KEY)
+
+
+class TunerWorkerSpec(types.ComponentSpec):
+  """A TunerWorker reads what the Tuner reads; it writes what it did
+  (`work`: worker.json, whether it joined the search and what its trials
+  trained), a TunerResults as the Tuner's own part is."""
+  PARAMETERS = {**TunerSpec.PARAMETERS,
+                WORKER_KEY: ExecutionParameter(type=int)}
+  INPUTS = dict(TunerSpec.INPUTS)
+  OUTPUTS = {'work': ChannelParameter(type=standard_artifacts.TunerResults)}
+
+
+class WorkerExecutor(base_executor.BaseExecutor):
+  """Joins the run's Tuner (components/parallel_search.py, `join`) as
+  worker `tuner<N>` and runs the trials its oracle gives."""
+
+  def Do(self, input_dict, output_dict, exec_properties) -> None:
+    folder = meeting(exec_properties)
+    if not folder:
+      raise ValueError(f'a TunerWorker needs {MEETING_ROOT_KEY} and '
+                       f'{RUN_ID_KEY}')
+    tuner_id = f'tuner{int(exec_properties[WORKER_KEY])}'  # KFP: a float
+    did = parallel_search.join(folder, tuner_id, input_dict, exec_properties)
+    out = artifact_utils.get_single_uri(output_dict['work'])
+    io_utils.write_string_file(os.path.join(out, 'worker.json'),
+                               json.dumps({'tuner_id': tuner_id, **did}))
+    logging.info('tuning worker %s: %s', tuner_id,
+                 'joined the search' if did['joined'] else
+                 'the search had ended before it started')
+
+
+class TunerWorker(base_component.BaseComponent):
+  """One more pod for the Tuner's trials, on Kubeflow: takes the Tuner's
+  inputs and arguments, runs beside it and meets it through the pipeline
+  root."""
+  SPEC_CLASS = TunerWorkerSpec
+  EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(WorkerExecutor)
+
+  def __init__(self, worker: int, examples: types.BaseChannel,
+               meeting_root: str, run_id: str,
+               schema: Optional[types.BaseChannel] = None,
+               transform_graph: Optional[types.BaseChannel] = None,
+               base_model: Optional[types.BaseChannel] = None,
+               module_file: Optional[str] = None,
+               tuner_fn: Optional[str] = None,
+               train_args: Optional[trainer_pb2.TrainArgs] = None,
+               eval_args: Optional[trainer_pb2.EvalArgs] = None,
+               tune_args: Optional[tuner_pb2.TuneArgs] = None,
+               custom_config: Optional[Dict[str, Any]] = None):
+    super().__init__(spec=TunerWorkerSpec(**_spec_arguments(
+        module_file, tuner_fn, train_args, eval_args, custom_config,
+        examples=examples, schema=schema, transform_graph=transform_graph,
+        base_model=base_model, tune_args=tune_args,
+        meeting_root=meeting_root, run_id=run_id, worker=worker,
+        work=types.Channel(type=standard_artifacts.TunerResults))))
+    _package_module_file(self)

@@ -29,6 +29,7 @@ from pipeline.definition.spec import (
     KUBEFLOW_COMPONENTS,
     PipelineSpec,
     is_uri,
+    tuner_worker_ids,
 )
 from pipeline.errors import PipelineError
 from pipeline.runners.environment import REPO_ROOT, build_environment
@@ -216,7 +217,18 @@ def _platform_configs(spec: PipelineSpec, target: str) -> Dict[str, Any]:
     configs[node_id] = config
     for alias in NODE_ALIASES.get(node_id, ()):
       configs[alias] = config
+  if 'Tuner' in configs:  # each Tuner pod runs trials as the Tuner does
+    for node_id in _tuner_workers(spec):
+      configs[node_id] = configs['Tuner']
   return configs
+
+
+def _tuner_workers(spec: PipelineSpec) -> List[str]:
+  """The TunerWorker pods for tuner.parallel_trials (beside the Tuner's)."""
+  try:
+    return tuner_worker_ids(spec)
+  except ValueError as e:
+    raise KubeflowError(str(e)) from None
 
 
 def _beam_args(spec: PipelineSpec) -> List[str]:
@@ -272,6 +284,7 @@ def cluster_settings(spec: PipelineSpec, image: Optional[str] = None,
     raise KubeflowError(f'--image {image!r}: not a container image reference '
                         '(e.g. gcr.io/project/tfx-pipeline:1.0)')
   base_model_uri, push_base = _base_model(spec)
+  _tuner_workers(spec)
   push_destination = _remote(push_destination or kf.push_destination or
                              spec.push.destination,
                              'kubeflow.push_destination', spec,
@@ -319,7 +332,8 @@ def environment(spec: PipelineSpec, settings: ClusterSettings,
       base_model_uri=settings.base_model_uri,
       base_model_push_base=settings.base_model_push_base,
       baseline='pushed' if settings.target == 'kfp' else 'vertex',
-      platform_configs=settings.platform_configs)
+      platform_configs=settings.platform_configs,
+      tuner_pods=True)
 
 
 def _check_output(output: str, target: str) -> str:

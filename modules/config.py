@@ -227,8 +227,9 @@ class TunerSpec(Strict):
   factor: int = Field(default=3, ge=2)
   hyperband_iterations: int = Field(default=1, ge=1)
   seed: int = 42
-  # Trials at once, each in its own process (components/parallel_search.py);
-  # 'auto': the cores available where the Tuner runs.
+  # Trials at once, each in its own process (components/parallel_search.py),
+  # or on Kubeflow in its own pod; 'auto': the cores available where the
+  # Tuner runs (local only).
   parallel_trials: Union[Annotated[int, Field(ge=1)],
                          Literal[PARALLEL_AUTO]] = 1  # type: ignore[valid-type]
 

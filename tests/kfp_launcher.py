@@ -13,9 +13,10 @@ import json
 import os
 import subprocess
 import sys
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 PLACEHOLDER = '{{$}}'
+RUN_ID_PLACEHOLDER = '{{$.pipeline_job_uuid}}'
 
 
 def _component(pipeline_spec: Mapping[str, Any], task: str):
@@ -28,7 +29,7 @@ def _component(pipeline_spec: Mapping[str, Any], task: str):
 
 def executor_input(pipeline_spec: Mapping[str, Any], task: str,
                    inputs: Mapping[str, Tuple[str, Dict[str, Any]]],
-                   output_root: str) -> Dict[str, Any]:
+                   output_root: str, run_id: str = 'run-1') -> Dict[str, Any]:
   """The ExecutorInput (as JSON) for `task`.
 
   Args:
@@ -37,6 +38,7 @@ def executor_input(pipeline_spec: Mapping[str, Any], task: str,
     inputs: input artifact name -> (uri, metadata: properties and custom
       properties, as KFP passes them).
     output_root: where output artifacts and the executor output file go.
+    run_id: the run's id, for a parameter that is KFP's placeholder of it.
   """
   task_spec, component, _ = _component(pipeline_spec, task)
   definitions = component.get('inputDefinitions', {})
@@ -49,6 +51,8 @@ def executor_input(pipeline_spec: Mapping[str, Any], task: str,
   values = {}
   for name, value in task_spec.get('inputs', {}).get('parameters', {}).items():
     values[name] = value['runtimeValue']['constant']
+    if values[name] == RUN_ID_PLACEHOLDER:  # KFP's driver puts the run's id
+      values[name] = run_id
   outputs = {}
   for name, definition in component.get('outputDefinitions', {}).get(
       'artifacts', {}).items():
@@ -72,17 +76,33 @@ def command(pipeline_spec: Mapping[str, Any], task: str,
       text if arg == PLACEHOLDER else arg for arg in container['args']]
 
 
+def start(pipeline_spec: Mapping[str, Any], task: str,
+          inputs: Mapping[str, Tuple[str, Dict[str, Any]]], output_root: str,
+          cwd: str, env: Optional[Mapping[str, str]] = None,
+          run_id: str = 'run-1') -> subprocess.Popen:
+  """Starts `task` in a subprocess (`python` is this interpreter), its
+  stdout and stderr piped."""
+  invocation = executor_input(pipeline_spec, task, inputs, output_root, run_id)
+  argv = command(pipeline_spec, task, invocation)
+  environ = {**os.environ, **(env or {})}
+  environ['PATH'] = os.path.dirname(sys.executable) + os.pathsep + environ[
+      'PATH']
+  environ.pop('PYTHONPATH', None)
+  return subprocess.Popen(argv, cwd=cwd, env=environ, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+
+
 def run(pipeline_spec: Mapping[str, Any], task: str,
         inputs: Mapping[str, Tuple[str, Dict[str, Any]]], output_root: str,
-        cwd: str, timeout: int = 900) -> subprocess.CompletedProcess:
-  """Runs `task` in a subprocess; `python` is this interpreter."""
-  invocation = executor_input(pipeline_spec, task, inputs, output_root)
-  argv = command(pipeline_spec, task, invocation)
-  env = dict(os.environ)
-  env['PATH'] = os.path.dirname(sys.executable) + os.pathsep + env['PATH']
-  env.pop('PYTHONPATH', None)
-  return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True,
-                        timeout=timeout, check=False)
+        cwd: str, timeout: int = 900, **kwargs) -> subprocess.CompletedProcess:
+  """Runs `task` to its end (see `start`)."""
+  proc = start(pipeline_spec, task, inputs, output_root, cwd, **kwargs)
+  try:
+    out, err = proc.communicate(timeout=timeout)
+  except subprocess.TimeoutExpired:
+    proc.kill()
+    raise
+  return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def executor_output(output_root: str, task: str) -> Dict[str, Any]:

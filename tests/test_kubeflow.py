@@ -2,6 +2,7 @@
 refusals; the submit client against a KFP API; and compiled tasks run by
 their exact container command, as KFP's launcher runs them."""
 
+import collections
 import glob
 import http.server
 import json
@@ -10,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 
 import ml_metadata as mlmd
 import pytest
@@ -653,28 +655,163 @@ def test_remote_data_needs_the_classes_and_features_in_the_spec(tmp_path):
   assert not os.listdir(tmp_path)
 
 
-@pytest.mark.e2e
-def test_tuner_task_runs_parallel_trials_from_the_compiled_tune_args(
-    cold_store, tmp_path):
-  """`tuner.parallel_trials` compiles into the Tuner's TuneArgs, and the
-  compiled Tuner task, run by its container command, runs its trials in that
-  many processes (cold workers: there is no local runner to warm them)."""
-  output = str(tmp_path / 'parallel.yaml')
-  compile_to(DEFAULT_SPEC, output, **{'tuner.parallel_trials': 2,
-                                 'tuner.max_trials': 4,
-                                 'tuner.max_epochs': 4})
+def test_parallel_trials_compile_to_tuner_worker_pods(tmp_path):
+  """`tuner.parallel_trials: 3` gives the Tuner two TunerWorker tasks: the
+  Tuner's inputs, arguments and resources (its GPU), a meeting place under
+  the pipeline root and KFP's run id placeholder, which the backend
+  replaces with the run's id."""
+  output = str(tmp_path / 'pods.yaml')
+  compile_to(DEFAULT_SPEC, output, **{'tuner.parallel_trials': 3})
+  with open(output) as f:
+    proto = json_format.ParseDict(yaml.safe_load(f),
+                                  pipeline_spec_pb2.PipelineSpec())
+  tasks = proto.root.dag.tasks
+  workers = sorted(t for t in tasks if t.startswith('TunerWorker'))
+  assert workers == ['TunerWorker1', 'TunerWorker2']
+  tuner = tasks['Tuner']
+  for number, name in enumerate(workers, start=1):
+    task = tasks[name]
+    assert sorted(task.dependent_tasks) == sorted(tuner.dependent_tasks)
+    assert set(task.inputs.artifacts) == set(tuner.inputs.artifacts)
+    for key in ('tuner_fn', 'custom_config', 'tune_args', 'train_args',
+                'eval_args', 'meeting_root', 'run_id'):
+      assert parameter(proto, name, key) == parameter(proto, 'Tuner', key)
+    assert parameter(proto, name, 'worker') == number
+    assert container_of(proto, name)['resources'] == container_of(
+        proto, 'Tuner')['resources']
+    assert container_of(proto, name)['resources']['accelerator'] == {
+        'type': GPU['type'], 'count': str(GPU['count'])}
+    assert container_of(proto, name)['args'][1] == (
+        'components.tuner.WorkerExecutor')
+  assert parameter(proto, 'Tuner', 'run_id') == kfp_launcher.RUN_ID_PLACEHOLDER
+  assert parameter(proto, 'Tuner', 'meeting_root') == (
+      CLUSTER['kubeflow.pipeline_root'] + '/tuner-meetings')
+  # One pod: no worker, no meeting.
+  compile_to(DEFAULT_SPEC, output)
+  with open(output) as f:
+    one = yaml.safe_load(f)
+  assert not [t for t in one['root']['dag']['tasks'] if 'Worker' in t]
+  assert 'run_id' not in one['root']['dag']['tasks']['Tuner']['inputs'][
+      'parameters']
+
+
+def test_auto_parallel_trials_is_refused_on_kubeflow(tmp_path):
+  with pytest.raises(runner.KubeflowError, match=(
+      r"tuner.parallel_trials: 'auto' counts one machine's cores; on "
+      'Kubeflow give the number of Tuner pods')):
+    compile_to(DEFAULT_SPEC, str(tmp_path / 'x.yaml'),
+               **{'tuner.parallel_trials': 'auto'})
+  assert not os.listdir(tmp_path)
+
+
+def _pod_tasks(tmp_path, extra):
+  """The default spec compiled with Tuner pods, its meeting place moved to
+  a local folder (the compiled gs:// root cannot be reached here)."""
+  output = str(tmp_path / 'pods.yaml')
+  compile_to(DEFAULT_SPEC, output, **extra)
   with open(output) as f:
     pipeline_spec = yaml.safe_load(f)
+  meetings = tmp_path / 'meetings'
+  for name, task in pipeline_spec['root']['dag']['tasks'].items():
+    if name == 'Tuner' or name.startswith('TunerWorker'):
+      task['inputs']['parameters']['meeting_root']['runtimeValue'][
+          'constant'] = str(meetings)
+  return pipeline_spec, meetings
+
+
+def _started(proc, line, timeout=300):
+  """Reads `proc`'s stdout until a line containing `line`; that line."""
+  deadline = time.monotonic() + timeout
+  for text in proc.stdout:
+    if line in text:
+      return text
+    assert time.monotonic() < deadline, f'no {line!r} in time'
+  raise AssertionError(f'{line!r} never came; exit {proc.wait()}: '
+                       f'{proc.stderr.read()[-3000:]}')
+
+
+@pytest.mark.e2e
+def test_tuner_and_worker_pods_run_one_search_from_the_compiled_tasks(
+    cold_store, tmp_path):
+  """The compiled Tuner task and TunerWorker1 task, run by their container
+  commands as two pods of one run, search together: the worker's trials are
+  in the Tuner's report, and the search's checkpoints are in the shared
+  storage. TunerWorker2 never started while the search ran: the Tuner did
+  not wait for it, and once started it ends at once."""
+  pipeline_spec, meetings = _pod_tasks(tmp_path, {
+      'tuner.parallel_trials': 3, 'tuner.max_trials': 4,
+      'tuner.max_epochs': 4})
   inputs = _inputs(cold_store, 'components.tuner.Tuner',
                    ('examples', 'transform_graph', 'schema'))
   out, cwd = str(tmp_path / 'out'), str(tmp_path / 'elsewhere')
   os.makedirs(cwd)
-  proc = kfp_launcher.run(pipeline_spec, 'Tuner', inputs, out, cwd=cwd)
-  assert proc.returncode == 0, proc.stderr[-4000:]
+  worker = kfp_launcher.start(pipeline_spec, 'TunerWorker1', inputs, out,
+                              cwd=cwd)
+  _started(worker, 'tuner1: waiting for the chief')
+  chief = kfp_launcher.run(pipeline_spec, 'Tuner', inputs, out, cwd=cwd)
+  assert chief.returncode == 0, chief.stderr[-4000:]
+  worker_out, worker_err = worker.communicate(timeout=300)
+  assert worker.returncode == 0, worker_err[-3000:]
+  assert 'tuner1: trial ' in worker_out
   results = kfp_launcher.executor_output(out, 'Tuner')['artifacts'][
       'tuner_results']['artifacts'][0]['uri']
   with open(os.path.join(results, 'search_report.json')) as f:
     report = json.load(f)
-  assert report['processes'] == 2
+  assert report['processes'] == 3
   assert report['trials_run'] == 4
+  by = collections.Counter(t['process'] for t in report['trials'])
+  assert by['tuner1'] >= 1 and set(by) <= {'tuner0', 'tuner1'}, by
+  assert all(t['seconds'] for t in report['trials'])
+  work = kfp_launcher.executor_output(out, 'TunerWorker1')['artifacts'][
+      'work']['artifacts'][0]['uri']
+  with open(os.path.join(work, 'worker.json')) as f:
+    did = json.load(f)
+  assert did['joined'] and did['tuner_id'] == 'tuner1'
+  assert set(did['epochs_trained']) == {
+      t['trial_id'] for t in report['trials'] if t['process'] == 'tuner1'}
+  meeting = meetings / 'run-1'
+  assert (meeting / 'ended.json').is_file()
+  assert glob.glob(str(meeting / 'search' / '*' / 'trial_*' / 'trial.json'))
   assert os.listdir(cwd) == []
+
+  late = kfp_launcher.run(pipeline_spec, 'TunerWorker2', inputs, out,
+                          cwd=cwd, timeout=300)
+  assert late.returncode == 0, late.stderr[-3000:]
+  assert "tuner2: the chief's search had ended; nothing to do" in late.stdout
+  work = kfp_launcher.executor_output(out, 'TunerWorker2')['artifacts'][
+      'work']['artifacts'][0]['uri']
+  with open(os.path.join(work, 'worker.json')) as f:
+    assert json.load(f) == {'tuner_id': 'tuner2', 'joined': False,
+                            'chief_failed': None}
+
+
+@pytest.mark.e2e
+def test_a_worker_pod_killed_mid_trial_fails_the_tuner_in_one_line(
+    cold_store, tmp_path):
+  """A pod has no process for the chief to watch: its heartbeat stops
+  (PARALLEL_SEARCH_SILENCE_S, here 5 s), and the Tuner fails naming it and
+  its trial."""
+  pipeline_spec, _ = _pod_tasks(tmp_path, {
+      'tuner.parallel_trials': 2, 'tuner.algorithm': 'random',
+      'tuner.max_epochs': 40})  # long trials
+  inputs = _inputs(cold_store, 'components.tuner.Tuner',
+                   ('examples', 'transform_graph', 'schema'))
+  out, cwd = str(tmp_path / 'out'), str(tmp_path / 'elsewhere')
+  os.makedirs(cwd)
+  env = {'PARALLEL_SEARCH_SILENCE_S': '5'}
+  worker = kfp_launcher.start(pipeline_spec, 'TunerWorker1', inputs, out,
+                              cwd=cwd, env=env)
+  _started(worker, 'tuner1: waiting for the chief')
+  chief = kfp_launcher.start(pipeline_spec, 'Tuner', inputs, out, cwd=cwd,
+                             env=env)
+  begun = _started(worker, 'tuner1: trial ')
+  trial = begun.split('tuner1: trial ')[1].split()[0]
+  worker.kill()
+  worker.wait()
+  _, err = chief.communicate(timeout=300)
+  assert chief.returncode != 0
+  failed = [line for line in err.splitlines() if 'WorkerFailed' in line]
+  assert failed, err[-3000:]
+  assert ('WorkerFailed: tuning worker tuner1 (a TunerWorker pod) died (no '
+          f'heartbeat for 5 s) while running trial {trial}; the search '
+          'stopped') in failed[-1], failed[-1]

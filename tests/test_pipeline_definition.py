@@ -98,6 +98,44 @@ def test_parallel_trials_ride_on_tfx_tune_args(tmp_path, asked, carried,
       processes or len(os.sched_getaffinity(0)))
 
 
+def test_tuner_pods_are_worker_nodes_beside_the_tuner(tmp_path):
+  """With Environment.tuner_pods (Kubeflow), `parallel_trials: 3` adds two
+  TunerWorker nodes with the Tuner's inputs and arguments, and a meeting
+  place for the run; locally (the default) none, and no meeting."""
+  spec = resolved_spec(DEFAULT_SPEC, {'tuner.parallel_trials': 3})
+  env = pipeline_lib.Environment(pipeline_root='gs://b/root',
+                                 code_version='abc',
+                                 transform_code_version='xyz',
+                                 tuner_pods=True)
+  p = pipeline_lib.create_pipeline(spec, env)
+  by_id = {c.id: c for c in p.components}
+  tuner = by_id['Tuner']
+  workers = [by_id['TunerWorker1'], by_id['TunerWorker2']]
+  assert tuner.exec_properties['meeting_root'] == 'gs://b/root/tuner-meetings'
+  assert tuner.exec_properties['run_id'] == tuner_component.RUN_ID
+  for number, worker in enumerate(workers, start=1):
+    assert worker.exec_properties == {**tuner.exec_properties,
+                                      'worker': number}
+    assert {k: c.producer_component_id for k, c in worker.inputs.items()} == {
+        k: c.producer_component_id for k, c in tuner.inputs.items()}
+    assert worker not in by_id['Trainer'].upstream_nodes
+  _, local = _pipeline(tmp_path, {'tuner.parallel_trials': 3})
+  [local_tuner] = [c for c in local.components if c.id == 'Tuner']
+  assert [c.id for c in local.components] == ORDER
+  assert local_tuner.exec_properties['meeting_root'] is None
+
+
+@pytest.mark.parametrize('run_id', [None, '', tuner_component.RUN_ID])
+def test_a_run_id_kfp_did_not_replace_is_refused_in_one_line(run_id):
+  with pytest.raises(ValueError, match=(
+      'this Kubeflow Pipelines does not replace .*pipeline_job_uuid.* '
+      r'\(KFP 2.5 and later, and Vertex AI, do\)')):
+    tuner_component.meeting({'meeting_root': 'gs://b/m', 'run_id': run_id})
+  assert tuner_component.meeting({'meeting_root': 'gs://b/m',
+                                  'run_id': '4f2a'}) == 'gs://b/m/4f2a'
+  assert tuner_component.meeting({}) is None
+
+
 def test_definition_is_pure_and_compiles(tmp_path):
   _, p = _pipeline(tmp_path)
   assert not os.path.exists(tmp_path / 'root')

@@ -62,6 +62,7 @@ from pipeline.definition.spec import (
   SliceThreshold,
   Threshold,
   metric_table,
+  tuner_worker_ids,
 )
 
 PREPROCESSING_FN = 'modules.preprocessing.preprocessing_fn'
@@ -74,6 +75,7 @@ BASE_MODEL_FINDER = 'base_model_finder'
 BASELINE_FINDER = 'baseline_model_finder'
 BASELINE_RESOLVER = 'baseline_model_resolver'
 BASELINES = ('local', 'vertex', 'pushed')
+TUNER_MEETINGS = 'tuner-meetings'  # under the pipeline root: a run's each
 
 
 
@@ -103,6 +105,10 @@ class Environment:
   baseline: str = 'local'
   # Kubeflow only: node id -> KFP ResourceSpec proto (with_platform_config).
   platform_configs: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  # Kubeflow only: parallel trials run in pods, the Tuner's and those of
+  # its TunerWorker nodes (spec.tuner_worker_ids), which meet under the
+  # pipeline root; locally they are processes inside the Tuner.
+  tuner_pods: bool = False
   # Each CSV column's kind (INT, FLOAT, STRING) as the runner found it
   # (declared by the schema, or inferred from the data); ExampleGen infers
   # the columns not listed.
@@ -376,12 +382,20 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> Pipeline:
                                    num_steps=spec.training.eval_steps))
   hyperparameters = None
   if spec.tuner.enabled:
-    tuner = tuner_component.Tuner(custom_config=tuner_config,
-                                 tune_args=_tune_args(spec.tuner),
-                                 **_callback(spec, 'tuner_fn', TUNER_FN),
-                                 **training_inputs)
+    tuner_args = dict(custom_config=tuner_config,
+                      tune_args=_tune_args(spec.tuner),
+                      **_callback(spec, 'tuner_fn', TUNER_FN),
+                      **training_inputs)
+    workers = tuner_worker_ids(spec) if env.tuner_pods else []
+    if workers:
+      tuner_args.update(meeting_root=f'{env.pipeline_root}/{TUNER_MEETINGS}',
+                        run_id=tuner_component.RUN_ID)
+    tuner = tuner_component.Tuner(**tuner_args)
     hyperparameters = tuner.outputs['best_hyperparameters']
     components.append(tuner)
+    components += [
+        tuner_component.TunerWorker(worker=number, **tuner_args).with_id(
+            node_id) for number, node_id in enumerate(workers, start=1)]
   trainer = Trainer(hyperparameters=hyperparameters,
                                    custom_config=trainer_config,
                                    **_callback(spec, 'run_fn', RUN_FN),

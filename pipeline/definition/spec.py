@@ -334,6 +334,22 @@ _PATH_KEYS = (('data', 'csv'), ('schema',), ('module_file',),
               ('training', 'base_model', 'path'))
 
 
+TUNER_WORKER = 'TunerWorker'  # Kubeflow: node ids TunerWorker1, ...
+
+
+def tuner_worker_ids(spec: 'PipelineSpec') -> List[str]:
+  """Kubeflow's TunerWorker nodes for `spec`: one pod per parallel trial
+  beyond the Tuner's own (none without the Tuner)."""
+  asked = spec.tuner.parallel_trials
+  if not spec.tuner.enabled:
+    return []
+  if not isinstance(asked, int):
+    raise ValueError(f'{spec.source}: tuner.parallel_trials: {asked!r} counts '
+                     'one machine\'s cores; on Kubeflow give the number of '
+                     'Tuner pods')
+  return [f'{TUNER_WORKER}{number}' for number in range(1, asked)]
+
+
 def is_uri(path: str) -> bool:
   return bool(re.match(r'^[a-z][a-z0-9+.-]*://', path))
 

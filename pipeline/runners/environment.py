@@ -39,7 +39,8 @@ def build_environment(pipeline_root: str,
                       base_model_push_base: Optional[str] = None,
                       baseline: str = 'local',
                       platform_configs: Optional[Dict[str, Any]] = None,
-                      column_kinds: Optional[Dict[str, str]] = None):
+                      column_kinds: Optional[Dict[str, str]] = None,
+                      tuner_pods: bool = False):
   """The definition's Environment, with this checkout's code fingerprints.
 
   Returns:
@@ -57,4 +58,5 @@ def build_environment(pipeline_root: str,
       base_model_push_base=base_model_push_base,
       baseline=baseline,
       platform_configs=dict(platform_configs or {}),
-      column_kinds=dict(column_kinds or {}))
+      column_kinds=dict(column_kinds or {}),
+      tuner_pods=tuner_pods)
