@@ -25,6 +25,7 @@ from tfx.components.tuner import component as tfx_tuner
 from tfx.components.tuner import executor as tuner_executor
 from tfx.components.util import udf_utils
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.dsl.io import fileio
 from tfx.proto import trainer_pb2, tuner_pb2
 from tfx.types import (
   artifact_utils,
@@ -218,6 +219,8 @@ class ReportingExecutor(tuner_executor.Executor):
       timings = report_trials(tuner.oracle)
       tuner.search(**result.fit_kwargs)
     tuner_executor.write_best_hyperparameters(tuner, output_dict)
+    if pods:  # the trials' checkpoints, which no one reads now
+      fileio.rmtree(working_dir)
     plan = getattr(tuner, 'search_plan', None)
     report = search_report(plan.to_json() if plan else None,
                            tuner.oracle.objective.name,

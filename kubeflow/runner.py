@@ -56,6 +56,8 @@ BEAM_RUNNERS = {
 # Nodes that stand in for one another: without a curated schema, SchemaGen
 # takes ImportSchemaGen's place (resources.schema_gen applies to either).
 NODE_ALIASES = {'ImportSchemaGen': ('SchemaGen',)}
+# Targets where tuner.parallel_trials gives Tuner pods (TunerWorker tasks).
+TUNER_POD_TARGETS = ('kfp',)
 _IMAGE = re.compile(r'^[a-z0-9][a-z0-9._/:@-]*$', re.IGNORECASE)
 
 
@@ -218,13 +220,18 @@ def _platform_configs(spec: PipelineSpec, target: str) -> Dict[str, Any]:
     for alias in NODE_ALIASES.get(node_id, ()):
       configs[alias] = config
   if 'Tuner' in configs:  # each Tuner pod runs trials as the Tuner does
-    for node_id in _tuner_workers(spec):
+    for node_id in _tuner_workers(spec, target):
       configs[node_id] = configs['Tuner']
   return configs
 
 
-def _tuner_workers(spec: PipelineSpec) -> List[str]:
-  """The TunerWorker pods for tuner.parallel_trials (beside the Tuner's)."""
+def _tuner_workers(spec: PipelineSpec, target: str) -> List[str]:
+  """The TunerWorker pods for tuner.parallel_trials, beside the Tuner's: on
+  open-source KFP, whose pods reach one another in the cluster. Vertex AI
+  runs each task in a network of its own: there the trials run as
+  processes in the Tuner's task."""
+  if target not in TUNER_POD_TARGETS:
+    return []
   try:
     return tuner_worker_ids(spec)
   except ValueError as e:
@@ -284,7 +291,7 @@ def cluster_settings(spec: PipelineSpec, image: Optional[str] = None,
     raise KubeflowError(f'--image {image!r}: not a container image reference '
                         '(e.g. gcr.io/project/tfx-pipeline:1.0)')
   base_model_uri, push_base = _base_model(spec)
-  _tuner_workers(spec)
+  _tuner_workers(spec, target)
   push_destination = _remote(push_destination or kf.push_destination or
                              spec.push.destination,
                              'kubeflow.push_destination', spec,
@@ -333,7 +340,7 @@ def environment(spec: PipelineSpec, settings: ClusterSettings,
       base_model_push_base=settings.base_model_push_base,
       baseline='pushed' if settings.target == 'kfp' else 'vertex',
       platform_configs=settings.platform_configs,
-      tuner_pods=True)
+      tuner_pods=settings.target in TUNER_POD_TARGETS)
 
 
 def _check_output(output: str, target: str) -> str:

@@ -704,6 +704,21 @@ def test_auto_parallel_trials_is_refused_on_kubeflow(tmp_path):
   assert not os.listdir(tmp_path)
 
 
+def test_vertex_target_runs_parallel_trials_in_the_tuner_task(tmp_path):
+  """Vertex AI's tasks do not share a network: no TunerWorker tasks there;
+  TuneArgs carries the trials to the Tuner's processes."""
+  output = str(tmp_path / 'vertex.yaml')
+  compile_to(DEFAULT_SPEC, output, target='vertex',
+             **{'tuner.parallel_trials': 2, 'kubeflow.resources': {}})
+  with open(output) as f:
+    proto = json_format.ParseDict(yaml.safe_load(f),
+                                  pipeline_spec_pb2.PipelineSpec())
+  assert not [t for t in proto.root.dag.tasks if 'Worker' in t]
+  assert 'run_id' not in proto.root.dag.tasks['Tuner'].inputs.parameters
+  assert json.loads(parameter(proto, 'Tuner', 'tune_args')) == {
+      'num_parallel_trials': 2}
+
+
 def _pod_tasks(tmp_path, extra):
   """The default spec compiled with Tuner pods, its meeting place moved to
   a local folder (the compiled gs:// root cannot be reached here)."""
@@ -771,7 +786,7 @@ def test_tuner_and_worker_pods_run_one_search_from_the_compiled_tasks(
       t['trial_id'] for t in report['trials'] if t['process'] == 'tuner1'}
   meeting = meetings / 'run-1'
   assert (meeting / 'ended.json').is_file()
-  assert glob.glob(str(meeting / 'search' / '*' / 'trial_*' / 'trial.json'))
+  assert not (meeting / 'search').exists()  # the trials' checkpoints
   assert os.listdir(cwd) == []
 
   late = kfp_launcher.run(pipeline_spec, 'TunerWorker2', inputs, out,
