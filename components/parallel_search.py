@@ -62,6 +62,7 @@ READY_TIMEOUT_S = 600.0  # a worker waits this long for the chief's oracle
 MEET_TIMEOUT_S = 3600.0  # a worker pod, for the chief's (it may wait for a GPU)
 STOP_GRACE_S = 5.0
 HEARTBEAT_S = 2.0  # a worker pod's beat
+CALL_TIMEOUT_S = 30.0  # a worker's call to the chief's oracle, once
 SILENCE_S = 60.0  # a worker pod this long without a beat is dead
 CHIEF_FILE = 'chief.json'  # in a meeting folder: where the oracle is served
 ENDED_FILE = 'ended.json'  # in a meeting folder: the chief's search is over
@@ -453,16 +454,59 @@ def _await(paths: List[str], what: str, timeout: Optional[float] = None,
     time.sleep(pause)
 
 
+class ChiefEnded(Exception):
+  """The chief's search ended while this worker was still asking it."""
+
+
+class _PatientStub:
+  """Keras Tuner's stub to the chief's oracle, whose calls wait for the
+  chief (Keras Tuner's own wait forever once it has gone): each call
+  gives up after `timeout` seconds and is asked again, until `ended()`
+  says the chief's search is over (ChiefEnded) or the chief has not
+  answered for READY_TIMEOUT_S (WorkerFailed). The oracle's calls may be
+  asked twice: a trial is created once per tuner, and its updates and end
+  are recorded by trial id."""
+
+  def __init__(self, stub, ended, timeout: float = CALL_TIMEOUT_S,
+               patience: float = READY_TIMEOUT_S):
+    self._stub, self._ended = stub, ended
+    self._timeout, self._patience = timeout, patience
+
+  def __getattr__(self, name: str):
+    import grpc  # pylint: disable=g-import-not-at-top
+    method = getattr(self._stub, name)
+
+    def call(request, **kwargs):
+      since = time.monotonic()
+      while True:
+        try:
+          return method(request, timeout=self._timeout, **kwargs)
+        except grpc.RpcError as e:
+          if e.code() not in (grpc.StatusCode.DEADLINE_EXCEEDED,
+                              grpc.StatusCode.UNAVAILABLE):
+            raise
+          if self._ended():
+            raise ChiefEnded(name) from None
+          if time.monotonic() - since > self._patience:
+            raise WorkerFailed(f'the chief\'s oracle did not answer {name} '
+                               f'for {self._patience:.0f} s') from None
+
+    return call
+
+
 def _search(tuner_id: str, chief: Dict[str, Any], input_dict,
-            exec_properties: Dict[str, Any]) -> Dict[str, Any]:
+            exec_properties: Dict[str, Any],
+            ended=lambda: False) -> Dict[str, Any]:
   """Builds the module's tuner as a client of the chief's oracle and runs
-  the trials it is given; what they trained."""
+  the trials it is given; what they trained. `ended()` says whether the
+  chief's search has ended (ChiefEnded then stops a call to it)."""
   os.environ.update({'KERASTUNER_TUNER_ID': tuner_id,
                      'KERASTUNER_ORACLE_IP': chief['ip'],
                      'KERASTUNER_ORACLE_PORT': str(chief['port'])})
   _say(f'{tuner_id}: building the tuner')
   result = build(input_dict, exec_properties, chief['working_dir'])
   tuner = result.tuner
+  tuner.oracle.stub = _PatientStub(tuner.oracle.stub, ended)
   if hasattr(tuner, 'chance'):
     tuner.chance = None  # the chief judges the whole search
   on_trial_begin = tuner.on_trial_begin
@@ -519,8 +563,13 @@ def join(meeting: str, tuner_id: str, input_dict,
 
   heart = threading.Thread(target=beat, name='heartbeat', daemon=True)
   heart.start()
+  ended = os.path.join(meeting, ENDED_FILE)
   try:
-    result = _search(tuner_id, said, input_dict, exec_properties)
+    result = _search(tuner_id, said, input_dict, exec_properties,
+                     ended=lambda: fileio.exists(ended))
+  except ChiefEnded:  # it joined as the search ended: nothing was left
+    _say(f'{tuner_id}: the chief\'s search ended as this worker joined')
+    return {'joined': False, 'chief_failed': _read_json(ended)['failed']}
   except BaseException as e:  # the chief reads why, in one line
     _write_json(os.path.join(meeting, f'{tuner_id}.failed'),
                 {'error': f'{type(e).__name__}: {e}'.splitlines()[0][:200]})

@@ -2,12 +2,15 @@
 components/parallel_search.py): the same Hyperband search in two processes
 as in one, and a worker killed mid-trial failing the Tuner in one line with
 no process left behind. Each in a copy of the cold run's store and folders,
-so Transform is reused and the shared ones stay as they were."""
+so Transform is reused and the shared ones stay as they were. And a
+worker's calls to a chief that has gone: they end instead of waiting
+forever (Keras Tuner's own calls would)."""
 
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,11 +19,10 @@ import ml_metadata as mlmd
 import psutil
 import pytest
 
+from components import parallel_search
 from pipeline.metadata import results
 from pipeline.metadata import store as store_lib
 from tests.conftest import DEFAULT_SPEC, REPO, run_pipeline, run_sets
-
-pytestmark = pytest.mark.e2e
 
 WORKER = 'components.parallel_search'
 
@@ -59,6 +61,7 @@ def _tmpdir(tmp_path):
   return {'TMPDIR': str(folder)}
 
 
+@pytest.mark.e2e
 def test_two_processes_run_the_same_hyperband_search(base, cold, tmp_path):
   _, serial = cold
   _copy_of_cold_run(base, tmp_path)
@@ -92,6 +95,7 @@ def test_two_processes_run_the_same_hyperband_search(base, cold, tmp_path):
   assert _workers_under(tmp_path) == []
 
 
+@pytest.mark.e2e
 def test_a_worker_killed_mid_trial_fails_the_tuner_in_one_line(
     base, cold, tmp_path):
   del cold
@@ -130,3 +134,38 @@ def test_a_worker_killed_mid_trial_fails_the_tuner_in_one_line(
   assert len(last) < 300
   assert _workers_under(tmp_path) == []
   assert not os.path.exists(tmp_path / 'serving')  # nothing pushed
+
+
+def _stub_to_nowhere():
+  """Keras Tuner's oracle stub, to a port where nothing listens (a chief
+  that has gone)."""
+  import grpc  # pylint: disable=g-import-not-at-top
+  from keras_tuner import protos  # pylint: disable=g-import-not-at-top
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  channel = grpc.insecure_channel(f'127.0.0.1:{port}')
+  return protos.get_service_grpc().OracleStub(channel), protos.get_service()
+
+
+def test_a_call_to_a_chief_whose_search_ended_ends():
+  stub, service = _stub_to_nowhere()
+  patient = parallel_search._PatientStub(stub, ended=lambda: True,
+                                         timeout=0.3)
+  began = time.monotonic()
+  with pytest.raises(parallel_search.ChiefEnded):
+    patient.CreateTrial(service.CreateTrialRequest(tuner_id='tuner1'),
+                        wait_for_ready=True)
+  assert time.monotonic() - began < 5
+
+
+def test_a_call_to_a_chief_that_went_silent_fails_in_one_line():
+  stub, service = _stub_to_nowhere()
+  asked = []
+  patient = parallel_search._PatientStub(
+      stub, ended=lambda: asked.append(1) and False, timeout=0.3,
+      patience=1.0)
+  with pytest.raises(parallel_search.WorkerFailed, match=(
+      "^the chief's oracle did not answer GetSpace for 1 s$")):
+    patient.GetSpace(service.GetSpaceRequest(), wait_for_ready=True)
+  assert len(asked) >= 2  # asked again until its patience ran out
