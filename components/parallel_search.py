@@ -35,6 +35,7 @@ watch: a worker that stops beating for `PARALLEL_SEARCH_SILENCE_S` seconds
 that comes later ends at once.
 """
 
+import _thread
 import argparse
 import contextlib
 import ctypes
@@ -339,7 +340,45 @@ class Chief:
 
     tuner.on_search_end = after_workers
     self._servicer.serve(self._oracle)
-    tuner.search(**result.fit_kwargs)
+    with self._watching():
+      tuner.search(**result.fit_kwargs)
+
+  @contextlib.contextmanager
+  def _watching(self):
+    """Watches the workers from a thread while the chief searches: a
+    worker's death interrupts the chief's own trial (a KeyboardInterrupt in
+    the main thread, raised here as WorkerFailed) instead of waiting for
+    that trial's end, which on a GPU may be an hour away. Off the main
+    thread the chief looks only between its trials."""
+    if threading.current_thread() is not threading.main_thread():
+      yield
+      return
+    done, lock = threading.Event(), threading.Lock()
+
+    def watch():
+      while not done.wait(min(w.POLL_S for w in self._workers) * 5):
+        try:
+          self.check()
+        except WorkerFailed:
+          with lock:
+            if not done.is_set():
+              _thread.interrupt_main()
+          return
+
+    watcher = threading.Thread(target=watch, name='watch-workers',
+                               daemon=True)
+    watcher.start()
+    try:
+      try:
+        yield
+      finally:
+        with lock:
+          done.set()
+        watcher.join()
+    except KeyboardInterrupt:
+      if self._failure:
+        raise WorkerFailed(self._failure) from None
+      raise
 
   def _serve(self, bind: str, reachable: str) -> None:
     """Starts the oracle's server on `bind` and tells the workers where
@@ -542,34 +581,44 @@ def join(meeting: str, tuner_id: str, input_dict,
          exec_properties: Dict[str, Any]) -> Dict[str, Any]:
   """A worker pod: waits in `meeting` for the chief's address, then runs
   trials as `tuner_id`, beating its heart there meanwhile, and leaves its
-  result there (or its failure, in one line). Returns what it did: the
-  result, or why it ran nothing (the chief's search had ended)."""
+  result there (or its failure, in one line). Once the chief says its
+  search has ended (it only says so before this worker's end when it
+  failed, or when this worker joined late), the worker stops, mid-trial
+  too. Returns what it did: its result, or why it stopped or ran
+  nothing."""
   _say(f'{tuner_id}: waiting for the chief in {meeting}')
-  found, said = _await([os.path.join(meeting, ENDED_FILE),
-                        os.path.join(meeting, CHIEF_FILE)],
+  ended = os.path.join(meeting, ENDED_FILE)
+  found, said = _await([ended, os.path.join(meeting, CHIEF_FILE)],
                        'address of the chief\'s oracle', MEET_TIMEOUT_S,
                        orphan=False)
-  if found.endswith(ENDED_FILE):
+  if found == ended:
     _say(f'{tuner_id}: the chief\'s search had ended; nothing to do')
     return {'joined': False, 'chief_failed': said['failed']}
-  beating = threading.Event()
+  beating, chief_ended = threading.Event(), threading.Event()
 
-  def beat():
+  def beat():  # and watch for the chief's end
     count = 0
     while not beating.wait(0 if count == 0 else HEARTBEAT_S):
       count += 1
       with fileio.open(os.path.join(meeting, f'{tuner_id}.alive'), 'w') as f:
         f.write(str(count))
+      if fileio.exists(ended):
+        chief_ended.set()
+        _thread.interrupt_main()  # a KeyboardInterrupt, between two steps
+        return
 
   heart = threading.Thread(target=beat, name='heartbeat', daemon=True)
   heart.start()
-  ended = os.path.join(meeting, ENDED_FILE)
   try:
     result = _search(tuner_id, said, input_dict, exec_properties,
                      ended=lambda: fileio.exists(ended))
-  except ChiefEnded:  # it joined as the search ended: nothing was left
-    _say(f'{tuner_id}: the chief\'s search ended as this worker joined')
-    return {'joined': False, 'chief_failed': _read_json(ended)['failed']}
+  except (ChiefEnded, KeyboardInterrupt) as e:
+    if not (isinstance(e, ChiefEnded) or chief_ended.is_set()):
+      raise
+    failed = _read_json(ended)['failed']
+    _say(f'{tuner_id}: the chief\'s search ended'
+         + (f' (it failed: {failed})' if failed else '') + '; stopped')
+    return {'joined': True, 'stopped': True, 'chief_failed': failed}
   except BaseException as e:  # the chief reads why, in one line
     _write_json(os.path.join(meeting, f'{tuner_id}.failed'),
                 {'error': f'{type(e).__name__}: {e}'.splitlines()[0][:200]})

@@ -805,28 +805,46 @@ def test_a_worker_pod_killed_mid_trial_fails_the_tuner_in_one_line(
     cold_store, tmp_path):
   """A pod has no process for the chief to watch: its heartbeat stops
   (PARALLEL_SEARCH_SILENCE_S, here 5 s), and the Tuner fails naming it and
-  its trial."""
+  its trial, without finishing its own trial first. The other worker pod,
+  mid-trial, stops once the chief has ended instead of training on for
+  nobody."""
   pipeline_spec, _ = _pod_tasks(tmp_path, {
-      'tuner.parallel_trials': 2, 'tuner.algorithm': 'random',
-      'tuner.max_epochs': 40})  # long trials
+      'tuner.parallel_trials': 3, 'tuner.algorithm': 'random',
+      'tuner.max_epochs': 1000,  # long trials: minutes each
+      'training.early_stopping.patience': 1000})
   inputs = _inputs(cold_store, 'components.tuner.Tuner',
                    ('examples', 'transform_graph', 'schema'))
   out, cwd = str(tmp_path / 'out'), str(tmp_path / 'elsewhere')
   os.makedirs(cwd)
   env = {'PARALLEL_SEARCH_SILENCE_S': '5'}
-  worker = kfp_launcher.start(pipeline_spec, 'TunerWorker1', inputs, out,
-                              cwd=cwd, env=env)
-  _started(worker, 'tuner1: waiting for the chief')
+  workers = [kfp_launcher.start(pipeline_spec, f'TunerWorker{n}', inputs, out,
+                                cwd=cwd, env=env) for n in (1, 2)]
+  for number, worker in enumerate(workers, start=1):
+    _started(worker, f'tuner{number}: waiting for the chief')
   chief = kfp_launcher.start(pipeline_spec, 'Tuner', inputs, out, cwd=cwd,
                              env=env)
-  begun = _started(worker, 'tuner1: trial ')
+  begun = _started(workers[0], 'tuner1: trial ')
   trial = begun.split('tuner1: trial ')[1].split()[0]
-  worker.kill()
-  worker.wait()
+  _started(workers[1], 'tuner2: trial ')
+  workers[0].kill()
+  workers[0].wait()
+  killed = time.monotonic()
   _, err = chief.communicate(timeout=300)
   assert chief.returncode != 0
+  # 5 s of silence, then the chief's own trial is interrupted, not awaited.
+  assert time.monotonic() - killed < 30
   failed = [line for line in err.splitlines() if 'WorkerFailed' in line]
   assert failed, err[-3000:]
   assert ('WorkerFailed: tuning worker tuner1 (a TunerWorker pod) died (no '
           f'heartbeat for 5 s) while running trial {trial}; the search '
           'stopped') in failed[-1], failed[-1]
+  ended = time.monotonic()
+  said, err = workers[1].communicate(timeout=120)
+  assert time.monotonic() - ended < 30  # its trial had far to go
+  assert workers[1].returncode == 0, err[-3000:]
+  assert "tuner2: the chief's search ended (it failed: " in said
+  work = kfp_launcher.executor_output(out, 'TunerWorker2')['artifacts'][
+      'work']['artifacts'][0]['uri']
+  with open(os.path.join(work, 'worker.json')) as f:
+    did = json.load(f)
+  assert did['stopped'] and did['chief_failed'].startswith('tuning worker')
