@@ -325,8 +325,9 @@ class WorkerExecutor(base_executor.BaseExecutor):
     io_utils.write_string_file(os.path.join(out, 'worker.json'),
                                json.dumps({'tuner_id': tuner_id, **did}))
     logging.info('tuning worker %s: %s', tuner_id,
-                 'joined the search' if did['joined'] else
-                 'the search had ended before it started')
+                 'the search had ended before it started' if not did['joined']
+                 else 'stopped: the search ended' if did.get('stopped')
+                 else 'its part of the search is done')
 
 
 class TunerWorker(base_component.BaseComponent):
