@@ -9,9 +9,11 @@ Targets:
 - 'kfp' (open-source Kubeflow Pipelines): a YAML PipelineSpec. The baseline
   and a base model found by pipeline name come from the push destination
   (components/pushed_model.py); the compiled spec has no Resolver node, which
-  KFP's backend cannot execute.
+  KFP's backend cannot execute. `tuner.parallel_trials` N gives the Tuner
+  N - 1 TunerWorker tasks, pods that meet it under the pipeline root.
 - 'vertex' (Vertex AI Pipelines): YAML PipelineSpec or JSON PipelineJob;
-  the baseline is TFX's LatestBlessedModelStrategy Resolver.
+  the baseline is TFX's LatestBlessedModelStrategy Resolver; parallel
+  trials run as processes in the Tuner's task.
 """
 
 import dataclasses
