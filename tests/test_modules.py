@@ -324,3 +324,86 @@ def test_a_search_that_learned_nothing_stops_the_run(tmp_path, chance,
   assert 'is no better than predicting without the features (0.0000)' in (
       message)
   assert 'tuner.max_epochs' in message and '\n' not in message
+
+
+class _DataInputs(_Inputs):
+  """_Inputs with the one-epoch datasets SpecHyperModel.fit reads."""
+
+  def _dataset(self, batch_size):
+    rng = np.random.default_rng(0)
+    x = {'a_xf': rng.normal(size=(64, 1)), 'b_xf': rng.normal(size=(64, 1)),
+         'c_xf': rng.integers(0, 4, size=(64, 1))}
+    y = (x['a_xf'] > 0).astype('int64')
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+
+  def train(self, batch_size, seed):
+    del seed
+    return self._dataset(batch_size)
+
+  def eval(self, batch_size):
+    return self._dataset(batch_size)
+
+
+def test_only_trials_hyperband_may_promote_write_a_checkpoint(tmp_path):
+  """Keras Tuner's SaveBestEpoch wrote every trial's weights at every
+  improving epoch; only a trial Hyperband may continue is read. With
+  max_epochs 3, factor 3: bracket 1 runs 3 trials for 1 epoch (round 0,
+  promotable) and continues the best for 3 (round 1), bracket 0 runs 2
+  trials for 3 epochs. The continued trial loads its parent's weights."""
+  spec = spec_lib.load_spec(DEFAULT_SPEC, {
+      'tuner.max_epochs': 3, 'tuner.factor': 3, 'tuner.max_trials': 6})
+  tuner = tuner_lib.make_tuner(
+      spec.tuner, tuner_lib.SpecHyperModel(_DataInputs(), SPACE, seed=1),
+      str(tmp_path))
+  saves = []
+  save_weights = keras.Model.save_weights
+
+  def counted(model, filepath, *args, **kwargs):
+    saves.append(filepath)
+    return save_weights(model, filepath, *args, **kwargs)
+
+  keras.Model.save_weights = counted
+  try:
+    tuner.search(epochs=3, verbose=0)
+  finally:
+    keras.Model.save_weights = save_weights
+  trials = list(tuner.oracle.trials.values())
+  assert len(trials) == 6
+  assert all(t.status == 'COMPLETED' for t in trials)
+  promotable = {t.trial_id for t in trials
+                if tuner_lib.promotable(t.hyperparameters)}
+  continued = [t for t in trials if 'tuner/trial_id' in t.hyperparameters]
+  assert len(promotable) == 3 and len(continued) == 1
+  assert continued[0].hyperparameters.values['tuner/trial_id'] in promotable
+  # One write per promotable trial, at its end, where Hyperband reads it.
+  assert sorted(saves) == sorted(tuner._get_checkpoint_fname(t)  # pylint: disable=protected-access
+                                 for t in promotable)
+
+
+def test_a_promotion_checkpoint_holds_the_best_epochs_weights(tmp_path):
+  model = model_lib.build_model(INPUTS, search_space.sample(
+      keras_tuner.HyperParameters(), SPACE))
+  saver = tuner_lib.tuner_utils.SaveBestEpoch(
+      keras_tuner.Objective('val_loss', 'min'), str(tmp_path / 'best'))
+  seen = []
+  record = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: (
+      seen.append((logs['val_loss'], model.get_weights()))))
+  data = _DataInputs()
+  model.fit(data.train(16, 0), validation_data=data.eval(16), epochs=6,
+            verbose=0, callbacks=[
+                record, tuner_lib.PromotionCheckpoint(saver, write=True)])
+  best = min(seen, key=lambda s: s[0])[1]
+  reloaded = keras.models.clone_model(model)
+  reloaded.load_weights(str(tmp_path / 'best'))
+  for got, want in zip(reloaded.get_weights(), best, strict=True):
+    np.testing.assert_array_equal(got, want)
+  # The model itself ends with its last epoch's weights, as it trained.
+  for got, want in zip(model.get_weights(), seen[-1][1], strict=True):
+    np.testing.assert_array_equal(got, want)
+  # Not promotable: nothing written.
+  saver = tuner_lib.tuner_utils.SaveBestEpoch(
+      keras_tuner.Objective('val_loss', 'min'), str(tmp_path / 'none'))
+  model.fit(data.train(16, 0), validation_data=data.eval(16), epochs=2,
+            verbose=0,
+            callbacks=[tuner_lib.PromotionCheckpoint(saver, write=False)])
+  assert not list(tmp_path.glob('none*'))
