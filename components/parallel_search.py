@@ -51,7 +51,7 @@ import tempfile
 import threading
 import time
 from concurrent import futures
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from tfx.components.util import udf_utils
 from tfx.dsl.io import fileio
@@ -163,6 +163,19 @@ class _Worker:
       self.process.wait()
 
 
+class _PodFiles(NamedTuple):
+  """A worker pod's files in the meeting folder: it writes them (`join`),
+  the chief reads them (`_Pod`)."""
+  beat: str  # a count, rewritten every HEARTBEAT_S
+  result: str  # its result, when its search has ended
+  failed: str  # why it failed, in one line
+
+
+def _pod_files(meeting: str, tuner_id: str) -> _PodFiles:
+  path = os.path.join(meeting, tuner_id)
+  return _PodFiles(path + '.alive', path + '.json', path + '.failed')
+
+
 class _Pod:
   """A worker in a pod of its own, known by what it writes in the meeting
   folder: a heartbeat, then its result or its failure (`join`)."""
@@ -171,9 +184,8 @@ class _Pod:
   def __init__(self, meeting: str, tuner_id: str):
     self.tuner_id = tuner_id
     self.name = f'{tuner_id} (a TunerWorker pod)'
-    self.result = os.path.join(meeting, f'{tuner_id}.json')
-    self._beat_file = os.path.join(meeting, f'{tuner_id}.alive')
-    self._failed_file = os.path.join(meeting, f'{tuner_id}.failed')
+    self._files = _pod_files(meeting, tuner_id)
+    self.result = self._files.result
     self._silence = float(os.environ.get('PARALLEL_SEARCH_SILENCE_S',
                                          SILENCE_S))
     self._beat: Optional[str] = None
@@ -181,16 +193,16 @@ class _Pod:
 
   def _heartbeat(self) -> Optional[str]:
     """Its latest beat, None before the first; notes when it changed."""
-    if not fileio.exists(self._beat_file):
+    if not fileio.exists(self._files.beat):
       return None
-    with fileio.open(self._beat_file) as f:
+    with fileio.open(self._files.beat) as f:
       beat = f.read()
     if beat != self._beat:
       self._beat, self._heard = beat, time.monotonic()
     return beat
 
   def gone(self) -> Optional[str]:
-    failed = _read_json(self._failed_file)
+    failed = _read_json(self._files.failed)
     if failed is not None:
       return f'failed saying: {failed["error"]}'
     if fileio.exists(self.result):
@@ -202,8 +214,8 @@ class _Pod:
 
   def pending(self) -> bool:
     """A pod that has joined and not ended; one not yet started is not
-    waited for (the search may end without it)."""
-    return self._heartbeat() is not None and self.gone() is None
+    waited for (the search may end without it). `gone` reads its beat."""
+    return self.gone() is None and self._beat is not None
 
   def stop(self, deadline: float) -> None:
     del deadline  # it ends itself once the chief's search has ended
@@ -594,13 +606,14 @@ def join(meeting: str, tuner_id: str, input_dict,
   if found == ended:
     _say(f'{tuner_id}: the chief\'s search had ended; nothing to do')
     return {'joined': False, 'chief_failed': said['failed']}
+  files = _pod_files(meeting, tuner_id)
   beating, chief_ended = threading.Event(), threading.Event()
 
   def beat():  # and watch for the chief's end
     count = 0
     while not beating.wait(0 if count == 0 else HEARTBEAT_S):
       count += 1
-      with fileio.open(os.path.join(meeting, f'{tuner_id}.alive'), 'w') as f:
+      with fileio.open(files.beat, 'w') as f:
         f.write(str(count))
       if fileio.exists(ended):
         chief_ended.set()
@@ -620,13 +633,13 @@ def join(meeting: str, tuner_id: str, input_dict,
          + (f' (it failed: {failed})' if failed else '') + '; stopped')
     return {'joined': True, 'stopped': True, 'chief_failed': failed}
   except BaseException as e:  # the chief reads why, in one line
-    _write_json(os.path.join(meeting, f'{tuner_id}.failed'),
+    _write_json(files.failed,
                 {'error': f'{type(e).__name__}: {e}'.splitlines()[0][:200]})
     raise
   finally:
     beating.set()
     heart.join()
-  _write_json(os.path.join(meeting, f'{tuner_id}.json'), result)
+  _write_json(files.result, result)
   return {'joined': True, **result}
 
 

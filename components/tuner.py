@@ -245,21 +245,6 @@ class TunerSpec(standard_component_specs.TunerSpec):
                 **MEETING_PARAMETERS}
 
 
-def _spec_arguments(module_file: Optional[str], tuner_fn: Optional[str],
-                    train_args: Optional[trainer_pb2.TrainArgs],
-                    eval_args: Optional[trainer_pb2.EvalArgs],
-                    custom_config: Optional[Dict[str, Any]],
-                    **rest) -> Dict[str, Any]:
-  """A tuner's spec arguments, with TFX's Tuner's defaults."""
-  if bool(module_file) == bool(tuner_fn):
-    raise ValueError(
-        "Exactly one of 'module_file' or 'tuner_fn' must be supplied")
-  return dict(module_file=module_file, tuner_fn=tuner_fn,
-              train_args=train_args or trainer_pb2.TrainArgs(),
-              eval_args=eval_args or trainer_pb2.EvalArgs(),
-              custom_config=json_utils.dumps(custom_config), **rest)
-
-
 class Tuner(tfx_tuner.Tuner):
   """TFX's Tuner with ReportingExecutor; with `meeting_root` and `run_id`
   its parallel trials run in TunerWorker pods (Kubeflow)."""
@@ -281,14 +266,19 @@ class Tuner(tfx_tuner.Tuner):
                run_id: Optional[str] = None):
     """TFX's Tuner's arguments (its __init__, which builds TFX's own spec,
     is not called), plus `meeting_root` and `run_id`."""
-    spec = TunerSpec(**_spec_arguments(
-        module_file, tuner_fn, train_args, eval_args, custom_config,
+    if bool(module_file) == bool(tuner_fn):
+      raise ValueError(
+          "Exactly one of 'module_file' or 'tuner_fn' must be supplied")
+    spec = TunerSpec(
         examples=examples, schema=schema, transform_graph=transform_graph,
-        base_model=base_model, tune_args=tune_args,
+        base_model=base_model, module_file=module_file, tuner_fn=tuner_fn,
+        train_args=train_args or trainer_pb2.TrainArgs(),
+        eval_args=eval_args or trainer_pb2.EvalArgs(), tune_args=tune_args,
+        custom_config=json_utils.dumps(custom_config),
         meeting_root=meeting_root, run_id=run_id,
         best_hyperparameters=types.Channel(
             type=standard_artifacts.HyperParameters),
-        tuner_results=types.Channel(type=standard_artifacts.TunerResults)))
+        tuner_results=types.Channel(type=standard_artifacts.TunerResults))
     base_component.BaseComponent.__init__(self, spec=spec)
     _package_module_file(self)
 
@@ -337,21 +327,15 @@ class TunerWorker(base_component.BaseComponent):
   SPEC_CLASS = TunerWorkerSpec
   EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(WorkerExecutor)
 
-  def __init__(self, worker: int, examples: types.BaseChannel,
-               meeting_root: str, run_id: str,
-               schema: Optional[types.BaseChannel] = None,
-               transform_graph: Optional[types.BaseChannel] = None,
-               base_model: Optional[types.BaseChannel] = None,
-               module_file: Optional[str] = None,
-               tuner_fn: Optional[str] = None,
-               train_args: Optional[trainer_pb2.TrainArgs] = None,
-               eval_args: Optional[trainer_pb2.EvalArgs] = None,
-               tune_args: Optional[tuner_pb2.TuneArgs] = None,
-               custom_config: Optional[Dict[str, Any]] = None):
-    super().__init__(spec=TunerWorkerSpec(**_spec_arguments(
-        module_file, tuner_fn, train_args, eval_args, custom_config,
-        examples=examples, schema=schema, transform_graph=transform_graph,
-        base_model=base_model, tune_args=tune_args,
-        meeting_root=meeting_root, run_id=run_id, worker=worker,
-        work=types.Channel(type=standard_artifacts.TunerResults))))
+  def __init__(self, tuner: Tuner, worker: int):
+    """Worker `worker` (1 to N - 1) of `tuner`, which must have a meeting
+    place: its inputs and its arguments, as the Tuner holds them."""
+    if not tuner.exec_properties.get(MEETING_ROOT_KEY):
+      raise ValueError(f'a TunerWorker needs a Tuner with {MEETING_ROOT_KEY} '
+                       f'and {RUN_ID_KEY}')
+    arguments = {key: value for key, value in tuner.exec_properties.items()
+                 if key in TunerSpec.PARAMETERS}
+    super().__init__(spec=TunerWorkerSpec(
+        **tuner.inputs, **arguments, worker=worker,
+        work=types.Channel(type=standard_artifacts.TunerResults)))
     _package_module_file(self)

@@ -394,8 +394,8 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> Pipeline:
     hyperparameters = tuner.outputs['best_hyperparameters']
     components.append(tuner)
     components += [
-        tuner_component.TunerWorker(worker=number, **tuner_args).with_id(
-            node_id) for number, node_id in enumerate(workers, start=1)]
+        tuner_component.TunerWorker(tuner, worker=number).with_id(node_id)
+        for number, node_id in enumerate(workers, start=1)]
   trainer = Trainer(hyperparameters=hyperparameters,
                                    custom_config=trainer_config,
                                    **_callback(spec, 'run_fn', RUN_FN),
