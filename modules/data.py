@@ -7,6 +7,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import DataAccessor
 from tfx_bsl.public import tfxio
+from tfx_bsl.tfxio import dataset_util
 
 from modules import features as features_lib
 from modules import finetune, preprocessing
@@ -20,6 +21,23 @@ from modules.config import TrainerConfig, TunerConfig
 # does little to float features; small ints grow from varints to int64).
 CACHE_MAX_FILE_BYTES = 32 << 20
 SHUFFLE_BUFFER = tfxio.TensorFlowDatasetOptions(batch_size=1).shuffle_buffer_size
+
+
+def _in_memory_options() -> tf.data.Options:
+  """How a split served from memory is batched: without tf.data's graph
+  rewrites, its autotuning and a prefetch thread. Keras makes a new
+  iterator every epoch for training and again for validation, and each
+  iterator paid for those (a rewrite of the dataset's graph, an autotuning
+  thread and a prefetch thread, made and joined) to batch rows already in
+  memory, where there is no reading to overlap. Measured here on the
+  default search, the Tuner's executor alone: 7.1 and 7.7 s with them, 5.7
+  and 6.2 s without; two processes searching together kept the two cores
+  busy 1.6 of the time with them (their threads waited to be made and
+  joined while the other process held the CPUs), 1.75-1.8 without."""
+  options = tf.data.Options()
+  options.autotune.enabled = False
+  options.experimental_optimization.apply_default_optimizations = False
+  return options
 
 
 def files_bytes(file_patterns: List[str]) -> int:
@@ -122,15 +140,39 @@ class TrainingData:
     way shuffled, when asked, with TFXIO's buffer and `seed`."""
     key = tuple(files)
     if key not in self._rows:
-      self._rows[key] = (
-          self._read(files, 1024, shuffle=False).unbatch().cache()
-          if files_bytes(files) <= CACHE_MAX_FILE_BYTES else None)
+      self._rows[key] = (self._in_memory(files)
+                         if files_bytes(files) <= CACHE_MAX_FILE_BYTES
+                         else None)
     rows = self._rows[key]
     if rows is None:
       return self._read(files, batch_size, shuffle, seed)
     if shuffle:
       rows = rows.shuffle(SHUFFLE_BUFFER, seed)
-    return rows.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return rows.batch(batch_size).with_options(_in_memory_options())
+
+  def _in_memory(self, files: List[str]) -> tf.data.Dataset:
+    """A small split's rows, in the order TFXIO reads them, from memory.
+
+    When every transformed feature has a fixed shape (what this project's
+    preprocessing_fn makes) they are parsed here, eagerly, from the records
+    as TFXIO's own reader yields them: the same tensors as TFXIO's dataset
+    gives, without tracing its per-split functions first (0.45 -> 0.2 s for
+    the default data's two splits here), and every epoch's iterator is over
+    tensors rather than TFXIO's cached pipeline. Otherwise (a sparse or
+    ragged feature) TFXIO's dataset is read once and cached.
+    """
+    spec = self.transform_output.transformed_feature_spec()
+    if all(isinstance(f, tf.io.FixedLenFeature) for f in spec.values()):
+      records = dataset_util.make_tf_record_dataset(
+          files, batch_size=1024, drop_final_batch=False, num_epochs=1,
+          shuffle=False, shuffle_buffer_size=1, shuffle_seed=None)
+      batches = [tf.io.parse_example(batch, spec) for batch in records]
+      if batches:
+        columns = {name: tf.concat([b[name] for b in batches], axis=0)
+                   for name in spec}
+        label = columns.pop(self.features.transformed_label)
+        return tf.data.Dataset.from_tensor_slices((columns, label))
+    return self._read(files, 1024, shuffle=False).unbatch().cache()
 
   def train(self, batch_size: int, seed: int) -> tf.data.Dataset:
     return self._epoch(self.fn_args.train_files, batch_size, True, seed)

@@ -68,6 +68,11 @@ def test_a_small_split_is_read_once_then_served_from_memory(
 
   # The same batches as from the files: the same shuffle, the same order.
   assert _rows(data.train(32, seed=7)) == expected_train
+  # Batched from memory without tf.data's autotuning or its graph
+  # rewrites, which every epoch's iterator would pay for.
+  options = data.train(32, seed=7).options()
+  assert options.autotune.enabled is False
+  assert options.experimental_optimization.apply_default_optimizations is False
   assert _rows(data.eval(16)) == expected_eval
   # Served from memory now: without the files, every batch size and seed
   # still gets every row.
@@ -78,6 +83,26 @@ def test_a_small_split_is_read_once_then_served_from_memory(
   assert _rows(data.eval(16)) == expected_eval
   assert data.labels('eval') == [
       label[0] for _, labels in expected_eval for label in labels]
+
+
+def test_a_split_with_a_sparse_feature_is_cached_from_tfxio(
+    base, cold, tmp_path, monkeypatch):
+  """A transformed feature without a fixed shape is not parsed here:
+  TFXIO's own dataset is read once and served from memory, with the same
+  batches."""
+  del cold
+  data = _training_data(base, tmp_path)
+  fixed = data.transform_output.transformed_feature_spec()
+  sparse = dict(fixed, **{name: tf.io.VarLenFeature(feature.dtype)
+                          for name, feature in list(fixed.items())[:1]})
+  monkeypatch.setattr(data.transform_output, 'transformed_feature_spec',
+                      lambda: sparse)
+  expected = _rows(_from_files(data, data.fn_args.eval_files, 16, False))
+  # Dense, as TFXIO parses them by the schema (parsed here by the patched
+  # spec, the first feature would be a SparseTensor, which has no .numpy()).
+  assert _rows(data.eval(16)) == expected
+  shutil.rmtree(tmp_path / 'transformed_examples')
+  assert _rows(data.eval(16)) == expected
 
 
 def test_a_split_over_the_limit_is_read_from_its_files_every_time(
