@@ -124,6 +124,22 @@ def describe(report: Dict[str, Any]) -> str:
   return line
 
 
+def best_score(oracle) -> Optional[float]:
+  """The best objective among the trials ended so far, None before one.
+
+  Safe while another thread ends a trial, as the chief's gRPC threads do
+  for the workers' trials: Keras Tuner's `end_trial` marks a trial
+  COMPLETED before it scores it (under the oracle's lock, which a reader
+  outside the oracle does not take), and its `get_best_trials` then fails
+  comparing that trial's score, None, with a number."""
+  scores = [t.score for t in list(oracle.trials.values())
+            if t.status == trial_module.TrialStatus.COMPLETED
+            and t.score is not None]
+  if not scores:
+    return None
+  return min(scores) if oracle.objective.direction == 'min' else max(scores)
+
+
 def report_trials(oracle) -> Dict[str, Dict[str, Any]]:
   """Has `oracle` say each trial's end on PROGRESS_LOGGER (trial i of N, the
   best objective so far), wherever the trial ran; returns the trials'
@@ -150,9 +166,9 @@ def report_trials(oracle) -> Dict[str, Dict[str, Any]]:
     ended.append(trial.trial_id)
     steps = oracle.max_trials or 0
     detail = f'trial {len(ended)}' + (f' of {steps}' if steps else '')
-    best = oracle.get_best_trials(1)
-    if best and best[0].score is not None:
-      detail += f', best {oracle.objective.name} {best[0].score:.4f}'
+    best = best_score(oracle)
+    if best is not None:
+      detail += f', best {oracle.objective.name} {best:.4f}'
     logger.info(detail, extra={'step': len(ended), 'steps': steps})
     return done
 

@@ -169,3 +169,32 @@ def test_a_call_to_a_chief_that_went_silent_fails_in_one_line():
       "^the chief's oracle did not answer GetSpace for 1 s$")):
     patient.GetSpace(service.GetSpaceRequest(), wait_for_ready=True)
   assert len(asked) >= 2  # asked again until its patience ran out
+
+
+def test_a_trial_ending_while_another_is_being_scored_reports_the_best(
+    tmp_path, caplog):
+  """The chief's oracle ends the workers' trials on its gRPC threads. Keras
+  Tuner's end_trial marks a trial COMPLETED before it scores it, so the
+  progress line of another trial ending at that moment sees a completed
+  trial without a score: it reports the best of the scored ones (Keras
+  Tuner's get_best_trials raised a TypeError there, which killed the
+  worker whose trial had ended)."""
+  import keras_tuner  # pylint: disable=g-import-not-at-top
+  from keras_tuner.engine import trial as trial_module  # pylint: disable=g-import-not-at-top
+
+  from components import tuner as tuner_component  # pylint: disable=g-import-not-at-top
+  oracle = keras_tuner.oracles.RandomSearchOracle(
+      objective=keras_tuner.Objective('val_loss', 'min'), max_trials=4,
+      seed=1)
+  oracle._set_project_dir(str(tmp_path), 'search')  # pylint: disable=protected-access
+  oracle.hyperparameters.Float('learning_rate', 1e-4, 1e-1)
+  tuner_component.report_trials(oracle)
+  ended = oracle.create_trial('tuner0')
+  scoring = oracle.create_trial('tuner1')
+  oracle.update_trial(ended.trial_id, {'val_loss': 0.25})
+  oracle.trials[scoring.trial_id].status = trial_module.TrialStatus.COMPLETED
+  ended.status = trial_module.TrialStatus.COMPLETED
+  with caplog.at_level('INFO', logger=tuner_component.PROGRESS_LOGGER):
+    oracle.end_trial(ended)
+  assert 'trial 1 of 4, best val_loss 0.2500' in caplog.text
+  assert tuner_component.best_score(oracle) == 0.25
