@@ -12,6 +12,7 @@ change, rather than hand the Trainer noise.
 
 import gc
 import logging
+import zlib
 from typing import Callable, Optional, Sequence
 
 import keras_tuner
@@ -149,10 +150,20 @@ def beats_chance(score: float, chance: float, direction: str) -> bool:
   return score < chance if direction == 'min' else score > chance
 
 
+def trial_seed(seed: int, trial_id: str) -> int:
+  """The random seed a trial builds and trains its model with: from the
+  search's seed and the trial's id alone. A trial's initial weights and
+  dropout then do not depend on which process runs it, or on how many
+  models that process built before (tuner.parallel_trials): the same trial
+  scores the same in one process or in several."""
+  return zlib.crc32(f'{seed}/{trial_id}'.encode()) & 0x7fffffff
+
+
 class _SearchGuard:
-  """Mixed into the Keras Tuner: records the epochs each trial trained (Keras
-  Tuner keeps one score per trial), and after the search the best trial must
-  beat `self.chance()`, else NoTrialLearned stops the run.
+  """Mixed into the Keras Tuner: seeds each trial (`trial_seed`), records
+  the epochs each trial trained (Keras Tuner keeps one score per trial),
+  and after the search the best trial must beat `self.chance()`, else
+  NoTrialLearned stops the run.
 
   Keras Tuner runs a full garbage collection before every trial. In a
   process that has imported TensorFlow, TFX and Beam (about 860k objects)
@@ -167,6 +178,7 @@ class _SearchGuard:
   """
 
   chance: Optional[Callable[[], float]] = None
+  search_seed: Optional[int] = None  # each trial's seed comes from it
 
   def search(self, *args, **kwargs):
     gc.freeze()
@@ -176,6 +188,8 @@ class _SearchGuard:
       gc.unfreeze()
 
   def run_trial(self, trial, *args, **kwargs):
+    if self.search_seed is not None:
+      keras.utils.set_random_seed(trial_seed(self.search_seed, trial.trial_id))
     histories = super().run_trial(trial, *args, **kwargs)
     runs = histories if isinstance(histories, list) else [histories]
     self.epochs_trained = getattr(self, 'epochs_trained', {})
@@ -261,6 +275,7 @@ def make_tuner(settings: TunerSpec, hypermodel: keras_tuner.HyperModel,
     raise ValueError(f'unknown tuner algorithm {algorithm!r}; allowed: '
                      'hyperband, random, bayesian, grid')
   tuner.chance = chance
+  tuner.search_seed = settings.seed
   tuner.search_plan = plan
   return tuner
 

@@ -407,3 +407,26 @@ def test_a_promotion_checkpoint_holds_the_best_epochs_weights(tmp_path):
             verbose=0,
             callbacks=[tuner_lib.PromotionCheckpoint(saver, write=False)])
   assert not list(tmp_path.glob('none*'))
+
+
+def test_a_trial_scores_the_same_whatever_its_process_ran_before(tmp_path):
+  """Each trial is seeded from the search's seed and its id: in a process
+  that built other models first (as a worker of a parallel search does, or
+  the chief between its trials), the same trials score the same."""
+  spec = spec_lib.load_spec(DEFAULT_SPEC, {'tuner.algorithm': 'random',
+                                           'tuner.max_trials': 3})
+
+  def scores(folder):
+    tuner = tuner_lib.make_tuner(
+        spec.tuner, tuner_lib.SpecHyperModel(_DataInputs(), SPACE, seed=1),
+        str(folder))
+    tuner.search(epochs=2, verbose=0)
+    return {t.trial_id: t.score for t in tuner.oracle.trials.values()}
+
+  alone = scores(tmp_path / 'alone')
+  keras.Sequential([keras.layers.Dense(8)]).build((None, 4))  # draws weights
+  tf.random.uniform((5,))
+  np.random.rand(3)
+  after_others = scores(tmp_path / 'after')
+  assert len(alone) == 3 and len(set(alone.values())) == 3
+  assert after_others == alone
