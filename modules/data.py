@@ -21,6 +21,9 @@ from modules.config import TrainerConfig, TunerConfig
 # does little to float features; small ints grow from varints to int64).
 CACHE_MAX_FILE_BYTES = 32 << 20
 SHUFFLE_BUFFER = tfxio.TensorFlowDatasetOptions(batch_size=1).shuffle_buffer_size
+# A split in memory with at least this many rows is batched by gathering
+# (_Columns).
+GATHER_MIN_ROWS = 4096
 
 
 def _in_memory_options() -> tf.data.Options:
@@ -62,6 +65,46 @@ def input_fn(file_pattern: List[str],
       tf_transform_output.transformed_metadata.schema)
 
 
+class _Columns:
+  """A split's rows in memory, as one tensor per feature and the label's,
+  batched into epochs the way TFXIO batches the files: the same rows in
+  each batch, in the same order.
+
+  A few thousand rows are shuffled and batched row by row (tf.data's
+  `shuffle` and `batch` over slices): cheap to set up, which matters with
+  a new dataset per trial. From GATHER_MIN_ROWS rows on, the row indices
+  are shuffled instead (the same buffer and seed, hence the same order)
+  and each batch is gathered at once from the columns: a one-off trace,
+  then one op per column per batch, where row by row cost about 20 us a
+  row every epoch (80k rows in batches of 512, measured here: 1.5 s an
+  epoch row by row, 0.2 s gathered; on the default data's 453 rows a new
+  dataset costs 17 ms row by row and 80 ms gathered)."""
+
+  def __init__(self, columns: Dict[str, tf.Tensor], label: tf.Tensor):
+    self.count = int(label.shape[0])
+    self._slices = tf.data.Dataset.from_tensor_slices((columns, label))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)],
+                 autograph=False)
+    def gather(rows):
+      return ({name: tf.gather(column, rows)
+               for name, column in columns.items()}, tf.gather(label, rows))
+
+    self._gather = gather
+
+  def batches(self, batch_size: int, shuffle: bool, seed: int
+              ) -> tf.data.Dataset:
+    if self.count < GATHER_MIN_ROWS:
+      rows = self._slices.shuffle(SHUFFLE_BUFFER, seed) if shuffle else (
+          self._slices)
+      return rows.batch(batch_size).with_options(_in_memory_options())
+    order = tf.data.Dataset.range(self.count)
+    if shuffle:
+      order = order.shuffle(SHUFFLE_BUFFER, seed)
+    return order.batch(batch_size).map(self._gather).with_options(
+        _in_memory_options())
+
+
 @dataclasses.dataclass
 class TrainingData:
   """What tuner_fn and run_fn share: Transform's output, the features, the
@@ -87,7 +130,8 @@ class TrainingData:
     image = self.config.model.image
     self.image = image.shape if image else None
     self.mode = self.config.training.mode
-    self._rows: Dict[Tuple[str, ...], Optional[tf.data.Dataset]] = {}
+    self._rows: Dict[Tuple[str, ...],
+                     Union[_Columns, tf.data.Dataset, None]] = {}
 
   def class_names(self) -> Optional[List[bytes]]:
     """A STRING label's class names by class index (the Transform's label
@@ -146,11 +190,14 @@ class TrainingData:
     rows = self._rows[key]
     if rows is None:
       return self._read(files, batch_size, shuffle, seed)
+    if isinstance(rows, _Columns):
+      return rows.batches(batch_size, shuffle, seed)
     if shuffle:
       rows = rows.shuffle(SHUFFLE_BUFFER, seed)
     return rows.batch(batch_size).with_options(_in_memory_options())
 
-  def _in_memory(self, files: List[str]) -> tf.data.Dataset:
+  def _in_memory(self, files: List[str]
+                 ) -> Union['_Columns', tf.data.Dataset]:
     """A small split's rows, in the order TFXIO reads them, from memory.
 
     When every transformed feature has a fixed shape (what this project's
@@ -171,7 +218,7 @@ class TrainingData:
         columns = {name: tf.concat([b[name] for b in batches], axis=0)
                    for name in spec}
         label = columns.pop(self.features.transformed_label)
-        return tf.data.Dataset.from_tensor_slices((columns, label))
+        return _Columns(columns, label)
     return self._read(files, 1024, shuffle=False).unbatch().cache()
 
   def train(self, batch_size: int, seed: int) -> tf.data.Dataset:

@@ -56,9 +56,14 @@ def _from_files(data, files, batch_size, shuffle, seed=0):
                            shuffle=shuffle, seed=seed)
 
 
+@pytest.mark.parametrize('gather_min_rows', [data_lib.GATHER_MIN_ROWS, 0],
+                         ids=['row_by_row', 'gathered'])
 def test_a_small_split_is_read_once_then_served_from_memory(
-    base, cold, tmp_path):
+    base, cold, tmp_path, monkeypatch, gather_min_rows):
+  """Either way of batching rows in memory (the default data's few hundred
+  rows are batched row by row; from GATHER_MIN_ROWS rows on, gathered)."""
   del cold
+  monkeypatch.setattr(data_lib, 'GATHER_MIN_ROWS', gather_min_rows)
   data = _training_data(base, tmp_path)
   train_files, eval_files = data.fn_args.train_files, data.fn_args.eval_files
   assert data_lib.files_bytes(train_files) <= data_lib.CACHE_MAX_FILE_BYTES
