@@ -43,6 +43,15 @@ def _in_memory_options() -> tf.data.Options:
   return options
 
 
+def _row_by_row(rows: tf.data.Dataset, batch_size: int, shuffle: bool,
+                seed: int) -> tf.data.Dataset:
+  """One epoch of `rows` (a dataset of single rows in memory), shuffled
+  when asked with TFXIO's buffer and `seed`, as TFXIO batches the files."""
+  if shuffle:
+    rows = rows.shuffle(SHUFFLE_BUFFER, seed)
+  return rows.batch(batch_size).with_options(_in_memory_options())
+
+
 def files_bytes(file_patterns: List[str]) -> int:
   """The bytes of the files matched by `file_patterns` (local or remote)."""
   return sum(tf.io.gfile.stat(path).length for pattern in file_patterns
@@ -95,9 +104,7 @@ class _Columns:
   def batches(self, batch_size: int, shuffle: bool, seed: int
               ) -> tf.data.Dataset:
     if self.count < GATHER_MIN_ROWS:
-      rows = self._slices.shuffle(SHUFFLE_BUFFER, seed) if shuffle else (
-          self._slices)
-      return rows.batch(batch_size).with_options(_in_memory_options())
+      return _row_by_row(self._slices, batch_size, shuffle, seed)
     order = tf.data.Dataset.range(self.count)
     if shuffle:
       order = order.shuffle(SHUFFLE_BUFFER, seed)
@@ -180,8 +187,9 @@ class TrainingData:
   def _epoch(self, files: List[str], batch_size: int, shuffle: bool,
              seed: int = 0) -> tf.data.Dataset:
     """One epoch of a split: a small one's rows (CACHE_MAX_FILE_BYTES) from
-    memory after their first full pass, a larger one from its files; either
-    way shuffled, when asked, with TFXIO's buffer and `seed`."""
+    memory, read once by the first epoch asked for (`_in_memory`), a larger
+    one from its files; either way shuffled, when asked, with TFXIO's
+    buffer and `seed`."""
     key = tuple(files)
     if key not in self._rows:
       self._rows[key] = (self._in_memory(files)
@@ -192,12 +200,9 @@ class TrainingData:
       return self._read(files, batch_size, shuffle, seed)
     if isinstance(rows, _Columns):
       return rows.batches(batch_size, shuffle, seed)
-    if shuffle:
-      rows = rows.shuffle(SHUFFLE_BUFFER, seed)
-    return rows.batch(batch_size).with_options(_in_memory_options())
+    return _row_by_row(rows, batch_size, shuffle, seed)
 
-  def _in_memory(self, files: List[str]
-                 ) -> Union['_Columns', tf.data.Dataset]:
+  def _in_memory(self, files: List[str]) -> Union[_Columns, tf.data.Dataset]:
     """A small split's rows, in the order TFXIO reads them, from memory.
 
     When every transformed feature has a fixed shape (what this project's
