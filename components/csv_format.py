@@ -13,6 +13,11 @@ rows into tf.Examples (components/csv_example_gen.py), so that what
   inferred over its present cells: INT when every one is an integer, FLOAT
   when every one is a number, STRING otherwise (a column with no present
   cell is STRING).
+- A STRING column is a *date* column when every present cell is ISO-8601
+  date text (`is_date_text`): a date (2012-01-31) or a date and time
+  (2012-01-31 13:05, 2012-01-31T13:05:59.25+01:00).
+- A time split (`CsvFormat.split_by`, `eval_from`) sends a row to `eval`
+  when its value is at or after `eval_from`, else to `train` (`is_eval`).
 
 No TensorFlow here: the pre-flight imports it.
 """
@@ -20,6 +25,7 @@ No TensorFlow here: the pre-flight imports it.
 import csv
 import io
 import math
+import re
 from typing import (
   Any,
   Callable,
@@ -31,9 +37,10 @@ from typing import (
   Optional,
   Sequence,
   Tuple,
+  Union,
 )
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 INT, FLOAT, STRING = 'INT', 'FLOAT', 'STRING'
 Kind = Literal['INT', 'FLOAT', 'STRING']
@@ -44,11 +51,24 @@ DEFAULT_NULL_VALUES = ('',)
 class CsvFormat(BaseModel):
   """What the ExampleGen needs to know to read the CSV files: the null
   tokens, and the kind of each column that is declared (by the schema, or
-  inferred by the runner before the run); other columns are inferred."""
+  inferred by the runner before the run); other columns are inferred.
+
+  `split_by` and `eval_from` (both or neither) split the rows by time
+  rather than by hash: a row whose `split_by` value is >= `eval_from`
+  (`is_eval`) goes to the eval split, every other row to train."""
   model_config = ConfigDict(extra='forbid', frozen=True)
 
   null_values: Tuple[str, ...] = DEFAULT_NULL_VALUES
   columns: Dict[str, Kind] = {}
+  split_by: Optional[str] = None
+  eval_from: Optional[str] = None
+
+  @model_validator(mode='after')
+  def _split_needs_both(self) -> 'CsvFormat':
+    if (self.split_by is None) != (self.eval_from is None):
+      raise ValueError('split_by and eval_from go together: set both (a '
+                       'column and its first eval value) or neither')
+    return self
 
 
 class CellError(ValueError):
@@ -133,6 +153,107 @@ def infer_kinds(header: Sequence[str], rows: Iterable[Sequence[str]],
         kinds[i] = widen(kinds[i], cell_kind(cell))
   return {name: kind or STRING for name, kind in zip(header, kinds,
                                                       strict=True)}
+
+
+# ISO-8601 date text: a date, optionally a time (T or a space between) with
+# optional seconds, fraction and UTC offset. The ranges of every field but
+# the day are in the pattern; `date_key` checks the day against the month.
+# The same text is RE2 syntax: modules/dates.py holds a copy for TensorFlow
+# (modules/ may not import components/), and tests/test_dates.py checks the
+# two are equal.
+DATE_PATTERN = (r'([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])'
+                r'(?:[T ]([01][0-9]|2[0-3]):([0-5][0-9])'
+                r'(?::([0-5][0-9]|60)(?:\.([0-9]+))?)?'
+                r'(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?)?')
+_DATE = re.compile(DATE_PATTERN)
+# What tf.strings.strip strips, so that TensorFlow reads the same text.
+_ASCII_SPACE = ' \t\n\v\f\r'
+DateKey = Tuple[int, int, int, int, int, int, float]
+
+
+def _days_in_month(year: int, month: int) -> int:
+  if month == 2:
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    return 29 if leap else 28
+  return 30 if month in (4, 6, 9, 11) else 31
+
+
+def date_key(text: str) -> Optional[DateKey]:
+  """ISO-8601 date text's (year, month, day, hour, minute, second,
+  fraction) in wall-clock order, or None when `text` is no valid date.
+
+  A date alone is its midnight, so dates and datetimes compare together.
+  The UTC offset is left out: the wall-clock time written is what the
+  model's date features see (modules/dates.py).
+  """
+  match = _DATE.fullmatch(text.strip(_ASCII_SPACE))
+  if not match:
+    return None
+  year, month, day = (int(g) for g in match.groups()[:3])
+  if year < 1 or day > _days_in_month(year, month):
+    return None
+  hour, minute, second = (int(g or 0) for g in match.groups()[3:6])
+  fraction = float('0.' + match.group(7)) if match.group(7) else 0.0
+  return year, month, day, hour, minute, second, fraction
+
+
+def is_date_text(text: str) -> bool:
+  """True for an ISO-8601 date or datetime on a valid calendar date."""
+  return date_key(text) is not None
+
+
+def column_is_date(values: Iterable[Optional[str]],
+                   null_values: Iterable[str] = DEFAULT_NULL_VALUES) -> bool:
+  """True when the column has a present value and every one is date text
+  (None and the null tokens are missing)."""
+  nulls = tuple(null_values)
+  found = False
+  for value in values:
+    if value is None or is_missing(value, nulls):
+      continue
+    if not is_date_text(value):
+      return False
+    found = True
+  return found
+
+
+def _number(text: str) -> Union[int, float]:
+  try:
+    return int(text)
+  except ValueError:
+    return float(text)
+
+
+def split_order(value: Union[int, float, str]) -> Tuple[int, Any]:
+  """A present value's place in a time split's order: numbers by value,
+  date text by date (before any other text), other text by its characters."""
+  if not isinstance(value, str):
+    return 0, value
+  key = date_key(value)
+  return (1, key) if key else (2, value.strip())
+
+
+def is_eval(value: Union[int, float, str, None], eval_from: str) -> bool:
+  """Whether a row whose split column holds `value` (as `value_of` reads
+  it; None when missing) belongs to the eval split: `value >= eval_from`,
+  as numbers for a number, as dates when both are date text, else as text.
+  A missing value trains.
+
+  Raises:
+    ValueError: `value` is a number and `eval_from` is not.
+  """
+  if value is None:
+    return False
+  if not isinstance(value, str):
+    try:
+      return value >= _number(eval_from)
+    except ValueError:
+      raise ValueError(f'eval_from {eval_from!r} is not a number, but the '
+                       'split column holds numbers') from None
+  mine, theirs = date_key(value), date_key(eval_from)
+  if mine and theirs:
+    return mine >= theirs
+  return value.strip() >= eval_from.strip()
 
 
 def read_text(data: bytes, path: str) -> str:

@@ -32,42 +32,31 @@ from typing import (
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from modules.features import FeaturesSpec, indicator_name, transformed_name
+from modules import kinds, tasks
+from modules.features import FeaturesSpec, indicator_name
 
 OPTIMIZERS = ('adam', 'sgd', 'rmsprop')
-MODEL_BUILDERS = ('dnn', 'cnn')
+MODEL_BUILDERS = ('dnn', 'cnn', 'gbt')
 FINETUNE_STRATEGIES = ('feature_extraction', 'full', 'gradual_unfreezing',
                        'discriminative_lr')
 TUNER_ALGORITHMS = ('hyperband', 'random', 'bayesian', 'grid')
 PARALLEL_AUTO = 'auto'  # tuner.parallel_trials: the cores available
 NUMERIC_SCALINGS = ('z_score', 'min_max', 'none')
-# Keras metric names the Tuner objective and early stopping may monitor
-# (modules/model.py compiles these metrics), and which way is better.
-MONITOR_DIRECTIONS = {'val_loss': 'min', 'val_auc': 'max',
-                      'val_binary_accuracy': 'max', 'val_accuracy': 'max'}
+# Keras metric names the Tuner objective and early stopping may monitor:
+# every task's (modules/tasks.py says which each task reports, and which
+# way is better).
+MONITOR_DIRECTIONS = tasks.monitor_directions()
 MONITORS = tuple(MONITOR_DIRECTIONS)
-
 
 # The exported model's contract (modules/train.py), read by the pipeline
 # definition's eval config and by the serving tools.
-PROBABILITY = 'probability'  # binary: P(class 1), [batch, 1]
-PROBABILITIES = 'probabilities'  # more classes: [batch, classes]
+PROBABILITY = tasks.PROBABILITY
+PROBABILITIES = tasks.PROBABILITIES
+PREDICTION = tasks.PREDICTION
 RAW_SIGNATURE = 'serving_raw'  # one input per raw feature
 # Raw tf.Examples (label included) to the transformed features and label:
 # what the Evaluator reads the transformed label through.
 TRANSFORM_FEATURES_SIGNATURE = 'transform_features'
-
-
-def prediction_key(num_classes: int) -> str:
-  """The output TFMA reads from the project's model."""
-  return PROBABILITY if num_classes == 2 else PROBABILITIES
-
-
-def keras_monitors(num_classes: int) -> Tuple[str, ...]:
-  """The monitors a model for `num_classes` classes reports."""
-  if num_classes == 2:
-    return ('val_loss', 'val_auc', 'val_binary_accuracy')
-  return ('val_loss', 'val_accuracy')
 
 
 class Strict(BaseModel):
@@ -115,6 +104,26 @@ class FinetuneSpace(Strict):
   epochs_per_stage: List[int] = Field(default=[2], min_length=1)
 
 
+class GbtSpace(Strict):
+  """What the Tuner may vary for gradient boosted trees (model.builder
+  gbt; modules/gbt.py): the first value of each list, and the minimum of
+  each range, is the default."""
+  num_trees: IntRange = Field(
+      default=IntRange(min=100, max=300, step=100),
+      description='trees in the ensemble (boosting rounds)')
+  max_depth: IntRange = Field(default=IntRange(min=4, max=6),
+                              description='the depth of each tree')
+  shrinkage: FloatRange = Field(
+      default=FloatRange(min=0.05, max=0.2, sampling='log'),
+      description='the learning rate: how much each tree corrects')
+  min_examples: List[int] = Field(
+      default=[5, 10, 20], min_length=1,
+      description='the fewest training rows in a leaf')
+  subsample: List[float] = Field(
+      default=[1.0, 0.8], min_length=1,
+      description='the share of rows each tree is trained on')
+
+
 class SearchSpace(Strict):
   """The one search space shared by the Tuner and the Trainer.
 
@@ -135,6 +144,7 @@ class SearchSpace(Strict):
   learning_rate: FloatRange = FloatRange(min=1e-4, max=1e-2, sampling='log')
   batch_size: List[int] = Field(default=[32, 16, 64], min_length=1)
   finetune: FinetuneSpace = FinetuneSpace()
+  gbt: GbtSpace = GbtSpace()
 
 
 class VocabularySpec(Strict):
@@ -208,13 +218,25 @@ class ImageSpec(Strict):
     return (self.height, self.width, self.channels)
 
 
+Builder = Literal[MODEL_BUILDERS]  # type: ignore[valid-type]
+
+
 class ModelSpec(Strict):
   """`dnn`: dense layers over all features. `cnn`: conv blocks over the
   numeric features laid out as `image`; num_layers counts conv blocks and
-  units is the first block's filters (doubling per block)."""
-  builder: Literal[MODEL_BUILDERS] = 'dnn'  # type: ignore[valid-type]
+  units is the first block's filters (doubling per block). `gbt`: gradient
+  boosted trees (TensorFlow Decision Forests) over the same transformed
+  features, searched over `search_space.gbt`. A list (`[dnn, gbt]`) lets
+  the Tuner choose the builder with the rest."""
+  builder: Union[Builder, List[Builder]] = 'dnn'
   image: Optional[ImageSpec] = None
   search_space: SearchSpace = SearchSpace()
+
+  @property
+  def builders(self) -> List[str]:
+    """The builders to build or to choose between, the default first."""
+    return (list(dict.fromkeys(self.builder))
+            if isinstance(self.builder, list) else [self.builder])
 
 
 class TunerSpec(Strict):
@@ -245,12 +267,36 @@ class EarlyStoppingSpec(Strict):
   min_delta: float = Field(default=0.0, ge=0)
 
 
-class TrainingSpec(Strict):
+Loss = Literal[tasks.LOSSES]  # type: ignore[valid-type]
+ClassWeight = Union[Literal[tasks.CLASS_WEIGHT_MODES],  # type: ignore[valid-type]
+                    Dict[Union[str, int], Annotated[float, Field(gt=0)]]]
+
+
+class TrialTrainingSpec(Strict):
+  """What a model trains by, in a tuning trial as in the Trainer.
+
+  `loss` (regression): mse, mae or huber, on the standardised label; a
+  list is searched by the Tuner. `class_weight` (classification): none,
+  balanced (each class weighs rows / (classes x its rows) in the train
+  split) or `{CLASS: weight}` by class name or index; a list is searched.
+  """
+  mode: Literal['scratch', 'finetune'] = 'scratch'
+  early_stopping: Optional[EarlyStoppingSpec] = EarlyStoppingSpec()
+  loss: Union[Loss, List[Loss]] = 'mse'
+  class_weight: Union[ClassWeight, List[ClassWeight]] = 'none'
+
+  def choices(self) -> Dict[str, List[Any]]:
+    """The settings a search may vary, each as its list of choices (the
+    first the default)."""
+    return {name: (list(value) if isinstance(value, list) else [value])
+            for name, value in (('loss', self.loss),
+                                ('class_weight', self.class_weight))}
+
+
+class TrainingSpec(TrialTrainingSpec):
   """How the Trainer trains (the spec's `training` section adds where a
   fine-tuning base model comes from, which the runner resolves)."""
-  mode: Literal['scratch', 'finetune'] = 'scratch'
   epochs: int = Field(default=50, ge=1)
-  early_stopping: Optional[EarlyStoppingSpec] = EarlyStoppingSpec()
   seed: int = 42
 
 
@@ -296,50 +342,70 @@ class ModuleConfig(Strict):
     return [name for name in cls.model_fields if name != 'code_version']
 
 
+class DecisionSpec(Strict):
+  """`decision_threshold` (binary): the probability from which a row is
+  class 1, for the served class and for accuracy, precision and recall."""
+  decision_threshold: float = Field(default=0.5, gt=0, lt=1)
+
+
 class TransformConfig(ModuleConfig):
-  """What preprocessing_fn reads."""
+  """What preprocessing_fn reads. The task is known by now (the runner
+  reads it from the data when the spec leaves it out)."""
   features: FeaturesSpec
   preprocessing: PreprocessingSpec = PreprocessingSpec()
+
+  @property
+  def task(self) -> tasks.Task:
+    """The task (known for a model config; raises while the classes are
+    not counted)."""
+    return tasks.task_for(self.features)
+
+  @property
+  def label_transform(self) -> str:
+    return tasks.label_transform(self.features)
 
   def indicators(self) -> List[str]:
     """The features whose was-missing indicator the Transform adds."""
     impute = self.preprocessing.impute
-    return [k for k in self.features.keys
-            if impute.rule(k, k in self.features.categorical)[1]]
+    return [key for key, kind in kinds.columns(self.features)
+            if impute.rule(key, not kind.fill_is_numeric)[1]]
 
   def numeric_inputs(self) -> List[str]:
-    """The model's float inputs: the numeric features, then indicators."""
-    return ([transformed_name(k) for k in self.features.numeric] +
+    """The model's float inputs: each feature's by its kind, then the
+    indicators."""
+    return ([name for key, kind in kinds.columns(self.features)
+             for name in kind.float_inputs(key)] +
             [indicator_name(k) for k in self.indicators()])
+
+  def id_inputs(self) -> Dict[str, str]:
+    """The model's id inputs (transformed name -> raw column)."""
+    return {name: key for key, kind in kinds.columns(self.features)
+            for name in kind.id_inputs(key)}
 
 
 class _ModelConfig(TransformConfig):
-  """A config that builds models. The number of classes is known by now
-  (the runner counts them in the data when the spec leaves it out)."""
+  """A config that builds models. The task is known by now (the runner
+  reads it from the data when the spec leaves it out)."""
   model: ModelSpec = ModelSpec()
 
   @pydantic.model_validator(mode='after')
-  def _classes_known(self):
-    if self.features.num_classes is None:
-      raise ValueError('features.num_classes is not resolved')
+  def _task_known(self):
+    if not tasks.is_known(self.features):
+      raise ValueError('features.task or features.num_classes is not '
+                       'resolved')
     return self
-
-  @property
-  def num_classes(self) -> int:
-    return int(self.features.num_classes)
 
 
 class TrainerConfig(_ModelConfig):
   """What run_fn reads."""
   training: TrainingSpec = TrainingSpec()
+  evaluation: DecisionSpec = DecisionSpec()
 
 
-class TuningTrainingSpec(Strict):
-  """The part of `training` a tuning trial uses: the training mode and early
-  stopping. Not the epochs or the seed, which are the Trainer's: changing
-  them re-runs the Trainer, not the Tuner."""
-  mode: Literal['scratch', 'finetune'] = 'scratch'
-  early_stopping: Optional[EarlyStoppingSpec] = EarlyStoppingSpec()
+class TuningTrainingSpec(TrialTrainingSpec):
+  """The part of `training` a tuning trial uses. Not the epochs or the
+  seed, which are the Trainer's: changing them re-runs the Trainer, not
+  the Tuner."""
 
 
 class TunerConfig(_ModelConfig):

@@ -3,13 +3,13 @@
 import dataclasses
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import DataAccessor
 from tfx_bsl.public import tfxio
 from tfx_bsl.tfxio import dataset_util
 
-from modules import features as features_lib
 from modules import finetune, preprocessing
 from modules import model as model_lib
 from modules.config import TrainerConfig, TunerConfig
@@ -125,20 +125,40 @@ class TrainingData:
         self.fn_args.transform_graph_path)
     self.features = self.config.features
     oov = self.config.preprocessing.categorical.num_oov_buckets
+    self.task = self.config.task
     self.model_inputs = model_lib.ModelInputs(
         numeric=self.config.numeric_inputs(),
         categorical={
-            features_lib.transformed_name(k):
-                self.transform_output.vocabulary_size_by_name(k) + oov
-            for k in self.features.categorical
+            name: self.transform_output.vocabulary_size_by_name(key) + oov
+            for name, key in self.config.id_inputs().items()
         },
-        num_classes=self.config.num_classes)
-    self.builder = self.config.model.builder
+        task=self.task)
+    self.builder = self.config.model.builders[0]
     image = self.config.model.image
     self.image = image.shape if image else None
     self.mode = self.config.training.mode
     self._rows: Dict[Tuple[str, ...],
                      Union[_Columns, tf.data.Dataset, None]] = {}
+    self._label_scale: Optional[Tuple[float, float]] = None
+
+  def label_scale(self) -> Tuple[float, float]:
+    """(mean, standard deviation) of the train split's labels: a task that
+    standardises its label trains on (label - mean) / std, and the served
+    model restores the scale (modules/train.py)."""
+    if self._label_scale is None:
+      labels = np.asarray(self.labels('train'), np.float64)
+      self._label_scale = (float(labels.mean()), float(labels.std()) or 1.0)
+    return self._label_scale
+
+  def class_weight(self, setting: Any) -> Optional[Dict[int, float]]:
+    """Keras's class_weight for a training.class_weight setting (None for
+    a task without classes, or 'none')."""
+    if not self.task.classifies or setting == 'none':
+      return None
+    names = self.class_names()
+    return self.task.class_weights(
+        setting, self.labels('train'),
+        [n.decode() for n in names] if names is not None else None)
 
   def class_names(self) -> Optional[List[bytes]]:
     """A STRING label's class names by class index (the Transform's label
@@ -153,29 +173,42 @@ class TrainingData:
       return None
     names = self.transform_output.vocabulary_by_name(
         preprocessing.LABEL_VOCABULARY)
-    if len(names) < self.config.num_classes:
+    classes = self.task.num_classes
+    if len(names) < classes:
       seen = ', '.join(n.decode() for n in names)
       raise ValueError(
-          f'the label has {self.config.num_classes} classes in the data but '
+          f'the label has {classes} classes in the data but '
           f'{len(names)} in the train split ({seen}); a class only in the '
           'eval split cannot be learned: add rows of it or change data.split')
     return names
 
   def new_model(self, hparams: Mapping[str, Any]
                 ) -> Union[tf.keras.Model, finetune.Finetuner]:
-    """A from-scratch model (scratch mode) or a Finetuner over the base model
-    the component received (finetune mode)."""
+    """A from-scratch model (scratch mode) by the builder `hparams` names
+    (the only one when the spec names one), or a Finetuner over the base
+    model the component received (finetune mode)."""
     if self.mode == 'finetune':
       base = finetune.load_checked(self.fn_args.base_model, self.model_inputs)
       return finetune.Finetuner(base, self.model_inputs, hparams)
-    return model_lib.build_model(self.model_inputs, hparams, self.builder,
+    builder = hparams.get('builder', self.builder)
+    if builder == 'gbt':
+      from modules import gbt  # pylint: disable=g-import-not-at-top
+      return gbt.build(self.model_inputs, hparams, self.label_seed)
+    return model_lib.build_model(self.model_inputs, hparams, builder,
                                  self.image)
 
-  def labels(self, split: str) -> List[int]:
-    """The transformed labels of the 'train' or 'eval' split (one pass)."""
-    dataset = (self.train(1024, seed=0) if split == 'train'
-               else self.eval(1024))
-    return [int(v) for _, label in dataset for v in label.numpy().ravel()]
+  @property
+  def label_seed(self) -> int:
+    return int(getattr(self.config.training, 'seed', 0) or 0)
+
+  def labels(self, split: str) -> List[float]:
+    """The transformed labels of the 'train' or 'eval' split (one pass),
+    on their own scale."""
+    files = (self.fn_args.train_files if split == 'train'
+             else self.fn_args.eval_files)
+    dataset = self._epoch(files, 1024, shuffle=False, scaled=False)
+    cast = int if self.task.classifies else float
+    return [cast(v) for _, label in dataset for v in label.numpy().ravel()]
 
   def _read(self, files: List[str], batch_size: int, shuffle: bool,
             seed: int = 0) -> tf.data.Dataset:
@@ -185,7 +218,17 @@ class TrainingData:
                     shuffle=shuffle, seed=seed)
 
   def _epoch(self, files: List[str], batch_size: int, shuffle: bool,
-             seed: int = 0) -> tf.data.Dataset:
+             seed: int = 0, scaled: bool = True) -> tf.data.Dataset:
+    """One epoch of a split, its label standardised when the task trains
+    so (`scaled`)."""
+    epoch = self._rows_epoch(files, batch_size, shuffle, seed)
+    if not (scaled and self.task.standardises_label):
+      return epoch
+    mean, std = self.label_scale()
+    return epoch.map(lambda x, y: (x, (y - mean) / std))
+
+  def _rows_epoch(self, files: List[str], batch_size: int, shuffle: bool,
+                  seed: int = 0) -> tf.data.Dataset:
     """One epoch of a split: a small one's rows (CACHE_MAX_FILE_BYTES) from
     memory, read once by the first epoch asked for (`_in_memory`), a larger
     one from its files; either way shuffled, when asked, with TFXIO's

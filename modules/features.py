@@ -6,9 +6,11 @@ modules/config.py), so preprocessing, the model, the evaluation and the tests
 all read the feature lists from here. No TensorFlow: the spec imports it.
 """
 
-from typing import List, Optional
+from typing import List, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from modules.tasks import DEFAULT_MAX_CLASSES, TASK_KINDS
 
 TRANSFORMED_SUFFIX = '_xf'
 
@@ -24,29 +26,41 @@ def indicator_name(key: str) -> str:
 
 
 class FeaturesSpec(BaseModel):
-  """Which raw columns are the label, numeric and categorical features.
+  """Which raw columns are the label and the features, and what to predict.
 
-  The label is an INT column of class indices (0/1, or 0..n-1) or a STRING
-  column of class names (given ids by a vocabulary over the train split,
-  most frequent first). `num_classes` 2: a sigmoid output and binary
-  metrics; more: a softmax output; None until the runner counts the classes
-  in the data. `exclude`: columns in the data the model must not see (an
-  id, a leak); they are no input of any serving signature. With neither
-  numeric nor categorical features listed, the runner takes every other
-  column: numbers as numeric, text as categorical.
+  `task`: classification or regression; left out, the data decides (a
+  label holding numbers that are not all whole is regression; class names
+  or whole numbers are classes). A classification label is an INT column of
+  class indices (0/1, or 0..n-1) or a STRING column of class names (given
+  ids by a vocabulary over the train split, most frequent first);
+  `num_classes` is None until the runner counts them, and an INT label with
+  more than `max_classes` distinct values is refused unless `task` says
+  which it is. A regression label is a number (modules/tasks.py).
+  `numeric`, `categorical`, `date`: the features by column kind
+  (modules/kinds.py). `exclude`: columns the model must not see (an id, a
+  leak); they are no input of any serving signature. With no feature
+  listed, the runner takes every other column by the kind it recognises.
   """
   model_config = ConfigDict(extra='forbid', frozen=True, strict=True)
 
   label: str
+  task: Optional[Literal[TASK_KINDS]] = None  # type: ignore[valid-type]
   num_classes: Optional[int] = Field(default=None, ge=2)
+  max_classes: int = Field(default=DEFAULT_MAX_CLASSES, ge=2)
   numeric: List[str] = []
   categorical: List[str] = []
+  date: List[str] = []
   exclude: List[str] = []
 
   @property
   def keys(self) -> List[str]:
     """Raw feature keys (label excluded), numeric first."""
-    return list(self.numeric) + list(self.categorical)
+    return list(self.numeric) + list(self.categorical) + list(self.date)
+
+  @property
+  def listed(self) -> bool:
+    """Whether the spec (or the runner) has listed the features."""
+    return bool(self.keys)
 
   @property
   def transformed_label(self) -> str:

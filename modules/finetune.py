@@ -260,7 +260,7 @@ class Finetuner:
     # Built under a distribution strategy's scope (modules/distribute.py),
     # the optimizers prepare() creates must be made under it too.
     self.strategy = tf.distribute.get_strategy()
-    self.num_classes = inputs.num_classes
+    self.task = inputs.task
     self.backbone = split_backbone(base)
     self.blocks = backbone_blocks(self.backbone)
     model_inputs = inputs.input_layers()
@@ -276,7 +276,7 @@ class Finetuner:
           name='head_dense')(x)
     self.model = FinetuneModel(
         inputs=model_inputs,
-        outputs=model_lib.classification_head(x, inputs.num_classes))
+        outputs=inputs.task.head(x))
     self.head_layers = [layer for layer in self.model.layers
                         if layer is not self.backbone and layer.weights]
     self.trainable_history: List[int] = []
@@ -308,12 +308,13 @@ class Finetuner:
                      [v for layer in block for v in layer.trainable_weights]))
     self.model.set_groups(groups)
     self.model.compile(optimizer=groups[0][0],
-                       **model_lib.loss_and_metrics(self.num_classes))
+                       **model_lib.loss_and_metrics(self.task, self.hparams))
 
   def fit(self, train: tf.data.Dataset, validation_data: tf.data.Dataset,
           epochs: int, initial_epoch: int = 0,
           callbacks: Sequence[keras.callbacks.Callback] = (),
-          verbose: int = 0) -> keras.callbacks.History:
+          verbose: int = 0, class_weight: Optional[Dict[int, float]] = None
+          ) -> keras.callbacks.History:
     """Trains epochs [initial_epoch, epochs) stage by stage; returns one
     History over all stages. Stops early when a callback stops a stage."""
     merged = keras.callbacks.History()
@@ -326,7 +327,7 @@ class Finetuner:
       history = self.model.fit(train, validation_data=validation_data,
                                initial_epoch=first, epochs=end,
                                callbacks=[recorder, *callbacks],
-                               verbose=verbose)
+                               verbose=verbose, class_weight=class_weight)
       merged.epoch += history.epoch
       for key, values in history.history.items():
         merged.history.setdefault(key, []).extend(values)

@@ -1,9 +1,11 @@
 """Keras model builders. Plain values in, a compiled tf.keras model out.
 
-`build_model(inputs, hparams, builder)` builds a from-scratch classifier over
-the transformed features: `dnn` (dense layers) or `cnn` (conv blocks over the
-numeric features laid out as an image). `compile_model` is separate so that
-fine-tuning can recompile a model it did not build. The project uses Keras 2
+`build_model(inputs, hparams, builder)` builds a from-scratch model for the
+task (modules/tasks.py: its head, loss and metrics) over the transformed
+features: `dnn` (dense layers) or `cnn` (conv blocks over the numeric
+features laid out as an image); `gbt` trees come from modules/gbt.py.
+`compile_model` is separate so that fine-tuning can recompile a model it
+did not build. The project uses Keras 2
 (tf_keras) throughout: tf.Transform 1.16 and keras-tuner 1.3.5 require it.
 
 Layer names are a contract with modules/finetune.py: the layer named
@@ -18,7 +20,10 @@ import tensorflow as tf
 import tf_keras as keras
 from tensorflow.python.autograph.core import config as autograph_config  # pylint: disable=g-direct-tensorflow-import
 
+from modules import tasks
 from modules.config import PROBABILITIES, PROBABILITY, EarlyStoppingSpec
+
+__all__ = ['PROBABILITIES', 'PROBABILITY']
 
 EMBEDDING = 'embedding'  # the backbone's output layer
 
@@ -56,10 +61,11 @@ skip_autograph_in_keras()
 @dataclasses.dataclass(frozen=True)
 class ModelInputs:
   """What the model consumes: transformed numeric keys (float, shape [1]) and
-  transformed categorical keys with their id counts (vocabulary + OOV)."""
+  transformed categorical keys with their id counts (vocabulary + OOV),
+  and what it predicts."""
   numeric: List[str]
   categorical: Dict[str, int]
-  num_classes: int = 2
+  task: tasks.Task = dataclasses.field(default_factory=tasks.BinaryTask)
 
   def input_layers(self) -> Dict[str, tf.Tensor]:
     """A fresh keras.Input per feature: float for numeric, int64 ids."""
@@ -73,7 +79,7 @@ class ModelInputs:
 def build_model(inputs: ModelInputs, hparams: Mapping[str, Any],
                 builder: str = 'dnn',
                 image: Optional[Tuple[int, int, int]] = None) -> keras.Model:
-  """Builds and compiles a classifier trained from scratch.
+  """Builds and compiles a model trained from scratch.
 
   Args:
     inputs: the transformed feature names, category counts and classes.
@@ -84,7 +90,7 @@ def build_model(inputs: ModelInputs, hparams: Mapping[str, Any],
 
   Returns:
     A compiled model taking a dict of [batch, 1] tensors and returning the
-    class probabilities (see `classification_head`).
+    task's head's output (modules/tasks.py).
   """
   if not inputs.numeric and not inputs.categorical:
     raise ValueError('build_model needs at least one input feature')
@@ -108,19 +114,9 @@ def build_model(inputs: ModelInputs, hparams: Mapping[str, Any],
     x = dense_stack(x, hparams)
   else:
     raise ValueError(f'unknown model builder {builder!r}; allowed: dnn, cnn')
-  model = keras.Model(inputs=model_inputs,
-                      outputs=classification_head(x, inputs.num_classes))
-  compile_model(model, hparams, inputs.num_classes)
+  model = keras.Model(inputs=model_inputs, outputs=inputs.task.head(x))
+  compile_model(model, hparams, inputs.task)
   return model
-
-
-def classification_head(x: tf.Tensor, num_classes: int) -> tf.Tensor:
-  """The output layer: a sigmoid PROBABILITY [batch, 1] for 2 classes, else
-  softmax PROBABILITIES [batch, num_classes]."""
-  if num_classes == 2:
-    return keras.layers.Dense(1, activation='sigmoid', name=PROBABILITY)(x)
-  return keras.layers.Dense(num_classes, activation='softmax',
-                            name=PROBABILITIES)(x)
 
 
 def _regularizer(hparams: Mapping[str, Any]) -> keras.regularizers.Regularizer:
@@ -177,29 +173,33 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
   return OPTIMIZERS[name](learning_rate=float(learning_rate))
 
 
-def loss_and_metrics(num_classes: int) -> Dict[str, Any]:
-  """compile() arguments besides the optimizer. The metric names are the
-  monitors a spec may name (modules.config.keras_monitors)."""
-  if num_classes == 2:
-    return dict(loss=keras.losses.BinaryCrossentropy(),
-                metrics=[keras.metrics.BinaryAccuracy(name='binary_accuracy'),
-                         keras.metrics.AUC(name='auc')])
-  return dict(loss=keras.losses.SparseCategoricalCrossentropy(),
-              metrics=[keras.metrics.SparseCategoricalAccuracy(
-                  name='accuracy')])
+def loss_and_metrics(task: tasks.Task,
+                     hparams: Optional[Mapping[str, Any]] = None
+                     ) -> Dict[str, Any]:
+  """compile() arguments besides the optimizer: the task's loss (by
+  `hparams['loss']` where the task offers a choice) and its metrics, named
+  as the monitors a spec may name (the task's `monitors`)."""
+  return dict(loss=task.loss((hparams or {}).get('loss')),
+              metrics=task.keras_metrics())
 
 
 def compile_model(model: keras.Model, hparams: Mapping[str, Any],
-                  num_classes: int = 2) -> None:
+                  task: Optional[tasks.Task] = None) -> None:
   """Compiles with the optimizer and learning rate `hparams` name, its
   variables built."""
   model.compile(
       optimizer=make_optimizer(hparams['optimizer'], hparams['learning_rate']),
-      **loss_and_metrics(num_classes))
+      **loss_and_metrics(task or tasks.BinaryTask(), hparams))
   # The optimizer's slots now, not in the first training step: a step that
   # creates variables is traced twice by tf.function (once to create them,
   # once without), and a trace is a good part of a one-second tuning trial.
   model.optimizer.build(model.trainable_variables)
+
+
+def epochs_for(model: Any, epochs: int) -> int:
+  """The epochs to fit `model` for: a decision forest (modules/gbt.py)
+  trains on one pass over the data, a network for `epochs`."""
+  return 1 if getattr(model, 'one_pass', False) else epochs
 
 
 def early_stopping(settings: Optional[EarlyStoppingSpec],

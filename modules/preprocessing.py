@@ -1,5 +1,6 @@
-"""preprocessing_fn for TFX Transform: fill gaps, scale numbers, index
-categories, and index a STRING label.
+"""preprocessing_fn for TFX Transform: each feature by its column kind
+(modules/kinds.py: fill gaps, scale numbers, index categories, expand
+dates), and the label by the task (modules/tasks.py).
 
 A feature the schema makes optional arrives as a SparseTensor (at most one
 value a row); a value of it is *missing* when it is absent, NaN, or an empty
@@ -13,12 +14,15 @@ schema) arrives dense and has a value in every row: it is scaled or indexed
 as it is, with no fill to compute.
 """
 
+import dataclasses
 from typing import Any, Dict, Mapping, Tuple, Union
 
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from modules import dates
 from modules import features as features_lib
+from modules import kinds as kinds_lib
 from modules.config import ConstantToken, TransformConfig
 
 # The category a missing value becomes under `missing_bucket`.
@@ -55,7 +59,7 @@ def single_values(x: Union[tf.Tensor, tf.SparseTensor], default: Any
   return values, missing
 
 
-def _numeric(x) -> Tuple[tf.Tensor, tf.Tensor]:
+def numeric_values(x) -> Tuple[tf.Tensor, tf.Tensor]:
   """(values [batch, 1] float32, NaN where missing; missing [batch, 1])."""
   if not isinstance(x, tf.SparseTensor):
     # A required feature (the schema gives it a fixed shape): every row has
@@ -122,7 +126,8 @@ def scale_numeric(columns: Mapping[str, tf.Tensor], scaling: str
   return {k: scaled[:, i:i + 1] for i, k in enumerate(keys)}
 
 
-def _categorical(x, key: str, fill, vocab) -> Tuple[tf.Tensor, tf.Tensor]:
+def categorical_ids(x, key: str, fill, vocab) -> Tuple[tf.Tensor, tf.Tensor]:
+  """(ids [batch, 1] over the train split's vocabulary, missing [batch, 1])."""
   values, missing = single_values(x, '' if x.dtype == tf.string else 0)
   if values.dtype != tf.string:
     values = tf.strings.as_string(values)
@@ -146,7 +151,56 @@ def _categorical(x, key: str, fill, vocab) -> Tuple[tf.Tensor, tf.Tensor]:
   return ids, missing
 
 
-def transform_label(x) -> tf.Tensor:
+@dataclasses.dataclass
+class Transformed:
+  """One column's Transform outputs, before the shared numeric steps:
+  `scaled` floats still to fill and scale (output name -> (values [batch,
+  1], missing [batch, 1], fill rule or None for no gaps)), `direct` outputs
+  that are final, and the column's `missing` mask (for an indicator)."""
+  scaled: Dict[str, Tuple[tf.Tensor, tf.Tensor, Any]]
+  direct: Dict[str, tf.Tensor]
+  missing: tf.Tensor
+
+
+def numeric_column(x, key: str, rule, options) -> Transformed:
+  """A number: its gaps filled by `rule` (a required feature has none),
+  then scaled with the others."""
+  values, missing = numeric_values(x)
+  optional = isinstance(x, tf.SparseTensor)
+  return Transformed(scaled={features_lib.transformed_name(key): (
+      values, missing, rule if optional else None)}, direct={},
+                     missing=missing)
+
+
+def categorical_column(x, key: str, rule, options) -> Transformed:
+  """A category: ids over the train split's vocabulary."""
+  ids, missing = categorical_ids(x, key, rule, options.categorical)
+  return Transformed(scaled={}, direct={features_lib.transformed_name(key): ids},
+                     missing=missing)
+
+
+def date_column(x, key: str, rule, options) -> Transformed:
+  """A date: the year filled by the numeric `rule` and scaled with the
+  numbers; the cyclic parts as they are (0 where missing)."""
+  del options  # dates take no vocabulary or scaling options of their own
+  text, _ = single_values(x, '')
+  parts, missing = dates.date_parts(text)
+  name = features_lib.transformed_name
+  return Transformed(
+      scaled={name(dates.part_name(key, 'year')): (parts.pop('year'), missing,
+                                                   rule)},
+      direct={name(dates.part_name(key, part)): value
+              for part, value in parts.items()},
+      missing=missing)
+
+
+# Each column kind's Transform (modules/kinds.py declares the kinds).
+KIND_TRANSFORMS = {'numeric': numeric_column,
+                   'categorical': categorical_column,
+                   'date': date_column}
+
+
+def class_label(x) -> tf.Tensor:
   """INT class indices as they are; STRING class names as their index in
   LABEL_VOCABULARY (over the train split, most frequent first; a name
   never seen in training is -1)."""
@@ -159,41 +213,54 @@ def transform_label(x) -> tf.Tensor:
   return tf.cast(values, tf.int64)
 
 
+def number_label(x) -> tf.Tensor:
+  """A regression label as float32 [batch, 1], on its own scale (the
+  Trainer standardises it for training and restores it when serving)."""
+  values, _ = single_values(x, float('nan') if x.dtype.is_floating else 0)
+  return tf.cast(values, tf.float32)
+
+
+# Each task's label Transform (modules/tasks.py: Task.label_transform).
+LABEL_TRANSFORMS = {'class': class_label, 'number': number_label}
+
+
 def preprocessing_fn(inputs: Mapping[str, Any],
                      custom_config: Mapping[str, Any]) -> Dict[str, Any]:
   """Transforms raw features into model inputs.
 
-  Numeric features are filled where missing and scaled as
-  `preprocessing.numeric` says (z-score by default); categorical ones are
-  filled and mapped to integer ids over a vocabulary computed on the
-  training split, with OOV buckets; a STRING label becomes class indices.
+  Each feature is transformed by its column kind (modules/kinds.py):
+  numbers filled where missing and scaled as `preprocessing.numeric` says
+  (z-score by default, all columns by one analyzer), categories filled and
+  mapped to integer ids over a vocabulary of the train split with OOV
+  buckets, dates expanded into a scaled year and cyclic parts. The label is
+  transformed by the task (class indices, or a number).
 
   Args:
     inputs: raw feature tensors keyed by column name.
     custom_config: a TransformConfig as JSON (modules/config.py).
 
   Returns:
-    Transformed tensors keyed by `features.transformed_name(column)`, and
+    Transformed tensors keyed by `features.transformed_name(output)`, and
     `features.indicator_name(column)` for each indicator.
   """
   config = TransformConfig.from_custom_config(custom_config)
   feats = config.features
   options = config.preprocessing
-  outputs = {}
-  missing = {}
-  numeric = {key: _numeric(inputs[key]) for key in feats.numeric}
-  missing.update({key: m for key, (_, m) in numeric.items()})
-  filled = fill_numeric(numeric, {  # required features have no gaps
-      key: options.impute.rule(key, categorical=False)[0]
-      for key in feats.numeric if isinstance(inputs[key], tf.SparseTensor)})
-  for key, values in scale_numeric(filled, options.numeric).items():
-    outputs[features_lib.transformed_name(key)] = values
-  for key in feats.categorical:
-    fill, _ = options.impute.rule(key, categorical=True)
-    outputs[features_lib.transformed_name(key)], missing[key] = _categorical(
-        inputs[key], key, fill, options.categorical)
+  outputs, missing, scaled, rules = {}, {}, {}, {}
+  for key, kind in kinds_lib.columns(feats):
+    rule, _ = options.impute.rule(key, categorical=not kind.fill_is_numeric)
+    done = KIND_TRANSFORMS[kind.name](inputs[key], key, rule, options)
+    missing[key] = done.missing
+    outputs.update(done.direct)
+    for name, (values, gaps, fill) in done.scaled.items():
+      scaled[name] = (values, gaps)
+      if fill is not None:  # required features have no gaps
+        rules[name] = fill
+  filled = fill_numeric(scaled, rules)
+  outputs.update(scale_numeric(filled, options.numeric))
   for key in config.indicators():
     outputs[features_lib.indicator_name(key)] = tf.cast(missing[key],
                                                         tf.float32)
-  outputs[feats.transformed_label] = transform_label(inputs[feats.label])
+  outputs[feats.transformed_label] = LABEL_TRANSFORMS[
+      config.label_transform](inputs[feats.label])
   return outputs

@@ -8,11 +8,19 @@ uses when no tuned values arrive. The SearchSpace field names are the
 hyperparameter names.
 """
 
+import json
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import keras_tuner
 
-from modules.config import FinetuneSpace, FloatRange, IntRange, SearchSpace
+from modules.config import (
+  FinetuneSpace,
+  FloatRange,
+  GbtSpace,
+  IntRange,
+  SearchSpace,
+  TrialTrainingSpec,
+)
 
 # Shared by both training modes: the optimizer, regularisation and batch.
 SHARED = ('dropout', 'l1', 'l2', 'optimizer', 'learning_rate', 'batch_size')
@@ -22,6 +30,17 @@ SCRATCH = ('num_layers', 'units', 'batch_norm')
 FINETUNE = ('strategy', 'unfreeze_blocks', 'head_units', 'backbone_lr_scale',
             'lr_decay', 'epochs_per_stage')
 NAMES = SCRATCH + SHARED
+# Gradient boosted trees (model.search_space.gbt), prefixed GBT_PREFIX so
+# that they share a search with the network's when the Tuner chooses the
+# builder (the `builder` hyperparameter, BUILDER).
+GBT = tuple(GbtSpace.model_fields)
+GBT_PREFIX = 'gbt_'
+BUILDER = 'builder'
+# What training.* may make a search choose (modules/config.py,
+# TrialTrainingSpec.choices), per the task that has it.
+TRAINING_CHOICES = ('loss', 'class_weight')
+# Every hyperparameter name a search may hold besides `names(mode)`'s.
+OTHER_NAMES = (BUILDER, *TRAINING_CHOICES, *(GBT_PREFIX + n for n in GBT))
 
 
 def names(mode: str = 'scratch') -> Tuple[str, ...]:
@@ -55,19 +74,105 @@ def sample(hp: keras_tuner.HyperParameters, space: SearchSpace,
   Returns:
     A dict with one value per name in `names(mode)`.
   """
-  own: Union[SearchSpace, FinetuneSpace] = (
-      space.finetune if mode == 'finetune' else space)
-  values = {name: _register(hp, name, getattr(own, name))
-            for name in names(mode) if name not in SHARED}
-  values.update({name: _register(hp, name, getattr(space, name))
-                 for name in SHARED})
+  values = sample_own(hp, space, mode)
+  values.update(sample_shared(hp, space))
   return values
 
 
-def resolve(tuned: Optional[Mapping[str, Any]], space: SearchSpace,
+def sample_own(hp: keras_tuner.HyperParameters, space: SearchSpace,
+               mode: str = 'scratch') -> Dict[str, Any]:
+  """The network's own hyperparameters: the architecture from scratch, the
+  `finetune` sub-space when fine-tuning."""
+  own: Union[SearchSpace, FinetuneSpace] = (
+      space.finetune if mode == 'finetune' else space)
+  return {name: _register(hp, name, getattr(own, name))
+          for name in names(mode) if name not in SHARED}
+
+
+def sample_shared(hp: keras_tuner.HyperParameters, space: SearchSpace
+                  ) -> Dict[str, Any]:
+  """The optimizer, regularisation and batch size, shared by both modes
+  (a tree ignores what it does not use: the batch size only paces its
+  reading)."""
+  return {name: _register(hp, name, getattr(space, name)) for name in SHARED}
+
+
+def resolve(tuned: Optional[Mapping[str, Any]], space: Any,
             mode: str = 'scratch') -> Dict[str, Any]:
   """Values for training: the Tuner's best (a HyperParameters config) or
-  the space's defaults when `tuned` is empty."""
+  the space's defaults when `tuned` is empty. `space` is a SearchSpace, or
+  a module config (a TrainerConfig or TunerConfig), whose builders, task
+  and training choices are then searched too (`sample_config`)."""
   hp = (keras_tuner.HyperParameters.from_config(dict(tuned)) if tuned
         else keras_tuner.HyperParameters())
-  return sample(hp, space, mode)
+  if isinstance(space, SearchSpace):
+    return sample(hp, space, mode)
+  return sample_config(hp, space)
+
+
+def _encode(value: Any) -> Any:
+  """A choice as Keras Tuner holds it: a mapping (class weights) as JSON."""
+  return json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+
+
+def decode(value: Any) -> Any:
+  """A choice back from `_encode`."""
+  if isinstance(value, str) and value.startswith('{'):
+    return json.loads(value)
+  return value
+
+
+def sample_config(hp: keras_tuner.HyperParameters, config: Any
+                  ) -> Dict[str, Any]:
+  """Registers everything a module config's search varies on `hp`: the
+  builder when the spec lists several, each builder's hyperparameters
+  (under a condition on the builder, so a trial of one does not vary the
+  other's), and the training choices its task has (a regression loss,
+  classes' weights). Returns the current values; `builder` is always
+  there.
+
+  Args:
+    hp: the hyperparameters object of a trial (or a fresh one).
+    config: a TunerConfig or TrainerConfig (modules/config.py).
+  """
+  space, mode = config.model.search_space, config.training.mode
+  builders = config.model.builders
+  values: Dict[str, Any] = {}
+  if len(builders) > 1:
+    values[BUILDER] = hp.Choice(BUILDER, builders, default=builders[0])
+  else:
+    values[BUILDER] = builders[0]
+  for builder in builders:
+    scope = (hp.conditional_scope(BUILDER, [builder]) if len(builders) > 1
+             else _no_scope())
+    with scope:
+      if builder == 'gbt':
+        gbt = {name: _register(hp, GBT_PREFIX + name, getattr(space.gbt, name))
+               for name in GBT}
+        if values[BUILDER] == 'gbt':
+          values.update({GBT_PREFIX + k: v for k, v in gbt.items()})
+      else:
+        # The optimizer and regularisation are the network's; a tree's
+        # trials should not vary them.
+        own = sample_own(hp, space, mode)
+        own.update({name: _register(hp, name, getattr(space, name))
+                    for name in SHARED if name != 'batch_size'})
+        if values[BUILDER] == builder:
+          values.update(own)
+  values['batch_size'] = _register(hp, 'batch_size', space.batch_size)
+  training: TrialTrainingSpec = config.training
+  task = config.task
+  offered = {'loss': bool(task.losses), 'class_weight': task.classifies}
+  for name, choices in training.choices().items():
+    if offered[name]:
+      values[name] = decode(hp.Choice(name, [_encode(c) for c in choices],
+                                      default=_encode(choices[0])))
+  return values
+
+
+class _no_scope:  # pylint: disable=invalid-name
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    return False

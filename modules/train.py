@@ -12,7 +12,7 @@ import tf_keras as keras
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from modules import data as data_lib
-from modules import distribute, finetune, search_space
+from modules import distribute, finetune, search_space, tasks
 from modules import model as model_lib
 from modules.config import (
     RAW_SIGNATURE,
@@ -23,8 +23,8 @@ from modules.tuner import require_legacy_keras
 
 HPARAMS_FILE = 'hyperparameters.json'  # in model_run, beside TensorBoard logs
 HISTORY_FILE = 'training_history.json'  # likewise: what each epoch did
-CLASS_ID = 'class_id'  # multiclass: the most probable class index
-CLASS_NAME = 'class_name'  # a STRING label's name of the predicted class
+CLASS_ID = tasks.CLASS_ID
+CLASS_NAME = tasks.CLASS_NAME
 
 
 def _raw_input_spec(spec) -> tf.TensorSpec:
@@ -54,15 +54,18 @@ def _raw_feature(value: tf.Tensor, spec) -> Union[tf.Tensor, tf.SparseTensor]:
                             tf.constant(1, tf.int64)]))
 
 
-def serving_signatures(model: keras.Model, training_data: data_lib.TrainingData
+def serving_signatures(model: keras.Model, training_data: data_lib.TrainingData,
+                       decision_threshold: float = 0.5
                        ) -> Dict[str, tf.types.experimental.ConcreteFunction]:
   """The exported model's signatures, each applying the Transform graph.
 
   serving_default and serving_raw take the model's raw features only (not
-  the label, nor excluded or unused columns) and answer
-  {'probability': [batch, 1]} for a binary label, else
-  {'probabilities': [batch, classes], 'class_id': [batch]}; with a STRING
-  label also 'class_name', the predicted class's name.
+  the label, nor excluded or unused columns) and answer what the task
+  serves (modules/tasks.py): {'probability': [batch, 1], 'class_id':
+  [batch]} (1 from `decision_threshold`) for a binary label,
+  {'probabilities': [batch, classes], 'class_id': [batch]} for more
+  classes, with a STRING label also 'class_name', the predicted class's
+  name; {'prediction': [batch, 1]} for regression, on the label's scale.
 
   - serving_default: `examples`, serialized tf.Examples (an optional feature
     may be left out); what TF Serving clients usually send.
@@ -78,22 +81,16 @@ def serving_signatures(model: keras.Model, training_data: data_lib.TrainingData
   full_spec = transform_output.raw_feature_spec()
   raw_spec = {k: full_spec[k] for k in training_data.features.keys}
   input_names = list(model.input_names)
-  multiclass = training_data.model_inputs.num_classes > 2
-  names = training_data.class_names()
-  class_names = tf.constant(names) if names is not None else None
+  task = training_data.task
+  names = training_data.class_names() if task.classifies else None
+  label_scale = (training_data.label_scale() if task.standardises_label
+                 else (0.0, 1.0))
 
   def predict(raw):
     transformed = model.tft_layer(raw)
     output = model({k: transformed[k] for k in input_names})
-    if multiclass:
-      class_id = tf.argmax(output, axis=-1)
-      result = {model_lib.PROBABILITIES: output, CLASS_ID: class_id}
-    else:
-      class_id = tf.cast(output[:, 0] > 0.5, tf.int64)
-      result = {model_lib.PROBABILITY: output}
-    if class_names is not None:
-      result[CLASS_NAME] = tf.gather(class_names, class_id)
-    return result
+    return task.serving_outputs(output, names, decision_threshold,
+                                label_scale)
 
   # AutoGraph off: these functions branch on Python values only, and
   # converting the Transform layer's code costs seconds per export.
@@ -190,9 +187,9 @@ def run_fn(fn_args: FnArgs) -> None:
   seed = config.training.seed
   keras.utils.set_random_seed(seed)
   training_data = data_lib.TrainingData(fn_args, config)
-  training_data.class_names()  # every class of the data trains, or stop here
-  hparams = search_space.resolve(fn_args.hyperparameters,
-                                 config.model.search_space, config.training.mode)
+  if training_data.task.classifies:
+    training_data.class_names()  # every class of the data trains, or stop
+  hparams = search_space.resolve(fn_args.hyperparameters, config)
   with distribute.strategy().scope():
     model = training_data.new_model(hparams)
   callbacks = [keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir,
@@ -204,8 +201,10 @@ def run_fn(fn_args: FnArgs) -> None:
       if config.training.early_stopping else 'val_loss')))
   history = model.fit(training_data.train(hparams['batch_size'], seed),
                       validation_data=training_data.eval(hparams['batch_size']),
-                      epochs=config.training.epochs, callbacks=callbacks,
-                      verbose=0)
+                      epochs=model_lib.epochs_for(model, config.training.epochs),
+                      callbacks=callbacks, verbose=0,
+                      class_weight=training_data.class_weight(
+                          hparams.get('class_weight', 'none')))
   schedule = None
   if isinstance(model, finetune.Finetuner):
     schedule = model.schedule(config.training.epochs)
@@ -215,7 +214,8 @@ def run_fn(fn_args: FnArgs) -> None:
                          'w') as f:
     json.dump(record, f, indent=1)
   model.save(fn_args.serving_model_dir, save_format='tf',
-             signatures=serving_signatures(model, training_data))
+             signatures=serving_signatures(
+                 model, training_data, config.evaluation.decision_threshold))
   with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HPARAMS_FILE),
                          'w') as f:
     json.dump(hparams, f, indent=2, sort_keys=True)

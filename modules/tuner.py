@@ -13,10 +13,9 @@ change, rather than hand the Trainer noise.
 import gc
 import logging
 import zlib
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import keras_tuner
-import numpy as np
 import tf_keras as keras
 from keras_tuner.distribute import utils as keras_tuner_workers
 from keras_tuner.engine import tuner_utils
@@ -26,7 +25,7 @@ from tfx.components.tuner.component import TunerFnResult
 from modules import data as data_lib
 from modules import distribute, finetune, search_plan, search_space
 from modules import model as model_lib
-from modules.config import SearchSpace, TunerConfig, TunerSpec
+from modules.config import TunerConfig, TunerSpec
 
 
 def require_legacy_keras() -> None:
@@ -48,16 +47,15 @@ class SpecHyperModel(keras_tuner.HyperModel):
   """
 
   def __init__(self, training_data: data_lib.TrainingData,
-               space: SearchSpace, seed: int):
+               config: TunerConfig, seed: int):
     super().__init__(name='spec_hypermodel')
     self._data = training_data
-    self._space = space
+    self._config = config
     self._seed = seed
     self._finetuner = None  # the last built trial's, in finetune mode
 
   def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
-    built = self._data.new_model(
-        search_space.sample(hp, self._space, self._data.mode))
+    built = self._data.new_model(search_space.sample_config(hp, self._config))
     if isinstance(built, finetune.Finetuner):
       self._finetuner = built
       built.prepare(0)  # compiled, as Keras Tuner expects a built model
@@ -72,12 +70,17 @@ class SpecHyperModel(keras_tuner.HyperModel):
     batch_size = hp.get('batch_size')
     train = self._data.train(batch_size, self._seed)
     validation = self._data.eval(batch_size)
+    values = search_space.sample_config(hp, self._config)
+    kwargs['class_weight'] = self._data.class_weight(
+        values.get('class_weight', 'none'))
+    kwargs['epochs'] = model_lib.epochs_for(model, kwargs['epochs'])
     if self._finetuner is not None and self._finetuner.model is model:
       return self._finetuner.fit(
           train, validation_data=validation, epochs=kwargs['epochs'],
           initial_epoch=kwargs.get('initial_epoch', 0),
           callbacks=kwargs.get('callbacks', ()),
-          verbose=kwargs.get('verbose', 0))
+          verbose=kwargs.get('verbose', 0),
+          class_weight=kwargs.get('class_weight'))
     return model.fit(train, *args, validation_data=validation, **kwargs)
 
 
@@ -127,23 +130,6 @@ class PromotionCheckpoint(keras.callbacks.Callback):
 
 class NoTrialLearned(RuntimeError):
   """The search's best trial is no better than chance. One line."""
-
-
-def chance_level(objective: str, train_labels: Sequence[int],
-                 eval_labels: Sequence[int], num_classes: int) -> float:
-  """What predicting without the features scores on the eval split: the
-  train split's class prior (smoothed by one count per class) as the
-  prediction for val_loss, 0.5 for val_auc, the train split's majority
-  class for the accuracies."""
-  train = np.asarray(train_labels, dtype=np.int64).ravel()
-  evaluated = np.asarray(eval_labels, dtype=np.int64).ravel()
-  counts = np.bincount(train, minlength=num_classes).astype(np.float64)
-  if objective == 'val_loss':
-    prior = (counts + 1.0) / (counts.sum() + num_classes)
-    return float(-np.mean(np.log(prior[evaluated])))
-  if objective == 'val_auc':
-    return 0.5
-  return float(np.mean(evaluated == int(np.argmax(counts))))
 
 
 def beats_chance(score: float, chance: float, direction: str) -> bool:
@@ -295,17 +281,19 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
   settings = config.tuner
   keras.utils.set_random_seed(settings.seed)
   training_data = data_lib.TrainingData(fn_args, config)
-  hypermodel = SpecHyperModel(training_data, config.model.search_space,
-                              settings.seed)
+  hypermodel = SpecHyperModel(training_data, config, settings.seed)
   planned = search_plan.plan(settings, config.model.search_space,
                              config.training.mode)
   if planned.note:
     logging.warning('search: %s', planned.note)
+  task = config.task
+  # One loss (a searched loss needs another objective: the spec says so).
+  loss = config.training.choices()['loss'][0]
   tuner = make_tuner(settings, hypermodel, fn_args.working_dir,
                      distribute.strategy(), plan=planned,
-                     chance=lambda: chance_level(
+                     chance=lambda: task.naive_score(
                          settings.objective, training_data.labels('train'),
-                         training_data.labels('eval'), config.num_classes))
+                         training_data.labels('eval'), loss))
   return TunerFnResult(
       tuner=tuner,
       fit_kwargs={'epochs': settings.max_epochs,

@@ -119,8 +119,11 @@ def cmd_validate(args) -> int:
   if spec.tuner.enabled and spec.uses_module_file('tuner_fn'):
     tuner = "the module file's tuner_fn"
   print(f'{args.spec}: ok (pipeline {spec.name}, {len(spec.feature_keys)} '
-        f'features, {checked.rows} rows, {spec.features.num_classes} classes, '
+        f'features, {checked.rows} rows, {spec.task.description}, '
         f'tuner {tuner}, schema {spec.schema_file or "inferred by SchemaGen"})')
+  print(f'blessing: {spec.blessing_rule()}')
+  for line in checked.warnings():
+    print(f'warning: {line}')
   return 0
 
 
@@ -148,6 +151,8 @@ def cmd_schema(args) -> int:
   from pipeline.runners import preflight  # pylint: disable=g-import-not-at-top
   checked = preflight.run_preflight(
       _load(args).model_copy(update={'schema_file': None}))
+  for line in checked.warnings():
+    print(f'warning: {line}')
   # TFX loads only once the input has passed the checks.
   from pipeline.runners import local  # pylint: disable=g-import-not-at-top
   result = local.infer_schema(checked, args.output,

@@ -15,12 +15,39 @@ The digits make a transfer task: `digits_source` holds the images of digits
 0-4 (label = the digit), `digits_target` those of digits 5-9 (label = digit
 - 5). Pixels are written scaled to [0, 1] (scikit-learn's 0..16 / 16), so
 both tasks share one input scale without a data-dependent transform.
+
+Three more, one for each kind of task a spec can name:
+
+- `diabetes` (regression): scikit-learn's diabetes data in its original
+  units (`load_diabetes(scaled=False)`, 442 patients, 10 baseline
+  measurements); the label `progression` is the disease progression one
+  year later, written as scikit-learn holds it (`151.0`). The six serum
+  measurements `s1`..`s6` get the names scikit-learn's description gives
+  them (`DIABETES_COLUMNS`); `sex` stays the data's code, 1.0 or 2.0 (the
+  source does not say which is which).
+- `seattle_weather` (multiclass, a date column): vega_datasets' local copy
+  of the Seattle weather 2012-2015 (1,461 days): the `date` as ISO text
+  (`2012-01-31`), precipitation, temperatures, wind, and the day's
+  `weather` (5 names) as the label.
+- `chicago_taxi` (imbalanced binary): neither scikit-learn nor
+  vega_datasets ships a naturally imbalanced binary task (their classes are
+  balanced or many, and the rare ones, like seattle-weather's 23 days of
+  snow, are one class of a multiclass label), so the label is derived, in
+  plain sight, from real data: TFX ships a sample of 15,002 Chicago taxi
+  trips (the data of its taxi example), and `big_tip` is 1 when a trip's
+  tip was more than 30 % of its fare (`TAXI_BIG_TIP_SHARE`; 9.4 % of
+  trips). TFX's own `big_tipper` label uses 20 % (22 % of trips). Only
+  card tips are recorded, so a cash trip is never a big tip: part of what
+  the model has to learn. The cells are copied as TFX wrote them (gaps
+  empty, numbers as written); `tips` is left out (the label is made from
+  it), and so is `pickup_census_tract` (blank on all but one trip).
 """
 
 import csv
+import functools
 import os
 import re
-from typing import Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 LABEL = 'diagnosis'  # 1 = malignant, 0 = benign.
 
@@ -179,10 +206,124 @@ def write_penguin_schema(path: str = PENGUIN_SCHEMA) -> str:
   return path
 
 
+DIABETES_CSV = os.path.join(DATA_DIR, 'diabetes', 'diabetes.csv')
+DIABETES_LABEL = 'progression'
+# scikit-learn's feature names -> the CSV's; s1..s6 as its description
+# explains them (s5: "possibly log of serum triglycerides level").
+DIABETES_COLUMNS = {
+    'age': 'age', 'sex': 'sex', 'bmi': 'bmi', 'bp': 'blood_pressure',
+    's1': 'total_cholesterol', 's2': 'ldl', 's3': 'hdl',
+    's4': 'cholesterol_hdl_ratio', 's5': 'log_triglycerides',
+    's6': 'glucose'}
+
+
+def diabetes_columns() -> List[str]:
+  """The ten features in scikit-learn's order, then the label."""
+  from sklearn.datasets import load_diabetes  # pylint: disable=g-import-not-at-top
+  return [DIABETES_COLUMNS[n] for n in load_diabetes().feature_names] + [
+      DIABETES_LABEL]
+
+
+def diabetes_rows() -> Iterator[Sequence[str]]:
+  """Yields the 442 patients in original units, the label a float."""
+  from sklearn.datasets import load_diabetes  # pylint: disable=g-import-not-at-top
+  bunch = load_diabetes(scaled=False)
+  for features, target in zip(bunch.data, bunch.target, strict=True):
+    yield [repr(float(v)) for v in features] + [repr(float(target))]
+
+
+def write_diabetes_csv(path: str = DIABETES_CSV) -> str:
+  return _write_csv(path, diabetes_columns(), diabetes_rows())
+
+
+WEATHER_CSV = os.path.join(DATA_DIR, 'weather', 'seattle_weather.csv')
+WEATHER_LABEL = 'weather'
+
+
+def weather_columns() -> List[str]:
+  from vega_datasets import local_data  # pylint: disable=g-import-not-at-top
+  return [_snake(c) for c in local_data.seattle_weather().columns]
+
+
+def weather_rows() -> Iterator[Sequence[str]]:
+  """Yields the 1,461 days: the date as ISO text, numbers as read, the
+  weather's name."""
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  from vega_datasets import local_data  # pylint: disable=g-import-not-at-top
+  for row in local_data.seattle_weather().itertuples(index=False):
+    yield [value.date().isoformat() if isinstance(value, pd.Timestamp)
+           else repr(value) if isinstance(value, float) else str(value)
+           for value in row]
+
+
+def write_weather_csv(path: str = WEATHER_CSV) -> str:
+  return _write_csv(path, weather_columns(), weather_rows())
+
+
+TAXI_CSV = os.path.join(DATA_DIR, 'chicago_taxi', 'chicago_taxi.csv')
+TAXI_LABEL = 'big_tip'
+TAXI_BIG_TIP_SHARE = 0.3  # of the fare; about 9 % of trips tip more
+# `tips` makes the label; `pickup_census_tract` is blank on all but one trip.
+TAXI_DROPPED = ('tips', 'pickup_census_tract')
+
+
+def taxi_source() -> str:
+  """The Chicago taxi trips TFX's taxi example reads (a CSV in the wheel)."""
+  import tfx  # pylint: disable=g-import-not-at-top
+  return os.path.join(os.path.dirname(tfx.__file__), 'examples',
+                      'chicago_taxi_pipeline', 'data', 'simple', 'data.csv')
+
+
+def _taxi_header() -> List[str]:
+  with open(taxi_source(), newline='') as f:
+    return next(csv.reader(f))
+
+
+def taxi_columns() -> List[str]:
+  """TFX's columns less TAXI_DROPPED, in its order, then the label."""
+  return [c for c in _taxi_header() if c not in TAXI_DROPPED] + [TAXI_LABEL]
+
+
+def taxi_rows() -> Iterator[Sequence[str]]:
+  """Yields the 15,002 trips as TFX wrote them (less TAXI_DROPPED), then
+  `big_tip`: 1 when the tip is more than TAXI_BIG_TIP_SHARE of the fare."""
+  with open(taxi_source(), newline='') as f:
+    reader = csv.reader(f)
+    header = next(reader)
+    keep = [i for i, c in enumerate(header) if c not in TAXI_DROPPED]
+    tips, fare = header.index('tips'), header.index('fare')
+    for row in reader:
+      big = float(row[tips]) > TAXI_BIG_TIP_SHARE * float(row[fare])
+      yield [row[i] for i in keep] + [str(int(big))]
+
+
+def write_taxi_csv(path: str = TAXI_CSV) -> str:
+  return _write_csv(path, taxi_columns(), taxi_rows())
+
+
+# Every exported CSV: name -> (path, its columns, its rows, the writer). The
+# tests compare each committed file with its source through this table.
+EXPORTS: Dict[str, Tuple[str, Callable[[], List[str]],
+                         Callable[[], Iterator[Sequence[str]]],
+                         Callable[[], str]]] = {
+    'breast_cancer': (DEFAULT_CSV, breast_cancer_columns, breast_cancer_rows,
+                      lambda: write_breast_cancer_csv(DEFAULT_CSV)),
+    **{task: (digits_csv(task), digits_columns,
+              functools.partial(digits_rows, task),
+              functools.partial(write_digits_csv, task))
+       for task in DIGITS_TASKS},
+    'cars': (CARS_CSV, cars_columns, cars_rows, write_cars_csv),
+    'penguin': (PENGUIN_CSV, lambda: list(PENGUIN_COLUMNS), penguin_rows,
+                write_penguin_csv),
+    'diabetes': (DIABETES_CSV, diabetes_columns, diabetes_rows,
+                 write_diabetes_csv),
+    'weather': (WEATHER_CSV, weather_columns, weather_rows,
+                write_weather_csv),
+    'chicago_taxi': (TAXI_CSV, taxi_columns, taxi_rows, write_taxi_csv),
+}
+
+
 if __name__ == '__main__':
-  print(write_breast_cancer_csv(DEFAULT_CSV))
-  for name in DIGITS_TASKS:
-    print(write_digits_csv(name))
-  print(write_cars_csv())
-  print(write_penguin_csv())
+  for _, _, _, write in EXPORTS.values():
+    print(write())
   print(write_penguin_schema())

@@ -23,11 +23,12 @@ tf.config.set_logical_device_configuration(
 # After the logical devices exist (TF refuses them once initialised).
 import tf_keras as keras  # noqa: E402
 
-from modules import distribute, finetune  # noqa: E402
+from modules import distribute, finetune, tasks  # noqa: E402
 from modules import model as model_lib  # noqa: E402
 
 NAMES = [f'x{i}_xf' for i in range(16)]
-INPUTS = model_lib.ModelInputs(numeric=NAMES, categorical={}, num_classes=3)
+INPUTS = model_lib.ModelInputs(numeric=NAMES, categorical={},
+                               task=tasks.MulticlassTask(3))
 HP = dict(num_layers=2, units=4, dropout=0.1, l1=0.0, l2=1e-4,
           batch_norm=True, optimizer='adam', learning_rate=0.01, batch_size=8)
 

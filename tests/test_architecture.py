@@ -141,7 +141,10 @@ def test_arrows_go_one_way():
   assert graph['components'] == set()
   # Reading ML Metadata needs no other room (the shared error base, and the
   # standard-library check of whether a run's process is alive).
-  assert graph['pipeline.metadata'] <= {'pipeline.errors', 'components'}
+  # The task registry names the metrics the store holds (modules/tasks.py,
+  # which imports no TensorFlow).
+  assert graph['pipeline.metadata'] <= {'pipeline.errors', 'components',
+                                        'modules'}
   assert graph['pipeline.errors'] == set()
   # The definition knows the modules' config and the components, nothing
   # that runs or reads runs.
@@ -150,9 +153,55 @@ def test_arrows_go_one_way():
   # The report reads runs (metadata) and names metrics as the spec does;
   # it runs nothing.
   assert graph['pipeline.report'] <= {'pipeline.metadata', 'pipeline.errors',
-                                      'pipeline.definition', 'pipeline.paths'}
+                                      'pipeline.definition', 'pipeline.paths',
+                                      'modules'}
   assert graph['pipeline.paths'] == set()
   # Kubeflow's runner goes through the definition and the shared runner
   # entry; it never reaches back into the CLI.
   assert graph['kubeflow'] <= {'pipeline.definition', 'pipeline.runners',
                                'pipeline.errors'}
+
+
+# The task registry (modules/tasks.py) is the one place that tells tasks
+# apart: nothing else compares a task's name or the number of classes.
+TASK_REGISTRY = 'modules.tasks'
+TASK_NAMES = {'binary', 'multiclass', 'regression', 'classification'}
+
+
+def _task_comparisons(path: str) -> List[str]:
+  """`x.num_classes <op> ...`, `... == 'regression'` and the like in a
+  file: each as 'line: source'."""
+  source = open(path).read()
+  found = []
+  for node in ast.walk(ast.parse(source, path)):
+    if not isinstance(node, ast.Compare):
+      continue
+    operands = [node.left, *node.comparators]
+    if all(isinstance(op, (ast.Is, ast.IsNot)) for op in node.ops):
+      continue  # whether a value is known, not which task it is
+    names_classes = any(
+        isinstance(o, ast.Attribute) and o.attr == 'num_classes' or
+        isinstance(o, ast.Name) and o.id == 'num_classes' for o in operands)
+    names_task = any(isinstance(o, ast.Constant) and o.value in TASK_NAMES
+                     for o in operands)
+    if names_classes or names_task:
+      found.append(f'{node.lineno}: {ast.get_source_segment(source, node)}')
+  return found
+
+
+def test_only_the_task_registry_tells_tasks_apart():
+  offenders = {module: found for module, path in MODULES.items()
+               if module != TASK_REGISTRY
+               for found in [_task_comparisons(path)] if found}
+  assert not offenders, (
+      'compare the task through modules/tasks.py (ask the task), not its '
+      f'name or class count: {offenders}')
+
+
+def test_the_structure_check_finds_a_comparison(tmp_path):
+  """The check above is not vacuous: it finds both kinds of comparison."""
+  path = tmp_path / 'example.py'
+  path.write_text('if spec.features.num_classes == 2:\n  pass\n'
+                  "multiclass = task == 'multiclass'\n")
+  assert [line.split(':')[0] for line in _task_comparisons(str(path))] == [
+      '1', '3']

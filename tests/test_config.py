@@ -39,8 +39,11 @@ def test_every_bundled_spec_survives_the_custom_config_round_trip(
 
 def test_each_component_gets_only_the_sections_it_reads():
   assert config_lib.TransformConfig.sections() == ['features', 'preprocessing']
+  # The Trainer reads evaluation.decision_threshold alone (the served class).
   assert config_lib.TrainerConfig.sections() == [
-      'features', 'preprocessing', 'model', 'training']
+      'features', 'preprocessing', 'model', 'training', 'evaluation']
+  assert set(config_lib.TrainerConfig.model_fields['evaluation'].annotation
+             .model_fields) == {'decision_threshold'}
   assert config_lib.TunerConfig.sections() == [
       'features', 'preprocessing', 'model', 'training', 'tuner']
 
@@ -84,11 +87,12 @@ def test_each_default_is_stated_once():
   # Until the data says otherwise: the runner counts the classes.
   assert spec.features.num_classes is config_lib.FeaturesSpec(
       label='y').num_classes is None
-  config = spec.resolved(2).module_config(config_lib.TunerConfig)
+  config = spec.resolved('classification', 2).module_config(
+      config_lib.TunerConfig)
   assert config.tuner == config_lib.TunerSpec()
   assert config.model == config_lib.ModelSpec()
   assert config.training == config_lib.TuningTrainingSpec()
-  assert spec.resolved(2).module_config(
+  assert spec.resolved('classification', 2).module_config(
       config_lib.TrainerConfig).training == config_lib.TrainingSpec()
 
 
@@ -114,7 +118,8 @@ def test_modules_read_no_spec_value_by_string_key():
   keyword arguments and pydantic's error records."""
   from modules import search_space  # pylint: disable=g-import-not-at-top
   hyperparameters = set(search_space.names('scratch') +
-                        search_space.names('finetune'))
+                        search_space.names('finetune') +
+                        search_space.OTHER_NAMES)
   not_spec = {'kwargs': {'epochs', 'initial_epoch', 'callbacks', 'verbose'},
               'first': {'loc', 'msg'}}
   offending = []
@@ -139,4 +144,5 @@ def test_the_tuner_config_leaves_the_trainer_s_epochs_and_seed_out():
   assert (spec.module_config(config_lib.TrainerConfig) !=
           longer.module_config(config_lib.TrainerConfig))
   assert set(config_lib.TunerConfig.model_fields['training'].annotation
-             .model_fields) == {'mode', 'early_stopping'}
+             .model_fields) == {'mode', 'early_stopping', 'loss',
+                                'class_weight'}

@@ -44,7 +44,7 @@ def test_cold_run_trains_blesses_and_pushes(base, cold):
   assert {c['state'] for c in summary['components']} == {'complete'}
   assert summary['blessed'] is True
   assert 'no earlier blessed model' in summary['blessing_reason']
-  assert summary['metrics']['binary_accuracy'] >= 0.9
+  assert summary['metrics']['accuracy'] >= 0.9
   assert summary['metrics']['auc'] >= 0.95
   assert summary['pushed'] is True
   version = summary['pushed_version']
@@ -150,7 +150,7 @@ def test_unreachable_threshold_is_not_blessed_or_pushed(base, cold, cached):
               if not c['is_resolver'] and c['state'] != 'cached']
   assert executed == ['Evaluator', 'Pusher']
   assert summary['blessed'] is False
-  assert 'binary_accuracy = ' in summary['blessing_reason']
+  assert 'accuracy = ' in summary['blessing_reason']
   assert 'fails >= 0.9999' in summary['blessing_reason']
   assert summary['pushed'] is False
   assert _versions(base) == [first['pushed_version']]

@@ -8,11 +8,12 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from modules import finetune, search_space
+from modules import finetune, search_space, tasks
 from modules import model as model_lib
 
 NAMES = [f'x{i}_xf' for i in range(16)]
-INPUTS = model_lib.ModelInputs(numeric=NAMES, categorical={}, num_classes=3)
+INPUTS = model_lib.ModelInputs(numeric=NAMES, categorical={},
+                               task=tasks.MulticlassTask(3))
 BASE_HP = dict(num_layers=2, units=4, dropout=0.0, l1=0.0, l2=0.0,
                batch_norm=True, optimizer='adam', learning_rate=0.01,
                batch_size=8)
@@ -204,7 +205,7 @@ def test_bad_base_models_fail_with_one_line(tmp_path, make, expected):
 def test_mismatched_inputs_name_the_base_and_the_features(base_dir):
   base = finetune.load_base_model(base_dir)
   other = model_lib.ModelInputs(numeric=NAMES[:15] + ['y_xf'], categorical={},
-                                num_classes=3)
+                                task=tasks.MulticlassTask(3))
   with pytest.raises(finetune.BaseModelError) as info:
     finetune.check_inputs(base, other, base_dir)
   message = str(info.value)

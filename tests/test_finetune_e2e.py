@@ -68,7 +68,7 @@ def test_target_fine_tunes_the_source_model_and_is_blessed_and_pushed(digits):
   ids = [c['id'] for c in target['components']]
   assert ids.index('base_model_importer') < ids.index('Tuner')
   assert target['blessed'] is True, target['blessing_reason']
-  assert target['metrics']['sparse_categorical_accuracy'] >= 0.85
+  assert target['metrics']['accuracy'] >= 0.85
   assert target['pushed'] is True
   assert target['pushed_path'].startswith(
       os.path.join(base, 'serving', 'digits_target') + os.sep)

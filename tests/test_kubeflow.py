@@ -61,6 +61,11 @@ BASE_EDGES = {
 
 def expected_edges(spec):
   edges = {k: set(v) for k, v in BASE_EDGES.items()}
+  if not spec.schema_file:  # SchemaGen infers one from the statistics
+    edges = {node: {'SchemaGen' if n == 'ImportSchemaGen' else n
+                    for n in needs}
+             for node, needs in edges.items() if node != 'ImportSchemaGen'}
+    edges['SchemaGen'] = {'StatisticsGen'}
   if spec.training.mode == 'finetune':
     edges['base_model_finder'] = set()
     edges['Tuner'].add('base_model_finder')

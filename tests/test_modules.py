@@ -10,9 +10,9 @@ import tensorflow as tf
 import tf_keras as keras
 
 from modules import model as model_lib
-from modules import search_space
+from modules import search_space, tasks
 from modules import tuner as tuner_lib
-from modules.config import TransformConfig
+from modules.config import TransformConfig, TunerConfig
 from pipeline.definition import spec as spec_lib
 from tests.conftest import DEFAULT_SPEC
 
@@ -205,13 +205,22 @@ def test_tuned_values_override_defaults():
   assert (tuned['units'], tuned['optimizer']) == (48, 'sgd')
 
 
+# The default spec's search, as tuner_fn reads it (a binary label).
+CONFIG = spec_lib.load_spec(DEFAULT_SPEC, {'features.num_classes': 2}
+                            ).module_config(TunerConfig)
+
+
 class _Inputs:
-  """The part of TrainingData a hypermodel's build() reads."""
+  """The part of TrainingData a hypermodel's build() and fit() read."""
   model_inputs = INPUTS
   mode = 'scratch'
 
   def new_model(self, hparams):
     return model_lib.build_model(INPUTS, hparams)
+
+  def class_weight(self, setting):
+    assert setting == 'none'
+    return None
 
 
 @pytest.mark.parametrize('algorithm,cls,oracle_cls', [
@@ -227,7 +236,7 @@ def test_tuner_factory_builds_the_configured_algorithm(tmp_path, algorithm, cls,
   spec = spec_lib.load_spec(DEFAULT_SPEC, {'tuner.algorithm': algorithm,
                                            'tuner.max_trials': 5,
                                            'tuner.objective': 'val_auc'})
-  hypermodel = tuner_lib.SpecHyperModel(_Inputs(), SPACE, seed=1)
+  hypermodel = tuner_lib.SpecHyperModel(_Inputs(), CONFIG, seed=1)
   tuner = tuner_lib.make_tuner(spec.tuner, hypermodel, str(tmp_path))
   assert isinstance(tuner, cls)
   assert isinstance(tuner.oracle, oracle_cls)
@@ -242,7 +251,7 @@ def test_tuner_factory_builds_the_configured_algorithm(tmp_path, algorithm, cls,
 
 
 def test_hypermodel_builds_a_model_per_trial():
-  hypermodel = tuner_lib.SpecHyperModel(_Inputs(), SPACE, seed=1)
+  hypermodel = tuner_lib.SpecHyperModel(_Inputs(), CONFIG, seed=1)
   model = hypermodel.build(keras_tuner.HyperParameters())
   assert isinstance(model, keras.Model)
   assert model.optimizer is not None  # compiled, ready for fit
@@ -255,7 +264,8 @@ def test_legacy_keras_is_in_use():
 
 def test_cnn_builder_lays_pixels_out_as_an_image_with_named_blocks():
   pixels = model_lib.ModelInputs(
-      numeric=[f'p{i}_xf' for i in range(64)], categorical={}, num_classes=5)
+      numeric=[f'p{i}_xf' for i in range(64)], categorical={},
+      task=tasks.MulticlassTask(5))
   hparams = dict(num_layers=3, units=8, dropout=0.2, l1=0.0, l2=1e-4,
                  batch_norm=True, optimizer='rmsprop', learning_rate=1e-3,
                  batch_size=16)
@@ -281,10 +291,12 @@ def test_chance_level_is_what_predicting_without_features_scores():
   train, evaluated = [0, 0, 0, 1], [0, 1]
   # The train prior, smoothed by one count per class: P(1) = 2 / 6.
   prior = np.array([4, 2]) / 6
-  assert tuner_lib.chance_level('val_loss', train, evaluated, 2) == (
+  binary = tasks.BinaryTask()
+  assert binary.naive_score('val_loss', train, evaluated) == (
       pytest.approx(-np.mean(np.log(prior[[0, 1]]))))
-  assert tuner_lib.chance_level('val_auc', train, evaluated, 2) == 0.5
-  assert tuner_lib.chance_level('val_accuracy', train, [0, 0, 1, 2], 3) == 0.5
+  assert binary.naive_score('val_auc', train, evaluated) == 0.5
+  assert tasks.MulticlassTask(3).naive_score(
+      'val_accuracy', train, [0, 0, 1, 2]) == 0.5
   assert tuner_lib.beats_chance(0.3, 0.66, 'min')
   assert not tuner_lib.beats_chance(0.7, 0.66, 'min')
   assert tuner_lib.beats_chance(0.9, 0.5, 'max')
@@ -353,7 +365,7 @@ def test_only_trials_hyperband_may_promote_write_a_checkpoint(tmp_path):
   spec = spec_lib.load_spec(DEFAULT_SPEC, {
       'tuner.max_epochs': 3, 'tuner.factor': 3, 'tuner.max_trials': 6})
   tuner = tuner_lib.make_tuner(
-      spec.tuner, tuner_lib.SpecHyperModel(_DataInputs(), SPACE, seed=1),
+      spec.tuner, tuner_lib.SpecHyperModel(_DataInputs(), CONFIG, seed=1),
       str(tmp_path))
   saves = []
   save_weights = keras.Model.save_weights
@@ -418,7 +430,7 @@ def test_a_trial_scores_the_same_whatever_its_process_ran_before(tmp_path):
 
   def scores(folder):
     tuner = tuner_lib.make_tuner(
-        spec.tuner, tuner_lib.SpecHyperModel(_DataInputs(), SPACE, seed=1),
+        spec.tuner, tuner_lib.SpecHyperModel(_DataInputs(), CONFIG, seed=1),
         str(folder))
     tuner.search(epochs=2, verbose=0)
     return {t.trial_id: t.score for t in tuner.oracle.trials.values()}

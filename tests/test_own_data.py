@@ -74,16 +74,18 @@ def test_cars_resolves_classes_features_and_optional_columns_from_data():
   assert spec.features.numeric == ['miles_per_gallon', 'cylinders',
                                    'displacement', 'horsepower',
                                    'weight_in_lbs', 'acceleration']
-  assert spec.features.categorical == ['year']  # a date: text
+  # ISO dates (1970-01-01): recognised as a date, not 12 categories.
+  assert spec.features.date == ['year']
+  assert spec.features.categorical == []
   assert 'name' not in spec.feature_keys  # excluded
   assert checked.column_kinds['horsepower'] == 'FLOAT'
   assert checked.column_kinds['weight_in_lbs'] == 'INT'
   schema = preflight.load_schema(spec.schema_file)
   optional = {f.name for f in schema.feature if preflight.is_optional(f)}
   assert optional == {'horsepower', 'miles_per_gallon'}
-  # The default metrics follow the number of classes.
-  assert spec.evaluation.metric_names(3) == ['example_count', 'accuracy',
-                                             'log_loss']
+  # The default metrics follow the task.
+  assert spec.evaluation.metric_names(spec.task) == [
+      'example_count', 'accuracy', 'log_loss']
 
 
 def test_tfx_written_schemas_are_accepted_unchanged(tmp_path):
@@ -165,7 +167,9 @@ def test_the_data_counts_the_classes(tmp_path, labels, expected):
 
 
 @pytest.mark.parametrize('labels,message', [
-    (['0.5', '1'], 'holds numbers that are not whole'),
+    ([str(1000 * i) for i in range(60)],
+     '60 distinct numbers, more than features.max_classes (50): set '
+     'features.task: regression'),
     (['a', 'a'], 'only one class (a); a classifier needs two or more'),
     (['1', '-1'], 'class index -1 is negative'),
     (['a', ''], 'line 3, column label: the label is missing'),

@@ -62,7 +62,7 @@ def test_module_code_by_import_path_and_spec_in_custom_config(tmp_path):
                                        'code_version'}
   assert configs['Transform']['code_version'] == 'xyz'
   assert set(configs['Trainer']) == {'features', 'preprocessing', 'model',
-                                     'training', 'code_version'}
+                                     'training', 'evaluation', 'code_version'}
 
 
 def test_push_destination_is_model_base_path(tmp_path):

@@ -113,8 +113,8 @@ BAD = [
      "features.label: 'diagnosis' is also listed in features.exclude"),
     ('impute an unknown feature', _set(
         ['preprocessing', 'impute'], {'features': {'age': {'fill': 'mean'}}}),
-     "preprocessing.impute.features.age: 'age' is not a numeric or "
-     'categorical feature'),
+     "preprocessing.impute.features.age: 'age' is not a numeric, "
+     'categorical or date feature'),
     ('categorical fill on a number', _set(
         ['preprocessing', 'impute'],
         {'features': {'mean_radius': {'fill': 'most_frequent'}}}),
@@ -178,7 +178,7 @@ BAD = [
      'model.image: height x width x channels is 25 but the cnn builder takes '
      'the numeric features as pixels (30 numeric'),
     ('binary metric on multiclass', _set(['features', 'num_classes'], 3),
-     "evaluation.metrics: 'auc' is a binary metric; with 3 classes use: "
+     "evaluation.metrics: 'auc' is not a 3 classes metric; use: "
      'example_count, accuracy, log_loss'),
     ('binary objective on multiclass', lambda raw: (
         raw['features'].update(num_classes=3),

@@ -18,6 +18,7 @@ not every orchestrator runs Resolver nodes:
 """
 
 import dataclasses
+import json
 import os
 from typing import Any, Dict, List, Optional
 
@@ -54,30 +55,25 @@ from modules.config import (
   TransformConfig,
   TunerConfig,
   TunerSpec,
-  prediction_key,
 )
 from pipeline.definition.spec import (
   Bounds,
   PipelineSpec,
   SliceThreshold,
   Threshold,
-  metric_table,
+  TimeSplit,
   tuner_worker_ids,
 )
 
 PREPROCESSING_FN = 'modules.preprocessing.preprocessing_fn'
 TUNER_FN = 'modules.tuner.tuner_fn'
 RUN_FN = 'modules.train.run_fn'
-# The serving signature's output the Evaluator reads: modules.model's
-# PROBABILITY (binary) or PROBABILITIES (multiclass).
 BASE_MODEL_IMPORTER = 'base_model_importer'
 BASE_MODEL_FINDER = 'base_model_finder'
 BASELINE_FINDER = 'baseline_model_finder'
 BASELINE_RESOLVER = 'baseline_model_resolver'
 BASELINES = ('local', 'vertex', 'pushed')
 TUNER_MEETINGS = 'tuner-meetings'  # under the pipeline root: a run's each
-
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,25 +146,42 @@ def slicing_spec(gate: SliceThreshold) -> tfma.SlicingSpec:
   return tfma.SlicingSpec(feature_keys=list(gate.slice))
 
 
-# Binary metrics that need both classes in a slice; with one class they are
-# undefined there (pipeline/metadata/results.py reports them as such).
-TWO_CLASS_METRICS = ('auc', 'auc_pr', 'precision', 'recall')
+def _metric_config(spec: PipelineSpec, name: str) -> tfma.MetricConfig:
+  """TFMA's config of the spec's metric `name`: the task's class (from its
+  module when it is not TFMA's own), at the decision threshold for the
+  metrics that count predicted classes."""
+  task = spec.task
+  metric = task.metrics[name]
+  config = tfma.MetricConfig(class_name=metric.tfma_class,
+                             module=metric.module or '')
+  threshold = spec.evaluation.decision_threshold
+  if name in getattr(task, 'thresholded_metrics', ()) and threshold != 0.5:
+    key = 'threshold' if name == 'accuracy' else 'thresholds'
+    config.config = json.dumps({key: threshold if name == 'accuracy'
+                                else [threshold]})
+  return config
 
 
 def eval_config(spec: PipelineSpec) -> tfma.EvalConfig:
-  """TFMA config: the spec's metrics and slices; `thresholds` and
-  `change_thresholds` gate the overall slice, `slice_thresholds` the slices
-  they name.
+  """TFMA config: the task's or the spec's metrics and slices; `thresholds`
+  and `change_thresholds` gate the overall slice, `slice_thresholds` the
+  slices they name. With none of them the default rule gates the overall
+  slice: the task's naive baseline beaten on its main metric, and no worse
+  than the last blessed model there (`PipelineSpec.default_thresholds`).
 
   The project's model is evaluated on the transformed label (its
   `transform_features` signature applies the Transform graph, so a STRING
   label is read through the same vocabulary the model was trained with); a
   module file's model on the raw label and its own output.
   """
-  num_classes = int(spec.features.num_classes)
-  table = metric_table(num_classes)
-  names = spec.evaluation.metric_names(num_classes)
+  task = spec.task
+  names = spec.evaluation.metric_names(task)
   gates = spec.evaluation.slice_thresholds
+  thresholds = dict(spec.evaluation.thresholds)
+  changes = dict(spec.evaluation.change_thresholds)
+  if spec.evaluation.uses_default_rule:
+    thresholds.update(spec.default_thresholds())
+    changes[task.main_metric] = 0.0
   slicing_specs = [tfma.SlicingSpec()] + [
       tfma.SlicingSpec(feature_keys=keys) for keys in spec.evaluation.slices]
   for gate in gates:
@@ -176,10 +189,9 @@ def eval_config(spec: PipelineSpec) -> tfma.EvalConfig:
       slicing_specs.append(slicing_spec(gate))
   metrics = []
   for metric in names:
-    config = tfma.MetricConfig(class_name=table[metric][0])
-    direction = table[metric][2]
-    overall = _threshold(spec.evaluation.thresholds.get(metric),
-                         spec.evaluation.change_thresholds.get(metric),
+    config = _metric_config(spec, metric)
+    direction = task.direction(metric)
+    overall = _threshold(thresholds.get(metric), changes.get(metric),
                          direction)
     if overall is not None:
       config.per_slice_thresholds.append(tfma.PerSliceMetricThreshold(
@@ -191,16 +203,11 @@ def eval_config(spec: PipelineSpec) -> tfma.EvalConfig:
             slicing_specs=[slicing_spec(gate)],
             threshold=_threshold(bound, None, direction)))
     metrics.append(config)
-  # The run report's pictures: a confusion matrix for every model, and a
-  # calibration plot (predicted against observed rate) for a binary one.
-  if num_classes == 2:
-    metrics += [tfma.MetricConfig(class_name='ConfusionMatrixPlot'),
-                tfma.MetricConfig(class_name='CalibrationPlot')]
-  else:
-    metrics.append(tfma.MetricConfig(
-        class_name='MultiClassConfusionMatrixPlot'))
-  if num_classes == 2 and len(slicing_specs) > 1 and any(
-      m in TWO_CLASS_METRICS for m in names):
+  # The run report's pictures: the task's (a confusion matrix, a
+  # calibration plot for a binary model).
+  metrics += [tfma.MetricConfig(class_name=plot) for plot in task.plots]
+  if len(slicing_specs) > 1 and any(
+      m in task.two_class_metrics for m in names):
     # Tells a one-class slice (mean label 0 or 1) from a bad model there.
     metrics.append(tfma.MetricConfig(class_name='MeanLabel'))
   if spec.uses_module_file('run_fn'):
@@ -215,7 +222,7 @@ def eval_config(spec: PipelineSpec) -> tfma.EvalConfig:
         model_type='tf_generic', signature_name='serving_default',
         label_key=spec.features.transformed_label,
         prediction_key=(spec.evaluation.prediction_key or
-                        prediction_key(num_classes)),
+                        task.prediction_key),
         preprocessing_function_names=[TRANSFORM_FEATURES_SIGNATURE])
   return tfma.EvalConfig(model_specs=[model_spec],
                          slicing_specs=slicing_specs,
@@ -276,13 +283,20 @@ def _data_nodes(spec: PipelineSpec, env: Environment):
     input_base, pattern = os.path.split(spec.data.csv)
     input_config = example_gen_pb2.Input(splits=[
         example_gen_pb2.Input.Split(name='single_split', pattern=pattern)])
+  split = spec.data.split
+  by_time = isinstance(split, TimeSplit)
+  # A time-ordered split still names the two splits; its executor sends
+  # rows by `eval_from`, and the buckets here are not used.
+  buckets = {'train': 1, 'eval': 1} if by_time else split
   example_gen = csv_example_gen.CsvExampleGen(
       csv_format.CsvFormat(null_values=tuple(spec.data.null_values),
-                           columns=env.column_kinds),
+                           columns=env.column_kinds,
+                           split_by=split.by if by_time else None,
+                           eval_from=split.value if by_time else None),
       input_base=input_base, input_config=input_config,
       output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(
-          splits=[example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=buckets)
-                  for name, buckets in spec.data.split.items()])))
+          splits=[example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=count)
+                  for name, count in buckets.items()])))
   statistics_gen = StatisticsGen(
       examples=example_gen.outputs['examples'])
   return example_gen, statistics_gen
@@ -320,7 +334,7 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> Pipeline:
   """
   if not spec.is_resolved:
     raise ValueError(
-        f'{spec.source}: the number of classes or the features are not known '
+        f'{spec.source}: the task, its classes or the features are not known '
         'yet: resolve the spec against the data first '
         '(pipeline.runners.preflight.run_preflight)')
   # Each component gets the typed config of what it reads, so that (through

@@ -8,6 +8,7 @@ URIs (gs://, s3://, ...) are kept as they are.
 """
 
 import ast
+import datetime
 import math
 import os
 import re
@@ -31,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from components.csv_format import DEFAULT_NULL_VALUES
 from modules.config import (
   NUMERIC_FILLS,
+  DecisionSpec,
   FloatRange,
   IntRange,
   ModelSpec,
@@ -38,40 +40,22 @@ from modules.config import (
   PreprocessingSpec,
   TrainingSpec,
   TunerSpec,
-  keras_monitors,
 )
 from modules.config import Strict as _Strict
 from modules.features import FeaturesSpec
+from modules.tasks import (
+  BinaryTask,
+  LabelStats,
+  Task,
+  is_known,
+  metric_names,
+  task_for,
+)
 from pipeline.errors import PipelineError, whole
 
-# Metric names a spec may use: (TFMA metric class, TFMA metric name, which
-# direction is better). 'calibration' (mean prediction / mean label) is best
-# at 1.0, so it takes {lower, upper} bounds and no change threshold.
-METRIC_TABLE = {
-    'example_count': ('ExampleCount', 'example_count', None),
-    'auc': ('AUC', 'auc', 'higher'),
-    'auc_pr': ('AUCPrecisionRecall', 'auc_precision_recall', 'higher'),
-    'accuracy': ('BinaryAccuracy', 'binary_accuracy', 'higher'),
-    'precision': ('Precision', 'precision', 'higher'),
-    'recall': ('Recall', 'recall', 'higher'),
-    'calibration': ('Calibration', 'calibration', None),
-    'log_loss': ('BinaryCrossEntropy', 'binary_crossentropy', 'lower'),
-}
-# With features.num_classes > 2 (a softmax over class indices) these replace
-# the binary ones; the others have no multiclass meaning here.
-MULTICLASS_METRIC_TABLE = {
-    'example_count': ('ExampleCount', 'example_count', None),
-    'accuracy': ('SparseCategoricalAccuracy', 'sparse_categorical_accuracy',
-                 'higher'),
-    'log_loss': ('SparseCategoricalCrossentropy',
-                 'sparse_categorical_crossentropy', 'lower'),
-}
-METRICS = tuple(METRIC_TABLE)
-
-
-def metric_table(num_classes: int) -> Dict[str, Tuple[str, str, Optional[str]]]:
-  """The metric table for a label with `num_classes` classes."""
-  return METRIC_TABLE if num_classes == 2 else MULTICLASS_METRIC_TABLE
+# Metric names a spec may use, whatever the task (modules/tasks.py says
+# which each task computes and which way each is better).
+METRICS = metric_names()
 
 
 _NAME = r'^[a-z][a-z0-9_-]{0,62}$'
@@ -81,12 +65,30 @@ class SpecError(PipelineError):
   """A spec is invalid. The message is one line naming the file and key."""
 
 
+class TimeSplit(_Strict):
+  """A time-ordered split: rows whose `by` value is at least `eval_from`
+  are the eval split, the others train (a date compares as a date, a
+  number as a number)."""
+  by: str
+  eval_from: Union[datetime.date, float, str]
+
+  @property
+  def value(self) -> str:
+    """`eval_from` as the CSV would write it."""
+    if isinstance(self.eval_from, datetime.date):
+      return self.eval_from.isoformat()
+    return str(self.eval_from)
+
+
 class DataSpec(_Strict):
   """`csv`: a folder of CSV files with a header row, or one file.
   `null_values`: cell texts that mean "missing" (the empty cell always
-  does); components/csv_format.py has the reading rules."""
+  does); components/csv_format.py has the reading rules. `split`: hash
+  buckets per split ({train: 4, eval: 1}: a fifth of the rows, chosen by a
+  hash of each row's text, is the eval split) or a time-ordered split
+  `{by: COLUMN, eval_from: VALUE}`."""
   csv: str
-  split: Dict[str, int] = {'train': 4, 'eval': 1}
+  split: Union[TimeSplit, Dict[str, int]] = {'train': 4, 'eval': 1}
   null_values: List[str] = list(DEFAULT_NULL_VALUES)
 
 
@@ -133,22 +135,23 @@ class SliceThreshold(_Strict):
     return list(self.slice)
 
 
-DEFAULT_METRICS = ('example_count', 'auc', 'accuracy', 'precision', 'recall',
-                   'calibration')
-DEFAULT_MULTICLASS_METRICS = ('example_count', 'accuracy', 'log_loss')
-
-
-class EvaluationSpec(_Strict):
+class EvaluationSpec(DecisionSpec):
   """TFMA settings.
 
-  `metrics`: by default, for a binary label, example_count, auc, accuracy,
-  precision, recall and calibration; for more classes example_count,
-  accuracy and log_loss. `thresholds`: absolute bounds the candidate must
-  meet on the whole eval split (the overall slice; a number is a lower bound
-  where higher is better, an upper bound for log_loss). `change_thresholds`:
-  against the last blessed model, overall, the candidate must be better by
-  at least this much in the metric's better direction (0.0: no worse;
-  -0.01: at most 0.01 worse). `slice_thresholds`: bounds on named slices.
+  `metrics`: by default the task's (modules/tasks.py): for a binary label
+  example_count, auc, auc_pr, accuracy, precision, recall and calibration;
+  for more classes example_count, accuracy and log_loss; for regression
+  example_count, rmse, mae and r2. `thresholds`: absolute bounds the
+  candidate must meet on the whole eval split (the overall slice; a number
+  is a lower bound where higher is better, an upper bound where lower is).
+  `change_thresholds`: against the last blessed model, overall, the
+  candidate must be better by at least this much in the metric's better
+  direction (0.0: no worse; -0.01: at most 0.01 worse). `slice_thresholds`:
+  bounds on named slices. With none of the three, the default rule
+  blesses: the task's naive baseline beaten on its main metric, and no
+  worse than the last blessed model there (`default_rule`).
+  `decision_threshold` (binary): the probability from which a row is class
+  1, for accuracy, precision, recall and the served class.
   """
   metrics: Optional[List[Literal[METRICS]]] = Field(  # type: ignore[valid-type]
       default=None, min_length=1)
@@ -160,12 +163,19 @@ class EvaluationSpec(_Strict):
   # (probability / probabilities), or a module file model's only output.
   prediction_key: Optional[str] = None
 
-  def metric_names(self, num_classes: int) -> List[str]:
-    """The metrics computed: the spec's, or the defaults for the label."""
-    if self.metrics:
-      return list(self.metrics)
-    return list(DEFAULT_METRICS if num_classes == 2
-                else DEFAULT_MULTICLASS_METRICS)
+  def metric_names(self, task: Task) -> List[str]:
+    """The metrics computed: the spec's, or the task's defaults (with the
+    default rule, its main metric too)."""
+    names = list(self.metrics or task.default_metrics)
+    if self.uses_default_rule and task.main_metric not in names:
+      names.append(task.main_metric)
+    return names
+
+  @property
+  def uses_default_rule(self) -> bool:
+    """Whether no threshold is written, so the default rule blesses."""
+    return not (self.thresholds or self.change_thresholds or
+                self.slice_thresholds)
 
 
 class PushSpec(_Strict):
@@ -277,39 +287,74 @@ class PipelineSpec(_Strict):
   def feature_keys(self) -> List[str]:
     return self.features.keys
 
+  # What the pre-flight scan saw of the label (set by `resolved`).
+  label_stats: Optional[LabelStats] = Field(default=None, exclude=True)
+
   @property
   def is_resolved(self) -> bool:
-    """Whether what the data decides (the number of classes, the feature
-    lists when the spec leaves them out) is known."""
-    f = self.features
-    return f.num_classes is not None and bool(f.numeric or f.categorical)
+    """Whether what the data decides (the task and its classes, the
+    feature lists when the spec leaves them out) is known."""
+    return is_known(self.features) and self.features.listed
+
+  @property
+  def task(self) -> Task:
+    """The task (the spec must be resolved)."""
+    return task_for(self.features)
+
+  def default_thresholds(self) -> Dict[str, float]:
+    """The default rule's bounds (`EvaluationSpec.uses_default_rule`):
+    the task's naive baseline on the data the pre-flight scan read; none
+    without that scan (a Kubeflow compile), where only "no worse than the
+    last blessed model" applies."""
+    if not self.evaluation.uses_default_rule or self.label_stats is None:
+      return {}
+    return self.task.naive_thresholds(self.label_stats)
+
+  def blessing_rule(self) -> str:
+    """What blesses a model, in words (validate, the run summary)."""
+    if not self.evaluation.uses_default_rule:
+      return 'the thresholds in evaluation'
+    return 'default rule: ' + self.default_rule()
+
+  def default_rule(self) -> str:
+    """The default rule in words (`EvaluationSpec.uses_default_rule`)."""
+    task = self.task
+    if self.label_stats is None:
+      return f'{task.main_metric} no worse than the last blessed model\'s'
+    return task.naive_rule(self.label_stats)
 
   def uses_module_file(self, function: str) -> bool:
     """Whether `module_file` replaces the project's `function`."""
     return function in self.module_functions
 
-  def resolved(self, num_classes: int, numeric: Optional[List[str]] = None,
-               categorical: Optional[List[str]] = None) -> 'PipelineSpec':
+  def resolved(self, task: str, num_classes: Optional[int] = None,
+               columns: Optional[Mapping[str, List[str]]] = None,
+               label_stats: Optional[LabelStats] = None) -> 'PipelineSpec':
     """This spec with what the data decided filled in, checked again.
 
     Args:
-      num_classes: classes of the label (kept when the spec gives it).
-      numeric, categorical: the feature lists (kept when the spec lists any).
+      task: classification or regression (kept when the spec gives it).
+      num_classes: classes of a classification label (kept when the spec
+        gives it).
+      columns: column kind -> the columns of that kind (used when the spec
+        lists no feature).
+      label_stats: what the scan saw of the label.
 
     Raises:
-      SpecError: a rule that depends on the classes or the features fails.
+      SpecError: a rule that depends on the task or the features fails.
     """
     f = self.features
-    update: Dict[str, Any] = {
-        'num_classes': f.num_classes if f.num_classes is not None else
-                       num_classes}
-    if not (f.numeric or f.categorical):
-      _check(bool(numeric or categorical), self.source, 'features',
+    update: Dict[str, Any] = {'task': f.task or task}
+    if num_classes is not None and f.num_classes is None:
+      update['num_classes'] = num_classes
+    if not f.listed:
+      columns = {kind: list(names) for kind, names in (columns or {}).items()
+                 if names}
+      _check(bool(columns), self.source, 'features',
              'the data has no column besides the label and the excluded ones')
-      update.update(numeric=list(numeric or []),
-                    categorical=list(categorical or []))
+      update.update(columns)
     spec = self.model_copy(update={
-        'features': f.model_copy(update=update)})
+        'features': f.model_copy(update=update), 'label_stats': label_stats})
     _check_consistency(spec)
     return spec
 
@@ -439,7 +484,7 @@ def _check_consistency(spec: PipelineSpec) -> None:
   src = spec.source
   f = spec.features
   seen: Dict[str, str] = {}
-  for group in ('numeric', 'categorical', 'exclude'):
+  for group in ('numeric', 'categorical', 'date', 'exclude'):
     for name in getattr(f, group):
       _check(name not in seen, src, f'features.{group}',
              f'{name!r} is listed twice (also in features.{seen.get(name)})')
@@ -448,17 +493,25 @@ def _check_consistency(spec: PipelineSpec) -> None:
          f'{f.label!r} is also listed in features.{seen.get(f.label)}; the '
          'label is neither a feature nor excluded')
   split = spec.data.split
-  _check(set(split) == {'train', 'eval'}, src, 'data.split',
-         f'must name exactly the splits train and eval (got {sorted(split)})')
-  for name, buckets in split.items():
-    _check(buckets >= 1, src, f'data.split.{name}',
-           f'hash buckets must be >= 1 (got {buckets})')
+  if isinstance(split, TimeSplit):
+    _check(split.by != f.label, src, 'data.split.by',
+           'split by a feature or an excluded column, not the label')
+    _check(not f.listed or split.by in seen, src, 'data.split.by',
+           f'{split.by!r} is not a declared feature or excluded column')
+  else:
+    _check(set(split) == {'train', 'eval'}, src, 'data.split',
+           f'must name exactly the splits train and eval (got {sorted(split)})')
+    for name, buckets in split.items():
+      _check(buckets >= 1, src, f'data.split.{name}',
+             f'hash buckets must be >= 1 (got {buckets})')
   _check_search_space(spec)
   _check_model(spec)
   _check_training(spec)
   _check_module_file(spec)
   _check_impute(spec, seen)
-  if f.num_classes is not None:
+  if is_known(f):
+    _check(spec.task.classifies or f.num_classes is None, src,
+           'features.num_classes', 'a regression label has no classes')
     _check_evaluation(spec)
   if spec.is_resolved:
     for i, slice_keys in enumerate(spec.evaluation.slices):
@@ -500,17 +553,15 @@ def _check_search_space(spec: PipelineSpec) -> None:
 
 def _check_thresholds(spec: PipelineSpec, key: str,
                       thresholds: Mapping[str, Threshold]) -> None:
-  src = spec.source
-  num_classes = int(spec.features.num_classes)
-  metrics = spec.evaluation.metric_names(num_classes)
-  table = metric_table(num_classes)
+  src, task = spec.source, spec.task
+  metrics = spec.evaluation.metric_names(task)
   for metric, bound in thresholds.items():
     where = f'{key}.{metric}'
     _check(metric in metrics, src, where,
            f'metric {metric!r} is not in evaluation.metrics '
            f'({", ".join(metrics)}); add it there first')
-    _check(isinstance(bound, Bounds) or table[metric][2] is not None, src,
-           where,
+    _check(isinstance(bound, Bounds) or task.direction(metric) is not None,
+           src, where,
            f'{metric} has no better direction: give {{lower: .., upper: ..}}')
     if isinstance(bound, Bounds):
       _check(bound.lower is not None or bound.upper is not None, src, where,
@@ -521,35 +572,44 @@ def _check_thresholds(spec: PipelineSpec, key: str,
 
 
 def _check_evaluation(spec: PipelineSpec) -> None:
-  """Rules that depend on the number of classes."""
-  src, ev = spec.source, spec.evaluation
-  num_classes = int(spec.features.num_classes)
-  table = metric_table(num_classes)
-  for metric in ev.metric_names(num_classes):
-    _check(metric in table, src, 'evaluation.metrics',
-           f'{metric!r} is a binary metric; with {num_classes} classes use: '
-           f'{", ".join(table)}')
+  """Rules that depend on the task."""
+  src, ev, task = spec.source, spec.evaluation, spec.task
+  for metric in ev.metric_names(task):
+    _check(metric in task.metrics, src, 'evaluation.metrics',
+           f'{metric!r} is not a {task.description} metric; use: '
+           f'{", ".join(task.metrics)}')
   _check_thresholds(spec, 'evaluation.thresholds', ev.thresholds)
   for i, gate in enumerate(ev.slice_thresholds):
     _check_thresholds(spec, f'evaluation.slice_thresholds.{i}.thresholds',
                       gate.thresholds)
   for metric, value in ev.change_thresholds.items():
     _check_thresholds(spec, 'evaluation.change_thresholds', {metric: value})
-    _check(table[metric][2] is not None, src,
+    _check(task.direction(metric) is not None, src,
            f'evaluation.change_thresholds.{metric}',
            f'{metric} has no better direction; allowed: ' + ', '.join(
-               m for m, row in table.items() if row[2]))
-    _check(math.isfinite(value), src, f'evaluation.change_thresholds.{metric}',
-           'must be a finite number')
-  monitors = keras_monitors(num_classes)
+               m for m in task.metrics if task.direction(m)))
+  _check(ev.decision_threshold == 0.5 or isinstance(task, BinaryTask), src,
+         'evaluation.decision_threshold',
+         f'only a binary label has one (this is {task.description})')
+  monitors = task.monitors
   _check(spec.tuner.objective in monitors, src, 'tuner.objective',
-         f'{spec.tuner.objective!r} is not reported for {num_classes} '
-         f'classes; allowed: {", ".join(monitors)}')
+         f'{spec.tuner.objective!r} is not reported for {task.description}; '
+         f'allowed: {", ".join(monitors)}')
   early = spec.training.early_stopping
   _check(early is None or early.monitor in monitors, src,
          'training.early_stopping.monitor',
-         f'{early and early.monitor!r} is not reported for {num_classes} '
-         f'classes; allowed: {", ".join(monitors)}')
+         f'{early and early.monitor!r} is not reported for '
+         f'{task.description}; allowed: {", ".join(monitors)}')
+  choices = spec.training.choices()
+  _check(task.losses != () or choices['loss'] == ['mse'], src,
+         'training.loss', f'only regression chooses a loss ({task.description}'
+         ' trains by cross-entropy)')
+  _check(len(choices['loss']) == 1 or spec.tuner.objective != 'val_loss',
+         src, 'tuner.objective', 'val_loss means another thing under each '
+         'loss: with a searched training.loss use val_rmse or val_mae')
+  _check(task.classifies or choices['class_weight'] == ['none'], src,
+         'training.class_weight', 'only a classification label has classes '
+         'to weigh')
 
 
 def _check_impute(spec: PipelineSpec, seen: Mapping[str, str]) -> None:
@@ -558,18 +618,18 @@ def _check_impute(spec: PipelineSpec, seen: Mapping[str, str]) -> None:
   _check(not isinstance(impute.numeric, float) or
          math.isfinite(impute.numeric), src,
          'preprocessing.impute.numeric', 'must be a finite number')
-  listed = bool(spec.features.numeric or spec.features.categorical)
+  listed = spec.features.listed
   for name, rule in impute.features.items():
     key = f'preprocessing.impute.features.{name}'
     group = seen.get(name)
     if listed:
-      _check(group in ('numeric', 'categorical'), src, key,
-             f'{name!r} is not a numeric or categorical feature')
+      _check(group in ('numeric', 'categorical', 'date'), src, key,
+             f'{name!r} is not a numeric, categorical or date feature')
     if rule.fill is None or group is None:
       continue
     numeric_fill = (isinstance(rule.fill, float) or
                     rule.fill in NUMERIC_FILLS)
-    if group == 'numeric':
+    if group in ('numeric', 'date'):
       _check(numeric_fill, src, f'{key}.fill',
              f'{name} is numeric: use mean, median, zero or a number')
       _check(not isinstance(rule.fill, float) or math.isfinite(rule.fill),
@@ -597,12 +657,20 @@ def _check_module_file(spec: PipelineSpec) -> None:
 
 def _check_model(spec: PipelineSpec) -> None:
   src, model, f = spec.source, spec.model, spec.features
-  if model.builder == 'cnn':
+  builders = model.builders
+  _check(len(builders) == 1 or 'cnn' not in builders, src, 'model.builder',
+         'cnn lays the features out as an image: it is not chosen between '
+         '(give it alone)')
+  _check('gbt' not in builders or spec.training.mode == 'scratch', src,
+         'model.builder', 'gbt trees are trained from scratch; fine-tuning '
+         'needs the dnn or cnn builder (training.mode: finetune)')
+  if builders == ['cnn']:
     _check(model.image is not None, src, 'model.image',
            'the cnn builder needs {height, width, channels}')
     pixels = model.image.height * model.image.width * model.image.channels
-    listed = bool(f.numeric or f.categorical)
-    _check(not listed or (pixels == len(f.numeric) and not f.categorical),
+    listed = f.listed
+    _check(not listed or (pixels == len(f.numeric) and not f.categorical
+                          and not f.date),
            src, 'model.image',
            f'height x width x channels is {pixels} but the cnn builder takes '
            f'the numeric features as pixels ({len(f.numeric)} numeric, '

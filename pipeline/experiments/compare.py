@@ -113,7 +113,7 @@ def train_one(spec: PipelineSpec, base_path: str, method: str,
   keras.utils.set_random_seed(seed)
   inputs = model_lib.ModelInputs(
       numeric=[features_lib.transformed_name(k) for k in spec.features.numeric],
-      categorical={}, num_classes=spec.features.num_classes)
+      categorical={}, task=spec.task)
   base = finetune.load_checked(base_path, inputs)
   params = dict(hparams)
   scratch = method == SCRATCH

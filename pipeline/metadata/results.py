@@ -11,6 +11,7 @@ import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
 from components.processes import process_alive
+from modules import tasks
 from pipeline.metadata import tfma_files
 
 STATES = {
@@ -153,7 +154,7 @@ def latest_blessed_model(store: mlmd.MetadataStore, pipeline_name: str
 
 # Binary metrics that need both classes in a slice (TFMA names); on a slice
 # whose labels are all one class they are undefined, whatever TFMA shows.
-TWO_CLASS_METRICS = ('auc', 'auc_precision_recall', 'precision', 'recall')
+TWO_CLASS_METRICS = tasks.BinaryTask.two_class_metrics
 MEAN_LABEL = 'mean_label'
 
 
@@ -170,14 +171,18 @@ def slice_name(slice_key) -> str:
   return ', '.join(parts) or 'overall'
 
 
-def _values(per_slice) -> Dict[str, float]:
+def _values(per_slice) -> Dict[str, Optional[float]]:
+  """A slice's metrics by the spec's names (modules/tasks.py); a value
+  that is not a number (NaN: undefined on this slice) is None."""
   values = {}
   for item in per_slice.metric_keys_and_values:
     key = item.key
     if key.is_diff or key.model_name not in ('', 'candidate'):
       continue
     if item.value.HasField('double_value'):
-      values[key.name] = round(item.value.double_value.value, 6)
+      value = tasks.finite_or_none(item.value.double_value.value)
+      values[tasks.spec_name(key.name)] = (None if value is None
+                                           else round(value, 6))
   return values
 
 
@@ -187,11 +192,12 @@ def one_class(values: Dict[str, float]) -> bool:
   return mean is not None and mean in (0.0, 1.0)
 
 
-def undefined_metrics(values: Dict[str, float]) -> List[str]:
+def undefined_metrics(values: Dict[str, Optional[float]]) -> List[str]:
   """The metrics of a slice's `values` that are undefined there: the
-  two-class ones, on a slice whose labels are all one class."""
-  return sorted(m for m in values if one_class(values) and
-                m in TWO_CLASS_METRICS)
+  two-class ones, on a slice whose labels are all one class, and any that
+  is not a number."""
+  return sorted(m for m in values if values[m] is None or (
+      one_class(values) and m in TWO_CLASS_METRICS))
 
 
 def slice_metrics(evaluation_uri: str) -> Dict[str, Dict[str, Any]]:
@@ -201,11 +207,14 @@ def slice_metrics(evaluation_uri: str) -> Dict[str, Dict[str, Any]]:
   for per_slice in tfma_files.load_metrics(evaluation_uri):
     values = _values(per_slice)
     undefined = undefined_metrics(values)
+    reason = None
+    if undefined:
+      reason = (f'one class in the slice (mean label {values[MEAN_LABEL]:g})'
+                if one_class(values) else 'not a number on this slice (e.g. '
+                'r2 where every label is the same)')
     result[slice_name(per_slice.slice_key)] = {
         'metrics': {k: v for k, v in values.items() if k not in undefined},
-        'undefined': undefined,
-        'reason': (f'one class in the slice (mean label '
-                   f'{values[MEAN_LABEL]:g})' if undefined else None)}
+        'undefined': undefined, 'reason': reason}
   return result
 
 
@@ -227,8 +236,9 @@ def _failures(evaluation_uri: str,
     undefined = slices.get(name, {}).get('undefined', [])
     for failure in per_slice.failures:
       key = failure.metric_key
-      what = (f'{key.name} change vs. baseline' if key.is_diff else key.name)
-      if key.name in undefined:
+      name = tasks.spec_name(key.name)
+      what = f'{name} change vs. baseline' if key.is_diff else name
+      if name in undefined:
         lines.append(f'{what} is undefined{where}: '
                      f'{slices[name]["reason"]}; gate a wider slice or drop '
                      'this slice threshold')

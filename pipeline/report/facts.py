@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional
 
 import ml_metadata as mlmd
 
-from pipeline.definition.spec import METRIC_TABLE, MULTICLASS_METRIC_TABLE
+from modules import tasks
 from pipeline.errors import PipelineError
 from pipeline.metadata import lineage, results, tfma_files
 from pipeline.metadata.results import custom_property
@@ -30,12 +30,10 @@ HPARAMS_FILE = 'hyperparameters.json'  # modules/train.py writes both
 HISTORY_FILE = 'training_history.json'
 HISTOGRAM_BUCKETS = 10
 TOP_VALUES = 5
-# TFMA metric name -> the spec's name for it.
-SPEC_NAMES = {entry[1]: name for table in (METRIC_TABLE,
-                                           MULTICLASS_METRIC_TABLE)
-              for name, entry in table.items()}
-CLASS_TO_METRIC = {entry[0]: entry[1] for table in (
-    METRIC_TABLE, MULTICLASS_METRIC_TABLE) for entry in table.values()}
+# The spec's metric names: TFMA's class -> the spec's name for it (metrics
+# are reported by the spec's names, modules/tasks.py).
+CLASS_TO_METRIC = {metric.tfma_class: name for task in tasks.TASKS.values()
+                   for name, metric in task.metrics.items()}
 
 
 class ReportError(PipelineError):
@@ -233,7 +231,8 @@ def _model_values(per_slice) -> Dict[str, Dict[str, float]]:
       continue
     role = ('diff' if key.is_diff else
             'baseline' if key.model_name == 'baseline' else 'candidate')
-    values.setdefault(key.name, {})[role] = item.value.double_value.value
+    values.setdefault(tasks.spec_name(key.name), {})[role] = (
+        tasks.finite_or_none(item.value.double_value.value))
   return values
 
 
@@ -307,7 +306,7 @@ def evaluation_section(record: results.RunRecord
                     'undefined': undefined}
   section: Dict[str, Any] = {
       'slices': slices, 'thresholds': _thresholds(uri),
-      'spec_names': SPEC_NAMES, 'confusion': None, 'calibration': None}
+      'confusion': None, 'calibration': None}
   for per_slice in tfma_files.load_plots(uri):
     if results.slice_name(per_slice.slice_key) != 'overall':
       continue

@@ -226,6 +226,10 @@ def run_checked(checked: preflight.Preflight, progress: Progress = print,
       'components': [c.__dict__ for c in record.components()],
   }
   summary.update(results.summarize(record))
+  summary['task'] = spec.task.name
+  summary['blessing_rule'] = spec.blessing_rule()
+  if summary.get('blessed') and spec.evaluation.uses_default_rule:
+    summary['blessing_reason'] = 'default rule met: ' + spec.default_rule()
   summary.update({
       'metadata': metadata_lib.describe(spec.runner.metadata),
       'pipeline_root': spec.runner.pipeline_root,

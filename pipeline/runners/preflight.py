@@ -16,17 +16,20 @@ Distribution problems (values out of the schema's domain, drift) are left to
 ExampleValidator and the AnomaliesGate inside the pipeline.
 """
 
+import collections
 import csv
 import dataclasses
 import io
 import math
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Counter, Dict, List, Optional, Tuple
 
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from components import csv_format
+from modules import kinds as kinds_lib
+from modules import tasks
 from pipeline.definition.spec import PipelineSpec, is_uri
 from pipeline.errors import PipelineError
 from pipeline.paths import folder_problem
@@ -43,15 +46,37 @@ class PreflightError(PipelineError):
   """Bad input found before running. The message is one line."""
 
 
+# A column whose distinct values are at least this share of the rows is
+# named by validate and schema: an id, free text or an unparsed date.
+ID_LIKE_SHARE = 0.9
+# Distinct values are counted up to this many per column (then it is
+# certainly id-like on data this size, and counting more costs memory).
+DISTINCT_CAP = 1 << 20
+
+
 @dataclasses.dataclass(frozen=True)
 class Preflight:
   """What the checks found: the spec resolved against the data, the number
-  of rows, every column's kind (declared by the schema or inferred) and the
-  label's distinct values."""
+  of rows, every column's kind (declared by the schema or inferred), the
+  label's distinct values, and the features that look like ids (column ->
+  distinct values)."""
   spec: PipelineSpec
   rows: int
   column_kinds: Dict[str, str]
   label_values: Tuple = ()
+  id_like: Dict[str, int] = dataclasses.field(default_factory=dict)
+
+  def warnings(self) -> List[str]:
+    """One line per feature that looks like an id, with what to do."""
+    lines = []
+    for name, distinct in self.id_like.items():
+      kind = kinds_lib.kind_of(self.spec.features, name)
+      lines.append(
+          f'column {name}: {distinct} distinct values in {self.rows} rows '
+          f'({kind.name if kind else "feature"}): an id, free text or a '
+          'date in another format? Add it to features.exclude if it '
+          'identifies rows, or list it under features.date if it is a date')
+    return lines
 
 
 class _Files:
@@ -119,7 +144,6 @@ def is_optional(feature: schema_pb2.Feature) -> bool:
 
 
 _NUMERIC = (schema_pb2.FLOAT, schema_pb2.INT)
-_CATEGORICAL = (schema_pb2.BYTES, schema_pb2.INT)
 _LABEL = (schema_pb2.INT, schema_pb2.BYTES)
 
 
@@ -129,9 +153,11 @@ def schema_problems(spec: PipelineSpec,
   by_name = {f.name: f for f in schema.feature}
   f = spec.features
   problems = []
-  wanted = [(f.label, 'features.label', _LABEL)]
-  wanted += [(k, 'features.numeric', _NUMERIC) for k in f.numeric]
-  wanted += [(k, 'features.categorical', _CATEGORICAL) for k in f.categorical]
+  label_types = _LABEL if f.task != tasks.REGRESSION else _NUMERIC
+  wanted = [(f.label, 'features.label', label_types)]
+  wanted += [(k, f'features.{kind.name}',
+              tuple(schema_pb2.FeatureType.Value(t) for t in kind.schema_types))
+             for k, kind in kinds_lib.columns(f)]
   wanted += [(k, 'features.exclude', None) for k in f.exclude]
   for name, key, types in wanted:
     if name not in by_name:
@@ -232,7 +258,12 @@ class _Scan:
     self.inferred: Dict[str, Optional[str]] = {}
     # The first cell that made an inferred column STRING: (path, line, text).
     self.first_text: Dict[str, Tuple[str, int, str]] = {}
-    self.label_values = set()
+    self.label_counts: Counter[str] = collections.Counter()
+    # Per column: whether every value so far is ISO-8601 date text, and
+    # its distinct values (not for FLOAT columns, where all-distinct is
+    # what numbers are).
+    self.dates: Dict[str, bool] = {}
+    self.distinct: Dict[str, set] = collections.defaultdict(set)
     self.rows = 0
 
   def _check_header(self, path: str, header: List[str]) -> None:
@@ -282,8 +313,12 @@ class _Scan:
                              f'expected {len(header)}')
       for name, cell in zip(header, row, strict=True):
         value = self._cell(path, line, name, cell)
-        if name == self.label and value is not None:
-          self.label_values.add(cell.strip())
+        if value is None:
+          continue
+        if name == self.label:
+          self.label_counts[cell.strip()] += 1
+        elif not isinstance(value, float):
+          self._text_value(name, cell.strip())
     if rows == 0:
       raise PreflightError(f'{path}: no data rows after the header')
     self.rows += rows
@@ -321,6 +356,20 @@ class _Scan:
       return None
     return value
 
+  def _text_value(self, name: str, text: str) -> None:
+    if self.dates.get(name, True):
+      self.dates[name] = csv_format.is_date_text(text)
+    seen = self.distinct[name]
+    if len(seen) < DISTINCT_CAP:
+      seen.add(text)
+
+  @property
+  def label_values(self) -> set:
+    return set(self.label_counts)
+
+  def looks_like_date(self, name: str) -> bool:
+    return self.dates.get(name, False)
+
   def kinds(self) -> Dict[str, str]:
     return {name: column.kind or self.inferred.get(name) or csv_format.STRING
             for name, column in self.columns.items()}
@@ -333,8 +382,7 @@ def _check_columns(spec: PipelineSpec, scan: _Scan) -> None:
   kinds = scan.kinds()
   source = spec.data.csv
   named = ([(f.label, 'features.label')] +
-           [(k, 'features.numeric') for k in f.numeric] +
-           [(k, 'features.categorical') for k in f.categorical] +
+           [(k, f'features.{kind.name}') for k, kind in kinds_lib.columns(f)] +
            [(k, 'features.exclude') for k in f.exclude])
   for name, key in named:
     if name not in kinds:
@@ -347,37 +395,80 @@ def _check_columns(spec: PipelineSpec, scan: _Scan) -> None:
           f'{path}: line {line}, column {name}: {text!r} is not a number, but '
           f'features.numeric lists {name}; add the token to data.null_values '
           'if it means "missing", or make the column categorical')
+  for name in f.date:
+    if kinds[name] != csv_format.STRING or not scan.looks_like_date(name):
+      raise PreflightError(
+          f'{source}: features.date: column {name} holds values that are not '
+          'ISO-8601 dates (YYYY-MM-DD, or with a time: YYYY-MM-DDTHH:MM:SS); '
+          'write them so, or list the column as another kind')
 
 
-def _classes(spec: PipelineSpec, kind: str, values) -> int:
-  """The number of classes the label's values imply, checked."""
+def _is_whole(text: str) -> bool:
+  return float(text).is_integer()
+
+
+def _task(spec: PipelineSpec, kind: str, counts: Counter[str]
+          ) -> Tuple[str, Optional[int], tasks.LabelStats]:
+  """The task, the number of classes and the label's statistics that the
+  label's values imply, checked against what the spec says."""
   f, source = spec.features, spec.data.csv
   key = f'{source}: column {f.label} (features.label)'
-  if kind == csv_format.FLOAT:
-    raise PreflightError(f'{key}: holds numbers that are not whole; a label is '
-                         'class indices (INT) or class names (STRING)')
-  if kind == csv_format.INT:
-    indices = {csv_format.parse(v, kind) for v in values}
-    low, high = min(indices), max(indices)
+  task = f.task
+  numbers = kind in (csv_format.INT, csv_format.FLOAT)
+  if task is None:
+    if kind == csv_format.FLOAT and not all(map(_is_whole, counts)):
+      task = tasks.REGRESSION
+    elif numbers and tasks.too_many_classes(len(counts), f.max_classes):
+      raise PreflightError(
+          f'{key}: {len(counts)} distinct numbers, more than '
+          f'features.max_classes ({f.max_classes}): set features.task: '
+          'regression to predict the number, or features.task: '
+          'classification (and a higher max_classes) if they are classes')
+    else:
+      task = tasks.CLASSIFICATION
+  if task == tasks.REGRESSION:
+    if not numbers:
+      first = next(iter(counts), '')
+      raise PreflightError(f'{key}: {first!r} is not a number, but '
+                           'features.task is regression')
+    stats = tasks.RegressionTask().label_stats(
+        {float(v): c for v, c in counts.items()})
+    return task, None, stats
+  if kind == csv_format.FLOAT and not all(map(_is_whole, counts)):
+    raise PreflightError(f'{key}: holds numbers that are not whole, but '
+                         'features.task is classification: class indices are '
+                         'whole numbers (or set features.task: regression)')
+  if numbers:
+    by_index = collections.Counter()
+    for text, count in counts.items():
+      by_index[int(float(text))] += count
+    low, high = min(by_index), max(by_index)
     if low < 0:
       raise PreflightError(f'{key}: class index {low} is negative; class '
                            'indices run 0..n-1')
     found = high + 1
-    if f.num_classes is not None and high >= f.num_classes:
-      raise PreflightError(f'{key}: class index {high} is out of range for '
-                           f'features.num_classes {f.num_classes} (indices '
-                           f'0..{f.num_classes - 1})')
   else:
-    found = len(values)
-    if f.num_classes is not None and found > f.num_classes:
-      raise PreflightError(f'{key}: {found} class names but '
-                           f'features.num_classes is {f.num_classes}')
+    found = len(counts)
+  problem = tasks.classes_problem(f.num_classes, found, indices=numbers)
+  if problem:
+    raise PreflightError(f'{key}: {problem}')
+  if not numbers:
+    # Class ids are given by frequency (the Transform's vocabulary).
+    by_index = collections.Counter(
+        {i: c for i, (_, c) in enumerate(counts.most_common())})
   classes = f.num_classes if f.num_classes is not None else found
   if classes < 2:
     raise PreflightError(f'{key}: only one class '
-                         f'({", ".join(map(str, sorted(values)))}); a '
+                         f'({", ".join(map(str, sorted(counts)))}); a '
                          'classifier needs two or more')
-  return classes
+  if tasks.too_many_classes(found, f.max_classes) and f.task is None:
+    raise PreflightError(
+        f'{key}: {found} classes, more than features.max_classes '
+        f'({f.max_classes}): raise it, or set features.task')
+  stats = tasks.LabelStats(
+      rows=sum(counts.values()),
+      class_counts=tuple(by_index.get(i, 0) for i in range(classes)))
+  return task, classes, stats
 
 
 def _writable_folder(path: str, key: str, spec: PipelineSpec,
@@ -445,17 +536,22 @@ def run_preflight(spec: PipelineSpec) -> Preflight:
         f'{spec.source}: module_file: its run_fn\'s model is evaluated on the '
         f'raw label, and {label} holds class names; give class indices (INT) '
         "or use the project's run_fn, which maps names through the Transform")
-  classes = _classes(spec, kinds[label], scan.label_values)
+  task, classes, stats = _task(spec, kinds[label], scan.label_counts)
   others = [c for c in scan.header or []
             if c != label and c not in spec.features.exclude]
-  resolved = spec.resolved(
-      classes,
-      numeric=[c for c in others if kinds[c] != csv_format.STRING],
-      categorical=[c for c in others if kinds[c] == csv_format.STRING])
+  columns: Dict[str, List[str]] = {}
+  for name in others:
+    kind = kinds_lib.recognise(kinds[name], scan.looks_like_date(name))
+    columns.setdefault(kind.name, []).append(name)
+  resolved = spec.resolved(task, classes, columns, stats)
   if schema is not None:
     check_features(resolved, schema)
+  id_like = {name: len(scan.distinct[name]) for name in resolved.feature_keys
+             if scan.rows and
+             len(scan.distinct.get(name, ())) >= ID_LIKE_SHARE * scan.rows}
   return Preflight(spec=resolved, rows=scan.rows, column_kinds=kinds,
-                   label_values=tuple(sorted(scan.label_values, key=str)))
+                   label_values=tuple(sorted(scan.label_counts, key=str)),
+                   id_like=id_like)
 
 
 def check_csv(path: str, schema: schema_pb2.Schema,
@@ -469,16 +565,15 @@ def check_base_model(spec: PipelineSpec, location: str) -> None:
   takes the spec's transformed features. Raises PreflightError (one line)."""
   # Imported here: only fine-tuning runs pay for loading Keras.
   # pylint: disable=g-import-not-at-top
-  from modules import features as features_lib
   from modules import finetune
   from modules import model as model_lib
   from modules.config import TransformConfig
   # pylint: enable=g-import-not-at-top
+  config = spec.module_config(TransformConfig)
   inputs = model_lib.ModelInputs(
-      numeric=spec.module_config(TransformConfig).numeric_inputs(),
-      categorical={features_lib.transformed_name(k): 0
-                   for k in spec.features.categorical},
-      num_classes=spec.features.num_classes or 2)
+      numeric=config.numeric_inputs(),
+      categorical={name: 0 for name in config.id_inputs()},
+      task=config.task)
   try:
     finetune.load_checked(location, inputs)
   except finetune.BaseModelError as e:
