@@ -92,19 +92,34 @@ def sample(hp: Any, space: GbtSpace) -> Dict[str, Any]:
 # Yggdrasil's logging switch (0: no logs, 2: all), a C++ global of which
 # each of TF-DF's two op libraries has its own copy.
 _YDF_LOGGING_LEVEL = '_ZN26yggdrasil_decision_forests7logging13logging_levelE'
+_TFDF_HELPERS = 'tensorflow_decision_forests.tensorflow'  # TF-DF's TF code
 
 
 @functools.lru_cache(maxsize=None)
 def _tfdf() -> Any:
   """The tensorflow_decision_forests module, imported (which registers its
-  ops in this process) with the C++ logs of its engine, Yggdrasil, off:
-  lines on stderr each time a forest is trained, and each time one is
-  loaded (by every new graph that runs it, and by every SavedModel load)."""
+  ops in this process), with the C++ logs of its engine, Yggdrasil, off
+  (lines on stderr each time a forest is trained, and each time one is
+  loaded: by every new graph that runs it, by every SavedModel load) and
+  its helpers left to run as they are written when traced."""
   import tensorflow_decision_forests as tfdf  # pylint: disable=g-import-not-at-top
+  from tensorflow.python.autograph.core import config as autograph_config  # pylint: disable=g-direct-tensorflow-import,g-import-not-at-top
   from tensorflow_decision_forests.tensorflow import cc_logging  # pylint: disable=g-import-not-at-top
-  # The training library's copy (TF-DF holds it at 0 while it trains).
+
+  # As modules/model.py does for Keras: AutoGraph rewrote TF-DF's helpers
+  # (reading examples, normalising features: some 350 functions for 30
+  # features) in each process's first fit, 2 to 4 s of it on 2 CPUs, though
+  # they branch on Python values only. TF-DF's Keras model is still
+  # converted: its loop over the dataset needs AutoGraph.
+  rules = autograph_config.CONVERSION_RULES
+  if not any(isinstance(r, autograph_config.DoNotConvert) and
+             r.matches(_TFDF_HELPERS) for r in rules):
+    autograph_config.CONVERSION_RULES = (
+        autograph_config.DoNotConvert(_TFDF_HELPERS),) + tuple(rules)
+  # Yggdrasil's logs: the training library's copy of the switch (TF-DF
+  # holds it at 0 while it trains)...
   cc_logging.set_yggdrasil_logging_level(0)
-  # The inference library's copy, which loads forests, has no setter: it
+  # ...and the inference library's, which loads forests, has no setter: it
   # is set in place, in the library TF-DF loaded (RTLD_NOLOAD: never a
   # second copy). A TF-DF without the symbol only keeps its load lines.
   library = os.path.join(os.path.dirname(tfdf.__file__), 'tensorflow', 'ops',
@@ -139,7 +154,8 @@ def _model_class() -> type:
       self.input_names = list(input_names)
       self._classes = classes
 
-    def fit(self, *args, epochs: int = 1, initial_epoch: int = 0, **kwargs):  # pylint: disable=arguments-differ
+    def fit(self, *args, epochs: int = 1, initial_epoch: int = 0,  # pylint: disable=arguments-differ
+            **kwargs):
       """TF-DF's fit, which grows the whole forest in one epoch: `epochs`
       and `initial_epoch` (a Trainer's epochs, a Hyperband round's) are
       taken and ignored, where TF-DF refuses them."""

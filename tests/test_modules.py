@@ -442,3 +442,31 @@ def test_a_trial_scores_the_same_whatever_its_process_ran_before(tmp_path):
   after_others = scores(tmp_path / 'after')
   assert len(alone) == 3 and len(set(alone.values())) == 3
   assert after_others == alone
+
+
+def test_balanced_class_weights_raise_recall_on_an_imbalanced_label():
+  """5 % positives that overlap the negatives: unweighted, the model leans
+  to the majority; 'balanced' weighs each class by rows / (2 x its rows)."""
+  rng = np.random.default_rng(0)
+  y = (rng.random(2000) < 0.05).astype('int64')
+  x = {'a_xf': (rng.normal(size=2000) + 1.2 * y).reshape(-1, 1).astype(
+      'float32'), 'b_xf': rng.normal(size=(2000, 1)).astype('float32'),
+       'c_xf': rng.integers(0, 4, size=(2000, 1))}
+  task = tasks.BinaryTask()
+  weights = task.class_weights('balanced', y)
+  assert weights[1] == pytest.approx(2000 / (2 * y.sum()))
+  assert task.class_weights({'1': 3.0}, y) == {0: 1.0, 1: 3.0}
+  with pytest.raises(ValueError, match="'2' is not a class"):
+    task.class_weights({'2': 3.0}, y)
+  hparams = dict(search_space.resolve(None, SPACE), learning_rate=0.01,
+                 optimizer='adam')
+
+  def recall(class_weight):
+    keras.utils.set_random_seed(0)
+    model = model_lib.build_model(INPUTS, hparams)
+    data = tf.data.Dataset.from_tensor_slices((x, y.reshape(-1, 1))).batch(64)
+    model.fit(data, epochs=5, verbose=0, class_weight=class_weight)
+    predicted = model.predict(x, verbose=0)[:, 0] >= 0.5
+    return float(predicted[y == 1].mean())
+
+  assert recall(weights) > recall(None) + 0.2

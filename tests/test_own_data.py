@@ -301,3 +301,35 @@ def test_the_example_gen_config_does_not_depend_on_column_order():
           csv_example_gen.custom_config(other).SerializeToString())
   assert csv_example_gen.read_format(
       {'custom_config': _format_json(other)}) == one
+
+
+def test_an_id_column_is_named_and_a_date_column_is_not(tmp_path):
+  rows = [['order_id', 'day', 'amount', 'label']] + [
+      [f'A{i:04d}', f'2020-01-{1 + i % 28:02d}', str(i % 7), str(i % 2)]
+      for i in range(100)]
+  data = _write(tmp_path / 'd.csv', rows)
+  checked = preflight.run_preflight(_spec(tmp_path, _minimal(data)))
+  assert checked.spec.features.date == ['day']
+  assert checked.spec.features.categorical == ['order_id']
+  assert list(checked.id_like) == ['order_id']
+  (warning,) = checked.warnings()
+  assert warning.startswith('column order_id: 100 distinct values in 100 rows')
+  assert 'features.exclude' in warning
+
+
+def test_an_integer_amount_label_is_refused_naming_the_count(tmp_path):
+  rows = [['x', 'loan_amount']] + [[str(i), str(1000 + 37 * i)]
+                                   for i in range(80)]
+  data = _write(tmp_path / 'd.csv', rows)
+  with pytest.raises(preflight.PreflightError) as error:
+    preflight.run_preflight(_spec(tmp_path, _minimal(
+        data, **{'features.label': 'loan_amount'})))
+  message = str(error.value)
+  assert '80 distinct numbers, more than features.max_classes (50)' in message
+  assert 'features.task: regression' in message and '\n' not in message
+  # Saying which it is resolves it.
+  checked = preflight.run_preflight(_spec(tmp_path, _minimal(
+      data, **{'features.label': 'loan_amount', 'features.task': 'regression',
+               'evaluation.metrics': ['rmse', 'r2']})))
+  assert checked.spec.task.name == 'regression'
+  assert checked.spec.label_stats.mean == pytest.approx(1000 + 37 * 79 / 2)

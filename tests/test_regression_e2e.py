@@ -3,6 +3,7 @@ a number to predict) blesses by the default rule with no thresholds,
 pushes a model that a new process queries for `prediction`, and is no
 worse than a ridge regression on the pipeline's own split."""
 
+import csv
 import json
 import os
 import subprocess
@@ -64,13 +65,16 @@ def test_rmse_is_no_worse_than_ridge_on_the_same_split(diabetes):
 
 def test_a_new_process_queries_the_pushed_model_for_a_prediction(diabetes):
   _, summary = diabetes
+  with open(os.path.join(REPO, 'data', 'diabetes', 'diabetes.csv')) as f:
+    rows = list(csv.DictReader(f))[:2]
   code = f'''
 import json, os
 os.environ['TF_USE_LEGACY_KERAS'] = '1'
 import tensorflow as tf
 model = tf.saved_model.load({summary['pushed_path']!r})
 raw = model.signatures['serving_raw']
-args = {{name: tf.constant([spec.dtype.as_numpy_dtype(1.0)] * 2, spec.dtype)
+rows = {rows!r}
+args = {{name: tf.constant([float(r[name]) for r in rows], spec.dtype)
         for name, spec in raw.structured_input_signature[1].items()}}
 out = raw(**args)
 print(json.dumps({{k: v.numpy().tolist() for k, v in out.items()}}))

@@ -546,8 +546,9 @@ def run_preflight(spec: PipelineSpec) -> Preflight:
   resolved = spec.resolved(task, classes, columns, stats)
   if schema is not None:
     check_features(resolved, schema)
+  # A recognised date is expected to take a value per row.
   id_like = {name: len(scan.distinct[name]) for name in resolved.feature_keys
-             if scan.rows and
+             if scan.rows and name not in resolved.features.date and
              len(scan.distinct.get(name, ())) >= ID_LIKE_SHARE * scan.rows}
   return Preflight(spec=resolved, rows=scan.rows, column_kinds=kinds,
                    label_values=tuple(sorted(scan.label_counts, key=str)),
