@@ -148,6 +148,8 @@ def _model_class() -> type:
     trees read, which the export's signatures feed it.
     """
 
+    one_pass = True  # one epoch grows it (modules/model.py epochs_for)
+
     def __init__(self, *, input_names: List[str], classes: int = 0,
                  **kwargs):
       super().__init__(**kwargs)
