@@ -21,8 +21,6 @@ as TFX does on a pipeline's first run.
 import os
 from typing import List, Optional, Tuple
 
-from tfx.components.evaluator import component as tfx_evaluator
-from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.component.experimental.annotations import (
   InputArtifact,
   OutputArtifact,
@@ -34,7 +32,7 @@ from tfx.dsl.io import fileio
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import io_utils, path_utils
 
-from components import pusher
+from components import model_ops, pusher
 
 SAVED_MODEL = pusher.SAVED_MODEL
 VERSION_PROPERTY = 'pushed_version'
@@ -102,14 +100,14 @@ def without_empty_baseline(input_dict):
   return input_dict
 
 
-class BaselineAwareExecutor(evaluator_executor.Executor):
-  """TFX's Evaluator executor over `without_empty_baseline`'s inputs."""
+class BaselineAwareExecutor(model_ops.Executor):
+  """The Evaluator's executor over `without_empty_baseline`'s inputs."""
 
   def Do(self, input_dict, output_dict, exec_properties):
     return super().Do(without_empty_baseline(input_dict), output_dict,
                       exec_properties)
 
 
-class Evaluator(tfx_evaluator.Evaluator):
-  """TFX's Evaluator with BaselineAwareExecutor (for the Kubeflow route)."""
+class Evaluator(model_ops.Evaluator):
+  """The Evaluator with BaselineAwareExecutor (for the Kubeflow route)."""
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(BaselineAwareExecutor)

@@ -135,8 +135,10 @@ def resolve(spec: PipelineSpec) -> Tuple[PipelineSpec, Dict[str, str]]:
   """The spec resolved against its data, and the CSV column kinds, as the
   local runner would resolve them: the pre-flight checks read the local
   data. A spec whose data is not on this machine must give what the data
-  would decide (features.num_classes and the features); the ExampleGen then
-  infers the column kinds in the cluster.
+  would decide (features.task: regression, or features.num_classes, and
+  the features); the ExampleGen then infers the column kinds in the
+  cluster. Without the data the default blessing rule has no naive
+  baseline: it blesses a model no worse than the last blessed one.
 
   Raises:
     KubeflowError: the data is not local and the spec leaves something out.
@@ -148,8 +150,9 @@ def resolve(spec: PipelineSpec) -> Tuple[PipelineSpec, Dict[str, str]]:
   if not spec.is_resolved:
     raise KubeflowError(
         f'{spec.source}: features: the data ({spec.data.csv}) is not read at '
-        'compile time, so give what it would decide: features.num_classes and '
-        'the numeric or categorical features')
+        'compile time, so give what it would decide: features.task: '
+        'regression or features.num_classes, and the numeric, categorical or '
+        'date features')
   return spec, {}
 
 

@@ -10,6 +10,19 @@ from typing import List, Optional
 
 import tensorflow as tf
 
+# Builders whose models train outside any distribution strategy: TF-DF's
+# trees (modules/gbt.py) refuse one, even over a single device.
+UNDISTRIBUTED_BUILDERS = ('gbt',)
+
+
+def strategy_for(builders: List[str]) -> tf.distribute.Strategy:
+  """`strategy()` when every builder in `builders` can be distributed,
+  else TF's default strategy (a network among trees then trains on one
+  device)."""
+  if any(b in UNDISTRIBUTED_BUILDERS for b in builders):
+    return tf.distribute.get_strategy()
+  return strategy()
+
 
 def strategy(devices: Optional[List[str]] = None) -> tf.distribute.Strategy:
   """MirroredStrategy over `devices` (default: every visible GPU), or TF's

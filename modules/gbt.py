@@ -16,11 +16,10 @@ validation data rises (it keeps the trees up to its best). A forest grows
 in one pass: `fit` runs one epoch, whatever `epochs` it is given.
 
 A SavedModel of a forest runs TF-DF's custom ops, which exist in a process
-only once `tensorflow_decision_forests` is imported: `ensure_ops` imports
-it before a load when the SavedModel needs it.
+only once `tensorflow_decision_forests` is imported: every loader calls
+components/model_ops.py's `ensure_ops` first.
 
-No TensorFlow at import: the model server imports this module for
-`ensure_ops`, and the spec reads `GbtSpace`; building imports TF-DF.
+No TensorFlow at import; building imports TF-DF.
 """
 
 import contextlib
@@ -32,16 +31,10 @@ from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence
 
 from modules.config import FloatRange, GbtSpace, IntRange
 
-__all__ = ['GbtSpace', 'PREFIX', 'TFDF_OPS', 'build', 'build_gbt',
-           'compile_gbt', 'ensure_ops', 'sample', 'uses_tfdf_ops']
+__all__ = ['GbtSpace', 'PREFIX', 'build', 'build_gbt', 'compile_gbt',
+           'sample']
 
 PREFIX = 'gbt_'  # a GbtSpace field's Keras Tuner hyperparameter name prefix
-# The ops of TF-DF's inference library (tensorflow_decision_forests/
-# tensorflow/ops/inference); a SavedModel of a forest uses some of them.
-TFDF_OPS = ('SimpleMLCreateModelResource', 'SimpleMLInferenceOp',
-            'SimpleMLInferenceOpWithHandle',
-            'SimpleMLInferenceLeafIndexOpWithHandle',
-            'SimpleMLLoadModelFromPath', 'SimpleMLLoadModelFromPathWithHandle')
 # The Keras regression losses (modules/tasks.py LOSSES) -> the forest's own
 # objective. TF-DF has no Huber loss; squared error is the nearest.
 REGRESSION_LOSSES = {'mse': 'SQUARED_ERROR', 'mae': 'MEAN_AVERAGE_ERROR',
@@ -301,38 +294,3 @@ def build(inputs: Any, hparams: Mapping[str, Any], seed: int) -> Any:
                     loss=hparams.get('loss'))
   compile_gbt(model, task.keras_metrics(), task.loss(hparams.get('loss')))
   return model
-
-
-def uses_tfdf_ops(saved_model_dir: str) -> bool:
-  """Whether the SavedModel in `saved_model_dir` runs TF-DF's ops.
-
-  Reads its saved_model.pb (or .pbtxt) for their names, without parsing
-  it or importing TensorFlow (a path with a scheme, e.g. gs://, is read
-  through TensorFlow's file system). False when neither file is there: the
-  load then says what is wrong.
-  """
-  for file_name in ('saved_model.pb', 'saved_model.pbtxt'):
-    path = os.path.join(saved_model_dir, file_name)
-    if '://' in saved_model_dir:
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
-      if not tf.io.gfile.exists(path):
-        continue
-      with tf.io.gfile.GFile(path, 'rb') as f:
-        data = f.read()
-    elif os.path.isfile(path):
-      with open(path, 'rb') as f:
-        data = f.read()
-    else:
-      continue
-    # Every op a graph uses is named in its nodes (and in the op list).
-    return any(op.encode() in data for op in TFDF_OPS)
-  return False
-
-
-def ensure_ops(saved_model_dir: str) -> None:
-  """Makes the SavedModel in `saved_model_dir` loadable in this process:
-  imports TF-DF (which registers its ops, and turns its C++ logs off) when
-  the model uses its ops; does nothing, and imports nothing, for another
-  model. Call it before `tf.saved_model.load` or a Keras load."""
-  if uses_tfdf_ops(saved_model_dir):
-    _tfdf()

@@ -81,6 +81,9 @@ class Task:
   # The label's tf.Transform graph: modules/preprocessing.py's
   # LABEL_TRANSFORMS entry ('class': class indices, 'number': a number).
   label_transform: str = 'class'
+  # The Trainer writes eval rows' labels and predictions for the report's
+  # predicted-against-actual and residual charts (modules/train.py).
+  reports_predictions: bool = False
 
   def __init__(self, num_classes: Optional[int] = None):
     self.num_classes = num_classes
@@ -332,6 +335,7 @@ class RegressionTask(Task):
   standardises_label = True
   classifies = False
   label_transform = 'number'
+  reports_predictions = True
   naive_words = 'predicting the mean label'
 
   def head(self, x):

@@ -23,6 +23,8 @@ from modules.tuner import require_legacy_keras
 
 HPARAMS_FILE = 'hyperparameters.json'  # in model_run, beside TensorBoard logs
 HISTORY_FILE = 'training_history.json'  # likewise: what each epoch did
+PREDICTIONS_FILE = 'eval_predictions.json'  # likewise: eval labels, predictions
+PREDICTIONS_SHOWN = 2000  # the report draws at most these rows
 CLASS_ID = tasks.CLASS_ID
 CLASS_NAME = tasks.CLASS_NAME
 
@@ -172,6 +174,19 @@ def training_record(history: keras.callbacks.History, config: TrainerConfig,
           'finetune': schedule}
 
 
+def eval_predictions(model: keras.Model, training_data: data_lib.TrainingData,
+                     limit: int = PREDICTIONS_SHOWN) -> Dict[str, List[float]]:
+  """The first `limit` eval rows' labels and predictions, both on the
+  label's own scale (the report's predicted-against-actual chart)."""
+  labels = training_data.labels('eval')[:limit]
+  batches = training_data.eval(256).take(-(-limit // 256))
+  predicted = model.predict(batches, verbose=0).reshape(-1)[:len(labels)]
+  mean, std = (training_data.label_scale()
+               if training_data.task.standardises_label else (0.0, 1.0))
+  return {'label': [float(v) for v in labels],
+          'prediction': [float(v) * std + mean for v in predicted]}
+
+
 def run_fn(fn_args: FnArgs) -> None:
   """Called by TFX Trainer: trains and exports to fn_args.serving_model_dir.
 
@@ -190,7 +205,7 @@ def run_fn(fn_args: FnArgs) -> None:
   if training_data.task.classifies:
     training_data.class_names()  # every class of the data trains, or stop
   hparams = search_space.resolve(fn_args.hyperparameters, config)
-  with distribute.strategy().scope():
+  with distribute.strategy_for([hparams['builder']]).scope():
     model = training_data.new_model(hparams)
   callbacks = [keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir,
                                            update_freq='epoch')]
@@ -213,6 +228,10 @@ def run_fn(fn_args: FnArgs) -> None:
   with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE),
                          'w') as f:
     json.dump(record, f, indent=1)
+  if training_data.task.reports_predictions:
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir,
+                                        PREDICTIONS_FILE), 'w') as f:
+      json.dump(eval_predictions(model, training_data), f)
   model.save(fn_args.serving_model_dir, save_format='tf',
              signatures=serving_signatures(
                  model, training_data, config.evaluation.decision_threshold))

@@ -290,7 +290,8 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
   # One loss (a searched loss needs another objective: the spec says so).
   loss = config.training.choices()['loss'][0]
   tuner = make_tuner(settings, hypermodel, fn_args.working_dir,
-                     distribute.strategy(), plan=planned,
+                     distribute.strategy_for(config.model.builders),
+                     plan=planned,
                      chance=lambda: task.naive_score(
                          settings.objective, training_data.labels('train'),
                          training_data.labels('eval'), loss))

@@ -81,7 +81,8 @@ def test_pushed_model_serves_tf_examples_in_a_new_process(base, cold):
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads(proc.stdout.strip().splitlines()[-1])
   assert result['signature_inputs'] == ['examples']
-  assert result['signature_outputs'] == ['probability']
+  # P(class 1), and the class at evaluation.decision_threshold (0.5).
+  assert result['signature_outputs'] == ['class_id', 'probability']
   assert result['rows'] == 569
   assert result['eval_rows'] == result['eval_split_examples']
   assert 80 <= result['eval_rows'] <= 150  # 1 of 5 hash buckets

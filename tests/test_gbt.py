@@ -2,7 +2,7 @@
 its outputs match the networks' contract, categorical ids split as
 categories, the seed decides the trees, `val_*` are the task's loss and
 metrics on the validation data, and its SavedModel loads in a new process
-through `ensure_ops` (which leaves TF-DF unimported for a network)."""
+through components/model_ops.py's `ensure_ops` (which leaves TF-DF unimported for a network)."""
 
 import inspect
 import json
@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
+from components import model_ops
 from modules import gbt, tasks
 from modules.config import FloatRange, GbtSpace, IntRange
 from modules.model import ModelInputs
@@ -276,17 +277,18 @@ def test_a_new_process_loads_trees_through_ensure_ops_and_networks_without(
   serve = _export(binary[0], trees)
   expected = serve(tf.constant(RAW['x']), tf.constant(RAW['color']))['out']
   _network(network)
-  assert gbt.uses_tfdf_ops(trees) and not gbt.uses_tfdf_ops(network)
-  assert not gbt.uses_tfdf_ops(str(tmp_path))  # no SavedModel: the load says
+  assert model_ops.uses_forest_ops(trees)
+  assert not model_ops.uses_forest_ops(network)
+  assert not model_ops.uses_forest_ops(str(tmp_path))  # no SavedModel: the load says
   script = textwrap.dedent(f"""
       import json, sys
       import tensorflow as tf
-      from modules import gbt
-      gbt.ensure_ops({network!r})
+      from components import model_ops
+      model_ops.ensure_ops({network!r})
       assert 'tensorflow_decision_forests' not in sys.modules
       tf.saved_model.load({network!r})
       assert 'tensorflow_decision_forests' not in sys.modules
-      gbt.ensure_ops({trees!r})
+      model_ops.ensure_ops({trees!r})
       assert 'tensorflow_decision_forests' in sys.modules
       loaded = tf.saved_model.load({trees!r})
       raw = json.loads({json.dumps(RAW)!r})
@@ -310,7 +312,7 @@ def test_the_model_server_loads_through_ensure_ops(binary, tmp_path,
   path = str(tmp_path / '1')
   _export(binary[0], path)
   called = []
-  monkeypatch.setattr(gbt, 'ensure_ops', called.append)
+  monkeypatch.setattr(model_ops, 'ensure_ops', called.append)
   loaded = server.load_version('trees', 1, path)
   assert called == [path]
   out = loaded.signatures['serving_default'](
@@ -319,7 +321,7 @@ def test_the_model_server_loads_through_ensure_ops(binary, tmp_path,
 
 
 def test_the_op_names_are_tfdfs():
-  """TFDF_OPS, what ensure_ops looks for, are ops TF-DF registers."""
+  """FOREST_OPS, what ensure_ops looks for, are ops TF-DF registers."""
   import tensorflow_decision_forests  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import
   from tensorflow.python.framework import op_def_registry  # pylint: disable=g-direct-tensorflow-import,g-import-not-at-top
-  assert all(op_def_registry.get(op) is not None for op in gbt.TFDF_OPS)
+  assert all(op_def_registry.get(op) is not None for op in model_ops.FOREST_OPS)

@@ -518,7 +518,7 @@ def test_trainer_task_container_command_trains_a_model(container_run, base):
       capture_output=True, text=True, timeout=300, check=False)
   assert probe.returncode == 0, probe.stderr[-2000:]
   result = json.loads(probe.stdout.strip().splitlines()[-1])
-  assert result['signature_outputs'] == ['probability']
+  assert result['signature_outputs'] == ['class_id', 'probability']
   assert result['accuracy_eval'] >= 0.9, result
   del pipeline_spec
 

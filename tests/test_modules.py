@@ -470,3 +470,36 @@ def test_balanced_class_weights_raise_recall_on_an_imbalanced_label():
     return float(predicted[y == 1].mean())
 
   assert recall(weights) > recall(None) + 0.2
+
+
+def test_a_builder_list_makes_the_builder_a_searched_choice():
+  """`model.builder: [dnn, gbt]`: the builder is a hyperparameter, and
+  each builder's own hyperparameters vary only in its trials."""
+  spec = spec_lib.load_spec(DEFAULT_SPEC, {'features.num_classes': 2,
+                                           'model.builder': ['dnn', 'gbt']})
+  config = spec.module_config(TunerConfig)
+  hp = keras_tuner.HyperParameters()
+  values = search_space.sample_config(hp, config)
+  assert values['builder'] == 'dnn' and 'num_layers' in values
+  assert not any(name.startswith('gbt_') for name in values)
+  # A trial of trees, as the oracle hands it out: the builder chosen first.
+  hp = keras_tuner.HyperParameters()
+  hp.Choice('builder', ['dnn', 'gbt'])
+  hp.values['builder'] = 'gbt'
+  trees = search_space.sample_config(hp, config)
+  assert trees['builder'] == 'gbt' and 'num_layers' not in trees
+  assert trees['gbt_num_trees'] == config.model.search_space.gbt.num_trees.min
+  assert 'batch_size' in trees  # paces the reading in both
+  # Only the chosen builder's hyperparameters are active in a trial.
+  assert hp.is_active('gbt_max_depth') and not hp.is_active('units')
+
+
+def test_a_regression_search_offers_its_losses_and_no_class_weight():
+  spec = spec_lib.load_spec(DEFAULT_SPEC, {
+      'features.task': 'regression', 'training.loss': ['mse', 'huber'],
+      'tuner.objective': 'val_rmse', 'evaluation.metrics': ['rmse'],
+      'evaluation.thresholds': {}, 'evaluation.change_thresholds': {},
+      'evaluation.slice_thresholds': [],
+      'training.early_stopping.monitor': 'val_rmse'})
+  values = search_space.resolve(None, spec.module_config(TunerConfig))
+  assert values['loss'] == 'mse' and 'class_weight' not in values

@@ -333,3 +333,14 @@ def test_an_integer_amount_label_is_refused_naming_the_count(tmp_path):
                'evaluation.metrics': ['rmse', 'r2']})))
   assert checked.spec.task.name == 'regression'
   assert checked.spec.label_stats.mean == pytest.approx(1000 + 37 * 79 / 2)
+
+
+@pytest.mark.parametrize('name', ['diabetes', 'weather', 'chicago_taxi'])
+def test_committed_task_data_is_its_packages_data(name):
+  """The regression, date and imbalanced examples' CSVs are what
+  `python -m pipeline.datasets` writes from the installed packages."""
+  path, columns, rows, _ = datasets.EXPORTS[name]
+  with open(path, newline='') as f:
+    table = list(csv.reader(f))
+  assert table[0] == columns()
+  assert table[1:] == [list(r) for r in rows()]

@@ -227,10 +227,17 @@ def test_served_predictions_equal_the_saved_model_in_process(served):
     for url in (server.model(), f'{server.model()}/versions/{version}'):
       status, answer = _http(url + ':predict', body)
       assert status == 200, (label, answer)
-      got = np.array(answer['predictions'] if 'instances' in body
-                     else answer['outputs'], dtype=np.float32)
-      np.testing.assert_allclose(got, default, rtol=1e-5, atol=1e-6,
-                                 err_msg=label)
+      # Two outputs: TF Serving's REST answers a mapping per row (row
+      # format) or per output (column format).
+      if 'instances' in body:
+        got = [p['probability'] for p in answer['predictions']]
+        classes = [p['class_id'] for p in answer['predictions']]
+      else:
+        got, classes = (answer['outputs']['probability'],
+                        answer['outputs']['class_id'])
+      np.testing.assert_allclose(np.array(got, dtype=np.float32), default,
+                                 rtol=1e-5, atol=1e-6, err_msg=label)
+      assert classes == [int(p[0] >= 0.5) for p in default], label
   status, answer = _http(server.model())
   assert status == 200 and answer == {'model_version_status': [{
       'version': str(version), 'state': 'AVAILABLE',
@@ -262,8 +269,9 @@ def test_predict_client_prints_the_same_predictions(served, tmp_path):
         server.model(), str(path), signature=signature,
         row_format=fmt == 'rows', batch_size=10)
     assert used == ('serving_raw' if signature == 'auto' else signature)
-    np.testing.assert_allclose(np.array(results, dtype=np.float32), default,
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.array([r['probability'] for r in results], dtype=np.float32),
+        default, rtol=1e-5, atol=1e-6)
   proc = subprocess.run(
       [sys.executable, '-m', 'pipeline', 'predict', '--url', server.model(),
        str(csv_path)], cwd=REPO, capture_output=True, text=True, timeout=300,
@@ -271,8 +279,9 @@ def test_predict_client_prints_the_same_predictions(served, tmp_path):
   assert proc.returncode == 0, proc.stderr[-2000:]
   lines = [json.loads(line) for line in proc.stdout.splitlines()]
   assert [line['row'] for line in lines] == list(range(1, ROWS + 1))
-  np.testing.assert_allclose([line['prediction'] for line in lines], default,
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+      [line['prediction']['probability'] for line in lines], default,
+      rtol=1e-5, atol=1e-6)
   bad = subprocess.run(
       [sys.executable, '-m', 'pipeline', 'predict', '--url',
        server.model('nope'), str(csv_path)], cwd=REPO, capture_output=True,

@@ -236,9 +236,9 @@ def _failures(evaluation_uri: str,
     undefined = slices.get(name, {}).get('undefined', [])
     for failure in per_slice.failures:
       key = failure.metric_key
-      name = tasks.spec_name(key.name)
-      what = f'{name} change vs. baseline' if key.is_diff else name
-      if name in undefined:
+      metric = tasks.spec_name(key.name)
+      what = f'{metric} change vs. baseline' if key.is_diff else metric
+      if metric in undefined:
         lines.append(f'{what} is undefined{where}: '
                      f'{slices[name]["reason"]}; gate a wider slice or drop '
                      'this slice threshold')

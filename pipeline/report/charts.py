@@ -195,3 +195,37 @@ def calibration(buckets: List[Dict[str, float]]) -> Optional[str]:
   ax.set_ylim(0, 1)
   ax.legend(frameon=False, fontsize=8)
   return _svg(fig)
+
+
+def predicted_vs_actual(predictions: Dict[str, List[float]]) -> Optional[str]:
+  """Regression: each eval row's prediction against its label, with the
+  line where they are equal."""
+  labels, predicted = predictions['label'], predictions['prediction']
+  if not labels:
+    return None
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(3.2, 3.0))
+  low, high = min(labels + predicted), max(labels + predicted)
+  ax.plot([low, high], [low, high], color='#7f7f7f', linestyle='--',
+          linewidth=1, label='prediction = label')
+  ax.scatter(labels, predicted, s=8, color=_PALETTE[0], alpha=0.6,
+             label=f'{len(labels)} eval rows')
+  ax.set_xlabel('label')
+  ax.set_ylabel('prediction')
+  ax.legend(frameon=False, fontsize=8)
+  return _svg(fig)
+
+
+def residuals(predictions: Dict[str, List[float]]) -> Optional[str]:
+  """Regression: the histogram of prediction - label over the eval rows."""
+  errors = [p - y for p, y in zip(predictions['prediction'],
+                                  predictions['label'], strict=True)]
+  if not errors:
+    return None
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(3.2, 3.0))
+  ax.hist(errors, bins=20, color=_PALETTE[0], alpha=0.8)
+  ax.axvline(0, color='#7f7f7f', linestyle='--', linewidth=1)
+  ax.set_xlabel('residual (prediction - label)')
+  ax.set_ylabel('eval rows')
+  return _svg(fig)

@@ -28,6 +28,7 @@ from pipeline.metadata.results import custom_property
 
 HPARAMS_FILE = 'hyperparameters.json'  # modules/train.py writes both
 HISTORY_FILE = 'training_history.json'
+PREDICTIONS_FILE = 'eval_predictions.json'  # regression: labels, predictions
 HISTOGRAM_BUCKETS = 10
 TOP_VALUES = 5
 # The spec's metric names: TFMA's class -> the spec's name for it (metrics
@@ -183,9 +184,10 @@ def training_section(record: results.RunRecord) -> Optional[Dict[str, Any]]:
   if not runs:
     return None
   section: Dict[str, Any] = {'hyperparameters': {}, 'history': None,
-                             'base_model': None}
+                             'base_model': None, 'predictions': None}
   for name, key in ((HPARAMS_FILE, 'hyperparameters'),
-                    (HISTORY_FILE, 'history')):
+                    (HISTORY_FILE, 'history'),
+                    (PREDICTIONS_FILE, 'predictions')):
     path = os.path.join(runs[0].uri, name)
     if os.path.isfile(path):
       with open(path) as f:
@@ -266,6 +268,45 @@ def _confusion(plot) -> Optional[Dict[str, Any]]:
   return None
 
 
+# The Transform's vocabulary of a STRING label's class names, by class id
+# (modules/preprocessing.py LABEL_VOCABULARY), inside its transform graph.
+LABEL_CLASSES = os.path.join('transform_fn', 'assets', 'label_classes')
+
+
+def class_names(record: results.RunRecord) -> Optional[List[str]]:
+  """A STRING label's class names by class id, from the run's Transform
+  graph; None for class indices (or no Transform)."""
+  graphs = record.artifacts('Transform', 'transform_graph')
+  if not graphs:
+    return None
+  path = os.path.join(graphs[0].uri, LABEL_CLASSES)
+  if not os.path.isfile(path):
+    return None
+  with open(path, encoding='utf-8', errors='replace') as f:
+    return [line.rstrip('\n') for line in f]
+
+
+def with_class_names(matrix: Dict[str, Any],
+                     names: Optional[List[str]]) -> Dict[str, Any]:
+  """The matrix with each class id's name (when the label has names) and
+  per-class precision and recall (None where a class was never predicted,
+  or never present)."""
+  if names:
+    matrix['labels'] = [names[int(c)] if int(c) < len(names) else c
+                        for c in matrix['labels']]
+  rows = matrix['rows']
+  per_class = []
+  for i, label in enumerate(matrix['labels']):
+    predicted = sum(row[i] for row in rows)
+    actual = sum(rows[i])
+    per_class.append({
+        'class': label, 'support': actual,
+        'precision': rows[i][i] / predicted if predicted else None,
+        'recall': rows[i][i] / actual if actual else None})
+  matrix['per_class'] = per_class
+  return matrix
+
+
 def _calibration(plot, bins: int = 10) -> Optional[List[Dict[str, float]]]:
   """TFMA's calibration histogram (a thousand buckets by prediction) in
   `bins` equal-width bins: per bin the examples, the mean prediction and
@@ -316,6 +357,9 @@ def evaluation_section(record: results.RunRecord
       section['confusion'] = section['confusion'] or _confusion(item.value)
       section['calibration'] = (section['calibration'] or
                                 _calibration(item.value))
+  if section['confusion']:
+    section['confusion'] = with_class_names(section['confusion'],
+                                            class_names(record))
   return section
 
 

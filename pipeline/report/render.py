@@ -10,7 +10,7 @@ from pipeline.report import charts, facts, graph
 
 TEMPLATES = os.path.join(os.path.dirname(__file__), 'templates')
 CHARTS = ('timeline', 'trials', 'curves', 'metrics', 'confusion',
-          'calibration', 'lineage')
+          'calibration', 'predicted', 'residuals', 'lineage')
 
 
 def fmt(value: Any) -> str:
@@ -78,6 +78,10 @@ def draw(report: Dict[str, Any]) -> Dict[str, Optional[str]]:
   history = (report['training'] or {}).get('history')
   if history:
     drawn['curves'] = charts.learning_curves(history)
+  predictions = (report['training'] or {}).get('predictions')
+  if predictions:
+    drawn['predicted'] = charts.predicted_vs_actual(predictions)
+    drawn['residuals'] = charts.residuals(predictions)
   evaluation = report['evaluation']
   if evaluation:
     overall = evaluation['slices'].get('overall', {}).get('metrics', {})

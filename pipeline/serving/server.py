@@ -93,10 +93,10 @@ def _signature_defs(path: str) -> Dict[str, Any]:
 def load_version(name: str, version: int, path: str) -> LoadedVersion:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  from modules import gbt  # pylint: disable=g-import-not-at-top
+  from components import model_ops  # pylint: disable=g-import-not-at-top
   # A gbt model's graph runs TF-DF's ops, registered only once TF-DF is
   # imported; a network's loads without it.
-  gbt.ensure_ops(path)
+  model_ops.ensure_ops(path)
   model = tf.saved_model.load(path)
   return LoadedVersion(name, version, path, dict(model.signatures),
                        _signature_defs(path), model)
