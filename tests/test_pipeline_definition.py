@@ -323,3 +323,13 @@ def test_an_unresolved_spec_is_refused(tmp_path):
   with pytest.raises(ValueError, match='resolve the spec against the data'):
     pipeline_lib.create_pipeline(spec, pipeline_lib.Environment(
         pipeline_root=str(tmp_path)))
+
+
+def test_a_change_threshold_reads_in_its_better_direction():
+  """The blessing reason says `change >= 0` for a metric where higher is
+  better (auc) and `change <= 0` where lower is (rmse)."""
+  from pipeline.metadata import results  # pylint: disable=g-import-not-at-top
+  higher = pipeline_lib._threshold(None, 0.0, 'higher')
+  lower = pipeline_lib._threshold(None, 0.0, 'lower')
+  assert results._threshold_text(higher) == 'change >= 0'
+  assert results._threshold_text(lower) == 'change <= 0'

@@ -265,8 +265,8 @@ def _threshold_text(threshold) -> str:
       parts.append(f'<= {v.upper_bound.value:g}')
   if threshold.HasField('change_threshold'):
     c = threshold.change_threshold
-    sign = '>=' if c.direction == 1 else '<='  # 1: HIGHER_IS_BETTER
-    parts.append(f'change {sign} {c.absolute.value:g}')
+    sign = '>=' if c.direction == 2 else '<='  # 2: HIGHER_IS_BETTER
+    parts.append(f'change {sign} {c.absolute.value + 0.0:g}')  # no -0
   return ' and '.join(parts) or 'threshold'
 
 
