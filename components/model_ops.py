@@ -5,22 +5,14 @@ TensorFlow Decision Forests model: its graph runs TF-DF's inference ops,
 which a process has only once `tensorflow_decision_forests` is imported.
 `ensure_ops(dir)` imports it when the SavedModel in `dir` needs it, and
 does nothing (and imports nothing) for any other model, so every loader
-calls it: the Evaluator (`Evaluator` below), the model server, the tests.
+calls it: the Evaluator (components/evaluator.py), the model server.
 
-`Evaluator` is TFX's with that call before it evaluates. TFMA loads the
-model again in Beam's workers; a multi-process direct runner starts fresh
-processes that never import TF-DF, so for a forest the Evaluator runs its
-Beam pipeline in this process instead (`--direct_running_mode=in_memory`).
+Light on purpose: no TensorFlow or TFX at import, so the model server
+checks a model without loading either (components/evaluator.py is the
+Evaluator's side).
 """
 
 import os
-from typing import Any, Dict, List
-
-from tfx.components.evaluator import component as tfx_evaluator
-from tfx.components.evaluator import executor as evaluator_executor
-from tfx.dsl.components.base import executor_spec
-from tfx.types import standard_component_specs
-from tfx.utils import path_utils
 
 # The ops of TF-DF's inference library (tensorflow_decision_forests/
 # tensorflow/ops/inference); a SavedModel of a forest names some of them.
@@ -29,7 +21,6 @@ FOREST_OPS = ('SimpleMLCreateModelResource', 'SimpleMLInferenceOp',
               'SimpleMLInferenceLeafIndexOpWithHandle',
               'SimpleMLLoadModelFromPath',
               'SimpleMLLoadModelFromPathWithHandle')
-_IN_PROCESS = '--direct_running_mode=in_memory'
 
 
 def uses_forest_ops(saved_model_dir: str) -> bool:
@@ -66,28 +57,3 @@ def ensure_ops(saved_model_dir: str) -> bool:
     return False
   import tensorflow_decision_forests  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import
   return True
-
-
-def _models(input_dict: Dict[str, List[Any]]) -> List[str]:
-  keys = (standard_component_specs.MODEL_KEY,
-          standard_component_specs.BASELINE_MODEL_KEY)
-  return [path_utils.serving_model_path(model.uri)
-          for key in keys for model in input_dict.get(key) or []]
-
-
-class Executor(evaluator_executor.Executor):
-  """TFX's Evaluator executor, with the ops its models need."""
-
-  def Do(self, input_dict, output_dict, exec_properties):
-    forests = [ensure_ops(path) for path in _models(input_dict)
-               if os.path.isdir(path) or '://' in path]
-    if any(forests):
-      self._beam_pipeline_args = [
-          _IN_PROCESS if arg.startswith('--direct_running_mode') else arg
-          for arg in self._beam_pipeline_args or []]
-    return super().Do(input_dict, output_dict, exec_properties)
-
-
-class Evaluator(tfx_evaluator.Evaluator):
-  """TFX's Evaluator with `Executor` (node id Evaluator, as TFX's)."""
-  EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)

@@ -32,7 +32,7 @@ from tfx.dsl.io import fileio
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import io_utils, path_utils
 
-from components import model_ops, pusher
+from components import evaluator, pusher
 
 SAVED_MODEL = pusher.SAVED_MODEL
 VERSION_PROPERTY = 'pushed_version'
@@ -100,7 +100,7 @@ def without_empty_baseline(input_dict):
   return input_dict
 
 
-class BaselineAwareExecutor(model_ops.Executor):
+class BaselineAwareExecutor(evaluator.Executor):
   """The Evaluator's executor over `without_empty_baseline`'s inputs."""
 
   def Do(self, input_dict, output_dict, exec_properties):
@@ -108,6 +108,6 @@ class BaselineAwareExecutor(model_ops.Executor):
                       exec_properties)
 
 
-class Evaluator(model_ops.Evaluator):
+class Evaluator(evaluator.Evaluator):
   """The Evaluator with BaselineAwareExecutor (for the Kubeflow route)."""
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(BaselineAwareExecutor)

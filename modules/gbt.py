@@ -27,12 +27,12 @@ import ctypes
 import functools
 import io
 import os
-from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence
+from typing import Any, List, Mapping, Optional, Protocol, Sequence
 
 from modules.config import FloatRange, GbtSpace, IntRange
 
 __all__ = ['GbtSpace', 'PREFIX', 'build', 'build_gbt', 'compile_gbt',
-           'sample']
+           'load_ops']
 
 PREFIX = 'gbt_'  # a GbtSpace field's Keras Tuner hyperparameter name prefix
 # The Keras regression losses (modules/tasks.py LOSSES) -> the forest's own
@@ -50,36 +50,6 @@ class FeatureInputs(Protocol):
 
   @property
   def categorical(self) -> Mapping[str, int]: ...
-
-
-def _register(hp: Any, name: str, entry: Any) -> Any:
-  """Registers one GbtSpace entry on a keras_tuner.HyperParameters: an int
-  or float range (default: its minimum) or a list of choices (default: the
-  first)."""
-  if isinstance(entry, IntRange):
-    return hp.Int(name, entry.min, entry.max, step=entry.step,
-                  default=entry.min)
-  if isinstance(entry, FloatRange):
-    return hp.Float(name, entry.min, entry.max, step=entry.step,
-                    sampling=entry.sampling, default=entry.min)
-  values = list(entry)
-  return hp.Choice(name, values, default=values[0])
-
-
-def sample(hp: Any, space: GbtSpace) -> Dict[str, Any]:
-  """Registers the trees' search space on `hp`; returns current values.
-
-  Args:
-    hp: a keras_tuner.HyperParameters (a fresh one gives the defaults).
-    space: the spec's `model.search_space.gbt`.
-
-  Returns:
-    One value per GbtSpace field, keyed by the field's name; on `hp` each
-    is named PREFIX + field (`gbt_num_trees`), so the trees' and a
-    network's hyperparameters can share one search.
-  """
-  return {name: _register(hp, PREFIX + name, getattr(space, name))
-          for name in type(space).model_fields}
 
 
 # Yggdrasil's logging switch (0: no logs, 2: all), a C++ global of which
@@ -123,6 +93,13 @@ def _tfdf() -> Any:
   except (OSError, ValueError):
     pass
   return tfdf
+
+
+def load_ops() -> None:
+  """Registers TF-DF's ops in this process, its engine's logs off: what a
+  process that loads a forest it did not build calls (the model server,
+  after components/model_ops.py found the model needs them)."""
+  _tfdf()
 
 
 @functools.lru_cache(maxsize=None)

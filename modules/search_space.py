@@ -13,6 +13,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import keras_tuner
 
+from modules import gbt
 from modules.config import (
   FinetuneSpace,
   FloatRange,
@@ -34,7 +35,7 @@ NAMES = SCRATCH + SHARED
 # that they share a search with the network's when the Tuner chooses the
 # builder (the `builder` hyperparameter, BUILDER).
 GBT = tuple(GbtSpace.model_fields)
-GBT_PREFIX = 'gbt_'
+GBT_PREFIX = gbt.PREFIX
 BUILDER = 'builder'
 # What training.* may make a search choose (modules/config.py,
 # TrialTrainingSpec.choices), per the task that has it.
@@ -77,6 +78,16 @@ def sample(hp: keras_tuner.HyperParameters, space: SearchSpace,
   values = sample_own(hp, space, mode)
   values.update(sample_shared(hp, space))
   return values
+
+
+def sample_gbt(hp: keras_tuner.HyperParameters, space: GbtSpace
+               ) -> Dict[str, Any]:
+  """Registers the trees' search space (`model.search_space.gbt`) on `hp`,
+  each named GBT_PREFIX + field (`gbt_num_trees`) so that the trees' and a
+  network's hyperparameters can share one search; returns the current
+  values by field name (defaults on a fresh `hp`)."""
+  return {name: _register(hp, GBT_PREFIX + name, getattr(space, name))
+          for name in GBT}
 
 
 def sample_own(hp: keras_tuner.HyperParameters, space: SearchSpace,
@@ -147,10 +158,9 @@ def sample_config(hp: keras_tuner.HyperParameters, config: Any
              else _no_scope())
     with scope:
       if builder == 'gbt':
-        gbt = {name: _register(hp, GBT_PREFIX + name, getattr(space.gbt, name))
-               for name in GBT}
+        trees = sample_gbt(hp, space.gbt)
         if values[BUILDER] == 'gbt':
-          values.update({GBT_PREFIX + k: v for k, v in gbt.items()})
+          values.update({GBT_PREFIX + k: v for k, v in trees.items()})
       else:
         # The optimizer and regularisation are the network's; a tree's
         # trials should not vary them.

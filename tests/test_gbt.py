@@ -18,7 +18,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from components import model_ops
-from modules import gbt, tasks
+from modules import gbt, search_space, tasks
 from modules.config import FloatRange, GbtSpace, IntRange
 from modules.model import ModelInputs
 from tests.conftest import REPO
@@ -35,7 +35,7 @@ TFDF_NOISE = ('Num validation examples', 'Loading model from path',
 
 def _defaults(**overrides):
   """The search space's defaults, with few trees (fast)."""
-  values = gbt.sample(keras_tuner.HyperParameters(), GbtSpace())
+  values = search_space.sample_gbt(keras_tuner.HyperParameters(), GbtSpace())
   values.update(num_trees=20, **overrides)
   return values
 
@@ -98,7 +98,7 @@ def binary(data):
 def test_sample_registers_the_space_prefixed_and_returns_the_defaults():
   space = GbtSpace()
   hp = keras_tuner.HyperParameters()
-  values = gbt.sample(hp, space)
+  values = search_space.sample_gbt(hp, space)
   expected = {}
   for name in GbtSpace.model_fields:
     entry = getattr(space, name)
@@ -107,7 +107,7 @@ def test_sample_registers_the_space_prefixed_and_returns_the_defaults():
   assert values == expected
   assert set(hp.values) == {gbt.PREFIX + name for name in expected}
   hp.values[gbt.PREFIX + 'max_depth'] = 6  # a trial's value
-  assert gbt.sample(hp, space)['max_depth'] == 6
+  assert search_space.sample_gbt(hp, space)['max_depth'] == 6
 
 
 def test_every_hyperparameter_is_a_tfdf_argument():
@@ -289,6 +289,8 @@ def test_a_new_process_loads_trees_through_ensure_ops_and_networks_without(
       tf.saved_model.load({network!r})
       assert 'tensorflow_decision_forests' not in sys.modules
       model_ops.ensure_ops({trees!r})
+      from modules import gbt
+      gbt.load_ops()  # as the model server does: no engine logs
       assert 'tensorflow_decision_forests' in sys.modules
       loaded = tf.saved_model.load({trees!r})
       raw = json.loads({json.dumps(RAW)!r})
@@ -312,9 +314,9 @@ def test_the_model_server_loads_through_ensure_ops(binary, tmp_path,
   path = str(tmp_path / '1')
   _export(binary[0], path)
   called = []
-  monkeypatch.setattr(model_ops, 'ensure_ops', called.append)
+  monkeypatch.setattr(gbt, 'load_ops', lambda: called.append('ops'))
   loaded = server.load_version('trees', 1, path)
-  assert called == [path]
+  assert called == ['ops']
   out = loaded.signatures['serving_default'](
       x=tf.constant(RAW['x']), color=tf.constant(RAW['color']))['out']
   assert out.shape == (3, 1)

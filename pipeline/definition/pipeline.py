@@ -43,7 +43,8 @@ from tfx.proto import example_gen_pb2, pusher_pb2, trainer_pb2, tuner_pb2
 from tfx.types import standard_artifacts
 from tfx.types.channel import Channel
 
-from components import csv_example_gen, csv_format, model_ops, pushed_model
+from components import csv_example_gen, csv_format, pushed_model
+from components import evaluator as evaluator_lib
 from components import pusher as pusher_lib
 from components import tuner as tuner_component
 from components.anomalies_gate import AnomaliesGate
@@ -268,8 +269,8 @@ def _baseline(spec: PipelineSpec, env: Environment, candidate):
         model_blessing=Channel(
             type=standard_artifacts.ModelBlessing)
     ).with_id(BASELINE_RESOLVER)
-    return resolver, model_ops.Evaluator
-  return baseline_resolver(candidate), model_ops.Evaluator
+    return resolver, evaluator_lib.Evaluator
+  return baseline_resolver(candidate), evaluator_lib.Evaluator
 
 
 def _data_nodes(spec: PipelineSpec, env: Environment):

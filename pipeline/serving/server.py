@@ -95,8 +95,10 @@ def load_version(name: str, version: int, path: str) -> LoadedVersion:
 
   from components import model_ops  # pylint: disable=g-import-not-at-top
   # A gbt model's graph runs TF-DF's ops, registered only once TF-DF is
-  # imported; a network's loads without it.
-  model_ops.ensure_ops(path)
+  # imported (quietly: no engine log per load); a network loads without.
+  if model_ops.uses_forest_ops(path):
+    from modules import gbt  # pylint: disable=g-import-not-at-top
+    gbt.load_ops()
   model = tf.saved_model.load(path)
   return LoadedVersion(name, version, path, dict(model.signatures),
                        _signature_defs(path), model)
