@@ -75,6 +75,9 @@ class Task:
   plots: Tuple[str, ...] = ()  # TFMA plots for the report
   # Metrics that need both classes in a slice (undefined with one).
   two_class_metrics: Tuple[str, ...] = ()
+  # Metrics that count predictions above evaluation.decision_threshold (a
+  # task without them has no decision threshold).
+  thresholded_metrics: Tuple[str, ...] = ()
   # The label is standardised for training (and restored when serving).
   standardises_label: bool = False
   classifies: bool = True
@@ -225,7 +228,6 @@ class BinaryTask(_Classification):
   prediction_key = PROBABILITY
   plots = ('ConfusionMatrixPlot', 'CalibrationPlot')
   two_class_metrics = ('auc', 'auc_pr', 'precision', 'recall')
-  # Metrics that count predictions above a decision threshold.
   thresholded_metrics = ('accuracy', 'precision', 'recall')
 
   def __init__(self, num_classes: Optional[int] = 2):

@@ -333,3 +333,38 @@ def test_a_change_threshold_reads_in_its_better_direction():
   lower = pipeline_lib._threshold(None, 0.0, 'lower')
   assert results._threshold_text(higher) == 'change >= 0'
   assert results._threshold_text(lower) == 'change <= 0'
+
+
+def _metric_configs(spec):
+  configs = pipeline_lib.eval_config(spec).metrics_specs[0].metrics
+  return {m.class_name: m for m in configs}
+
+
+def test_no_thresholds_gates_by_the_default_rule():
+  """The naive baseline on the main metric (from the scanned data), and no
+  worse than the last blessed model there."""
+  spec = resolved_spec(DEFAULT_SPEC, {
+      'evaluation.thresholds': {}, 'evaluation.change_thresholds': {},
+      'evaluation.slice_thresholds': []})
+  assert spec.evaluation.uses_default_rule
+  gated = {name: m for name, m in _metric_configs(spec).items()
+           if m.per_slice_thresholds}
+  assert list(gated) == ['AUC']
+  (gate,) = gated['AUC'].per_slice_thresholds
+  assert gate.threshold.value_threshold.lower_bound.value == 0.5
+  assert gate.threshold.change_threshold.direction == (
+      tfma.MetricDirection.HIGHER_IS_BETTER)
+  assert gate.threshold.change_threshold.absolute.value == 0.0
+  assert spec.blessing_rule().startswith('default rule: auc > 0.5 ')
+
+
+def test_a_decision_threshold_sets_the_counting_metrics_threshold():
+  spec = resolved_spec(DEFAULT_SPEC, {'evaluation.decision_threshold': 0.3})
+  configs = _metric_configs(spec)
+  assert json.loads(configs['BinaryAccuracy'].config) == {'threshold': 0.3}
+  assert json.loads(configs['Precision'].config) == {'thresholds': [0.3]}
+  assert json.loads(configs['Recall'].config) == {'thresholds': [0.3]}
+  assert not configs['AUC'].config  # a ranking metric has no threshold
+  with pytest.raises(spec_lib.SpecError, match='only a binary label has one'):
+    resolved_spec(os.path.join(os.path.dirname(DEFAULT_SPEC), 'cars.yaml'),
+                  {'evaluation.decision_threshold': 0.3})

@@ -155,7 +155,7 @@ def _metric_config(spec: PipelineSpec, name: str) -> tfma.MetricConfig:
   config = tfma.MetricConfig(class_name=metric.tfma_class,
                              module=metric.module or '')
   threshold = spec.evaluation.decision_threshold
-  if name in getattr(task, 'thresholded_metrics', ()) and threshold != 0.5:
+  if name in task.thresholded_metrics and threshold != 0.5:
     key = 'threshold' if name == 'accuracy' else 'thresholds'
     config.config = json.dumps({key: threshold if name == 'accuracy'
                                 else [threshold]})

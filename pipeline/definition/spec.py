@@ -44,7 +44,6 @@ from modules.config import (
 from modules.config import Strict as _Strict
 from modules.features import FeaturesSpec
 from modules.tasks import (
-  BinaryTask,
   LabelStats,
   Task,
   is_known,
@@ -588,7 +587,7 @@ def _check_evaluation(spec: PipelineSpec) -> None:
            f'evaluation.change_thresholds.{metric}',
            f'{metric} has no better direction; allowed: ' + ', '.join(
                m for m in task.metrics if task.direction(m)))
-  _check(ev.decision_threshold == 0.5 or isinstance(task, BinaryTask), src,
+  _check(ev.decision_threshold == 0.5 or bool(task.thresholded_metrics), src,
          'evaluation.decision_threshold',
          f'only a binary label has one (this is {task.description})')
   monitors = task.monitors
