@@ -140,6 +140,7 @@ class TrainingData:
     self._rows: Dict[Tuple[str, ...],
                      Union[_Columns, tf.data.Dataset, None]] = {}
     self._label_scale: Optional[Tuple[float, float]] = None
+    self._labels: Dict[str, List[float]] = {}
 
   def label_scale(self) -> Tuple[float, float]:
     """(mean, standard deviation) of the train split's labels: a task that
@@ -193,22 +194,27 @@ class TrainingData:
     builder = hparams.get('builder', self.builder)
     if builder == 'gbt':
       from modules import gbt  # pylint: disable=g-import-not-at-top
-      return gbt.build(self.model_inputs, hparams, self.label_seed)
+      return gbt.build(self.model_inputs, hparams, self.model_seed)
     return model_lib.build_model(self.model_inputs, hparams, builder,
                                  self.image)
 
   @property
-  def label_seed(self) -> int:
+  def model_seed(self) -> int:
+    """The trees' random seed: the Trainer's training.seed (a tuning trial
+    has its own Keras seed, modules/tuner.py; its trees take 0)."""
     return int(getattr(self.config.training, 'seed', 0) or 0)
 
   def labels(self, split: str) -> List[float]:
-    """The transformed labels of the 'train' or 'eval' split (one pass),
-    on their own scale."""
-    files = (self.fn_args.train_files if split == 'train'
-             else self.fn_args.eval_files)
-    dataset = self._epoch(files, 1024, shuffle=False, scaled=False)
-    cast = int if self.task.classifies else float
-    return [cast(v) for _, label in dataset for v in label.numpy().ravel()]
+    """The transformed labels of the 'train' or 'eval' split, on their own
+    scale (read once: the class weights and the naive score ask again)."""
+    if split not in self._labels:
+      files = (self.fn_args.train_files if split == 'train'
+               else self.fn_args.eval_files)
+      dataset = self._epoch(files, 1024, shuffle=False, scaled=False)
+      cast = int if self.task.classifies else float
+      self._labels[split] = [cast(v) for _, label in dataset
+                             for v in label.numpy().ravel()]
+    return self._labels[split]
 
   def _read(self, files: List[str], batch_size: int, shuffle: bool,
             seed: int = 0) -> tf.data.Dataset:

@@ -111,18 +111,31 @@ def cli(*args, timeout=1500, env=None):
   return proc
 
 
-def run_sets(base, extra=()):
-  """`--set` arguments for a run of the default spec under `base`."""
+def base_sets(base, extra=()):
+  """`--set` arguments that keep a run's root, store and pushes under
+  `base`, then `extra` (KEY=VALUE each)."""
   values = [f'runner.pipeline_root={base}/root',
             f'runner.metadata={base}/metadata.sqlite',
-            f'push.destination={base}/serving', *BUDGET, *extra]
+            f'push.destination={base}/serving', *extra]
   return [a for v in values for a in ('--set', v)]
 
 
+def run_sets(base, extra=()):
+  """`--set` arguments for a run of the default spec under `base`."""
+  return base_sets(base, [*BUDGET, *extra])
+
+
 def run_pipeline(base, name, extra=(), env=None):
+  """The default spec run under `base` with the tests' tuning budget."""
+  return run_spec(None, base, name, [*BUDGET, *extra], env=env)
+
+
+def run_spec(spec, base, name, extra=(), env=None):
+  """`run SPEC` (the default spec when None) under `base`: (the process,
+  its summary, or None when it wrote none)."""
   summary_path = os.path.join(base, f'{name}.json')
-  proc = cli('run', *run_sets(base, extra), '--summary-json', summary_path,
-             env=env)
+  proc = cli('run', *([spec] if spec else []), *base_sets(base, extra),
+             '--summary-json', summary_path, env=env)
   summary = None
   if os.path.exists(summary_path):
     with open(summary_path) as f:

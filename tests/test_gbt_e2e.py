@@ -11,7 +11,13 @@ import sys
 
 import pytest
 
-from tests.conftest import DATA_CSV, DEFAULT_SPEC, REPO, cli, pipeline_fixture
+from tests.conftest import (
+  DATA_CSV,
+  DEFAULT_SPEC,
+  REPO,
+  pipeline_fixture,
+  run_spec,
+)
 from tests.test_serving import Server
 
 pytestmark = pytest.mark.e2e
@@ -20,16 +26,10 @@ pytestmark = pytest.mark.e2e
 @pipeline_fixture(scope='module')
 def trees(tmp_path_factory):
   base = str(tmp_path_factory.mktemp('gbt'))
-  summary_path = os.path.join(base, 'summary.json')
-  sets = [f'runner.pipeline_root={base}/root',
-          f'runner.metadata={base}/metadata.sqlite',
-          f'push.destination={base}/serving', 'model.builder=gbt',
-          'tuner.max_trials=4']
-  proc = cli('run', DEFAULT_SPEC, *[a for s in sets for a in ('--set', s)],
-             '--summary-json', summary_path)
+  proc, summary = run_spec(DEFAULT_SPEC, base, 'trees',
+                           ['model.builder=gbt', 'tuner.max_trials=4'])
   assert proc.returncode == 0, proc.stderr[-3000:]
-  with open(summary_path) as f:
-    return base, json.load(f)
+  return base, summary
 
 
 def test_trees_are_tuned_trained_evaluated_and_pushed(trees):

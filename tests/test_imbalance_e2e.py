@@ -3,12 +3,11 @@ with `training.class_weight: balanced` against no weights, in one store
 (the second run reuses the data components): the weighted model finds
 far more of the rare class at the same decision threshold."""
 
-import json
 import os
 
 import pytest
 
-from tests.conftest import REPO, cli, pipeline_fixture
+from tests.conftest import REPO, pipeline_fixture, run_spec
 
 pytestmark = pytest.mark.e2e
 
@@ -21,16 +20,9 @@ def weighted_and_not(tmp_path_factory):
   base = str(tmp_path_factory.mktemp('taxi'))
   summaries = {}
   for weight in ('none', 'balanced'):
-    path = os.path.join(base, f'{weight}.json')
-    sets = [f'runner.pipeline_root={base}/root',
-            f'runner.metadata={base}/metadata.sqlite',
-            f'push.destination={base}/serving',
-            f'training.class_weight={weight}', *BUDGET]
-    proc = cli('run', SPEC, *[a for s in sets for a in ('--set', s)],
-               '--summary-json', path)
+    proc, summaries[weight] = run_spec(
+        SPEC, base, weight, [f'training.class_weight={weight}', *BUDGET])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    with open(path) as f:
-      summaries[weight] = json.load(f)
   return summaries
 
 

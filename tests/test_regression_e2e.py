@@ -16,7 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pipeline.experiments.splits import pipeline_split
-from tests.conftest import REPO, cli, pipeline_fixture
+from tests.conftest import REPO, pipeline_fixture, run_spec
 
 pytestmark = pytest.mark.e2e
 
@@ -27,15 +27,9 @@ LABEL = 'progression'
 @pipeline_fixture(scope='module')
 def diabetes(tmp_path_factory):
   base = str(tmp_path_factory.mktemp('diabetes'))
-  summary_path = os.path.join(base, 'summary.json')
-  sets = [f'runner.pipeline_root={base}/root',
-          f'runner.metadata={base}/metadata.sqlite',
-          f'push.destination={base}/serving']
-  proc = cli('run', SPEC, *[a for s in sets for a in ('--set', s)],
-             '--summary-json', summary_path)
+  proc, summary = run_spec(SPEC, base, 'diabetes')
   assert proc.returncode == 0, proc.stderr[-3000:]
-  with open(summary_path) as f:
-    return base, json.load(f)
+  return base, summary
 
 
 def test_a_number_label_is_regression_blessed_by_the_default_rule(diabetes):

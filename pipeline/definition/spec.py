@@ -371,6 +371,8 @@ class PipelineSpec(_Strict):
                                        'code_version': code_version})
 
 
+# PipelineSpec fields the loader and the runner set, never a YAML key.
+_INTERNAL = ('source', 'module_functions', 'label_stats')
 # Keys that hold paths, resolved against the spec's folder.
 _PATH_KEYS = (('data', 'csv'), ('schema',), ('module_file',),
               ('push', 'destination'),
@@ -425,7 +427,7 @@ def _allowed_keys(model: type, loc: Tuple[Any, ...]) -> List[str]:
   if current is None:
     return []
   return sorted(f.alias or name for name, f in current.model_fields.items()
-                if name not in ('source', 'module_functions'))
+                if name not in _INTERNAL)
 
 
 def _key_path(loc: Tuple[Any, ...]) -> Tuple[Any, ...]:
@@ -719,7 +721,7 @@ def spec_from_dict(raw: Mapping[str, Any], base_dir: str,
     raise SpecError(f'{source}: the spec must be a YAML mapping of keys '
                     f'(got {type(raw).__name__})')
   data = _deep_copy(dict(raw))
-  for internal in ('source', 'module_functions'):
+  for internal in _INTERNAL:
     if internal in data:
       raise SpecError(f'{source}: {internal}: unknown key; allowed keys here: '
                       f'{", ".join(_allowed_keys(PipelineSpec, (internal,)))}')
