@@ -380,10 +380,11 @@ def verdict(main: str, runs: Dict[str, Any],
     return None
   pipe = max(ran, key=lambda b: sign * ran[b])
   base = max(baselines, key=lambda b: sign * baselines[b]['metrics'][main])
-  margin = sign * (ran[pipe] - baselines[base]['metrics'][main])
+  # Rounded as shown: a difference below the fourth decimal is a tie.
+  margin = round(sign * (ran[pipe] - baselines[base]['metrics'][main]), 4)
   word = 'ahead' if margin > 0 else (
       'at' if -margin <= baselines[base]['main_se'] else 'behind')
-  return {'pipeline': pipe, 'baseline': base, 'margin': round(margin, 4),
+  return {'pipeline': pipe, 'baseline': base, 'margin': margin,
           'word': word}
 
 
