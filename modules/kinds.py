@@ -11,9 +11,8 @@ declares:
 - its tf.Transform graph, `modules/preprocessing.py`'s KIND_TRANSFORMS
   entry of its name (run over the train split, and again inside the
   serving graph, so serving takes the raw value);
-- `float_inputs(key)` / `id_inputs(key)`: the model inputs it makes;
-- `report`: what the run report shows of the raw column ('numeric' or
-  'categorical' statistics).
+- `float_inputs(key)` / `id_inputs(key)`: the model inputs it makes.
+The run report shows each raw column by StatisticsGen's statistics of it.
 The rest of the code asks the kind of a feature; nothing else lists kinds.
 """
 
@@ -28,7 +27,6 @@ _INT, _FLOAT, _STRING = 'INT', 'FLOAT', 'STRING'
 class Kind:
   name = ''
   schema_types: Tuple[str, ...] = ()
-  report = 'numeric'
   fill_is_numeric = True  # which impute section its fill rules follow
 
   def recognise(self, csv_kind: str, looks_like_date: bool) -> bool:
@@ -58,7 +56,6 @@ class CategoricalKind(Kind):
   buckets; gaps by the impute rule."""
   name = 'categorical'
   schema_types = ('BYTES', 'INT')
-  report = 'categorical'
   fill_is_numeric = False
 
   def recognise(self, csv_kind, looks_like_date):
@@ -75,7 +72,6 @@ class DateKind(Kind):
   serving takes the raw string (modules/dates.py)."""
   name = 'date'
   schema_types = ('BYTES',)
-  report = 'categorical'
 
   def recognise(self, csv_kind, looks_like_date):
     return csv_kind == _STRING and looks_like_date

@@ -18,7 +18,7 @@ from pipeline import datasets
 from pipeline.definition import spec as spec_lib
 from pipeline.runners import preflight
 from pipeline.serving import client
-from tests.conftest import REPO
+from tests.conftest import REPO, cli
 
 CARS_SPEC = os.path.join(REPO, 'pipeline', 'specs', 'cars.yaml')
 PENGUIN_SPEC = os.path.join(REPO, 'pipeline', 'specs', 'penguin.yaml')
@@ -344,3 +344,18 @@ def test_committed_task_data_is_its_packages_data(name):
     table = list(csv.reader(f))
   assert table[0] == columns()
   assert table[1:] == [list(r) for r in rows()]
+
+
+def test_validate_refuses_an_integer_amount_label_in_one_line(tmp_path):
+  """What a user sees: exit 2 and one stderr line, before anything runs."""
+  rows = [['x', 'loan_amount']] + [[str(i), str(1000 + 37 * i)]
+                                   for i in range(80)]
+  data = _write(tmp_path / 'd.csv', rows)
+  (tmp_path / 'spec.yaml').write_text(yaml.safe_dump(_minimal(
+      data, **{'features.label': 'loan_amount'})))
+  proc = cli('validate', str(tmp_path / 'spec.yaml'))
+  assert proc.returncode == 2
+  (line,) = proc.stderr.strip().splitlines()
+  assert line.startswith('error: ') and len(line) < 300
+  assert '80 distinct numbers, more than features.max_classes (50)' in line
+  assert not (tmp_path / 'root').exists()

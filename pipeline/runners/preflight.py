@@ -422,8 +422,7 @@ def _task(spec: PipelineSpec, kind: str, counts: Counter[str]
       raise PreflightError(
           f'{key}: {len(counts)} distinct numbers, more than '
           f'features.max_classes ({f.max_classes}): set features.task: '
-          'regression to predict the number, or features.task: '
-          'classification (and a higher max_classes) if they are classes')
+          'regression (or raise max_classes if they are classes)')
     else:
       task = tasks.CLASSIFICATION
   if task == tasks.REGRESSION:
