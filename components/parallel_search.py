@@ -282,6 +282,27 @@ def _late_servicer():
   return LateServicer()
 
 
+
+@contextlib.contextmanager
+def _interruptible():
+  """Lets another thread interrupt the main one (`_thread.interrupt_main`)
+  while inside. That call does nothing while SIGINT is ignored, and a
+  process started in the background by a shell, or under nohup, starts
+  with it ignored: there Python's own handler is installed for the time
+  being. Off the main thread (where no handler can be set) it does
+  nothing."""
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  previous = signal.getsignal(signal.SIGINT)
+  if previous in (signal.SIG_IGN, signal.SIG_DFL):
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+  try:
+    yield
+  finally:
+    if previous in (signal.SIG_IGN, signal.SIG_DFL):
+      signal.signal(signal.SIGINT, previous)
+
 class Chief:
   """Starts workers, serves the chief tuner's oracle to them, runs trials
   itself, and watches the workers. Use as a context manager:
@@ -382,7 +403,8 @@ class Chief:
     watcher.start()
     try:
       try:
-        yield
+        with _interruptible():
+          yield
       finally:
         with lock:
           done.set()
@@ -623,8 +645,9 @@ def join(meeting: str, tuner_id: str, input_dict,
   heart = threading.Thread(target=beat, name='heartbeat', daemon=True)
   heart.start()
   try:
-    result = _search(tuner_id, said, input_dict, exec_properties,
-                     ended=lambda: fileio.exists(ended))
+    with _interruptible():
+      result = _search(tuner_id, said, input_dict, exec_properties,
+                       ended=lambda: fileio.exists(ended))
   except (ChiefEnded, KeyboardInterrupt) as e:
     if not (isinstance(e, ChiefEnded) or chief_ended.is_set()):
       raise

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 
 import ml_metadata as mlmd
@@ -198,3 +199,29 @@ def test_a_trial_ending_while_another_is_being_scored_reports_the_best(
     oracle.end_trial(ended)
   assert 'trial 1 of 4, best val_loss 0.2500' in caplog.text
   assert tuner_component.best_score(oracle) == 0.25
+
+
+def test_the_main_thread_can_be_interrupted_with_sigint_ignored():
+  """A process a shell starts in the background ignores SIGINT, and there
+  `_thread.interrupt_main` did nothing: the chief then waited for its own
+  trial's end after a worker died. Inside `_interruptible` it interrupts."""
+  script = textwrap.dedent('''
+      import _thread, signal, threading, time
+      from components import parallel_search
+      assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+      threading.Timer(0.2, _thread.interrupt_main).start()
+      try:
+        with parallel_search._interruptible():
+          for _ in range(300):  # steps, as a trial's (an interrupt comes
+            time.sleep(0.1)     # between two: not inside a C call)
+        print('not interrupted')
+      except KeyboardInterrupt:
+        print('interrupted')
+      assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # restored
+      ''')
+  proc = subprocess.run(
+      [sys.executable, '-c', script], cwd=REPO, capture_output=True,
+      text=True, timeout=60, check=False,
+      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.split() == ['interrupted']

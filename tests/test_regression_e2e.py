@@ -16,7 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pipeline.experiments.splits import pipeline_split
-from tests.conftest import REPO, pipeline_fixture, run_spec
+from tests.conftest import REPO, pipeline_fixture, report_page, run_spec
 
 pytestmark = pytest.mark.e2e
 
@@ -80,3 +80,20 @@ print(json.dumps({{k: v.numpy().tolist() for k, v in out.items()}}))
   assert list(out) == ['prediction']
   # On the label's own scale (progression runs 25..346), not standardised.
   assert all(20 < row[0] < 400 for row in out['prediction'])
+
+
+def test_the_report_draws_predicted_against_actual_and_residuals(diabetes):
+  _, summary = diabetes
+  page = report_page(summary)
+  assert '<figure id="predicted">' in page and '<figure id="residuals">' in page
+  assert 'id="confusion"' not in page  # no classes to confuse
+  # The predictions it draws are the eval split's, on the label's scale.
+  run = os.path.join(os.path.dirname(summary['model_uri']), '..', 'model_run',
+                     os.path.basename(summary['model_uri']))
+  with open(os.path.join(run, 'eval_predictions.json')) as f:
+    drawn = json.load(f)
+  assert len(drawn['label']) == summary['metrics']['example_count']
+  errors = np.subtract(drawn['prediction'], drawn['label'])
+  # The Trainer's model is the pushed one: the same RMSE as TFMA's.
+  assert float(np.sqrt(np.mean(errors ** 2))) == pytest.approx(
+      summary['metrics']['rmse'], rel=1e-3)
