@@ -8,7 +8,6 @@ process instead (`--direct_running_mode=in_memory`). Node id Evaluator, as
 TFX's.
 """
 
-import os
 from typing import Any, Dict, List
 
 from tfx.components.evaluator import component as tfx_evaluator
@@ -33,8 +32,7 @@ class Executor(evaluator_executor.Executor):
   """TFX's Evaluator executor, with the ops its models need."""
 
   def Do(self, input_dict, output_dict, exec_properties):
-    forests = [model_ops.ensure_ops(path) for path in _models(input_dict)
-               if os.path.isdir(path) or '://' in path]
+    forests = [model_ops.ensure_ops(path) for path in _models(input_dict)]
     if any(forests):
       self._beam_pipeline_args = [
           _IN_PROCESS if arg.startswith('--direct_running_mode') else arg

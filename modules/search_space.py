@@ -8,6 +8,7 @@ uses when no tuned values arrive. The SearchSpace field names are the
 hyperparameter names.
 """
 
+import contextlib
 import json
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
@@ -155,7 +156,7 @@ def sample_config(hp: keras_tuner.HyperParameters, config: Any
     values[BUILDER] = builders[0]
   for builder in builders:
     scope = (hp.conditional_scope(BUILDER, [builder]) if len(builders) > 1
-             else _no_scope())
+             else contextlib.nullcontext())
     with scope:
       if builder == 'gbt':
         trees = sample_gbt(hp, space.gbt)
@@ -178,11 +179,3 @@ def sample_config(hp: keras_tuner.HyperParameters, config: Any
       values[name] = decode(hp.Choice(name, [_encode(c) for c in choices],
                                       default=_encode(choices[0])))
   return values
-
-
-class _no_scope:  # pylint: disable=invalid-name
-  def __enter__(self):
-    return self
-
-  def __exit__(self, *exc):
-    return False

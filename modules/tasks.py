@@ -154,19 +154,23 @@ class Task:
 
   naive_words = ''
 
-  # Label statistics (from the data) -------------------------------------
   def label_stats(self, values: Mapping[Any, int]) -> LabelStats:
-    """LabelStats from `values`: class index -> count."""
-    counts = [0] * int(self.num_classes or 0)
-    for index, count in values.items():
-      if 0 <= int(index) < len(counts):
-        counts[int(index)] += count
-    return LabelStats(rows=sum(values.values()), class_counts=tuple(counts))
+    """The label's statistics from `values` (value -> rows), for the
+    default rule's naive baseline."""
+    raise NotImplementedError
 
 
 class _Classification(Task):
   losses = ()
   naive_words = 'the majority class'
+
+  def label_stats(self, values: Mapping[Any, int]) -> LabelStats:
+    """Each class's rows, by class index (`values`: index -> rows)."""
+    counts = [0] * int(self.num_classes or 0)
+    for index, count in values.items():
+      if 0 <= int(index) < len(counts):
+        counts[int(index)] += count
+    return LabelStats(rows=sum(values.values()), class_counts=tuple(counts))
 
   def class_weights(self, setting: Union[str, Mapping[str, float]],
                     train_labels: Sequence[int],

@@ -70,9 +70,9 @@ class SpecHyperModel(keras_tuner.HyperModel):
     batch_size = hp.get('batch_size')
     train = self._data.train(batch_size, self._seed)
     validation = self._data.eval(batch_size)
-    values = search_space.sample_config(hp, self._config)
-    kwargs['class_weight'] = self._data.class_weight(
-        values.get('class_weight', 'none'))
+    # Registered by build() for a task with classes (search_space).
+    kwargs['class_weight'] = self._data.class_weight(search_space.decode(
+        hp.values.get('class_weight', 'none')))
     kwargs['epochs'] = model_lib.epochs_for(model, kwargs['epochs'])
     if self._finetuner is not None and self._finetuner.model is model:
       return self._finetuner.fit(

@@ -22,7 +22,7 @@ import dataclasses
 import io
 import math
 import os
-from typing import Counter, Dict, List, Optional, Tuple
+from typing import Any, Counter, Dict, List, Optional, Tuple
 
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
@@ -363,10 +363,6 @@ class _Scan:
     if len(seen) < DISTINCT_CAP:
       seen.add(text)
 
-  @property
-  def label_values(self) -> set:
-    return set(self.label_counts)
-
   def looks_like_date(self, name: str) -> bool:
     return self.dates.get(name, False)
 
@@ -430,9 +426,8 @@ def _task(spec: PipelineSpec, kind: str, counts: Counter[str]
       first = next(iter(counts), '')
       raise PreflightError(f'{key}: {first!r} is not a number, but '
                            'features.task is regression')
-    stats = tasks.RegressionTask().label_stats(
-        {float(v): c for v, c in counts.items()})
-    return task, None, stats
+    return task, None, _label_stats(f, task, None, {
+        float(v): c for v, c in counts.items()})
   if kind == csv_format.FLOAT and not all(map(_is_whole, counts)):
     raise PreflightError(f'{key}: holds numbers that are not whole, but '
                          'features.task is classification: class indices are '
@@ -464,10 +459,15 @@ def _task(spec: PipelineSpec, kind: str, counts: Counter[str]
     raise PreflightError(
         f'{key}: {found} classes, more than features.max_classes '
         f'({f.max_classes}): raise it, or set features.task')
-  stats = tasks.LabelStats(
-      rows=sum(counts.values()),
-      class_counts=tuple(by_index.get(i, 0) for i in range(classes)))
-  return task, classes, stats
+  return task, classes, _label_stats(f, task, classes, by_index)
+
+
+def _label_stats(features, task: str, classes: Optional[int],
+                 values: Dict[Any, int]) -> tasks.LabelStats:
+  """The task's own statistics of the label's `values` (value or class
+  index -> rows)."""
+  resolved = features.model_copy(update={'task': task, 'num_classes': classes})
+  return tasks.task_for(resolved).label_stats(values)
 
 
 def _writable_folder(path: str, key: str, spec: PipelineSpec,
