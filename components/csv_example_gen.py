@@ -81,10 +81,15 @@ def _read_file(path: str) -> Tuple[List[str], List[List[str]]]:
 
 
 class _ReadRows(beam.DoFn):
-  """Reads one CSV file; yields its data rows in `columns`' order."""
+  """Reads one CSV file; yields its data rows in `columns`' order, the
+  cells of `files` columns (paths relative to the CSV file) made
+  absolute."""
 
-  def __init__(self, columns: Sequence[str]):
+  def __init__(self, columns: Sequence[str], files: Sequence[str] = (),
+               null_values: Sequence[str] = ()):
     self._columns = list(columns)
+    self._files = [i for i, c in enumerate(self._columns) if c in files]
+    self._nulls = tuple(null_values)
 
   def process(self, path: str) -> Iterable[Row]:
     header, records = _read_file(path)
@@ -96,7 +101,12 @@ class _ReadRows(beam.DoFn):
       if len(record) != len(header):
         raise ValueError(f'{path}: record {line}: {len(record)} fields, '
                          f'expected {len(header)}')
-      yield tuple(record[i] for i in order)
+      row = [record[i] for i in order]
+      for i in self._files:
+        if not csv_format.is_missing(row[i], self._nulls):
+          row[i] = beam.io.filesystems.FileSystems.join(
+              os.path.dirname(path), row[i].strip())
+      yield tuple(row)
 
 
 class _InferKinds(beam.CombineFn):
@@ -131,14 +141,31 @@ class _InferKinds(beam.CombineFn):
 class _ToExample(beam.DoFn):
   """A row as a tf.Example: present cells typed, missing cells absent."""
 
-  def __init__(self, columns: Sequence[str], null_values: Sequence[str]):
+  def __init__(self, columns: Sequence[str], null_values: Sequence[str],
+               files: Sequence[str] = ()):
     self._columns = list(columns)
     self._nulls = tuple(null_values)
+    self._files = frozenset(files)
+
+  def _file(self, name: str, cell: str) -> tf.train.Feature:
+    """A file column's feature: the bytes of the file its cell names."""
+    values = []
+    if not csv_format.is_missing(cell, self._nulls):
+      try:
+        with beam.io.filesystems.FileSystems.open(cell) as f:
+          values.append(f.read())
+      except Exception as e:  # pylint: disable=broad-except
+        raise ValueError(f'column {name}: cannot read {cell}: '
+                         f'{" ".join(str(e).split())[:200]}') from None
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
 
   def process(self, row: Row, kinds: Dict[str, str]
               ) -> Iterable[tf.train.Example]:
     features = {}
     for name, cell in sorted(zip(self._columns, row, strict=True)):
+      if name in self._files:
+        features[name] = self._file(name, cell)
+        continue
       kind = kinds[name]
       try:
         value = csv_format.value_of(cell, kind, self._nulls)
@@ -183,7 +210,8 @@ class _CsvToExample(beam.PTransform):
           f'{files[0]}; name one of {", ".join(columns)}')
     rows = (pipeline
             | 'Files' >> beam.Create(files)
-            | 'ReadRows' >> beam.ParDo(_ReadRows(columns)))
+            | 'ReadRows' >> beam.ParDo(_ReadRows(
+                columns, self._format.files, self._format.null_values)))
     declared = {c: k for c, k in self._format.columns.items() if c in columns}
     if len(declared) == len(columns):
       kinds = beam.pvalue.AsSingleton(
@@ -195,7 +223,8 @@ class _CsvToExample(beam.PTransform):
           inferred | 'WithDeclared' >> beam.Map(
               lambda found: {**found, **declared}))
     return rows | 'ToExample' >> beam.ParDo(
-        _ToExample(columns, self._format.null_values), kinds)
+        _ToExample(columns, self._format.null_values, self._format.files),
+        kinds)
 
 
 def _split_value(example: tf.train.Example, column: str

@@ -60,6 +60,9 @@ class CsvFormat(BaseModel):
 
   null_values: Tuple[str, ...] = DEFAULT_NULL_VALUES
   columns: Dict[str, Kind] = {}
+  # Columns whose cells name files (relative to the CSV file's folder):
+  # the files' bytes are the values (images, features.image).
+  files: Tuple[str, ...] = ()
   split_by: Optional[str] = None
   eval_from: Optional[str] = None
 

@@ -1,10 +1,11 @@
 """The Evaluator: TFX's, loading the custom ops its models need first.
 
-A gradient boosted trees model needs TF-DF's ops (components/model_ops.py)
-in every process that loads it. TFMA loads the model again in Beam's
-workers; a multi-process direct runner starts fresh processes that never
-import TF-DF, so for a forest the Evaluator runs its Beam pipeline in this
-process instead (`--direct_running_mode=in_memory`). Node id Evaluator, as
+A gradient boosted trees model needs TF-DF's ops, a BERT-family text
+encoder TensorFlow Text's (components/model_ops.py), in every process that
+loads it. TFMA loads the model again in Beam's workers; a multi-process
+direct runner starts fresh processes that never import those libraries, so
+for such a model the Evaluator runs its Beam pipeline in this process
+instead (`--direct_running_mode=in_memory`). Node id Evaluator, as
 TFX's.
 """
 
@@ -32,8 +33,8 @@ class Executor(evaluator_executor.Executor):
   """TFX's Evaluator executor, with the ops its models need."""
 
   def Do(self, input_dict, output_dict, exec_properties):
-    forests = [model_ops.ensure_ops(path) for path in _models(input_dict)]
-    if any(forests):
+    custom = [model_ops.ensure_ops(path) for path in _models(input_dict)]
+    if any(custom):
       self._beam_pipeline_args = [
           _IN_PROCESS if arg.startswith('--direct_running_mode') else arg
           for arg in self._beam_pipeline_args or []]

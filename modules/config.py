@@ -145,6 +145,8 @@ class SearchSpace(Strict):
   batch_size: List[int] = Field(default=[32, 16, 64], min_length=1)
   finetune: FinetuneSpace = FinetuneSpace()
   gbt: GbtSpace = GbtSpace()
+  # The learned text encoder's embedding width (modules/encoders.py).
+  embedding_dim: List[int] = Field(default=[64, 32], min_length=1)
 
 
 class VocabularySpec(Strict):
@@ -196,14 +198,51 @@ class ImputeSpec(Strict):
     return fill, indicator
 
 
+class TextSpec(Strict):
+  """How free text is tokenized in the Transform graph for the learned
+  encoders (modules/encoders.py: bag, embedding): lower-cased words (runs
+  of letters and digits), the first `max_tokens` of each value kept, over
+  a vocabulary of the train split's `vocabulary_size` most frequent words
+  that occur in at least `min_frequency` rows. A pretrained encoder reads
+  the raw string with its own tokenizer instead."""
+  max_tokens: int = Field(default=100, ge=1, le=2048)
+  vocabulary_size: int = Field(default=20000, ge=10)
+  min_frequency: int = Field(default=2, ge=1)
+
+
+class AugmentSpec(Strict):
+  """Training-only image augmentation (Keras preprocessing layers, active
+  only while fitting): a horizontal `flip`, a random `rotation` (a share
+  of a full turn), a random `zoom` (a share of the size) and `contrast`
+  (a factor's range around 1)."""
+  flip: bool = True
+  rotation: float = Field(default=0.05, ge=0, le=0.5)
+  zoom: float = Field(default=0.1, ge=0, lt=1)
+  contrast: float = Field(default=0.1, ge=0, lt=1)
+
+
 class PreprocessingSpec(Strict):
   """`statistics`: also have Transform compute statistics of the data before
   and after the transformation (TFX's default; StatisticsGen has the raw
-  data's already, and they cost Transform a third of its time here)."""
+  data's already, and they cost Transform a third of its time here).
+  `text`: the learned encoders' tokenization. `image_size`: the square
+  side every image is resized to for its encoder (left out: 224 for a
+  pretrained backbone, 64 for the learned cnn). `augment`: training-only
+  image augmentation (`true` for the defaults)."""
   numeric: Literal[NUMERIC_SCALINGS] = 'z_score'  # type: ignore[valid-type]
   categorical: VocabularySpec = VocabularySpec()
   impute: ImputeSpec = ImputeSpec()
   statistics: bool = False
+  text: TextSpec = TextSpec()
+  image_size: Optional[int] = Field(default=None, ge=16, le=1024)
+  augment: Union[bool, AugmentSpec] = False
+
+  @property
+  def augmentation(self) -> Optional[AugmentSpec]:
+    """The augmentation to apply, or None."""
+    if self.augment is True:
+      return AugmentSpec()
+    return self.augment or None
 
 
 class ImageSpec(Strict):
@@ -219,6 +258,54 @@ class ImageSpec(Strict):
 
 
 Builder = Literal[MODEL_BUILDERS]  # type: ignore[valid-type]
+# Encoders learned from scratch, by the kind of column they take
+# (modules/encoders.py builds them).
+TEXT_ENCODERS = ('bag', 'embedding')
+IMAGE_ENCODERS = ('cnn',)
+LEARNED_ENCODERS = TEXT_ENCODERS + IMAGE_ENCODERS
+PRETRAINED_SOURCES = ('huggingface', 'keras_application', 'keras_file',
+                      'saved_model')
+Learned = Literal[LEARNED_ENCODERS]  # type: ignore[valid-type]
+
+
+class PretrainedEncoder(Strict):
+  """A pretrained encoder for one column, from exactly one source:
+  `huggingface`: a BERT-family checkpoint folder (config.json,
+  model.safetensors, vocab.txt) or a model name (the bundled
+  sentence-transformers/all-MiniLM-L6-v2 offline); its WordPiece tokenizer
+  runs in the model's graph, over at most `max_tokens` tokens.
+  `keras_application`: a tf_keras.applications model by name, or the
+  project's EfficientNetLite0, with `weights`: imagenet (downloaded by
+  Keras on first use; EfficientNetLite0's come from an installed package)
+  or a weights file. `keras_file` (.keras / .h5) or `saved_model` (a
+  folder): any Keras model from the column's input to features."""
+  huggingface: Optional[str] = None
+  keras_application: Optional[str] = None
+  weights: Optional[str] = None
+  keras_file: Optional[str] = None
+  saved_model: Optional[str] = None
+  max_tokens: int = Field(default=128, ge=8, le=512)
+
+  @pydantic.model_validator(mode='after')
+  def _one_source(self):
+    given = [name for name in PRETRAINED_SOURCES if getattr(self, name)]
+    if len(given) != 1:
+      raise ValueError(f'give exactly one of {", ".join(PRETRAINED_SOURCES)}'
+                       f' (got {", ".join(given) or "none"})')
+    if self.weights is not None and not self.keras_application:
+      raise ValueError('weights go with keras_application only')
+    return self
+
+  @property
+  def source(self) -> Tuple[str, str]:
+    """(source kind, what it names)."""
+    for name in PRETRAINED_SOURCES:
+      if getattr(self, name):
+        return name, getattr(self, name)
+    raise AssertionError('validated: one source')
+
+
+EncoderChoice = Union[Learned, List[Learned], PretrainedEncoder]
 
 
 class ModelSpec(Strict):
@@ -230,7 +317,26 @@ class ModelSpec(Strict):
   the Tuner choose the builder with the rest."""
   builder: Union[Builder, List[Builder]] = 'dnn'
   image: Optional[ImageSpec] = None
+  encoders: Dict[str, EncoderChoice] = {}
   search_space: SearchSpace = SearchSpace()
+
+  def encoder_choices(self, column: str, kind: str
+                      ) -> Union[List[str], PretrainedEncoder]:
+    """A text or image column's encoder: a pretrained one, or the learned
+    ones to choose between (the default first; left out of `encoders`:
+    every learned encoder of the column's kind)."""
+    chosen = self.encoders.get(column)
+    if isinstance(chosen, PretrainedEncoder):
+      return chosen
+    if chosen is None:
+      return list(TEXT_ENCODERS if kind == 'text' else IMAGE_ENCODERS)
+    return list(dict.fromkeys(chosen if isinstance(chosen, list)
+                              else [chosen]))
+
+  def pretrained(self) -> Dict[str, PretrainedEncoder]:
+    """The columns with a pretrained encoder."""
+    return {column: chosen for column, chosen in self.encoders.items()
+            if isinstance(chosen, PretrainedEncoder)}
 
   @property
   def builders(self) -> List[str]:

@@ -1,6 +1,7 @@
 """Reading transformed examples into tf.data for the Tuner and the Trainer."""
 
 import dataclasses
+import os
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
@@ -10,7 +11,7 @@ from tfx.components.trainer.fn_args_utils import DataAccessor
 from tfx_bsl.public import tfxio
 from tfx_bsl.tfxio import dataset_util
 
-from modules import finetune, preprocessing
+from modules import encoders, finetune, preprocessing
 from modules import model as model_lib
 from modules.config import TrainerConfig, TunerConfig
 
@@ -132,7 +133,9 @@ class TrainingData:
             name: self.transform_output.vocabulary_size_by_name(key) + oov
             for name, key in self.config.id_inputs().items()
         },
-        task=self.task)
+        task=self.task,
+        encoded=encoders.columns_of(self.config, self._encoder_locations(),
+                                    self._text_id_space))
     self.builder = self.config.model.builders[0]
     image = self.config.model.image
     self.image = image.shape if image else None
@@ -141,6 +144,28 @@ class TrainingData:
                      Union[_Columns, tf.data.Dataset, None]] = {}
     self._label_scale: Optional[Tuple[float, float]] = None
     self._labels: Dict[str, List[float]] = {}
+
+  def _text_id_space(self, column: str) -> int:
+    return preprocessing.text_id_space(
+        self.transform_output.vocabulary_size_by_name(
+            preprocessing.text_vocabulary_name(column)))
+
+  def _encoder_locations(self) -> Dict[str, str]:
+    """Where each pretrained encoder is: what the component received
+    through its base_model channel (the pipeline imports the one
+    pretrained encoder there, for lineage), else the spec's source."""
+    pretrained = self.config.model.pretrained()
+    received = getattr(self.fn_args, 'base_model', None)
+    if received and len(pretrained) == 1:
+      if (not tf.io.gfile.exists(received) and
+          os.path.basename(received.rstrip('/')) == 'Format-Serving'):
+        received = os.path.dirname(received.rstrip('/'))  # TFX's model path
+      (column, _), = pretrained.items()
+      return {column: received}
+    from modules import kinds  # pylint: disable=g-import-not-at-top
+    return {column: encoders.locate(
+        column, kinds.kind_of(self.config.features, column).name, spec)
+            for column, spec in pretrained.items()}
 
   def label_scale(self) -> Tuple[float, float]:
     """(mean, standard deviation) of the train split's labels: a task that
@@ -189,6 +214,8 @@ class TrainingData:
     (the only one when the spec names one), or a Finetuner over the base
     model the component received (finetune mode)."""
     if self.mode == 'finetune':
+      if self.model_inputs.pretrained:  # the encoders are what is tuned
+        return finetune.Finetuner(None, self.model_inputs, hparams)
       base = finetune.load_checked(self.fn_args.base_model, self.model_inputs)
       return finetune.Finetuner(base, self.model_inputs, hparams)
     builder = hparams.get('builder', self.builder)
@@ -267,6 +294,11 @@ class TrainingData:
       records = dataset_util.make_tf_record_dataset(
           files, batch_size=1024, drop_final_batch=False, num_epochs=1,
           shuffle=False, shuffle_buffer_size=1, shuffle_seed=None)
+      # Only what the model takes: a text's raw string, kept by the
+      # Transform for a pretrained encoder, is not held for a learned one.
+      label_key = self.features.transformed_label
+      wanted = set(self.model_inputs.names()) | {label_key}
+      spec = {name: f for name, f in spec.items() if name in wanted}
       batches = [tf.io.parse_example(batch, spec) for batch in records]
       if batches:
         columns = {name: tf.concat([b[name] for b in batches], axis=0)

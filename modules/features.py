@@ -36,7 +36,7 @@ class FeaturesSpec(BaseModel):
   `num_classes` is None until the runner counts them, and an INT label with
   more than `max_classes` distinct values is refused unless `task` says
   which it is. A regression label is a number (modules/tasks.py).
-  `numeric`, `categorical`, `date`: the features by column kind
+  `numeric`, `categorical`, `date`, `text`, `image`: the features by column kind
   (modules/kinds.py). `exclude`: columns the model must not see (an id, a
   leak); they are no input of any serving signature. With no feature
   listed, the runner takes every other column by the kind it recognises.
@@ -50,12 +50,15 @@ class FeaturesSpec(BaseModel):
   numeric: List[str] = []
   categorical: List[str] = []
   date: List[str] = []
+  text: List[str] = []
+  image: List[str] = []
   exclude: List[str] = []
 
   @property
   def keys(self) -> List[str]:
     """Raw feature keys (label excluded), numeric first."""
-    return list(self.numeric) + list(self.categorical) + list(self.date)
+    return (list(self.numeric) + list(self.categorical) + list(self.date) +
+            list(self.text) + list(self.image))
 
   @property
   def listed(self) -> bool:

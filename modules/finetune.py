@@ -1,11 +1,22 @@
 """Fine-tuning a pretrained model: the base, its blocks and four strategies.
 
-A base model is a Keras model over the same transformed features (a TFX
-Trainer's SavedModel, or any Keras SavedModel with matching inputs). Its
-*backbone* is everything up to the layer named `model.EMBEDDING` (else up to
-the input of its output layer); the backbone's *blocks* are its weighted
-layers grouped by their `block<N>_` name prefix, bottom to top. A new head
-(dropout, an optional hidden layer, the output layer) goes on top.
+The pretrained part, the *backbone*, is either
+- a base model's: a Keras model over the same transformed features (a TFX
+  Trainer's SavedModel, or any Keras SavedModel with matching inputs), up
+  to the layer named `model.EMBEDDING` (else up to the input of its output
+  layer); or
+- the pretrained encoders of the spec's text and image columns
+  (`model.encoders`: a BERT-family text encoder, an ImageNet CNN;
+  modules/encoders.py), side by side. The other features (numbers,
+  categories, learned encoders) then join the backbone's output in the
+  head, and always train.
+The backbone's *blocks* are its weighted layers grouped by name prefix,
+bottom to top: `block<N>_` (this project's cnn), Keras Applications'
+`block_<N>_` (MobileNetV2), `block<N><letter>_` (EfficientNet),
+`conv<N>_block<M>_` (ResNet), `stem_` and `top_`, and a transformer's
+`embeddings_` and `layer_<N>_` (modules/pretrained/bert.py); any other
+weighted layer is a block of its own. A new head (dropout, an optional
+hidden layer, the output layer) goes on top.
 
 Strategies (each `trainable_blocks` + `learning_rates`):
 - feature_extraction: the backbone frozen; only the head trains.
@@ -31,7 +42,8 @@ from modules import model as model_lib
 from modules.config import FINETUNE_STRATEGIES
 
 STRATEGIES = FINETUNE_STRATEGIES
-_BLOCK = re.compile(r'^(block\d+)_')
+_BLOCK = re.compile(
+    r'^((?:conv\d+_)?block_?\d+[a-z]?|layer_\d+|embeddings|stem|top)_')
 
 
 class BaseModelError(ValueError):
@@ -59,6 +71,13 @@ def locate_saved_model(path: str) -> str:
 def load_base_model(path: str) -> keras.Model:
   """Loads the base model at `path` (see locate_saved_model) for training."""
   location = locate_saved_model(path)
+  # A base model may hold a text encoder (its tokenizer's ops, TensorFlow
+  # Text's, and its Keras layers) or an image decoder: registered first.
+  # pylint: disable=g-import-not-at-top
+  from modules import encoders  # noqa: F401
+  from modules.pretrained import bert
+  # pylint: enable=g-import-not-at-top
+  bert.load_ops()
   try:
     model = keras.models.load_model(location, compile=False)
   except Exception as e:  # pylint: disable=broad-except
@@ -243,10 +262,12 @@ class Finetuner:
     trainable_history: per epoch trained, the number of trainable weights.
   """
 
-  def __init__(self, base: keras.Model, inputs: model_lib.ModelInputs,
-               hparams: Mapping[str, Any], inference_backbone: bool = True):
+  def __init__(self, base: Optional[keras.Model],
+               inputs: model_lib.ModelInputs, hparams: Mapping[str, Any],
+               inference_backbone: bool = True):
     """Args:
-      base: the base model (see split_backbone).
+      base: the base model (see split_backbone), or None to fine-tune the
+        pretrained encoders of `inputs` (model_lib.pretrained_backbone).
       inputs: the transformed features and classes of the new task.
       hparams: search_space.sample values in finetune mode.
       inference_backbone: call the backbone with training=False (its
@@ -261,11 +282,25 @@ class Finetuner:
     # the optimizers prepare() creates must be made under it too.
     self.strategy = tf.distribute.get_strategy()
     self.task = inputs.task
-    self.backbone = split_backbone(base)
-    self.blocks = backbone_blocks(self.backbone)
     model_inputs = inputs.input_layers()
-    x = self.backbone({k: model_inputs[k] for k in self.backbone.input_names},
-                      training=False if inference_backbone else None)
+    training = False if inference_backbone else None
+    if base is not None:
+      self.backbone = split_backbone(base)
+      x = self.backbone({k: model_inputs[k]
+                         for k in self.backbone.input_names},
+                        training=training)
+    else:
+      backbone = model_lib.pretrained_backbone(inputs)
+      if backbone is None:
+        raise BaseModelError('training.mode is finetune, but there is neither'
+                             ' a base model nor a pretrained encoder')
+      self.backbone = backbone
+      x = self.backbone(model_lib.backbone_entries(inputs, model_inputs),
+                        training=training)
+      side = inputs.side_features(model_inputs, hparams)
+      if side:
+        x = keras.layers.Concatenate(name='head_features')([x, *side])
+    self.blocks = backbone_blocks(self.backbone)
     if hparams['dropout'] > 0:
       x = keras.layers.Dropout(float(hparams['dropout']), name='head_dropout')(x)
     if int(hparams['head_units']) > 0:

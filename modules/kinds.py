@@ -2,34 +2,63 @@
 transformed, fed to the model and served.
 
 A kind is one of the `features` lists of the spec (`numeric`,
-`categorical`, `date`; text and image come through the same seam). Each
-declares:
-- `recognise(csv_kind, looks_like_date)`: whether a column the spec does
-  not list is of this kind, from what the pre-flight scan saw (no
+`categorical`, `date`, `text`, `image`). Each declares:
+- `recognise(facts)`: whether a column the spec does not list is of this
+  kind, from what the pre-flight scan saw of it (`ColumnFacts`; no
   TensorFlow: pipeline/runners/preflight.py asks);
 - `schema_types`: the schema feature types it accepts;
 - its tf.Transform graph, `modules/preprocessing.py`'s KIND_TRANSFORMS
   entry of its name (run over the train split, and again inside the
   serving graph, so serving takes the raw value);
-- `float_inputs(key)` / `id_inputs(key)`: the model inputs it makes.
+- `float_inputs(key)` / `id_inputs(key)`: the model inputs it makes;
+  `encoded`: a kind whose columns each go through an encoder
+  (modules/encoders.py: learned, or pretrained and fine-tuned) rather
+  than straight into the dense layers.
 The run report shows each raw column by StatisticsGen's statistics of it.
 The rest of the code asks the kind of a feature; nothing else lists kinds.
 """
 
+import dataclasses
 from typing import Dict, List, Optional, Tuple
 
 from modules.features import FeaturesSpec, transformed_name
 
 # CSV column kinds as components/csv_format.py names them.
 _INT, _FLOAT, _STRING = 'INT', 'FLOAT', 'STRING'
+# Free text, told from a category: most values distinct, and several words
+# a value on average. Product names and addresses are mostly distinct too,
+# but short; a review, a title with its blurb, a complaint are long.
+TEXT_MIN_DISTINCT_SHARE = 0.5
+TEXT_MIN_MEAN_WORDS = 5.0
+# Image files named by path (relative to the CSV), by their extension.
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.gif', '.bmp')
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnFacts:
+  """What the pre-flight scan saw of a column: its CSV kind (INT, FLOAT or
+  STRING), whether every value is an ISO-8601 date, the share of distinct
+  values among the rows, the mean words a value, and whether every value
+  names an image file."""
+  csv_kind: str
+  looks_like_date: bool = False
+  distinct_share: float = 0.0
+  mean_words: float = 0.0
+  image_paths: bool = False
+
+  @property
+  def plain_text(self) -> bool:
+    return (self.csv_kind == _STRING and not self.looks_like_date and
+            not self.image_paths)
 
 
 class Kind:
   name = ''
   schema_types: Tuple[str, ...] = ()
   fill_is_numeric = True  # which impute section its fill rules follow
+  encoded = False  # each column through its own encoder (modules/encoders.py)
 
-  def recognise(self, csv_kind: str, looks_like_date: bool) -> bool:
+  def recognise(self, facts: ColumnFacts) -> bool:
     raise NotImplementedError
 
   def float_inputs(self, key: str) -> List[str]:
@@ -44,8 +73,8 @@ class NumericKind(Kind):
   name = 'numeric'
   schema_types = ('INT', 'FLOAT')
 
-  def recognise(self, csv_kind, looks_like_date):
-    return csv_kind in (_INT, _FLOAT)
+  def recognise(self, facts):
+    return facts.csv_kind in (_INT, _FLOAT)
 
   def float_inputs(self, key):
     return [transformed_name(key)]
@@ -58,8 +87,8 @@ class CategoricalKind(Kind):
   schema_types = ('BYTES', 'INT')
   fill_is_numeric = False
 
-  def recognise(self, csv_kind, looks_like_date):
-    return csv_kind == _STRING and not looks_like_date
+  def recognise(self, facts):
+    return facts.plain_text
 
   def id_inputs(self, key):
     return [transformed_name(key)]
@@ -73,8 +102,8 @@ class DateKind(Kind):
   name = 'date'
   schema_types = ('BYTES',)
 
-  def recognise(self, csv_kind, looks_like_date):
-    return csv_kind == _STRING and looks_like_date
+  def recognise(self, facts):
+    return facts.csv_kind == _STRING and facts.looks_like_date
 
   def float_inputs(self, key):
     from modules import dates  # pylint: disable=g-import-not-at-top
@@ -82,11 +111,44 @@ class DateKind(Kind):
             for part in dates.DATE_PARTS]
 
 
+class TextKind(Kind):
+  """Free text (a review, a description): tokenized in the Transform graph
+  (lower-cased words over a vocabulary of the train split, with TF-IDF
+  weights), so serving takes the raw string; a learned encoder (bag of
+  words, embeddings with pooling) or a pretrained one (a BERT-family
+  model, its own WordPiece tokenizer in the model's graph) turns it into
+  features. Missing text is the empty string."""
+  name = 'text'
+  schema_types = ('BYTES',)
+  fill_is_numeric = False
+  encoded = True
+
+  def recognise(self, facts):
+    return (facts.plain_text and
+            facts.distinct_share >= TEXT_MIN_DISTINCT_SHARE and
+            facts.mean_words >= TEXT_MIN_MEAN_WORDS)
+
+
+class ImageKind(Kind):
+  """An image: a CSV column of image file paths (relative to the CSV),
+  read into the examples as the files' bytes by the ExampleGen, or encoded
+  images in TFRecords of tf.Examples. The model decodes and resizes them
+  for its encoder (a small learned CNN, or a pretrained backbone), with
+  training-only augmentation; serving takes encoded image bytes."""
+  name = 'image'
+  schema_types = ('BYTES',)
+  fill_is_numeric = False
+  encoded = True
+
+  def recognise(self, facts):
+    return facts.csv_kind == _STRING and facts.image_paths
+
+
 CATEGORICAL = CategoricalKind()  # what a column no other kind takes is
 KINDS: Dict[str, Kind] = {kind.name: kind for kind in (
-    NumericKind(), CATEGORICAL, DateKind())}
+    NumericKind(), CATEGORICAL, DateKind(), TextKind(), ImageKind())}
 # Which kind an unlisted column becomes: the first that recognises it.
-RECOGNITION_ORDER = ('date', 'numeric', 'categorical')
+RECOGNITION_ORDER = ('date', 'image', 'numeric', 'text', 'categorical')
 
 
 def columns(features: FeaturesSpec) -> List[Tuple[str, Kind]]:
@@ -102,9 +164,14 @@ def kind_of(features: FeaturesSpec, key: str) -> Optional[Kind]:
   return None
 
 
-def recognise(csv_kind: str, looks_like_date: bool) -> Kind:
+def encoded_columns(features: FeaturesSpec) -> List[Tuple[str, Kind]]:
+  """The features that go through an encoder (text, images)."""
+  return [(key, kind) for key, kind in columns(features) if kind.encoded]
+
+
+def recognise(facts: ColumnFacts) -> Kind:
   """The kind of a column the spec does not list."""
   for name in RECOGNITION_ORDER:
-    if KINDS[name].recognise(csv_kind, looks_like_date):
+    if KINDS[name].recognise(facts):
       return KINDS[name]
   return CATEGORICAL

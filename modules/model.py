@@ -20,7 +20,7 @@ import tensorflow as tf
 import tf_keras as keras
 from tensorflow.python.autograph.core import config as autograph_config  # pylint: disable=g-direct-tensorflow-import
 
-from modules import tasks
+from modules import encoders, tasks
 from modules.config import PROBABILITIES, PROBABILITY, EarlyStoppingSpec
 
 __all__ = ['PROBABILITIES', 'PROBABILITY']
@@ -60,20 +60,81 @@ skip_autograph_in_keras()
 
 @dataclasses.dataclass(frozen=True)
 class ModelInputs:
-  """What the model consumes: transformed numeric keys (float, shape [1]) and
+  """What the model consumes: transformed numeric keys (float, shape [1]),
   transformed categorical keys with their id counts (vocabulary + OOV),
+  the text and image columns with their encoders (modules/encoders.py),
   and what it predicts."""
   numeric: List[str]
   categorical: Dict[str, int]
   task: tasks.Task = dataclasses.field(default_factory=tasks.BinaryTask)
+  encoded: Dict[str, encoders.EncodedColumn] = dataclasses.field(
+      default_factory=dict)
 
   def input_layers(self) -> Dict[str, tf.Tensor]:
-    """A fresh keras.Input per feature: float for numeric, int64 ids."""
+    """A fresh keras.Input per feature: float for numeric, int64 ids, and
+    what each encoded column's encoder reads."""
     layers = {key: keras.Input(shape=(1,), name=key, dtype=tf.float32)
               for key in self.numeric}
     layers.update({key: keras.Input(shape=(1,), name=key, dtype=tf.int64)
                    for key in self.categorical})
+    for column in self.encoded.values():
+      layers.update({key: keras.Input(shape=shape, name=key, dtype=dtype)
+                     for key, (shape, dtype) in column.input_specs().items()})
     return layers
+
+  def names(self) -> List[str]:
+    """Every transformed feature the model takes."""
+    names = list(self.numeric) + list(self.categorical)
+    for column in self.encoded.values():
+      names += list(column.input_specs())
+    return names
+
+  @property
+  def pretrained(self) -> Dict[str, encoders.EncodedColumn]:
+    """The encoded columns with a pretrained encoder."""
+    return {key: column for key, column in self.encoded.items()
+            if column.pretrained is not None}
+
+  def side_features(self, layers: Mapping[str, tf.Tensor],
+                    hparams: Mapping[str, Any]) -> List[tf.Tensor]:
+    """Every feature but the pretrained encoders', as the dnn takes them:
+    numbers as they are, categories one-hot, text and images through their
+    learned encoders."""
+    features = [layers[key] for key in self.numeric] + [
+        keras.layers.CategoryEncoding(
+            num_tokens=size, output_mode='one_hot', name=f'{key}_onehot')(
+                layers[key])
+        for key, size in self.categorical.items()]
+    return features + [
+        encoders.learned(column, layers, hparams)
+        for column in self.encoded.values() if column.pretrained is None]
+
+
+def pretrained_backbone(inputs: ModelInputs) -> Optional[keras.Model]:
+  """The pretrained encoders as one model (None when there is none): from
+  what each takes (the raw string of a text, decoded pixels of an image)
+  to their features side by side. Each encoder's weighted layers are named
+  by block, which fine-tuning freezes and thaws (modules/finetune.py)."""
+  if not inputs.pretrained:
+    return None
+  entries, outputs = [], []
+  for key, column in inputs.pretrained.items():
+    encoder = encoders.load(column)
+    entry = keras.Input(shape=encoder.inputs[0].shape[1:],
+                        dtype=encoder.inputs[0].dtype, name=f'{key}_entry')
+    entries.append(entry)
+    outputs.append(encoder(entry))
+  joined = (keras.layers.Concatenate(name='pretrained_features')(outputs)
+            if len(outputs) > 1 else outputs[0])
+  return keras.Model(entries, joined, name='backbone')
+
+
+def backbone_entries(inputs: ModelInputs, layers: Mapping[str, tf.Tensor]
+                     ) -> List[tf.Tensor]:
+  """What `pretrained_backbone` takes, in its order, from the model's
+  inputs (decoded and augmented images; the raw string of a text)."""
+  return [encoders.prepare(column, layers)
+          for column in inputs.pretrained.values()]
 
 
 def build_model(inputs: ModelInputs, hparams: Mapping[str, Any],
@@ -92,11 +153,11 @@ def build_model(inputs: ModelInputs, hparams: Mapping[str, Any],
     A compiled model taking a dict of [batch, 1] tensors and returning the
     task's head's output (modules/tasks.py).
   """
-  if not inputs.numeric and not inputs.categorical:
+  if not inputs.numeric and not inputs.categorical and not inputs.encoded:
     raise ValueError('build_model needs at least one input feature')
   model_inputs = inputs.input_layers()
   if builder == 'cnn':
-    if image is None or inputs.categorical:
+    if image is None or inputs.categorical or inputs.encoded:
       raise ValueError('the cnn builder needs an image shape and numeric '
                        'features only')
     pixels = [model_inputs[key] for key in inputs.numeric]
@@ -104,11 +165,14 @@ def build_model(inputs: ModelInputs, hparams: Mapping[str, Any],
          if len(pixels) > 1 else pixels[0])
     x = conv_stack(x, image, hparams)
   elif builder == 'dnn':
-    encoded = [model_inputs[key] for key in inputs.numeric] + [
-        keras.layers.CategoryEncoding(
-            num_tokens=size, output_mode='one_hot', name=f'{key}_onehot')(
-                model_inputs[key])
-        for key, size in inputs.categorical.items()]
+    encoded = inputs.side_features(model_inputs, hparams)
+    backbone = pretrained_backbone(inputs)
+    if backbone is not None:
+      # From scratch, a pretrained encoder only extracts features: frozen,
+      # and in inference mode (its batch norm keeps its statistics).
+      backbone.trainable = False
+      encoded.append(backbone(backbone_entries(inputs, model_inputs),
+                              training=False))
     x = (keras.layers.Concatenate(name='features')(encoded)
          if len(encoded) > 1 else encoded[0])
     x = dense_stack(x, hparams)

@@ -194,10 +194,95 @@ def date_column(x, key: str, rule, options) -> Transformed:
       missing=missing)
 
 
+# A word of free text for the learned encoders: a run of letters, digits
+# and apostrophes (so "don't" stays one word), after lower-casing.
+_NOT_WORD = r"[^\pL\pN']+"
+PAD_ID = 0  # a text's token ids are shifted by one: 0 pads a short text
+
+
+def text_vocabulary_name(key: str) -> str:
+  """The vocabulary file of text column `key`'s words."""
+  return f'{key}_words'
+
+
+def text_id_space(vocabulary_size: int) -> int:
+  """Token ids a text column's ids can take: padding, the vocabulary's
+  words and one out-of-vocabulary bucket."""
+  return vocabulary_size + 2
+
+
+def tokenize(text: tf.Tensor, max_tokens: int) -> tf.SparseTensor:
+  """Text [batch, 1] -> its first `max_tokens` lower-cased words, as a
+  SparseTensor [batch, max_tokens] of strings."""
+  lowered = tf.strings.lower(tf.reshape(text, [-1]), encoding='utf-8')
+  spaced = tf.strings.regex_replace(lowered, _NOT_WORD, ' ')
+  words = tf.strings.split(tf.strings.strip(spaced))[:, :max_tokens]
+  sparse = words.to_sparse()
+  return tf.SparseTensor(sparse.indices, sparse.values, tf.stack(
+      [sparse.dense_shape[0], tf.constant(max_tokens, tf.int64)]))
+
+
+def text_column(x, key: str, rule, options) -> Transformed:
+  """Free text: the raw string (for a pretrained encoder's own tokenizer,
+  `transformed_name(key + '_text')`), and for the learned encoders its
+  first `max_tokens` words as ids over the train split's vocabulary
+  (shifted by one: 0 pads, the last id is out of vocabulary) with each
+  position's TF-IDF weight (the word's inverse document frequency over
+  the train split, divided by the text's length: summed per word, the
+  text's TF-IDF vector). Missing text is the empty string: no words."""
+  del rule  # missing text is no text
+  text_options = options.text
+  max_tokens = text_options.max_tokens
+  text, missing = single_values(x, '')
+  words = tokenize(text, max_tokens)
+  ids = tft.compute_and_apply_vocabulary(
+      words, top_k=text_options.vocabulary_size,
+      frequency_threshold=text_options.min_frequency, num_oov_buckets=1,
+      vocab_filename=text_vocabulary_name(key), name=f'{key}_words')
+  ids = tf.SparseTensor(ids.indices, ids.values + 1, ids.dense_shape)
+  dense = tf.sparse.to_dense(ids, default_value=PAD_ID)
+  dense = tf.reshape(dense, [-1, max_tokens])  # a static shape for Transform
+  # Document frequencies: each (row, id) pair once, counted per id, summed
+  # over the train split by one analyzer. The id space is bounded by the
+  # vocabulary's top_k, known now; the vocabulary's own size is not.
+  space = text_id_space(text_options.vocabulary_size)
+  pairs, _ = tf.unique(ids.indices[:, 0] * space + ids.values)
+  in_batch = tf.math.bincount(tf.cast(pairs % space, tf.int32),
+                              minlength=space, maxlength=space,
+                              dtype=tf.float32)
+  frequency = tft.sum(tf.expand_dims(in_batch, 0), reduce_instance_dims=False,
+                      name=f'{key}_document_frequency')
+  rows = tft.sum(tf.ones_like(dense[:, 0], tf.float32),
+                 name=f'{key}_documents')
+  # Smoothed as scikit-learn's TfidfVectorizer smooths it: no word's
+  # weight is zero, none infinite.
+  idf = tf.math.log((1.0 + rows) / (1.0 + frequency)) + 1.0
+  present = tf.cast(dense != PAD_ID, tf.float32)
+  length = tf.maximum(tf.reduce_sum(present, axis=1, keepdims=True), 1.0)
+  weights = tf.reshape(tf.gather(idf, dense) * present / length,
+                       [-1, max_tokens])
+  name = features_lib.transformed_name
+  return Transformed(scaled={}, direct={
+      name(key): dense, name(key + '_weights'): weights,
+      name(key + '_text'): tf.strings.strip(text)}, missing=missing)
+
+
+def image_column(x, key: str, rule, options) -> Transformed:
+  """An image: its encoded bytes as they are (PNG, JPEG, GIF or BMP), the
+  model decodes and resizes them for its encoder (modules/encoders.py);
+  missing is the empty string (a blank image)."""
+  del rule, options
+  data, missing = single_values(x, '')
+  return Transformed(scaled={}, direct={features_lib.transformed_name(key):
+                                        data}, missing=missing)
+
+
 # Each column kind's Transform (modules/kinds.py declares the kinds).
 KIND_TRANSFORMS = {'numeric': numeric_column,
                    'categorical': categorical_column,
-                   'date': date_column}
+                   'date': date_column,
+                   'text': text_column,
+                   'image': image_column}
 
 
 def class_label(x) -> tf.Tensor:

@@ -38,11 +38,16 @@ NAMES = SCRATCH + SHARED
 GBT = tuple(GbtSpace.model_fields)
 GBT_PREFIX = gbt.PREFIX
 BUILDER = 'builder'
+# A text or image column's learned encoder, when the spec offers several
+# (modules/encoders.py): `encoder_<column>`; and the embedding's width.
+ENCODER_PREFIX = 'encoder_'
+EMBEDDING_DIM = 'embedding_dim'
 # What training.* may make a search choose (modules/config.py,
 # TrialTrainingSpec.choices), per the task that has it.
 TRAINING_CHOICES = ('loss', 'class_weight')
 # Every hyperparameter name a search may hold besides `names(mode)`'s.
-OTHER_NAMES = (BUILDER, *TRAINING_CHOICES, *(GBT_PREFIX + n for n in GBT))
+OTHER_NAMES = (BUILDER, EMBEDDING_DIM, *TRAINING_CHOICES,
+               *(GBT_PREFIX + n for n in GBT))
 
 
 def names(mode: str = 'scratch') -> Tuple[str, ...]:
@@ -122,6 +127,28 @@ def resolve(tuned: Optional[Mapping[str, Any]], space: Any,
   return sample_config(hp, space)
 
 
+def sample_encoders(hp: keras_tuner.HyperParameters, config: Any
+                    ) -> Dict[str, Any]:
+  """Registers the learned encoders' choices of a module config's text and
+  image columns (`encoder_<column>`, where the spec offers more than one)
+  and the embedding's width (where an embedding may be chosen)."""
+  from modules import kinds  # pylint: disable=g-import-not-at-top
+  values: Dict[str, Any] = {}
+  embedding = False
+  for key, kind in kinds.encoded_columns(config.features):
+    choices = config.model.encoder_choices(key, kind.name)
+    if not isinstance(choices, list):
+      continue  # pretrained: nothing to choose
+    name = ENCODER_PREFIX + key
+    values[name] = (hp.Choice(name, choices, default=choices[0])
+                    if len(choices) > 1 else choices[0])
+    embedding = embedding or 'embedding' in choices
+  if embedding:
+    values[EMBEDDING_DIM] = _register(hp, EMBEDDING_DIM,
+                                      config.model.search_space.embedding_dim)
+  return values
+
+
 def _encode(value: Any) -> Any:
   """A choice as Keras Tuner holds it: a mapping (class weights) as JSON."""
   return json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
@@ -168,6 +195,7 @@ def sample_config(hp: keras_tuner.HyperParameters, config: Any
         own = sample_own(hp, space, mode)
         own.update({name: _register(hp, name, getattr(space, name))
                     for name in SHARED if name != 'batch_size'})
+        own.update(sample_encoders(hp, config))
         if values[BUILDER] == builder:
           values.update(own)
   values['batch_size'] = _register(hp, 'batch_size', space.batch_size)

@@ -112,7 +112,11 @@ def cmd_validate(args) -> int:
   from pipeline.runners import preflight  # pylint: disable=g-import-not-at-top
   checked = preflight.run_preflight(_load(args))
   spec = checked.spec
-  if spec.training.mode == 'finetune':
+  if spec.model.pretrained():
+    location = (preflight.locate_base_model(spec) or
+                'imagenet weights, which Keras downloads on first use')
+    print(f'pretrained encoder: {location} (loads, and fits its column)')
+  elif spec.training.mode == 'finetune':
     print(f'base model: {preflight.locate_base_model(spec)} (loads, and '
           'takes the transformed features)')
   tuner = spec.tuner.algorithm if spec.tuner.enabled else 'off'
@@ -121,6 +125,8 @@ def cmd_validate(args) -> int:
   print(f'{args.spec}: ok (pipeline {spec.name}, {len(spec.feature_keys)} '
         f'features, {checked.rows} rows, {spec.task.description}, '
         f'tuner {tuner}, schema {spec.schema_file or "inferred by SchemaGen"})')
+  print('columns: ' + '; '.join(
+      f'{kind} {", ".join(names)}' for kind, names in spec.columns_by_kind()))
   print(f'blessing: {spec.blessing_rule()}')
   for line in checked.warnings():
     print(f'warning: {line}')

@@ -69,6 +69,7 @@ PREPROCESSING_FN = 'modules.preprocessing.preprocessing_fn'
 TUNER_FN = 'modules.tuner.tuner_fn'
 RUN_FN = 'modules.train.run_fn'
 BASE_MODEL_IMPORTER = 'base_model_importer'
+ENCODER_IMPORTER = 'encoder_importer'
 BASE_MODEL_FINDER = 'base_model_finder'
 BASELINE_FINDER = 'baseline_model_finder'
 BASELINE_RESOLVER = 'baseline_model_resolver'
@@ -291,6 +292,7 @@ def _data_nodes(spec: PipelineSpec, env: Environment):
   example_gen = csv_example_gen.CsvExampleGen(
       csv_format.CsvFormat(null_values=tuple(spec.data.null_values),
                            columns=env.column_kinds,
+                           files=tuple(spec.features.image),
                            split_by=split.by if by_time else None,
                            eval_from=split.value if by_time else None),
       input_base=input_base, input_config=input_config,
@@ -368,7 +370,19 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> Pipeline:
     raise ValueError(f'Environment.baseline must be one of {BASELINES}, got '
                      f'{env.baseline!r}')
   base_model = None
-  if spec.training.mode == 'finetune':
+  if spec.model.pretrained():
+    # The pretrained encoder (model.encoders) reaches the Tuner and the
+    # Trainer as their base model: an artifact in ML Metadata, so that
+    # lineage runs from a pushed model to the encoder it was tuned from.
+    # None for Keras's imagenet download, which has no file yet.
+    if env.base_model_uri:
+      source = Importer(
+          source_uri=env.base_model_uri,
+          artifact_type=standard_artifacts.Model,
+          reimport=False).with_id(ENCODER_IMPORTER)
+      base_model = source.outputs['result']
+      components.append(source)
+  elif spec.training.mode == 'finetune':
     if bool(env.base_model_uri) == bool(env.base_model_push_base):
       raise ValueError('training.mode is finetune: the runner must locate the '
                        'base model (Environment.base_model_uri or '

@@ -30,14 +30,18 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from components.csv_format import DEFAULT_NULL_VALUES
+from modules import kinds
 from modules.config import (
+  IMAGE_ENCODERS,
   NUMERIC_FILLS,
+  TEXT_ENCODERS,
   DecisionSpec,
   FloatRange,
   IntRange,
   ModelSpec,
   ModuleConfig,
   PreprocessingSpec,
+  PretrainedEncoder,
   TrainingSpec,
   TunerSpec,
 )
@@ -357,6 +361,12 @@ class PipelineSpec(_Strict):
     _check_consistency(spec)
     return spec
 
+  def columns_by_kind(self) -> List[Tuple[str, List[str]]]:
+    """(column kind, its features) for each kind with a feature, in the
+    registry's order (modules/kinds.py)."""
+    return [(name, list(getattr(self.features, name)))
+            for name in kinds.KINDS if getattr(self.features, name)]
+
   def module_config(self, config_type: Type[_Config],
                     code_version: str = '') -> _Config:
     """The typed module config of one component: the spec sections it
@@ -371,6 +381,8 @@ class PipelineSpec(_Strict):
                                        'code_version': code_version})
 
 
+# model.encoders.<column> keys that hold paths, resolved the same way.
+_ENCODER_PATH_KEYS = ('huggingface', 'weights', 'keras_file', 'saved_model')
 # PipelineSpec fields the loader and the runner set, never a YAML key.
 _INTERNAL = ('source', 'module_functions', 'label_stats')
 # Keys that hold paths, resolved against the spec's folder.
@@ -401,6 +413,25 @@ def is_uri(path: str) -> bool:
 
 
 def _resolve_paths(raw: Dict[str, Any], base_dir: str) -> None:
+  encoders = (raw.get('model') or {}).get('encoders') if isinstance(
+      raw.get('model'), dict) else None
+  for chosen in (encoders or {}).values() if isinstance(encoders,
+                                                         dict) else ():
+    if not isinstance(chosen, dict):
+      continue
+    for key in _ENCODER_PATH_KEYS:
+      value = chosen.get(key)
+      if not isinstance(value, str) or not value or is_uri(value):
+        continue
+      relative = os.path.join(base_dir, os.path.expanduser(value))
+      # A Hugging Face model name (owner/name) is left as it is unless a
+      # folder of that name is beside the spec; `weights: imagenet` too.
+      if key == 'huggingface' and not (
+          value.startswith(('.', '/', '~')) or os.path.exists(relative)):
+        continue
+      if key == 'weights' and value == 'imagenet':
+        continue
+      chosen[key] = os.path.normpath(relative)
   for keys in _PATH_KEYS:
     node = raw
     for key in keys[:-1]:
@@ -485,7 +516,7 @@ def _check_consistency(spec: PipelineSpec) -> None:
   src = spec.source
   f = spec.features
   seen: Dict[str, str] = {}
-  for group in ('numeric', 'categorical', 'date', 'exclude'):
+  for group in ('numeric', 'categorical', 'date', 'text', 'image', 'exclude'):
     for name in getattr(f, group):
       _check(name not in seen, src, f'features.{group}',
              f'{name!r} is listed twice (also in features.{seen.get(name)})')
@@ -683,6 +714,7 @@ def _check_model(spec: PipelineSpec) -> None:
   else:
     _check(model.image is None, src, 'model.image',
            'only the cnn builder takes an image layout')
+  _check_encoders(spec)
   ft = model.search_space.finetune
   key = 'model.search_space.finetune'
   _check_range(src, f'{key}.unfreeze_blocks', ft.unfreeze_blocks)
@@ -698,9 +730,44 @@ def _check_model(spec: PipelineSpec) -> None:
          f'{key}.epochs_per_stage', 'values must be >= 1')
 
 
+def _check_encoders(spec: PipelineSpec) -> None:
+  """model.encoders: each names a text or image feature (once the features
+  are known), with an encoder of its kind; trees take no encoded column;
+  one pretrained encoder at most (it reaches the Trainer, and lineage,
+  through the one base_model channel), not beside a base model."""
+  src, model, f = spec.source, spec.model, spec.features
+  encoded = {key: kind.name for key, kind in kinds.encoded_columns(f)}
+  for column, chosen in model.encoders.items():
+    key = f'model.encoders.{column}'
+    if f.listed:
+      _check(column in encoded, src, key,
+             f'{column!r} is no text or image feature (features.text: '
+             f'{f.text}, features.image: {f.image})')
+    kind = encoded.get(column)
+    if kind is None or isinstance(chosen, PretrainedEncoder):
+      continue
+    names = chosen if isinstance(chosen, list) else [chosen]
+    allowed = TEXT_ENCODERS if kind == 'text' else IMAGE_ENCODERS
+    wrong = [n for n in names if n not in allowed]
+    _check(not wrong, src, key, f'{", ".join(wrong)} does not encode '
+           f'{kind}; a {kind} column takes {", ".join(allowed)} or a '
+           'pretrained encoder')
+  _check(not encoded or 'gbt' not in model.builders, src, 'model.builder',
+         f'gbt trees take no text or image column ({", ".join(encoded)}); '
+         'use the dnn builder')
+  pretrained = model.pretrained()
+  _check(len(pretrained) <= 1, src, 'model.encoders',
+         f'one pretrained encoder per pipeline (got {", ".join(pretrained)})')
+  _check(not pretrained or spec.training.base_model is None, src,
+         'training.base_model', 'fine-tuning tunes the pretrained encoder '
+         'of model.encoders; remove base_model (or the pretrained encoder)')
+
+
 def _check_training(spec: PipelineSpec) -> None:
   src, training = spec.source, spec.training
   base = training.base_model
+  if training.mode == 'finetune' and spec.model.pretrained():
+    return  # the pretrained encoders are what is fine-tuned
   if training.mode == 'scratch':
     _check(base is None, src, 'training.base_model',
            'only used with training.mode: finetune (set it, or remove '

@@ -264,6 +264,12 @@ class _Scan:
     # what numbers are).
     self.dates: Dict[str, bool] = {}
     self.distinct: Dict[str, set] = collections.defaultdict(set)
+    # Per text column: its values, their words, and whether every value
+    # so far names an image file (what tells free text and images from
+    # categories: modules/kinds.py).
+    self.text_values: Counter[str] = collections.Counter()
+    self.words: Counter[str] = collections.Counter()
+    self.image_paths: Dict[str, bool] = {}
     self.rows = 0
 
   def _check_header(self, path: str, header: List[str]) -> None:
@@ -359,12 +365,26 @@ class _Scan:
   def _text_value(self, name: str, text: str) -> None:
     if self.dates.get(name, True):
       self.dates[name] = csv_format.is_date_text(text)
+    if self.image_paths.get(name, True):
+      self.image_paths[name] = text.lower().endswith(kinds_lib.IMAGE_EXTENSIONS)
+    self.text_values[name] += 1
+    self.words[name] += len(text.split())
     seen = self.distinct[name]
     if len(seen) < DISTINCT_CAP:
       seen.add(text)
 
   def looks_like_date(self, name: str) -> bool:
     return self.dates.get(name, False)
+
+  def facts(self, name: str, csv_kind: str) -> kinds_lib.ColumnFacts:
+    """What the scan saw of column `name` (kinds_lib.recognise's input)."""
+    values = self.text_values.get(name, 0)
+    return kinds_lib.ColumnFacts(
+        csv_kind=csv_kind, looks_like_date=self.looks_like_date(name),
+        distinct_share=(len(self.distinct.get(name, ())) / self.rows
+                        if self.rows else 0.0),
+        mean_words=self.words.get(name, 0) / values if values else 0.0,
+        image_paths=bool(values) and self.image_paths.get(name, False))
 
   def kinds(self) -> Dict[str, str]:
     return {name: column.kind or self.inferred.get(name) or csv_format.STRING
@@ -540,14 +560,16 @@ def run_preflight(spec: PipelineSpec) -> Preflight:
             if c != label and c not in spec.features.exclude]
   columns: Dict[str, List[str]] = {}
   for name in others:
-    kind = kinds_lib.recognise(kinds[name], scan.looks_like_date(name))
+    kind = kinds_lib.recognise(scan.facts(name, kinds[name]))
     columns.setdefault(kind.name, []).append(name)
   resolved = spec.resolved(task, classes, columns, stats)
   if schema is not None:
     check_features(resolved, schema)
-  # A recognised date is expected to take a value per row.
+  # A date, a text or an image is expected to take a value per row.
+  expected_distinct = set(resolved.features.date + resolved.features.text +
+                          resolved.features.image)
   id_like = {name: len(scan.distinct[name]) for name in resolved.feature_keys
-             if scan.rows and name not in resolved.features.date and
+             if scan.rows and name not in expected_distinct and
              len(scan.distinct.get(name, ())) >= ID_LIKE_SHARE * scan.rows}
   return Preflight(spec=resolved, rows=scan.rows, column_kinds=kinds,
                    label_values=tuple(sorted(scan.label_counts, key=str)),
@@ -580,14 +602,51 @@ def check_base_model(spec: PipelineSpec, location: str) -> None:
     raise PreflightError(f'{spec.source}: training.base_model: {e}') from None
 
 
+def check_encoder(spec: PipelineSpec) -> Optional[str]:
+  """The spec's pretrained encoder: located, loaded and checked to fit its
+  column (model.encoders). Returns its location (None: Keras's imagenet
+  download). Raises PreflightError (one line)."""
+  # Imported here: only a spec with a pretrained encoder pays for Keras.
+  # pylint: disable=g-import-not-at-top
+  from modules import encoders
+  from modules.config import TransformConfig
+  # pylint: enable=g-import-not-at-top
+  (column, encoder), = spec.model.pretrained().items()
+  kind = kinds_lib.kind_of(spec.features, column)
+  if kind is None or not kind.encoded:
+    raise PreflightError(
+        f'{spec.source}: model.encoders.{column}: {column!r} is no text or '
+        'image column of the data; list it under features.text or '
+        'features.image')
+  try:
+    location = encoders.locate(column, kind.name, encoder)
+    if location == 'imagenet':
+      return None
+    config = spec.module_config(TransformConfig)
+    prep = config.preprocessing
+    encoders.load(encoders.EncodedColumn(
+        column=column, kind=kind.name, pretrained=encoder, location=location,
+        image_size=encoders.image_size_for(prep.image_size, True)))
+  except encoders.EncoderError as e:
+    raise PreflightError(f'{spec.source}: {e}') from None
+  return location
+
+
 def locate_base_model(spec: PipelineSpec) -> Optional[str]:
   """Fine-tuning: where the base model is, checked to load and to take the
   spec's transformed features. None when training from scratch.
+
+  With a pretrained encoder (model.encoders), in either training mode:
+  where the encoder is, checked to load and fit its column (the pipeline
+  imports it through the same channel, so lineage reaches it); None for
+  a tf_keras application's `imagenet` weights, which Keras downloads.
 
   Raises:
     PreflightError: no such model, no blessed model of the named pipeline,
       or a model that does not load or fit (one line).
   """
+  if spec.model.pretrained():
+    return check_encoder(spec)
   if spec.training.mode != 'finetune':
     return None
   # pylint: disable=g-import-not-at-top

@@ -94,11 +94,10 @@ def load_version(name: str, version: int, path: str) -> LoadedVersion:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   from components import model_ops  # pylint: disable=g-import-not-at-top
-  # A gbt model's graph runs TF-DF's ops, registered only once TF-DF is
-  # imported (quietly: no engine log per load); a network loads without.
-  if model_ops.uses_forest_ops(path):
-    from modules import gbt  # pylint: disable=g-import-not-at-top
-    gbt.load_ops()
+  # A gbt model's graph runs TF-DF's ops, a BERT encoder's TensorFlow
+  # Text's: each registered only once its library is imported (TF-DF
+  # quietly: no engine log per load); other models load without.
+  model_ops.ensure_ops(path)
   model = tf.saved_model.load(path)
   return LoadedVersion(name, version, path, dict(model.signatures),
                        _signature_defs(path), model)
