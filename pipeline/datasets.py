@@ -80,6 +80,7 @@ import gzip
 import hashlib
 import importlib.util
 import io
+import itertools
 import os
 import re
 import sys
@@ -423,6 +424,24 @@ def write_rotten_tomatoes_csv(path: str = ROTTEN_TOMATOES_CSV) -> str:
                     (list(r) for r in rotten_tomatoes_rows()))
 
 
+# The bundled text example's rows (pipeline/specs/rotten_tomatoes.yaml):
+# the first 1,000, a balanced prefix, so that fine-tuning a transformer on
+# a laptop's CPU takes minutes; the whole set is the from-scratch test's.
+ROTTEN_TOMATOES_SMALL = 1000
+ROTTEN_TOMATOES_SMALL_CSV = os.path.join(
+    DATA_DIR, 'rotten_tomatoes', f'rotten_tomatoes_{ROTTEN_TOMATOES_SMALL}.csv')
+
+
+def rotten_tomatoes_small_rows() -> Iterator[Sequence[str]]:
+  return itertools.islice(rotten_tomatoes_rows(), ROTTEN_TOMATOES_SMALL)
+
+
+def write_rotten_tomatoes_small_csv(
+    path: str = ROTTEN_TOMATOES_SMALL_CSV) -> str:
+  return _write_csv(path, list(ROTTEN_TOMATOES_COLUMNS),
+                    (list(r) for r in rotten_tomatoes_small_rows()))
+
+
 FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'
 FASHION_MNIST_PACKAGE = 'dataset-fashion-mnist'
 FASHION_MNIST_CSV = os.path.join(DATA_DIR, 'fashion_mnist',
@@ -576,6 +595,10 @@ EXPORTS: Dict[str, Tuple[str, Callable[[], List[str]],
     'rotten_tomatoes': (ROTTEN_TOMATOES_CSV,
                         lambda: list(ROTTEN_TOMATOES_COLUMNS),
                         rotten_tomatoes_rows, write_rotten_tomatoes_csv),
+    'rotten_tomatoes_small': (ROTTEN_TOMATOES_SMALL_CSV,
+                              lambda: list(ROTTEN_TOMATOES_COLUMNS),
+                              rotten_tomatoes_small_rows,
+                              write_rotten_tomatoes_small_csv),
 }
 
 
