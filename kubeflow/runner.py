@@ -156,8 +156,27 @@ def resolve(spec: PipelineSpec) -> Tuple[PipelineSpec, Dict[str, str]]:
   return spec, {}
 
 
+def _encoder(spec: PipelineSpec) -> Optional[str]:
+  """The pretrained encoder's URI for the cluster's Importer: a URI the
+  spec gives; None for what the image itself holds (the bundled
+  all-MiniLM-L6-v2 and EfficientNet-Lite0 weights, installed from
+  requirements-nodeps.txt; the pods resolve them by name) or Keras's
+  imagenet download. A local path is refused: pods cannot read it."""
+  (column, encoder), = spec.model.pretrained().items()
+  source, value = encoder.source
+  if source == 'keras_application':
+    value = encoder.weights or 'imagenet'
+  if is_uri(value) or value == 'imagenet' or not value.startswith('/'):
+    return value if is_uri(value) else None
+  raise KubeflowError(
+      f'{spec.source}: model.encoders.{column}.{source}: {value} is a local '
+      'path, which pods cannot read; give a URI (gs://...) of the same files')
+
+
 def _base_model(spec: PipelineSpec):
   """(base_model_uri, base_model_push_base) for the cluster."""
+  if spec.model.pretrained():
+    return _encoder(spec), None
   if spec.training.mode != 'finetune':
     return None, None
   given, base = spec.kubeflow.base_model, spec.training.base_model

@@ -205,7 +205,8 @@ def run_checked(checked: preflight.Preflight, progress: Progress = print,
   progress(f'pipeline {spec.name}: {checked.rows} rows in {spec.data.csv}')
   base_model = preflight.locate_base_model(spec)
   if base_model:
-    progress(f'base model: {base_model}')
+    what = 'pretrained encoder' if spec.model.pretrained() else 'base model'
+    progress(f'{what}: {base_model}')
   if metadata_lib.kind(spec.runner.metadata) == 'sqlite':
     os.makedirs(os.path.dirname(spec.runner.metadata), exist_ok=True)
   env = local_environment(spec, base_model, checked.column_kinds)
