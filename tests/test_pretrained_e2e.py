@@ -130,7 +130,8 @@ def test_lineage_from_the_push_reaches_the_encoder(text_run):
   assert len(trainer) == 1
   encoder = [c for c in trainer[0]['children'] if c.get('key') == 'base_model']
   assert encoder, trainer[0]
-  artifact = encoder[0]['children'][0]
+  artifact = encoder[0]
+  assert artifact['children'][0]['node'] == 'encoder_importer'
   assert os.path.realpath(artifact['uri']) == os.path.realpath(
       bert.bundled_minilm_dir()), artifact
 

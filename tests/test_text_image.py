@@ -263,3 +263,11 @@ def test_an_encoder_model_with_the_wrong_input_is_refused(tmp_path):
   model.save(path)
   _one_line_error(cli('validate', _spec(tmp_path, f'{{keras_file: {path}}}')),
                   'model.encoders.review.keras_file', 'raw string')
+
+
+def test_run_stops_on_a_broken_encoder_before_writing_anything(tmp_path):
+  proc = cli('run', _spec(tmp_path, '{huggingface: ./no/such/model}'))
+  _one_line_error(proc, 'model.encoders.review.huggingface', 'does not exist')
+  assert not (tmp_path / 'root').exists()
+  assert not (tmp_path / 'metadata.sqlite').exists()
+  assert not (tmp_path / 'serving').exists()
