@@ -198,14 +198,18 @@ class _SearchGuard:
     values = best[0].hyperparameters.values
     epochs = values.get('tuner/epochs')
     trials = len(self.oracle.trials)
+    # Only Hyperband gives a trial fewer epochs than tuner.max_epochs;
+    # another algorithm's trials all have them already.
+    more = ('tuner.max_epochs, or tuner.algorithm random' if epochs
+            else 'tuner.max_epochs')
     raise NoTrialLearned(
         f'no tuning trial learned anything: the best {objective.name} '
         f'{best[0].score:.4f} is no better than predicting without the '
         f'features ({chance:.4f}); {trials} trials ran'
         + (f', the best for {epochs} epochs' if epochs else '') +
         f' (learning_rate {values.get("learning_rate", 0):.3g}). Give the '
-        'trials more epochs (tuner.max_epochs, or tuner.algorithm random), '
-        'or a higher model.search_space.learning_rate range')
+        f'trials more epochs ({more}), or a higher '
+        'model.search_space.learning_rate range')
 
 
 _GUARDED = {}

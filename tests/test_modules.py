@@ -336,6 +336,8 @@ def test_a_search_that_learned_nothing_stops_the_run(tmp_path, chance,
   assert 'is no better than predicting without the features (0.0000)' in (
       message)
   assert 'tuner.max_epochs' in message and '\n' not in message
+  # A random search is no shorter for switching to random search.
+  assert 'tuner.algorithm random' not in message
 
 
 class _DataInputs(_Inputs):

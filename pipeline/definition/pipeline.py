@@ -1,6 +1,7 @@
 """The pipeline definition: a pure function of a validated spec.
 
-`create_pipeline(spec, env)` wires ExampleGen -> StatisticsGen ->
+`create_pipeline(spec, env)` wires ExampleGen (the project's CsvExampleGen
+for data.csv, TFX's ImportExampleGen for data.tfrecord) -> StatisticsGen ->
 ImportSchemaGen -> ExampleValidator -> AnomaliesGate -> Transform -> Tuner ->
 Trainer -> baseline -> Evaluator -> Pusher. When fine-tuning, an Importer
 brings the base model (which the runner located) into ML Metadata and feeds
@@ -25,6 +26,7 @@ from typing import Any, Dict, List, Optional
 import tensorflow_model_analysis as tfma
 from tfx.components import (
     ExampleValidator,
+    ImportExampleGen,
     SchemaGen,
     StatisticsGen,
     Trainer,
@@ -110,6 +112,14 @@ class Environment:
   # (declared by the schema, or inferred from the data); ExampleGen infers
   # the columns not listed.
   column_kinds: Dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def _model_importer(uri: str, node_id: str) -> Importer:
+  """A model (a base model, a pretrained encoder) into ML Metadata. With
+  reimport=False a model already there keeps its artifact id, so lineage
+  runs on into the pipeline that made it."""
+  return Importer(source_uri=uri, artifact_type=standard_artifacts.Model,
+                  reimport=False).with_id(node_id)
 
 
 def _threshold(bound: Optional[Threshold], change: Optional[float],
@@ -277,28 +287,39 @@ def _baseline(spec: PipelineSpec, env: Environment, candidate):
 def _data_nodes(spec: PipelineSpec, env: Environment):
   """ExampleGen and StatisticsGen: the same nodes (so the same cache keys)
   in the full pipeline and in the schema-inference pipeline."""
-  # data.csv is a folder of CSV files, or one file (read as its folder with
-  # a pattern naming just that file).
-  input_base, input_config = spec.data.csv, None
-  if os.path.splitext(spec.data.csv)[1].lower() == '.csv':
-    input_base, pattern = os.path.split(spec.data.csv)
+  # The data is a folder of files, or one file (read as its folder with a
+  # pattern naming just that file).
+  data = spec.data
+  input_base, input_config = data.path, None
+  if data.single_file:
+    input_base, pattern = os.path.split(data.path)
     input_config = example_gen_pb2.Input(splits=[
         example_gen_pb2.Input.Split(name='single_split', pattern=pattern)])
-  split = spec.data.split
+  split = data.split
   by_time = isinstance(split, TimeSplit)
   # A time-ordered split still names the two splits; its executor sends
   # rows by `eval_from`, and the buckets here are not used.
   buckets = {'train': 1, 'eval': 1} if by_time else split
-  example_gen = csv_example_gen.CsvExampleGen(
-      csv_format.CsvFormat(null_values=tuple(spec.data.null_values),
-                           columns=env.column_kinds,
-                           files=tuple(spec.features.image),
-                           split_by=split.by if by_time else None,
-                           eval_from=split.value if by_time else None),
-      input_base=input_base, input_config=input_config,
-      output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(
-          splits=[example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=count)
-                  for name, count in buckets.items()])))
+  output_config = example_gen_pb2.Output(
+      split_config=example_gen_pb2.SplitConfig(splits=[
+          example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=count)
+          for name, count in buckets.items()]))
+  if data.format == 'tfrecord':
+    # tf.Examples as they are: TFX's own ExampleGen, hash-split the same
+    # way (a time split is refused for TFRecords by the spec).
+    example_gen = ImportExampleGen(
+        input_base=input_base, input_config=input_config,
+        output_config=output_config)
+  else:
+    example_gen = csv_example_gen.CsvExampleGen(
+        csv_format.CsvFormat(null_values=tuple(data.null_values),
+                             columns=env.column_kinds,
+                             files=tuple(spec.features.image),
+                             split_by=split.by if by_time else None,
+                             eval_from=split.value if by_time else None),
+        input_base=input_base, input_config=input_config,
+        output_config=output_config)
+  example_gen = example_gen.with_id(data.example_gen_id)
   statistics_gen = StatisticsGen(
       examples=example_gen.outputs['examples'])
   return example_gen, statistics_gen
@@ -376,10 +397,7 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> Pipeline:
     # lineage runs from a pushed model to the encoder it was tuned from.
     # None for Keras's imagenet download, which has no file yet.
     if env.base_model_uri:
-      source = Importer(
-          source_uri=env.base_model_uri,
-          artifact_type=standard_artifacts.Model,
-          reimport=False).with_id(ENCODER_IMPORTER)
+      source = _model_importer(env.base_model_uri, ENCODER_IMPORTER)
       base_model = source.outputs['result']
       components.append(source)
   elif spec.training.mode == 'finetune':
@@ -388,10 +406,7 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> Pipeline:
                        'base model (Environment.base_model_uri or '
                        'base_model_push_base, exactly one)')
     if env.base_model_uri:
-      source = Importer(
-          source_uri=env.base_model_uri,
-          artifact_type=standard_artifacts.Model,
-          reimport=False).with_id(BASE_MODEL_IMPORTER)
+      source = _model_importer(env.base_model_uri, BASE_MODEL_IMPORTER)
       base_model = source.outputs['result']
     else:
       source = pushed_model.PushedModel(
