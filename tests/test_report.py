@@ -316,3 +316,25 @@ def test_report_and_dashboard_load_in_a_real_browser(base, cold, dashboard,
     assert [u for u in b.requests if not u.startswith(local)] == []
   if os.environ.get('REPORT_SCREENSHOTS'):
     shutil.copy(first['report'], os.path.join(shots, 'report.html'))
+
+
+def test_column_statistics_of_images_and_long_text():
+  from tensorflow_metadata.proto.v0 import statistics_pb2  # pylint: disable=g-import-not-at-top
+
+  from pipeline.report import facts  # pylint: disable=g-import-not-at-top
+
+  def column(*values):
+    feature = statistics_pb2.FeatureNameStatistics(name='c')
+    feature.string_stats.unique = len(values)
+    for value in values:
+      feature.string_stats.top_values.add(value=value, frequency=1)
+    return facts._feature_stats(feature)  # pylint: disable=protected-access
+
+  images = column(facts.BINARY_VALUE, facts.BINARY_VALUE)
+  assert images['binary'] is True and images['top_values'] == []
+  review = 'A moving film ' * 10
+  shown = column(review, 'short')['top_values']
+  assert shown[1]['value'] == 'short'
+  assert len(shown[0]['value']) == facts.SHOWN_CHARACTERS
+  assert shown[0]['value'].endswith('\u2026')
+  assert review.startswith(shown[0]['value'][:-1])

@@ -126,10 +126,26 @@ def _feature_stats(feature) -> Dict[str, Any]:
                   'median': stats.median, 'zeros': int(stats.num_zeros),
                   'histogram': _histogram(stats)})
   elif kind == 'string_stats':
-    entry.update({'unique': int(stats.unique), 'top_values': [
-        {'value': v.value, 'count': v.frequency}
-        for v in stats.top_values[:TOP_VALUES]]})
+    # TFDV keeps no binary value (an image's bytes): it names them all
+    # BINARY_VALUE; a long text value (a review) is shown by its start.
+    binary = bool(stats.top_values) and all(
+        v.value == BINARY_VALUE for v in stats.top_values)
+    entry.update({'unique': int(stats.unique), 'binary': binary,
+                  'top_values': [] if binary else [
+                      {'value': _shortened(v.value), 'count': v.frequency}
+                      for v in stats.top_values[:TOP_VALUES]]})
   return entry
+
+
+BINARY_VALUE = '__BYTES_VALUE__'
+SHOWN_CHARACTERS = 60
+
+
+def _shortened(text: str) -> str:
+  if len(text) <= SHOWN_CHARACTERS:
+    return text
+  return text[:SHOWN_CHARACTERS - 1].rstrip() + '\u2026'
+
 
 
 def _split_protos(artifacts, filename: str, message_type):
