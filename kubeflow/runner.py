@@ -144,12 +144,12 @@ def resolve(spec: PipelineSpec) -> Tuple[PipelineSpec, Dict[str, str]]:
     KubeflowError: the data is not local and the spec leaves something out.
   """
   from pipeline.runners import preflight  # pylint: disable=g-import-not-at-top
-  if not is_uri(spec.data.csv) and os.path.exists(spec.data.csv):
+  if not is_uri(spec.data.path) and os.path.exists(spec.data.path):
     checked = preflight.run_preflight(spec)
     return checked.spec, checked.column_kinds
   if not spec.is_resolved:
     raise KubeflowError(
-        f'{spec.source}: features: the data ({spec.data.csv}) is not read at '
+        f'{spec.source}: features: the data ({spec.data.path}) is not read at '
         'compile time, so give what it would decide: features.task: '
         'regression or features.num_classes, and the numeric, categorical or '
         'date features')
@@ -217,6 +217,8 @@ def _platform_configs(spec: PipelineSpec, target: str) -> Dict[str, Any]:
         f'{" and ".join(GPU_COMPONENTS)} can use a GPU; request it there')
   configs = {}
   for key, node_id in KUBEFLOW_COMPONENTS.items():
+    if key == 'example_gen':  # the one of the data's format
+      node_id = spec.data.example_gen_id
     res = resources.get(key, default)
     if res is None:
       continue
@@ -328,7 +330,7 @@ def cluster_settings(spec: PipelineSpec, image: Optional[str] = None,
       pipeline_root=_remote(pipeline_root or kf.pipeline_root,
                             'kubeflow.pipeline_root', spec,
                             'gs://bucket/pipeline-root'),
-      data=_remote(data or kf.data or spec.data.csv, 'kubeflow.data', spec,
+      data=_remote(data or kf.data or spec.data.path, 'kubeflow.data', spec,
                    'gs://bucket/data/'),
       schema=_schema(spec),
       push_destination=push_destination,
@@ -343,7 +345,7 @@ def cluster_spec(spec: PipelineSpec, settings: ClusterSettings
   """The spec as the cluster reads it: data, schema and push destination
   replaced by the cluster's URIs."""
   return spec.model_copy(update={
-      'data': spec.data.model_copy(update={'csv': settings.data}),
+      'data': spec.data.with_path(settings.data),
       'schema_file': settings.schema,
       'module_file': settings.module_file,
       'push': spec.push.model_copy(

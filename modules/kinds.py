@@ -32,24 +32,47 @@ TEXT_MIN_DISTINCT_SHARE = 0.5
 TEXT_MIN_MEAN_WORDS = 5.0
 # Image files named by path (relative to the CSV), by their extension.
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.gif', '.bmp')
+# Encoded images (a tf.Example's bytes), by their first bytes: the formats
+# tf.io.decode_image reads. BMP's two letters also begin text ("BMW"), so
+# its header is checked further (`is_image_bytes`).
+IMAGE_SIGNATURES = (b'\x89PNG\r\n\x1a\n', b'\xff\xd8\xff', b'GIF87a',
+                    b'GIF89a')
+# A BMP's info header sizes (its versions' and OS/2's).
+_BMP_HEADER_SIZES = (12, 16, 40, 52, 56, 64, 108, 124)
+
+
+def is_image_bytes(data: bytes) -> bool:
+  """Whether `data` is an encoded PNG, JPEG, GIF or BMP image, by its
+  signature (a BMP: "BM", zero reserved bytes and a known header size)."""
+  if data.startswith(IMAGE_SIGNATURES):
+    return True
+  return (len(data) >= 26 and data[:2] == b'BM' and data[6:10] == bytes(4)
+          and int.from_bytes(data[14:18], 'little') in _BMP_HEADER_SIZES)
 
 
 @dataclasses.dataclass(frozen=True)
 class ColumnFacts:
   """What the pre-flight scan saw of a column: its CSV kind (INT, FLOAT or
-  STRING), whether every value is an ISO-8601 date, the share of distinct
-  values among the rows, the mean words a value, and whether every value
-  names an image file."""
+  STRING; a tf.Example's int64, float or bytes list), whether every value
+  is an ISO-8601 date, the share of distinct values among the rows, the
+  mean words a value, whether every value names an image file (CSV), and
+  whether every value is an encoded image (`is_image_bytes`: tf.Examples'
+  bytes)."""
   csv_kind: str
   looks_like_date: bool = False
   distinct_share: float = 0.0
   mean_words: float = 0.0
   image_paths: bool = False
+  image_bytes: bool = False
+
+  @property
+  def is_image(self) -> bool:
+    return self.image_paths or self.image_bytes
 
   @property
   def plain_text(self) -> bool:
     return (self.csv_kind == _STRING and not self.looks_like_date and
-            not self.image_paths)
+            not self.is_image)
 
 
 class Kind:
@@ -141,7 +164,7 @@ class ImageKind(Kind):
   encoded = True
 
   def recognise(self, facts):
-    return facts.csv_kind == _STRING and facts.image_paths
+    return facts.csv_kind == _STRING and facts.is_image
 
 
 CATEGORICAL = CategoricalKind()  # what a column no other kind takes is

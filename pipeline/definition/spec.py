@@ -29,6 +29,7 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from components import example_gens
 from components.csv_format import DEFAULT_NULL_VALUES
 from modules import kinds
 from modules.config import (
@@ -83,16 +84,61 @@ class TimeSplit(_Strict):
     return str(self.eval_from)
 
 
+# A data.tfrecord path with one of these endings names one file; any other
+# path a folder (decided from the name alone: the definition reads no
+# files). TFX's ImportExampleGen reads a file ending in .gz as gzipped.
+TFRECORD_FILE_ENDINGS = ('.tfrecord', '.tfrecords', '.tfrecord.gz',
+                         '.tfrecords.gz', '.gz')
+
+
 class DataSpec(_Strict):
-  """`csv`: a folder of CSV files with a header row, or one file.
+  """The data: exactly one of `csv` and `tfrecord`.
+
+  `csv`: a folder of CSV files with a header row, or one file.
   `null_values`: cell texts that mean "missing" (the empty cell always
-  does); components/csv_format.py has the reading rules. `split`: hash
-  buckets per split ({train: 4, eval: 1}: a fifth of the rows, chosen by a
-  hash of each row's text, is the eval split) or a time-ordered split
-  `{by: COLUMN, eval_from: VALUE}`."""
-  csv: str
+  does); components/csv_format.py has the reading rules. `tfrecord`: a
+  folder of TFRecord files of tf.Examples (gzipped when named .gz), or one
+  file (named .tfrecord, .tfrecords or .gz), read by TFX's
+  ImportExampleGen; a value is missing when its feature is absent or
+  empty. `split`: hash buckets per split ({train: 4, eval: 1}: a fifth of
+  the rows, chosen by a hash of each row, is the eval split) or, for CSV,
+  a time-ordered split `{by: COLUMN, eval_from: VALUE}`."""
+  csv: Optional[str] = None
+  tfrecord: Optional[str] = None
   split: Union[TimeSplit, Dict[str, int]] = {'train': 4, 'eval': 1}
   null_values: List[str] = list(DEFAULT_NULL_VALUES)
+
+  @property
+  def format(self) -> str:
+    """The key that names the data: csv or tfrecord."""
+    return 'tfrecord' if self.tfrecord is not None else 'csv'
+
+  @property
+  def path(self) -> str:
+    """The folder or file the data is read from."""
+    return self.tfrecord if self.tfrecord is not None else self.csv or ''
+
+  @property
+  def key(self) -> str:
+    """The spec key naming the data, for messages (data.csv, ...)."""
+    return f'data.{self.format}'
+
+  @property
+  def example_gen_id(self) -> str:
+    """The node id of the ExampleGen that reads this format."""
+    return example_gens.EXAMPLE_GENS[self.format]
+
+  @property
+  def single_file(self) -> bool:
+    """Whether `path` names one file rather than a folder, by its name."""
+    name = os.path.basename(self.path).lower()
+    if self.format == 'csv':
+      return os.path.splitext(name)[1] == '.csv'
+    return name.endswith(TFRECORD_FILE_ENDINGS)
+
+  def with_path(self, path: str) -> 'DataSpec':
+    """This data spec reading `path` instead (Kubeflow's data URI)."""
+    return self.model_copy(update={self.format: path})
 
 
 class BaseModelSpec(_Strict):
@@ -194,7 +240,8 @@ class RunnerSpec(_Strict):
   enable_cache: bool = True
 
 
-# Kubeflow: components a spec may give resources, by spec key -> TFX node id.
+# Kubeflow: components a spec may give resources, by spec key -> TFX node id
+# (example_gen: the data format's, DataSpec.example_gen_id).
 KUBEFLOW_COMPONENTS = {
     'example_gen': 'CsvExampleGen', 'statistics_gen': 'StatisticsGen',
     'schema_gen': 'ImportSchemaGen', 'example_validator': 'ExampleValidator',
@@ -228,7 +275,7 @@ class KubeflowSpec(_Strict):
 
   Every location is read inside the cluster, so each must be a URI
   (gs://, s3://, ...): `pipeline_root`; `data` and `push_destination`
-  replace data.csv and push.destination there. The schema is read from the
+  replace data.csv (or data.tfrecord) and push.destination there. The schema is read from the
   image (schemas/ is installed in it) unless `schema` names a URI.
   `base_model` (fine-tuning from another pipeline) is a pushed model base
   URI whose newest version is used. `resources` are per component (keys of
@@ -386,8 +433,8 @@ _ENCODER_PATH_KEYS = ('huggingface', 'weights', 'keras_file', 'saved_model')
 # PipelineSpec fields the loader and the runner set, never a YAML key.
 _INTERNAL = ('source', 'module_functions', 'label_stats')
 # Keys that hold paths, resolved against the spec's folder.
-_PATH_KEYS = (('data', 'csv'), ('schema',), ('module_file',),
-              ('push', 'destination'),
+_PATH_KEYS = (('data', 'csv'), ('data', 'tfrecord'), ('schema',),
+              ('module_file',), ('push', 'destination'),
               ('runner', 'pipeline_root'), ('runner', 'metadata'),
               ('training', 'base_model', 'path'))
 
@@ -524,6 +571,7 @@ def _check_consistency(spec: PipelineSpec) -> None:
   _check(f.label not in seen, src, 'features.label',
          f'{f.label!r} is also listed in features.{seen.get(f.label)}; the '
          'label is neither a feature nor excluded')
+  _check_data(spec)
   split = spec.data.split
   if isinstance(split, TimeSplit):
     _check(split.by != f.label, src, 'data.split.by',
@@ -562,6 +610,25 @@ def _check_consistency(spec: PipelineSpec) -> None:
          'runner.metadata', 'give a SQLite file path or a '
          'mysql://user@host:port/database URI (grpc:// stores are read by the '
          'lineage commands only)')
+
+
+def _check_data(spec: PipelineSpec) -> None:
+  """One data key; the CSV reading rules are not offered for tf.Examples,
+  whose values are typed and whose missing values are absent features."""
+  src, data = spec.source, spec.data
+  given = [k for k in ('csv', 'tfrecord') if getattr(data, k) is not None]
+  _check(len(given) == 1, src, 'data', 'give exactly one of csv, tfrecord '
+         f'(got {" and ".join(given) or "none"})')
+  _check(bool(data.path), src, data.key, 'must name a folder or a file')
+  if data.format != 'tfrecord':
+    return
+  _check(list(data.null_values) == list(DEFAULT_NULL_VALUES), src,
+         'data.null_values', 'only CSV cells are read as missing by their '
+         'text; in tf.Examples a missing value is an absent or empty feature '
+         '(remove null_values)')
+  _check(not isinstance(data.split, TimeSplit), src, 'data.split',
+         'a time split reads CSV; TFRecords are split by hash buckets '
+         '({train: 4, eval: 1})')
 
 
 def _check_search_space(spec: PipelineSpec) -> None:

@@ -4,16 +4,19 @@ A baseline compared with the pipeline's model must see the same rows: the
 ExampleGen hashes each row into a split, and no other code can repeat that
 exactly. `pipeline_split` reads what it wrote under a run's pipeline root:
 
-  <pipeline_root>/CsvExampleGen/examples/<execution id>/Split-<name>/*.gz
+  <pipeline_root>/<ExampleGen>/examples/<execution id>/Split-<name>/*.gz
 
-gzipped TFRecord files of tf.Examples, one folder per split. Of several
-executions (a changed CSV makes a new one; a cached run makes none), the
-newest is read: the largest execution id, which ML Metadata hands out in
-order.
+gzipped TFRecord files of tf.Examples, one folder per split; <ExampleGen>
+is the node id of the data's format (CsvExampleGen, ImportExampleGen:
+components/example_gens.py). Of several executions (a changed CSV makes a
+new one; a cached run makes none), the newest is read: the largest
+execution id, which ML Metadata hands out in order (across the ExampleGens
+too, should a pipeline's data have changed format).
 
 A tf.Example keeps no column order and leaves a missing cell out (or
 empty), so a table's columns are sorted by name, and a value the row lacks
-is NaN (numbers) or None (text).
+is NaN (numbers) or None (text). Bytes that are not UTF-8 text (an
+encoded image) stay bytes.
 """
 
 import os
@@ -22,9 +25,9 @@ from typing import Any, Dict, List, Optional
 
 import pandas as pd
 
+from components.example_gens import EXAMPLE_GEN_IDS
 from pipeline.errors import PipelineError
 
-EXAMPLE_GEN = 'CsvExampleGen'
 SPLIT_PREFIX = 'Split-'
 
 
@@ -44,27 +47,40 @@ def examples_dir(pipeline_root: str) -> str:
   Raises:
     SplitError: there is no ExampleGen output with splits under the root.
   """
-  base = os.path.join(pipeline_root, EXAMPLE_GEN, 'examples')
-  try:
-    names = os.listdir(base)
-  except OSError as e:
-    raise SplitError(f'{base}: no ExampleGen output ({e.strerror})') from e
-  with_splits = [n for n in names if re.fullmatch(r'\d+', n) and any(
-      s.startswith(SPLIT_PREFIX) for s in os.listdir(os.path.join(base, n)))]
+  bases = [os.path.join(pipeline_root, node, 'examples')
+           for node in EXAMPLE_GEN_IDS]
+  found = [base for base in bases if os.path.isdir(base)]
+  if not found:
+    raise SplitError(f'{pipeline_root}: no ExampleGen output (no '
+                     f'{" or ".join(EXAMPLE_GEN_IDS)}/examples folder)')
+  with_splits = [(int(n), os.path.join(base, n))
+                 for base in found for n in os.listdir(base)
+                 if re.fullmatch(r'\d+', n) and any(
+                     s.startswith(SPLIT_PREFIX)
+                     for s in os.listdir(os.path.join(base, n)))]
   if not with_splits:
-    raise SplitError(f'{base}: no execution folder with Split-* folders')
-  return os.path.join(base, max(with_splits, key=int))
+    raise SplitError(f'{" and ".join(found)}: no execution folder with '
+                     'Split-* folders')
+  return max(with_splits)[1]
+
+
+def _text_or_bytes(value: bytes):
+  """Text as str; other bytes (an encoded image) as they are."""
+  try:
+    return value.decode('utf-8')
+  except UnicodeDecodeError:
+    return value
 
 
 def _value(feature) -> Any:
-  """A feature's one value (bytes decoded), its list if it has several, or
-  None when it has none (a missing cell)."""
+  """A feature's one value (UTF-8 bytes decoded), its list if it has
+  several, or None when it has none (a missing cell)."""
   kind = feature.WhichOneof('kind')
   if kind is None:
     return None
   values = list(getattr(feature, kind).value)
   if kind == 'bytes_list':
-    values = [v.decode('utf-8') for v in values]
+    values = [_text_or_bytes(v) for v in values]
   if not values:
     return None
   return values[0] if len(values) == 1 else values

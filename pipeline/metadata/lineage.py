@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
+from components.example_gens import EXAMPLE_GEN_IDS
 from pipeline.errors import PipelineError, whole
 from pipeline.metadata import results
 from pipeline.metadata import store as metadata_lib
@@ -473,7 +474,8 @@ def _run_facts(store: mlmd.MetadataStore, run_id: str) -> Dict[str, Any]:
   facts: Dict[str, Any] = {
       'components': {c.id: c.state for c in record.components()
                      if not c.is_resolver}}
-  examples = record.artifacts('CsvExampleGen', 'examples')
+  examples = [artifact for node in EXAMPLE_GEN_IDS
+              for artifact in record.artifacts(node, 'examples')]
   facts['data_fingerprint'] = (
       custom_property(examples[0], 'input_fingerprint') if examples else None)
   schemas = record.artifacts('ImportSchemaGen', 'schema')

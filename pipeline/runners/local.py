@@ -202,7 +202,7 @@ def run_checked(checked: preflight.Preflight, progress: Progress = print,
   """
   started = time.monotonic()
   spec = checked.spec
-  progress(f'pipeline {spec.name}: {checked.rows} rows in {spec.data.csv}')
+  progress(f'pipeline {spec.name}: {checked.rows} rows in {spec.data.path}')
   base_model = preflight.locate_base_model(spec)
   if base_model:
     what = 'pretrained encoder' if spec.model.pretrained() else 'base model'
@@ -293,7 +293,7 @@ def infer_schema(checked: preflight.Preflight, output: str,
   from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
   from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=g-import-not-at-top
   spec = checked.spec
-  progress(f'pipeline {spec.name}: {checked.rows} rows in {spec.data.csv}')
+  progress(f'pipeline {spec.name}: {checked.rows} rows in {spec.data.path}')
   if metadata_lib.kind(spec.runner.metadata) == 'sqlite':
     os.makedirs(os.path.dirname(spec.runner.metadata), exist_ok=True)
   env = local_environment(spec, column_kinds=checked.column_kinds)
@@ -313,7 +313,7 @@ def infer_schema(checked: preflight.Preflight, output: str,
   for_serving(schema, spec)
   optional = [f.name for f in schema.feature if preflight.is_optional(f)]
   header = (
-      f'# Inferred by `python -m pipeline schema` from {spec.data.csv} '
+      f'# Inferred by `python -m pipeline schema` from {spec.data.path} '
       f'({checked.rows} rows, {datetime.date.today().isoformat()}).\n'
       '# Curate it (domains, presence, value ranges), commit it, and name it\n'
       '# in the spec\'s `schema:`; ExampleValidator then checks new data '

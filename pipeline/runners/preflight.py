@@ -7,6 +7,12 @@ could be trained or pushed. The CSV is read by components/csv_format.py's
 rules, the ones the pipeline's ExampleGen reads it by, so what passes here
 is what the pipeline reads. `validate` runs exactly these checks.
 
+TFRecord data (`data.tfrecord`) is read through TensorFlow, imported only
+then (`tfrecord_examples`): each tf.Example's value lists give the column
+kinds (int64 INT, float FLOAT, bytes STRING), and a bytes value that is an
+encoded image (PNG, JPEG, GIF, BMP, by its first bytes) makes an image
+column, recognised as the CSV's image paths are.
+
 The data also decides what a spec may leave out: the number of classes (a
 STRING label's distinct names; an INT label's largest index + 1) and, when
 no feature is listed, the features (every other column: numbers numeric,
@@ -22,7 +28,8 @@ import dataclasses
 import io
 import math
 import os
-from typing import Any, Counter, Dict, List, Optional, Tuple
+import re
+from typing import Any, Counter, Dict, Iterator, List, Optional, Tuple
 
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
@@ -30,7 +37,11 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from components import csv_format
 from modules import kinds as kinds_lib
 from modules import tasks
-from pipeline.definition.spec import PipelineSpec, is_uri
+from pipeline.definition.spec import (
+  TFRECORD_FILE_ENDINGS,
+  PipelineSpec,
+  is_uri,
+)
 from pipeline.errors import PipelineError
 from pipeline.paths import folder_problem
 
@@ -104,18 +115,90 @@ class _Files:
 
 def csv_files(path: str) -> List[str]:
   """The CSV files ExampleGen will read for `data.csv` (a folder or a file)."""
+  return data_files(path, 'data.csv')
+
+
+_DATA_WORDS = {'data.csv': 'CSV files or one CSV file',
+               'data.tfrecord': 'TFRecord files of tf.Examples or one such '
+                                'file'}
+
+
+def data_files(path: str, key: str) -> List[str]:
+  """The files ExampleGen will read for the spec's `key` (data.csv or
+  data.tfrecord): the files of a folder, or the one file."""
   fs = _Files(path)
   if not fs.exists(path):
-    raise PreflightError(f'{path}: data not found (data.csv in the spec); '
-                         'point it at a folder of CSV files or one CSV file')
+    raise PreflightError(f'{path}: data not found ({key} in the spec); '
+                         f'point it at a folder of {_DATA_WORDS[key]}')
   if not fs.isdir(path):
     return [path]
   files = sorted(fs.join(path, n) for n in fs.listdir(path)
                  if not fs.isdir(fs.join(path, n)))
   if not files:
-    raise PreflightError(f'{path}: the data folder holds no files (data.csv '
+    raise PreflightError(f'{path}: the data folder holds no files ({key} '
                          'in the spec)')
   return files
+
+
+# A gzip stream's first bytes.
+_GZIP_MAGIC = b'\x1f\x8b'
+
+
+def tfrecord_examples(path: str) -> Iterator[Tuple[int, Any]]:
+  """The tf.Examples of one TFRecord file, numbered from 1. Gzipped or not
+  is told by the file's first bytes, and must agree with its name: TFX's
+  ImportExampleGen (through Beam) reads a file named .gz as gzipped and
+  any other as plain.
+
+  TensorFlow is imported here, so only TFRecord data pays for it.
+
+  Raises:
+    PreflightError: a compression the name does not say, not a TFRecord
+      file, or a record that is no tf.Example (one line naming the file).
+  """
+  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+  from google.protobuf import message
+  # pylint: enable=g-import-not-at-top
+  fs = _Files(path)
+  with fs.open(path, 'rb') as f:
+    head = f.read(2)
+  if not head:
+    return  # an empty shard: no records
+  gzipped = head == _GZIP_MAGIC
+  if gzipped != path.lower().endswith('.gz'):
+    raise PreflightError(
+        f'{path}: ' + ('gzipped, but its name does not end in .gz' if gzipped
+                       else 'named .gz, but not gzipped') +
+        '; ImportExampleGen tells a gzipped TFRecord file by its name: '
+        'rename it')
+  dataset = tf.data.TFRecordDataset(path,
+                                    compression_type='GZIP' if gzipped else '')
+  number = 0
+  try:
+    for record in dataset.as_numpy_iterator():
+      number += 1
+      try:
+        example = tf.train.Example.FromString(record)
+      except message.DecodeError:
+        example = None
+      # A record of another message can parse (a tf.SequenceExample's
+      # context reads as features): it leaves fields an Example lacks.
+      size = example.ByteSize() if example is not None else -1
+      if example is not None:
+        example.DiscardUnknownFields()
+      if example is None or example.ByteSize() != size:
+        raise PreflightError(
+            f'{path}: record {number} is not a tf.Example; data.tfrecord '
+            'names TFRecord files of serialized tf.train.Example protos')
+      yield number, example
+  except tf.errors.OpError as e:
+    # TensorFlow's message without its op's name around it.
+    detail = re.sub(r'\{\{.*?\}\}|\[Op:.*', '', str(e.message))
+    detail = ' '.join(detail.split())[:200]
+    raise PreflightError(
+        f'{path}: not a TFRecord file (record {number + 1}: {detail}); '
+        'data.tfrecord names TFRecord files of tf.Examples') from None
 
 
 def load_schema(path: str) -> schema_pb2.Schema:
@@ -237,8 +320,19 @@ def _read(path: str) -> Tuple[List[str], 'csv.reader']:
   return [name.strip() for name in header or []], reader
 
 
+# A tf.Example's value lists as column kinds, and back.
+_LIST_KINDS = {'int64_list': csv_format.INT, 'float_list': csv_format.FLOAT,
+               'bytes_list': csv_format.STRING}
+_LIST_NAMES = {kind: name for name, kind in _LIST_KINDS.items()}
+
+
+def _article(name: str) -> str:
+  return f'{"an" if name[0] in "aeiou" else "a"} {name}'
+
+
 class _Scan:
-  """One pass over the CSV files: types, presence and the label."""
+  """One pass over the CSV files (or the tf.Examples): types, presence and
+  the label."""
 
   def __init__(self, schema: Optional[schema_pb2.Schema],
                null_values=csv_format.DEFAULT_NULL_VALUES,
@@ -256,8 +350,9 @@ class _Scan:
     self.schema = schema
     self.header: Optional[List[str]] = None
     self.inferred: Dict[str, Optional[str]] = {}
-    # The first cell that made an inferred column STRING: (path, line, text).
-    self.first_text: Dict[str, Tuple[str, int, str]] = {}
+    # The first cell that made an inferred column STRING: (where: the file,
+    # line and column, text).
+    self.first_text: Dict[str, Tuple[str, str]] = {}
     self.label_counts: Counter[str] = collections.Counter()
     # Per column: whether every value so far is ISO-8601 date text, and
     # its distinct values (not for FLOAT columns, where all-distinct is
@@ -270,6 +365,10 @@ class _Scan:
     self.text_values: Counter[str] = collections.Counter()
     self.words: Counter[str] = collections.Counter()
     self.image_paths: Dict[str, bool] = {}
+    # tf.Examples' bytes: per column, the values that are encoded images,
+    # and where the first value that is neither an image nor UTF-8 text is.
+    self.image_values: Counter[str] = collections.Counter()
+    self.binary: Dict[str, str] = {}
     self.rows = 0
 
   def _check_header(self, path: str, header: List[str]) -> None:
@@ -346,7 +445,7 @@ class _Scan:
       before = self.inferred.get(name)
       self.inferred[name] = csv_format.widen(before, kind)
       if kind == csv_format.STRING and name not in self.first_text:
-        self.first_text[name] = (path, line, cell.strip())
+        self.first_text[name] = (where, cell.strip())
       return cell.strip() if self.inferred[name] == csv_format.STRING else (
           csv_format.parse(cell, self.inferred[name]))
     try:
@@ -362,11 +461,113 @@ class _Scan:
       return None
     return value
 
-  def _text_value(self, name: str, text: str) -> None:
+  def example(self, path: str, number: int, example: Any) -> None:
+    """One tf.Example (record `number` of a TFRecord file): the kinds of
+    its value lists, presence, the label, and what recognition reads. A
+    feature that is absent or holds no value is a missing value."""
+    features = example.features.feature
+    where = f'{path}: record {number}'
+    if self.label is not None and self.label not in features:
+      raise PreflightError(
+          f'{where}: no feature {self.label!r} (features.label); its '
+          f'features: {", ".join(sorted(features)) or "none"}')
+    for name in sorted(features):
+      column = self.columns.get(name)
+      if column is None:
+        if self.schema is not None:
+          raise PreflightError(
+              f'{where}: feature {name!r} is not in the schema; add it to the '
+              'schema or leave it out of the tf.Examples')
+        column = self.columns[name] = _Column(kind=None)
+      feature = features[name]
+      which = feature.WhichOneof('kind')
+      self._record_value(f'{where}, feature {name}', name, column, which,
+                         getattr(feature, which).value if which else ())
+    for name, column in self.columns.items():
+      if column.required and name not in features:
+        raise PreflightError(
+            f'{where}: feature {name!r} is missing, but the schema requires '
+            'it (presence min_fraction 1.0); fill or drop the example')
+    self.rows += 1
+
+  def _record_value(self, where: str, name: str, column: _Column,
+                    which: Optional[str], values) -> None:
+    if len(values) > 1:
+      raise PreflightError(
+          f'{where}: {len(values)} values; only one value per row is read '
+          '(a feature is a column): write one value, or leave the feature '
+          'out of the tf.Examples')
+    if not values:
+      if column.required or name == self.label:
+        what = ('the label is missing; every example needs one'
+                if name == self.label else
+                'no value, but the schema requires one (presence '
+                'min_fraction 1.0); fill or drop the example')
+        raise PreflightError(f'{where}: {what}')
+      return
+    kind = _LIST_KINDS[which]
+    if column.kind is not None and kind != column.kind:
+      raise PreflightError(
+          f'{where}: {_article(which)}, but the schema says '
+          f'{column.schema_type} ({_article(_LIST_NAMES[column.kind])})')
+    before = self.inferred.get(name)
+    if column.kind is None and before not in (None, kind):
+      raise PreflightError(
+          f'{where}: {_article(which)}, but earlier examples hold '
+          f'{_article(_LIST_NAMES[before])}; a feature keeps one type')
+    self.inferred[name] = kind
+    value = values[0]
+    if kind == csv_format.FLOAT and math.isnan(value):
+      if name == self.label:
+        raise PreflightError(f'{where}: the label is NaN; every example '
+                             'needs one')
+      if column.required or column.disallow_nan:
+        raise PreflightError(f'{where}: NaN, but the schema forbids missing '
+                             'values; fill or drop the example')
+      return
+    if name == self.label:
+      self.label_counts[self._label_text(where, kind, value)] += 1
+    elif kind == csv_format.STRING:
+      self._bytes_value(where, name, value)
+
+  @staticmethod
+  def _label_text(where: str, kind: str, value) -> str:
+    """A label value as the CSV would write it (what `_task` reads)."""
+    if kind != csv_format.STRING:
+      return repr(value)
+    try:
+      return value.decode('utf-8').strip()
+    except UnicodeDecodeError:
+      raise PreflightError(f'{where}: the label is not UTF-8 text; give '
+                           'class names as text, or numbers') from None
+
+  def _bytes_value(self, where: str, name: str, value: bytes) -> None:
+    """A tf.Example's bytes: an encoded image, text, or other bytes."""
+    if not value:
+      return  # the empty value: a missing text, a blank image
+    if kinds_lib.is_image_bytes(value):
+      self.image_values[name] += 1
+      return
+    try:
+      text = value.decode('utf-8').strip()
+    except UnicodeDecodeError:
+      self.binary.setdefault(name, where)
+      return
+    self.first_text.setdefault(name, (where, text))
+    # A path in a tf.Example names no file the ExampleGen reads.
+    self._text_value(name, text, paths=False)
+
+  def records_done(self) -> None:
+    """After the last tf.Example: the columns in name order (a tf.Example
+    keeps none), each schema feature among them."""
+    self.header = sorted(self.columns)
+
+  def _text_value(self, name: str, text: str, paths: bool = True) -> None:
     if self.dates.get(name, True):
       self.dates[name] = csv_format.is_date_text(text)
     if self.image_paths.get(name, True):
-      self.image_paths[name] = text.lower().endswith(kinds_lib.IMAGE_EXTENSIONS)
+      self.image_paths[name] = paths and text.lower().endswith(
+          kinds_lib.IMAGE_EXTENSIONS)
     self.text_values[name] += 1
     self.words[name] += len(text.split())
     seen = self.distinct[name]
@@ -384,7 +585,9 @@ class _Scan:
         distinct_share=(len(self.distinct.get(name, ())) / self.rows
                         if self.rows else 0.0),
         mean_words=self.words.get(name, 0) / values if values else 0.0,
-        image_paths=bool(values) and self.image_paths.get(name, False))
+        image_paths=bool(values) and self.image_paths.get(name, False),
+        image_bytes=(bool(self.image_values.get(name)) and not values and
+                     name not in self.binary))
 
   def kinds(self) -> Dict[str, str]:
     return {name: column.kind or self.inferred.get(name) or csv_format.STRING
@@ -396,27 +599,66 @@ def _check_columns(spec: PipelineSpec, scan: _Scan) -> None:
   usable kinds (by the same inference the ExampleGen makes)."""
   f = spec.features
   kinds = scan.kinds()
-  source = spec.data.csv
+  source = spec.data.path
+  records = spec.data.format == 'tfrecord'
   named = ([(f.label, 'features.label')] +
            [(k, f'features.{kind.name}') for k, kind in kinds_lib.columns(f)] +
            [(k, 'features.exclude') for k in f.exclude])
   for name, key in named:
     if name not in kinds:
-      raise PreflightError(f'{source}: {key}: {name!r} is not a column of the '
-                           f'data (columns: {", ".join(kinds)})')
+      what = ('a feature of the tf.Examples (features' if records else
+              'a column of the data (columns')
+      raise PreflightError(f'{source}: {key}: {name!r} is not {what}: '
+                           f'{", ".join(kinds)})')
   for name in f.numeric:
     if kinds[name] == csv_format.STRING:
-      path, line, text = scan.first_text.get(name, (source, 0, ''))
+      where, text = scan.first_text.get(
+          name, (f'{source}: column {name}', ''))
+      todo = ('write it as an int64_list or a float_list' if records else
+              'add the token to data.null_values if it means "missing"')
       raise PreflightError(
-          f'{path}: line {line}, column {name}: {text!r} is not a number, but '
-          f'features.numeric lists {name}; add the token to data.null_values '
-          'if it means "missing", or make the column categorical')
+          f'{where}: {text!r} is not a number, but features.numeric lists '
+          f'{name}; {todo}, or make the column categorical')
   for name in f.date:
     if kinds[name] != csv_format.STRING or not scan.looks_like_date(name):
       raise PreflightError(
           f'{source}: features.date: column {name} holds values that are not '
           'ISO-8601 dates (YYYY-MM-DD, or with a time: YYYY-MM-DDTHH:MM:SS); '
           'write them so, or list the column as another kind')
+
+
+def _check_bytes(spec: PipelineSpec, scan: _Scan) -> None:
+  """tf.Examples' bytes features hold one thing each: encoded images (an
+  image column, listed or recognised), or text. Other binary values are
+  refused unless excluded: no kind reads them."""
+  f = spec.features
+  for name in scan.header or []:
+    if name == f.label or name in f.exclude:
+      continue
+    listed = kinds_lib.kind_of(f, name)
+    images = scan.image_values.get(name, 0)
+    if name in scan.binary:
+      raise PreflightError(
+          f'{scan.binary[name]}: bytes that are no PNG, JPEG, GIF or BMP '
+          'image and no UTF-8 text; add the feature to features.exclude, or '
+          'write images or text')
+    if images and name in scan.first_text:
+      where, text = scan.first_text[name]
+      raise PreflightError(
+          f'{where}: text ({text[:40]!r}) in a feature that holds encoded '
+          'images in other examples; a feature holds images or text')
+    if listed is not None and listed.name == 'image' and not images:
+      where, text = scan.first_text.get(name, (f'{spec.data.path}: '
+                                               f'feature {name}', ''))
+      raise PreflightError(
+          f'{where}: features.image lists {name}, but it holds text '
+          f'({text[:40]!r}), not encoded image bytes (PNG, JPEG, GIF or '
+          'BMP); ImportExampleGen reads no files: write each image\'s bytes '
+          'into its tf.Example')
+    if listed is not None and listed.name != 'image' and images:
+      raise PreflightError(
+          f'{spec.data.path}: features.{listed.name}: {name} holds encoded '
+          'images; list it under features.image')
 
 
 def _is_whole(text: str) -> bool:
@@ -427,7 +669,7 @@ def _task(spec: PipelineSpec, kind: str, counts: Counter[str]
           ) -> Tuple[str, Optional[int], tasks.LabelStats]:
   """The task, the number of classes and the label's statistics that the
   label's values imply, checked against what the spec says."""
-  f, source = spec.features, spec.data.csv
+  f, source = spec.features, spec.data.path
   key = f'{source}: column {f.label} (features.label)'
   task = f.task
   numbers = kind in (csv_format.INT, csv_format.FLOAT)
@@ -531,6 +773,30 @@ def check_paths(spec: PipelineSpec) -> None:
                      'runner.metadata', spec, named=metadata)
 
 
+def _scan_tfrecords(spec: PipelineSpec, scan: _Scan) -> None:
+  """Every tf.Example of data.tfrecord into `scan`. The path names one file
+  or a folder by its name (`DataSpec.single_file`: the pipeline decides so
+  without reading it), which must agree with what it is."""
+  path = spec.data.tfrecord
+  key = f'{spec.source}: data.tfrecord: {path}'
+  endings = ', '.join(TFRECORD_FILE_ENDINGS)
+  files = data_files(path, 'data.tfrecord')
+  folder = _Files(path).isdir(path)
+  if spec.data.single_file and folder:
+    raise PreflightError(f'{key}: a folder, but named as a file ({endings}); '
+                         'rename the folder')
+  if not spec.data.single_file and not folder:
+    raise PreflightError(f'{key}: one file, but not named {endings}; rename '
+                         'it, or give its folder')
+  for name in files:
+    for number, example in tfrecord_examples(name):
+      scan.example(name, number, example)
+  if not scan.rows:
+    raise PreflightError(f'{path}: no tf.Example in the TFRecord files '
+                         '(data.tfrecord in the spec)')
+  scan.records_done()
+
+
 def run_preflight(spec: PipelineSpec) -> Preflight:
   """All checks, and the spec resolved against the data.
 
@@ -544,10 +810,15 @@ def run_preflight(spec: PipelineSpec) -> Preflight:
     schema = load_schema(spec.schema_file)
     check_features(spec, schema)
   scan = _Scan(schema, spec.data.null_values, spec.features.label)
-  for path in csv_files(spec.data.csv):
-    scan.file(path)
+  if spec.data.format == 'tfrecord':
+    _scan_tfrecords(spec, scan)
+  else:
+    for path in csv_files(spec.data.csv):
+      scan.file(path)
   if schema is None:
     _check_columns(spec, scan)
+  if spec.data.format == 'tfrecord':
+    _check_bytes(spec, scan)
   kinds = scan.kinds()
   label = spec.features.label
   if spec.uses_module_file('run_fn') and kinds[label] == csv_format.STRING:
