@@ -66,7 +66,7 @@ def expected_edges(spec):
                     for n in needs}
              for node, needs in edges.items() if node != 'ImportSchemaGen'}
     edges['SchemaGen'] = {'StatisticsGen'}
-  if spec.training.mode == 'finetune':
+  if spec.training.mode == 'finetune' and not spec.model.pretrained():
     edges['base_model_finder'] = set()
     edges['Tuner'].add('base_model_finder')
     edges['Trainer'].add('base_model_finder')
@@ -76,7 +76,7 @@ def expected_edges(spec):
 def load(path, target='kfp', **extra):
   overrides = {**CLUSTER, 'kubeflow.target': target, **extra}
   spec = spec_lib.load_spec(path, overrides)
-  if (spec.training.mode == 'finetune' and
+  if (spec.training.mode == 'finetune' and spec.training.base_model and
       spec.training.base_model.latest_blessed not in (None, spec.name)):
     spec = spec_lib.load_spec(path, {**overrides,
                                      'kubeflow.base_model': SOURCE_PUSH_BASE})
@@ -233,6 +233,29 @@ def test_base_model_uri_is_imported(tmp_path):
       'base_model_importer_executor']
   assert importer['importer']['artifactUri']['constant'] == (
       'gs://bucket/models/base')
+
+
+def test_pretrained_encoders_on_the_cluster(compiled, tmp_path):
+  # The bundled MiniLM is in the image: the pods resolve it by name.
+  _, proto, _ = compiled['rotten-tomatoes']
+  assert 'encoder_importer' not in proto.root.dag.tasks
+  assert 'base_model' not in proto.root.dag.tasks['Trainer'].inputs.artifacts
+  path = os.path.join(REPO, 'pipeline', 'specs', 'rotten_tomatoes.yaml')
+  encoder = 'model.encoders.review.huggingface'
+  output = str(tmp_path / 'p.yaml')
+  compile_to(path, output, **{
+      'model.encoders': {'review': {'huggingface': 'gs://bucket/minilm'}}})
+  with open(output) as f:
+    compiled_yaml = yaml.safe_load(f)
+  importer = compiled_yaml['deploymentSpec']['executors'][
+      'encoder_importer_executor']
+  assert importer['importer']['artifactUri']['constant'] == 'gs://bucket/minilm'
+  with pytest.raises(runner.KubeflowError) as refused:
+    compile_to(path, output, **{
+        'model.encoders': {'review': {'huggingface': str(tmp_path)}}})
+  message = str(refused.value)
+  assert encoder in message and 'local path' in message
+  assert '\n' not in message
 
 
 def test_vertex_target_uses_its_accelerator_names_and_a_resolver(tmp_path):
