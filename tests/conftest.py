@@ -130,6 +130,16 @@ def run_pipeline(base, name, extra=(), env=None):
   return run_spec(None, base, name, [*BUDGET, *extra], env=env)
 
 
+def one_line_error(proc, *fragments):
+  """`proc` (a finished CLI command) refused its input: exit 2 and one line
+  on stderr, no traceback, holding every fragment."""
+  assert proc.returncode == 2, proc.stdout + proc.stderr
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and 'Traceback' not in proc.stderr, proc.stderr
+  for fragment in fragments:
+    assert fragment in lines[0], lines[0]
+
+
 def run_spec(spec, base, name, extra=(), env=None):
   """`run SPEC` (the default spec when None) under `base`: (the process,
   its summary, or None when it wrote none)."""

@@ -17,7 +17,7 @@ from modules import encoders, finetune, kinds, search_space, tasks
 from modules import model as model_lib
 from modules.config import PretrainedEncoder, TrainerConfig, TransformConfig
 from modules.features import FeaturesSpec
-from tests.conftest import REPO, cli
+from tests.conftest import REPO, cli, one_line_error
 
 MINILM = 'sentence-transformers/all-MiniLM-L6-v2'
 
@@ -208,17 +208,9 @@ runner: {{pipeline_root: root, metadata: metadata.sqlite}}
   return str(path)
 
 
-def _one_line_error(proc, *fragments):
-  assert proc.returncode == 2, proc.stdout + proc.stderr
-  lines = proc.stderr.strip().splitlines()
-  assert len(lines) == 1 and 'Traceback' not in proc.stderr, proc.stderr
-  for fragment in fragments:
-    assert fragment in lines[0], lines[0]
-
-
 def test_a_broken_encoder_path_stops_in_one_line(tmp_path):
   proc = cli('validate', _spec(tmp_path, '{huggingface: ./no/such/model}'))
-  _one_line_error(proc, 'model.encoders.review.huggingface',
+  one_line_error(proc, 'model.encoders.review.huggingface',
                   str(tmp_path / 'no' / 'such' / 'model'), 'does not exist')
 
 
@@ -235,15 +227,15 @@ def test_a_tokenizer_that_does_not_match_its_model_stops_in_one_line(
     else:
       os.symlink(source, copy / name)
   proc = cli('validate', _spec(tmp_path, f'{{huggingface: {copy}}}'))
-  _one_line_error(proc, 'model.encoders.review.huggingface', 'vocab')
+  one_line_error(proc, 'model.encoders.review.huggingface', 'vocab')
 
 
 def test_encoders_that_do_not_fit_their_column_are_refused(tmp_path):
   proc = cli('validate', _spec(tmp_path, 'cnn'))
-  _one_line_error(proc, 'model.encoders.review', 'does not encode text')
+  one_line_error(proc, 'model.encoders.review', 'does not encode text')
   proc = cli('validate', _spec(
       tmp_path, '{keras_application: EfficientNetLite0}'))
-  _one_line_error(proc, 'encodes image', 'text column')
+  one_line_error(proc, 'encodes image', 'text column')
 
 
 def test_trees_take_no_text(tmp_path):
@@ -252,7 +244,7 @@ def test_trees_take_no_text(tmp_path):
     text = f.read().replace('model:\n', 'model:\n  builder: gbt\n')
   with open(spec, 'w') as f:
     f.write(text)
-  _one_line_error(cli('validate', spec), 'model.builder', 'gbt trees take no '
+  one_line_error(cli('validate', spec), 'model.builder', 'gbt trees take no '
                   'text or image column')
 
 
@@ -261,13 +253,13 @@ def test_an_encoder_model_with_the_wrong_input_is_refused(tmp_path):
   model = keras.Model(numbers, keras.layers.Dense(2)(numbers))
   path = str(tmp_path / 'numbers.keras')
   model.save(path)
-  _one_line_error(cli('validate', _spec(tmp_path, f'{{keras_file: {path}}}')),
+  one_line_error(cli('validate', _spec(tmp_path, f'{{keras_file: {path}}}')),
                   'model.encoders.review.keras_file', 'raw string')
 
 
 def test_run_stops_on_a_broken_encoder_before_writing_anything(tmp_path):
   proc = cli('run', _spec(tmp_path, '{huggingface: ./no/such/model}'))
-  _one_line_error(proc, 'model.encoders.review.huggingface', 'does not exist')
+  one_line_error(proc, 'model.encoders.review.huggingface', 'does not exist')
   assert not (tmp_path / 'root').exists()
   assert not (tmp_path / 'metadata.sqlite').exists()
   assert not (tmp_path / 'serving').exists()

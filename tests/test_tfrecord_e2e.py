@@ -26,7 +26,14 @@ from kubeflow import runner
 from modules import kinds
 from pipeline.definition import spec as spec_lib
 from pipeline.experiments.splits import pipeline_split
-from tests.conftest import REPO, cli, pipeline_fixture, report_page, run_spec
+from tests.conftest import (
+  REPO,
+  cli,
+  one_line_error,
+  pipeline_fixture,
+  report_page,
+  run_spec,
+)
 
 FASHION = os.path.join(REPO, 'data', 'fashion_mnist')
 ROWS = 300
@@ -116,14 +123,6 @@ def _spec(tmp_path, data, label='label', extra=''):
   return path
 
 
-def _one_line_error(proc, *fragments):
-  assert proc.returncode == 2, proc.stdout + proc.stderr
-  lines = proc.stderr.strip().splitlines()
-  assert len(lines) == 1 and 'Traceback' not in proc.stderr, proc.stderr
-  for fragment in fragments:
-    assert fragment in lines[0], lines[0]
-
-
 # Without a run: recognition, and one-line refusals.
 
 
@@ -183,7 +182,7 @@ def test_a_csv_file_given_as_tfrecords_is_refused_in_one_line(tmp_path):
   with open(os.path.join(FASHION, 'fashion_mnist.csv'), 'rb') as f:
     (folder / 'fashion_mnist.csv').write_bytes(f.read())
   proc = cli('validate', _spec(tmp_path, str(folder)))
-  _one_line_error(proc, str(folder / 'fashion_mnist.csv'),
+  one_line_error(proc, str(folder / 'fashion_mnist.csv'),
                   'not a TFRecord file', 'data.tfrecord')
 
 
@@ -191,7 +190,7 @@ def test_a_missing_label_feature_is_refused_in_one_line(tmp_path):
   data = write_tfrecords(str(tmp_path / 'examples'), garment_examples(10),
                          shards=1)
   proc = cli('validate', _spec(tmp_path, data, label='garment'))
-  _one_line_error(proc, 'garments-00000-of-00001.tfrecord.gz: record 1',
+  one_line_error(proc, 'garments-00000-of-00001.tfrecord.gz: record 1',
                   "no feature 'garment' (features.label)", 'image, label')
 
 
@@ -199,7 +198,7 @@ def test_several_values_a_row_are_refused_in_one_line(tmp_path):
   examples = [_example({'label': b'Bag', 'sizes': [1.0, 2.0]})]
   data = write_tfrecords(str(tmp_path / 'examples'), examples, shards=1)
   proc = cli('validate', _spec(tmp_path, data))
-  _one_line_error(proc, 'record 1, feature sizes', '2 values',
+  one_line_error(proc, 'record 1, feature sizes', '2 values',
                   'only one value per row is read')
 
 
@@ -212,7 +211,7 @@ def test_a_gzipped_file_must_be_named_so(tmp_path):
   data = (folder / 'plain.tfrecord').read_bytes()
   (folder / 'plain.tfrecord').write_bytes(gzip.compress(data))
   proc = cli('validate', _spec(tmp_path, str(folder)))
-  _one_line_error(proc, 'plain.tfrecord: gzipped, but its name does not end '
+  one_line_error(proc, 'plain.tfrecord: gzipped, but its name does not end '
                   'in .gz')
 
 
@@ -221,7 +220,7 @@ def test_binary_bytes_that_are_no_image_are_refused(tmp_path):
               _example({'label': b'Coat', 'blob': b'\x01\xff'})]
   data = write_tfrecords(str(tmp_path / 'examples'), examples, shards=1)
   proc = cli('validate', _spec(tmp_path, data))
-  _one_line_error(proc, 'record 1, feature blob',
+  one_line_error(proc, 'record 1, feature blob',
                   'no PNG, JPEG, GIF or BMP image', 'features.exclude')
 
 
@@ -238,7 +237,7 @@ def test_a_schema_is_checked_against_the_value_lists(tmp_path):
   assert 'columns: image image' in proc.stdout
   schema.write_text(feature.format('image', 'BYTES') +
                     feature.format('label', 'INT'))
-  _one_line_error(cli('validate', _spec(tmp_path, data, extra=extra)),
+  one_line_error(cli('validate', _spec(tmp_path, data, extra=extra)),
                   'record 1, feature label: a bytes_list, but the schema '
                   'says INT (an int64_list)')
 
