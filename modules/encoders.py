@@ -354,8 +354,12 @@ def _check_fits(model: keras.Model, column: EncodedColumn, where: str
 
 def _huggingface(column, spec, name):
   from modules.pretrained import bert  # pylint: disable=g-import-not-at-top
+  # The mean-pooled features as they are, not L2-normalised even where the
+  # checkpoint's sentence-transformers config normalises (for cosine
+  # similarity): a unit vector of 384 dimensions has components near 0.05,
+  # which a new head, the backbone frozen, learns from far more slowly.
   return bert.build_encoder(column.location, max_tokens=spec.max_tokens,
-                            name=name)
+                            name=name, normalize=False)
 
 
 def _keras_application(column, spec, name):
