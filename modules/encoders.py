@@ -355,9 +355,11 @@ def _check_fits(model: keras.Model, column: EncodedColumn, where: str
 def _huggingface(column, spec, name):
   from modules.pretrained import bert  # pylint: disable=g-import-not-at-top
   # The mean-pooled features as they are, not L2-normalised even where the
-  # checkpoint's sentence-transformers config normalises (for cosine
-  # similarity): a unit vector of 384 dimensions has components near 0.05,
-  # which a new head, the backbone frozen, learns from far more slowly.
+  # checkpoint's sentence-transformers config normalises (that is for
+  # cosine similarity): a unit vector of 384 dimensions has components
+  # near 0.05 for the new head to learn from. Measured on the transfer
+  # benchmark, feature extraction at 200 labels: 0.568 normalised, 0.581
+  # not (within the spread); fine-tuning is unaffected.
   return bert.build_encoder(column.location, max_tokens=spec.max_tokens,
                             name=name, normalize=False)
 
