@@ -42,9 +42,10 @@ lint: setup
 	$(BIN)/ruff check .
 
 # Measures and writes benchmarks/results/ (README, "Speed and scale"): about
-# 70 minutes here, the scaling curve's million rows most of it, then the
+# 105 minutes here, the scaling curve's million rows most of it, then the
 # quality table (every bundled data set, dnn, gbt and the Tuner's choice,
-# against scikit-learn's baselines on the same split).
+# against scikit-learn's baselines on the same split), then fine-tuned
+# MiniLM and EfficientNet-Lite0 against training from scratch (~35 min).
 benchmark: setup
 	$(BIN)/python benchmarks/cli_benchmark.py
 	$(BIN)/python benchmarks/pipeline_benchmark.py
@@ -53,6 +54,7 @@ benchmark: setup
 	$(BIN)/python benchmarks/parallel_tuning_benchmark.py
 	$(BIN)/python benchmarks/scaling_benchmark.py
 	$(BIN)/python benchmarks/quality_benchmark.py
+	$(BIN)/python benchmarks/transfer_benchmark.py
 
 # Re-resolve the lock from requirements.in (needs PyPI).
 lock: setup
