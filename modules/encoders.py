@@ -240,7 +240,9 @@ def learned(column: EncodedColumn, inputs: Mapping[str, tf.Tensor],
 
 
 def _is_path(value: str) -> bool:
-  return value.startswith(('/', '.', '~')) or os.path.exists(value)
+  """A path or a URI, rather than a model's name."""
+  return ('://' in value or value.startswith(('/', '.', '~')) or
+          os.path.exists(value))
 
 
 def locate(column: str, kind: str, spec: PretrainedEncoder) -> str:
@@ -311,6 +313,9 @@ def load(column: EncodedColumn, name: Optional[str] = None) -> keras.Model:
   where = f'model.encoders.{column.column}.{source}'
   name = name or f'{column.column}_encoder'
   try:
+    if '://' in column.location:  # gs://, s3://: the loaders read files
+      column = dataclasses.replace(column,
+                                   location=local_copy(column.location))
     model = PRETRAINED_LOADERS[source](column, spec, name)
   except EncoderError as e:
     raise EncoderError(f'{where}: {e}') from None
@@ -323,6 +328,36 @@ def load(column: EncodedColumn, name: Optional[str] = None) -> keras.Model:
                        f'{reason[:300]}') from None
   _check_fits(model, column, where)
   return model
+
+
+def local_copy(uri: str) -> str:
+  """A remote encoder (a folder or a file at a URI TensorFlow's file
+  systems read: gs://, s3://, hdfs://) copied to this machine once, under
+  the temp folder by the URI's hash; its local path. The checkpoint
+  readers (safetensors, the .pth reader, Keras's loader) read local
+  files only."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  key = hashlib.sha256(uri.encode()).hexdigest()[:16]
+  target = os.path.join(tempfile.gettempdir(), 'pretrained-encoders', key,
+                        os.path.basename(uri.rstrip('/')) or 'encoder')
+  if os.path.exists(target):
+    return target
+  partial = f'{target}.partial-{os.getpid()}'
+  if tf.io.gfile.isdir(uri):
+    for folder, _, files in tf.io.gfile.walk(uri):
+      relative = os.path.relpath(folder, uri.rstrip('/'))
+      tf.io.gfile.makedirs(os.path.join(partial, relative))
+      for file_name in files:
+        tf.io.gfile.copy(os.path.join(folder, file_name),
+                         os.path.join(partial, relative, file_name),
+                         overwrite=True)
+  else:
+    os.makedirs(os.path.dirname(partial), exist_ok=True)
+    tf.io.gfile.copy(uri, partial, overwrite=True)
+  # Renamed into place whole: a copy cut short is never taken for one.
+  os.replace(partial, target)
+  return target
 
 
 def _known_errors() -> Tuple[type, ...]:

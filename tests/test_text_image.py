@@ -263,3 +263,19 @@ def test_run_stops_on_a_broken_encoder_before_writing_anything(tmp_path):
   assert not (tmp_path / 'root').exists()
   assert not (tmp_path / 'metadata.sqlite').exists()
   assert not (tmp_path / 'serving').exists()
+
+
+def test_an_encoder_at_a_uri_is_copied_here_once_and_loads(minilm_dir):
+  uri = 'file://' + minilm_dir
+  column = _text_column(uri)
+  location = encoders.locate('review', 'text', PretrainedEncoder(
+      huggingface=uri, max_tokens=16))
+  assert location == uri
+  copy = encoders.local_copy(uri)
+  assert copy != minilm_dir and os.path.isfile(
+      os.path.join(copy, 'model.safetensors'))
+  assert sorted(os.listdir(copy)) == sorted(os.listdir(minilm_dir))
+  assert encoders.local_copy(uri) == copy  # once
+  encoder = encoders.load(column)
+  out = encoder(tf.constant([['a fine film']]))
+  assert out.shape == (1, 384)
