@@ -96,18 +96,6 @@ HIGHER_IS_BETTER = {'accuracy': True, 'auc': True, 'auc_pr': True,
 DATE = re.compile(r'\d{4}-\d{2}-\d{2}([ T].*)?$')
 
 
-def code_version() -> Optional[str]:
-  """The commit the runs used, `+changes` when tracked files differ from it
-  (other work in progress shows in the numbers); None outside git."""
-  def git(*args):
-    return subprocess.run(['git', '-C', REPO, *args], capture_output=True,
-                          text=True, check=True).stdout.strip()
-  try:
-    commit = git('rev-parse', '--short', 'HEAD')
-    changed = git('status', '--porcelain', '--untracked-files=no')
-  except (OSError, subprocess.CalledProcessError):
-    return None
-  return commit + (' +changes' if changed else '')
 
 
 def _spec(name: str) -> Tuple[str, Dict[str, Any]]:
@@ -537,7 +525,7 @@ def main():
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   workdir = args.workdir or tempfile.mkdtemp(prefix='quality-bench-')
   started = datetime.datetime.now().isoformat(timespec='seconds')
-  code = code_version()  # before the runs: the tree may change under them
+  code = machine.code_version()  # before the runs: the tree may change under them
   try:
     rows = {name: benchmark(name, builders, workdir, args.timeout)
             for name in datasets}

@@ -78,19 +78,6 @@ COMPARISONS: Dict[str, Dict[str, Any]] = {
 }
 
 
-def code_version() -> Optional[str]:
-  """The commit the runs used, `+changes` when tracked files differ from it;
-  None outside git. Read-only (no optional index refresh)."""
-  def git(*args):
-    return subprocess.run(['git', '--no-optional-locks', '-C', REPO, *args],
-                          capture_output=True, text=True,
-                          check=True).stdout.strip()
-  try:
-    commit = git('rev-parse', '--short', 'HEAD')
-    changed = git('status', '--porcelain', '--untracked-files=no')
-  except (OSError, subprocess.CalledProcessError):
-    return None
-  return commit + (' +changes' if changed else '')
 
 
 def write_image_test_set(folder: str, rows: int = IMAGE_TEST_ROWS) -> str:
@@ -201,7 +188,7 @@ def main() -> int:
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   names: List[str] = [args.only] if args.only else list(COMPARISONS)
   about = {'date': datetime.datetime.now().isoformat(timespec='seconds'),
-           'machine': machine.describe(), 'code': code_version()}
+           'machine': machine.describe(), 'code': machine.code_version()}
   failed = 0
   with tempfile.TemporaryDirectory(prefix='transfer-bench-') as workdir:
     for name in names:
