@@ -194,12 +194,25 @@ def _bag(column: EncodedColumn, inputs, hparams) -> tf.Tensor:
   return keras.layers.UnitNormalization(name=f'{column.column}_tfidf')(counts)
 
 
+@keras.saving.register_keras_serializable(package='tfx_pipelines')
+class MeanOfWords(keras.layers.Layer):
+  """The mean of a text's word vectors over its words (ids > 0); zeros for
+  a text with none (empty, or missing), where Keras's masked average
+  pooling divides 0 by 0 and answers NaN."""
+
+  def call(self, inputs):
+    vectors, ids = inputs
+    present = tf.cast(tf.not_equal(ids, 0), vectors.dtype)[..., tf.newaxis]
+    total = tf.reduce_sum(vectors * present, axis=1)
+    return total / tf.maximum(tf.reduce_sum(present, axis=1), 1.0)
+
+
 def _embedding(column: EncodedColumn, inputs, hparams) -> tf.Tensor:
   vectors = keras.layers.Embedding(
-      column.id_space, int(hparams.get('embedding_dim', 64)), mask_zero=True,
+      column.id_space, int(hparams.get('embedding_dim', 64)),
       name=f'{column.column}_embedding')(inputs[column.ids])
-  return keras.layers.GlobalAveragePooling1D(
-      name=f'{column.column}_pooling')(vectors)
+  return MeanOfWords(name=f'{column.column}_pooling')(
+      [vectors, inputs[column.ids]])
 
 
 def _cnn(column: EncodedColumn, inputs, hparams) -> tf.Tensor:

@@ -279,3 +279,19 @@ def test_an_encoder_at_a_uri_is_copied_here_once_and_loads(minilm_dir):
   encoder = encoders.load(column)
   out = encoder(tf.constant([['a fine film']]))
   assert out.shape == (1, 384)
+
+
+@pytest.mark.parametrize('encoder', ['bag', 'embedding'])
+def test_an_empty_text_encodes_to_finite_features(encoder):
+  column = encoders.EncodedColumn(column='review', kind='text',
+                                  choices=(encoder,), id_space=10,
+                                  max_tokens=3)
+  layers = {name: keras.Input(shape=shape, dtype=dtype, name=name)
+            for name, (shape, dtype) in column.input_specs().items()}
+  model = keras.Model(layers, encoders.learned(column, layers,
+                                               {'embedding_dim': 4}))
+  out = model({'review_xf': tf.constant([[0, 0, 0], [3, 4, 0]], tf.int64),
+               'review_weights_xf': tf.constant([[0.0, 0, 0], [.5, .5, 0]])})
+  out = out.numpy()
+  assert np.isfinite(out).all() and (out[0] == 0).all()
+  assert (out[1] != 0).any()
