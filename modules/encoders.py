@@ -107,7 +107,16 @@ class EncodedColumn:
 
   def hyperparameter(self) -> str:
     """The hyperparameter choosing this column's learned encoder."""
-    return f'encoder_{self.column}'
+    return hyperparameter_name(self.column)
+
+
+# The hyperparameter choosing a column's learned encoder, when the spec
+# offers several (modules/search_space.py registers it).
+ENCODER_PREFIX = 'encoder_'
+
+
+def hyperparameter_name(column: str) -> str:
+  return ENCODER_PREFIX + column
 
 
 def image_size_for(spec_size: Optional[int], pretrained: bool) -> int:
@@ -333,9 +342,8 @@ def load(column: EncodedColumn, name: Optional[str] = None) -> keras.Model:
   except EncoderError as e:
     raise EncoderError(f'{where}: {e}') from None
   except Exception as e:  # pylint: disable=broad-except
-    for known in _known_errors():
-      if isinstance(e, known):
-        raise EncoderError(f'{where}: {e}') from None
+    if isinstance(e, _known_errors()):
+      raise EncoderError(f'{where}: {e}') from None
     reason = ' '.join(str(e).split()) or type(e).__name__
     raise EncoderError(f'{where}: {value} does not load as an encoder: '
                        f'{reason[:300]}') from None

@@ -14,7 +14,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import keras_tuner
 
-from modules import gbt
+from modules import encoders, gbt
 from modules.config import (
   FinetuneSpace,
   FloatRange,
@@ -38,9 +38,8 @@ NAMES = SCRATCH + SHARED
 GBT = tuple(GbtSpace.model_fields)
 GBT_PREFIX = gbt.PREFIX
 BUILDER = 'builder'
-# A text or image column's learned encoder, when the spec offers several
-# (modules/encoders.py): `encoder_<column>`; and the embedding's width.
-ENCODER_PREFIX = 'encoder_'
+# The embedding's width (a text column's learned encoder, chosen by
+# encoders.hyperparameter_name(column) where the spec offers several).
 EMBEDDING_DIM = 'embedding_dim'
 # What training.* may make a search choose (modules/config.py,
 # TrialTrainingSpec.choices), per the task that has it.
@@ -139,7 +138,7 @@ def sample_encoders(hp: keras_tuner.HyperParameters, config: Any
     choices = config.model.encoder_choices(key, kind.name)
     if not isinstance(choices, list):
       continue  # pretrained: nothing to choose
-    name = ENCODER_PREFIX + key
+    name = encoders.hyperparameter_name(key)
     values[name] = (hp.Choice(name, choices, default=choices[0])
                     if len(choices) > 1 else choices[0])
     embedding = embedding or 'embedding' in choices
