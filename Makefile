@@ -11,7 +11,7 @@ SPEC   ?=
 # One Keras for the whole project: Keras 2 through tf_keras (README).
 export TF_USE_LEGACY_KERAS := 1
 
-.PHONY: setup run test test-fast lint validate benchmark lock clean
+.PHONY: setup run test test-fast lint validate benchmark lock clean engines
 
 setup: $(STAMP)
 
@@ -31,8 +31,22 @@ validate: setup
 	$(BIN)/python -m pipeline validate $(SPEC)
 
 # Everything: the lint and every test, pipelines included (README: minutes).
+# The engines' parts come first, so that the Flink and Spark tests run; a
+# machine that cannot download them (or has no Java) skips those tests,
+# each with its reason.
 test: setup lint
+	-@$(MAKE) --no-print-directory engines
 	$(BIN)/python -m pytest
+
+# Beam's Flink and Spark job-server jars (Maven Central) and the Flink and
+# Spark distributions (PyPI, each in a folder of its own), cached under
+# $$PIPELINE_ENGINES_HOME (default ~/.cache/tfx-pipelines/engines): README,
+# "Scale out". Needs Java 17 to run them, not to fetch them. Each engine is
+# fetched even when the other's parts cannot be had (each says so in one
+# line): a Maven mirror without Beam's job servers still gets the clusters.
+engines: setup
+	-$(BIN)/python -m pipeline engine fetch flink
+	-$(BIN)/python -m pipeline engine fetch spark
 
 # The lint and every test that runs no pipeline (`e2e` marks those).
 test-fast: setup lint

@@ -9,7 +9,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import psutil
 
@@ -19,11 +19,17 @@ SPEC = os.path.join(REPO, 'pipeline', 'specs', 'breast_cancer.yaml')
 
 class Timed:
   """A finished process: wall seconds, peak RSS (MiB) of its largest single
-  process and of its whole tree summed (sampled every 0.2 s), exit code."""
+  process and of its whole tree summed (sampled every 0.2 s), exit code.
 
-  def __init__(self, args: List[str], env: Dict[str, str]):
+  `also` lists processes outside the tree that work for it (an engine's
+  cluster: JobManager, TaskManagers, job server); their trees' memory is
+  summed in with the run's at every sample."""
+
+  def __init__(self, args: List[str], env: Dict[str, str],
+               also: Sequence[int] = ()):
     started = time.monotonic()
     self.tree_peak_mib = 0.0
+    self._also = list(also)
     with tempfile.TemporaryFile('w+') as err:
       proc = subprocess.Popen(args, cwd=REPO, env=env,
                               stdout=subprocess.DEVNULL, stderr=err)
@@ -51,6 +57,12 @@ class Timed:
         processes = [root, *root.children(recursive=True)]
       except psutil.NoSuchProcess:
         return
+      for pid in self._also:
+        try:
+          other = psutil.Process(pid)
+          processes += [other, *other.children(recursive=True)]
+        except psutil.NoSuchProcess:
+          continue
       for p in processes:
         try:
           total += p.memory_info().rss
@@ -95,16 +107,18 @@ def cold_env(tmpdir: str) -> Dict[str, str]:
 
 
 def run_ours(workdir: str, env: Dict[str, str], sets: List[str] = (),
-             spec: str = SPEC) -> Tuple[Timed, Dict[str, float], Dict]:
+             spec: str = SPEC, also: Sequence[int] = ()
+             ) -> Tuple[Timed, Dict[str, float], Dict]:
   """`python -m pipeline run` with its root, store and serving folder in
-  `workdir`; SystemExit when it fails."""
+  `workdir` (`also`: processes whose memory counts with it, see Timed);
+  SystemExit when it fails."""
   summary_path = os.path.join(workdir, 'summary.json')
   overrides = [f'runner.pipeline_root={workdir}/root',
                f'runner.metadata={workdir}/metadata.sqlite',
                f'push.destination={workdir}/serving', *sets]
   timed = Timed([sys.executable, '-m', 'pipeline', 'run', spec,
                  '--summary-json', summary_path,
-                 *[a for s in overrides for a in ('--set', s)]], env)
+                 *[a for s in overrides for a in ('--set', s)]], env, also)
   if timed.code != 0:
     raise SystemExit(f'our pipeline failed (exit {timed.code}): '
                      f'{timed.stderr_tail}')

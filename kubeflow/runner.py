@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import yaml
 from google.protobuf import json_format
 
+from kubeflow import engines as cluster_engines
 from pipeline.definition.spec import (
     GPU_COMPONENTS,
     KUBEFLOW_COMPONENTS,
@@ -33,6 +34,7 @@ from pipeline.definition.spec import (
     is_uri,
     tuner_worker_ids,
 )
+from pipeline.engines import registry as engines
 from pipeline.errors import PipelineError
 from pipeline.runners.environment import REPO_ROOT, build_environment
 
@@ -77,6 +79,8 @@ class ClusterSettings:
   schema: Optional[str]
   push_destination: str
   beam_args: List[str]
+  # The kubeflow.engine the Beam components send their jobs to.
+  engine: str = 'direct'
   base_model_uri: Optional[str] = None
   base_model_push_base: Optional[str] = None
   platform_configs: Dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -145,7 +149,9 @@ def resolve(spec: PipelineSpec) -> Tuple[PipelineSpec, Dict[str, str]]:
   """
   from pipeline.runners import preflight  # pylint: disable=g-import-not-at-top
   if not is_uri(spec.data.path) and os.path.exists(spec.data.path):
-    checked = preflight.run_preflight(spec)
+    # Without runner.engine's problem(): it probes this machine's ports for
+    # a local master, which has nothing to do with the cluster's engine.
+    checked = preflight.run_preflight(spec, check_engine=False)
     return checked.spec, checked.column_kinds
   if not spec.is_resolved:
     raise KubeflowError(
@@ -264,15 +270,35 @@ def _tuner_workers(spec: PipelineSpec, target: str) -> List[str]:
     raise KubeflowError(str(e)) from None
 
 
-def _beam_args(spec: PipelineSpec) -> List[str]:
-  args = list(spec.kubeflow.beam_args)
+def _beam_args(spec: PipelineSpec, image: str) -> List[str]:
+  """The Beam components' args: `kubeflow.engine`'s (kubeflow/engines.py
+  reads its options for the cluster), then `kubeflow.beam_args`."""
   key = f'{spec.source}: kubeflow.beam_args'
-  values = {}
-  for arg in args:
+  name = spec.kubeflow.engine
+  for arg in spec.kubeflow.beam_args:
     if not arg.startswith('--'):
       raise KubeflowError(f'{key}: {arg!r} is not a --flag=value argument')
-    name, _, value = arg.partition('=')
-    values[name] = value
+  options = cluster_engines.options(spec)
+  found = cluster_engines.problem(name, options)
+  if found:
+    option, what = found
+    raise KubeflowError(f'{spec.source}: kubeflow.engine_options.{option}: '
+                        f'{what}')
+  if name != 'direct':
+    # beam_args come after the engine's and would win: a second --runner or
+    # --job_endpoint is a contradiction, not a setting.
+    own = {a.partition('=')[0] for a in engines.get(name).beam_args(options)}
+    clash = [a for a in spec.kubeflow.beam_args if a.partition('=')[0] in own]
+    if clash:
+      raise KubeflowError(
+          f'{key}: {clash[0].partition("=")[0]} is set by the {name} engine '
+          '(kubeflow.engine); remove it, or change kubeflow.engine_options')
+  args = cluster_engines.cluster_args(name, options,
+                                      list(spec.kubeflow.beam_args), image)
+  values = {}
+  for arg in args:
+    flag, _, value = arg.partition('=')
+    values[flag] = value
   runner = values.get('--runner', 'DirectRunner')
   if runner not in BEAM_RUNNERS:
     raise KubeflowError(f'{key}: --runner={runner} is not supported; allowed: '
@@ -281,9 +307,9 @@ def _beam_args(spec: PipelineSpec) -> List[str]:
   if missing:
     raise KubeflowError(f'{key}: --runner={runner} needs '
                         f'{", ".join(missing)}')
-  for name in ('--temp_location', '--staging_location'):
-    if name in values:
-      _remote(values[name], f'kubeflow.beam_args {name}', spec,
+  for flag in ('--temp_location', '--staging_location'):
+    if flag in values:
+      _remote(values[flag], f'kubeflow.beam_args {flag}', spec,
               'gs://bucket/tmp')
   if values.get('--direct_running_mode') == 'in_memory':
     raise KubeflowError(
@@ -334,7 +360,7 @@ def cluster_settings(spec: PipelineSpec, image: Optional[str] = None,
                    'gs://bucket/data/'),
       schema=_schema(spec),
       push_destination=push_destination,
-      beam_args=_beam_args(spec),
+      beam_args=_beam_args(spec, image), engine=spec.kubeflow.engine,
       base_model_uri=base_model_uri, base_model_push_base=push_base,
       platform_configs=_platform_configs(spec, target),
       module_file=_module_file(spec))

@@ -343,9 +343,66 @@ def cmd_lineage_runs(args) -> int:
           f'{run["seconds"]:.1f}s  {run["status"]}  '
           + ', '.join(f'{n} {s}' for s, n in sorted(counts.items()))
           + f'  blessed: {blessed}  pushed: {run["pushed_version"] or "-"}')
+    engines = sorted(set(run['engines'].values()))
+    if engines:
+      print('    engine: ' + '; '.join(
+          f'{engine} ({", ".join(n for n, e in run["engines"].items() if e == engine)})'
+          for engine in engines))
     failed = [c for c, s in run['components'].items() if s == 'failed']
     if failed:
       print(f'    failed: {", ".join(failed)}')
+  return 0
+
+
+def cmd_engine(args) -> int:
+  """`engine list`, and `engine fetch|up|down|status ENGINE` for the local
+  clusters (pipeline/engines)."""
+  from pipeline.engines import registry as engines  # pylint: disable=g-import-not-at-top
+  from pipeline.errors import EngineError  # pylint: disable=g-import-not-at-top
+  if args.engine_command == 'list':
+    for name in engines.names():
+      engine = engines.get(name)
+      local = ' (local cluster: engine up ' + name + ')' if engine.cluster else ''
+      print(f'{name:<9} {engine.description}{local}')
+    return 0
+  if not args.engine:
+    raise EngineError(f'engine {args.engine_command}: name an engine: '
+                      + ', '.join(n for n in engines.names()
+                                  if engines.get(n).cluster))
+  try:
+    engine = engines.get(args.engine)
+  except ValueError as e:
+    raise EngineError(str(e)) from None
+  cluster = engine.cluster
+  if cluster is None:
+    raise EngineError(f'{args.engine}: no local cluster to {args.engine_command}'
+                      '; it runs elsewhere (README, "Scale out")')
+  try:
+    if args.engine_command == 'fetch':
+      cluster.fetch(print)
+      print(f'{args.engine}: ready to start (engine up {args.engine})')
+    elif args.engine_command == 'up':
+      missing = cluster.missing()
+      if missing:
+        raise EngineError(f'{args.engine}: {missing}')
+      options = cluster.up(print)
+      print(f'{args.engine}: up; in a spec: runner.engine: {args.engine}, '
+            f'runner.engine_options: {json.dumps(options)}')
+    elif args.engine_command == 'down':
+      stopped = cluster.down(print)
+      print(f'{args.engine}: stopped {", ".join(stopped)}' if stopped
+            else f'{args.engine}: nothing was running')
+    else:
+      running = cluster.status()
+      if args.json:
+        print(json.dumps(running, indent=2))
+      elif not running:
+        print(f'{args.engine}: down')
+      for name, where in sorted(running.items()):
+        print(f'{name:<20} {where}')
+  except (OSError, RuntimeError) as e:
+    raise EngineError(f'{args.engine} {args.engine_command}: '
+                      f'{" ".join(str(e).split())}') from None
   return 0
 
 
@@ -560,6 +617,16 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
   add_store_of(ui)
   add_address(ui, 8080, 'default')
   ui.set_defaults(func=cmd_ui)
+
+  engine = sub.add_parser(
+      'engine', help='the engines the Beam components can run on, and a '
+      'local Flink or Spark cluster: list, fetch, up, down, status')
+  engine.add_argument('engine_command',
+                      choices=['list', 'fetch', 'up', 'down', 'status'])
+  engine.add_argument('engine', nargs='?', help='flink or spark')
+  engine.add_argument('--json', action='store_true',
+                      help='status as JSON')
+  engine.set_defaults(func=cmd_engine)
 
   lineage = sub.add_parser(
       'lineage', help='inspect ML Metadata: runs, and where a model came from')

@@ -42,3 +42,7 @@ class PipelineError(Exception):
 class ComponentFailed(PipelineError):
   """A pipeline component failed while running."""
   exit_code = EXIT_COMPONENT_FAILED
+
+
+class EngineError(PipelineError):
+  """An engine's local cluster cannot be fetched, started or stopped."""

@@ -14,7 +14,8 @@ PACKAGES = ('pipeline', 'components', 'modules', 'kubeflow')
 # The rooms of pipeline/ (one sub-package or module each); the CLI is the
 # only one that may know every other room, and none may import it.
 PIPELINE_ROOMS = ('cli', 'errors', 'datasets', 'definition', 'runners',
-                  'metadata', 'serving', 'experiments', 'report', 'paths')
+                  'metadata', 'serving', 'experiments', 'report', 'paths',
+                  'engines')
 
 
 def project_modules() -> Dict[str, str]:
@@ -149,7 +150,11 @@ def test_arrows_go_one_way():
   # The definition knows the modules' config and the components, nothing
   # that runs or reads runs.
   assert graph['pipeline.definition'] <= {'modules', 'components',
-                                          'pipeline.errors'}
+                                          'pipeline.errors',
+                                          'pipeline.engines'}
+  # The engines (where Beam jobs run, local clusters) stand alone: the spec
+  # checks options against them, the runners and the CLI use them.
+  assert graph['pipeline.engines'] == set()
   # The report reads runs (metadata) and names metrics as the spec does;
   # it runs nothing.
   assert graph['pipeline.report'] <= {'pipeline.metadata', 'pipeline.errors',
@@ -159,7 +164,7 @@ def test_arrows_go_one_way():
   # Kubeflow's runner goes through the definition and the shared runner
   # entry; it never reaches back into the CLI.
   assert graph['kubeflow'] <= {'pipeline.definition', 'pipeline.runners',
-                               'pipeline.errors'}
+                               'pipeline.errors', 'pipeline.engines'}
 
 
 # The task registry (modules/tasks.py) is the one place that tells tasks

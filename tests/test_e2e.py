@@ -100,6 +100,12 @@ def test_rerun_unchanged_is_served_from_the_cache(base, cold, cached):
   assert again['model_uri'] == first['model_uri']
   assert again['pushed_version'] == first['pushed_version']
   assert _versions(base) == [first['pushed_version']]
+  # Where the Beam components ran: on the cold run's executions (the
+  # spec's default engine), none on the cached ones, which ran nowhere.
+  beam = ['CsvExampleGen', 'StatisticsGen', 'Transform', 'Evaluator']
+  assert {c['id']: c['engine'] for c in first['components']
+          if c['engine']} == dict.fromkeys(beam, 'direct')
+  assert not [c for c in again['components'] if c['engine']]
   store = mlmd.MetadataStore(
       tfx.orchestration.metadata.sqlite_metadata_connection_config(
           os.path.join(base, 'metadata.sqlite')))

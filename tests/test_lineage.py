@@ -115,9 +115,15 @@ def test_runs_lists_each_run_with_states_blessing_and_push(runs):
   assert cold_run['pushed_version'] == first['pushed_version']
   assert set(cached_run['components'].values()) == {'cached'}
   assert cached_run['pushed_version'] is None  # nothing new was pushed
+  # The engine per Beam component that ran (none ran in the cached run).
+  assert cold_run['engines'] == dict.fromkeys(
+      ['CsvExampleGen', 'StatisticsGen', 'Transform', 'Evaluator'], 'direct')
+  assert cached_run['engines'] == {}
   text = cli('lineage', 'runs', 'breast-cancer', '--store', runs.store)
   assert f'{first["run_id"]}  breast-cancer' in text.stdout
   assert 'blessed: yes  pushed: ' + first['pushed_version'] in text.stdout
+  assert ('    engine: direct (CsvExampleGen, StatisticsGen, Transform, '
+          'Evaluator)') in text.stdout
 
 
 def _walk(node):

@@ -67,13 +67,34 @@ def _delete(path):
 
 
 BAD = [
+    ('unknown engine', _set(['runner', 'engine'], 'flonk'),
+     "runner.engine: unknown engine 'flonk'; choose one of "),
+    ('option of no engine', _set(['runner', 'engine_options'],
+                                 {'master': 'localhost:8081'}),
+     'runner.engine_options.master: not an option of the direct engine; '
+     'its options: none'),
+    ('dataflow without a project', _set(['runner', 'engine'], 'dataflow'),
+     'runner.engine_options.project: required by the dataflow engine'),
+    ('kubeflow engine option unknown', _set(['kubeflow'], {
+        'engine': 'dataflow', 'engine_options': {
+            'project': 'my-project', 'region': 'us-central1',
+            'temp_location': 'gs://b/tmp', 'zone': 'a'}}),
+     'kubeflow.engine_options.zone: not an option of the dataflow engine; '
+     'its options: machine_type, max_workers, project, region, '
+     'sdk_container_image, temp_location'),
+    ('dataflow temp not on gcs', _set(['kubeflow'], {
+        'engine': 'dataflow', 'engine_options': {
+            'project': 'my-project', 'region': 'us-central1',
+            'temp_location': '/tmp/x'}}),
+     "kubeflow.engine_options.temp_location: '/tmp/x' is not a "
+     'gs:// location'),
     ('unknown top key', _set(['trainer'], {}), 'trainer: unknown key'),
     ('unknown nested key', _set(['tuner', 'trials'], 3),
      'tuner.trials: unknown key; allowed keys here: algorithm'),
     ('unknown kubeflow key', _set(['kubeflow', 'metadata'], 'm.sqlite'),
      'kubeflow.metadata: unknown key; allowed keys here: base_model, '
-     'beam_args, data, enable_cache, image, pipeline_root, push_destination, '
-     'resources, schema, target'),
+     'beam_args, data, enable_cache, engine, engine_options, image, '
+     'pipeline_root, push_destination, resources, schema, target'),
     ('no parallel trials', _set(['tuner', 'parallel_trials'], 0),
      'tuner.parallel_trials: must be'),
     ('parallel trials as a word', _set(['tuner', 'parallel_trials'], 'many'),

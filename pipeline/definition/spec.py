@@ -55,6 +55,7 @@ from modules.tasks import (
   metric_names,
   task_for,
 )
+from pipeline.engines import registry as engines
 from pipeline.errors import PipelineError, whole
 
 # Metric names a spec may use, whatever the task (modules/tasks.py says
@@ -233,11 +234,26 @@ class PushSpec(_Strict):
 
 
 class RunnerSpec(_Strict):
+  """Where the pipeline runs locally. `engine` (pipeline/engines) is where
+  the Beam components send their jobs, `engine_options` how (typed by the
+  engine: `options()`); `beam_args` are added after the engine's own, so
+  they can set any Beam option the engine does not."""
   pipeline_root: str
   metadata: str
+  engine: str = 'direct'
+  engine_options: Dict[str, Any] = {}
   beam_args: List[str] = ['--direct_running_mode=in_memory',
                           '--direct_num_workers=1']
   enable_cache: bool = True
+
+  def options(self) -> engines.Options:
+    """`engine_options` as the engine's typed options (checked at load)."""
+    return engines.get(self.engine).options.model_validate(
+        self.engine_options)
+
+  def pipeline_args(self) -> List[str]:
+    """The Beam pipeline args of the four Beam components."""
+    return engines.pipeline_args(self.engine, self.options(), self.beam_args)
 
 
 # Kubeflow: components a spec may give resources, by spec key -> TFX node id
@@ -289,6 +305,8 @@ class KubeflowSpec(_Strict):
   schema_uri: Optional[str] = Field(default=None, alias='schema')
   push_destination: Optional[str] = None
   base_model: Optional[str] = None
+  engine: str = 'direct'
+  engine_options: Dict[str, Any] = {}
   beam_args: List[str] = ['--direct_running_mode=multi_processing',
                           '--direct_num_workers=0']
   resources: Dict[str, ResourceSpec] = {}
@@ -556,6 +574,31 @@ def _check_range(source: str, key: str, r: Union[IntRange, FloatRange]):
            'with sampling: log, step is a factor and must be > 1')
 
 
+def _check_engine(source: str, key: str, name: str,
+                  options: Mapping[str, Any]) -> None:
+  """The engine is registered and its options are its own, well typed."""
+  try:
+    engine = engines.get(name)
+  except ValueError as e:
+    raise SpecError(f'{source}: {key}.engine: {e}') from None
+  try:
+    engine.options.model_validate(dict(options))
+  except pydantic.ValidationError as e:
+    err = e.errors()[0]
+    where = '.'.join(str(p) for p in err['loc'])
+    where = f'{key}.engine_options' + (f'.{where}' if where else '')
+    if err['type'] == 'extra_forbidden':
+      allowed = ', '.join(sorted(engine.options.model_fields)) or 'none'
+      raise SpecError(f'{source}: {where}: not an option of the {name} '
+                      f'engine; its options: {allowed}') from None
+    if err['type'] == 'missing':
+      raise SpecError(f'{source}: {where}: required by the {name} engine'
+                      ) from None
+    message = err['msg'].removeprefix('Value error, ')
+    raise SpecError(f'{source}: {where}: {message} '
+                    f'(got {err.get("input")!r})') from None
+
+
 def _check_consistency(spec: PipelineSpec) -> None:
   """Cross-key rules that single fields cannot express. Rules that depend
   on the number of classes or on the feature lists wait until the runner
@@ -572,6 +615,9 @@ def _check_consistency(spec: PipelineSpec) -> None:
          f'{f.label!r} is also listed in features.{seen.get(f.label)}; the '
          'label is neither a feature nor excluded')
   _check_data(spec)
+  _check_engine(src, 'runner', spec.runner.engine, spec.runner.engine_options)
+  _check_engine(src, 'kubeflow', spec.kubeflow.engine,
+                spec.kubeflow.engine_options)
   split = spec.data.split
   if isinstance(split, TimeSplit):
     _check(split.by != f.label, src, 'data.split.by',

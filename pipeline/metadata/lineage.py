@@ -95,6 +95,7 @@ def list_runs(store: mlmd.MetadataStore,
   pushes' events and artifacts in one query each.
   """
   node_of = _node_contexts(store)
+  engine_of = results.engines_of(store)
   records = []
   for ctx in store.get_contexts_by_type('pipeline_run'):
     executions = store.get_executions_by_context(ctx.id)
@@ -105,7 +106,8 @@ def list_runs(store: mlmd.MetadataStore,
       continue
     record = results.RunRecord(
         store, name, ctx.name, executions,
-        {e.id: node_of[e.id][1] for e in executions if e.id in node_of})
+        {e.id: node_of[e.id][1] for e in executions if e.id in node_of},
+        engine_of)
     records.append((ctx, record))
   # The blessing and push of each run, read for all runs at once.
   wanted = {}  # execution id -> output key whose artifact decides
@@ -156,6 +158,8 @@ def list_runs(store: mlmd.MetadataStore,
         'status': results.run_status(ctx, [c.state for c in components]),
         'components': {c.id: c.state for c in components
                        if not c.is_resolver},
+        # Where each Beam component that ran in this run ran its jobs.
+        'engines': {c.id: c.engine for c in components if c.engine},
         'blessed': blessed, 'pushed_version': pushed_version,
     })
   runs.sort(key=lambda r: (r['started'], r['run_id']))

@@ -38,6 +38,12 @@ RUN_PID = 'runner_pid'
 RUN_PIPELINE = 'runner_pipeline'
 RUN_OUTCOME = 'run_outcome'  # succeeded | failed | interrupted
 RUN_FAILURE = 'run_failure'  # a failed run: '<component> failed: <reason>'
+# The engine a Beam component's jobs ran on (pipeline/engines): a context
+# of this type, named by the engine, with the executions that ran there
+# attributed to it by the runner when the run ends. A context rather than a
+# property of the execution: writing the execution again would move its
+# last-update time, which is when it finished.
+ENGINE_CONTEXT_TYPE = 'beam_engine'
 
 
 def run_status(context, states: List[str]) -> str:
@@ -68,6 +74,20 @@ class ComponentRun:
   seconds: float
   execution_id: int
   is_resolver: bool
+  # Where its Beam jobs ran (direct, flink, ...); None for a component that
+  # runs no Beam, or whose run recorded none (cached: see the run that ran
+  # it).
+  engine: Optional[str] = None
+
+
+def engines_of(store: mlmd.MetadataStore) -> Dict[int, str]:
+  """execution id -> the engine its Beam jobs ran on, for every execution
+  the runner recorded one for (one query per engine)."""
+  found = {}
+  for ctx in store.get_contexts_by_type(ENGINE_CONTEXT_TYPE):
+    for execution in store.get_executions_by_context(ctx.id):
+      found[execution.id] = ctx.name
+  return found
 
 
 def custom_property(message: Any, key: str) -> Any:
@@ -84,10 +104,11 @@ class RunRecord:
 
   def __init__(self, store: mlmd.MetadataStore, pipeline_name: str,
                run_id: str, executions=None,
-               node_of: Optional[Dict[int, str]] = None):
-    """`executions` and `node_of` (execution id -> node id), when given,
-    spare the queries that find them (lineage.list_runs reads every run's
-    at once)."""
+               node_of: Optional[Dict[int, str]] = None,
+               engine_of: Optional[Dict[int, str]] = None):
+    """`executions`, `node_of` (execution id -> node id) and `engine_of`
+    (execution id -> engine), when given, spare the queries that find them
+    (lineage.list_runs reads every run's at once)."""
     self.store = store
     self.pipeline_name = pipeline_name
     self.run_id = run_id
@@ -104,6 +125,8 @@ class RunRecord:
           if ctx.name.startswith(prefix):
             node_of[execution.id] = ctx.name[len(prefix):]
     self._node_of = node_of
+    self._engine_of = (engine_of if engine_of is not None
+                       else engines_of(store))
 
   def components(self) -> List[ComponentRun]:
     result = []
@@ -114,8 +137,13 @@ class RunRecord:
       result.append(ComponentRun(
           id=node, state=STATES.get(e.last_known_state, 'unknown'),
           seconds=round(seconds, 3), execution_id=e.id,
-          is_resolver=node.endswith(RESOLVER_SUFFIX)))
+          is_resolver=node.endswith(RESOLVER_SUFFIX),
+          engine=self._engine_of.get(e.id)))
     return result
+
+  def node_of(self, execution_id: int) -> Optional[str]:
+    """The node id of one of the run's executions."""
+    return self._node_of.get(execution_id)
 
   def execution(self, node_id: str) -> Optional[metadata_store_pb2.Execution]:
     found = [e for e in self.executions if self._node_of.get(e.id) == node_id]

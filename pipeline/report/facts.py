@@ -74,7 +74,9 @@ def run_section(record: results.RunRecord) -> Dict[str, Any]:
         'id': component.id, 'state': component.state,
         'start_ms': execution.create_time_since_epoch,
         'end_ms': execution.last_update_time_since_epoch,
-        'seconds': component.seconds})
+        'seconds': component.seconds,
+        # Where its Beam jobs ran: pipeline/engines (None: no Beam, or cached).
+        'engine': component.engine})
   start = min((c['start_ms'] for c in components), default=0)
   end = max((c['end_ms'] for c in components), default=0)
   status = results.run_status(context, [c['state'] for c in components])

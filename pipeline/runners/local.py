@@ -25,6 +25,7 @@ from pipeline.definition.pipeline import (
   create_schema_pipeline,
 )
 from pipeline.definition.spec import PipelineSpec
+from pipeline.engines import registry as engines
 from pipeline.errors import ComponentFailed, one_line
 from pipeline.metadata import results
 from pipeline.metadata import store as metadata_lib
@@ -47,7 +48,7 @@ def local_environment(spec: PipelineSpec,
                       ) -> Environment:
   return build_environment(
       pipeline_root=spec.runner.pipeline_root,
-      beam_args=spec.runner.beam_args,
+      beam_args=spec.runner.pipeline_args(),
       enable_cache=spec.runner.enable_cache,
       metadata_connection_config=metadata_config(spec.runner.metadata),
       base_model_uri=base_model_uri, column_kinds=column_kinds)
@@ -101,14 +102,17 @@ def _guarded(spec: PipelineSpec, env: Environment, run_id: str,
     # The body sets succeeded, or failed and why, when it ends.
     outcome = ['failed', None]
     try:
+      engine = engines.get(spec.runner.engine)
       with session.scoped_tempdir(), session.local_beam_dependencies(
-          env.beam_pipeline_args):
+          engine.local_workers):
         yield store, outcome
     except KeyboardInterrupt:
       outcome[0] = 'interrupted'
       raise
     finally:
       try:
+        session.record_engine(store, spec.name, run_id, spec.runner.engine,
+                              engines.BEAM_COMPONENTS)
         session.finish_run(store, run_id, outcome[0], outcome[1])
       except Exception as e:  # pylint: disable=broad-except
         # The run's own outcome (or error) matters more; this one is logged.

@@ -42,6 +42,7 @@ from pipeline.definition.spec import (
   PipelineSpec,
   is_uri,
 )
+from pipeline.engines import registry as engines
 from pipeline.errors import PipelineError
 from pipeline.paths import folder_problem
 
@@ -797,14 +798,28 @@ def _scan_tfrecords(spec: PipelineSpec, scan: _Scan) -> None:
   scan.records_done()
 
 
-def run_preflight(spec: PipelineSpec) -> Preflight:
-  """All checks, and the spec resolved against the data.
+def check_local_engine(spec: PipelineSpec) -> None:
+  """The engine can take the Beam jobs now (Java, its jars, a master that
+  answers): one line naming what to do, before anything runs."""
+  problem = engines.get(spec.runner.engine).problem(spec.runner.options())
+  if problem:
+    raise PreflightError(f'{spec.source}: runner.engine '
+                         f'{spec.runner.engine}: {problem}')
+
+
+def run_preflight(spec: PipelineSpec, check_engine: bool = True
+                  ) -> Preflight:
+  """All checks, and the spec resolved against the data (`check_engine`:
+  whether runner.engine must be reachable from here: not when compiling for
+  a cluster that has its own).
 
   Raises:
     PreflightError: the first problem with the data, or every problem of the
       schema, in one line.
   """
   check_paths(spec)
+  if check_engine:
+    check_local_engine(spec)
   schema = None
   if spec.schema_file:
     schema = load_schema(spec.schema_file)

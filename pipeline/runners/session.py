@@ -13,9 +13,11 @@ files go, and what ML Metadata knows of the run while and after it runs.
   that is still going from one whose process is gone (pipeline/metadata).
 - `scoped_tempdir`: every temporary file of the run (Beam's, tf.Transform's,
   Keras Tuner's) goes into one folder that is removed when the run ends.
-- `local_beam_dependencies`: on the DirectRunner, Beam's workers import the
-  installed project, so TFX's per-component package build (an sdist of TFX
-  in the temp folder, for remote workers) is skipped.
+- `local_beam_dependencies`: where Beam's workers are this machine's
+  processes (the DirectRunner, Flink or Spark with loopback workers), they
+  import the installed project, so TFX's per-component package build (an
+  sdist of TFX in the temp folder, for remote workers) is skipped.
+- `record_engine`: the engine each Beam component ran on, on its execution.
 """
 
 import contextlib
@@ -27,7 +29,7 @@ import os
 import shutil
 import socket
 import tempfile
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional
 
 from components.processes import process_alive
 from pipeline.errors import PipelineError
@@ -190,20 +192,42 @@ def scoped_tempdir() -> Iterator[str]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def _runner(beam_args: List[str]) -> str:
-  for arg in beam_args:
-    if arg.startswith('--runner='):
-      return arg.split('=', 1)[1]
-  return 'DirectRunner'
+def record_engine(store, pipeline: str, run_id: str, engine: str,
+                  nodes: Iterable[str]) -> None:
+  """Attributes the run's executions of `nodes` (the Beam components) that
+  ran in it to the context of `engine` (results.ENGINE_CONTEXT_TYPE): a
+  cached one ran elsewhere, in the run that made its outputs, and keeps
+  that run's record."""
+  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+  record = results.RunRecord(store, pipeline, run_id, engine_of={})
+  ran = [e.id for e in record.executions
+         if record.node_of(e.id) in nodes and e.last_known_state in (
+             metadata_store_pb2.Execution.COMPLETE,
+             metadata_store_pb2.Execution.FAILED)]
+  if not ran:
+    return
+  type_id = store.put_context_type(metadata_store_pb2.ContextType(
+      name=results.ENGINE_CONTEXT_TYPE))
+  context = store.get_context_by_type_and_name(results.ENGINE_CONTEXT_TYPE,
+                                               engine)
+  if context is None:
+    [context_id] = store.put_contexts([metadata_store_pb2.Context(
+        type_id=type_id, name=engine)])
+  else:
+    context_id = context.id
+  store.put_attributions_and_associations(
+      [], [metadata_store_pb2.Association(context_id=context_id,
+                                          execution_id=i) for i in ran])
 
 
 @contextlib.contextmanager
-def local_beam_dependencies(beam_args: List[str]) -> Iterator[None]:
-  """Skips TFX's package build for Beam's DirectRunner, whose workers are
-  this machine's processes and import the installed project. TFX builds an
+def local_beam_dependencies(local_workers: bool) -> Iterator[None]:
+  """Skips TFX's package build when the engine's Python workers are this
+  machine's processes (the DirectRunner; Flink or Spark with LOOPBACK or
+  a local worker pool), which import the installed project. TFX builds an
   sdist of itself in every Beam component otherwise (for remote workers):
   seconds of work and ~50 MB of temp files each."""
-  if _runner(beam_args) != 'DirectRunner':
+  if not local_workers:
     yield
     return
   from tfx.utils import dependency_utils  # pylint: disable=g-import-not-at-top
