@@ -53,8 +53,7 @@ def wait_for_port(host: str, port: int, what: str, seconds: float = 120,
       return
     for pid in pids:
       if not alive(pid):
-        raise RuntimeError(f'{what} exited while starting; see its log in '
-                           f'{os.path.dirname(_state_file("x"))}/..')
+        raise RuntimeError(f'{what} exited while starting')
     time.sleep(0.5)
   raise RuntimeError(f'{what} did not answer on {host}:{port} within '
                      f'{seconds:.0f} s')

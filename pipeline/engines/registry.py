@@ -2,7 +2,7 @@
 module registers itself in `base` on import)."""
 
 # pylint: disable=unused-import
-from pipeline.engines import dataflow, direct, flink, spark  # noqa: F401
+from pipeline.engines import dataflow, direct, flink, portable, spark  # noqa: F401
 from pipeline.engines.base import (  # noqa: F401
   BEAM_COMPONENTS,
   ENGINES,
