@@ -152,7 +152,7 @@ def _flink_cluster():
   flink = engines.get('flink').cluster
   missing = flink.missing()
   if missing:
-    raise SystemExit(f'flink: {missing}')
+    raise LookupError(missing)
   options = flink.up(print)
   pids = list(cluster.processes('flink').values())
   idle = sum(p.memory_info().rss for pid in pids
@@ -172,12 +172,17 @@ def main():
       cold_runs.REPO, 'benchmarks', 'results', 'scaling'))
   args = parser.parse_args()
   base = tempfile.mkdtemp(prefix='scaling-bench-')
-  runs, idle = [], {}
+  runs, idle, skipped = [], {}, {}
   try:
     for engine in args.engines:
       options, pids, stop = None, (), None
       if engine == 'flink':
-        options, pids, idle[engine], stop = _flink_cluster()
+        try:
+          options, pids, idle[engine], stop = _flink_cluster()
+        except LookupError as e:
+          skipped[engine] = str(e)
+          print(f'flink: not measured: {e}', flush=True)
+          continue
       try:
         runs += [one_size(rows, base, args.workers, engine, options, pids)
                  for rows in sorted(args.rows)]
@@ -188,7 +193,8 @@ def main():
     shutil.rmtree(base, ignore_errors=True)
   result = {'date': datetime.datetime.now().isoformat(timespec='seconds'),
             'machine': machine.describe(), 'workers': args.workers,
-            'budget': BUDGET, 'cluster_idle_mib': idle, 'runs': runs}
+            'budget': BUDGET, 'cluster_idle_mib': idle, 'skipped': skipped,
+            'runs': runs}
   os.makedirs(os.path.dirname(args.output), exist_ok=True)
   with open(args.output + '.json', 'w') as f:
     json.dump(result, f, indent=2)
@@ -214,6 +220,8 @@ def main():
         f'{r["wall_seconds"]:.1f} | {r["seconds_per_1k_rows"]:.3f} | '
         f'{r["tree_peak_rss_mib"]} | {r["peak_rss_mib"]} | {r["blessed"]} | '
         f'{"" if auc is None else f"{auc:.4f}"} |')
+  for engine, reason in skipped.items():
+    lines += ['', f'{engine}: not measured: {reason}']
   million = [r for r in runs if r['rows'] == 1_000_000]
   for r in million:
     met = (r['wall_seconds'] <= GOAL_SECONDS and

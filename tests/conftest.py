@@ -12,6 +12,7 @@ import json
 import os
 import random
 import re
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -225,3 +226,43 @@ class Dashboard:
   def close(self):
     self.proc.terminate()
     self.proc.wait(timeout=10)
+
+
+# Engines (pipeline/engines): an empty cache, and loopback ports that
+# answer or do not, standing in for a cluster's daemons.
+
+
+@pytest.fixture
+def engines_home(tmp_path, monkeypatch):
+  """An empty engines cache: nothing fetched, no cluster."""
+  monkeypatch.setenv('PIPELINE_ENGINES_HOME', str(tmp_path / 'engines'))
+  return tmp_path / 'engines'
+
+
+@pytest.fixture
+def listening():
+  """A factory of loopback ports that accept connections:
+  listening(host='localhost') -> 'HOST:PORT'."""
+  sockets = []
+
+  def open_one(host='localhost'):
+    server = socket.socket()
+    server.bind((host, 0))
+    server.listen()
+    sockets.append(server)
+    return f'{host}:{server.getsockname()[1]}'
+  yield open_one
+  for server in sockets:
+    server.close()
+
+
+def free_port(host='localhost') -> int:
+  """A loopback port nothing listens on (one just freed)."""
+  with socket.socket() as s:
+    s.bind((host, 0))
+    return s.getsockname()[1]
+
+
+def closed_port(host='localhost') -> str:
+  """'HOST:PORT' where nothing listens."""
+  return f'{host}:{free_port(host)}'

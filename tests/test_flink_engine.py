@@ -15,7 +15,6 @@ import csv
 import json
 import os
 import re
-import socket
 import subprocess
 import time
 import urllib.error
@@ -26,39 +25,13 @@ import pytest
 
 from pipeline.engines import cluster, downloads, flink
 from pipeline.engines import registry as engines
-from tests.conftest import DATA_CSV, DEFAULT_SPEC, pipeline_fixture, run_spec
-
-
-@pytest.fixture
-def engines_home(tmp_path, monkeypatch):
-  """An empty engines cache: nothing fetched, no cluster."""
-  monkeypatch.setenv('PIPELINE_ENGINES_HOME', str(tmp_path / 'engines'))
-  return tmp_path / 'engines'
-
-
-@pytest.fixture
-def listening():
-  """Opens loopback ports that answer (a stand-in for a daemon):
-  listening() -> 'localhost:PORT'."""
-  sockets = []
-
-  def open_one():
-    s = socket.socket()
-    s.bind(('localhost', 0))
-    s.listen()
-    sockets.append(s)
-    return f'localhost:{s.getsockname()[1]}'
-  yield open_one
-  for s in sockets:
-    s.close()
-
-
-def closed_port() -> str:
-  """A loopback address nothing listens on."""
-  with socket.socket() as s:
-    s.bind(('localhost', 0))
-    return f'localhost:{s.getsockname()[1]}'
-
+from tests.conftest import (
+  DATA_CSV,
+  DEFAULT_SPEC,
+  closed_port,
+  pipeline_fixture,
+  run_spec,
+)
 
 # Options and Beam args.
 

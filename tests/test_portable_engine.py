@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import (
   REPO,
   cli,
+  free_port,
   one_line_error,
   pipeline_fixture,
   run_pipeline,
@@ -25,16 +26,10 @@ from tests.conftest import (
 BEAM = ['CsvExampleGen', 'StatisticsGen', 'Transform', 'Evaluator']
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('localhost', 0))
-    return s.getsockname()[1]
-
-
 @pytest.fixture(scope='module')
 def job_service(tmp_path_factory):
   """Beam's Python job service on a free port; its endpoint."""
-  port = _free_port()
+  port = free_port()
   log = tmp_path_factory.mktemp('job-service') / 'log'
   with open(log, 'w') as out:
     process = subprocess.Popen(
@@ -85,7 +80,7 @@ def test_the_pipeline_runs_through_a_job_service_and_blesses(portable, cold):
 
 def test_a_job_service_that_does_not_answer_is_refused_before_the_run(
     tmp_path):
-  port = _free_port()
+  port = free_port()
   proc = cli('run', '--set', f'runner.pipeline_root={tmp_path}/root',
              '--set', f'runner.metadata={tmp_path}/m.sqlite',
              '--set', f'push.destination={tmp_path}/serving',

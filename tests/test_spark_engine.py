@@ -11,7 +11,6 @@ DirectRunner.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import zipfile
@@ -21,39 +20,9 @@ from pydantic import ValidationError
 
 from pipeline.engines import cluster, downloads, spark
 from pipeline.engines import registry as engines
-from tests.conftest import REPO, pipeline_fixture, run_pipeline
+from tests.conftest import REPO, closed_port, pipeline_fixture, run_pipeline
 
 ENGINE = engines.get('spark')
-
-
-@pytest.fixture
-def empty_cache(tmp_path, monkeypatch):
-  """An engines cache with nothing in it."""
-  monkeypatch.setenv('PIPELINE_ENGINES_HOME', str(tmp_path / 'engines'))
-  return tmp_path / 'engines'
-
-
-@pytest.fixture
-def listening():
-  """A factory of loopback ports that accept connections ('127.0.0.1:N')."""
-  sockets = []
-
-  def listen():
-    server = socket.socket()
-    server.bind(('127.0.0.1', 0))
-    server.listen()
-    sockets.append(server)
-    return f'127.0.0.1:{server.getsockname()[1]}'
-  yield listen
-  for server in sockets:
-    server.close()
-
-
-def closed_port():
-  """'127.0.0.1:N' where nothing listens (a port just freed)."""
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return f'127.0.0.1:{s.getsockname()[1]}'
 
 
 # Options and Beam args.
@@ -96,7 +65,7 @@ def test_no_job_endpoint_starts_beams_spark_runner_with_the_jar():
       cluster.JAVA_17_OPENS) in jvm
 
 
-def test_no_job_endpoint_uses_the_cached_jar(empty_cache):
+def test_no_job_endpoint_uses_the_cached_jar(engines_home):
   options = spark.SparkOptions(job_endpoint=None)
   assert not any(a.startswith('--spark_job_server_jar')
                  for a in ENGINE.beam_args(options))
@@ -160,41 +129,41 @@ def test_local_master_is_an_option_of_the_spark_runner():
 # What stands in the way, before a run.
 
 def test_nothing_in_the_way_when_master_and_job_server_answer(listening):
-  options = spark.SparkOptions(master=f'spark://{listening()}',
-                               job_endpoint=listening())
+  options = spark.SparkOptions(master=f'spark://{listening(spark.HOST)}',
+                               job_endpoint=listening(spark.HOST))
   assert ENGINE.problem(options) is None
 
 
 def test_a_job_server_that_does_not_answer_says_how_to_start_one(listening):
-  endpoint = closed_port()
+  endpoint = closed_port(spark.HOST)
   problem = ENGINE.problem(spark.SparkOptions(
-      master=f'spark://{listening()}', job_endpoint=endpoint))
+      master=f'spark://{listening(spark.HOST)}', job_endpoint=endpoint))
   assert f'the Spark job server {endpoint} does not answer' in problem
   assert '`python -m pipeline engine up spark`' in problem
   assert 'runner.engine_options.job_endpoint' in problem
 
 
 def test_a_master_that_does_not_answer_says_how_to_start_one(listening):
-  master = f'spark://{closed_port()}'
+  master = f'spark://{closed_port(spark.HOST)}'
   problem = ENGINE.problem(spark.SparkOptions(master=master,
-                                              job_endpoint=listening()))
+                                              job_endpoint=listening(spark.HOST)))
   assert f'the Spark master {master} does not answer' in problem
   assert 'engine up spark' in problem
   assert 'runner.engine_options.master' in problem
 
 
 def test_an_external_worker_pool_must_answer(listening):
-  pool = closed_port()
+  pool = closed_port(spark.HOST)
   problem = ENGINE.problem(spark.SparkOptions(
-      master=f'spark://{listening()}', job_endpoint=listening(),
+      master=f'spark://{listening(spark.HOST)}', job_endpoint=listening(spark.HOST),
       environment='external', worker_pool=pool))
   assert f'the Beam worker pool {pool} does not answer' in problem
 
 
-def test_the_spark_runner_needs_the_cached_jar(empty_cache, listening):
-  del empty_cache
+def test_the_spark_runner_needs_the_cached_jar(engines_home, listening):
+  del engines_home
   problem = ENGINE.problem(spark.SparkOptions(
-      job_endpoint=None, master=f'spark://{listening()}'))
+      job_endpoint=None, master=f'spark://{listening(spark.HOST)}'))
   assert 'beam-runners-spark-3-job-server 2.59.0) is not cached' in problem
   assert '`python -m pipeline engine fetch spark` (or `make engines`)' in (
       problem)
@@ -209,20 +178,20 @@ def test_the_spark_runner_needs_java(monkeypatch):
 
 def test_a_named_jar_that_is_not_there(listening, tmp_path):
   problem = ENGINE.problem(spark.SparkOptions(
-      job_endpoint=None, master=f'spark://{listening()}',
+      job_endpoint=None, master=f'spark://{listening(spark.HOST)}',
       job_server_jar=str(tmp_path / 'nothing.jar')))
   assert 'nothing.jar: no such file' in problem
 
 
-def test_a_local_master_is_not_looked_for(empty_cache, tmp_path):
-  del empty_cache
+def test_a_local_master_is_not_looked_for(engines_home, tmp_path):
+  del engines_home
   jar = tmp_path / 'js.jar'
   jar.write_bytes(b'')
   assert ENGINE.problem(spark.SparkOptions(
       master='local[2]', job_endpoint=None, job_server_jar=str(jar))) is None
 
 
-def test_the_cluster_says_what_it_lacks(empty_cache, monkeypatch):
+def test_the_cluster_says_what_it_lacks(engines_home, monkeypatch):
   missing = ENGINE.cluster.missing()
   assert f'Spark {spark.SPARK_VERSION} is not cached' in missing
   assert 'engine fetch spark' in missing
@@ -231,7 +200,7 @@ def test_the_cluster_says_what_it_lacks(empty_cache, monkeypatch):
   assert ENGINE.cluster.status() == {}
 
 
-def test_up_refuses_before_starting_anything(empty_cache):
+def test_up_refuses_before_starting_anything(engines_home):
   with pytest.raises(RuntimeError, match='is not cached'):
     ENGINE.cluster.up(print)
   assert not os.path.exists(cluster.run_dir('spark'))

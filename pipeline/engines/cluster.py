@@ -14,6 +14,7 @@ import subprocess
 import time
 from typing import Dict, List, Optional, Sequence
 
+from components import processes as processes_lib
 from pipeline.engines import downloads
 
 
@@ -61,20 +62,14 @@ def wait_for_port(host: str, port: int, what: str, seconds: float = 120,
 
 def alive(pid: int) -> bool:
   # A daemon this process started (a test's `up`, then `down`) stays a
-  # zombie after it exits until it is reaped, and signal 0 still reaches a
-  # zombie: reap it here.
+  # zombie after it exits until its parent reaps it: reap it here, so that
+  # `down` need not wait for it.
   try:
     if os.waitpid(pid, os.WNOHANG)[0] == pid:
       return False
   except ChildProcessError:
     pass  # not a child of this process
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    return True
-  return True
+  return processes_lib.process_alive(pid)
 
 
 def start(engine: str, name: str, command: List[str],
