@@ -308,11 +308,8 @@ def _output_config():
               example_gen_pb2.SplitConfig.Split(name='eval', hash_buckets=1)]))
 
 
-def _run(executor, folder, out, fmt=None):
-  """Runs an ExampleGen executor over folder/*.csv; split name -> (its
-  files, its examples' sorted deterministic bytes)."""
-  examples = standard_artifacts.Examples()
-  examples.uri = str(out)
+def _properties(folder, fmt=None):
+  """An ExampleGen's exec properties over folder/*.csv (with `fmt`)."""
   props = {
       standard_component_specs.INPUT_BASE_KEY: folder,
       standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(
@@ -324,6 +321,15 @@ def _run(executor, folder, out, fmt=None):
   if fmt is not None:
     props[standard_component_specs.CUSTOM_CONFIG_KEY] = (
         proto_utils.proto_to_json(ceg.custom_config(fmt)))
+  return props
+
+
+def _run(executor, folder, out, fmt=None):
+  """Runs an ExampleGen executor over folder/*.csv; split name -> (its
+  files, its examples' sorted deterministic bytes)."""
+  examples = standard_artifacts.Examples()
+  examples.uri = str(out)
+  props = _properties(folder, fmt)
   executor.Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, props)
   assert examples.split_names == '["train", "eval"]'
   found = {}
@@ -406,16 +412,7 @@ def test_generate_examples_by_beam_gives_the_splits_do_writes(tmp_path):
   folder = _write(tmp_path / 'data', {'data.csv': MIXED})
   fmt = csv_format.CsvFormat(split_by='id', eval_from='150')
   written = _run(ceg.Executor(), folder, tmp_path / 'out', fmt)
-  props = {
-      standard_component_specs.INPUT_BASE_KEY: folder,
-      standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(
-          example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(
-              name='single_split', pattern='*.csv')])),
-      standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(
-          _output_config()),
-      standard_component_specs.CUSTOM_CONFIG_KEY: proto_utils.proto_to_json(
-          ceg.custom_config(fmt)),
-  }
+  props = _properties(folder, fmt)
   with beam.Pipeline() as pipeline:
     splits = ceg.Executor().GenerateExamplesByBeam(pipeline, props)
     for name, records in splits.items():
