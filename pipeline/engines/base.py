@@ -89,6 +89,16 @@ def names() -> List[str]:
   return list(ENGINES)
 
 
+def worker_args(environment: str, worker_pool: str) -> List[str]:
+  """Where a portable engine runs Beam's Python workers: `loopback` in the
+  submitting process (each component's), `external` in the worker pool
+  at `worker_pool`."""
+  if environment == 'external':
+    return ['--environment_type=EXTERNAL',
+            f'--environment_config={worker_pool}']
+  return ['--environment_type=LOOPBACK']
+
+
 def pipeline_args(name: str, options: Options, beam_args: List[str]
                   ) -> List[str]:
   """The Beam pipeline args for engine `name`: its own, then the spec's

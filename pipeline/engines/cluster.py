@@ -41,6 +41,12 @@ def split_address(address: str, default_port: int) -> tuple:
   return host or 'localhost', int(port) if port else default_port
 
 
+def answers(address: str, default_port: int, timeout: float = 2.0) -> bool:
+  """Whether 'host:port' (or 'scheme://host:port') accepts connections."""
+  host, port = split_address(address, default_port)
+  return port_open(host, port, timeout=timeout)
+
+
 def wait_for_port(host: str, port: int, what: str, seconds: float = 120,
                   pids: Sequence[int] = ()) -> None:
   """Waits until `host:port` accepts connections.

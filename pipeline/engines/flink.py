@@ -43,6 +43,7 @@ from pipeline.engines.base import (
   Options,
   Progress,
   register,
+  worker_args,
 )
 
 ENGINE = 'flink'
@@ -101,13 +102,6 @@ def _jar(options: FlinkOptions) -> Optional[str]:
   return options.job_server_jar or downloads.cached_jar(JOB_SERVER)
 
 
-def _environment_args(options: FlinkOptions) -> List[str]:
-  if options.environment == 'external':
-    return ['--environment_type=EXTERNAL',
-            f'--environment_config={options.worker_pool}']
-  return ['--environment_type=LOOPBACK']
-
-
 def beam_args(options: FlinkOptions) -> List[str]:
   """The Beam args that send a component's pipelines to Flink."""
   if options.job_endpoint:
@@ -123,12 +117,7 @@ def beam_args(options: FlinkOptions) -> List[str]:
               *[f'--job_server_jvm_properties={opt}'
                 for opt in cluster.JAVA_17_OPENS]]
   return [*runner, f'--parallelism={options.parallelism}',
-          *_environment_args(options)]
-
-
-def _not_answering(address: str, default_port: int) -> bool:
-  host, port = cluster.split_address(address, default_port)
-  return not cluster.port_open(host, port, timeout=2)
+          *worker_args(options.environment, options.worker_pool)]
 
 
 _START_IT = ('start one with `python -m pipeline engine up flink` or fix '
@@ -150,13 +139,13 @@ def problem(options: FlinkOptions) -> Optional[str]:
     if _jar(options) is None:
       return (f'the Beam Flink job-server jar ({JOB_SERVER}) is not cached: '
               'run `python -m pipeline engine fetch flink` (or `make engines`)')
-  if _not_answering(options.master, REST_PORT):
+  if not cluster.answers(options.master, REST_PORT):
     return (f'no Flink master answers at {options.master}: {_START_IT}'
             'master')
-  if options.job_endpoint and _not_answering(options.job_endpoint, JOB_PORT):
+  if options.job_endpoint and not cluster.answers(options.job_endpoint, JOB_PORT):
     return (f'no Beam Flink job server answers at {options.job_endpoint}: '
             f'{_START_IT}job_endpoint')
-  if options.environment == 'external' and _not_answering(
+  if options.environment == 'external' and not cluster.answers(
       options.worker_pool, WORKER_POOL_PORT):
     return (f'no Beam worker pool answers at {options.worker_pool}: '
             f'{_START_IT}worker_pool')

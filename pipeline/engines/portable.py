@@ -9,7 +9,7 @@ API, artifact staging and Fn API workers as a cluster, without one."""
 from typing import List, Literal, Optional
 
 from pipeline.engines import cluster
-from pipeline.engines.base import Engine, Options, register
+from pipeline.engines.base import Engine, Options, register, worker_args
 
 
 class PortableOptions(Options):
@@ -19,21 +19,16 @@ class PortableOptions(Options):
 
 
 def _beam_args(options: PortableOptions) -> List[str]:
-  args = ['--runner=PortableRunner', f'--job_endpoint={options.job_endpoint}']
-  if options.environment == 'external':
-    return args + ['--environment_type=EXTERNAL',
-                   f'--environment_config={options.worker_pool}']
-  return args + ['--environment_type=LOOPBACK']
+  return ['--runner=PortableRunner', f'--job_endpoint={options.job_endpoint}',
+          *worker_args(options.environment, options.worker_pool)]
 
 
 def _problem(options: PortableOptions) -> Optional[str]:
-  host, port = cluster.split_address(options.job_endpoint, 8099)
-  if not cluster.port_open(host, port, timeout=2):
+  if not cluster.answers(options.job_endpoint, 8099):
     return (f'no Beam job service answers at {options.job_endpoint}: start '
             'it, or fix runner.engine_options.job_endpoint')
   if options.environment == 'external':
-    host, port = cluster.split_address(options.worker_pool, 50000)
-    if not cluster.port_open(host, port, timeout=2):
+    if not cluster.answers(options.worker_pool, 50000):
       return (f'no Beam worker pool answers at {options.worker_pool}: start '
               'one (python -m apache_beam.runners.worker.worker_pool_main '
               '--service_port=PORT) or fix runner.engine_options.worker_pool')

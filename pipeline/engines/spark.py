@@ -40,6 +40,7 @@ from pipeline.engines.base import (
   Options,
   Progress,
   register,
+  worker_args,
 )
 
 # Beam 2.59's beam-runners-spark-3 is built against Spark 3.2.2 (its POM's
@@ -116,13 +117,6 @@ def executor_properties() -> List[str]:
               cluster.JAVA_17_OPENS)]
 
 
-def _environment_args(options: SparkOptions) -> List[str]:
-  if options.environment == 'external':
-    return ['--environment_type=EXTERNAL',
-            f'--environment_config={options.worker_pool}']
-  return ['--environment_type=LOOPBACK']
-
-
 def _jar(options: SparkOptions) -> Optional[str]:
   return options.job_server_jar or downloads.cached_jar(JOB_SERVER)
 
@@ -131,7 +125,7 @@ def _beam_args(options: SparkOptions) -> List[str]:
   if options.job_endpoint:
     return ['--runner=PortableRunner',
             f'--job_endpoint={options.job_endpoint}',
-            *_environment_args(options)]
+            *worker_args(options.environment, options.worker_pool)]
   # Beam puts these after `java -jar` and before the jar, where the java
   # launcher still reads options.
   jvm = [f'--job_server_jvm_property={flag}' for flag in (
@@ -139,7 +133,7 @@ def _beam_args(options: SparkOptions) -> List[str]:
   jar = _jar(options)
   return ['--runner=SparkRunner', f'--spark_master_url={options.master}',
           *([f'--spark_job_server_jar={jar}'] if jar else []), *jvm,
-          *_environment_args(options)]
+          *worker_args(options.environment, options.worker_pool)]
 
 
 _UP = '`python -m pipeline engine up spark`'
@@ -158,19 +152,16 @@ def _problem(options: SparkOptions) -> Optional[str]:
     if not os.path.isfile(jar):
       return f'runner.engine_options.job_server_jar {jar}: no such file'
   if options.master.startswith('spark://'):
-    host, port = cluster.split_address(options.master, MASTER_PORT)
-    if not cluster.port_open(host, port):
+    if not cluster.answers(options.master, MASTER_PORT, timeout=1.0):
       return (f'the Spark master {options.master} does not answer: start one '
               f'with {_UP}, or fix runner.engine_options.master')
   if options.job_endpoint:
-    host, port = cluster.split_address(options.job_endpoint, JOB_PORT)
-    if not cluster.port_open(host, port):
+    if not cluster.answers(options.job_endpoint, JOB_PORT, timeout=1.0):
       return (f'the Spark job server {options.job_endpoint} does not answer: '
               f'start one with {_UP}, or fix '
               'runner.engine_options.job_endpoint')
   if options.environment == 'external':
-    host, port = cluster.split_address(options.worker_pool, WORKER_POOL_PORT)
-    if not cluster.port_open(host, port):
+    if not cluster.answers(options.worker_pool, WORKER_POOL_PORT, timeout=1.0):
       return (f'the Beam worker pool {options.worker_pool} does not answer: '
               f'start one with {_UP}, or fix '
               'runner.engine_options.worker_pool')
