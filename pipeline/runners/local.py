@@ -110,14 +110,20 @@ def _guarded(spec: PipelineSpec, env: Environment, run_id: str,
       outcome[0] = 'interrupted'
       raise
     finally:
+      # Each record on its own: a failure to write where the Beam
+      # components ran must not cost the record of how the run ended. The
+      # run's own outcome (or error) matters more; these are logged.
+      try:
+        session.finish_run(store, run_id, outcome[0], outcome[1])
+      except Exception as e:  # pylint: disable=broad-except
+        logging.warning('could not record how run %s ended: %s', run_id,
+                        one_line(e))
       try:
         session.record_engine(store, spec.name, run_id, spec.runner.engine,
                               engines.BEAM_COMPONENTS)
-        session.finish_run(store, run_id, outcome[0], outcome[1])
       except Exception as e:  # pylint: disable=broad-except
-        # The run's own outcome (or error) matters more; this one is logged.
-        logging.warning('could not record how run %s ended: %s', run_id,
-                        one_line(e))
+        logging.warning('could not record where run %s ran its Beam jobs: %s',
+                        run_id, one_line(e))
   finally:
     lock.release()
 
