@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 UV_VERSION := 0.13.9
 SPEC   ?=
 
-# One Keras for the whole project: Keras 2 through tf_keras (README).
+# One Keras for the whole project: Keras 2 through tf_keras (docs/design.md).
 export TF_USE_LEGACY_KERAS := 1
 
 .PHONY: setup run test test-fast lint validate benchmark lock clean engines
@@ -30,7 +30,7 @@ run: setup
 validate: setup
 	$(BIN)/python -m pipeline validate $(SPEC)
 
-# Everything: the lint and every test, pipelines included (README: minutes).
+# Everything: the lint and every test, pipelines included (docs/testing.md: how long).
 # The engines' parts come first, so that the Flink and Spark tests run; a
 # machine that cannot download them (or has no Java) skips those tests,
 # each with its reason.
@@ -40,8 +40,8 @@ test: setup lint
 
 # Beam's Flink and Spark job-server jars (Maven Central) and the Flink and
 # Spark distributions (PyPI, each in a folder of its own), cached under
-# $$PIPELINE_ENGINES_HOME (default ~/.cache/tfx-pipelines/engines): README,
-# "Scale out". Needs Java 17 to run them, not to fetch them. Each engine is
+# $$PIPELINE_ENGINES_HOME (default ~/.cache/tfx-pipelines/engines):
+# docs/scale.md. Needs Java 17 to run them, not to fetch them. Each engine is
 # fetched even when the other's parts cannot be had (each says so in one
 # line): a Maven mirror without Beam's job servers still gets the clusters.
 engines: setup
@@ -55,7 +55,7 @@ test-fast: setup lint
 lint: setup
 	$(BIN)/ruff check .
 
-# Measures and writes benchmarks/results/ (README, "Speed and scale"): about
+# Measures and writes benchmarks/results/ (benchmarks/README.md): about
 # 90 minutes here: CsvExampleGen's throughput against the previous executor
 # (~8 min, its 1M rows at 0.9 MB/s most of it), the scaling curve, then the
 # quality table (every bundled data set, dnn, gbt and the Tuner's choice,

@@ -1,7 +1,7 @@
 """Times the run report and the dashboard on a store holding 200 runs, and
 writes benchmarks/results/dashboard.{json,md}; with Chromium installed it
 also screenshots the report's sections and the dashboard's pages into
-docs/screenshots/ (the README shows them).
+docs/screenshots/ (docs/lineage.md shows them).
 
 Usage: python benchmarks/dashboard_benchmark.py [SPEC] [--runs 200]
   [--workdir DIR] [--repeats 5]
