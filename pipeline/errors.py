@@ -21,10 +21,30 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 _TF_NOISE = re.compile(r'\s*\[\[\{\{node .*$|\s*Call stack:.*$', re.DOTALL)
 
 
+# A Python traceback inside a message: Keras Tuner appends the last failed
+# trial's to "Number of consecutive failures excceeded the limit", so a
+# module's own error (a None step count, say) arrives 1.5 kB deep in it.
+_TRACEBACK = 'Traceback (most recent call last):'
+
+
+def _root_cause(text: str) -> str:
+  """`text` with an embedded traceback reduced to its last line, the
+  exception that started it; unchanged without one."""
+  head, found, trace = text.partition(_TRACEBACK)
+  if not found:
+    return text
+  # The exception's line is the last one not indented (frames and source
+  # lines are); chained tracebacks end with the one raised last.
+  cause = next((line for line in reversed(trace.splitlines())
+                if line.strip() and not line[0].isspace()), '')
+  return f'{head.strip()} Root cause: {cause.strip()}' if cause else head
+
+
 def whole(text: str) -> str:
   """A message as one whole line: line breaks and runs of spaces folded,
-  nothing cut (TensorFlow's graph-node and call-stack appendix aside)."""
-  return ' '.join(_TF_NOISE.sub('', str(text)).split())
+  nothing cut but noise: TensorFlow's graph-node and call-stack appendix,
+  and an embedded Python traceback, of which the root cause is kept."""
+  return ' '.join(_TF_NOISE.sub('', _root_cause(str(text))).split())
 
 
 def one_line(error: BaseException) -> str:

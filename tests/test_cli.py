@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 
 import pytest
 
@@ -185,6 +186,29 @@ def test_messages_are_whole_lines_never_cut():
   # TensorFlow's appendix (the graph node, the call stack) is not the message.
   assert errors.whole('Input is NaN\n\t [[{{node Mean}}]]\nCall stack: ...') == (
       'Input is NaN')
+
+
+def _trial_failure() -> RuntimeError:
+  """Keras Tuner's error after failed trials: its message carries the last
+  trial's traceback (keras_tuner/engine/oracle.py), here a real one."""
+  def tuner_fn(train_steps=None):
+    return train_steps * 2
+
+  try:
+    tuner_fn()
+  except TypeError:
+    trace = traceback.format_exc()
+  return RuntimeError('Number of consecutive failures excceeded the limit '
+                      'of 3.\n' + trace)
+
+
+def test_an_embedded_traceback_is_reduced_to_its_root_cause():
+  line = errors.one_line(_trial_failure())
+  assert line == (
+      'RuntimeError: Number of consecutive failures excceeded the limit of 3. '
+      "Root cause: TypeError: unsupported operand type(s) for *: 'NoneType' "
+      "and 'int'")
+  assert 'Traceback' not in line and len(line) < 200
 
 
 @pytest.mark.parametrize('command', ['serve', 'ui'])
