@@ -6,6 +6,7 @@ modules/config.py), so preprocessing, the model, the evaluation and the tests
 all read the feature lists from here. No TensorFlow: the spec imports it.
 """
 
+import re
 from typing import List, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,6 +14,25 @@ from pydantic import BaseModel, ConfigDict, Field
 from modules.tasks import DEFAULT_MAX_CLASSES, TASK_KINDS
 
 TRANSFORMED_SUFFIX = '_xf'
+
+# What a feature's or the label's name may be. A name becomes part of
+# TensorFlow op and name-scope names (the Transform's analyzers, a Keras
+# input per transformed feature, its layers) and of vocabulary file
+# names: TensorFlow's root scope rule, without its '/' and '>' (a scope or
+# path separator here).
+NAME_PATTERN = re.compile(r'[A-Za-z0-9.][A-Za-z0-9_.-]*')
+
+
+def is_usable_name(key: str) -> bool:
+  """Whether `key` can name a feature or the label (NAME_PATTERN)."""
+  return NAME_PATTERN.fullmatch(key) is not None
+
+
+def usable_name(key: str) -> str:
+  """A name like `key` that NAME_PATTERN allows ('mean radius' ->
+  'mean_radius'), to suggest a rename."""
+  name = re.sub(r'[^A-Za-z0-9_.-]+', '_', key).strip('_-')
+  return name if is_usable_name(name) else 'column_' + name
 
 
 def transformed_name(key: str) -> str:

@@ -2,16 +2,18 @@
 typed search space and tuner settings, tested without training a model.
 
 Keras Tuner's Hyperband fills its first bracket's first round with random
-configurations at a few epochs, then promotes the best to more epochs. Two
+configurations at a few epochs, then promotes the best to more epochs. Three
 ways it degenerates without a word:
 - a finite space with fewer configurations than that first round: the
   random sampler runs out, the oracle stops, no trial is promoted (every
   trial ran the first round's epochs);
 - `tuner.max_trials` below that first round: the search ends inside it,
-  again with no promotion.
+  again with no promotion;
+- `tuner.max_epochs` below `tuner.factor`: the iteration is one round at
+  max_epochs, with nothing to promote to, whatever max_trials says.
 The plan switches the first (and a random or Bayesian search asked for at
 least as many trials as the space holds) to a grid search over every
-configuration at the full epochs, and states the second, so the run says
+configuration at the full epochs, and states the others, so the run says
 what its search did.
 """
 
@@ -100,9 +102,8 @@ def plan(settings: TunerSpec, space: SearchSpace,
   asked, trials = settings.algorithm, settings.max_trials
   base = dict(asked=asked, max_epochs=settings.max_epochs, space_size=size)
   if asked == 'hyperband':
-    first = hyperband_rounds(settings.max_epochs, settings.factor)[0]
-    full = sum(r.trials for r in hyperband_rounds(settings.max_epochs,
-                                                     settings.factor))
+    rounds = hyperband_rounds(settings.max_epochs, settings.factor)
+    first, full = rounds[0], sum(r.trials for r in rounds)
     if size is not None and size < first.trials:
       return Plan(algorithm='grid', max_trials=min(trials, size), note=(
           f'the search space holds {size} configurations, fewer than the '
@@ -110,6 +111,16 @@ def plan(settings: TunerSpec, space: SearchSpace,
           'sampler would run out and stop the search before any trial is '
           f'promoted): searching all {min(trials, size)} with grid search, '
           f'up to {settings.max_epochs} epochs each'), **base)
+    if len(rounds) == 1:
+      # One round, at max_epochs, with nothing after it to promote to:
+      # more trials cannot help, and the full iteration is that round.
+      return Plan(algorithm=asked, max_trials=trials, note=(
+          f'tuner.max_epochs {settings.max_epochs} is below tuner.factor '
+          f'{settings.factor}, so Hyperband runs one round: '
+          f'{min(trials, first.trials)} trials of {first.epochs} epochs, '
+          'none promoted; raise max_epochs to at least factor, or use '
+          f'tuner.algorithm: random for {trials} trials of up to '
+          f'{settings.max_epochs} epochs'), **base)
     if trials <= first.trials:
       return Plan(algorithm=asked, max_trials=trials, note=(
           f'tuner.max_trials {trials} ends Hyperband within its first round '

@@ -12,12 +12,14 @@ import datetime
 import math
 import os
 import re
+import stat
 from typing import (
   Any,
   Dict,
   List,
   Literal,
   Mapping,
+  NamedTuple,
   Optional,
   Tuple,
   Type,
@@ -347,6 +349,9 @@ class PipelineSpec(_Strict):
   source: str = Field(default='<dict>', exclude=True)
   # The MODULE_FUNCTIONS module_file defines (read by spec_from_dict).
   module_functions: Tuple[str, ...] = Field(default=(), exclude=True)
+  # The step counts (STEP_ARGS) module_file reads from fn_args with no
+  # fallback of its own (read by spec_from_dict).
+  module_steps: Tuple[str, ...] = Field(default=(), exclude=True)
 
   model_config = ConfigDict(extra='forbid', frozen=True, populate_by_name=True,
                             strict=True, allow_inf_nan=False)
@@ -449,7 +454,7 @@ class PipelineSpec(_Strict):
 # model.encoders.<column> keys that hold paths, resolved the same way.
 _ENCODER_PATH_KEYS = ('huggingface', 'weights', 'keras_file', 'saved_model')
 # PipelineSpec fields the loader and the runner set, never a YAML key.
-_INTERNAL = ('source', 'module_functions', 'label_stats')
+_INTERNAL = ('source', 'module_functions', 'module_steps', 'label_stats')
 # Keys that hold paths, resolved against the spec's folder.
 _PATH_KEYS = (('data', 'csv'), ('data', 'tfrecord'), ('schema',),
               ('module_file',), ('push', 'destination'),
@@ -556,8 +561,10 @@ def _format_error(source: str, errors: List[Dict[str, Any]]) -> str:
       msg = other['msg'].replace('Input should be ', '')
       if msg not in alternatives:
         alternatives.append(msg)
-  return (f'{source}: {key}: must be {"; or ".join(alternatives)} '
-          f'(got {err.get("input")!r})')
+  got = repr(err.get('input'))
+  # A long value is shown by its start: the line names the key anyway.
+  got = got if len(got) <= 60 else got[:57] + '...'
+  return f'{source}: {key}: must be {"; or ".join(alternatives)} (got {got})'
 
 
 def _check(cond: bool, source: str, key: str, message: str) -> None:
@@ -599,6 +606,47 @@ def _check_engine(source: str, key: str, name: str,
                     f'(got {err.get("input")!r})') from None
 
 
+# The largest values a spec may give, by key: far past any run this project
+# makes, small enough that a typo (an extra zero or three, 1e20) is refused
+# before it allocates a layer or loops for a lifetime (docs/spec.md).
+MAXIMA = {
+    'training.epochs': 10_000,
+    'training.train_steps': 100_000_000,
+    'training.eval_steps': 100_000_000,
+    'tuner.max_trials': 10_000,
+    'tuner.max_epochs': 10_000,
+    'tuner.factor': 100,
+    'tuner.hyperband_iterations': 100,
+    'model.search_space.num_layers': 64,
+    'model.search_space.units': 65_536,
+    'model.search_space.batch_size': 65_536,
+    'model.search_space.embedding_dim': 4_096,
+    'model.search_space.finetune.head_units': 65_536,
+    'model.search_space.finetune.epochs_per_stage': 10_000,
+}
+
+
+def _number_text(value: int) -> str:
+  """An integer for a message: a huge one by its digit count, so the line
+  stays one readable line."""
+  text = str(value)
+  return text if len(text) <= 20 else f'a {len(text)}-digit number'
+
+
+def _check_maxima(spec: PipelineSpec) -> None:
+  """Every MAXIMA key is at most its maximum (a range by its max, a list by
+  each value)."""
+  for key, most in MAXIMA.items():
+    node: Any = spec
+    for part in key.split('.'):
+      node = getattr(node, part)
+    values = node if isinstance(node, list) else [
+        node.max if isinstance(node, IntRange) else node]
+    for value in values:
+      _check(value is None or value <= most, spec.source, key,
+             f'at most {most} (got {_number_text(value)})')
+
+
 def _check_consistency(spec: PipelineSpec) -> None:
   """Cross-key rules that single fields cannot express. Rules that depend
   on the number of classes or on the feature lists wait until the runner
@@ -630,6 +678,7 @@ def _check_consistency(spec: PipelineSpec) -> None:
     for name, buckets in split.items():
       _check(buckets >= 1, src, f'data.split.{name}',
              f'hash buckets must be >= 1 (got {buckets})')
+  _check_maxima(spec)
   _check_search_space(spec)
   _check_model(spec)
   _check_training(spec)
@@ -788,8 +837,21 @@ def _check_impute(spec: PipelineSpec, seen: Mapping[str, str]) -> None:
 def _check_module_file(spec: PipelineSpec) -> None:
   """A module file's tuner_fn and run_fn come as a pair when the Tuner runs:
   the project's run_fn cannot train on another search space's values, nor
-  the module's run_fn on the project's."""
-  if not spec.module_file or not spec.tuner.enabled:
+  the module's run_fn on the project's. A step count they read is set:
+  TFX hands them None otherwise, and TFX's penguin module then fails every
+  tuning trial (Keras Tuner stops after three, with a traceback for a
+  message)."""
+  if not spec.module_file:
+    return
+  trains = spec.uses_module_file('run_fn') or (
+      spec.tuner.enabled and spec.uses_module_file('tuner_fn'))
+  for name in spec.module_steps if trains else ():
+    _check(getattr(spec.training, name) is not None, spec.source,
+           f'training.{name}',
+           f'module_file {os.path.basename(spec.module_file)} reads '
+           f'fn_args.{name}, which is None unless set: give the number of '
+           f'steps (TFX\'s penguin example: train_steps 100, eval_steps 5)')
+  if not spec.tuner.enabled:
     return
   has_tuner = spec.uses_module_file('tuner_fn')
   has_run = spec.uses_module_file('run_fn')
@@ -907,30 +969,64 @@ def spec_from_dict(raw: Mapping[str, Any], base_dir: str,
                       f'{", ".join(_allowed_keys(PipelineSpec, (internal,)))}')
   _resolve_paths(data, base_dir)
   module_file = data.get('module_file')
-  functions = (module_functions(module_file, source)
-               if isinstance(module_file, str) else ())
+  module = (read_module(module_file, source)
+            if isinstance(module_file, str) else ModuleFile((), ()))
   try:
     spec = PipelineSpec.model_validate({**data, 'source': source,
-                                        'module_functions': functions})
+                                        'module_functions': module.functions,
+                                        'module_steps': module.steps})
   except pydantic.ValidationError as e:
     raise SpecError(_format_error(source, e.errors())) from None
   _check_consistency(spec)
   return spec
 
 
-def module_functions(path: str, source: str) -> Tuple[str, ...]:
-  """The MODULE_FUNCTIONS a module file defines at its top level (a def, an
-  assignment or an import of that name), read without importing it.
+# TFX's TrainArgs and EvalArgs step counts, as fn_args names them.
+STEP_ARGS = ('train_steps', 'eval_steps')
+
+
+class ModuleFile(NamedTuple):
+  """What a module file's source shows, read without importing it: the
+  MODULE_FUNCTIONS it defines, and the STEP_ARGS it reads with no fallback
+  of its own (`fn_args.train_steps`, not `fn_args.train_steps or 100` nor
+  a test of it against None)."""
+  functions: Tuple[str, ...]
+  steps: Tuple[str, ...]
+
+
+def _steps_read(tree: ast.Module) -> Tuple[str, ...]:
+  """The STEP_ARGS read as attributes anywhere in `tree`, except where the
+  read is itself tested (an `or`, a comparison, a condition)."""
+  tested = set()
+  for node in ast.walk(tree):
+    if isinstance(node, ast.BoolOp):
+      tested.update(map(id, node.values))
+    elif isinstance(node, ast.Compare):
+      tested.update(map(id, [node.left, *node.comparators]))
+    elif isinstance(node, (ast.If, ast.IfExp, ast.While)):
+      tested.add(id(node.test))
+  read = {node.attr for node in ast.walk(tree)
+          if isinstance(node, ast.Attribute) and node.attr in STEP_ARGS and
+          isinstance(node.ctx, ast.Load) and id(node) not in tested}
+  return tuple(name for name in STEP_ARGS if name in read)
+
+
+def read_module(path: str, source: str) -> ModuleFile:
+  """A module file's functions and step reads (`ModuleFile`).
 
   Raises:
-    SpecError: no such file, not Python, or none of the three defined.
+    SpecError: no such file, not Python, or none of MODULE_FUNCTIONS
+      defined at its top level (a def, an assignment or an import of that
+      name).
   """
   key = f'{source}: module_file'
   if is_uri(path):
     raise SpecError(f'{key}: {path}: give a local file (the runner packages '
                     'it for the components)')
   if not os.path.isfile(path):
-    raise SpecError(f'{key}: {path}: no such file')
+    kind = special_file(path)
+    raise SpecError(f'{key}: {path}: ' + (f'{kind}, not a Python file'
+                                          if kind else 'no such file'))
   try:
     with open(path, encoding='utf-8') as f:
       tree = ast.parse(f.read(), path)
@@ -949,7 +1045,33 @@ def module_functions(path: str, source: str) -> Tuple[str, ...]:
   if not found:
     raise SpecError(f'{key}: {path} defines none of '
                     f'{", ".join(MODULE_FUNCTIONS)} at its top level')
-  return found
+  return ModuleFile(found, _steps_read(tree))
+
+
+def module_functions(path: str, source: str) -> Tuple[str, ...]:
+  """The MODULE_FUNCTIONS a module file defines (`read_module`)."""
+  return read_module(path, source).functions
+
+
+_SPECIAL_KINDS = ((stat.S_ISFIFO, 'a named pipe (FIFO)'),
+                  (stat.S_ISCHR, 'a character device'),
+                  (stat.S_ISBLK, 'a block device'),
+                  (stat.S_ISSOCK, 'a socket'))
+
+
+def special_file(path: str) -> Optional[str]:
+  """What `path` is, in words, when it exists but is neither a regular file
+  nor a folder (a FIFO, a device, a socket), else None. Such a file is
+  refused unread: reading one blocks for a writer (a FIFO) or never ends
+  (/dev/zero)."""
+  try:
+    mode = os.stat(path).st_mode
+  except (OSError, ValueError):
+    return None
+  if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+    return None
+  return next((kind for test, kind in _SPECIAL_KINDS if test(mode)),
+              'not a regular file')
 
 
 def _deep_copy(value: Any) -> Any:
@@ -1011,7 +1133,9 @@ def read_yaml(path: str) -> Dict[str, Any]:
   if os.path.isdir(path):
     raise SpecError(f'{path}: a folder, not a spec file')
   if not os.path.isfile(path):
-    raise SpecError(f'{path}: spec file not found')
+    kind = special_file(path)
+    raise SpecError(f'{path}: {kind}, not a spec file' if kind else
+                    f'{path}: spec file not found')
   try:
     size = os.path.getsize(path)
     if size > MAX_SPEC_BYTES:

@@ -35,15 +35,18 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from components import csv_format
+from modules import features as features_lib
 from modules import kinds as kinds_lib
 from modules import tasks
 from pipeline.definition.spec import (
   TFRECORD_FILE_ENDINGS,
   PipelineSpec,
   is_uri,
+  special_file,
 )
 from pipeline.engines import registry as engines
 from pipeline.errors import PipelineError
+from pipeline.metadata import store as metadata_lib
 from pipeline.paths import folder_problem
 
 # The schema's feature types as CSV column kinds.
@@ -126,19 +129,61 @@ _DATA_WORDS = {'data.csv': 'CSV files or one CSV file',
 
 def data_files(path: str, key: str) -> List[str]:
   """The files ExampleGen will read for the spec's `key` (data.csv or
-  data.tfrecord): the files of a folder, or the one file."""
+  data.tfrecord): the files of a folder, or the one file. Each is a
+  regular file, and none is an editor's lock or backup file: ExampleGen
+  reads every file of the folder, so one it cannot read is named here,
+  unread."""
   fs = _Files(path)
   if not fs.exists(path):
     raise PreflightError(f'{path}: data not found ({key} in the spec); '
                          f'point it at a folder of {_DATA_WORDS[key]}')
   if not fs.isdir(path):
+    _check_data_file(path, key)
     return [path]
   files = sorted(fs.join(path, n) for n in fs.listdir(path)
                  if not fs.isdir(fs.join(path, n)))
   if not files:
     raise PreflightError(f'{path}: the data folder holds no files ({key} '
                          'in the spec)')
+  for name in files:
+    _check_data_file(name, key, in_folder=True)
   return files
+
+
+# Files an editor leaves beside the one it has open: LibreOffice's and
+# Emacs's locks, Emacs's and vim's backups and auto-saves, Office's owner
+# file. ExampleGen would read each as data.
+_EDITOR_FILES = re.compile(r'^(\.~lock\..*#|\.#.*|#.*#|.*~|\..*\.sw[a-p]|'
+                           r'~\$.*)$')
+
+
+def _check_data_file(path: str, key: str, in_folder: bool = False) -> None:
+  """One file of the data can be read to its end, without reading it: a
+  regular file (not a FIFO, which blocks, nor a device such as /dev/zero,
+  which never ends), and in a folder, no editor's lock or backup file.
+
+  Raises:
+    PreflightError: naming the file and what to do.
+  """
+  if is_uri(path):
+    return
+  name = os.path.basename(path)
+  folder = os.path.dirname(path)
+  if in_folder and _EDITOR_FILES.match(name):
+    raise PreflightError(
+        f'{folder}: {name[:60]!r} is an editor\'s lock or backup file, and '
+        f'every file of the data folder is read as data ({key}); close the '
+        'file in its editor, or move this one out of the folder')
+  if os.path.islink(path) and not os.path.exists(path):
+    raise PreflightError(f'{path}: a broken symbolic link in the data ({key});'
+                         ' remove it, or point it at a file')
+  kind = special_file(path)
+  if kind:
+    raise PreflightError(
+        f'{path}: {kind} in the data folder ({key}), which ExampleGen would '
+        'wait on or read without end; move it out of the folder' if in_folder
+        else f'{path}: {kind}, not a data file ({key}); name a regular file '
+        'or a folder of them')
 
 
 # A gzip stream's first bytes.
@@ -206,6 +251,10 @@ def load_schema(path: str) -> schema_pb2.Schema:
   fs = _Files(path)
   if not fs.exists(path):
     raise PreflightError(f'{path}: schema file not found (schema in the spec)')
+  kind = None if is_uri(path) else special_file(path)
+  if kind:
+    raise PreflightError(f'{path}: {kind}, not a schema file (schema in the '
+                         'spec); name the schema.pbtxt file')
   try:
     text = fs.read_bytes(path).decode('utf-8')
     return text_format.Parse(text, schema_pb2.Schema())
@@ -327,6 +376,14 @@ _LIST_KINDS = {'int64_list': csv_format.INT, 'float_list': csv_format.FLOAT,
 _LIST_NAMES = {kind: name for name, kind in _LIST_KINDS.items()}
 
 
+def _names(names: List[str], shown: int = 3) -> str:
+  """Column names for a one-line message: the first `shown`, then how many
+  more (a header of another data set can name hundreds)."""
+  listed = ', '.join(n[:40] for n in names[:shown])
+  more = len(names) - shown
+  return listed + (f' and {more} more' if more > 0 else '')
+
+
 def _article(name: str) -> str:
   return f'{"an" if name[0] in "aeiou" else "a"} {name}'
 
@@ -350,11 +407,14 @@ class _Scan:
             schema_type=schema_pb2.FeatureType.Name(feature.type))
     self.schema = schema
     self.header: Optional[List[str]] = None
+    self.header_file = ''  # the file the header was read from
     self.inferred: Dict[str, Optional[str]] = {}
     # The first cell that made an inferred column STRING: (where: the file,
     # line and column, text).
     self.first_text: Dict[str, Tuple[str, str]] = {}
     self.label_counts: Counter[str] = collections.Counter()
+    # Where each label value is first seen (the file and line, or record).
+    self.label_where: Dict[str, str] = {}
     # Per column: whether every value so far is ISO-8601 date text, and
     # its distinct values (not for FLOAT columns, where all-distinct is
     # what numbers are).
@@ -378,25 +438,33 @@ class _Scan:
                   if self.columns else 'the column names')
       raise PreflightError(f'{path}: empty file; expected a header row naming '
                            f'{expected}')
+    if self.header is not None and sorted(header) != sorted(self.header):
+      # Before the schema: a second file of other columns is the culprit
+      # (another data set, or not data), whatever the schema says.
+      theirs, mine = set(self.header), set(header)
+      parts = [f'{what} {_names([n for n in names if n not in others])}'
+               for what, names, others in (('lacks', self.header, mine),
+                                           ('adds', header, theirs))
+               if not set(names) <= others]
+      raise PreflightError(
+          f'{path}: not the columns of {os.path.basename(self.header_file)} '
+          f'({"; ".join(parts)}); the data folder\'s files are one table: '
+          'move other files out')
     if self.schema is not None:
       missing = [n for n in self.columns if n not in header]
       extra = [n for n in header if n not in self.columns]
       if missing or extra:
         parts = []
         if missing:
-          parts.append(f'missing column(s) {", ".join(missing)}')
+          parts.append(f'missing column(s) {_names(missing)}')
         if extra:
-          parts.append(f'column(s) not in the schema {", ".join(extra)}')
+          parts.append(f'column(s) not in the schema {_names(extra)}')
         raise PreflightError(f'{path}: header does not match the schema: '
                              f'{"; ".join(parts)}')
     if self.header is None:
-      self.header = header
+      self.header, self.header_file = header, path
       for name in header:
         self.columns.setdefault(name, _Column(kind=None))
-    elif sorted(header) != sorted(self.header):
-      raise PreflightError(f'{path}: header names other columns than '
-                           f'{self.header and "the first file"}: '
-                           f'{", ".join(sorted(set(header) ^ set(self.header)))}')
 
   def file(self, path: str) -> int:
     header, reader = _read(path)
@@ -423,6 +491,7 @@ class _Scan:
           continue
         if name == self.label:
           self.label_counts[cell.strip()] += 1
+          self.label_where.setdefault(cell.strip(), f'{path}: line {line}')
         elif not isinstance(value, float):
           self._text_value(name, cell.strip())
     if rows == 0:
@@ -527,7 +596,9 @@ class _Scan:
                              'values; fill or drop the example')
       return
     if name == self.label:
-      self.label_counts[self._label_text(where, kind, value)] += 1
+      text = self._label_text(where, kind, value)
+      self.label_counts[text] += 1
+      self.label_where.setdefault(text, where.rsplit(',', 1)[0])
     elif kind == csv_format.STRING:
       self._bytes_value(where, name, value)
 
@@ -628,6 +699,29 @@ def _check_columns(spec: PipelineSpec, scan: _Scan) -> None:
           'write them so, or list the column as another kind')
 
 
+def _check_names(spec: PipelineSpec, source: str) -> None:
+  """The label's and every feature's name can name TensorFlow ops and Keras
+  inputs (modules/features.py, NAME_PATTERN), checked here because nothing
+  else fails before the Transform or the Trainer does. Excluded columns
+  are no op's name, so any name does for them.
+
+  Raises:
+    PreflightError: naming the file, the column and a name to rename it to.
+  """
+  f = spec.features
+  for name in [f.label, *spec.feature_keys]:
+    if features_lib.is_usable_name(name):
+      continue
+    kind = kinds_lib.kind_of(f, name)
+    key = f'features.{kind.name}' if name != f.label and kind else (
+        'features.label')
+    instead = '' if name == f.label else ', or add it to features.exclude'
+    raise PreflightError(
+        f'{source}: column {name[:40]!r} ({key}): TensorFlow op and Keras '
+        'input names take letters, digits, _ . - (not _ or - first): rename '
+        f'it (e.g. {features_lib.usable_name(name)[:40]}){instead}')
+
+
 def _check_bytes(spec: PipelineSpec, scan: _Scan) -> None:
   """tf.Examples' bytes features hold one thing each: encoded images (an
   image column, listed or recognised), or text. Other binary values are
@@ -666,10 +760,52 @@ def _is_whole(text: str) -> bool:
   return float(text).is_integer()
 
 
-def _task(spec: PipelineSpec, kind: str, counts: Counter[str]
+def _stray_class(spec: PipelineSpec, by_index: Counter[int],
+                 where: Dict[str, str]) -> None:
+  """Class indices run 0..n-1. One out of features.num_classes, or (with
+  no num_classes) one past a class no row holds (0, 1 and a 7: a typo, or
+  a code for "unknown"), is the row's fault: it names the first row
+  holding it, not the metrics the class count would later upset.
+
+  Raises:
+    PreflightError: naming the file, line, column and value.
+  """
+  f = spec.features
+  high = max(by_index)
+  declared = f.num_classes
+  if declared is not None:
+    if high < declared:
+      return
+    stray = min(i for i in by_index if i >= declared)
+    why = (f' is out of range for features.num_classes {declared} (indices '
+           f'0..{declared - 1}); fix the row, or raise num_classes')
+  else:
+    present = sorted(by_index)
+    # The first class no row holds (indices are >= 0 and distinct), and
+    # the one after it: the first past the gap.
+    hole = next((i for i, index in enumerate(present) if index != i), None)
+    if hole is None:
+      return
+    stray = present[hole]
+    missing = high + 1 - len(present)
+    more = missing - (stray - hole)
+    gap = (f'{hole}' if stray == hole + 1 else f'{hole}..{stray - 1}') + (
+        f' (and {more} more)' if more else '')
+    why = (f', but no row holds class {gap}, so it would make {high + 1} '
+           'classes; fix the row, or set features.num_classes if those '
+           'classes have no rows here')
+  first = next((at for text, at in where.items()
+                if int(float(text)) == stray), spec.data.path)
+  raise PreflightError(f'{first}, column {f.label} (features.label): class '
+                       f'{stray}{why}')
+
+
+def _task(spec: PipelineSpec, kind: str, counts: Counter[str],
+          where: Optional[Dict[str, str]] = None
           ) -> Tuple[str, Optional[int], tasks.LabelStats]:
   """The task, the number of classes and the label's statistics that the
-  label's values imply, checked against what the spec says."""
+  label's values imply (`where`: each value's first row), checked against
+  what the spec says."""
   f, source = spec.features, spec.data.path
   key = f'{source}: column {f.label} (features.label)'
   task = f.task
@@ -703,6 +839,7 @@ def _task(spec: PipelineSpec, kind: str, counts: Counter[str]
     if low < 0:
       raise PreflightError(f'{key}: class index {low} is negative; class '
                            'indices run 0..n-1')
+    _stray_class(spec, by_index, where or {})
     found = high + 1
   else:
     found = len(counts)
@@ -769,9 +906,63 @@ def check_paths(spec: PipelineSpec) -> None:
                            'folder; name the SQLite file inside it')
     if os.path.exists(metadata) and not os.access(metadata, os.R_OK | os.W_OK):
       raise PreflightError(f'{spec.source}: runner.metadata: {metadata} is not '
-                           'writable')
+                           'writable; make it writable, or name another '
+                           'store')
     _writable_folder(os.path.dirname(os.path.abspath(metadata)),
                      'runner.metadata', spec, named=metadata)
+  check_store(spec)
+
+
+def check_store(spec: PipelineSpec) -> None:
+  """The store can take a run and records what the pipeline root holds:
+  read, never written, so `validate` runs it as `run` does.
+
+  TFX names an output folder `<root>/<component>/<output>/<execution id>`,
+  with ids that the store hands out from 1. A root kept when its store was
+  deleted or replaced holds folders of ids the store has not handed out
+  yet: the next run would write its outputs over them, then fail. The run
+  lock and the summaries folder hold no such folder.
+
+  Raises:
+    PreflightError: naming the store or the root, and what to do.
+  """
+  metadata = spec.runner.metadata
+  try:
+    newest = metadata_lib.check_writable(metadata)
+  except metadata_lib.MetadataError as e:
+    raise PreflightError(str(e)) from None
+  root = spec.runner.pipeline_root
+  if newest is None or is_uri(root):
+    return
+  unrecorded = sorted({i for i in _output_ids(root) if i > newest})
+  if unrecorded:
+    ids = (f'execution {unrecorded[0]}' if len(unrecorded) == 1 else
+           f'executions {unrecorded[0]} to {unrecorded[-1]}')
+    raise PreflightError(
+        f'{root}: holds outputs of {ids}, which {metadata} does not record; '
+        'restore that metadata store, or remove or rename the pipeline root')
+
+
+def _output_ids(root: str) -> List[int]:
+  """The execution ids of the output folders under a local pipeline root
+  (also `<component>/.system/executor_execution/<id>`)."""
+  ids = []
+  for component in _folders(root):
+    for output in _folders(component):
+      if os.path.basename(output) == '.system':
+        output = os.path.join(output, 'executor_execution')
+      ids.extend(int(os.path.basename(folder))
+                 for folder in _folders(output)
+                 if os.path.basename(folder).isdigit())
+  return ids
+
+
+def _folders(path: str) -> List[str]:
+  try:
+    with os.scandir(path) as entries:
+      return [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+  except (FileNotFoundError, NotADirectoryError):
+    return []
 
 
 def _scan_tfrecords(spec: PipelineSpec, scan: _Scan) -> None:
@@ -841,7 +1032,8 @@ def run_preflight(spec: PipelineSpec, check_engine: bool = True
         f'{spec.source}: module_file: its run_fn\'s model is evaluated on the '
         f'raw label, and {label} holds class names; give class indices (INT) '
         "or use the project's run_fn, which maps names through the Transform")
-  task, classes, stats = _task(spec, kinds[label], scan.label_counts)
+  task, classes, stats = _task(spec, kinds[label], scan.label_counts,
+                               scan.label_where)
   others = [c for c in scan.header or []
             if c != label and c not in spec.features.exclude]
   columns: Dict[str, List[str]] = {}
@@ -849,6 +1041,7 @@ def run_preflight(spec: PipelineSpec, check_engine: bool = True
     kind = kinds_lib.recognise(scan.facts(name, kinds[name]))
     columns.setdefault(kind.name, []).append(name)
   resolved = spec.resolved(task, classes, columns, stats)
+  _check_names(resolved, scan.header_file or spec.data.path)
   if schema is not None:
     check_features(resolved, schema)
   # A date, a text or an image is expected to take a value per row.
