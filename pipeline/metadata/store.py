@@ -11,8 +11,9 @@
 
 import os
 import re
+import sqlite3
 import urllib.parse
-from typing import Union
+from typing import List, Optional, Union
 
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
@@ -97,12 +98,26 @@ def connection_config(location: str, readonly: bool = False) -> Config:
   return config
 
 
+# MLMD's refusal of a store of another schema version: a paragraph that
+# tells the library's maintainers how to migrate.
+_SCHEMA_MISMATCH = re.compile(
+    r'MLMD database version (\d+) is (greater|older) than library version '
+    r'(\d+)')
+
+
 def store_error(error: BaseException) -> str:
   """An ML Metadata error as one line, without the SQL it ran (MLMD quotes
   its whole schema set-up, which says nothing the user can act on)."""
-  text = re.sub(r'\s*query:\s*(CREATE|SELECT|INSERT|UPDATE|PRAGMA)\b.*$', '',
-                whole(error), flags=re.IGNORECASE)
+  text = whole(error)
+  mismatch = _SCHEMA_MISMATCH.search(text)
+  if mismatch:
+    found, newer, library = mismatch.groups()
+    return (f'schema version {found}, '
+            f'{"newer" if newer == "greater" else "older"} than ml-metadata '
+            f'{mlmd.__version__}\'s {library}')
+  # MLMD's form: 'Error when executing query: <what> query: <the SQL>'.
   text = re.sub(r'^Error when executing query:\s*', '', text)
+  text = re.sub(r'\s*\bquery:\s.*$', '', text)
   return text or type(error).__name__
 
 
@@ -136,3 +151,109 @@ def open_store(location: str, readonly: bool = True) -> mlmd.MetadataStore:
     raise MetadataError(f'{location}: not a readable ML Metadata store '
                         f'({first})') from None
   return store
+
+
+# The first bytes of every SQLite database file.
+SQLITE_HEADER = b'SQLite format 3\x00'
+# What a run needs free beside a SQLite store: a new store alone is about
+# 240 KiB, and a run adds its executions and a journal. With less, the run
+# would fail partway, its outputs written and not recorded.
+MIN_ROOM = 1 << 20
+_SPEC_KEY = 'runner.metadata'
+
+
+def _refused(location: str, reason: str, advice: str) -> MetadataError:
+  return MetadataError(f'{location}: the metadata store cannot be written '
+                       f'({reason}); {advice}')
+
+
+def _tables(location: str) -> List[str]:
+  """The tables of a SQLite file, read without writing (a read-only
+  connection: no journal, no schema set-up)."""
+  uri = 'file:' + urllib.parse.quote(os.path.abspath(location)) + '?mode=ro'
+  connection = sqlite3.connect(uri, uri=True)
+  try:
+    return [row[0] for row in connection.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT "
+        "LIKE 'sqlite_%' ORDER BY name")]
+  finally:
+    connection.close()
+
+
+def _free_bytes(folder: str) -> int:
+  """Free space a write from this process may use (root may use the
+  blocks a file system reserves for it)."""
+  stats = os.statvfs(folder)
+  blocks = stats.f_bfree if os.geteuid() == 0 else stats.f_bavail
+  return blocks * stats.f_frsize
+
+
+def check_writable(location: str) -> Optional[int]:
+  """Whether a run can write to the store at `location`, found without
+  writing anything (the same checks for `validate` and `run`): a SQLite
+  store is a new path, an empty file or an ML Metadata store of this
+  library's schema version, on a disk with room for a run.
+
+  A MySQL database or a gRPC service is checked when the run connects.
+
+  Returns:
+    The newest execution id the store records (0: none, or no store yet;
+    TFX names each output folder by the id of the execution that wrote
+    it). None where that cannot be told without writing: a MySQL or gRPC
+    store, or a SQLite store whose writer was killed mid-transaction (its
+    journal is rolled back when the run opens it).
+
+  Raises:
+    MetadataError: one line naming the store, why, and what to do.
+  """
+  if kind(location) != 'sqlite':
+    return None
+  newest = 0
+  if os.path.isfile(location) and os.path.getsize(location):
+    newest = _read_store(location)
+  # The store's folder may be made by the run: its disk is the nearest
+  # folder's that exists.
+  folder = os.path.dirname(os.path.abspath(location))
+  while not os.path.isdir(folder) and folder != os.path.dirname(folder):
+    folder = os.path.dirname(folder)
+  free = _free_bytes(folder)
+  if free < MIN_ROOM:
+    raise _refused(location, f'its disk is full: {free >> 10} KiB free',
+                   f'free space there, or name a store on another disk '
+                   f'({_SPEC_KEY})')
+  return newest
+
+
+def _read_store(location: str) -> Optional[int]:
+  """check_writable's look inside an existing, non-empty SQLite file."""
+  other = f'name a new file or an ML Metadata store ({_SPEC_KEY})'
+  with open(location, 'rb') as f:
+    header = f.read(len(SQLITE_HEADER))
+  if header != SQLITE_HEADER:
+    raise _refused(location, 'not a SQLite database', other)
+  journal = location + '-journal'
+  if os.path.isfile(journal) and os.path.getsize(journal):
+    return None  # only a writer may roll it back
+  try:
+    tables = _tables(location)
+  except sqlite3.Error as e:
+    raise _refused(location, f'SQLite cannot read it: {e}', other) from None
+  if not tables:
+    return 0
+  if 'MLMDEnv' not in tables:
+    shown = ', '.join(tables[:3]) + (', ...' if len(tables) > 3 else '')
+    raise _refused(location, f'a database of another application: tables '
+                   f'{shown}', other)
+  try:
+    store = mlmd.MetadataStore(connection_config(location, readonly=True))
+    newest = store.get_executions(list_options=mlmd.ListOptions(
+        limit=1, order_by=mlmd.OrderByField.ID, is_asc=False))
+  except Exception as e:  # pylint: disable=broad-except
+    reason = store_error(e)
+    advice = (f'use the ml-metadata that wrote it, or name another store '
+              f'({_SPEC_KEY})' if 'newer than' in reason else
+              'upgrade it (enable_upgrade_migration) or name another store '
+              f'({_SPEC_KEY})'
+              if 'older than' in reason else other)
+    raise _refused(location, reason, advice) from None
+  return newest[0].id if newest else 0
