@@ -15,7 +15,7 @@ PACKAGES = ('pipeline', 'components', 'modules', 'kubeflow')
 # only one that may know every other room, and none may import it.
 PIPELINE_ROOMS = ('cli', 'errors', 'datasets', 'definition', 'runners',
                   'metadata', 'serving', 'experiments', 'report', 'paths',
-                  'engines')
+                  'engines', 'web')
 
 
 def project_modules() -> Dict[str, str]:
@@ -151,7 +151,8 @@ def test_arrows_go_one_way():
   # that runs or reads runs.
   assert graph['pipeline.definition'] <= {'modules', 'components',
                                           'pipeline.errors',
-                                          'pipeline.engines'}
+                                          'pipeline.engines',
+                                          'pipeline.paths'}
   # The engines (where Beam jobs run, local clusters) stand nearly alone
   # (the components' standard-library process check): the spec checks
   # options against them, the runners and the CLI use them.
@@ -160,7 +161,12 @@ def test_arrows_go_one_way():
   # it runs nothing.
   assert graph['pipeline.report'] <= {'pipeline.metadata', 'pipeline.errors',
                                       'pipeline.definition', 'pipeline.paths',
-                                      'modules'}
+                                      'modules', 'pipeline.web'}
+  # What both HTTP servers need (Host check, connection bound) knows no
+  # other room: `serve` and `ui` share it without knowing each other.
+  assert graph['pipeline.web'] <= {'pipeline.errors'}
+  assert 'pipeline.web' in graph['pipeline.serving']
+  assert 'pipeline.serving' not in graph['pipeline.report']
   assert graph['pipeline.paths'] == set()
   # Kubeflow's runner goes through the definition and the shared runner
   # entry; it never reaches back into the CLI.

@@ -136,11 +136,55 @@ def test_the_lineage_picture_draws_each_node_once_with_arrows_left_to_right():
   # Six arrows: the Examples shown twice in the tree is one box with two
   # consumers (Transform and the Trainer).
   assert len(lines) == 6
-  for line in lines:  # inputs to the left of what consumed them
-    assert float(line.get('x1')) < float(line.get('x2'))
+  for line in lines:  # inputs above what consumed them
+    assert float(line.get('y1')) < float(line.get('y2'))
   from pipeline.report import facts  # pylint: disable=g-import-not-at-top
   assert facts.input_files(_tree()) == [{'path': '/d/a.csv',
                                          'fingerprint': 'fp'}]
+
+
+def test_a_long_or_wide_lineage_fits_the_page():
+  # A dozen steps back (a trained model from its CSV) and a step with more
+  # inputs than fit across: the picture is no wider than the page.
+  node = lineage.Node('artifact', 0, 'Examples', key='examples')
+  for i in range(1, 16):
+    kind = 'execution' if i % 2 else 'artifact'
+    node = lineage.Node(kind, i, 'Step', node='Step', key='out',
+                        state='complete', children=[node])
+  inputs = [lineage.Node('artifact', 100 + i, 'Schema', key='schema')
+            for i in range(9)]
+  trainer = lineage.Node('execution', 99, 'Trainer', node='Trainer',
+                         state='complete', children=[node, *inputs])
+  svg = graph.to_svg(lineage.Node('artifact', 98, 'Model',
+                                  children=[trainer]))
+  root = ET.fromstring(svg)
+  assert float(root.get('width')) <= graph.MAX_WIDTH
+  ns = {'s': 'http://www.w3.org/2000/svg'}
+  assert len(root.findall('s:g', ns)) == 16 + 9 + 2
+  for line in root.findall('s:line', ns):
+    assert float(line.get('y1')) < float(line.get('y2'))
+  for box in root.findall('s:g/s:rect', ns):
+    assert float(box.get('x')) + float(box.get('width')) <= float(
+        root.get('width'))
+
+
+def test_the_trials_chart_and_line_number_trials_as_the_table_does():
+  from pipeline.report import charts, facts  # pylint: disable=g-import-not-at-top
+  # Trials 03 and 05 went on from a parent's epoch 2 and trained 4 more:
+  # the Tuner's own line counted the epoch each reached ("10 x 6 epochs").
+  trials = [{'trial_id': f'{i:02d}', 'status': 'COMPLETED',
+             'score': 1.0 - i / 20, 'epochs': 4 if i in (3, 5) else 6,
+             'to_epoch': 6, 'hyperparameters': {}}
+            for i in range(10)]
+  report = {'algorithm': 'random', 'asked': 'random', 'objective': 'val_loss',
+            'processes': 1, 'note': None, 'trials': trials,
+            'best': {'trial_id': '08', 'score': 0.6, 'epochs': 6}}
+  assert charts.trial_numbers(trials) == list(range(10))
+  svg = charts.trials(report)
+  assert 'trial (as numbered in the table)' in svg
+  assert facts.search_line(report) == (
+      'random: 10 trials, 56 epochs in all (2 trained 4 epochs, 8 trained '
+      '6 epochs); best val_loss 0.6000: trial 08')
 
 
 def test_a_histogram_carries_the_total_it_draws():
@@ -213,7 +257,14 @@ def test_the_cold_runs_report_shows_the_numbers_of_its_artifacts(base, cold):
   assert history['epochs_run'] == len(history['metrics']['loss']) > 0
   assert (f'{history["epochs_run"]} of {history["epochs_asked"]} epochs'
           in page)
-  # The run and its lineage.
+  # The search line counts the epochs the table lists, trial by trial.
+  tuning = gathered['tuning']
+  epochs = sum(t['epochs'] for t in tuning['trials']
+               if t['status'] == 'COMPLETED')
+  assert f'{epochs} epochs in all' in page
+  # The run and its lineage: of the model it pushed, drawn top to bottom.
+  assert (f'Where the pushed model (version {summary["pushed_version"]}) '
+          'came from' in page)
   assert 'id="blessed">yes' in page
   assert f'version {summary["pushed_version"]}' in page
   assert 'breast_cancer.csv' in page and 'class="lineage"' in page
@@ -304,12 +355,20 @@ def test_report_and_dashboard_load_in_a_real_browser(base, cold, dashboard,
     # What the browser shows is what the artifacts hold.
     assert b.evaluate('document.querySelectorAll("#trials tr").length') == (
         1 + first['search']['trials_run'])
+    # Nothing is wider than the page: not the lineage picture, no table.
+    assert b.evaluate('document.documentElement.scrollWidth <= '
+                      'window.innerWidth')
+    assert b.evaluate('document.querySelector("svg.lineage")'
+                      '.getBoundingClientRect().right <= document.body'
+                      '.getBoundingClientRect().right')
     run_id = quote(first['run_id'])
     for name, path in (('runs', '/'), ('run', f'/run/{run_id}'),
                        ('pushed', '/pushed'),
                        ('diff', f'/diff?run={run_id}&run={run_id}')):
       b.open(dashboard.url + path)
       assert b.evaluate('document.querySelector("nav a")') is not None
+      assert b.evaluate('document.documentElement.scrollWidth <= '
+                        'window.innerWidth'), name
       b.screenshot(os.path.join(shots, f'dashboard-{name}.png'), 'body')
     assert b.console_errors == []
     local = ('file://', dashboard.url, 'about:', 'data:')
@@ -332,9 +391,95 @@ def test_column_statistics_of_images_and_long_text():
 
   images = column(facts.BINARY_VALUE, facts.BINARY_VALUE)
   assert images['binary'] is True and images['top_values'] == []
+  # A free-text column (the spec's features.text): each value is near
+  # unique, so none is listed as a "top value".
+  text = statistics_pb2.FeatureNameStatistics(name='review')
+  text.string_stats.unique = 2
+  text.string_stats.avg_length = 140.0
+  text.string_stats.top_values.add(value='A moving film ' * 10, frequency=1)
+  free = facts._feature_stats(text, text=True)  # pylint: disable=protected-access
+  assert free['top_values'] == [] and free['text'] is True
+  assert free['average_length'] == 140.0
   review = 'A moving film ' * 10
   shown = column(review, 'short')['top_values']
   assert shown[1]['value'] == 'short'
   assert len(shown[0]['value']) == facts.SHOWN_CHARACTERS
   assert shown[0]['value'].endswith('\u2026')
   assert review.startswith(shown[0]['value'][:-1])
+
+
+# --- where a report may be written ------------------------------------------
+
+
+def _empty_store(tmp_path):
+  from pipeline.metadata import store as metadata_lib  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path / 'metadata.sqlite')
+  metadata_lib.open_store(path, readonly=False)
+  return path
+
+
+def _special_files(tmp_path):
+  """(path, words its refusal holds) for each kind of file a report must
+  not replace; the device is made here (as /dev/full's twin) when root."""
+  import socket  # pylint: disable=g-import-not-at-top
+  fifo = str(tmp_path / 'fifo')
+  os.mkfifo(fifo)
+  sock = socket.socket(socket.AF_UNIX)
+  sock.bind(str(tmp_path / 'sock'))
+  folder = tmp_path / 'folder.html'
+  folder.mkdir()
+  cases = [(fifo, 'a named pipe (FIFO)'), (str(tmp_path / 'sock'), 'a socket'),
+           (str(folder), 'a folder'),
+           ('/proc/version', 'a kernel file'),
+           ('/dev/full', 'full is a character device')]
+  if os.geteuid() == 0:
+    device = str(tmp_path / 'full')
+    os.mknod(device, 0o666 | __import__('stat').S_IFCHR, os.makedev(1, 7))
+    cases.append((device, 'a character device'))
+  return cases, sock
+
+
+def test_a_report_is_never_written_over_a_special_file(tmp_path):
+  from tests.test_faults import refused  # pylint: disable=g-import-not-at-top
+  store = _empty_store(tmp_path)
+  cases, sock = _special_files(tmp_path)
+  with open('/proc/version', 'rb') as f:
+    kernel = f.read()
+  try:
+    for path, words in cases:
+      before = os.lstat(path)
+      proc = subprocess.run(
+          [sys.executable, '-m', 'pipeline', 'report', '--store', store,
+           '--output', path], cwd=REPO, capture_output=True, text=True,
+          check=False)
+      line = refused(proc, path, 'cannot write the report here', words)
+      assert line.endswith('name a regular file'), line
+      after = os.lstat(path)
+      assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
+    with open('/proc/version', 'rb') as f:
+      assert f.read() == kernel
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        ['metadata.sqlite', 'fifo', 'sock', 'folder.html'] +
+        (['full'] if os.geteuid() == 0 else []))
+  finally:
+    sock.close()
+
+
+def test_a_file_is_replaced_whole_or_not_at_all(tmp_path):
+  from pipeline import paths  # pylint: disable=g-import-not-at-top
+  target = tmp_path / 'out.html'
+  target.write_text('old')
+  os.chmod(target, 0o640)
+  link = tmp_path / 'link.html'
+  link.symlink_to(target)
+  paths.write_text(str(link), 'new', ValueError)
+  assert link.is_symlink() and target.read_text() == 'new'
+  assert os.stat(target).st_mode & 0o777 == 0o640  # its mode is kept
+  with pytest.raises(ZeroDivisionError):
+    with paths.atomic_file(str(target), ValueError) as f:
+      f.write('half')
+      raise ZeroDivisionError  # the writer fails half-way
+  assert target.read_text() == 'new'
+  assert sorted(os.listdir(tmp_path)) == ['link.html', 'out.html']
+  paths.write_text(str(tmp_path / 'new' / 'deeper.csv'), 'x', ValueError)
+  assert (tmp_path / 'new' / 'deeper.csv').read_text() == 'x'

@@ -12,7 +12,6 @@ import datetime
 import math
 import os
 import re
-import stat
 from typing import (
   Any,
   Dict,
@@ -59,6 +58,7 @@ from modules.tasks import (
 )
 from pipeline.engines import registry as engines
 from pipeline.errors import PipelineError, whole
+from pipeline.paths import special_kind
 
 # Metric names a spec may use, whatever the task (modules/tasks.py says
 # which each task computes and which way each is better).
@@ -1024,7 +1024,7 @@ def read_module(path: str, source: str) -> ModuleFile:
     raise SpecError(f'{key}: {path}: give a local file (the runner packages '
                     'it for the components)')
   if not os.path.isfile(path):
-    kind = special_file(path)
+    kind = special_kind(path)
     raise SpecError(f'{key}: {path}: ' + (f'{kind}, not a Python file'
                                           if kind else 'no such file'))
   try:
@@ -1051,27 +1051,6 @@ def read_module(path: str, source: str) -> ModuleFile:
 def module_functions(path: str, source: str) -> Tuple[str, ...]:
   """The MODULE_FUNCTIONS a module file defines (`read_module`)."""
   return read_module(path, source).functions
-
-
-_SPECIAL_KINDS = ((stat.S_ISFIFO, 'a named pipe (FIFO)'),
-                  (stat.S_ISCHR, 'a character device'),
-                  (stat.S_ISBLK, 'a block device'),
-                  (stat.S_ISSOCK, 'a socket'))
-
-
-def special_file(path: str) -> Optional[str]:
-  """What `path` is, in words, when it exists but is neither a regular file
-  nor a folder (a FIFO, a device, a socket), else None. Such a file is
-  refused unread: reading one blocks for a writer (a FIFO) or never ends
-  (/dev/zero)."""
-  try:
-    mode = os.stat(path).st_mode
-  except (OSError, ValueError):
-    return None
-  if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
-    return None
-  return next((kind for test, kind in _SPECIAL_KINDS if test(mode)),
-              'not a regular file')
 
 
 def _deep_copy(value: Any) -> Any:
@@ -1133,7 +1112,7 @@ def read_yaml(path: str) -> Dict[str, Any]:
   if os.path.isdir(path):
     raise SpecError(f'{path}: a folder, not a spec file')
   if not os.path.isfile(path):
-    kind = special_file(path)
+    kind = special_kind(path)
     raise SpecError(f'{path}: {kind}, not a spec file' if kind else
                     f'{path}: spec file not found')
   try:

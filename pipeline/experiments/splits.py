@@ -13,15 +13,24 @@ new one; a cached run makes none), the newest is read: the largest
 execution id, which ML Metadata hands out in order (across the ExampleGens
 too, should a pipeline's data have changed format).
 
+How a row lands in a split (CsvExampleGen, components/csv_example_gen.py,
+as TFX's base ExampleGen does it): the row becomes a tf.Example with one
+feature per column, in column-name order, serialized deterministically;
+its bucket is the SHA-256 of those bytes, as a big-endian integer, modulo
+the sum of the spec's `data.split` buckets ({train: 4, eval: 1}: 5); the
+splits take the buckets in the spec's order (0-3 train, 4 eval).
+`hash_split` repeats it on a stored example, whose bytes are those hashed.
+
 A tf.Example keeps no column order and leaves a missing cell out (or
 empty), so a table's columns are sorted by name, and a value the row lacks
 is NaN (numbers) or None (text). Bytes that are not UTF-8 text (an
 encoded image) stay bytes.
 """
 
+import hashlib
 import os
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 import pandas as pd
 
@@ -86,6 +95,48 @@ def _value(feature) -> Any:
   return values[0] if len(values) == 1 else values
 
 
+def hash_split(example: bytes, buckets: Mapping[str, int]) -> str:
+  """The split a serialized tf.Example is hashed into, as ExampleGen does.
+
+  Args:
+    example: the example's deterministic serialization (a stored record).
+    buckets: the spec's `data.split`, in its order ({'train': 4,
+      'eval': 1}).
+
+  Returns:
+    The split's name.
+  """
+  bucket = int.from_bytes(hashlib.sha256(example).digest(), 'big') % sum(
+      buckets.values())
+  for name, size in buckets.items():
+    if bucket < size:
+      return name
+    bucket -= size
+  raise AssertionError('unreachable: the bucket is below the sum')
+
+
+def split_folder(examples_uri: str, name: str) -> str:
+  """The `Split-<name>` folder of an Examples artifact.
+
+  Raises:
+    SplitError: the folder is not there (the pipeline root was removed, or
+      the data has no such split).
+  """
+  folder = os.path.join(examples_uri, SPLIT_PREFIX + name)
+  if not os.path.isdir(folder):
+    raise SplitError(f'{folder}: no such folder (the run\'s {name} split '
+                     'is gone from its pipeline root, or was never made)')
+  return folder
+
+
+def records(folder: str) -> Iterator[bytes]:
+  """A split folder's serialized tf.Examples, in the files' name order."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  files = sorted(tf.io.gfile.glob(os.path.join(folder, '*.gz')))
+  for record in tf.data.TFRecordDataset(files, compression_type='GZIP'):
+    yield record.numpy()
+
+
 def read_split(folder: str) -> pd.DataFrame:
   """One split folder's tf.Examples as a table, a row per example.
 
@@ -96,12 +147,16 @@ def read_split(folder: str) -> pd.DataFrame:
     One column per feature, sorted by name; NaN or None where a row has no
     value.
   """
+  return examples_table(records(folder))
+
+
+def examples_table(serialized: Iterator[bytes]) -> pd.DataFrame:
+  """Serialized tf.Examples as a table (read_split's columns and values)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  files = sorted(tf.io.gfile.glob(os.path.join(folder, '*.gz')))
   rows: List[Dict[str, Any]] = []
   columns = set()
-  for record in tf.data.TFRecordDataset(files, compression_type='GZIP'):
-    features = tf.train.Example.FromString(record.numpy()).features.feature
+  for record in serialized:
+    features = tf.train.Example.FromString(record).features.feature
     row = {name: _value(features[name]) for name in features}
     columns.update(row)
     rows.append(row)

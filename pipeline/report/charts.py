@@ -59,6 +59,16 @@ def timeline(components: Sequence[Dict[str, Any]]) -> Optional[str]:
   return _svg(fig)
 
 
+def trial_numbers(trials: Sequence[Dict[str, Any]]) -> List[int]:
+  """Each trial's place on the chart: its id as a number, as the table
+  names it (Keras Tuner's ids count from 00); a trial whose id is not a
+  number, by its place in the list, also from 0."""
+  if all(str(t['trial_id']).isascii() and str(t['trial_id']).isdigit()
+         for t in trials):
+    return [int(t['trial_id']) for t in trials]
+  return list(range(len(trials)))
+
+
 def trials(report: Dict[str, Any]) -> Optional[str]:
   """The objective of every trial in order, the best marked; for a
   Hyperband search also against the epochs each trial trained to."""
@@ -71,7 +81,7 @@ def trials(report: Dict[str, Any]) -> Optional[str]:
                            figsize=(7.5 if hyperband else 4.5, 2.8),
                            squeeze=False)
   best = (report.get('best') or {}).get('trial_id')
-  order = list(range(1, len(done) + 1))
+  order = trial_numbers(done)
   scores = [t['score'] for t in done]
   ax = axes[0][0]
   ax.plot(order, scores, 'o', color=_PALETTE[0], label='trial')
@@ -79,7 +89,8 @@ def trials(report: Dict[str, Any]) -> Optional[str]:
     if t['trial_id'] == best:
       ax.plot(order[i], t['score'], '*', color=_PALETTE[3], markersize=14,
               label=f'best ({t["score"]:.4f})')
-  ax.set_xlabel('trial')
+  ax.set_xlabel('trial (as numbered in the table)')
+  ax.xaxis.get_major_locator().set_params(integer=True)
   ax.set_ylabel(report.get('objective', 'objective'))
   ax.legend(frameon=False, fontsize=8)
   if hyperband:
@@ -87,6 +98,7 @@ def trials(report: Dict[str, Any]) -> Optional[str]:
     ax.plot([t.get('epochs') or 0 for t in done], scores, 'o',
             color=_PALETTE[1])
     ax.set_xlabel('epochs trained')
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel(report.get('objective', 'objective'))
   fig.tight_layout()
   return _svg(fig)

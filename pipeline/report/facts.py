@@ -14,6 +14,7 @@ the renderer draws and the tests compare with the artifacts:
 - lineage: the trace of the pushed (else the trained) model.
 """
 
+import collections
 import datetime
 import json
 import os
@@ -114,7 +115,10 @@ def _histogram(num_stats) -> List[Dict[str, float]]:
   return []
 
 
-def _feature_stats(feature) -> Dict[str, Any]:
+def _feature_stats(feature, text: bool = False) -> Dict[str, Any]:
+  """One feature's statistics; `text`: a free-text column (the spec's
+  `features.text`), whose values are each near-unique, so its top values
+  say nothing and are not listed."""
   kind = feature.WhichOneof('stats')
   stats = getattr(feature, kind)
   common = stats.common_stats
@@ -133,7 +137,9 @@ def _feature_stats(feature) -> Dict[str, Any]:
     binary = bool(stats.top_values) and all(
         v.value == BINARY_VALUE for v in stats.top_values)
     entry.update({'unique': int(stats.unique), 'binary': binary,
-                  'top_values': [] if binary else [
+                  'text': text and not binary,
+                  'average_length': stats.avg_length,
+                  'top_values': [] if binary or text else [
                       {'value': _shortened(v.value), 'count': v.frequency}
                       for v in stats.top_values[:TOP_VALUES]]})
   return entry
@@ -163,13 +169,15 @@ def _split_protos(artifacts, filename: str, message_type):
 def data_section(record: results.RunRecord) -> Dict[str, Any]:
   from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2  # pylint: disable=g-import-not-at-top
   section: Dict[str, Any] = {'splits': {}, 'anomalies': {}}
+  text = set(text_columns(record))
   for split, stats in _split_protos(
       record.artifacts('StatisticsGen', 'statistics'), 'FeatureStats.pb',
       statistics_pb2.DatasetFeatureStatisticsList):
     for dataset in stats.datasets:
       section['splits'][split] = {
           'examples': int(dataset.num_examples),
-          'features': [_feature_stats(f) for f in dataset.features]}
+          'features': [_feature_stats(f, _feature_name(f) in text)
+                       for f in dataset.features]}
   for split, anomalies in _split_protos(
       record.artifacts('ExampleValidator', 'anomalies'), 'SchemaDiff.pb',
       anomalies_pb2.Anomalies):
@@ -180,6 +188,18 @@ def data_section(record: results.RunRecord) -> Dict[str, Any]:
   return section
 
 
+def text_columns(record: results.RunRecord) -> List[str]:
+  """The run's free-text columns, as its Transform was given them (the
+  spec's `features.text`, in the custom_config it recorded)."""
+  transform = record.execution('Transform')
+  config = custom_property(transform, 'custom_config') if transform else None
+  try:
+    features = json.loads(config or '{}').get('features') or {}
+  except (ValueError, AttributeError):
+    return []
+  return list(features.get('text') or [])
+
+
 def _splits(uri: str) -> List[str]:
   if not os.path.isdir(uri):
     return []
@@ -188,13 +208,50 @@ def _splits(uri: str) -> List[str]:
 
 
 def tuning_section(record: results.RunRecord) -> Optional[Dict[str, Any]]:
+  """The Tuner's search report, with `summary`: search_line's line."""
   found = record.artifacts('Tuner', 'tuner_results')
   path = (os.path.join(found[0].uri, results.SEARCH_REPORT)
           if found else None)
   if not path or not os.path.isfile(path):
     return None
   with open(path) as f:
-    return json.load(f)
+    section = json.load(f)
+  section['summary'] = search_line(section)
+  # A Hyperband trial may go on from its parent's epochs: then the epoch
+  # it reached is not the epochs it trained, and the table shows both.
+  section['continued'] = any(
+      t.get('to_epoch') not in (None, t.get('epochs'))
+      for t in section.get('trials', []))
+  return section
+
+
+def search_line(report: Dict[str, Any]) -> str:
+  """The search in one line, from its trials as the table lists them: the
+  epochs each trial trained (early stopping included; a Hyperband trial's
+  own epochs, not the epoch its parent's training reached), and the best
+  trial by its id. The Tuner's own line counts the epoch a trial reached
+  (`5 x 6 epochs` for trials that trained 4 from a parent's 2)."""
+  done = [t for t in report.get('trials', [])
+          if t.get('status') == 'COMPLETED' and t.get('score') is not None]
+  how = report.get('algorithm') or "the module file's tuner"
+  if report.get('asked') and report['asked'] != report.get('algorithm'):
+    how += f' (asked: {report["asked"]})'
+  counts = collections.Counter(t.get('epochs') or 0 for t in done)
+  by_epochs = ', '.join(
+      f'{n} trained {e} epoch{"s" if e != 1 else ""}'
+      for e, n in sorted(counts.items()))
+  line = (f'{how}: {len(done)} trial{"s" if len(done) != 1 else ""}, '
+          f'{sum(t.get("epochs") or 0 for t in done)} epochs in all'
+          + (f' ({by_epochs})' if by_epochs else ''))
+  if (report.get('processes') or 1) > 1:
+    line += f' in {report["processes"]} processes'
+  best = report.get('best')
+  if best:
+    line += (f'; best {report.get("objective", "objective")} '
+             f'{best["score"]:.4f}: trial {best["trial_id"]}')
+  if report.get('note'):
+    line += f'; {report["note"]}'
+  return line
 
 
 def training_section(record: results.RunRecord) -> Optional[Dict[str, Any]]:
@@ -398,14 +455,24 @@ def input_files(tree: lineage.Node) -> List[Dict[str, Any]]:
 
 
 def lineage_section(record: results.RunRecord) -> Optional[Dict[str, Any]]:
-  """The lineage of the run's pushed model, else of its trained model."""
-  for node_id, key in (('Pusher', 'pushed_model'), ('Trainer', 'model')):
-    artifacts = record.artifacts(node_id, key)
-    if artifacts:
-      tree = lineage.trace(record.store, f'artifact:{artifacts[0].id}')
-      return {'from': f'{node_id}.{key}', 'tree': tree,
-              'input_files': input_files(tree)}
-  return None
+  """The lineage of the model the run pushed, else of the model it
+  trained. A Pusher that pushed nothing still records a PushedModel
+  artifact (pushed = 0): that is not a model that came from anywhere."""
+  pushed = [a for a in record.artifacts('Pusher', 'pushed_model')
+            if custom_property(a, 'pushed') == 1]
+  if pushed:
+    version = custom_property(pushed[0], 'pushed_version')
+    what = f'the pushed model (version {version})' if version else (
+        'the pushed model')
+    artifact = pushed[0]
+  else:
+    trained = record.artifacts('Trainer', 'model')
+    if not trained:
+      return None
+    what, artifact = 'the trained model (nothing was pushed)', trained[0]
+  tree = lineage.trace(record.store, f'artifact:{artifact.id}')
+  return {'from': what, 'artifact_id': artifact.id, 'tree': tree,
+          'input_files': input_files(tree)}
 
 
 def gather(store: mlmd.MetadataStore, run_id: Optional[str] = None

@@ -1,14 +1,21 @@
 """A lineage tree (pipeline/metadata/lineage.Node) drawn as SVG, without
-Graphviz: one column per step back from the traced artifact, the input
-files on the left and the traced model on the right, each artifact or
-execution drawn once (a repeat in the tree becomes a second arrow)."""
+Graphviz: one row per step back from the traced artifact, the input files
+at the top and the traced model at the bottom, each artifact or execution
+drawn once (a repeat in the tree becomes a second arrow).
+
+Rows, not columns: a trained model is a dozen steps from its CSV, and a
+dozen columns side by side are three times wider than the page, while a
+step rarely has more artifacts than fit across it. A step with more
+(`MAX_WIDTH`) goes on over several rows.
+"""
 
 import html
 from typing import Dict, List, Tuple
 
 from pipeline.metadata import lineage
 
-BOX_W, BOX_H, GAP_X, GAP_Y, PAD = 168, 38, 44, 12, 8
+BOX_W, BOX_H, GAP_X, GAP_Y, PAD = 168, 38, 16, 26, 8
+MAX_WIDTH = 1040  # the report's page (style.css: 1100 px less its padding)
 _FILL = {'artifact': '#eef5fc', 'execution': '#fdf3e7'}
 
 
@@ -40,7 +47,7 @@ def to_svg(tree: lineage.Node) -> str:
     return key
 
   visit(tree, 0)
-  # Longest path from the traced node: each node left of all its consumers,
+  # Longest path from the traced node: each node above all its consumers,
   # also where the tree showed it once, under another consumer.
   for _ in range(len(nodes)):
     moved = False
@@ -51,17 +58,20 @@ def to_svg(tree: lineage.Node) -> str:
     if not moved:
       break
   deepest = max(depth.values())
-  columns: Dict[int, List[Tuple[str, int]]] = {}
+  levels: Dict[int, List[Tuple[str, int]]] = {}
   for key in nodes:
-    columns.setdefault(deepest - depth[key], []).append(key)
+    levels.setdefault(deepest - depth[key], []).append(key)
+  per_row = max(1, (MAX_WIDTH - 2 * PAD + GAP_X) // (BOX_W + GAP_X))
   where = {}
-  for column, keys in columns.items():
-    for row, key in enumerate(keys):
-      where[key] = (PAD + column * (BOX_W + GAP_X),
-                    PAD + row * (BOX_H + GAP_Y))
-  width = PAD * 2 + (deepest + 1) * (BOX_W + GAP_X) - GAP_X
-  height = PAD * 2 + max(len(k) for k in columns.values()) * (
-      BOX_H + GAP_Y) - GAP_Y
+  row = 0
+  for level in sorted(levels):
+    for i, key in enumerate(levels[level]):
+      where[key] = (PAD + i % per_row * (BOX_W + GAP_X),
+                    PAD + (row + i // per_row) * (BOX_H + GAP_Y))
+    row += -(-len(levels[level]) // per_row)
+  across = min(per_row, max(len(k) for k in levels.values()))
+  width = PAD * 2 + across * (BOX_W + GAP_X) - GAP_X
+  height = PAD * 2 + row * (BOX_H + GAP_Y) - GAP_Y
   parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" '
            f'height="{height}" viewBox="0 0 {width} {height}" '
            'class="lineage" font-family="sans-serif" font-size="11">',
@@ -71,8 +81,8 @@ def to_svg(tree: lineage.Node) -> str:
   for source, target in sorted(set(edges)):
     x1, y1 = where[source]
     x2, y2 = where[target]
-    parts.append(f'<line x1="{x1 + BOX_W}" y1="{y1 + BOX_H / 2}" '
-                 f'x2="{x2}" y2="{y2 + BOX_H / 2}" stroke="#888" '
+    parts.append(f'<line x1="{x1 + BOX_W / 2}" y1="{y1 + BOX_H}" '
+                 f'x2="{x2 + BOX_W / 2}" y2="{y2}" stroke="#888" '
                  'marker-end="url(#arrow)"/>')
   for key, node in nodes.items():
     x, y = where[key]

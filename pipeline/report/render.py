@@ -5,7 +5,7 @@ Templated with Jinja2 (in the lock through TFX and kfp; autoescaped)."""
 import os
 from typing import Any, Dict, Optional
 
-from pipeline.paths import folder_problem
+from pipeline.paths import file_problem, write_text
 from pipeline.report import charts, facts, graph
 
 TEMPLATES = os.path.join(os.path.dirname(__file__), 'templates')
@@ -104,18 +104,17 @@ def to_html(report: Dict[str, Any], nav: str = '') -> str:
 
 def write(store, run_id: Optional[str], output: str) -> Dict[str, Any]:
   """Writes run `run_id`'s report (the newest run when None) to `output`,
-  whole or not at all; returns the run section."""
-  folder = os.path.dirname(os.path.abspath(output))
-  problem = (f'{output} is a folder; name a file' if os.path.isdir(output)
-             else folder_problem(folder))
+  whole or not at all; returns the run section.
+
+  Raises:
+    facts.ReportError: `output` cannot be written (paths.file_problem;
+      said before the store is read), no such run, or an unreadable
+      artifact.
+  """
+  problem = file_problem(output)
   if problem:
     raise facts.ReportError(f'{output}: cannot write the report here: '
                             f'{problem}')
   report = facts.gather(store, run_id)
-  page = to_html(report)
-  os.makedirs(folder, exist_ok=True)
-  tmp = output + '.tmp'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    f.write(page)
-  os.replace(tmp, output)
+  write_text(output, to_html(report), facts.ReportError, 'the report')
   return report['run']

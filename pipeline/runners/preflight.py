@@ -42,12 +42,11 @@ from pipeline.definition.spec import (
   TFRECORD_FILE_ENDINGS,
   PipelineSpec,
   is_uri,
-  special_file,
 )
 from pipeline.engines import registry as engines
 from pipeline.errors import PipelineError
 from pipeline.metadata import store as metadata_lib
-from pipeline.paths import folder_problem
+from pipeline.paths import folder_problem, special_kind
 
 # The schema's feature types as CSV column kinds.
 SCHEMA_KINDS = {schema_pb2.INT: csv_format.INT,
@@ -177,7 +176,7 @@ def _check_data_file(path: str, key: str, in_folder: bool = False) -> None:
   if os.path.islink(path) and not os.path.exists(path):
     raise PreflightError(f'{path}: a broken symbolic link in the data ({key});'
                          ' remove it, or point it at a file')
-  kind = special_file(path)
+  kind = special_kind(path)
   if kind:
     raise PreflightError(
         f'{path}: {kind} in the data folder ({key}), which ExampleGen would '
@@ -251,7 +250,7 @@ def load_schema(path: str) -> schema_pb2.Schema:
   fs = _Files(path)
   if not fs.exists(path):
     raise PreflightError(f'{path}: schema file not found (schema in the spec)')
-  kind = None if is_uri(path) else special_file(path)
+  kind = None if is_uri(path) else special_kind(path)
   if kind:
     raise PreflightError(f'{path}: {kind}, not a schema file (schema in the '
                          'spec); name the schema.pbtxt file')
