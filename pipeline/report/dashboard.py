@@ -5,12 +5,18 @@ a run's report (the same page `report` writes), the diff of two runs side
 by side, the lineage of any artifact, and the pushed versions with their
 metrics. It serves on loopback by default and opens the store read-only, so
 a run can write to the store while the dashboard reads it; every page is
-made from the store when it is asked for. Served by Tornado (already the
-`serve` command's server), templated with Jinja2, like the report.
+made from the store when it is asked for, off the server's loop: a store a
+writer keeps locked makes the page a one-line 503 after `PAGE_SECONDS`, not
+a stalled server. Served by Tornado (already the `serve` command's server;
+Host check and connection bound in pipeline/web.py), templated with Jinja2,
+like the report.
 """
 
+import asyncio
+import concurrent.futures
 import html
-from typing import Callable, Dict, List, Optional
+import time
+from typing import Callable, Dict, List, Optional, Tuple
 
 from pipeline.errors import PipelineError
 from pipeline.metadata import lineage
@@ -19,6 +25,10 @@ from pipeline.report import facts, graph, render
 NAV = ('<a href="/">runs</a><a href="/pushed">pushed versions</a>'
        '<a href="/run/latest">latest run</a>')
 STATES = ('complete', 'failed', 'running', 'killed', 'interrupted')
+# How long a page may wait for the store before it is answered 503.
+PAGE_SECONDS = 5.0
+BUSY = (f'the metadata store did not answer within {PAGE_SECONDS:g} s (a run '
+        'may be writing to it); try again in a moment')
 
 
 class DashboardError(PipelineError):
@@ -27,6 +37,10 @@ class DashboardError(PipelineError):
 
 class BadRequest(PipelineError):
   """A page asked for in a way it cannot be answered. One line."""
+
+
+class StoreBusy(PipelineError):
+  """The store gave no answer in time (locked by a writer). One line."""
 
 
 def _two(chosen: List[str]) -> List[str]:
@@ -91,70 +105,135 @@ def pushed_page(store, location: str) -> str:
                pushed=pushed, metric_names=names, fmt=render.fmt)
 
 
-def make_app(location: str):
-  """The Tornado application over the store at `location`."""
-  import tornado.web  # pylint: disable=g-import-not-at-top
-  store = lineage.open_store(location)
+def _error_page(title: str, message: str) -> str:
+  return (f'<!doctype html><meta charset="utf-8"><title>{title}</title>'
+          f'<nav>{NAV}</nav><p id="error">{html.escape(message)}</p>')
 
-  class Page(tornado.web.RequestHandler):
+
+class _StoreWorker:
+  """Runs the store's queries on one thread of their own, so that a store
+  that does not answer (a writer holds SQLite's lock: ML Metadata retries
+  for about 13 s, then gives up) stalls neither the server's loop nor, past
+  `PAGE_SECONDS`, the requests behind it: they are answered 503 at once
+  until it answers again. One thread, because ML Metadata's store object is
+  not known to be safe across threads."""
+
+  def __init__(self):
+    self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    self._running_since: Optional[float] = None
+
+  def stuck(self) -> bool:
+    since = self._running_since
+    return since is not None and time.monotonic() - since > PAGE_SECONDS
+
+  def _timed(self, make: Callable[[], str]) -> str:
+    self._running_since = time.monotonic()
+    try:
+      return make()
+    finally:
+      self._running_since = None
+
+  async def run(self, make: Callable[[], str]) -> str:
+    """make()'s page; StoreBusy when the store gives none in time."""
+    if self.stuck():
+      raise StoreBusy(BUSY)
+    future = self._pool.submit(self._timed, make)
+    try:
+      return await asyncio.wait_for(asyncio.wrap_future(future), PAGE_SECONDS)
+    except asyncio.TimeoutError:
+      raise StoreBusy(BUSY) from None
+
+
+def make_app(location: str, host: str = '127.0.0.1',
+             allow_hosts: Tuple[str, ...] = ()):
+  """The Tornado application over the store at `location`, answering
+  requests whose Host names `host` (or `allow_hosts`; pipeline/web.py)."""
+  from ml_metadata import errors as mlmd_errors  # pylint: disable=g-import-not-at-top
+
+  from pipeline.web import GuardedHandler, application  # pylint: disable=g-import-not-at-top
+  store = lineage.open_store(location)
+  worker = _StoreWorker()
+  # What ML Metadata raises when the store is locked or away.
+  unavailable = (mlmd_errors.AbortedError, mlmd_errors.UnavailableError,
+                 mlmd_errors.DeadlineExceededError)
+
+  class Page(GuardedHandler):
     """Each page: HTML, or a one-line error page with its status (400
     for a request that cannot be answered as asked, 404 for what the store
-    does not hold)."""
+    does not hold, 503 while the store does not answer)."""
 
-    def answer(self, make: Callable[[], str]) -> None:
-      try:
-        body = make()
-      except PipelineError as e:
-        self.set_status(400 if isinstance(e, BadRequest) else 404)
-        body = (f'<!doctype html><meta charset="utf-8"><title>not found'
-                f'</title><nav>{NAV}</nav><p id="error">'
-                f'{html.escape(str(e))}</p>')
+    def refuse(self, status: int, message: str) -> None:
+      self.set_status(status)
+      self._send(_error_page('refused', message))
+
+    def _send(self, body: str) -> None:
       self.set_header('Content-Type', 'text/html; charset=utf-8')
       # Everything is inline: the page may not load anything from anywhere.
       self.set_header('Content-Security-Policy',
                       "default-src 'none'; style-src 'unsafe-inline'; "
                       "img-src data:; form-action 'self'")
-      self.write(body)
+      self.finish(body)
+
+    async def answer(self, make: Callable[[], str]) -> None:
+      try:
+        body = await worker.run(make)
+      except StoreBusy as e:
+        self.set_status(503)
+        self.set_header('Retry-After', str(int(PAGE_SECONDS)))
+        body = _error_page('store busy', str(e))
+      except unavailable:
+        self.set_status(503)
+        body = _error_page('store busy', BUSY)
+      except PipelineError as e:
+        self.set_status(400 if isinstance(e, BadRequest) else 404)
+        body = _error_page('not found', str(e))
+      self._send(body)
 
   class Runs(Page):
-    def get(self):
+    async def get(self):
       query = {k: self.get_argument(k, '') for k in
                ('state', 'blessed', 'pipeline')}
-      self.answer(lambda: runs_page(store, location, query))
+      await self.answer(lambda: runs_page(store, location, query))
 
   class Run(Page):
-    def get(self, run_id):
-      self.answer(lambda: run_page(store, None if run_id == 'latest'
-                                   else run_id))
+    async def get(self, run_id):
+      await self.answer(lambda: run_page(store, None if run_id == 'latest'
+                                         else run_id))
 
   class Diff(Page):
-    def get(self):
+    async def get(self):
       chosen = self.get_arguments('run')
-      self.answer(lambda: diff_page(store, location, *_two(chosen)))
+      await self.answer(lambda: diff_page(store, location, *_two(chosen)))
 
   class Lineage(Page):
-    def get(self, artifact_id):
-      self.answer(lambda: lineage_page(store, location, int(artifact_id)))
+    async def get(self, artifact_id):
+      await self.answer(lambda: lineage_page(store, location,
+                                             int(artifact_id)))
 
   class Pushed(Page):
-    def get(self):
-      self.answer(lambda: pushed_page(store, location))
+    async def get(self):
+      await self.answer(lambda: pushed_page(store, location))
 
-  return tornado.web.Application([
+  class NotFound(Page):
+    def get(self):
+      self.refuse(404, f'{self.request.path[:120]}: no such page')
+
+  return application([
       (r'/', Runs), (r'/run/(.+)', Run), (r'/diff', Diff),
-      (r'/lineage/([0-9]+)', Lineage), (r'/pushed', Pushed)])
+      (r'/lineage/([0-9]+)', Lineage), (r'/pushed', Pushed)], host,
+                         allow_hosts, default_handler_class=NotFound)
 
 
 def serve(location: str, host: str = '127.0.0.1', port: int = 8080,
-          announce: Callable[[str], None] = print) -> None:
-  """Serves the dashboard until interrupted."""
-  import tornado.httpserver  # pylint: disable=g-import-not-at-top
+          announce: Callable[[str], None] = print,
+          allow_hosts: Tuple[str, ...] = (), max_connections: int = 0) -> None:
+  """Serves the dashboard until interrupted. `max_connections` 0 is half
+  the open-file limit (pipeline/web.py)."""
   import tornado.ioloop  # pylint: disable=g-import-not-at-top
-  import tornado.netutil  # pylint: disable=g-import-not-at-top
-  server = tornado.httpserver.HTTPServer(make_app(location))
-  sockets = tornado.netutil.bind_sockets(port, address=host)
-  server.add_sockets(sockets)
-  bound = sockets[0].getsockname()[1]
+
+  from pipeline.web import listen  # pylint: disable=g-import-not-at-top
+  bound = listen(make_app(location, host, allow_hosts), host, port,
+                     max_connections)
   announce(f'dashboard on http://{host}:{bound}/ over {location} '
            '(read-only; Ctrl-C stops)')
   tornado.ioloop.IOLoop.current().start()

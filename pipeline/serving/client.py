@@ -14,9 +14,11 @@ numbers as floats and the rest as bytes) and sends base64-encoded.
 
 import base64
 import csv
+import io
 import json
 import os
 import re
+import threading
 import urllib.error
 import urllib.request
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -29,6 +31,8 @@ _FLOATS = ('DT_FLOAT', 'DT_DOUBLE', 'DT_HALF', 'DT_BFLOAT16')
 _INTS = ('DT_INT64', 'DT_INT32', 'DT_INT16', 'DT_INT8', 'DT_UINT8')
 # What a missing value looks like in a row: null, or an empty cell.
 DEFAULT_NULL_VALUES = ('',)
+# Seconds a request (connecting, sending, the whole answer) may take.
+DEFAULT_TIMEOUT = 60.0
 
 
 class PredictError(PipelineError):
@@ -48,7 +52,34 @@ def model_url(url: str) -> str:
 
 
 def _request(url: str, body: Optional[Dict[str, Any]] = None,
-             timeout: float = 60) -> Dict[str, Any]:
+             timeout: float = DEFAULT_TIMEOUT) -> Dict[str, Any]:
+  """The server's JSON answer (an object) to one request, within `timeout`
+  seconds in all: a socket timeout bounds each read, not a server that
+  answers a byte at a time or never finishes, so the request runs on a
+  thread of its own that is given up on when the time is out."""
+  outcome: Dict[str, Any] = {}
+
+  def attempt():
+    try:
+      outcome['answer'] = _attempt(url, body, timeout)
+    except PredictError as e:
+      outcome['error'] = e
+
+  thread = threading.Thread(target=attempt, daemon=True)
+  thread.start()
+  thread.join(timeout)
+  if 'error' in outcome:
+    raise outcome['error']
+  if 'answer' not in outcome:
+    raise PredictError(f'{url}: the server did not answer within {timeout:g} '
+                       's (see --timeout)')
+  if not isinstance(outcome['answer'], dict):
+    raise PredictError(f'{url}: the answer is JSON but not an object; is this '
+                       'a TF Serving REST endpoint?')
+  return outcome['answer']
+
+
+def _attempt(url: str, body: Optional[Dict[str, Any]], timeout: float) -> Any:
   data = json.dumps(body).encode() if body is not None else None
   request = urllib.request.Request(
       url, data=data, headers={'Content-Type': 'application/json'},
@@ -57,16 +88,18 @@ def _request(url: str, body: Optional[Dict[str, Any]] = None,
     with urllib.request.urlopen(request, timeout=timeout) as response:
       return json.loads(response.read())
   except urllib.error.HTTPError as e:
-    text = e.read().decode(errors='replace')
+    text = e.read(4096).decode(errors='replace')
     try:
-      message = json.loads(text).get('error', text)
+      answer = json.loads(text)
+      message = answer.get('error', text) if isinstance(answer, dict) else text
     except ValueError:
-      message = whole(text) or e.reason
+      message = text
+    message = whole(str(message))[:200] or e.reason
     raise PredictError(f'{url}: HTTP {e.code}: {message}') from None
   except (urllib.error.URLError, OSError) as e:
     reason = getattr(e, 'reason', e)
     raise PredictError(f'{url}: cannot reach the server: {reason}') from None
-  except ValueError:
+  except (ValueError, RecursionError):
     raise PredictError(f'{url}: the answer is not JSON') from None
 
 
@@ -86,11 +119,27 @@ def read_rows(path: str) -> List[Dict[str, Any]]:
                          'or {"instances": [...]}')
     rows = data
   else:
-    with open(path, newline='', encoding='utf-8') as f:
-      rows = list(csv.DictReader(f))
+    rows = _csv_rows(path)
   if not rows:
     raise PredictError(f'{path}: no rows')
   return rows
+
+
+def _csv_rows(path: str) -> List[Dict[str, Any]]:
+  with open(path, 'rb') as f:
+    data = f.read()
+  try:
+    text = data.decode('utf-8')
+  except UnicodeDecodeError as e:
+    line = data.count(b'\n', 0, e.start) + 1
+    raise PredictError(f'{path}: line {line}: not UTF-8 text; save the file '
+                       'as UTF-8') from None
+  reader = csv.DictReader(io.StringIO(text, newline=''))
+  try:
+    return list(reader)
+  except csv.Error as e:
+    raise PredictError(f'{path}: line {reader.line_num}: not a CSV row '
+                       f'({whole(e)})') from None
 
 
 def is_missing(value: Any, null_values=DEFAULT_NULL_VALUES) -> bool:
@@ -127,12 +176,28 @@ def signature_inputs(metadata: Dict[str, Any], name: str
                      ) -> Dict[str, str]:
   """input name -> dtype ('DT_FLOAT', ...) of a signature in the model's
   metadata (TF Serving's GET .../metadata answer)."""
-  defs = metadata['metadata']['signature_def']['signature_def']
+  defs = signature_defs(metadata)
   if name not in defs:
     raise PredictError(f'the model has no signature {name!r}; it has '
                        f'{sorted(k for k in defs if not k.startswith("__"))}')
   return {key: value.get('dtype', 'DT_STRING')
           for key, value in defs[name].get('inputs', {}).items()}
+
+
+def signature_defs(metadata: Dict[str, Any]) -> Dict[str, Any]:
+  """The signature defs in a GET .../metadata answer, checked for the shape
+  TF Serving gives them; another server's JSON is refused in one line."""
+  defs = metadata.get('metadata', {})
+  defs = defs.get('signature_def', {}) if isinstance(defs, dict) else None
+  defs = defs.get('signature_def') if isinstance(defs, dict) else None
+  if not isinstance(defs, dict) or not all(
+      isinstance(d, dict) and isinstance(d.get('inputs', {}), dict) and
+      all(isinstance(i, dict) for i in d.get('inputs', {}).values())
+      for d in defs.values()):
+    raise PredictError('the metadata answer has no signature defs '
+                       '(metadata.signature_def.signature_def); is the URL '
+                       'a TF Serving model?')
+  return defs
 
 
 def _example(row: Dict[str, Any], types: Dict[str, str], index: int,
@@ -169,7 +234,7 @@ def build_requests(rows: List[Dict[str, Any]], metadata: Dict[str, Any],
   """TF Serving predict bodies for `rows`, `batch_size` rows each. A value
   that is missing (absent, null, empty, or a null token) is NaN or "" for
   serving_raw, and left out of a tf.Example."""
-  defs = metadata['metadata']['signature_def']['signature_def']
+  defs = signature_defs(metadata)
   if signature == 'auto':
     signature = RAW_SIGNATURE if RAW_SIGNATURE in defs else DEFAULT_SIGNATURE
   inputs = signature_inputs(metadata, signature)
@@ -203,31 +268,37 @@ def build_requests(rows: List[Dict[str, Any]], metadata: Dict[str, Any],
              'inputs': {k: [row[k] for row in batch] for k in batch[0]}}
 
 
-def predictions(answer: Dict[str, Any]) -> List[Any]:
-  """Per-row predictions from either answer format."""
-  if 'predictions' in answer:
-    return answer['predictions']
-  outputs = answer.get('outputs')
-  if isinstance(outputs, dict):
-    keys = sorted(outputs)
-    return [{k: outputs[k][i] for k in keys}
-            for i in range(len(outputs[keys[0]]))]
-  if isinstance(outputs, list):
-    return outputs
-  raise PredictError('the answer has neither predictions nor outputs')
+def predictions(answer: Dict[str, Any], rows: int) -> List[Any]:
+  """Per-row predictions from either answer format, one for each of the
+  `rows` rows sent."""
+  found = answer.get('predictions', answer.get('outputs'))
+  if isinstance(found, dict) and found and all(
+      isinstance(v, list) and len(v) == rows for v in found.values()):
+    keys = sorted(found)
+    found = [{k: found[k][i] for k in keys} for i in range(rows)]
+  if not isinstance(found, list) or len(found) != rows:
+    raise PredictError(f'the answer is not a model\'s answer for {rows} '
+                       'row(s): expected "predictions" or "outputs" with one '
+                       'value per row')
+  return found
 
 
 def predict_file(url: str, path: str, signature: str = 'auto',
                  row_format: bool = True, batch_size: int = 64,
-                 null_values=DEFAULT_NULL_VALUES) -> Tuple[str, List[Any]]:
-  """Sends every row of `path`; returns (signature used, predictions)."""
+                 null_values=DEFAULT_NULL_VALUES,
+                 timeout: float = DEFAULT_TIMEOUT) -> Tuple[str, List[Any]]:
+  """Sends every row of `path`, each request answered within `timeout`
+  seconds; returns (signature used, predictions)."""
   url = model_url(url)
   rows = read_rows(path)
-  metadata = _request(url + '/metadata')
+  metadata = _request(url + '/metadata', timeout=timeout)
   results: List[Any] = []
   used = signature
   for body in build_requests(rows, metadata, signature, row_format,
                              batch_size, null_values):
     used = body['signature_name']
-    results.extend(predictions(_request(url + ':predict', body)))
+    sent = len(body['instances']) if row_format else len(
+        next(iter(body['inputs'].values())))
+    results.extend(predictions(_request(url + ':predict', body, timeout),
+                               sent))
   return used, results

@@ -19,11 +19,13 @@ against a real TF Serving:
   values are `{"b64": "..."}`.
 - errors answer `{"error": "..."}` with a 4xx status: unknown model or
   version (404), malformed or oversize body, missing, unknown or mistyped
-  inputs (400, 413). The server keeps serving.
+  inputs (400, 413), a method the URL does not answer (405), a Host that
+  is not this machine's (403). The server keeps serving.
 
 Built on Tornado (an HTTP server kept up by the Jupyter project); bound to
-127.0.0.1 unless told otherwise. Predictions run in a thread pool, so status
-and metadata answer while a batch is scored.
+127.0.0.1 unless told otherwise, its connections bounded and its Host header
+checked as the dashboard's are (pipeline/web.py). Predictions run in a
+thread pool, so status and metadata answer while a batch is scored.
 """
 
 import asyncio
@@ -44,6 +46,7 @@ from pipeline.errors import PipelineError, one_line, whole
 
 DEFAULT_PORT = 8501  # TF Serving's REST port
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
+_TORNADO_MAX_BODY = 1 << 30
 _LOG = logging.getLogger('pipeline.serving')
 _MODEL_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
 # str.isdigit() also takes '٣' or '²', which int() reads or rejects.
@@ -388,25 +391,38 @@ _ROUTE = re.compile(
 
 
 def make_app(repository: Repository, max_body: int = DEFAULT_MAX_BODY,
-             workers: int = 4):
-  """The Tornado application serving `repository`."""
-  import tornado.web  # pylint: disable=g-import-not-at-top
+             workers: int = 4, host: str = '127.0.0.1',
+             allow_hosts: Tuple[str, ...] = ()):
+  """The Tornado application serving `repository` to requests whose Host
+  names `host` (or one of `allow_hosts`; see pipeline/web.py)."""
+  from pipeline.web import GuardedHandler, application  # pylint: disable=g-import-not-at-top
   pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
 
-  @tornado.web.stream_request_body
-  class Handler(tornado.web.RequestHandler):
+  class Handler(GuardedHandler):
     """Every request: route, answer JSON, errors as {"error": ...}."""
+
+    def body_limit(self) -> int:
+      # An oversize :predict body is read to its end and dropped, then
+      # answered 413 (a client that is still sending would miss an answer
+      # given at the headers); only Tornado's own limit cuts it off.
+      return _TORNADO_MAX_BODY if self.request.method == 'POST' else 0
+
+    def refuse(self, status: int, message: str) -> None:
+      # Refusals, Tornado's own included, answer TF Serving's shape.
+      self._reply(status, {'error': message})
 
     def prepare(self):
       self._chunks, self._size, self._too_big = [], 0, False
       length = self.request.headers.get('Content-Length')
       if length and _ASCII_DIGITS.match(length) and int(length) > max_body:
         self._too_big = True
+      super().prepare()
 
     def data_received(self, chunk):
       self._size += len(chunk)
       if self._size > max_body:
         self._too_big = True
+        self._chunks = []
       elif not self._too_big:
         self._chunks.append(chunk)
 
@@ -414,10 +430,6 @@ def make_app(repository: Repository, max_body: int = DEFAULT_MAX_BODY,
       self.set_status(status_code)
       self.set_header('Content-Type', 'application/json')
       self.finish(json.dumps(body))
-
-    def write_error(self, status_code, **kwargs):
-      # Anything Tornado itself rejects still answers TF Serving's shape.
-      self._reply(status_code, {'error': self._reason})
 
     def _route(self):
       match = _ROUTE.match(self.request.path)
@@ -468,32 +480,28 @@ def make_app(repository: Repository, max_body: int = DEFAULT_MAX_BODY,
       except ServingError as e:
         self._reply(e.status, {'error': e.message})
 
-    async def put(self):
-      self._reply(405, {'error': f'Malformed request: PUT {self.request.path}'})
-
-    delete = patch = put
-
-  return tornado.web.Application([(r'/.*', Handler)])
+  return application([(r'/.*', Handler)], host, allow_hosts)
 
 
 def serve(base: str, host: str = '127.0.0.1', port: int = DEFAULT_PORT,
           poll_seconds: float = 1.0, max_body: int = DEFAULT_MAX_BODY,
-          announce: Callable[[str], None] = print) -> None:
-  """Serves until interrupted. `port` 0 picks a free port (announced)."""
-  import tornado.httpserver  # pylint: disable=g-import-not-at-top
+          announce: Callable[[str], None] = print,
+          allow_hosts: Tuple[str, ...] = (),
+          max_connections: int = 0) -> None:
+  """Serves until interrupted. `port` 0 picks a free port (announced);
+  `max_connections` 0 is half the open-file limit (pipeline/web.py)."""
   import tornado.ioloop  # pylint: disable=g-import-not-at-top
-  import tornado.netutil  # pylint: disable=g-import-not-at-top
+
+  from pipeline.web import listen  # pylint: disable=g-import-not-at-top
 
   repository = Repository(base)
   for line in repository.poll():
     announce(line)
-  app = make_app(repository, max_body)
+  app = make_app(repository, max_body, host=host, allow_hosts=allow_hosts)
   # The handler answers oversize bodies itself (413, TF Serving's JSON);
   # Tornado's own limit, which answers with a bare 400, is set far above.
-  server = tornado.httpserver.HTTPServer(app, max_body_size=1 << 30)
-  sockets = tornado.netutil.bind_sockets(port, address=host)
-  server.add_sockets(sockets)
-  bound = sockets[0].getsockname()[1]
+  bound = listen(app, host, port, max_connections,
+                     max_body_size=_TORNADO_MAX_BODY)
   names = repository.names()
   announce(f'serving {len(names)} model(s) from {repository.base} at '
            f'http://{host}:{bound} ({", ".join(names) or "none yet"}); '
