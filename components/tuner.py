@@ -36,6 +36,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils, json_utils
 
 from components import parallel_search
+from components.search_summary import describe
 
 REPORT_FILE = 'search_report.json'
 AUTO = -1  # TuneArgs.num_parallel_trials for "the cores available"
@@ -103,25 +104,6 @@ def search_report(plan: Optional[Dict[str, Any]], objective: str,
                       'new configurations')
   report['line'] = describe(report)
   return report
-
-
-def describe(report: Dict[str, Any]) -> str:
-  """The report as one line."""
-  by_epochs = ', '.join(f'{n} x {e} epochs'
-                        for e, n in report['trials_by_epochs'].items())
-  how = report['algorithm'] or 'the module file\'s tuner'
-  if report['asked'] and report['asked'] != report['algorithm']:
-    how += f' (asked: {report["asked"]})'
-  line = (f'{how}: {report["trials_run"]} trials ({by_epochs or "none"})')
-  if report['processes'] > 1:
-    line += f' in {report["processes"]} processes'
-
-  if report['best']:
-    line += (f', best {report["objective"]} {report["best"]["score"]:.4f} '
-             f'at {report["best"]["epochs"]} epochs')
-  if report['note']:
-    line += f'; {report["note"]}'
-  return line
 
 
 def best_score(oracle) -> Optional[float]:

@@ -20,7 +20,6 @@ import dataclasses
 import json
 import os
 import re
-import tempfile
 from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
@@ -36,6 +35,7 @@ from pipeline.definition.spec import (
 )
 from pipeline.engines import registry as engines
 from pipeline.errors import PipelineError
+from pipeline.paths import write_text
 from pipeline.runners.environment import REPO_ROOT, build_environment
 
 # Where kubeflow/Dockerfile puts the project inside the image.
@@ -461,14 +461,5 @@ def compile_pipeline(spec: PipelineSpec, settings: ClusterSettings,
             f'# Compiled from {os.path.basename(spec.source)} for the '
             f'{settings.target} target by `python -m pipeline compile`.\n'
             + yaml.safe_dump(pipeline_spec, sort_keys=True))
-  directory = os.path.dirname(os.path.abspath(output))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix='.compile-', dir=directory)
-  try:
-    with os.fdopen(fd, 'w') as f:
-      f.write(text)
-    os.replace(tmp, output)
-  except BaseException:
-    os.unlink(tmp)
-    raise
+  write_text(output, text, KubeflowError, 'the compiled pipeline')
   return pipeline_spec

@@ -81,7 +81,7 @@ def test_two_processes_run_the_same_hyperband_search(base, cold, tmp_path):
   assert search['trials_run'] == before['trials_run']
   assert search['trials_by_epochs'] == before['trials_by_epochs']
   assert search['epochs_trained'] == before['epochs_trained']
-  assert ' in 2 processes, best val_loss ' in proc.stdout
+  assert ' in 2 processes; best val_loss ' in proc.stdout
   # The oracle timed every trial and knows which process ran it (here,
   # with Transform cached, the worker may still be importing TensorFlow
   # while the chief runs all four: the killed-worker test below waits for a

@@ -101,7 +101,7 @@ def test_a_24_configuration_space_gets_a_full_honest_search(tmp_path):
       planned.to_json(), 'val_loss', 'min', tuner_component.trial_records(tuner))
   assert report['trials_run'] == 24
   assert all(t['epochs'] > 1 for t in report['trials'])
-  assert report['line'].startswith('grid (asked: hyperband): 24 trials (')
+  assert report['line'].startswith('grid (asked: hyperband): 24 trials, ')
   assert 'the search space holds 24 configurations' in report['line']
 
 
@@ -122,9 +122,9 @@ def test_the_report_counts_what_ran_and_says_when_a_search_stopped_early():
   assert report['note'] == ('the search stopped after 2 of 10 trials: its '
                             'oracle ran out of new configurations')
   assert report['line'] == (
-      'random: 2 trials (1 x 3 epochs, 1 x 5 epochs), best val_loss 0.3000 at '
-      '5 epochs; the search stopped after 2 of 10 trials: its oracle ran out '
-      'of new configurations')
+      'random: 2 trials, 8 epochs in all (1 trained 3 epochs, 1 trained 5 '
+      'epochs); best val_loss 0.3000: trial 1; the search stopped after 2 of '
+      '10 trials: its oracle ran out of new configurations')
 
 
 @pytest.mark.parametrize('algorithm', ['random', 'bayesian', 'grid'])

@@ -52,6 +52,7 @@ import statistics
 import tempfile
 import time
 from typing import (
+  IO,
   Any,
   Callable,
   Dict,
@@ -68,6 +69,7 @@ import numpy as np
 from components import csv_format
 from pipeline.definition.spec import PipelineSpec
 from pipeline.errors import PipelineError
+from pipeline.paths import atomic_file, write_text
 from pipeline.runners import preflight
 
 SCRATCH = 'scratch'
@@ -482,7 +484,8 @@ def markdown(report: Mapping[str, Any]) -> str:
   return '\n'.join(lines)
 
 
-def plot(report: Mapping[str, Any], path: str) -> None:
+def plot(report: Mapping[str, Any], out: IO[bytes]) -> None:
+  """The comparison's two charts as a PNG, written to `out`."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   from matplotlib import pyplot  # pylint: disable=g-import-not-at-top
@@ -515,18 +518,18 @@ def plot(report: Mapping[str, Any], path: str) -> None:
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
   figure.tight_layout()
-  figure.savefig(path, dpi=110)
+  figure.savefig(out, format='png', dpi=110)
   pyplot.close(figure)
 
 
 def write_report(report: Mapping[str, Any], output: str) -> None:
-  """<output>.json, .md and .png."""
-  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-  with open(output + '.json', 'w') as f:
-    json.dump(report, f, indent=2, sort_keys=True)
-  with open(output + '.md', 'w') as f:
-    f.write(markdown(report))
-  plot(report, output + '.png')
+  """<output>.json, .md and .png, each whole or not at all (paths)."""
+  write_text(output + '.json', json.dumps(report, indent=2, sort_keys=True),
+             CompareError, 'the comparison')
+  write_text(output + '.md', markdown(report), CompareError, 'the comparison')
+  with atomic_file(output + '.png', CompareError, 'the comparison chart',
+                   mode='wb', encoding=None) as f:
+    plot(report, f)
 
 
 def _machine() -> str:
