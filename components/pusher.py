@@ -15,9 +15,18 @@ is a copy, but the version folder still appears only after the whole model
 was written, saved_model.pb last. The version is the Unix time, or one more
 than the newest existing version if that is not newer, so versions only
 grow and an existing version is never written to.
+
+Each version folder carries who pushed it (`pushed_by.json`: pipeline, run,
+node), written before the rename. A process killed between the rename and
+TFX's record of the push leaves a version that ML Metadata does not know;
+the next run of that pipeline finds the file and records the push
+(pipeline/runners/session.py `reconcile_pushes`).
 """
 
+import dataclasses
+import datetime
 import hashlib
+import json
 import os
 import socket
 import time
@@ -32,9 +41,11 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
+from components import fault_points
 from components.processes import process_alive
 
 SAVED_MODEL = 'saved_model.pb'
+PUSHED_BY = 'pushed_by.json'  # in each version folder: who pushed it
 FINGERPRINT = 'fingerprint.pb'  # written by TF >= 2.12 beside saved_model.pb
 TEMP_PREFIX = '.tmp-'
 NOT_PUSHED_REASON = 'not_pushed_reason'  # on the PushedModel artifact
@@ -42,6 +53,41 @@ NOT_PUSHED_REASON = 'not_pushed_reason'  # on the PushedModel artifact
 
 class PushError(RuntimeError):
   """A push could not be completed. The message is one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PushedBy:
+  """Who pushed a version: the run and node that copied it into place."""
+  pipeline: str
+  run_id: str
+  node_id: str
+  host: str
+  pid: int
+  pushed_at: str  # ISO 8601, this machine's local time
+
+  @classmethod
+  def here(cls, pipeline: str, run_id: str, node_id: str) -> 'PushedBy':
+    return cls(pipeline, run_id, node_id, socket.gethostname(), os.getpid(),
+               datetime.datetime.now().isoformat(timespec='seconds'))
+
+  def to_json(self) -> str:
+    return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+  @classmethod
+  def read(cls, version_dir: str) -> Optional['PushedBy']:
+    """The record in a version folder; None when there is none or it is not
+    one (a version pushed by other means, or before records were kept)."""
+    path = os.path.join(version_dir, PUSHED_BY)
+    if not fileio.exists(path):
+      return None
+    try:
+      raw = json.loads(io_utils.read_string_file(path))
+      found = cls(**{f.name: raw[f.name] for f in dataclasses.fields(cls)})
+    except (ValueError, TypeError, KeyError):
+      return None
+    typed = all(isinstance(getattr(found, f.name), f.type)
+                for f in dataclasses.fields(cls))
+    return found if typed else None
 
 
 def versions(base: str, complete: bool = True) -> List[int]:
@@ -116,8 +162,10 @@ def next_version(base: str, clock: Callable[[], float] = time.time) -> int:
 
 
 def push(model_dir: str, base: str,
-         clock: Callable[[], float] = time.time) -> Tuple[int, str]:
-  """Copies the SavedModel at `model_dir` to a new version under `base`.
+         clock: Callable[[], float] = time.time,
+         pushed_by: Optional[PushedBy] = None) -> Tuple[int, str]:
+  """Copies the SavedModel at `model_dir` to a new version under `base`,
+  with `pushed_by` recorded in it (PUSHED_BY) when given.
 
   Returns:
     (version, the version's folder).
@@ -137,12 +185,17 @@ def push(model_dir: str, base: str,
                             f'{os.getpid()}-{uuid.uuid4().hex[:8]}')
   try:
     io_utils.copy_dir(model_dir, temp, deny_regex_patterns=[r'saved_model\.pb'])
+    if pushed_by is not None:
+      io_utils.write_string_file(os.path.join(temp, PUSHED_BY),
+                                 pushed_by.to_json())
     io_utils.copy_file(os.path.join(model_dir, SAVED_MODEL),
                        os.path.join(temp, SAVED_MODEL))
     while True:
       target = os.path.join(base, str(version))
       if not fileio.exists(target):
         fileio.rename(temp, target)
+        # Served from here on, and not yet recorded in ML Metadata.
+        fault_points.reached('pusher.after_rename')
         return version, target
       version += 1  # another pusher took it meanwhile: never overwrite
   except Exception as e:  # pylint: disable=broad-except
@@ -185,10 +238,22 @@ class AtomicPushExecutor(pusher_executor.Executor):
           NOT_PUSHED_REASON, f'identical to version {newest[0]}, which is '
           'already pushed')
       return
-    version, target = push(model_path, base)
+    # Nothing pushed yet: a run stopped here has nothing to reconcile.
+    fault_points.reached('pusher.before_push')
+    version, target = push(model_path, base, pushed_by=self._pushed_by())
     io_utils.copy_dir(model_path, model_push.uri)  # archived, as TFX does
     self._MarkPushed(model_push, pushed_destination=target,
                      pushed_version=str(version))
+
+  def _pushed_by(self) -> Optional[PushedBy]:
+    """This execution as PushedBy; None where the orchestrator does not say
+    which pipeline run this is."""
+    context = self._context
+    if (context is None or context.pipeline_info is None or
+        context.pipeline_node is None or not context.pipeline_run_id):
+      return None
+    return PushedBy.here(context.pipeline_info.id, context.pipeline_run_id,
+                         context.pipeline_node.node_info.id)
 
 
 class Pusher(tfx_pusher.Pusher):

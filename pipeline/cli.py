@@ -11,7 +11,8 @@ every `--help` load no TensorFlow, TFX or Beam.
 
 Every error the user can act on is a `pipeline.errors.PipelineError`, caught
 here once: one line on stderr and its exit code (2: bad input found before
-anything ran; 1: a component failed, named with its reason; 130: Ctrl-C).
+anything ran; 1: a component failed, named with its reason; 130: Ctrl-C;
+143: SIGTERM during a run).
 """
 
 import argparse
@@ -19,10 +20,12 @@ import json
 import logging
 import os
 import sys
+import time
 import warnings
 from typing import Any, Dict, List, Optional
 
 from pipeline.errors import EXIT_INTERRUPTED, ComponentFailed, PipelineError
+from pipeline.runners import signals
 
 DEFAULT_SPEC = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                             'specs', 'breast_cancer.yaml')
@@ -42,6 +45,10 @@ _KNOWN_NOISE = ('ArtifactQuery.property_predicate is not supported',
                 # Beam's multi-process DirectRunner workers, on every start.
                 'No semi_persistent_directory found',
                 'Discarding unparseable args')
+# TFX's own words for what the run then says once, with the component and
+# its reason (`error: Trainer failed: ...`): matched on the unformatted
+# message, so no other record that happens to contain them is lost.
+_SAID_BY_THE_RUN = ('Execution %d failed.',)
 
 
 def quiet_logs(verbose: bool) -> None:
@@ -51,6 +58,7 @@ def quiet_logs(verbose: bool) -> None:
   if not verbose:
     handler.addFilter(lambda record: not any(
         noise in record.getMessage() for noise in _KNOWN_NOISE))
+    handler.addFilter(lambda record: record.msg not in _SAID_BY_THE_RUN)
     # kfp's client retries a refused connection with a warning per try (and
     # resets urllib3's logger level); submit reports the outcome in one line.
     handler.addFilter(lambda record: not record.name.startswith('urllib3'))
@@ -102,9 +110,13 @@ def print_summary(summary: Dict[str, Any], out=sys.stdout) -> None:
   elif summary['status'] == 'succeeded':
     p('pushed: nothing (the model was not blessed)')
   p(f'metadata store: {summary["metadata"]}')
-  p(f'summary: {summary["summary_json"]}')
+  # A full disk costs the files, not the run: said here, on the run's lines.
+  p(f'summary: {summary["summary_json"]}' if summary.get('summary_json')
+    else f'summary: not written ({summary.get("summary_error")})')
   if summary.get('report'):
     p(f'report: {summary["report"]}')
+  elif summary.get('report_error'):
+    p(f'report: not written ({summary["report_error"]})')
   p(f'total time: {summary["total_seconds"]:.1f}s')
 
 
@@ -134,6 +146,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_run(args) -> int:
+  started = time.monotonic()
   from pipeline.runners import preflight  # pylint: disable=g-import-not-at-top
   checked = preflight.run_preflight(_load(args))
   # TFX loads only once the input has passed the checks, so bad input is
@@ -143,13 +156,17 @@ def cmd_run(args) -> int:
   try:
     summary = local.run_checked(checked, progress=reporter,
                                 summary_json=args.summary_json,
-                                wait=not args.no_wait)
+                                wait=not args.no_wait, started=started)
   finally:
     reporter.close()
   print_summary(summary)
   if summary['status'] != 'succeeded':
     raise ComponentFailed(
         f'{summary["failed_component"]} failed: {summary["reason"]}')
+  if summary['summary_error']:
+    raise local.SummaryNotWritten(
+        f'the run succeeded; {summary["summary_error"]}; make room there or '
+        'name another file with --summary-json')
   return 0
 
 
@@ -264,8 +281,12 @@ def cmd_submit(args) -> int:
 def _until_stopped(args, error, serve) -> int:
   """Runs `serve` (a server's loop) until Ctrl-C; an address it cannot
   listen on is `error`, one line."""
+  from pipeline.web import AddressError, check_port  # pylint: disable=g-import-not-at-top
   try:
+    check_port(args.port)
     serve()
+  except AddressError as e:
+    raise error(str(e)) from None
   except OSError as e:
     raise error(f'--host {args.host} --port {args.port}: cannot listen: '
                 f'{e.strerror or e}') from None
@@ -284,15 +305,19 @@ def cmd_serve(args) -> int:
   return _until_stopped(args, serve.ServeSetupError, lambda: serve.serve(
       base, host=args.host, port=args.port, poll_seconds=args.poll_seconds,
       max_body=args.max_request_mb * 1024 * 1024,
-      announce=lambda line: print(line, flush=True)))
+      announce=lambda line: print(line, flush=True),
+      allow_hosts=tuple(args.allow_host or ())))
 
 
 def cmd_predict(args) -> int:
   from pipeline.serving import client as predict_client  # pylint: disable=g-import-not-at-top
+  if not 0 < args.timeout < float('inf'):
+    raise predict_client.PredictError(
+        f'--timeout {args.timeout:g}: give a number of seconds above 0')
   signature, results = predict_client.predict_file(
       args.url, args.file, signature=args.signature,
       row_format=args.format == 'rows', batch_size=args.batch_size,
-      null_values=('', *(args.null or ())))
+      null_values=('', *(args.null or ())), timeout=args.timeout)
   for i, prediction in enumerate(results):
     print(json.dumps({'row': i + 1, 'prediction': prediction}))
   print(f'{len(results)} rows scored through {signature}', file=sys.stderr)
@@ -315,13 +340,22 @@ def cmd_report(args) -> int:
   return 0
 
 
+def cmd_predictions(args) -> int:
+  from pipeline.experiments import predictions  # pylint: disable=g-import-not-at-top
+  rows = predictions.write_csv(_store(args), args.run, args.output)
+  print(f'wrote {args.output} ({rows} rows of run {args.run}\'s eval split '
+        'with its model\'s outputs)')
+  return 0
+
+
 def cmd_ui(args) -> int:
   from pipeline.report import dashboard  # pylint: disable=g-import-not-at-top
   location = args.store or _load(args).runner.metadata
   _store(args)  # one line, now, when the store cannot be opened
   return _until_stopped(args, dashboard.DashboardError, lambda: (
       dashboard.serve(location, host=args.host, port=args.port,
-                      announce=lambda line: print(line, flush=True))))
+                      announce=lambda line: print(line, flush=True),
+                      allow_hosts=tuple(args.allow_host or ()))))
 
 
 def cmd_lineage_runs(args) -> int:
@@ -349,7 +383,9 @@ def cmd_lineage_runs(args) -> int:
           f'{engine} ({", ".join(n for n, e in run["engines"].items() if e == engine)})'
           for engine in engines))
     failed = [c for c, s in run['components'].items() if s == 'failed']
-    if failed:
+    if run.get('failure'):
+      print(f'    {run["failure"]}')
+    elif failed:
       print(f'    failed: {", ".join(failed)}')
   return 0
 
@@ -376,7 +412,7 @@ def cmd_engine(args) -> int:
   cluster = engine.cluster
   if cluster is None:
     raise EngineError(f'{args.engine}: no local cluster to {args.engine_command}'
-                      '; it runs elsewhere (README, "Scale out")')
+                      '; it runs elsewhere (docs/scale.md)')
   try:
     if args.engine_command == 'fetch':
       cluster.fetch(print)
@@ -460,6 +496,14 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
                         'only)')
     p.add_argument('--port', type=int, default=port,
                    help=f'{what} {port}; 0 picks a free one')
+    p.add_argument('--allow-host', action='append', metavar='NAME',
+                   help='also answer requests whose Host header is NAME (a '
+                        "proxy's or this machine's DNS name; repeatable; * "
+                        'answers any). Without it only IP addresses, '
+                        'localhost, the --host value and, with --host '
+                        "0.0.0.0, this machine's name are answered: a page "
+                        'elsewhere cannot read the server by pointing its '
+                        'own name at it (DNS rebinding)')
 
   validate = sub.add_parser('validate', help='check a spec, its schema and data')
   add_spec(validate)
@@ -584,6 +628,11 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
                             'inputs (columns)')
   predict.add_argument('--batch-size', type=int, default=64,
                        help='rows per request (default 64)')
+  predict.add_argument('--timeout', type=float, default=60.0,
+                       metavar='SECONDS',
+                       help='seconds each request may take in all, from '
+                            'connecting to the last byte of the answer '
+                            '(default 60)')
   predict.add_argument('--null', action='append', metavar='TOKEN',
                        help='a cell text that means "missing", as the spec\'s '
                             'data.null_values (repeatable; the empty cell and '
@@ -610,6 +659,14 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
   report.add_argument('--output', required=True, metavar='FILE.html')
   add_store_of(report)
   report.set_defaults(func=cmd_report)
+
+  predictions = sub.add_parser(
+      'predictions', help="a run's eval split as CSV, each row with its "
+      "model's outputs (score a baseline of your own on the same rows)")
+  predictions.add_argument('run', help='the run id (see `lineage runs`)')
+  predictions.add_argument('--output', required=True, metavar='FILE.csv')
+  add_store_of(predictions)
+  predictions.set_defaults(func=cmd_predictions)
 
   ui = sub.add_parser(
       'ui', help='a local web dashboard over the metadata store (runs, '
@@ -689,12 +746,19 @@ def configure_process(verbose: bool = False) -> None:
                           message='This client only works with Kubeflow')
 
 
+# The commands that run a pipeline, and record in its store how it ended.
+PIPELINE_COMMANDS = ('run', 'schema')
+
+
 def main(argv: Optional[List[str]] = None) -> int:
   try:
     args = build_parser().parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]
     configure_process(getattr(args, 'verbose', False))
     quiet_logs(getattr(args, 'verbose', False))
+    if args.command in PIPELINE_COMMANDS:
+      # A run stopped with `kill PID` records how it ended, as on Ctrl-C.
+      signals.stop_on_sigterm()
     return args.func(args)
   except PipelineError as e:
     print(f'error: {e}', file=sys.stderr)
@@ -702,3 +766,6 @@ def main(argv: Optional[List[str]] = None) -> int:
   except KeyboardInterrupt:
     print('interrupted (Ctrl-C)', file=sys.stderr)
     return EXIT_INTERRUPTED
+  except signals.Terminated as e:
+    print(e, file=sys.stderr)
+    return signals.EXIT_TERMINATED

@@ -21,6 +21,7 @@ from tests.conftest import (
   Dashboard,
   cli,
   pipeline_fixture,
+  report_page,
   run_pipeline,
 )
 
@@ -174,6 +175,11 @@ def test_trace_from_a_run_id_and_an_artifact_id(runs):
 
 @pytest.mark.parametrize('target,store,expected', [
     ('artifact:999999', None, 'artifact:999999: no artifact with id 999999'),
+    # Past ML Metadata's int64 ids; a digit int() refuses.
+    ('artifact:99999999999999999999999', None,
+     'artifact:99999999999999999999999: no artifact with id '
+     '99999999999999999999999 in the store'),
+    ('artifact:\u00b2', None, 'artifact:\u00b2: unknown target'),
     ('{base}', None, 'no pushed model in this store was pushed to that'),
     ('no-such-run', None, 'no-such-run: unknown target'),
     ('artifact:1', '{base}/missing.sqlite', 'no metadata store there'),
@@ -236,6 +242,71 @@ def test_diff_names_the_changed_data_and_the_cached_components(runs):
   assert bad.returncode == 2
   assert bad.stderr.strip() == ('error: nope: no such run in the store (see '
                                 '`lineage runs`)')
+
+
+# The default spec's numeric columns but mean_radius, which is excluded;
+# and a threshold the default spec has not.
+_MEASURES = ('radius', 'texture', 'perimeter', 'area', 'smoothness',
+             'compactness', 'concavity', 'concave_points', 'symmetry',
+             'fractal_dimension')
+NUMERIC_BUT_RADIUS = ([f'mean_{m}' for m in _MEASURES[1:]] +
+                      [f'{m}_error' for m in _MEASURES] +
+                      [f'worst_{m}' for m in _MEASURES])
+
+
+@pipeline_fixture(scope='session')
+def excluded(base, cold, tmp_path_factory):
+  """A run of the default spec with a column excluded and a threshold
+  added: Transform re-runs. Two epochs, no search: it does not bless, so
+  the shared runs' baseline stays the cold run's model."""
+  del cold
+  return _run(base, 'excluded', [
+      f'features.numeric=[{", ".join(NUMERIC_BUT_RADIUS)}]',
+      'features.exclude=[mean_radius]',
+      'evaluation.thresholds.precision=0.5', 'tuner.enabled=false',
+      'training.epochs=2',
+      f'push.destination={tmp_path_factory.mktemp("excluded_push")}'])
+
+
+def test_diff_shows_each_key_of_the_config_the_components_recorded(
+    base, cold, excluded):
+  store = os.path.join(base, 'metadata.sqlite')
+  first = cold[1]['run_id']
+  proc = cli('lineage', 'diff', first, excluded['run_id'], '--store', store,
+             '--json')
+  assert proc.returncode == 0, proc.stderr
+  result = json.loads(proc.stdout)
+  assert result['components']['Transform'] == {'a': 'complete',
+                                               'b': 'complete'}
+  config = result['changes']['config']
+  assert config['features.exclude'] == {
+      'a': [], 'b': ['mean_radius'], 'components': ['Transform', 'Trainer']}
+  assert 'mean_radius' in config['features.numeric']['a']
+  assert 'mean_radius' not in config['features.numeric']['b']
+  assert config['thresholds.Precision.value_threshold.lower_bound'] == {
+      'a': None, 'b': 0.5, 'components': ['Evaluator']}
+  assert config['training.epochs']['b'] == 2
+  assert result['changes']['components'] == {'a': ['Tuner'], 'b': []}
+  text = cli('lineage', 'diff', first, excluded['run_id'], '--store',
+             store).stdout.splitlines()
+  for line in ['config (what each component was given):',
+               '  features.exclude (Transform, Trainer): added '
+               '"mean_radius"',
+               '  features.numeric (Transform, Trainer): removed '
+               '"mean_radius"',
+               '  thresholds.Precision.value_threshold.lower_bound '
+               '(Evaluator): unset -> 0.5',
+               'components only in the first run: Tuner']:
+    assert line in text, '\n'.join(text)
+
+
+def test_the_report_of_a_run_that_pushed_nothing_traces_its_model(
+    excluded):
+  assert not excluded['pushed']
+  page = report_page(excluded)
+  assert ('Where the trained model (nothing was pushed) came from'
+          in page), page[page.find('id="lineage"'):][:400]
+  assert 'pushed_model' not in page[page.find('id="lineage"'):]
 
 
 def _graph(runs, output):

@@ -12,6 +12,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 from typing import Any, Dict, List, Optional, Set, Tuple
@@ -36,6 +37,7 @@ _SHOWN = {
     'PushedModel': ('pushed', 'pushed_version', 'pushed_destination'),
 }
 _EXECUTION_SHOWN = ('input_base',)
+_MAX_ID = 2**63 - 1  # ML Metadata's ids are int64
 
 
 class LineageError(PipelineError):
@@ -88,7 +90,8 @@ def _node_contexts(store: mlmd.MetadataStore) -> Dict[int, Tuple[str, str]]:
 def list_runs(store: mlmd.MetadataStore,
               pipeline: Optional[str] = None) -> List[Dict[str, Any]]:
   """Every pipeline run, oldest first, with per-component states, the
-  blessing and the version pushed by that run (None when it pushed none).
+  blessing, the version pushed by that run (None when it pushed none) and,
+  for a failed run, the component and reason (None otherwise).
 
   The queries do not grow with the runs' executions: every execution's node
   at once, one query per run for its executions, then the blessings' and
@@ -148,8 +151,11 @@ def list_runs(store: mlmd.MetadataStore,
     pushed_version = None
     pusher = by_id.get('Pusher')
     push = output(record, 'Pusher')
-    if pusher and pusher.state == 'complete' and push and custom_property(
-        push, 'pushed') == 1:
+    # A push the next run recorded (results.PUSH_RECORDED_BY) reached the
+    # serving folder, though its execution never completed.
+    if pusher and push and custom_property(push, 'pushed') == 1 and (
+        pusher.state == 'complete' or
+        custom_property(push, results.PUSH_RECORDED_BY)):
       pushed_version = custom_property(push, 'pushed_version')
     runs.append({
         'run_id': ctx.name, 'pipeline': record.pipeline_name,
@@ -161,6 +167,8 @@ def list_runs(store: mlmd.MetadataStore,
         # Where each Beam component that ran in this run ran its jobs.
         'engines': {c.id: c.engine for c in components if c.engine},
         'blessed': blessed, 'pushed_version': pushed_version,
+        # A failed run's '<component> failed: <reason>', as the run said it.
+        'failure': custom_property(ctx, results.RUN_FAILURE),
     })
   runs.sort(key=lambda r: (r['started'], r['run_id']))
   return runs
@@ -330,8 +338,11 @@ def resolve_target(store: mlmd.MetadataStore,
   as the artifact to trace from."""
   text = target.strip()
   ident = text.split(':', 1)[1] if text.startswith('artifact:') else text
-  if ident.isdigit() and not os.path.exists(text):
-    found = store.get_artifacts_by_id([int(ident)])
+  # ASCII digits only (str.isdigit takes '²', which int() refuses), and no
+  # id past ML Metadata's int64 ids, which its query cannot even be asked.
+  if re.fullmatch(r'[0-9]+', ident) and not os.path.exists(text):
+    found = (store.get_artifacts_by_id([int(ident)])
+             if int(ident) <= _MAX_ID else [])
     if not found:
       raise LineageError(f'{target}: no artifact with id {ident} in the store')
     return found[0]
@@ -495,10 +506,111 @@ def _run_facts(store: mlmd.MetadataStore, run_id: str) -> Dict[str, Any]:
       if trainer else {}
   facts['code_version'] = config.get('code_version')
   facts['training'] = config.get('training')
+  facts['config'] = _recorded_config(record)
   evaluations = record.artifacts('Evaluator', 'evaluation')
   facts['metrics'] = (results.metric_values(evaluations[0].uri)
                       if evaluations else {})
   return facts
+
+
+# What each component was given, as its execution recorded it: the spec's
+# sections in the components' custom_config (pipeline/definition), the
+# Evaluator's thresholds, ExampleGen's split. The spec file itself is not in
+# the store; these are the whole of it that reaches a component.
+_CONFIG_PROPERTIES = ('custom_config', 'output_config')
+# Said on their own line of a diff already.
+_CONFIG_SHOWN_ELSEWHERE = ('code_version',)
+
+
+def _json_property(execution, name: str) -> Any:
+  text = custom_property(execution, name)
+  try:
+    value = json.loads(text) if text else None
+  except ValueError:
+    return text
+  # A TFX component spec's own custom_config (CsvExampleGen's) is stored
+  # wrapped in a protobuf Any holding the JSON text.
+  if (isinstance(value, dict) and set(value) == {'custom_config'} and
+      isinstance(value['custom_config'], dict) and
+      'value' in value['custom_config']):
+    return _json_text(value['custom_config']['value'])
+  return value
+
+
+def _json_text(text: str) -> Any:
+  try:
+    return json.loads(text)
+  except ValueError:
+    return text
+
+
+def _flat(value: Any, prefix: str, into: Dict[str, Any]) -> None:
+  """Nested dicts as dotted keys; a list or scalar is one value."""
+  if isinstance(value, dict) and value:
+    for key, inner in value.items():
+      _flat(inner, f'{prefix}.{key}' if prefix else str(key), into)
+  elif prefix:
+    into[prefix] = value
+
+
+def _thresholds(eval_config: Any) -> Dict[str, Any]:
+  """The Evaluator's overall-slice thresholds by TFMA metric class, and
+  the metrics it computes (its eval_config, as recorded)."""
+  found: Dict[str, Any] = {}
+  if not isinstance(eval_config, dict):
+    return found
+  names = []
+  for metrics_spec in eval_config.get('metrics_specs', []):
+    for metric in metrics_spec.get('metrics', []):
+      name = metric.get('class_name')
+      names.append(name)
+      for gate in metric.get('per_slice_thresholds', []):
+        if any(not spec for spec in gate.get('slicing_specs', [])):
+          found[f'thresholds.{name}'] = gate.get('threshold')
+  found['metrics'] = sorted(n for n in names if n)
+  return found
+
+
+def _recorded_config(record: results.RunRecord
+                     ) -> Dict[str, Dict[str, Any]]:
+  """{dotted key: {component: value}} of what the run's components were
+  given (Transform's `features.exclude`, the Evaluator's
+  `thresholds.AUC`)."""
+  config: Dict[str, Dict[str, Any]] = {}
+  for component in record.components():
+    if component.is_resolver:
+      continue
+    execution = record.execution(component.id)
+    if execution is None:
+      continue
+    flat: Dict[str, Any] = {}
+    for name in _CONFIG_PROPERTIES:
+      value = _json_property(execution, name)
+      if value is not None:
+        _flat(value, name if name != 'custom_config' else '', flat)
+    _flat(_thresholds(_json_property(execution, 'eval_config')), '', flat)
+    for key, value in flat.items():
+      if key.split('.')[-1] not in _CONFIG_SHOWN_ELSEWHERE:
+        config.setdefault(key, {})[component.id] = value
+  return config
+
+
+def _config_changes(a: Dict[str, Dict[str, Any]],
+                    b: Dict[str, Dict[str, Any]],
+                    both: Set[str]) -> Dict[str, Any]:
+  """Each key a component of both runs (`both`) recorded with another
+  value: {key: {a, b, components}}, None where a run did not record it.
+  A component in one run only is said once, not key by key."""
+  changes = {}
+  for key in sorted(set(a) | set(b)):
+    in_a, in_b = a.get(key, {}), b.get(key, {})
+    components = [c for c in dict.fromkeys([*in_a, *in_b])
+                  if c in both and in_a.get(c) != in_b.get(c)]
+    if components:
+      first = components[0]
+      changes[key] = {'a': in_a.get(first), 'b': in_b.get(first),
+                      'components': components}
+  return changes
 
 
 def _trained_with(record: results.RunRecord) -> Dict[str, Any]:
@@ -515,8 +627,9 @@ def _trained_with(record: results.RunRecord) -> Dict[str, Any]:
 
 def diff(store: mlmd.MetadataStore, run_a: str, run_b: str) -> Dict[str, Any]:
   """What differs between two runs: data fingerprint, schema, hyperparameters,
-  module code version, training settings, metrics; and which of run_b's
-  components were served from the cache."""
+  module code version, training settings, every key of the configuration
+  each component recorded (`config`: the spec as the components saw it),
+  metrics; and which of run_b's components were served from the cache."""
   a, b = _run_facts(store, run_a), _run_facts(store, run_b)
   changes = {}
   for key in ('data_fingerprint', 'schema', 'code_version', 'training'):
@@ -528,6 +641,14 @@ def diff(store: mlmd.MetadataStore, run_a: str, run_b: str) -> Dict[str, Any]:
         if a['hyperparameters'].get(k) != b['hyperparameters'].get(k)}
   if hp:
     changes['hyperparameters'] = hp
+  both = set(a['components']) & set(b['components'])
+  config = _config_changes(a['config'], b['config'], both)
+  if config:
+    changes['config'] = config
+  only = {'a': [c for c in a['components'] if c not in both],
+          'b': [c for c in b['components'] if c not in both]}
+  if only['a'] or only['b']:
+    changes['components'] = only
   metrics = {}
   for k in sorted(set(a['metrics']) | set(b['metrics'])):
     va, vb = a['metrics'].get(k), b['metrics'].get(k)
@@ -539,7 +660,8 @@ def diff(store: mlmd.MetadataStore, run_a: str, run_b: str) -> Dict[str, Any]:
   return {
       'run_a': run_a, 'run_b': run_b, 'changes': changes,
       'unchanged': [k for k in ('data_fingerprint', 'schema', 'code_version',
-                                'training', 'hyperparameters', 'metrics')
+                                'training', 'config', 'hyperparameters',
+                                'metrics')
                     if k not in changes],
       'components': {k: {'a': a['components'].get(k), 'b': v}
                      for k, v in b['components'].items()},
@@ -548,10 +670,38 @@ def diff(store: mlmd.MetadataStore, run_a: str, run_b: str) -> Dict[str, Any]:
   }
 
 
+def _shown(value: Any) -> str:
+  return 'unset' if value is None else json.dumps(value, sort_keys=True)
+
+
+def _config_line(key: str, change: Dict[str, Any]) -> str:
+  """`  key (components): old -> new`; of two lists, what left and came."""
+  where = ', '.join(change['components'])
+  old, new = change['a'], change['b']
+  if isinstance(old, list) and isinstance(new, list):
+    gone = [v for v in old if v not in new]
+    came = [v for v in new if v not in old]
+    if gone or came:
+      parts = ([f'removed {_shown(gone)[1:-1]}'] if gone else []) + (
+          [f'added {_shown(came)[1:-1]}'] if came else [])
+      return f'  {key} ({where}): {"; ".join(parts)}'
+  return f'  {key} ({where}): {_shown(old)} -> {_shown(new)}'
+
+
 def render_diff(result: Dict[str, Any]) -> List[str]:
   lines = [f'{result["run_a"]} -> {result["run_b"]}']
-  for key, change in result['changes'].items():
-    if key in ('hyperparameters', 'metrics'):
+  changes = result['changes']
+  for key, change in changes.items():
+    if key == 'training' and 'config' in changes:
+      continue  # each changed key of it is under config
+    if key == 'config':
+      lines.append('config (what each component was given):')
+      lines.extend(_config_line(k, v) for k, v in change.items())
+    elif key == 'components':
+      lines.extend(f'components only in the {which} run: {", ".join(names)}'
+                   for which, names in (('first', change['a']),
+                                        ('second', change['b'])) if names)
+    elif key in ('hyperparameters', 'metrics'):
       lines.append(f'{key}:')
       for name, values in change.items():
         delta = values.get('delta')

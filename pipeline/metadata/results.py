@@ -28,6 +28,12 @@ _INPUT = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPU
 INPUT_EVENTS = _INPUT  # for RunRecord.artifacts(kinds=...)
 RESOLVER_SUFFIX = '_resolver'
 NOT_PUSHED_REASON = 'not_pushed_reason'  # components/pusher.py writes it
+PUSHED_MODEL_TYPE = 'PushedModel'
+PUSHED_MODEL_KEY = 'pushed_model'  # the Pusher's output key
+# On a PushedModel recorded after its run was stopped between the Pusher's
+# rename and TFX's publish (pipeline/runners/session.py reconcile_pushes):
+# the run that recorded it. Its Pusher execution never completed.
+PUSH_RECORDED_BY = 'push_recorded_by'
 # The local runner writes the run's context itself before TFX does
 # (pipeline/runners/session.py), with who runs it and, at the end, how it
 # ended; a run with executions still RUNNING and no outcome whose process
@@ -36,7 +42,7 @@ RUN_CONTEXT_TYPE = 'pipeline_run'
 RUN_HOST = 'runner_host'
 RUN_PID = 'runner_pid'
 RUN_PIPELINE = 'runner_pipeline'
-RUN_OUTCOME = 'run_outcome'  # succeeded | failed | interrupted
+RUN_OUTCOME = 'run_outcome'  # succeeded | failed | interrupted | terminated
 RUN_FAILURE = 'run_failure'  # a failed run: '<component> failed: <reason>'
 # The engine a Beam component's jobs ran on (pipeline/engines): a context
 # of this type, named by the engine, with the executions that ran there
@@ -48,11 +54,12 @@ ENGINE_CONTEXT_TYPE = 'beam_engine'
 
 def run_status(context, states: List[str]) -> str:
   """A run's status from its pipeline_run context and its executions'
-  states: complete, failed, running, interrupted (Ctrl-C), or killed (no
-  outcome recorded and the runner's process is gone)."""
+  states: complete, failed, running, interrupted (Ctrl-C), terminated
+  (SIGTERM), or killed (no outcome recorded and the runner's process is
+  gone)."""
   outcome = custom_property(context, RUN_OUTCOME)
-  if outcome == 'interrupted':
-    return 'interrupted'
+  if outcome in ('interrupted', 'terminated'):
+    return outcome
   host = custom_property(context, RUN_HOST)
   pid = custom_property(context, RUN_PID)
   if outcome is None and pid and host == socket.gethostname():

@@ -10,29 +10,32 @@ import json
 import logging
 import os
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import absl.logging
 from tfx.dsl.compiler import compiler, constants
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.orchestration.portable import runtime_parameter_utils
 
-from components import parallel_search
+from components import fault_points, parallel_search
+from pipeline import paths
 from pipeline.definition.pipeline import (
   TUNER_FN,
   Environment,
   create_pipeline,
   create_schema_pipeline,
+  push_base_directory,
 )
 from pipeline.definition.spec import PipelineSpec
 from pipeline.engines import registry as engines
-from pipeline.errors import ComponentFailed, one_line
+from pipeline.errors import ComponentFailed, PipelineError, one_line
 from pipeline.metadata import results
 from pipeline.metadata import store as metadata_lib
 from pipeline.report import render
 from pipeline.runners import preflight, session
 from pipeline.runners import progress as progress_lib
 from pipeline.runners.environment import build_environment
+from pipeline.runners.signals import Terminated
 
 Progress = Callable[[str], None]
 
@@ -90,7 +93,7 @@ def _guarded(spec: PipelineSpec, env: Environment, run_id: str,
   """Holds the pipeline's lock, registers the run in the store (the check
   that the store can be written), and gives the run its own temp folder;
   yields the store. How the run ended is recorded on the way out, an
-  interruption (Ctrl-C) included."""
+  interruption (Ctrl-C) or SIGTERM (pipeline/runners/signals.py) included."""
   # The lock first: a run waiting for another is not a run yet, and does
   # not write to the store that the other is writing to.
   lock = session.PipelineLock(spec.runner.pipeline_root, spec.name)
@@ -108,6 +111,9 @@ def _guarded(spec: PipelineSpec, env: Environment, run_id: str,
         yield store, outcome
     except KeyboardInterrupt:
       outcome[0] = 'interrupted'
+      raise
+    except Terminated:
+      outcome[0] = 'terminated'
       raise
     finally:
       # Each record on its own: a failure to write where the Beam
@@ -184,18 +190,27 @@ def run_local(spec: PipelineSpec, progress: Progress = print,
               summary_json: Optional[str] = None,
               wait: bool = True) -> Dict[str, Any]:
   """Pre-flight checks, then run_checked (below)."""
+  started = time.monotonic()
   return run_checked(preflight.run_preflight(spec), progress, summary_json,
-                     wait)
+                     wait, started)
+
+
+class SummaryNotWritten(PipelineError):
+  """The run ended, and its summary could not be written. One line."""
 
 
 def run_checked(checked: preflight.Preflight, progress: Progress = print,
                 summary_json: Optional[str] = None,
-                wait: bool = True) -> Dict[str, Any]:
+                wait: bool = True,
+                started: Optional[float] = None) -> Dict[str, Any]:
   """Runs the pipeline locally and returns the run's summary.
 
   Bad input (preflight.PreflightError) is raised before anything runs. A
   component failure does not raise: the summary says which one and why
-  (status 'failed'), and is written to JSON like a success.
+  (status 'failed'), and is written to JSON like a success. Neither does a
+  summary or report that cannot be written (a full disk): the summary
+  says so (`summary_error`, `report_error`) and the run's outcome, already
+  recorded in the store, stands.
 
   Args:
     checked: the pre-flight checks' result: the spec resolved against its
@@ -206,11 +221,13 @@ def run_checked(checked: preflight.Preflight, progress: Progress = print,
       <pipeline_root>/summaries/<run id>.json.
     wait: when another run of the pipeline holds its lock, wait for it
       (True) or raise session.RunRefused.
+    started: time.monotonic() when the command started (the checks and
+      TFX's import count towards the run's total time); by default, now.
 
   Returns:
     The summary dict (see README, "What a run produces").
   """
-  started = time.monotonic()
+  started = time.monotonic() if started is None else started
   spec = checked.spec
   progress(f'pipeline {spec.name}: {checked.rows} rows in {spec.data.path}')
   base_model = preflight.locate_base_model(spec)
@@ -224,6 +241,7 @@ def run_checked(checked: preflight.Preflight, progress: Progress = print,
   run_id = new_run_id()
   with _guarded(spec, env, run_id, progress, wait) as (store, outcome), (
       _warm_tuning_workers(spec)):
+    _record_stopped_pushes(store, spec, run_id, progress)
     failure = _execute(tfx_pipeline, run_id, progress)
     outcome[:] = (['failed', f'{failure["component"]} failed: '
                    f'{failure["reason"]}'] if failure else ['succeeded', None])
@@ -244,31 +262,62 @@ def run_checked(checked: preflight.Preflight, progress: Progress = print,
   summary.update({
       'metadata': metadata_lib.describe(spec.runner.metadata),
       'pipeline_root': spec.runner.pipeline_root,
-      'total_seconds': round(time.monotonic() - started, 2),
   })
   path = summary_json or os.path.join(
       spec.runner.pipeline_root, 'summaries',
       run_id.replace(':', '-') + '.json')
   summary['summary_json'] = path
-  summary['report'] = _write_report(store, run_id,
-                                    os.path.splitext(path)[0] + '.html')
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, 'w') as f:
-    json.dump(summary, f, indent=2, sort_keys=True)
+  summary['report'], summary['report_error'] = _write_report(
+      store, run_id, os.path.splitext(path)[0] + '.html')
+  # The run's time is the command's: the report is part of it.
+  summary['total_seconds'] = round(time.monotonic() - started, 2)
+  summary['summary_error'] = _write_summary(summary, path)
+  if summary['summary_error']:
+    summary['summary_json'] = None
   return summary
 
 
-def _write_report(store, run_id: str, output: str) -> Optional[str]:
-  """The run's HTML report beside its summary (pipeline/report); its path,
-  or None when it could not be written (said in a warning: the run's own
-  outcome stands either way)."""
+def _record_stopped_pushes(store, spec: PipelineSpec, run_id: str,
+                           progress: Progress) -> None:
+  """Records the pushes of earlier runs stopped between the Pusher's rename
+  and its record (session.reconcile_pushes), before this run's Pusher
+  compares its model with the newest version."""
+  base = push_base_directory(spec)
+  try:
+    found = session.reconcile_pushes(store, spec.name, base, run_id)
+  except Exception as e:  # pylint: disable=broad-except
+    # The run itself does not depend on it; the next run tries again.
+    progress(f'could not record the pushes found in {base}: {one_line(e)}')
+    return
+  for push in found:
+    progress(f'recorded the push of version {push["version"]} by run '
+             f'{push["run_id"]}, which stopped before it could '
+             f'({push["path"]})')
+
+
+def _write_summary(summary: Dict[str, Any], path: str) -> Optional[str]:
+  """Writes the summary JSON whole or not at all (paths.atomic_file); None,
+  or why not in one line (the run's outcome stands; the CLI says it)."""
+  try:
+    with paths.atomic_file(path, SummaryNotWritten, 'the run summary') as f:
+      json.dump(summary, f, indent=2, sort_keys=True)
+      # Written, not yet flushed: where a full disk says so.
+      fault_points.reached('run.write_summary')
+  except SummaryNotWritten as e:
+    return str(e)
+  return None
+
+
+def _write_report(store, run_id: str,
+                  output: str) -> Tuple[Optional[str], Optional[str]]:
+  """The run's HTML report beside its summary (pipeline/report), written
+  whole or not at all: (its path, None), or (None, why not in one line).
+  The run's own outcome stands either way; the summary says which."""
   try:
     render.write(store, run_id, output)
   except Exception as e:  # pylint: disable=broad-except
-    logging.warning('the run report was not written to %s: %s', output,
-                    one_line(e))
-    return None
-  return output
+    return None, one_line(e)
+  return output, None
 
 
 SCHEMA_FILE = 'schema.pbtxt'  # in a SchemaGen artifact

@@ -18,6 +18,8 @@ files go, and what ML Metadata knows of the run while and after it runs.
   import the installed project, so TFX's per-component package build (an
   sdist of TFX in the temp folder, for remote workers) is skipped.
 - `record_engine`: the engine each Beam component ran on, on its execution.
+- `reconcile_pushes`: a version the Pusher put in place but could not record
+  (its run was killed or terminated in between) is recorded by the next run.
 """
 
 import contextlib
@@ -29,7 +31,7 @@ import os
 import shutil
 import socket
 import tempfile
-from typing import Any, Callable, Dict, Iterable, Iterator, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 from components.processes import process_alive
 from pipeline.errors import PipelineError
@@ -45,12 +47,18 @@ class RunRefused(PipelineError):
 
 
 class PipelineLock:
-  """An exclusive lock on one pipeline's root, held for a run."""
+  """An exclusive lock on one pipeline's root, held for a run.
+
+  The lock file exists only while a run holds it (or was killed holding
+  it), and the folders the lock had to make are removed again when they
+  are still empty: a run refused before anything ran leaves nothing.
+  """
 
   def __init__(self, pipeline_root: str, pipeline: str):
     self.path = os.path.join(pipeline_root, LOCK_FILE)
     self.pipeline = pipeline
     self._file = None
+    self._made: List[str] = []  # the folders acquire made, deepest first
 
   def _holder(self) -> Dict[str, Any]:
     try:
@@ -59,6 +67,58 @@ class PipelineLock:
     except (OSError, ValueError):
       return {}
 
+  def _make_folders(self) -> None:
+    folder = os.path.dirname(os.path.abspath(self.path))
+    missing = []
+    while not os.path.isdir(folder) and folder != os.path.dirname(folder):
+      missing.append(folder)
+      folder = os.path.dirname(folder)
+    for folder in reversed(missing):
+      try:
+        os.mkdir(folder)
+        if folder not in self._made:
+          self._made.insert(0, folder)
+      except FileExistsError:
+        pass  # made by a run starting beside this one: theirs to remove
+
+  def _open_held(self, wait: bool, progress: Callable[[str], None]
+                 ) -> Dict[str, Any]:
+    """Opens the lock file and locks it: the holder it names before."""
+    while True:
+      self._make_folders()
+      try:
+        self._file = open(self.path, 'a+')  # pylint: disable=consider-using-with
+      except FileNotFoundError:
+        continue  # the folder was removed by a run letting go: make it again
+      holder = self._holder()
+      try:
+        fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      except OSError as e:
+        if e.errno not in (errno.EAGAIN, errno.EACCES):
+          raise
+        who = (f'run {holder.get("run_id", "?")} (pid {holder.get("pid", "?")}'
+               f' on {holder.get("host", "?")}, since '
+               f'{holder.get("started", "?")})')
+        if not wait:
+          self._file.close()
+          raise RunRefused(
+              f'pipeline {self.pipeline} is already running: {who}; wait for '
+              'it (run without --no-wait) or stop it') from None
+        progress(f'waiting for {who} of pipeline {self.pipeline} to finish '
+                 '...')
+        fcntl.flock(self._file, fcntl.LOCK_EX)
+        holder = self._holder()
+      # A run letting go removes the file while it holds it: a lock taken
+      # on a file no longer at the path is no lock; take the new one.
+      try:
+        same = os.path.samestat(os.fstat(self._file.fileno()),
+                                os.stat(self.path))
+      except FileNotFoundError:
+        same = False
+      if same:
+        return holder
+      self._file.close()
+
   def acquire(self, run_id: str, wait: bool = True,
               progress: Callable[[str], None] = print) -> None:
     """Takes the lock, waiting for a running holder unless `wait` is False.
@@ -66,26 +126,9 @@ class PipelineLock:
     Raises:
       RunRefused: another run holds it and `wait` is False.
     """
-    os.makedirs(os.path.dirname(self.path), exist_ok=True)
-    self._file = open(self.path, 'a+')  # pylint: disable=consider-using-with
-    holder = self._holder()
-    try:
-      fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-      if e.errno not in (errno.EAGAIN, errno.EACCES):
-        raise
-      who = (f'run {holder.get("run_id", "?")} (pid {holder.get("pid", "?")} '
-             f'on {holder.get("host", "?")}, since {holder.get("started", "?")})')
-      if not wait:
-        self._file.close()
-        raise RunRefused(
-            f'pipeline {self.pipeline} is already running: {who}; wait for it '
-            '(run without --no-wait) or stop it') from None
-      progress(f'waiting for {who} of pipeline {self.pipeline} to finish ...')
-      fcntl.flock(self._file, fcntl.LOCK_EX)
-      holder = self._holder()
-    # Held now, the lock is no other run's. A run that ended cleared the file
-    # before letting go; one that was killed left its name there. (Its
+    holder = self._open_held(wait, progress)
+    # Held now, the lock is no other run's. A run that ended removed the
+    # file before letting go; one that was killed left its name there. (Its
     # process can still be exiting: the kernel lets go of a killed
     # process's locks before the process is gone.)
     if holder.get('pid'):
@@ -99,12 +142,26 @@ class PipelineLock:
     self._file.flush()
 
   def release(self) -> None:
-    if self._file is not None:
-      self._file.seek(0)
-      self._file.truncate()
-      fcntl.flock(self._file, fcntl.LOCK_UN)
-      self._file.close()
-      self._file = None
+    """Lets go: the lock file removed while still held (so no run waiting
+    on it takes a lock on a removed file), then the folders acquire made
+    that nothing else was written into."""
+    if self._file is None:
+      return
+    self._file.seek(0)
+    self._file.truncate()
+    try:
+      os.unlink(self.path)
+    except FileNotFoundError:
+      pass
+    for folder in self._made:
+      try:
+        os.rmdir(folder)
+      except OSError:
+        break  # outputs in it, or a waiting run's lock file
+    self._made = []
+    fcntl.flock(self._file, fcntl.LOCK_UN)
+    self._file.close()
+    self._file = None
 
 
 def register_run(connection_config, pipeline: str, run_id: str, where: str):
@@ -139,9 +196,9 @@ def register_run(connection_config, pipeline: str, run_id: str, where: str):
 
 def finish_run(store, run_id: str, outcome: str,
                failure: Optional[str] = None) -> None:
-  """Records how the run ended (succeeded, failed, interrupted) and, for a
-  failed run, which component failed and why (one line); executions an
-  interruption left RUNNING become CANCELED."""
+  """Records how the run ended (succeeded, failed, interrupted, terminated)
+  and, for a failed run, which component failed and why (one line);
+  executions an interruption or SIGTERM left RUNNING become CANCELED."""
   from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
   context = store.get_context_by_type_and_name(results.RUN_CONTEXT_TYPE,
                                                run_id)
@@ -218,6 +275,75 @@ def record_engine(store, pipeline: str, run_id: str, engine: str,
   store.put_attributions_and_associations(
       [], [metadata_store_pb2.Association(context_id=context_id,
                                           execution_id=i) for i in ran])
+
+
+def reconcile_pushes(store, pipeline: str, base: str,
+                     recorded_by: str) -> List[Dict[str, Any]]:
+  """Records the pushes under `base` that a run of `pipeline` made and never
+  recorded: it was stopped (kill -9, SIGTERM) between the Pusher's rename
+  and TFX's publish of the push. Each version folder says who pushed it
+  (components/pusher.py PUSHED_BY); where that run's Pusher execution in
+  this store has no push, the PushedModel artifact TFX would have published
+  (pushed, pushed_version, pushed_destination, the version folder as its
+  URI) is added as its output, in one transaction, marked as recorded by
+  run `recorded_by`. The execution itself is left as it ended (running,
+  canceled) with its times: it did not finish, its push did.
+
+  Returns:
+    {'version', 'path', 'run_id'} of each push recorded.
+  """
+  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+
+  from components import pusher  # pylint: disable=g-import-not-at-top
+  found = []
+  for version in pusher.versions(base):
+    path = os.path.join(base, str(version))
+    by = pusher.PushedBy.read(path)
+    if by is not None and by.pipeline == pipeline:
+      found.append((version, path, by))
+  if not found:
+    return []
+  recorded = {os.path.normpath(str(results.custom_property(
+      a, 'pushed_destination'))) for a in store.get_artifacts_by_type(
+          results.PUSHED_MODEL_TYPE)}
+  done = (metadata_store_pb2.Execution.COMPLETE,
+          metadata_store_pb2.Execution.CACHED)
+  reconciled = []
+  for version, path, by in found:
+    if os.path.normpath(path) in recorded:
+      continue
+    run = store.get_context_by_type_and_name(results.RUN_CONTEXT_TYPE,
+                                             by.run_id)
+    node = store.get_context_by_type_and_name('node',
+                                              f'{pipeline}.{by.node_id}')
+    if run is None or node is None:
+      continue  # pushed from another store's run: not ours to record
+    of_node = {e.id for e in store.get_executions_by_context(node.id)}
+    unfinished = [e for e in store.get_executions_by_context(run.id)
+                  if e.id in of_node and e.last_known_state not in done]
+    if not unfinished:
+      continue
+    execution = unfinished[-1]
+    type_id = store.put_artifact_type(
+        metadata_store_pb2.ArtifactType(name=results.PUSHED_MODEL_TYPE),
+        can_add_fields=True, can_omit_fields=True)
+    artifact = metadata_store_pb2.Artifact(
+        type_id=type_id, uri=path, state=metadata_store_pb2.Artifact.LIVE)
+    properties = artifact.custom_properties
+    properties['pushed'].int_value = 1
+    properties['pushed_version'].string_value = str(version)
+    properties['pushed_destination'].string_value = path
+    properties[results.PUSH_RECORDED_BY].string_value = recorded_by
+    event = metadata_store_pb2.Event(type=metadata_store_pb2.Event.OUTPUT)
+    event.path.steps.add().key = results.PUSHED_MODEL_KEY
+    event.path.steps.add().index = 0
+    # The execution goes in unchanged, so its state and times stay as they
+    # were; the artifact joins its contexts (pipeline, run, node).
+    store.put_execution(execution, [(artifact, event)],
+                        store.get_contexts_by_execution(execution.id))
+    reconciled.append({'version': version, 'path': path,
+                       'run_id': by.run_id})
+  return reconciled
 
 
 @contextlib.contextmanager
