@@ -24,6 +24,7 @@ import time
 import warnings
 from typing import Any, Dict, List, Optional
 
+from pipeline import paths
 from pipeline.errors import EXIT_INTERRUPTED, ComponentFailed, PipelineError
 from pipeline.runners import signals
 
@@ -174,6 +175,11 @@ def cmd_schema(args) -> int:
   from pipeline.runners import preflight  # pylint: disable=g-import-not-at-top
   checked = preflight.run_preflight(
       _load(args).model_copy(update={'schema_file': None}))
+  # Where the schema goes is checked before the pipeline runs, not after.
+  problem = paths.file_problem(args.output)
+  if problem:
+    raise preflight.PreflightError(
+        f'{args.output}: cannot write the schema here: {problem}')
   for line in checked.warnings():
     print(f'warning: {line}')
   # TFX loads only once the input has passed the checks.

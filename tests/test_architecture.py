@@ -145,7 +145,7 @@ def test_arrows_go_one_way():
   # The task registry names the metrics the store holds (modules/tasks.py,
   # which imports no TensorFlow).
   assert graph['pipeline.metadata'] <= {'pipeline.errors', 'components',
-                                        'modules'}
+                                        'modules', 'pipeline.paths'}
   assert graph['pipeline.errors'] == set()
   # The definition knows the modules' config and the components, nothing
   # that runs or reads runs.

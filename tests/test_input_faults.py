@@ -298,3 +298,16 @@ def test_hyperband_advice_below_its_factor_does_not_contradict_itself():
       'epochs')
   assert 'within its first round' in search_plan.plan(
       TunerSpec(max_trials=2, max_epochs=6), SearchSpace()).note
+
+
+def test_schema_output_on_a_device_is_refused_before_the_pipeline_runs(
+    tmp_path):
+  spec = _spec_file(tmp_path)
+  before = os.lstat('/dev/full')
+  line = refused(cli('schema', spec, '--output', '/dev/full', timeout=QUICK),
+                 '/dev/full: cannot write the schema here',
+                 'a character device')
+  assert 'CsvExampleGen' not in line
+  after = os.lstat('/dev/full')
+  assert (after.st_mode, after.st_rdev) == (before.st_mode, before.st_rdev)
+  nothing_written(tmp_path)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 from typing import Any, Dict, Optional
 
 import pytest
@@ -24,6 +25,7 @@ from tests.conftest import (
   report_page,
   run_pipeline,
 )
+from tests.test_faults import refused
 
 pytestmark = pytest.mark.e2e
 
@@ -363,6 +365,28 @@ def test_graph_refuses_unknown_formats_in_one_line(sqlite_runs, tmp_path):
       f'error: {tmp_path}/lineage.pdf: the graph file must end in .dot, .svg, '
       '.png')
   assert not os.listdir(tmp_path)
+
+
+def test_graph_never_replaces_a_special_file(sqlite_runs, tmp_path):
+  """A FIFO and a device named like a graph (root makes /dev/full's twin)
+  are left as they are; a file under /proc is never made."""
+  cases = [(str(tmp_path / 'fifo.dot'), 'a named pipe (FIFO)')]
+  os.mkfifo(cases[0][0])
+  if os.geteuid() == 0:
+    device = str(tmp_path / 'full.dot')
+    os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+    cases.append((device, 'a character device'))
+  for output, words in cases:
+    before = os.lstat(output)
+    line = refused(_graph(sqlite_runs, output), output,
+                   'cannot write the graph here', words)
+    assert line.endswith('name a regular file')
+    after = os.lstat(output)
+    assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
+  refused(_graph(sqlite_runs, '/proc/lineage.dot'), 'a kernel file')
+  assert not os.path.exists('/proc/lineage.dot')
+  assert sorted(os.listdir(tmp_path)) == sorted(
+      os.path.basename(path) for path, _ in cases)
 
 
 def test_report_and_dashboard_read_the_store_read_only(runs, tmp_path):

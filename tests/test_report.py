@@ -169,7 +169,8 @@ def test_a_long_or_wide_lineage_fits_the_page():
 
 
 def test_the_trials_chart_and_line_number_trials_as_the_table_does():
-  from pipeline.report import charts, facts  # pylint: disable=g-import-not-at-top
+  from components import search_summary  # pylint: disable=g-import-not-at-top
+  from pipeline.report import charts  # pylint: disable=g-import-not-at-top
   # Trials 03 and 05 went on from a parent's epoch 2 and trained 4 more:
   # the Tuner's own line counted the epoch each reached ("10 x 6 epochs").
   trials = [{'trial_id': f'{i:02d}', 'status': 'COMPLETED',
@@ -182,7 +183,7 @@ def test_the_trials_chart_and_line_number_trials_as_the_table_does():
   assert charts.trial_numbers(trials) == list(range(10))
   svg = charts.trials(report)
   assert 'trial (as numbered in the table)' in svg
-  assert facts.search_line(report) == (
+  assert search_summary.describe(report) == (
       'random: 10 trials, 56 epochs in all (2 trained 4 epochs, 8 trained '
       '6 epochs); best val_loss 0.6000: trial 08')
 

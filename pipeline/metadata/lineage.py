@@ -24,7 +24,8 @@ from components.example_gens import EXAMPLE_GEN_IDS
 from pipeline.errors import PipelineError, whole
 from pipeline.metadata import results
 from pipeline.metadata import store as metadata_lib
-from pipeline.metadata.results import custom_property
+from pipeline.metadata.results import PUSH_RECORDED_BY, custom_property
+from pipeline.paths import atomic_file
 
 _OUTPUTS = (metadata_store_pb2.Event.OUTPUT,
             metadata_store_pb2.Event.DECLARED_OUTPUT)
@@ -34,7 +35,8 @@ _INPUTS = (metadata_store_pb2.Event.INPUT,
 _SHOWN = {
     'Examples': ('span', 'input_fingerprint'),
     'ModelBlessing': ('blessed',),
-    'PushedModel': ('pushed', 'pushed_version', 'pushed_destination'),
+    'PushedModel': ('pushed', 'pushed_version', 'pushed_destination',
+                    PUSH_RECORDED_BY),
 }
 _EXECUTION_SHOWN = ('input_base',)
 _MAX_ID = 2**63 - 1  # ML Metadata's ids are int64
@@ -455,28 +457,25 @@ def write_graph(tree: Node, output: str) -> str:
     raise LineageError(f'{output}: the graph file must end in '
                        f'{", ".join(GRAPH_FORMATS)}')
   dot = to_dot(tree)
-  folder = os.path.dirname(os.path.abspath(output))
-  if not os.path.isdir(folder):
-    raise LineageError(f'{output}: folder {folder} does not exist')
-  tmp = output + '.tmp'
-  if extension == '.dot':
-    with open(tmp, 'w') as f:
-      f.write(dot)
-  else:
+  program = None
+  if extension != '.dot':
     program = shutil.which('dot')
     if program is None:
       raise LineageError(
           f'{output}: writing {extension[1:]} needs Graphviz\'s `dot` program '
           '(apt-get install graphviz); a .dot file needs nothing')
-    proc = subprocess.run([program, f'-T{extension[1:]}', '-o', tmp],
-                          input=dot, text=True, capture_output=True,
-                          check=False)
-    if proc.returncode != 0:
-      if os.path.exists(tmp):
-        os.remove(tmp)
-      raise LineageError(f'{output}: Graphviz failed: '
-                         f'{whole(proc.stderr) or "no message"}')
-  os.replace(tmp, output)
+  with atomic_file(output, LineageError, 'the graph', mode='wb',
+                   encoding=None) as f:
+    if program is None:
+      f.write(dot.encode('utf-8'))
+    else:
+      proc = subprocess.run([program, f'-T{extension[1:]}'],
+                            input=dot.encode('utf-8'), stdout=f,
+                            stderr=subprocess.PIPE, check=False)
+      if proc.returncode != 0:
+        message = whole(proc.stderr.decode('utf-8', 'replace'))
+        raise LineageError(f'{output}: Graphviz failed: '
+                           f'{message or "no message"}')
   return output
 
 

@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
+from components import search_summary
 from components.processes import process_alive
 from modules import tasks
 from pipeline.metadata import tfma_files
@@ -308,9 +309,12 @@ def _threshold_text(threshold) -> str:
 SEARCH_REPORT = 'search_report.json'  # components/tuner.py writes it
 
 
-def search_report(record: RunRecord) -> Optional[Dict[str, Any]]:
-  """What the run's Tuner search did (its report, without the per-trial
-  list), or None when no Tuner ran."""
+def search_report(record: RunRecord,
+                  trials: bool = False) -> Optional[Dict[str, Any]]:
+  """What the run's Tuner search did (its report; with `trials`, each
+  trial's record too), or None when no Tuner ran. Its `line` is said anew
+  from the trials, so a run the Tuner reported in older words reads as a new
+  one does."""
   results = record.artifacts('Tuner', 'tuner_results')
   if not results:
     return None
@@ -319,7 +323,10 @@ def search_report(record: RunRecord) -> Optional[Dict[str, Any]]:
     return None
   with open(path) as f:
     report = json.load(f)
-  report.pop('trials', None)
+  if report.get('trials'):
+    report['line'] = search_summary.describe(report)
+  if not trials:
+    report.pop('trials', None)
   return report
 
 

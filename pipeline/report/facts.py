@@ -14,7 +14,6 @@ the renderer draws and the tests compare with the artifacts:
 - lineage: the trace of the pushed (else the trained) model.
 """
 
-import collections
 import datetime
 import json
 import os
@@ -208,50 +207,17 @@ def _splits(uri: str) -> List[str]:
 
 
 def tuning_section(record: results.RunRecord) -> Optional[Dict[str, Any]]:
-  """The Tuner's search report, with `summary`: search_line's line."""
-  found = record.artifacts('Tuner', 'tuner_results')
-  path = (os.path.join(found[0].uri, results.SEARCH_REPORT)
-          if found else None)
-  if not path or not os.path.isfile(path):
+  """The Tuner's search report, its trials and `summary`: its line."""
+  section = results.search_report(record, trials=True)
+  if section is None:
     return None
-  with open(path) as f:
-    section = json.load(f)
-  section['summary'] = search_line(section)
+  section['summary'] = section.get('line', '')
   # A Hyperband trial may go on from its parent's epochs: then the epoch
   # it reached is not the epochs it trained, and the table shows both.
   section['continued'] = any(
       t.get('to_epoch') not in (None, t.get('epochs'))
       for t in section.get('trials', []))
   return section
-
-
-def search_line(report: Dict[str, Any]) -> str:
-  """The search in one line, from its trials as the table lists them: the
-  epochs each trial trained (early stopping included; a Hyperband trial's
-  own epochs, not the epoch its parent's training reached), and the best
-  trial by its id. The Tuner's own line counts the epoch a trial reached
-  (`5 x 6 epochs` for trials that trained 4 from a parent's 2)."""
-  done = [t for t in report.get('trials', [])
-          if t.get('status') == 'COMPLETED' and t.get('score') is not None]
-  how = report.get('algorithm') or "the module file's tuner"
-  if report.get('asked') and report['asked'] != report.get('algorithm'):
-    how += f' (asked: {report["asked"]})'
-  counts = collections.Counter(t.get('epochs') or 0 for t in done)
-  by_epochs = ', '.join(
-      f'{n} trained {e} epoch{"s" if e != 1 else ""}'
-      for e, n in sorted(counts.items()))
-  line = (f'{how}: {len(done)} trial{"s" if len(done) != 1 else ""}, '
-          f'{sum(t.get("epochs") or 0 for t in done)} epochs in all'
-          + (f' ({by_epochs})' if by_epochs else ''))
-  if (report.get('processes') or 1) > 1:
-    line += f' in {report["processes"]} processes'
-  best = report.get('best')
-  if best:
-    line += (f'; best {report.get("objective", "objective")} '
-             f'{best["score"]:.4f}: trial {best["trial_id"]}')
-  if report.get('note'):
-    line += f'; {report["note"]}'
-  return line
 
 
 def training_section(record: results.RunRecord) -> Optional[Dict[str, Any]]:

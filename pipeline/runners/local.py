@@ -377,11 +377,8 @@ def infer_schema(checked: preflight.Preflight, output: str,
       '# Curate it (domains, presence, value ranges), commit it, and name it\n'
       '# in the spec\'s `schema:`; ExampleValidator then checks new data '
       'against it.\n')
-  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-  tmp = output + '.tmp'
-  with open(tmp, 'w') as f:
-    f.write(header + text_format.MessageToString(schema))
-  os.replace(tmp, output)
+  paths.write_text(output, header + text_format.MessageToString(schema),
+                   preflight.PreflightError, 'the schema')
   return {'schema': output, 'run_id': run_id,
           'features': len(schema.feature), 'optional': optional}
 
