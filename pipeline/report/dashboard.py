@@ -24,7 +24,8 @@ from pipeline.report import facts, graph, render
 
 NAV = ('<a href="/">runs</a><a href="/pushed">pushed versions</a>'
        '<a href="/run/latest">latest run</a>')
-STATES = ('complete', 'failed', 'running', 'killed', 'interrupted')
+STATES = ('complete', 'failed', 'running', 'killed', 'interrupted',
+          'terminated')
 # How long a page may wait for the store before it is answered 503.
 PAGE_SECONDS = 5.0
 BUSY = (f'the metadata store did not answer within {PAGE_SECONDS:g} s (a run '
