@@ -52,6 +52,9 @@ _KNOWN_NOISE = ('ArtifactQuery.property_predicate is not supported',
 _SAID_BY_THE_RUN = ('Execution %d failed.',)
 
 
+_LOG_HANDLER = 'pipeline.cli'
+
+
 def quiet_logs(verbose: bool) -> None:
   """TFX, Beam and TF log at INFO through absl; keep the terminal readable."""
   handler = logging.StreamHandler()
@@ -64,7 +67,15 @@ def quiet_logs(verbose: bool) -> None:
     # resets urllib3's logger level); submit reports the outcome in one line.
     handler.addFilter(lambda record: not record.name.startswith('urllib3'))
   handler.setFormatter(logging.Formatter('%(levelname)s %(name)s: %(message)s'))
-  logging.getLogger().addHandler(handler)
+  # One such handler per process: main() called again in the same process
+  # (a program or a test driving the CLI) replaces it rather than adding a
+  # second, which would print every line twice and keep writing to a
+  # stderr that may since have been replaced and closed.
+  handler.set_name(_LOG_HANDLER)
+  root = logging.getLogger()
+  for old in [h for h in root.handlers if h.get_name() == _LOG_HANDLER]:
+    root.removeHandler(old)
+  root.addHandler(handler)
   if not verbose:
     # TensorFlow's own handler prints deprecation notices about TFX's calls.
     logging.getLogger('tensorflow').setLevel(logging.ERROR)

@@ -149,6 +149,9 @@ def test_tfx_saying_an_execution_failed_is_left_to_the_run(capsys):
   root = logging.getLogger()
   handlers = list(root.handlers)
   try:
+    # Only the CLI's handler: one an earlier test left may write to a
+    # stream pytest has closed since.
+    root.handlers[:] = []
     cli_lib.quiet_logs(False)
     logging.getLogger('absl').error('Execution %d failed.', 7)
     logging.getLogger('absl').error('Execution of %s stopped', 'x')
@@ -187,24 +190,17 @@ def stopped_runs(tmp_path_factory):
   base = str(tmp_path_factory.mktemp('stopped'))
   store = f'{base}/metadata.sqlite'
   seen = {'base': base}
-  seen['terminated'] = run_pipeline(
-      base, 'terminated', BUDGET,
-      env={'PIPELINE_FAULT_POINT': 'pusher.before_push=term'})
-  seen['terminated_runs'] = _lineage_runs(store)
-  seen['terminated_versions'] = _versions(base)
-  seen['killed'] = run_pipeline(
-      base, 'killed', BUDGET,
-      env={'PIPELINE_FAULT_POINT': 'pusher.after_rename'})
-  seen['killed_runs'] = _lineage_runs(store)
-  seen['killed_versions'] = _versions(base)
-  seen['recorded'] = run_pipeline(base, 'recorded', BUDGET)
-  seen['recorded_runs'] = _lineage_runs(store)
-  seen['recorded_versions'] = _versions(base)
-  # Run 4, all cached, succeeds and finds no room for its summary.
-  seen['no_room'] = run_pipeline(
-      base, 'no_room', BUDGET,
-      env={'PIPELINE_FAULT_POINT': 'run.write_summary=enospc'})
-  seen['no_room_runs'] = _lineage_runs(store)
+  for name, fault in (('terminated', 'pusher.before_push=term'),
+                      ('killed', 'pusher.after_rename'),
+                      ('recorded', None),
+                      # All cached, it succeeds and finds no room for its
+                      # summary.
+                      ('no_room', 'run.write_summary=enospc')):
+    seen[name] = run_pipeline(
+        base, name, BUDGET,
+        env=fault and {'PIPELINE_FAULT_POINT': fault})
+    seen[f'{name}_runs'] = _lineage_runs(store)
+    seen[f'{name}_versions'] = _versions(base)
   return seen
 
 
