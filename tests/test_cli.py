@@ -132,7 +132,9 @@ def test_main_maps_the_error_base_to_its_exit_code(capsys, monkeypatch):
   def fail(args):
     del args
     raise errors.ComponentFailed('Trainer failed: ValueError: boom')
-  monkeypatch.setattr(cli, 'cmd_validate', fail)
+  # The handler is looked up in its command group's module as the parser
+  # is built.
+  monkeypatch.setattr(cli.run, 'cmd_validate', fail)
   assert cli.main(['validate']) == 1
   assert capsys.readouterr().err == 'error: Trainer failed: ValueError: boom\n'
 
