@@ -1,6 +1,6 @@
 """The typed module config: what the spec hands the module callbacks.
 
-The spec (pipeline/definition/spec.py) is built from these sections; the
+The spec (pipeline/definition/schema.py) is built from these sections; the
 pipeline definition serialises the ones a component reads into its
 `custom_config` (JSON: all that travels into a Kubeflow container), and
 each callback parses it back, at its first line, into the same types:
