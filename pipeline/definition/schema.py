@@ -9,6 +9,7 @@ import re
 from typing import Dict, List, Optional, Tuple, Type, TypeVar
 
 from pydantic import ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from modules import kinds
 from modules.config import (
@@ -45,26 +46,65 @@ class PipelineSpec(_Strict):
   `module_file`: a TFX module file whose preprocessing_fn, tuner_fn and
   run_fn (those it defines) replace the project's.
   """
-  name: str = Field(pattern=NAME_PATTERN)
-  data: DataSpec
-  schema_file: Optional[str] = Field(default=None, alias='schema')
-  module_file: Optional[str] = None
-  features: FeaturesSpec
-  preprocessing: PreprocessingSpec = PreprocessingSpec()
-  model: ModelSpec = ModelSpec()
-  tuner: TunerSpec = TunerSpec()
-  training: SpecTrainingSpec = SpecTrainingSpec()
-  evaluation: EvaluationSpec = EvaluationSpec()
-  push: PushSpec
-  runner: RunnerSpec
-  kubeflow: KubeflowSpec = KubeflowSpec()
-  # Where the spec was read from (set by load_spec; not a YAML key).
-  source: str = Field(default='<dict>', exclude=True)
-  # The module_file.MODULE_FUNCTIONS module_file defines (read by spec_from_dict).
-  module_functions: Tuple[str, ...] = Field(default=(), exclude=True)
-  # The step counts (module_file.STEP_ARGS) module_file reads from fn_args with no
-  # fallback of its own (read by spec_from_dict).
-  module_steps: Tuple[str, ...] = Field(default=(), exclude=True)
+  name: str = Field(
+      pattern=NAME_PATTERN,
+      description="The pipeline's name, [a-z][a-z0-9_-]*.")
+  data: DataSpec = Field(
+      description='Where the rows are read from, and how they are split.')
+  schema_file: Optional[str] = Field(
+      default=None, alias='schema',
+      description=('A curated schema.pbtxt imported by ImportSchemaGen; left '
+                   'out, SchemaGen infers one from the data on each run.'))
+  module_file: Optional[str] = Field(
+      default=None,
+      description=('A TFX module file whose preprocessing_fn, tuner_fn and '
+                   "run_fn (those it defines) replace the project's."))
+  features: FeaturesSpec = Field(
+      description=('Which columns are the label and the features, and what to '
+                   'predict.'))
+  preprocessing: PreprocessingSpec = Field(
+      default=PreprocessingSpec(),
+      description=('How the Transform scales, encodes and imputes the '
+                   'features.'))
+  model: ModelSpec = Field(
+      default=ModelSpec(),
+      description=('Which model is built, and the search space the Tuner and '
+                   'the Trainer share.'))
+  tuner: TunerSpec = Field(
+      default=TunerSpec(),
+      description='Keras Tuner settings.')
+  training: SpecTrainingSpec = Field(
+      default=SpecTrainingSpec(),
+      description='How the Trainer trains, and where fine-tuning starts from.')
+  evaluation: EvaluationSpec = Field(
+      default=EvaluationSpec(),
+      description=("TFMA's metrics and slices, and the thresholds that bless a "
+                   'model.'))
+  push: PushSpec = Field(
+      description='Where blessed models are pushed for TF Serving.')
+  runner: RunnerSpec = Field(
+      description=('Where the pipeline runs locally: its root, metadata store '
+                   'and Beam engine.'))
+  kubeflow: KubeflowSpec = Field(
+      default=KubeflowSpec(),
+      description=('How `python -m pipeline compile` builds the Kubeflow '
+                   'pipeline (docs/kubeflow.md).'))
+  # Set by the loader and the runner, never a YAML key: left out of dumps
+  # and of the JSON schema (the reference lists YAML keys only).
+  # Where the spec was read from (set by load_spec).
+  source: SkipJsonSchema[str] = Field(default='<dict>', exclude=True)
+  # The module_file.MODULE_FUNCTIONS module_file defines (read by
+  # spec_from_dict).
+  module_functions: SkipJsonSchema[Tuple[str, ...]] = Field(default=(),
+                                                            exclude=True)
+  # The step counts (module_file.STEP_ARGS) module_file reads from fn_args
+  # with no fallback of its own (read by spec_from_dict).
+  module_steps: SkipJsonSchema[Tuple[str, ...]] = Field(default=(),
+                                                        exclude=True)
+  # What the pre-flight scan saw of the label (set by
+  # `loading.resolve_spec`).
+  label_stats: SkipJsonSchema[Optional[LabelStats]] = Field(default=None,
+                                                            exclude=True)
 
   model_config = ConfigDict(extra='forbid', frozen=True, populate_by_name=True,
                             strict=True, allow_inf_nan=False)
@@ -72,9 +112,6 @@ class PipelineSpec(_Strict):
   @property
   def feature_keys(self) -> List[str]:
     return self.features.keys
-
-  # What the pre-flight scan saw of the label (set by `loading.resolve_spec`).
-  label_stats: Optional[LabelStats] = Field(default=None, exclude=True)
 
   @property
   def is_resolved(self) -> bool:
