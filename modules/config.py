@@ -1,6 +1,6 @@
 """The typed module config: what the spec hands the module callbacks.
 
-The spec (pipeline/definition/spec.py) is built from these sections; the
+The spec (pipeline/definition/schema.py) is built from these sections; the
 pipeline definition serialises the ones a component reads into its
 `custom_config` (JSON: all that travels into a Kubeflow container), and
 each callback parses it back, at its first line, into the same types:
@@ -70,17 +70,32 @@ class Strict(BaseModel):
 
 class IntRange(Strict):
   """An integer hyperparameter: searched over [min, max] in `step`s."""
-  min: int = Field(ge=0)
-  max: int = Field(ge=0)
-  step: int = Field(default=1, ge=1)
+  min: int = Field(
+      ge=0,
+      description='The smallest value searched (the default).')
+  max: int = Field(
+      ge=0,
+      description='The largest value searched.')
+  step: int = Field(
+      default=1, ge=1,
+      description='The step between values searched.')
 
 
 class FloatRange(Strict):
   """A float hyperparameter: searched over [min, max]."""
-  min: float = Field(ge=0)
-  max: float = Field(ge=0)
-  step: Optional[float] = Field(default=None, gt=0)
-  sampling: Literal['linear', 'log'] = 'linear'
+  min: float = Field(
+      ge=0,
+      description='The smallest value searched (the default).')
+  max: float = Field(
+      ge=0,
+      description='The largest value searched.')
+  step: Optional[float] = Field(
+      default=None, gt=0,
+      description=('The step between values searched (with log sampling, a '
+                   'factor); left out, any value.'))
+  sampling: Literal['linear', 'log'] = Field(
+      default='linear',
+      description='linear or log: how values between min and max are sampled.')
 
 
 class FinetuneSpace(Strict):
@@ -95,13 +110,27 @@ class FinetuneSpace(Strict):
   every that many epochs.
   """
   strategy: List[Literal[FINETUNE_STRATEGIES]] = Field(  # type: ignore[valid-type]
-      default=list(FINETUNE_STRATEGIES), min_length=1)
-  unfreeze_blocks: IntRange = IntRange(min=1, max=3)
-  head_units: List[int] = Field(default=[64, 0], min_length=1)
-  backbone_lr_scale: FloatRange = FloatRange(min=0.05, max=0.5,
-                                             sampling='log')
-  lr_decay: List[float] = Field(default=[0.5], min_length=1)
-  epochs_per_stage: List[int] = Field(default=[2], min_length=1)
+      default=list(FINETUNE_STRATEGIES), min_length=1,
+      description=('Fine-tuning strategies to choose between: '
+                   'feature_extraction, full, gradual_unfreezing, '
+                   'discriminative_lr.'))
+  unfreeze_blocks: IntRange = Field(
+      default=IntRange(min=1, max=3),
+      description='Backbone blocks to unfreeze, counted from the top.')
+  head_units: List[int] = Field(
+      default=[64, 0], min_length=1,
+      description="Units of the new head's hidden layer (0: no hidden layer).")
+  backbone_lr_scale: FloatRange = Field(
+      default=FloatRange(min=0.05, max=0.5, sampling='log'),
+      description="The backbone's learning rate as a share of the head's.")
+  lr_decay: List[float] = Field(
+      default=[0.5], min_length=1,
+      description=("Under discriminative_lr, each lower block's learning rate "
+                   "as a share of the one above's."))
+  epochs_per_stage: List[int] = Field(
+      default=[2], min_length=1,
+      description=('Under gradual_unfreezing, the epochs before one more block '
+                   'thaws.'))
 
 
 class GbtSpace(Strict):
@@ -110,18 +139,18 @@ class GbtSpace(Strict):
   each range, is the default."""
   num_trees: IntRange = Field(
       default=IntRange(min=100, max=300, step=100),
-      description='trees in the ensemble (boosting rounds)')
+      description='Trees in the ensemble (boosting rounds).')
   max_depth: IntRange = Field(default=IntRange(min=4, max=6),
-                              description='the depth of each tree')
+                              description='The depth of each tree.')
   shrinkage: FloatRange = Field(
       default=FloatRange(min=0.05, max=0.2, sampling='log'),
-      description='the learning rate: how much each tree corrects')
+      description='The learning rate: how much each tree corrects.')
   min_examples: List[int] = Field(
       default=[5, 10, 20], min_length=1,
-      description='the fewest training rows in a leaf')
+      description='The fewest training rows in a leaf.')
   subsample: List[float] = Field(
       default=[1.0, 0.8], min_length=1,
-      description='the share of rows each tree is trained on')
+      description='The share of rows each tree is trained on.')
 
 
 class SearchSpace(Strict):
@@ -133,25 +162,54 @@ class SearchSpace(Strict):
   searches `finetune` instead, plus the shared optimizer settings. Field
   names are the Keras Tuner hyperparameter names (modules/search_space.py).
   """
-  num_layers: IntRange = IntRange(min=1, max=3)
-  units: IntRange = IntRange(min=16, max=128, step=16)
-  dropout: FloatRange = FloatRange(min=0.0, max=0.5, step=0.1)
-  l1: List[float] = Field(default=[0.0], min_length=1)
-  l2: List[float] = Field(default=[0.0, 1e-4, 1e-3], min_length=1)
-  batch_norm: List[bool] = Field(default=[False, True], min_length=1)
+  num_layers: IntRange = Field(
+      default=IntRange(min=1, max=3),
+      description='Hidden layers (cnn: conv blocks).')
+  units: IntRange = Field(
+      default=IntRange(min=16, max=128, step=16),
+      description=("Units of each hidden layer (cnn: the first block's "
+                   'filters, doubling per block).'))
+  dropout: FloatRange = Field(
+      default=FloatRange(min=0.0, max=0.5, step=0.1),
+      description='The dropout rate after each hidden layer.')
+  l1: List[float] = Field(
+      default=[0.0], min_length=1,
+      description='L1 regularisation factors.')
+  l2: List[float] = Field(
+      default=[0.0, 1e-4, 1e-3], min_length=1,
+      description='L2 regularisation factors.')
+  batch_norm: List[bool] = Field(
+      default=[False, True], min_length=1,
+      description='Whether to add batch normalisation.')
   optimizer: List[Literal[OPTIMIZERS]] = Field(  # type: ignore[valid-type]
-      default=['adam', 'rmsprop', 'sgd'], min_length=1)
-  learning_rate: FloatRange = FloatRange(min=1e-4, max=1e-2, sampling='log')
-  batch_size: List[int] = Field(default=[32, 16, 64], min_length=1)
-  finetune: FinetuneSpace = FinetuneSpace()
-  gbt: GbtSpace = GbtSpace()
+      default=['adam', 'rmsprop', 'sgd'], min_length=1,
+      description='Optimizers to choose between: adam, rmsprop, sgd.')
+  learning_rate: FloatRange = Field(
+      default=FloatRange(min=1e-4, max=1e-2, sampling='log'),
+      description="The optimizer's learning rate.")
+  batch_size: List[int] = Field(
+      default=[32, 16, 64], min_length=1,
+      description='Training batch sizes.')
+  finetune: FinetuneSpace = Field(
+      default=FinetuneSpace(),
+      description='What the Tuner may vary when fine-tuning.')
+  gbt: GbtSpace = Field(
+      default=GbtSpace(),
+      description='What the Tuner may vary for gradient boosted trees.')
   # The learned text encoder's embedding width (modules/encoders.py).
-  embedding_dim: List[int] = Field(default=[64, 32], min_length=1)
+  embedding_dim: List[int] = Field(
+      default=[64, 32], min_length=1,
+      description="The learned text encoder's embedding width.")
 
 
 class VocabularySpec(Strict):
-  top_k: Optional[int] = Field(default=None, ge=1)
-  num_oov_buckets: int = Field(default=1, ge=1)
+  top_k: Optional[int] = Field(
+      default=None, ge=1,
+      description=('Keep the k most frequent values in the vocabulary; left '
+                   'out, all.'))
+  num_oov_buckets: int = Field(
+      default=1, ge=1,
+      description='Buckets for values outside the vocabulary.')
 
 
 NUMERIC_FILLS = ('mean', 'median', 'zero')
@@ -160,7 +218,8 @@ CATEGORICAL_FILLS = ('missing_bucket', 'most_frequent')
 
 class ConstantToken(Strict):
   """A categorical feature's missing values become this token."""
-  constant: str
+  constant: str = Field(
+      description='The token a missing categorical value becomes.')
 
 
 NumericFill = Union[Literal[NUMERIC_FILLS], float]  # type: ignore[valid-type]
@@ -170,8 +229,13 @@ CategoricalFill = Union[Literal[CATEGORICAL_FILLS], ConstantToken]  # type: igno
 class FeatureImpute(Strict):
   """One feature's rule, overriding its type's: `fill` (a numeric or a
   categorical fill, as the feature is), `indicator`."""
-  fill: Optional[Union[NumericFill, CategoricalFill]] = None
-  indicator: Optional[bool] = None
+  fill: Optional[Union[NumericFill, CategoricalFill]] = Field(
+      default=None,
+      description=("This feature's fill, of its kind (a numeric or a "
+                   'categorical fill).'))
+  indicator: Optional[bool] = Field(
+      default=None,
+      description="Whether to add this feature's was-missing indicator.")
 
 
 class ImputeSpec(Strict):
@@ -183,10 +247,21 @@ class ImputeSpec(Strict):
   `{constant: TOKEN}`. `indicator`: add `<feature>_missing`, 1.0 where the
   value was missing. `features`: per-feature overrides.
   """
-  numeric: NumericFill = 'mean'
-  categorical: CategoricalFill = 'missing_bucket'
-  indicator: bool = False
-  features: Dict[str, FeatureImpute] = {}
+  numeric: NumericFill = Field(
+      default='mean',
+      description=("A missing numeric value's fill: mean, median, zero or a "
+                   'number.'))
+  categorical: CategoricalFill = Field(
+      default='missing_bucket',
+      description=("A missing categorical value's fill: missing_bucket, "
+                   'most_frequent or {constant: TOKEN}.'))
+  indicator: bool = Field(
+      default=False,
+      description=('Add <feature>_missing, 1.0 where the value was missing, '
+                   'for every feature.'))
+  features: Dict[str, FeatureImpute] = Field(
+      default={},
+      description='Per-feature overrides of fill and indicator.')
 
   def rule(self, feature: str, categorical: bool
            ) -> Tuple[Union[NumericFill, CategoricalFill], bool]:
@@ -205,9 +280,17 @@ class TextSpec(Strict):
   a vocabulary of the train split's `vocabulary_size` most frequent words
   that occur in at least `min_frequency` rows. A pretrained encoder reads
   the raw string with its own tokenizer instead."""
-  max_tokens: int = Field(default=100, ge=1, le=2048)
-  vocabulary_size: int = Field(default=20000, ge=10)
-  min_frequency: int = Field(default=2, ge=1)
+  max_tokens: int = Field(
+      default=100, ge=1, le=2048,
+      description='The first this many tokens of each value are kept.')
+  vocabulary_size: int = Field(
+      default=20000, ge=10,
+      description=("The vocabulary's size: the train split's most frequent "
+                   'words.'))
+  min_frequency: int = Field(
+      default=2, ge=1,
+      description=('A word is in the vocabulary if it occurs in at least this '
+                   'many rows.'))
 
 
 class AugmentSpec(Strict):
@@ -215,10 +298,18 @@ class AugmentSpec(Strict):
   only while fitting): a horizontal `flip`, a random `rotation` (a share
   of a full turn), a random `zoom` (a share of the size) and `contrast`
   (a factor's range around 1)."""
-  flip: bool = True
-  rotation: float = Field(default=0.05, ge=0, le=0.5)
-  zoom: float = Field(default=0.1, ge=0, lt=1)
-  contrast: float = Field(default=0.1, ge=0, lt=1)
+  flip: bool = Field(
+      default=True,
+      description='A random horizontal flip.')
+  rotation: float = Field(
+      default=0.05, ge=0, le=0.5,
+      description='A random rotation, as a share of a full turn.')
+  zoom: float = Field(
+      default=0.1, ge=0, lt=1,
+      description='A random zoom, as a share of the size.')
+  contrast: float = Field(
+      default=0.1, ge=0, lt=1,
+      description="A random contrast factor's range around 1.")
 
 
 class PreprocessingSpec(Strict):
@@ -229,13 +320,31 @@ class PreprocessingSpec(Strict):
   side every image is resized to for its encoder (left out: 224 for a
   pretrained backbone, 64 for the learned cnn). `augment`: training-only
   image augmentation (`true` for the defaults)."""
-  numeric: Literal[NUMERIC_SCALINGS] = 'z_score'  # type: ignore[valid-type]
-  categorical: VocabularySpec = VocabularySpec()
-  impute: ImputeSpec = ImputeSpec()
-  statistics: bool = False
-  text: TextSpec = TextSpec()
-  image_size: Optional[int] = Field(default=None, ge=16, le=1024)
-  augment: Union[bool, AugmentSpec] = False
+  numeric: Literal[NUMERIC_SCALINGS] = Field(  # type: ignore[valid-type]
+      default='z_score',
+      description='How numeric features are scaled: z_score, min_max or none.')
+  categorical: VocabularySpec = Field(
+      default=VocabularySpec(),
+      description=('The vocabulary of categorical features, computed over the '
+                   'train split.'))
+  impute: ImputeSpec = Field(
+      default=ImputeSpec(),
+      description='What a missing value becomes.')
+  statistics: bool = Field(
+      default=False,
+      description=("Also have Transform compute the data's statistics before "
+                   "and after transforming (TFX's default)."))
+  text: TextSpec = Field(
+      default=TextSpec(),
+      description='How free text is tokenized for the learned encoders.')
+  image_size: Optional[int] = Field(
+      default=None, ge=16, le=1024,
+      description=('The square side every image is resized to (left out: 224 '
+                   'for a pretrained backbone, 64 for the learned cnn).'))
+  augment: Union[bool, AugmentSpec] = Field(
+      default=False,
+      description=('Training-only image augmentation: true for the defaults, '
+                   'or its settings.'))
 
   @property
   def augmentation(self) -> Optional[AugmentSpec]:
@@ -248,9 +357,15 @@ class PreprocessingSpec(Strict):
 class ImageSpec(Strict):
   """How the cnn builder lays the numeric features (in order, row-major)
   out as an image."""
-  height: int = Field(ge=1)
-  width: int = Field(ge=1)
-  channels: int = Field(default=1, ge=1)
+  height: int = Field(
+      ge=1,
+      description='Image rows.')
+  width: int = Field(
+      ge=1,
+      description='Image columns.')
+  channels: int = Field(
+      default=1, ge=1,
+      description='Values per pixel.')
 
   @property
   def shape(self) -> Tuple[int, int, int]:
@@ -279,12 +394,28 @@ class PretrainedEncoder(Strict):
   Keras on first use; EfficientNetLite0's come from an installed package)
   or a weights file. `keras_file` (.keras / .h5) or `saved_model` (a
   folder): any Keras model from the column's input to features."""
-  huggingface: Optional[str] = None
-  keras_application: Optional[str] = None
-  weights: Optional[str] = None
-  keras_file: Optional[str] = None
-  saved_model: Optional[str] = None
-  max_tokens: int = Field(default=128, ge=8, le=512)
+  huggingface: Optional[str] = Field(
+      default=None,
+      description=('A BERT-family checkpoint folder, or a Hugging Face model '
+                   'name.'))
+  keras_application: Optional[str] = Field(
+      default=None,
+      description=('A tf_keras.applications model by name, or '
+                   'EfficientNetLite0.'))
+  weights: Optional[str] = Field(
+      default=None,
+      description="keras_application's weights: imagenet or a weights file.")
+  keras_file: Optional[str] = Field(
+      default=None,
+      description=("A Keras model file (.keras or .h5) from the column's input "
+                   'to features.'))
+  saved_model: Optional[str] = Field(
+      default=None,
+      description=('A SavedModel folder holding a Keras model from the '
+                   "column's input to features."))
+  max_tokens: int = Field(
+      default=128, ge=8, le=512,
+      description='The most WordPiece tokens a Hugging Face encoder reads.')
 
   @pydantic.model_validator(mode='after')
   def _one_source(self):
@@ -315,10 +446,20 @@ class ModelSpec(Strict):
   boosted trees (TensorFlow Decision Forests) over the same transformed
   features, searched over `search_space.gbt`. A list (`[dnn, gbt]`) lets
   the Tuner choose the builder with the rest."""
-  builder: Union[Builder, List[Builder]] = 'dnn'
-  image: Optional[ImageSpec] = None
-  encoders: Dict[str, EncoderChoice] = {}
-  search_space: SearchSpace = SearchSpace()
+  builder: Union[Builder, List[Builder]] = Field(
+      default='dnn',
+      description='dnn, cnn or gbt, or a list the Tuner chooses from.')
+  image: Optional[ImageSpec] = Field(
+      default=None,
+      description=('How the cnn builder lays the numeric features out as an '
+                   'image.'))
+  encoders: Dict[str, EncoderChoice] = Field(
+      default={},
+      description=("Each text or image column's encoder: a learned one (or a "
+                   'list to choose from), or a pretrained one.'))
+  search_space: SearchSpace = Field(
+      default=SearchSpace(),
+      description='The search space the Tuner and the Trainer share.')
 
   def encoder_choices(self, column: str, kind: str
                       ) -> Union[List[str], PretrainedEncoder]:
@@ -347,19 +488,41 @@ class ModelSpec(Strict):
 
 class TunerSpec(Strict):
   """Keras Tuner settings. `max_trials` caps every algorithm's trials."""
-  enabled: bool = True
-  algorithm: Literal[TUNER_ALGORITHMS] = 'hyperband'  # type: ignore[valid-type]
-  objective: Literal[MONITORS] = 'val_loss'  # type: ignore[valid-type]
-  max_trials: int = Field(default=10, ge=1)
-  max_epochs: int = Field(default=6, ge=1)
-  factor: int = Field(default=3, ge=2)
-  hyperband_iterations: int = Field(default=1, ge=1)
-  seed: int = 42
+  enabled: bool = Field(
+      default=True,
+      description=('Whether the Tuner runs (off: the Trainer takes the search '
+                   "space's defaults)."))
+  algorithm: Literal[TUNER_ALGORITHMS] = Field(  # type: ignore[valid-type]
+      default='hyperband',
+      description='hyperband, random, bayesian or grid.')
+  objective: Literal[MONITORS] = Field(  # type: ignore[valid-type]
+      default='val_loss',
+      description=('The Keras metric the Tuner optimises (one the task '
+                   'reports).'))
+  max_trials: int = Field(
+      default=10, ge=1,
+      description='The most trials, whatever the algorithm.')
+  max_epochs: int = Field(
+      default=6, ge=1,
+      description=('The most epochs a trial trains (random, bayesian and grid '
+                   'train each trial this many).'))
+  factor: int = Field(
+      default=3, ge=2,
+      description="Hyperband's reduction factor between brackets.")
+  hyperband_iterations: int = Field(
+      default=1, ge=1,
+      description='How many times Hyperband runs its whole bracket schedule.')
+  seed: int = Field(
+      default=42,
+      description="The Tuner's random seed.")
   # Trials at once, each in its own process (components/parallel_search.py),
   # or on Kubeflow in its own pod; 'auto': the cores available where the
   # Tuner runs (local only).
   parallel_trials: Union[Annotated[int, Field(ge=1)],
-                         Literal[PARALLEL_AUTO]] = 1  # type: ignore[valid-type]
+                         Literal[PARALLEL_AUTO]] = Field(  # type: ignore[valid-type]
+      default=1,
+      description=('Trials at once, each in its own process (on Kubeflow, its '
+                   'own pod), or auto for the cores available.'))
 
   @property
   def direction(self) -> str:
@@ -368,9 +531,15 @@ class TunerSpec(Strict):
 
 
 class EarlyStoppingSpec(Strict):
-  monitor: Literal[MONITORS] = 'val_loss'  # type: ignore[valid-type]
-  patience: int = Field(default=5, ge=0)
-  min_delta: float = Field(default=0.0, ge=0)
+  monitor: Literal[MONITORS] = Field(  # type: ignore[valid-type]
+      default='val_loss',
+      description='The Keras metric watched (one the task reports).')
+  patience: int = Field(
+      default=5, ge=0,
+      description='Epochs without improvement before training stops.')
+  min_delta: float = Field(
+      default=0.0, ge=0,
+      description='The least change that counts as an improvement.')
 
 
 Loss = Literal[tasks.LOSSES]  # type: ignore[valid-type]
@@ -386,10 +555,22 @@ class TrialTrainingSpec(Strict):
   balanced (each class weighs rows / (classes x its rows) in the train
   split) or `{CLASS: weight}` by class name or index; a list is searched.
   """
-  mode: Literal['scratch', 'finetune'] = 'scratch'
-  early_stopping: Optional[EarlyStoppingSpec] = EarlyStoppingSpec()
-  loss: Union[Loss, List[Loss]] = 'mse'
-  class_weight: Union[ClassWeight, List[ClassWeight]] = 'none'
+  mode: Literal['scratch', 'finetune'] = Field(
+      default='scratch',
+      description=('scratch trains a new model; finetune starts from a base '
+                   'model or a pretrained encoder.'))
+  early_stopping: Optional[EarlyStoppingSpec] = Field(
+      default=EarlyStoppingSpec(),
+      description=('Stop training when monitor stops improving; null: train '
+                   'every epoch.'))
+  loss: Union[Loss, List[Loss]] = Field(
+      default='mse',
+      description=("Regression's loss on the standardised label: mse, mae or "
+                   'huber, or a list the Tuner searches.'))
+  class_weight: Union[ClassWeight, List[ClassWeight]] = Field(
+      default='none',
+      description=("Classification's class weights: none, balanced or {CLASS: "
+                   'weight}, or a list the Tuner searches.'))
 
   def choices(self) -> Dict[str, List[Any]]:
     """The settings a search may vary, each as its list of choices (the
@@ -402,8 +583,12 @@ class TrialTrainingSpec(Strict):
 class TrainingSpec(TrialTrainingSpec):
   """How the Trainer trains (the spec's `training` section adds where a
   fine-tuning base model comes from, which the runner resolves)."""
-  epochs: int = Field(default=50, ge=1)
-  seed: int = 42
+  epochs: int = Field(
+      default=50, ge=1,
+      description='Epochs the Trainer trains for.')
+  seed: int = Field(
+      default=42,
+      description="The Trainer's random seed.")
 
 
 class ConfigError(ValueError):
@@ -451,7 +636,10 @@ class ModuleConfig(Strict):
 class DecisionSpec(Strict):
   """`decision_threshold` (binary): the probability from which a row is
   class 1, for the served class and for accuracy, precision and recall."""
-  decision_threshold: float = Field(default=0.5, gt=0, lt=1)
+  decision_threshold: float = Field(
+      default=0.5, gt=0, lt=1,
+      description=('Binary: the probability from which a row is class 1, for '
+                   'accuracy, precision, recall and the served class.'))
 
 
 class TransformConfig(ModuleConfig):

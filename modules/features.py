@@ -63,16 +63,39 @@ class FeaturesSpec(BaseModel):
   """
   model_config = ConfigDict(extra='forbid', frozen=True, strict=True)
 
-  label: str
-  task: Optional[Literal[TASK_KINDS]] = None  # type: ignore[valid-type]
-  num_classes: Optional[int] = Field(default=None, ge=2)
-  max_classes: int = Field(default=DEFAULT_MAX_CLASSES, ge=2)
-  numeric: List[str] = []
-  categorical: List[str] = []
-  date: List[str] = []
-  text: List[str] = []
-  image: List[str] = []
-  exclude: List[str] = []
+  label: str = Field(
+      description='The column to predict.')
+  task: Optional[Literal[TASK_KINDS]] = Field(  # type: ignore[valid-type]
+      default=None,
+      description='classification or regression; left out, the data decides.')
+  num_classes: Optional[int] = Field(
+      default=None, ge=2,
+      description=("A classification label's classes; left out, counted in the "
+                   'data.'))
+  max_classes: int = Field(
+      default=DEFAULT_MAX_CLASSES, ge=2,
+      description=('An INT label with more distinct values than this is '
+                   'refused unless task says which it is.'))
+  numeric: List[str] = Field(
+      default=[],
+      description=('Numeric feature columns (no feature listed: every other '
+                   'column by the kind it is recognised as).'))
+  categorical: List[str] = Field(
+      default=[],
+      description='Categorical feature columns.')
+  date: List[str] = Field(
+      default=[],
+      description='Date feature columns.')
+  text: List[str] = Field(
+      default=[],
+      description='Free-text feature columns.')
+  image: List[str] = Field(
+      default=[],
+      description='Image feature columns.')
+  exclude: List[str] = Field(
+      default=[],
+      description=('Columns the model must not see (an id, a leak); in no '
+                   'serving signature.'))
 
   @property
   def keys(self) -> List[str]:

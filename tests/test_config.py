@@ -87,12 +87,12 @@ def test_each_default_is_stated_once():
   # Until the data says otherwise: the runner counts the classes.
   assert spec.features.num_classes is config_lib.FeaturesSpec(
       label='y').num_classes is None
-  config = spec.resolved('classification', 2).module_config(
+  config = spec_lib.resolve_spec(spec, 'classification', 2).module_config(
       config_lib.TunerConfig)
   assert config.tuner == config_lib.TunerSpec()
   assert config.model == config_lib.ModelSpec()
   assert config.training == config_lib.TuningTrainingSpec()
-  assert spec.resolved('classification', 2).module_config(
+  assert spec_lib.resolve_spec(spec, 'classification', 2).module_config(
       config_lib.TrainerConfig).training == config_lib.TrainingSpec()
 
 

@@ -143,6 +143,17 @@ BAD = [
      'numeric: use mean, median, zero or a number'),
     ('bad numeric fill', _set(['preprocessing', 'impute'], {'numeric': 'mode'}),
      'preprocessing.impute.numeric:'),
+    # The schema refuses NaN and infinity (allow_inf_nan=False): no rule
+    # of checks.py needs to.
+    ('infinite numeric fill', _set(['preprocessing', 'impute'],
+                                   {'numeric': float('inf')}),
+     "preprocessing.impute.numeric: must be 'mean', 'median' or 'zero'; or a "
+     'finite number (got inf)'),
+    ('NaN feature fill', _set(
+        ['preprocessing', 'impute'],
+        {'features': {'mean_radius': {'fill': float('nan')}}}),
+     "preprocessing.impute.features.mean_radius.fill: must be 'mean', "
+     "'median' or 'zero'; or a finite number;"),
     ('slice threshold on unknown feature', _set(
         ['evaluation', 'slice_thresholds'],
         [{'slice': {'age': 3}, 'thresholds': {'auc': 0.5}}]),

@@ -42,6 +42,7 @@ from pipeline.definition.spec import (
   TFRECORD_FILE_ENDINGS,
   PipelineSpec,
   is_uri,
+  resolve_spec,
 )
 from pipeline.engines import registry as engines
 from pipeline.errors import PipelineError
@@ -1039,7 +1040,7 @@ def run_preflight(spec: PipelineSpec, check_engine: bool = True
   for name in others:
     kind = kinds_lib.recognise(scan.facts(name, kinds[name]))
     columns.setdefault(kind.name, []).append(name)
-  resolved = spec.resolved(task, classes, columns, stats)
+  resolved = resolve_spec(spec, task, classes, columns, stats)
   _check_names(resolved, scan.header_file or spec.data.path)
   if schema is not None:
     check_features(resolved, schema)
