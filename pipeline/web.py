@@ -30,7 +30,7 @@ import logging
 import resource
 import socket
 import time
-from typing import Any, Callable, Dict, FrozenSet, Iterable, Optional
+from typing import Any, Callable, Dict, FrozenSet, Iterable, Optional, Set
 
 import tornado.httpserver
 import tornado.httputil
@@ -212,6 +212,11 @@ class Server(tornado.httpserver.HTTPServer):
     self.max_connections = max_connections or default_max_connections()
     # connection -> when it last became idle, oldest first.
     self._idle: Dict[Any, float] = collections.OrderedDict()
+    # Connections shed but not yet gone: Tornado forgets a connection (on_close)
+    # only once its request loop has ended, a turn of the loop after its
+    # stream was closed, so counting _connections alone would shed every idle
+    # connection, and then the new one, for each connection accepted.
+    self._shedding: Set[Any] = set()
     self._logged = set()
 
   def _once(self, kind: str, message: str) -> None:
@@ -228,23 +233,29 @@ class Server(tornado.httpserver.HTTPServer):
 
   def on_close(self, server_conn) -> None:
     self._idle.pop(server_conn, None)
+    self._shedding.discard(server_conn)
     super().on_close(server_conn)
+
+  def _open(self) -> int:
+    """Connections open and not being shed."""
+    return len(self._connections) - len(self._shedding)
 
   def _shed_one(self) -> bool:
     """Closes the connection idle the longest; False when none is idle."""
     if not self._idle:
       return False
     conn, _ = self._idle.popitem(last=False)
+    self._shedding.add(conn)
     conn.stream.close()
     return True
 
   def handle_stream(self, stream, address) -> None:
     super().handle_stream(stream, address)
-    if len(self._connections) > self.max_connections:
+    if self._open() > self.max_connections:
       self._once('bound', f'{self.max_connections} connections open (the '
                  'bound, half the open-file limit): closing the longest-idle '
                  'ones to make room')
-      while len(self._connections) > self.max_connections:
+      while self._open() > self.max_connections:
         if not self._shed_one():
           stream.close()  # every other one is answering a request
           break

@@ -11,6 +11,8 @@ import os
 
 import pytest
 
+from components.example_gens import EXAMPLE_GEN_IDS
+from pipeline.metadata import lineage
 from tests.conftest import REPO, cli
 from tests.test_faults import refused
 
@@ -95,10 +97,15 @@ def test_the_split_is_the_hash_of_each_rows_bytes(base, cold):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   from pipeline.experiments import splits  # pylint: disable=g-import-not-at-top
-  del cold
-  folder = splits.examples_dir(os.path.join(base, 'root'))
+  # The cold run's own examples: other tests add runs on other data to
+  # this pipeline root, so its newest ExampleGen output may not be them.
+  record = lineage.run_record(
+      lineage.open_store(os.path.join(base, 'metadata.sqlite')),
+      cold[1]['run_id'])
+  examples = [a for node in EXAMPLE_GEN_IDS
+              for a in record.artifacts(node, 'examples')][0].uri
   buckets = {'train': 4, 'eval': 1}  # the default spec's data.split
-  stored = {name: set(splits.records(os.path.join(folder, f'Split-{name}')))
+  stored = {name: set(splits.records(splits.split_folder(examples, name)))
             for name in buckets}
   for name, records in stored.items():
     assert {splits.hash_split(r, buckets) for r in records} == {name}

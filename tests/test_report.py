@@ -188,6 +188,28 @@ def test_the_trials_chart_and_line_number_trials_as_the_table_does():
       '6 epochs); best val_loss 0.6000: trial 08')
 
 
+def test_the_dashboard_diff_shows_every_kind_of_change():
+  """What `lineage diff` finds, the diff page shows: a recorded config key
+  with its components beside hyperparameters, metrics and whole values."""
+  from pipeline.report import dashboard  # pylint: disable=g-import-not-at-top
+  result = {
+      'run_a': 'A', 'run_b': 'B', 'unchanged': ['schema'],
+      'components': {'Trainer': {'a': 'complete', 'b': 'complete'}},
+      'reused_from_cache': ['CsvExampleGen'],
+      'changes': {
+          'config': {'features.exclude': {'a': [], 'b': ['mean_radius'],
+                                          'components': ['Transform',
+                                                         'Trainer']}},
+          'hyperparameters': {'units': {'a': 32, 'b': 64}},
+          'metrics': {'auc': {'a': 0.99, 'b': 0.98, 'delta': -0.01}},
+          'components': {'a': ['Tuner'], 'b': []},
+          'training': {'a': {'epochs': 40}, 'b': {'epochs': 2}}}}
+  page = dashboard.diff_view('store', result)
+  assert 'config: features.exclude' in page
+  assert 'mean_radius' in page and 'Transform, Trainer' in page
+  assert 'hyperparameters: units' in page and '-0.01' in page
+
+
 def test_a_histogram_carries_the_total_it_draws():
   feature = {'histogram': [{'low': 0, 'high': 1, 'count': 3.4},
                            {'low': 1, 'high': 2, 'count': 6.6}]}

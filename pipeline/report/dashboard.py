@@ -87,8 +87,14 @@ def run_page(store, run_id: Optional[str]) -> str:
 
 
 def diff_page(store, location: str, run_a: str, run_b: str) -> str:
-  return _page('diff.html', location, title=f'{run_a} → {run_b}',
-               diff=lineage.diff(store, run_a, run_b), fmt=render.fmt)
+  return diff_view(location, lineage.diff(store, run_a, run_b))
+
+
+def diff_view(location: str, result) -> str:
+  """The page of a `lineage.diff` result."""
+  return _page('diff.html', location,
+               title=f'{result["run_a"]} → {result["run_b"]}', diff=result,
+               fmt=render.fmt)
 
 
 def lineage_page(store, location: str, artifact_id: int) -> str:
