@@ -11,7 +11,6 @@ import os
 
 import pytest
 
-from components.example_gens import EXAMPLE_GEN_IDS
 from pipeline.metadata import lineage
 from tests.conftest import REPO, cli
 from tests.test_faults import refused
@@ -102,8 +101,7 @@ def test_the_split_is_the_hash_of_each_rows_bytes(base, cold):
   record = lineage.run_record(
       lineage.open_store(os.path.join(base, 'metadata.sqlite')),
       cold[1]['run_id'])
-  examples = [a for node in EXAMPLE_GEN_IDS
-              for a in record.artifacts(node, 'examples')][0].uri
+  examples = record.examples()[0].uri
   buckets = {'train': 4, 'eval': 1}  # the default spec's data.split
   stored = {name: set(splits.records(splits.split_folder(examples, name)))
             for name in buckets}

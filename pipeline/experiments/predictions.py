@@ -27,7 +27,6 @@ from typing import Any, Dict, List
 import numpy as np
 import pandas as pd
 
-from components.example_gens import EXAMPLE_GEN_IDS
 from pipeline.errors import PipelineError
 from pipeline.experiments import splits
 from pipeline.metadata import lineage
@@ -50,8 +49,7 @@ def _folders(store, run_id: str) -> Dict[str, str]:
   if record is None:
     raise PredictionsError(f'{run_id}: no such run in the store (see '
                            '`lineage runs`)')
-  examples = [a for node in EXAMPLE_GEN_IDS
-              for a in record.artifacts(node, 'examples')]
+  examples = record.examples()
   if not examples:
     raise PredictionsError(f'{run_id}: the run has no ExampleGen output '
                            '(it stopped before reading its data)')

@@ -20,7 +20,6 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
-from components.example_gens import EXAMPLE_GEN_IDS
 from pipeline.errors import PipelineError, whole
 from pipeline.metadata import results
 from pipeline.metadata import store as metadata_lib
@@ -488,8 +487,7 @@ def _run_facts(store: mlmd.MetadataStore, run_id: str) -> Dict[str, Any]:
   facts: Dict[str, Any] = {
       'components': {c.id: c.state for c in record.components()
                      if not c.is_resolver}}
-  examples = [artifact for node in EXAMPLE_GEN_IDS
-              for artifact in record.artifacts(node, 'examples')]
+  examples = record.examples()
   facts['data_fingerprint'] = (
       custom_property(examples[0], 'input_fingerprint') if examples else None)
   schemas = record.artifacts('ImportSchemaGen', 'schema')

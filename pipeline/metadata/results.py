@@ -11,6 +11,7 @@ import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
 from components import search_summary
+from components.example_gens import EXAMPLE_GEN_IDS
 from components.processes import process_alive
 from modules import tasks
 from pipeline.metadata import tfma_files
@@ -167,6 +168,12 @@ class RunRecord:
            for ev in self.store.get_events_by_execution_ids([execution.id])
            if ev.type in kinds and any(s.key == key for s in ev.path.steps)]
     return self.store.get_artifacts_by_id(ids) if ids else []
+
+  def examples(self) -> List[metadata_store_pb2.Artifact]:
+    """The Examples the run's ExampleGen wrote, whichever reader it was
+    (CSV or TFRecord import)."""
+    return [artifact for node in EXAMPLE_GEN_IDS
+            for artifact in self.artifacts(node, 'examples')]
 
 
 def latest_blessed_model(store: mlmd.MetadataStore, pipeline_name: str
