@@ -1,4 +1,4 @@
-"""docs/spec-reference.md is generated from the schema: it is what the
+"""docs/spec.md is generated from the schema: it is what the
 generator writes today, and every key of the schema has a description."""
 
 import os
@@ -6,14 +6,14 @@ import os
 from pipeline.definition import reference
 from tests.conftest import REPO
 
-PAGE = os.path.join(REPO, 'docs', 'spec-reference.md')
+PAGE = os.path.join(REPO, 'docs', 'spec.md')
 
 
 def test_the_committed_reference_is_current():
   with open(PAGE, encoding='utf-8') as f:
     committed = f.read()
   assert committed == reference.render(), (
-      'docs/spec-reference.md is stale: run python -m '
+      'docs/spec.md is stale: run python -m '
       'pipeline.definition.reference and commit the page')
 
 

@@ -1,4 +1,4 @@
-"""The largest value each count of a spec may take (docs/spec.md, "Maxima")."""
+"""The largest value each count of a spec may take (docs/spec-guide.md, "Maxima")."""
 
 from typing import Any
 
@@ -7,7 +7,7 @@ from pipeline.definition.schema import PipelineSpec, SpecError
 
 # The largest values a spec may give, by key: far past any run this project
 # makes, small enough that a typo (an extra zero or three, 1e20) is refused
-# before it allocates a layer or loops for a lifetime (docs/spec.md).
+# before it allocates a layer or loops for a lifetime (docs/spec-guide.md).
 MAXIMA = {
     'training.epochs': 10_000,
     'training.train_steps': 100_000_000,

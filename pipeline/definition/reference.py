@@ -1,4 +1,4 @@
-"""docs/spec-reference.md, written from the schema.
+"""docs/spec.md, written from the schema.
 
 The reference lists each section of a spec and each key with its type,
 default and description, all read from `PipelineSpec.model_json_schema()`:
@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from pipeline.definition.schema import PipelineSpec
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
-                    os.pardir, 'docs', 'spec-reference.md')
+                    os.pardir, 'docs', 'spec.md')
 TOP = 'Top level'
 # How a key holding a mapping of sections names its own keys in a path.
 _MAPPING_KEYS = {
@@ -164,15 +164,15 @@ def render() -> str:
   """The reference page's text."""
   reference = _Reference(PipelineSpec.model_json_schema(by_alias=True))
   lines = [
-      '# Spec reference', '',
-      '[Back to the spec](spec.md)', '',
+      '# The spec, key by key', '',
+      '[Back to the guide](spec-guide.md)', '',
       'Every key of a spec, with its type, default and description, '
       'generated from the schema',
       '(`pipeline/definition/schema.py` and the section models it uses) by',
       '`python -m pipeline.definition.reference`: edit the models, not this '
       'page.',
-      '[The spec](spec.md) explains the sections and the rules across keys; '
-      'a `[]` in a',
+      '[Writing a spec](spec-guide.md) explains the sections and the rules '
+      'across keys; a `[]` in a',
       'path is an item of a list.', '']
   for name, model in reference.order:
     lines += reference.section(name, model)

@@ -11,7 +11,7 @@ module beside this one:
 - maxima.py: the largest value each count may take.
 - module_file.py: what a module file defines and reads.
 - kubeflow_nodes.py: the Kubeflow node ids a spec names.
-- reference.py: docs/spec-reference.md, written from the schema.
+- reference.py: docs/spec.md, written from the schema.
 """
 
 from pipeline.definition.kubeflow_nodes import (
