@@ -239,15 +239,19 @@ def _in_process(folder, rows):
   return default, raw
 
 
-@pytest.mark.e2e
-def test_served_predictions_equal_the_saved_model_in_process(served):
-  server, _, version, folder = served
-  rows = _rows()
-  default, raw = _in_process(folder, rows)
-  np.testing.assert_allclose(default, raw, rtol=1e-5)
+@pytest.fixture(scope='module')
+def expected(served):
+  """What the pushed SavedModel answers in-process for `_rows()`, through
+  both signatures."""
+  _, _, _, folder = served
+  return _in_process(folder, _rows())
+
+
+def _predict_requests(rows):
+  """The same rows in every request shape TF Serving's REST API accepts."""
   examples = [{'b64': base64.b64encode(e).decode()} for e in _examples(rows)]
   features = _features(rows)
-  requests = {
+  return {
     'rows, tf.Examples': {'instances': examples},
     'rows, tf.Examples, named': {
       'signature_name': 'serving_default',
@@ -263,20 +267,30 @@ def test_served_predictions_equal_the_saved_model_in_process(served):
       'inputs': {k: [f[k] for f in features] for k in features[0]},
     },
   }
-  for label, body in requests.items():
+
+
+def _probabilities_and_classes(body, answer):
+  """Two outputs: TF Serving's REST answers a mapping per row (row format)
+  or per output (column format)."""
+  if 'instances' in body:
+    predictions = answer['predictions']
+    return (
+      [p['probability'] for p in predictions],
+      [p['class_id'] for p in predictions],
+    )
+  return answer['outputs']['probability'], answer['outputs']['class_id']
+
+
+@pytest.mark.e2e
+def test_served_predictions_equal_the_saved_model_in_process(served, expected):
+  server, _, version, _ = served
+  default, raw = expected
+  np.testing.assert_allclose(default, raw, rtol=1e-5)
+  for label, body in _predict_requests(_rows()).items():
     for url in (server.model(), f'{server.model()}/versions/{version}'):
       status, answer = _http(url + ':predict', body)
       assert status == 200, (label, answer)
-      # Two outputs: TF Serving's REST answers a mapping per row (row
-      # format) or per output (column format).
-      if 'instances' in body:
-        got = [p['probability'] for p in answer['predictions']]
-        classes = [p['class_id'] for p in answer['predictions']]
-      else:
-        got, classes = (
-          answer['outputs']['probability'],
-          answer['outputs']['class_id'],
-        )
+      got, classes = _probabilities_and_classes(body, answer)
       np.testing.assert_allclose(
         np.array(got, dtype=np.float32),
         default,
@@ -285,6 +299,11 @@ def test_served_predictions_equal_the_saved_model_in_process(served):
         err_msg=label,
       )
       assert classes == [int(p[0] >= 0.5) for p in default], label
+
+
+@pytest.mark.e2e
+def test_served_status_and_metadata_name_the_pushed_version(served):
+  server, _, version, _ = served
   status, answer = _http(server.model())
   assert status == 200 and answer == {
     'model_version_status': [
@@ -298,7 +317,7 @@ def test_served_predictions_equal_the_saved_model_in_process(served):
   status, meta = _http(server.model() + '/metadata')
   defs = meta['metadata']['signature_def']['signature_def']
   assert defs['serving_default']['inputs']['examples']['dtype'] == 'DT_STRING'
-  assert set(defs['serving_raw']['inputs']) == set(features[0])
+  assert set(defs['serving_raw']['inputs']) == set(_features(_rows())[0])
   assert meta['model_spec'] == {
     'name': MODEL,
     'signature_name': '',
@@ -306,53 +325,68 @@ def test_served_predictions_equal_the_saved_model_in_process(served):
   }
 
 
-@pytest.mark.e2e
-def test_predict_client_prints_the_same_predictions(served, tmp_path):
-  server, _, _, folder = served
-  rows = _rows()
-  default, _ = _in_process(folder, rows)
+def _rows_csv(tmp_path, rows):
+  """The rows as a CSV file, with the label column: the client drops it."""
   csv_path = tmp_path / 'rows.csv'
   with open(csv_path, 'w', newline='') as f:
     writer = csv.DictWriter(f, fieldnames=list(rows[0]))
     writer.writeheader()
-    writer.writerows(rows)  # with the label column: the client drops it
+    writer.writerows(rows)
+  return csv_path
+
+
+def _rows_json(tmp_path, rows):
   json_path = tmp_path / 'rows.json'
   json_path.write_text(json.dumps(_features(rows)))
-  for path, signature, fmt in (
-    (csv_path, 'auto', 'rows'),
-    (csv_path, 'serving_default', 'columns'),
-    (json_path, 'serving_raw', 'columns'),
-  ):
-    used, results = predict_client.predict_file(
-      server.model(),
-      str(path),
-      signature=signature,
-      row_format=fmt == 'rows',
-      batch_size=10,
-    )
-    assert used == ('serving_raw' if signature == 'auto' else signature)
-    np.testing.assert_allclose(
-      np.array([r['probability'] for r in results], dtype=np.float32),
-      default,
-      rtol=1e-5,
-      atol=1e-6,
-    )
-  proc = subprocess.run(
-    [
-      sys.executable,
-      '-m',
-      'pipeline',
-      'predict',
-      '--url',
-      server.model(),
-      str(csv_path),
-    ],
+  return json_path
+
+
+def _predict_cli(url, path):
+  return subprocess.run(
+    [sys.executable, '-m', 'pipeline', 'predict', '--url', url, str(path)],
     cwd=REPO,
     capture_output=True,
     text=True,
     timeout=300,
     check=False,
   )
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+  'write, signature, fmt',
+  [
+    (_rows_csv, 'auto', 'rows'),
+    (_rows_csv, 'serving_default', 'columns'),
+    (_rows_json, 'serving_raw', 'columns'),
+  ],
+)
+def test_predict_file_answers_the_saved_model_predictions(
+  served, expected, tmp_path, write, signature, fmt
+):
+  server, _, _, _ = served
+  default, _ = expected
+  used, results = predict_client.predict_file(
+    server.model(),
+    str(write(tmp_path, _rows())),
+    signature=signature,
+    row_format=fmt == 'rows',
+    batch_size=10,
+  )
+  assert used == ('serving_raw' if signature == 'auto' else signature)
+  np.testing.assert_allclose(
+    np.array([r['probability'] for r in results], dtype=np.float32),
+    default,
+    rtol=1e-5,
+    atol=1e-6,
+  )
+
+
+@pytest.mark.e2e
+def test_predict_client_prints_the_same_predictions(served, expected, tmp_path):
+  server, _, _, _ = served
+  default, _ = expected
+  proc = _predict_cli(server.model(), _rows_csv(tmp_path, _rows()))
   assert proc.returncode == 0, proc.stderr[-2000:]
   lines = [json.loads(line) for line in proc.stdout.splitlines()]
   assert [line['row'] for line in lines] == list(range(1, ROWS + 1))
@@ -362,22 +396,12 @@ def test_predict_client_prints_the_same_predictions(served, tmp_path):
     rtol=1e-5,
     atol=1e-6,
   )
-  bad = subprocess.run(
-    [
-      sys.executable,
-      '-m',
-      'pipeline',
-      'predict',
-      '--url',
-      server.model('nope'),
-      str(csv_path),
-    ],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=300,
-    check=False,
-  )
+
+
+@pytest.mark.e2e
+def test_predict_client_names_an_unknown_model_in_one_line(served, tmp_path):
+  server, _, _, _ = served
+  bad = _predict_cli(server.model('nope'), _rows_csv(tmp_path, _rows()))
   assert bad.returncode == 2
   assert bad.stderr.strip().splitlines() == [
     f'error: {server.model("nope")}/metadata: HTTP 404: Servable not found '
@@ -457,11 +481,9 @@ def test_a_newly_pushed_version_is_served_without_a_restart(served, tmp_path):
   )
 
 
-def _malformed(server):
+def _malformed_routes(server, example):
+  """Requests to a model, version, verb or path that is not there."""
   model = server.model()
-  example = {'b64': base64.b64encode(_examples(_rows(1))[0]).decode()}
-  features = _features(_rows(1))[0]
-  missing = {k: v for k, v in features.items() if k != 'mean_radius'}
   return {
     'unknown model': (
       'POST',
@@ -479,6 +501,12 @@ def _malformed(server):
     'unknown verb': ('POST', model + ':explain', {'instances': []}, 404),
     'unknown path': ('GET', server.url + '/v2/models', None, 404),
     'predict by GET': ('GET', model + ':predict', None, 405),
+  }
+
+
+def _malformed_bodies(model, example):
+  """Predict bodies that are not a request, or carry no usable tf.Example."""
+  return {
     'body is not JSON': ('POST', model + ':predict', b'{"instances": [', 400),
     'body is a JSON list': ('POST', model + ':predict', [example], 400),
     'no instances or inputs': ('POST', model + ':predict', {'rows': []}, 400),
@@ -513,54 +541,53 @@ def _malformed(server):
       {'instances': [{'b64': base64.b64encode(b'junk').decode()}]},
       400,
     ),
-    'missing feature': (
-      'POST',
-      model + ':predict',
-      {'signature_name': 'serving_raw', 'instances': [missing]},
-      400,
+  }
+
+
+def _malformed_features(model, features):
+  """Raw-value bodies whose features do not fit the serving_raw signature."""
+  missing = {k: v for k, v in features.items() if k != 'mean_radius'}
+  columns = {k: [v] for k, v in features.items()}
+  raw = lambda body: ('POST', model + ':predict', body, 400)  # noqa: E731
+  return {
+    'missing feature': raw(
+      {'signature_name': 'serving_raw', 'instances': [missing]}
     ),
-    'unknown feature': (
-      'POST',
-      model + ':predict',
+    'unknown feature': raw(
       {
         'signature_name': 'serving_raw',
         'instances': [{**features, 'colour': 1.0}],
-      },
-      400,
+      }
     ),
-    'string for a number': (
-      'POST',
-      model + ':predict',
+    'string for a number': raw(
       {
         'signature_name': 'serving_raw',
         'instances': [{**features, 'mean_radius': 'large'}],
-      },
-      400,
+      }
     ),
-    'nested list for a scalar': (
-      'POST',
-      model + ':predict',
+    'nested list for a scalar': raw(
       {
         'signature_name': 'serving_raw',
-        'inputs': {
-          **{k: [v] for k, v in features.items()},
-          'mean_radius': [[1.0, 2.0]],
-        },
-      },
-      400,
+        'inputs': {**columns, 'mean_radius': [[1.0, 2.0]]},
+      }
     ),
-    'columns of different lengths': (
-      'POST',
-      model + ':predict',
+    'columns of different lengths': raw(
       {
         'signature_name': 'serving_raw',
-        'inputs': {
-          **{k: [v] for k, v in features.items()},
-          'mean_radius': [1.0, 2.0],
-        },
-      },
-      400,
+        'inputs': {**columns, 'mean_radius': [1.0, 2.0]},
+      }
     ),
+  }
+
+
+def _malformed(server):
+  model = server.model()
+  example = {'b64': base64.b64encode(_examples(_rows(1))[0]).decode()}
+  features = _features(_rows(1))[0]
+  return {
+    **_malformed_routes(server, example),
+    **_malformed_bodies(model, example),
+    **_malformed_features(model, features),
     'oversize body': (
       'POST',
       model + ':predict',
