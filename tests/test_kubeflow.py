@@ -958,6 +958,50 @@ def _started(proc, line, timeout=300):
   )
 
 
+def _tuner_run(cold_store, tmp_path):
+  """The Tuner's inputs from the cold run, an output folder, and an empty
+  working folder the pods must leave empty."""
+  inputs = _inputs(
+    cold_store,
+    'components.tuner.Tuner',
+    ('examples', 'transform_graph', 'schema'),
+  )
+  out, cwd = str(tmp_path / 'out'), str(tmp_path / 'elsewhere')
+  os.makedirs(cwd)
+  return inputs, out, cwd
+
+
+def _worker_json(out, task):
+  """What the TunerWorker task `task` recorded in its work artifact."""
+  work = kfp_launcher.executor_output(out, task)['artifacts']['work'][
+    'artifacts'
+  ][0]['uri']
+  with open(os.path.join(work, 'worker.json')) as f:
+    return json.load(f)
+
+
+def _search_report(out):
+  results = kfp_launcher.executor_output(out, 'Tuner')['artifacts'][
+    'tuner_results'
+  ]['artifacts'][0]['uri']
+  with open(os.path.join(results, 'search_report.json')) as f:
+    return json.load(f)
+
+
+def _check_a_late_worker_ends_at_once(pipeline_spec, inputs, out, cwd):
+  """TunerWorker2, started after the search ended, does nothing."""
+  late = kfp_launcher.run(
+    pipeline_spec, 'TunerWorker2', inputs, out, cwd=cwd, timeout=300
+  )
+  assert late.returncode == 0, late.stderr[-3000:]
+  assert "tuner2: the chief's search had ended; nothing to do" in late.stdout
+  assert _worker_json(out, 'TunerWorker2') == {
+    'tuner_id': 'tuner2',
+    'joined': False,
+    'chief_failed': None,
+  }
+
+
 @pytest.mark.e2e
 def test_tuner_and_worker_pods_run_one_search_from_the_compiled_tasks(
   cold_store, tmp_path
@@ -971,13 +1015,7 @@ def test_tuner_and_worker_pods_run_one_search_from_the_compiled_tasks(
     tmp_path,
     {'tuner.parallel_trials': 3, 'tuner.max_trials': 4, 'tuner.max_epochs': 4},
   )
-  inputs = _inputs(
-    cold_store,
-    'components.tuner.Tuner',
-    ('examples', 'transform_graph', 'schema'),
-  )
-  out, cwd = str(tmp_path / 'out'), str(tmp_path / 'elsewhere')
-  os.makedirs(cwd)
+  inputs, out, cwd = _tuner_run(cold_store, tmp_path)
   worker = kfp_launcher.start(
     pipeline_spec, 'TunerWorker1', inputs, out, cwd=cwd
   )
@@ -987,21 +1025,13 @@ def test_tuner_and_worker_pods_run_one_search_from_the_compiled_tasks(
   worker_out, worker_err = worker.communicate(timeout=300)
   assert worker.returncode == 0, worker_err[-3000:]
   assert 'tuner1: trial ' in worker_out
-  results = kfp_launcher.executor_output(out, 'Tuner')['artifacts'][
-    'tuner_results'
-  ]['artifacts'][0]['uri']
-  with open(os.path.join(results, 'search_report.json')) as f:
-    report = json.load(f)
+  report = _search_report(out)
   assert report['processes'] == 3
   assert report['trials_run'] == 4
   by = collections.Counter(t['process'] for t in report['trials'])
   assert by['tuner1'] >= 1 and set(by) <= {'tuner0', 'tuner1'}, by
   assert all(t['seconds'] for t in report['trials'])
-  work = kfp_launcher.executor_output(out, 'TunerWorker1')['artifacts']['work'][
-    'artifacts'
-  ][0]['uri']
-  with open(os.path.join(work, 'worker.json')) as f:
-    did = json.load(f)
+  did = _worker_json(out, 'TunerWorker1')
   assert did['joined'] and did['tuner_id'] == 'tuner1'
   assert set(did['epochs_trained']) == {
     t['trial_id'] for t in report['trials'] if t['process'] == 'tuner1'
@@ -1010,21 +1040,27 @@ def test_tuner_and_worker_pods_run_one_search_from_the_compiled_tasks(
   assert (meeting / 'ended.json').is_file()
   assert not (meeting / 'search').exists()  # the trials' checkpoints
   assert os.listdir(cwd) == []
+  _check_a_late_worker_ends_at_once(pipeline_spec, inputs, out, cwd)
 
-  late = kfp_launcher.run(
-    pipeline_spec, 'TunerWorker2', inputs, out, cwd=cwd, timeout=300
+
+def _start_two_workers_and_the_chief(pipeline_spec, inputs, out, cwd, env):
+  """Both worker pods waiting, then the chief; once both are mid-trial,
+  the workers, the chief, and the trial tuner1 runs."""
+  workers = [
+    kfp_launcher.start(
+      pipeline_spec, f'TunerWorker{n}', inputs, out, cwd=cwd, env=env
+    )
+    for n in (1, 2)
+  ]
+  for number, worker in enumerate(workers, start=1):
+    _started(worker, f'tuner{number}: waiting for the chief')
+  chief = kfp_launcher.start(
+    pipeline_spec, 'Tuner', inputs, out, cwd=cwd, env=env
   )
-  assert late.returncode == 0, late.stderr[-3000:]
-  assert "tuner2: the chief's search had ended; nothing to do" in late.stdout
-  work = kfp_launcher.executor_output(out, 'TunerWorker2')['artifacts']['work'][
-    'artifacts'
-  ][0]['uri']
-  with open(os.path.join(work, 'worker.json')) as f:
-    assert json.load(f) == {
-      'tuner_id': 'tuner2',
-      'joined': False,
-      'chief_failed': None,
-    }
+  begun = _started(workers[0], 'tuner1: trial ')
+  trial = begun.split('tuner1: trial ')[1].split()[0]
+  _started(workers[1], 'tuner2: trial ')
+  return workers, chief, trial
 
 
 @pytest.mark.e2e
@@ -1045,28 +1081,10 @@ def test_a_worker_pod_killed_mid_trial_fails_the_tuner_in_one_line(
       'training.early_stopping.patience': 1000,
     },
   )
-  inputs = _inputs(
-    cold_store,
-    'components.tuner.Tuner',
-    ('examples', 'transform_graph', 'schema'),
+  inputs, out, cwd = _tuner_run(cold_store, tmp_path)
+  workers, chief, trial = _start_two_workers_and_the_chief(
+    pipeline_spec, inputs, out, cwd, {'PARALLEL_SEARCH_SILENCE_S': '5'}
   )
-  out, cwd = str(tmp_path / 'out'), str(tmp_path / 'elsewhere')
-  os.makedirs(cwd)
-  env = {'PARALLEL_SEARCH_SILENCE_S': '5'}
-  workers = [
-    kfp_launcher.start(
-      pipeline_spec, f'TunerWorker{n}', inputs, out, cwd=cwd, env=env
-    )
-    for n in (1, 2)
-  ]
-  for number, worker in enumerate(workers, start=1):
-    _started(worker, f'tuner{number}: waiting for the chief')
-  chief = kfp_launcher.start(
-    pipeline_spec, 'Tuner', inputs, out, cwd=cwd, env=env
-  )
-  begun = _started(workers[0], 'tuner1: trial ')
-  trial = begun.split('tuner1: trial ')[1].split()[0]
-  _started(workers[1], 'tuner2: trial ')
   workers[0].kill()
   workers[0].wait()
   killed = time.monotonic()
@@ -1086,9 +1104,5 @@ def test_a_worker_pod_killed_mid_trial_fails_the_tuner_in_one_line(
   assert time.monotonic() - ended < 30  # its trial had far to go
   assert workers[1].returncode == 0, err[-3000:]
   assert "tuner2: the chief's search ended (it failed: " in said
-  work = kfp_launcher.executor_output(out, 'TunerWorker2')['artifacts']['work'][
-    'artifacts'
-  ][0]['uri']
-  with open(os.path.join(work, 'worker.json')) as f:
-    did = json.load(f)
+  did = _worker_json(out, 'TunerWorker2')
   assert did['stopped'] and did['chief_failed'].startswith('tuning worker')
