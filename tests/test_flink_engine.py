@@ -433,11 +433,10 @@ def flink_session():
   local.down(print)  # nothing left to stop when the test stopped it
 
 
-@pytest.mark.e2e
-def test_the_session_cluster_runs_a_parallel_sql_job(flink_session, tmp_path):
-  del flink_session
-  home = flink._flink_home()  # pylint: disable=protected-access
-  (tmp_path / 'RunSql.java').write_text(_RUN_SQL_JAVA)
+def _run_sql_jar(home: str, folder) -> str:
+  """RunSql.java compiled against Flink's jars and packed into a jar in
+  `folder`; its path."""
+  (folder / 'RunSql.java').write_text(_RUN_SQL_JAVA)
   subprocess.run(
     [
       _jdk_tool('javac'),
@@ -447,18 +446,19 @@ def test_the_session_cluster_runs_a_parallel_sql_job(flink_session, tmp_path):
       'classes',
       'RunSql.java',
     ],
-    cwd=tmp_path,
+    cwd=folder,
     check=True,
   )
   subprocess.run(
     [_jdk_tool('jar'), 'cfe', 'run-sql.jar', 'RunSql', '-C', 'classes', '.'],
-    cwd=tmp_path,
+    cwd=folder,
     check=True,
   )
-  sink = tmp_path / 'counts'
-  script = tmp_path / 'counts.sql'
-  script.write_text(_counts_sql(DATA_CSV, str(sink)))
+  return str(folder / 'run-sql.jar')
 
+
+def _flink_run(home: str, jar: str, script) -> subprocess.CompletedProcess:
+  """`flink run` of `jar` on `script`, against the local session cluster."""
   started = time.monotonic()
   proc = subprocess.run(
     [
@@ -466,7 +466,7 @@ def test_the_session_cluster_runs_a_parallel_sql_job(flink_session, tmp_path):
       'run',
       '-m',
       f'localhost:{flink.REST_PORT}',
-      str(tmp_path / 'run-sql.jar'),
+      jar,
       str(script),
     ],
     # The cluster's own configuration (the one `up` wrote).
@@ -480,14 +480,31 @@ def test_the_session_cluster_runs_a_parallel_sql_job(flink_session, tmp_path):
     check=False,
   )
   print(f'flink job in {time.monotonic() - started:.1f} s')
-  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  jid = re.search(r'JobID ([0-9a-f]{32})', proc.stdout).group(1)
+  return proc
 
-  # The counts (and mean radius) Python computes from the same file.
+
+def _radii_by_diagnosis() -> dict:
+  """The counts (and mean radius) Python computes from the same file."""
   cases = collections.defaultdict(list)
   with open(DATA_CSV) as f:
     for row in csv.DictReader(f):
       cases[row['diagnosis']].append(float(row['mean_radius']))
+  return cases
+
+
+@pytest.mark.e2e
+def test_the_session_cluster_runs_a_parallel_sql_job(flink_session, tmp_path):
+  del flink_session
+  home = flink._flink_home()  # pylint: disable=protected-access
+  jar = _run_sql_jar(home, tmp_path)
+  sink = tmp_path / 'counts'
+  script = tmp_path / 'counts.sql'
+  script.write_text(_counts_sql(DATA_CSV, str(sink)))
+  proc = _flink_run(home, jar, script)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  jid = re.search(r'JobID ([0-9a-f]{32})', proc.stdout).group(1)
+
+  cases = _radii_by_diagnosis()
   flink_rows = [
     row
     for part in sorted(sink.glob('part-*'))
