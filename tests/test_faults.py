@@ -656,11 +656,10 @@ def _versions(base):
   return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
 
 
-@pytest.mark.e2e
-def test_kills_waits_and_takeovers_leave_a_consistent_store(tmp_path):
-  base = str(tmp_path)
-  # Run A is killed mid-component once C waits; meanwhile B (--no-wait) is
-  # refused and C waits for the pipeline, then takes over the lock A left.
+def _kill_three_runs_and_refuse_one(base):
+  """Run A is killed mid-component once C waits; meanwhile B (--no-wait) is
+  refused and C waits for the pipeline, then takes over the lock A left.
+  C is killed as the Trainer starts, D as the Evaluator starts."""
   a = Run(base)
   assert a.wait_for('  CsvExampleGen ...')
   b = Run(base, '--no-wait')
@@ -672,20 +671,14 @@ def test_kills_waits_and_takeovers_leave_a_consistent_store(tmp_path):
   assert c.wait_for('waiting for run '), c.tail()
   a.kill_when_running()
   assert c.wait_for('taking over the lock of run '), c.tail()
-  # C is killed as the Trainer starts, D as the Evaluator starts.
   c.kill_when_running('Trainer')
   d = Run(base)
   d.kill_when_running('Evaluator')
-  runs = _lineage_runs(base)
-  assert [r['status'] for r in runs] == ['killed'] * 3
-  assert all(r['pushed_version'] is None for r in runs)
-  assert runs[-1]['components']['Evaluator'] == 'running'
-  assert runs[-1]['blessed'] is None  # nothing was judged
-  text = cli('lineage', 'runs', '--store', f'{base}/metadata.sqlite').stdout
-  assert 'killed' in text and 'blessed: unknown' in text
-  assert _versions(base) == []
-  # E and F start together: one takes the lock and completes, reusing what
-  # finished; the other waits for it and then finds everything done.
+
+
+def _race_two_runs(base):
+  """E and F start together; the summaries of the one that took the lock
+  and of the one that waited for it."""
   e, f = Run(base), Run(base)
   (code_e, err_e, summary_e), (code_f, err_f, summary_f) = (
     e.finish(),
@@ -694,9 +687,24 @@ def test_kills_waits_and_takeovers_leave_a_consistent_store(tmp_path):
   assert code_e == code_f == 0, (err_e[-1000:], err_f[-1000:])
   waited = [any('waiting for run ' in line for line in r.lines) for r in (e, f)]
   assert sorted(waited) == [False, True], (e.tail(), f.tail())
-  summary, again = (
-    (summary_f, summary_e) if waited[0] else (summary_e, summary_f)
-  )
+  return (summary_f, summary_e) if waited[0] else (summary_e, summary_f)
+
+
+@pytest.mark.e2e
+def test_kills_waits_and_takeovers_leave_a_consistent_store(tmp_path):
+  base = str(tmp_path)
+  _kill_three_runs_and_refuse_one(base)
+  runs = _lineage_runs(base)
+  assert [r['status'] for r in runs] == ['killed'] * 3
+  assert all(r['pushed_version'] is None for r in runs)
+  assert runs[-1]['components']['Evaluator'] == 'running'
+  assert runs[-1]['blessed'] is None  # nothing was judged
+  text = cli('lineage', 'runs', '--store', f'{base}/metadata.sqlite').stdout
+  assert 'killed' in text and 'blessed: unknown' in text
+  assert _versions(base) == []
+  # One takes the lock and completes, reusing what finished; the other
+  # waits for it and then finds everything done.
+  summary, again = _race_two_runs(base)
   states = {c['id']: c['state'] for c in summary['components']}
   for done in (
     'CsvExampleGen',
