@@ -334,10 +334,10 @@ def test_a_ragged_row_in_a_later_unit_names_its_record_in_the_file(
   )
 
 
-def test_the_encoder_writes_the_deterministic_serialization():
-  # pylint: disable=protected-access
+def _encoder_columns(rows):
+  """Seeded columns with the edge cases of each type: where a value is
+  present, varint boundaries, floats, and empty, non-ASCII and long text."""
   rng = random.Random(0)
-  rows = 300
   present = [rng.random() > 0.2 for _ in range(rows)]
   ints = [
     rng.choice([0, 1, 127, 128, -1, 2**62, -(2**63), 300]) for _ in range(rows)
@@ -346,11 +346,17 @@ def test_the_encoder_writes_the_deterministic_serialization():
   texts = [
     rng.choice(['', 'a', '\u00e9' * 70, 'x' * 20000]) for _ in range(rows)
   ]
+  return present, ints, floats, texts
+
+
+def _encoder_features(present, ints, floats, texts):
+  """The columns as the encoder's features, with and without gaps."""
+  # pylint: disable=protected-access
   import numpy as np  # pylint: disable=g-import-not-at-top
   import pyarrow as pa  # pylint: disable=g-import-not-at-top
 
-  everywhere = np.ones(rows, bool)
-  features = {
+  everywhere = np.ones(len(present), bool)
+  return {
     'int': ceg._Feature(csv_format.INT, np.array(ints), np.array(present)),
     'int_all': ceg._Feature(csv_format.INT, np.array(ints) % 100, everywhere),
     'float': ceg._Feature(
@@ -365,34 +371,40 @@ def test_the_encoder_writes_the_deterministic_serialization():
       np.array(present),
     ),
   }
-  expected = []
-  for i in range(rows):
-    kept = present[i]
-    expected.append(
-      tf.train.Example(
-        features=tf.train.Features(
-          feature={
-            'int': tf.train.Feature(
-              int64_list=tf.train.Int64List(value=[ints[i]] if kept else [])
-            ),
-            'int_all': tf.train.Feature(
-              int64_list=tf.train.Int64List(value=[ints[i] % 100])
-            ),
-            'float': tf.train.Feature(
-              float_list=tf.train.FloatList(value=[floats[i]])
-            ),
-            'float_gaps': tf.train.Feature(
-              float_list=tf.train.FloatList(value=[floats[i]] if kept else [])
-            ),
-            'k' * 200: tf.train.Feature(
-              bytes_list=tf.train.BytesList(
-                value=[texts[i].encode()] if kept else []
-              )
-            ),
-          }
-        )
-      ).SerializeToString(deterministic=True)
+
+
+def _deterministic_example(kept, an_int, a_float, text):
+  """One row of `_encoder_features` as TensorFlow serializes it."""
+  return tf.train.Example(
+    features=tf.train.Features(
+      feature={
+        'int': tf.train.Feature(
+          int64_list=tf.train.Int64List(value=[an_int] if kept else [])
+        ),
+        'int_all': tf.train.Feature(
+          int64_list=tf.train.Int64List(value=[an_int % 100])
+        ),
+        'float': tf.train.Feature(
+          float_list=tf.train.FloatList(value=[a_float])
+        ),
+        'float_gaps': tf.train.Feature(
+          float_list=tf.train.FloatList(value=[a_float] if kept else [])
+        ),
+        'k' * 200: tf.train.Feature(
+          bytes_list=tf.train.BytesList(value=[text.encode()] if kept else [])
+        ),
+      }
     )
+  ).SerializeToString(deterministic=True)
+
+
+def test_the_encoder_writes_the_deterministic_serialization():
+  # pylint: disable=protected-access
+  columns = _encoder_columns(300)
+  features = _encoder_features(*columns)
+  expected = [
+    _deterministic_example(*row) for row in zip(*columns, strict=True)
+  ]
   assert ceg._encode(features) == expected
   numbers = {k: v for k, v in features.items() if k in ('float', 'int_all')}
   assert ceg._encode(numbers) == [
