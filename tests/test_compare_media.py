@@ -255,7 +255,10 @@ def test_labelled_sets_are_balanced_nested_and_seeded():
   assert other.tolist() != order.tolist()
 
 
-def test_the_verdict_names_the_margin_and_whether_it_is_beyond_the_spread():
+def _verdict_runs():
+  """Three repeats of fine-tuning against two scratch methods at three
+  sizes: within the spread at 50 labels, clear at 200, scratch ahead at
+  1000."""
   runs = []
   for labelled, tuned, scratch in (
     (50, [0.60, 0.62, 0.64], [0.58, 0.61, 0.64]),  # within the spread
@@ -263,33 +266,43 @@ def test_the_verdict_names_the_margin_and_whether_it_is_beyond_the_spread():
     (1000, [0.70, 0.70, 0.70], [0.75, 0.76, 0.77]),
   ):  # scratch ahead
     for repeat in range(3):
+      run = {'labelled': labelled, 'repeat': repeat}
       runs += [
         {
           'method': 'full',
-          'labelled': labelled,
-          'repeat': repeat,
+          **run,
           'accuracy': tuned[repeat],
           'seconds': 2.0,
         },
         {
           'method': 'scratch_bag',
-          'labelled': labelled,
-          'repeat': repeat,
+          **run,
           'accuracy': scratch[repeat] - 0.1,
           'seconds': 1.0,
         },
         {
           'method': 'scratch_embedding',
-          'labelled': labelled,
-          'repeat': repeat,
+          **run,
           'accuracy': scratch[repeat],
           'seconds': 1.0,
         },
       ]
-  summary = compare.summarize(runs)
-  found = compare.media_conclusion(
+  return runs
+
+
+@pytest.fixture
+def verdict():
+  """The media conclusion for `_verdict_runs()`."""
+  summary = compare.summarize(_verdict_runs())
+  return compare.media_conclusion(
     summary, 'MiniLM', constant=0.55, test_rows=100
   )
+
+
+def test_the_verdict_names_the_margin_and_whether_it_is_beyond_the_spread(
+  verdict,
+):
+  found = verdict
   assert (found['clear_at'], found['ahead_at'], found['behind_at']) == (
     [200],
     [50],
@@ -299,7 +312,10 @@ def test_the_verdict_names_the_margin_and_whether_it_is_beyond_the_spread():
   assert clear['scratch_method'] == 'scratch_embedding'  # the better one
   assert clear['margin'] == pytest.approx(0.14)
   assert clear['beyond_spread'] and not clear['ranges_overlap']
-  text = found['text']
+
+
+def test_the_verdict_text_states_the_outcome_at_each_size(verdict):
+  text = verdict['text']
   assert text.startswith(
     'Transfer from MiniLM pays off clearly at 200 '
     'labels, is ahead, but not beyond the spread, at 50 '
@@ -316,6 +332,10 @@ def test_the_verdict_names_the_margin_and_whether_it_is_beyond_the_spread():
     'At 1000 labels, training from scratch (scratch_embedding) beats '
     'fine-tuned MiniLM (best: full) by 6.0 points' in text
   )
+
+
+def test_the_verdict_flags_scores_no_better_than_a_constant_answer(verdict):
+  found = verdict
   # A constant answer scores 0.55, give or take 0.050 on 100 rows: up to
   # 0.5997 is no better. scratch_embedding's 0.610 at 50 labels is.
   assert found['constant_answer_se'] == pytest.approx(0.0497, abs=1e-4)
