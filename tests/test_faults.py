@@ -27,13 +27,13 @@ import pytest
 import yaml
 
 from tests.conftest import (
-    DATA_CSV,
-    DEFAULT_SPEC,
-    REPO,
-    SCHEMA,
-    cli,
-    cold_tmpdir,
-    run_pipeline,
+  DATA_CSV,
+  DEFAULT_SPEC,
+  REPO,
+  SCHEMA,
+  cli,
+  cold_tmpdir,
+  run_pipeline,
 )
 
 MAX_LINE = 300
@@ -43,7 +43,9 @@ def _default_raw():
   with open(DEFAULT_SPEC) as f:
     raw = yaml.safe_load(f)
   folder = os.path.dirname(DEFAULT_SPEC)
-  raw['data']['csv'] = os.path.normpath(os.path.join(folder, raw['data']['csv']))
+  raw['data']['csv'] = os.path.normpath(
+    os.path.join(folder, raw['data']['csv'])
+  )
   raw['schema'] = SCHEMA
   return raw
 
@@ -55,8 +57,11 @@ def _spec_file(tmp_path, raw=None, text=None, data=None):
   if data is not None:
     path.write_bytes(data)
   else:
-    path.write_text(text if text is not None else yaml.safe_dump(
-        raw if raw is not None else _spec_raw(tmp_path)))
+    path.write_text(
+      text
+      if text is not None
+      else yaml.safe_dump(raw if raw is not None else _spec_raw(tmp_path))
+    )
   return str(path)
 
 
@@ -94,21 +99,26 @@ def _set(*path, value):
       node = node.setdefault(key, {})
     node[path[-1]] = value
     return raw
+
   return mutate
 
 
 def _text(mutate):
   """The default spec's YAML, changed as text."""
+
   def make(tmp_path):
     text = yaml.safe_dump(_spec_raw(tmp_path))
     return _spec_file(tmp_path, text=mutate(text))
+
   return make
 
 
 def _spec_raw(tmp_path):
   raw = _default_raw()
-  raw['runner'] = {'pipeline_root': str(tmp_path / 'out' / 'root'),
-                   'metadata': str(tmp_path / 'out' / 'metadata.sqlite')}
+  raw['runner'] = {
+    'pipeline_root': str(tmp_path / 'out' / 'root'),
+    'metadata': str(tmp_path / 'out' / 'metadata.sqlite'),
+  }
   raw['push']['destination'] = str(tmp_path / 'out' / 'serving')
   return raw
 
@@ -127,75 +137,143 @@ def _file_here(tmp_path):
 
 
 ALIAS_BOMB = '\n'.join(
-    ['name: &a [x, x, x, x, x, x, x, x, x]'] +
-    [f'l{i}: &l{i} [{", ".join(["*" + ("a" if i == 0 else f"l{i - 1}")] * 9)}]'
-     for i in range(9)])
+  ['name: &a [x, x, x, x, x, x, x, x, x]']
+  + [
+    f'l{i}: &l{i} [{", ".join(["*" + ("a" if i == 0 else f"l{i - 1}")] * 9)}]'
+    for i in range(9)
+  ]
+)
 
 SPEC_FUZZ = [
-    ('duplicate name', _text(lambda t: t + 'name: other\n'),
-     ["key 'name' is given twice", 'keep one']),
-    ('duplicate thresholds', _text(lambda t: t.replace(
-        'evaluation:\n', 'evaluation:\n  thresholds: {auc: 0.5}\n', 1)),
-     ["key 'thresholds' is given twice"]),
-    ('epochs true', _raw(_set('training', 'epochs', value=True)),
-     ['training.epochs: must be a valid integer (got True)']),
-    ('NaN threshold', _raw(_set('evaluation', 'thresholds',
-                                value={'auc': float('nan')})),
-     ['evaluation.thresholds.auc: must be a finite number']),
-    ('infinite change', _raw(_set('evaluation', 'change_thresholds',
-                                  value={'auc': float('inf')})),
-     ['evaluation.change_thresholds.auc: must be a finite number']),
-    ('string for int', _raw(_set('tuner', 'max_trials', value='many')),
-     ['tuner.max_trials:']),
-    ('unknown key', _raw(_set('trainer', value={})), ['trainer: unknown key']),
-    ('unknown nested key', _raw(_set('tuner', 'trials', value=3)),
-     ['tuner.trials: unknown key']),
-    ('missing key', _raw(lambda r: {k: v for k, v in r.items() if k != 'push'}),
-     ['push: required key is missing']),
-    ('alias bomb', lambda tmp_path: _spec_file(tmp_path, text=ALIAS_BOMB),
-     ['aliases (*name) are not allowed']),
-    ('oversized', lambda tmp_path: _spec_file(
-        tmp_path, text='name: x\n' + '# padding\n' * 200_000),
-     ['a spec is at most 1024 KiB']),
-    ('empty file', _bytes(b''), ['the spec file is empty']),
-    ('binary file', _bytes(b'\x00\x01\x02name: x\x00'), ['a binary file']),
-    ('not utf-8', _bytes('name: caf\xe9\n'.encode('latin-1')),
-     ['not UTF-8 text']),
-    ('not a mapping', _bytes(b'- a\n- b\n'), ['must be a YAML mapping']),
-    ('not yaml', _bytes(b'name: [unclosed\n'), ['not valid YAML (line']),
-    ('missing data', _raw(_set('data', 'csv', value='/nowhere/data')),
-     ['/nowhere/data: data not found']),
-    ('schema is a folder', _raw(_set('schema', value='/tmp')),
-     ['schema: /tmp is a folder']),
-    ('push under a file', lambda tmp_path: _spec_file(tmp_path, _set(
-        'push', 'destination', value=_file_here(tmp_path) + '/serving')(
-            _spec_raw(tmp_path))),
-     ['push.destination:', 'plain_file is a file']),
-    ('metadata under a file', lambda tmp_path: _spec_file(tmp_path, _set(
-        'runner', 'metadata', value=_file_here(tmp_path) + '/m.sqlite')(
-            _spec_raw(tmp_path))),
-     ['runner.metadata:', 'plain_file is a file']),
-    ('pipeline root is a file', lambda tmp_path: _spec_file(tmp_path, _set(
-        'runner', 'pipeline_root', value=_file_here(tmp_path))(
-            _spec_raw(tmp_path))),
-     ['runner.pipeline_root:', 'is a file, not a folder']),
-    ('missing module file', _raw(_set('module_file', value='/nowhere/m.py')),
-     ['module_file: /nowhere/m.py: no such file']),
+  (
+    'duplicate name',
+    _text(lambda t: t + 'name: other\n'),
+    ["key 'name' is given twice", 'keep one'],
+  ),
+  (
+    'duplicate thresholds',
+    _text(
+      lambda t: t.replace(
+        'evaluation:\n', 'evaluation:\n  thresholds: {auc: 0.5}\n', 1
+      )
+    ),
+    ["key 'thresholds' is given twice"],
+  ),
+  (
+    'epochs true',
+    _raw(_set('training', 'epochs', value=True)),
+    ['training.epochs: must be a valid integer (got True)'],
+  ),
+  (
+    'NaN threshold',
+    _raw(_set('evaluation', 'thresholds', value={'auc': float('nan')})),
+    ['evaluation.thresholds.auc: must be a finite number'],
+  ),
+  (
+    'infinite change',
+    _raw(_set('evaluation', 'change_thresholds', value={'auc': float('inf')})),
+    ['evaluation.change_thresholds.auc: must be a finite number'],
+  ),
+  (
+    'string for int',
+    _raw(_set('tuner', 'max_trials', value='many')),
+    ['tuner.max_trials:'],
+  ),
+  ('unknown key', _raw(_set('trainer', value={})), ['trainer: unknown key']),
+  (
+    'unknown nested key',
+    _raw(_set('tuner', 'trials', value=3)),
+    ['tuner.trials: unknown key'],
+  ),
+  (
+    'missing key',
+    _raw(lambda r: {k: v for k, v in r.items() if k != 'push'}),
+    ['push: required key is missing'],
+  ),
+  (
+    'alias bomb',
+    lambda tmp_path: _spec_file(tmp_path, text=ALIAS_BOMB),
+    ['aliases (*name) are not allowed'],
+  ),
+  (
+    'oversized',
+    lambda tmp_path: _spec_file(
+      tmp_path, text='name: x\n' + '# padding\n' * 200_000
+    ),
+    ['a spec is at most 1024 KiB'],
+  ),
+  ('empty file', _bytes(b''), ['the spec file is empty']),
+  ('binary file', _bytes(b'\x00\x01\x02name: x\x00'), ['a binary file']),
+  (
+    'not utf-8',
+    _bytes('name: caf\xe9\n'.encode('latin-1')),
+    ['not UTF-8 text'],
+  ),
+  ('not a mapping', _bytes(b'- a\n- b\n'), ['must be a YAML mapping']),
+  ('not yaml', _bytes(b'name: [unclosed\n'), ['not valid YAML (line']),
+  (
+    'missing data',
+    _raw(_set('data', 'csv', value='/nowhere/data')),
+    ['/nowhere/data: data not found'],
+  ),
+  (
+    'schema is a folder',
+    _raw(_set('schema', value='/tmp')),
+    ['schema: /tmp is a folder'],
+  ),
+  (
+    'push under a file',
+    lambda tmp_path: _spec_file(
+      tmp_path,
+      _set('push', 'destination', value=_file_here(tmp_path) + '/serving')(
+        _spec_raw(tmp_path)
+      ),
+    ),
+    ['push.destination:', 'plain_file is a file'],
+  ),
+  (
+    'metadata under a file',
+    lambda tmp_path: _spec_file(
+      tmp_path,
+      _set('runner', 'metadata', value=_file_here(tmp_path) + '/m.sqlite')(
+        _spec_raw(tmp_path)
+      ),
+    ),
+    ['runner.metadata:', 'plain_file is a file'],
+  ),
+  (
+    'pipeline root is a file',
+    lambda tmp_path: _spec_file(
+      tmp_path,
+      _set('runner', 'pipeline_root', value=_file_here(tmp_path))(
+        _spec_raw(tmp_path)
+      ),
+    ),
+    ['runner.pipeline_root:', 'is a file, not a folder'],
+  ),
+  (
+    'missing module file',
+    _raw(_set('module_file', value='/nowhere/m.py')),
+    ['module_file: /nowhere/m.py: no such file'],
+  ),
 ]
 
 
-@pytest.mark.parametrize('make,culprits', [c[1:] for c in SPEC_FUZZ],
-                         ids=[c[0] for c in SPEC_FUZZ])
+@pytest.mark.parametrize(
+  'make,culprits', [c[1:] for c in SPEC_FUZZ], ids=[c[0] for c in SPEC_FUZZ]
+)
 def test_spec_fuzz_is_refused_in_one_line_and_writes_nothing(
-    tmp_path, make, culprits):
+  tmp_path, make, culprits
+):
   path = make(tmp_path)
   refused(cli('run', path, timeout=120), *culprits)
   nothing_written(tmp_path)
 
 
 def test_spec_path_faults_are_one_line(tmp_path):
-  refused(cli('validate', str(tmp_path / 'missing.yaml')),
-          'spec file not found')
+  refused(
+    cli('validate', str(tmp_path / 'missing.yaml')), 'spec file not found'
+  )
   refused(cli('validate', str(tmp_path)), 'a folder, not a spec file')
 
 
@@ -220,40 +298,72 @@ def _cell(line, column, value):
   def mutate(rows):
     rows[line - 1][rows[0].index(column)] = value
     return rows
+
   return mutate
 
 
 CSV_FUZZ = [
-    ('not utf-8', lambda t: _csv(t, data=open(DATA_CSV, 'rb').read().replace(
-        b'\n1', b'\n\xe9', 1)), ['not UTF-8 text', 'save the file as UTF-8']),
-    ('binary', lambda t: _csv(t, data=os.urandom(64) + b'\x00' * 64),
-     ['a binary file, not CSV text']),
-    ('ragged short row', lambda t: _csv(t, _rows()[:5] + [_rows()[5][:3]]),
-     ['line 6: 3 fields, expected 31']),
-    ('ragged long row', lambda t: _csv(t, _rows()[:3] + [_rows()[3] + ['x']]),
-     ['line 4: 32 fields, expected 31']),
-    ('empty file', lambda t: _csv(t, data=b''), ['empty file']),
-    ('header only', lambda t: _csv(t, _rows()[:1]),
-     ['no data rows after the header']),
-    ('text in a number', lambda t: _csv(t, _cell(4, 'mean_area', 'big')(
-        _rows())), ["line 4, column mean_area: 'big' is not FLOAT"]),
-    ('missing required', lambda t: _csv(t, _cell(7, 'worst_area', '')(_rows())),
-     ['line 7, column worst_area: empty value']),
-    ('huge field', lambda t: _csv(t, _cell(3, 'mean_area', '9' * 200_000)(
-        _rows())), ['line 3:', 'not CSV (field larger than field limit']),
-    ('unbalanced quote', lambda t: _csv(t, data=open(DATA_CSV, 'rb').read() +
-                                        b'"1,2\n'),
-     ['fields, expected 31']),
+  (
+    'not utf-8',
+    lambda t: _csv(
+      t, data=open(DATA_CSV, 'rb').read().replace(b'\n1', b'\n\xe9', 1)
+    ),
+    ['not UTF-8 text', 'save the file as UTF-8'],
+  ),
+  (
+    'binary',
+    lambda t: _csv(t, data=os.urandom(64) + b'\x00' * 64),
+    ['a binary file, not CSV text'],
+  ),
+  (
+    'ragged short row',
+    lambda t: _csv(t, _rows()[:5] + [_rows()[5][:3]]),
+    ['line 6: 3 fields, expected 31'],
+  ),
+  (
+    'ragged long row',
+    lambda t: _csv(t, _rows()[:3] + [_rows()[3] + ['x']]),
+    ['line 4: 32 fields, expected 31'],
+  ),
+  ('empty file', lambda t: _csv(t, data=b''), ['empty file']),
+  (
+    'header only',
+    lambda t: _csv(t, _rows()[:1]),
+    ['no data rows after the header'],
+  ),
+  (
+    'text in a number',
+    lambda t: _csv(t, _cell(4, 'mean_area', 'big')(_rows())),
+    ["line 4, column mean_area: 'big' is not FLOAT"],
+  ),
+  (
+    'missing required',
+    lambda t: _csv(t, _cell(7, 'worst_area', '')(_rows())),
+    ['line 7, column worst_area: empty value'],
+  ),
+  (
+    'huge field',
+    lambda t: _csv(t, _cell(3, 'mean_area', '9' * 200_000)(_rows())),
+    ['line 3:', 'not CSV (field larger than field limit'],
+  ),
+  (
+    'unbalanced quote',
+    lambda t: _csv(t, data=open(DATA_CSV, 'rb').read() + b'"1,2\n'),
+    ['fields, expected 31'],
+  ),
 ]
 
 
-@pytest.mark.parametrize('make,culprits', [c[1:] for c in CSV_FUZZ],
-                         ids=[c[0] for c in CSV_FUZZ])
+@pytest.mark.parametrize(
+  'make,culprits', [c[1:] for c in CSV_FUZZ], ids=[c[0] for c in CSV_FUZZ]
+)
 def test_csv_fuzz_is_refused_in_one_line_and_writes_nothing(
-    tmp_path, make, culprits):
+  tmp_path, make, culprits
+):
   data = make(tmp_path)
-  path = _spec_file(tmp_path, _set('data', 'csv', value=data)(
-      _spec_raw(tmp_path)))
+  path = _spec_file(
+    tmp_path, _set('data', 'csv', value=data)(_spec_raw(tmp_path))
+  )
   refused(cli('run', path, timeout=120), data, *culprits)
   nothing_written(tmp_path)
 
@@ -266,16 +376,27 @@ def _cars_variant(tmp_path, transform):
   return str(path)
 
 
-@pytest.mark.parametrize('name,transform', [
+@pytest.mark.parametrize(
+  'name,transform',
+  [
     ('byte-order mark', lambda d: b'\xef\xbb\xbf' + d),
     ('CRLF line ends', lambda d: d.replace(b'\n', b'\r\n')),
-    ('quoted line break', lambda d: d.replace(
-        b'chevrolet chevelle malibu', b'"chevrolet\nchevelle, malibu"', 1)),
-])
+    (
+      'quoted line break',
+      lambda d: d.replace(
+        b'chevrolet chevelle malibu', b'"chevrolet\nchevelle, malibu"', 1
+      ),
+    ),
+  ],
+)
 def test_unusual_but_valid_csvs_are_read(tmp_path, name, transform):
   path = _cars_variant(tmp_path, transform)
-  proc = cli('validate', os.path.join(REPO, 'pipeline', 'specs', 'cars.yaml'),
-             '--set', f'data.csv={path}')
+  proc = cli(
+    'validate',
+    os.path.join(REPO, 'pipeline', 'specs', 'cars.yaml'),
+    '--set',
+    f'data.csv={path}',
+  )
   assert proc.returncode == 0, (name, proc.stderr)
   assert '406 rows, 3 classes' in proc.stdout
 
@@ -292,8 +413,10 @@ def test_a_store_that_is_not_ml_metadata_is_refused(tmp_path):
   store.parent.mkdir()
   store.write_bytes(b'this is not a database' * 100)
   raw = _spec_raw(tmp_path)
-  line = refused(cli('run', _spec_file(tmp_path, raw), timeout=300),
-                 f'{store}: the metadata store cannot be written')
+  line = refused(
+    cli('run', _spec_file(tmp_path, raw), timeout=300),
+    f'{store}: the metadata store cannot be written',
+  )
   assert 'CsvExampleGen' not in line
   no_run_outputs(tmp_path)
 
@@ -308,12 +431,21 @@ def test_a_full_disk_under_the_store_is_refused_before_anything_runs(tmp_path):
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, 16 * 1024))
 
-  proc = subprocess.run([sys.executable, '-m', 'pipeline', 'run', path],
-                        cwd=REPO, env=_run_refusal_env(), capture_output=True,
-                        text=True, timeout=300, preexec_fn=no_room,
-                        check=False)
-  line = refused(proc, 'metadata.sqlite: the metadata store cannot be written',
-                 'its disk has room')
+  proc = subprocess.run(
+    [sys.executable, '-m', 'pipeline', 'run', path],
+    cwd=REPO,
+    env=_run_refusal_env(),
+    capture_output=True,
+    text=True,
+    timeout=300,
+    preexec_fn=no_room,
+    check=False,
+  )
+  line = refused(
+    proc,
+    'metadata.sqlite: the metadata store cannot be written',
+    'its disk has room',
+  )
   assert 'CsvExampleGen' not in line
   no_run_outputs(tmp_path)
 
@@ -323,8 +455,12 @@ def _immutable(path):
   if os.geteuid() != 0:
     os.chmod(path, 0o444)
     return True
-  return subprocess.run(['chattr', '+i', str(path)], capture_output=True,
-                        check=False).returncode == 0
+  return (
+    subprocess.run(
+      ['chattr', '+i', str(path)], capture_output=True, check=False
+    ).returncode
+    == 0
+  )
 
 
 def test_a_read_only_store_is_refused_before_anything_runs(tmp_path):
@@ -332,14 +468,14 @@ def test_a_read_only_store_is_refused_before_anything_runs(tmp_path):
   store.parent.mkdir()
   import ml_metadata as mlmd  # pylint: disable=g-import-not-at-top
   from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+
   config = metadata_store_pb2.ConnectionConfig()
   config.sqlite.filename_uri = str(store)
   mlmd.MetadataStore(config)
   if not _immutable(store):
     pytest.skip('cannot make a file read-only for root here (chattr +i)')
   try:
-    line = refused(cli('run', _spec_file(tmp_path), timeout=300),
-                   str(store))
+    line = refused(cli('run', _spec_file(tmp_path), timeout=300), str(store))
     assert 'not writable' in line or 'cannot be written' in line
     no_run_outputs(tmp_path)
   finally:
@@ -354,6 +490,7 @@ BUDGET = ['tuner.max_trials=2', 'tuner.max_epochs=2', 'training.epochs=20']
 
 def _run_context(**properties):
   from ml_metadata.proto import metadata_store_pb2
+
   context = metadata_store_pb2.Context(name='run')
   for key, value in properties.items():
     field = 'int_value' if isinstance(value, int) else 'string_value'
@@ -365,6 +502,7 @@ def test_a_local_run_that_left_no_outcome_and_no_process_was_killed():
   """Also when it died between components, before TFX registered the next
   execution: no execution is RUNNING then, yet the run did not complete."""
   from pipeline.metadata import results
+
   dead = subprocess.Popen([sys.executable, '-c', 'pass'])
   dead.wait()
   here = socket.gethostname()
@@ -373,11 +511,13 @@ def test_a_local_run_that_left_no_outcome_and_no_process_was_killed():
   assert results.run_status(between, ['complete', 'running']) == 'killed'
   alive = _run_context(runner_host=here, runner_pid=os.getpid())
   assert results.run_status(alive, ['complete']) == 'running'
-  ended = _run_context(runner_host=here, runner_pid=dead.pid,
-                       run_outcome='succeeded')
+  ended = _run_context(
+    runner_host=here, runner_pid=dead.pid, run_outcome='succeeded'
+  )
   assert results.run_status(ended, ['complete', 'cached']) == 'complete'
-  failed = _run_context(runner_host=here, runner_pid=dead.pid,
-                        run_outcome='failed')
+  failed = _run_context(
+    runner_host=here, runner_pid=dead.pid, run_outcome='failed'
+  )
   assert results.run_status(failed, ['complete']) == 'failed'
   # Elsewhere (another host, Kubeflow): only the executions tell.
   remote = _run_context(runner_host='elsewhere', runner_pid=dead.pid)
@@ -389,24 +529,42 @@ class Run:
   """`python -m pipeline run` in the background, its output watched."""
 
   def __init__(self, base, *extra):
-    sets = [f'runner.pipeline_root={base}/root',
-            f'runner.metadata={base}/metadata.sqlite',
-            f'push.destination={base}/serving', *BUDGET]
+    sets = [
+      f'runner.pipeline_root={base}/root',
+      f'runner.metadata={base}/metadata.sqlite',
+      f'push.destination={base}/serving',
+      *BUDGET,
+    ]
     self.base = base
     self.summary_path = os.path.join(base, f'summary-{time.time_ns()}.json')
     self.proc = subprocess.Popen(
-        [sys.executable, '-m', 'pipeline', 'run', DEFAULT_SPEC,
-         '--summary-json', self.summary_path, *extra,
-         *[a for s in sets for a in ('--set', s)]],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, 'TF_USE_LEGACY_KERAS': '1', 'PYTHONUNBUFFERED': '1'})
+      [
+        sys.executable,
+        '-m',
+        'pipeline',
+        'run',
+        DEFAULT_SPEC,
+        '--summary-json',
+        self.summary_path,
+        *extra,
+        *[a for s in sets for a in ('--set', s)],
+      ],
+      cwd=REPO,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+      env={**os.environ, 'TF_USE_LEGACY_KERAS': '1', 'PYTHONUNBUFFERED': '1'},
+    )
     self.lines = []
     self._err = []  # read as it comes: a full stderr pipe would stall the run
     self._readers = [
-        threading.Thread(target=self._read, args=(self.proc.stdout, self.lines),
-                         daemon=True),
-        threading.Thread(target=self._read, args=(self.proc.stderr, self._err),
-                         daemon=True)]
+      threading.Thread(
+        target=self._read, args=(self.proc.stdout, self.lines), daemon=True
+      ),
+      threading.Thread(
+        target=self._read, args=(self.proc.stderr, self._err), daemon=True
+      ),
+    ]
     for reader in self._readers:
       reader.start()
 
@@ -468,13 +626,18 @@ def _running(base):
   import ml_metadata as mlmd
 
   from pipeline.metadata import lineage, store
+
   path = f'{base}/metadata.sqlite'
   if not os.path.exists(path):
     return set()
-  runs = lineage.list_runs(mlmd.MetadataStore(
-      store.connection_config(path, readonly=True)))
-  return {node for node, state in (runs[-1]['components'] if runs else {}
-                                   ).items() if state == 'running'}
+  runs = lineage.list_runs(
+    mlmd.MetadataStore(store.connection_config(path, readonly=True))
+  )
+  return {
+    node
+    for node, state in (runs[-1]['components'] if runs else {}).items()
+    if state == 'running'
+  }
 
 
 def _is_running(base, node=None):
@@ -493,11 +656,10 @@ def _versions(base):
   return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
 
 
-@pytest.mark.e2e
-def test_kills_waits_and_takeovers_leave_a_consistent_store(tmp_path):
-  base = str(tmp_path)
-  # Run A is killed mid-component once C waits; meanwhile B (--no-wait) is
-  # refused and C waits for the pipeline, then takes over the lock A left.
+def _kill_three_runs_and_refuse_one(base):
+  """Run A is killed mid-component once C waits; meanwhile B (--no-wait) is
+  refused and C waits for the pipeline, then takes over the lock A left.
+  C is killed as the Trainer starts, D as the Evaluator starts."""
   a = Run(base)
   assert a.wait_for('  CsvExampleGen ...')
   b = Run(base, '--no-wait')
@@ -509,10 +671,29 @@ def test_kills_waits_and_takeovers_leave_a_consistent_store(tmp_path):
   assert c.wait_for('waiting for run '), c.tail()
   a.kill_when_running()
   assert c.wait_for('taking over the lock of run '), c.tail()
-  # C is killed as the Trainer starts, D as the Evaluator starts.
   c.kill_when_running('Trainer')
   d = Run(base)
   d.kill_when_running('Evaluator')
+
+
+def _race_two_runs(base):
+  """E and F start together; the summaries of the one that took the lock
+  and of the one that waited for it."""
+  e, f = Run(base), Run(base)
+  (code_e, err_e, summary_e), (code_f, err_f, summary_f) = (
+    e.finish(),
+    f.finish(),
+  )
+  assert code_e == code_f == 0, (err_e[-1000:], err_f[-1000:])
+  waited = [any('waiting for run ' in line for line in r.lines) for r in (e, f)]
+  assert sorted(waited) == [False, True], (e.tail(), f.tail())
+  return (summary_f, summary_e) if waited[0] else (summary_e, summary_f)
+
+
+@pytest.mark.e2e
+def test_kills_waits_and_takeovers_leave_a_consistent_store(tmp_path):
+  base = str(tmp_path)
+  _kill_three_runs_and_refuse_one(base)
   runs = _lineage_runs(base)
   assert [r['status'] for r in runs] == ['killed'] * 3
   assert all(r['pushed_version'] is None for r in runs)
@@ -521,30 +702,31 @@ def test_kills_waits_and_takeovers_leave_a_consistent_store(tmp_path):
   text = cli('lineage', 'runs', '--store', f'{base}/metadata.sqlite').stdout
   assert 'killed' in text and 'blessed: unknown' in text
   assert _versions(base) == []
-  # E and F start together: one takes the lock and completes, reusing what
-  # finished; the other waits for it and then finds everything done.
-  e, f = Run(base), Run(base)
-  (code_e, err_e, summary_e), (code_f, err_f, summary_f) = (
-      e.finish(), f.finish())
-  assert code_e == code_f == 0, (err_e[-1000:], err_f[-1000:])
-  waited = [any('waiting for run ' in line for line in r.lines)
-            for r in (e, f)]
-  assert sorted(waited) == [False, True], (e.tail(), f.tail())
-  summary, again = ((summary_f, summary_e) if waited[0]
-                    else (summary_e, summary_f))
+  # One takes the lock and completes, reusing what finished; the other
+  # waits for it and then finds everything done.
+  summary, again = _race_two_runs(base)
   states = {c['id']: c['state'] for c in summary['components']}
-  for done in ('CsvExampleGen', 'StatisticsGen', 'Transform', 'Tuner',
-               'Trainer'):
+  for done in (
+    'CsvExampleGen',
+    'StatisticsGen',
+    'Transform',
+    'Tuner',
+    'Trainer',
+  ):
     assert states[done] == 'cached', (done, states)
   assert states['Evaluator'] == states['Pusher'] == 'complete'
   assert {c['state'] for c in again['components'] if not c['is_resolver']} == {
-      'cached'}
+    'cached'
+  }
   assert _versions(base) == [summary['pushed_version']]  # pushed once
-  assert not [n for n in os.listdir(os.path.join(base, 'serving',
-                                                 'breast_cancer'))
-              if n.startswith('.tmp-')]
+  assert not [
+    n
+    for n in os.listdir(os.path.join(base, 'serving', 'breast_cancer'))
+    if n.startswith('.tmp-')
+  ]
   assert [r['status'] for r in _lineage_runs(base)] == (
-      ['killed'] * 3 + ['complete'] * 2)
+    ['killed'] * 3 + ['complete'] * 2
+  )
 
 
 @pytest.mark.e2e
@@ -556,7 +738,8 @@ def test_a_cold_run_leaves_nothing_in_tmpdir(base, cold):
 
 @pytest.mark.e2e
 def test_reordered_columns_train_the_same_model_and_push_nothing_new(
-    base, cold, tmp_path):
+  base, cold, tmp_path
+):
   """Everything re-runs (new input files), the model is the same, and the
   serving folder keeps its one version. In a copy of the cold run's store
   and folders, so the shared ones are left as they were."""
@@ -566,25 +749,30 @@ def test_reordered_columns_train_the_same_model_and_push_nothing_new(
   for name in ('root', 'serving', 'metadata.sqlite'):
     source = os.path.join(base, name)
     (shutil.copytree if os.path.isdir(source) else shutil.copy)(
-        source, copy / name)
+      source, copy / name
+    )
   with open(DATA_CSV, newline='') as f:
     rows = list(csv.reader(f))
   reordered = tmp_path / 'reordered.csv'
   with open(reordered, 'w', newline='') as f:
     csv.writer(f).writerows([list(reversed(r)) for r in rows])
-  proc, summary = run_pipeline(str(copy), 'reordered',
-                               [f'data.csv={reordered}'])
+  proc, summary = run_pipeline(
+    str(copy), 'reordered', [f'data.csv={reordered}']
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]
   states = {c['id']: c['state'] for c in summary['components']}
   assert states['Trainer'] == states['Pusher'] == 'complete'
   assert summary['blessed'] is True and summary['pushed'] is False
   assert summary['not_pushed_reason'] == (
-      f'identical to version {first["pushed_version"]}, which is already '
-      'pushed')
-  assert (f'pushed: nothing (identical to version {first["pushed_version"]}'
-          in proc.stdout)
+    f'identical to version {first["pushed_version"]}, which is already pushed'
+  )
+  assert (
+    f'pushed: nothing (identical to version {first["pushed_version"]}'
+    in proc.stdout
+  )
   assert os.listdir(copy / 'serving' / 'breast_cancer') == [
-      first['pushed_version']]
+    first['pushed_version']
+  ]
 
 
 # --- serve: a version copied in steps, hostile requests ---------------------
@@ -596,7 +784,6 @@ def _tiny_saved_model(path, factor):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   class Model(tf.Module):
-
     def __init__(self):
       super().__init__()
       self.factor = tf.Variable(float(factor))
@@ -606,14 +793,16 @@ def _tiny_saved_model(path, factor):
       return {'y': x * self.factor}
 
   model = Model()
-  tf.saved_model.save(model, str(path), signatures={'serving_default':
-                                                    model.serve})
+  tf.saved_model.save(
+    model, str(path), signatures={'serving_default': model.serve}
+  )
   return str(path)
 
 
 def _post(url, body, timeout=30):
-  request = urllib.request.Request(url, data=body, method='POST',
-                                   headers={'Content-Type': 'application/json'})
+  request = urllib.request.Request(
+    url, data=body, method='POST', headers={'Content-Type': 'application/json'}
+  )
   try:
     with urllib.request.urlopen(request, timeout=timeout) as response:
       return response.status, json.loads(response.read())
@@ -633,9 +822,11 @@ def _get(url, timeout=30):
 def tiny_server(tmp_path):
   from components import pusher  # pylint: disable=g-import-not-at-top
   from tests.test_serving import Server  # pylint: disable=g-import-not-at-top
+
   base = tmp_path / 'models'
-  pusher.push(_tiny_saved_model(tmp_path / 'one', 1), str(base / 'tiny'),
-              clock=lambda: 1)
+  pusher.push(
+    _tiny_saved_model(tmp_path / 'one', 1), str(base / 'tiny'), clock=lambda: 1
+  )
   server = Server(str(base), poll_seconds=POLL_SECONDS)
   yield server, base / 'tiny', tmp_path
   server.stop()
@@ -660,8 +851,9 @@ def test_a_version_copied_in_steps_is_served_once_whole(tiny_server):
   while time.monotonic() < deadline:  # the old version keeps answering
     answers.append(_post(url, body))
     time.sleep(0.05)
-  assert answers and all(a == (200, {'predictions': [3.0]})
-                         for a in answers), answers[-1]
+  assert answers and all(a == (200, {'predictions': [3.0]}) for a in answers), (
+    answers[-1]
+  )
   assert any('version 2 failed to load' in line for line in server.lines)
   shutil.copytree(os.path.join(source, 'variables'), target / 'variables')
   complete = time.monotonic()
@@ -672,10 +864,12 @@ def test_a_version_copied_in_steps_is_served_once_whole(tiny_server):
       break
     time.sleep(0.05)
   else:
-    raise AssertionError('version 2 not served within two poll periods: '
-                         f'{server.lines[-3:]}')
-  assert _get(server.model('tiny'))[1]['model_version_status'][0][
-      'version'] == '2'
+    raise AssertionError(
+      f'version 2 not served within two poll periods: {server.lines[-3:]}'
+    )
+  assert (
+    _get(server.model('tiny'))[1]['model_version_status'][0]['version'] == '2'
+  )
 
 
 def test_hostile_requests_are_4xx_and_the_server_keeps_serving(tiny_server):
@@ -692,9 +886,9 @@ def test_hostile_requests_are_4xx_and_the_server_keeps_serving(tiny_server):
   assert _post(url + ':predict', body) == (200, {'predictions': [1.0]})
 
 
-def test_a_push_killed_mid_copy_leaves_a_folder_the_next_push_removes(
-    tmp_path):
+def test_a_push_killed_mid_copy_leaves_a_folder_the_next_push_removes(tmp_path):
   from components import pusher  # pylint: disable=g-import-not-at-top
+
   base = tmp_path / 'serving' / 'model'
   base.mkdir(parents=True)
   dead = subprocess.Popen(['true'])
@@ -709,12 +903,14 @@ def test_a_push_killed_mid_copy_leaves_a_folder_the_next_push_removes(
   (model / 'variables').mkdir(parents=True)
   (model / 'saved_model.pb').write_bytes(b'graph')
   version, _ = pusher.push(str(model), str(base), clock=lambda: 10)
-  assert sorted(os.listdir(base)) == sorted([str(version), live.name,
-                                             other_host.name])
+  assert sorted(os.listdir(base)) == sorted(
+    [str(version), live.name, other_host.name]
+  )
 
 
 def test_the_same_model_exported_twice_has_one_identity(tmp_path):
   from components import pusher  # pylint: disable=g-import-not-at-top
+
   one = pusher.identity(_tiny_saved_model(tmp_path / 'a', 2))
   again = pusher.identity(_tiny_saved_model(tmp_path / 'b', 2))
   other = pusher.identity(_tiny_saved_model(tmp_path / 'c', 3))

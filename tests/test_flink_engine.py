@@ -45,32 +45,51 @@ def test_registered_with_a_local_cluster_and_local_workers():
 
 def test_default_options_reach_the_shared_job_server_with_loopback_workers():
   options = flink.FlinkOptions()
-  assert (options.master, options.job_endpoint, options.parallelism,
-          options.environment) == ('localhost:8081', 'localhost:8099', 2,
-                                   'loopback')
+  assert (
+    options.master,
+    options.job_endpoint,
+    options.parallelism,
+    options.environment,
+  ) == ('localhost:8081', 'localhost:8099', 2, 'loopback')
   assert flink.beam_args(options) == [
-      '--runner=PortableRunner', '--job_endpoint=localhost:8099',
-      '--parallelism=2', '--environment_type=LOOPBACK']
+    '--runner=PortableRunner',
+    '--job_endpoint=localhost:8099',
+    '--parallelism=2',
+    '--environment_type=LOOPBACK',
+  ]
 
 
 def test_external_workers_name_the_worker_pool():
-  args = flink.beam_args(flink.FlinkOptions(environment='external',
-                                            worker_pool='localhost:50001'))
-  assert args[-2:] == ['--environment_type=EXTERNAL',
-                       '--environment_config=localhost:50001']
+  args = flink.beam_args(
+    flink.FlinkOptions(environment='external', worker_pool='localhost:50001')
+  )
+  assert args[-2:] == [
+    '--environment_type=EXTERNAL',
+    '--environment_config=localhost:50001',
+  ]
 
 
 def test_without_a_job_endpoint_beam_starts_a_job_server_from_the_jar():
-  args = flink.beam_args(flink.FlinkOptions(
-      job_endpoint=None, master='flink:8081', job_server_jar='/jars/js.jar',
-      parallelism=3))
-  assert args[:4] == ['--runner=FlinkRunner', '--flink_master=flink:8081',
-                      '--flink_version=1.18',
-                      '--flink_job_server_jar=/jars/js.jar']
+  args = flink.beam_args(
+    flink.FlinkOptions(
+      job_endpoint=None,
+      master='flink:8081',
+      job_server_jar='/jars/js.jar',
+      parallelism=3,
+    )
+  )
+  assert args[:4] == [
+    '--runner=FlinkRunner',
+    '--flink_master=flink:8081',
+    '--flink_version=1.18',
+    '--flink_job_server_jar=/jars/js.jar',
+  ]
   # The JVM Beam starts gets the opens Java 17 needs (Kryo).
-  assert [a.split('=', 1)[1] for a in args
-          if a.startswith('--job_server_jvm_properties=')
-          ] == cluster.JAVA_17_OPENS
+  assert [
+    a.split('=', 1)[1]
+    for a in args
+    if a.startswith('--job_server_jvm_properties=')
+  ] == cluster.JAVA_17_OPENS
   assert '--parallelism=3' in args
 
 
@@ -86,35 +105,48 @@ def test_beam_knows_every_arg_and_puts_the_opens_before_the_jar(tmp_path):
   # pylint: disable=g-import-not-at-top
   from apache_beam.options import pipeline_options as po
   from apache_beam.runners.portability import flink_runner
+
   # pylint: enable=g-import-not-at-top
   args = flink.beam_args(flink.FlinkOptions(environment='external'))
   options = po.PipelineOptions(args)
   # No arg is unknown to Beam (it would drop it silently).
   assert options.get_all_options(retain_unknown_options=True) == (
-      options.get_all_options())
+    options.get_all_options()
+  )
   portable = options.view_as(po.PortableOptions)
-  assert (portable.job_endpoint, portable.environment_type,
-          portable.environment_config) == ('localhost:8099', 'EXTERNAL',
-                                           'localhost:50000')
+  assert (
+    portable.job_endpoint,
+    portable.environment_type,
+    portable.environment_config,
+  ) == ('localhost:8099', 'EXTERNAL', 'localhost:50000')
   assert options.view_as(po.FlinkRunnerOptions).parallelism == 2
 
   jar = tmp_path / 'job-server.jar'
   jar.write_bytes(b'')
   options = po.PipelineOptions(
-      flink.beam_args(flink.FlinkOptions(job_endpoint=None,
-                                         job_server_jar=str(jar))) +
-      [f'--artifacts_dir={tmp_path}'])
+    flink.beam_args(
+      flink.FlinkOptions(job_endpoint=None, job_server_jar=str(jar))
+    )
+    + [f'--artifacts_dir={tmp_path}']
+  )
   assert options.view_as(po.FlinkRunnerOptions).flink_version == '1.18'
   command, _ = flink_runner.FlinkJarJobServer(
-      options).subprocess_cmd_and_endpoint()
+    options
+  ).subprocess_cmd_and_endpoint()
   assert command[:2] == ['java', '-jar']
-  assert command[2:2 + len(cluster.JAVA_17_OPENS)] == cluster.JAVA_17_OPENS
+  assert command[2 : 2 + len(cluster.JAVA_17_OPENS)] == cluster.JAVA_17_OPENS
   assert command[2 + len(cluster.JAVA_17_OPENS)] == str(jar)
 
 
-@pytest.mark.parametrize('options', [
-    {'parallelism': 0}, {'environment': 'docker'}, {'zone': 'a'},
-    {'parallelism': '2'}])
+@pytest.mark.parametrize(
+  'options',
+  [
+    {'parallelism': 0},
+    {'environment': 'docker'},
+    {'zone': 'a'},
+    {'parallelism': '2'},
+  ],
+)
 def test_bad_options_are_refused(options):
   with pytest.raises(pydantic.ValidationError):
     flink.FlinkOptions.model_validate(options)
@@ -123,18 +155,27 @@ def test_bad_options_are_refused(options):
 def test_spec_refuses_a_bad_option_in_one_line():
   # pylint: disable=g-import-not-at-top
   from pipeline.definition import spec as spec_lib
+
   # pylint: enable=g-import-not-at-top
-  with pytest.raises(spec_lib.SpecError,
-                     match=r'runner\.engine_options\.parallelism'):
-    spec_lib.load_spec(DEFAULT_SPEC, {'runner.engine': 'flink',
-                                      'runner.engine_options': {
-                                          'parallelism': 0}})
+  with pytest.raises(
+    spec_lib.SpecError, match=r'runner\.engine_options\.parallelism'
+  ):
+    spec_lib.load_spec(
+      DEFAULT_SPEC,
+      {'runner.engine': 'flink', 'runner.engine_options': {'parallelism': 0}},
+    )
 
 
 def test_the_spec_s_direct_args_are_dropped():
-  args = engines.pipeline_args('flink', flink.FlinkOptions(), [
-      '--direct_running_mode=in_memory', '--direct_num_workers=1',
-      '--job_name=x'])
+  args = engines.pipeline_args(
+    'flink',
+    flink.FlinkOptions(),
+    [
+      '--direct_running_mode=in_memory',
+      '--direct_num_workers=1',
+      '--job_name=x',
+    ],
+  )
   assert not [a for a in args if a.startswith('--direct_')]
   assert args[-1] == '--job_name=x'
 
@@ -143,16 +184,20 @@ def test_the_spec_s_direct_args_are_dropped():
 
 
 def test_nothing_stands_in_the_way_when_every_daemon_answers(listening):
-  options = flink.FlinkOptions(master=listening(), job_endpoint=listening(),
-                               environment='external',
-                               worker_pool=listening())
+  options = flink.FlinkOptions(
+    master=listening(),
+    job_endpoint=listening(),
+    environment='external',
+    worker_pool=listening(),
+  )
   assert flink.problem(options) is None
 
 
 def test_a_master_that_does_not_answer(listening):
   address = closed_port()
-  message = flink.problem(flink.FlinkOptions(master=address,
-                                             job_endpoint=listening()))
+  message = flink.problem(
+    flink.FlinkOptions(master=address, job_endpoint=listening())
+  )
   assert f'no Flink master answers at {address}' in message
   assert '`python -m pipeline engine up flink`' in message
   assert 'runner.engine_options.master' in message
@@ -160,23 +205,30 @@ def test_a_master_that_does_not_answer(listening):
 
 def test_a_job_server_that_does_not_answer(listening):
   address = closed_port()
-  message = flink.problem(flink.FlinkOptions(master=listening(),
-                                             job_endpoint=address))
+  message = flink.problem(
+    flink.FlinkOptions(master=listening(), job_endpoint=address)
+  )
   assert f'no Beam Flink job server answers at {address}' in message
   assert 'engine up flink' in message
 
 
 def test_a_worker_pool_that_does_not_answer(listening):
-  message = flink.problem(flink.FlinkOptions(
-      master=listening(), job_endpoint=listening(), environment='external',
-      worker_pool=closed_port()))
+  message = flink.problem(
+    flink.FlinkOptions(
+      master=listening(),
+      job_endpoint=listening(),
+      environment='external',
+      worker_pool=closed_port(),
+    )
+  )
   assert 'no Beam worker pool answers' in message
 
 
 def test_beam_s_own_job_server_needs_java(monkeypatch, listening):
   monkeypatch.setattr(cluster, 'java', lambda: None)
-  message = flink.problem(flink.FlinkOptions(job_endpoint=None,
-                                             master=listening()))
+  message = flink.problem(
+    flink.FlinkOptions(job_endpoint=None, master=listening())
+  )
   assert 'install a JDK 17' in message
 
 
@@ -184,19 +236,27 @@ def test_beam_s_own_job_server_needs_the_jar(engines_home, listening):
   del engines_home
   if cluster.java() is None:
     pytest.skip('no Java on this machine')
-  message = flink.problem(flink.FlinkOptions(job_endpoint=None,
-                                             master=listening()))
+  message = flink.problem(
+    flink.FlinkOptions(job_endpoint=None, master=listening())
+  )
   assert 'job-server jar' in message and 'not cached' in message
   assert '`python -m pipeline engine fetch flink`' in message
-  message = flink.problem(flink.FlinkOptions(
-      job_endpoint=None, master=listening(), job_server_jar='/no/such.jar'))
+  message = flink.problem(
+    flink.FlinkOptions(
+      job_endpoint=None, master=listening(), job_server_jar='/no/such.jar'
+    )
+  )
   assert '/no/such.jar is not a file' in message
 
 
 def test_a_shared_job_server_needs_no_java_here(monkeypatch, listening):
   monkeypatch.setattr(cluster, 'java', lambda: None)
-  assert flink.problem(flink.FlinkOptions(master=listening(),
-                                          job_endpoint=listening())) is None
+  assert (
+    flink.problem(
+      flink.FlinkOptions(master=listening(), job_endpoint=listening())
+    )
+    is None
+  )
 
 
 # The local cluster, without starting it.
@@ -217,15 +277,19 @@ def test_missing_java_comes_first(monkeypatch):
 
 
 def test_a_jar_that_maven_does_not_serve_says_where_to_put_it(
-    engines_home, monkeypatch):
+  engines_home, monkeypatch
+):
   del engines_home
   fetched = []
-  monkeypatch.setattr(downloads, 'fetch_dist',
-                      lambda name, *reqs, progress: fetched.append(name))
+  monkeypatch.setattr(
+    downloads, 'fetch_dist', lambda name, *reqs, progress: fetched.append(name)
+  )
 
   def not_served(*args, **kwargs):
-    raise urllib.error.HTTPError('https://maven/x.jar', 404, 'Not Found',
-                                 None, None)
+    raise urllib.error.HTTPError(
+      'https://maven/x.jar', 404, 'Not Found', None, None
+    )
+
   monkeypatch.setattr(downloads, 'fetch_jar', not_served)
   with pytest.raises(RuntimeError) as e:
     engines.get('flink').cluster.fetch(lambda line: None)
@@ -247,9 +311,12 @@ def test_configuration_fits_the_machine_and_opens_java_17(engines_home):
 
   def size(value):
     return int(value[:-1]) * mib[value[-1]]
-  total = (size(conf['jobmanager.memory.process.size']) +
-           flink.TASK_MANAGERS * size(conf['taskmanager.memory.process.size'])
-           + size(flink.JOB_SERVER_HEAP))
+
+  total = (
+    size(conf['jobmanager.memory.process.size'])
+    + flink.TASK_MANAGERS * size(conf['taskmanager.memory.process.size'])
+    + size(flink.JOB_SERVER_HEAP)
+  )
   assert total <= 8 * 1024  # of a 24 GiB machine that also trains models
   assert conf['taskmanager.memory.network.fraction'] > 0.1  # Flink's default
   assert conf['rest.port'] == 8081
@@ -366,41 +433,86 @@ def flink_session():
   local.down(print)  # nothing left to stop when the test stopped it
 
 
-@pytest.mark.e2e
-def test_the_session_cluster_runs_a_parallel_sql_job(flink_session, tmp_path):
-  del flink_session
-  home = flink._flink_home()  # pylint: disable=protected-access
-  (tmp_path / 'RunSql.java').write_text(_RUN_SQL_JAVA)
-  subprocess.run([_jdk_tool('javac'), '-cp', os.path.join(home, 'lib', '*'),
-                  '-d', 'classes', 'RunSql.java'], cwd=tmp_path, check=True)
-  subprocess.run([_jdk_tool('jar'), 'cfe', 'run-sql.jar', 'RunSql', '-C',
-                  'classes', '.'], cwd=tmp_path, check=True)
-  sink = tmp_path / 'counts'
-  script = tmp_path / 'counts.sql'
-  script.write_text(_counts_sql(DATA_CSV, str(sink)))
+def _run_sql_jar(home: str, folder) -> str:
+  """RunSql.java compiled against Flink's jars and packed into a jar in
+  `folder`; its path."""
+  (folder / 'RunSql.java').write_text(_RUN_SQL_JAVA)
+  subprocess.run(
+    [
+      _jdk_tool('javac'),
+      '-cp',
+      os.path.join(home, 'lib', '*'),
+      '-d',
+      'classes',
+      'RunSql.java',
+    ],
+    cwd=folder,
+    check=True,
+  )
+  subprocess.run(
+    [_jdk_tool('jar'), 'cfe', 'run-sql.jar', 'RunSql', '-C', 'classes', '.'],
+    cwd=folder,
+    check=True,
+  )
+  return str(folder / 'run-sql.jar')
 
+
+def _flink_run(home: str, jar: str, script) -> subprocess.CompletedProcess:
+  """`flink run` of `jar` on `script`, against the local session cluster."""
   started = time.monotonic()
   proc = subprocess.run(
-      [os.path.join(home, 'bin', 'flink'), 'run', '-m',
-       f'localhost:{flink.REST_PORT}', str(tmp_path / 'run-sql.jar'),
-       str(script)],
-      # The cluster's own configuration (the one `up` wrote).
-      env={**os.environ, 'FLINK_CONF_DIR': os.path.join(
-          cluster.run_dir(flink.ENGINE), 'conf')},
-      capture_output=True, text=True, timeout=120, check=False)
+    [
+      os.path.join(home, 'bin', 'flink'),
+      'run',
+      '-m',
+      f'localhost:{flink.REST_PORT}',
+      jar,
+      str(script),
+    ],
+    # The cluster's own configuration (the one `up` wrote).
+    env={
+      **os.environ,
+      'FLINK_CONF_DIR': os.path.join(cluster.run_dir(flink.ENGINE), 'conf'),
+    },
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
   print(f'flink job in {time.monotonic() - started:.1f} s')
-  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  jid = re.search(r'JobID ([0-9a-f]{32})', proc.stdout).group(1)
+  return proc
 
-  # The counts (and mean radius) Python computes from the same file.
+
+def _radii_by_diagnosis() -> dict:
+  """The counts (and mean radius) Python computes from the same file."""
   cases = collections.defaultdict(list)
   with open(DATA_CSV) as f:
     for row in csv.DictReader(f):
       cases[row['diagnosis']].append(float(row['mean_radius']))
-  flink_rows = [row for part in sorted(sink.glob('part-*'))
-                for row in csv.reader(part.open())]
+  return cases
+
+
+@pytest.mark.e2e
+def test_the_session_cluster_runs_a_parallel_sql_job(flink_session, tmp_path):
+  del flink_session
+  home = flink._flink_home()  # pylint: disable=protected-access
+  jar = _run_sql_jar(home, tmp_path)
+  sink = tmp_path / 'counts'
+  script = tmp_path / 'counts.sql'
+  script.write_text(_counts_sql(DATA_CSV, str(sink)))
+  proc = _flink_run(home, jar, script)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  jid = re.search(r'JobID ([0-9a-f]{32})', proc.stdout).group(1)
+
+  cases = _radii_by_diagnosis()
+  flink_rows = [
+    row
+    for part in sorted(sink.glob('part-*'))
+    for row in csv.reader(part.open())
+  ]
   assert {d: int(n) for d, n, _ in flink_rows} == {
-      d: len(radii) for d, radii in cases.items()}
+    d: len(radii) for d, radii in cases.items()
+  }
   for d, _, mean in flink_rows:
     assert float(mean) == pytest.approx(sum(cases[d]) / len(cases[d]))
 
@@ -411,8 +523,9 @@ def test_the_session_cluster_runs_a_parallel_sql_job(flink_session, tmp_path):
   # The shuffle by diagnosis spread the groups over subtasks: the work was
   # split, not only planned so.
   final = _rest(f'/jobs/{jid}/vertices/{vertices[-1]["id"]}')
-  assert len([s for s in final['subtasks']
-              if s['metrics']['read-records']]) == 2, final['subtasks']
+  assert (
+    len([s for s in final['subtasks'] if s['metrics']['read-records']]) == 2
+  ), final['subtasks']
 
 
 @pytest.mark.e2e
@@ -458,8 +571,9 @@ def runs_base(tmp_path_factory):
 
 @pipeline_fixture(scope='module')
 def direct_run(runs_base):
-  proc, summary = run_spec(None, os.path.join(runs_base, 'direct'), 'direct',
-                           BUDGET)
+  proc, summary = run_spec(
+    None, os.path.join(runs_base, 'direct'), 'direct', BUDGET
+  )
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   return summary
 
@@ -468,9 +582,16 @@ def direct_run(runs_base):
 def flink_run(runs_base, flink_cluster):
   """The run on Flink: (its summary, the Flink jobs it started)."""
   before = {job['jid'] for job in flink.jobs()}
-  proc, summary = run_spec(None, os.path.join(runs_base, 'flink'), 'flink', [
-      *BUDGET, 'runner.engine=flink',
-      f'runner.engine_options={json.dumps(flink_cluster)}'])
+  proc, summary = run_spec(
+    None,
+    os.path.join(runs_base, 'flink'),
+    'flink',
+    [
+      *BUDGET,
+      'runner.engine=flink',
+      f'runner.engine_options={json.dumps(flink_cluster)}',
+    ],
+  )
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   return summary, [job for job in flink.jobs() if job['jid'] not in before]
 
@@ -494,4 +615,3 @@ def test_flink_evaluates_as_the_direct_runner_does(flink_run, direct_run):
   assert set(summary['metrics']) == set(direct_run['metrics'])
   for name, value in direct_run['metrics'].items():
     assert summary['metrics'][name] == pytest.approx(value, abs=0.01), name
-
