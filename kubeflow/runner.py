@@ -207,11 +207,30 @@ def _base_model(spec: PipelineSpec):
 
 def _platform_configs(spec: PipelineSpec, target: str) -> Dict[str, Any]:
   """Node id -> ResourceSpec proto, from kubeflow.resources."""
-  from kfp.pipeline_spec import pipeline_spec_pb2  # pylint: disable=g-import-not-at-top
-  resource_spec = (pipeline_spec_pb2.PipelineDeploymentConfig
-                   .PipelineContainerSpec.ResourceSpec)
   resources = dict(spec.kubeflow.resources)
   default = resources.pop('default', None)
+  _check_resource_keys(spec, resources, default)
+  configs = {}
+  for key, node_id in KUBEFLOW_COMPONENTS.items():
+    if key == 'example_gen':  # the one of the data's format
+      node_id = spec.data.example_gen_id
+    res = resources.get(key, default)
+    if res is None:
+      continue
+    config = _resource_spec(spec, key, res, target)
+    configs[node_id] = config
+    for alias in NODE_ALIASES.get(node_id, ()):
+      configs[alias] = config
+  if 'Tuner' in configs:  # each Tuner pod runs trials as the Tuner does
+    for node_id in _tuner_workers(spec, target):
+      configs[node_id] = configs['Tuner']
+  return configs
+
+
+def _check_resource_keys(spec: PipelineSpec, resources: Dict[str, Any],
+                         default) -> None:
+  """kubeflow.resources names known components, and its default asks for
+  no GPU."""
   allowed = sorted(KUBEFLOW_COMPONENTS) + ['default']
   for key in resources:
     if key not in KUBEFLOW_COMPONENTS:
@@ -221,40 +240,34 @@ def _platform_configs(spec: PipelineSpec, target: str) -> Dict[str, Any]:
     raise KubeflowError(
         f'{spec.source}: kubeflow.resources.default.gpu: only '
         f'{" and ".join(GPU_COMPONENTS)} can use a GPU; request it there')
-  configs = {}
-  for key, node_id in KUBEFLOW_COMPONENTS.items():
-    if key == 'example_gen':  # the one of the data's format
-      node_id = spec.data.example_gen_id
-    res = resources.get(key, default)
-    if res is None:
-      continue
-    where = f'{spec.source}: kubeflow.resources.{key}'
-    config = resource_spec()
-    if res.cpu:
-      config.cpu_limit = res.cpu
-    if res.memory_gb:
-      config.memory_limit = res.memory_gb
-    if res.gpu is not None:
-      if key not in GPU_COMPONENTS:
-        raise KubeflowError(
-            f'{where}.gpu: {key} cannot use a GPU (only '
-            f'{" and ".join(GPU_COMPONENTS)} train Keras models); remove it')
-      if res.gpu.type not in ACCELERATORS[target]:
-        other = [t for t, names in ACCELERATORS.items()
-                 if res.gpu.type in names]
-        hint = (f' ({res.gpu.type} is a {other[0]} name)' if other else '')
-        raise KubeflowError(
-            f'{where}.gpu.type: {res.gpu.type!r} is not an accelerator of the '
-            f'{target} target{hint}; allowed: {", ".join(ACCELERATORS[target])}')
-      config.accelerator.type = res.gpu.type
-      config.accelerator.count = res.gpu.count
-    configs[node_id] = config
-    for alias in NODE_ALIASES.get(node_id, ()):
-      configs[alias] = config
-  if 'Tuner' in configs:  # each Tuner pod runs trials as the Tuner does
-    for node_id in _tuner_workers(spec, target):
-      configs[node_id] = configs['Tuner']
-  return configs
+
+
+def _resource_spec(spec: PipelineSpec, key: str, res, target: str):
+  """The ResourceSpec proto of component `key`'s resources `res`."""
+  from kfp.pipeline_spec import pipeline_spec_pb2  # pylint: disable=g-import-not-at-top
+  config = (pipeline_spec_pb2.PipelineDeploymentConfig
+            .PipelineContainerSpec.ResourceSpec())
+  if res.cpu:
+    config.cpu_limit = res.cpu
+  if res.memory_gb:
+    config.memory_limit = res.memory_gb
+  if res.gpu is None:
+    return config
+  where = f'{spec.source}: kubeflow.resources.{key}'
+  if key not in GPU_COMPONENTS:
+    raise KubeflowError(
+        f'{where}.gpu: {key} cannot use a GPU (only '
+        f'{" and ".join(GPU_COMPONENTS)} train Keras models); remove it')
+  if res.gpu.type not in ACCELERATORS[target]:
+    other = [t for t, names in ACCELERATORS.items()
+             if res.gpu.type in names]
+    hint = (f' ({res.gpu.type} is a {other[0]} name)' if other else '')
+    raise KubeflowError(
+        f'{where}.gpu.type: {res.gpu.type!r} is not an accelerator of the '
+        f'{target} target{hint}; allowed: {", ".join(ACCELERATORS[target])}')
+  config.accelerator.type = res.gpu.type
+  config.accelerator.count = res.gpu.count
+  return config
 
 
 def _tuner_workers(spec: PipelineSpec, target: str) -> List[str]:

@@ -269,44 +269,66 @@ class Server(tornado.httpserver.HTTPServer):
     """Accepts on `sock` as Tornado does, but an accept() that fails for
     want of files sheds an idle connection or pauses, instead of failing
     (and logging) on every turn of the loop. Returns the remover."""
-    loop = tornado.ioloop.IOLoop.current()
-    state = {'removed': False, 'paused': False}
+    return _Acceptor(sock, self._handle_connection, self._out_of_files).remove
 
-    def resume():
-      state['paused'] = False
-      if not state['removed']:
-        loop.add_handler(sock, accept, loop.READ)
+  def _out_of_files(self, error: OSError) -> bool:
+    """After an accept() failed for want of files: sheds an idle connection
+    and says whether one was."""
+    self._once('accept', f'cannot accept connections: {error.strerror}; '
+               'closing idle connections to make room')
+    return self._shed_one()
 
-    def accept(fd, events):
-      del fd, events
-      for _ in range(_ACCEPTS_PER_EVENT):
-        if state['removed'] or state['paused']:
-          return
-        try:
-          connection, address = sock.accept()
-        except BlockingIOError:
-          return
-        except ConnectionAbortedError:
-          continue
-        except OSError as e:
-          if e.errno not in _OUT_OF_FILES:
-            raise
-          self._once('accept', f'cannot accept connections: {e.strerror}; '
-                     'closing idle connections to make room')
-          if not self._shed_one():
-            state['paused'] = True
-            loop.remove_handler(sock)
-            loop.call_later(ACCEPT_PAUSE_SECONDS, resume)
-          return
-        self._handle_connection(connection, address)
 
-    def remove():
-      state['removed'] = True
-      if not state['paused']:
-        loop.remove_handler(sock)
+class _Acceptor:
+  """The accepting of one listening socket (Server._accept_from): each
+  connection goes to `handle`; when files run out, `make_room` is asked to
+  shed an idle connection, and accepting pauses for a moment when it
+  cannot."""
 
-    loop.add_handler(sock, accept, loop.READ)
-    return remove
+  def __init__(self, sock: socket.socket,
+               handle: Callable[[socket.socket, Any], None],
+               make_room: Callable[[OSError], bool]):
+    self._sock = sock
+    self._handle = handle
+    self._make_room = make_room
+    self._loop = tornado.ioloop.IOLoop.current()
+    self._removed = False
+    self._paused = False
+    self._loop.add_handler(sock, self._accept, self._loop.READ)
+
+  def _resume(self) -> None:
+    self._paused = False
+    if not self._removed:
+      self._loop.add_handler(self._sock, self._accept, self._loop.READ)
+
+  def _pause(self) -> None:
+    self._paused = True
+    self._loop.remove_handler(self._sock)
+    self._loop.call_later(ACCEPT_PAUSE_SECONDS, self._resume)
+
+  def _accept(self, fd, events) -> None:
+    del fd, events
+    for _ in range(_ACCEPTS_PER_EVENT):
+      if self._removed or self._paused:
+        return
+      try:
+        connection, address = self._sock.accept()
+      except BlockingIOError:
+        return
+      except ConnectionAbortedError:
+        continue
+      except OSError as e:
+        if e.errno not in _OUT_OF_FILES:
+          raise
+        if not self._make_room(e):
+          self._pause()
+        return
+      self._handle(connection, address)
+
+  def remove(self) -> None:
+    self._removed = True
+    if not self._paused:
+      self._loop.remove_handler(self._sock)
 
 
 def listen(app: tornado.web.Application, host: str, port: int,

@@ -13,6 +13,7 @@ from tfx.utils import proto_utils
 
 from components import anomalies_gate, baseline
 from components import tuner as tuner_component
+from pipeline.definition import evaluation
 from pipeline.definition import pipeline as pipeline_lib
 from pipeline.definition import spec as spec_lib
 from pipeline.runners import environment
@@ -329,8 +330,8 @@ def test_a_change_threshold_reads_in_its_better_direction():
   """The blessing reason says `change >= 0` for a metric where higher is
   better (auc) and `change <= 0` where lower is (rmse)."""
   from pipeline.metadata import results  # pylint: disable=g-import-not-at-top
-  higher = pipeline_lib._threshold(None, 0.0, 'higher')
-  lower = pipeline_lib._threshold(None, 0.0, 'lower')
+  higher = evaluation._threshold(None, 0.0, 'higher')
+  lower = evaluation._threshold(None, 0.0, 'lower')
   assert results._threshold_text(higher) == 'change >= 0'
   assert results._threshold_text(lower) == 'change <= 0'
 

@@ -19,11 +19,9 @@ not every orchestrator runs Resolver nodes:
 """
 
 import dataclasses
-import json
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
-import tensorflow_model_analysis as tfma
 from tfx.components import (
     ExampleValidator,
     ImportExampleGen,
@@ -52,20 +50,13 @@ from components import tuner as tuner_component
 from components.anomalies_gate import AnomaliesGate
 from components.baseline import baseline_resolver
 from modules.config import (
-  TRANSFORM_FEATURES_SIGNATURE,
   TrainerConfig,
   TransformConfig,
   TunerConfig,
   TunerSpec,
 )
-from pipeline.definition.spec import (
-  Bounds,
-  PipelineSpec,
-  SliceThreshold,
-  Threshold,
-  TimeSplit,
-  tuner_worker_ids,
-)
+from pipeline.definition.evaluation import eval_config
+from pipeline.definition.spec import PipelineSpec, TimeSplit, tuner_worker_ids
 
 PREPROCESSING_FN = 'modules.preprocessing.preprocessing_fn'
 TUNER_FN = 'modules.tuner.tuner_fn'
@@ -76,7 +67,7 @@ BASE_MODEL_FINDER = 'base_model_finder'
 BASELINE_FINDER = 'baseline_model_finder'
 BASELINE_RESOLVER = 'baseline_model_resolver'
 BASELINES = ('local', 'vertex', 'pushed')
-TUNER_MEETINGS = 'tuner-meetings'  # under the pipeline root: a run's each
+TUNER_MEETINGS = 'tuner-meetings'  # under the pipeline root; a folder per run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,124 +111,6 @@ def _model_importer(uri: str, node_id: str) -> Importer:
   runs on into the pipeline that made it."""
   return Importer(source_uri=uri, artifact_type=standard_artifacts.Model,
                   reimport=False).with_id(node_id)
-
-
-def _threshold(bound: Optional[Threshold], change: Optional[float],
-               direction: Optional[str]) -> Optional[tfma.MetricThreshold]:
-  """A TFMA threshold: absolute bounds and/or a change against the
-  baseline (in the metric's better direction)."""
-  if bound is None and change is None:
-    return None
-  threshold = tfma.MetricThreshold()
-  if bound is not None:
-    if not isinstance(bound, Bounds):
-      bound = (Bounds(lower=bound) if direction == 'higher'
-               else Bounds(upper=bound))
-    value = tfma.GenericValueThreshold()
-    if bound.lower is not None:
-      value.lower_bound.value = bound.lower
-    if bound.upper is not None:
-      value.upper_bound.value = bound.upper
-    threshold.value_threshold.CopyFrom(value)
-  if change is not None:
-    higher = direction == 'higher'
-    threshold.change_threshold.CopyFrom(tfma.GenericChangeThreshold(
-        direction=(tfma.MetricDirection.HIGHER_IS_BETTER if higher
-                   else tfma.MetricDirection.LOWER_IS_BETTER),
-        absolute={'value': change if higher else -change}))
-  return threshold
-
-
-def slicing_spec(gate: SliceThreshold) -> tfma.SlicingSpec:
-  """`[feature, ...]`: every slice of those features; `{feature: value}`:
-  that one slice."""
-  if isinstance(gate.slice, dict):
-    return tfma.SlicingSpec(feature_values={
-        k: str(v) for k, v in gate.slice.items()})
-  return tfma.SlicingSpec(feature_keys=list(gate.slice))
-
-
-def _metric_config(spec: PipelineSpec, name: str) -> tfma.MetricConfig:
-  """TFMA's config of the spec's metric `name`: the task's class (from its
-  module when it is not TFMA's own), at the decision threshold for the
-  metrics that count predicted classes."""
-  task = spec.task
-  metric = task.metrics[name]
-  config = tfma.MetricConfig(class_name=metric.tfma_class,
-                             module=metric.module or '')
-  threshold = spec.evaluation.decision_threshold
-  if name in task.thresholded_metrics and threshold != 0.5:
-    key = 'threshold' if name == 'accuracy' else 'thresholds'
-    config.config = json.dumps({key: threshold if name == 'accuracy'
-                                else [threshold]})
-  return config
-
-
-def eval_config(spec: PipelineSpec) -> tfma.EvalConfig:
-  """TFMA config: the task's or the spec's metrics and slices; `thresholds`
-  and `change_thresholds` gate the overall slice, `slice_thresholds` the
-  slices they name. With none of them the default rule gates the overall
-  slice: the task's naive baseline beaten on its main metric, and no worse
-  than the last blessed model there (`PipelineSpec.default_thresholds`).
-
-  The project's model is evaluated on the transformed label (its
-  `transform_features` signature applies the Transform graph, so a STRING
-  label is read through the same vocabulary the model was trained with); a
-  module file's model on the raw label and its own output.
-  """
-  task = spec.task
-  names = spec.evaluation.metric_names(task)
-  gates = spec.evaluation.slice_thresholds
-  thresholds = dict(spec.evaluation.thresholds)
-  changes = dict(spec.evaluation.change_thresholds)
-  if spec.evaluation.uses_default_rule:
-    thresholds.update(spec.default_thresholds())
-    changes[task.main_metric] = 0.0
-  slicing_specs = [tfma.SlicingSpec()] + [
-      tfma.SlicingSpec(feature_keys=keys) for keys in spec.evaluation.slices]
-  for gate in gates:
-    if slicing_spec(gate) not in slicing_specs:
-      slicing_specs.append(slicing_spec(gate))
-  metrics = []
-  for metric in names:
-    config = _metric_config(spec, metric)
-    direction = task.direction(metric)
-    overall = _threshold(thresholds.get(metric), changes.get(metric),
-                         direction)
-    if overall is not None:
-      config.per_slice_thresholds.append(tfma.PerSliceMetricThreshold(
-          slicing_specs=[tfma.SlicingSpec()], threshold=overall))
-    for gate in gates:
-      bound = gate.thresholds.get(metric)
-      if bound is not None:
-        config.per_slice_thresholds.append(tfma.PerSliceMetricThreshold(
-            slicing_specs=[slicing_spec(gate)],
-            threshold=_threshold(bound, None, direction)))
-    metrics.append(config)
-  # The run report's pictures: the task's (a confusion matrix, a
-  # calibration plot for a binary model).
-  metrics += [tfma.MetricConfig(class_name=plot) for plot in task.plots]
-  if len(slicing_specs) > 1 and any(
-      m in task.two_class_metrics for m in names):
-    # Tells a one-class slice (mean label 0 or 1) from a bad model there.
-    metrics.append(tfma.MetricConfig(class_name='MeanLabel'))
-  if spec.uses_module_file('run_fn'):
-    model_spec = tfma.ModelSpec(
-        signature_name='serving_default', label_key=spec.features.label,
-        prediction_key=spec.evaluation.prediction_key or '')
-  else:
-    # The project's models are evaluated through their signatures. Named
-    # here, the type spares TFMA a trial Keras load_model of the SavedModel
-    # to find it out (about 6 s of reviving layers, then loaded again).
-    model_spec = tfma.ModelSpec(
-        model_type='tf_generic', signature_name='serving_default',
-        label_key=spec.features.transformed_label,
-        prediction_key=(spec.evaluation.prediction_key or
-                        task.prediction_key),
-        preprocessing_function_names=[TRANSFORM_FEATURES_SIGNATURE])
-  return tfma.EvalConfig(model_specs=[model_spec],
-                         slicing_specs=slicing_specs,
-                         metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
 
 
 def _tune_args(tuner: TunerSpec) -> Optional[tuner_pb2.TuneArgs]:
@@ -326,6 +199,7 @@ def _data_nodes(spec: PipelineSpec, env: Environment):
 
 
 def _schema_gen(statistics_gen) -> SchemaGen:
+  """TFX's SchemaGen, inferring the schema from the statistics."""
   return SchemaGen(
       statistics=statistics_gen.outputs['statistics'], infer_feature_shape=True)
 
@@ -345,6 +219,99 @@ def create_schema_pipeline(spec: PipelineSpec,
       beam_pipeline_args=list(env.beam_pipeline_args))
 
 
+def _validated_transform(spec: PipelineSpec, env: Environment, example_gen,
+                         statistics_gen) -> Tuple[Any, Any, Any, Any]:
+  """SchemaGen (the spec's schema, or one inferred), ExampleValidator, the
+  gate on its anomalies and Transform, which runs only past the gate."""
+  if spec.schema_file:
+    schema_gen = ImportSchemaGen(schema_file=spec.schema_file)
+  else:  # TFX's infer-then-curate: `python -m pipeline schema` writes it
+    schema_gen = _schema_gen(statistics_gen)
+  example_validator = ExampleValidator(
+      statistics=statistics_gen.outputs['statistics'],
+      schema=schema_gen.outputs['schema'])
+  gate = AnomaliesGate(anomalies=example_validator.outputs['anomalies'])
+  # Each component gets the typed config of what it reads, so that (through
+  # the cache key) changing, say, the training epochs does not re-run
+  # Transform.
+  transform = Transform(
+      examples=example_gen.outputs['examples'],
+      schema=schema_gen.outputs['schema'],
+      custom_config=spec.module_config(
+          TransformConfig, env.transform_code_version).to_custom_config(),
+      disable_statistics=not spec.preprocessing.statistics,
+      **_callback(spec, 'preprocessing_fn', PREPROCESSING_FN))
+  transform.add_upstream_node(gate)
+  return schema_gen, example_validator, gate, transform
+
+
+def _base_model_source(spec: PipelineSpec, env: Environment
+                       ) -> Tuple[Optional[Any], Optional[Any]]:
+  """The node that brings the Tuner's and the Trainer's base model, and
+  its output; (None, None) when they start from no model file."""
+  if spec.model.pretrained():
+    # The pretrained encoder (model.encoders) reaches the Tuner and the
+    # Trainer as their base model: an artifact in ML Metadata, so that
+    # lineage runs from a pushed model to the encoder it was tuned from.
+    # None for Keras's imagenet download, which has no file yet.
+    if not env.base_model_uri:
+      return None, None
+    source = _model_importer(env.base_model_uri, ENCODER_IMPORTER)
+    return source, source.outputs['result']
+  if spec.training.mode != 'finetune':
+    return None, None
+  if bool(env.base_model_uri) == bool(env.base_model_push_base):
+    raise ValueError('training.mode is finetune: the runner must locate the '
+                     'base model (Environment.base_model_uri or '
+                     'base_model_push_base, exactly one)')
+  if env.base_model_uri:
+    source = _model_importer(env.base_model_uri, BASE_MODEL_IMPORTER)
+    return source, source.outputs['result']
+  source = pushed_model.PushedModel(
+      push_base=env.base_model_push_base, required=1).with_id(
+          BASE_MODEL_FINDER)
+  return source, source.outputs['model']
+
+
+def _tuner_nodes(spec: PipelineSpec, env: Environment,
+                 training_inputs: Dict[str, Any]) -> List[Any]:
+  """The Tuner, and the TunerWorker pods it meets under the pipeline root
+  (Environment.tuner_pods)."""
+  tuner_args = dict(
+      custom_config=spec.module_config(
+          TunerConfig, env.code_version).to_custom_config(),
+      tune_args=_tune_args(spec.tuner),
+      **_callback(spec, 'tuner_fn', TUNER_FN),
+      **training_inputs)
+  workers = tuner_worker_ids(spec) if env.tuner_pods else []
+  if workers:
+    tuner_args.update(meeting_root=f'{env.pipeline_root}/{TUNER_MEETINGS}',
+                      run_id=tuner_component.RUN_ID)
+  tuner = tuner_component.Tuner(**tuner_args)
+  return [tuner] + [
+      tuner_component.TunerWorker(tuner, worker=number).with_id(node_id)
+      for number, node_id in enumerate(workers, start=1)]
+
+
+def _blessed_push(spec: PipelineSpec, env: Environment, example_gen,
+                  trainer) -> List[Any]:
+  """The baseline, the Evaluator that blesses the trained model against it,
+  and the Pusher of a blessed model."""
+  baseline, evaluator_class = _baseline(spec, env, trainer.outputs['model'])
+  evaluator = evaluator_class(
+      examples=example_gen.outputs['examples'],
+      model=trainer.outputs['model'],
+      baseline_model=baseline.outputs['model'],
+      eval_config=eval_config(spec)).with_id('Evaluator')
+  pusher = pusher_lib.Pusher(
+      model=trainer.outputs['model'],
+      model_blessing=evaluator.outputs['blessing'],
+      push_destination=pusher_pb2.PushDestination(
+          filesystem=pusher_pb2.PushDestination.Filesystem(
+              base_directory=push_base_directory(spec))))
+  return [baseline, evaluator, pusher]
+
+
 def create_pipeline(spec: PipelineSpec, env: Environment) -> Pipeline:
   """Builds the TFX pipeline for `spec` in `env`.
 
@@ -360,59 +327,16 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> Pipeline:
         f'{spec.source}: the task, its classes or the features are not known '
         'yet: resolve the spec against the data first '
         '(pipeline.runners.preflight.run_preflight)')
-  # Each component gets the typed config of what it reads, so that (through
-  # the cache key) changing, say, the training epochs does not re-run
-  # Transform.
-  transform_config = spec.module_config(
-      TransformConfig, env.transform_code_version).to_custom_config()
-  tuner_config = spec.module_config(TunerConfig,
-                                    env.code_version).to_custom_config()
-  trainer_config = spec.module_config(TrainerConfig,
-                                      env.code_version).to_custom_config()
   example_gen, statistics_gen = _data_nodes(spec, env)
-  if spec.schema_file:
-    schema_gen = ImportSchemaGen(schema_file=spec.schema_file)
-  else:  # TFX's infer-then-curate: `python -m pipeline schema` writes it
-    schema_gen = _schema_gen(statistics_gen)
-  example_validator = ExampleValidator(
-      statistics=statistics_gen.outputs['statistics'],
-      schema=schema_gen.outputs['schema'])
-  gate = AnomaliesGate(anomalies=example_validator.outputs['anomalies'])
-  transform = Transform(
-      examples=example_gen.outputs['examples'],
-      schema=schema_gen.outputs['schema'],
-      custom_config=transform_config,
-      disable_statistics=not spec.preprocessing.statistics,
-      **_callback(spec, 'preprocessing_fn', PREPROCESSING_FN))
-  transform.add_upstream_node(gate)
+  schema_gen, example_validator, gate, transform = _validated_transform(
+      spec, env, example_gen, statistics_gen)
   components = [example_gen, statistics_gen, schema_gen, example_validator,
                 gate, transform]
   if env.baseline not in BASELINES:
     raise ValueError(f'Environment.baseline must be one of {BASELINES}, got '
                      f'{env.baseline!r}')
-  base_model = None
-  if spec.model.pretrained():
-    # The pretrained encoder (model.encoders) reaches the Tuner and the
-    # Trainer as their base model: an artifact in ML Metadata, so that
-    # lineage runs from a pushed model to the encoder it was tuned from.
-    # None for Keras's imagenet download, which has no file yet.
-    if env.base_model_uri:
-      source = _model_importer(env.base_model_uri, ENCODER_IMPORTER)
-      base_model = source.outputs['result']
-      components.append(source)
-  elif spec.training.mode == 'finetune':
-    if bool(env.base_model_uri) == bool(env.base_model_push_base):
-      raise ValueError('training.mode is finetune: the runner must locate the '
-                       'base model (Environment.base_model_uri or '
-                       'base_model_push_base, exactly one)')
-    if env.base_model_uri:
-      source = _model_importer(env.base_model_uri, BASE_MODEL_IMPORTER)
-      base_model = source.outputs['result']
-    else:
-      source = pushed_model.PushedModel(
-          push_base=env.base_model_push_base, required=1).with_id(
-              BASE_MODEL_FINDER)
-      base_model = source.outputs['model']
+  source, base_model = _base_model_source(spec, env)
+  if source is not None:
     components.append(source)
   # What the Tuner and the Trainer both read.
   training_inputs = dict(
@@ -420,42 +344,20 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> Pipeline:
       transform_graph=transform.outputs['transform_graph'],
       schema=schema_gen.outputs['schema'], base_model=base_model,
       train_args=trainer_pb2.TrainArgs(splits=['train'],
-                                     num_steps=spec.training.train_steps),
+                                       num_steps=spec.training.train_steps),
       eval_args=trainer_pb2.EvalArgs(splits=['eval'],
-                                   num_steps=spec.training.eval_steps))
+                                     num_steps=spec.training.eval_steps))
   hyperparameters = None
   if spec.tuner.enabled:
-    tuner_args = dict(custom_config=tuner_config,
-                      tune_args=_tune_args(spec.tuner),
-                      **_callback(spec, 'tuner_fn', TUNER_FN),
-                      **training_inputs)
-    workers = tuner_worker_ids(spec) if env.tuner_pods else []
-    if workers:
-      tuner_args.update(meeting_root=f'{env.pipeline_root}/{TUNER_MEETINGS}',
-                        run_id=tuner_component.RUN_ID)
-    tuner = tuner_component.Tuner(**tuner_args)
-    hyperparameters = tuner.outputs['best_hyperparameters']
-    components.append(tuner)
-    components += [
-        tuner_component.TunerWorker(tuner, worker=number).with_id(node_id)
-        for number, node_id in enumerate(workers, start=1)]
+    tuner_nodes = _tuner_nodes(spec, env, training_inputs)
+    hyperparameters = tuner_nodes[0].outputs['best_hyperparameters']
+    components += tuner_nodes
   trainer = Trainer(hyperparameters=hyperparameters,
-                                   custom_config=trainer_config,
-                                   **_callback(spec, 'run_fn', RUN_FN),
-                                   **training_inputs)
-  baseline, evaluator_class = _baseline(spec, env, trainer.outputs['model'])
-  evaluator = evaluator_class(
-      examples=example_gen.outputs['examples'],
-      model=trainer.outputs['model'],
-      baseline_model=baseline.outputs['model'],
-      eval_config=eval_config(spec)).with_id('Evaluator')
-  pusher = pusher_lib.Pusher(
-      model=trainer.outputs['model'],
-      model_blessing=evaluator.outputs['blessing'],
-      push_destination=pusher_pb2.PushDestination(
-          filesystem=pusher_pb2.PushDestination.Filesystem(
-              base_directory=push_base_directory(spec))))
-  components += [trainer, baseline, evaluator, pusher]
+                    custom_config=spec.module_config(
+                        TrainerConfig, env.code_version).to_custom_config(),
+                    **_callback(spec, 'run_fn', RUN_FN),
+                    **training_inputs)
+  components += [trainer] + _blessed_push(spec, env, example_gen, trainer)
   for node in components:
     if node.id in env.platform_configs:
       node.with_platform_config(env.platform_configs[node.id])

@@ -31,13 +31,19 @@ def _label(node: lineage.Node) -> Tuple[str, str]:
   return node.key or node.type, detail
 
 
-def to_svg(tree: lineage.Node) -> str:
-  """The tree as one standalone <svg> element."""
-  depth: Dict[Tuple[str, int], int] = {}
-  nodes: Dict[Tuple[str, int], lineage.Node] = {}
-  edges: List[Tuple[Tuple[str, int], Tuple[str, int]]] = []
+Key = Tuple[str, int]  # (kind, id): an artifact or an execution
+Edge = Tuple[Key, Key]  # (input, what consumed it)
 
-  def visit(node: lineage.Node, level: int) -> Tuple[str, int]:
+
+def _walk(tree: lineage.Node
+          ) -> Tuple[Dict[Key, lineage.Node], Dict[Key, int], List[Edge]]:
+  """Each node of the tree once (the occurrence that shows its children),
+  its depth (steps back from the traced node) and the edges."""
+  depth: Dict[Key, int] = {}
+  nodes: Dict[Key, lineage.Node] = {}
+  edges: List[Edge] = []
+
+  def visit(node: lineage.Node, level: int) -> Key:
     key = (node.kind, node.id)
     if key not in nodes or not nodes[key].children and node.children:
       nodes[key] = node
@@ -47,9 +53,14 @@ def to_svg(tree: lineage.Node) -> str:
     return key
 
   visit(tree, 0)
-  # Longest path from the traced node: each node above all its consumers,
-  # also where the tree showed it once, under another consumer.
-  for _ in range(len(nodes)):
+  _deepen(depth, edges, len(nodes))
+  return nodes, depth, edges
+
+
+def _deepen(depth: Dict[Key, int], edges: List[Edge], rounds: int) -> None:
+  """Longest path from the traced node: each node above all its consumers,
+  also where the tree showed it once, under another consumer."""
+  for _ in range(rounds):
     moved = False
     for source, target in edges:
       if depth[source] < depth[target] + 1:
@@ -57,8 +68,14 @@ def to_svg(tree: lineage.Node) -> str:
         moved = True
     if not moved:
       break
+
+
+def _layout(nodes: Dict[Key, lineage.Node], depth: Dict[Key, int]
+            ) -> Tuple[Dict[Key, Tuple[int, int]], int, int]:
+  """Each box's top-left corner, the inputs at the top; and the picture's
+  width and height."""
   deepest = max(depth.values())
-  levels: Dict[int, List[Tuple[str, int]]] = {}
+  levels: Dict[int, List[Key]] = {}
   for key in nodes:
     levels.setdefault(deepest - depth[key], []).append(key)
   per_row = max(1, (MAX_WIDTH - 2 * PAD + GAP_X) // (BOX_W + GAP_X))
@@ -72,6 +89,26 @@ def to_svg(tree: lineage.Node) -> str:
   across = min(per_row, max(len(k) for k in levels.values()))
   width = PAD * 2 + across * (BOX_W + GAP_X) - GAP_X
   height = PAD * 2 + row * (BOX_H + GAP_Y) - GAP_Y
+  return where, width, height
+
+
+def _box(node: lineage.Node, x: int, y: int) -> str:
+  title, detail = _label(node)
+  tip = html.escape(node.uri or node.run or '', quote=True)
+  return (
+      f'<g class="{node.kind}" data-id="{node.id}"><title>{tip}</title>'
+      f'<rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="5" '
+      f'fill="{_FILL[node.kind]}" stroke="#999"/>'
+      f'<text x="{x + 6}" y="{y + 15}" font-weight="bold">'
+      f'{html.escape(title[:26])}</text>'
+      f'<text x="{x + 6}" y="{y + 30}" fill="#555">'
+      f'{html.escape(detail[:30])}</text></g>')
+
+
+def to_svg(tree: lineage.Node) -> str:
+  """The tree as one standalone <svg> element."""
+  nodes, depth, edges = _walk(tree)
+  where, width, height = _layout(nodes, depth)
   parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" '
            f'height="{height}" viewBox="0 0 {width} {height}" '
            'class="lineage" font-family="sans-serif" font-size="11">',
@@ -84,17 +121,6 @@ def to_svg(tree: lineage.Node) -> str:
     parts.append(f'<line x1="{x1 + BOX_W / 2}" y1="{y1 + BOX_H}" '
                  f'x2="{x2 + BOX_W / 2}" y2="{y2}" stroke="#888" '
                  'marker-end="url(#arrow)"/>')
-  for key, node in nodes.items():
-    x, y = where[key]
-    title, detail = _label(node)
-    tip = html.escape(node.uri or node.run or '', quote=True)
-    parts.append(
-        f'<g class="{node.kind}" data-id="{node.id}"><title>{tip}</title>'
-        f'<rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="5" '
-        f'fill="{_FILL[node.kind]}" stroke="#999"/>'
-        f'<text x="{x + 6}" y="{y + 15}" font-weight="bold">'
-        f'{html.escape(title[:26])}</text>'
-        f'<text x="{x + 6}" y="{y + 30}" fill="#555">'
-        f'{html.escape(detail[:30])}</text></g>')
+  parts += [_box(node, *where[key]) for key, node in nodes.items()]
   parts.append('</svg>')
   return ''.join(parts)

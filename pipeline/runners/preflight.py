@@ -800,6 +800,22 @@ def _stray_class(spec: PipelineSpec, by_index: Counter[int],
                        f'{stray}{why}')
 
 
+def _implied_task(key: str, max_classes: int, kind: str,
+                  counts: Counter[str]) -> str:
+  """The task the label's values imply when the spec names none: regression
+  for numbers that are not all whole, else classification (refused for more
+  distinct numbers than `max_classes`)."""
+  if kind == csv_format.FLOAT and not all(map(_is_whole, counts)):
+    return tasks.REGRESSION
+  if kind in (csv_format.INT, csv_format.FLOAT) and tasks.too_many_classes(
+      len(counts), max_classes):
+    raise PreflightError(
+        f'{key}: {len(counts)} distinct numbers, more than '
+        f'features.max_classes ({max_classes}): set features.task: '
+        'regression (or raise max_classes if they are classes)')
+  return tasks.CLASSIFICATION
+
+
 def _task(spec: PipelineSpec, kind: str, counts: Counter[str],
           where: Optional[Dict[str, str]] = None
           ) -> Tuple[str, Optional[int], tasks.LabelStats]:
@@ -811,15 +827,7 @@ def _task(spec: PipelineSpec, kind: str, counts: Counter[str],
   task = f.task
   numbers = kind in (csv_format.INT, csv_format.FLOAT)
   if task is None:
-    if kind == csv_format.FLOAT and not all(map(_is_whole, counts)):
-      task = tasks.REGRESSION
-    elif numbers and tasks.too_many_classes(len(counts), f.max_classes):
-      raise PreflightError(
-          f'{key}: {len(counts)} distinct numbers, more than '
-          f'features.max_classes ({f.max_classes}): set features.task: '
-          'regression (or raise max_classes if they are classes)')
-    else:
-      task = tasks.CLASSIFICATION
+    task = _implied_task(key, f.max_classes, kind, counts)
   if task == tasks.REGRESSION:
     if not numbers:
       first = next(iter(counts), '')

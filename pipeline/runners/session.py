@@ -31,7 +31,16 @@ import os
 import shutil
 import socket
 import tempfile
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
+from typing import (
+  Any,
+  Callable,
+  Dict,
+  Iterable,
+  Iterator,
+  List,
+  Optional,
+  Tuple,
+)
 
 from components.processes import process_alive
 from pipeline.errors import PipelineError
@@ -293,47 +302,20 @@ def reconcile_pushes(store, pipeline: str, base: str,
     {'version', 'path', 'run_id'} of each push recorded.
   """
   from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
-
-  from components import pusher  # pylint: disable=g-import-not-at-top
-  found = []
-  for version in pusher.versions(base):
-    path = os.path.join(base, str(version))
-    by = pusher.PushedBy.read(path)
-    if by is not None and by.pipeline == pipeline:
-      found.append((version, path, by))
+  found = _pushes_of(pipeline, base)
   if not found:
     return []
   recorded = {os.path.normpath(str(results.custom_property(
       a, 'pushed_destination'))) for a in store.get_artifacts_by_type(
           results.PUSHED_MODEL_TYPE)}
-  done = (metadata_store_pb2.Execution.COMPLETE,
-          metadata_store_pb2.Execution.CACHED)
   reconciled = []
   for version, path, by in found:
     if os.path.normpath(path) in recorded:
       continue
-    run = store.get_context_by_type_and_name(results.RUN_CONTEXT_TYPE,
-                                             by.run_id)
-    node = store.get_context_by_type_and_name('node',
-                                              f'{pipeline}.{by.node_id}')
-    if run is None or node is None:
-      continue  # pushed from another store's run: not ours to record
-    of_node = {e.id for e in store.get_executions_by_context(node.id)}
-    unfinished = [e for e in store.get_executions_by_context(run.id)
-                  if e.id in of_node and e.last_known_state not in done]
-    if not unfinished:
+    execution = _unfinished_pusher(store, pipeline, by)
+    if execution is None:
       continue
-    execution = unfinished[-1]
-    type_id = store.put_artifact_type(
-        metadata_store_pb2.ArtifactType(name=results.PUSHED_MODEL_TYPE),
-        can_add_fields=True, can_omit_fields=True)
-    artifact = metadata_store_pb2.Artifact(
-        type_id=type_id, uri=path, state=metadata_store_pb2.Artifact.LIVE)
-    properties = artifact.custom_properties
-    properties['pushed'].int_value = 1
-    properties['pushed_version'].string_value = str(version)
-    properties['pushed_destination'].string_value = path
-    properties[results.PUSH_RECORDED_BY].string_value = recorded_by
+    artifact = _pushed_model(store, version, path, recorded_by)
     event = metadata_store_pb2.Event(type=metadata_store_pb2.Event.OUTPUT)
     event.path.steps.add().key = results.PUSHED_MODEL_KEY
     event.path.steps.add().index = 0
@@ -344,6 +326,54 @@ def reconcile_pushes(store, pipeline: str, base: str,
     reconciled.append({'version': version, 'path': path,
                        'run_id': by.run_id})
   return reconciled
+
+
+def _pushes_of(pipeline: str, base: str) -> List[Tuple[int, str, Any]]:
+  """(version, folder, PushedBy) of each version under `base` that a run of
+  `pipeline` pushed."""
+  from components import pusher  # pylint: disable=g-import-not-at-top
+  found = []
+  for version in pusher.versions(base):
+    path = os.path.join(base, str(version))
+    by = pusher.PushedBy.read(path)
+    if by is not None and by.pipeline == pipeline:
+      found.append((version, path, by))
+  return found
+
+
+def _unfinished_pusher(store, pipeline: str, by) -> Optional[Any]:
+  """The last execution of the Pusher that `by` names, in its run, that did
+  not finish; None when it finished, or ran in another store."""
+  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+  done = (metadata_store_pb2.Execution.COMPLETE,
+          metadata_store_pb2.Execution.CACHED)
+  run = store.get_context_by_type_and_name(results.RUN_CONTEXT_TYPE,
+                                           by.run_id)
+  node = store.get_context_by_type_and_name('node',
+                                            f'{pipeline}.{by.node_id}')
+  if run is None or node is None:
+    return None  # pushed from another store's run: not ours to record
+  of_node = {e.id for e in store.get_executions_by_context(node.id)}
+  unfinished = [e for e in store.get_executions_by_context(run.id)
+                if e.id in of_node and e.last_known_state not in done]
+  return unfinished[-1] if unfinished else None
+
+
+def _pushed_model(store, version: int, path: str, recorded_by: str):
+  """The PushedModel artifact TFX would have published for the push of
+  `version` to `path`, marked as recorded by run `recorded_by`."""
+  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+  type_id = store.put_artifact_type(
+      metadata_store_pb2.ArtifactType(name=results.PUSHED_MODEL_TYPE),
+      can_add_fields=True, can_omit_fields=True)
+  artifact = metadata_store_pb2.Artifact(
+      type_id=type_id, uri=path, state=metadata_store_pb2.Artifact.LIVE)
+  properties = artifact.custom_properties
+  properties['pushed'].int_value = 1
+  properties['pushed_version'].string_value = str(version)
+  properties['pushed_destination'].string_value = path
+  properties[results.PUSH_RECORDED_BY].string_value = recorded_by
+  return artifact
 
 
 @contextlib.contextmanager

@@ -41,8 +41,10 @@ import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
+from tornado.routing import PathMatches
 
 from pipeline.errors import PipelineError, one_line, whole
+from pipeline.web import GuardedHandler, application, listen
 
 DEFAULT_PORT = 8501  # TF Serving's REST port
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
@@ -385,9 +387,135 @@ def metadata(loaded: LoadedVersion) -> Dict[str, Any]:
 
 # --- the HTTP server ------------------------------------------------------
 
-_ROUTE = re.compile(
-    r'^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?'
-    r'(?:(?P<metadata>/metadata)|:(?P<verb>[a-z]+))?$')
+# /v1/models/NAME[/versions/N], then /metadata, :VERB or nothing.
+_MODEL_URL = r'/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?'
+
+
+class _AsSent(PathMatches):
+  """A URL pattern whose groups reach the handler as sent: TF Serving reads
+  a model name or version without percent-decoding it (Tornado's own
+  matcher decodes them, and refuses bytes that are not UTF-8 before the
+  Host check)."""
+
+  def match(self, request):
+    found = self.regex.match(request.path)
+    if found is None:
+      return None
+    return {'path_args': [], 'path_kwargs': found.groupdict()}
+
+
+class _Handler(GuardedHandler):
+  """The base of every route: answers JSON, errors as {"error": ...}. A URL
+  no route takes is 404, and so is a method a route has no use for; every
+  route answers GET and POST, so any other method is 405 with the same
+  `Allow`."""
+
+  def initialize(self, repository: Repository, max_body: int,
+                 pool: concurrent.futures.Executor):
+    self.repository = repository
+    self.max_body = max_body
+    self.pool = pool
+
+  def body_limit(self) -> int:
+    # An oversize :predict body is read to its end and dropped, then
+    # answered 413 (a client that is still sending would miss an answer
+    # given at the headers); only Tornado's own limit cuts it off.
+    return _TORNADO_MAX_BODY if self.request.method == 'POST' else 0
+
+  def refuse(self, status: int, message: str) -> None:
+    # Refusals, Tornado's own included, answer TF Serving's shape.
+    self._reply(status, {'error': message})
+
+  def prepare(self):
+    self._chunks, self._size, self._too_big = [], 0, False
+    length = self.request.headers.get('Content-Length')
+    if length and _ASCII_DIGITS.match(length) and int(length) > self.max_body:
+      self._too_big = True
+    super().prepare()
+
+  def data_received(self, chunk):
+    self._size += len(chunk)
+    if self._size > self.max_body:
+      self._too_big = True
+      self._chunks = []
+    elif not self._too_big:
+      self._chunks.append(chunk)
+
+  def _reply(self, status_code: int, body: Dict[str, Any]):
+    self.set_status(status_code)
+    self.set_header('Content-Type', 'application/json')
+    self.finish(json.dumps(body))
+
+  def malformed(self) -> str:
+    return f'Malformed request: {self.request.method} {self.request.path}'
+
+  def answer_get(self, **url) -> Dict[str, Any]:
+    raise ServingError(404, self.malformed())
+
+  async def answer_post(self, **url) -> Dict[str, Any]:
+    raise ServingError(404, self.malformed())
+
+  async def get(self, **url):
+    try:
+      self._reply(200, self.answer_get(**url))
+    except ServingError as e:
+      self._reply(e.status, {'error': e.message})
+
+  async def post(self, **url):
+    try:
+      if self._too_big:
+        raise ServingError(413, f'request body over {self.max_body} bytes; '
+                           'send fewer rows per request')
+      self._reply(200, await self.answer_post(**url))
+    except ServingError as e:
+      self._reply(e.status, {'error': e.message})
+
+
+class _Status(_Handler):
+  """GET /v1/models/NAME[/versions/N]."""
+
+  def answer_get(self, name: str, version: Optional[str]):
+    return status(self.repository.get(name, version))
+
+
+class _Metadata(_Handler):
+  """GET /v1/models/NAME[/versions/N]/metadata."""
+
+  def answer_get(self, name: str, version: Optional[str]):
+    return metadata(self.repository.get(name, version))
+
+
+class _Verb(_Handler):
+  """POST /v1/models/NAME[/versions/N]:predict, and the verbs of TF Serving
+  this server does not answer."""
+
+  def answer_get(self, name: str, version: Optional[str], verb: str):
+    raise ServingError(405, f'{self.malformed()} (:{verb} takes POST)')
+
+  async def answer_post(self, name: str, version: Optional[str], verb: str):
+    if verb != 'predict':
+      raise ServingError(
+          400 if verb in ('classify', 'regress') else 404,
+          f'{self.malformed()} (this server answers :predict; the models '
+          'export predict signatures)')
+    loaded = self.repository.get(name, version)
+    body = _json_body(b''.join(self._chunks))
+    loop = asyncio.get_running_loop()
+    try:
+      return await loop.run_in_executor(self.pool, predict, loaded, body)
+    except RecursionError:
+      raise ServingError(400, 'the request nests lists too deeply for '
+                         "the signature's inputs") from None
+
+
+def _json_body(data: bytes) -> Any:
+  """A :predict request's body, parsed (an empty one is null)."""
+  try:
+    return json.loads(data or b'null')
+  except (ValueError, UnicodeDecodeError) as e:
+    raise ServingError(400, f'JSON Parse error: {whole(e)}') from None
+  except RecursionError:
+    raise ServingError(400, 'JSON Parse error: nested too deeply') from None
 
 
 def make_app(repository: Repository, max_body: int = DEFAULT_MAX_BODY,
@@ -395,92 +523,14 @@ def make_app(repository: Repository, max_body: int = DEFAULT_MAX_BODY,
              allow_hosts: Tuple[str, ...] = ()):
   """The Tornado application serving `repository` to requests whose Host
   names `host` (or one of `allow_hosts`; see pipeline/web.py)."""
-  from pipeline.web import GuardedHandler, application  # pylint: disable=g-import-not-at-top
-  pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
-
-  class Handler(GuardedHandler):
-    """Every request: route, answer JSON, errors as {"error": ...}."""
-
-    def body_limit(self) -> int:
-      # An oversize :predict body is read to its end and dropped, then
-      # answered 413 (a client that is still sending would miss an answer
-      # given at the headers); only Tornado's own limit cuts it off.
-      return _TORNADO_MAX_BODY if self.request.method == 'POST' else 0
-
-    def refuse(self, status: int, message: str) -> None:
-      # Refusals, Tornado's own included, answer TF Serving's shape.
-      self._reply(status, {'error': message})
-
-    def prepare(self):
-      self._chunks, self._size, self._too_big = [], 0, False
-      length = self.request.headers.get('Content-Length')
-      if length and _ASCII_DIGITS.match(length) and int(length) > max_body:
-        self._too_big = True
-      super().prepare()
-
-    def data_received(self, chunk):
-      self._size += len(chunk)
-      if self._size > max_body:
-        self._too_big = True
-        self._chunks = []
-      elif not self._too_big:
-        self._chunks.append(chunk)
-
-    def _reply(self, status_code: int, body: Dict[str, Any]):
-      self.set_status(status_code)
-      self.set_header('Content-Type', 'application/json')
-      self.finish(json.dumps(body))
-
-    def _route(self):
-      match = _ROUTE.match(self.request.path)
-      if not match:
-        raise ServingError(404, f'Malformed request: {self.request.method} '
-                           f'{self.request.path}')
-      return match
-
-    async def get(self):
-      try:
-        match = self._route()
-        if match['verb']:
-          raise ServingError(405, f'Malformed request: GET {self.request.path} '
-                             f'(:{match["verb"]} takes POST)')
-        loaded = repository.get(match['name'], match['version'])
-        self._reply(200, metadata(loaded) if match['metadata']
-                    else status(loaded))
-      except ServingError as e:
-        self._reply(e.status, {'error': e.message})
-
-    async def post(self):
-      try:
-        if self._too_big:
-          raise ServingError(413, f'request body over {max_body} bytes; send '
-                             'fewer rows per request')
-        match = self._route()
-        if match['verb'] != 'predict':
-          raise ServingError(
-              400 if match['verb'] in ('classify', 'regress') else 404,
-              f'Malformed request: POST {self.request.path}' +
-              (' (this server answers :predict; the models export predict '
-               'signatures)' if match['verb'] else ''))
-        loaded = repository.get(match['name'], match['version'])
-        try:
-          body = json.loads(b''.join(self._chunks) or b'null')
-        except (ValueError, UnicodeDecodeError) as e:
-          raise ServingError(400, f'JSON Parse error: {whole(e)}') from None
-        except RecursionError:
-          raise ServingError(400, 'JSON Parse error: nested too deeply'
-                             ) from None
-        loop = asyncio.get_running_loop()
-        try:
-          result = await loop.run_in_executor(pool, predict, loaded, body)
-        except RecursionError:
-          raise ServingError(400, 'the request nests lists too deeply for '
-                             "the signature's inputs") from None
-        self._reply(200, result)
-      except ServingError as e:
-        self._reply(e.status, {'error': e.message})
-
-  return application([(r'/.*', Handler)], host, allow_hosts)
+  given = dict(repository=repository, max_body=max_body,
+               pool=concurrent.futures.ThreadPoolExecutor(max_workers=workers))
+  return application([
+      (_AsSent(_MODEL_URL + '$'), _Status, given),
+      (_AsSent(_MODEL_URL + '/metadata$'), _Metadata, given),
+      (_AsSent(_MODEL_URL + r':(?P<verb>[a-z]+)$'), _Verb, given),
+      (r'/.*', _Handler, given),
+  ], host, allow_hosts)
 
 
 def serve(base: str, host: str = '127.0.0.1', port: int = DEFAULT_PORT,
@@ -491,8 +541,6 @@ def serve(base: str, host: str = '127.0.0.1', port: int = DEFAULT_PORT,
   """Serves until interrupted. `port` 0 picks a free port (announced);
   `max_connections` 0 is half the open-file limit (pipeline/web.py)."""
   import tornado.ioloop  # pylint: disable=g-import-not-at-top
-
-  from pipeline.web import listen  # pylint: disable=g-import-not-at-top
 
   repository = Repository(base)
   for line in repository.poll():
