@@ -49,19 +49,22 @@ def folder_problem(path: str) -> Optional[str]:
     ancestor = os.path.dirname(ancestor)
   shown = os.path.basename(ancestor) or ancestor
   if not os.path.isdir(ancestor):
-    return (f'{shown} is a file, so no folder can be made there; name '
-            'another path')
+    return (
+      f'{shown} is a file, so no folder can be made there; name another path'
+    )
   if not os.access(ancestor, os.W_OK | os.X_OK):
     return f'{shown} is not writable, so the folder cannot be made'
   return None
 
 
 def _kind(mode: int) -> str:
-  for test, name in ((stat.S_ISDIR, 'a folder'),
-                     (stat.S_ISCHR, 'a character device'),
-                     (stat.S_ISBLK, 'a block device'),
-                     (stat.S_ISFIFO, 'a named pipe (FIFO)'),
-                     (stat.S_ISSOCK, 'a socket')):
+  for test, name in (
+    (stat.S_ISDIR, 'a folder'),
+    (stat.S_ISCHR, 'a character device'),
+    (stat.S_ISBLK, 'a block device'),
+    (stat.S_ISFIFO, 'a named pipe (FIFO)'),
+    (stat.S_ISSOCK, 'a socket'),
+  ):
     if test(mode):
       return name
   return 'not a regular file'
@@ -97,19 +100,26 @@ def file_problem(path: str) -> Optional[str]:
     return f'cannot look at it: {e.strerror}'
   if mode is not None and not stat.S_ISREG(mode):
     return f'{shown} is {_kind(mode)}; name a regular file'
-  if (_under(target, _KERNEL_FOLDERS) and
-      not _under(target, _STORAGE_UNDER_KERNEL)):
-    return (f'{target} is a kernel file, not a place to save one; name a '
-            'regular file')
+  if _under(target, _KERNEL_FOLDERS) and not _under(
+    target, _STORAGE_UNDER_KERNEL
+  ):
+    return (
+      f'{target} is a kernel file, not a place to save one; name a regular file'
+    )
   if mode is not None and not os.access(target, os.W_OK):
     return f'{shown} is not writable'
   return folder_problem(os.path.dirname(target))
 
 
 @contextlib.contextmanager
-def atomic_file(path: str, error: ErrorType, what: str = 'the file',
-                mode: str = 'w', encoding: Optional[str] = 'utf-8',
-                newline: Optional[str] = None) -> Iterator[IO]:
+def atomic_file(
+  path: str,
+  error: ErrorType,
+  what: str = 'the file',
+  mode: str = 'w',
+  encoding: Optional[str] = 'utf-8',
+  newline: Optional[str] = None,
+) -> Iterator[IO]:
   """An open file whose contents replace `path` when the block ends
   without an error; on an error nothing at `path` changes and no
   temporary file is left.
@@ -137,11 +147,11 @@ def atomic_file(path: str, error: ErrorType, what: str = 'the file',
   folder = os.path.dirname(target)
   try:
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix='.tmp',
-                               prefix=f'.{os.path.basename(target)}.')
+    fd, tmp = tempfile.mkstemp(
+      dir=folder, suffix='.tmp', prefix=f'.{os.path.basename(target)}.'
+    )
   except OSError as e:
-    raise error(f'{path}: cannot write {what} here: '
-                      f'{e.strerror}') from None
+    raise error(f'{path}: cannot write {what} here: {e.strerror}') from None
   try:
     try:
       previous = os.stat(target).st_mode & 0o7777
@@ -152,20 +162,24 @@ def atomic_file(path: str, error: ErrorType, what: str = 'the file',
       previous = 0o666 & ~umask
     os.chmod(tmp, previous)
     binary = 'b' in mode
-    with open(fd, mode, encoding=None if binary else encoding,
-              newline=None if binary else newline) as f:
+    with open(
+      fd,
+      mode,
+      encoding=None if binary else encoding,
+      newline=None if binary else newline,
+    ) as f:
       yield f
     os.replace(tmp, target)
   except OSError as e:
-    raise error(f'{path}: cannot write {what}: '
-                      f'{e.strerror or e}') from None
+    raise error(f'{path}: cannot write {what}: {e.strerror or e}') from None
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
 
 
-def write_text(path: str, text: str, error: ErrorType,
-               what: str = 'the file') -> None:
+def write_text(
+  path: str, text: str, error: ErrorType, what: str = 'the file'
+) -> None:
   """`text` as the whole of file `path` (atomic_file's rules)."""
   with atomic_file(path, error, what) as f:
     f.write(text)
