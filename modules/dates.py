@@ -102,15 +102,7 @@ def date_parts(x: tf.Tensor) -> Tuple[Dict[str, tf.Tensor], tf.Tensor]:
   """
   text = tf.strings.strip(x)
   valid = tf.strings.regex_full_match(text, DATE_PATTERN)
-  padded = tf.strings.join([tf.where(valid, text, _PLACEHOLDER), _MIDNIGHT])
-
-  def field(position: int, length: int) -> tf.Tensor:
-    return tf.strings.to_number(
-      tf.strings.substr(padded, position, length), tf.int64
-    )
-
-  year, month, day = field(0, 4), field(5, 2), field(8, 2)
-  hour, minute = field(11, 2), field(14, 2)
+  year, month, day, hour, minute = _fields(tf.where(valid, text, _PLACEHOLDER))
   leap = tf.logical_or(
     tf.logical_and(year % 4 == 0, year % 100 != 0), year % 400 == 0
   )
@@ -122,7 +114,33 @@ def date_parts(x: tf.Tensor) -> Tuple[Dict[str, tf.Tensor], tf.Tensor]:
   missing = tf.logical_not(
     tf.logical_and(valid, tf.logical_and(day <= days_in_month, year >= 1))
   )
+  cycles = _cycles(year, month, day, leap, hour, minute)
+  return _zeroed_where_missing(year, cycles, missing), missing
 
+
+def _fields(text: tf.Tensor) -> Tuple[tf.Tensor, ...]:
+  """The year, month, day, hour and minute (int64) of valid date text."""
+  padded = tf.strings.join([text, _MIDNIGHT])
+
+  def field(position: int, length: int) -> tf.Tensor:
+    return tf.strings.to_number(
+      tf.strings.substr(padded, position, length), tf.int64
+    )
+
+  return field(0, 4), field(5, 2), field(8, 2), field(11, 2), field(14, 2)
+
+
+def _cycles(
+  year: tf.Tensor,
+  month: tf.Tensor,
+  day: tf.Tensor,
+  leap: tf.Tensor,
+  hour: tf.Tensor,
+  minute: tf.Tensor,
+) -> Dict[str, tf.Tensor]:
+  """Each cycle of _PERIODS: its value (float64) in the units of its
+  period, counted from 0."""
+  month_index = month - 1
   # 1970-01-01 was a Thursday: day 3 of a week starting on Monday.
   day_of_week = tf.math.floormod(_days_from_civil(year, month, day) + 3, 7)
   day_of_year = (
@@ -131,13 +149,19 @@ def date_parts(x: tf.Tensor) -> Tuple[Dict[str, tf.Tensor], tf.Tensor]:
     + tf.cast(tf.logical_and(leap, month > 2), tf.int64)
   )
   hours = tf.cast(hour, tf.float64) + tf.cast(minute, tf.float64) / 60.0
-  cycles = {
+  return {
     'month': tf.cast(month_index, tf.float64),
     'day_of_week': tf.cast(day_of_week, tf.float64),
     'day_of_year': tf.cast(day_of_year - 1, tf.float64),
     'hour': hours,
   }
 
+
+def _zeroed_where_missing(
+  year: tf.Tensor, cycles: Dict[str, tf.Tensor], missing: tf.Tensor
+) -> Dict[str, tf.Tensor]:
+  """DATE_PARTS (float32): the year and each cycle's sine and cosine, 0
+  where `missing`."""
   values = {'year': tf.cast(year, tf.float64)}
   for name, value in cycles.items():
     angle = 2.0 * math.pi * value / _PERIODS[name]
@@ -147,4 +171,4 @@ def date_parts(x: tf.Tensor) -> Tuple[Dict[str, tf.Tensor], tf.Tensor]:
   for name in DATE_PARTS:
     value = tf.cast(values[name], tf.float32)
     parts[name] = tf.where(missing, tf.zeros_like(value), value)
-  return parts, missing
+  return parts

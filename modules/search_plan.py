@@ -117,51 +117,7 @@ def plan(
   asked, trials = settings.algorithm, settings.max_trials
   base = dict(asked=asked, max_epochs=settings.max_epochs, space_size=size)
   if asked == 'hyperband':
-    rounds = hyperband_rounds(settings.max_epochs, settings.factor)
-    first, full = rounds[0], sum(r.trials for r in rounds)
-    if size is not None and size < first.trials:
-      return Plan(
-        algorithm='grid',
-        max_trials=min(trials, size),
-        note=(
-          f'the search space holds {size} configurations, fewer than the '
-          f"{first.trials} of Hyperband's first round (whose random "
-          'sampler would run out and stop the search before any trial is '
-          f'promoted): searching all {min(trials, size)} with grid search, '
-          f'up to {settings.max_epochs} epochs each'
-        ),
-        **base,
-      )
-    if len(rounds) == 1:
-      # One round, at max_epochs, with nothing after it to promote to:
-      # more trials cannot help, and the full iteration is that round.
-      return Plan(
-        algorithm=asked,
-        max_trials=trials,
-        note=(
-          f'tuner.max_epochs {settings.max_epochs} is below tuner.factor '
-          f'{settings.factor}, so Hyperband runs one round: '
-          f'{min(trials, first.trials)} trials of {first.epochs} epochs, '
-          'none promoted; raise max_epochs to at least factor, or use '
-          f'tuner.algorithm: random for {trials} trials of up to '
-          f'{settings.max_epochs} epochs'
-        ),
-        **base,
-      )
-    if trials <= first.trials:
-      return Plan(
-        algorithm=asked,
-        max_trials=trials,
-        note=(
-          f'tuner.max_trials {trials} ends Hyperband within its first round '
-          f'({first.trials} trials of {first.epochs} epochs): no trial '
-          f'is promoted to more epochs; one full Hyperband iteration takes '
-          f'{full} trials (tuner.max_trials), or use tuner.algorithm: random '
-          f'for {trials} trials of up to {settings.max_epochs} epochs'
-        ),
-        **base,
-      )
-    return Plan(algorithm=asked, max_trials=trials, **base)
+    return _hyperband_plan(settings, size, base)
   if asked in ('random', 'bayesian') and size is not None and size <= trials:
     return Plan(
       algorithm='grid',
@@ -169,6 +125,59 @@ def plan(
       note=(
         f'the search space holds {size} configurations, no more than '
         f'tuner.max_trials {trials}: searching all of them with grid search'
+      ),
+      **base,
+    )
+  return Plan(algorithm=asked, max_trials=trials, **base)
+
+
+def _hyperband_plan(
+  settings: TunerSpec, size: Optional[int], base: Dict[str, Any]
+) -> Plan:
+  """A Hyperband search's plan: grid search when the space is smaller than
+  the first round, else Hyperband, with a note when it will not promote."""
+  asked, trials = settings.algorithm, settings.max_trials
+  rounds = hyperband_rounds(settings.max_epochs, settings.factor)
+  first, full = rounds[0], sum(r.trials for r in rounds)
+  if size is not None and size < first.trials:
+    return Plan(
+      algorithm='grid',
+      max_trials=min(trials, size),
+      note=(
+        f'the search space holds {size} configurations, fewer than the '
+        f"{first.trials} of Hyperband's first round (whose random "
+        'sampler would run out and stop the search before any trial is '
+        f'promoted): searching all {min(trials, size)} with grid search, '
+        f'up to {settings.max_epochs} epochs each'
+      ),
+      **base,
+    )
+  if len(rounds) == 1:
+    # One round, at max_epochs, with nothing after it to promote to:
+    # more trials cannot help, and the full iteration is that round.
+    return Plan(
+      algorithm=asked,
+      max_trials=trials,
+      note=(
+        f'tuner.max_epochs {settings.max_epochs} is below tuner.factor '
+        f'{settings.factor}, so Hyperband runs one round: '
+        f'{min(trials, first.trials)} trials of {first.epochs} epochs, '
+        'none promoted; raise max_epochs to at least factor, or use '
+        f'tuner.algorithm: random for {trials} trials of up to '
+        f'{settings.max_epochs} epochs'
+      ),
+      **base,
+    )
+  if trials <= first.trials:
+    return Plan(
+      algorithm=asked,
+      max_trials=trials,
+      note=(
+        f'tuner.max_trials {trials} ends Hyperband within its first round '
+        f'({first.trials} trials of {first.epochs} epochs): no trial '
+        f'is promoted to more epochs; one full Hyperband iteration takes '
+        f'{full} trials (tuner.max_trials), or use tuner.algorithm: random '
+        f'for {trials} trials of up to {settings.max_epochs} epochs'
       ),
       **base,
     )

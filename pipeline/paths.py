@@ -13,7 +13,7 @@ import contextlib
 import os
 import stat
 import tempfile
-from typing import IO, Callable, Iterator, Optional
+from typing import IO, Callable, Iterator, Optional, Tuple
 
 # Kernel pseudo file systems: their "regular" files (/proc/version) are
 # views of the kernel, never a place to save a file. /dev/shm is plain
@@ -144,23 +144,12 @@ def atomic_file(
   if problem:
     raise error(f'{path}: cannot write {what} here: {problem}')
   target = os.path.realpath(path)
-  folder = os.path.dirname(target)
   try:
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-      dir=folder, suffix='.tmp', prefix=f'.{os.path.basename(target)}.'
-    )
+    fd, tmp = _temporary_beside(target)
   except OSError as e:
     raise error(f'{path}: cannot write {what} here: {e.strerror}') from None
   try:
-    try:
-      previous = os.stat(target).st_mode & 0o7777
-    except FileNotFoundError:
-      # mkstemp's 0600 is for secrets; a new file gets the usual mode.
-      umask = os.umask(0)
-      os.umask(umask)
-      previous = 0o666 & ~umask
-    os.chmod(tmp, previous)
+    os.chmod(tmp, _mode_for(target))
     binary = 'b' in mode
     with open(
       fd,
@@ -175,6 +164,28 @@ def atomic_file(
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+def _temporary_beside(target: str) -> Tuple[int, str]:
+  """A new temporary file in `target`'s folder (made if missing), so that
+  renaming it over `target` is atomic; (its descriptor, its path)."""
+  folder = os.path.dirname(target)
+  os.makedirs(folder, exist_ok=True)
+  return tempfile.mkstemp(
+    dir=folder, suffix='.tmp', prefix=f'.{os.path.basename(target)}.'
+  )
+
+
+def _mode_for(target: str) -> int:
+  """The permission bits the file replacing `target` gets: its own, or
+  for a new file the usual ones under the umask."""
+  try:
+    return os.stat(target).st_mode & 0o7777
+  except FileNotFoundError:
+    # mkstemp's 0600 is for secrets; a new file gets the usual mode.
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_text(

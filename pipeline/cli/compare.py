@@ -27,6 +27,13 @@ def add_commands(sub) -> None:
     "labelled-set sizes, from a base model or a text or image column's "
     'pretrained encoder; writes JSON, Markdown and a PNG plot',
   )
+  _add_inputs(compare)
+  _add_experiment(compare)
+  compare.set_defaults(func=cmd_compare)
+
+
+def _add_inputs(compare) -> None:
+  """The target spec, its overrides and the base model."""
   compare.add_argument(
     'spec',
     nargs='?',
@@ -44,6 +51,10 @@ def add_commands(sub) -> None:
     metavar='PATH',
     help="base model (default: the spec's training.base_model)",
   )
+
+
+def _add_experiment(compare) -> None:
+  """The labelled-set sizes, repeats, epochs, test set, seed and output."""
   compare.add_argument(
     '--sizes',
     help='labelled-set sizes (default: 10,25,50,100,200,'
@@ -84,7 +95,6 @@ def add_commands(sub) -> None:
     'pretrained encoder benchmarks/results/'
     'transfer_<spec name>)',
   )
-  compare.set_defaults(func=cmd_compare)
 
 
 def _progress(line: str) -> None:

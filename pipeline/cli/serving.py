@@ -10,6 +10,11 @@ from pipeline.cli.common import add_address, add_spec, load_spec, until_stopped
 
 def add_commands(sub) -> None:
   """Adds `serve` and `predict` to `sub`, the top-level subparsers."""
+  _add_serve(sub)
+  _add_predict(sub)
+
+
+def _add_serve(sub) -> None:
   serve = sub.add_parser(
     'serve',
     help="serve pushed models with TF Serving's REST API "
@@ -37,6 +42,8 @@ def add_commands(sub) -> None:
   )
   serve.set_defaults(func=cmd_serve)
 
+
+def _add_predict(sub) -> None:
   predict = sub.add_parser(
     'predict',
     help='send CSV or JSON rows to a TF Serving REST endpoint and '
