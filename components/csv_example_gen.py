@@ -1233,6 +1233,45 @@ def _output_splits(
   return list(TIME_SPLITS)
 
 
+def _output_formats(exec_properties: Dict[str, Any]) -> Tuple[Any, Any]:
+  """(output_data_format, output_file_format) as the component was given
+  them, checked to be what this ExampleGen writes: tf.Examples in gzipped
+  TFRecords."""
+  payload = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
+  file_format = exec_properties.get(
+    standard_component_specs.OUTPUT_FILE_FORMAT_KEY,
+    example_gen_pb2.FILE_FORMAT_UNSPECIFIED,
+  )
+  if payload not in (None, example_gen_pb2.FORMAT_TF_EXAMPLE) or (
+    file_format
+    not in (
+      example_gen_pb2.FILE_FORMAT_UNSPECIFIED,
+      example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+    )
+  ):
+    raise ValueError(
+      f'CsvExampleGen: output_data_format {payload} and '
+      f'output_file_format {file_format}: this ExampleGen writes '
+      'tf.Examples in gzipped TFRecords; leave both unset'
+    )
+  return payload, file_format
+
+
+def _record_formats(
+  examples: List[Any], payload: Any, file_format: Any
+) -> None:
+  """Marks the Examples artifacts with each format the component was
+  given; one not given leaves them unmarked."""
+  if payload:
+    for output in examples:
+      examples_utils.set_payload_format(output, payload)
+  if file_format:
+    for output in examples:
+      examples_utils.set_file_format(
+        output, write_split.to_file_format_str(file_format)
+      )
+
+
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
   """ExampleGen executor over csv_format's rules."""
 
@@ -1310,25 +1349,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         TFRecord files.
     """
     self._log_startup(input_dict, output_dict, exec_properties)
-    payload = exec_properties.get(
-      standard_component_specs.OUTPUT_DATA_FORMAT_KEY
-    )
-    file_format = exec_properties.get(
-      standard_component_specs.OUTPUT_FILE_FORMAT_KEY,
-      example_gen_pb2.FILE_FORMAT_UNSPECIFIED,
-    )
-    if payload not in (None, example_gen_pb2.FORMAT_TF_EXAMPLE) or (
-      file_format
-      not in (
-        example_gen_pb2.FILE_FORMAT_UNSPECIFIED,
-        example_gen_pb2.FORMAT_TFRECORDS_GZIP,
-      )
-    ):
-      raise ValueError(
-        f'CsvExampleGen: output_data_format {payload} and '
-        f'output_file_format {file_format}: this ExampleGen writes '
-        'tf.Examples in gzipped TFRecords; leave both unset'
-      )
+    payload, file_format = _output_formats(exec_properties)
     input_config, output_config = _configs(exec_properties)
     examples = output_dict[standard_component_specs.EXAMPLES_KEY]
     artifact = artifact_utils.get_single_instance(examples)
@@ -1351,14 +1372,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         | 'Written' >> beam.combiners.ToList()
         | 'NameFiles' >> beam.Map(_finalize, folders, temp)
       )
-    if payload:
-      for output in examples:
-        examples_utils.set_payload_format(output, payload)
-    if file_format:
-      for output in examples:
-        examples_utils.set_file_format(
-          output, write_split.to_file_format_str(file_format)
-        )
+    _record_formats(examples, payload, file_format)
 
 
 class CsvExampleGen(component.FileBasedExampleGen):

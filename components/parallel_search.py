@@ -51,7 +51,7 @@ import tempfile
 import threading
 import time
 from concurrent import futures
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 from tfx.components.util import udf_utils
 from tfx.dsl.io import fileio
@@ -682,6 +682,34 @@ def work(task_path: str) -> None:
   )
 
 
+@contextlib.contextmanager
+def _heartbeat(beat: str, ended: str) -> Iterator[threading.Event]:
+  """While inside, a thread rewrites a count to file `beat` every
+  HEARTBEAT_S and watches for file `ended`: once it appears, the event
+  this yields is set and the main thread interrupted (a
+  KeyboardInterrupt, between two steps)."""
+  beating, chief_ended = threading.Event(), threading.Event()
+
+  def run():
+    count = 0
+    while not beating.wait(0 if count == 0 else HEARTBEAT_S):
+      count += 1
+      with fileio.open(beat, 'w') as f:
+        f.write(str(count))
+      if fileio.exists(ended):
+        chief_ended.set()
+        _thread.interrupt_main()
+        return
+
+  heart = threading.Thread(target=run, name='heartbeat', daemon=True)
+  heart.start()
+  try:
+    yield chief_ended
+  finally:
+    beating.set()
+    heart.join()
+
+
 def join(
   meeting: str, tuner_id: str, input_dict, exec_properties: Dict[str, Any]
 ) -> Dict[str, Any]:
@@ -704,48 +732,32 @@ def join(
     _say(f"{tuner_id}: the chief's search had ended; nothing to do")
     return {'joined': False, 'chief_failed': said['failed']}
   files = _pod_files(meeting, tuner_id)
-  beating, chief_ended = threading.Event(), threading.Event()
-
-  def beat():  # and watch for the chief's end
-    count = 0
-    while not beating.wait(0 if count == 0 else HEARTBEAT_S):
-      count += 1
-      with fileio.open(files.beat, 'w') as f:
-        f.write(str(count))
-      if fileio.exists(ended):
-        chief_ended.set()
-        _thread.interrupt_main()  # a KeyboardInterrupt, between two steps
-        return
-
-  heart = threading.Thread(target=beat, name='heartbeat', daemon=True)
-  heart.start()
-  try:
-    with _interruptible():
-      result = _search(
-        tuner_id,
-        said,
-        input_dict,
-        exec_properties,
-        ended=lambda: fileio.exists(ended),
+  with _heartbeat(files.beat, ended) as chief_ended:
+    try:
+      with _interruptible():
+        result = _search(
+          tuner_id,
+          said,
+          input_dict,
+          exec_properties,
+          ended=lambda: fileio.exists(ended),
+        )
+    except (ChiefEnded, KeyboardInterrupt) as e:
+      if not (isinstance(e, ChiefEnded) or chief_ended.is_set()):
+        raise
+      failed = _read_json(ended)['failed']
+      _say(
+        f"{tuner_id}: the chief's search ended"
+        + (f' (it failed: {failed})' if failed else '')
+        + '; stopped'
       )
-  except (ChiefEnded, KeyboardInterrupt) as e:
-    if not (isinstance(e, ChiefEnded) or chief_ended.is_set()):
+      return {'joined': True, 'stopped': True, 'chief_failed': failed}
+    except BaseException as e:  # the chief reads why, in one line
+      _write_json(
+        files.failed,
+        {'error': f'{type(e).__name__}: {e}'.splitlines()[0][:200]},
+      )
       raise
-    failed = _read_json(ended)['failed']
-    _say(
-      f"{tuner_id}: the chief's search ended"
-      + (f' (it failed: {failed})' if failed else '')
-      + '; stopped'
-    )
-    return {'joined': True, 'stopped': True, 'chief_failed': failed}
-  except BaseException as e:  # the chief reads why, in one line
-    _write_json(
-      files.failed, {'error': f'{type(e).__name__}: {e}'.splitlines()[0][:200]}
-    )
-    raise
-  finally:
-    beating.set()
-    heart.join()
   _write_json(files.result, result)
   return {'joined': True, **result}
 

@@ -302,6 +302,56 @@ def load_checked(
   return base
 
 
+def _backbone_features(
+  base: Optional[keras.Model],
+  inputs: model_lib.ModelInputs,
+  hparams: Mapping[str, Any],
+  model_inputs: Dict[str, Any],
+  inference_backbone: bool,
+) -> Tuple[keras.Model, Any]:
+  """(the backbone, its output on `model_inputs`): the base model's
+  backbone, or the pretrained encoders' with the side features beside
+  them (Finetuner's arguments)."""
+  training = False if inference_backbone else None
+  if base is not None:
+    backbone = split_backbone(base)
+    x = backbone(
+      {k: model_inputs[k] for k in backbone.input_names},
+      training=training,
+    )
+    return backbone, x
+  backbone = model_lib.pretrained_backbone(inputs)
+  if backbone is None:
+    raise BaseModelError(
+      'training.mode is finetune, but there is neither'
+      ' a base model nor a pretrained encoder'
+    )
+  x = backbone(
+    model_lib.backbone_entries(inputs, model_inputs), training=training
+  )
+  side = inputs.side_features(model_inputs, hparams)
+  if side:
+    x = keras.layers.Concatenate(name='head_features')([x, *side])
+  return backbone, x
+
+
+def _head_features(x: Any, hparams: Mapping[str, Any]) -> Any:
+  """The new head's dropout and hidden layer over `x`, each when asked
+  for; the task's output layer goes on top."""
+  if hparams['dropout'] > 0:
+    x = keras.layers.Dropout(float(hparams['dropout']), name='head_dropout')(x)
+  if int(hparams['head_units']) > 0:
+    x = keras.layers.Dense(
+      int(hparams['head_units']),
+      activation='relu',
+      kernel_regularizer=keras.regularizers.L1L2(
+        l1=float(hparams['l1']), l2=float(hparams['l2'])
+      ),
+      name='head_dense',
+    )(x)
+  return x
+
+
 class Finetuner:
   """A base model's backbone with a new head, trained by one strategy.
 
@@ -339,41 +389,11 @@ class Finetuner:
     self.strategy = tf.distribute.get_strategy()
     self.task = inputs.task
     model_inputs = inputs.input_layers()
-    training = False if inference_backbone else None
-    if base is not None:
-      self.backbone = split_backbone(base)
-      x = self.backbone(
-        {k: model_inputs[k] for k in self.backbone.input_names},
-        training=training,
-      )
-    else:
-      backbone = model_lib.pretrained_backbone(inputs)
-      if backbone is None:
-        raise BaseModelError(
-          'training.mode is finetune, but there is neither'
-          ' a base model nor a pretrained encoder'
-        )
-      self.backbone = backbone
-      x = self.backbone(
-        model_lib.backbone_entries(inputs, model_inputs), training=training
-      )
-      side = inputs.side_features(model_inputs, hparams)
-      if side:
-        x = keras.layers.Concatenate(name='head_features')([x, *side])
+    self.backbone, x = _backbone_features(
+      base, inputs, hparams, model_inputs, inference_backbone
+    )
     self.blocks = backbone_blocks(self.backbone)
-    if hparams['dropout'] > 0:
-      x = keras.layers.Dropout(float(hparams['dropout']), name='head_dropout')(
-        x
-      )
-    if int(hparams['head_units']) > 0:
-      x = keras.layers.Dense(
-        int(hparams['head_units']),
-        activation='relu',
-        kernel_regularizer=keras.regularizers.L1L2(
-          l1=float(hparams['l1']), l2=float(hparams['l2'])
-        ),
-        name='head_dense',
-      )(x)
+    x = _head_features(x, hparams)
     self.model = FinetuneModel(inputs=model_inputs, outputs=inputs.task.head(x))
     self.head_layers = [
       layer

@@ -184,55 +184,9 @@ def read_checkpoint(directory: str) -> BertCheckpoint:
       model type this code does not rebuild, a tokenizer that does not fit
       the model, tensors missing or of the wrong shape.
   """
-  if not directory or not os.path.isdir(directory):
-    raise _fail(
-      directory or '(no directory)',
-      'no such checkpoint directory (a Hugging Face model folder '
-      'with config.json, model.safetensors and vocab.txt)',
-    )
-  config_path = os.path.join(directory, 'config.json')
-  if not os.path.isfile(config_path):
-    raise _fail(
-      directory, 'no config.json: not a Hugging Face checkpoint directory'
-    )
-  config = _read_json(config_path, 'the model configuration')
-  if not isinstance(config, dict):
-    raise _fail(config_path, 'is not a JSON object')
-  model_type = config.get('model_type')
-  if model_type not in SUPPORTED_MODEL_TYPES:
-    raise _fail(
-      config_path,
-      f'model_type {model_type!r} is not supported; '
-      f'supported: {", ".join(SUPPORTED_MODEL_TYPES)} (BERT layout '
-      'with a WordPiece vocabulary)',
-    )
-  values = _config_values(config, config_path)
-
-  weights = os.path.join(directory, 'model.safetensors')
-  if not os.path.isfile(weights):
-    others = [
-      n
-      for n in (
-        'pytorch_model.bin',
-        'model.safetensors.index.json',
-        'tf_model.h5',
-      )
-      if os.path.exists(os.path.join(directory, n))
-    ]
-    found = f' (found {", ".join(others)}, which is not read)' if others else ''
-    raise _fail(
-      directory,
-      f'no model.safetensors{found}: only a single '
-      'safetensors file is read; convert a PyTorch .bin checkpoint '
-      'to model.safetensors (safetensors.torch.save_file) first',
-    )
-  vocab_path = os.path.join(directory, 'vocab.txt')
-  if not os.path.isfile(vocab_path):
-    raise _fail(
-      directory,
-      'no vocab.txt: the WordPiece vocabulary is needed '
-      'for the in-graph tokenizer',
-    )
+  values = _read_config(directory)
+  weights = _weights_path(directory)
+  vocab_path = _vocab_path(directory)
   vocab = _read_vocab(vocab_path)
   tokenizer = _tokenizer_settings(directory, vocab, vocab_path)
   if len(vocab) != values['vocab_size']:
@@ -256,6 +210,69 @@ def read_checkpoint(directory: str) -> BertCheckpoint:
     **values,
     **tokenizer,
   )
+
+
+def _read_config(directory: str) -> Dict[str, Any]:
+  """The checked model configuration of checkpoint `directory`
+  (_config_values), from its config.json."""
+  if not directory or not os.path.isdir(directory):
+    raise _fail(
+      directory or '(no directory)',
+      'no such checkpoint directory (a Hugging Face model folder '
+      'with config.json, model.safetensors and vocab.txt)',
+    )
+  config_path = os.path.join(directory, 'config.json')
+  if not os.path.isfile(config_path):
+    raise _fail(
+      directory, 'no config.json: not a Hugging Face checkpoint directory'
+    )
+  config = _read_json(config_path, 'the model configuration')
+  if not isinstance(config, dict):
+    raise _fail(config_path, 'is not a JSON object')
+  model_type = config.get('model_type')
+  if model_type not in SUPPORTED_MODEL_TYPES:
+    raise _fail(
+      config_path,
+      f'model_type {model_type!r} is not supported; '
+      f'supported: {", ".join(SUPPORTED_MODEL_TYPES)} (BERT layout '
+      'with a WordPiece vocabulary)',
+    )
+  return _config_values(config, config_path)
+
+
+def _weights_path(directory: str) -> str:
+  """The checkpoint's model.safetensors, which must be there."""
+  weights = os.path.join(directory, 'model.safetensors')
+  if not os.path.isfile(weights):
+    others = [
+      n
+      for n in (
+        'pytorch_model.bin',
+        'model.safetensors.index.json',
+        'tf_model.h5',
+      )
+      if os.path.exists(os.path.join(directory, n))
+    ]
+    found = f' (found {", ".join(others)}, which is not read)' if others else ''
+    raise _fail(
+      directory,
+      f'no model.safetensors{found}: only a single '
+      'safetensors file is read; convert a PyTorch .bin checkpoint '
+      'to model.safetensors (safetensors.torch.save_file) first',
+    )
+  return weights
+
+
+def _vocab_path(directory: str) -> str:
+  """The checkpoint's vocab.txt, which must be there."""
+  vocab_path = os.path.join(directory, 'vocab.txt')
+  if not os.path.isfile(vocab_path):
+    raise _fail(
+      directory,
+      'no vocab.txt: the WordPiece vocabulary is needed '
+      'for the in-graph tokenizer',
+    )
+  return vocab_path
 
 
 def _config_values(config: Mapping[str, Any], where: str) -> Dict[str, Any]:
@@ -319,44 +336,14 @@ def _tokenizer_settings(
 ) -> Dict[str, Any]:
   """Lower-casing and special tokens from tokenizer_config.json and
   special_tokens_map.json (BertTokenizer's defaults where absent)."""
+  config = _tokenizer_config(directory)
   settings: Dict[str, Any] = {
-    'do_lower_case': True,
+    'do_lower_case': bool(config.get('do_lower_case', True)),
     'cls_token': '[CLS]',
     'sep_token': '[SEP]',
     'pad_token': '[PAD]',
     'unk_token': '[UNK]',
   }
-  config_path = os.path.join(directory, 'tokenizer_config.json')
-  config: Dict[str, Any] = {}
-  if os.path.isfile(config_path):
-    config = _read_json(config_path, 'the tokenizer configuration')
-    if not isinstance(config, dict):
-      raise _fail(config_path, 'is not a JSON object')
-    tokenizer_class = config.get('tokenizer_class')
-    if tokenizer_class is not None and (
-      tokenizer_class not in _WORDPIECE_TOKENIZERS
-    ):
-      raise _fail(
-        config_path,
-        f'tokenizer does not match the model: '
-        f'tokenizer_class {tokenizer_class!r} is not a WordPiece '
-        f'(BERT) tokenizer; expected one of '
-        f'{", ".join(_WORDPIECE_TOKENIZERS)}',
-      )
-    settings['do_lower_case'] = bool(config.get('do_lower_case', True))
-    strip_accents = config.get('strip_accents')
-    # FastBertTokenizer lower-cases and strips accents together, or neither.
-    if (
-      strip_accents is not None
-      and bool(strip_accents) != (settings['do_lower_case'])
-    ):
-      raise _fail(
-        config_path,
-        f'strip_accents {strip_accents} with '
-        f'do_lower_case {settings["do_lower_case"]} is not '
-        'supported: the in-graph tokenizer strips accents exactly '
-        'when it lower-cases',
-      )
   specials: Dict[str, Any] = {}
   specials_path = os.path.join(directory, 'special_tokens_map.json')
   if os.path.isfile(specials_path):
@@ -375,6 +362,40 @@ def _tokenizer_settings(
       )
     settings[key] = value
   return settings
+
+
+def _tokenizer_config(directory: str) -> Dict[str, Any]:
+  """tokenizer_config.json, checked to describe a WordPiece tokenizer the
+  in-graph one can follow; {} when there is none."""
+  config_path = os.path.join(directory, 'tokenizer_config.json')
+  if not os.path.isfile(config_path):
+    return {}
+  config = _read_json(config_path, 'the tokenizer configuration')
+  if not isinstance(config, dict):
+    raise _fail(config_path, 'is not a JSON object')
+  tokenizer_class = config.get('tokenizer_class')
+  if tokenizer_class is not None and (
+    tokenizer_class not in _WORDPIECE_TOKENIZERS
+  ):
+    raise _fail(
+      config_path,
+      f'tokenizer does not match the model: '
+      f'tokenizer_class {tokenizer_class!r} is not a WordPiece '
+      f'(BERT) tokenizer; expected one of '
+      f'{", ".join(_WORDPIECE_TOKENIZERS)}',
+    )
+  do_lower_case = bool(config.get('do_lower_case', True))
+  strip_accents = config.get('strip_accents')
+  # FastBertTokenizer lower-cases and strips accents together, or neither.
+  if strip_accents is not None and bool(strip_accents) != do_lower_case:
+    raise _fail(
+      config_path,
+      f'strip_accents {strip_accents} with '
+      f'do_lower_case {do_lower_case} is not '
+      'supported: the in-graph tokenizer strips accents exactly '
+      'when it lower-cases',
+    )
+  return config
 
 
 def _expected_shapes(
@@ -701,7 +722,6 @@ def build_encoder(
 def _architecture(
   ckpt: BertCheckpoint, max_tokens: int, name: str, normalize: bool
 ) -> keras.Model:
-  h, eps = ckpt.hidden_size, ckpt.layer_norm_eps
   text = keras.Input(shape=(1,), dtype=tf.string, name='text')
   token_ids, type_ids, mask = BertTokenizer(
     ckpt.vocab,
@@ -713,6 +733,23 @@ def _architecture(
     unk_token=ckpt.unk_token,
     name=TOKENIZER,
   )(text)
+  x = _embeddings(ckpt, token_ids, type_ids)
+  attention_mask = BertAttentionMask(name='attention_mask')(mask)
+  for i in range(ckpt.num_hidden_layers):
+    x = _transformer_layer(ckpt, f'layer_{i}_', x, attention_mask)
+  embedding = BertPooling(ckpt.pooling, name=POOLING)([x, mask])
+  if normalize:
+    # sentence-transformers' Normalize: x / max(|x|, 1e-12); UnitNormalization
+    # divides by sqrt(max(|x|^2, 1e-12)), the same for any real sentence.
+    embedding = keras.layers.UnitNormalization(name='normalize')(embedding)
+  return keras.Model(text, embedding, name=name)
+
+
+def _embeddings(
+  ckpt: BertCheckpoint, token_ids: tf.Tensor, type_ids: tf.Tensor
+) -> tf.Tensor:
+  """The word, position and token type embeddings, summed and normalised."""
+  h = ckpt.hidden_size
   words = keras.layers.Embedding(ckpt.vocab_size, h, name='embeddings_word')(
     token_ids
   )
@@ -723,44 +760,47 @@ def _architecture(
     ckpt.type_vocab_size, h, name='embeddings_type'
   )(type_ids)
   x = keras.layers.Add(name='embeddings_sum')([words, positions, types])
-  x = keras.layers.LayerNormalization(epsilon=eps, name='embeddings_norm')(x)
-  x = keras.layers.Dropout(ckpt.hidden_dropout_prob, name='embeddings_dropout')(
-    x
-  )
-  attention_mask = BertAttentionMask(name='attention_mask')(mask)
-  activation = _ACTIVATIONS[ckpt.hidden_act]
-  for i in range(ckpt.num_hidden_layers):
-    block = f'layer_{i}_'
-    attended = keras.layers.MultiHeadAttention(
-      num_heads=ckpt.num_attention_heads,
-      key_dim=h // ckpt.num_attention_heads,
-      dropout=ckpt.attention_probs_dropout_prob,
-      name=block + 'attention',
-    )(x, x, attention_mask=attention_mask)
-    attended = keras.layers.Dropout(
-      ckpt.hidden_dropout_prob, name=block + 'attention_dropout'
-    )(attended)
-    x = keras.layers.Add(name=block + 'attention_residual')([x, attended])
-    x = keras.layers.LayerNormalization(
-      epsilon=eps, name=block + 'attention_norm'
-    )(x)
-    inner = keras.layers.Dense(
-      ckpt.intermediate_size, activation=activation, name=block + 'intermediate'
-    )(x)
-    out = keras.layers.Dense(h, name=block + 'output')(inner)
-    out = keras.layers.Dropout(
-      ckpt.hidden_dropout_prob, name=block + 'output_dropout'
-    )(out)
-    x = keras.layers.Add(name=block + 'output_residual')([x, out])
-    x = keras.layers.LayerNormalization(
-      epsilon=eps, name=block + 'output_norm'
-    )(x)
-  embedding = BertPooling(ckpt.pooling, name=POOLING)([x, mask])
-  if normalize:
-    # sentence-transformers' Normalize: x / max(|x|, 1e-12); UnitNormalization
-    # divides by sqrt(max(|x|^2, 1e-12)), the same for any real sentence.
-    embedding = keras.layers.UnitNormalization(name='normalize')(embedding)
-  return keras.Model(text, embedding, name=name)
+  x = keras.layers.LayerNormalization(
+    epsilon=ckpt.layer_norm_eps, name='embeddings_norm'
+  )(x)
+  return keras.layers.Dropout(
+    ckpt.hidden_dropout_prob, name='embeddings_dropout'
+  )(x)
+
+
+def _transformer_layer(
+  ckpt: BertCheckpoint, block: str, x: tf.Tensor, attention_mask: tf.Tensor
+) -> tf.Tensor:
+  """One encoder layer, its Keras layers named `block` + their part:
+  self-attention and the feed-forward network, each with dropout, a
+  residual connection and LayerNorm after it."""
+  h, eps = ckpt.hidden_size, ckpt.layer_norm_eps
+  attended = keras.layers.MultiHeadAttention(
+    num_heads=ckpt.num_attention_heads,
+    key_dim=h // ckpt.num_attention_heads,
+    dropout=ckpt.attention_probs_dropout_prob,
+    name=block + 'attention',
+  )(x, x, attention_mask=attention_mask)
+  attended = keras.layers.Dropout(
+    ckpt.hidden_dropout_prob, name=block + 'attention_dropout'
+  )(attended)
+  x = keras.layers.Add(name=block + 'attention_residual')([x, attended])
+  x = keras.layers.LayerNormalization(
+    epsilon=eps, name=block + 'attention_norm'
+  )(x)
+  inner = keras.layers.Dense(
+    ckpt.intermediate_size,
+    activation=_ACTIVATIONS[ckpt.hidden_act],
+    name=block + 'intermediate',
+  )(x)
+  out = keras.layers.Dense(h, name=block + 'output')(inner)
+  out = keras.layers.Dropout(
+    ckpt.hidden_dropout_prob, name=block + 'output_dropout'
+  )(out)
+  x = keras.layers.Add(name=block + 'output_residual')([x, out])
+  return keras.layers.LayerNormalization(
+    epsilon=eps, name=block + 'output_norm'
+  )(x)
 
 
 def _load_weights(model: keras.Model, ckpt: BertCheckpoint) -> None:

@@ -161,6 +161,21 @@ def efficientnet_lite0(
   """
   shape = _check_shape(input_shape)
   inputs = keras.Input(shape=shape, dtype='float32', name='image')
+  x = _stem(inputs)
+  blocks = _block_prefixes()
+  for index, (prefix, stage, stride, filters_in) in enumerate(blocks):
+    # Stochastic depth grows linearly with depth, as in the original.
+    drop_rate = _DROP_CONNECT * index / len(blocks)
+    x = _mbconv(x, prefix, stage, stride, filters_in, drop_rate)
+  x = _top(x, include_top)
+  model = keras.Model(inputs, x, name=name)
+  if weights is not None:
+    load_checkpoint(model, weights)
+  return model
+
+
+def _stem(inputs):
+  """The pixels normalised, then the stem's strided convolution."""
   # (x - 127) / 128 as one affine map, a layer without weights.
   x = keras.layers.Rescaling(
     1.0 / _STDDEV, offset=-_MEAN / _STDDEV, name='rescaling'
@@ -170,14 +185,11 @@ def efficientnet_lite0(
     _STEM, 3, strides=2, padding='same', use_bias=False, name='stem_conv'
   )(x)
   x = _bn('stem_bn')(x)
-  x = _relu6('stem_activation')(x)
+  return _relu6('stem_activation')(x)
 
-  blocks = _block_prefixes()
-  for index, (prefix, stage, stride, filters_in) in enumerate(blocks):
-    # Stochastic depth grows linearly with depth, as in the original.
-    drop_rate = _DROP_CONNECT * index / len(blocks)
-    x = _mbconv(x, prefix, stage, stride, filters_in, drop_rate)
 
+def _top(x, include_top: bool):
+  """The head convolution and pooling, then the classifier if wanted."""
   x = keras.layers.Conv2D(
     FEATURES, 1, padding='same', use_bias=False, name='top_conv'
   )(x)
@@ -187,10 +199,7 @@ def efficientnet_lite0(
   if include_top:
     x = keras.layers.Dropout(_DROPOUT, name='top_dropout')(x)
     x = keras.layers.Dense(CLASSES, activation='softmax', name='predictions')(x)
-  model = keras.Model(inputs, x, name=name)
-  if weights is not None:
-    load_checkpoint(model, weights)
-  return model
+  return x
 
 
 def _mbconv(
@@ -324,18 +333,7 @@ def load_checkpoint(model: keras.Model, path: str) -> None:
         f'has no layer in {model.name}'
       )
     layer = model.get_layer(layer_name)
-    index, value = _to_keras(layer, param, array)
-    if index < 0:
-      raise CheckpointError(
-        f'{path}: tensor {tensor} {tuple(array.shape)} '
-        f'does not map to a weight of layer {layer_name}'
-      )
-    expected = tuple(layer.weights[index].shape)
-    if tuple(value.shape) != expected:
-      raise CheckpointError(
-        f'{path}: tensor {tensor} has shape {tuple(array.shape)}, layer '
-        f'{layer_name} needs {_torch_shape(layer, param, expected)}'
-      )
+    index, value = _keras_weight(layer, path, tensor, param, array)
     if pending[layer_name][index] is not None:
       raise CheckpointError(
         f'{path}: tensor {tensor} sets {layer_name} '
@@ -343,6 +341,39 @@ def load_checkpoint(model: keras.Model, path: str) -> None:
       )
     pending[layer_name][index] = value.astype(np.float32, copy=False)
     sources[layer_name][index] = tensor
+  _set_weights(model, path, pending)
+
+
+def _keras_weight(
+  layer: keras.layers.Layer,
+  path: str,
+  tensor: str,
+  param: str,
+  array: np.ndarray,
+) -> Tuple[int, np.ndarray]:
+  """(index among `layer`'s weights, value) of checkpoint tensor `tensor`,
+  its parameter `param`, checked to fit."""
+  index, value = _to_keras(layer, param, array)
+  if index < 0:
+    raise CheckpointError(
+      f'{path}: tensor {tensor} {tuple(array.shape)} '
+      f'does not map to a weight of layer {layer.name}'
+    )
+  expected = tuple(layer.weights[index].shape)
+  if tuple(value.shape) != expected:
+    raise CheckpointError(
+      f'{path}: tensor {tensor} has shape {tuple(array.shape)}, layer '
+      f'{layer.name} needs {_torch_shape(layer, param, expected)}'
+    )
+  return index, value
+
+
+def _set_weights(
+  model: keras.Model,
+  path: str,
+  pending: Dict[str, List[Optional[np.ndarray]]],
+) -> None:
+  """Sets each weighted layer's weights, once every one has a tensor."""
   for layer_name, values in pending.items():
     missing = [
       w.name

@@ -83,10 +83,25 @@ def check_consistency(spec: PipelineSpec) -> None:
   """Cross-key rules that single fields cannot express. Rules that depend
   on the number of classes or on the feature lists wait until the runner
   has read them from the data (`loading.resolve_spec`)."""
-  src = spec.source
+  for rule in _RULES:
+    rule(spec)
+
+
+_GROUPS = ('numeric', 'categorical', 'date', 'text', 'image', 'exclude')
+
+
+def _declared(spec: PipelineSpec) -> Dict[str, str]:
+  """Each declared feature or excluded column, and the list naming it
+  (_check_feature_lists, run first, makes sure there is one)."""
   f = spec.features
+  return {name: group for group in _GROUPS for name in getattr(f, group)}
+
+
+def _check_feature_lists(spec: PipelineSpec) -> None:
+  """A column is listed once, and the label in no list."""
+  src, f = spec.source, spec.features
   seen: Dict[str, str] = {}
-  for group in ('numeric', 'categorical', 'date', 'text', 'image', 'exclude'):
+  for group in _GROUPS:
     for name in getattr(f, group):
       _check(
         name not in seen,
@@ -102,12 +117,20 @@ def check_consistency(spec: PipelineSpec) -> None:
     f'{f.label!r} is also listed in features.{seen.get(f.label)}; the '
     'label is neither a feature nor excluded',
   )
-  _check_data(spec)
+
+
+def _check_engines(spec: PipelineSpec) -> None:
+  src = spec.source
   _check_engine(src, 'runner', spec.runner.engine, spec.runner.engine_options)
   _check_engine(
     src, 'kubeflow', spec.kubeflow.engine, spec.kubeflow.engine_options
   )
-  split = spec.data.split
+
+
+def _check_split(spec: PipelineSpec) -> None:
+  """A time split is by a declared column other than the label; a hash
+  split names train and eval, each with at least one bucket."""
+  src, f, split = spec.source, spec.features, spec.data.split
   if isinstance(split, TimeSplit):
     _check(
       split.by != f.label,
@@ -116,67 +139,79 @@ def check_consistency(spec: PipelineSpec) -> None:
       'split by a feature or an excluded column, not the label',
     )
     _check(
-      not f.listed or split.by in seen,
+      not f.listed or split.by in _declared(spec),
       src,
       'data.split.by',
       f'{split.by!r} is not a declared feature or excluded column',
     )
-  else:
+    return
+  _check(
+    set(split) == {'train', 'eval'},
+    src,
+    'data.split',
+    f'must name exactly the splits train and eval (got {sorted(split)})',
+  )
+  for name, buckets in split.items():
     _check(
-      set(split) == {'train', 'eval'},
+      buckets >= 1,
       src,
-      'data.split',
-      f'must name exactly the splits train and eval (got {sorted(split)})',
+      f'data.split.{name}',
+      f'hash buckets must be >= 1 (got {buckets})',
     )
-    for name, buckets in split.items():
-      _check(
-        buckets >= 1,
-        src,
-        f'data.split.{name}',
-        f'hash buckets must be >= 1 (got {buckets})',
-      )
-  check_maxima(spec)
-  _check_search_space(spec)
-  _check_model(spec)
-  _check_training(spec)
-  _check_module_file(spec)
-  _check_impute(spec, seen)
-  if is_known(f):
+
+
+def _check_task(spec: PipelineSpec) -> None:
+  """The rules that depend on the task, once the label decides it."""
+  if not is_known(spec.features):
+    return
+  for rule in _TASK_RULES:
+    rule(spec)
+
+
+def _check_num_classes(spec: PipelineSpec) -> None:
+  _check(
+    spec.task.classifies or spec.features.num_classes is None,
+    spec.source,
+    'features.num_classes',
+    'a regression label has no classes',
+  )
+
+
+def _check_slices(spec: PipelineSpec) -> None:
+  """Slices and slice gates name declared columns (once they are known)."""
+  if not spec.is_resolved:
+    return
+  src, seen = spec.source, _declared(spec)
+  for i, slice_keys in enumerate(spec.evaluation.slices):
     _check(
-      spec.task.classifies or f.num_classes is None,
+      bool(slice_keys),
       src,
-      'features.num_classes',
-      'a regression label has no classes',
+      f'evaluation.slices.{i}',
+      'a slice names at least one feature (the overall slice is always '
+      'computed)',
     )
-    _check_evaluation(spec)
-  if spec.is_resolved:
-    for i, slice_keys in enumerate(spec.evaluation.slices):
+    for key in slice_keys:
       _check(
-        bool(slice_keys),
+        key in seen,
         src,
         f'evaluation.slices.{i}',
-        'a slice names at least one feature (the overall slice is always '
-        'computed)',
+        f'{key!r} is not a declared feature or excluded column',
       )
-      for key in slice_keys:
-        _check(
-          key in seen,
-          src,
-          f'evaluation.slices.{i}',
-          f'{key!r} is not a declared feature or excluded column',
-        )
-    for i, gate in enumerate(spec.evaluation.slice_thresholds):
-      for key in gate.features:
-        _check(
-          key in seen,
-          src,
-          f'evaluation.slice_thresholds.{i}.slice',
-          f'{key!r} is not a declared feature or excluded column',
-        )
+  for i, gate in enumerate(spec.evaluation.slice_thresholds):
+    for key in gate.features:
+      _check(
+        key in seen,
+        src,
+        f'evaluation.slice_thresholds.{i}.slice',
+        f'{key!r} is not a declared feature or excluded column',
+      )
+
+
+def _check_metadata(spec: PipelineSpec) -> None:
   metadata = spec.runner.metadata
   _check(
     not is_uri(metadata) or metadata.startswith('mysql://'),
-    src,
+    spec.source,
     'runner.metadata',
     'give a SQLite file path or a '
     'mysql://user@host:port/database URI (grpc:// stores are read by the '
@@ -285,8 +320,9 @@ def _check_thresholds(
         )
 
 
-def _check_evaluation(spec: PipelineSpec) -> None:
-  """Rules that depend on the task."""
+def _check_metrics(spec: PipelineSpec) -> None:
+  """The metrics, their thresholds and the decision threshold fit the
+  task."""
   src, ev, task = spec.source, spec.evaluation, spec.task
   for metric in ev.metric_names(task):
     _check(
@@ -316,6 +352,12 @@ def _check_evaluation(spec: PipelineSpec) -> None:
     'evaluation.decision_threshold',
     f'only a binary label has one (this is {task.description})',
   )
+
+
+def _check_monitors(spec: PipelineSpec) -> None:
+  """The tuner's objective and early stopping watch a metric the task
+  reports."""
+  src, task = spec.source, spec.task
   monitors = task.monitors
   _check(
     spec.tuner.objective in monitors,
@@ -332,6 +374,12 @@ def _check_evaluation(spec: PipelineSpec) -> None:
     f'{early and early.monitor!r} is not reported for '
     f'{task.description}; allowed: {", ".join(monitors)}',
   )
+
+
+def _check_losses(spec: PipelineSpec) -> None:
+  """Only regression chooses a loss, one loss when the objective is
+  val_loss, and only a classifier weighs classes."""
+  src, task = spec.source, spec.task
   choices = spec.training.choices()
   _check(
     task.losses != () or choices['loss'] == ['mse'],
@@ -355,9 +403,10 @@ def _check_evaluation(spec: PipelineSpec) -> None:
   )
 
 
-def _check_impute(spec: PipelineSpec, seen: Mapping[str, str]) -> None:
+def _check_impute(spec: PipelineSpec) -> None:
   """Per-feature imputation rules name features, with a fill of their kind."""
   src, impute = spec.source, spec.preprocessing.impute
+  seen = _declared(spec)
   listed = spec.features.listed
   for name, rule in impute.features.items():
     key = f'preprocessing.impute.features.{name}'
@@ -425,9 +474,9 @@ def _check_module_file(spec: PipelineSpec) -> None:
   )
 
 
-def _check_model(spec: PipelineSpec) -> None:
-  src, model, f = spec.source, spec.model, spec.features
-  builders = model.builders
+def _check_builders(spec: PipelineSpec) -> None:
+  """cnn is given alone; gbt trees train from scratch."""
+  src, builders = spec.source, spec.model.builders
   _check(
     len(builders) == 1 or 'cnn' not in builders,
     src,
@@ -442,7 +491,13 @@ def _check_model(spec: PipelineSpec) -> None:
     'gbt trees are trained from scratch; fine-tuning '
     'needs the dnn or cnn builder (training.mode: finetune)',
   )
-  if builders == ['cnn']:
+
+
+def _check_image_layout(spec: PipelineSpec) -> None:
+  """The cnn builder's image layout holds the numeric features as pixels,
+  and no other builder has one."""
+  src, model, f = spec.source, spec.model, spec.features
+  if model.builders == ['cnn']:
     _check(
       model.image is not None,
       src,
@@ -477,8 +532,12 @@ def _check_model(spec: PipelineSpec) -> None:
       'model.image',
       'only the cnn builder takes an image layout',
     )
-  _check_encoders(spec)
-  ft = model.search_space.finetune
+
+
+def _check_finetune_space(spec: PipelineSpec) -> None:
+  """model.search_space.finetune: its ranges, and each value in its
+  range."""
+  src, ft = spec.source, spec.model.search_space.finetune
   key = 'model.search_space.finetune'
   _check_range(src, f'{key}.unfreeze_blocks', ft.unfreeze_blocks)
   _check_range(src, f'{key}.backbone_lr_scale', ft.backbone_lr_scale)
@@ -588,3 +647,30 @@ def _check_training(spec: PipelineSpec) -> None:
     'training.base_model',
     f'give exactly one of path, latest_blessed (got {given or "none"})',
   )
+
+
+# In the order they run: the first broken rule is the one reported.
+_RULES = (
+  _check_feature_lists,
+  _check_data,
+  _check_engines,
+  _check_split,
+  check_maxima,
+  _check_search_space,
+  _check_builders,
+  _check_image_layout,
+  _check_encoders,
+  _check_finetune_space,
+  _check_training,
+  _check_module_file,
+  _check_impute,
+  _check_task,
+  _check_slices,
+  _check_metadata,
+)
+_TASK_RULES = (
+  _check_num_classes,
+  _check_metrics,
+  _check_monitors,
+  _check_losses,
+)
