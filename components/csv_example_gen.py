@@ -107,8 +107,13 @@ def custom_config(fmt: csv_format.CsvFormat) -> example_gen_pb2.CustomConfig:
   packed = any_pb2.Any()
   # Unset options are left out, so a format without a time split has the
   # cache key it would have had before the split options existed.
-  packed.Pack(wrappers_pb2.StringValue(value=json.dumps(
-      fmt.model_dump(mode='json', exclude_none=True), sort_keys=True)))
+  packed.Pack(
+    wrappers_pb2.StringValue(
+      value=json.dumps(
+        fmt.model_dump(mode='json', exclude_none=True), sort_keys=True
+      )
+    )
+  )
   return example_gen_pb2.CustomConfig(custom_config=packed)
 
 
@@ -141,12 +146,14 @@ def _read_file(path: str) -> Tuple[List[str], List[List[str]]]:
   return [name.strip() for name in header], list(records)
 
 
-def _check_records(path: str, header: Sequence[str],
-                   records: Iterable[Sequence[str]]) -> None:
+def _check_records(
+  path: str, header: Sequence[str], records: Iterable[Sequence[str]]
+) -> None:
   for line, record in enumerate(records, start=2):
     if len(record) != len(header):
-      raise ValueError(f'{path}: record {line}: {len(record)} fields, '
-                       f'expected {len(header)}')
+      raise ValueError(
+        f'{path}: record {line}: {len(record)} fields, expected {len(header)}'
+      )
 
 
 def _header(path: str) -> List[str]:
@@ -184,6 +191,7 @@ def _lacks(path: str, header: Sequence[str], columns: Sequence[str]) -> None:
 class _Unit:
   """Bytes [start, end) of a CSV file (end None: to its end); `header` is
   the file's, stripped; `quoted` when a quoted cell may hold a line break."""
+
   path: str
   start: int
   end: Optional[int]
@@ -211,13 +219,17 @@ class _PlanUnits(beam.DoFn):
     _lacks(path, header, self._columns)
     size = FileSystems.match([path])[0].metadata_list[0].size_in_bytes
     whole = _Unit(path, 0, None, header, True, f'{index:06d}-{0:015d}')
-    if (size <= 2 * UNIT_BYTES or CompressionTypes.detect_compression_type(
-        path) != CompressionTypes.UNCOMPRESSED):
+    if (
+      size <= 2 * UNIT_BYTES
+      or CompressionTypes.detect_compression_type(path)
+      != CompressionTypes.UNCOMPRESSED
+    ):
       yield whole
       return
     starts = [0]
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED
-                          ) as f:
+    with FileSystems.open(
+      path, compression_type=CompressionTypes.UNCOMPRESSED
+    ) as f:
       offset = 0
       while chunk := f.read(UNIT_BYTES):
         if b'"' in chunk:
@@ -228,16 +240,16 @@ class _PlanUnits(beam.DoFn):
           starts.append(offset + line_end + 1)
         offset += len(chunk)
     for start, end in zip(starts, starts[1:] + [None], strict=True):
-      yield _Unit(path, start, end, header, False,
-                  f'{index:06d}-{start:015d}')
+      yield _Unit(path, start, end, header, False, f'{index:06d}-{start:015d}')
 
 
 def _unit_bytes(unit: _Unit) -> bytes:
   if unit.whole:  # a compressed file decompresses here
     with FileSystems.open(unit.path) as f:
       return f.read()
-  with FileSystems.open(unit.path,
-                        compression_type=CompressionTypes.UNCOMPRESSED) as f:
+  with FileSystems.open(
+    unit.path, compression_type=CompressionTypes.UNCOMPRESSED
+  ) as f:
     f.seek(unit.start)
     return f.read() if unit.end is None else f.read(unit.end - unit.start)
 
@@ -247,7 +259,7 @@ def _arrow_cells(unit: _Unit, data: bytes) -> Optional[List[pa.ChunkedArray]]:
   where the csv module must read it (pyarrow refused it, or it holds what
   the csv module refuses and pyarrow would not)."""
   if unit.start == 0 and data.startswith(codecs.BOM_UTF8):
-    data = data[len(codecs.BOM_UTF8):]
+    data = data[len(codecs.BOM_UTF8) :]
   if b'\x00' in data:
     return None
   width = len(unit.header)
@@ -255,27 +267,34 @@ def _arrow_cells(unit: _Unit, data: bytes) -> Optional[List[pa.ChunkedArray]]:
     # open_csv, not read_csv: read_csv's signal handler walks the whole
     # heap (gc.get_referrers) on Python 3.10, seconds once TFX is loaded.
     table = pa_csv.open_csv(
-        pa.py_buffer(data),
-        read_options=pa_csv.ReadOptions(
-            autogenerate_column_names=True, use_threads=False,
-            block_size=max(1 << 20, min(len(data) + 1, 1 << 28))),
-        parse_options=pa_csv.ParseOptions(newlines_in_values=unit.quoted),
-        convert_options=pa_csv.ConvertOptions(
-            column_types={f'f{i}': pa.string() for i in range(width)},
-            null_values=[], strings_can_be_null=False,
-            quoted_strings_can_be_null=False)).read_all()
+      pa.py_buffer(data),
+      read_options=pa_csv.ReadOptions(
+        autogenerate_column_names=True,
+        use_threads=False,
+        block_size=max(1 << 20, min(len(data) + 1, 1 << 28)),
+      ),
+      parse_options=pa_csv.ParseOptions(newlines_in_values=unit.quoted),
+      convert_options=pa_csv.ConvertOptions(
+        column_types={f'f{i}': pa.string() for i in range(width)},
+        null_values=[],
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+      ),
+    ).read_all()
   except pa.ArrowException:
     return None
   if table.num_columns != width:
     return None
   if unit.start == 0:
     if not table.num_rows or [
-        c[0].as_py().strip() for c in table.columns] != list(unit.header):
+      c[0].as_py().strip() for c in table.columns
+    ] != list(unit.header):
       return None
     table = table.slice(1)
   for column in table.columns:
     if len(column) and pc.max(pc.binary_length(column)).as_py() >= (
-        _FIELD_LIMIT - 1):
+      _FIELD_LIMIT - 1
+    ):
       return None
   return table.columns
 
@@ -287,14 +306,15 @@ def _csv_cells(unit: _Unit, data: bytes) -> List[pa.Array]:
   _check_records(unit.path, header, records)
   if not unit.whole:  # an unquoted file: its lines are its records
     text = data.decode('utf-8-sig' if unit.start == 0 else 'utf-8')
-    records = list(csv_format.rows(text))[1 if unit.start == 0 else 0:]
-  return [pa.array(list(cells), pa.string())
-          for cells in zip(*records, strict=True)] or [
-              pa.array([], pa.string()) for _ in header]
+    records = list(csv_format.rows(text))[1 if unit.start == 0 else 0 :]
+  return [
+    pa.array(list(cells), pa.string()) for cells in zip(*records, strict=True)
+  ] or [pa.array([], pa.string()) for _ in header]
 
 
-def _unit_columns(unit: _Unit, columns: Sequence[str]
-                  ) -> Tuple[List[pa.ChunkedArray], int, bool]:
+def _unit_columns(
+  unit: _Unit, columns: Sequence[str]
+) -> Tuple[List[pa.ChunkedArray], int, bool]:
   """The unit's cells of `columns`, in that order, its row count, and
   whether its text is plain: ASCII without \\x1c-\\x1f, so that the
   vectorised rules are exact for every cell."""
@@ -315,8 +335,7 @@ def _take(array: pa.Array, mask: np.ndarray) -> List[Any]:
 
 
 def _matches(array: pa.Array, pattern: str) -> np.ndarray:
-  return pc.match_substring_regex(array, pattern).to_numpy(
-      zero_copy_only=False)
+  return pc.match_substring_regex(array, pattern).to_numpy(zero_copy_only=False)
 
 
 class _Cells:
@@ -324,8 +343,9 @@ class _Cells:
   is_missing), and which only Python can judge (`odd`: non-ASCII, or
   holding \\x1c-\\x1f, which str.strip() strips)."""
 
-  def __init__(self, name: str, cells: pa.Array, nulls: Sequence[str],
-               plain: bool):
+  def __init__(
+    self, name: str, cells: pa.Array, nulls: Sequence[str], plain: bool
+  ):
     self.name = name
     self.cells = cells
     self.nulls = tuple(nulls)
@@ -333,22 +353,27 @@ class _Cells:
     missing = pc.equal(pc.binary_length(self.trimmed), 0)
     tokens = [t for t in self.nulls if t]
     if tokens:
-      missing = pc.or_(missing, pc.is_in(
-          self.trimmed, value_set=pa.array(tokens, pa.string())))
+      missing = pc.or_(
+        missing, pc.is_in(self.trimmed, value_set=pa.array(tokens, pa.string()))
+      )
     self.present = ~missing.to_numpy(zero_copy_only=False)
     self.odd = np.zeros(len(cells), bool)
     if not plain:
       self.odd = ~pc.string_is_ascii(cells).to_numpy(zero_copy_only=False)
       self.odd |= _matches(cells, '[\\x1c-\\x1f]')
       if self.odd.any():
-        self.present[self.odd] = [not csv_format.is_missing(c, self.nulls)
-                                  for c in _take(cells, self.odd)]
+        self.present[self.odd] = [
+          not csv_format.is_missing(c, self.nulls)
+          for c in _take(cells, self.odd)
+        ]
 
   def values(self, kind: str, mask: np.ndarray) -> List[Any]:
     """csv_format.value_of for the cells in `mask` (None: missing)."""
     try:
-      return [csv_format.value_of(c, kind, self.nulls)
-              for c in _take(self.cells, mask)]
+      return [
+        csv_format.value_of(c, kind, self.nulls)
+        for c in _take(self.cells, mask)
+      ]
     except csv_format.CellError as e:
       raise ValueError(f'column {self.name}: {e}') from None
 
@@ -360,12 +385,14 @@ class _Cells:
     if kind == csv_format.INT:
       # pyarrow reads "0x1F" as 31; int() refuses it.
       fast &= _matches(self.trimmed, _INT_TEXT)
-    values = np.zeros(len(mask), np.int64 if arrow == pa.int64()
-                      else np.float64)
+    values = np.zeros(
+      len(mask), np.int64 if arrow == pa.int64() else np.float64
+    )
     for attempt in ('all', 'decimal'):
       try:
-        values[fast] = pc.cast(self.trimmed.filter(pa.array(fast)),
-                               arrow).to_numpy(zero_copy_only=False)
+        values[fast] = pc.cast(
+          self.trimmed.filter(pa.array(fast)), arrow
+        ).to_numpy(zero_copy_only=False)
         break
       except pa.ArrowInvalid:
         if attempt == 'all' and kind == csv_format.FLOAT:
@@ -382,8 +409,9 @@ class _Cells:
     plain = self.present & ~self.odd
     try:
       # What pyarrow reads as a double, Python's float() reads too.
-      numbers = pc.cast(self.trimmed.filter(pa.array(plain)),
-                        pa.float64()).to_numpy(zero_copy_only=False)
+      numbers = pc.cast(
+        self.trimmed.filter(pa.array(plain)), pa.float64()
+      ).to_numpy(zero_copy_only=False)
     except pa.ArrowInvalid:
       numbers = None
     if numbers is None:  # Python judges the cells that are no integers
@@ -395,10 +423,14 @@ class _Cells:
       if len(numbers):
         # A fraction, inf or nan is no integer's text (so no need to look
         # further); a whole number is, unless written 3.0 or 1e5.
-        whole = np.isfinite(numbers).all() and (
-            numbers == np.trunc(numbers)).all()
-        kind = csv_format.INT if whole and _matches(
-            self.trimmed, _INT_TEXT)[plain].all() else csv_format.FLOAT
+        whole = (
+          np.isfinite(numbers).all() and (numbers == np.trunc(numbers)).all()
+        )
+        kind = (
+          csv_format.INT
+          if whole and _matches(self.trimmed, _INT_TEXT)[plain].all()
+          else csv_format.FLOAT
+        )
       rest = self.present & self.odd
     for cell in _take(self.cells, rest):
       kind = csv_format.widen(kind, csv_format.cell_kind(cell))
@@ -411,6 +443,7 @@ class _Cells:
 class _Feature:
   """A column's values in a slice: int64 (INT), float32 (FLOAT) or bytes
   (BYTES, a large_binary array) per row, with which rows have one."""
+
   kind: str
   values: Any
   present: np.ndarray
@@ -423,11 +456,14 @@ def _ints(cells: _Cells) -> _Feature:
   present = cells.present.copy()
   slow = present.copy()
   values = cells.numbers(csv_format.INT, slow)
-  for i, value in zip(np.flatnonzero(slow), cells.values(csv_format.INT,
-                                                         slow), strict=True):
-    if value is not None and not -2**63 <= value < 2**63:
-      raise ValueError(f'column {cells.name}: {value} is beyond a 64-bit '
-                       'integer; declare the column FLOAT or STRING')
+  for i, value in zip(
+    np.flatnonzero(slow), cells.values(csv_format.INT, slow), strict=True
+  ):
+    if value is not None and not -(2**63) <= value < 2**63:
+      raise ValueError(
+        f'column {cells.name}: {value} is beyond a 64-bit '
+        'integer; declare the column FLOAT or STRING'
+      )
     values[i] = value or 0
     present[i] = value is not None
   return _Feature(csv_format.INT, values, present)
@@ -437,8 +473,9 @@ def _floats(cells: _Cells) -> _Feature:
   present = cells.present.copy()
   slow = present.copy()
   values = cells.numbers(csv_format.FLOAT, slow)
-  for i, value in zip(np.flatnonzero(slow), cells.values(csv_format.FLOAT,
-                                                         slow), strict=True):
+  for i, value in zip(
+    np.flatnonzero(slow), cells.values(csv_format.FLOAT, slow), strict=True
+  ):
     values[i] = math.nan if value is None else value
   present &= ~np.isnan(values)  # NaN, read by either, is missing
   with np.errstate(over='ignore'):
@@ -466,18 +503,30 @@ def _file_bytes(cells: _Cells, folder: str) -> _Feature:
       with FileSystems.open(path) as f:
         values.append(f.read())
     except Exception as e:  # pylint: disable=broad-except
-      raise ValueError(f'column {cells.name}: cannot read {path}: '
-                       f'{" ".join(str(e).split())[:200]}') from None
+      raise ValueError(
+        f'column {cells.name}: cannot read {path}: '
+        f'{" ".join(str(e).split())[:200]}'
+      ) from None
   return _Feature(_BYTES, pa.array(values, pa.large_binary()), cells.present)
 
 
-def _features(cells: Dict[str, _Cells], kinds: Dict[str, str],
-              files: Sequence[str], folder: str) -> Dict[str, _Feature]:
-  convert = {csv_format.INT: _ints, csv_format.FLOAT: _floats,
-             csv_format.STRING: _texts}
-  return {name: _file_bytes(column, folder) if name in files
-          else convert[kinds[name]](column)
-          for name, column in cells.items()}
+def _features(
+  cells: Dict[str, _Cells],
+  kinds: Dict[str, str],
+  files: Sequence[str],
+  folder: str,
+) -> Dict[str, _Feature]:
+  convert = {
+    csv_format.INT: _ints,
+    csv_format.FLOAT: _floats,
+    csv_format.STRING: _texts,
+  }
+  return {
+    name: _file_bytes(column, folder)
+    if name in files
+    else convert[kinds[name]](column)
+    for name, column in cells.items()
+  }
 
 
 # --- Serialized tf.Examples, column by column ------------------------------
@@ -490,7 +539,7 @@ def _features(cells: Dict[str, _Cells], kinds: Dict[str, str],
 def _varint(n: int) -> bytes:
   out = bytearray()
   while n >= 0x80:
-    out.append(n & 0x7f | 0x80)
+    out.append(n & 0x7F | 0x80)
     n >>= 7
   out.append(n)
   return bytes(out)
@@ -509,13 +558,12 @@ def _varint_matrix(values: np.ndarray) -> np.ndarray:
   """Each value's varint bytes, left-aligned in 10 columns."""
   values = values.astype(np.int64).view(np.uint64)
   shifts = np.arange(0, 70, 7, dtype=np.uint64)
-  groups = ((values[:, None] >> shifts) & np.uint64(0x7f)).astype(np.uint8)
+  groups = ((values[:, None] >> shifts) & np.uint64(0x7F)).astype(np.uint8)
   more = np.arange(10) < (_varint_sizes(values)[:, None] - 1)
   return groups | (more.astype(np.uint8) << 7)
 
 
-def _binary(matrix: np.ndarray, sizes: Optional[np.ndarray] = None
-            ) -> pa.Array:
+def _binary(matrix: np.ndarray, sizes: Optional[np.ndarray] = None) -> pa.Array:
   """Rows of `matrix` (the first `sizes` bytes of each) as large_binary."""
   rows, width = matrix.shape
   if sizes is None:
@@ -525,9 +573,9 @@ def _binary(matrix: np.ndarray, sizes: Optional[np.ndarray] = None
     offsets = np.zeros(rows + 1, np.int64)
     np.cumsum(sizes, out=offsets[1:])
     data = matrix[np.arange(width) < sizes[:, None]]
-  return pa.Array.from_buffers(pa.large_binary(), rows,
-                               [None, pa.py_buffer(offsets),
-                                pa.py_buffer(data)])
+  return pa.Array.from_buffers(
+    pa.large_binary(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+  )
 
 
 def _varint_array(values: np.ndarray) -> pa.Array:
@@ -542,8 +590,8 @@ def _scalar(data: bytes) -> pa.Scalar:
 
 def _join(*parts: Union[bytes, pa.Array]) -> pa.Array:
   return pc.binary_join_element_wise(
-      *[_scalar(p) if isinstance(p, bytes) else p for p in parts],
-      _scalar(b''))
+    *[_scalar(p) if isinstance(p, bytes) else p for p in parts], _scalar(b'')
+  )
 
 
 def _entry(name: str, value_size: int) -> bytes:
@@ -554,16 +602,20 @@ def _entry(name: str, value_size: int) -> bytes:
 
 
 # A number list's Feature field, and the empty Feature of a missing value.
-_LIST_TAG = {csv_format.FLOAT: b'\x12', csv_format.INT: b'\x1a',
-             _BYTES: b'\x0a'}
+_LIST_TAG = {
+  csv_format.FLOAT: b'\x12',
+  csv_format.INT: b'\x1a',
+  _BYTES: b'\x0a',
+}
 
 
 def _empty(name: str, kind: str) -> bytes:
   return _entry(name, 2) + _LIST_TAG[kind] + b'\x00'
 
 
-def _numbers(name: str, feature: _Feature
-             ) -> Union[Tuple[bytes, np.ndarray], pa.Array]:
+def _numbers(
+  name: str, feature: _Feature
+) -> Union[Tuple[bytes, np.ndarray], pa.Array]:
   """A number column's map entries: (prefix, values' bytes) when every
   row's entry is that prefix then a value of the same width (no value
   missing; a float, or ints whose varints are as long), else one
@@ -583,10 +635,14 @@ def _numbers(name: str, feature: _Feature
   shapes = {}
   for size in np.unique(sizes[feature.present]).tolist():
     packed = b'\x0a' + _varint(size)  # the packed values field
-    shapes[size] = (_entry(name, 2 + len(packed) + size) + tag +
-                    _varint(len(packed) + size) + packed)
+    shapes[size] = (
+      _entry(name, 2 + len(packed) + size)
+      + tag
+      + _varint(len(packed) + size)
+      + packed
+    )
   if len(shapes) == 1 and feature.present.all():
-    (size, prefix), = shapes.items()
+    ((size, prefix),) = shapes.items()
     return prefix, tails[:, :size]
   missing = _empty(name, feature.kind)
   widths = np.full(rows, len(missing))
@@ -595,58 +651,76 @@ def _numbers(name: str, feature: _Feature
   matrix = np.zeros((rows, int(widths.max(initial=0))), np.uint8)
   for size, prefix in shapes.items():
     which = feature.present & (sizes == size)
-    matrix[which, :len(prefix)] = np.frombuffer(prefix, np.uint8)
-    matrix[which, len(prefix):len(prefix) + size] = tails[which, :size]
+    matrix[which, : len(prefix)] = np.frombuffer(prefix, np.uint8)
+    matrix[which, len(prefix) : len(prefix) + size] = tails[which, :size]
   absent = ~feature.present
-  matrix[absent, :len(missing)] = np.frombuffer(missing, np.uint8)
+  matrix[absent, : len(missing)] = np.frombuffer(missing, np.uint8)
   return _binary(matrix, widths)
 
 
-def _fixed(head: bytes, entries: Sequence[Tuple[bytes, np.ndarray]]
-           ) -> np.ndarray:
+def _fixed(
+  head: bytes, entries: Sequence[Tuple[bytes, np.ndarray]]
+) -> np.ndarray:
   """`head` then the entries, each its prefix and its values' bytes, as
   one matrix: the prefixes are written once as a template row (a fresh
   matrix per column, then stacking, costs three times as long)."""
   rows = len(entries[0][1])
   template = [np.frombuffer(head, np.uint8)]
   for prefix, values in entries:
-    template += [np.frombuffer(prefix, np.uint8),
-                 np.zeros(values.shape[1], np.uint8)]
+    template += [
+      np.frombuffer(prefix, np.uint8),
+      np.zeros(values.shape[1], np.uint8),
+    ]
   template = np.concatenate(template)
   matrix = np.empty((rows, len(template)), np.uint8)
   matrix[:] = template
   offset = len(head)
   for prefix, values in entries:
     offset += len(prefix)
-    matrix[:, offset:offset + values.shape[1]] = values
+    matrix[:, offset : offset + values.shape[1]] = values
     offset += values.shape[1]
   return matrix
 
 
 def _texts_entries(name: str, feature: _Feature) -> pa.Array:
   """A bytes column's map entries, one large_binary per row."""
-  sizes = pc.binary_length(feature.values).to_numpy(
-      zero_copy_only=False).astype(np.int64)
+  sizes = (
+    pc.binary_length(feature.values)
+    .to_numpy(zero_copy_only=False)
+    .astype(np.int64)
+  )
   list_size = 1 + _varint_sizes(sizes) + sizes
   value_size = 1 + _varint_sizes(list_size) + list_size
   key = name.encode('utf-8')
   key_field = b'\x0a' + _varint(len(key)) + key + b'\x12'
   entry_size = len(key_field) + _varint_sizes(value_size) + value_size
-  present = _join(b'\x0a', _varint_array(entry_size), key_field,
-                  _varint_array(value_size), b'\x0a', _varint_array(list_size),
-                  b'\x0a', _varint_array(sizes), feature.values)
+  present = _join(
+    b'\x0a',
+    _varint_array(entry_size),
+    key_field,
+    _varint_array(value_size),
+    b'\x0a',
+    _varint_array(list_size),
+    b'\x0a',
+    _varint_array(sizes),
+    feature.values,
+  )
   if feature.present.all():
     return present
-  return pc.if_else(pa.array(feature.present), present,
-                    _scalar(_empty(name, _BYTES)))
+  return pc.if_else(
+    pa.array(feature.present), present, _scalar(_empty(name, _BYTES))
+  )
 
 
 def _encode(features: Dict[str, _Feature]) -> List[bytes]:
   """The rows as serialized tf.Examples, features in name order: the bytes
   of `SerializeToString(deterministic=True)`."""
-  entries = [_texts_entries(name, feature) if feature.kind == _BYTES
-             else _numbers(name, feature)
-             for name, feature in sorted(features.items())]
+  entries = [
+    _texts_entries(name, feature)
+    if feature.kind == _BYTES
+    else _numbers(name, feature)
+    for name, feature in sorted(features.items())
+  ]
   if not entries:
     return []
   if all(isinstance(e, tuple) for e in entries):
@@ -663,8 +737,10 @@ def _encode(features: Dict[str, _Feature]) -> List[bytes]:
       run = []
     if entry is not None:
       pieces.append(entry)
-  sizes = sum(pc.binary_length(p).to_numpy(zero_copy_only=False).astype(
-      np.int64) for p in pieces)
+  sizes = sum(
+    pc.binary_length(p).to_numpy(zero_copy_only=False).astype(np.int64)
+    for p in pieces
+  )
   return _join(b'\x0a', _varint_array(sizes), *pieces).to_pylist()
 
 
@@ -688,21 +764,40 @@ class _HashSplit:
 
   def __init__(self, output_config: example_gen_pb2.Output):
     self._config = output_config.split_config.SerializeToString()
-    self._buckets = [int(b) for b in np.cumsum(
-        [s.hash_buckets for s in output_config.split_config.splits])]
+    self._buckets = [
+      int(b)
+      for b in np.cumsum(
+        [s.hash_buckets for s in output_config.split_config.splits]
+      )
+    ]
 
   def __call__(self, records: List[bytes], features) -> np.ndarray:
     del features
     config = example_gen_pb2.SplitConfig.FromString(self._config)
     if config.HasField('partition_feature_name'):
-      return np.array([base_example_gen_executor._PartitionFn(  # pylint: disable=protected-access
-          tf.train.Example.FromString(r), len(self._buckets), self._buckets,
-          config) for r in records], np.int64)
+      return np.array(
+        [
+          base_example_gen_executor._PartitionFn(  # pylint: disable=protected-access
+            tf.train.Example.FromString(r),
+            len(self._buckets),
+            self._buckets,
+            config,
+          )
+          for r in records
+        ],
+        np.int64,
+      )
     total, buckets = self._buckets[-1], self._buckets
     # int(hexdigest, 16), as TFX computes it, without the hex.
-    return np.array([bisect.bisect(buckets, int.from_bytes(
-        hashlib.sha256(r).digest(), 'big') % total) for r in records],
-                    np.int64)
+    return np.array(
+      [
+        bisect.bisect(
+          buckets, int.from_bytes(hashlib.sha256(r).digest(), 'big') % total
+        )
+        for r in records
+      ],
+      np.int64,
+    )
 
 
 def _split_values(feature: _Feature) -> List[Union[int, float, str, None]]:
@@ -715,7 +810,9 @@ def _split_values(feature: _Feature) -> List[Union[int, float, str, None]]:
     values = [float(str(v)) for v in feature.values]
   else:
     values = feature.values.tolist()
-  return [v if p else None for v, p in zip(values, feature.present, strict=True)]
+  return [
+    v if p else None for v, p in zip(values, feature.present, strict=True)
+  ]
 
 
 class _TimeSplit:
@@ -730,15 +827,20 @@ class _TimeSplit:
     try:
       return csv_format.is_eval(value, self._eval_from)
     except ValueError as e:
-      raise ValueError(f'data.split: {self.column}: {e}; choose a numeric '
-                       'eval_from') from None
+      raise ValueError(
+        f'data.split: {self.column}: {e}; choose a numeric eval_from'
+      ) from None
 
   def __call__(self, records, features: Dict[str, _Feature]) -> np.ndarray:
     del records
     found = {}
-    return np.array([found[v] if v in found else found.setdefault(
-        v, int(self.is_eval(v))) for v in _split_values(
-            features[self.column])], np.int64)
+    return np.array(
+      [
+        found[v] if v in found else found.setdefault(v, int(self.is_eval(v)))
+        for v in _split_values(features[self.column])
+      ],
+      np.int64,
+    )
 
 
 class _SplitSummary(beam.CombineFn):
@@ -796,32 +898,45 @@ def _check_time_split(summary, column: str, eval_from: str) -> None:
   """
   train, eval_, low, high = summary
   if low is None:
-    raise ValueError(f'data.split: column {column} has no value to split by; '
-                     'name a column with values in data.split.by')
+    raise ValueError(
+      f'data.split: column {column} has no value to split by; '
+      'name a column with values in data.split.by'
+    )
   span = f'its values run from {low[1]} to {high[1]}'
   if not eval_:
-    raise ValueError(f'data.split: no row has {column} >= {eval_from} '
-                     f"({span}); choose an eval_from inside the data's range")
+    raise ValueError(
+      f'data.split: no row has {column} >= {eval_from} '
+      f"({span}); choose an eval_from inside the data's range"
+    )
   if not train:
-    raise ValueError(f'data.split: no row has {column} < {eval_from} '
-                     f'({span}), so none is left to train on; choose an '
-                     f'eval_from after {low[1]}')
+    raise ValueError(
+      f'data.split: no row has {column} < {eval_from} '
+      f'({span}), so none is left to train on; choose an '
+      f'eval_from after {low[1]}'
+    )
 
 
 # --- The Beam transforms ---------------------------------------------------
 
 
-def _slices(unit: _Unit, columns: Sequence[str], fmt: csv_format.CsvFormat
-            ) -> Iterable[Tuple[int, Dict[str, _Cells]]]:
+def _slices(
+  unit: _Unit, columns: Sequence[str], fmt: csv_format.CsvFormat
+) -> Iterable[Tuple[int, Dict[str, _Cells]]]:
   """The unit's rows, a slice at a time: (first row, cells by column)."""
   picked, rows, plain = _unit_columns(unit, columns)
   step = FILE_SLICE_ROWS if set(fmt.files) & set(columns) else SLICE_ROWS
   for first in range(0, rows, step):
     cells = [c.slice(first, step) for c in picked]
-    cells = [c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c
-             for c in cells]
-    yield first, {name: _Cells(name, c, fmt.null_values, plain)
-                  for name, c in zip(columns, cells, strict=True)}
+    cells = [
+      c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in cells
+    ]
+    yield (
+      first,
+      {
+        name: _Cells(name, c, fmt.null_values, plain)
+        for name, c in zip(columns, cells, strict=True)
+      },
+    )
 
 
 class _UnitKinds(beam.DoFn):
@@ -837,9 +952,13 @@ class _UnitKinds(beam.DoFn):
       for name, column in cells.items():
         if kinds[name] != csv_format.STRING:
           found = column.kind()
-          kinds[name] = (found if kinds[name] is None else
-                         kinds[name] if found is None else
-                         csv_format.widen(kinds[name], found))
+          kinds[name] = (
+            found
+            if kinds[name] is None
+            else kinds[name]
+            if found is None
+            else csv_format.widen(kinds[name], found)
+          )
     yield kinds
 
 
@@ -860,8 +979,11 @@ class _MergeKinds(beam.CombineFn):
     for kinds in accumulators:
       for name, kind in kinds.items():
         if kind is not None:
-          merged[name] = (kind if merged[name] is None else
-                          csv_format.widen(merged[name], kind))
+          merged[name] = (
+            kind
+            if merged[name] is None
+            else csv_format.widen(merged[name], kind)
+          )
     return merged
 
   def extract_output(self, kinds) -> Dict[str, str]:
@@ -881,8 +1003,13 @@ class _UnitToRecords(beam.DoFn):
   yields (split, path). With a time split, each slice's split values also
   go to `SUMMARY`."""
 
-  def __init__(self, columns: Sequence[str], fmt: csv_format.CsvFormat,
-               route, temp: Optional[Sequence[str]] = None):
+  def __init__(
+    self,
+    columns: Sequence[str],
+    fmt: csv_format.CsvFormat,
+    route,
+    temp: Optional[Sequence[str]] = None,
+  ):
     self._columns = list(columns)
     self._format = fmt
     self._route = route
@@ -898,19 +1025,24 @@ class _UnitToRecords(beam.DoFn):
         splits = self._route(records, features)
         if isinstance(self._route, _TimeSplit):
           yield beam.pvalue.TaggedOutput(
-              SUMMARY, _split_values(features[self._route.column]))
-        rng = np.random.default_rng(list(hashlib.sha256(
-            f'{unit.key} {first}'.encode()).digest()))
+            SUMMARY, _split_values(features[self._route.column])
+          )
+        rng = np.random.default_rng(
+          list(hashlib.sha256(f'{unit.key} {first}'.encode()).digest())
+        )
         for split in np.unique(splits).tolist():
-          batch = [records[i] for i in rng.permutation(
-              np.flatnonzero(splits == split))]
+          batch = [
+            records[i] for i in rng.permutation(np.flatnonzero(splits == split))
+          ]
           if self._temp is None:
             yield split, batch
             continue
           if split not in files:
             path = FileSystems.join(self._temp[split], f'{unit.key}.gz')
-            files[split] = (path, FileSystems.create(
-                path, compression_type=CompressionTypes.GZIP))
+            files[split] = (
+              path,
+              FileSystems.create(path, compression_type=CompressionTypes.GZIP),
+            )
           files[split][1].write(_tfrecords(batch))
     finally:
       for _, f in files.values():
@@ -931,8 +1063,13 @@ class _CsvToRecords(beam.PTransform):
   or with `temp`, written files); with a time split, also the summary of
   its split values (else None)."""
 
-  def __init__(self, fmt: csv_format.CsvFormat, pattern: str, route,
-               temp: Optional[Sequence[str]] = None):
+  def __init__(
+    self,
+    fmt: csv_format.CsvFormat,
+    pattern: str,
+    route,
+    temp: Optional[Sequence[str]] = None,
+  ):
     super().__init__()
     self._format = fmt
     self._pattern = pattern
@@ -947,34 +1084,41 @@ class _CsvToRecords(beam.PTransform):
     split_by = self._format.split_by
     if split_by is not None and split_by not in columns:
       raise ValueError(
-          f'data.split.by names {split_by!r}, which is no column of '
-          f'{files[0]}; name one of {", ".join(columns)}')
-    units = (pipeline
-             | 'Files' >> beam.Create(list(enumerate(files)))
-             | 'PlanUnits' >> beam.ParDo(_PlanUnits(columns))
-             | 'Spread' >> beam.Reshuffle())
+        f'data.split.by names {split_by!r}, which is no column of '
+        f'{files[0]}; name one of {", ".join(columns)}'
+      )
+    units = (
+      pipeline
+      | 'Files' >> beam.Create(list(enumerate(files)))
+      | 'PlanUnits' >> beam.ParDo(_PlanUnits(columns))
+      | 'Spread' >> beam.Reshuffle()
+    )
     declared = {c: k for c, k in self._format.columns.items() if c in columns}
-    undeclared = [c for c in columns
-                  if c not in declared and c not in self._format.files]
+    undeclared = [
+      c for c in columns if c not in declared and c not in self._format.files
+    ]
     if not undeclared:
       kinds = beam.pvalue.AsSingleton(
-          pipeline | 'DeclaredKinds' >> beam.Create([declared]))
+        pipeline | 'DeclaredKinds' >> beam.Create([declared])
+      )
     else:
-      inferred = (units
-                  | 'UnitKinds' >> beam.ParDo(_UnitKinds(undeclared,
-                                                         self._format))
-                  | 'InferKinds' >> beam.CombineGlobally(
-                      _MergeKinds(undeclared)))
+      inferred = (
+        units
+        | 'UnitKinds' >> beam.ParDo(_UnitKinds(undeclared, self._format))
+        | 'InferKinds' >> beam.CombineGlobally(_MergeKinds(undeclared))
+      )
       kinds = beam.pvalue.AsSingleton(
-          inferred | 'WithDeclared' >> beam.Map(
-              lambda found: {**found, **declared}))
-    outputs = units | 'ToRecords' >> beam.ParDo(_UnitToRecords(
-        columns, self._format, self._route, self._temp),
-        kinds).with_outputs(SUMMARY, main='records')
+        inferred
+        | 'WithDeclared' >> beam.Map(lambda found: {**found, **declared})
+      )
+    outputs = units | 'ToRecords' >> beam.ParDo(
+      _UnitToRecords(columns, self._format, self._route, self._temp), kinds
+    ).with_outputs(SUMMARY, main='records')
     summary = None
     if isinstance(self._route, _TimeSplit):
-      summary = (outputs[SUMMARY] | 'SummarizeSplit' >> beam.CombineGlobally(
-          _SplitSummary(self._route)))
+      summary = outputs[SUMMARY] | 'SummarizeSplit' >> beam.CombineGlobally(
+        _SplitSummary(self._route)
+      )
     return outputs.records, summary
 
 
@@ -987,16 +1131,19 @@ class _CsvToExample(beam.PTransform):
   def __init__(self, exec_properties: Dict[str, Any], split_pattern: str):
     super().__init__()
     self._pattern = os.path.join(
-        exec_properties[standard_component_specs.INPUT_BASE_KEY],
-        split_pattern)
+      exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern
+    )
     self._format = read_format(exec_properties)
 
   def expand(self, pipeline: beam.Pipeline):
     records, _ = pipeline | 'Records' >> _CsvToRecords(
-        self._format, self._pattern, _OneSplit(0))
-    return (records
-            | 'Flatten' >> beam.FlatMap(lambda item: item[1])
-            | 'Parse' >> beam.Map(tf.train.Example.FromString))
+      self._format, self._pattern, _OneSplit(0)
+    )
+    return (
+      records
+      | 'Flatten' >> beam.FlatMap(lambda item: item[1])
+      | 'Parse' >> beam.Map(tf.train.Example.FromString)
+    )
 
 
 # --- Writing ---------------------------------------------------------------
@@ -1004,7 +1151,7 @@ class _CsvToExample(beam.PTransform):
 
 def _masked_crc(data: bytes) -> bytes:
   crc = google_crc32c.value(data)
-  return struct.pack('<I', ((crc >> 15 | crc << 17) + 0xa282ead8) & 0xffffffff)
+  return struct.pack('<I', ((crc >> 15 | crc << 17) + 0xA282EAD8) & 0xFFFFFFFF)
 
 
 def _tfrecords(records: Sequence[bytes]) -> bytes:
@@ -1020,60 +1167,109 @@ def _tfrecords(records: Sequence[bytes]) -> bytes:
   return b''.join(parts)
 
 
-def _finalize(written: List[Tuple[int, str]], folders: Sequence[str],
-              temp: Sequence[str]) -> None:
+def _finalize(
+  written: List[Tuple[int, str]], folders: Sequence[str], temp: Sequence[str]
+) -> None:
   """Names each split's files as TFX's WriteToTFRecord does
   (data_tfrecord-SSSSS-of-NNNNN.gz, in file order), an empty split one
   empty file as TFX writes it, and removes the temp folders."""
   for split, folder in enumerate(folders):
     paths = sorted(p for s, p in written if s == split)
-    names = [FileSystems.join(
-        folder, f'{_DATA_FILE}-{i:05d}-of-{max(1, len(paths)):05d}.gz')
-             for i in range(max(1, len(paths)))]
+    names = [
+      FileSystems.join(
+        folder, f'{_DATA_FILE}-{i:05d}-of-{max(1, len(paths)):05d}.gz'
+      )
+      for i in range(max(1, len(paths)))
+    ]
     if paths:
       FileSystems.rename(paths, names)
     else:
-      FileSystems.create(names[0],
-                         compression_type=CompressionTypes.GZIP).close()
+      FileSystems.create(
+        names[0], compression_type=CompressionTypes.GZIP
+      ).close()
   FileSystems.delete([t for t in temp if FileSystems.exists(t)])
 
 
 # --- The executor ----------------------------------------------------------
 
 
-def _configs(exec_properties: Dict[str, Any]
-             ) -> Tuple[example_gen_pb2.Input, example_gen_pb2.Output]:
+def _configs(
+  exec_properties: Dict[str, Any],
+) -> Tuple[example_gen_pb2.Input, example_gen_pb2.Output]:
   input_config = example_gen_pb2.Input()
   proto_utils.json_to_proto(
-      exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
-      input_config)
+    exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config
+  )
   output_config = example_gen_pb2.Output()
   proto_utils.json_to_proto(
-      exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY],
-      output_config)
+    exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config
+  )
   return input_config, output_config
 
 
-def _output_splits(fmt: csv_format.CsvFormat,
-                   input_config: example_gen_pb2.Input,
-                   output_config: example_gen_pb2.Output) -> List[str]:
+def _output_splits(
+  fmt: csv_format.CsvFormat,
+  input_config: example_gen_pb2.Input,
+  output_config: example_gen_pb2.Output,
+) -> List[str]:
   """The output splits, in the order of the routes' split indices.
 
   Raises:
     ValueError: a time split with an output config that does not name the
       splits train and eval, or with more than one input split.
   """
-  names = example_gen_utils.generate_output_split_names(input_config,
-                                                        output_config)
+  names = example_gen_utils.generate_output_split_names(
+    input_config, output_config
+  )
   if fmt.split_by is None:
     return names
   if sorted(names) != sorted(TIME_SPLITS) or len(input_config.splits) != 1:
     raise ValueError(
-        f'CsvExampleGen: a time split (split_by {fmt.split_by}) reads one '
-        f'input split and writes the splits {" and ".join(TIME_SPLITS)}; '
-        f'the configs give {len(input_config.splits)} input split(s) and '
-        f'the output splits {", ".join(names)}')
+      f'CsvExampleGen: a time split (split_by {fmt.split_by}) reads one '
+      f'input split and writes the splits {" and ".join(TIME_SPLITS)}; '
+      f'the configs give {len(input_config.splits)} input split(s) and '
+      f'the output splits {", ".join(names)}'
+    )
   return list(TIME_SPLITS)
+
+
+def _output_formats(exec_properties: Dict[str, Any]) -> Tuple[Any, Any]:
+  """(output_data_format, output_file_format) as the component was given
+  them, checked to be what this ExampleGen writes: tf.Examples in gzipped
+  TFRecords."""
+  payload = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
+  file_format = exec_properties.get(
+    standard_component_specs.OUTPUT_FILE_FORMAT_KEY,
+    example_gen_pb2.FILE_FORMAT_UNSPECIFIED,
+  )
+  if payload not in (None, example_gen_pb2.FORMAT_TF_EXAMPLE) or (
+    file_format
+    not in (
+      example_gen_pb2.FILE_FORMAT_UNSPECIFIED,
+      example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+    )
+  ):
+    raise ValueError(
+      f'CsvExampleGen: output_data_format {payload} and '
+      f'output_file_format {file_format}: this ExampleGen writes '
+      'tf.Examples in gzipped TFRecords; leave both unset'
+    )
+  return payload, file_format
+
+
+def _record_formats(
+  examples: List[Any], payload: Any, file_format: Any
+) -> None:
+  """Marks the Examples artifacts with each format the component was
+  given; one not given leaves them unmarked."""
+  if payload:
+    for output in examples:
+      examples_utils.set_payload_format(output, payload)
+  if file_format:
+    for output in examples:
+      examples_utils.set_file_format(
+        output, write_split.to_file_format_str(file_format)
+      )
 
 
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
@@ -1082,9 +1278,12 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
     return _CsvToExample
 
-  def _records(self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
-               temp: Optional[Sequence[str]] = None
-               ) -> Tuple[List[str], beam.pvalue.PCollection]:
+  def _records(
+    self,
+    pipeline: beam.Pipeline,
+    exec_properties: Dict[str, Any],
+    temp: Optional[Sequence[str]] = None,
+  ) -> Tuple[List[str], beam.pvalue.PCollection]:
     """The output splits' names (`_output_splits`), and `_UnitToRecords`'
     output over all input (`temp`: a folder per split, in that order)."""
     fmt = read_format(exec_properties)
@@ -1103,17 +1302,19 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     for index, route in enumerate(routes):
       label = f'[{names[index]}]' if len(routes) > 1 else ''
       records, summary = pipeline | f'InputToRecord{label}' >> _CsvToRecords(
-          fmt, patterns[index], route, temp)
+        fmt, patterns[index], route, temp
+      )
       outputs.append(records)
       if summary is not None:
         _ = summary | 'CheckSplit' >> beam.Map(
-            _check_time_split, fmt.split_by, fmt.eval_from)
+          _check_time_split, fmt.split_by, fmt.eval_from
+        )
     if len(outputs) == 1:
       return names, outputs[0]
     return names, outputs | 'AllInputs' >> beam.Flatten()
 
   def GenerateExamplesByBeam(
-      self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any]
+    self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any]
   ) -> Dict[str, beam.pvalue.PCollection]:
     """TFX's hash-bucket splits, the format's time split when it has one,
     or TFX's input splits.
@@ -1128,10 +1329,12 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     """
     names, records = self._records(pipeline, exec_properties)
     sides = records | 'SplitData' >> beam.Partition(
-        lambda item, count: item[0], len(names))
-    return {name: side | f'Records[{name}]' >> beam.FlatMap(
-        lambda item: item[1]) for name, side in zip(names, sides,
-                                                     strict=True)}
+      lambda item, count: item[0], len(names)
+    )
+    return {
+      name: side | f'Records[{name}]' >> beam.FlatMap(lambda item: item[1])
+      for name, side in zip(names, sides, strict=True)
+    }
 
   def Do(self, input_dict, output_dict, exec_properties) -> None:
     """Writes each split as gzipped TFRecord files of serialized
@@ -1146,42 +1349,30 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         TFRecord files.
     """
     self._log_startup(input_dict, output_dict, exec_properties)
-    payload = exec_properties.get(
-        standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
-    file_format = exec_properties.get(
-        standard_component_specs.OUTPUT_FILE_FORMAT_KEY,
-        example_gen_pb2.FILE_FORMAT_UNSPECIFIED)
-    if payload not in (None, example_gen_pb2.FORMAT_TF_EXAMPLE) or (
-        file_format not in (example_gen_pb2.FILE_FORMAT_UNSPECIFIED,
-                            example_gen_pb2.FORMAT_TFRECORDS_GZIP)):
-      raise ValueError(
-          f'CsvExampleGen: output_data_format {payload} and '
-          f'output_file_format {file_format}: this ExampleGen writes '
-          'tf.Examples in gzipped TFRecords; leave both unset')
+    payload, file_format = _output_formats(exec_properties)
     input_config, output_config = _configs(exec_properties)
     examples = output_dict[standard_component_specs.EXAMPLES_KEY]
     artifact = artifact_utils.get_single_instance(examples)
     artifact.split_names = artifact_utils.encode_split_names(
-        example_gen_utils.generate_output_split_names(input_config,
-                                                      output_config))
-    names = _output_splits(read_format(exec_properties), input_config,
-                           output_config)
+      example_gen_utils.generate_output_split_names(input_config, output_config)
+    )
+    names = _output_splits(
+      read_format(exec_properties), input_config, output_config
+    )
     folders = [artifact_utils.get_split_uri(examples, n) for n in names]
     # Inside each split's folder, as Beam's file sinks keep theirs.
-    temp = [FileSystems.join(f, f'beam-temp-{_DATA_FILE}-{uuid.uuid4().hex}')
-            for f in folders]
+    temp = [
+      FileSystems.join(f, f'beam-temp-{_DATA_FILE}-{uuid.uuid4().hex}')
+      for f in folders
+    ]
     with self._make_beam_pipeline() as pipeline:
       _, written = self._records(pipeline, exec_properties, temp)
-      _ = (written
-           | 'Written' >> beam.combiners.ToList()
-           | 'NameFiles' >> beam.Map(_finalize, folders, temp))
-    if payload:
-      for output in examples:
-        examples_utils.set_payload_format(output, payload)
-    if file_format:
-      for output in examples:
-        examples_utils.set_file_format(
-            output, write_split.to_file_format_str(file_format))
+      _ = (
+        written
+        | 'Written' >> beam.combiners.ToList()
+        | 'NameFiles' >> beam.Map(_finalize, folders, temp)
+      )
+    _record_formats(examples, payload, file_format)
 
 
 class CsvExampleGen(component.FileBasedExampleGen):

@@ -51,7 +51,7 @@ import tempfile
 import threading
 import time
 from concurrent import futures
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 from tfx.components.util import udf_utils
 from tfx.dsl.io import fileio
@@ -80,8 +80,10 @@ def available_cores() -> int:
 def build(input_dict, exec_properties: Dict[str, Any], working_dir: str):
   """The module's TunerFnResult, as TFX's Tuner executor builds it."""
   from tfx.components.trainer import fn_args_utils  # pylint: disable=g-import-not-at-top
-  fn_args = fn_args_utils.get_common_fn_args(input_dict, exec_properties,
-                                             working_dir)
+
+  fn_args = fn_args_utils.get_common_fn_args(
+    input_dict, exec_properties, working_dir
+  )
   return udf_utils.get_fn(exec_properties, TUNER_FN)(fn_args)
 
 
@@ -109,10 +111,10 @@ def _read_json(path: str) -> Optional[Dict[str, Any]]:
 
 class _Worker:
   """A worker process, waiting for its task at `task` until given one."""
+
   POLL_S = 0.02  # how often the chief looks at it while waiting for it
 
-  def __init__(self, task: str, processes: int,
-               preload: Optional[str] = None):
+  def __init__(self, task: str, processes: int, preload: Optional[str] = None):
     self.task = task
     self.log = task + '.log'
     self.tuner_id: Optional[str] = None
@@ -120,16 +122,27 @@ class _Worker:
     # TensorFlow sizes its thread pools to every core, and takes all of a
     # GPU's memory, in every process: the trials' processes share them.
     threads = str(max(1, available_cores() // processes))
-    env = {**os.environ, 'TF_NUM_INTRAOP_THREADS': threads,
-           'TF_NUM_INTEROP_THREADS': threads,
-           'TF_FORCE_GPU_ALLOW_GROWTH': 'true',
-           'PYTHONPATH': os.pathsep.join(p for p in sys.path if p)}
+    env = {
+      **os.environ,
+      'TF_NUM_INTRAOP_THREADS': threads,
+      'TF_NUM_INTEROP_THREADS': threads,
+      'TF_FORCE_GPU_ALLOW_GROWTH': 'true',
+      'PYTHONPATH': os.pathsep.join(p for p in sys.path if p),
+    }
     with open(self.log, 'w') as out:
       self.process = subprocess.Popen(  # pylint: disable=consider-using-with
-          [sys.executable, '-m', 'components.parallel_search', task,
-           *(['--preload', preload] if preload else [])],
-          stdout=out, stderr=subprocess.STDOUT, env=env,
-          preexec_fn=_die_with_parent)
+        [
+          sys.executable,
+          '-m',
+          'components.parallel_search',
+          task,
+          *(['--preload', preload] if preload else []),
+        ],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env=env,
+        preexec_fn=_die_with_parent,
+      )
 
   @property
   def name(self) -> str:
@@ -146,8 +159,9 @@ class _Worker:
     if code is None or code == 0:
       return None if code is None else ''
     said = _last_line(self.log) if code > 0 else ''
-    return ((f'killed by signal {-code}' if code < 0 else f'exit {code}') +
-            (f' saying: {said}' if said else ''))
+    return (f'killed by signal {-code}' if code < 0 else f'exit {code}') + (
+      f' saying: {said}' if said else ''
+    )
 
   def pending(self) -> bool:
     """Whether the chief is to wait for its result."""
@@ -166,6 +180,7 @@ class _Worker:
 class _PodFiles(NamedTuple):
   """A worker pod's files in the meeting folder: it writes them (`join`),
   the chief reads them (`_Pod`)."""
+
   beat: str  # a count, rewritten every HEARTBEAT_S
   result: str  # its result, when its search has ended
   failed: str  # why it failed, in one line
@@ -179,6 +194,7 @@ def _pod_files(meeting: str, tuner_id: str) -> _PodFiles:
 class _Pod:
   """A worker in a pod of its own, known by what it writes in the meeting
   folder: a heartbeat, then its result or its failure (`join`)."""
+
   POLL_S = 0.5
 
   def __init__(self, meeting: str, tuner_id: str):
@@ -186,8 +202,9 @@ class _Pod:
     self.name = f'{tuner_id} (a TunerWorker pod)'
     self._files = _pod_files(meeting, tuner_id)
     self.result = self._files.result
-    self._silence = float(os.environ.get('PARALLEL_SEARCH_SILENCE_S',
-                                         SILENCE_S))
+    self._silence = float(
+      os.environ.get('PARALLEL_SEARCH_SILENCE_S', SILENCE_S)
+    )
     self._beat: Optional[str] = None
     self._heard = 0.0
 
@@ -207,8 +224,10 @@ class _Pod:
       return f'failed saying: {failed["error"]}'
     if fileio.exists(self.result):
       return ''
-    if (self._heartbeat() is not None and
-        time.monotonic() - self._heard > self._silence):
+    if (
+      self._heartbeat() is not None
+      and time.monotonic() - self._heard > self._silence
+    ):
       return f'no heartbeat for {self._silence:.0f} s'
     return None
 
@@ -230,8 +249,10 @@ def warm_workers(count: int, preload: Optional[str] = None):
   tuner_fn's module) now and wait for a Chief in this process to give them
   a task; those not taken are stopped when the block ends."""
   folder = tempfile.mkdtemp(prefix='parallel-search-')
-  started = [_Worker(os.path.join(folder, f'warm{i}.task.json'), count + 1,
-                     preload) for i in range(count)]
+  started = [
+    _Worker(os.path.join(folder, f'warm{i}.task.json'), count + 1, preload)
+    for i in range(count)
+  ]
   _WARM.extend(started)
   try:
     yield started
@@ -260,7 +281,6 @@ def _late_servicer():
   from keras_tuner.distribute import oracle_chief  # pylint: disable=g-import-not-at-top
 
   class LateServicer(oracle_chief.OracleServicer):
-
     def __init__(self):  # pylint: disable=super-init-not-called
       self._served = None
       self._ready = threading.Event()
@@ -280,7 +300,6 @@ def _late_servicer():
       self._ready.set()
 
   return LateServicer()
-
 
 
 @contextlib.contextmanager
@@ -303,6 +322,7 @@ def _interruptible():
     if previous in (signal.SIG_IGN, signal.SIG_DFL):
       signal.signal(signal.SIGINT, previous)
 
+
 class Chief:
   """Starts workers, serves the chief tuner's oracle to them, runs trials
   itself, and watches the workers. Use as a context manager:
@@ -316,12 +336,19 @@ class Chief:
   storage.
   """
 
-  def __init__(self, input_dict, exec_properties: Dict[str, Any],
-               working_dir: str, workers: int,
-               meeting: Optional[str] = None):
-    self._task = {'input_dict': artifact_utils.jsonify_artifact_dict(
-        input_dict), 'exec_properties': exec_properties,
-                  'working_dir': working_dir}
+  def __init__(
+    self,
+    input_dict,
+    exec_properties: Dict[str, Any],
+    working_dir: str,
+    workers: int,
+    meeting: Optional[str] = None,
+  ):
+    self._task = {
+      'input_dict': artifact_utils.jsonify_artifact_dict(input_dict),
+      'exec_properties': exec_properties,
+      'working_dir': working_dir,
+    }
     self._folder = meeting or os.path.join(working_dir, 'parallel')
     self._meeting = meeting
     self._count = workers
@@ -336,20 +363,27 @@ class Chief:
     fileio.makedirs(self._folder)
     self._ready = os.path.join(self._folder, CHIEF_FILE)
     if self._meeting:
-      self._workers = [_Pod(self._folder, f'tuner{index}')
-                       for index in range(1, self._count + 1)]
+      self._workers = [
+        _Pod(self._folder, f'tuner{index}')
+        for index in range(1, self._count + 1)
+      ]
       self._serve('0.0.0.0', _reachable_ip())
       return self
     self._workers = _take_warm(self._count)
     self._workers += [
-        _Worker(os.path.join(self._folder, f'cold{i}.task.json'),
-                self._count + 1)
-        for i in range(self._count - len(self._workers))]
+      _Worker(os.path.join(self._folder, f'cold{i}.task.json'), self._count + 1)
+      for i in range(self._count - len(self._workers))
+    ]
     self._serve('127.0.0.1', '127.0.0.1')
     for index, worker in enumerate(self._workers, start=1):
-      worker.give(f'tuner{index}', {
-          **self._task, 'ready': self._ready,
-          'result': os.path.join(self._folder, f'tuner{index}.json')})
+      worker.give(
+        f'tuner{index}',
+        {
+          **self._task,
+          'ready': self._ready,
+          'result': os.path.join(self._folder, f'tuner{index}.json'),
+        },
+      )
     return self
 
   def search(self, result) -> None:
@@ -398,8 +432,7 @@ class Chief:
               _thread.interrupt_main()
           return
 
-    watcher = threading.Thread(target=watch, name='watch-workers',
-                               daemon=True)
+    watcher = threading.Thread(target=watch, name='watch-workers', daemon=True)
     watcher.start()
     try:
       try:
@@ -420,21 +453,27 @@ class Chief:
     own tuner meanwhile, and its first call waits for the chief's oracle."""
     import grpc  # pylint: disable=g-import-not-at-top
     from keras_tuner import protos  # pylint: disable=g-import-not-at-top
+
     self._servicer = _late_servicer()
-    self._server = grpc.server(futures.ThreadPoolExecutor(
-        max_workers=max(4, self._count + 1)))
+    self._server = grpc.server(
+      futures.ThreadPoolExecutor(max_workers=max(4, self._count + 1))
+    )
     protos.get_service_grpc().add_OracleServicer_to_server(
-        self._servicer, self._server)
+      self._servicer, self._server
+    )
     port = self._server.add_insecure_port(f'{bind}:0')
     self._server.start()
-    _write_json(self._ready, {'ip': reachable, 'port': port,
-                              'working_dir': self._task['working_dir']})
+    _write_json(
+      self._ready,
+      {'ip': reachable, 'port': port, 'working_dir': self._task['working_dir']},
+    )
 
   def _pace(self) -> None:
     """The oracle answers IDLE while a round waits for trials running
     elsewhere, and Keras Tuner asks again at once: a pause before that
     answer keeps the asking loop off the CPUs the trials need."""
     from keras_tuner.engine import trial as trial_module  # pylint: disable=g-import-not-at-top
+
     create_trial = self._oracle.create_trial
 
     def paced(tuner_id):
@@ -455,15 +494,20 @@ class Chief:
       how = worker.gone()
       if how is None:
         continue
-      ongoing = (self._oracle.ongoing_trials.get(worker.tuner_id)
-                 if self._oracle else None)
+      ongoing = (
+        self._oracle.ongoing_trials.get(worker.tuner_id)
+        if self._oracle
+        else None
+      )
       if not how and ongoing is None:
         continue  # ended cleanly
       how, _, said = (how or 'ended').partition(' saying: ')
       doing = f' while running trial {ongoing.trial_id}' if ongoing else ''
       self._failure = (
-          f'tuning worker {worker.name} died ({how}){doing}' +
-          (f' saying: {said}' if said else '') + '; the search stopped')
+        f'tuning worker {worker.name} died ({how}){doing}'
+        + (f' saying: {said}' if said else '')
+        + '; the search stopped'
+      )
       raise WorkerFailed(self._failure)
 
   def wait(self) -> None:
@@ -483,8 +527,10 @@ class Chief:
     for worker in self._workers:
       worker.stop(deadline)
     if self._meeting:  # a worker pod still to come ends at once
-      _write_json(os.path.join(self._folder, ENDED_FILE),
-                  {'failed': str(exc) if exc else None})
+      _write_json(
+        os.path.join(self._folder, ENDED_FILE),
+        {'failed': str(exc) if exc else None},
+      )
     if self._server is not None:
       self._servicer.close()
       self._server.stop(grace=None)
@@ -494,8 +540,7 @@ def _reachable_ip() -> str:
   """This pod's IP, where other pods reach it: POD_IP when the pod sets it
   (Kubernetes' downward API), else what the pod's hostname resolves to
   (Kubernetes writes the pod's IP for it into /etc/hosts)."""
-  return os.environ.get('POD_IP') or socket.gethostbyname(
-      socket.gethostname())
+  return os.environ.get('POD_IP') or socket.gethostbyname(socket.gethostname())
 
 
 def _say(message: str) -> None:
@@ -509,8 +554,12 @@ def _last_line(path: str, limit: int = 120) -> str:
   return lines[-1][:limit] if lines else ''
 
 
-def _await(paths: List[str], what: str, timeout: Optional[float] = None,
-           orphan: bool = True) -> Tuple[str, Dict[str, Any]]:
+def _await(
+  paths: List[str],
+  what: str,
+  timeout: Optional[float] = None,
+  orphan: bool = True,
+) -> Tuple[str, Dict[str, Any]]:
   """The first of `paths` to be there, and its JSON; fails after `timeout`
   seconds, or (`orphan`) once the parent process has gone."""
   parent = os.getppid()
@@ -521,8 +570,9 @@ def _await(paths: List[str], what: str, timeout: Optional[float] = None,
       value = _read_json(path)
       if value is not None:
         return path, value
-    if ((orphan and os.getppid() != parent) or
-        (deadline and time.monotonic() > deadline)):
+    if (orphan and os.getppid() != parent) or (
+      deadline and time.monotonic() > deadline
+    ):
       raise WorkerFailed(f'no {what} came ({paths[0]})')
     time.sleep(pause)
 
@@ -540,13 +590,19 @@ class _PatientStub:
   asked twice: a trial is created once per tuner, and its updates and end
   are recorded by trial id."""
 
-  def __init__(self, stub, ended, timeout: float = CALL_TIMEOUT_S,
-               patience: float = READY_TIMEOUT_S):
+  def __init__(
+    self,
+    stub,
+    ended,
+    timeout: float = CALL_TIMEOUT_S,
+    patience: float = READY_TIMEOUT_S,
+  ):
     self._stub, self._ended = stub, ended
     self._timeout, self._patience = timeout, patience
 
   def __getattr__(self, name: str):
     import grpc  # pylint: disable=g-import-not-at-top
+
     method = getattr(self._stub, name)
 
     def call(request, **kwargs):
@@ -555,27 +611,39 @@ class _PatientStub:
         try:
           return method(request, timeout=self._timeout, **kwargs)
         except grpc.RpcError as e:
-          if e.code() not in (grpc.StatusCode.DEADLINE_EXCEEDED,
-                              grpc.StatusCode.UNAVAILABLE):
+          if e.code() not in (
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            grpc.StatusCode.UNAVAILABLE,
+          ):
             raise
           if self._ended():
             raise ChiefEnded(name) from None
           if time.monotonic() - since > self._patience:
-            raise WorkerFailed(f'the chief\'s oracle did not answer {name} '
-                               f'for {self._patience:.0f} s') from None
+            raise WorkerFailed(
+              f"the chief's oracle did not answer {name} "
+              f'for {self._patience:.0f} s'
+            ) from None
 
     return call
 
 
-def _search(tuner_id: str, chief: Dict[str, Any], input_dict,
-            exec_properties: Dict[str, Any],
-            ended=lambda: False) -> Dict[str, Any]:
+def _search(
+  tuner_id: str,
+  chief: Dict[str, Any],
+  input_dict,
+  exec_properties: Dict[str, Any],
+  ended=lambda: False,
+) -> Dict[str, Any]:
   """Builds the module's tuner as a client of the chief's oracle and runs
   the trials it is given; what they trained. `ended()` says whether the
   chief's search has ended (ChiefEnded then stops a call to it)."""
-  os.environ.update({'KERASTUNER_TUNER_ID': tuner_id,
-                     'KERASTUNER_ORACLE_IP': chief['ip'],
-                     'KERASTUNER_ORACLE_PORT': str(chief['port'])})
+  os.environ.update(
+    {
+      'KERASTUNER_TUNER_ID': tuner_id,
+      'KERASTUNER_ORACLE_IP': chief['ip'],
+      'KERASTUNER_ORACLE_PORT': str(chief['port']),
+    }
+  )
   _say(f'{tuner_id}: building the tuner')
   result = build(input_dict, exec_properties, chief['working_dir'])
   tuner = result.tuner
@@ -605,14 +673,46 @@ def work(task_path: str) -> None:
   its oracle."""
   _, task = _await([task_path], 'task')  # a warm worker waits for the Tuner
   input_dict = artifact_utils.parse_artifact_dict(task['input_dict'])
-  _, chief = _await([task['ready']], 'address of the chief\'s oracle',
-                    READY_TIMEOUT_S)
-  _write_json(task['result'], _search(task['tuner_id'], chief, input_dict,
-                                      task['exec_properties']))
+  _, chief = _await(
+    [task['ready']], "address of the chief's oracle", READY_TIMEOUT_S
+  )
+  _write_json(
+    task['result'],
+    _search(task['tuner_id'], chief, input_dict, task['exec_properties']),
+  )
 
 
-def join(meeting: str, tuner_id: str, input_dict,
-         exec_properties: Dict[str, Any]) -> Dict[str, Any]:
+@contextlib.contextmanager
+def _heartbeat(beat: str, ended: str) -> Iterator[threading.Event]:
+  """While inside, a thread rewrites a count to file `beat` every
+  HEARTBEAT_S and watches for file `ended`: once it appears, the event
+  this yields is set and the main thread interrupted (a
+  KeyboardInterrupt, between two steps)."""
+  beating, chief_ended = threading.Event(), threading.Event()
+
+  def run():
+    count = 0
+    while not beating.wait(0 if count == 0 else HEARTBEAT_S):
+      count += 1
+      with fileio.open(beat, 'w') as f:
+        f.write(str(count))
+      if fileio.exists(ended):
+        chief_ended.set()
+        _thread.interrupt_main()
+        return
+
+  heart = threading.Thread(target=run, name='heartbeat', daemon=True)
+  heart.start()
+  try:
+    yield chief_ended
+  finally:
+    beating.set()
+    heart.join()
+
+
+def join(
+  meeting: str, tuner_id: str, input_dict, exec_properties: Dict[str, Any]
+) -> Dict[str, Any]:
   """A worker pod: waits in `meeting` for the chief's address, then runs
   trials as `tuner_id`, beating its heart there meanwhile, and leaves its
   result there (or its failure, in one line). Once the chief says its
@@ -622,59 +722,57 @@ def join(meeting: str, tuner_id: str, input_dict,
   nothing."""
   _say(f'{tuner_id}: waiting for the chief in {meeting}')
   ended = os.path.join(meeting, ENDED_FILE)
-  found, said = _await([ended, os.path.join(meeting, CHIEF_FILE)],
-                       'address of the chief\'s oracle', MEET_TIMEOUT_S,
-                       orphan=False)
+  found, said = _await(
+    [ended, os.path.join(meeting, CHIEF_FILE)],
+    "address of the chief's oracle",
+    MEET_TIMEOUT_S,
+    orphan=False,
+  )
   if found == ended:
-    _say(f'{tuner_id}: the chief\'s search had ended; nothing to do')
+    _say(f"{tuner_id}: the chief's search had ended; nothing to do")
     return {'joined': False, 'chief_failed': said['failed']}
   files = _pod_files(meeting, tuner_id)
-  beating, chief_ended = threading.Event(), threading.Event()
-
-  def beat():  # and watch for the chief's end
-    count = 0
-    while not beating.wait(0 if count == 0 else HEARTBEAT_S):
-      count += 1
-      with fileio.open(files.beat, 'w') as f:
-        f.write(str(count))
-      if fileio.exists(ended):
-        chief_ended.set()
-        _thread.interrupt_main()  # a KeyboardInterrupt, between two steps
-        return
-
-  heart = threading.Thread(target=beat, name='heartbeat', daemon=True)
-  heart.start()
-  try:
-    with _interruptible():
-      result = _search(tuner_id, said, input_dict, exec_properties,
-                       ended=lambda: fileio.exists(ended))
-  except (ChiefEnded, KeyboardInterrupt) as e:
-    if not (isinstance(e, ChiefEnded) or chief_ended.is_set()):
+  with _heartbeat(files.beat, ended) as chief_ended:
+    try:
+      with _interruptible():
+        result = _search(
+          tuner_id,
+          said,
+          input_dict,
+          exec_properties,
+          ended=lambda: fileio.exists(ended),
+        )
+    except (ChiefEnded, KeyboardInterrupt) as e:
+      if not (isinstance(e, ChiefEnded) or chief_ended.is_set()):
+        raise
+      failed = _read_json(ended)['failed']
+      _say(
+        f"{tuner_id}: the chief's search ended"
+        + (f' (it failed: {failed})' if failed else '')
+        + '; stopped'
+      )
+      return {'joined': True, 'stopped': True, 'chief_failed': failed}
+    except BaseException as e:  # the chief reads why, in one line
+      _write_json(
+        files.failed,
+        {'error': f'{type(e).__name__}: {e}'.splitlines()[0][:200]},
+      )
       raise
-    failed = _read_json(ended)['failed']
-    _say(f'{tuner_id}: the chief\'s search ended'
-         + (f' (it failed: {failed})' if failed else '') + '; stopped')
-    return {'joined': True, 'stopped': True, 'chief_failed': failed}
-  except BaseException as e:  # the chief reads why, in one line
-    _write_json(files.failed,
-                {'error': f'{type(e).__name__}: {e}'.splitlines()[0][:200]})
-    raise
-  finally:
-    beating.set()
-    heart.join()
   _write_json(files.result, result)
   return {'joined': True, **result}
 
 
 def main(argv: List[str]) -> int:
   parser = argparse.ArgumentParser(
-      prog='python -m components.parallel_search',
-      description='A tuning worker: waits for TASK, then runs its trials.')
+    prog='python -m components.parallel_search',
+    description='A tuning worker: waits for TASK, then runs its trials.',
+  )
   parser.add_argument('task')
   parser.add_argument('--preload', help='a module to import while waiting')
   args = parser.parse_args(argv[1:])
   signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: unwind
   from tfx.components.trainer import fn_args_utils  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+
   if args.preload:
     importlib.import_module(args.preload)
   _say('imported; waiting for a task')

@@ -43,7 +43,8 @@ from modules.config import FINETUNE_STRATEGIES
 
 STRATEGIES = FINETUNE_STRATEGIES
 _BLOCK = re.compile(
-    r'^((?:conv\d+_)?block_?\d+[a-z]?|layer_\d+|embeddings|stem|top)_')
+  r'^((?:conv\d+_)?block_?\d+[a-z]?|layer_\d+|embeddings|stem|top)_'
+)
 
 
 class BaseModelError(ValueError):
@@ -58,14 +59,18 @@ def locate_saved_model(path: str) -> str:
   (an imported SavedModel whose artifact URI is the model directory)."""
   if not path:
     raise BaseModelError('base model: no path was given')
-  candidates = [path, os.path.join(path, 'Format-Serving'),
-                os.path.dirname(path.rstrip('/'))]
+  candidates = [
+    path,
+    os.path.join(path, 'Format-Serving'),
+    os.path.dirname(path.rstrip('/')),
+  ]
   for candidate in candidates:
     if tf.io.gfile.exists(os.path.join(candidate, 'saved_model.pb')):
       return candidate
   raise BaseModelError(
-      f'base model {path}: no SavedModel there (no saved_model.pb in it or in '
-      f'its Format-Serving folder)')
+    f'base model {path}: no SavedModel there (no saved_model.pb in it or in '
+    f'its Format-Serving folder)'
+  )
 
 
 def load_base_model(path: str) -> keras.Model:
@@ -76,22 +81,27 @@ def load_base_model(path: str) -> keras.Model:
   # pylint: disable=g-import-not-at-top
   from modules import encoders  # noqa: F401
   from modules.pretrained import bert
+
   # pylint: enable=g-import-not-at-top
   bert.load_ops()
   try:
     model = keras.models.load_model(location, compile=False)
   except Exception as e:  # pylint: disable=broad-except
     reason = ' '.join(str(e).split()) or type(e).__name__
-    raise BaseModelError(f'base model {location}: does not load as a Keras '
-                         f'model: {reason}') from None
+    raise BaseModelError(
+      f'base model {location}: does not load as a Keras model: {reason}'
+    ) from None
   if not isinstance(model, keras.Model) or not getattr(model, 'inputs', None):
-    raise BaseModelError(f'base model {location}: loads, but is not a Keras '
-                         'model with named inputs')
+    raise BaseModelError(
+      f'base model {location}: loads, but is not a Keras '
+      'model with named inputs'
+    )
   return model
 
 
-def check_inputs(base: keras.Model, inputs: model_lib.ModelInputs,
-                 where: str) -> None:
+def check_inputs(
+  base: keras.Model, inputs: model_lib.ModelInputs, where: str
+) -> None:
   """The base model takes exactly the transformed features, as [batch, 1].
 
   Raises:
@@ -99,7 +109,10 @@ def check_inputs(base: keras.Model, inputs: model_lib.ModelInputs,
   """
   expected = {k: tf.float32 for k in inputs.numeric}
   expected.update({k: tf.int64 for k in inputs.categorical})
-  got = {layer_name: t for layer_name, t in zip(base.input_names, base.inputs, strict=True)}
+  got = {
+    layer_name: t
+    for layer_name, t in zip(base.input_names, base.inputs, strict=True)
+  }
   missing = sorted(set(expected) - set(got))
   extra = sorted(set(got) - set(expected))
   problems = []
@@ -110,18 +123,22 @@ def check_inputs(base: keras.Model, inputs: model_lib.ModelInputs,
   for name in sorted(set(expected) & set(got)):
     tensor = got[name]
     if tuple(tensor.shape[1:]) != (1,) or tensor.dtype != expected[name]:
-      problems.append(f'{name} is {tensor.dtype.name}{list(tensor.shape)}, '
-                      f'expected {expected[name].name}[None, 1]')
+      problems.append(
+        f'{name} is {tensor.dtype.name}{list(tensor.shape)}, '
+        f'expected {expected[name].name}[None, 1]'
+      )
   if problems:
     raise BaseModelError(
-        f'base model {where}: its inputs do not match the transformed '
-        f'features: {"; ".join(problems[:3])}')
+      f'base model {where}: its inputs do not match the transformed '
+      f'features: {"; ".join(problems[:3])}'
+    )
 
 
 def _few(names: Sequence[str], limit: int = 4) -> str:
   shown = ', '.join(names[:limit])
-  return shown + (f' and {len(names) - limit} more' if len(names) > limit
-                  else '')
+  return shown + (
+    f' and {len(names) - limit} more' if len(names) > limit else ''
+  )
 
 
 def split_backbone(base: keras.Model) -> keras.Model:
@@ -168,8 +185,13 @@ def backbone_blocks(backbone: keras.Model) -> List[List[keras.layers.Layer]]:
   return blocks
 
 
-def trainable_blocks(strategy: str, num_blocks: int, unfreeze_blocks: int,
-                     epoch: int = 0, epochs_per_stage: int = 1) -> int:
+def trainable_blocks(
+  strategy: str,
+  num_blocks: int,
+  unfreeze_blocks: int,
+  epoch: int = 0,
+  epochs_per_stage: int = 1,
+) -> int:
   """How many backbone blocks, from the top, train at `epoch` (0-based)."""
   if strategy == 'feature_extraction':
     return 0
@@ -180,27 +202,44 @@ def trainable_blocks(strategy: str, num_blocks: int, unfreeze_blocks: int,
     return limit
   if strategy == 'gradual_unfreezing':
     return min(limit, epoch // max(1, int(epochs_per_stage)))
-  raise ValueError(f'unknown fine-tuning strategy {strategy!r}; allowed: '
-                   f'{", ".join(STRATEGIES)}')
+  raise ValueError(
+    f'unknown fine-tuning strategy {strategy!r}; allowed: '
+    f'{", ".join(STRATEGIES)}'
+  )
 
 
-def learning_rates(strategy: str, head_lr: float, backbone_lr_scale: float,
-                   lr_decay: float, thawed: int) -> List[float]:
+def learning_rates(
+  strategy: str,
+  head_lr: float,
+  backbone_lr_scale: float,
+  lr_decay: float,
+  thawed: int,
+) -> List[float]:
   """Learning rates of the `thawed` top blocks, top first."""
   top = head_lr * backbone_lr_scale
   if strategy == 'discriminative_lr':
-    return [top * lr_decay ** depth for depth in range(thawed)]
+    return [top * lr_decay**depth for depth in range(thawed)]
   return [top] * thawed
 
 
-def stages(strategy: str, num_blocks: int, hparams: Mapping[str, Any],
-           initial_epoch: int, epochs: int) -> List[Tuple[int, int, int]]:
+def stages(
+  strategy: str,
+  num_blocks: int,
+  hparams: Mapping[str, Any],
+  initial_epoch: int,
+  epochs: int,
+) -> List[Tuple[int, int, int]]:
   """(first epoch, end epoch, thawed blocks) for each fit between
   re-compilations, covering [initial_epoch, epochs)."""
   result: List[Tuple[int, int, int]] = []
   for epoch in range(initial_epoch, epochs):
-    thawed = trainable_blocks(strategy, num_blocks, hparams['unfreeze_blocks'],
-                              epoch, hparams['epochs_per_stage'])
+    thawed = trainable_blocks(
+      strategy,
+      num_blocks,
+      hparams['unfreeze_blocks'],
+      epoch,
+      hparams['epochs_per_stage'],
+    )
     if result and result[-1][2] == thawed:
       result[-1] = (result[-1][0], epoch + 1, thawed)
     else:
@@ -213,8 +252,9 @@ class FinetuneModel(keras.Model):
   variables (the head, then each thawed block), so that each group learns at
   its own rate. Build with `build_finetune_model`."""
 
-  def set_groups(self, groups: List[Tuple[keras.optimizers.Optimizer,
-                                          List[tf.Variable]]]) -> None:
+  def set_groups(
+    self, groups: List[Tuple[keras.optimizers.Optimizer, List[tf.Variable]]]
+  ) -> None:
     # Held in a plain object so that Keras does not track the optimizers as
     # part of the model: Keras Tuner's checkpoints then hold only weights.
     self._holder = _Groups(groups)
@@ -225,31 +265,91 @@ class FinetuneModel(keras.Model):
       y_pred = self(x, training=True)
       loss = self.compute_loss(x, y, y_pred, sample_weight)
     variables = self.trainable_variables
-    gradients = dict(zip((v.ref() for v in variables),
-                         tape.gradient(loss, variables), strict=True))
+    gradients = dict(
+      zip(
+        (v.ref() for v in variables),
+        tape.gradient(loss, variables),
+        strict=True,
+      )
+    )
     for optimizer, group in self._holder.groups:
-      pairs = [(gradients[v.ref()], v) for v in group
-               if gradients.get(v.ref()) is not None]
+      pairs = [
+        (gradients[v.ref()], v)
+        for v in group
+        if gradients.get(v.ref()) is not None
+      ]
       if pairs:
         optimizer.apply_gradients(pairs)
     return self.compute_metrics(x, y, y_pred, sample_weight)
 
 
 class _Groups:
-
   def __init__(self, groups):
     self.groups = groups
 
 
-def load_checked(path: Optional[str], inputs: model_lib.ModelInputs
-                 ) -> keras.Model:
+def load_checked(
+  path: Optional[str], inputs: model_lib.ModelInputs
+) -> keras.Model:
   """load_base_model + check_inputs; a missing path is a BaseModelError."""
   if not path:
-    raise BaseModelError('base model: training.mode is finetune but no base '
-                         'model reached the component')
+    raise BaseModelError(
+      'base model: training.mode is finetune but no base '
+      'model reached the component'
+    )
   base = load_base_model(path)
   check_inputs(base, inputs, path)
   return base
+
+
+def _backbone_features(
+  base: Optional[keras.Model],
+  inputs: model_lib.ModelInputs,
+  hparams: Mapping[str, Any],
+  model_inputs: Dict[str, Any],
+  inference_backbone: bool,
+) -> Tuple[keras.Model, Any]:
+  """(the backbone, its output on `model_inputs`): the base model's
+  backbone, or the pretrained encoders' with the side features beside
+  them (Finetuner's arguments)."""
+  training = False if inference_backbone else None
+  if base is not None:
+    backbone = split_backbone(base)
+    x = backbone(
+      {k: model_inputs[k] for k in backbone.input_names},
+      training=training,
+    )
+    return backbone, x
+  backbone = model_lib.pretrained_backbone(inputs)
+  if backbone is None:
+    raise BaseModelError(
+      'training.mode is finetune, but there is neither'
+      ' a base model nor a pretrained encoder'
+    )
+  x = backbone(
+    model_lib.backbone_entries(inputs, model_inputs), training=training
+  )
+  side = inputs.side_features(model_inputs, hparams)
+  if side:
+    x = keras.layers.Concatenate(name='head_features')([x, *side])
+  return backbone, x
+
+
+def _head_features(x: Any, hparams: Mapping[str, Any]) -> Any:
+  """The new head's dropout and hidden layer over `x`, each when asked
+  for; the task's output layer goes on top."""
+  if hparams['dropout'] > 0:
+    x = keras.layers.Dropout(float(hparams['dropout']), name='head_dropout')(x)
+  if int(hparams['head_units']) > 0:
+    x = keras.layers.Dense(
+      int(hparams['head_units']),
+      activation='relu',
+      kernel_regularizer=keras.regularizers.L1L2(
+        l1=float(hparams['l1']), l2=float(hparams['l2'])
+      ),
+      name='head_dense',
+    )(x)
+  return x
 
 
 class Finetuner:
@@ -262,58 +362,44 @@ class Finetuner:
     trainable_history: per epoch trained, the number of trainable weights.
   """
 
-  def __init__(self, base: Optional[keras.Model],
-               inputs: model_lib.ModelInputs, hparams: Mapping[str, Any],
-               inference_backbone: bool = True):
+  def __init__(
+    self,
+    base: Optional[keras.Model],
+    inputs: model_lib.ModelInputs,
+    hparams: Mapping[str, Any],
+    inference_backbone: bool = True,
+  ):
     """Args:
-      base: the base model (see split_backbone), or None to fine-tune the
-        pretrained encoders of `inputs` (model_lib.pretrained_backbone).
-      inputs: the transformed features and classes of the new task.
-      hparams: search_space.sample values in finetune mode.
-      inference_backbone: call the backbone with training=False (its
-        batch-norm statistics stay the base model's). Only a backbone
-        trained from fresh weights (the comparison's scratch) sets False.
+    base: the base model (see split_backbone), or None to fine-tune the
+      pretrained encoders of `inputs` (model_lib.pretrained_backbone).
+    inputs: the transformed features and classes of the new task.
+    hparams: search_space.sample values in finetune mode.
+    inference_backbone: call the backbone with training=False (its
+      batch-norm statistics stay the base model's). Only a backbone
+      trained from fresh weights (the comparison's scratch) sets False.
     """
     if hparams['strategy'] not in STRATEGIES:
-      raise ValueError(f'unknown fine-tuning strategy {hparams["strategy"]!r};'
-                       f' allowed: {", ".join(STRATEGIES)}')
+      raise ValueError(
+        f'unknown fine-tuning strategy {hparams["strategy"]!r};'
+        f' allowed: {", ".join(STRATEGIES)}'
+      )
     self.hparams = dict(hparams)
     # Built under a distribution strategy's scope (modules/distribute.py),
     # the optimizers prepare() creates must be made under it too.
     self.strategy = tf.distribute.get_strategy()
     self.task = inputs.task
     model_inputs = inputs.input_layers()
-    training = False if inference_backbone else None
-    if base is not None:
-      self.backbone = split_backbone(base)
-      x = self.backbone({k: model_inputs[k]
-                         for k in self.backbone.input_names},
-                        training=training)
-    else:
-      backbone = model_lib.pretrained_backbone(inputs)
-      if backbone is None:
-        raise BaseModelError('training.mode is finetune, but there is neither'
-                             ' a base model nor a pretrained encoder')
-      self.backbone = backbone
-      x = self.backbone(model_lib.backbone_entries(inputs, model_inputs),
-                        training=training)
-      side = inputs.side_features(model_inputs, hparams)
-      if side:
-        x = keras.layers.Concatenate(name='head_features')([x, *side])
+    self.backbone, x = _backbone_features(
+      base, inputs, hparams, model_inputs, inference_backbone
+    )
     self.blocks = backbone_blocks(self.backbone)
-    if hparams['dropout'] > 0:
-      x = keras.layers.Dropout(float(hparams['dropout']), name='head_dropout')(x)
-    if int(hparams['head_units']) > 0:
-      x = keras.layers.Dense(
-          int(hparams['head_units']), activation='relu',
-          kernel_regularizer=keras.regularizers.L1L2(
-              l1=float(hparams['l1']), l2=float(hparams['l2'])),
-          name='head_dense')(x)
-    self.model = FinetuneModel(
-        inputs=model_inputs,
-        outputs=inputs.task.head(x))
-    self.head_layers = [layer for layer in self.model.layers
-                        if layer is not self.backbone and layer.weights]
+    x = _head_features(x, hparams)
+    self.model = FinetuneModel(inputs=model_inputs, outputs=inputs.task.head(x))
+    self.head_layers = [
+      layer
+      for layer in self.model.layers
+      if layer is not self.backbone and layer.weights
+    ]
     self.trainable_history: List[int] = []
 
   def prepare(self, thawed: int) -> None:
@@ -331,38 +417,64 @@ class Finetuner:
       for layer in block:
         layer.trainable = True
     h = self.hparams
-    rates = learning_rates(h['strategy'], float(h['learning_rate']),
-                           float(h['backbone_lr_scale']),
-                           float(h['lr_decay']), thawed)
-    head_vars = [v for layer in self.head_layers
-                 for v in layer.trainable_weights]
-    groups = [(model_lib.make_optimizer(h['optimizer'], h['learning_rate']),
-               head_vars)]
+    rates = learning_rates(
+      h['strategy'],
+      float(h['learning_rate']),
+      float(h['backbone_lr_scale']),
+      float(h['lr_decay']),
+      thawed,
+    )
+    head_vars = [
+      v for layer in self.head_layers for v in layer.trainable_weights
+    ]
+    groups = [
+      (model_lib.make_optimizer(h['optimizer'], h['learning_rate']), head_vars)
+    ]
     for block, rate in zip(top_first, rates, strict=True):
-      groups.append((model_lib.make_optimizer(h['optimizer'], rate),
-                     [v for layer in block for v in layer.trainable_weights]))
+      groups.append(
+        (
+          model_lib.make_optimizer(h['optimizer'], rate),
+          [v for layer in block for v in layer.trainable_weights],
+        )
+      )
     self.model.set_groups(groups)
-    self.model.compile(optimizer=groups[0][0],
-                       **model_lib.loss_and_metrics(self.task, self.hparams))
+    self.model.compile(
+      optimizer=groups[0][0],
+      **model_lib.loss_and_metrics(self.task, self.hparams),
+    )
 
-  def fit(self, train: tf.data.Dataset, validation_data: tf.data.Dataset,
-          epochs: int, initial_epoch: int = 0,
-          callbacks: Sequence[keras.callbacks.Callback] = (),
-          verbose: int = 0, class_weight: Optional[Dict[int, float]] = None
-          ) -> keras.callbacks.History:
+  def fit(
+    self,
+    train: tf.data.Dataset,
+    validation_data: tf.data.Dataset,
+    epochs: int,
+    initial_epoch: int = 0,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int = 0,
+    class_weight: Optional[Dict[int, float]] = None,
+  ) -> keras.callbacks.History:
     """Trains epochs [initial_epoch, epochs) stage by stage; returns one
     History over all stages. Stops early when a callback stops a stage."""
     merged = keras.callbacks.History()
     merged.history, merged.epoch = {}, []
     recorder = _TrainableRecorder(self.trainable_history)
-    for first, end, thawed in stages(self.hparams['strategy'],
-                                     len(self.blocks), self.hparams,
-                                     initial_epoch, epochs):
+    for first, end, thawed in stages(
+      self.hparams['strategy'],
+      len(self.blocks),
+      self.hparams,
+      initial_epoch,
+      epochs,
+    ):
       self.prepare(thawed)
-      history = self.model.fit(train, validation_data=validation_data,
-                               initial_epoch=first, epochs=end,
-                               callbacks=[recorder, *callbacks],
-                               verbose=verbose, class_weight=class_weight)
+      history = self.model.fit(
+        train,
+        validation_data=validation_data,
+        initial_epoch=first,
+        epochs=end,
+        callbacks=[recorder, *callbacks],
+        verbose=verbose,
+        class_weight=class_weight,
+      )
       merged.epoch += history.epoch
       for key, values in history.history.items():
         merged.history.setdefault(key, []).extend(values)
@@ -379,19 +491,31 @@ class Finetuner:
     h = self.hparams
     ran = len(self.trainable_history) or epochs
     result = []
-    for first, end, thawed in stages(h['strategy'], len(self.blocks), h, 0,
-                                     epochs):
+    for first, end, thawed in stages(
+      h['strategy'], len(self.blocks), h, 0, epochs
+    ):
       if first >= ran:
         break
-      result.append({
-          'first_epoch': first + 1, 'last_epoch': min(end, ran),
+      result.append(
+        {
+          'first_epoch': first + 1,
+          'last_epoch': min(end, ran),
           'thawed_blocks': thawed,
           'learning_rates': learning_rates(
-              h['strategy'], float(h['learning_rate']),
-              float(h['backbone_lr_scale']), float(h['lr_decay']), thawed)})
-    return {'strategy': h['strategy'], 'blocks': len(self.blocks),
-            'head_learning_rate': float(h['learning_rate']),
-            'stages': result}
+            h['strategy'],
+            float(h['learning_rate']),
+            float(h['backbone_lr_scale']),
+            float(h['lr_decay']),
+            thawed,
+          ),
+        }
+      )
+    return {
+      'strategy': h['strategy'],
+      'blocks': len(self.blocks),
+      'head_learning_rate': float(h['learning_rate']),
+      'stages': result,
+    }
 
   def export_model(self) -> keras.Model:
     """A plain functional model over the same layers (no custom train_step),
@@ -400,7 +524,6 @@ class Finetuner:
 
 
 class _TrainableRecorder(keras.callbacks.Callback):
-
   def __init__(self, sink: List[int]):
     super().__init__()
     self._sink = sink

@@ -33,8 +33,14 @@ def entry_size(entry: Union[IntRange, FloatRange, List[Any]]) -> Optional[int]:
     if entry.step is None or entry.min == entry.max:
       return 1 if entry.min == entry.max else None
     if entry.sampling == 'log':
-      return int(math.floor(math.log(entry.max / entry.min) /
-                            math.log(entry.step) + 1e-9)) + 1
+      return (
+        int(
+          math.floor(
+            math.log(entry.max / entry.min) / math.log(entry.step) + 1e-9
+          )
+        )
+        + 1
+      )
     return int(math.floor((entry.max - entry.min) / entry.step + 1e-9)) + 1
   return len(set(entry))
 
@@ -44,8 +50,9 @@ def space_size(space: SearchSpace, mode: str = 'scratch') -> Optional[int]:
   own = space.finetune if mode == 'finetune' else space
   total = 1
   for name in search_space.names(mode):
-    size = entry_size(getattr(space if name in search_space.SHARED else own,
-                              name))
+    size = entry_size(
+      getattr(space if name in search_space.SHARED else own, name)
+    )
     if size is None:
       return None
     total *= size
@@ -56,6 +63,7 @@ def space_size(space: SearchSpace, mode: str = 'scratch') -> Optional[int]:
 class Round:
   """One round of a Hyperband bracket: its trials and the epochs each is
   trained to."""
+
   bracket: int
   round: int
   trials: int
@@ -72,11 +80,16 @@ def hyperband_rounds(max_epochs: int, factor: int) -> List[Round]:
   rounds = []
   for bracket in reversed(range(brackets)):
     for round_num in range(bracket + 1):
-      rounds.append(Round(
-          bracket=bracket, round=round_num,
-          trials=math.ceil(end_size / (bracket + 1) *
-                           factor ** (bracket - round_num)),
-          epochs=math.ceil(max_epochs / factor ** (bracket - round_num))))
+      rounds.append(
+        Round(
+          bracket=bracket,
+          round=round_num,
+          trials=math.ceil(
+            end_size / (bracket + 1) * factor ** (bracket - round_num)
+          ),
+          epochs=math.ceil(max_epochs / factor ** (bracket - round_num)),
+        )
+      )
   return rounds
 
 
@@ -84,6 +97,7 @@ def hyperband_rounds(max_epochs: int, factor: int) -> List[Round]:
 class Plan:
   """The search to run: `algorithm` and `max_trials` as they will run, what
   the spec asked for, and why they differ or what to expect (one line)."""
+
   asked: str
   algorithm: str
   max_trials: int
@@ -95,44 +109,76 @@ class Plan:
     return dataclasses.asdict(self)
 
 
-def plan(settings: TunerSpec, space: SearchSpace,
-         mode: str = 'scratch') -> Plan:
+def plan(
+  settings: TunerSpec, space: SearchSpace, mode: str = 'scratch'
+) -> Plan:
   """The search to run for these settings over this space."""
   size = space_size(space, mode)
   asked, trials = settings.algorithm, settings.max_trials
   base = dict(asked=asked, max_epochs=settings.max_epochs, space_size=size)
   if asked == 'hyperband':
-    rounds = hyperband_rounds(settings.max_epochs, settings.factor)
-    first, full = rounds[0], sum(r.trials for r in rounds)
-    if size is not None and size < first.trials:
-      return Plan(algorithm='grid', max_trials=min(trials, size), note=(
-          f'the search space holds {size} configurations, fewer than the '
-          f'{first.trials} of Hyperband\'s first round (whose random '
-          'sampler would run out and stop the search before any trial is '
-          f'promoted): searching all {min(trials, size)} with grid search, '
-          f'up to {settings.max_epochs} epochs each'), **base)
-    if len(rounds) == 1:
-      # One round, at max_epochs, with nothing after it to promote to:
-      # more trials cannot help, and the full iteration is that round.
-      return Plan(algorithm=asked, max_trials=trials, note=(
-          f'tuner.max_epochs {settings.max_epochs} is below tuner.factor '
-          f'{settings.factor}, so Hyperband runs one round: '
-          f'{min(trials, first.trials)} trials of {first.epochs} epochs, '
-          'none promoted; raise max_epochs to at least factor, or use '
-          f'tuner.algorithm: random for {trials} trials of up to '
-          f'{settings.max_epochs} epochs'), **base)
-    if trials <= first.trials:
-      return Plan(algorithm=asked, max_trials=trials, note=(
-          f'tuner.max_trials {trials} ends Hyperband within its first round '
-          f'({first.trials} trials of {first.epochs} epochs): no trial '
-          f'is promoted to more epochs; one full Hyperband iteration takes '
-          f'{full} trials (tuner.max_trials), or use tuner.algorithm: random '
-          f'for {trials} trials of up to {settings.max_epochs} epochs'),
-                  **base)
-    return Plan(algorithm=asked, max_trials=trials, **base)
+    return _hyperband_plan(settings, size, base)
   if asked in ('random', 'bayesian') and size is not None and size <= trials:
-    return Plan(algorithm='grid', max_trials=size, note=(
+    return Plan(
+      algorithm='grid',
+      max_trials=size,
+      note=(
         f'the search space holds {size} configurations, no more than '
-        f'tuner.max_trials {trials}: searching all of them with grid search'),
-                **base)
+        f'tuner.max_trials {trials}: searching all of them with grid search'
+      ),
+      **base,
+    )
+  return Plan(algorithm=asked, max_trials=trials, **base)
+
+
+def _hyperband_plan(
+  settings: TunerSpec, size: Optional[int], base: Dict[str, Any]
+) -> Plan:
+  """A Hyperband search's plan: grid search when the space is smaller than
+  the first round, else Hyperband, with a note when it will not promote."""
+  asked, trials = settings.algorithm, settings.max_trials
+  rounds = hyperband_rounds(settings.max_epochs, settings.factor)
+  first, full = rounds[0], sum(r.trials for r in rounds)
+  if size is not None and size < first.trials:
+    return Plan(
+      algorithm='grid',
+      max_trials=min(trials, size),
+      note=(
+        f'the search space holds {size} configurations, fewer than the '
+        f"{first.trials} of Hyperband's first round (whose random "
+        'sampler would run out and stop the search before any trial is '
+        f'promoted): searching all {min(trials, size)} with grid search, '
+        f'up to {settings.max_epochs} epochs each'
+      ),
+      **base,
+    )
+  if len(rounds) == 1:
+    # One round, at max_epochs, with nothing after it to promote to:
+    # more trials cannot help, and the full iteration is that round.
+    return Plan(
+      algorithm=asked,
+      max_trials=trials,
+      note=(
+        f'tuner.max_epochs {settings.max_epochs} is below tuner.factor '
+        f'{settings.factor}, so Hyperband runs one round: '
+        f'{min(trials, first.trials)} trials of {first.epochs} epochs, '
+        'none promoted; raise max_epochs to at least factor, or use '
+        f'tuner.algorithm: random for {trials} trials of up to '
+        f'{settings.max_epochs} epochs'
+      ),
+      **base,
+    )
+  if trials <= first.trials:
+    return Plan(
+      algorithm=asked,
+      max_trials=trials,
+      note=(
+        f'tuner.max_trials {trials} ends Hyperband within its first round '
+        f'({first.trials} trials of {first.epochs} epochs): no trial '
+        f'is promoted to more epochs; one full Hyperband iteration takes '
+        f'{full} trials (tuner.max_trials), or use tuner.algorithm: random '
+        f'for {trials} trials of up to {settings.max_epochs} epochs'
+      ),
+      **base,
+    )
   return Plan(algorithm=asked, max_trials=trials, **base)

@@ -13,7 +13,7 @@ import contextlib
 import os
 import stat
 import tempfile
-from typing import IO, Callable, Iterator, Optional
+from typing import IO, Callable, Iterator, Optional, Tuple
 
 # Kernel pseudo file systems: their "regular" files (/proc/version) are
 # views of the kernel, never a place to save a file. /dev/shm is plain
@@ -49,19 +49,22 @@ def folder_problem(path: str) -> Optional[str]:
     ancestor = os.path.dirname(ancestor)
   shown = os.path.basename(ancestor) or ancestor
   if not os.path.isdir(ancestor):
-    return (f'{shown} is a file, so no folder can be made there; name '
-            'another path')
+    return (
+      f'{shown} is a file, so no folder can be made there; name another path'
+    )
   if not os.access(ancestor, os.W_OK | os.X_OK):
     return f'{shown} is not writable, so the folder cannot be made'
   return None
 
 
 def _kind(mode: int) -> str:
-  for test, name in ((stat.S_ISDIR, 'a folder'),
-                     (stat.S_ISCHR, 'a character device'),
-                     (stat.S_ISBLK, 'a block device'),
-                     (stat.S_ISFIFO, 'a named pipe (FIFO)'),
-                     (stat.S_ISSOCK, 'a socket')):
+  for test, name in (
+    (stat.S_ISDIR, 'a folder'),
+    (stat.S_ISCHR, 'a character device'),
+    (stat.S_ISBLK, 'a block device'),
+    (stat.S_ISFIFO, 'a named pipe (FIFO)'),
+    (stat.S_ISSOCK, 'a socket'),
+  ):
     if test(mode):
       return name
   return 'not a regular file'
@@ -97,19 +100,26 @@ def file_problem(path: str) -> Optional[str]:
     return f'cannot look at it: {e.strerror}'
   if mode is not None and not stat.S_ISREG(mode):
     return f'{shown} is {_kind(mode)}; name a regular file'
-  if (_under(target, _KERNEL_FOLDERS) and
-      not _under(target, _STORAGE_UNDER_KERNEL)):
-    return (f'{target} is a kernel file, not a place to save one; name a '
-            'regular file')
+  if _under(target, _KERNEL_FOLDERS) and not _under(
+    target, _STORAGE_UNDER_KERNEL
+  ):
+    return (
+      f'{target} is a kernel file, not a place to save one; name a regular file'
+    )
   if mode is not None and not os.access(target, os.W_OK):
     return f'{shown} is not writable'
   return folder_problem(os.path.dirname(target))
 
 
 @contextlib.contextmanager
-def atomic_file(path: str, error: ErrorType, what: str = 'the file',
-                mode: str = 'w', encoding: Optional[str] = 'utf-8',
-                newline: Optional[str] = None) -> Iterator[IO]:
+def atomic_file(
+  path: str,
+  error: ErrorType,
+  what: str = 'the file',
+  mode: str = 'w',
+  encoding: Optional[str] = 'utf-8',
+  newline: Optional[str] = None,
+) -> Iterator[IO]:
   """An open file whose contents replace `path` when the block ends
   without an error; on an error nothing at `path` changes and no
   temporary file is left.
@@ -134,38 +144,53 @@ def atomic_file(path: str, error: ErrorType, what: str = 'the file',
   if problem:
     raise error(f'{path}: cannot write {what} here: {problem}')
   target = os.path.realpath(path)
-  folder = os.path.dirname(target)
   try:
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix='.tmp',
-                               prefix=f'.{os.path.basename(target)}.')
+    fd, tmp = _temporary_beside(target)
   except OSError as e:
-    raise error(f'{path}: cannot write {what} here: '
-                      f'{e.strerror}') from None
+    raise error(f'{path}: cannot write {what} here: {e.strerror}') from None
   try:
-    try:
-      previous = os.stat(target).st_mode & 0o7777
-    except FileNotFoundError:
-      # mkstemp's 0600 is for secrets; a new file gets the usual mode.
-      umask = os.umask(0)
-      os.umask(umask)
-      previous = 0o666 & ~umask
-    os.chmod(tmp, previous)
+    os.chmod(tmp, _mode_for(target))
     binary = 'b' in mode
-    with open(fd, mode, encoding=None if binary else encoding,
-              newline=None if binary else newline) as f:
+    with open(
+      fd,
+      mode,
+      encoding=None if binary else encoding,
+      newline=None if binary else newline,
+    ) as f:
       yield f
     os.replace(tmp, target)
   except OSError as e:
-    raise error(f'{path}: cannot write {what}: '
-                      f'{e.strerror or e}') from None
+    raise error(f'{path}: cannot write {what}: {e.strerror or e}') from None
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
 
 
-def write_text(path: str, text: str, error: ErrorType,
-               what: str = 'the file') -> None:
+def _temporary_beside(target: str) -> Tuple[int, str]:
+  """A new temporary file in `target`'s folder (made if missing), so that
+  renaming it over `target` is atomic; (its descriptor, its path)."""
+  folder = os.path.dirname(target)
+  os.makedirs(folder, exist_ok=True)
+  return tempfile.mkstemp(
+    dir=folder, suffix='.tmp', prefix=f'.{os.path.basename(target)}.'
+  )
+
+
+def _mode_for(target: str) -> int:
+  """The permission bits the file replacing `target` gets: its own, or
+  for a new file the usual ones under the umask."""
+  try:
+    return os.stat(target).st_mode & 0o7777
+  except FileNotFoundError:
+    # mkstemp's 0600 is for secrets; a new file gets the usual mode.
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_text(
+  path: str, text: str, error: ErrorType, what: str = 'the file'
+) -> None:
   """`text` as the whole of file `path` (atomic_file's rules)."""
   with atomic_file(path, error, what) as f:
     f.write(text)

