@@ -473,7 +473,7 @@ def _running(base):
     return set()
   runs = lineage.list_runs(mlmd.MetadataStore(
       store.connection_config(path, readonly=True)))
-  return {node for node, state in (runs[-1]['components'] if runs else {}
+  return {node for node, state in (runs[-1].components if runs else {}
                                    ).items() if state == 'running'}
 
 

@@ -329,10 +329,10 @@ def test_the_dashboard_answers_from_the_store(base, cold, dashboard):
   status, page = dashboard.get('/')
   assert status == 200
   assert re.findall(r'<tr class="\w+" data-run="([^"]+)"', page) == [
-      r['run_id'] for r in reversed(runs)]
+      r.run_id for r in reversed(runs)]
   status, page = dashboard.get('/?blessed=yes')
   shown = re.findall(r'data-run="([^"]+)"', page)
-  assert shown == [r['run_id'] for r in reversed(runs) if r['blessed']]
+  assert shown == [r.run_id for r in reversed(runs) if r.blessed]
   assert first['run_id'] in shown
   # A run's report is the page `report` writes.
   status, page = dashboard.get('/run/' + quote(first['run_id']))
@@ -341,7 +341,7 @@ def test_the_dashboard_answers_from_the_store(base, cold, dashboard):
   assert shown == pytest.approx(first['metrics']['auc'], abs=5e-5)
   # Two runs side by side; the lineage of the pushed model; the pushes.
   status, page = dashboard.get(f'/diff?run={quote(first["run_id"])}'
-                               f'&run={quote(runs[-1]["run_id"])}')
+                               f'&run={quote(runs[-1].run_id)}')
   assert status == 200 and 'id="diff"' in page
   status, page = dashboard.get('/pushed')
   assert status == 200
