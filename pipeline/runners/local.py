@@ -252,21 +252,20 @@ def run_checked(checked: preflight.Preflight, progress: Progress = print,
   report, report_error = _write_report(
       store, run_id, os.path.splitext(path)[0] + '.html')
   summary = _summary(spec, results.RunRecord(store, spec.name, run_id),
-                     failure, path, report, report_error)
-  # The run's time is the command's: the report is part of it.
-  summary = summary.model_copy(update={
-      'total_seconds': round(time.monotonic() - started, 2)})
+                     failure, path, (report, report_error), started)
   error = _write_summary(summary, path)
-  return summary.model_copy(update={'summary_error': error, **(
-      {'summary_json': None} if error else {})})
+  if error:
+    return summary.model_copy(update={'summary_error': error,
+                                      'summary_json': None})
+  return summary.model_copy(update={'summary_error': None})
 
 
 def _summary(spec: PipelineSpec, record: results.RunRecord,
              failure: Optional[Dict[str, str]], path: str,
-             report: Optional[str], report_error: Optional[str]
-             ) -> RunSummary:
-  """The run's summary, its total time and whether it was written still
-  to come."""
+             report: Tuple[Optional[str], Optional[str]],
+             started: float) -> RunSummary:
+  """The run's summary, as it is written to `path` (whether it could be is
+  for the caller to add); `report`: its path or why not (_write_report)."""
   outcome = results.summarize(record)
   reason = outcome.blessing_reason
   if outcome.blessed and spec.evaluation.uses_default_rule:
@@ -282,8 +281,9 @@ def _summary(spec: PipelineSpec, record: results.RunRecord,
       blessing_rule=spec.blessing_rule(), blessing_reason=reason,
       metadata=metadata_lib.describe(spec.runner.metadata),
       pipeline_root=spec.runner.pipeline_root, summary_json=path,
-      report=report, report_error=report_error,
-      total_seconds=0.0)
+      report=report[0], report_error=report[1],
+      # The run's time is the command's: the report is part of it.
+      total_seconds=round(time.monotonic() - started, 2))
 
 
 def _record_stopped_pushes(store, spec: PipelineSpec, run_id: str,
