@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 import subprocess
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
@@ -134,10 +134,13 @@ def _deciding_outputs(store: mlmd.MetadataStore,
 
 
 def _listing(ctx, record: results.RunRecord,
-             output: Callable[[str], Optional[metadata_store_pb2.Artifact]]
-             ) -> RunListing:
-  """One run as `lineage runs` lists it; `output(node)`: the artifact that
-  decides the node's outcome (_DECIDING), or None."""
+             decided: Dict[int, metadata_store_pb2.Artifact]) -> RunListing:
+  """One run as `lineage runs` lists it; `decided`: _deciding_outputs."""
+
+  def output(node: str) -> Optional[metadata_store_pb2.Artifact]:
+    execution = record.execution(node)
+    return decided.get(execution.id) if execution is not None else None
+
   executions = record.executions
   components = record.components()
   by_id = {c.id: c for c in components}
@@ -182,14 +185,7 @@ def list_runs(store: mlmd.MetadataStore,
   """
   records = _run_records(store, pipeline)
   decided = _deciding_outputs(store, [record for _, record in records])
-
-  def output(record: results.RunRecord):
-    def of(node: str) -> Optional[metadata_store_pb2.Artifact]:
-      execution = record.execution(node)
-      return decided.get(execution.id) if execution else None
-    return of
-
-  runs = [_listing(ctx, record, output(record)) for ctx, record in records]
+  runs = [_listing(ctx, record, decided) for ctx, record in records]
   runs.sort(key=lambda r: (r.started, r.run_id))
   return runs
 

@@ -4,9 +4,10 @@ read back from ML Metadata (RunOutcome: the report's too), each run as
 `lineage runs` and the dashboard list it (RunListing), and each pushed
 version (PushedVersion).
 
-Each serializes to the JSON written before these types existed (same keys,
-same values), so summary files already written read back. Light on purpose
-(pydantic only): the CLI prints a summary without loading ML Metadata.
+Each is JSON data through `to_json` (the summary file, `lineage runs
+--json`) and reads back from it, summary files already written included.
+Light on purpose (pydantic only): the CLI prints a summary without loading
+ML Metadata.
 `python -m pipeline.metadata.summary` writes the summary's key reference
 into docs/cli.md (tests/test_report.py checks it is current).
 """
@@ -27,9 +28,10 @@ class SummaryError(PipelineError):
 
 
 class Record(BaseModel):
-  """A record as JSON: `to_json` gives the dict written before the types
-  existed. A field with a default that was never set is left out (the keys
-  a record has only sometimes, such as `not_pushed_reason`)."""
+  """A record that `to_json` gives as JSON data. A field with a default
+  that was never set is left out: the keys a record has only sometimes
+  (`not_pushed_reason`), or that files written before the key was added
+  lack, stay out of it as they were."""
   model_config = ConfigDict(frozen=True, extra='forbid')
 
   def to_json(self) -> Dict[str, Any]:
