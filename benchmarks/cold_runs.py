@@ -97,8 +97,9 @@ def record(metadata_path: str, pipeline_name: str,
   run = results.RunRecord(store, pipeline_name, run_id)
   summary = results.summarize(run)
   return ({c.id: c.seconds for c in run.components() if not c.is_resolver},
-          {'blessed': summary['blessed'], 'pushed': summary['pushed'],
-           'metrics': summary['metrics'], 'search': summary.get('search')})
+          {'blessed': summary.blessed, 'pushed': summary.pushed,
+           'metrics': summary.metrics, 'search': summary.search and
+           summary.search.to_json()})
 
 
 def cold_env(tmpdir: str) -> Dict[str, str]:

@@ -123,7 +123,7 @@ def main() -> None:
 
   store = lineage.open_store(store_path)
   runs = lineage.list_runs(store)
-  first = runs[0]['run_id']
+  first = runs[0].run_id
   report_html = os.path.join(workdir, 'report.html')
   first_html = os.path.join(workdir, 'first-run.html')
   render.write(lineage.open_store(store_path), first, first_html)

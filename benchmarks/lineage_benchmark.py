@@ -39,7 +39,7 @@ def _fill(spec, runs: int, progress) -> list:
   for i in range(runs):
     started = time.monotonic()
     summary = local_runner.run_local(spec, progress=lambda _: None,
-                                     summary_json=os.devnull)
+                                     summary_json=os.devnull).to_json()
     if summary['status'] != 'succeeded':
       raise SystemExit(f'run {i + 1} failed: {summary["reason"]}')
     summaries.append(summary)

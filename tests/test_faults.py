@@ -635,7 +635,7 @@ def _running(base):
   )
   return {
     node
-    for node, state in (runs[-1]['components'] if runs else {}).items()
+    for node, state in (runs[-1].components if runs else {}).items()
     if state == 'running'
   }
 

@@ -8,6 +8,7 @@ the dashboard's pages answer from the store; and both load in a real
 headless Chromium with no console error and no request leaving the machine.
 """
 
+import io
 import json
 import os
 import re
@@ -143,6 +144,26 @@ def test_the_lineage_picture_draws_each_node_once_with_arrows_left_to_right():
                                          'fingerprint': 'fp'}]
 
 
+def test_the_lineage_dot_has_each_node_once_and_its_labels_escaped():
+  import pydot  # pylint: disable=g-import-not-at-top
+  tree = _tree()
+  tree.uri = '/runs/Trainer/model/"12"\\x'
+  graph, = pydot.graph_from_dot_data(lineage.to_dot(tree))
+  nodes = {n.get_name(): n.get_attributes() for n in graph.get_nodes()}
+  # pydot 1.4.2's parser lists the default-attribute statement as a node
+  # 'node' and, after an edge statement, a phantom node named '"\n"'.
+  assert set(nodes) - {'node', '"\\n"'} == {'e1', 'e2', 'e3', 'a10', 'a11',
+                                            'a12'}
+  assert nodes['a12'] == {'label': r'"Model #12\nTrainer/model/\"12\"\\x"',
+                          'shape': 'box'}
+  assert nodes['e3']['label'] == r'"Trainer #3\n\ncomplete"'
+  edges = {(e.get_source(), e.get_destination()):
+           e.get_attributes().get('label') for e in graph.get_edges()}
+  assert edges == {('e1', 'a10'): None, ('a10', 'e2'): '"examples"',
+                   ('e2', 'a11'): None, ('a10', 'e3'): '"examples"',
+                   ('a11', 'e3'): '"transform_graph"', ('e3', 'a12'): None}
+
+
 def test_a_long_or_wide_lineage_fits_the_page():
   # A dozen steps back (a trained model from its CSV) and a step with more
   # inputs than fit across: the picture is no wider than the page.
@@ -218,6 +239,84 @@ def test_a_histogram_carries_the_total_it_draws():
   assert len(re.findall('<rect ', svg)) == 2
 
 
+# --- the run summary: typed, read back, its keys in the docs -------------
+
+# A summary as `run` writes it: a failed push said why, a slice with an
+# undefined metric, and a search report key no field names.
+SUMMARY = {
+    'pipeline': 'p', 'run_id': '2026-12-05T10:00:00.000001',
+    'status': 'succeeded', 'failed_component': None, 'reason': None,
+    'components': [
+        {'id': 'Trainer', 'state': 'complete', 'seconds': 2.5,
+         'execution_id': 7, 'is_resolver': False, 'engine': None},
+        {'id': 'baseline_model_resolver', 'state': 'complete',
+         'seconds': 0.0, 'execution_id': 8, 'is_resolver': True,
+         'engine': None}],
+    'blessed': True, 'blessing_reason': 'all thresholds met',
+    'baseline_model': None, 'metrics': {'auc': 0.99, 'example_count': 116.0},
+    'slices': {'group=m': {'metrics': {'accuracy': 1.0},
+                           'undefined': ['auc'],
+                           'reason': 'one class in the slice'}},
+    'pushed': False, 'pushed_version': None, 'pushed_path': None,
+    'not_pushed_reason': 'not better than version 3', 'model_uri': '/m/7',
+    'search': {'algorithm': 'random', 'trials_run': 2, 'line': 'random: 2',
+               'best': {'trial_id': '01', 'score': 0.5, 'epochs': 3},
+               'trials_by_epochs': {'3': 2}, 'a_later_key': [1]},
+    'task': 'binary', 'blessing_rule': 'auc >= 0.9', 'metadata': '/s.sqlite',
+    'pipeline_root': '/root', 'summary_json': '/root/summaries/x.json',
+    'report': '/root/summaries/x.html', 'report_error': None,
+    'total_seconds': 12.25}
+
+
+def test_a_summary_file_reads_back_as_it_was_written(tmp_path):
+  from pipeline.cli.run import print_summary  # pylint: disable=g-import-not-at-top
+  from pipeline.metadata.summary import RunSummary  # pylint: disable=g-import-not-at-top
+  for summary in (SUMMARY, {k: v for k, v in SUMMARY.items()
+                            if k != 'not_pushed_reason'}):
+    path = tmp_path / 'summary.json'
+    path.write_text(json.dumps(summary, indent=2, sort_keys=True))
+    typed = RunSummary.read(str(path))
+    assert typed.to_json() == summary
+    assert typed.components[0].seconds == 2.5
+    assert typed.slices['group=m'].undefined == ['auc']
+    assert typed.search.best.score == 0.5 and typed.executed() == ['Trainer']
+  out = io.StringIO()
+  print_summary(typed, out)
+  assert 'pushed: nothing (the model was not blessed)' in out.getvalue()
+
+
+@pytest.mark.parametrize('text, why', [
+    ('{"run_id": ', 'Expecting value'),
+    ('[]', 'the file: Input should be a valid dictionary'),
+    (json.dumps({**SUMMARY, 'pushed': 'maybe'}), 'pushed: Input should be'),
+    (json.dumps({k: v for k, v in SUMMARY.items() if k != 'status'}),
+     'status: Field required'),
+    (json.dumps({**SUMMARY, 'colour': 'red'}), 'colour: Extra inputs')])
+def test_a_malformed_summary_is_refused_in_one_line(tmp_path, text, why):
+  from pipeline.metadata.summary import RunSummary, SummaryError  # pylint: disable=g-import-not-at-top
+  path = tmp_path / 'summary.json'
+  path.write_text(text)
+  with pytest.raises(SummaryError) as raised:
+    RunSummary.read(str(path))
+  message = str(raised.value)
+  assert message.startswith(f'{path}: not a run summary: ') and why in message
+  assert '\n' not in message
+  with pytest.raises(SummaryError, match='No such file'):
+    RunSummary.read(str(tmp_path / 'missing.json'))
+
+
+def test_the_docs_list_every_summary_key_as_the_model_has_it():
+  from pipeline.metadata import summary  # pylint: disable=g-import-not-at-top
+  with open(summary.DOCS_PAGE, encoding='utf-8') as f:
+    committed = summary.docs_block(f.read())
+  assert committed == summary.reference(), (
+      'the run summary\'s keys in docs/cli.md are stale: run python -m '
+      'pipeline.metadata.summary and commit the page')
+  assert summary.undescribed() == []
+  for key in SUMMARY:
+    assert f'| `{key}` |' in committed
+
+
 # --- the report of real runs (e2e) -----------------------------------------
 
 
@@ -226,6 +325,13 @@ def _cell(page, row_attrs, cls='candidate'):
                     page, re.DOTALL)
   assert match, row_attrs
   return match.group(1)
+
+
+@pytest.mark.e2e
+def test_the_summary_run_wrote_reads_back_as_written(cold):
+  from pipeline.metadata.summary import RunSummary  # pylint: disable=g-import-not-at-top
+  _, summary = cold
+  assert RunSummary.read(summary['summary_json']).to_json() == summary
 
 
 @pytest.mark.e2e
@@ -329,10 +435,10 @@ def test_the_dashboard_answers_from_the_store(base, cold, dashboard):
   status, page = dashboard.get('/')
   assert status == 200
   assert re.findall(r'<tr class="\w+" data-run="([^"]+)"', page) == [
-      r['run_id'] for r in reversed(runs)]
+      r.run_id for r in reversed(runs)]
   status, page = dashboard.get('/?blessed=yes')
   shown = re.findall(r'data-run="([^"]+)"', page)
-  assert shown == [r['run_id'] for r in reversed(runs) if r['blessed']]
+  assert shown == [r.run_id for r in reversed(runs) if r.blessed]
   assert first['run_id'] in shown
   # A run's report is the page `report` writes.
   status, page = dashboard.get('/run/' + quote(first['run_id']))
@@ -341,7 +447,7 @@ def test_the_dashboard_answers_from_the_store(base, cold, dashboard):
   assert shown == pytest.approx(first['metrics']['auc'], abs=5e-5)
   # Two runs side by side; the lineage of the pushed model; the pushes.
   status, page = dashboard.get(f'/diff?run={quote(first["run_id"])}'
-                               f'&run={quote(runs[-1]["run_id"])}')
+                               f'&run={quote(runs[-1].run_id)}')
   assert status == 200 and 'id="diff"' in page
   status, page = dashboard.get('/pushed')
   assert status == 200

@@ -3,9 +3,12 @@ model came from (as text or a picture), and what changed between two runs.
 """
 
 import json
-from typing import Any, Dict
+from typing import TYPE_CHECKING, Dict
 
 from pipeline.cli.common import add_store, open_store
+
+if TYPE_CHECKING:
+  from pipeline.metadata.summary import RunListing
 
 
 def add_commands(sub) -> None:
@@ -41,25 +44,25 @@ def add_commands(sub) -> None:
   diff.set_defaults(func=cmd_lineage_diff)
 
 
-def _print_run(run: Dict[str, Any]) -> None:
+def _print_run(run: 'RunListing') -> None:
   """One run of `lineage runs`: its line, its engines, why it failed."""
   counts: Dict[str, int] = {}
-  for state in run['components'].values():
+  for state in run.components.values():
     counts[state] = counts.get(state, 0) + 1
   blessed = {True: 'yes', False: 'no'}.get(
-      run['blessed'], 'unknown' if 'Evaluator' in run['components'] else '-')
-  print(f'{run["run_id"]}  {run["pipeline"]}  started {run["started"]}  '
-        f'{run["seconds"]:.1f}s  {run["status"]}  '
+      run.blessed, 'unknown' if 'Evaluator' in run.components else '-')
+  print(f'{run.run_id}  {run.pipeline}  started {run.started}  '
+        f'{run.seconds:.1f}s  {run.status}  '
         + ', '.join(f'{n} {s}' for s, n in sorted(counts.items()))
-        + f'  blessed: {blessed}  pushed: {run["pushed_version"] or "-"}')
-  engines = sorted(set(run['engines'].values()))
+        + f'  blessed: {blessed}  pushed: {run.pushed_version or "-"}')
+  engines = sorted(set(run.engines.values()))
   if engines:
     print('    engine: ' + '; '.join(
-        f'{engine} ({", ".join(n for n, e in run["engines"].items() if e == engine)})'
+        f'{engine} ({", ".join(n for n, e in run.engines.items() if e == engine)})'
         for engine in engines))
-  failed = [c for c, s in run['components'].items() if s == 'failed']
-  if run.get('failure'):
-    print(f'    {run["failure"]}')
+  failed = [c for c, s in run.components.items() if s == 'failed']
+  if run.failure:
+    print(f'    {run.failure}')
   elif failed:
     print(f'    failed: {", ".join(failed)}')
 
@@ -68,7 +71,7 @@ def cmd_lineage_runs(args) -> int:
   from pipeline.metadata import lineage  # pylint: disable=g-import-not-at-top
   runs = lineage.list_runs(open_store(args), args.pipeline)
   if args.json:
-    print(json.dumps(runs, indent=2))
+    print(json.dumps([run.to_json() for run in runs], indent=2))
     return 0
   if not runs:
     print('no runs recorded' + (f' for {args.pipeline}' if args.pipeline

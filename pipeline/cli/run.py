@@ -12,6 +12,7 @@ from typing import Any, Dict, Optional
 from pipeline import paths
 from pipeline.cli.common import add_spec, add_verbose, load_spec
 from pipeline.errors import ComponentFailed
+from pipeline.metadata.summary import RunSummary
 
 MAX_SLICES_SHOWN = 8
 
@@ -48,56 +49,56 @@ def _metrics_text(metrics: Dict[str, Any]) -> str:
                    for k, v in sorted(metrics.items()))
 
 
-def _pushed_line(summary: Dict[str, Any]) -> Optional[str]:
+def _pushed_line(summary: RunSummary) -> Optional[str]:
   """What the run pushed, or why nothing; None for a failed run that says
   no reason."""
-  states = {c['id']: c['state'] for c in summary['components']}
-  if summary['pushed']:
+  states = {c.id: c.state for c in summary.components}
+  if summary.pushed:
     earlier = ' (by an earlier run; this one was cached)' if states.get(
         'Pusher') == 'cached' else ''
-    return (f'pushed: version {summary["pushed_version"]} -> '
-            f'{summary["pushed_path"]}{earlier}')
-  if summary.get('not_pushed_reason'):
-    return f'pushed: nothing ({summary["not_pushed_reason"]})'
-  if summary['status'] == 'succeeded':
+    return (f'pushed: version {summary.pushed_version} -> '
+            f'{summary.pushed_path}{earlier}')
+  if summary.not_pushed_reason:
+    return f'pushed: nothing ({summary.not_pushed_reason})'
+  if summary.status == 'succeeded':
     return 'pushed: nothing (the model was not blessed)'
   return None
 
 
-def print_summary(summary: Dict[str, Any], out=sys.stdout) -> None:
+def print_summary(summary: RunSummary, out=sys.stdout) -> None:
   p = lambda *a: print(*a, file=out)  # noqa: E731
   p('')
-  p(f'run {summary["run_id"]}: {summary["status"]}')
-  for c in summary['components']:
-    p(f'  {c["id"]:<26} {c["state"]:<9} {c["seconds"]:8.1f}s')
-  if summary.get('search'):
-    p(f'search: {summary["search"]["line"]}')
-  if summary['blessed'] is not None:
-    p(f'blessed: {"yes" if summary["blessed"] else "no"} '
-      f'({summary["blessing_reason"]})')
-  if summary['metrics']:
-    p('metrics (eval split): ' + _metrics_text(summary['metrics']))
-  slices = summary.get('slices') or {}
+  p(f'run {summary.run_id}: {summary.status}')
+  for c in summary.components:
+    p(f'  {c.id:<26} {c.state:<9} {c.seconds:8.1f}s')
+  if summary.search:
+    p(f'search: {summary.search.line}')
+  if summary.blessed is not None:
+    p(f'blessed: {"yes" if summary.blessed else "no"} '
+      f'({summary.blessing_reason})')
+  if summary.metrics:
+    p('metrics (eval split): ' + _metrics_text(summary.metrics))
+  slices = summary.slices
   for name in sorted(slices)[:MAX_SLICES_SHOWN]:
     entry = slices[name]
-    undefined = (f'; undefined: {", ".join(entry["undefined"])} '
-                 f'({entry["reason"]})' if entry['undefined'] else '')
-    p(f'  slice {name}: {_metrics_text(entry["metrics"])}{undefined}')
+    undefined = (f'; undefined: {", ".join(entry.undefined)} '
+                 f'({entry.reason})' if entry.undefined else '')
+    p(f'  slice {name}: {_metrics_text(entry.metrics)}{undefined}')
   if len(slices) > MAX_SLICES_SHOWN:
     p(f'  ... {len(slices) - MAX_SLICES_SHOWN} more slices in the summary '
       'JSON')
   pushed = _pushed_line(summary)
   if pushed:
     p(pushed)
-  p(f'metadata store: {summary["metadata"]}')
+  p(f'metadata store: {summary.metadata}')
   # A full disk costs the files, not the run: said here, on the run's lines.
-  p(f'summary: {summary["summary_json"]}' if summary.get('summary_json')
-    else f'summary: not written ({summary.get("summary_error")})')
-  if summary.get('report'):
-    p(f'report: {summary["report"]}')
-  elif summary.get('report_error'):
-    p(f'report: not written ({summary["report_error"]})')
-  p(f'total time: {summary["total_seconds"]:.1f}s')
+  p(f'summary: {summary.summary_json}' if summary.summary_json
+    else f'summary: not written ({summary.summary_error})')
+  if summary.report:
+    p(f'report: {summary.report}')
+  elif summary.report_error:
+    p(f'report: not written ({summary.report_error})')
+  p(f'total time: {summary.total_seconds:.1f}s')
 
 
 def cmd_validate(args) -> int:
@@ -140,12 +141,12 @@ def cmd_run(args) -> int:
   finally:
     reporter.close()
   print_summary(summary)
-  if summary['status'] != 'succeeded':
+  if summary.status != 'succeeded':
     raise ComponentFailed(
-        f'{summary["failed_component"]} failed: {summary["reason"]}')
-  if summary['summary_error']:
+        f'{summary.failed_component} failed: {summary.reason}')
+  if summary.summary_error:
     raise local.SummaryNotWritten(
-        f'the run succeeded; {summary["summary_error"]}; make room there or '
+        f'the run succeeded; {summary.summary_error}; make room there or '
         'name another file with --summary-json')
   return 0
 

@@ -7,7 +7,6 @@ input files. The store is opened read-only.
 """
 
 import dataclasses
-import datetime
 import glob
 import hashlib
 import json
@@ -24,6 +23,7 @@ from pipeline.errors import PipelineError, whole
 from pipeline.metadata import results
 from pipeline.metadata import store as metadata_lib
 from pipeline.metadata.results import PUSH_RECORDED_BY, custom_property
+from pipeline.metadata.summary import PushedVersion, RunListing
 from pipeline.paths import atomic_file
 
 _OUTPUTS = (metadata_store_pb2.Event.OUTPUT,
@@ -52,11 +52,6 @@ def open_store(location: str) -> mlmd.MetadataStore:
     return metadata_lib.open_store(location, readonly=True)
   except metadata_lib.MetadataError as e:
     raise LineageError(str(e)) from None
-
-
-def _iso(millis: int) -> str:
-  return datetime.datetime.fromtimestamp(millis / 1000).isoformat(
-      timespec='seconds')
 
 
 def _pipeline_of(store: mlmd.MetadataStore, execution_id: int) -> str:
@@ -88,16 +83,11 @@ def _node_contexts(store: mlmd.MetadataStore) -> Dict[int, Tuple[str, str]]:
   return node_of
 
 
-def list_runs(store: mlmd.MetadataStore,
-              pipeline: Optional[str] = None) -> List[Dict[str, Any]]:
-  """Every pipeline run, oldest first, with per-component states, the
-  blessing, the version pushed by that run (None when it pushed none) and,
-  for a failed run, the component and reason (None otherwise).
-
-  The queries do not grow with the runs' executions: every execution's node
-  at once, one query per run for its executions, then the blessings' and
-  pushes' events and artifacts in one query each.
-  """
+def _run_records(store: mlmd.MetadataStore, pipeline: Optional[str]
+                 ) -> List[Tuple[Any, results.RunRecord]]:
+  """(run context, RunRecord) of every run with executions (of `pipeline`
+  only, when given): every execution's node at once, then one query per
+  run for its executions."""
   node_of = _node_contexts(store)
   engine_of = results.engines_of(store)
   records = []
@@ -113,69 +103,94 @@ def list_runs(store: mlmd.MetadataStore,
         {e.id: node_of[e.id][1] for e in executions if e.id in node_of},
         engine_of)
     records.append((ctx, record))
-  # The blessing and push of each run, read for all runs at once.
+  return records
+
+
+# The output whose artifact decides a run's blessing and its push.
+_DECIDING = (('Evaluator', 'blessing'), ('Pusher', 'pushed_model'))
+
+
+def _deciding_outputs(store: mlmd.MetadataStore,
+                      records: List[results.RunRecord]
+                      ) -> Dict[int, metadata_store_pb2.Artifact]:
+  """Execution id -> the artifact its _DECIDING output key holds, for the
+  Evaluators and Pushers of all `records`: their events and artifacts in
+  one query each."""
   wanted = {}  # execution id -> output key whose artifact decides
-  for _, record in records:
-    for node, key in (('Evaluator', 'blessing'), ('Pusher', 'pushed_model')):
+  for record in records:
+    for node, key in _DECIDING:
       execution = record.execution(node)
       if execution is not None:
         wanted[execution.id] = key
   events = (store.get_events_by_execution_ids(list(wanted)) if wanted
             else [])
-  decided = {}  # execution id -> artifact id
-  for ev in events:
-    if ev.type in _OUTPUTS and any(s.key == wanted[ev.execution_id]
-                                   for s in ev.path.steps):
-      decided[ev.execution_id] = ev.artifact_id
+  decided = {ev.execution_id: ev.artifact_id for ev in events
+             if ev.type in _OUTPUTS and any(
+                 s.key == wanted[ev.execution_id] for s in ev.path.steps)}
   artifacts = {a.id: a for a in store.get_artifacts_by_id(
       sorted(set(decided.values())))} if decided else {}
+  return {execution: artifacts[artifact]
+          for execution, artifact in decided.items() if artifact in artifacts}
 
-  def output(record: results.RunRecord, node: str):
+
+def _listing(ctx, record: results.RunRecord,
+             decided: Dict[int, metadata_store_pb2.Artifact]) -> RunListing:
+  """One run as `lineage runs` lists it; `decided`: _deciding_outputs."""
+
+  def output(node: str) -> Optional[metadata_store_pb2.Artifact]:
     execution = record.execution(node)
-    found = execution and decided.get(execution.id)
-    return artifacts.get(found) if found else None
+    return decided.get(execution.id) if execution is not None else None
 
-  runs = []
-  for ctx, record in records:
-    executions = record.executions
-    components = record.components()
-    by_id = {c.id: c for c in components}
-    start = min(e.create_time_since_epoch for e in executions)
-    end = max(e.last_update_time_since_epoch for e in executions)
-    # None: no Evaluator in the run, or one that never finished (killed,
-    # interrupted): nothing was judged.
-    blessed = None
-    evaluator = by_id.get('Evaluator')
-    blessing = output(record, 'Evaluator')
-    if evaluator and evaluator.state in ('complete', 'cached') and blessing:
-      blessed = custom_property(blessing, 'blessed') == 1
-    pushed_version = None
-    pusher = by_id.get('Pusher')
-    push = output(record, 'Pusher')
-    # A push the next run recorded (results.PUSH_RECORDED_BY) reached the
-    # serving folder, though its execution never completed.
-    if pusher and push and custom_property(push, 'pushed') == 1 and (
-        pusher.state == 'complete' or
-        custom_property(push, results.PUSH_RECORDED_BY)):
-      pushed_version = custom_property(push, 'pushed_version')
-    runs.append({
-        'run_id': ctx.name, 'pipeline': record.pipeline_name,
-        'started': _iso(start),
-        'seconds': round((end - start) / 1000, 1),
-        'status': results.run_status(ctx, [c.state for c in components]),
-        'components': {c.id: c.state for c in components
-                       if not c.is_resolver},
-        # Where each Beam component that ran in this run ran its jobs.
-        'engines': {c.id: c.engine for c in components if c.engine},
-        'blessed': blessed, 'pushed_version': pushed_version,
-        # A failed run's '<component> failed: <reason>', as the run said it.
-        'failure': custom_property(ctx, results.RUN_FAILURE),
-    })
-  runs.sort(key=lambda r: (r['started'], r['run_id']))
+  executions = record.executions
+  components = record.components()
+  by_id = {c.id: c for c in components}
+  start = min(e.create_time_since_epoch for e in executions)
+  end = max(e.last_update_time_since_epoch for e in executions)
+  # None: no Evaluator in the run, or one that never finished (killed,
+  # interrupted): nothing was judged.
+  blessed = None
+  evaluator, blessing = by_id.get('Evaluator'), output('Evaluator')
+  if evaluator and evaluator.state in ('complete', 'cached') and blessing:
+    blessed = custom_property(blessing, 'blessed') == 1
+  pushed_version = None
+  pusher, push = by_id.get('Pusher'), output('Pusher')
+  # A push the next run recorded (results.PUSH_RECORDED_BY) reached the
+  # serving folder, though its execution never completed.
+  if pusher and push and custom_property(push, 'pushed') == 1 and (
+      pusher.state == 'complete' or
+      custom_property(push, results.PUSH_RECORDED_BY)):
+    pushed_version = custom_property(push, 'pushed_version')
+  return RunListing(
+      run_id=ctx.name, pipeline=record.pipeline_name,
+      started=results.iso_seconds(start),
+      seconds=round((end - start) / 1000, 1),
+      status=results.run_status(ctx, [c.state for c in components]),
+      components={c.id: c.state for c in components if not c.is_resolver},
+      # Where each Beam component that ran in this run ran its jobs.
+      engines={c.id: c.engine for c in components if c.engine},
+      blessed=blessed, pushed_version=pushed_version,
+      # A failed run's '<component> failed: <reason>', as the run said it.
+      failure=custom_property(ctx, results.RUN_FAILURE))
+
+
+def list_runs(store: mlmd.MetadataStore,
+              pipeline: Optional[str] = None) -> List[RunListing]:
+  """Every pipeline run, oldest first, with per-component states, the
+  blessing, the version pushed by that run (None when it pushed none) and,
+  for a failed run, the component and reason (None otherwise).
+
+  The queries do not grow with the runs' executions: every execution's node
+  at once, one query per run for its executions, then the blessings' and
+  pushes' events and artifacts in one query each.
+  """
+  records = _run_records(store, pipeline)
+  decided = _deciding_outputs(store, [record for _, record in records])
+  runs = [_listing(ctx, record, decided) for ctx, record in records]
+  runs.sort(key=lambda r: (r.started, r.run_id))
   return runs
 
 
-def pushed_models(store: mlmd.MetadataStore) -> List[Dict[str, Any]]:
+def pushed_models(store: mlmd.MetadataStore) -> List[PushedVersion]:
   """Every model pushed from this store, newest first: its pipeline,
   version and folder, the run that pushed it, and that run's overall
   metrics (the evaluation that blessed it)."""
@@ -202,13 +217,12 @@ def pushed_models(store: mlmd.MetadataStore) -> List[Dict[str, Any]]:
     evaluations = record.artifacts('Evaluator', 'evaluation') if record else []
     if evaluations and os.path.isdir(evaluations[0].uri):
       metrics = results.metric_values(evaluations[0].uri)
-    found.append({
-        'artifact_id': artifact.id, 'pipeline': pipeline, 'run': run,
-        'version': custom_property(artifact, 'pushed_version'),
-        'destination': custom_property(artifact, 'pushed_destination'),
-        'metrics': metrics})
-  found.sort(key=lambda p: (str(p['version']), p['artifact_id']),
-             reverse=True)
+    found.append(PushedVersion(
+        artifact_id=artifact.id, pipeline=pipeline, run=run,
+        version=custom_property(artifact, 'pushed_version'),
+        destination=custom_property(artifact, 'pushed_destination'),
+        metrics=metrics))
+  found.sort(key=lambda p: (str(p.version), p.artifact_id), reverse=True)
   return found
 
 
@@ -398,46 +412,54 @@ def render(node: Node, prefix: str = '', last: bool = True,
   return lines
 
 
+def _dot_string(text: str) -> str:
+  """A DOT string: backslashes and quotes escaped, line breaks as \\n
+  (pydot keeps a string already quoted as it is)."""
+  escaped = text.replace('\\', '\\\\').replace('"', '\\"')
+  return '"' + escaped.replace('\n', '\\n') + '"'
+
+
+def _dot_id(node: Node) -> str:
+  return f'{"a" if node.kind == "artifact" else "e"}{node.id}'
+
+
+def _dot_node(node: Node):
+  """An artifact as a box, an execution as an ellipse."""
+  import pydot  # pylint: disable=g-import-not-at-top
+  if node.kind == 'artifact':
+    label, shape = f'{node.type} #{node.id}\n{_short(node.uri)}', 'box'
+  else:
+    label = f'{node.node or node.type} #{node.id}\n{node.pipeline}' \
+            f'\n{node.state}'
+    shape = 'ellipse'
+  return pydot.Node(_dot_id(node), label=_dot_string(label), shape=shape)
+
+
 def to_dot(tree: Node) -> str:
-  """The lineage tree as a Graphviz digraph: artifacts as boxes, executions
-  as ellipses, edges in the direction data flowed; each artifact and
-  execution once, however often the tree reaches it."""
-  lines = ['digraph lineage {', '  rankdir=BT;',
-           '  node [fontname="Helvetica", fontsize=10];']
+  """The lineage tree as a Graphviz digraph (pydot): artifacts as boxes,
+  executions as ellipses, edges in the direction data flowed; each artifact
+  and execution once, however often the tree reaches it."""
+  import pydot  # pylint: disable=g-import-not-at-top
+  graph = pydot.Dot(graph_name='lineage', graph_type='digraph', rankdir='BT')
+  graph.set_node_defaults(fontname='"Helvetica"', fontsize=10)
   seen: Set[str] = set()
   edges: Set[Tuple[str, str, str]] = set()
 
-  def ident(node: Node) -> str:
-    return f'{"a" if node.kind == "artifact" else "e"}{node.id}'
-
-  def quote(text: str) -> str:
-    """A DOT string: backslashes and quotes escaped, line breaks as \\n."""
-    escaped = text.replace('\\', '\\\\').replace('"', '\\"')
-    return '"' + escaped.replace('\n', '\\n') + '"'
-
   def visit(node: Node) -> None:
-    name = ident(node)
+    name = _dot_id(node)
     if name not in seen:
       seen.add(name)
-      if node.kind == 'artifact':
-        label = f'{node.type} #{node.id}\n{_short(node.uri)}'
-        shape = 'box'
-      else:
-        label = (f'{node.node or node.type} #{node.id}\n{node.pipeline}'
-                 f'\n{node.state}')
-        shape = 'ellipse'
-      lines.append(f'  {name} [label={quote(label)}, shape={shape}];')
+      graph.add_node(_dot_node(node))
     for child in node.children:
       # Children are what a node came from: data flows child -> node.
-      edges.add((ident(child), name, child.key))
+      edges.add((_dot_id(child), name, child.key))
       visit(child)
 
   visit(tree)
   for source, target, key in sorted(edges):
-    attrs = f' [label={quote(key)}]' if key else ''
-    lines.append(f'  {source} -> {target}{attrs};')
-  lines.append('}')
-  return '\n'.join(lines) + '\n'
+    graph.add_edge(pydot.Edge(source, target, **(
+        {'label': _dot_string(key)} if key else {})))
+  return graph.to_string()
 
 
 def _short(uri: str, keep: int = 3) -> str:

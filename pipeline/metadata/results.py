@@ -1,7 +1,7 @@
 """What a run did, read back from ML Metadata: per-component state and
 duration, the blessing and why, the key metrics and the push."""
 
-import dataclasses
+import datetime
 import json
 import os
 import socket
@@ -15,6 +15,12 @@ from components.example_gens import EXAMPLE_GEN_IDS
 from components.processes import process_alive
 from modules import tasks
 from pipeline.metadata import tfma_files
+from pipeline.metadata.summary import (
+  ComponentRun,
+  RunOutcome,
+  SearchReport,
+  SliceMetrics,
+)
 
 STATES = {
     metadata_store_pb2.Execution.COMPLETE: 'complete',
@@ -76,17 +82,10 @@ def run_status(context, states: List[str]) -> str:
   return 'complete'
 
 
-@dataclasses.dataclass
-class ComponentRun:
-  id: str
-  state: str
-  seconds: float
-  execution_id: int
-  is_resolver: bool
-  # Where its Beam jobs ran (direct, flink, ...); None for a component that
-  # runs no Beam, or whose run recorded none (cached: see the run that ran
-  # it).
-  engine: Optional[str] = None
+def iso_seconds(millis: int) -> str:
+  """A store's millisecond timestamp as local ISO time, to the second."""
+  return datetime.datetime.fromtimestamp(millis / 1000).isoformat(
+      timespec='seconds')
 
 
 def engines_of(store: mlmd.MetadataStore) -> Dict[int, str]:
@@ -337,44 +336,52 @@ def search_report(record: RunRecord,
   return report
 
 
-def summarize(record: RunRecord) -> Dict[str, Any]:
-  """Blessing (with reasons), metrics, baseline and push of a run."""
-  summary: Dict[str, Any] = {'blessed': None, 'blessing_reason': None,
-                             'baseline_model': None, 'metrics': {},
-                             'slices': {},
-                             'pushed': False, 'pushed_version': None,
-                             'pushed_path': None, 'model_uri': None}
-  models = record.artifacts('Trainer', 'model')
-  if models:
-    summary['model_uri'] = models[0].uri
-  baseline = record.artifacts('Evaluator', 'baseline_model', kinds=_INPUT)
-  if baseline:
-    summary['baseline_model'] = baseline[0].uri
+def _blessing(record: RunRecord, slices: Dict[str, Dict[str, Any]],
+              judged_against_baseline: bool) -> Dict[str, Any]:
+  """`blessed` and `blessing_reason` of a run whose Evaluator blessed or
+  not (both None when it wrote no blessing)."""
   blessings = record.artifacts('Evaluator', 'blessing')
+  if not blessings:
+    return {'blessed': None, 'blessing_reason': None}
+  blessed = custom_property(blessings[0], 'blessed') == 1
+  if blessed:
+    reason = 'all thresholds met' + (
+        ' against the last blessed model' if judged_against_baseline
+        else ' (no earlier blessed model to compare)')
+  else:
+    evaluations = record.artifacts('Evaluator', 'evaluation')
+    failures = _failures(evaluations[0].uri, slices) if evaluations else []
+    reason = '; '.join(failures) or 'not blessed'
+  return {'blessed': blessed, 'blessing_reason': reason}
+
+
+def _push(record: RunRecord) -> Dict[str, Any]:
+  """`pushed`, its version and folder; and, when the Pusher ran and pushed
+  nothing, why (components/pusher.py)."""
+  push = {'pushed': False, 'pushed_version': None, 'pushed_path': None}
+  pushes = record.artifacts('Pusher', PUSHED_MODEL_KEY)
+  if pushes and custom_property(pushes[0], 'pushed') == 1:
+    push.update(pushed=True,
+                pushed_version=custom_property(pushes[0], 'pushed_version'),
+                pushed_path=custom_property(pushes[0], 'pushed_destination'))
+  elif pushes:
+    push['not_pushed_reason'] = custom_property(pushes[0], NOT_PUSHED_REASON)
+  return push
+
+
+def summarize(record: RunRecord) -> RunOutcome:
+  """Blessing (with reasons), metrics, baseline and push of a run."""
+  models = record.artifacts('Trainer', 'model')
+  baseline = record.artifacts('Evaluator', 'baseline_model', kinds=_INPUT)
   evaluations = record.artifacts('Evaluator', 'evaluation')
   slices = slice_metrics(evaluations[0].uri) if evaluations else {}
-  if blessings:
-    blessed = custom_property(blessings[0], 'blessed') == 1
-    summary['blessed'] = blessed
-    failures = _failures(evaluations[0].uri, slices) if evaluations else []
-    if blessed:
-      summary['blessing_reason'] = (
-          'all thresholds met' + (' against the last blessed model'
-                                  if baseline else
-                                  ' (no earlier blessed model to compare)'))
-    else:
-      summary['blessing_reason'] = '; '.join(failures) or 'not blessed'
-  if evaluations:
-    summary['metrics'] = slices.get('overall', {}).get('metrics', {})
-    summary['slices'] = {k: v for k, v in slices.items() if k != 'overall'}
-  summary['search'] = search_report(record)
-  pushes = record.artifacts('Pusher', 'pushed_model')
-  if pushes and custom_property(pushes[0], 'pushed') == 1:
-    summary['pushed'] = True
-    summary['pushed_version'] = custom_property(pushes[0], 'pushed_version')
-    summary['pushed_path'] = custom_property(pushes[0], 'pushed_destination')
-  elif pushes:
-    # Why a blessed model was not pushed (components/pusher.py).
-    summary['not_pushed_reason'] = custom_property(pushes[0],
-                                                   NOT_PUSHED_REASON)
-  return summary
+  search = search_report(record)
+  return RunOutcome(
+      **_blessing(record, slices, bool(baseline)),
+      baseline_model=baseline[0].uri if baseline else None,
+      metrics=slices.get('overall', {}).get('metrics', {}),
+      slices={name: SliceMetrics(**entry) for name, entry in slices.items()
+              if name != 'overall'},
+      model_uri=models[0].uri if models else None,
+      search=None if search is None else SearchReport(**search),
+      **_push(record))

@@ -73,13 +73,13 @@ def runs_page(store, location: str, query: Dict[str, str]) -> str:
                               query.get('pipeline', ''))
   blessing = {'yes': True, 'no': False, 'unknown': None}
   shown = [r for r in reversed(runs)
-           if (not state or r['status'] == state) and
-           (not blessed or r['blessed'] is blessing.get(blessed, object())) and
-           (not pipeline or r['pipeline'] == pipeline)]
+           if (not state or r.status == state) and
+           (not blessed or r.blessed is blessing.get(blessed, object())) and
+           (not pipeline or r.pipeline == pipeline)]
   return _page('runs.html', location, title='Runs', runs=shown,
                total=len(runs), states=STATES, state=state, blessed=blessed,
                pipeline=pipeline,
-               pipelines=sorted({r['pipeline'] for r in runs}))
+               pipelines=sorted({r.pipeline for r in runs}))
 
 
 def run_page(store, run_id: Optional[str]) -> str:
@@ -107,7 +107,7 @@ def lineage_page(store, location: str, artifact_id: int) -> str:
 
 def pushed_page(store, location: str) -> str:
   pushed = lineage.pushed_models(store)
-  names = sorted({m for p in pushed for m in p['metrics']})
+  names = sorted({m for p in pushed for m in p.metrics})
   return _page('pushed.html', location, title='Pushed versions',
                pushed=pushed, metric_names=names, fmt=render.fmt)
 
@@ -151,23 +151,19 @@ class _StoreWorker:
       raise StoreBusy(BUSY) from None
 
 
-def make_app(location: str, host: str = '127.0.0.1',
-             allow_hosts: Tuple[str, ...] = ()):
-  """The Tornado application over the store at `location`, answering
-  requests whose Host names `host` (or `allow_hosts`; pipeline/web.py)."""
+def _page_handler(worker: _StoreWorker):
+  """The base of every page's handler: HTML, or a one-line error page with
+  its status (400 for a request that cannot be answered as asked, 404 for
+  what the store does not hold, 503 while the store does not answer)."""
   from ml_metadata import errors as mlmd_errors  # pylint: disable=g-import-not-at-top
 
-  from pipeline.web import GuardedHandler, application  # pylint: disable=g-import-not-at-top
-  store = lineage.open_store(location)
-  worker = _StoreWorker()
+  from pipeline.web import GuardedHandler  # pylint: disable=g-import-not-at-top
   # What ML Metadata raises when the store is locked or away.
   unavailable = (mlmd_errors.AbortedError, mlmd_errors.UnavailableError,
                  mlmd_errors.DeadlineExceededError)
 
   class Page(GuardedHandler):
-    """Each page: HTML, or a one-line error page with its status (400
-    for a request that cannot be answered as asked, 404 for what the store
-    does not hold, 503 while the store does not answer)."""
+    """A page made by the store's worker."""
 
     def refuse(self, status: int, message: str) -> None:
       self.set_status(status)
@@ -196,39 +192,55 @@ def make_app(location: str, host: str = '127.0.0.1',
         body = _error_page('not found', str(e))
       self._send(body)
 
-  class Runs(Page):
+  return Page
+
+
+def _routes(store, location: str, page) -> List[Tuple[str, type]]:
+  """The dashboard's pages over `store`, each a subclass of `page`."""
+
+  class Runs(page):
     async def get(self):
       query = {k: self.get_argument(k, '') for k in
                ('state', 'blessed', 'pipeline')}
       await self.answer(lambda: runs_page(store, location, query))
 
-  class Run(Page):
+  class Run(page):
     async def get(self, run_id):
       await self.answer(lambda: run_page(store, None if run_id == 'latest'
                                          else run_id))
 
-  class Diff(Page):
+  class Diff(page):
     async def get(self):
       chosen = self.get_arguments('run')
       await self.answer(lambda: diff_page(store, location, *_two(chosen)))
 
-  class Lineage(Page):
+  class Lineage(page):
     async def get(self, artifact_id):
       await self.answer(lambda: lineage_page(store, location,
                                              int(artifact_id)))
 
-  class Pushed(Page):
+  class Pushed(page):
     async def get(self):
       await self.answer(lambda: pushed_page(store, location))
 
-  class NotFound(Page):
+  return [(r'/', Runs), (r'/run/(.+)', Run), (r'/diff', Diff),
+          (r'/lineage/([0-9]+)', Lineage), (r'/pushed', Pushed)]
+
+
+def make_app(location: str, host: str = '127.0.0.1',
+             allow_hosts: Tuple[str, ...] = ()):
+  """The Tornado application over the store at `location`, answering
+  requests whose Host names `host` (or `allow_hosts`; pipeline/web.py)."""
+  from pipeline.web import application  # pylint: disable=g-import-not-at-top
+  store = lineage.open_store(location)
+  page = _page_handler(_StoreWorker())
+
+  class NotFound(page):
     def get(self):
       self.refuse(404, f'{self.request.path[:120]}: no such page')
 
-  return application([
-      (r'/', Runs), (r'/run/(.+)', Run), (r'/diff', Diff),
-      (r'/lineage/([0-9]+)', Lineage), (r'/pushed', Pushed)], host,
-                         allow_hosts, default_handler_class=NotFound)
+  return application(_routes(store, location, page), host, allow_hosts,
+                     default_handler_class=NotFound)
 
 
 def serve(location: str, host: str = '127.0.0.1', port: int = 8080,

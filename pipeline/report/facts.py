@@ -25,6 +25,7 @@ from modules import tasks
 from pipeline.errors import PipelineError
 from pipeline.metadata import lineage, results, tfma_files
 from pipeline.metadata.results import custom_property
+from pipeline.metadata.summary import RunOutcome
 
 HPARAMS_FILE = 'hyperparameters.json'  # modules/train.py writes both
 HISTORY_FILE = 'training_history.json'
@@ -39,11 +40,6 @@ CLASS_TO_METRIC = {metric.tfma_class: name for task in tasks.TASKS.values()
 
 class ReportError(PipelineError):
   """A report cannot be made (no such run, an unreadable artifact)."""
-
-
-def _iso(millis: int) -> str:
-  return datetime.datetime.fromtimestamp(millis / 1000).isoformat(
-      timespec='seconds')
 
 
 def find_run(store: mlmd.MetadataStore, run_id: Optional[str]
@@ -82,23 +78,30 @@ def run_section(record: results.RunRecord) -> Dict[str, Any]:
   status = results.run_status(context, [c['state'] for c in components])
   section = {
       'run_id': record.run_id, 'pipeline': record.pipeline_name,
-      'status': status, 'started': _iso(start) if start else None,
+      'status': status,
+      'started': results.iso_seconds(start) if start else None,
       'seconds': round((end - start) / 1000, 1), 'components': components,
       'failure': custom_property(context, results.RUN_FAILURE),
       'executed': [c['id'] for c in components if c['state'] == 'complete'],
       'cached': [c['id'] for c in components if c['state'] == 'cached']}
+  section.update(outcome(record).to_json())
+  section.pop('search', None)  # the tuning section has it whole
+  return section
+
+
+def outcome(record: results.RunRecord) -> RunOutcome:
+  """The run's blessing and why, metrics and push (results.summarize); not
+  judged when the Evaluator did not finish."""
   evaluator = record.execution('Evaluator')
   if evaluator is not None and results.STATES.get(
       evaluator.last_known_state) in ('complete', 'cached'):
-    section.update(results.summarize(record))
-  else:
-    section.update({'blessed': None, 'blessing_reason': (
-        'not judged: the Evaluator did not finish' if evaluator is not None
-        else 'not judged: the run did not reach the Evaluator'),
-                    'pushed': False, 'pushed_version': None,
-                    'pushed_path': None, 'metrics': {}, 'slices': {}})
-  section.pop('search', None)  # the tuning section has it whole
-  return section
+    return results.summarize(record)
+  return RunOutcome(
+      blessed=None, blessing_reason=(
+          'not judged: the Evaluator did not finish' if evaluator is not None
+          else 'not judged: the run did not reach the Evaluator'),
+      baseline_model=None, metrics={}, slices={}, pushed=False,
+      pushed_version=None, pushed_path=None, model_uri=None, search=None)
 
 
 def _feature_name(feature) -> str:

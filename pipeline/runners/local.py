@@ -31,6 +31,7 @@ from pipeline.engines import registry as engines
 from pipeline.errors import ComponentFailed, PipelineError, one_line
 from pipeline.metadata import results
 from pipeline.metadata import store as metadata_lib
+from pipeline.metadata.summary import RunSummary
 from pipeline.report import render
 from pipeline.runners import preflight, session
 from pipeline.runners import progress as progress_lib
@@ -188,7 +189,7 @@ def _execute(tfx_pipeline, run_id: str,
 
 def run_local(spec: PipelineSpec, progress: Progress = print,
               summary_json: Optional[str] = None,
-              wait: bool = True) -> Dict[str, Any]:
+              wait: bool = True) -> RunSummary:
   """Pre-flight checks, then run_checked (below)."""
   started = time.monotonic()
   return run_checked(preflight.run_preflight(spec), progress, summary_json,
@@ -202,7 +203,7 @@ class SummaryNotWritten(PipelineError):
 def run_checked(checked: preflight.Preflight, progress: Progress = print,
                 summary_json: Optional[str] = None,
                 wait: bool = True,
-                started: Optional[float] = None) -> Dict[str, Any]:
+                started: Optional[float] = None) -> RunSummary:
   """Runs the pipeline locally and returns the run's summary.
 
   Bad input (preflight.PreflightError) is raised before anything runs. A
@@ -225,7 +226,7 @@ def run_checked(checked: preflight.Preflight, progress: Progress = print,
       TFX's import count towards the run's total time); by default, now.
 
   Returns:
-    The summary dict (see README, "What a run produces").
+    The summary (its keys: docs/cli.md, "The run summary's keys").
   """
   started = time.monotonic() if started is None else started
   spec = checked.spec
@@ -245,36 +246,44 @@ def run_checked(checked: preflight.Preflight, progress: Progress = print,
     failure = _execute(tfx_pipeline, run_id, progress)
     outcome[:] = (['failed', f'{failure["component"]} failed: '
                    f'{failure["reason"]}'] if failure else ['succeeded', None])
-  record = results.RunRecord(store, spec.name, run_id)
-  summary: Dict[str, Any] = {
-      'pipeline': spec.name,
-      'run_id': run_id,
-      'status': 'failed' if failure else 'succeeded',
-      'failed_component': failure and failure['component'],
-      'reason': failure and failure['reason'],
-      'components': [c.__dict__ for c in record.components()],
-  }
-  summary.update(results.summarize(record))
-  summary['task'] = spec.task.name
-  summary['blessing_rule'] = spec.blessing_rule()
-  if summary.get('blessed') and spec.evaluation.uses_default_rule:
-    summary['blessing_reason'] = 'default rule met: ' + spec.default_rule()
-  summary.update({
-      'metadata': metadata_lib.describe(spec.runner.metadata),
-      'pipeline_root': spec.runner.pipeline_root,
-  })
   path = summary_json or os.path.join(
       spec.runner.pipeline_root, 'summaries',
       run_id.replace(':', '-') + '.json')
-  summary['summary_json'] = path
-  summary['report'], summary['report_error'] = _write_report(
+  report, report_error = _write_report(
       store, run_id, os.path.splitext(path)[0] + '.html')
-  # The run's time is the command's: the report is part of it.
-  summary['total_seconds'] = round(time.monotonic() - started, 2)
-  summary['summary_error'] = _write_summary(summary, path)
-  if summary['summary_error']:
-    summary['summary_json'] = None
-  return summary
+  summary = _summary(spec, results.RunRecord(store, spec.name, run_id),
+                     failure, path, (report, report_error), started)
+  error = _write_summary(summary, path)
+  if error:
+    return summary.model_copy(update={'summary_error': error,
+                                      'summary_json': None})
+  return summary.model_copy(update={'summary_error': None})
+
+
+def _summary(spec: PipelineSpec, record: results.RunRecord,
+             failure: Optional[Dict[str, str]], path: str,
+             report: Tuple[Optional[str], Optional[str]],
+             started: float) -> RunSummary:
+  """The run's summary, as it is written to `path` (whether it could be is
+  for the caller to add); `report`: its path or why not (_write_report)."""
+  outcome = results.summarize(record)
+  reason = outcome.blessing_reason
+  if outcome.blessed and spec.evaluation.uses_default_rule:
+    reason = 'default rule met: ' + spec.default_rule()
+  return RunSummary(
+      **{name: getattr(outcome, name) for name in outcome.model_fields_set
+         if name != 'blessing_reason'},
+      pipeline=spec.name, run_id=record.run_id,
+      status='failed' if failure else 'succeeded',
+      failed_component=failure and failure['component'],
+      reason=failure and failure['reason'],
+      components=record.components(), task=spec.task.name,
+      blessing_rule=spec.blessing_rule(), blessing_reason=reason,
+      metadata=metadata_lib.describe(spec.runner.metadata),
+      pipeline_root=spec.runner.pipeline_root, summary_json=path,
+      report=report[0], report_error=report[1],
+      # The run's time is the command's: the report is part of it.
+      total_seconds=round(time.monotonic() - started, 2))
 
 
 def _record_stopped_pushes(store, spec: PipelineSpec, run_id: str,
@@ -295,12 +304,12 @@ def _record_stopped_pushes(store, spec: PipelineSpec, run_id: str,
              f'({push["path"]})')
 
 
-def _write_summary(summary: Dict[str, Any], path: str) -> Optional[str]:
+def _write_summary(summary: RunSummary, path: str) -> Optional[str]:
   """Writes the summary JSON whole or not at all (paths.atomic_file); None,
   or why not in one line (the run's outcome stands; the CLI says it)."""
   try:
     with paths.atomic_file(path, SummaryNotWritten, 'the run summary') as f:
-      json.dump(summary, f, indent=2, sort_keys=True)
+      json.dump(summary.to_json(), f, indent=2, sort_keys=True)
       # Written, not yet flushed: where a full disk says so.
       fault_points.reached('run.write_summary')
   except SummaryNotWritten as e:
@@ -383,7 +392,6 @@ def infer_schema(checked: preflight.Preflight, output: str,
           'features': len(schema.feature), 'optional': optional}
 
 
-def executed(summary: Dict[str, Any]) -> List[str]:
+def executed(summary: RunSummary) -> List[str]:
   """Components (not resolvers) that really executed in a run."""
-  return [c['id'] for c in summary['components']
-          if not c['is_resolver'] and c['state'] != 'cached']
+  return summary.executed()
