@@ -21,8 +21,8 @@ import pytest
 
 from pipeline.metadata import lineage
 from pipeline.report import graph, render
-from tests import browser
 from tests.conftest import REPO, Dashboard, report_page
+from tests.support import browser
 
 # --- the Evaluator's files, without TensorFlow ------------------------------
 
@@ -463,7 +463,7 @@ def _special_files(tmp_path):
 
 
 def test_a_report_is_never_written_over_a_special_file(tmp_path):
-  from tests.test_faults import refused  # pylint: disable=g-import-not-at-top
+  from tests.unit.runners.test_faults import refused  # pylint: disable=g-import-not-at-top
   store = _empty_store(tmp_path)
   cases, sock = _special_files(tmp_path)
   with open('/proc/version', 'rb') as f:

@@ -19,7 +19,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO, cli, pipeline_fixture, run_spec
-from tests.test_serving import Server, _http
+from tests.unit.serving.test_serving import Server, _http
 
 pytestmark = pytest.mark.e2e
 
