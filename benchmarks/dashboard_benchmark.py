@@ -70,7 +70,7 @@ def _dashboard(store_path: str):
 def screenshots(report_html: str, address: str, run_id: str) -> list:
   """PNG of each report section and of each dashboard page, into
   docs/screenshots/; [] without Chromium."""
-  from tests import browser  # pylint: disable=g-import-not-at-top
+  from tests.support import browser  # pylint: disable=g-import-not-at-top
   if browser.binary() is None:
     return []
   os.makedirs(SCREENSHOTS, exist_ok=True)

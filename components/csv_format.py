@@ -162,8 +162,8 @@ def infer_kinds(header: Sequence[str], rows: Iterable[Sequence[str]],
 # optional seconds, fraction and UTC offset. The ranges of every field but
 # the day are in the pattern; `date_key` checks the day against the month.
 # The same text is RE2 syntax: modules/dates.py holds a copy for TensorFlow
-# (modules/ may not import components/), and tests/test_dates.py checks the
-# two are equal.
+# (modules/ may not import components/), and
+# tests/unit/modules/test_dates.py checks the two are equal.
 DATE_PATTERN = (r'([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])'
                 r'(?:[T ]([01][0-9]|2[0-3]):([0-5][0-9])'
                 r'(?::([0-5][0-9]|60)(?:\.([0-9]+))?)?'

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 # components/csv_format.py's DATE_PATTERN (RE2 reads it as Python's re
 # does). modules/ may not import components/, so it is copied here, and
-# tests/test_dates.py checks the two stay equal.
+# tests/unit/modules/test_dates.py checks the two stay equal.
 DATE_PATTERN = (
   r'([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])'
   r'(?:[T ]([01][0-9]|2[0-3]):([0-5][0-9])'

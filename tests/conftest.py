@@ -196,7 +196,7 @@ def cached(base, cold):
 @pytest.fixture(scope='session')
 def mariadb(tmp_path_factory):
   """A MariaDB server on loopback: 'mysql://user:password@127.0.0.1:port/'."""
-  from tests import mariadb as server  # pylint: disable=g-import-not-at-top
+  from tests.support import mariadb as server  # pylint: disable=g-import-not-at-top
   if server.binaries() is None:
     pytest.skip('no MariaDB/MySQL server binary (mariadbd and '
                 'mariadb-install-db) on this machine; .ci/run installs '

@@ -56,8 +56,8 @@ breaks, HTML and symbols). Token ids: identical for all 56 rows (1713 real
 tokens in the 51 corpus rows). The last hidden state mean-pooled over the
 attention mask: max abs difference 1.3e-6 per component (components up to
 2.6 in size); L2-normalised: 2.0e-7; cosine of ours with the reference's
-at least 0.9999998 on every row. tests/test_bert.py keeps a few of the
-reference's values for one sentence. One training step's forward and
+at least 0.9999998 on every row. tests/unit/modules/test_bert.py keeps a
+few of the reference's values for one sentence. One training step's forward and
 backward pass (batch 16 x 64 tokens, a 2-class head, all 22.6 M weights
 trainable, tf.function, no optimizer update) took 0.94 s (median of 5;
 inference alone 0.21 s) on 2 shared CPUs.

@@ -3,7 +3,8 @@
 The reference lists each section of a spec and each key with its type,
 default and description, all read from `PipelineSpec.model_json_schema()`:
 a key added to the models is in the reference once it is regenerated, and
-tests/test_spec_reference.py fails while the committed page is stale.
+tests/unit/definition/test_spec_reference.py fails while the committed page
+is stale.
 
     python -m pipeline.definition.reference   # rewrites the page
 """
@@ -36,7 +37,8 @@ _TYPES = {'string': 'string', 'integer': 'integer', 'number': 'number',
 
 
 def anchor(heading: str) -> str:
-  """GitHub's id for a heading (as tests/test_docs.py computes it)."""
+  """GitHub's id for a heading (as tests/unit/project/test_docs.py computes
+  it)."""
   text = re.sub(r'[^\w\- ]', '', heading.strip().lower())
   return text.replace(' ', '-')
 

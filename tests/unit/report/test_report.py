@@ -22,8 +22,8 @@ import pytest
 
 from pipeline.metadata import lineage
 from pipeline.report import graph, render
-from tests import browser
 from tests.conftest import REPO, Dashboard, report_page
+from tests.support import browser
 
 # --- the Evaluator's files, without TensorFlow ------------------------------
 
@@ -334,22 +334,8 @@ def test_the_summary_run_wrote_reads_back_as_written(cold):
   assert RunSummary.read(summary['summary_json']).to_json() == summary
 
 
-@pytest.mark.e2e
-def test_the_cold_runs_report_shows_the_numbers_of_its_artifacts(base, cold):
-  """The report `run` wrote: the trial count is the search report's, the
-  AUC is TFMA's, each histogram's total is StatisticsGen's count, the
-  epochs are the Trainer's, and the confusion matrix covers the eval split."""
-  proc, summary = cold
-  assert f'report: {summary["report"]}' in proc.stdout
-  page = report_page(summary)
-  # Self-contained: no script, and nothing to fetch (namespace names
-  # such as SVG's are names, not requests).
-  assert '<script' not in page
-  assert not re.search(r'(src|href)="(https?:)?//|url\((?!#)', page)
-  # Tuning: one row per trial of the Tuner's own report.
-  store = lineage.open_store(os.path.join(base, 'metadata.sqlite'))
-  from pipeline.report import facts  # pylint: disable=g-import-not-at-top
-  gathered = facts.gather(store, summary['run_id'])
+def _shows_the_search(page, summary, gathered):
+  """Tuning: one row per trial of the Tuner's own report."""
   trials = gathered['tuning']['trials']
   assert len(trials) == summary['search']['trials_run'] == 4
   table = re.search(r'<table class="grid" id="trials">(.*?)</table>', page,
@@ -359,15 +345,21 @@ def test_the_cold_runs_report_shows_the_numbers_of_its_artifacts(base, cold):
   # Each trial's seconds, as the oracle timed it, in one process.
   assert all(t['seconds'] > 0 and t['process'] == 'tuner0' for t in trials)
   assert '<th>seconds</th>' in table and '<th>process</th>' not in table
-  # Evaluation: the value shown is TFMA's (the run summary's) AUC.
+
+
+def _shows_the_evaluation(page, summary, gathered):
+  """Evaluation: the value shown is TFMA's (the run summary's) AUC."""
   shown = float(_cell(page, 'data-slice="overall" data-metric="auc"'))
   assert shown == pytest.approx(summary['metrics']['auc'], abs=5e-5)
   confusion = gathered['evaluation']['confusion']
   assert sum(map(sum, confusion['rows'])) == summary['metrics'][
       'example_count']
   assert 'id="confusion"' in page and 'id="calibration"' in page
-  # Data: each histogram's total is the feature's count in that split, as
-  # StatisticsGen wrote it.
+
+
+def _shows_the_data(page, store):
+  """Data: each histogram's total is the feature's count in that split, as
+  StatisticsGen wrote it."""
   from tensorflow_metadata.proto.v0 import statistics_pb2  # pylint: disable=g-import-not-at-top
   stats_uri = store.get_artifacts_by_type('ExampleStatistics')[0].uri
   stats = statistics_pb2.DatasetFeatureStatisticsList()
@@ -381,7 +373,11 @@ def test_the_cold_runs_report_shows_the_numbers_of_its_artifacts(base, cold):
   totals = re.findall(r'data-total="(\d+)"', row)
   assert int(totals[0]) == mean_radius.num_stats.common_stats.num_non_missing
   assert f'>{stats.datasets[0].num_examples}</span> examples' in page
-  # Training: the epochs trained are the history's, early stopping said.
+
+
+def _shows_the_training_and_lineage(page, summary, gathered):
+  """Training: the epochs trained are the history's, early stopping said;
+  and the lineage of the pushed model."""
   history = gathered['training']['history']
   assert history['epochs_run'] == len(history['metrics']['loss']) > 0
   assert (f'{history["epochs_run"]} of {history["epochs_asked"]} epochs'
@@ -397,7 +393,10 @@ def test_the_cold_runs_report_shows_the_numbers_of_its_artifacts(base, cold):
   assert 'id="blessed">yes' in page
   assert f'version {summary["pushed_version"]}' in page
   assert 'breast_cancer.csv' in page and 'class="lineage"' in page
-  # An output path that cannot be written: one line, no file.
+
+
+def _refuses_an_unwritable_output(base):
+  """An output path that cannot be written: one line, no file."""
   blocked = os.path.join(base, 'cold.json', 'report.html')  # under a file
   proc = subprocess.run(
       [sys.executable, '-m', 'pipeline', 'report', '--store',
@@ -409,6 +408,28 @@ def test_the_cold_runs_report_shows_the_numbers_of_its_artifacts(base, cold):
       'cold.json is a file, not a folder; name '
       'another path']
   assert not os.path.exists(blocked + '.tmp')
+
+
+@pytest.mark.e2e
+def test_the_cold_runs_report_shows_the_numbers_of_its_artifacts(base, cold):
+  """The report `run` wrote: the trial count is the search report's, the
+  AUC is TFMA's, each histogram's total is StatisticsGen's count, the
+  epochs are the Trainer's, and the confusion matrix covers the eval split."""
+  proc, summary = cold
+  assert f'report: {summary["report"]}' in proc.stdout
+  page = report_page(summary)
+  # Self-contained: no script, and nothing to fetch (namespace names
+  # such as SVG's are names, not requests).
+  assert '<script' not in page
+  assert not re.search(r'(src|href)="(https?:)?//|url\((?!#)', page)
+  store = lineage.open_store(os.path.join(base, 'metadata.sqlite'))
+  from pipeline.report import facts  # pylint: disable=g-import-not-at-top
+  gathered = facts.gather(store, summary['run_id'])
+  _shows_the_search(page, summary, gathered)
+  _shows_the_evaluation(page, summary, gathered)
+  _shows_the_data(page, store)
+  _shows_the_training_and_lineage(page, summary, gathered)
+  _refuses_an_unwritable_output(base)
 
 
 # --- the dashboard (e2e: over the shared store) -----------------------------
@@ -569,7 +590,7 @@ def _special_files(tmp_path):
 
 
 def test_a_report_is_never_written_over_a_special_file(tmp_path):
-  from tests.test_faults import refused  # pylint: disable=g-import-not-at-top
+  from tests.unit.runners.test_faults import refused  # pylint: disable=g-import-not-at-top
   store = _empty_store(tmp_path)
   cases, sock = _special_files(tmp_path)
   with open('/proc/version', 'rb') as f:

@@ -19,7 +19,7 @@ from ml_metadata.proto import metadata_store_pb2
 from pipeline.metadata import store as metadata_lib
 from pipeline.runners import session
 from tests.conftest import cli
-from tests.test_faults import (
+from tests.unit.runners.test_faults import (
     _immutable,
     _spec_file,
     _spec_raw,

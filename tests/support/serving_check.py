@@ -5,7 +5,8 @@ tf.Examples (raw features, no label) and calls the serving signature. Rows in
 the pipeline's eval split (read from ExampleGen's output) are scored apart.
 Prints one JSON object.
 
-Usage: python tests/serving_check.py MODEL_DIR CSV EVAL_SPLIT_GLOB LABEL
+Usage:
+  python tests/support/serving_check.py MODEL_DIR CSV EVAL_SPLIT_GLOB LABEL
 """
 
 import csv

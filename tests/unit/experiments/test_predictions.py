@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.metadata import lineage
 from tests.conftest import REPO, cli
-from tests.test_faults import refused
+from tests.unit.runners.test_faults import refused
 
 
 def _empty_store(tmp_path):

@@ -3,8 +3,9 @@ component states, trace from a pushed model back to the CSV, diff after a
 data change, graph, one-line errors, and a store that is only ever read.
 
 The same tests run against the embedded SQLite store of the shared runs and
-against a MariaDB server the suite starts on loopback (tests/mariadb.py),
-where three runs (cold, cached, changed data) write their metadata."""
+against a MariaDB server the suite starts on loopback
+(tests/support/mariadb.py), where three runs (cold, cached, changed data)
+write their metadata."""
 
 import dataclasses
 import hashlib
@@ -25,7 +26,7 @@ from tests.conftest import (
   report_page,
   run_pipeline,
 )
-from tests.test_faults import refused
+from tests.unit.runners.test_faults import refused
 
 pytestmark = pytest.mark.e2e
 

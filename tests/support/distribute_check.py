@@ -3,7 +3,7 @@ MirroredStrategy over two logical CPU devices, as modules/distribute.py sets
 it up over GPUs. Run in its own process (the logical devices must be made
 before TensorFlow starts). Prints one JSON object.
 
-Usage: python tests/distribute_check.py WORK_DIR
+Usage: python tests/support/distribute_check.py WORK_DIR
 """
 
 import json

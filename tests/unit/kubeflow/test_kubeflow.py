@@ -24,8 +24,8 @@ from kubeflow import runner
 from kubeflow import submit as submit_lib
 from pipeline.definition import spec as spec_lib
 from pipeline.metadata import store as metadata_lib
-from tests import kfp_launcher
 from tests.conftest import DATA_CSV, DEFAULT_SPEC, MODEL, REPO, cli
+from tests.support import kfp_launcher
 
 BUNDLED = sorted(glob.glob(os.path.join(REPO, 'pipeline', 'specs', '*.yaml')))
 # penguin.yaml runs TFX's module file from the virtualenv, which is not in the
@@ -648,7 +648,7 @@ def test_trainer_task_container_command_trains_a_model(container_run, base):
   probe = subprocess.run(
     [
       sys.executable,
-      os.path.join(REPO, 'tests', 'serving_check.py'),
+      os.path.join(REPO, 'tests', 'support', 'serving_check.py'),
       model_dir,
       DATA_CSV,
       eval_glob,

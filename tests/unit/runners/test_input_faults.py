@@ -18,7 +18,7 @@ from modules import search_plan
 from modules.config import SearchSpace, TunerSpec
 from pipeline.definition import spec as spec_lib
 from tests.conftest import DATA_CSV, DEFAULT_SPEC, REPO, base_sets, cli
-from tests.test_faults import (
+from tests.unit.runners.test_faults import (
     _csv,
     _rows,
     _set,

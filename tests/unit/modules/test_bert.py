@@ -19,8 +19,8 @@ import tf_keras as keras
 
 from modules import model as model_lib
 from modules.pretrained import bert
+from tests.conftest import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_TOKENS = 32
 SENTENCE = 'A man is eating food.'
 # transformers 4.46.3 TFBertModel on the bundled checkpoint (see bert.py's

@@ -19,7 +19,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO, cli, pipeline_fixture, run_spec
-from tests.test_serving import Server, _http
+from tests.unit.serving.test_serving import Server, _http
 
 pytestmark = pytest.mark.e2e
 
@@ -86,7 +86,7 @@ def test_the_text_example_pushes_a_blessed_model(text_run):
   assert summary['status'] == 'succeeded'
   assert summary['blessed'] is True and summary['pushed'] is True
   # Fine-tuned MiniLM on 800 training snippets; from scratch on the whole
-  # 10k the network reaches about 0.84 (tests/test_text_e2e.py).
+  # 10k the network reaches about 0.84 (tests/e2e/test_text_e2e.py).
   assert summary['metrics']['auc'] > 0.8, summary['metrics']
 
 

@@ -26,7 +26,7 @@ import time
 import pytest
 
 from tests.conftest import REPO, cli, free_port
-from tests.test_faults import MAX_LINE, refused
+from tests.unit.runners.test_faults import MAX_LINE, refused
 
 FILE_LIMIT = 1024
 IDLE_CONNECTIONS = 1100

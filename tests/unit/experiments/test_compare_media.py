@@ -22,7 +22,7 @@ import pytest
 from pipeline import cli
 from pipeline.experiments import compare
 from tests.conftest import DEFAULT_SPEC, REPO
-from tests.test_cli import probe
+from tests.unit.cli.test_cli import probe
 
 SPECS = os.path.join(REPO, 'pipeline', 'specs')
 TEXT_SPEC = os.path.join(SPECS, 'rotten_tomatoes.yaml')

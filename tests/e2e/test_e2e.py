@@ -75,7 +75,8 @@ def test_pushed_model_serves_tf_examples_in_a_new_process(base, cold):
   eval_glob = os.path.join(base, 'root', 'CsvExampleGen', 'examples', '*',
                            'Split-eval', '*.gz')
   proc = subprocess.run(
-      [sys.executable, os.path.join(REPO, 'tests', 'serving_check.py'),
+      [sys.executable,
+       os.path.join(REPO, 'tests', 'support', 'serving_check.py'),
        summary['pushed_path'], DATA_CSV, eval_glob, 'diagnosis'],
       capture_output=True, text=True, check=False, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]

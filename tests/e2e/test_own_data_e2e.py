@@ -27,7 +27,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 
 from pipeline.runners import preflight
 from tests.conftest import DATA_CSV, REPO, cli, pipeline_fixture
-from tests.test_serving import Server
+from tests.unit.serving.test_serving import Server
 
 pytestmark = pytest.mark.e2e
 

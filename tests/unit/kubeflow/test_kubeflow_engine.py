@@ -25,7 +25,7 @@ from kubeflow import runner
 from pipeline.definition import spec as spec_lib
 from pipeline.engines import registry as engines
 from tests.conftest import REPO, cli
-from tests.test_kubeflow import CLUSTER, IMAGE, SPECS, compile_to
+from tests.unit.kubeflow.test_kubeflow import CLUSTER, IMAGE, SPECS, compile_to
 
 FLINK_DIR = os.path.join(REPO, 'kubeflow', 'flink')
 JOB_ENDPOINT = cluster_engines.job_server_example('flink')

@@ -18,7 +18,7 @@ from tests.conftest import (
   pipeline_fixture,
   run_spec,
 )
-from tests.test_serving import Server
+from tests.unit.serving.test_serving import Server
 
 pytestmark = pytest.mark.e2e
 

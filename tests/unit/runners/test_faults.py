@@ -821,7 +821,7 @@ def _get(url, timeout=30):
 @pytest.fixture
 def tiny_server(tmp_path):
   from components import pusher  # pylint: disable=g-import-not-at-top
-  from tests.test_serving import Server  # pylint: disable=g-import-not-at-top
+  from tests.unit.serving.test_serving import Server  # pylint: disable=g-import-not-at-top
 
   base = tmp_path / 'models'
   pusher.push(
