@@ -9,7 +9,7 @@ Each is JSON data through `to_json` (the summary file, `lineage runs
 Light on purpose (pydantic only): the CLI prints a summary without loading
 ML Metadata.
 `python -m pipeline.metadata.summary` writes the summary's key reference
-into docs/cli.md (tests/test_report.py checks it is current).
+into docs/cli.md (tests/unit/report/test_report.py checks it is current).
 """
 
 import json
