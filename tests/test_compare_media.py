@@ -21,7 +21,7 @@ import pytest
 
 from pipeline import cli
 from pipeline.definition import spec as spec_lib
-from pipeline.experiments import compare
+from pipeline.experiments import compare, numeric
 from tests.conftest import DEFAULT_SPEC, REPO
 from tests.test_cli import probe
 
@@ -200,7 +200,7 @@ def test_the_numeric_table_is_read_by_the_pipeline_csv_rules(tmp_path):
   def table(rows):
     with open(path, 'w', newline='') as f:
       csv.writer(f).writerows([header, *rows])
-    return compare.load_table(spec_lib.load_spec(
+    return numeric.load_table(spec_lib.load_spec(
         DEFAULT_SPEC, {'data.csv': str(path)}))
 
   x, y = table(rows[:3])
