@@ -37,6 +37,7 @@ from tfx.utils import io_utils, json_utils
 
 from components import parallel_search
 from components.search_summary import describe
+from modules.progress import PROGRESS_LOGGER
 
 REPORT_FILE = 'search_report.json'
 AUTO = -1  # TuneArgs.num_parallel_trials for "the cores available"
@@ -44,7 +45,6 @@ MEETING_ROOT_KEY = 'meeting_root'  # where pods meet, a run's folder each
 RUN_ID_KEY = 'run_id'  # which run's: KFP puts its id in place of RUN_ID
 RUN_ID = '{{$.pipeline_job_uuid}}'  # KFP's (and Vertex's) run id placeholder
 WORKER_KEY = 'worker'  # a TunerWorker's number, 1 to N - 1
-PROGRESS_LOGGER = 'tfx_pipeline.progress'  # pipeline/runners/progress.py
 
 
 def trial_records(tuner, timings: Optional[Dict[str, Dict[str, Any]]] = None

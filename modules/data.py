@@ -36,13 +36,12 @@ SHUFFLE_BUFFER = tfxio.TensorFlowDatasetOptions(batch_size=1).shuffle_buffer_siz
 # A split in memory with at least this many rows is batched by gathering
 # (_Columns).
 GATHER_MIN_ROWS = 4096
-# Records parsed at once while a split is read into memory: 16k parsed the
-# 1M-row train split in 3.7 s against 6.3 s at 1k (sequential read,
-# parallel parse).
+# Records parsed at once while a split is read into memory: large batches
+# keep the per-batch cost of parse_example small against its per-record
+# cost.
 LOAD_BATCH = 16384
-# Files up to this are parsed eagerly, one batch after another: tf.data's
-# threads cost more than they save on a few thousand rows (the default
-# data's 453-row train split: 60 ms eagerly, 110 ms on threads).
+# Files up to this are parsed eagerly, one batch after another: on a few
+# thousand rows tf.data's threads cost more to start than they save.
 SMALL_FILE_BYTES = 4 << 20
 # The process keeps what it made of the last splits it read (their columns,
 # or that they stream), so the Trainer finds what the Tuner parsed
@@ -53,14 +52,11 @@ SHARED_SPLITS = 2
 def _in_memory_options() -> tf.data.Options:
   """How a split served from memory is batched: without tf.data's graph
   rewrites, its autotuning and a prefetch thread. Keras makes a new
-  iterator every epoch for training and again for validation, and each
-  iterator paid for those (a rewrite of the dataset's graph, an autotuning
-  thread and a prefetch thread, made and joined) to batch rows already in
-  memory, where there is no reading to overlap. Measured here on the
-  default search, the Tuner's executor alone: 7.1 and 7.7 s with them, 5.7
-  and 6.2 s without; two processes searching together kept the two cores
-  busy 1.6 of the time with them (their threads waited to be made and
-  joined while the other process held the CPUs), 1.75-1.8 without."""
+  iterator every epoch, for training and again for validation, and each
+  would rewrite the dataset's graph and make and join those threads; with
+  the rows already in memory there is no reading for them to overlap, so
+  they only cost time, and more so when parallel searches share the
+  cores."""
   options = tf.data.Options()
   options.autotune.enabled = False
   options.experimental_optimization.apply_default_optimizations = False
@@ -134,14 +130,11 @@ class _Columns:
   a new dataset per trial. From GATHER_MIN_ROWS rows on, the row indices
   are shuffled instead (the same buffer and seed, hence the same order)
   and each batch is gathered at once from the columns: a one-off trace,
-  then a few ops per batch, where row by row cost about 20 us a row every
-  epoch (80k rows in batches of 512, measured here: 1.5 s an epoch row by
-  row, 0.2 s gathered; on the default data's 453 rows a new dataset costs
-  17 ms row by row and 80 ms gathered). The columns of one dtype and one
-  value each ([rows, 1]: every numeric feature) are kept side by side in
-  one matrix, gathered once and split per batch: an epoch of the 1M-row
-  train split and the eval split (Keras fit, batches of 512) took 3.1 s
-  against 3.8 s with a gather per column.
+  then a few ops per batch, where row by row costs a little every row
+  every epoch; below GATHER_MIN_ROWS the trace costs more than it saves.
+  The columns of one dtype and one value each ([rows, 1]: every numeric
+  feature) are kept side by side in one matrix, gathered once and split
+  per batch, fewer ops than a gather per column.
   """
 
   def __init__(self, columns: Dict[str, tf.Tensor], label: tf.Tensor):
@@ -214,17 +207,14 @@ class Split:
   by file, `split_files`), shuffled when asked with TFXIO's buffer and the
   seed, batched: the same batches in the same order from memory as from the
   files. For a split of one file that is TFXIO's order too; TFXIO also
-  shuffles the order of several files each epoch, which this does not (the
-  records are shuffled either way; the default search at 1M rows scored the
-  same to the last digit).
+  shuffles the order of several files each epoch, which this does not:
+  the records are shuffled either way, so a model sees the same mix.
 
   Streaming reads the files one after another, shuffles the serialized
   records, and parses whole batches on tf.data's threads, ahead of
-  training: an epoch of the 1M-row train split (batches of 512, shuffled)
-  took 3.6 s wall, 5.7 s CPU, against 11.5 s wall, 11.1 s CPU by TFXIO's
-  dataset (its reader hands every record through a parallel interleave:
-  2.9 s CPU to read the split against 2.0 s file by file; and it parses on
-  one thread).
+  training. TFXIO's dataset does less well here: its reader hands every
+  record through a parallel interleave, which costs more than reading the
+  files in turn, and it parses on one thread.
   """
 
   def __init__(self, file_patterns: List[str],
@@ -264,9 +254,8 @@ class Split:
     pass CACHE_MAX_FILE_BYTES.
 
     The files are read and parsed in parallel (unless they are small), a
-    file per thread, batches of LOAD_BATCH records each: the 1M-row train
-    split in two files took 2.2 s wall, 3.9 s CPU, against 7.1 s in
-    batches of 1k parsed one after another as TFXIO's reader gave them.
+    file per thread, batches of LOAD_BATCH records each, rather than in
+    the small batches TFXIO's reader hands out one after another.
     """
     size = files_bytes(self.files)
     if size > CACHE_MAX_FILE_BYTES:

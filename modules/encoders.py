@@ -280,45 +280,57 @@ def locate(column: str, kind: str, spec: PretrainedEncoder) -> str:
   if wanted and wanted != kind:
     raise EncoderError(f'{where}: {value} encodes {wanted}, but {column} is '
                        f'a {kind} column')
-  if source == 'huggingface':
-    if not _is_path(value):
-      if value in BUNDLED_HUGGINGFACE:
-        from modules.pretrained import bert  # pylint: disable=g-import-not-at-top
-        try:
-          return bert.bundled_minilm_dir()
-        except bert.EncoderError as e:
-          raise EncoderError(f'{where}: {e}') from None
-      raise EncoderError(
-          f'{where}: {value!r} is no folder here; give the folder of a '
-          'downloaded BERT-family checkpoint (config.json, model.safetensors, '
-          f'vocab.txt) or the bundled {sorted(BUNDLED_HUGGINGFACE)[1]}')
-    path = value
-  elif source == 'keras_application':
-    weights = spec.weights or 'imagenet'
-    if value in OWN_APPLICATIONS:
-      from modules.pretrained import efficientnet_lite  # pylint: disable=g-import-not-at-top
-      if weights == 'imagenet':
-        try:
-          return efficientnet_lite.bundled_weights()
-        except efficientnet_lite.CheckpointError as e:
-          raise EncoderError(f'{where}: {e}') from None
-      path = weights
-    else:
-      if not hasattr(keras.applications, value):
-        raise EncoderError(
-            f'{where}: no application {value!r} in tf_keras.applications '
-            f'(e.g. MobileNetV2, EfficientNetB0, ResNet50) nor the '
-            f'project\'s ({", ".join(OWN_APPLICATIONS)})')
-      if weights == 'imagenet':
-        return 'imagenet'  # Keras downloads and caches them on first use
-      path = weights
-  else:
-    path = value
+  weights = spec.weights or 'imagenet'
+  found = _not_a_path(where, source, value, weights)
+  if found:
+    return found
+  # An application's name is no file: its weights are.
+  path = weights if source == 'keras_application' else value
   path = os.path.expanduser(path)
   if not tf.io.gfile.exists(path):
     raise EncoderError(f'{where}: {path} does not exist; give the path of '
                        f'the {source.replace("_", " ")} (relative to the spec)')
   return path
+
+
+def _not_a_path(where: str, source: str, value: str, weights: str
+                ) -> Optional[str]:
+  """The location of an encoder the spec names rather than points at: the
+  bundled MiniLM's folder, EfficientNet-Lite0's bundled weights, or
+  'imagenet' (Keras downloads and caches them on first use). None when the
+  spec gives a path (`locate` checks it).
+
+  Raises:
+    EncoderError: a name that is neither bundled nor a path, or an
+      application tf_keras does not have.
+  """
+  if source == 'huggingface' and not _is_path(value):
+    if value not in BUNDLED_HUGGINGFACE:
+      raise EncoderError(
+          f'{where}: {value!r} is no folder here; give the folder of a '
+          'downloaded BERT-family checkpoint (config.json, model.safetensors, '
+          f'vocab.txt) or the bundled {sorted(BUNDLED_HUGGINGFACE)[1]}')
+    from modules.pretrained import bert  # pylint: disable=g-import-not-at-top
+    try:
+      return bert.bundled_minilm_dir()
+    except bert.EncoderError as e:
+      raise EncoderError(f'{where}: {e}') from None
+  if source != 'keras_application':
+    return None
+  if value in OWN_APPLICATIONS:
+    if weights != 'imagenet':
+      return None
+    from modules.pretrained import efficientnet_lite  # pylint: disable=g-import-not-at-top
+    try:
+      return efficientnet_lite.bundled_weights()
+    except efficientnet_lite.CheckpointError as e:
+      raise EncoderError(f'{where}: {e}') from None
+  if not hasattr(keras.applications, value):
+    raise EncoderError(
+        f'{where}: no application {value!r} in tf_keras.applications '
+        f'(e.g. MobileNetV2, EfficientNetB0, ResNet50) nor the '
+        f'project\'s ({", ".join(OWN_APPLICATIONS)})')
+  return 'imagenet' if weights == 'imagenet' else None
 
 
 def load(column: EncodedColumn, name: Optional[str] = None) -> keras.Model:

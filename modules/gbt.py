@@ -185,32 +185,16 @@ def build_gbt(inputs: FeatureInputs, hparams: Mapping[str, Any], *,
     prediction [batch, 1] (regression). Train it with `fit(..., epochs=1)`;
     early stopping is built in.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  if not inputs.numeric and not inputs.categorical:
-    raise ValueError('build_gbt needs at least one input feature')
-  if tf.distribute.has_strategy():
-    # TF-DF refuses any but a parameter server strategy, at the first fit.
-    raise ValueError(
-        'gbt trees train without a distribution strategy (TF-DF does not '
-        f'run under {type(tf.distribute.get_strategy()).__name__}); build '
-        'them outside strategy.scope()')
+  _check_buildable(inputs, loss)
   tfdf = _tfdf()
-  if loss is not None and loss not in REGRESSION_LOSSES:
-    raise ValueError(f'unknown regression loss {loss!r}; allowed: '
-                     f'{", ".join(REGRESSION_LOSSES)}')
-  semantic = tfdf.keras.FeatureSemantic
-  features = (
-      [tfdf.keras.FeatureUsage(name, semantic=semantic.NUMERICAL)
-       for name in inputs.numeric] +
-      [tfdf.keras.FeatureUsage(name, semantic=semantic.CATEGORICAL)
-       for name in inputs.categorical])
   return _model_class()(
       input_names=list(inputs.numeric) + list(inputs.categorical),
       classes=0 if regression else num_classes,
       task=(tfdf.keras.Task.REGRESSION if regression
             else tfdf.keras.Task.CLASSIFICATION),
       loss=(REGRESSION_LOSSES[loss or 'mse'] if regression else 'DEFAULT'),
-      features=features, exclude_non_specified_features=True,
+      features=_feature_usages(tfdf, inputs),
+      exclude_non_specified_features=True,
       random_seed=int(seed), verbose=0,
       # The project's train split comes shuffled (with a seed) in small
       # batches, which TF-DF's dataset check refuses; the trees read every
@@ -222,6 +206,34 @@ def build_gbt(inputs: FeatureInputs, hparams: Mapping[str, Any], *,
       # that sampling is off, which then warns on every training.
       goss_alpha=None, goss_beta=None, selective_gradient_boosting_ratio=None,
       **{name: _typed(name, hparams[name]) for name in GbtSpace.model_fields})
+
+
+def _check_buildable(inputs: FeatureInputs, loss: Optional[str]) -> None:
+  """Raises ValueError for what `build_gbt` cannot build: no features, a
+  distribution strategy in scope, an unknown regression loss."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if not inputs.numeric and not inputs.categorical:
+    raise ValueError('build_gbt needs at least one input feature')
+  if tf.distribute.has_strategy():
+    # TF-DF refuses any but a parameter server strategy, at the first fit.
+    raise ValueError(
+        'gbt trees train without a distribution strategy (TF-DF does not '
+        f'run under {type(tf.distribute.get_strategy()).__name__}); build '
+        'them outside strategy.scope()')
+  if loss is not None and loss not in REGRESSION_LOSSES:
+    raise ValueError(f'unknown regression loss {loss!r}; allowed: '
+                     f'{", ".join(REGRESSION_LOSSES)}')
+
+
+def _feature_usages(tfdf: Any, inputs: FeatureInputs) -> List[Any]:
+  """TF-DF's feature list: the numeric inputs numerical, the id inputs
+  categorical."""
+  semantic = tfdf.keras.FeatureSemantic
+  return (
+      [tfdf.keras.FeatureUsage(name, semantic=semantic.NUMERICAL)
+       for name in inputs.numeric] +
+      [tfdf.keras.FeatureUsage(name, semantic=semantic.CATEGORICAL)
+       for name in inputs.categorical])
 
 
 def _typed(name: str, value: Any) -> Any:

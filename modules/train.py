@@ -5,7 +5,7 @@ serialized tf.Examples."""
 import json
 import logging
 import os
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 import tensorflow as tf
 import tf_keras as keras
@@ -19,6 +19,7 @@ from modules.config import (
     TRANSFORM_FEATURES_SIGNATURE,
     TrainerConfig,
 )
+from modules.progress import PROGRESS_LOGGER
 from modules.tuner import require_legacy_keras
 
 HPARAMS_FILE = 'hyperparameters.json'  # in model_run, beside TensorBoard logs
@@ -54,6 +55,23 @@ def _raw_feature(value: tf.Tensor, spec) -> Union[tf.Tensor, tf.SparseTensor]:
       values=tf.cast(tf.gather_nd(value, rows), spec.dtype),
       dense_shape=tf.stack([tf.shape(value, out_type=tf.int64)[0],
                             tf.constant(1, tf.int64)]))
+
+
+def _serve_raw(predict: Callable[[Dict[str, Any]], Dict[str, tf.Tensor]],
+               raw_spec: Mapping[str, Any]
+               ) -> tf.types.experimental.ConcreteFunction:
+  """serving_raw (`serving_signatures`): one [batch] input per raw feature
+  (`_raw_input_spec`), parsed as tf.Examples would be, then `predict`."""
+
+  def serve_raw(features):
+    return predict({name: _raw_feature(value, raw_spec[name])
+                    for name, value in features.items()})
+
+  serve_raw = tf.function(serve_raw, autograph=False, input_signature=[{
+      name: tf.TensorSpec(shape=[None], dtype=_raw_input_spec(spec).dtype,
+                          name=name)
+      for name, spec in raw_spec.items()}])
+  return serve_raw.get_concrete_function()
 
 
 def serving_signatures(model: keras.Model, training_data: data_lib.TrainingData,
@@ -106,21 +124,10 @@ def serving_signatures(model: keras.Model, training_data: data_lib.TrainingData,
   def transform_features(serialized):
     return model.tft_layer(tf.io.parse_example(serialized, full_spec))
 
-  def serve_raw(features):
-    return predict({name: _raw_feature(value, raw_spec[name])
-                    for name, value in features.items()})
-
-  serve_raw = tf.function(serve_raw, autograph=False, input_signature=[{
-      name: tf.TensorSpec(shape=[None], dtype=_raw_input_spec(spec).dtype,
-                          name=name)
-      for name, spec in raw_spec.items()}])
   return {'serving_default': serve_tf_examples.get_concrete_function(),
-          RAW_SIGNATURE: serve_raw.get_concrete_function(),
+          RAW_SIGNATURE: _serve_raw(predict, raw_spec),
           TRANSFORM_FEATURES_SIGNATURE:
               transform_features.get_concrete_function()}
-
-
-PROGRESS_LOGGER = 'tfx_pipeline.progress'  # pipeline/runners/progress.py
 
 
 class EpochProgress(keras.callbacks.Callback):

@@ -151,16 +151,15 @@ class _SearchGuard:
   and after the search the best trial must beat `self.chance()`, else
   NoTrialLearned stops the run.
 
-  Keras Tuner runs a full garbage collection before every trial. In a
-  process that has imported TensorFlow, TFX and Beam (about 860k objects)
-  each one walks them all: 0.36 s a trial here, for a trial that trains in
-  about a second. `search` therefore sets the objects that exist when it
-  begins aside (`gc.freeze`), so that each trial's collection looks at the
-  trials' own objects only, and gives them back to the collector when it
-  ends, however it ends. It does not collect them first: that walk costs
-  as much as one of those collections, before the first trial, and the
-  few cycles of garbage it would free are freed by the first collection
-  after the search.
+  Keras Tuner runs a full garbage collection before every trial, and in a
+  process that has imported TensorFlow, TFX and Beam each one walks
+  hundreds of thousands of objects, which can cost as much as a small
+  trial trains. `search` sets the objects that exist when it begins aside
+  (`gc.freeze`), so each trial's collection looks at the trials' own
+  objects only, and gives them back to the collector when it ends,
+  however it ends. It does not collect first: that walk costs as much as
+  one of the collections it saves, and the little garbage it would free
+  is freed by the first collection after the search.
   """
 
   chance: Optional[Callable[[], float]] = None

@@ -8,6 +8,7 @@ URIs (gs://, s3://, ...) are kept as they are. `resolve_spec` fills in what
 the data decides and checks the spec again.
 """
 
+import copy
 import os
 import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -124,7 +125,7 @@ def spec_from_dict(raw: Mapping[str, Any], base_dir: str,
   if not isinstance(raw, Mapping):
     raise SpecError(f'{source}: the spec must be a YAML mapping of keys '
                     f'(got {type(raw).__name__})')
-  data = _deep_copy(dict(raw))
+  data = copy.deepcopy(dict(raw))
   for internal in _INTERNAL:
     if internal in data:
       raise SpecError(f'{source}: {internal}: unknown key; allowed keys here: '
@@ -176,14 +177,6 @@ def resolve_spec(spec: PipelineSpec, task: str,
       'features': f.model_copy(update=update), 'label_stats': label_stats})
   check_consistency(resolved)
   return resolved
-
-
-def _deep_copy(value: Any) -> Any:
-  if isinstance(value, dict):
-    return {k: _deep_copy(v) for k, v in value.items()}
-  if isinstance(value, list):
-    return [_deep_copy(v) for v in value]
-  return value
 
 
 # A spec is a page of settings; a larger file is not one.

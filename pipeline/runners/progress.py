@@ -18,7 +18,8 @@ import threading
 import time
 from typing import Callable, Dict, Optional, Tuple
 
-PROGRESS_LOGGER = 'tfx_pipeline.progress'
+# The name is the module files' contract (modules/progress.py).
+from modules.progress import PROGRESS_LOGGER as PROGRESS_LOGGER
 
 
 class Lines:

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from pipeline import cli
-from pipeline.experiments import compare
+from pipeline.definition import spec as spec_lib
+from pipeline.experiments import compare, numeric
 from tests.conftest import DEFAULT_SPEC, REPO
 from tests.unit.cli.test_cli import probe
 
@@ -213,6 +214,42 @@ def test_refuses_a_base_model_beside_a_pretrained_encoder(capsys):
     f'error: --base: {TEXT_SPEC} fine-tunes the pretrained '
     'encoder its model.encoders names; leave --base out'
   ]
+
+
+def test_refuses_a_base_model_that_is_not_there(capsys):
+  # The default spec leaves its class count to the data: the spec is
+  # resolved first, so the line names the missing model.
+  assert _compare(DEFAULT_SPEC, '--base', '/no/model') == 2
+  lines = capsys.readouterr().err.strip().splitlines()
+  assert lines == [
+      'error: --base: base model /no/model: no SavedModel there (no '
+      'saved_model.pb in it or in its Format-Serving folder); give the '
+      "folder of a Keras SavedModel that takes the spec's features (a "
+      "Trainer's model)"]
+
+
+def test_the_numeric_table_is_read_by_the_pipeline_csv_rules(tmp_path):
+  with open(os.path.join(REPO, 'data', 'breast_cancer',
+                         'breast_cancer.csv'), newline='') as f:
+    header, *rows = list(csv.reader(f))
+  path = tmp_path / 'data.csv'
+
+  def table(rows):
+    with open(path, 'w', newline='') as f:
+      csv.writer(f).writerows([header, *rows])
+    return numeric.load_table(spec_lib.load_spec(
+        DEFAULT_SPEC, {'data.csv': str(path)}))
+
+  x, y = table(rows[:3])
+  assert x.shape == (3, 30) and x.dtype == np.float32
+  assert y.dtype == np.int64
+  assert y.tolist() == [int(r[header.index('diagnosis')]) for r in rows[:3]]
+  gap = list(rows[0])
+  gap[header.index('mean_area')] = ''
+  with pytest.raises(compare.CompareError,
+                     match=r'data.csv: row 2: no mean_area; the comparison '
+                           'takes rows with every value'):
+    table([rows[1], gap])
 
 
 def test_refuses_sizes_below_the_class_count(capsys, tmp_path):

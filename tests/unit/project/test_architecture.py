@@ -139,7 +139,9 @@ def test_arrows_go_one_way():
   # The module files and custom components know nothing of the CLI's rooms:
   # they run inside TFX executors, locally and in containers.
   assert graph['modules'] == set()
-  assert graph['components'] == set()
+  # Components run beside the module files and share their contracts (the
+  # progress logger's name, modules/progress.py); nothing else.
+  assert graph['components'] <= {'modules'}
   # Reading ML Metadata needs no other room (the shared error base, and the
   # standard-library check of whether a run's process is alive).
   # The task registry names the metrics the store holds (modules/tasks.py,
