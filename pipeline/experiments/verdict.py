@@ -1,7 +1,7 @@
 """What a comparison's runs support: the mean and spread of each method at
 each labelled-set size, and the verdict, fine-tuning against training from
 scratch, in numbers and in words. Pure functions of the runs: tested on
-hand-made values (tests/test_compare_media.py).
+hand-made values (tests/unit/experiments/test_compare_media.py).
 """
 
 import statistics
