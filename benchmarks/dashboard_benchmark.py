@@ -16,10 +16,8 @@ first request).
 
 import argparse
 import datetime
-import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,15 +38,6 @@ REPORT_TARGET_S = 5.0
 RUNS_PAGE_TARGET_S = 1.0
 SCREENSHOTS = os.path.join(REPO, 'docs', 'screenshots')
 SECTIONS = ('run', 'data', 'tuning', 'training', 'evaluation', 'lineage')
-
-
-def _median(fn, repeats: int) -> float:
-  times = []
-  for _ in range(repeats):
-    started = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - started)
-  return statistics.median(times)
 
 
 def _get(url: str) -> bytes:
@@ -99,7 +88,7 @@ def screenshots(report_html: str, address: str, run_id: str) -> list:
   return written
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('spec', nargs='?', default=DEFAULT_SPEC)
   parser.add_argument('--runs', type=int, default=200)
@@ -107,34 +96,43 @@ def main() -> None:
   parser.add_argument('--workdir')
   parser.add_argument('--output', default=os.path.join(
       REPO, 'benchmarks', 'results', 'dashboard'))
-  args = parser.parse_args()
-  configure_process()
-  quiet_logs(verbose=False)
-  from pipeline.metadata import lineage  # pylint: disable=g-import-not-at-top
-  from pipeline.report import render  # pylint: disable=g-import-not-at-top
+  return parser.parse_args()
 
-  workdir = args.workdir or tempfile.mkdtemp(prefix='dashboard_benchmark_')
+
+def _store(args: argparse.Namespace, workdir: str):
+  """(the store's path, the seconds filling it took; None when an earlier
+  fill is reused)."""
   store_path = os.path.join(workdir, 'metadata.sqlite')
   fill_seconds = None
   if not os.path.exists(store_path):  # else an earlier fill, reused
     store_path, _, fill_seconds = fill_store(args.spec, workdir, args.runs,
                                              DEFAULT_SETS)
     fill_seconds = round(fill_seconds, 1)
+  return store_path, fill_seconds
 
-  store = lineage.open_store(store_path)
-  runs = lineage.list_runs(store)
-  first = runs[0].run_id
+
+def _time_reports(store_path: str, workdir: str, first: str, repeats: int):
+  """Writes the first run's report and times the newest run's, in process
+  and as a user runs it: (first run's page, newest's page, in process s,
+  new process s)."""
+  from pipeline.metadata import lineage  # pylint: disable=g-import-not-at-top
+  from pipeline.report import render  # pylint: disable=g-import-not-at-top
   report_html = os.path.join(workdir, 'report.html')
   first_html = os.path.join(workdir, 'first-run.html')
   render.write(lineage.open_store(store_path), first, first_html)
-  in_process = _median(lambda: render.write(lineage.open_store(store_path),
-                                            None, report_html), args.repeats)
+  in_process = machine.median_seconds(
+      lambda: render.write(lineage.open_store(store_path), None, report_html),
+      repeats)
   started = time.monotonic()
   subprocess.run([sys.executable, '-m', 'pipeline', 'report', '--store',
                   store_path, '--output', report_html], cwd=REPO, check=True,
                  capture_output=True)
-  report_cli = time.monotonic() - started
+  return first_html, report_html, in_process, time.monotonic() - started
 
+
+def _time_pages(store_path: str, first_html: str, first: str, repeats: int):
+  """The dashboard's pages' median seconds by name, and the screenshots
+  taken."""
   proc, address = _dashboard(store_path)
   try:
     pages = {'runs (/)': '/', 'latest run (/run/latest)': '/run/latest',
@@ -142,13 +140,63 @@ def main() -> None:
     page_seconds = {}
     for name, path in pages.items():
       _get(f'http://{address}{path}')  # the first request warms the imports
-      page_seconds[name] = round(_median(
-          lambda p=path: _get(f'http://{address}{p}'), args.repeats), 4)
+      page_seconds[name] = round(machine.median_seconds(
+          lambda p=path: _get(f'http://{address}{p}'), repeats), 4)
     shots = screenshots(first_html, address, first)
   finally:
     proc.terminate()
     proc.wait(timeout=10)
+  return page_seconds, shots
 
+
+def _met(seconds: float, target: float) -> str:
+  return 'yes' if seconds < target else 'NO'
+
+
+def _markdown(result: dict, repeats: int) -> list:
+  """The results page's lines."""
+  in_process = result['report_in_process_median_s']
+  report_cli = result['report_cli_wall_s']
+  page_seconds = result['pages_median_s']
+  lines = [
+      f'# Run report and dashboard on a store of {result["runs_in_store"]} '
+      'runs', '',
+      f'Written by `python benchmarks/dashboard_benchmark.py` on '
+      f'{result["written"]} ({result["machine"]["cpus"]} CPUs, '
+      f'{result["machine"]["cpu"]}, Python {result["python"]}).', '',
+      '| what | time | target | met |', '|---|---:|---:|:---:|',
+      f'| report of the newest run, in process (median of {repeats}) | '
+      f'{in_process:.2f} s | {REPORT_TARGET_S:.0f} s | '
+      f'{_met(in_process, REPORT_TARGET_S)} |',
+      f'| `python -m pipeline report` (a new process) | {report_cli:.2f} s | '
+      f'{REPORT_TARGET_S:.0f} s | {_met(report_cli, REPORT_TARGET_S)} |']
+  for name, seconds in page_seconds.items():
+    target = RUNS_PAGE_TARGET_S if name.startswith('runs') else None
+    lines.append(f'| dashboard {name} | {seconds:.3f} s | '
+                 f'{f"{target:.0f} s" if target else ""} | '
+                 f'{_met(seconds, target) if target else ""} |')
+  runs_page = page_seconds['runs (/)']
+  lines += ['', f'The report file: {result["report_bytes"] / 1e3:.0f} kB, '
+            'self-contained.', '',
+            f'Runs page under {RUNS_PAGE_TARGET_S:.0f} s: '
+            f'{"met" if runs_page < RUNS_PAGE_TARGET_S else "NOT met"}.']
+  return lines
+
+
+def main() -> None:
+  args = _arguments()
+  configure_process()
+  quiet_logs(verbose=False)
+  from pipeline.metadata import lineage  # pylint: disable=g-import-not-at-top
+
+  workdir = args.workdir or tempfile.mkdtemp(prefix='dashboard_benchmark_')
+  store_path, fill_seconds = _store(args, workdir)
+  runs = lineage.list_runs(lineage.open_store(store_path))
+  first = runs[0].run_id
+  first_html, report_html, in_process, report_cli = _time_reports(
+      store_path, workdir, first, args.repeats)
+  page_seconds, shots = _time_pages(store_path, first_html, first,
+                                    args.repeats)
   result = {
       'written': datetime.datetime.now(datetime.timezone.utc).isoformat(
           timespec='seconds'),
@@ -162,33 +210,8 @@ def main() -> None:
       'report_bytes': os.path.getsize(report_html),
       'screenshots': [os.path.relpath(p, REPO) for p in shots],
   }
-  os.makedirs(os.path.dirname(args.output), exist_ok=True)
-  with open(args.output + '.json', 'w') as f:
-    json.dump(result, f, indent=2)
-  runs_page = page_seconds['runs (/)']
-  lines = [
-      f'# Run report and dashboard on a store of {len(runs)} runs', '',
-      f'Written by `python benchmarks/dashboard_benchmark.py` on '
-      f'{result["written"]} ({result["machine"]["cpus"]} CPUs, '
-      f'{result["machine"]["cpu"]}, Python {result["python"]}).', '',
-      '| what | time | target | met |', '|---|---:|---:|:---:|',
-      f'| report of the newest run, in process (median of {args.repeats}) | '
-      f'{in_process:.2f} s | {REPORT_TARGET_S:.0f} s | '
-      f'{"yes" if in_process < REPORT_TARGET_S else "NO"} |',
-      f'| `python -m pipeline report` (a new process) | {report_cli:.2f} s | '
-      f'{REPORT_TARGET_S:.0f} s | '
-      f'{"yes" if report_cli < REPORT_TARGET_S else "NO"} |']
-  for name, seconds in page_seconds.items():
-    target = RUNS_PAGE_TARGET_S if name.startswith('runs') else None
-    lines.append(f'| dashboard {name} | {seconds:.3f} s | '
-                 f'{f"{target:.0f} s" if target else ""} | '
-                 f'{("yes" if seconds < target else "NO") if target else ""} |')
-  lines += ['', f'The report file: {result["report_bytes"] / 1e3:.0f} kB, '
-            'self-contained.', '',
-            f'Runs page under {RUNS_PAGE_TARGET_S:.0f} s: '
-            f'{"met" if runs_page < RUNS_PAGE_TARGET_S else "NOT met"}.']
-  with open(args.output + '.md', 'w') as f:
-    f.write('\n'.join(lines) + '\n')
+  lines = _markdown(result, args.repeats)
+  machine.write_results(args.output, result, '\n'.join(lines) + '\n')
   print('\n'.join(lines))
 
 

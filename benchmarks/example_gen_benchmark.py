@@ -28,7 +28,6 @@ Writes PREFIX.json and PREFIX.md (default benchmarks/results/example_gen).
 
 import argparse
 import datetime
-import json
 import os
 import resource
 import shutil
@@ -130,7 +129,7 @@ def run(executor_class, data: str, out: str, workers: int, fmt=None):
   return wall, cpu, counts
 
 
-def main():
+def _arguments() -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--rows', type=int, default=1_000_000)
   parser.add_argument('--previous-rows', type=int, default=None,
@@ -139,43 +138,52 @@ def main():
   parser.add_argument('--workers', type=int, default=2)
   parser.add_argument('--output', default=os.path.join(
       REPO, 'benchmarks', 'results', 'example_gen'))
-  args = parser.parse_args()
-  previous_rows = args.previous_rows or args.rows
-  base = tempfile.mkdtemp(prefix='example-gen-bench-')
-  importable(base)
-  try:
-    # pylint: disable=g-import-not-at-top
-    from tfx.components.example_gen.csv_example_gen import executor as stock
+  return parser.parse_args()
 
-    from components import csv_example_gen
-    previous = previous_executor(base)
-    declared = declared_format()
-    plan = [('this executor', csv_example_gen.Executor, args.rows, declared),
-            ('this executor, kinds inferred', csv_example_gen.Executor,
-             args.rows, None),
-            ('previous executor', previous, previous_rows, declared),
-            ("TFX's CsvExampleGen", stock.Executor, args.stock_rows, None)]
-    folders = {}
-    for rows in sorted({p[2] for p in plan}):
-      folders[rows] = os.path.join(base, f'data-{rows}')
-      scaling_benchmark.make_data(rows, folders[rows])
-    runs = []
-    for name, executor, rows, fmt in plan:
-      load = os.getloadavg()[0]
-      wall, cpu, counts = run(executor, folders[rows], os.path.join(base, 'out'),
-                         args.workers, fmt)
-      mib = os.path.getsize(os.path.join(folders[rows], 'data.csv')) / 2**20
-      runs.append({'executor': name, 'rows': rows, 'csv_mib': round(mib, 1),
-                   'wall_seconds': round(wall, 2),
-                   'cpu_seconds': round(cpu, 1),
-                   'rows_per_second': round(rows / wall),
-                   'mib_per_second': round(mib / wall, 2),
-                   'load_average_at_start': round(load, 2),
-                   'rows_per_split': counts})
-      print(f'{name}: {rows} rows, {wall:.1f} s ({cpu:.0f} CPU s), load '
-            f'{load:.1f}', flush=True)
-  finally:
-    shutil.rmtree(base, ignore_errors=True)
+
+def _plan(args: argparse.Namespace, base: str) -> list:
+  """(name, executor class, rows, format) of each run."""
+  # pylint: disable=g-import-not-at-top
+  from tfx.components.example_gen.csv_example_gen import executor as stock
+
+  from components import csv_example_gen
+  previous = previous_executor(base)
+  declared = declared_format()
+  return [('this executor', csv_example_gen.Executor, args.rows, declared),
+          ('this executor, kinds inferred', csv_example_gen.Executor,
+           args.rows, None),
+          ('previous executor', previous, args.previous_rows or args.rows,
+           declared),
+          ("TFX's CsvExampleGen", stock.Executor, args.stock_rows, None)]
+
+
+def _run_all(plan: list, base: str, workers: int) -> list:
+  """Each planned run's figures, the data written once per size."""
+  folders = {}
+  for rows in sorted({p[2] for p in plan}):
+    folders[rows] = os.path.join(base, f'data-{rows}')
+    scaling_benchmark.make_data(rows, folders[rows])
+  runs = []
+  for name, executor, rows, fmt in plan:
+    load = os.getloadavg()[0]
+    wall, cpu, counts = run(executor, folders[rows], os.path.join(base, 'out'),
+                            workers, fmt)
+    mib = os.path.getsize(os.path.join(folders[rows], 'data.csv')) / 2**20
+    runs.append({'executor': name, 'rows': rows, 'csv_mib': round(mib, 1),
+                 'wall_seconds': round(wall, 2),
+                 'cpu_seconds': round(cpu, 1),
+                 'rows_per_second': round(rows / wall),
+                 'mib_per_second': round(mib / wall, 2),
+                 'load_average_at_start': round(load, 2),
+                 'rows_per_split': counts})
+    print(f'{name}: {rows} rows, {wall:.1f} s ({cpu:.0f} CPU s), load '
+          f'{load:.1f}', flush=True)
+  return runs
+
+
+def _compare(runs: list) -> None:
+  """Checks this executor splits the rows as the previous one did (same
+  rows), and adds each run's throughput against the previous one's."""
   ours, previous_run = runs[0], runs[2]
   if ours['rows'] == previous_run['rows'] and (
       ours['rows_per_split'] != previous_run['rows_per_split']):
@@ -185,33 +193,46 @@ def main():
   for r in runs:
     r['throughput_vs_previous'] = round(
         r['rows_per_second'] / previous_run['rows_per_second'], 1)
-  result = {'date': datetime.datetime.now().isoformat(timespec='seconds'),
-            'machine': machine.describe(), 'code': machine.code_version(),
-            'previous': PREVIOUS, 'workers': args.workers, 'runs': runs}
-  os.makedirs(os.path.dirname(args.output), exist_ok=True)
-  with open(args.output + '.json', 'w') as f:
-    json.dump(result, f, indent=2)
+
+
+def _markdown(result: dict) -> list:
+  """The results page's lines."""
   m = result['machine']
   lines = [
       f'# CsvExampleGen throughput ({result["date"]})', '',
       f'Machine: {m["cpus"]} CPUs, {m["cpu"]}, Python {m["python"]}, shared '
       'with other jobs (load average at each start below). Code: '
       f'{result["code"]}; previous executor: {PREVIOUS[:7]}. '
-      f'DirectRunner multi_processing, {args.workers} workers; the executor\'s '
-      "Do in process, Beam's worker start and stop included. Data: "
-      '`scaling_benchmark.make_data` (31 numeric columns).', '',
+      f'DirectRunner multi_processing, {result["workers"]} workers; the '
+      "executor's Do in process, Beam's worker start and stop included. "
+      'Data: `scaling_benchmark.make_data` (31 numeric columns).', '',
       '| executor | rows | CSV (MiB) | wall (s) | CPU (s) | rows/s | MiB/s | '
       '× previous (rows/s) | load |',
       '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
-  for r in runs:
+  for r in result['runs']:
     lines.append(
         f'| {r["executor"]} | {r["rows"]:,} | {r["csv_mib"]} | '
         f'{r["wall_seconds"]} | {r["cpu_seconds"]} | '
         f'{r["rows_per_second"]:,} | '
         f'{r["mib_per_second"]} | {r["throughput_vs_previous"]} | '
         f'{r["load_average_at_start"]} |')
-  with open(args.output + '.md', 'w') as f:
-    f.write('\n'.join(lines) + '\n')
+  return lines
+
+
+def main():
+  args = _arguments()
+  base = tempfile.mkdtemp(prefix='example-gen-bench-')
+  importable(base)
+  try:
+    runs = _run_all(_plan(args, base), base, args.workers)
+  finally:
+    shutil.rmtree(base, ignore_errors=True)
+  _compare(runs)
+  result = {'date': datetime.datetime.now().isoformat(timespec='seconds'),
+            'machine': machine.describe(), 'code': machine.code_version(),
+            'previous': PREVIOUS, 'workers': args.workers, 'runs': runs}
+  lines = _markdown(result)
+  machine.write_results(args.output, result, '\n'.join(lines) + '\n')
   print('\n'.join(lines))
 
 

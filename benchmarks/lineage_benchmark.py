@@ -14,14 +14,14 @@ freshly opened store (the median of --repeats), and once as the user runs it
 
 import argparse
 import datetime
-import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+import machine
 
 from pipeline.cli import DEFAULT_SPEC, configure_process, quiet_logs
 
@@ -64,15 +64,6 @@ def fill_store(spec_path: str, workdir: str, runs: int, sets):
   return store_path, summaries, time.monotonic() - started
 
 
-def _median_seconds(fn, repeats: int) -> float:
-  times = []
-  for _ in range(repeats):
-    started = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - started)
-  return statistics.median(times)
-
-
 def _cli_seconds(args) -> float:
   started = time.monotonic()
   proc = subprocess.run([sys.executable, '-m', 'pipeline', 'lineage', *args],
@@ -82,7 +73,7 @@ def _cli_seconds(args) -> float:
   return time.monotonic() - started
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('spec', nargs='?', default=DEFAULT_SPEC)
   parser.add_argument('--runs', type=int, default=200)
@@ -91,19 +82,12 @@ def main() -> None:
   parser.add_argument('--set', action='append', default=None)
   parser.add_argument('--output', default=os.path.join(
       REPO, 'benchmarks', 'results', 'lineage'))
-  args = parser.parse_args()
-  configure_process()
-  quiet_logs(verbose=False)
+  return parser.parse_args()
+
+
+def _time_queries(store_path: str, summaries: list, repeats: int) -> dict:
+  """Each query's median seconds in process, on a freshly opened store."""
   from pipeline.metadata import lineage  # pylint: disable=g-import-not-at-top
-
-  workdir = args.workdir or tempfile.mkdtemp(prefix='lineage_benchmark_')
-  sets = list(args.set if args.set is not None else DEFAULT_SETS)
-  store_path, summaries, fill_seconds = fill_store(args.spec, workdir,
-                                                   args.runs, sets)
-
-  store = lineage.open_store(store_path)
-  all_runs = lineage.list_runs(store)
-  assert len(all_runs) == args.runs, len(all_runs)
   first, middle, last = (summaries[0], summaries[len(summaries) // 2],
                          summaries[-1])
   pushed = first['pushed_path']
@@ -121,15 +105,64 @@ def main() -> None:
       'graph (dot of the pushed model)': lambda: lineage.to_dot(
           lineage.trace(fresh(), pushed)),
   }
-  timings = {name: round(_median_seconds(fn, args.repeats), 4)
-             for name, fn in queries.items()}
-  cli = {
+  return {name: round(machine.median_seconds(fn, repeats), 4)
+          for name, fn in queries.items()}
+
+
+def _time_cli(store_path: str, summaries: list) -> dict:
+  """Each command's wall seconds as a user runs it (a new process)."""
+  first, last = summaries[0], summaries[-1]
+  pushed = first['pushed_path']
+  return {
       'runs': round(_cli_seconds(['runs', '--store', store_path, '--json']), 2),
       'trace': round(_cli_seconds(['trace', pushed, '--store', store_path,
                                    '--json']), 2),
       'diff': round(_cli_seconds(['diff', first['run_id'], last['run_id'],
                                   '--store', store_path, '--json']), 2),
   }
+
+
+def _markdown(result: dict) -> list:
+  """The results page's lines."""
+  counts, timings = result['store'], result['in_process_median_seconds']
+  lines = [
+      '# Lineage queries on a store of 200 runs', '',
+      f'Written by `python benchmarks/lineage_benchmark.py` on '
+      f'{result["written"]} ({result["machine"]}).', '',
+      f'Store: {counts["runs"]} runs of `{result["spec"]}` (one cold, the rest '
+      f'cached re-runs), {counts["executions"]} executions, '
+      f'{counts["artifacts"]} artifacts, {counts["contexts"]} contexts, '
+      f'{counts["store_bytes"] / 1e6:.1f} MB of SQLite; filled in '
+      f'{result["fill_seconds"]:.0f} s.', '',
+      f'| query | median of {result["repeats"]}, in process | under '
+      f'{TARGET_SECONDS:.0f} s |', '|---|---:|:---:|']
+  for name, seconds in timings.items():
+    lines.append(f'| {name} | {seconds:.3f} s | '
+                 f'{"yes" if seconds < TARGET_SECONDS else "NO"} |')
+  lines += ['', 'As a user runs them (`python -m pipeline lineage ...`, a new '
+            'process: interpreter and library start-up included):', '',
+            '| command | wall |', '|---|---:|']
+  lines += [f'| lineage {name} | {seconds:.1f} s |'
+            for name, seconds in result['cli_wall_seconds'].items()]
+  return lines
+
+
+def main() -> None:
+  args = _arguments()
+  configure_process()
+  quiet_logs(verbose=False)
+  from pipeline.metadata import lineage  # pylint: disable=g-import-not-at-top
+
+  workdir = args.workdir or tempfile.mkdtemp(prefix='lineage_benchmark_')
+  sets = list(args.set if args.set is not None else DEFAULT_SETS)
+  store_path, summaries, fill_seconds = fill_store(args.spec, workdir,
+                                                   args.runs, sets)
+
+  store = lineage.open_store(store_path)
+  all_runs = lineage.list_runs(store)
+  assert len(all_runs) == args.runs, len(all_runs)
+  timings = _time_queries(store_path, summaries, args.repeats)
+  cli = _time_cli(store_path, summaries)
   counts = {'runs': len(all_runs), 'executions': len(store.get_executions()),
             'artifacts': len(store.get_artifacts()),
             'contexts': len(store.get_contexts()),
@@ -146,30 +179,8 @@ def main() -> None:
       'all_under_target': all(t < TARGET_SECONDS for t in timings.values()),
       'cli_wall_seconds': cli,
   }
-  os.makedirs(os.path.dirname(args.output), exist_ok=True)
-  with open(args.output + '.json', 'w') as f:
-    json.dump(result, f, indent=2)
-  lines = [
-      '# Lineage queries on a store of 200 runs', '',
-      f'Written by `python benchmarks/lineage_benchmark.py` on '
-      f'{result["written"]} ({result["machine"]}).', '',
-      f'Store: {counts["runs"]} runs of `{result["spec"]}` (one cold, the rest '
-      f'cached re-runs), {counts["executions"]} executions, '
-      f'{counts["artifacts"]} artifacts, {counts["contexts"]} contexts, '
-      f'{counts["store_bytes"] / 1e6:.1f} MB of SQLite; filled in '
-      f'{result["fill_seconds"]:.0f} s.', '',
-      f'| query | median of {args.repeats}, in process | under '
-      f'{TARGET_SECONDS:.0f} s |', '|---|---:|:---:|']
-  for name, seconds in timings.items():
-    lines.append(f'| {name} | {seconds:.3f} s | '
-                 f'{"yes" if seconds < TARGET_SECONDS else "NO"} |')
-  lines += ['', 'As a user runs them (`python -m pipeline lineage ...`, a new '
-            'process: interpreter and library start-up included):', '',
-            '| command | wall |', '|---|---:|']
-  lines += [f'| lineage {name} | {seconds:.1f} s |'
-            for name, seconds in cli.items()]
-  with open(args.output + '.md', 'w') as f:
-    f.write('\n'.join(lines) + '\n')
+  lines = _markdown(result)
+  machine.write_results(args.output, result, '\n'.join(lines) + '\n')
   print('\n'.join(lines))
 
 

@@ -1,9 +1,13 @@
-"""What machine and code a benchmark ran on, written beside its figures."""
+"""What machine and code a benchmark ran on, written beside its figures, and
+what the benchmarks share in timing and writing them."""
 
+import json
 import os
 import platform
+import statistics
 import subprocess
-from typing import Dict, Optional, Union
+import time
+from typing import Any, Callable, Dict, Optional, Union
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,3 +42,23 @@ def code_version() -> Optional[str]:
   except (OSError, subprocess.CalledProcessError):
     return None
   return commit + (' +changes' if changed else '')
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
+  """The median wall time of `repeats` calls of `fn`."""
+  times = []
+  for _ in range(repeats):
+    started = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - started)
+  return statistics.median(times)
+
+
+def write_results(output: str, result: Dict[str, Any], markdown: str) -> None:
+  """OUTPUT.json (the figures) and OUTPUT.md (`markdown`), the folder
+  made if need be."""
+  os.makedirs(os.path.dirname(output), exist_ok=True)
+  with open(output + '.json', 'w') as f:
+    json.dump(result, f, indent=2)
+  with open(output + '.md', 'w') as f:
+    f.write(markdown)

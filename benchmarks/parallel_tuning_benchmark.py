@@ -66,42 +66,43 @@ def one_run(parallel, base, index):
   return result
 
 
-def main():
+def _arguments() -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--rounds', type=int, default=3)
   parser.add_argument('--parallel', type=int, default=2)
   parser.add_argument('--output', default=os.path.join(
       cold_runs.REPO, 'benchmarks', 'results', 'parallel_tuning'))
-  args = parser.parse_args()
-  base = tempfile.mkdtemp(prefix='parallel-tuning-bench-')
-  runs = []
-  try:
-    for index in range(args.rounds):
-      order = (1, args.parallel) if index % 2 == 0 else (args.parallel, 1)
-      runs.extend(one_run(n, base, index) for n in order)
-  finally:
-    shutil.rmtree(base, ignore_errors=True)
+  return parser.parse_args()
 
-  def median(n, key):
-    return round(statistics.median(r[key] for r in runs
-                                   if r['parallel_trials'] == n), 2)
 
-  serial, parallel = median(1, 'tuner_seconds'), median(args.parallel,
-                                                         'tuner_seconds')
-  result = {'date': datetime.datetime.now().isoformat(timespec='seconds'),
-            'machine': machine.describe(), 'rounds': args.rounds,
-            'runs': runs, 'tuner_median': {'1': serial,
-                                           str(args.parallel): parallel},
-            'ratio': round(parallel / serial, 3)}
-  os.makedirs(os.path.dirname(args.output), exist_ok=True)
-  with open(args.output + '.json', 'w') as f:
-    json.dump(result, f, indent=2)
-  m = result['machine']
+def _median(runs, n, key):
+  """The median of `key` over the runs with `n` parallel trials."""
+  return round(statistics.median(r[key] for r in runs
+                                 if r['parallel_trials'] == n), 2)
+
+
+def _run_line(r) -> str:
+  by_epochs = ', '.join(f'{n} x {e}' for e, n in
+                        r['trials_by_epochs'].items())
+  return (
+      f'| {r["parallel_trials"]} | {r["round"]} | {r["tuner_seconds"]:.1f} '
+      f'| {r["trial_seconds_sum"]:.1f} | {r["first_trial_seconds"]:.2f} | '
+      f'{r["other_trial_median_seconds"]:.2f} | {r["wall_seconds"]:.1f} | '
+      f'{r["tree_peak_rss_mib"]} | '
+      f'{r["trials_run"]} | {by_epochs} | {r["epochs_trained"]} | '
+      f'{r["best_score"]:.4f} | {r["blessed"]} | {r["auc"]:.4f} |')
+
+
+def _markdown(result, parallel_trials: int) -> list:
+  """The results page's lines."""
+  m, runs = result['machine'], result['runs']
+  serial = result['tuner_median']['1']
+  parallel = result['tuner_median'][str(parallel_trials)]
   lines = [
       f'# Parallel tuning trials ({result["date"]})', '',
       f'Machine: {m["cpus"]} CPUs, {m["cpu"]}, Python {m["python"]}. The '
-      f'default spec, cold, {args.rounds} rounds alternating '
-      f'`tuner.parallel_trials=1` and `={args.parallel}`.', '',
+      f'default spec, cold, {result["rounds"]} rounds alternating '
+      f'`tuner.parallel_trials=1` and `={parallel_trials}`.', '',
       'Trial seconds are the oracle\'s, from handing a trial out to hearing '
       'its end, in whichever process ran it; a process\'s first trial also '
       'reads the data and makes the first traces.', '',
@@ -111,23 +112,35 @@ def main():
       'trained | best val_loss | blessed | AUC |',
       '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | '
       '---: | ---: | --- | ---: |']
-  for r in runs:
-    by_epochs = ', '.join(f'{n} x {e}' for e, n in
-                          r['trials_by_epochs'].items())
-    lines.append(
-        f'| {r["parallel_trials"]} | {r["round"]} | {r["tuner_seconds"]:.1f} '
-        f'| {r["trial_seconds_sum"]:.1f} | {r["first_trial_seconds"]:.2f} | '
-        f'{r["other_trial_median_seconds"]:.2f} | {r["wall_seconds"]:.1f} | '
-        f'{r["tree_peak_rss_mib"]} | '
-        f'{r["trials_run"]} | {by_epochs} | {r["epochs_trained"]} | '
-        f'{r["best_score"]:.4f} | {r["blessed"]} | {r["auc"]:.4f} |')
+  lines += [_run_line(r) for r in runs]
+  other = 'other_trial_median_seconds'
   lines += ['', f'Tuner median: {serial} s with 1, {parallel} s with '
-            f'{args.parallel}: ratio {result["ratio"]:.2f}. Other trials\' '
-            f'median: {median(1, "other_trial_median_seconds")} s with 1, '
-            f'{median(args.parallel, "other_trial_median_seconds")} s with '
-            f'{args.parallel}.']
-  with open(args.output + '.md', 'w') as f:
-    f.write('\n'.join(lines) + '\n')
+            f'{parallel_trials}: ratio {result["ratio"]:.2f}. Other trials\' '
+            f'median: {_median(runs, 1, other)} s with 1, '
+            f'{_median(runs, parallel_trials, other)} s with '
+            f'{parallel_trials}.']
+  return lines
+
+
+def main():
+  args = _arguments()
+  base = tempfile.mkdtemp(prefix='parallel-tuning-bench-')
+  runs = []
+  try:
+    for index in range(args.rounds):
+      order = (1, args.parallel) if index % 2 == 0 else (args.parallel, 1)
+      runs.extend(one_run(n, base, index) for n in order)
+  finally:
+    shutil.rmtree(base, ignore_errors=True)
+  serial = _median(runs, 1, 'tuner_seconds')
+  parallel = _median(runs, args.parallel, 'tuner_seconds')
+  result = {'date': datetime.datetime.now().isoformat(timespec='seconds'),
+            'machine': machine.describe(), 'rounds': args.rounds,
+            'runs': runs, 'tuner_median': {'1': serial,
+                                           str(args.parallel): parallel},
+            'ratio': round(parallel / serial, 3)}
+  lines = _markdown(result, args.parallel)
+  machine.write_results(args.output, result, '\n'.join(lines) + '\n')
   print('\n'.join(lines))
 
 

@@ -59,7 +59,7 @@ def _mlmd_durations(metadata_path, pipeline_name, run_id):
           for c in record.components()}
 
 
-def main():
+def _arguments() -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('spec', nargs='?', default=DEFAULT_SPEC)
   parser.add_argument('--workdir', help='where runs go (default: a temp dir, '
@@ -68,8 +68,12 @@ def main():
                       metavar='KEY=VALUE')
   parser.add_argument('--output', default=os.path.join(
       REPO, 'benchmarks', 'results', 'pipeline'))
-  args = parser.parse_args()
+  return parser.parse_args()
 
+
+def _cold_and_cached(args: argparse.Namespace):
+  """Runs the spec cold, then cached: per run, (wall seconds, summary,
+  components' states and seconds)."""
   workdir = args.workdir or tempfile.mkdtemp(prefix='pipeline-bench-')
   sets = [f'runner.pipeline_root={workdir}/root',
           f'runner.metadata={workdir}/metadata.sqlite',
@@ -85,7 +89,39 @@ def main():
   finally:
     if not args.workdir:
       shutil.rmtree(workdir, ignore_errors=True)
+  return ((cold_wall, cold, cold_components),
+          (cached_wall, cached, cached_components))
 
+
+def _markdown(result, overrides, cold_wall: float, cached_wall: float):
+  """The results page's lines (the walls unrounded, as measured)."""
+  cold, cached = result['cold'], result['cached']
+  lines = [
+      f'# Local pipeline benchmark ({result["date"]})', '',
+      f'Machine: {result["machine"]["cpus"]} CPUs, {result["machine"]["cpu"]},'
+      f' Python {result["machine"]["python"]}. Spec: `{result["spec"]}`'
+      f'{" with " + ", ".join(overrides) if overrides else ""}.', '',
+      '| run | wall time (s, whole process) | pipeline time (s, in process) |',
+      '| --- | ---: | ---: |',
+      f'| cold | {cold_wall:.1f} | {cold["in_process_seconds"]:.1f} |',
+      f'| cached | {cached_wall:.1f} | {cached["in_process_seconds"]:.1f} |',
+      '',
+      f'Cached / cold wall time: {result["cached_over_cold_wall"]:.1%}. '
+      f'Components executed on the cached run: '
+      f'{", ".join(cached["executed"]) or "none"}.', '',
+      '| component | cold state | cold (s) | cached state | cached (s) |',
+      '| --- | --- | ---: | --- | ---: |']
+  for name, c in cold['components'].items():
+    k = cached['components'].get(name, {'state': '-', 'seconds': 0})
+    lines.append(f'| {name} | {c["state"]} | {c["seconds"]:.1f} | '
+                 f'{k["state"]} | {k["seconds"]:.1f} |')
+  return lines
+
+
+def main():
+  args = _arguments()
+  ((cold_wall, cold, cold_components),
+   (cached_wall, cached, cached_components)) = _cold_and_cached(args)
   result = {
       'date': datetime.datetime.now().isoformat(timespec='seconds'),
       'machine': machine.describe(),
@@ -102,29 +138,8 @@ def main():
                  'components': cached_components},
       'cached_over_cold_wall': round(cached_wall / cold_wall, 4),
   }
-  os.makedirs(os.path.dirname(args.output), exist_ok=True)
-  with open(args.output + '.json', 'w') as f:
-    json.dump(result, f, indent=2)
-  lines = [
-      f'# Local pipeline benchmark ({result["date"]})', '',
-      f'Machine: {result["machine"]["cpus"]} CPUs, {result["machine"]["cpu"]},'
-      f' Python {result["machine"]["python"]}. Spec: `{result["spec"]}`'
-      f'{" with " + ", ".join(args.set) if args.set else ""}.', '',
-      '| run | wall time (s, whole process) | pipeline time (s, in process) |',
-      '| --- | ---: | ---: |',
-      f'| cold | {cold_wall:.1f} | {cold["total_seconds"]:.1f} |',
-      f'| cached | {cached_wall:.1f} | {cached["total_seconds"]:.1f} |', '',
-      f'Cached / cold wall time: {result["cached_over_cold_wall"]:.1%}. '
-      f'Components executed on the cached run: '
-      f'{", ".join(result["cached"]["executed"]) or "none"}.', '',
-      '| component | cold state | cold (s) | cached state | cached (s) |',
-      '| --- | --- | ---: | --- | ---: |']
-  for name, c in cold_components.items():
-    k = cached_components.get(name, {'state': '-', 'seconds': 0})
-    lines.append(f'| {name} | {c["state"]} | {c["seconds"]:.1f} | '
-                 f'{k["state"]} | {k["seconds"]:.1f} |')
-  with open(args.output + '.md', 'w') as f:
-    f.write('\n'.join(lines) + '\n')
+  lines = _markdown(result, args.set, cold_wall, cached_wall)
+  machine.write_results(args.output, result, '\n'.join(lines) + '\n')
   print('\n'.join(lines))
   print(f'\nwritten: {args.output}.json, {args.output}.md')
 

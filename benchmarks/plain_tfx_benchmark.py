@@ -19,7 +19,6 @@ Writes PREFIX.json and PREFIX.md (default benchmarks/results/plain_tfx).
 
 import argparse
 import datetime
-import json
 import os
 import shutil
 import statistics
@@ -68,25 +67,30 @@ def _median(values):
   return round(statistics.median(values), 2) if values else None
 
 
-def main():
+def _arguments() -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--rounds', type=int, default=2)
   parser.add_argument('--output', default=os.path.join(
       REPO, 'benchmarks', 'results', 'plain_tfx'))
-  args = parser.parse_args()
-  warnings.filterwarnings('ignore', category=FutureWarning, module=r'google\.')
-  sys.path.insert(0, REPO)
+  return parser.parse_args()
 
+
+def _alternate(rounds: int) -> list:
+  """Every round's runs, ours and the plain one, the first alternating."""
   base = tempfile.mkdtemp(prefix='plain-tfx-bench-')
   runs = []
   try:
-    for index in range(args.rounds):
+    for index in range(rounds):
       order = ('ours', 'plain') if index % 2 == 0 else ('plain', 'ours')
       for kind in order:
         runs.append(one_run(kind, base, index))
   finally:
     shutil.rmtree(base, ignore_errors=True)
+  return runs
 
+
+def _result(runs: list, rounds: int):
+  """The figures, and the per-round wall ratios unrounded."""
   ours = [r for r in runs if r['kind'] == 'ours']
   plain = [r for r in runs if r['kind'] == 'plain']
   ratios = [o['wall_seconds'] / p['wall_seconds']
@@ -97,23 +101,34 @@ def main():
                                  if n in r['components']]),
                'ours': _median([r['components'][n] for r in ours
                                 if n in r['components']])} for n in names}
-  result = {
+  return {
       'date': datetime.datetime.now().isoformat(timespec='seconds'),
-      'machine': machine.describe(), 'rounds': args.rounds, 'runs': runs,
+      'machine': machine.describe(), 'rounds': rounds, 'runs': runs,
       'wall_median': {'ours': _median([r['wall_seconds'] for r in ours]),
                       'plain': _median([r['wall_seconds'] for r in plain])},
       'ratio_per_round': [round(r, 3) for r in ratios],
       'ratio_worst': round(max(ratios), 3), 'components_median': table,
-  }
-  os.makedirs(os.path.dirname(args.output), exist_ok=True)
-  with open(args.output + '.json', 'w') as f:
-    json.dump(result, f, indent=2)
+  }, ratios
 
+
+def _run_line(r) -> str:
+  metrics = r['metrics']
+  accuracy = metrics.get('binary_accuracy', metrics.get('accuracy'))
+  auc = metrics.get('auc')
+  return (
+      f'| {r["kind"]} | {r["round"]} | {r["wall_seconds"]:.1f} | '
+      f'{r["peak_rss_mib"]} | {r["tmpdir_left_mib"]:.1f} | {r["blessed"]} | '
+      f'{r["pushed"]} | {"" if auc is None else f"{auc:.4f}"} | '
+      f'{"" if accuracy is None else f"{accuracy:.4f}"} |')
+
+
+def _markdown(result, ratios) -> list:
+  """The results page's lines."""
   m = result['machine']
   lines = [
       f'# Ours against plain TFX ({result["date"]})', '',
       f'Machine: {m["cpus"]} CPUs, {m["cpu"]}, Python {m["python"]}. '
-      f'{args.rounds} rounds, alternating, each run cold (fresh process, '
+      f'{result["rounds"]} rounds, alternating, each run cold (fresh process, '
       'empty root, store and $TMPDIR). Plain TFX: TFX 1.16\'s penguin '
       'pipeline definition unchanged, tuning on, with '
       '`benchmarks/plain_tfx/breast_cancer_utils.py`. Ours: '
@@ -121,15 +136,7 @@ def main():
       '| run | round | wall (s) | peak RSS (MiB) | left in $TMPDIR (MiB) | '
       'blessed | pushed | AUC | accuracy |',
       '| --- | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: |']
-  for r in runs:
-    metrics = r['metrics']
-    accuracy = metrics.get('binary_accuracy', metrics.get('accuracy'))
-    auc = metrics.get('auc')
-    lines.append(
-        f'| {r["kind"]} | {r["round"]} | {r["wall_seconds"]:.1f} | '
-        f'{r["peak_rss_mib"]} | {r["tmpdir_left_mib"]:.1f} | {r["blessed"]} | '
-        f'{r["pushed"]} | {"" if auc is None else f"{auc:.4f}"} | '
-        f'{"" if accuracy is None else f"{accuracy:.4f}"} |')
+  lines += [_run_line(r) for r in result['runs']]
   lines += [
       '', f'Wall time, ours / plain, per round: '
       f'{", ".join(f"{x:.2f}" for x in ratios)} (worst '
@@ -137,11 +144,19 @@ def main():
       f' s against {result["wall_median"]["plain"]} s).', '',
       '| component | plain TFX (s, median) | ours (s, median) |',
       '| --- | ---: | ---: |']
-  for name, row in table.items():
+  for name, row in result['components_median'].items():
     lines.append(f'| {name} | {"-" if row["plain"] is None else row["plain"]}'
                  f' | {"-" if row["ours"] is None else row["ours"]} |')
-  with open(args.output + '.md', 'w') as f:
-    f.write('\n'.join(lines) + '\n')
+  return lines
+
+
+def main():
+  args = _arguments()
+  warnings.filterwarnings('ignore', category=FutureWarning, module=r'google\.')
+  sys.path.insert(0, REPO)
+  result, ratios = _result(_alternate(args.rounds), args.rounds)
+  lines = _markdown(result, ratios)
+  machine.write_results(args.output, result, '\n'.join(lines) + '\n')
   print('\n'.join(lines))
   print(f'\nwritten: {args.output}.json, {args.output}.md')
 

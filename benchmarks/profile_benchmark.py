@@ -190,7 +190,7 @@ def _table(order, seconds, durations):
   return lines, totals
 
 
-def main():
+def _arguments() -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('spec', nargs='?',
                       default=os.path.join(REPO, 'pipeline', 'specs',
@@ -204,8 +204,12 @@ def main():
                       help='also write every sampled stack here, in the '
                       'folded format flame graph tools read '
                       '(component;kind;frame;... milliseconds)')
-  args = parser.parse_args()
+  return parser.parse_args()
 
+
+def _profiled_run(args: argparse.Namespace):
+  """Runs the spec cold in a profiled process: (wall seconds, the samples,
+  the run's summary)."""
   workdir = tempfile.mkdtemp(prefix='pipeline-profile-')
   try:
     sets = [f'runner.pipeline_root={workdir}/root',
@@ -234,7 +238,27 @@ def main():
       summary = json.load(f)
   finally:
     shutil.rmtree(workdir, ignore_errors=True)
+  return wall, profile, summary
 
+
+def _markdown(result, wall: float, table_lines) -> list:
+  """The results page's lines (the wall unrounded, as measured)."""
+  m = result['machine']
+  overrides = result['overrides']
+  return [f'# Cold-run profile ({result["date"]})', '',
+          f'Machine: {m["cpus"]} CPUs, {m["cpu"]}, Python {m["python"]}. '
+          f'Spec: `{result["spec"]}`'
+          f'{" with " + ", ".join(overrides) if overrides else ""}. '
+          f'Wall time {wall:.1f} s (whole process); blessed: '
+          f'{result["blessed"]}.', '',
+          'Seconds of the main thread, sampled every '
+          f'{result["interval_seconds"] * 1000:.0f} ms (kinds: '
+          'benchmarks/profile_benchmark.py).', ''] + table_lines
+
+
+def main():
+  args = _arguments()
+  wall, profile, summary = _profiled_run(args)
   durations = {c['id']: c['seconds'] for c in summary.get('components', [])}
   lines, totals = _table(profile['order'], profile['seconds'], durations)
   result = {
@@ -250,21 +274,8 @@ def main():
   sys.path.insert(0, os.path.dirname(__file__))
   import machine  # pylint: disable=g-import-not-at-top
   result['machine'] = machine.describe()
-  os.makedirs(os.path.dirname(args.output), exist_ok=True)
-  with open(args.output + '.json', 'w') as f:
-    json.dump(result, f, indent=2)
-  m = result['machine']
-  text = [f'# Cold-run profile ({result["date"]})', '',
-          f'Machine: {m["cpus"]} CPUs, {m["cpu"]}, Python {m["python"]}. '
-          f'Spec: `{result["spec"]}`'
-          f'{" with " + ", ".join(args.set) if args.set else ""}. '
-          f'Wall time {wall:.1f} s (whole process); blessed: '
-          f'{result["blessed"]}.', '',
-          'Seconds of the main thread, sampled every '
-          f'{args.interval * 1000:.0f} ms (kinds: '
-          'benchmarks/profile_benchmark.py).', ''] + lines
-  with open(args.output + '.md', 'w') as f:
-    f.write('\n'.join(text) + '\n')
+  text = _markdown(result, wall, lines)
+  machine.write_results(args.output, result, '\n'.join(text) + '\n')
   print('\n'.join(text))
   print(f'\nwritten: {args.output}.json, {args.output}.md')
 

@@ -431,6 +431,70 @@ def _figures(metrics: List[str], get) -> str:
   return ', '.join(shown) or 'no metric'
 
 
+def _pipeline_cell(run: Optional[Dict[str, Any]], metrics: List[str]) -> str:
+  """One builder's pipeline run: its figures and seconds, or why not."""
+  if run is None:
+    return 'not run'
+  if run['status'] != 'succeeded':
+    return (f'failed ({run["wall_seconds"]:.1f} s): '
+            f'{_cell_text(run["failure"])}')
+  shown = metrics or ['auc', 'accuracy', 'rmse']
+  chosen = (f', chose {run["chosen_builder"]}'
+            if run.get('chosen_builder') else '')
+  figures = _figures(shown, lambda m, r=run: pipeline_metric(r, m))
+  return f'{figures} ({run["wall_seconds"]:.1f} s{chosen})'
+
+
+def _baseline_cell(row: Dict[str, Any], baseline: str,
+                   metrics: List[str]) -> str:
+  fit = (row.get('baselines') or {}).get(baseline)
+  if fit is None:
+    return f'no split: {_cell_text(row.get("split_failure", "-"))}'
+  return (f'{_figures(metrics, fit["metrics"].get)} '
+          f'({fit["fit_seconds"]:.2f} s)')
+
+
+def _verdict_cell(row: Dict[str, Any], metrics: List[str]) -> str:
+  judged = row.get('verdict')
+  if not judged:
+    return '-'
+  main = NAMES[metrics[0]]
+  se = row['baselines'][judged['baseline']]['main_se']
+  return (f'**{judged["word"]}**: {judged["pipeline"]} vs '
+          f'{judged["baseline"]}, {main} {judged["margin"]:+.4f} '
+          f'(better is +; baseline s.e. {se:.4f})')
+
+
+def _row_line(name: str, row: Dict[str, Any]) -> str:
+  """One data set's table row."""
+  metrics = row.get('metrics') or []
+  cells = [name]
+  if metrics:
+    cells.append(f'{row["task"]} ({row["rows"]["train"]}/'
+                 f'{row["rows"]["eval"]})')
+  else:
+    cells.append('-')
+  cells += [_pipeline_cell(row['runs'].get(builder), metrics)
+            for builder in BUILDERS]
+  cells += [_baseline_cell(row, baseline, metrics) for baseline in BASELINES]
+  cells.append(_verdict_cell(row, metrics))
+  return '| ' + ' | '.join(cells) + ' |'
+
+
+_NOTES = ('HGB: HistGradientBoosting, default settings, gaps kept as '
+          'NaN, text ordinal-encoded as categorical. linear: '
+          'LogisticRegression or Ridge over median-imputed, standardised '
+          'numbers and most-frequent-imputed, one-hot text. A date column '
+          'is year, month and day of the year for both. AUC-PR: the '
+          'pipeline\'s is TFMA\'s, the baselines\' scikit-learn\'s average '
+          'precision. Verdict: the best pipeline run against the best '
+          'baseline on the main metric; `at`: worse by less than the '
+          'baseline\'s bootstrap standard error on the eval rows. The '
+          'pipeline\'s Tuner and early stopping watch the eval split, so '
+          'its figures have seen those rows; the baselines, at default '
+          'settings, have not.')
+
+
 def markdown(result: Dict[str, Any]) -> str:
   builders, rows = result['builders'], result['datasets']
   lines = [
@@ -448,56 +512,8 @@ def markdown(result: Dict[str, Any]) -> str:
       '| data set | task (rows train/eval) | pipeline dnn | pipeline gbt | '
       'pipeline, tuner\'s choice | HGB | linear | pipeline vs best baseline |',
       '| --- | --- | --- | --- | --- | --- | --- | --- |']
-  for name, row in rows.items():
-    metrics = row.get('metrics') or []
-    cells = [name]
-    if metrics:
-      cells.append(f'{row["task"]} ({row["rows"]["train"]}/'
-                   f'{row["rows"]["eval"]})')
-    else:
-      cells.append('-')
-    for builder in BUILDERS:
-      run = row['runs'].get(builder)
-      if run is None:
-        cells.append('not run')
-      elif run['status'] != 'succeeded':
-        cells.append(f'failed ({run["wall_seconds"]:.1f} s): '
-                     f'{_cell_text(run["failure"])}')
-      else:
-        shown = metrics or ['auc', 'accuracy', 'rmse']
-        chosen = (f', chose {run["chosen_builder"]}'
-                  if run.get('chosen_builder') else '')
-        figures = _figures(shown, lambda m, r=run: pipeline_metric(r, m))
-        cells.append(f'{figures} ({run["wall_seconds"]:.1f} s{chosen})')
-    for baseline in BASELINES:
-      fit = (row.get('baselines') or {}).get(baseline)
-      if fit is None:
-        cells.append(f'no split: {_cell_text(row.get("split_failure", "-"))}')
-      else:
-        cells.append(f'{_figures(metrics, fit["metrics"].get)} '
-                     f'({fit["fit_seconds"]:.2f} s)')
-    judged = row.get('verdict')
-    if judged:
-      main = NAMES[metrics[0]]
-      se = row['baselines'][judged['baseline']]['main_se']
-      cells.append(f'**{judged["word"]}**: {judged["pipeline"]} vs '
-                   f'{judged["baseline"]}, {main} {judged["margin"]:+.4f} '
-                   f'(better is +; baseline s.e. {se:.4f})')
-    else:
-      cells.append('-')
-    lines.append('| ' + ' | '.join(cells) + ' |')
-  lines += ['', 'HGB: HistGradientBoosting, default settings, gaps kept as '
-            'NaN, text ordinal-encoded as categorical. linear: '
-            'LogisticRegression or Ridge over median-imputed, standardised '
-            'numbers and most-frequent-imputed, one-hot text. A date column '
-            'is year, month and day of the year for both. AUC-PR: the '
-            'pipeline\'s is TFMA\'s, the baselines\' scikit-learn\'s average '
-            'precision. Verdict: the best pipeline run against the best '
-            'baseline on the main metric; `at`: worse by less than the '
-            'baseline\'s bootstrap standard error on the eval rows. The '
-            'pipeline\'s Tuner and early stopping watch the eval split, so '
-            'its figures have seen those rows; the baselines, at default '
-            'settings, have not.']
+  lines += [_row_line(name, row) for name, row in rows.items()]
+  lines += ['', _NOTES]
   return '\n'.join(lines) + '\n'
 
 
@@ -539,12 +555,8 @@ def main():
   result = {'date': started, 'machine': machine.describe(),
             'code': code,
             'builders': builders, 'datasets': rows}
-  os.makedirs(os.path.dirname(args.output), exist_ok=True)
-  with open(args.output + '.json', 'w') as f:
-    json.dump(result, f, indent=2)
   text = markdown(result)
-  with open(args.output + '.md', 'w') as f:
-    f.write(text)
+  machine.write_results(args.output, result, text)
   print(text)
   print(f'written: {args.output}.json, {args.output}.md')
 

@@ -161,7 +161,7 @@ def _flink_cluster():
   return options, pids, round(idle / 2**20), flink.down
 
 
-def main():
+def _arguments() -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--rows', type=int, nargs='+',
                       default=[10_000, 100_000, 1_000_000])
@@ -170,7 +170,12 @@ def main():
   parser.add_argument('--workers', type=int, default=2)
   parser.add_argument('--output', default=os.path.join(
       cold_runs.REPO, 'benchmarks', 'results', 'scaling'))
-  args = parser.parse_args()
+  return parser.parse_args()
+
+
+def _measure(args: argparse.Namespace):
+  """Every size on every engine: (runs, each cluster's idle MiB, the
+  engines not measured and why)."""
   base = tempfile.mkdtemp(prefix='scaling-bench-')
   runs, idle, skipped = [], {}, {}
   try:
@@ -191,54 +196,75 @@ def main():
           stop(print)
   finally:
     shutil.rmtree(base, ignore_errors=True)
-  result = {'date': datetime.datetime.now().isoformat(timespec='seconds'),
-            'machine': machine.describe(), 'workers': args.workers,
-            'budget': BUDGET, 'cluster_idle_mib': idle, 'skipped': skipped,
-            'runs': runs}
-  os.makedirs(os.path.dirname(args.output), exist_ok=True)
-  with open(args.output + '.json', 'w') as f:
-    json.dump(result, f, indent=2)
-  plot(runs, args.output + '.png')
+  return runs, idle, skipped
 
-  m = result['machine']
-  lines = [
-      f'# Scaling: the default pipeline against rows ({result["date"]})', '',
-      f'Machine: {m["cpus"]} CPUs, {m["cpu"]}, Python {m["python"]}. Cold '
-      'runs of the default spec on the bundled rows resampled with 5 % '
-      f'noise; training budget fixed: `{" ".join(BUDGET)}`. direct: Beam\'s '
-      f'DirectRunner, multi_processing, {args.workers} workers. flink: the '
-      'local session cluster (`engine up flink`), its JVMs\' memory summed '
-      'into "all processes"' + (f' (idle: {idle["flink"]} MiB)'
-                                if 'flink' in idle else '') + '.', '',
-      '| engine | rows | CSV (MiB) | wall (s) | s per 1k rows | peak RSS, all '
-      'processes (MiB) | largest process (MiB) | blessed | AUC |',
-      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |']
-  for r in runs:
-    auc = r['metrics'].get('auc')
-    lines.append(
-        f'| {r["engine"]} | {r["rows"]:,} | {r["data_mib"]} | '
-        f'{r["wall_seconds"]:.1f} | {r["seconds_per_1k_rows"]:.3f} | '
-        f'{r["tree_peak_rss_mib"]} | {r["peak_rss_mib"]} | {r["blessed"]} | '
-        f'{"" if auc is None else f"{auc:.4f}"} |')
-  for engine, reason in skipped.items():
-    lines += ['', f'{engine}: not measured: {reason}']
-  million = [r for r in runs if r['rows'] == 1_000_000]
-  for r in million:
+
+def _run_line(r) -> str:
+  auc = r['metrics'].get('auc')
+  return (
+      f'| {r["engine"]} | {r["rows"]:,} | {r["data_mib"]} | '
+      f'{r["wall_seconds"]:.1f} | {r["seconds_per_1k_rows"]:.3f} | '
+      f'{r["tree_peak_rss_mib"]} | {r["peak_rss_mib"]} | {r["blessed"]} | '
+      f'{"" if auc is None else f"{auc:.4f}"} |')
+
+
+def _goal_lines(runs) -> list:
+  """Whether each engine's million rows met the goal."""
+  lines = []
+  for r in (r for r in runs if r['rows'] == 1_000_000):
     met = (r['wall_seconds'] <= GOAL_SECONDS and
            r['tree_peak_rss_mib'] <= GOAL_MIB)
     lines += ['', f'1M rows on {r["engine"]}: {r["wall_seconds"]:.0f} s, '
               f'{r["tree_peak_rss_mib"] / 1024:.1f} GiB: goal (<= '
               f'{GOAL_SECONDS} s, <= 8 GiB) {"met" if met else "NOT met"}.']
+  return lines
+
+
+def _component_lines(runs) -> list:
+  """Each component's seconds, a column per run."""
   names = list(dict.fromkeys(n for r in runs for n in r['components']))
-  lines += ['', '| component | ' + ' | '.join(
+  lines = ['', '| component | ' + ' | '.join(
       f'{r["engine"]} {r["rows"]:,} (s)' for r in runs) + ' |',
-            '| --- |' + ' ---: |' * len(runs)]
+           '| --- |' + ' ---: |' * len(runs)]
   for name in names:
     lines.append(f'| {name} | ' + ' | '.join(
         str(r['components'].get(name, '-')) for r in runs) + ' |')
-  lines += ['', f'Plot: `{os.path.basename(args.output)}.png`.']
-  with open(args.output + '.md', 'w') as f:
-    f.write('\n'.join(lines) + '\n')
+  return lines
+
+
+def _markdown(result, plot_name: str) -> list:
+  """The results page's lines."""
+  m, runs, idle = result['machine'], result['runs'], result['cluster_idle_mib']
+  lines = [
+      f'# Scaling: the default pipeline against rows ({result["date"]})', '',
+      f'Machine: {m["cpus"]} CPUs, {m["cpu"]}, Python {m["python"]}. Cold '
+      'runs of the default spec on the bundled rows resampled with 5 % '
+      f'noise; training budget fixed: `{" ".join(BUDGET)}`. direct: Beam\'s '
+      f'DirectRunner, multi_processing, {result["workers"]} workers. flink: '
+      'the local session cluster (`engine up flink`), its JVMs\' memory '
+      'summed into "all processes"' + (f' (idle: {idle["flink"]} MiB)'
+                                       if 'flink' in idle else '') + '.', '',
+      '| engine | rows | CSV (MiB) | wall (s) | s per 1k rows | peak RSS, all '
+      'processes (MiB) | largest process (MiB) | blessed | AUC |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |']
+  lines += [_run_line(r) for r in runs]
+  for engine, reason in result['skipped'].items():
+    lines += ['', f'{engine}: not measured: {reason}']
+  lines += _goal_lines(runs) + _component_lines(runs)
+  lines += ['', f'Plot: `{plot_name}`.']
+  return lines
+
+
+def main():
+  args = _arguments()
+  runs, idle, skipped = _measure(args)
+  result = {'date': datetime.datetime.now().isoformat(timespec='seconds'),
+            'machine': machine.describe(), 'workers': args.workers,
+            'budget': BUDGET, 'cluster_idle_mib': idle, 'skipped': skipped,
+            'runs': runs}
+  lines = _markdown(result, f'{os.path.basename(args.output)}.png')
+  machine.write_results(args.output, result, '\n'.join(lines) + '\n')
+  plot(runs, args.output + '.png')
   print('\n'.join(lines))
 
 

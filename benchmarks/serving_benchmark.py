@@ -28,6 +28,7 @@ import threading
 import time
 from typing import Any, Dict, List
 
+import machine
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -112,20 +113,18 @@ def run(url: str, path: str, body: bytes, seconds: float, clients: int
           'requests_per_s': round(len(latencies) / elapsed, 1)}
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--model-base', default=os.path.join(REPO, 'serving'))
   parser.add_argument('--model', default='breast_cancer')
   parser.add_argument('--seconds', type=float, default=10.0)
   parser.add_argument('--output', default=os.path.join(
       REPO, 'benchmarks', 'results', 'serving'))
-  args = parser.parse_args()
-  if not os.path.isdir(os.path.join(args.model_base, args.model)):
-    raise SystemExit(f'{args.model_base}/{args.model}: no pushed model; run '
-                     '`make run` first (it pushes there)')
-  os.environ['TF_USE_LEGACY_KERAS'] = '1'
-  with open(CSV, newline='') as f:
-    rows = list(csv.DictReader(f))
+  return parser.parse_args()
+
+
+def _scenarios(args: argparse.Namespace, rows) -> List[Dict[str, Any]]:
+  """Each scenario's figures, from a server started for them."""
   proc, url = start_server(args.model_base)
   path = f'/v1/models/{args.model}:predict'
   results = []
@@ -144,6 +143,38 @@ def main() -> None:
   finally:
     proc.terminate()
     proc.wait(timeout=30)
+  return results
+
+
+def _markdown(report: Dict[str, Any]) -> List[str]:
+  """The results page's lines."""
+  lines = [
+      '# Serving benchmark', '',
+      f'`{report["command"]}` on {report["date"]}: {report["machine"]["cpus"]}'
+      f' CPUs, TensorFlow {report["machine"]["tensorflow"]}, model '
+      f'`{report["model"]}`. The client is a second process on the same '
+      'machine (HTTP keep-alive, one connection per client); each scenario '
+      f'runs for {report["seconds_per_scenario"]:g} s after a 2 s warm-up. '
+      'Latency is the wall time of one request as the client sees it.', '',
+      '| rows/request | input | clients | requests | p50 ms | p99 ms | '
+      'requests/s | rows/s | errors |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+  for r in report['results']:
+    lines.append(f'| {r["rows_per_request"]} | {r["input"]} | {r["clients"]} '
+                 f'| {r["requests"]} | {r["p50_ms"]} | {r["p99_ms"]} | '
+                 f'{r["requests_per_s"]} | {r["rows_per_s"]} | {r["errors"]} |')
+  return lines
+
+
+def main() -> None:
+  args = _arguments()
+  if not os.path.isdir(os.path.join(args.model_base, args.model)):
+    raise SystemExit(f'{args.model_base}/{args.model}: no pushed model; run '
+                     '`make run` first (it pushes there)')
+  os.environ['TF_USE_LEGACY_KERAS'] = '1'
+  with open(CSV, newline='') as f:
+    rows = list(csv.DictReader(f))
+  results = _scenarios(args, rows)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   report = {
       'date': datetime.datetime.now().isoformat(timespec='seconds'),
@@ -155,26 +186,8 @@ def main() -> None:
           sys.argv[1:]),
       'results': results,
   }
-  os.makedirs(os.path.dirname(args.output), exist_ok=True)
-  with open(args.output + '.json', 'w') as f:
-    json.dump(report, f, indent=2)
-  lines = [
-      '# Serving benchmark', '',
-      f'`{report["command"]}` on {report["date"]}: {report["machine"]["cpus"]}'
-      f' CPUs, TensorFlow {report["machine"]["tensorflow"]}, model '
-      f'`{args.model}`. The client is a second process on the same machine '
-      '(HTTP keep-alive, one connection per client); each scenario runs for '
-      f'{args.seconds:g} s after a 2 s warm-up. Latency is the wall time of '
-      'one request as the client sees it.', '',
-      '| rows/request | input | clients | requests | p50 ms | p99 ms | '
-      'requests/s | rows/s | errors |',
-      '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
-  for r in results:
-    lines.append(f'| {r["rows_per_request"]} | {r["input"]} | {r["clients"]} '
-                 f'| {r["requests"]} | {r["p50_ms"]} | {r["p99_ms"]} | '
-                 f'{r["requests_per_s"]} | {r["rows_per_s"]} | {r["errors"]} |')
-  with open(args.output + '.md', 'w') as f:
-    f.write('\n'.join(lines) + '\n')
+  machine.write_results(args.output, report,
+                        '\n'.join(_markdown(report)) + '\n')
   print(f'wrote {args.output}.json and .md')
 
 

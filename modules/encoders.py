@@ -1,7 +1,7 @@
 """The encoder registry: what turns a text or image column into features.
 
 Each column of an encoded kind (modules/kinds.py: text, image) goes
-through one encoder, chosen by `model.encoders` (modules/config.py):
+through one encoder, chosen by `model.encoders` (modules/config/):
 - learned from scratch, the Tuner choosing between those listed (all of
   the column's kind by default): `bag` (text: the TF-IDF bag of words the
   Transform's token ids and weights make, L2-normalised), `embedding`

@@ -2,7 +2,7 @@
 
 `FeaturesSpec` is the spec's `features` section and the modules' view of it
 (it travels to every callback inside the typed module config,
-modules/config.py), so preprocessing, the model, the evaluation and the tests
+modules/config/), so preprocessing, the model, the evaluation and the tests
 all read the feature lists from here. No TensorFlow: the spec imports it.
 """
 

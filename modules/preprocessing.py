@@ -322,7 +322,7 @@ def preprocessing_fn(inputs: Mapping[str, Any],
 
   Args:
     inputs: raw feature tensors keyed by column name.
-    custom_config: a TransformConfig as JSON (modules/config.py).
+    custom_config: a TransformConfig as JSON (modules/config/).
 
   Returns:
     Transformed tensors keyed by `features.transformed_name(output)`, and

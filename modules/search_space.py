@@ -1,7 +1,7 @@
 """The one search space, shared by tuner_fn (searches it) and run_fn.
 
 `sample(hp, space)` registers every hyperparameter of the spec's typed
-`SearchSpace` (modules/config.py) on a Keras Tuner `HyperParameters` and
+`SearchSpace` (modules/config/) on a Keras Tuner `HyperParameters` and
 returns their current values; called on a fresh `HyperParameters` it returns
 the defaults (the first listed value, or a range's minimum), which run_fn
 uses when no tuned values arrive. The SearchSpace field names are the
@@ -41,7 +41,7 @@ BUILDER = 'builder'
 # The embedding's width (a text column's learned encoder, chosen by
 # encoders.hyperparameter_name(column) where the spec offers several).
 EMBEDDING_DIM = 'embedding_dim'
-# What training.* may make a search choose (modules/config.py,
+# What training.* may make a search choose (modules/config/,
 # TrialTrainingSpec.choices), per the task that has it.
 TRAINING_CHOICES = ('loss', 'class_weight')
 # Every hyperparameter name a search may hold besides `names(mode)`'s.
@@ -171,7 +171,7 @@ def sample_config(hp: keras_tuner.HyperParameters, config: Any
 
   Args:
     hp: the hyperparameters object of a trial (or a fresh one).
-    config: a TunerConfig or TrainerConfig (modules/config.py).
+    config: a TunerConfig or TrainerConfig (modules/config/).
   """
   space, mode = config.model.search_space, config.training.mode
   builders = config.model.builders

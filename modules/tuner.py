@@ -274,7 +274,7 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
 
   Args:
     fn_args: TFX's arguments; `custom_config` is a TunerConfig as JSON
-      (modules/config.py).
+      (modules/config/).
 
   Returns:
     The tuner and the keyword arguments for its `search`.

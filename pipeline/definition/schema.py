@@ -1,6 +1,6 @@
 """The pipeline spec's schema: `PipelineSpec`, the whole typed spec.
 
-Its sections are modules/config.py's (what the module callbacks read) and
+Its sections are modules/config's (what the module callbacks read) and
 sections.py's (the rest). A `PipelineSpec` is built by loading.py, which
 checks it against checks.py's cross-field rules; this module knows neither.
 """

@@ -1,9 +1,9 @@
-"""The spec's own sections: what modules/config.py does not define.
+"""The spec's own sections: what modules/config/ does not define.
 
 The data, where fine-tuning starts from, the TFMA gates, where models are
 pushed, and where the pipeline runs (locally and on Kubeflow). The
 sections the module callbacks read (features, preprocessing, model, tuner,
-training) are modules/config.py's, so a callback parses the same types.
+training) are modules/config's, so a callback parses the same types.
 """
 
 import datetime

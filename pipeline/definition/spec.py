@@ -5,7 +5,7 @@ module beside this one:
 
 - schema.py: `PipelineSpec`, the whole typed spec, and `SpecError`.
 - sections.py: the spec's own sections (data, evaluation, push, runner,
-  kubeflow); the others are modules/config.py's.
+  kubeflow); the others are modules/config's.
 - loading.py: YAML, `--set` overrides, paths, `load_spec`, `resolve_spec`.
 - checks.py: every cross-field rule.
 - maxima.py: the largest value each count may take.

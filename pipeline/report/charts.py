@@ -26,10 +26,12 @@ def _pyplot():
   return plt
 
 
-def _svg(fig) -> str:
+def _svg(fig, tight: bool = True) -> str:
+  """The figure as inline SVG; `tight`: cropped to what is drawn (else the
+  figure's own size)."""
   plt = _pyplot()
   out = io.StringIO()
-  fig.savefig(out, format='svg', bbox_inches='tight',
+  fig.savefig(out, format='svg', bbox_inches='tight' if tight else None,
               metadata={'Date': None})
   plt.close(fig)
   text = out.getvalue()
@@ -241,3 +243,32 @@ def residuals(predictions: Dict[str, List[float]]) -> Optional[str]:
   ax.set_xlabel('residual (prediction - label)')
   ax.set_ylabel('eval rows')
   return _svg(fig)
+
+
+def histogram(buckets: Sequence[Dict[str, float]], width: int,
+              height: int) -> str:
+  """Equal-width buckets as bars filling `width` x `height` pixels, with no
+  axes (a picture for a table cell); each bar's range and count is its
+  tooltip."""
+  from matplotlib.patches import Rectangle  # pylint: disable=g-import-not-at-top
+  plt = _pyplot()
+  # SVG user units are points at 72 per inch: one unit, one pixel.
+  fig = plt.figure(figsize=(width / 72, height / 72))
+  fig.patch.set_visible(False)  # the table cell's background shows
+  peak = max(b['count'] for b in buckets) or 1
+  step = 1 / len(buckets)
+  # Bars straight on the figure, in its fractions: an Axes would cost
+  # several times the drawing, for a report with dozens of these.
+  for i, b in enumerate(buckets):
+    fig.add_artist(Rectangle((i * step, 0), step - 1 / width,
+                             b['count'] / peak, facecolor=_PALETTE[0],
+                             linewidth=0, gid=f'bucket{i}'))
+  text = _svg(fig, tight=False)
+  text = re.sub(r'width="[^"]*pt" height="[^"]*pt"',
+                f'width="{width}" height="{height}"', text, count=1)
+  for i, b in enumerate(buckets):
+    text = text.replace(
+        f'<g id="bucket{i}">',
+        f'<g id="bucket{i}"><title>{b["low"]:.4g} to {b["high"]:.4g}: '
+        f'{b["count"]:.0f}</title>', 1)
+  return text

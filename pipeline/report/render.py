@@ -44,17 +44,9 @@ def histogram(feature: Dict[str, Any], width: int = 120,
   buckets = feature.get('histogram') or []
   if not buckets:
     return ''
-  peak = max(b['count'] for b in buckets) or 1
-  step = width / len(buckets)
-  bars = ''.join(
-      f'<rect x="{i * step:.1f}" y="{height - b["count"] / peak * height:.1f}"'
-      f' width="{step - 1:.1f}" height="{b["count"] / peak * height:.1f}">'
-      f'<title>{b["low"]:.4g} to {b["high"]:.4g}: {b["count"]:.0f}</title>'
-      '</rect>' for i, b in enumerate(buckets))
   total = sum(b['count'] for b in buckets)
-  return (f'<svg class="hist" width="{width}" height="{height}" '
-          f'data-total="{total:.0f}" xmlns="http://www.w3.org/2000/svg">'
-          f'{bars}</svg>')
+  return charts.histogram(buckets, width, height).replace(
+      '<svg ', f'<svg class="hist" data-total="{total:.0f}" ', 1)
 
 
 def environment():

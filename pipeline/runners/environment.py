@@ -13,22 +13,33 @@ from typing import Any, Dict, List, Optional, Tuple
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 MODULES_DIR = os.path.join(REPO_ROOT, 'modules')
-# The module files preprocessing_fn runs (Transform's cache key); Tuner and
-# Trainer depend on all of modules/.
-TRANSFORM_MODULES = ('config.py', 'features.py', 'preprocessing.py')
+# The module files preprocessing_fn runs (Transform's cache key; a folder
+# stands for every file under it); Tuner and Trainer depend on all of
+# modules/.
+TRANSFORM_MODULES = ('config', 'features.py', 'preprocessing.py')
 
 
 def code_fingerprint(package_dir: Optional[str] = None,
                      files: Optional[Tuple[str, ...]] = None) -> str:
-  """sha256 (first 16 hex digits) of modules/*.py (or just `files`)."""
+  """sha256 (first 16 hex digits) of modules/**/*.py (or just `files`)."""
   package_dir = package_dir or MODULES_DIR
   digest = hashlib.sha256()
-  for name in sorted(os.listdir(package_dir)):
-    if name.endswith('.py') and (files is None or name in files):
+  for name in _python_files(package_dir):
+    if files is None or name.split('/')[0] in files:
       digest.update(name.encode())
       with open(os.path.join(package_dir, name), 'rb') as f:
         digest.update(f.read())
   return digest.hexdigest()[:16]
+
+
+def _python_files(package_dir: str) -> List[str]:
+  """The .py files under `package_dir`, as sorted '/'-separated paths."""
+  found = []
+  for folder, _, names in os.walk(package_dir):
+    relative = os.path.relpath(folder, package_dir).replace(os.sep, '/')
+    found.extend(name if relative == '.' else f'{relative}/{name}'
+                 for name in names if name.endswith('.py'))
+  return sorted(found)
 
 
 def build_environment(pipeline_root: str,

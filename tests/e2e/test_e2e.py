@@ -167,7 +167,7 @@ def test_unreachable_threshold_is_not_blessed_or_pushed(base, cold, cached):
 def test_changing_the_epochs_retrains_without_searching_again(
     base, cold, tmp_path):
   """training.epochs is the Trainer's alone: the Tuner's configuration
-  (modules/config.py TunerConfig) leaves it out, so its cache key holds. In
+  (modules/config/ TunerConfig) leaves it out, so its cache key holds. In
   a copy of the cold run's store and folders (a new model may be pushed)."""
   _, first = cold
   for name in ('root', 'serving', 'metadata.sqlite'):

@@ -222,6 +222,15 @@ def test_code_fingerprint_changes_with_module_code(tmp_path):
   assert only_a == first
   (tmp_path / 'a.py').write_text('x = 2\n')
   assert environment.code_fingerprint(str(tmp_path)) != first
+  # A sub-package counts, and a folder named in `files` stands for its files.
+  second = environment.code_fingerprint(str(tmp_path))
+  (tmp_path / 'config').mkdir()
+  (tmp_path / 'config' / 'c.py').write_text('z = 1\n')
+  assert environment.code_fingerprint(str(tmp_path)) != second
+  only_config = environment.code_fingerprint(str(tmp_path), files=('config',))
+  (tmp_path / 'config' / 'c.py').write_text('z = 2\n')
+  assert environment.code_fingerprint(str(tmp_path),
+                                      files=('config',)) != only_config
 
 
 def _anomalies(**features):

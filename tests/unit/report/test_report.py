@@ -236,7 +236,12 @@ def test_a_histogram_carries_the_total_it_draws():
                            {'low': 1, 'high': 2, 'count': 6.6}]}
   svg = render.histogram(feature)
   assert 'data-total="10"' in svg
-  assert len(re.findall('<rect ', svg)) == 2
+  # One bar per bucket, its range and count its tooltip; drawn at the
+  # cell's size, inline (no XML prolog).
+  assert re.findall('<title>([^<]*)</title>', svg) == ['0 to 1: 3',
+                                                       '1 to 2: 7']
+  assert svg.startswith('<svg class="hist" ')
+  assert 'width="120" height="28"' in svg
 
 
 # --- the run summary: typed, read back, its keys in the docs -------------
