@@ -25,14 +25,16 @@ class Timed:
   cluster: JobManager, TaskManagers, job server); their trees' memory is
   summed in with the run's at every sample."""
 
-  def __init__(self, args: List[str], env: Dict[str, str],
-               also: Sequence[int] = ()):
+  def __init__(
+    self, args: List[str], env: Dict[str, str], also: Sequence[int] = ()
+  ):
     started = time.monotonic()
     self.tree_peak_mib = 0.0
     self._also = list(also)
     with tempfile.TemporaryFile('w+') as err:
-      proc = subprocess.Popen(args, cwd=REPO, env=env,
-                              stdout=subprocess.DEVNULL, stderr=err)
+      proc = subprocess.Popen(
+        args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err
+      )
       done = threading.Event()
       sampler = threading.Thread(target=self._sample, args=(proc.pid, done))
       sampler.start()
@@ -81,8 +83,9 @@ def tree_mib(path: str) -> float:
   return total / 2**20
 
 
-def record(metadata_path: str, pipeline_name: str,
-           run_id: Optional[str] = None) -> Tuple[Dict[str, float], Dict]:
+def record(
+  metadata_path: str, pipeline_name: str, run_id: Optional[str] = None
+) -> Tuple[Dict[str, float], Dict]:
   """Components (id -> seconds) and the outcome of a run in a store."""
   import ml_metadata as mlmd  # pylint: disable=g-import-not-at-top
 
@@ -90,41 +93,72 @@ def record(metadata_path: str, pipeline_name: str,
     sys.path.insert(0, REPO)
   from pipeline.metadata import results  # pylint: disable=g-import-not-at-top
   from pipeline.metadata import store as store_lib  # pylint: disable=g-import-not-at-top
+
   store = mlmd.MetadataStore(
-      store_lib.connection_config(metadata_path, readonly=True))
+    store_lib.connection_config(metadata_path, readonly=True)
+  )
   if run_id is None:  # a fresh store holds one run
     run_id = store.get_contexts_by_type('pipeline_run')[0].name
   run = results.RunRecord(store, pipeline_name, run_id)
   summary = results.summarize(run)
-  return ({c.id: c.seconds for c in run.components() if not c.is_resolver},
-          {'blessed': summary.blessed, 'pushed': summary.pushed,
-           'metrics': summary.metrics, 'search': summary.search and
-           summary.search.to_json()})
+  return (
+    {c.id: c.seconds for c in run.components() if not c.is_resolver},
+    {
+      'blessed': summary.blessed,
+      'pushed': summary.pushed,
+      'metrics': summary.metrics,
+      'search': summary.search and summary.search.to_json(),
+    },
+  )
 
 
 def cold_env(tmpdir: str) -> Dict[str, str]:
-  return {**os.environ, 'TMPDIR': tmpdir, 'TF_USE_LEGACY_KERAS': '1',
-          'TF_CPP_MIN_LOG_LEVEL': '3'}
+  return {
+    **os.environ,
+    'TMPDIR': tmpdir,
+    'TF_USE_LEGACY_KERAS': '1',
+    'TF_CPP_MIN_LOG_LEVEL': '3',
+  }
 
 
-def run_ours(workdir: str, env: Dict[str, str], sets: List[str] = (),
-             spec: str = SPEC, also: Sequence[int] = ()
-             ) -> Tuple[Timed, Dict[str, float], Dict]:
+def run_ours(
+  workdir: str,
+  env: Dict[str, str],
+  sets: List[str] = (),
+  spec: str = SPEC,
+  also: Sequence[int] = (),
+) -> Tuple[Timed, Dict[str, float], Dict]:
   """`python -m pipeline run` with its root, store and serving folder in
   `workdir` (`also`: processes whose memory counts with it, see Timed);
   SystemExit when it fails."""
   summary_path = os.path.join(workdir, 'summary.json')
-  overrides = [f'runner.pipeline_root={workdir}/root',
-               f'runner.metadata={workdir}/metadata.sqlite',
-               f'push.destination={workdir}/serving', *sets]
-  timed = Timed([sys.executable, '-m', 'pipeline', 'run', spec,
-                 '--summary-json', summary_path,
-                 *[a for s in overrides for a in ('--set', s)]], env, also)
+  overrides = [
+    f'runner.pipeline_root={workdir}/root',
+    f'runner.metadata={workdir}/metadata.sqlite',
+    f'push.destination={workdir}/serving',
+    *sets,
+  ]
+  timed = Timed(
+    [
+      sys.executable,
+      '-m',
+      'pipeline',
+      'run',
+      spec,
+      '--summary-json',
+      summary_path,
+      *[a for s in overrides for a in ('--set', s)],
+    ],
+    env,
+    also,
+  )
   if timed.code != 0:
-    raise SystemExit(f'our pipeline failed (exit {timed.code}): '
-                     f'{timed.stderr_tail}')
+    raise SystemExit(
+      f'our pipeline failed (exit {timed.code}): {timed.stderr_tail}'
+    )
   with open(summary_path) as f:
     summary = json.load(f)
-  components, outcome = record(f'{workdir}/metadata.sqlite',
-                               summary['pipeline'], summary['run_id'])
+  components, outcome = record(
+    f'{workdir}/metadata.sqlite', summary['pipeline'], summary['run_id']
+  )
   return timed, components, outcome

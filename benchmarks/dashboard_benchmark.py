@@ -47,8 +47,20 @@ def _get(url: str) -> bytes:
 
 def _dashboard(store_path: str):
   proc = subprocess.Popen(  # pylint: disable=consider-using-with
-      [sys.executable, '-m', 'pipeline', 'ui', '--store', store_path,
-       '--port', '0'], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    [
+      sys.executable,
+      '-m',
+      'pipeline',
+      'ui',
+      '--store',
+      store_path,
+      '--port',
+      '0',
+    ],
+    cwd=REPO,
+    stdout=subprocess.PIPE,
+    text=True,
+  )
   line = proc.stdout.readline()
   if 'http://' not in line:
     proc.kill()
@@ -60,6 +72,7 @@ def screenshots(report_html: str, address: str, run_id: str) -> list:
   """PNG of each report section and of each dashboard page, into
   docs/screenshots/; [] without Chromium."""
   from tests.support import browser  # pylint: disable=g-import-not-at-top
+
   if browser.binary() is None:
     return []
   os.makedirs(SCREENSHOTS, exist_ok=True)
@@ -74,8 +87,9 @@ def screenshots(report_html: str, address: str, run_id: str) -> list:
     for name, page in pages:
       b.open(f'http://{address}{page}')
       if name == 'runs':
-        newest = b.evaluate('document.querySelector("#runs tr[data-run]")'
-                            '.dataset.run')
+        newest = b.evaluate(
+          'document.querySelector("#runs tr[data-run]").dataset.run'
+        )
       path = os.path.join(SCREENSHOTS, f'dashboard-{name}.png')
       b.screenshot(path, whole=False)  # 200 runs: the first screenful
       written.append(path)
@@ -94,8 +108,9 @@ def _arguments() -> argparse.Namespace:
   parser.add_argument('--runs', type=int, default=200)
   parser.add_argument('--repeats', type=int, default=5)
   parser.add_argument('--workdir')
-  parser.add_argument('--output', default=os.path.join(
-      REPO, 'benchmarks', 'results', 'dashboard'))
+  parser.add_argument(
+    '--output', default=os.path.join(REPO, 'benchmarks', 'results', 'dashboard')
+  )
   return parser.parse_args()
 
 
@@ -105,8 +120,9 @@ def _store(args: argparse.Namespace, workdir: str):
   store_path = os.path.join(workdir, 'metadata.sqlite')
   fill_seconds = None
   if not os.path.exists(store_path):  # else an earlier fill, reused
-    store_path, _, fill_seconds = fill_store(args.spec, workdir, args.runs,
-                                             DEFAULT_SETS)
+    store_path, _, fill_seconds = fill_store(
+      args.spec, workdir, args.runs, DEFAULT_SETS
+    )
     fill_seconds = round(fill_seconds, 1)
   return store_path, fill_seconds
 
@@ -117,16 +133,30 @@ def _time_reports(store_path: str, workdir: str, first: str, repeats: int):
   new process s)."""
   from pipeline.metadata import lineage  # pylint: disable=g-import-not-at-top
   from pipeline.report import render  # pylint: disable=g-import-not-at-top
+
   report_html = os.path.join(workdir, 'report.html')
   first_html = os.path.join(workdir, 'first-run.html')
   render.write(lineage.open_store(store_path), first, first_html)
   in_process = machine.median_seconds(
-      lambda: render.write(lineage.open_store(store_path), None, report_html),
-      repeats)
+    lambda: render.write(lineage.open_store(store_path), None, report_html),
+    repeats,
+  )
   started = time.monotonic()
-  subprocess.run([sys.executable, '-m', 'pipeline', 'report', '--store',
-                  store_path, '--output', report_html], cwd=REPO, check=True,
-                 capture_output=True)
+  subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'pipeline',
+      'report',
+      '--store',
+      store_path,
+      '--output',
+      report_html,
+    ],
+    cwd=REPO,
+    check=True,
+    capture_output=True,
+  )
   return first_html, report_html, in_process, time.monotonic() - started
 
 
@@ -135,13 +165,20 @@ def _time_pages(store_path: str, first_html: str, first: str, repeats: int):
   taken."""
   proc, address = _dashboard(store_path)
   try:
-    pages = {'runs (/)': '/', 'latest run (/run/latest)': '/run/latest',
-             'pushed versions (/pushed)': '/pushed'}
+    pages = {
+      'runs (/)': '/',
+      'latest run (/run/latest)': '/run/latest',
+      'pushed versions (/pushed)': '/pushed',
+    }
     page_seconds = {}
     for name, path in pages.items():
       _get(f'http://{address}{path}')  # the first request warms the imports
-      page_seconds[name] = round(machine.median_seconds(
-          lambda p=path: _get(f'http://{address}{p}'), repeats), 4)
+      page_seconds[name] = round(
+        machine.median_seconds(
+          lambda p=path: _get(f'http://{address}{p}'), repeats
+        ),
+        4,
+      )
     shots = screenshots(first_html, address, first)
   finally:
     proc.terminate()
@@ -159,27 +196,35 @@ def _markdown(result: dict, repeats: int) -> list:
   report_cli = result['report_cli_wall_s']
   page_seconds = result['pages_median_s']
   lines = [
-      f'# Run report and dashboard on a store of {result["runs_in_store"]} '
-      'runs', '',
-      f'Written by `python benchmarks/dashboard_benchmark.py` on '
-      f'{result["written"]} ({result["machine"]["cpus"]} CPUs, '
-      f'{result["machine"]["cpu"]}, Python {result["python"]}).', '',
-      '| what | time | target | met |', '|---|---:|---:|:---:|',
-      f'| report of the newest run, in process (median of {repeats}) | '
-      f'{in_process:.2f} s | {REPORT_TARGET_S:.0f} s | '
-      f'{_met(in_process, REPORT_TARGET_S)} |',
-      f'| `python -m pipeline report` (a new process) | {report_cli:.2f} s | '
-      f'{REPORT_TARGET_S:.0f} s | {_met(report_cli, REPORT_TARGET_S)} |']
+    f'# Run report and dashboard on a store of {result["runs_in_store"]} runs',
+    '',
+    f'Written by `python benchmarks/dashboard_benchmark.py` on '
+    f'{result["written"]} ({result["machine"]["cpus"]} CPUs, '
+    f'{result["machine"]["cpu"]}, Python {result["python"]}).',
+    '',
+    '| what | time | target | met |',
+    '|---|---:|---:|:---:|',
+    f'| report of the newest run, in process (median of {repeats}) | '
+    f'{in_process:.2f} s | {REPORT_TARGET_S:.0f} s | '
+    f'{_met(in_process, REPORT_TARGET_S)} |',
+    f'| `python -m pipeline report` (a new process) | {report_cli:.2f} s | '
+    f'{REPORT_TARGET_S:.0f} s | {_met(report_cli, REPORT_TARGET_S)} |',
+  ]
   for name, seconds in page_seconds.items():
     target = RUNS_PAGE_TARGET_S if name.startswith('runs') else None
-    lines.append(f'| dashboard {name} | {seconds:.3f} s | '
-                 f'{f"{target:.0f} s" if target else ""} | '
-                 f'{_met(seconds, target) if target else ""} |')
+    lines.append(
+      f'| dashboard {name} | {seconds:.3f} s | '
+      f'{f"{target:.0f} s" if target else ""} | '
+      f'{_met(seconds, target) if target else ""} |'
+    )
   runs_page = page_seconds['runs (/)']
-  lines += ['', f'The report file: {result["report_bytes"] / 1e3:.0f} kB, '
-            'self-contained.', '',
-            f'Runs page under {RUNS_PAGE_TARGET_S:.0f} s: '
-            f'{"met" if runs_page < RUNS_PAGE_TARGET_S else "NOT met"}.']
+  lines += [
+    '',
+    f'The report file: {result["report_bytes"] / 1e3:.0f} kB, self-contained.',
+    '',
+    f'Runs page under {RUNS_PAGE_TARGET_S:.0f} s: '
+    f'{"met" if runs_page < RUNS_PAGE_TARGET_S else "NOT met"}.',
+  ]
   return lines
 
 
@@ -194,21 +239,24 @@ def main() -> None:
   runs = lineage.list_runs(lineage.open_store(store_path))
   first = runs[0].run_id
   first_html, report_html, in_process, report_cli = _time_reports(
-      store_path, workdir, first, args.repeats)
-  page_seconds, shots = _time_pages(store_path, first_html, first,
-                                    args.repeats)
+    store_path, workdir, first, args.repeats
+  )
+  page_seconds, shots = _time_pages(store_path, first_html, first, args.repeats)
   result = {
-      'written': datetime.datetime.now(datetime.timezone.utc).isoformat(
-          timespec='seconds'),
-      'machine': machine.describe(), 'python': platform.python_version(),
-      'runs_in_store': len(runs), 'fill_seconds': fill_seconds,
-      'report_in_process_median_s': round(in_process, 3),
-      'report_cli_wall_s': round(report_cli, 2),
-      'report_target_s': REPORT_TARGET_S,
-      'pages_median_s': page_seconds,
-      'runs_page_target_s': RUNS_PAGE_TARGET_S,
-      'report_bytes': os.path.getsize(report_html),
-      'screenshots': [os.path.relpath(p, REPO) for p in shots],
+    'written': datetime.datetime.now(datetime.timezone.utc).isoformat(
+      timespec='seconds'
+    ),
+    'machine': machine.describe(),
+    'python': platform.python_version(),
+    'runs_in_store': len(runs),
+    'fill_seconds': fill_seconds,
+    'report_in_process_median_s': round(in_process, 3),
+    'report_cli_wall_s': round(report_cli, 2),
+    'report_target_s': REPORT_TARGET_S,
+    'pages_median_s': page_seconds,
+    'runs_page_target_s': RUNS_PAGE_TARGET_S,
+    'report_bytes': os.path.getsize(report_html),
+    'screenshots': [os.path.relpath(p, REPO) for p in shots],
   }
   lines = _markdown(result, args.repeats)
   machine.write_results(args.output, result, '\n'.join(lines) + '\n')

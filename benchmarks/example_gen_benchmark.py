@@ -52,18 +52,23 @@ def importable(folder: str) -> None:
   os.environ['TF_USE_LEGACY_KERAS'] = '1'
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   os.environ['PYTHONPATH'] = os.pathsep.join(
-      p for p in (folder, REPO, os.environ.get('PYTHONPATH')) if p)
+    p for p in (folder, REPO, os.environ.get('PYTHONPATH')) if p
+  )
   sys.path[:0] = [folder, REPO]
 
 
 def previous_executor(folder: str):
   """The executor at PREVIOUS, as a module in `folder`."""
   source = subprocess.run(
-      ['git', '-C', REPO, 'show', f'{PREVIOUS}:components/csv_example_gen.py'],
-      capture_output=True, text=True, check=True).stdout
+    ['git', '-C', REPO, 'show', f'{PREVIOUS}:components/csv_example_gen.py'],
+    capture_output=True,
+    text=True,
+    check=True,
+  ).stdout
   with open(os.path.join(folder, 'previous_csv_example_gen.py'), 'w') as f:
     f.write(source)
   import previous_csv_example_gen  # pylint: disable=g-import-not-at-top
+
   return previous_csv_example_gen.Executor
 
 
@@ -74,10 +79,14 @@ def declared_format():
   import csv
 
   from components import csv_format
+
   with open(scaling_benchmark.DATA, newline='') as f:
     records = list(csv.reader(f))
-  return csv_format.CsvFormat(columns=csv_format.infer_kinds(
-      records[0], records[1:], csv_format.DEFAULT_NULL_VALUES))
+  return csv_format.CsvFormat(
+    columns=csv_format.infer_kinds(
+      records[0], records[1:], csv_format.DEFAULT_NULL_VALUES
+    )
+  )
 
 
 def cpu_seconds() -> float:
@@ -98,33 +107,50 @@ def run(executor_class, data: str, out: str, workers: int, fmt=None):
   from tfx.utils import proto_utils
 
   from components import csv_example_gen
+
   examples = standard_artifacts.Examples()
   examples.uri = out
   props = {
-      standard_component_specs.INPUT_BASE_KEY: data,
-      standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(
-          example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(
-              name='single_split', pattern='data.csv')])),
-      standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(
-          example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(
-              splits=[example_gen_pb2.SplitConfig.Split(
-                  name=name, hash_buckets=buckets)
-                      for name, buckets in SPLITS.items()]))),
+    standard_component_specs.INPUT_BASE_KEY: data,
+    standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(
+      example_gen_pb2.Input(
+        splits=[
+          example_gen_pb2.Input.Split(name='single_split', pattern='data.csv')
+        ]
+      )
+    ),
+    standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(
+      example_gen_pb2.Output(
+        split_config=example_gen_pb2.SplitConfig(
+          splits=[
+            example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=buckets)
+            for name, buckets in SPLITS.items()
+          ]
+        )
+      )
+    ),
   }
   if fmt is not None:
     props[standard_component_specs.CUSTOM_CONFIG_KEY] = (
-        proto_utils.proto_to_json(csv_example_gen.custom_config(fmt)))
-  executor = executor_class(executor_class.Context(beam_pipeline_args=[
-      '--direct_running_mode=multi_processing',
-      f'--direct_num_workers={workers}']))
+      proto_utils.proto_to_json(csv_example_gen.custom_config(fmt))
+    )
+  executor = executor_class(
+    executor_class.Context(
+      beam_pipeline_args=[
+        '--direct_running_mode=multi_processing',
+        f'--direct_num_workers={workers}',
+      ]
+    )
+  )
   started, cpu = time.monotonic(), cpu_seconds()
   executor.Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, props)
   wall, cpu = time.monotonic() - started, cpu_seconds() - cpu
   counts = {}
   for name in SPLITS:
     files = tf.io.gfile.glob(os.path.join(out, f'Split-{name}', '*'))
-    counts[name] = int(tf.data.TFRecordDataset(files, 'GZIP').reduce(
-        0, lambda n, _: n + 1))
+    counts[name] = int(
+      tf.data.TFRecordDataset(files, 'GZIP').reduce(0, lambda n, _: n + 1)
+    )
   shutil.rmtree(out)
   return wall, cpu, counts
 
@@ -132,12 +158,18 @@ def run(executor_class, data: str, out: str, workers: int, fmt=None):
 def _arguments() -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--rows', type=int, default=1_000_000)
-  parser.add_argument('--previous-rows', type=int, default=None,
-                      help='rows for the previous executor (default --rows)')
+  parser.add_argument(
+    '--previous-rows',
+    type=int,
+    default=None,
+    help='rows for the previous executor (default --rows)',
+  )
   parser.add_argument('--stock-rows', type=int, default=100_000)
   parser.add_argument('--workers', type=int, default=2)
-  parser.add_argument('--output', default=os.path.join(
-      REPO, 'benchmarks', 'results', 'example_gen'))
+  parser.add_argument(
+    '--output',
+    default=os.path.join(REPO, 'benchmarks', 'results', 'example_gen'),
+  )
   return parser.parse_args()
 
 
@@ -147,14 +179,20 @@ def _plan(args: argparse.Namespace, base: str) -> list:
   from tfx.components.example_gen.csv_example_gen import executor as stock
 
   from components import csv_example_gen
+
   previous = previous_executor(base)
   declared = declared_format()
-  return [('this executor', csv_example_gen.Executor, args.rows, declared),
-          ('this executor, kinds inferred', csv_example_gen.Executor,
-           args.rows, None),
-          ('previous executor', previous, args.previous_rows or args.rows,
-           declared),
-          ("TFX's CsvExampleGen", stock.Executor, args.stock_rows, None)]
+  return [
+    ('this executor', csv_example_gen.Executor, args.rows, declared),
+    (
+      'this executor, kinds inferred',
+      csv_example_gen.Executor,
+      args.rows,
+      None,
+    ),
+    ('previous executor', previous, args.previous_rows or args.rows, declared),
+    ("TFX's CsvExampleGen", stock.Executor, args.stock_rows, None),
+  ]
 
 
 def _run_all(plan: list, base: str, workers: int) -> list:
@@ -166,18 +204,27 @@ def _run_all(plan: list, base: str, workers: int) -> list:
   runs = []
   for name, executor, rows, fmt in plan:
     load = os.getloadavg()[0]
-    wall, cpu, counts = run(executor, folders[rows], os.path.join(base, 'out'),
-                            workers, fmt)
+    wall, cpu, counts = run(
+      executor, folders[rows], os.path.join(base, 'out'), workers, fmt
+    )
     mib = os.path.getsize(os.path.join(folders[rows], 'data.csv')) / 2**20
-    runs.append({'executor': name, 'rows': rows, 'csv_mib': round(mib, 1),
-                 'wall_seconds': round(wall, 2),
-                 'cpu_seconds': round(cpu, 1),
-                 'rows_per_second': round(rows / wall),
-                 'mib_per_second': round(mib / wall, 2),
-                 'load_average_at_start': round(load, 2),
-                 'rows_per_split': counts})
-    print(f'{name}: {rows} rows, {wall:.1f} s ({cpu:.0f} CPU s), load '
-          f'{load:.1f}', flush=True)
+    runs.append(
+      {
+        'executor': name,
+        'rows': rows,
+        'csv_mib': round(mib, 1),
+        'wall_seconds': round(wall, 2),
+        'cpu_seconds': round(cpu, 1),
+        'rows_per_second': round(rows / wall),
+        'mib_per_second': round(mib / wall, 2),
+        'load_average_at_start': round(load, 2),
+        'rows_per_split': counts,
+      }
+    )
+    print(
+      f'{name}: {rows} rows, {wall:.1f} s ({cpu:.0f} CPU s), load {load:.1f}',
+      flush=True,
+    )
   return runs
 
 
@@ -186,36 +233,44 @@ def _compare(runs: list) -> None:
   rows), and adds each run's throughput against the previous one's."""
   ours, previous_run = runs[0], runs[2]
   if ours['rows'] == previous_run['rows'] and (
-      ours['rows_per_split'] != previous_run['rows_per_split']):
-    raise SystemExit(f'the executors split the rows differently: '
-                     f'{ours["rows_per_split"]} against '
-                     f'{previous_run["rows_per_split"]}')
+    ours['rows_per_split'] != previous_run['rows_per_split']
+  ):
+    raise SystemExit(
+      f'the executors split the rows differently: '
+      f'{ours["rows_per_split"]} against '
+      f'{previous_run["rows_per_split"]}'
+    )
   for r in runs:
     r['throughput_vs_previous'] = round(
-        r['rows_per_second'] / previous_run['rows_per_second'], 1)
+      r['rows_per_second'] / previous_run['rows_per_second'], 1
+    )
 
 
 def _markdown(result: dict) -> list:
   """The results page's lines."""
   m = result['machine']
   lines = [
-      f'# CsvExampleGen throughput ({result["date"]})', '',
-      f'Machine: {m["cpus"]} CPUs, {m["cpu"]}, Python {m["python"]}, shared '
-      'with other jobs (load average at each start below). Code: '
-      f'{result["code"]}; previous executor: {PREVIOUS[:7]}. '
-      f'DirectRunner multi_processing, {result["workers"]} workers; the '
-      "executor's Do in process, Beam's worker start and stop included. "
-      'Data: `scaling_benchmark.make_data` (31 numeric columns).', '',
-      '| executor | rows | CSV (MiB) | wall (s) | CPU (s) | rows/s | MiB/s | '
-      '× previous (rows/s) | load |',
-      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
+    f'# CsvExampleGen throughput ({result["date"]})',
+    '',
+    f'Machine: {m["cpus"]} CPUs, {m["cpu"]}, Python {m["python"]}, shared '
+    'with other jobs (load average at each start below). Code: '
+    f'{result["code"]}; previous executor: {PREVIOUS[:7]}. '
+    f'DirectRunner multi_processing, {result["workers"]} workers; the '
+    "executor's Do in process, Beam's worker start and stop included. "
+    'Data: `scaling_benchmark.make_data` (31 numeric columns).',
+    '',
+    '| executor | rows | CSV (MiB) | wall (s) | CPU (s) | rows/s | MiB/s | '
+    '× previous (rows/s) | load |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ]
   for r in result['runs']:
     lines.append(
-        f'| {r["executor"]} | {r["rows"]:,} | {r["csv_mib"]} | '
-        f'{r["wall_seconds"]} | {r["cpu_seconds"]} | '
-        f'{r["rows_per_second"]:,} | '
-        f'{r["mib_per_second"]} | {r["throughput_vs_previous"]} | '
-        f'{r["load_average_at_start"]} |')
+      f'| {r["executor"]} | {r["rows"]:,} | {r["csv_mib"]} | '
+      f'{r["wall_seconds"]} | {r["cpu_seconds"]} | '
+      f'{r["rows_per_second"]:,} | '
+      f'{r["mib_per_second"]} | {r["throughput_vs_previous"]} | '
+      f'{r["load_average_at_start"]} |'
+    )
   return lines
 
 
@@ -228,9 +283,14 @@ def main():
   finally:
     shutil.rmtree(base, ignore_errors=True)
   _compare(runs)
-  result = {'date': datetime.datetime.now().isoformat(timespec='seconds'),
-            'machine': machine.describe(), 'code': machine.code_version(),
-            'previous': PREVIOUS, 'workers': args.workers, 'runs': runs}
+  result = {
+    'date': datetime.datetime.now().isoformat(timespec='seconds'),
+    'machine': machine.describe(),
+    'code': machine.code_version(),
+    'previous': PREVIOUS,
+    'workers': args.workers,
+    'runs': runs,
+  }
   lines = _markdown(result)
   machine.write_results(args.output, result, '\n'.join(lines) + '\n')
   print('\n'.join(lines))

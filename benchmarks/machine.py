@@ -24,18 +24,26 @@ def cpu_model() -> str:
 
 
 def describe() -> Dict[str, Union[int, str, None]]:
-  return {'cpus': os.cpu_count(), 'cpu': cpu_model(),
-          'python': platform.python_version()}
+  return {
+    'cpus': os.cpu_count(),
+    'cpu': cpu_model(),
+    'python': platform.python_version(),
+  }
 
 
 def code_version() -> Optional[str]:
   """The commit the runs used, `+changes` when tracked files differ from it
   (other work in progress shows in the numbers); None outside git.
   Read-only (no optional index refresh)."""
+
   def git(*args):
-    return subprocess.run(['git', '--no-optional-locks', '-C', REPO, *args],
-                          capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+      ['git', '--no-optional-locks', '-C', REPO, *args],
+      capture_output=True,
+      text=True,
+      check=True,
+    ).stdout.strip()
+
   try:
     commit = git('rev-parse', '--short', 'HEAD')
     changed = git('status', '--porcelain', '--untracked-files=no')

@@ -83,19 +83,27 @@ FITS = 3  # fits per baseline, timed; the same seed, so the same model
 
 # The names a run summary may give each metric (TFMA's, or the spec's).
 METRIC_NAMES = {
-    'accuracy': ('accuracy', 'binary_accuracy', 'sparse_categorical_accuracy',
-                 'categorical_accuracy'),
-    'auc': ('auc',),
-    'auc_pr': ('auc_pr', 'auc_precision_recall'),
-    'rmse': ('rmse', 'root_mean_squared_error'),
-    'mae': ('mae', 'mean_absolute_error'),
-    'r2': ('r2',),
+  'accuracy': (
+    'accuracy',
+    'binary_accuracy',
+    'sparse_categorical_accuracy',
+    'categorical_accuracy',
+  ),
+  'auc': ('auc',),
+  'auc_pr': ('auc_pr', 'auc_precision_recall'),
+  'rmse': ('rmse', 'root_mean_squared_error'),
+  'mae': ('mae', 'mean_absolute_error'),
+  'r2': ('r2',),
 }
-HIGHER_IS_BETTER = {'accuracy': True, 'auc': True, 'auc_pr': True,
-                    'rmse': False, 'mae': False, 'r2': True}
+HIGHER_IS_BETTER = {
+  'accuracy': True,
+  'auc': True,
+  'auc_pr': True,
+  'rmse': False,
+  'mae': False,
+  'r2': True,
+}
 DATE = re.compile(r'\d{4}-\d{2}-\d{2}([ T].*)?$')
-
-
 
 
 def _spec(name: str) -> Tuple[str, Dict[str, Any]]:
@@ -104,15 +112,17 @@ def _spec(name: str) -> Tuple[str, Dict[str, Any]]:
     return path, yaml.safe_load(f)
 
 
-def _failure_line(proc: subprocess.CompletedProcess,
-                  summary: Optional[Dict[str, Any]]) -> str:
+def _failure_line(
+  proc: subprocess.CompletedProcess, summary: Optional[Dict[str, Any]]
+) -> str:
   """Why a run failed, in one line: the summary's component and reason, else
   the last line the CLI wrote on stderr."""
   if summary and summary.get('status') not in (None, 'succeeded'):
     line = f'{summary.get("failed_component")} failed: {summary.get("reason")}'
   else:
-    lines = [ln.strip() for ln in (proc.stderr or '').splitlines()
-             if ln.strip()]
+    lines = [
+      ln.strip() for ln in (proc.stderr or '').splitlines() if ln.strip()
+    ]
     line = lines[-1] if lines else f'exit {proc.returncode}, no message'
   # Paths as the repository names them; the CLI's own "error: " prefix off.
   return re.sub(r'^error: ', '', line.replace(REPO + os.sep, ''))
@@ -130,8 +140,9 @@ def _chosen_builder(pipeline_root: str) -> Optional[str]:
   return values.get('builder')
 
 
-def run_pipeline(spec: str, builder: str, workdir: str,
-                 timeout: float) -> Dict[str, Any]:
+def run_pipeline(
+  spec: str, builder: str, workdir: str, timeout: float
+) -> Dict[str, Any]:
   """One cold run of `spec` with `builder` into `workdir`.
 
   Returns:
@@ -140,39 +151,67 @@ def run_pipeline(spec: str, builder: str, workdir: str,
   """
   os.makedirs(workdir, exist_ok=True)
   summary_path = os.path.join(workdir, 'summary.json')
-  args = [sys.executable, '-m', 'pipeline', 'run', spec,
-          '--summary-json', summary_path,
-          '--set', f'model.builder={BUILDERS[builder]}',
-          '--set', f'runner.pipeline_root={workdir}/root',
-          '--set', f'runner.metadata={workdir}/metadata.sqlite',
-          '--set', f'push.destination={workdir}/serving']
+  args = [
+    sys.executable,
+    '-m',
+    'pipeline',
+    'run',
+    spec,
+    '--summary-json',
+    summary_path,
+    '--set',
+    f'model.builder={BUILDERS[builder]}',
+    '--set',
+    f'runner.pipeline_root={workdir}/root',
+    '--set',
+    f'runner.metadata={workdir}/metadata.sqlite',
+    '--set',
+    f'push.destination={workdir}/serving',
+  ]
   env = dict(os.environ, TF_USE_LEGACY_KERAS='1')
   started = time.monotonic()
   try:
-    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True,
-                          check=False, env=env, timeout=timeout)
+    proc = subprocess.run(
+      args,
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      check=False,
+      env=env,
+      timeout=timeout,
+    )
   except subprocess.TimeoutExpired:
-    return {'status': 'failed', 'root': f'{workdir}/root',
-            'wall_seconds': round(time.monotonic() - started, 1),
-            'failure': f'timed out after {timeout:.0f} s'}
+    return {
+      'status': 'failed',
+      'root': f'{workdir}/root',
+      'wall_seconds': round(time.monotonic() - started, 1),
+      'failure': f'timed out after {timeout:.0f} s',
+    }
   wall = time.monotonic() - started
   summary = None
   if os.path.exists(summary_path):
     with open(summary_path) as f:
       summary = json.load(f)
-  result = {'status': 'succeeded', 'root': f'{workdir}/root',
-            'wall_seconds': round(wall, 1)}
-  if proc.returncode != 0 or not summary or (
-      summary.get('status') != 'succeeded'):
+  result = {
+    'status': 'succeeded',
+    'root': f'{workdir}/root',
+    'wall_seconds': round(wall, 1),
+  }
+  if (
+    proc.returncode != 0
+    or not summary
+    or (summary.get('status') != 'succeeded')
+  ):
     result.update(status='failed', failure=_failure_line(proc, summary))
     return result
   result.update(
-      in_process_seconds=summary.get('total_seconds'),
-      metrics=summary.get('metrics') or {},
-      blessed=summary.get('blessed'),
-      blessing_reason=summary.get('blessing_reason'),
-      search=(summary.get('search') or {}).get('line'),
-      chosen_builder=_chosen_builder(f'{workdir}/root'))
+    in_process_seconds=summary.get('total_seconds'),
+    metrics=summary.get('metrics') or {},
+    blessed=summary.get('blessed'),
+    blessing_reason=summary.get('blessing_reason'),
+    search=(summary.get('search') or {}).get('line'),
+    chosen_builder=_chosen_builder(f'{workdir}/root'),
+  )
   return result
 
 
@@ -208,7 +247,8 @@ def feature_columns(raw: Dict[str, Any], frame) -> List[str]:
   excluded ones (as the pipeline resolves them)."""
   features = raw.get('features') or {}
   named = list(features.get('numeric') or []) + list(
-      features.get('categorical') or [])
+    features.get('categorical') or []
+  )
   if named:
     return named
   dropped = {features['label']} | set(features.get('exclude') or [])
@@ -217,14 +257,18 @@ def feature_columns(raw: Dict[str, Any], frame) -> List[str]:
 
 def _is_date(column) -> bool:
   present = column.dropna()
-  return (column.dtype == object and len(present) > 0 and
-          all(isinstance(v, str) and DATE.match(v) for v in present))
+  return (
+    column.dtype == object
+    and len(present) > 0
+    and all(isinstance(v, str) and DATE.match(v) for v in present)
+  )
 
 
 def expand_dates(frame, columns: List[str]):
   """`frame[columns]` with each date column replaced by its year, month and
   day of the year (numbers), and the list of text columns left."""
   import pandas as pd  # pylint: disable=g-import-not-at-top
+
   out = frame[columns].copy()
   text = []
   for name in columns:
@@ -254,27 +298,49 @@ def _model(baseline: str, task: str, numeric: List[str], text: List[str]):
     OrdinalEncoder,
     StandardScaler,
   )
+
   # pylint: enable=g-import-not-at-top
   if baseline == 'hgb':
     columns = ColumnTransformer(
-        [('numeric', 'passthrough', numeric),
-         ('text', OrdinalEncoder(handle_unknown='use_encoded_value',
-                                 unknown_value=np.nan,
-                                 encoded_missing_value=np.nan), text)],
-        verbose_feature_names_out=False)
+      [
+        ('numeric', 'passthrough', numeric),
+        (
+          'text',
+          OrdinalEncoder(
+            handle_unknown='use_encoded_value',
+            unknown_value=np.nan,
+            encoded_missing_value=np.nan,
+          ),
+          text,
+        ),
+      ],
+      verbose_feature_names_out=False,
+    )
     categorical = [False] * len(numeric) + [True] * len(text)
-    model = (HistGradientBoostingRegressor if task == 'regression' else
-             HistGradientBoostingClassifier)(
-                 categorical_features=categorical or None, random_state=SEED)
+    model = (
+      HistGradientBoostingRegressor
+      if task == 'regression'
+      else HistGradientBoostingClassifier
+    )(categorical_features=categorical or None, random_state=SEED)
     return make_pipeline(columns, model)
   columns = ColumnTransformer(
-      [('numeric', make_pipeline(SimpleImputer(strategy='median'),
-                                 StandardScaler()), numeric),
-       ('text', make_pipeline(
-           SimpleImputer(strategy='most_frequent', missing_values=None),
-           OneHotEncoder(handle_unknown='ignore')), text)])
-  model = Ridge() if task == 'regression' else LogisticRegression(
-      max_iter=5000)
+    [
+      (
+        'numeric',
+        make_pipeline(SimpleImputer(strategy='median'), StandardScaler()),
+        numeric,
+      ),
+      (
+        'text',
+        make_pipeline(
+          SimpleImputer(strategy='most_frequent', missing_values=None),
+          OneHotEncoder(handle_unknown='ignore'),
+        ),
+        text,
+      ),
+    ]
+  )
+  model = Ridge() if task == 'regression' else LogisticRegression(max_iter=5000)
   return make_pipeline(columns, model)
 
 
@@ -282,6 +348,7 @@ def score(metric: str, y_true, predicted, probability) -> float:
   """One metric from labels, predictions and (binary) P(class 1)."""
   # pylint: disable=g-import-not-at-top
   from sklearn import metrics as skm
+
   # pylint: enable=g-import-not-at-top
   if metric == 'accuracy':
     return float(skm.accuracy_score(y_true, predicted))
@@ -308,9 +375,14 @@ def bootstrap_se(metric: str, y_true, predicted, probability) -> float:
     rows = rng.integers(0, len(y_true), len(y_true))
     if metric in ('auc', 'auc_pr') and len(set(y_true[rows])) < 2:
       continue
-    values.append(score(metric, y_true[rows], predicted[rows],
-                        None if probability is None else
-                        np.asarray(probability)[rows]))
+    values.append(
+      score(
+        metric,
+        y_true[rows],
+        predicted[rows],
+        None if probability is None else np.asarray(probability)[rows],
+      )
+    )
   return float(np.std(values, ddof=1))
 
 
@@ -345,21 +417,30 @@ def run_baselines(raw: Dict[str, Any], split) -> Dict[str, Any]:
       seconds.append(time.perf_counter() - started)
     fit = statistics.median(seconds)
     predicted = model.predict(x_eval)
-    probability = (model.predict_proba(x_eval)[:, 1] if task == 'binary'
-                   else None)
+    probability = (
+      model.predict_proba(x_eval)[:, 1] if task == 'binary' else None
+    )
     results[baseline] = {
-        'fit_seconds': round(fit, 3),
-        'metrics': {m: round(score(m, y_eval, predicted, probability), 4)
-                    for m in metrics},
-        'main_se': round(bootstrap_se(metrics[0], y_eval, predicted,
-                                      probability), 4)}
-  return {'task': task, 'metrics': metrics, 'features': len(columns),
-          'rows': {'train': len(train), 'eval': len(evaluation)},
-          'baselines': results}
+      'fit_seconds': round(fit, 3),
+      'metrics': {
+        m: round(score(m, y_eval, predicted, probability), 4) for m in metrics
+      },
+      'main_se': round(
+        bootstrap_se(metrics[0], y_eval, predicted, probability), 4
+      ),
+    }
+  return {
+    'task': task,
+    'metrics': metrics,
+    'features': len(columns),
+    'rows': {'train': len(train), 'eval': len(evaluation)},
+    'baselines': results,
+  }
 
 
-def verdict(main: str, runs: Dict[str, Any],
-            baselines: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+def verdict(
+  main: str, runs: Dict[str, Any], baselines: Dict[str, Any]
+) -> Optional[Dict[str, Any]]:
   """The best pipeline run against the best baseline on the main metric."""
   sign = 1 if HIGHER_IS_BETTER[main] else -1
   ran = {b: pipeline_metric(r, main) for b, r in runs.items()}
@@ -370,29 +451,35 @@ def verdict(main: str, runs: Dict[str, Any],
   base = max(baselines, key=lambda b: sign * baselines[b]['metrics'][main])
   # Rounded as shown: a difference below the fourth decimal is a tie.
   margin = round(sign * (ran[pipe] - baselines[base]['metrics'][main]), 4)
-  word = 'ahead' if margin > 0 else (
-      'at' if -margin <= baselines[base]['main_se'] else 'behind')
-  return {'pipeline': pipe, 'baseline': base, 'margin': margin,
-          'word': word}
+  word = (
+    'ahead'
+    if margin > 0
+    else ('at' if -margin <= baselines[base]['main_se'] else 'behind')
+  )
+  return {'pipeline': pipe, 'baseline': base, 'margin': margin, 'word': word}
 
 
-def benchmark(name: str, builders: List[str], workdir: str,
-              timeout: float) -> Dict[str, Any]:
+def benchmark(
+  name: str, builders: List[str], workdir: str, timeout: float
+) -> Dict[str, Any]:
   """Every pipeline run and baseline for one data set."""
   spec, raw = _spec(name)
   runs = {}
   for builder in builders:
     print(f'{name}: pipeline, builder {builder} ...', flush=True)
-    runs[builder] = run_pipeline(spec, builder,
-                                 os.path.join(workdir, name, builder),
-                                 timeout)
+    runs[builder] = run_pipeline(
+      spec, builder, os.path.join(workdir, name, builder), timeout
+    )
     run = runs[builder]
-    print(f'  {run["status"]} in {run["wall_seconds"]} s'
-          f'{": " + run["failure"] if "failure" in run else ""}',
-          flush=True)
+    print(
+      f'  {run["status"]} in {run["wall_seconds"]} s'
+      f'{": " + run["failure"] if "failure" in run else ""}',
+      flush=True,
+    )
   result = {'spec': os.path.relpath(spec, REPO), 'runs': runs}
   # pylint: disable=g-import-not-at-top
   from pipeline.experiments import splits
+
   # pylint: enable=g-import-not-at-top
   roots = [runs[b]['root'] for b in ('dnn', 'gbt', 'tuner') if b in runs]
   for root in roots:
@@ -406,28 +493,37 @@ def benchmark(name: str, builders: List[str], workdir: str,
     break
   else:
     result['split_failure'] = (
-        'no run reached the ExampleGen' if roots else 'no pipeline run')
+      'no run reached the ExampleGen' if roots else 'no pipeline run'
+    )
   if 'metrics' in result:
-    result['verdict'] = verdict(result['metrics'][0], runs,
-                                result['baselines'])
+    result['verdict'] = verdict(result['metrics'][0], runs, result['baselines'])
   return result
 
 
 # The Markdown table.
 
-NAMES = {'accuracy': 'accuracy', 'auc': 'AUC', 'auc_pr': 'AUC-PR',
-         'rmse': 'RMSE', 'mae': 'MAE', 'r2': 'R2'}
+NAMES = {
+  'accuracy': 'accuracy',
+  'auc': 'AUC',
+  'auc_pr': 'AUC-PR',
+  'rmse': 'RMSE',
+  'mae': 'MAE',
+  'r2': 'R2',
+}
 
 
 def _cell_text(text: str, limit: int = 110) -> str:
   text = text.replace('|', '/')
-  return text if len(text) <= limit else text[:limit - 1] + '…'
+  return text if len(text) <= limit else text[: limit - 1] + '…'
 
 
 def _figures(metrics: List[str], get) -> str:
   values = [(m, get(m)) for m in metrics]
-  shown = [f'{NAMES[m]} {v:.4f}' if i == 0 else f'{NAMES[m]} {v:.3f}'
-           for i, (m, v) in enumerate(values) if v is not None]
+  shown = [
+    f'{NAMES[m]} {v:.4f}' if i == 0 else f'{NAMES[m]} {v:.3f}'
+    for i, (m, v) in enumerate(values)
+    if v is not None
+  ]
   return ', '.join(shown) or 'no metric'
 
 
@@ -436,22 +532,22 @@ def _pipeline_cell(run: Optional[Dict[str, Any]], metrics: List[str]) -> str:
   if run is None:
     return 'not run'
   if run['status'] != 'succeeded':
-    return (f'failed ({run["wall_seconds"]:.1f} s): '
-            f'{_cell_text(run["failure"])}')
+    return f'failed ({run["wall_seconds"]:.1f} s): {_cell_text(run["failure"])}'
   shown = metrics or ['auc', 'accuracy', 'rmse']
-  chosen = (f', chose {run["chosen_builder"]}'
-            if run.get('chosen_builder') else '')
+  chosen = (
+    f', chose {run["chosen_builder"]}' if run.get('chosen_builder') else ''
+  )
   figures = _figures(shown, lambda m, r=run: pipeline_metric(r, m))
   return f'{figures} ({run["wall_seconds"]:.1f} s{chosen})'
 
 
-def _baseline_cell(row: Dict[str, Any], baseline: str,
-                   metrics: List[str]) -> str:
+def _baseline_cell(
+  row: Dict[str, Any], baseline: str, metrics: List[str]
+) -> str:
   fit = (row.get('baselines') or {}).get(baseline)
   if fit is None:
     return f'no split: {_cell_text(row.get("split_failure", "-"))}'
-  return (f'{_figures(metrics, fit["metrics"].get)} '
-          f'({fit["fit_seconds"]:.2f} s)')
+  return f'{_figures(metrics, fit["metrics"].get)} ({fit["fit_seconds"]:.2f} s)'
 
 
 def _verdict_cell(row: Dict[str, Any], metrics: List[str]) -> str:
@@ -460,9 +556,11 @@ def _verdict_cell(row: Dict[str, Any], metrics: List[str]) -> str:
     return '-'
   main = NAMES[metrics[0]]
   se = row['baselines'][judged['baseline']]['main_se']
-  return (f'**{judged["word"]}**: {judged["pipeline"]} vs '
-          f'{judged["baseline"]}, {main} {judged["margin"]:+.4f} '
-          f'(better is +; baseline s.e. {se:.4f})')
+  return (
+    f'**{judged["word"]}**: {judged["pipeline"]} vs '
+    f'{judged["baseline"]}, {main} {judged["margin"]:+.4f} '
+    f'(better is +; baseline s.e. {se:.4f})'
+  )
 
 
 def _row_line(name: str, row: Dict[str, Any]) -> str:
@@ -470,48 +568,55 @@ def _row_line(name: str, row: Dict[str, Any]) -> str:
   metrics = row.get('metrics') or []
   cells = [name]
   if metrics:
-    cells.append(f'{row["task"]} ({row["rows"]["train"]}/'
-                 f'{row["rows"]["eval"]})')
+    cells.append(
+      f'{row["task"]} ({row["rows"]["train"]}/{row["rows"]["eval"]})'
+    )
   else:
     cells.append('-')
-  cells += [_pipeline_cell(row['runs'].get(builder), metrics)
-            for builder in BUILDERS]
+  cells += [
+    _pipeline_cell(row['runs'].get(builder), metrics) for builder in BUILDERS
+  ]
   cells += [_baseline_cell(row, baseline, metrics) for baseline in BASELINES]
   cells.append(_verdict_cell(row, metrics))
   return '| ' + ' | '.join(cells) + ' |'
 
 
-_NOTES = ('HGB: HistGradientBoosting, default settings, gaps kept as '
-          'NaN, text ordinal-encoded as categorical. linear: '
-          'LogisticRegression or Ridge over median-imputed, standardised '
-          'numbers and most-frequent-imputed, one-hot text. A date column '
-          'is year, month and day of the year for both. AUC-PR: the '
-          'pipeline\'s is TFMA\'s, the baselines\' scikit-learn\'s average '
-          'precision. Verdict: the best pipeline run against the best '
-          'baseline on the main metric; `at`: worse by less than the '
-          'baseline\'s bootstrap standard error on the eval rows. The '
-          'pipeline\'s Tuner and early stopping watch the eval split, so '
-          'its figures have seen those rows; the baselines, at default '
-          'settings, have not.')
+_NOTES = (
+  'HGB: HistGradientBoosting, default settings, gaps kept as '
+  'NaN, text ordinal-encoded as categorical. linear: '
+  'LogisticRegression or Ridge over median-imputed, standardised '
+  'numbers and most-frequent-imputed, one-hot text. A date column '
+  'is year, month and day of the year for both. AUC-PR: the '
+  "pipeline's is TFMA's, the baselines' scikit-learn's average "
+  'precision. Verdict: the best pipeline run against the best '
+  'baseline on the main metric; `at`: worse by less than the '
+  "baseline's bootstrap standard error on the eval rows. The "
+  "pipeline's Tuner and early stopping watch the eval split, so "
+  'its figures have seen those rows; the baselines, at default '
+  'settings, have not.'
+)
 
 
 def markdown(result: Dict[str, Any]) -> str:
   builders, rows = result['builders'], result['datasets']
   lines = [
-      f'# Model quality: the pipeline against scikit-learn baselines '
-      f'({result["date"]})', '',
-      f'Machine: {result["machine"]["cpus"]} CPUs, {result["machine"]["cpu"]}'
-      f', Python {result["machine"]["python"]}; code at '
-      f'{result["code"] or "unknown"}. Each pipeline run is a cold '
-      f'`python -m pipeline run` of the spec with `model.builder` set, in a '
-      f'fresh process (wall seconds); the baselines train on that run\'s own '
-      f'train/eval split (fit seconds, median of {FITS}). Metrics on the '
-      f'eval split; the first is the main one. Builders run: '
-      f'{", ".join(builders)}. How it is measured: '
-      f'`benchmarks/quality_benchmark.py`\'s docstring.', '',
-      '| data set | task (rows train/eval) | pipeline dnn | pipeline gbt | '
-      'pipeline, tuner\'s choice | HGB | linear | pipeline vs best baseline |',
-      '| --- | --- | --- | --- | --- | --- | --- | --- |']
+    f'# Model quality: the pipeline against scikit-learn baselines '
+    f'({result["date"]})',
+    '',
+    f'Machine: {result["machine"]["cpus"]} CPUs, {result["machine"]["cpu"]}'
+    f', Python {result["machine"]["python"]}; code at '
+    f'{result["code"] or "unknown"}. Each pipeline run is a cold '
+    f'`python -m pipeline run` of the spec with `model.builder` set, in a '
+    f"fresh process (wall seconds); the baselines train on that run's own "
+    f'train/eval split (fit seconds, median of {FITS}). Metrics on the '
+    f'eval split; the first is the main one. Builders run: '
+    f'{", ".join(builders)}. How it is measured: '
+    f"`benchmarks/quality_benchmark.py`'s docstring.",
+    '',
+    '| data set | task (rows train/eval) | pipeline dnn | pipeline gbt | '
+    "pipeline, tuner's choice | HGB | linear | pipeline vs best baseline |",
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+  ]
   lines += [_row_line(name, row) for name, row in rows.items()]
   lines += ['', _NOTES]
   return '\n'.join(lines) + '\n'
@@ -519,21 +624,34 @@ def markdown(result: Dict[str, Any]) -> str:
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--datasets', default=','.join(DATASETS),
-                      help='comma-separated, from: ' + ', '.join(DATASETS))
-  parser.add_argument('--builders', default=','.join(BUILDERS),
-                      help='comma-separated, from: ' + ', '.join(BUILDERS))
-  parser.add_argument('--workdir', help='where runs go (default: a temp '
-                      'dir, removed afterwards)')
-  parser.add_argument('--timeout', type=float, default=1800,
-                      help='seconds one pipeline run may take')
-  parser.add_argument('--output', default=os.path.join(
-      REPO, 'benchmarks', 'results', 'quality'))
+  parser.add_argument(
+    '--datasets',
+    default=','.join(DATASETS),
+    help='comma-separated, from: ' + ', '.join(DATASETS),
+  )
+  parser.add_argument(
+    '--builders',
+    default=','.join(BUILDERS),
+    help='comma-separated, from: ' + ', '.join(BUILDERS),
+  )
+  parser.add_argument(
+    '--workdir', help='where runs go (default: a temp dir, removed afterwards)'
+  )
+  parser.add_argument(
+    '--timeout',
+    type=float,
+    default=1800,
+    help='seconds one pipeline run may take',
+  )
+  parser.add_argument(
+    '--output', default=os.path.join(REPO, 'benchmarks', 'results', 'quality')
+  )
   args = parser.parse_args()
   datasets = [d for d in args.datasets.split(',') if d]
   builders = [b for b in args.builders.split(',') if b]
   unknown = sorted(set(datasets) - set(DATASETS)) + sorted(
-      set(builders) - set(BUILDERS))
+    set(builders) - set(BUILDERS)
+  )
   if unknown:
     parser.error(f'unknown: {", ".join(unknown)}')
 
@@ -541,10 +659,14 @@ def main():
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   workdir = args.workdir or tempfile.mkdtemp(prefix='quality-bench-')
   started = datetime.datetime.now().isoformat(timespec='seconds')
-  code = machine.code_version()  # before the runs: the tree may change under them
+  code = (
+    machine.code_version()
+  )  # before the runs: the tree may change under them
   try:
-    rows = {name: benchmark(name, builders, workdir, args.timeout)
-            for name in datasets}
+    rows = {
+      name: benchmark(name, builders, workdir, args.timeout)
+      for name in datasets
+    }
   finally:
     if not args.workdir:
       shutil.rmtree(workdir, ignore_errors=True)
@@ -552,9 +674,13 @@ def main():
     for run in row['runs'].values():
       run.pop('root', None)
 
-  result = {'date': started, 'machine': machine.describe(),
-            'code': code,
-            'builders': builders, 'datasets': rows}
+  result = {
+    'date': started,
+    'machine': machine.describe(),
+    'code': code,
+    'builders': builders,
+    'datasets': rows,
+  }
   text = markdown(result)
   machine.write_results(args.output, result, text)
   print(text)

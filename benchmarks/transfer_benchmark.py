@@ -49,35 +49,38 @@ import machine
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPECS = os.path.join(REPO, 'pipeline', 'specs')
 RESULTS = os.path.join(REPO, 'benchmarks', 'results')
-ALL_STRATEGIES = ('model.search_space.finetune.strategy=[full, '
-                  'feature_extraction, gradual_unfreezing, discriminative_lr]')
+ALL_STRATEGIES = (
+  'model.search_space.finetune.strategy=[full, '
+  'feature_extraction, gradual_unfreezing, discriminative_lr]'
+)
 IMAGE_TEST_ROWS = 1000
 
 # Each comparison: its spec, `--set` overrides and the other arguments.
 COMPARISONS: Dict[str, Dict[str, Any]] = {
-    'text': {
-        'spec': os.path.join(SPECS, 'rotten_tomatoes.yaml'),
-        'sets': [
-            'data.csv=' + os.path.join(REPO, 'data', 'rotten_tomatoes',
-                                       'rotten_tomatoes.csv'),
-            'preprocessing.text.max_tokens=48',
-            'model.encoders.review.max_tokens=48', ALL_STRATEGIES],
-        'args': ['--sizes', '50,200', '--epochs', '8', '--test-rows', '800'],
-    },
-    'image': {
-        'spec': os.path.join(SPECS, 'fashion_mnist.yaml'),
-        'sets': ['preprocessing.image_size=64',
-                 'model.search_space.finetune.strategy=[full, '
-                 'feature_extraction]'],
-        'args': ['--sizes', '100,500', '--epochs', '20'],
-        'note': f'The test set is {IMAGE_TEST_ROWS} of Fashion-MNIST\'s '
-                'held-out test images (`pipeline.datasets.'
-                'fashion_mnist_test`, class-balanced), written as PNGs with '
-                'a CSV to a temporary folder for `--test-csv`.',
-    },
+  'text': {
+    'spec': os.path.join(SPECS, 'rotten_tomatoes.yaml'),
+    'sets': [
+      'data.csv='
+      + os.path.join(REPO, 'data', 'rotten_tomatoes', 'rotten_tomatoes.csv'),
+      'preprocessing.text.max_tokens=48',
+      'model.encoders.review.max_tokens=48',
+      ALL_STRATEGIES,
+    ],
+    'args': ['--sizes', '50,200', '--epochs', '8', '--test-rows', '800'],
+  },
+  'image': {
+    'spec': os.path.join(SPECS, 'fashion_mnist.yaml'),
+    'sets': [
+      'preprocessing.image_size=64',
+      'model.search_space.finetune.strategy=[full, feature_extraction]',
+    ],
+    'args': ['--sizes', '100,500', '--epochs', '20'],
+    'note': f"The test set is {IMAGE_TEST_ROWS} of Fashion-MNIST's "
+    'held-out test images (`pipeline.datasets.'
+    'fashion_mnist_test`, class-balanced), written as PNGs with '
+    'a CSV to a temporary folder for `--test-csv`.',
+  },
 }
-
-
 
 
 def write_image_test_set(folder: str, rows: int = IMAGE_TEST_ROWS) -> str:
@@ -86,6 +89,7 @@ def write_image_test_set(folder: str, rows: int = IMAGE_TEST_ROWS) -> str:
   sys.path.insert(0, REPO)
   # pylint: disable=g-import-not-at-top
   from pipeline import datasets
+
   # pylint: enable=g-import-not-at-top
   images, names = datasets.fashion_mnist_test(rows)
   os.makedirs(os.path.join(folder, 'images'), exist_ok=True)
@@ -126,12 +130,16 @@ class LoadSampler:
     self._thread.join()
 
   def summary(self) -> Dict[str, float]:
-    return {'mean': round(sum(self.samples) / len(self.samples), 2),
-            'max': max(self.samples), 'samples': len(self.samples)}
+    return {
+      'mean': round(sum(self.samples) / len(self.samples), 2),
+      'max': max(self.samples),
+      'samples': len(self.samples),
+    }
 
 
-def run_comparison(name: str, repeats: int, output: str,
-                   workdir: str) -> Dict[str, Any]:
+def run_comparison(
+  name: str, repeats: int, output: str, workdir: str
+) -> Dict[str, Any]:
   """One `python -m pipeline compare`, its output streamed; the wall time,
   exit code and the machine's load meanwhile."""
   setup = COMPARISONS[name]
@@ -140,68 +148,96 @@ def run_comparison(name: str, repeats: int, output: str,
     args += ['--set', value]
   args += [*setup['args'], '--repeats', str(repeats), '--output', output]
   if name == 'image':
-    args += ['--test-csv', write_image_test_set(os.path.join(workdir,
-                                                             'image_test'))]
+    args += [
+      '--test-csv',
+      write_image_test_set(os.path.join(workdir, 'image_test')),
+    ]
   print(f'{name}: {" ".join(args[1:])}', flush=True)
   started = time.monotonic()
   with LoadSampler() as load:
     proc = subprocess.run(args, cwd=REPO, check=False)
-  return {'command': args[1:], 'exit_code': proc.returncode,
-          'wall_seconds': round(time.monotonic() - started, 1),
-          'load_average': load.summary()}
+  return {
+    'command': args[1:],
+    'exit_code': proc.returncode,
+    'wall_seconds': round(time.monotonic() - started, 1),
+    'load_average': load.summary(),
+  }
 
 
-def annotate(output: str, run: Dict[str, Any], about: Dict[str, Any],
-             note: Optional[str] = None) -> None:
+def annotate(
+  output: str,
+  run: Dict[str, Any],
+  about: Dict[str, Any],
+  note: Optional[str] = None,
+) -> None:
   """Adds the benchmark's facts (machine, code, wall time) to the report
   compare wrote: a `benchmark` entry in its JSON, a closing line in its
   Markdown."""
   with open(output + '.json') as f:
     report = json.load(f)
-  report['benchmark'] = {**about, 'wall_seconds': run['wall_seconds'],
-                         'load_average': run['load_average'], 'note': note}
+  report['benchmark'] = {
+    **about,
+    'wall_seconds': run['wall_seconds'],
+    'load_average': run['load_average'],
+    'note': note,
+  }
   with open(output + '.json', 'w') as f:
     json.dump(report, f, indent=2, sort_keys=True)
   cpu = about['machine']
   with open(output + '.md', 'a') as f:
-    f.write(f'\nMeasured by `benchmarks/transfer_benchmark.py` on '
-            f'{about["date"]}: {cpu["cpus"]} CPUs, {cpu["cpu"]}, Python '
-            f'{cpu["python"]}; code at {about["code"] or "unknown"}; '
-            f'{run["wall_seconds"] / 60:.1f} min for this comparison, '
-            'process start to end, the 1-minute load average '
-            f'{run["load_average"]["mean"]:.1f} on average meanwhile (the '
-            'comparison alone keeps about 2 CPUs busy; more is other work '
-            'slowing its seconds down).' +
-            (f' {note}' if note else '') + '\n')
+    f.write(
+      f'\nMeasured by `benchmarks/transfer_benchmark.py` on '
+      f'{about["date"]}: {cpu["cpus"]} CPUs, {cpu["cpu"]}, Python '
+      f'{cpu["python"]}; code at {about["code"] or "unknown"}; '
+      f'{run["wall_seconds"] / 60:.1f} min for this comparison, '
+      'process start to end, the 1-minute load average '
+      f'{run["load_average"]["mean"]:.1f} on average meanwhile (the '
+      'comparison alone keeps about 2 CPUs busy; more is other work '
+      'slowing its seconds down).' + (f' {note}' if note else '') + '\n'
+    )
 
 
 def main() -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--only', choices=sorted(COMPARISONS),
-                      help='run one comparison (default: both)')
+  parser.add_argument(
+    '--only',
+    choices=sorted(COMPARISONS),
+    help='run one comparison (default: both)',
+  )
   parser.add_argument('--repeats', type=int, default=3)
-  parser.add_argument('--output-dir', default=RESULTS,
-                      help='where transfer_<name>.* go (default: '
-                           'benchmarks/results)')
+  parser.add_argument(
+    '--output-dir',
+    default=RESULTS,
+    help='where transfer_<name>.* go (default: benchmarks/results)',
+  )
   args = parser.parse_args()
   os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   names: List[str] = [args.only] if args.only else list(COMPARISONS)
-  about = {'date': datetime.datetime.now().isoformat(timespec='seconds'),
-           'machine': machine.describe(), 'code': machine.code_version()}
+  about = {
+    'date': datetime.datetime.now().isoformat(timespec='seconds'),
+    'machine': machine.describe(),
+    'code': machine.code_version(),
+  }
   failed = 0
   with tempfile.TemporaryDirectory(prefix='transfer-bench-') as workdir:
     for name in names:
       output = os.path.join(args.output_dir, f'transfer_{name}')
       run = run_comparison(name, args.repeats, output, workdir)
       if run['exit_code'] != 0:
-        print(f'{name}: failed (exit code {run["exit_code"]}) after '
-              f'{run["wall_seconds"]} s', flush=True)
+        print(
+          f'{name}: failed (exit code {run["exit_code"]}) after '
+          f'{run["wall_seconds"]} s',
+          flush=True,
+        )
         failed += 1
         continue
       annotate(output, run, about, COMPARISONS[name].get('note'))
-      print(f'{name}: {run["wall_seconds"] / 60:.1f} min; wrote '
-            f'{output}.json, .md and .png', flush=True)
+      print(
+        f'{name}: {run["wall_seconds"] / 60:.1f} min; wrote '
+        f'{output}.json, .md and .png',
+        flush=True,
+      )
   return 1 if failed else 0
 
 

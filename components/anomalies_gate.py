@@ -22,8 +22,9 @@ class AnomaliesFound(RuntimeError):
   """The data does not match the schema. The message is one line."""
 
 
-def describe_anomalies(by_split: Dict[str, anomalies_pb2.Anomalies]
-                       ) -> List[str]:
+def describe_anomalies(
+  by_split: Dict[str, anomalies_pb2.Anomalies],
+) -> List[str]:
   """One short description per anomalous feature, e.g.
   "train: mean_radius: Out-of-range values (...)"; empty when clean."""
   found = []
@@ -33,32 +34,37 @@ def describe_anomalies(by_split: Dict[str, anomalies_pb2.Anomalies]
       found.append(f'{split}: {feature}: {detail}')
     if anomalies.HasField('dataset_anomaly_info'):
       info = anomalies.dataset_anomaly_info
-      found.append(f'{split}: <dataset>: '
-                   f'{info.short_description or info.description}')
+      found.append(
+        f'{split}: <dataset>: {info.short_description or info.description}'
+      )
   return found
 
 
-def read_anomalies(artifact: standard_artifacts.ExampleAnomalies
-                   ) -> Dict[str, anomalies_pb2.Anomalies]:
+def read_anomalies(
+  artifact: standard_artifacts.ExampleAnomalies,
+) -> Dict[str, anomalies_pb2.Anomalies]:
   """The Anomalies proto of each split in an ExampleAnomalies artifact."""
   result = {}
   for split in artifact_utils.decode_split_names(artifact.split_names):
-    path = os.path.join(artifact_utils.get_split_uri([artifact], split),
-                        _FILE_NAME)
+    path = os.path.join(
+      artifact_utils.get_split_uri([artifact], split), _FILE_NAME
+    )
     result[split] = anomalies_pb2.Anomalies.FromString(
-        io_utils.read_bytes_file(path))
+      io_utils.read_bytes_file(path)
+    )
   return result
 
 
 @component
 def AnomaliesGate(  # pylint: disable=invalid-name
-    anomalies: InputArtifact[
-        standard_artifacts.ExampleAnomalies]) -> None:
+  anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
+) -> None:
   """Fails the run, naming each anomaly, when the data breaks the schema."""
   found = describe_anomalies(read_anomalies(anomalies))
   if found:
     raise AnomaliesFound(
-        f'ExampleValidator found {len(found)} anomal'
-        f'{"y" if len(found) == 1 else "ies"}: {"; ".join(found)}. Fix the '
-        'data, or update the schema if the change is intended; Transform and '
-        'training did not run')
+      f'ExampleValidator found {len(found)} anomal'
+      f'{"y" if len(found) == 1 else "ies"}: {"; ".join(found)}. Fix the '
+      'data, or update the schema if the change is intended; Transform and '
+      'training did not run'
+    )

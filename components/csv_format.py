@@ -56,6 +56,7 @@ class CsvFormat(BaseModel):
   `split_by` and `eval_from` (both or neither) split the rows by time
   rather than by hash: a row whose `split_by` value is >= `eval_from`
   (`is_eval`) goes to the eval split, every other row to train."""
+
   model_config = ConfigDict(extra='forbid', frozen=True)
 
   null_values: Tuple[str, ...] = DEFAULT_NULL_VALUES
@@ -69,8 +70,10 @@ class CsvFormat(BaseModel):
   @model_validator(mode='after')
   def _split_needs_both(self) -> 'CsvFormat':
     if (self.split_by is None) != (self.eval_from is None):
-      raise ValueError('split_by and eval_from go together: set both (a '
-                       'column and its first eval value) or neither')
+      raise ValueError(
+        'split_by and eval_from go together: set both (a '
+        'column and its first eval value) or neither'
+      )
     return self
 
 
@@ -145,17 +148,21 @@ def widen(current: Optional[str], kind: str) -> str:
   return FLOAT  # INT and FLOAT
 
 
-def infer_kinds(header: Sequence[str], rows: Iterable[Sequence[str]],
-                null_values: Iterable[str]) -> Dict[str, str]:
+def infer_kinds(
+  header: Sequence[str],
+  rows: Iterable[Sequence[str]],
+  null_values: Iterable[str],
+) -> Dict[str, str]:
   """Each column's kind over its present cells (STRING when it has none)."""
   nulls = tuple(null_values)
   kinds: List[Optional[str]] = [None] * len(header)
   for row in rows:
-    for i, cell in enumerate(row[:len(header)]):
+    for i, cell in enumerate(row[: len(header)]):
       if kinds[i] != STRING and not is_missing(cell, nulls):
         kinds[i] = widen(kinds[i], cell_kind(cell))
-  return {name: kind or STRING for name, kind in zip(header, kinds,
-                                                      strict=True)}
+  return {
+    name: kind or STRING for name, kind in zip(header, kinds, strict=True)
+  }
 
 
 # ISO-8601 date text: a date, optionally a time (T or a space between) with
@@ -164,10 +171,12 @@ def infer_kinds(header: Sequence[str], rows: Iterable[Sequence[str]],
 # The same text is RE2 syntax: modules/dates.py holds a copy for TensorFlow
 # (modules/ may not import components/), and
 # tests/unit/modules/test_dates.py checks the two are equal.
-DATE_PATTERN = (r'([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])'
-                r'(?:[T ]([01][0-9]|2[0-3]):([0-5][0-9])'
-                r'(?::([0-5][0-9]|60)(?:\.([0-9]+))?)?'
-                r'(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?)?')
+DATE_PATTERN = (
+  r'([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])'
+  r'(?:[T ]([01][0-9]|2[0-3]):([0-5][0-9])'
+  r'(?::([0-5][0-9]|60)(?:\.([0-9]+))?)?'
+  r'(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?)?'
+)
 _DATE = re.compile(DATE_PATTERN)
 # What tf.strings.strip strips, so that TensorFlow reads the same text.
 _ASCII_SPACE = ' \t\n\v\f\r'
@@ -205,8 +214,10 @@ def is_date_text(text: str) -> bool:
   return date_key(text) is not None
 
 
-def column_is_date(values: Iterable[Optional[str]],
-                   null_values: Iterable[str] = DEFAULT_NULL_VALUES) -> bool:
+def column_is_date(
+  values: Iterable[Optional[str]],
+  null_values: Iterable[str] = DEFAULT_NULL_VALUES,
+) -> bool:
   """True when the column has a present value and every one is date text
   (None and the null tokens are missing)."""
   nulls = tuple(null_values)
@@ -251,8 +262,10 @@ def is_eval(value: Union[int, float, str, None], eval_from: str) -> bool:
     try:
       return value >= _number(eval_from)
     except ValueError:
-      raise ValueError(f'eval_from {eval_from!r} is not a number, but the '
-                       'split column holds numbers') from None
+      raise ValueError(
+        f'eval_from {eval_from!r} is not a number, but the '
+        'split column holds numbers'
+      ) from None
   mine, theirs = date_key(value), date_key(eval_from)
   if mine and theirs:
     return mine >= theirs
@@ -266,10 +279,11 @@ def read_text(data: bytes, path: str) -> str:
   try:
     return data.decode('utf-8-sig')
   except UnicodeDecodeError as e:
-    line = data[:e.start].count(b'\n') + 1
+    line = data[: e.start].count(b'\n') + 1
     raise UnicodeError(
-        f'{path}: line {line}: not UTF-8 text (byte 0x{data[e.start]:02x}); '
-        'save the file as UTF-8') from None
+      f'{path}: line {line}: not UTF-8 text (byte 0x{data[e.start]:02x}); '
+      'save the file as UTF-8'
+    ) from None
 
 
 def rows(text: str) -> Iterator[List[str]]:

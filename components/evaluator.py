@@ -46,18 +46,24 @@ from components import model_ops
 
 _IN_PROCESS = '--direct_running_mode=in_memory'
 _MODULE_KEYS = ('module_file', 'module_path')
-_HOOKS = {'custom_extractors': 'components.evaluator.lean_extractors',
-          'custom_eval_shared_model':
-              'components.evaluator.keyword_eval_shared_model'}
+_HOOKS = {
+  'custom_extractors': 'components.evaluator.lean_extractors',
+  'custom_eval_shared_model': 'components.evaluator.keyword_eval_shared_model',
+}
 _FEATURES = tfma_constants.FEATURES_KEY
 _TRANSFORMED = tfma_constants.TRANSFORMED_FEATURES_KEY
 
 
 def _models(input_dict: Dict[str, List[Any]]) -> List[str]:
-  keys = (standard_component_specs.MODEL_KEY,
-          standard_component_specs.BASELINE_MODEL_KEY)
-  return [path_utils.serving_model_path(model.uri)
-          for key in keys for model in input_dict.get(key) or []]
+  keys = (
+    standard_component_specs.MODEL_KEY,
+    standard_component_specs.BASELINE_MODEL_KEY,
+  )
+  return [
+    path_utils.serving_model_path(model.uri)
+    for key in keys
+    for model in input_dict.get(key) or []
+  ]
 
 
 def _slicing_specs(config: tfma.EvalConfig) -> List[tfma.SlicingSpec]:
@@ -85,11 +91,13 @@ def features_read(config: tfma.EvalConfig) -> Optional[FrozenSet[str]]:
     names.update(spec.feature_keys)
     names.update(spec.feature_values)
   for computation in metric_specs.to_computations(
-      list(config.metrics_specs), eval_config=config):
+    list(config.metrics_specs), eval_config=config
+  ):
     # A derived computation reads other computations' results, not extracts.
     for preprocessor in getattr(computation, 'preprocessors', None) or ():
       if type(preprocessor) is not (  # pylint: disable=unidiomatic-typecheck
-          metric_types.StandardMetricInputsPreprocessor):
+        metric_types.StandardMetricInputsPreprocessor
+      ):
         return None
       for key in (_FEATURES, _TRANSFORMED):
         wanted = preprocessor.include_filter.get(key)
@@ -101,8 +109,9 @@ def features_read(config: tfma.EvalConfig) -> Optional[FrozenSet[str]]:
   return frozenset(names)
 
 
-def drop_unread(extracts: Mapping[str, Any], keep: FrozenSet[str]
-                ) -> Dict[str, Any]:
+def drop_unread(
+  extracts: Mapping[str, Any], keep: FrozenSet[str]
+) -> Dict[str, Any]:
   """A batch of extracts with only the raw features in `keep`, and without
   the transformed ones unless `keep` names one that is not raw."""
   lean = dict(extracts)
@@ -115,22 +124,25 @@ def drop_unread(extracts: Mapping[str, Any], keep: FrozenSet[str]
   return lean
 
 
-def lean_extractors(eval_shared_model, eval_config: tfma.EvalConfig,
-                    tensor_adapter_config=None) -> List[Any]:
+def lean_extractors(
+  eval_shared_model, eval_config: tfma.EvalConfig, tensor_adapter_config=None
+) -> List[Any]:
   """TFMA's default extractors, with `drop_unread` before TFMA splits the
   batches into examples (its UnbatchExtractor); TFMA's own when
   `features_read` cannot tell what is read."""
   extractors = tfma.default_extractors(
-      eval_shared_model=eval_shared_model, eval_config=eval_config,
-      tensor_adapter_config=tensor_adapter_config)
+    eval_shared_model=eval_shared_model,
+    eval_config=eval_config,
+    tensor_adapter_config=tensor_adapter_config,
+  )
   keep = features_read(eval_config)
   stages = [e.stage_name for e in extractors]
   unbatch = unbatch_extractor.UNBATCH_EXTRACTOR_STAGE_NAME
   if keep is None or unbatch not in stages:
     return extractors
   drop = tfma_extractor.Extractor(
-      stage_name='DropUnreadFeatures',
-      ptransform=beam.Map(drop_unread, keep))
+    stage_name='DropUnreadFeatures', ptransform=beam.Map(drop_unread, keep)
+  )
   at = stages.index(unbatch)
   return extractors[:at] + [drop] + extractors[at:]
 
@@ -176,9 +188,12 @@ def _with_keyword_signatures(construct: Callable[[], Any]) -> Any:
   return model
 
 
-def keyword_eval_shared_model(eval_saved_model_path: str, model_name: str,
-                              eval_config: tfma.EvalConfig,
-                              add_metrics_callbacks=None):
+def keyword_eval_shared_model(
+  eval_saved_model_path: str,
+  model_name: str,
+  eval_config: tfma.EvalConfig,
+  add_metrics_callbacks=None,
+):
   """TFMA's shared model (TFX's `custom_eval_shared_model` hook), whose
   signatures TFMA calls by keyword.
 
@@ -190,11 +205,15 @@ def keyword_eval_shared_model(eval_saved_model_path: str, model_name: str,
   spec at 1M rows (9 % in one process).
   """
   shared = tfma.default_eval_shared_model(
-      eval_saved_model_path=eval_saved_model_path, model_name=model_name,
-      eval_config=eval_config, add_metrics_callbacks=add_metrics_callbacks)
+    eval_saved_model_path=eval_saved_model_path,
+    model_name=model_name,
+    eval_config=eval_config,
+    add_metrics_callbacks=add_metrics_callbacks,
+  )
   loader = shared.model_loader
-  loader.construct_fn = functools.partial(_with_keyword_signatures,
-                                          loader.construct_fn)
+  loader.construct_fn = functools.partial(
+    _with_keyword_signatures, loader.construct_fn
+  )
   return shared
 
 
@@ -206,8 +225,9 @@ class Executor(evaluator_executor.Executor):
     custom = [model_ops.ensure_ops(path) for path in _models(input_dict)]
     if any(custom):
       self._beam_pipeline_args = [
-          _IN_PROCESS if arg.startswith('--direct_running_mode') else arg
-          for arg in self._beam_pipeline_args or []]
+        _IN_PROCESS if arg.startswith('--direct_running_mode') else arg
+        for arg in self._beam_pipeline_args or []
+      ]
     # TFX imports a hook by the path under its name, unless the component
     # has a module of its own (udf_utils.get_fn).
     if not any(exec_properties.get(key) for key in _MODULE_KEYS):
@@ -220,4 +240,5 @@ class Executor(evaluator_executor.Executor):
 
 class Evaluator(tfx_evaluator.Evaluator):
   """TFX's Evaluator with `Executor` (node id Evaluator, as TFX's)."""
+
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)

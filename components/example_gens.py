@@ -12,6 +12,8 @@ No TensorFlow or Beam here: the readers of ML Metadata import it.
 from typing import Dict, Tuple
 
 # Data format (the `data` key that names the input) -> the node id.
-EXAMPLE_GENS: Dict[str, str] = {'csv': 'CsvExampleGen',
-                                'tfrecord': 'ImportExampleGen'}
+EXAMPLE_GENS: Dict[str, str] = {
+  'csv': 'CsvExampleGen',
+  'tfrecord': 'ImportExampleGen',
+}
 EXAMPLE_GEN_IDS: Tuple[str, ...] = tuple(EXAMPLE_GENS.values())

@@ -42,8 +42,10 @@ def reached(name: str) -> None:
   elif action == 'term':
     os.kill(os.getpid(), signal.SIGTERM)
   elif action == 'enospc':
-    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC) +
-                  f' (fault point {name})')
+    raise OSError(
+      errno.ENOSPC, os.strerror(errno.ENOSPC) + f' (fault point {name})'
+    )
   else:
-    raise ValueError(f'{ENV}={name}={action}: unknown action; one of '
-                     f'{", ".join(ACTIONS)}')
+    raise ValueError(
+      f'{ENV}={name}={action}: unknown action; one of {", ".join(ACTIONS)}'
+    )

@@ -21,11 +21,14 @@ from typing import Dict, List, Tuple
 
 # The ops of TF-DF's inference library (tensorflow_decision_forests/
 # tensorflow/ops/inference); a SavedModel of a forest names some of them.
-FOREST_OPS = ('SimpleMLCreateModelResource', 'SimpleMLInferenceOp',
-              'SimpleMLInferenceOpWithHandle',
-              'SimpleMLInferenceLeafIndexOpWithHandle',
-              'SimpleMLLoadModelFromPath',
-              'SimpleMLLoadModelFromPathWithHandle')
+FOREST_OPS = (
+  'SimpleMLCreateModelResource',
+  'SimpleMLInferenceOp',
+  'SimpleMLInferenceOpWithHandle',
+  'SimpleMLInferenceLeafIndexOpWithHandle',
+  'SimpleMLLoadModelFromPath',
+  'SimpleMLLoadModelFromPathWithHandle',
+)
 
 
 # TensorFlow Text's ops a BERT tokenizer's graph runs (FastBertTokenizer:
@@ -35,8 +38,8 @@ TEXT_OPS = ('FastBertNormalize', 'FastWordpieceTokenizeWithOffsets')
 # load_ops() registers them quietly (the project's own loader where it has
 # one, else the library itself).
 LIBRARIES: Dict[str, Tuple[Tuple[str, ...], str]] = {
-    'tensorflow_decision_forests': (FOREST_OPS, 'modules.gbt'),
-    'tensorflow_text': (TEXT_OPS, 'modules.pretrained.bert'),
+  'tensorflow_decision_forests': (FOREST_OPS, 'modules.gbt'),
+  'tensorflow_text': (TEXT_OPS, 'modules.pretrained.bert'),
 }
 
 
@@ -48,6 +51,7 @@ def _graph_bytes(saved_model_dir: str) -> bytes:
     path = os.path.join(saved_model_dir, file_name)
     if '://' in saved_model_dir:
       import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
       if not tf.io.gfile.exists(path):
         continue
       with tf.io.gfile.GFile(path, 'rb') as f:
@@ -66,8 +70,11 @@ def needed_libraries(saved_model_dir: str) -> List[str]:
   runs, from its graph's bytes: every op a graph uses is named in its
   nodes (and in the op list), so no parsing and no TensorFlow."""
   data = _graph_bytes(saved_model_dir)
-  return [library for library, (ops, _) in LIBRARIES.items()
-          if any(op.encode() in data for op in ops)]
+  return [
+    library
+    for library, (ops, _) in LIBRARIES.items()
+    if any(op.encode() in data for op in ops)
+  ]
 
 
 def uses_forest_ops(saved_model_dir: str) -> bool:

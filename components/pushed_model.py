@@ -46,12 +46,15 @@ class NoPushedModel(RuntimeError):
 def pushed_versions(base: str) -> List[Tuple[int, str]]:
   """(version, path) of each complete version under a push base, newest
   first (a push still being copied is not a version yet)."""
-  return [(version, os.path.join(base, str(version)))
-          for version in reversed(pusher.versions(base))]
+  return [
+    (version, os.path.join(base, str(version)))
+    for version in reversed(pusher.versions(base))
+  ]
 
 
-def choose_version(base: str, candidate_dir: Optional[str]
-                   ) -> Optional[Tuple[int, str]]:
+def choose_version(
+  base: str, candidate_dir: Optional[str]
+) -> Optional[Tuple[int, str]]:
   """The newest pushed version that is not the candidate; None if none."""
   candidate = pusher.identity(candidate_dir) if candidate_dir else None
   for version, path in pushed_versions(base):
@@ -61,27 +64,34 @@ def choose_version(base: str, candidate_dir: Optional[str]
 
 
 def has_saved_model(model: standard_artifacts.Model) -> bool:
-  return fileio.exists(os.path.join(path_utils.serving_model_path(model.uri),
-                                    SAVED_MODEL))
+  return fileio.exists(
+    os.path.join(path_utils.serving_model_path(model.uri), SAVED_MODEL)
+  )
 
 
 @component
 def PushedModel(  # pylint: disable=invalid-name
-    model: OutputArtifact[standard_artifacts.Model],
-    push_base: Parameter[str],
-    required: Parameter[int] = 0,
-    candidate: InputArtifact[  # pytype: disable=invalid-annotation
-        standard_artifacts.Model] = None) -> None:
+  model: OutputArtifact[standard_artifacts.Model],
+  push_base: Parameter[str],
+  required: Parameter[int] = 0,
+  candidate: InputArtifact[  # pytype: disable=invalid-annotation
+    standard_artifacts.Model
+  ] = None,
+) -> None:
   """Copies the newest model pushed under `push_base` (other than
   `candidate`) into `model`'s Format-Serving folder."""
-  candidate_dir = (path_utils.serving_model_path(candidate.uri)
-                   if candidate is not None else None)
+  candidate_dir = (
+    path_utils.serving_model_path(candidate.uri)
+    if candidate is not None
+    else None
+  )
   chosen = choose_version(push_base, candidate_dir)
   if chosen is None:
     if required:
       raise NoPushedModel(
-          f'no model has been pushed under {push_base} yet: run the pipeline '
-          'that pushes there first (nothing to fine-tune from)')
+        f'no model has been pushed under {push_base} yet: run the pipeline '
+        'that pushes there first (nothing to fine-tune from)'
+      )
     model.set_int_custom_property(VERSION_PROPERTY, 0)
     return
   version, path = chosen
@@ -104,10 +114,12 @@ class BaselineAwareExecutor(evaluator.Executor):
   """The Evaluator's executor over `without_empty_baseline`'s inputs."""
 
   def Do(self, input_dict, output_dict, exec_properties):
-    return super().Do(without_empty_baseline(input_dict), output_dict,
-                      exec_properties)
+    return super().Do(
+      without_empty_baseline(input_dict), output_dict, exec_properties
+    )
 
 
 class Evaluator(evaluator.Evaluator):
   """The Evaluator with BaselineAwareExecutor (for the Kubeflow route)."""
+
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(BaselineAwareExecutor)

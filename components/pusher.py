@@ -58,6 +58,7 @@ class PushError(RuntimeError):
 @dataclasses.dataclass(frozen=True)
 class PushedBy:
   """Who pushed a version: the run and node that copied it into place."""
+
   pipeline: str
   run_id: str
   node_id: str
@@ -67,8 +68,14 @@ class PushedBy:
 
   @classmethod
   def here(cls, pipeline: str, run_id: str, node_id: str) -> 'PushedBy':
-    return cls(pipeline, run_id, node_id, socket.gethostname(), os.getpid(),
-               datetime.datetime.now().isoformat(timespec='seconds'))
+    return cls(
+      pipeline,
+      run_id,
+      node_id,
+      socket.gethostname(),
+      os.getpid(),
+      datetime.datetime.now().isoformat(timespec='seconds'),
+    )
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -85,8 +92,10 @@ class PushedBy:
       found = cls(**{f.name: raw[f.name] for f in dataclasses.fields(cls)})
     except (ValueError, TypeError, KeyError):
       return None
-    typed = all(isinstance(getattr(found, f.name), f.type)
-                for f in dataclasses.fields(cls))
+    typed = all(
+      isinstance(getattr(found, f.name), f.type)
+      for f in dataclasses.fields(cls)
+    )
     return found if typed else None
 
 
@@ -99,8 +108,9 @@ def versions(base: str, complete: bool = True) -> List[int]:
   found = []
   for name in fileio.listdir(base):
     name = name.rstrip('/')
-    if name.isdigit() and (not complete or fileio.exists(
-        os.path.join(base, name, SAVED_MODEL))):
+    if name.isdigit() and (
+      not complete or fileio.exists(os.path.join(base, name, SAVED_MODEL))
+    ):
       found.append(int(name))
   return sorted(found)
 
@@ -120,14 +130,22 @@ def identity(saved_model_dir: str) -> Optional[bytes]:
     return io_utils.read_bytes_file(graph) if fileio.exists(graph) else None
   from google.protobuf import message  # pylint: disable=g-import-not-at-top
   from tensorflow.core.protobuf import fingerprint_pb2  # pylint: disable=g-import-not-at-top
+
   data = io_utils.read_bytes_file(fingerprint)
   try:
     parsed = fingerprint_pb2.FingerprintDef.FromString(data)
   except message.DecodeError:  # not TensorFlow's: its bytes are the identity
     return data
-  digest = hashlib.sha256(repr((
-      parsed.graph_def_program_hash, parsed.signature_def_hash,
-      parsed.saved_object_graph_hash, parsed.checkpoint_hash)).encode())
+  digest = hashlib.sha256(
+    repr(
+      (
+        parsed.graph_def_program_hash,
+        parsed.signature_def_hash,
+        parsed.saved_object_graph_hash,
+        parsed.checkpoint_hash,
+      )
+    ).encode()
+  )
   assets = os.path.join(saved_model_dir, 'assets')
   if fileio.exists(assets):
     for name in sorted(fileio.listdir(assets)):
@@ -145,10 +163,14 @@ def remove_stale_temps(base: str) -> List[str]:
   host = socket.gethostname()
   for name in fileio.listdir(base):
     name = name.rstrip('/')
-    parts = name[len(TEMP_PREFIX):].split('-')
-    if (name.startswith(TEMP_PREFIX) and len(parts) >= 4 and
-        parts[-3] == host and parts[-2].isdigit() and
-        not process_alive(int(parts[-2]))):
+    parts = name[len(TEMP_PREFIX) :].split('-')
+    if (
+      name.startswith(TEMP_PREFIX)
+      and len(parts) >= 4
+      and parts[-3] == host
+      and parts[-2].isdigit()
+      and not process_alive(int(parts[-2]))
+    ):
       fileio.rmtree(os.path.join(base, name))
       removed.append(name)
   return removed
@@ -161,9 +183,12 @@ def next_version(base: str, clock: Callable[[], float] = time.time) -> int:
   return max(int(clock()), (versions_now[-1] + 1) if versions_now else 0)
 
 
-def push(model_dir: str, base: str,
-         clock: Callable[[], float] = time.time,
-         pushed_by: Optional[PushedBy] = None) -> Tuple[int, str]:
+def push(
+  model_dir: str,
+  base: str,
+  clock: Callable[[], float] = time.time,
+  pushed_by: Optional[PushedBy] = None,
+) -> Tuple[int, str]:
   """Copies the SavedModel at `model_dir` to a new version under `base`,
   with `pushed_by` recorded in it (PUSHED_BY) when given.
 
@@ -181,15 +206,20 @@ def push(model_dir: str, base: str,
   version = next_version(base, clock)
   # Host and PID in the name: a push killed mid-copy leaves a folder the
   # next push on this machine can tell is stale.
-  temp = os.path.join(base, f'{TEMP_PREFIX}{version}-{socket.gethostname()}-'
-                            f'{os.getpid()}-{uuid.uuid4().hex[:8]}')
+  temp = os.path.join(
+    base,
+    f'{TEMP_PREFIX}{version}-{socket.gethostname()}-'
+    f'{os.getpid()}-{uuid.uuid4().hex[:8]}',
+  )
   try:
     io_utils.copy_dir(model_dir, temp, deny_regex_patterns=[r'saved_model\.pb'])
     if pushed_by is not None:
-      io_utils.write_string_file(os.path.join(temp, PUSHED_BY),
-                                 pushed_by.to_json())
-    io_utils.copy_file(os.path.join(model_dir, SAVED_MODEL),
-                       os.path.join(temp, SAVED_MODEL))
+      io_utils.write_string_file(
+        os.path.join(temp, PUSHED_BY), pushed_by.to_json()
+      )
+    io_utils.copy_file(
+      os.path.join(model_dir, SAVED_MODEL), os.path.join(temp, SAVED_MODEL)
+    )
     while True:
       target = os.path.join(base, str(version))
       if not fileio.exists(target):
@@ -203,8 +233,10 @@ def push(model_dir: str, base: str,
       fileio.rmtree(temp)
     if isinstance(e, PushError):
       raise
-    raise PushError(f'push: copying {model_dir} to {base} failed: '
-                    f'{type(e).__name__}: {" ".join(str(e).split())}') from e
+    raise PushError(
+      f'push: copying {model_dir} to {base} failed: '
+      f'{type(e).__name__}: {" ".join(str(e).split())}'
+    ) from e
 
 
 class AtomicPushExecutor(pusher_executor.Executor):
@@ -215,47 +247,62 @@ class AtomicPushExecutor(pusher_executor.Executor):
   def Do(self, input_dict, output_dict, exec_properties) -> None:
     self._log_startup(input_dict, output_dict, exec_properties)
     model_push = artifact_utils.get_single_instance(
-        output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+      output_dict[standard_component_specs.PUSHED_MODEL_KEY]
+    )
     if not self.CheckBlessing(input_dict):
       self._MarkNotPushed(model_push)
       return
     destination = pusher_pb2.PushDestination()
     proto_utils.json_to_proto(
-        exec_properties[standard_component_specs.PUSH_DESTINATION_KEY],
-        destination)
+      exec_properties[standard_component_specs.PUSH_DESTINATION_KEY],
+      destination,
+    )
     if destination.WhichOneof('destination') != 'filesystem':
       raise PushError('push: only filesystem push destinations are supported')
     model_path = self.GetModelPath(input_dict)
     base = destination.filesystem.base_directory
     newest = versions(base)[-1:]
     candidate = identity(model_path)
-    if newest and candidate is not None and candidate == identity(
-        os.path.join(base, str(newest[0]))):
+    if (
+      newest
+      and candidate is not None
+      and candidate == identity(os.path.join(base, str(newest[0])))
+    ):
       # The same model (the same data and code, e.g. a CSV whose columns
       # were only reordered): serving already has it.
       self._MarkNotPushed(model_push)
       model_push.set_string_custom_property(
-          NOT_PUSHED_REASON, f'identical to version {newest[0]}, which is '
-          'already pushed')
+        NOT_PUSHED_REASON,
+        f'identical to version {newest[0]}, which is already pushed',
+      )
       return
     # Nothing pushed yet: a run stopped here has nothing to reconcile.
     fault_points.reached('pusher.before_push')
     version, target = push(model_path, base, pushed_by=self._pushed_by())
     io_utils.copy_dir(model_path, model_push.uri)  # archived, as TFX does
-    self._MarkPushed(model_push, pushed_destination=target,
-                     pushed_version=str(version))
+    self._MarkPushed(
+      model_push, pushed_destination=target, pushed_version=str(version)
+    )
 
   def _pushed_by(self) -> Optional[PushedBy]:
     """This execution as PushedBy; None where the orchestrator does not say
     which pipeline run this is."""
     context = self._context
-    if (context is None or context.pipeline_info is None or
-        context.pipeline_node is None or not context.pipeline_run_id):
+    if (
+      context is None
+      or context.pipeline_info is None
+      or context.pipeline_node is None
+      or not context.pipeline_run_id
+    ):
       return None
-    return PushedBy.here(context.pipeline_info.id, context.pipeline_run_id,
-                         context.pipeline_node.node_info.id)
+    return PushedBy.here(
+      context.pipeline_info.id,
+      context.pipeline_run_id,
+      context.pipeline_node.node_info.id,
+    )
 
 
 class Pusher(tfx_pusher.Pusher):
   """TFX's Pusher component with AtomicPushExecutor."""
+
   EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(AtomicPushExecutor)

@@ -31,9 +31,14 @@ MANIFESTS = {'flink': 'kubeflow/flink'}
 # Beam args that tell TFX the workers already have TFX and the project
 # (tfx.utils.dependency_utils.make_beam_dependency_flags), so it does not
 # build and stage a package of itself in every Beam component.
-DEPENDENCY_ARGS = ('--extra_package', '--extra_packages', '--setup_file',
-                   '--requirements_file', '--sdk_container_image',
-                   '--worker_harness_container_image')
+DEPENDENCY_ARGS = (
+  '--extra_package',
+  '--extra_packages',
+  '--setup_file',
+  '--requirements_file',
+  '--sdk_container_image',
+  '--worker_harness_container_image',
+)
 
 
 def job_server_example(name: str) -> str:
@@ -52,7 +57,8 @@ def host_of(address: str) -> str:
 def options(spec) -> engines.Options:
   """`kubeflow.engine_options` typed by the engine (checked at load)."""
   return engines.get(spec.kubeflow.engine).options.model_validate(
-      dict(spec.kubeflow.engine_options))
+    dict(spec.kubeflow.engine_options)
+  )
 
 
 def problem(name: str, opts: engines.Options) -> Optional[Tuple[str, str]]:
@@ -62,47 +68,63 @@ def problem(name: str, opts: engines.Options) -> Optional[Tuple[str, str]]:
   where = MANIFESTS.get(name)
   sidecar = f' (the sidecar in {where})' if where else ''
   if fields.get('environment') == 'loopback':
-    pool = (f' and worker_pool: {fields["worker_pool"]}{sidecar}'
-            if 'worker_pool' in fields else '')
-    return ('environment',
-            "loopback runs Beam's Python workers in the component's pod, "
-            f'which the {name} workers cannot reach; set environment: '
-            f'external{pool}')
+    pool = (
+      f' and worker_pool: {fields["worker_pool"]}{sidecar}'
+      if 'worker_pool' in fields
+      else ''
+    )
+    return (
+      'environment',
+      "loopback runs Beam's Python workers in the component's pod, "
+      f'which the {name} workers cannot reach; set environment: '
+      f'external{pool}',
+    )
   if 'job_endpoint' in fields and not fields['job_endpoint']:
-    return ('job_endpoint',
-            'not set: the pod would start a job server itself, which the '
-            "pipeline image cannot (no Java); give the job server's "
-            f'Kubernetes Service, e.g. {job_server_example(name)}')
+    return (
+      'job_endpoint',
+      'not set: the pod would start a job server itself, which the '
+      "pipeline image cannot (no Java); give the job server's "
+      f'Kubernetes Service, e.g. {job_server_example(name)}',
+    )
   # Only what reaches the Beam args is dialled from the pod.
   args = ' '.join(engines.get(name).beam_args(opts))
   for key, value in fields.items():
-    if (key in WORKER_SIDE or not isinstance(value, str) or
-        host_of(value) not in LOCAL_HOSTS or ':' not in value or
-        value not in args):
+    if (
+      key in WORKER_SIDE
+      or not isinstance(value, str)
+      or host_of(value) not in LOCAL_HOSTS
+      or ':' not in value
+      or value not in args
+    ):
       continue
-    service = (job_server_example(name) if key == 'job_endpoint'
-               else "the engine's Kubernetes Service")
-    return (key, f"{value} is the pod's own address, not the cluster's; "
-                 f'give {service}')
+    service = (
+      job_server_example(name)
+      if key == 'job_endpoint'
+      else "the engine's Kubernetes Service"
+    )
+    return (
+      key,
+      f"{value} is the pod's own address, not the cluster's; give {service}",
+    )
   return None
 
 
-def cluster_args(name: str, opts: engines.Options, beam_args: List[str],
-                 image: str) -> List[str]:
+def cluster_args(
+  name: str, opts: engines.Options, beam_args: List[str], image: str
+) -> List[str]:
   """The Beam args of the Beam components' pods for engine `name`: the
   engine's, then the spec's `beam_args` (engines.pipeline_args), and, with
   an external worker pool, the pipeline image as the workers' image."""
   own = engines.get(name).beam_args(opts)
   # pipeline_args: the engine's, then the spec's less what the engine drops.
-  given = engines.pipeline_args(name, opts, beam_args)[len(own):]
+  given = engines.pipeline_args(name, opts, beam_args)[len(own) :]
   flags = {a.partition('=')[0] for a in given}
   # A flag the spec gives replaces the engine's, so the compiled pipeline
   # has one of each (the runner allows that only for the direct engine,
   # whose --runner=DirectRunner a spec's --runner replaces).
   args = [a for a in own if a.partition('=')[0] not in flags] + given
   external = opts.model_dump().get('environment') == 'external'
-  if external and not any(a.split('=', 1)[0] in DEPENDENCY_ARGS
-                          for a in args):
+  if external and not any(a.split('=', 1)[0] in DEPENDENCY_ARGS for a in args):
     # The worker pool runs the pipeline image (kubeflow/flink), which has
     # TFX and the project installed. Beam ignores the image for an EXTERNAL
     # environment; TFX reads it as "the workers have the dependencies" and

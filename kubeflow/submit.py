@@ -13,18 +13,25 @@ from pipeline.errors import whole
 
 def _check_file(path: str) -> Dict[str, Any]:
   if not os.path.isfile(path):
-    raise KubeflowError(f'{path}: no such pipeline file; compile one with '
-                        '`python -m pipeline compile SPEC --image IMAGE '
-                        '--output FILE`')
+    raise KubeflowError(
+      f'{path}: no such pipeline file; compile one with '
+      '`python -m pipeline compile SPEC --image IMAGE '
+      '--output FILE`'
+    )
   try:
     with open(path, encoding='utf-8') as f:
       spec = yaml.safe_load(f)
   except yaml.YAMLError:
     spec = None
-  if not isinstance(spec, dict) or 'root' not in spec or (
-      'deploymentSpec' not in spec):
-    raise KubeflowError(f'{path}: not a KFP v2 pipeline definition (a YAML '
-                        'PipelineSpec from `python -m pipeline compile`)')
+  if (
+    not isinstance(spec, dict)
+    or 'root' not in spec
+    or ('deploymentSpec' not in spec)
+  ):
+    raise KubeflowError(
+      f'{path}: not a KFP v2 pipeline definition (a YAML '
+      'PipelineSpec from `python -m pipeline compile`)'
+    )
   return spec
 
 
@@ -36,8 +43,9 @@ def _reason(error: BaseException) -> str:
   if status:
     detail = ''
     if body:
-      text = body.decode(errors='replace') if isinstance(body, bytes) else str(
-          body)
+      text = (
+        body.decode(errors='replace') if isinstance(body, bytes) else str(body)
+      )
       for key in ('message', 'error'):  # grpc-gateway's error JSON
         match = re.search(rf'"{key}"\s*:\s*"([^"]+)"', text)
         if match:
@@ -45,12 +53,17 @@ def _reason(error: BaseException) -> str:
           break
     return f'HTTP {status} {reason or ""}{detail}'.strip()
   match = re.search(r'\[Errno -?\d+\] ([^\'")]+)', str(error))
-  return match.group(1).strip() if match else (whole(error) or
-                                               type(error).__name__)
+  return (
+    match.group(1).strip() if match else (whole(error) or type(error).__name__)
+  )
 
 
-def submit(path: str, host: str, experiment: str = 'Default',
-           run_name: Optional[str] = None) -> Dict[str, str]:
+def submit(
+  path: str,
+  host: str,
+  experiment: str = 'Default',
+  run_name: Optional[str] = None,
+) -> Dict[str, str]:
   """Creates a run of the pipeline file on the KFP at `host`.
 
   Returns:
@@ -62,18 +75,25 @@ def submit(path: str, host: str, experiment: str = 'Default',
   """
   spec = _check_file(path)
   if not re.match(r'^https?://[^/\s]+', host or ''):
-    raise KubeflowError(f'--host {host!r}: give the KFP API URL, e.g. '
-                        'http://localhost:8080 (a port-forward of ml-pipeline-ui)')
+    raise KubeflowError(
+      f'--host {host!r}: give the KFP API URL, e.g. '
+      'http://localhost:8080 (a port-forward of ml-pipeline-ui)'
+    )
   import kfp  # pylint: disable=g-import-not-at-top
+
   name = run_name or spec.get('pipelineInfo', {}).get('name', 'pipeline')
   try:
     client = kfp.Client(host=host)
     result = client.create_run_from_pipeline_package(
-        path, arguments={}, run_name=name, experiment_name=experiment)
+      path, arguments={}, run_name=name, experiment_name=experiment
+    )
   except Exception as e:  # pylint: disable=broad-except
     # kfp raises urllib3, ApiException or ValueError types; all mean the
     # same to the user: this host did not take the run.
-    raise KubeflowError(f'--host {host}: the KFP API did not take the run: '
-                        f'{_reason(e)}') from None
-  return {'run_id': result.run_id,
-          'url': f'{host.rstrip("/")}/#/runs/details/{result.run_id}'}
+    raise KubeflowError(
+      f'--host {host}: the KFP API did not take the run: {_reason(e)}'
+    ) from None
+  return {
+    'run_id': result.run_id,
+    'url': f'{host.rstrip("/")}/#/runs/details/{result.run_id}',
+  }

@@ -32,7 +32,9 @@ CACHE_MAX_FILE_BYTES = 2 << 30
 # size is not counted here: it is held (TFXIO's dataset cached) when its
 # files total at most this.
 TFXIO_CACHE_MAX_FILE_BYTES = 32 << 20
-SHUFFLE_BUFFER = tfxio.TensorFlowDatasetOptions(batch_size=1).shuffle_buffer_size
+SHUFFLE_BUFFER = tfxio.TensorFlowDatasetOptions(
+  batch_size=1
+).shuffle_buffer_size
 # A split in memory with at least this many rows is batched by gathering
 # (_Columns).
 GATHER_MIN_ROWS = 4096
@@ -63,8 +65,9 @@ def _in_memory_options() -> tf.data.Options:
   return options
 
 
-def _row_by_row(rows: tf.data.Dataset, batch_size: int, shuffle: bool,
-                seed: int) -> tf.data.Dataset:
+def _row_by_row(
+  rows: tf.data.Dataset, batch_size: int, shuffle: bool, seed: int
+) -> tf.data.Dataset:
   """One epoch of `rows` (a dataset of single rows in memory), shuffled
   when asked with TFXIO's buffer and `seed`, as TFXIO batches the files."""
   if shuffle:
@@ -74,15 +77,19 @@ def _row_by_row(rows: tf.data.Dataset, batch_size: int, shuffle: bool,
 
 def files_bytes(file_patterns: List[str]) -> int:
   """The bytes of the files matched by `file_patterns` (local or remote)."""
-  return sum(tf.io.gfile.stat(path).length for path in split_files(
-      file_patterns))
+  return sum(
+    tf.io.gfile.stat(path).length for path in split_files(file_patterns)
+  )
 
 
 def split_files(file_patterns: List[str]) -> List[str]:
   """The files `file_patterns` match, in the order TFXIO lists them
   unshuffled (sorted, pattern by pattern)."""
-  return [path for pattern in file_patterns
-          for path in sorted(tf.io.gfile.glob(pattern))]
+  return [
+    path
+    for pattern in file_patterns
+    for path in sorted(tf.io.gfile.glob(pattern))
+  ]
 
 
 def _compression(files: List[str]) -> str:
@@ -98,25 +105,33 @@ def _parsed_bytes(tensor: tf.Tensor) -> int:
   24-byte tstring each."""
   if tensor.dtype == tf.string:
     return int(tf.reduce_sum(tf.strings.length(tensor))) + 24 * int(
-        tf.size(tensor))
+      tf.size(tensor)
+    )
   return tensor.shape.num_elements() * tensor.dtype.size
 
 
-def input_fn(file_pattern: List[str],
-             data_accessor: DataAccessor,
-             tf_transform_output: tft.TFTransformOutput,
-             label_key: str,
-             batch_size: int,
-             shuffle: bool = True,
-             seed: int = 42) -> tf.data.Dataset:
+def input_fn(
+  file_pattern: List[str],
+  data_accessor: DataAccessor,
+  tf_transform_output: tft.TFTransformOutput,
+  label_key: str,
+  batch_size: int,
+  shuffle: bool = True,
+  seed: int = 42,
+) -> tf.data.Dataset:
   """One pass (one epoch) over transformed examples as (features, label),
   by TFXIO."""
   return data_accessor.tf_dataset_factory(
-      file_pattern,
-      tfxio.TensorFlowDatasetOptions(
-          batch_size=int(batch_size), label_key=label_key, num_epochs=1,
-          shuffle=shuffle, shuffle_seed=seed),
-      tf_transform_output.transformed_metadata.schema)
+    file_pattern,
+    tfxio.TensorFlowDatasetOptions(
+      batch_size=int(batch_size),
+      label_key=label_key,
+      num_epochs=1,
+      shuffle=shuffle,
+      shuffle_seed=seed,
+    ),
+    tf_transform_output.transformed_metadata.schema,
+  )
 
 
 class _Columns:
@@ -145,33 +160,40 @@ class _Columns:
       if column.shape.rank == 2 and column.shape[1] == 1:
         groups.setdefault(column.dtype, []).append(name)
     self._matrices = [
-        (names, tf.concat([columns[n] for n in names], axis=1))
-        for names in groups.values() if len(names) > 1]
+      (names, tf.concat([columns[n] for n in names], axis=1))
+      for names in groups.values()
+      if len(names) > 1
+    ]
     stacked = {n for names, _ in self._matrices for n in names}
     self._singles = {n: c for n, c in columns.items() if n not in stacked}
     self._label = label
-    self.nbytes = sum(_parsed_bytes(m) for _, m in self._matrices) + sum(
-        _parsed_bytes(c) for c in self._singles.values()) + _parsed_bytes(
-            label)
+    self.nbytes = (
+      sum(_parsed_bytes(m) for _, m in self._matrices)
+      + sum(_parsed_bytes(c) for c in self._singles.values())
+      + _parsed_bytes(label)
+    )
     self._slices = None
     self._gather = None
 
   def _columns(self) -> Dict[str, tf.Tensor]:
     columns = dict(self._singles)
     for names, matrix in self._matrices:
-      columns.update(zip(names, tf.split(matrix, len(names), axis=1),
-                         strict=True))
+      columns.update(
+        zip(names, tf.split(matrix, len(names), axis=1), strict=True)
+      )
     return columns
 
   def _gatherer(self):
     """The batch gatherer, traced once."""
     singles, matrices, label = self._singles, self._matrices, self._label
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)],
-                 autograph=False)
+    @tf.function(
+      input_signature=[tf.TensorSpec([None], tf.int64)], autograph=False
+    )
     def gather(rows):
-      features = {name: tf.gather(column, rows)
-                  for name, column in singles.items()}
+      features = {
+        name: tf.gather(column, rows) for name, column in singles.items()
+      }
       for names, matrix in matrices:
         parts = tf.split(tf.gather(matrix, rows), len(names), axis=1)
         features.update(zip(names, parts, strict=True))
@@ -179,24 +201,30 @@ class _Columns:
 
     return gather
 
-  def batches(self, batch_size: int, shuffle: bool, seed: int
-              ) -> tf.data.Dataset:
+  def batches(
+    self, batch_size: int, shuffle: bool, seed: int
+  ) -> tf.data.Dataset:
     if self.count < GATHER_MIN_ROWS:
       if self._slices is None:
         self._slices = tf.data.Dataset.from_tensor_slices(
-            (self._columns(), self._label))
+          (self._columns(), self._label)
+        )
       return _row_by_row(self._slices, batch_size, shuffle, seed)
     if self._gather is None:
       self._gather = self._gatherer()
     order = tf.data.Dataset.range(self.count)
     if shuffle:
       order = order.shuffle(SHUFFLE_BUFFER, seed)
-    return order.batch(batch_size).map(self._gather).with_options(
-        _in_memory_options())
+    return (
+      order.batch(batch_size)
+      .map(self._gather)
+      .with_options(_in_memory_options())
+    )
 
 
 _SHARED: 'collections.OrderedDict[Tuple, Optional[_Columns]]' = (
-    collections.OrderedDict())
+  collections.OrderedDict()
+)
 
 
 class Split:
@@ -217,8 +245,12 @@ class Split:
   files in turn, and it parses on one thread.
   """
 
-  def __init__(self, file_patterns: List[str],
-               spec: Mapping[str, tf.io.FixedLenFeature], label_key: str):
+  def __init__(
+    self,
+    file_patterns: List[str],
+    spec: Mapping[str, tf.io.FixedLenFeature],
+    label_key: str,
+  ):
     self.files = split_files(file_patterns)
     self._patterns = list(file_patterns)  # for the error without files
     self._spec = dict(spec)
@@ -227,9 +259,13 @@ class Split:
 
   def _key(self) -> Tuple:
     stats = [(path, tf.io.gfile.stat(path)) for path in self.files]
-    return (tuple((path, s.length, s.mtime_nsec) for path, s in stats),
-            tuple(sorted(self._spec)), self._label_key,
-            CACHE_MAX_PARSED_BYTES, CACHE_MAX_FILE_BYTES)
+    return (
+      tuple((path, s.length, s.mtime_nsec) for path, s in stats),
+      tuple(sorted(self._spec)),
+      self._label_key,
+      CACHE_MAX_PARSED_BYTES,
+      CACHE_MAX_FILE_BYTES,
+    )
 
   def _shared_or_held(self) -> Optional[_Columns]:
     """What the process holds for these files already, else `_hold`'s."""
@@ -263,17 +299,28 @@ class Split:
     names = tf.constant(self.files)
     compression = _compression(self.files)
     if size <= SMALL_FILE_BYTES:
-      parsed = ((0, self._parse(records)) for records in
-                tf.data.TFRecordDataset(names, compression).batch(LOAD_BATCH))
+      parsed = (
+        (0, self._parse(records))
+        for records in tf.data.TFRecordDataset(names, compression).batch(
+          LOAD_BATCH
+        )
+      )
     else:
+
       def read(index):
-        return tf.data.TFRecordDataset(names[index], compression).batch(
-            LOAD_BATCH).map(lambda records: (index, self._parse(records)),
-                            num_parallel_calls=tf.data.AUTOTUNE,
-                            deterministic=True)
+        return (
+          tf.data.TFRecordDataset(names[index], compression)
+          .batch(LOAD_BATCH)
+          .map(
+            lambda records: (index, self._parse(records)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+          )
+        )
 
       parsed = tf.data.Dataset.range(len(self.files)).interleave(
-          read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+      )
     by_file = [[] for _ in self.files]
     held = 0
     for index, batch in parsed:
@@ -284,14 +331,16 @@ class Split:
     batches = [batch for file in by_file for batch in file]
     if not batches:
       return None
-    columns = {name: tf.concat([b[name] for b in batches], axis=0)
-               for name in self._spec}
+    columns = {
+      name: tf.concat([b[name] for b in batches], axis=0) for name in self._spec
+    }
     del batches, by_file
     label = columns.pop(self._label_key)
     return _Columns(columns, label)
 
-  def stream(self, batch_size: int, shuffle: bool, seed: int
-             ) -> tf.data.Dataset:
+  def stream(
+    self, batch_size: int, shuffle: bool, seed: int
+  ) -> tf.data.Dataset:
     """One epoch read and parsed from the files."""
     if not self.files:
       raise FileNotFoundError(f'no file matches {self._patterns}')
@@ -303,12 +352,15 @@ class Split:
       features = self._parse(batch)
       return features, features.pop(self._label_key)
 
-    return records.batch(batch_size).map(
-        parse, num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True).prefetch(tf.data.AUTOTUNE)
+    return (
+      records.batch(batch_size)
+      .map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+      .prefetch(tf.data.AUTOTUNE)
+    )
 
-  def batches(self, batch_size: int, shuffle: bool, seed: int
-              ) -> tf.data.Dataset:
+  def batches(
+    self, batch_size: int, shuffle: bool, seed: int
+  ) -> tf.data.Dataset:
     """One epoch: from memory when held, else from the files."""
     if self.held is not None:
       return self.held.batches(batch_size, shuffle, seed)
@@ -320,37 +372,42 @@ class TrainingData:
   """What tuner_fn and run_fn share: Transform's output, the features, the
   model inputs, the builder, the training mode and one-epoch datasets at a
   given batch size."""
+
   fn_args: Any
   config: Union[TrainerConfig, TunerConfig]
 
   def __post_init__(self):
     self.transform_output = tft.TFTransformOutput(
-        self.fn_args.transform_graph_path)
+      self.fn_args.transform_graph_path
+    )
     self.features = self.config.features
     oov = self.config.preprocessing.categorical.num_oov_buckets
     self.task = self.config.task
     self.model_inputs = model_lib.ModelInputs(
-        numeric=self.config.numeric_inputs(),
-        categorical={
-            name: self.transform_output.vocabulary_size_by_name(key) + oov
-            for name, key in self.config.id_inputs().items()
-        },
-        task=self.task,
-        encoded=encoders.columns_of(self.config, self._encoder_locations(),
-                                    self._text_id_space))
+      numeric=self.config.numeric_inputs(),
+      categorical={
+        name: self.transform_output.vocabulary_size_by_name(key) + oov
+        for name, key in self.config.id_inputs().items()
+      },
+      task=self.task,
+      encoded=encoders.columns_of(
+        self.config, self._encoder_locations(), self._text_id_space
+      ),
+    )
     self.builder = self.config.model.builders[0]
     image = self.config.model.image
     self.image = image.shape if image else None
     self.mode = self.config.training.mode
-    self._rows: Dict[Tuple[str, ...],
-                     Union[Split, tf.data.Dataset, None]] = {}
+    self._rows: Dict[Tuple[str, ...], Union[Split, tf.data.Dataset, None]] = {}
     self._label_scale: Optional[Tuple[float, float]] = None
     self._labels: Dict[str, List[float]] = {}
 
   def _text_id_space(self, column: str) -> int:
     return preprocessing.text_id_space(
-        self.transform_output.vocabulary_size_by_name(
-            preprocessing.text_vocabulary_name(column)))
+      self.transform_output.vocabulary_size_by_name(
+        preprocessing.text_vocabulary_name(column)
+      )
+    )
 
   def _encoder_locations(self) -> Dict[str, str]:
     """Where each pretrained encoder is: what the component received
@@ -359,15 +416,21 @@ class TrainingData:
     pretrained = self.config.model.pretrained()
     received = getattr(self.fn_args, 'base_model', None)
     if received and len(pretrained) == 1:
-      if (not tf.io.gfile.exists(received) and
-          os.path.basename(received.rstrip('/')) == 'Format-Serving'):
+      if (
+        not tf.io.gfile.exists(received)
+        and os.path.basename(received.rstrip('/')) == 'Format-Serving'
+      ):
         received = os.path.dirname(received.rstrip('/'))  # TFX's model path
-      (column, _), = pretrained.items()
+      ((column, _),) = pretrained.items()
       return {column: received}
     from modules import kinds  # pylint: disable=g-import-not-at-top
-    return {column: encoders.locate(
-        column, kinds.kind_of(self.config.features, column).name, spec)
-            for column, spec in pretrained.items()}
+
+    return {
+      column: encoders.locate(
+        column, kinds.kind_of(self.config.features, column).name, spec
+      )
+      for column, spec in pretrained.items()
+    }
 
   def label_scale(self) -> Tuple[float, float]:
     """(mean, standard deviation) of the train split's labels: a task that
@@ -385,8 +448,10 @@ class TrainingData:
       return None
     names = self.class_names()
     return self.task.class_weights(
-        setting, self.labels('train'),
-        [n.decode() for n in names] if names is not None else None)
+      setting,
+      self.labels('train'),
+      [n.decode() for n in names] if names is not None else None,
+    )
 
   def class_names(self) -> Optional[List[bytes]]:
     """A STRING label's class names by class index (the Transform's label
@@ -396,22 +461,29 @@ class TrainingData:
       ValueError: the train split holds fewer classes than the data (a
         class only in the eval split has no index to learn).
     """
-    if self.transform_output.vocabulary_file_by_name(
-        preprocessing.LABEL_VOCABULARY) is None:
+    if (
+      self.transform_output.vocabulary_file_by_name(
+        preprocessing.LABEL_VOCABULARY
+      )
+      is None
+    ):
       return None
     names = self.transform_output.vocabulary_by_name(
-        preprocessing.LABEL_VOCABULARY)
+      preprocessing.LABEL_VOCABULARY
+    )
     classes = self.task.num_classes
     if len(names) < classes:
       seen = ', '.join(n.decode() for n in names)
       raise ValueError(
-          f'the label has {classes} classes in the data but '
-          f'{len(names)} in the train split ({seen}); a class only in the '
-          'eval split cannot be learned: add rows of it or change data.split')
+        f'the label has {classes} classes in the data but '
+        f'{len(names)} in the train split ({seen}); a class only in the '
+        'eval split cannot be learned: add rows of it or change data.split'
+      )
     return names
 
-  def new_model(self, hparams: Mapping[str, Any]
-                ) -> Union[tf.keras.Model, finetune.Finetuner]:
+  def new_model(
+    self, hparams: Mapping[str, Any]
+  ) -> Union[tf.keras.Model, finetune.Finetuner]:
     """A from-scratch model (scratch mode) by the builder `hparams` names
     (the only one when the spec names one), or a Finetuner over the base
     model the component received (finetune mode)."""
@@ -423,9 +495,11 @@ class TrainingData:
     builder = hparams.get('builder', self.builder)
     if builder == 'gbt':
       from modules import gbt  # pylint: disable=g-import-not-at-top
+
       return gbt.build(self.model_inputs, hparams, self.model_seed)
-    return model_lib.build_model(self.model_inputs, hparams, builder,
-                                 self.image)
+    return model_lib.build_model(
+      self.model_inputs, hparams, builder, self.image
+    )
 
   @property
   def model_seed(self) -> int:
@@ -437,23 +511,40 @@ class TrainingData:
     """The transformed labels of the 'train' or 'eval' split, on their own
     scale (read once: the class weights and the naive score ask again)."""
     if split not in self._labels:
-      files = (self.fn_args.train_files if split == 'train'
-               else self.fn_args.eval_files)
+      files = (
+        self.fn_args.train_files
+        if split == 'train'
+        else self.fn_args.eval_files
+      )
       dataset = self._epoch(files, 1024, shuffle=False, scaled=False)
       cast = int if self.task.classifies else float
-      self._labels[split] = [cast(v) for _, label in dataset
-                             for v in label.numpy().ravel()]
+      self._labels[split] = [
+        cast(v) for _, label in dataset for v in label.numpy().ravel()
+      ]
     return self._labels[split]
 
-  def _read(self, files: List[str], batch_size: int, shuffle: bool,
-            seed: int = 0) -> tf.data.Dataset:
+  def _read(
+    self, files: List[str], batch_size: int, shuffle: bool, seed: int = 0
+  ) -> tf.data.Dataset:
     """One epoch of a split, read and parsed from its files."""
-    return input_fn(files, self.fn_args.data_accessor, self.transform_output,
-                    self.features.transformed_label, batch_size,
-                    shuffle=shuffle, seed=seed)
+    return input_fn(
+      files,
+      self.fn_args.data_accessor,
+      self.transform_output,
+      self.features.transformed_label,
+      batch_size,
+      shuffle=shuffle,
+      seed=seed,
+    )
 
-  def _epoch(self, files: List[str], batch_size: int, shuffle: bool,
-             seed: int = 0, scaled: bool = True) -> tf.data.Dataset:
+  def _epoch(
+    self,
+    files: List[str],
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    scaled: bool = True,
+  ) -> tf.data.Dataset:
     """One epoch of a split, its label standardised when the task trains
     so (`scaled`)."""
     epoch = self._rows_epoch(files, batch_size, shuffle, seed)
@@ -462,8 +553,9 @@ class TrainingData:
     mean, std = self.label_scale()
     return epoch.map(lambda x, y: (x, (y - mean) / std))
 
-  def _rows_epoch(self, files: List[str], batch_size: int, shuffle: bool,
-                  seed: int = 0) -> tf.data.Dataset:
+  def _rows_epoch(
+    self, files: List[str], batch_size: int, shuffle: bool, seed: int = 0
+  ) -> tf.data.Dataset:
     """One epoch of a split, shuffled, when asked, with TFXIO's buffer and
     `seed`: by `Split` (held in memory or streamed) when every feature the
     model takes has a fixed shape (what this project's preprocessing_fn
@@ -471,8 +563,11 @@ class TrainingData:
     key = tuple(files)
     if key not in self._rows:
       spec = self._model_spec()
-      self._rows[key] = (Split(files, spec, self.features.transformed_label)
-                         if spec is not None else self._tfxio_rows(files))
+      self._rows[key] = (
+        Split(files, spec, self.features.transformed_label)
+        if spec is not None
+        else self._tfxio_rows(files)
+      )
     rows = self._rows[key]
     if isinstance(rows, Split):
       return rows.batches(batch_size, shuffle, seed)
@@ -488,9 +583,11 @@ class TrainingData:
     for a learned one."""
     label_key = self.features.transformed_label
     wanted = set(self.model_inputs.names()) | {label_key}
-    spec = {name: feature for name, feature
-            in self.transform_output.transformed_feature_spec().items()
-            if name in wanted}
+    spec = {
+      name: feature
+      for name, feature in self.transform_output.transformed_feature_spec().items()
+      if name in wanted
+    }
     if all(isinstance(f, tf.io.FixedLenFeature) for f in spec.values()):
       return spec
     return None

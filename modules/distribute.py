@@ -33,6 +33,9 @@ def strategy(devices: Optional[List[str]] = None) -> tf.distribute.Strategy:
     logging.info('distribution: no GPU visible, training on the CPU')
     return tf.distribute.get_strategy()
   chosen = tf.distribute.MirroredStrategy(devices)
-  logging.info('distribution: MirroredStrategy over %d device(s): %s',
-               chosen.num_replicas_in_sync, ', '.join(devices))
+  logging.info(
+    'distribution: MirroredStrategy over %d device(s): %s',
+    chosen.num_replicas_in_sync,
+    ', '.join(devices),
+  )
   return chosen

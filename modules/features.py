@@ -61,47 +61,59 @@ class FeaturesSpec(BaseModel):
   leak); they are no input of any serving signature. With no feature
   listed, the runner takes every other column by the kind it recognises.
   """
+
   model_config = ConfigDict(extra='forbid', frozen=True, strict=True)
 
-  label: str = Field(
-      description='The column to predict.')
+  label: str = Field(description='The column to predict.')
   task: Optional[Literal[TASK_KINDS]] = Field(  # type: ignore[valid-type]
-      default=None,
-      description='classification or regression; left out, the data decides.')
+    default=None,
+    description='classification or regression; left out, the data decides.',
+  )
   num_classes: Optional[int] = Field(
-      default=None, ge=2,
-      description=("A classification label's classes; left out, counted in the "
-                   'data.'))
+    default=None,
+    ge=2,
+    description=(
+      "A classification label's classes; left out, counted in the data."
+    ),
+  )
   max_classes: int = Field(
-      default=DEFAULT_MAX_CLASSES, ge=2,
-      description=('An INT label with more distinct values than this is '
-                   'refused unless task says which it is.'))
+    default=DEFAULT_MAX_CLASSES,
+    ge=2,
+    description=(
+      'An INT label with more distinct values than this is '
+      'refused unless task says which it is.'
+    ),
+  )
   numeric: List[str] = Field(
-      default=[],
-      description=('Numeric feature columns (no feature listed: every other '
-                   'column by the kind it is recognised as).'))
+    default=[],
+    description=(
+      'Numeric feature columns (no feature listed: every other '
+      'column by the kind it is recognised as).'
+    ),
+  )
   categorical: List[str] = Field(
-      default=[],
-      description='Categorical feature columns.')
-  date: List[str] = Field(
-      default=[],
-      description='Date feature columns.')
-  text: List[str] = Field(
-      default=[],
-      description='Free-text feature columns.')
-  image: List[str] = Field(
-      default=[],
-      description='Image feature columns.')
+    default=[], description='Categorical feature columns.'
+  )
+  date: List[str] = Field(default=[], description='Date feature columns.')
+  text: List[str] = Field(default=[], description='Free-text feature columns.')
+  image: List[str] = Field(default=[], description='Image feature columns.')
   exclude: List[str] = Field(
-      default=[],
-      description=('Columns the model must not see (an id, a leak); in no '
-                   'serving signature.'))
+    default=[],
+    description=(
+      'Columns the model must not see (an id, a leak); in no serving signature.'
+    ),
+  )
 
   @property
   def keys(self) -> List[str]:
     """Raw feature keys (label excluded), numeric first."""
-    return (list(self.numeric) + list(self.categorical) + list(self.date) +
-            list(self.text) + list(self.image))
+    return (
+      list(self.numeric)
+      + list(self.categorical)
+      + list(self.date)
+      + list(self.text)
+      + list(self.image)
+    )
 
   @property
   def listed(self) -> bool:

@@ -31,14 +31,23 @@ from typing import Any, List, Mapping, Optional, Protocol, Sequence
 
 from modules.config import FloatRange, GbtSpace, IntRange
 
-__all__ = ['GbtSpace', 'PREFIX', 'build', 'build_gbt', 'compile_gbt',
-           'load_ops']
+__all__ = [
+  'GbtSpace',
+  'PREFIX',
+  'build',
+  'build_gbt',
+  'compile_gbt',
+  'load_ops',
+]
 
 PREFIX = 'gbt_'  # a GbtSpace field's Keras Tuner hyperparameter name prefix
 # The Keras regression losses (modules/tasks.py LOSSES) -> the forest's own
 # objective. TF-DF has no Huber loss; squared error is the nearest.
-REGRESSION_LOSSES = {'mse': 'SQUARED_ERROR', 'mae': 'MEAN_AVERAGE_ERROR',
-                     'huber': 'SQUARED_ERROR'}
+REGRESSION_LOSSES = {
+  'mse': 'SQUARED_ERROR',
+  'mae': 'MEAN_AVERAGE_ERROR',
+  'huber': 'SQUARED_ERROR',
+}
 
 
 class FeatureInputs(Protocol):
@@ -75,18 +84,26 @@ def _tfdf() -> Any:
   # they branch on Python values only. TF-DF's Keras model is still
   # converted: its loop over the dataset needs AutoGraph.
   rules = autograph_config.CONVERSION_RULES
-  if not any(isinstance(r, autograph_config.DoNotConvert) and
-             r.matches(_TFDF_HELPERS) for r in rules):
+  if not any(
+    isinstance(r, autograph_config.DoNotConvert) and r.matches(_TFDF_HELPERS)
+    for r in rules
+  ):
     autograph_config.CONVERSION_RULES = (
-        autograph_config.DoNotConvert(_TFDF_HELPERS),) + tuple(rules)
+      autograph_config.DoNotConvert(_TFDF_HELPERS),
+    ) + tuple(rules)
   # Yggdrasil's logs: the training library's copy of the switch (TF-DF
   # holds it at 0 while it trains)...
   cc_logging.set_yggdrasil_logging_level(0)
   # ...and the inference library's, which loads forests, has no setter: it
   # is set in place, in the library TF-DF loaded (RTLD_NOLOAD: never a
   # second copy). A TF-DF without the symbol only keeps its load lines.
-  library = os.path.join(os.path.dirname(tfdf.__file__), 'tensorflow', 'ops',
-                         'inference', 'inference.so')
+  library = os.path.join(
+    os.path.dirname(tfdf.__file__),
+    'tensorflow',
+    'ops',
+    'inference',
+    'inference.so',
+  )
   try:
     loaded = ctypes.CDLL(library, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
     ctypes.c_int.in_dll(loaded, _YDF_LOGGING_LEVEL).value = 0
@@ -108,6 +125,7 @@ def _model_class() -> type:
   the project's output width. Defined on first use: TF-DF is imported only
   by a process that builds trees."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   tfdf = _tfdf()
 
   class GbtModel(tfdf.keras.GradientBoostedTreesModel):
@@ -120,14 +138,18 @@ def _model_class() -> type:
 
     one_pass = True  # one epoch grows it (modules/model.py epochs_for)
 
-    def __init__(self, *, input_names: List[str], classes: int = 0,
-                 **kwargs):
+    def __init__(self, *, input_names: List[str], classes: int = 0, **kwargs):
       super().__init__(**kwargs)
       self.input_names = list(input_names)
       self._classes = classes
 
-    def fit(self, *args, epochs: int = 1, initial_epoch: int = 0,  # pylint: disable=arguments-differ
-            **kwargs):
+    def fit(
+      self,
+      *args,
+      epochs: int = 1,
+      initial_epoch: int = 0,  # pylint: disable=arguments-differ
+      **kwargs,
+    ):
       """TF-DF's fit, which grows the whole forest in one epoch: `epochs`
       and `initial_epoch` (a Trainer's epochs, a Hyperband round's) are
       taken and ignored, where TF-DF refuses them."""
@@ -157,9 +179,15 @@ def _model_class() -> type:
   return GbtModel
 
 
-def build_gbt(inputs: FeatureInputs, hparams: Mapping[str, Any], *,
-              regression: bool, num_classes: int, seed: int,
-              loss: Optional[str] = None) -> Any:
+def build_gbt(
+  inputs: FeatureInputs,
+  hparams: Mapping[str, Any],
+  *,
+  regression: bool,
+  num_classes: int,
+  seed: int,
+  loss: Optional[str] = None,
+) -> Any:
   """A gradient boosted trees model over the transformed features, not
   compiled (`compile_gbt`).
 
@@ -188,52 +216,65 @@ def build_gbt(inputs: FeatureInputs, hparams: Mapping[str, Any], *,
   _check_buildable(inputs, loss)
   tfdf = _tfdf()
   return _model_class()(
-      input_names=list(inputs.numeric) + list(inputs.categorical),
-      classes=0 if regression else num_classes,
-      task=(tfdf.keras.Task.REGRESSION if regression
-            else tfdf.keras.Task.CLASSIFICATION),
-      loss=(REGRESSION_LOSSES[loss or 'mse'] if regression else 'DEFAULT'),
-      features=_feature_usages(tfdf, inputs),
-      exclude_non_specified_features=True,
-      random_seed=int(seed), verbose=0,
-      # The project's train split comes shuffled (with a seed) in small
-      # batches, which TF-DF's dataset check refuses; the trees read every
-      # row before growing, so neither changes them.
-      check_dataset=False,
-      # Each fit grows a new forest, never one resumed from a previous fit.
-      try_resume_training=False,
-      # TF-DF passes these GOSS and SelGB settings to Yggdrasil even when
-      # that sampling is off, which then warns on every training.
-      goss_alpha=None, goss_beta=None, selective_gradient_boosting_ratio=None,
-      **{name: _typed(name, hparams[name]) for name in GbtSpace.model_fields})
+    input_names=list(inputs.numeric) + list(inputs.categorical),
+    classes=0 if regression else num_classes,
+    task=(
+      tfdf.keras.Task.REGRESSION
+      if regression
+      else tfdf.keras.Task.CLASSIFICATION
+    ),
+    loss=(REGRESSION_LOSSES[loss or 'mse'] if regression else 'DEFAULT'),
+    features=_feature_usages(tfdf, inputs),
+    exclude_non_specified_features=True,
+    random_seed=int(seed),
+    verbose=0,
+    # The project's train split comes shuffled (with a seed) in small
+    # batches, which TF-DF's dataset check refuses; the trees read every
+    # row before growing, so neither changes them.
+    check_dataset=False,
+    # Each fit grows a new forest, never one resumed from a previous fit.
+    try_resume_training=False,
+    # TF-DF passes these GOSS and SelGB settings to Yggdrasil even when
+    # that sampling is off, which then warns on every training.
+    goss_alpha=None,
+    goss_beta=None,
+    selective_gradient_boosting_ratio=None,
+    **{name: _typed(name, hparams[name]) for name in GbtSpace.model_fields},
+  )
 
 
 def _check_buildable(inputs: FeatureInputs, loss: Optional[str]) -> None:
   """Raises ValueError for what `build_gbt` cannot build: no features, a
   distribution strategy in scope, an unknown regression loss."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   if not inputs.numeric and not inputs.categorical:
     raise ValueError('build_gbt needs at least one input feature')
   if tf.distribute.has_strategy():
     # TF-DF refuses any but a parameter server strategy, at the first fit.
     raise ValueError(
-        'gbt trees train without a distribution strategy (TF-DF does not '
-        f'run under {type(tf.distribute.get_strategy()).__name__}); build '
-        'them outside strategy.scope()')
+      'gbt trees train without a distribution strategy (TF-DF does not '
+      f'run under {type(tf.distribute.get_strategy()).__name__}); build '
+      'them outside strategy.scope()'
+    )
   if loss is not None and loss not in REGRESSION_LOSSES:
-    raise ValueError(f'unknown regression loss {loss!r}; allowed: '
-                     f'{", ".join(REGRESSION_LOSSES)}')
+    raise ValueError(
+      f'unknown regression loss {loss!r}; allowed: '
+      f'{", ".join(REGRESSION_LOSSES)}'
+    )
 
 
 def _feature_usages(tfdf: Any, inputs: FeatureInputs) -> List[Any]:
   """TF-DF's feature list: the numeric inputs numerical, the id inputs
   categorical."""
   semantic = tfdf.keras.FeatureSemantic
-  return (
-      [tfdf.keras.FeatureUsage(name, semantic=semantic.NUMERICAL)
-       for name in inputs.numeric] +
-      [tfdf.keras.FeatureUsage(name, semantic=semantic.CATEGORICAL)
-       for name in inputs.categorical])
+  return [
+    tfdf.keras.FeatureUsage(name, semantic=semantic.NUMERICAL)
+    for name in inputs.numeric
+  ] + [
+    tfdf.keras.FeatureUsage(name, semantic=semantic.CATEGORICAL)
+    for name in inputs.categorical
+  ]
 
 
 def _typed(name: str, value: Any) -> Any:
@@ -241,8 +282,13 @@ def _typed(name: str, value: Any) -> Any:
   hands ints and floats to Yggdrasil as different kinds, and refuses an
   int (e.g. 1 from JSON) where a real number is expected."""
   entry = getattr(GbtSpace(), name)
-  kind = (int if isinstance(entry, IntRange) else
-          float if isinstance(entry, FloatRange) else type(list(entry)[0]))
+  kind = (
+    int
+    if isinstance(entry, IntRange)
+    else float
+    if isinstance(entry, FloatRange)
+    else type(list(entry)[0])
+  )
   return kind(value)
 
 
@@ -276,10 +322,18 @@ def build(inputs: Any, hparams: Mapping[str, Any], seed: int) -> Any:
     seed: the trees' random seed.
   """
   task = inputs.task
-  own = {name[len(PREFIX):]: value for name, value in hparams.items()
-         if name.startswith(PREFIX)}
-  model = build_gbt(inputs, own, regression=not task.classifies,
-                    num_classes=task.num_classes or 0, seed=seed,
-                    loss=hparams.get('loss'))
+  own = {
+    name[len(PREFIX) :]: value
+    for name, value in hparams.items()
+    if name.startswith(PREFIX)
+  }
+  model = build_gbt(
+    inputs,
+    own,
+    regression=not task.classifies,
+    num_classes=task.num_classes or 0,
+    seed=seed,
+    loss=hparams.get('loss'),
+  )
   compile_gbt(model, task.keras_metrics(), task.loss(hparams.get('loss')))
   return model

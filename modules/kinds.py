@@ -35,8 +35,7 @@ IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.gif', '.bmp')
 # Encoded images (a tf.Example's bytes), by their first bytes: the formats
 # tf.io.decode_image reads. BMP's two letters also begin text ("BMW"), so
 # its header is checked further (`is_image_bytes`).
-IMAGE_SIGNATURES = (b'\x89PNG\r\n\x1a\n', b'\xff\xd8\xff', b'GIF87a',
-                    b'GIF89a')
+IMAGE_SIGNATURES = (b'\x89PNG\r\n\x1a\n', b'\xff\xd8\xff', b'GIF87a', b'GIF89a')
 # A BMP's info header sizes (its versions' and OS/2's).
 _BMP_HEADER_SIZES = (12, 16, 40, 52, 56, 64, 108, 124)
 
@@ -46,8 +45,12 @@ def is_image_bytes(data: bytes) -> bool:
   signature (a BMP: "BM", zero reserved bytes and a known header size)."""
   if data.startswith(IMAGE_SIGNATURES):
     return True
-  return (len(data) >= 26 and data[:2] == b'BM' and data[6:10] == bytes(4)
-          and int.from_bytes(data[14:18], 'little') in _BMP_HEADER_SIZES)
+  return (
+    len(data) >= 26
+    and data[:2] == b'BM'
+    and data[6:10] == bytes(4)
+    and int.from_bytes(data[14:18], 'little') in _BMP_HEADER_SIZES
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +61,7 @@ class ColumnFacts:
   mean words a value, whether every value names an image file (CSV), and
   whether every value is an encoded image (`is_image_bytes`: tf.Examples'
   bytes)."""
+
   csv_kind: str
   looks_like_date: bool = False
   distinct_share: float = 0.0
@@ -71,8 +75,11 @@ class ColumnFacts:
 
   @property
   def plain_text(self) -> bool:
-    return (self.csv_kind == _STRING and not self.looks_like_date and
-            not self.is_image)
+    return (
+      self.csv_kind == _STRING
+      and not self.looks_like_date
+      and not self.is_image
+    )
 
 
 class Kind:
@@ -93,6 +100,7 @@ class Kind:
 
 class NumericKind(Kind):
   """A number: gaps filled by the impute rule, then scaled."""
+
   name = 'numeric'
   schema_types = ('INT', 'FLOAT')
 
@@ -106,6 +114,7 @@ class NumericKind(Kind):
 class CategoricalKind(Kind):
   """A category: ids over a vocabulary of the train split, with OOV
   buckets; gaps by the impute rule."""
+
   name = 'categorical'
   schema_types = ('BYTES', 'INT')
   fill_is_numeric = False
@@ -122,6 +131,7 @@ class DateKind(Kind):
   the numeric rule) and month, day of week, day of year and hour as
   cyclic (sine, cosine) pairs, all computed in the Transform graph so
   serving takes the raw string (modules/dates.py)."""
+
   name = 'date'
   schema_types = ('BYTES',)
 
@@ -130,8 +140,10 @@ class DateKind(Kind):
 
   def float_inputs(self, key):
     from modules import dates  # pylint: disable=g-import-not-at-top
-    return [transformed_name(dates.part_name(key, part))
-            for part in dates.DATE_PARTS]
+
+    return [
+      transformed_name(dates.part_name(key, part)) for part in dates.DATE_PARTS
+    ]
 
 
 class TextKind(Kind):
@@ -141,15 +153,18 @@ class TextKind(Kind):
   words, embeddings with pooling) or a pretrained one (a BERT-family
   model, its own WordPiece tokenizer in the model's graph) turns it into
   features. Missing text is the empty string."""
+
   name = 'text'
   schema_types = ('BYTES',)
   fill_is_numeric = False
   encoded = True
 
   def recognise(self, facts):
-    return (facts.plain_text and
-            facts.distinct_share >= TEXT_MIN_DISTINCT_SHARE and
-            facts.mean_words >= TEXT_MIN_MEAN_WORDS)
+    return (
+      facts.plain_text
+      and facts.distinct_share >= TEXT_MIN_DISTINCT_SHARE
+      and facts.mean_words >= TEXT_MIN_MEAN_WORDS
+    )
 
 
 class ImageKind(Kind):
@@ -158,6 +173,7 @@ class ImageKind(Kind):
   images in TFRecords of tf.Examples. The model decodes and resizes them
   for its encoder (a small learned CNN, or a pretrained backbone), with
   training-only augmentation; serving takes encoded image bytes."""
+
   name = 'image'
   schema_types = ('BYTES',)
   fill_is_numeric = False
@@ -168,16 +184,21 @@ class ImageKind(Kind):
 
 
 CATEGORICAL = CategoricalKind()  # what a column no other kind takes is
-KINDS: Dict[str, Kind] = {kind.name: kind for kind in (
-    NumericKind(), CATEGORICAL, DateKind(), TextKind(), ImageKind())}
+KINDS: Dict[str, Kind] = {
+  kind.name: kind
+  for kind in (NumericKind(), CATEGORICAL, DateKind(), TextKind(), ImageKind())
+}
 # Which kind an unlisted column becomes: the first that recognises it.
 RECOGNITION_ORDER = ('date', 'image', 'numeric', 'text', 'categorical')
 
 
 def columns(features: FeaturesSpec) -> List[Tuple[str, Kind]]:
   """Every feature with its kind, in the spec's order of kinds."""
-  return [(key, kind) for kind in KINDS.values()
-          for key in getattr(features, kind.name)]
+  return [
+    (key, kind)
+    for kind in KINDS.values()
+    for key in getattr(features, kind.name)
+  ]
 
 
 def kind_of(features: FeaturesSpec, key: str) -> Optional[Kind]:

@@ -31,22 +31,29 @@ MISSING_TOKEN = '__missing__'
 LABEL_VOCABULARY = 'label_classes'
 
 _NUMERIC_SCALERS = {
-    'z_score': tft.scale_to_z_score,
-    'min_max': tft.scale_to_0_1,
-    'none': lambda x: x,
+  'z_score': tft.scale_to_z_score,
+  'min_max': tft.scale_to_0_1,
+  'none': lambda x: x,
 }
 
 
-def single_values(x: Union[tf.Tensor, tf.SparseTensor], default: Any
-                  ) -> Tuple[tf.Tensor, tf.Tensor]:
+def single_values(
+  x: Union[tf.Tensor, tf.SparseTensor], default: Any
+) -> Tuple[tf.Tensor, tf.Tensor]:
   """(values [batch, 1] with `default` where missing, missing [batch, 1])."""
   if isinstance(x, tf.SparseTensor):
     batch = x.dense_shape[0]
     x = tf.sparse.reset_shape(x, tf.stack([batch, tf.constant(1, tf.int64)]))
     values = tf.sparse.to_dense(x, default_value=default)
-    present = tf.sparse.to_dense(
-        tf.SparseTensor(x.indices, tf.ones_like(x.values, tf.int32),
-                        x.dense_shape), default_value=0) > 0
+    present = (
+      tf.sparse.to_dense(
+        tf.SparseTensor(
+          x.indices, tf.ones_like(x.values, tf.int32), x.dense_shape
+        ),
+        default_value=0,
+      )
+      > 0
+    )
     values = tf.reshape(values, [-1, 1])  # a static shape for Transform
     missing = tf.reshape(tf.logical_not(present), [-1, 1])
   else:
@@ -71,8 +78,9 @@ def numeric_values(x) -> Tuple[tf.Tensor, tf.Tensor]:
   return single_values(x, float('nan'))
 
 
-def fill_numeric(columns: Mapping[str, Tuple[tf.Tensor, tf.Tensor]],
-                 rules: Mapping[str, Any]) -> Dict[str, tf.Tensor]:
+def fill_numeric(
+  columns: Mapping[str, Tuple[tf.Tensor, tf.Tensor]], rules: Mapping[str, Any]
+) -> Dict[str, tf.Tensor]:
   """Each (values, missing) column with a rule, its gaps filled by it: the
   mean or median of its present values in the train split, zero, or a
   number; a column without a rule (a required feature) as it is. The means
@@ -82,15 +90,26 @@ def fill_numeric(columns: Mapping[str, Tuple[tf.Tensor, tf.Tensor]],
   fills = {}
   means = [k for k in columns if rules.get(k) == 'mean']
   if means:
-    present = [tf.cast(tf.logical_not(columns[k][1]), tf.float64)
-               for k in means]
-    values = [tf.where(columns[k][1], tf.zeros_like(columns[k][0], tf.float64),
-                       tf.cast(columns[k][0], tf.float64)) for k in means]
-    sums = tft.sum(tf.concat(values + present, axis=1),
-                   reduce_instance_dims=False, name='numeric_fill_mean')
+    present = [
+      tf.cast(tf.logical_not(columns[k][1]), tf.float64) for k in means
+    ]
+    values = [
+      tf.where(
+        columns[k][1],
+        tf.zeros_like(columns[k][0], tf.float64),
+        tf.cast(columns[k][0], tf.float64),
+      )
+      for k in means
+    ]
+    sums = tft.sum(
+      tf.concat(values + present, axis=1),
+      reduce_instance_dims=False,
+      name='numeric_fill_mean',
+    )
     for i, key in enumerate(means):
-      fills[key] = tf.cast(tf.math.divide_no_nan(sums[i], sums[len(means) + i]),
-                           tf.float32)
+      fills[key] = tf.cast(
+        tf.math.divide_no_nan(sums[i], sums[len(means) + i]), tf.float32
+      )
   for key, (values, missing) in columns.items():
     rule = rules.get(key)
     if rule is None or rule == 'mean':
@@ -98,20 +117,29 @@ def fill_numeric(columns: Mapping[str, Tuple[tf.Tensor, tf.Tensor]],
     if rule == 'median':
       # Named after its feature: tf.Transform finds it again when it
       # traces this function twice (and caches it by name).
-      median = tf.reshape(tft.quantiles(
-          tf.boolean_mask(values, tf.logical_not(missing)), num_buckets=2,
-          epsilon=1e-3, name=f'{key}_fill_median'), [-1])[0]
+      median = tf.reshape(
+        tft.quantiles(
+          tf.boolean_mask(values, tf.logical_not(missing)),
+          num_buckets=2,
+          epsilon=1e-3,
+          name=f'{key}_fill_median',
+        ),
+        [-1],
+      )[0]
       fills[key] = tf.where(tf.math.is_nan(median), 0.0, median)
     elif rule == 'zero':
       fills[key] = tf.constant(0.0)
     else:
       fills[key] = tf.constant(float(rule))
-  return {key: tf.where(missing, fills[key], values) if key in fills
-          else values for key, (values, missing) in columns.items()}
+  return {
+    key: tf.where(missing, fills[key], values) if key in fills else values
+    for key, (values, missing) in columns.items()
+  }
 
 
-def scale_numeric(columns: Mapping[str, tf.Tensor], scaling: str
-                  ) -> Dict[str, tf.Tensor]:
+def scale_numeric(
+  columns: Mapping[str, tf.Tensor], scaling: str
+) -> Dict[str, tf.Tensor]:
   """Each [batch, 1] column scaled by its own statistics over the train
   split, all columns by one analyzer: they are stacked side by side and
   scaled elementwise (per column), then split again. One analyzer instead
@@ -121,9 +149,10 @@ def scale_numeric(columns: Mapping[str, tf.Tensor], scaling: str
     return dict(columns)
   keys = list(columns)
   stacked = tf.concat([columns[k] for k in keys], axis=1)
-  scaled = _NUMERIC_SCALERS[scaling](stacked, elementwise=True,
-                                     name=f'numeric_{scaling}')
-  return {k: scaled[:, i:i + 1] for i, k in enumerate(keys)}
+  scaled = _NUMERIC_SCALERS[scaling](
+    stacked, elementwise=True, name=f'numeric_{scaling}'
+  )
+  return {k: scaled[:, i : i + 1] for i, k in enumerate(keys)}
 
 
 def categorical_ids(x, key: str, fill, vocab) -> Tuple[tf.Tensor, tf.Tensor]:
@@ -133,21 +162,31 @@ def categorical_ids(x, key: str, fill, vocab) -> Tuple[tf.Tensor, tf.Tensor]:
     values = tf.strings.as_string(values)
   if not isinstance(x, tf.SparseTensor):  # required: nothing to fill
     return tft.compute_and_apply_vocabulary(
-        values, top_k=vocab.top_k, num_oov_buckets=vocab.num_oov_buckets,
-        vocab_filename=key, name=f'{key}_vocabulary'), missing
+      values,
+      top_k=vocab.top_k,
+      num_oov_buckets=vocab.num_oov_buckets,
+      vocab_filename=key,
+      name=f'{key}_vocabulary',
+    ), missing
   if fill == 'most_frequent':
     # The vocabulary is ordered by frequency: id 0 is the most frequent.
     present = tf.boolean_mask(values, tf.logical_not(missing))
-    vocabulary = tft.vocabulary(present, top_k=vocab.top_k,
-                                vocab_filename=key, name=f'{key}_vocabulary')
-    ids = tft.apply_vocabulary(values, vocabulary,
-                               num_oov_buckets=vocab.num_oov_buckets)
+    vocabulary = tft.vocabulary(
+      present, top_k=vocab.top_k, vocab_filename=key, name=f'{key}_vocabulary'
+    )
+    ids = tft.apply_vocabulary(
+      values, vocabulary, num_oov_buckets=vocab.num_oov_buckets
+    )
     return tf.where(missing, tf.zeros_like(ids), ids), missing
   token = fill.constant if isinstance(fill, ConstantToken) else MISSING_TOKEN
   filled = tf.where(missing, tf.fill(tf.shape(values), token), values)
   ids = tft.compute_and_apply_vocabulary(
-      filled, top_k=vocab.top_k, num_oov_buckets=vocab.num_oov_buckets,
-      vocab_filename=key, name=f'{key}_vocabulary')
+    filled,
+    top_k=vocab.top_k,
+    num_oov_buckets=vocab.num_oov_buckets,
+    vocab_filename=key,
+    name=f'{key}_vocabulary',
+  )
   return ids, missing
 
 
@@ -157,6 +196,7 @@ class Transformed:
   `scaled` floats still to fill and scale (output name -> (values [batch,
   1], missing [batch, 1], fill rule or None for no gaps)), `direct` outputs
   that are final, and the column's `missing` mask (for an indicator)."""
+
   scaled: Dict[str, Tuple[tf.Tensor, tf.Tensor, Any]]
   direct: Dict[str, tf.Tensor]
   missing: tf.Tensor
@@ -167,16 +207,25 @@ def numeric_column(x, key: str, rule, options) -> Transformed:
   then scaled with the others."""
   values, missing = numeric_values(x)
   optional = isinstance(x, tf.SparseTensor)
-  return Transformed(scaled={features_lib.transformed_name(key): (
-      values, missing, rule if optional else None)}, direct={},
-                     missing=missing)
+  return Transformed(
+    scaled={
+      features_lib.transformed_name(key): (
+        values,
+        missing,
+        rule if optional else None,
+      )
+    },
+    direct={},
+    missing=missing,
+  )
 
 
 def categorical_column(x, key: str, rule, options) -> Transformed:
   """A category: ids over the train split's vocabulary."""
   ids, missing = categorical_ids(x, key, rule, options.categorical)
-  return Transformed(scaled={}, direct={features_lib.transformed_name(key): ids},
-                     missing=missing)
+  return Transformed(
+    scaled={}, direct={features_lib.transformed_name(key): ids}, missing=missing
+  )
 
 
 def date_column(x, key: str, rule, options) -> Transformed:
@@ -187,11 +236,14 @@ def date_column(x, key: str, rule, options) -> Transformed:
   parts, missing = dates.date_parts(text)
   name = features_lib.transformed_name
   return Transformed(
-      scaled={name(dates.part_name(key, 'year')): (parts.pop('year'), missing,
-                                                   rule)},
-      direct={name(dates.part_name(key, part)): value
-              for part, value in parts.items()},
-      missing=missing)
+    scaled={
+      name(dates.part_name(key, 'year')): (parts.pop('year'), missing, rule)
+    },
+    direct={
+      name(dates.part_name(key, part)): value for part, value in parts.items()
+    },
+    missing=missing,
+  )
 
 
 # A word of free text for the learned encoders: a run of letters, digits
@@ -218,8 +270,11 @@ def tokenize(text: tf.Tensor, max_tokens: int) -> tf.SparseTensor:
   spaced = tf.strings.regex_replace(lowered, _NOT_WORD, ' ')
   words = tf.strings.split(tf.strings.strip(spaced))[:, :max_tokens]
   sparse = words.to_sparse()
-  return tf.SparseTensor(sparse.indices, sparse.values, tf.stack(
-      [sparse.dense_shape[0], tf.constant(max_tokens, tf.int64)]))
+  return tf.SparseTensor(
+    sparse.indices,
+    sparse.values,
+    tf.stack([sparse.dense_shape[0], tf.constant(max_tokens, tf.int64)]),
+  )
 
 
 def text_column(x, key: str, rule, options) -> Transformed:
@@ -236,9 +291,13 @@ def text_column(x, key: str, rule, options) -> Transformed:
   text, missing = single_values(x, '')
   words = tokenize(text, max_tokens)
   ids = tft.compute_and_apply_vocabulary(
-      words, top_k=text_options.vocabulary_size,
-      frequency_threshold=text_options.min_frequency, num_oov_buckets=1,
-      vocab_filename=text_vocabulary_name(key), name=f'{key}_words')
+    words,
+    top_k=text_options.vocabulary_size,
+    frequency_threshold=text_options.min_frequency,
+    num_oov_buckets=1,
+    vocab_filename=text_vocabulary_name(key),
+    name=f'{key}_words',
+  )
   ids = tf.SparseTensor(ids.indices, ids.values + 1, ids.dense_shape)
   dense = tf.sparse.to_dense(ids, default_value=PAD_ID)
   dense = tf.reshape(dense, [-1, max_tokens])  # a static shape for Transform
@@ -247,24 +306,36 @@ def text_column(x, key: str, rule, options) -> Transformed:
   # vocabulary's top_k, known now; the vocabulary's own size is not.
   space = text_id_space(text_options.vocabulary_size)
   pairs, _ = tf.unique(ids.indices[:, 0] * space + ids.values)
-  in_batch = tf.math.bincount(tf.cast(pairs % space, tf.int32),
-                              minlength=space, maxlength=space,
-                              dtype=tf.float32)
-  frequency = tft.sum(tf.expand_dims(in_batch, 0), reduce_instance_dims=False,
-                      name=f'{key}_document_frequency')
-  rows = tft.sum(tf.ones_like(dense[:, 0], tf.float32),
-                 name=f'{key}_documents')
+  in_batch = tf.math.bincount(
+    tf.cast(pairs % space, tf.int32),
+    minlength=space,
+    maxlength=space,
+    dtype=tf.float32,
+  )
+  frequency = tft.sum(
+    tf.expand_dims(in_batch, 0),
+    reduce_instance_dims=False,
+    name=f'{key}_document_frequency',
+  )
+  rows = tft.sum(tf.ones_like(dense[:, 0], tf.float32), name=f'{key}_documents')
   # Smoothed as scikit-learn's TfidfVectorizer smooths it: no word's
   # weight is zero, none infinite.
   idf = tf.math.log((1.0 + rows) / (1.0 + frequency)) + 1.0
   present = tf.cast(dense != PAD_ID, tf.float32)
   length = tf.maximum(tf.reduce_sum(present, axis=1, keepdims=True), 1.0)
-  weights = tf.reshape(tf.gather(idf, dense) * present / length,
-                       [-1, max_tokens])
+  weights = tf.reshape(
+    tf.gather(idf, dense) * present / length, [-1, max_tokens]
+  )
   name = features_lib.transformed_name
-  return Transformed(scaled={}, direct={
-      name(key): dense, name(key + '_weights'): weights,
-      name(key + '_text'): tf.strings.strip(text)}, missing=missing)
+  return Transformed(
+    scaled={},
+    direct={
+      name(key): dense,
+      name(key + '_weights'): weights,
+      name(key + '_text'): tf.strings.strip(text),
+    },
+    missing=missing,
+  )
 
 
 def image_column(x, key: str, rule, options) -> Transformed:
@@ -273,16 +344,21 @@ def image_column(x, key: str, rule, options) -> Transformed:
   missing is the empty string (a blank image)."""
   del rule, options
   data, missing = single_values(x, '')
-  return Transformed(scaled={}, direct={features_lib.transformed_name(key):
-                                        data}, missing=missing)
+  return Transformed(
+    scaled={},
+    direct={features_lib.transformed_name(key): data},
+    missing=missing,
+  )
 
 
 # Each column kind's Transform (modules/kinds.py declares the kinds).
-KIND_TRANSFORMS = {'numeric': numeric_column,
-                   'categorical': categorical_column,
-                   'date': date_column,
-                   'text': text_column,
-                   'image': image_column}
+KIND_TRANSFORMS = {
+  'numeric': numeric_column,
+  'categorical': categorical_column,
+  'date': date_column,
+  'text': text_column,
+  'image': image_column,
+}
 
 
 def class_label(x) -> tf.Tensor:
@@ -292,8 +368,12 @@ def class_label(x) -> tf.Tensor:
   if x.dtype == tf.string:
     values, _ = single_values(x, '')
     return tft.compute_and_apply_vocabulary(
-        tf.strings.strip(values), num_oov_buckets=0, default_value=-1,
-        vocab_filename=LABEL_VOCABULARY, name='label_vocabulary')
+      tf.strings.strip(values),
+      num_oov_buckets=0,
+      default_value=-1,
+      vocab_filename=LABEL_VOCABULARY,
+      name='label_vocabulary',
+    )
   values, _ = single_values(x, 0)
   return tf.cast(values, tf.int64)
 
@@ -309,8 +389,9 @@ def number_label(x) -> tf.Tensor:
 LABEL_TRANSFORMS = {'class': class_label, 'number': number_label}
 
 
-def preprocessing_fn(inputs: Mapping[str, Any],
-                     custom_config: Mapping[str, Any]) -> Dict[str, Any]:
+def preprocessing_fn(
+  inputs: Mapping[str, Any], custom_config: Mapping[str, Any]
+) -> Dict[str, Any]:
   """Transforms raw features into model inputs.
 
   Each feature is transformed by its column kind (modules/kinds.py):
@@ -344,8 +425,10 @@ def preprocessing_fn(inputs: Mapping[str, Any],
   filled = fill_numeric(scaled, rules)
   outputs.update(scale_numeric(filled, options.numeric))
   for key in config.indicators():
-    outputs[features_lib.indicator_name(key)] = tf.cast(missing[key],
-                                                        tf.float32)
-  outputs[feats.transformed_label] = LABEL_TRANSFORMS[
-      config.label_transform](inputs[feats.label])
+    outputs[features_lib.indicator_name(key)] = tf.cast(
+      missing[key], tf.float32
+    )
+  outputs[feats.transformed_label] = LABEL_TRANSFORMS[config.label_transform](
+    inputs[feats.label]
+  )
   return outputs

@@ -29,8 +29,14 @@ SHARED = ('dropout', 'l1', 'l2', 'optimizer', 'learning_rate', 'batch_size')
 # From scratch: the architecture.
 SCRATCH = ('num_layers', 'units', 'batch_norm')
 # Fine-tuning (model.search_space.finetune): how much of the base to train.
-FINETUNE = ('strategy', 'unfreeze_blocks', 'head_units', 'backbone_lr_scale',
-            'lr_decay', 'epochs_per_stage')
+FINETUNE = (
+  'strategy',
+  'unfreeze_blocks',
+  'head_units',
+  'backbone_lr_scale',
+  'lr_decay',
+  'epochs_per_stage',
+)
 NAMES = SCRATCH + SHARED
 # Gradient boosted trees (model.search_space.gbt), prefixed GBT_PREFIX so
 # that they share a search with the network's when the Tuner chooses the
@@ -45,8 +51,12 @@ EMBEDDING_DIM = 'embedding_dim'
 # TrialTrainingSpec.choices), per the task that has it.
 TRAINING_CHOICES = ('loss', 'class_weight')
 # Every hyperparameter name a search may hold besides `names(mode)`'s.
-OTHER_NAMES = (BUILDER, EMBEDDING_DIM, *TRAINING_CHOICES,
-               *(GBT_PREFIX + n for n in GBT))
+OTHER_NAMES = (
+  BUILDER,
+  EMBEDDING_DIM,
+  *TRAINING_CHOICES,
+  *(GBT_PREFIX + n for n in GBT),
+)
 
 
 def names(mode: str = 'scratch') -> Tuple[str, ...]:
@@ -54,21 +64,31 @@ def names(mode: str = 'scratch') -> Tuple[str, ...]:
   return (FINETUNE if mode == 'finetune' else SCRATCH) + SHARED
 
 
-def _register(hp: keras_tuner.HyperParameters, name: str,
-              entry: Union[IntRange, FloatRange, Sequence[Any]]) -> Any:
+def _register(
+  hp: keras_tuner.HyperParameters,
+  name: str,
+  entry: Union[IntRange, FloatRange, Sequence[Any]],
+) -> Any:
   """Registers one search space entry: an int or float range, or a list of
   choices whose first value is the default."""
   if isinstance(entry, IntRange):
     return hp.Int(name, entry.min, entry.max, step=entry.step)
   if isinstance(entry, FloatRange):
-    return hp.Float(name, entry.min, entry.max, step=entry.step,
-                    sampling=entry.sampling, default=entry.min)
+    return hp.Float(
+      name,
+      entry.min,
+      entry.max,
+      step=entry.step,
+      sampling=entry.sampling,
+      default=entry.min,
+    )
   values = list(entry)
   return hp.Choice(name, values, default=values[0])
 
 
-def sample(hp: keras_tuner.HyperParameters, space: SearchSpace,
-           mode: str = 'scratch') -> Dict[str, Any]:
+def sample(
+  hp: keras_tuner.HyperParameters, space: SearchSpace, mode: str = 'scratch'
+) -> Dict[str, Any]:
   """Registers the spec's search space on `hp`; returns current values.
 
   Args:
@@ -85,53 +105,67 @@ def sample(hp: keras_tuner.HyperParameters, space: SearchSpace,
   return values
 
 
-def sample_gbt(hp: keras_tuner.HyperParameters, space: GbtSpace
-               ) -> Dict[str, Any]:
+def sample_gbt(
+  hp: keras_tuner.HyperParameters, space: GbtSpace
+) -> Dict[str, Any]:
   """Registers the trees' search space (`model.search_space.gbt`) on `hp`,
   each named GBT_PREFIX + field (`gbt_num_trees`) so that the trees' and a
   network's hyperparameters can share one search; returns the current
   values by field name (defaults on a fresh `hp`)."""
-  return {name: _register(hp, GBT_PREFIX + name, getattr(space, name))
-          for name in GBT}
+  return {
+    name: _register(hp, GBT_PREFIX + name, getattr(space, name)) for name in GBT
+  }
 
 
-def sample_own(hp: keras_tuner.HyperParameters, space: SearchSpace,
-               mode: str = 'scratch') -> Dict[str, Any]:
+def sample_own(
+  hp: keras_tuner.HyperParameters, space: SearchSpace, mode: str = 'scratch'
+) -> Dict[str, Any]:
   """The network's own hyperparameters: the architecture from scratch, the
   `finetune` sub-space when fine-tuning."""
   own: Union[SearchSpace, FinetuneSpace] = (
-      space.finetune if mode == 'finetune' else space)
-  return {name: _register(hp, name, getattr(own, name))
-          for name in names(mode) if name not in SHARED}
+    space.finetune if mode == 'finetune' else space
+  )
+  return {
+    name: _register(hp, name, getattr(own, name))
+    for name in names(mode)
+    if name not in SHARED
+  }
 
 
-def sample_shared(hp: keras_tuner.HyperParameters, space: SearchSpace
-                  ) -> Dict[str, Any]:
+def sample_shared(
+  hp: keras_tuner.HyperParameters, space: SearchSpace
+) -> Dict[str, Any]:
   """The optimizer, regularisation and batch size, shared by both modes
   (a tree ignores what it does not use: the batch size only paces its
   reading)."""
   return {name: _register(hp, name, getattr(space, name)) for name in SHARED}
 
 
-def resolve(tuned: Optional[Mapping[str, Any]], space: Any,
-            mode: str = 'scratch') -> Dict[str, Any]:
+def resolve(
+  tuned: Optional[Mapping[str, Any]], space: Any, mode: str = 'scratch'
+) -> Dict[str, Any]:
   """Values for training: the Tuner's best (a HyperParameters config) or
   the space's defaults when `tuned` is empty. `space` is a SearchSpace, or
   a module config (a TrainerConfig or TunerConfig), whose builders, task
   and training choices are then searched too (`sample_config`)."""
-  hp = (keras_tuner.HyperParameters.from_config(dict(tuned)) if tuned
-        else keras_tuner.HyperParameters())
+  hp = (
+    keras_tuner.HyperParameters.from_config(dict(tuned))
+    if tuned
+    else keras_tuner.HyperParameters()
+  )
   if isinstance(space, SearchSpace):
     return sample(hp, space, mode)
   return sample_config(hp, space)
 
 
-def sample_encoders(hp: keras_tuner.HyperParameters, config: Any
-                    ) -> Dict[str, Any]:
+def sample_encoders(
+  hp: keras_tuner.HyperParameters, config: Any
+) -> Dict[str, Any]:
   """Registers the learned encoders' choices of a module config's text and
   image columns (`encoder_<column>`, where the spec offers more than one)
   and the embedding's width (where an embedding may be chosen)."""
   from modules import kinds  # pylint: disable=g-import-not-at-top
+
   values: Dict[str, Any] = {}
   embedding = False
   for key, kind in kinds.encoded_columns(config.features):
@@ -139,12 +173,16 @@ def sample_encoders(hp: keras_tuner.HyperParameters, config: Any
     if not isinstance(choices, list):
       continue  # pretrained: nothing to choose
     name = encoders.hyperparameter_name(key)
-    values[name] = (hp.Choice(name, choices, default=choices[0])
-                    if len(choices) > 1 else choices[0])
+    values[name] = (
+      hp.Choice(name, choices, default=choices[0])
+      if len(choices) > 1
+      else choices[0]
+    )
     embedding = embedding or 'embedding' in choices
   if embedding:
-    values[EMBEDDING_DIM] = _register(hp, EMBEDDING_DIM,
-                                      config.model.search_space.embedding_dim)
+    values[EMBEDDING_DIM] = _register(
+      hp, EMBEDDING_DIM, config.model.search_space.embedding_dim
+    )
   return values
 
 
@@ -160,8 +198,9 @@ def decode(value: Any) -> Any:
   return value
 
 
-def sample_config(hp: keras_tuner.HyperParameters, config: Any
-                  ) -> Dict[str, Any]:
+def sample_config(
+  hp: keras_tuner.HyperParameters, config: Any
+) -> Dict[str, Any]:
   """Registers everything a module config's search varies on `hp`: the
   builder when the spec lists several, each builder's hyperparameters
   (under a condition on the builder, so a trial of one does not vary the
@@ -181,8 +220,11 @@ def sample_config(hp: keras_tuner.HyperParameters, config: Any
   else:
     values[BUILDER] = builders[0]
   for builder in builders:
-    scope = (hp.conditional_scope(BUILDER, [builder]) if len(builders) > 1
-             else contextlib.nullcontext())
+    scope = (
+      hp.conditional_scope(BUILDER, [builder])
+      if len(builders) > 1
+      else contextlib.nullcontext()
+    )
     with scope:
       if builder == 'gbt':
         trees = sample_gbt(hp, space.gbt)
@@ -192,8 +234,13 @@ def sample_config(hp: keras_tuner.HyperParameters, config: Any
         # The optimizer and regularisation are the network's; a tree's
         # trials should not vary them.
         own = sample_own(hp, space, mode)
-        own.update({name: _register(hp, name, getattr(space, name))
-                    for name in SHARED if name != 'batch_size'})
+        own.update(
+          {
+            name: _register(hp, name, getattr(space, name))
+            for name in SHARED
+            if name != 'batch_size'
+          }
+        )
         own.update(sample_encoders(hp, config))
         if values[BUILDER] == builder:
           values.update(own)
@@ -203,6 +250,9 @@ def sample_config(hp: keras_tuner.HyperParameters, config: Any
   offered = {'loss': bool(task.losses), 'class_weight': task.classifies}
   for name, choices in training.choices().items():
     if offered[name]:
-      values[name] = decode(hp.Choice(name, [_encode(c) for c in choices],
-                                      default=_encode(choices[0])))
+      values[name] = decode(
+        hp.Choice(
+          name, [_encode(c) for c in choices], default=_encode(choices[0])
+        )
+      )
   return values

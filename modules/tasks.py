@@ -41,6 +41,7 @@ class Metric:
   """A metric a spec may name: TFMA's class (in `module` when it is not
   TFMA's own), the name TFMA reports it by, and which way is better (None:
   neither, e.g. calibration, best at 1)."""
+
   tfma_class: str
   tfma_name: str
   better: Optional[str]
@@ -57,6 +58,7 @@ class LabelStats:
   count (classification, by class index) or the mean and standard
   deviation (regression). The default blessing's naive baseline comes from
   them."""
+
   rows: int = 0
   class_counts: Tuple[int, ...] = ()
   mean: float = 0.0
@@ -65,6 +67,7 @@ class LabelStats:
 
 class Task:
   """One kind of prediction. Subclasses fill in the tables and methods."""
+
   name: str = ''
   metrics: Mapping[str, Metric] = {}
   default_metrics: Tuple[str, ...] = ()
@@ -95,8 +98,7 @@ class Task:
     return f'{type(self).__name__}({self.num_classes})'
 
   def __eq__(self, other) -> bool:
-    return (type(self) is type(other) and
-            self.num_classes == other.num_classes)
+    return type(self) is type(other) and self.num_classes == other.num_classes
 
   def __hash__(self) -> int:
     return hash((type(self), self.num_classes))
@@ -122,19 +124,26 @@ class Task:
     """Keras metrics named as `monitors` names them, less the `val_`."""
     raise NotImplementedError
 
-  def serving_outputs(self, output, class_names=None,
-                      decision_threshold: float = 0.5,
-                      label_scale: Tuple[float, float] = (0.0, 1.0)
-                      ) -> Dict[str, Any]:
+  def serving_outputs(
+    self,
+    output,
+    class_names=None,
+    decision_threshold: float = 0.5,
+    label_scale: Tuple[float, float] = (0.0, 1.0),
+  ) -> Dict[str, Any]:
     """What the served model answers for the model's `output` (in the
     serving graph): `class_names` (a STRING label's, by index) adds
     CLASS_NAME; `label_scale` (mean, std) restores a standardised label."""
     raise NotImplementedError
 
   # Naive baselines -----------------------------------------------------
-  def naive_score(self, monitor: str, train_labels: Sequence[float],
-                  eval_labels: Sequence[float],
-                  loss: Optional[str] = None) -> float:
+  def naive_score(
+    self,
+    monitor: str,
+    train_labels: Sequence[float],
+    eval_labels: Sequence[float],
+    loss: Optional[str] = None,
+  ) -> float:
     """What predicting without the features scores on the eval split by
     Keras monitor `monitor` (the Tuner's "learned nothing" line)."""
     raise NotImplementedError
@@ -147,10 +156,14 @@ class Task:
   def naive_rule(self, stats: LabelStats) -> str:
     """The default blessing rule in words, for validate and the report."""
     bounds = self.naive_thresholds(stats)
-    parts = [f'{m} {">" if self.direction(m) == "higher" else "<"} {v:.4g}'
-             for m, v in bounds.items()]
-    return (f'{" and ".join(parts)} ({self.naive_words}), and '
-            f'{self.main_metric} no worse than the last blessed model\'s')
+    parts = [
+      f'{m} {">" if self.direction(m) == "higher" else "<"} {v:.4g}'
+      for m, v in bounds.items()
+    ]
+    return (
+      f'{" and ".join(parts)} ({self.naive_words}), and '
+      f"{self.main_metric} no worse than the last blessed model's"
+    )
 
   naive_words = ''
 
@@ -172,10 +185,12 @@ class _Classification(Task):
         counts[int(index)] += count
     return LabelStats(rows=sum(values.values()), class_counts=tuple(counts))
 
-  def class_weights(self, setting: Union[str, Mapping[str, float]],
-                    train_labels: Sequence[int],
-                    class_names: Optional[Sequence[str]] = None
-                    ) -> Optional[Dict[int, float]]:
+  def class_weights(
+    self,
+    setting: Union[str, Mapping[str, float]],
+    train_labels: Sequence[int],
+    class_names: Optional[Sequence[str]] = None,
+  ) -> Optional[Dict[int, float]]:
     """Keras's class_weight for training.class_weight: 'none', 'balanced'
     (rows / (classes x the class's rows) over the train split), or weights
     by class name or index (a class not named weighs 1).
@@ -186,17 +201,22 @@ class _Classification(Task):
     if setting == 'none':
       return None
     if setting == 'balanced':
-      counts = np.bincount(np.asarray(train_labels, np.int64).ravel(),
-                           minlength=self.num_classes)
+      counts = np.bincount(
+        np.asarray(train_labels, np.int64).ravel(), minlength=self.num_classes
+      )
       total = counts.sum()
-      return {i: float(total / (self.num_classes * c)) if c else 1.0
-              for i, c in enumerate(counts)}
+      return {
+        i: float(total / (self.num_classes * c)) if c else 1.0
+        for i, c in enumerate(counts)
+      }
     names = [str(n) for n in (class_names or range(self.num_classes))]
     weights = {i: 1.0 for i in range(self.num_classes)}
     for key, weight in dict(setting).items():
       if str(key) not in names:
-        raise ValueError(f'training.class_weight: {key!r} is not a class of '
-                         f'the label (classes: {", ".join(names)})')
+        raise ValueError(
+          f'training.class_weight: {key!r} is not a class of '
+          f'the label (classes: {", ".join(names)})'
+        )
       weights[names.index(str(key))] = float(weight)
     return weights
 
@@ -204,31 +224,38 @@ class _Classification(Task):
 def _with_names(result: Dict[str, Any], class_names) -> Dict[str, Any]:
   if class_names is not None:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    result[CLASS_NAME] = tf.gather(tf.constant(list(class_names)),
-                                   result[CLASS_ID])
+
+    result[CLASS_NAME] = tf.gather(
+      tf.constant(list(class_names)), result[CLASS_ID]
+    )
   return result
 
 
 class BinaryTask(_Classification):
   """Two classes: a sigmoid P(class 1); metrics at a decision threshold."""
+
   name = 'binary'
   metrics = {
-      'example_count': Metric('ExampleCount', 'example_count', None),
-      'auc': Metric('AUC', 'auc', 'higher'),
-      'auc_pr': Metric('AUCPrecisionRecall', 'auc_precision_recall',
-                       'higher'),
-      'accuracy': Metric('BinaryAccuracy', 'binary_accuracy', 'higher'),
-      'precision': Metric('Precision', 'precision', 'higher'),
-      'recall': Metric('Recall', 'recall', 'higher'),
-      'calibration': Metric('Calibration', 'calibration', None),
-      'log_loss': Metric('BinaryCrossEntropy', 'binary_crossentropy',
-                         'lower'),
+    'example_count': Metric('ExampleCount', 'example_count', None),
+    'auc': Metric('AUC', 'auc', 'higher'),
+    'auc_pr': Metric('AUCPrecisionRecall', 'auc_precision_recall', 'higher'),
+    'accuracy': Metric('BinaryAccuracy', 'binary_accuracy', 'higher'),
+    'precision': Metric('Precision', 'precision', 'higher'),
+    'recall': Metric('Recall', 'recall', 'higher'),
+    'calibration': Metric('Calibration', 'calibration', None),
+    'log_loss': Metric('BinaryCrossEntropy', 'binary_crossentropy', 'lower'),
   }
-  default_metrics = ('example_count', 'auc', 'auc_pr', 'accuracy',
-                     'precision', 'recall', 'calibration')
+  default_metrics = (
+    'example_count',
+    'auc',
+    'auc_pr',
+    'accuracy',
+    'precision',
+    'recall',
+    'calibration',
+  )
   main_metric = 'auc'
-  monitors = {'val_loss': 'min', 'val_auc': 'max',
-              'val_binary_accuracy': 'max'}
+  monitors = {'val_loss': 'min', 'val_auc': 'max', 'val_binary_accuracy': 'max'}
   prediction_key = PROBABILITY
   plots = ('ConfusionMatrixPlot', 'CalibrationPlot')
   two_class_metrics = ('auc', 'auc_pr', 'precision', 'recall')
@@ -243,24 +270,34 @@ class BinaryTask(_Classification):
 
   def head(self, x):
     import tf_keras as keras  # pylint: disable=g-import-not-at-top
+
     return keras.layers.Dense(1, activation='sigmoid', name=PROBABILITY)(x)
 
   def loss(self, name=None):
     import tf_keras as keras  # pylint: disable=g-import-not-at-top
+
     return keras.losses.BinaryCrossentropy()
 
   def keras_metrics(self):
     import tf_keras as keras  # pylint: disable=g-import-not-at-top
-    return [keras.metrics.BinaryAccuracy(name='binary_accuracy'),
-            keras.metrics.AUC(name='auc')]
 
-  def serving_outputs(self, output, class_names=None, decision_threshold=0.5,
-                      label_scale=(0.0, 1.0)):
+    return [
+      keras.metrics.BinaryAccuracy(name='binary_accuracy'),
+      keras.metrics.AUC(name='auc'),
+    ]
+
+  def serving_outputs(
+    self,
+    output,
+    class_names=None,
+    decision_threshold=0.5,
+    label_scale=(0.0, 1.0),
+  ):
     """PROBABILITY [batch, 1] and CLASS_ID: 1 from `decision_threshold`."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
     class_id = tf.cast(output[:, 0] >= decision_threshold, tf.int64)
-    return _with_names({PROBABILITY: output, CLASS_ID: class_id},
-                       class_names)
+    return _with_names({PROBABILITY: output, CLASS_ID: class_id}, class_names)
 
   def naive_score(self, monitor, train_labels, eval_labels, loss=None):
     if monitor == 'val_auc':
@@ -275,13 +312,18 @@ class BinaryTask(_Classification):
 
 class MulticlassTask(_Classification):
   """Three or more classes: a softmax over the class indices."""
+
   name = 'multiclass'
   metrics = {
-      'example_count': Metric('ExampleCount', 'example_count', None),
-      'accuracy': Metric('SparseCategoricalAccuracy',
-                         'sparse_categorical_accuracy', 'higher'),
-      'log_loss': Metric('SparseCategoricalCrossentropy',
-                         'sparse_categorical_crossentropy', 'lower'),
+    'example_count': Metric('ExampleCount', 'example_count', None),
+    'accuracy': Metric(
+      'SparseCategoricalAccuracy', 'sparse_categorical_accuracy', 'higher'
+    ),
+    'log_loss': Metric(
+      'SparseCategoricalCrossentropy',
+      'sparse_categorical_crossentropy',
+      'lower',
+    ),
   }
   default_metrics = ('example_count', 'accuracy', 'log_loss')
   main_metric = 'accuracy'
@@ -295,23 +337,34 @@ class MulticlassTask(_Classification):
 
   def head(self, x):
     import tf_keras as keras  # pylint: disable=g-import-not-at-top
-    return keras.layers.Dense(self.num_classes, activation='softmax',
-                              name=PROBABILITIES)(x)
+
+    return keras.layers.Dense(
+      self.num_classes, activation='softmax', name=PROBABILITIES
+    )(x)
 
   def loss(self, name=None):
     import tf_keras as keras  # pylint: disable=g-import-not-at-top
+
     return keras.losses.SparseCategoricalCrossentropy()
 
   def keras_metrics(self):
     import tf_keras as keras  # pylint: disable=g-import-not-at-top
+
     return [keras.metrics.SparseCategoricalAccuracy(name='accuracy')]
 
-  def serving_outputs(self, output, class_names=None, decision_threshold=0.5,
-                      label_scale=(0.0, 1.0)):
+  def serving_outputs(
+    self,
+    output,
+    class_names=None,
+    decision_threshold=0.5,
+    label_scale=(0.0, 1.0),
+  ):
     """PROBABILITIES [batch, classes] and the most probable CLASS_ID."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    return _with_names({PROBABILITIES: output,
-                        CLASS_ID: tf.argmax(output, axis=-1)}, class_names)
+
+    return _with_names(
+      {PROBABILITIES: output, CLASS_ID: tf.argmax(output, axis=-1)}, class_names
+    )
 
   def naive_score(self, monitor, train_labels, eval_labels, loss=None):
     return _prior_score(monitor, train_labels, eval_labels, self.num_classes)
@@ -324,13 +377,14 @@ class MulticlassTask(_Classification):
 class RegressionTask(Task):
   """A number: a linear output on the standardised label, restored to the
   label's scale in the served model."""
+
   name = REGRESSION
   metrics = {
-      'example_count': Metric('ExampleCount', 'example_count', None),
-      'rmse': Metric('RootMeanSquaredError', 'rmse', 'lower', _OWN),
-      'mse': Metric('MeanSquaredError', 'mean_squared_error', 'lower'),
-      'mae': Metric('MeanAbsoluteError', 'mean_absolute_error', 'lower'),
-      'r2': Metric('R2', 'r2', 'higher', _OWN),
+    'example_count': Metric('ExampleCount', 'example_count', None),
+    'rmse': Metric('RootMeanSquaredError', 'rmse', 'lower', _OWN),
+    'mse': Metric('MeanSquaredError', 'mean_squared_error', 'lower'),
+    'mae': Metric('MeanAbsoluteError', 'mean_absolute_error', 'lower'),
+    'r2': Metric('R2', 'r2', 'higher', _OWN),
   }
   default_metrics = ('example_count', 'rmse', 'mae', 'r2')
   main_metric = 'rmse'
@@ -346,24 +400,36 @@ class RegressionTask(Task):
 
   def head(self, x):
     import tf_keras as keras  # pylint: disable=g-import-not-at-top
+
     return keras.layers.Dense(1, name=PREDICTION)(x)
 
   def loss(self, name=None):
     import tf_keras as keras  # pylint: disable=g-import-not-at-top
+
     name = name or 'mse'
     if name not in LOSSES:
       raise ValueError(f'unknown loss {name!r}; allowed: {", ".join(LOSSES)}')
-    return {'mse': keras.losses.MeanSquaredError,
-            'mae': keras.losses.MeanAbsoluteError,
-            'huber': keras.losses.Huber}[name]()
+    return {
+      'mse': keras.losses.MeanSquaredError,
+      'mae': keras.losses.MeanAbsoluteError,
+      'huber': keras.losses.Huber,
+    }[name]()
 
   def keras_metrics(self):
     import tf_keras as keras  # pylint: disable=g-import-not-at-top
-    return [keras.metrics.RootMeanSquaredError(name='rmse'),
-            keras.metrics.MeanAbsoluteError(name='mae')]
 
-  def serving_outputs(self, output, class_names=None, decision_threshold=0.5,
-                      label_scale=(0.0, 1.0)):
+    return [
+      keras.metrics.RootMeanSquaredError(name='rmse'),
+      keras.metrics.MeanAbsoluteError(name='mae'),
+    ]
+
+  def serving_outputs(
+    self,
+    output,
+    class_names=None,
+    decision_threshold=0.5,
+    label_scale=(0.0, 1.0),
+  ):
     """PREDICTION [batch, 1] on the label's own scale."""
     mean, std = label_scale
     return {PREDICTION: output * std + mean}
@@ -380,25 +446,30 @@ class RegressionTask(Task):
     if monitor == 'val_mae':
       return float(np.mean(errors))
     if monitor == 'val_rmse':
-      return float(np.sqrt(np.mean(errors ** 2)))
+      return float(np.sqrt(np.mean(errors**2)))
     if monitor == 'huber':  # Keras's Huber, delta 1
-      return float(np.mean(np.where(errors <= 1, 0.5 * errors ** 2,
-                                    errors - 0.5)))
-    return float(np.mean(errors ** 2))
+      return float(
+        np.mean(np.where(errors <= 1, 0.5 * errors**2, errors - 0.5))
+      )
+    return float(np.mean(errors**2))
 
   def naive_thresholds(self, stats):
     return {'rmse': stats.std}
 
   def label_stats(self, values):
-    numbers = np.asarray([float(v) for v, c in values.items()
-                          for _ in range(c)], np.float64)
-    return LabelStats(rows=len(numbers),
-                      mean=float(numbers.mean()) if len(numbers) else 0.0,
-                      std=float(numbers.std()) if len(numbers) else 0.0)
+    numbers = np.asarray(
+      [float(v) for v, c in values.items() for _ in range(c)], np.float64
+    )
+    return LabelStats(
+      rows=len(numbers),
+      mean=float(numbers.mean()) if len(numbers) else 0.0,
+      std=float(numbers.std()) if len(numbers) else 0.0,
+    )
 
 
-def _prior_score(monitor: str, train_labels, eval_labels,
-                 num_classes: int) -> float:
+def _prior_score(
+  monitor: str, train_labels, eval_labels, num_classes: int
+) -> float:
   """Predicting the train split's class prior (smoothed by one count per
   class): its log loss for val_loss, the majority class's accuracy for the
   accuracies."""
@@ -411,8 +482,9 @@ def _prior_score(monitor: str, train_labels, eval_labels,
   return float(np.mean(evaluated == int(np.argmax(counts))))
 
 
-TASKS = {task.name: task for task in (BinaryTask, MulticlassTask,
-                                      RegressionTask)}
+TASKS = {
+  task.name: task for task in (BinaryTask, MulticlassTask, RegressionTask)
+}
 
 
 def is_known(features) -> bool:
@@ -422,16 +494,19 @@ def is_known(features) -> bool:
   return features.task == REGRESSION or features.num_classes is not None
 
 
-def classes_problem(declared: Optional[int], found: int,
-                    indices: bool) -> Optional[str]:
+def classes_problem(
+  declared: Optional[int], found: int, indices: bool
+) -> Optional[str]:
   """What is wrong when the label holds `found` classes (the largest index
   + 1, or the distinct names) and the spec declares `declared`: None when
   they fit."""
   if declared is None or found <= declared:
     return None
   if indices:
-    return (f'class index {found - 1} is out of range for '
-            f'features.num_classes {declared} (indices 0..{declared - 1})')
+    return (
+      f'class index {found - 1} is out of range for '
+      f'features.num_classes {declared} (indices 0..{declared - 1})'
+    )
   return f'{found} class names but features.num_classes is {declared}'
 
 
@@ -455,21 +530,28 @@ def task_for(features) -> Task:
 def monitor_directions() -> Dict[str, str]:
   """Every task's Keras monitors and which way each is better ('min' or
   'max'; a name means the same direction in every task)."""
-  return {monitor: direction for task in TASKS.values()
-          for monitor, direction in task.monitors.items()}
+  return {
+    monitor: direction
+    for task in TASKS.values()
+    for monitor, direction in task.monitors.items()
+  }
 
 
 def label_transform(features) -> str:
   """The label Transform of a `features` section (Task.label_transform),
   known before the classes are counted: a number for regression."""
-  return RegressionTask.label_transform if features.task == REGRESSION else (
-      BinaryTask.label_transform)
+  return (
+    RegressionTask.label_transform
+    if features.task == REGRESSION
+    else (BinaryTask.label_transform)
+  )
 
 
 def metric_names() -> Tuple[str, ...]:
   """Every metric name a spec may use, whatever its task."""
-  return tuple(dict.fromkeys(name for task in TASKS.values()
-                             for name in task.metrics))
+  return tuple(
+    dict.fromkeys(name for task in TASKS.values() for name in task.metrics)
+  )
 
 
 def spec_name(tfma_name: str) -> str:

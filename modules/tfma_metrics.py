@@ -31,7 +31,7 @@ def _rmse(sums: _Sums) -> float:
 def _r2(sums: _Sums) -> float:
   if not sums.weight:
     return float('nan')
-  total = sums.label_squared - sums.label ** 2 / sums.weight
+  total = sums.label_squared - sums.label**2 / sums.weight
   if total <= 0:  # every label the same: R2 is undefined
     return float('nan')
   return 1.0 - sums.residual_squared / total
@@ -40,8 +40,13 @@ def _r2(sums: _Sums) -> float:
 class _Combiner(beam.CombineFn):
   """Sums of weights, labels, squared labels and squared residuals."""
 
-  def __init__(self, key: metric_types.MetricKey, eval_config,
-               example_weighted: bool, result: Callable[[_Sums], float]):
+  def __init__(
+    self,
+    key: metric_types.MetricKey,
+    eval_config,
+    example_weighted: bool,
+    result: Callable[[_Sums], float],
+  ):
     self._key = key
     self._eval_config = eval_config
     self._example_weighted = example_weighted
@@ -51,16 +56,21 @@ class _Combiner(beam.CombineFn):
     return _Sums()
 
   def add_input(self, sums: _Sums, element) -> _Sums:
-    for label, prediction, weight in (
-        metric_util.to_label_prediction_example_weight(
-            element, eval_config=self._eval_config,
-            model_name=self._key.model_name,
-            output_name=self._key.output_name,
-            example_weighted=self._example_weighted)):
+    for (
+      label,
+      prediction,
+      weight,
+    ) in metric_util.to_label_prediction_example_weight(
+      element,
+      eval_config=self._eval_config,
+      model_name=self._key.model_name,
+      output_name=self._key.output_name,
+      example_weighted=self._example_weighted,
+    ):
       label, prediction, weight = float(label), float(prediction), float(weight)
       sums.weight += weight
       sums.label += weight * label
-      sums.label_squared += weight * label ** 2
+      sums.label_squared += weight * label**2
       sums.residual_squared += weight * (label - prediction) ** 2
     return sums
 
@@ -78,18 +88,32 @@ class _Combiner(beam.CombineFn):
 
 
 def _computations(result: Callable[[_Sums], float]):
-  def computations(name: str, eval_config=None, model_name: str = '',
-                   output_name: str = '',
-                   sub_key: Optional[metric_types.SubKey] = None,
-                   aggregation_type=None, class_weights=None,
-                   example_weighted: bool = False):
+  def computations(
+    name: str,
+    eval_config=None,
+    model_name: str = '',
+    output_name: str = '',
+    sub_key: Optional[metric_types.SubKey] = None,
+    aggregation_type=None,
+    class_weights=None,
+    example_weighted: bool = False,
+  ):
     del aggregation_type, class_weights  # one output, a number
     key = metric_types.MetricKey(
-        name=name, model_name=model_name, output_name=output_name,
-        sub_key=sub_key, example_weighted=example_weighted)
-    return [metric_types.MetricComputation(
-        keys=[key], preprocessors=None,
-        combiner=_Combiner(key, eval_config, example_weighted, result))]
+      name=name,
+      model_name=model_name,
+      output_name=output_name,
+      sub_key=sub_key,
+      example_weighted=example_weighted,
+    )
+    return [
+      metric_types.MetricComputation(
+        keys=[key],
+        preprocessors=None,
+        combiner=_Combiner(key, eval_config, example_weighted, result),
+      )
+    ]
+
   return computations
 
 
@@ -97,8 +121,9 @@ class RootMeanSquaredError(metric_types.Metric):
   """The square root of the mean squared error, as `rmse`."""
 
   def __init__(self, name: str = 'rmse'):
-    super().__init__(metric_util.merge_per_key_computations(
-        _computations(_rmse)), name=name)
+    super().__init__(
+      metric_util.merge_per_key_computations(_computations(_rmse)), name=name
+    )
 
 
 class R2(metric_types.Metric):
@@ -106,8 +131,9 @@ class R2(metric_types.Metric):
   the same)."""
 
   def __init__(self, name: str = 'r2'):
-    super().__init__(metric_util.merge_per_key_computations(
-        _computations(_r2)), name=name)
+    super().__init__(
+      metric_util.merge_per_key_computations(_computations(_r2)), name=name
+    )
 
 
 metric_types.register_metric(RootMeanSquaredError)

@@ -15,9 +15,9 @@ from modules import data as data_lib
 from modules import distribute, finetune, search_space, tasks
 from modules import model as model_lib
 from modules.config import (
-    RAW_SIGNATURE,
-    TRANSFORM_FEATURES_SIGNATURE,
-    TrainerConfig,
+  RAW_SIGNATURE,
+  TRANSFORM_FEATURES_SIGNATURE,
+  TrainerConfig,
 )
 from modules.progress import PROGRESS_LOGGER
 from modules.tuner import require_legacy_keras
@@ -36,8 +36,9 @@ def _raw_input_spec(spec) -> tf.TensorSpec:
   (NaN: missing) for a number, a string ("": missing) for text."""
   if isinstance(spec, tf.io.FixedLenFeature) or spec.dtype == tf.string:
     return tf.TensorSpec(shape=[None], dtype=spec.dtype)
-  return tf.TensorSpec(shape=[None], dtype=(
-      tf.float64 if spec.dtype.is_integer else spec.dtype))
+  return tf.TensorSpec(
+    shape=[None], dtype=(tf.float64 if spec.dtype.is_integer else spec.dtype)
+  )
 
 
 def _raw_feature(value: tf.Tensor, spec) -> Union[tf.Tensor, tf.SparseTensor]:
@@ -46,37 +47,56 @@ def _raw_feature(value: tf.Tensor, spec) -> Union[tf.Tensor, tf.SparseTensor]:
   holding the values that are present."""
   if isinstance(spec, tf.io.FixedLenFeature):
     return tf.reshape(value, [-1] + list(spec.shape))
-  present = (tf.not_equal(tf.strings.strip(value), '')
-             if value.dtype == tf.string
-             else tf.logical_not(tf.math.is_nan(value)))
+  present = (
+    tf.not_equal(tf.strings.strip(value), '')
+    if value.dtype == tf.string
+    else tf.logical_not(tf.math.is_nan(value))
+  )
   rows = tf.where(present)
   return tf.SparseTensor(
-      indices=tf.concat([rows, tf.zeros_like(rows)], axis=1),
-      values=tf.cast(tf.gather_nd(value, rows), spec.dtype),
-      dense_shape=tf.stack([tf.shape(value, out_type=tf.int64)[0],
-                            tf.constant(1, tf.int64)]))
+    indices=tf.concat([rows, tf.zeros_like(rows)], axis=1),
+    values=tf.cast(tf.gather_nd(value, rows), spec.dtype),
+    dense_shape=tf.stack(
+      [tf.shape(value, out_type=tf.int64)[0], tf.constant(1, tf.int64)]
+    ),
+  )
 
 
-def _serve_raw(predict: Callable[[Dict[str, Any]], Dict[str, tf.Tensor]],
-               raw_spec: Mapping[str, Any]
-               ) -> tf.types.experimental.ConcreteFunction:
+def _serve_raw(
+  predict: Callable[[Dict[str, Any]], Dict[str, tf.Tensor]],
+  raw_spec: Mapping[str, Any],
+) -> tf.types.experimental.ConcreteFunction:
   """serving_raw (`serving_signatures`): one [batch] input per raw feature
   (`_raw_input_spec`), parsed as tf.Examples would be, then `predict`."""
 
   def serve_raw(features):
-    return predict({name: _raw_feature(value, raw_spec[name])
-                    for name, value in features.items()})
+    return predict(
+      {
+        name: _raw_feature(value, raw_spec[name])
+        for name, value in features.items()
+      }
+    )
 
-  serve_raw = tf.function(serve_raw, autograph=False, input_signature=[{
-      name: tf.TensorSpec(shape=[None], dtype=_raw_input_spec(spec).dtype,
-                          name=name)
-      for name, spec in raw_spec.items()}])
+  serve_raw = tf.function(
+    serve_raw,
+    autograph=False,
+    input_signature=[
+      {
+        name: tf.TensorSpec(
+          shape=[None], dtype=_raw_input_spec(spec).dtype, name=name
+        )
+        for name, spec in raw_spec.items()
+      }
+    ],
+  )
   return serve_raw.get_concrete_function()
 
 
-def serving_signatures(model: keras.Model, training_data: data_lib.TrainingData,
-                       decision_threshold: float = 0.5
-                       ) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+def serving_signatures(
+  model: keras.Model,
+  training_data: data_lib.TrainingData,
+  decision_threshold: float = 0.5,
+) -> Dict[str, tf.types.experimental.ConcreteFunction]:
   """The exported model's signatures, each applying the Transform graph.
 
   serving_default and serving_raw take the model's raw features only (not
@@ -103,31 +123,40 @@ def serving_signatures(model: keras.Model, training_data: data_lib.TrainingData,
   input_names = list(model.input_names)
   task = training_data.task
   names = training_data.class_names() if task.classifies else None
-  label_scale = (training_data.label_scale() if task.standardises_label
-                 else (0.0, 1.0))
+  label_scale = (
+    training_data.label_scale() if task.standardises_label else (0.0, 1.0)
+  )
 
   def predict(raw):
     transformed = model.tft_layer(raw)
     output = model({k: transformed[k] for k in input_names})
-    return task.serving_outputs(output, names, decision_threshold,
-                                label_scale)
+    return task.serving_outputs(output, names, decision_threshold, label_scale)
 
   # AutoGraph off: these functions branch on Python values only, and
   # converting the Transform layer's code costs seconds per export.
-  @tf.function(autograph=False, input_signature=[
-      tf.TensorSpec(shape=[None], dtype=tf.string, name='examples')])
+  @tf.function(
+    autograph=False,
+    input_signature=[
+      tf.TensorSpec(shape=[None], dtype=tf.string, name='examples')
+    ],
+  )
   def serve_tf_examples(serialized):
     return predict(tf.io.parse_example(serialized, raw_spec))
 
-  @tf.function(autograph=False, input_signature=[
-      tf.TensorSpec(shape=[None], dtype=tf.string, name='examples')])
+  @tf.function(
+    autograph=False,
+    input_signature=[
+      tf.TensorSpec(shape=[None], dtype=tf.string, name='examples')
+    ],
+  )
   def transform_features(serialized):
     return model.tft_layer(tf.io.parse_example(serialized, full_spec))
 
-  return {'serving_default': serve_tf_examples.get_concrete_function(),
-          RAW_SIGNATURE: _serve_raw(predict, raw_spec),
-          TRANSFORM_FEATURES_SIGNATURE:
-              transform_features.get_concrete_function()}
+  return {
+    'serving_default': serve_tf_examples.get_concrete_function(),
+    RAW_SIGNATURE: _serve_raw(predict, raw_spec),
+    TRANSFORM_FEATURES_SIGNATURE: transform_features.get_concrete_function(),
+  }
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -145,53 +174,74 @@ class EpochProgress(keras.callbacks.Callback):
     detail = f'epoch {epoch + 1} of {self._epochs}'
     if value is not None:
       detail += f', {self._monitor} {value:.4f}'
-    self._logger.info(detail, extra={'step': epoch + 1,
-                                     'steps': self._epochs})
+    self._logger.info(detail, extra={'step': epoch + 1, 'steps': self._epochs})
 
 
-def _stopping_record(callback: keras.callbacks.EarlyStopping,
-                     metrics: Dict[str, List[float]]) -> Dict[str, Any]:
+def _stopping_record(
+  callback: keras.callbacks.EarlyStopping, metrics: Dict[str, List[float]]
+) -> Dict[str, Any]:
   """Where early stopping stopped (1-based epochs) and which epoch's
   weights it kept."""
   values = metrics.get(callback.monitor, [])
   best = min if callback.monitor_op(0, 1) else max  # np.less: lower is better
-  return {'monitor': callback.monitor, 'patience': callback.patience,
-          'stopped': bool(callback.stopped_epoch),
-          'stopped_after_epoch': (callback.stopped_epoch + 1
-                                  if callback.stopped_epoch else None),
-          'best_epoch': values.index(best(values)) + 1 if values else None,
-          'restored_best_weights': callback.restore_best_weights}
+  return {
+    'monitor': callback.monitor,
+    'patience': callback.patience,
+    'stopped': bool(callback.stopped_epoch),
+    'stopped_after_epoch': (
+      callback.stopped_epoch + 1 if callback.stopped_epoch else None
+    ),
+    'best_epoch': values.index(best(values)) + 1 if values else None,
+    'restored_best_weights': callback.restore_best_weights,
+  }
 
 
-def training_record(history: keras.callbacks.History, config: TrainerConfig,
-                    callbacks, schedule: Optional[Dict[str, Any]] = None
-                    ) -> Dict[str, Any]:
+def training_record(
+  history: keras.callbacks.History,
+  config: TrainerConfig,
+  callbacks,
+  schedule: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
   """What training did, for the run report: every epoch's metrics (train
   and validation), the epochs asked for, where early stopping stopped and
   which epoch's weights it kept, and a fine-tuning `schedule`
   (finetune.Finetuner.schedule)."""
-  metrics = {key: [float(v) for v in values]
-             for key, values in history.history.items()}
-  stopping = [c for c in callbacks
-              if isinstance(c, keras.callbacks.EarlyStopping)]
-  return {'epochs_asked': config.training.epochs,
-          'epochs_run': len(history.epoch), 'metrics': metrics,
-          'early_stopping': (_stopping_record(stopping[0], metrics)
-                             if stopping else None),
-          'finetune': schedule}
+  metrics = {
+    key: [float(v) for v in values] for key, values in history.history.items()
+  }
+  stopping = [
+    c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping)
+  ]
+  return {
+    'epochs_asked': config.training.epochs,
+    'epochs_run': len(history.epoch),
+    'metrics': metrics,
+    'early_stopping': (
+      _stopping_record(stopping[0], metrics) if stopping else None
+    ),
+    'finetune': schedule,
+  }
 
 
-def eval_predictions(model: keras.Model, training_data: data_lib.TrainingData,
-                     limit: int = PREDICTIONS_SHOWN) -> Dict[str, List[float]]:
+def eval_predictions(
+  model: keras.Model,
+  training_data: data_lib.TrainingData,
+  limit: int = PREDICTIONS_SHOWN,
+) -> Dict[str, List[float]]:
   """The first `limit` eval rows' labels and predictions, both on the
   label's own scale (the report's predicted-against-actual chart)."""
   labels = training_data.labels('eval')[:limit]
   batches = training_data.eval(256).take(-(-limit // 256))
-  predicted = model.predict(batches, verbose=0).reshape(-1)[:len(labels)]
-  mean, std = (training_data.label_scale()
-               if training_data.task.standardises_label else (0.0, 1.0))
-  return {'label': [float(v) for v in labels],
-          'prediction': [float(v) * std + mean for v in predicted]}
+  predicted = model.predict(batches, verbose=0).reshape(-1)[: len(labels)]
+  mean, std = (
+    training_data.label_scale()
+    if training_data.task.standardises_label
+    else (0.0, 1.0)
+  )
+  return {
+    'label': [float(v) for v in labels],
+    'prediction': [float(v) * std + mean for v in predicted],
+  }
 
 
 def run_fn(fn_args: FnArgs) -> None:
@@ -214,34 +264,56 @@ def run_fn(fn_args: FnArgs) -> None:
   hparams = search_space.resolve(fn_args.hyperparameters, config)
   with distribute.strategy_for([hparams['builder']]).scope():
     model = training_data.new_model(hparams)
-  callbacks = [keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir,
-                                           update_freq='epoch')]
-  callbacks += model_lib.early_stopping(config.training.early_stopping,
-                                        restore_best_weights=True)
-  callbacks.append(EpochProgress(config.training.epochs, (
-      config.training.early_stopping.monitor
-      if config.training.early_stopping else 'val_loss')))
-  history = model.fit(training_data.train(hparams['batch_size'], seed),
-                      validation_data=training_data.eval(hparams['batch_size']),
-                      epochs=model_lib.epochs_for(model, config.training.epochs),
-                      callbacks=callbacks, verbose=0,
-                      class_weight=training_data.class_weight(
-                          hparams.get('class_weight', 'none')))
+  callbacks = [
+    keras.callbacks.TensorBoard(
+      log_dir=fn_args.model_run_dir, update_freq='epoch'
+    )
+  ]
+  callbacks += model_lib.early_stopping(
+    config.training.early_stopping, restore_best_weights=True
+  )
+  callbacks.append(
+    EpochProgress(
+      config.training.epochs,
+      (
+        config.training.early_stopping.monitor
+        if config.training.early_stopping
+        else 'val_loss'
+      ),
+    )
+  )
+  history = model.fit(
+    training_data.train(hparams['batch_size'], seed),
+    validation_data=training_data.eval(hparams['batch_size']),
+    epochs=model_lib.epochs_for(model, config.training.epochs),
+    callbacks=callbacks,
+    verbose=0,
+    class_weight=training_data.class_weight(
+      hparams.get('class_weight', 'none')
+    ),
+  )
   schedule = None
   if isinstance(model, finetune.Finetuner):
     schedule = model.schedule(config.training.epochs)
     model = model.export_model()
   record = training_record(history, config, callbacks, schedule)
-  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE),
-                         'w') as f:
+  with tf.io.gfile.GFile(
+    os.path.join(fn_args.model_run_dir, HISTORY_FILE), 'w'
+  ) as f:
     json.dump(record, f, indent=1)
   if training_data.task.reports_predictions:
-    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir,
-                                        PREDICTIONS_FILE), 'w') as f:
+    with tf.io.gfile.GFile(
+      os.path.join(fn_args.model_run_dir, PREDICTIONS_FILE), 'w'
+    ) as f:
       json.dump(eval_predictions(model, training_data), f)
-  model.save(fn_args.serving_model_dir, save_format='tf',
-             signatures=serving_signatures(
-                 model, training_data, config.evaluation.decision_threshold))
-  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HPARAMS_FILE),
-                         'w') as f:
+  model.save(
+    fn_args.serving_model_dir,
+    save_format='tf',
+    signatures=serving_signatures(
+      model, training_data, config.evaluation.decision_threshold
+    ),
+  )
+  with tf.io.gfile.GFile(
+    os.path.join(fn_args.model_run_dir, HPARAMS_FILE), 'w'
+  ) as f:
     json.dump(hparams, f, indent=2, sort_keys=True)

@@ -32,11 +32,13 @@ def require_legacy_keras() -> None:
   """keras-tuner 1.3.5 drives `tensorflow.keras`, which must be tf_keras
   (Keras 2) for our models; fail with the fix rather than deep in a trial."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   if tf.keras.Model is not keras.Model:
     raise RuntimeError(
-        'TF_USE_LEGACY_KERAS=1 must be set before TensorFlow is imported '
-        '(the project uses Keras 2 through tf_keras); run through '
-        '`python -m pipeline` or `make`, which set it')
+      'TF_USE_LEGACY_KERAS=1 must be set before TensorFlow is imported '
+      '(the project uses Keras 2 through tf_keras); run through '
+      '`python -m pipeline` or `make`, which set it'
+    )
 
 
 class SpecHyperModel(keras_tuner.HyperModel):
@@ -46,8 +48,9 @@ class SpecHyperModel(keras_tuner.HyperModel):
   trains it by the trial's strategy (staged, for gradual unfreezing).
   """
 
-  def __init__(self, training_data: data_lib.TrainingData,
-               config: TunerConfig, seed: int):
+  def __init__(
+    self, training_data: data_lib.TrainingData, config: TunerConfig, seed: int
+  ):
     super().__init__(name='spec_hypermodel')
     self._data = training_data
     self._config = config
@@ -64,23 +67,29 @@ class SpecHyperModel(keras_tuner.HyperModel):
 
   def fit(self, hp, model, *args, **kwargs):  # pylint: disable=arguments-differ
     kwargs['callbacks'] = [
-        PromotionCheckpoint(c, promotable(hp))
-        if isinstance(c, tuner_utils.SaveBestEpoch) else c
-        for c in kwargs.get('callbacks', ())]
+      PromotionCheckpoint(c, promotable(hp))
+      if isinstance(c, tuner_utils.SaveBestEpoch)
+      else c
+      for c in kwargs.get('callbacks', ())
+    ]
     batch_size = hp.get('batch_size')
     train = self._data.train(batch_size, self._seed)
     validation = self._data.eval(batch_size)
     # Registered by build() for a task with classes (search_space).
-    kwargs['class_weight'] = self._data.class_weight(search_space.decode(
-        hp.values.get('class_weight', 'none')))
+    kwargs['class_weight'] = self._data.class_weight(
+      search_space.decode(hp.values.get('class_weight', 'none'))
+    )
     kwargs['epochs'] = model_lib.epochs_for(model, kwargs['epochs'])
     if self._finetuner is not None and self._finetuner.model is model:
       return self._finetuner.fit(
-          train, validation_data=validation, epochs=kwargs['epochs'],
-          initial_epoch=kwargs.get('initial_epoch', 0),
-          callbacks=kwargs.get('callbacks', ()),
-          verbose=kwargs.get('verbose', 0),
-          class_weight=kwargs.get('class_weight'))
+        train,
+        validation_data=validation,
+        epochs=kwargs['epochs'],
+        initial_epoch=kwargs.get('initial_epoch', 0),
+        callbacks=kwargs.get('callbacks', ()),
+        verbose=kwargs.get('verbose', 0),
+        class_weight=kwargs.get('class_weight'),
+      )
     return model.fit(train, *args, validation_data=validation, **kwargs)
 
 
@@ -89,8 +98,10 @@ def promotable(hp: keras_tuner.HyperParameters) -> bool:
   best epoch's weights: a trial in round r of bracket b (rounds 0 to b)
   with r < b. Other algorithms' trials never continue."""
   values = hp.values
-  return ('tuner/bracket' in values and
-          values.get('tuner/round', 0) < values['tuner/bracket'])
+  return (
+    'tuner/bracket' in values
+    and values.get('tuner/round', 0) < values['tuner/bracket']
+  )
 
 
 class PromotionCheckpoint(keras.callbacks.Callback):
@@ -142,7 +153,7 @@ def trial_seed(seed: int, trial_id: str) -> int:
   dropout then do not depend on which process runs it, or on how many
   models that process built before (tuner.parallel_trials): the same trial
   scores the same in one process or in several."""
-  return zlib.crc32(f'{seed}/{trial_id}'.encode()) & 0x7fffffff
+  return zlib.crc32(f'{seed}/{trial_id}'.encode()) & 0x7FFFFFFF
 
 
 class _SearchGuard:
@@ -179,7 +190,8 @@ class _SearchGuard:
     runs = histories if isinstance(histories, list) else [histories]
     self.epochs_trained = getattr(self, 'epochs_trained', {})
     self.epochs_trained[trial.trial_id] = max(
-        (len(h.epoch) for h in runs if hasattr(h, 'epoch')), default=0)
+      (len(h.epoch) for h in runs if hasattr(h, 'epoch')), default=0
+    )
     return histories
 
   def on_search_end(self):
@@ -189,8 +201,9 @@ class _SearchGuard:
     best = self.oracle.get_best_trials(1)
     objective = self.oracle.objective
     if not best or best[0].score is None:
-      raise NoTrialLearned('the search finished no trial; give it more '
-                           'tuner.max_trials')
+      raise NoTrialLearned(
+        'the search finished no trial; give it more tuner.max_trials'
+      )
     chance = self.chance()
     if beats_chance(best[0].score, chance, objective.direction):
       return
@@ -199,16 +212,20 @@ class _SearchGuard:
     trials = len(self.oracle.trials)
     # Only Hyperband gives a trial fewer epochs than tuner.max_epochs;
     # another algorithm's trials all have them already.
-    more = ('tuner.max_epochs, or tuner.algorithm random' if epochs
-            else 'tuner.max_epochs')
+    more = (
+      'tuner.max_epochs, or tuner.algorithm random'
+      if epochs
+      else 'tuner.max_epochs'
+    )
     raise NoTrialLearned(
-        f'no tuning trial learned anything: the best {objective.name} '
-        f'{best[0].score:.4f} is no better than predicting without the '
-        f'features ({chance:.4f}); {trials} trials ran'
-        + (f', the best for {epochs} epochs' if epochs else '') +
-        f' (learning_rate {values.get("learning_rate", 0):.3g}). Give the '
-        f'trials more epochs ({more}), or a higher '
-        'model.search_space.learning_rate range')
+      f'no tuning trial learned anything: the best {objective.name} '
+      f'{best[0].score:.4f} is no better than predicting without the '
+      f'features ({chance:.4f}); {trials} trials ran'
+      + (f', the best for {epochs} epochs' if epochs else '')
+      + f' (learning_rate {values.get("learning_rate", 0):.3g}). Give the '
+      f'trials more epochs ({more}), or a higher '
+      'model.search_space.learning_rate range'
+    )
 
 
 _GUARDED = {}
@@ -217,15 +234,20 @@ _GUARDED = {}
 def _guarded(tuner_class):
   """`tuner_class` with the search guard (one subclass per class)."""
   if tuner_class not in _GUARDED:
-    _GUARDED[tuner_class] = type(tuner_class.__name__, (_SearchGuard,
-                                                        tuner_class), {})
+    _GUARDED[tuner_class] = type(
+      tuner_class.__name__, (_SearchGuard, tuner_class), {}
+    )
   return _GUARDED[tuner_class]
 
 
-def make_tuner(settings: TunerSpec, hypermodel: keras_tuner.HyperModel,
-               directory: str, strategy=None,
-               chance: Optional[Callable[[], float]] = None,
-               plan: Optional[search_plan.Plan] = None) -> keras_tuner.Tuner:
+def make_tuner(
+  settings: TunerSpec,
+  hypermodel: keras_tuner.HyperModel,
+  directory: str,
+  strategy=None,
+  chance: Optional[Callable[[], float]] = None,
+  plan: Optional[search_plan.Plan] = None,
+) -> keras_tuner.Tuner:
   """The Keras Tuner of `settings.algorithm`, with `max_trials` set on every
   oracle.
 
@@ -241,28 +263,41 @@ def make_tuner(settings: TunerSpec, hypermodel: keras_tuner.HyperModel,
   objective = keras_tuner.Objective(settings.objective, settings.direction)
   # A worker of a parallel search (components/parallel_search.py) shares
   # the chief's folder: only the chief starts it afresh.
-  common = dict(objective=objective, seed=settings.seed,
-                directory=directory, project_name='search',
-                overwrite=not keras_tuner_workers.has_chief_oracle(),
-                distribution_strategy=strategy)
+  common = dict(
+    objective=objective,
+    seed=settings.seed,
+    directory=directory,
+    project_name='search',
+    overwrite=not keras_tuner_workers.has_chief_oracle(),
+    distribution_strategy=strategy,
+  )
   max_trials = plan.max_trials if plan else settings.max_trials
   if algorithm == 'hyperband':
     tuner = _guarded(keras_tuner.Hyperband)(
-        hypermodel, max_epochs=settings.max_epochs, factor=settings.factor,
-        hyperband_iterations=settings.hyperband_iterations, **common)
+      hypermodel,
+      max_epochs=settings.max_epochs,
+      factor=settings.factor,
+      hyperband_iterations=settings.hyperband_iterations,
+      **common,
+    )
     tuner.oracle.max_trials = max_trials
   elif algorithm == 'random':
     tuner = _guarded(keras_tuner.RandomSearch)(
-        hypermodel, max_trials=max_trials, **common)
+      hypermodel, max_trials=max_trials, **common
+    )
   elif algorithm == 'bayesian':
     tuner = _guarded(keras_tuner.BayesianOptimization)(
-        hypermodel, max_trials=max_trials, **common)
+      hypermodel, max_trials=max_trials, **common
+    )
   elif algorithm == 'grid':
     tuner = _guarded(keras_tuner.GridSearch)(
-        hypermodel, max_trials=max_trials, **common)
+      hypermodel, max_trials=max_trials, **common
+    )
   else:
-    raise ValueError(f'unknown tuner algorithm {algorithm!r}; allowed: '
-                     'hyperband, random, bayesian, grid')
+    raise ValueError(
+      f'unknown tuner algorithm {algorithm!r}; allowed: '
+      'hyperband, random, bayesian, grid'
+    )
   tuner.chance = chance
   tuner.search_seed = settings.seed
   tuner.search_plan = plan
@@ -285,22 +320,32 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
   keras.utils.set_random_seed(settings.seed)
   training_data = data_lib.TrainingData(fn_args, config)
   hypermodel = SpecHyperModel(training_data, config, settings.seed)
-  planned = search_plan.plan(settings, config.model.search_space,
-                             config.training.mode)
+  planned = search_plan.plan(
+    settings, config.model.search_space, config.training.mode
+  )
   if planned.note:
     logging.warning('search: %s', planned.note)
   task = config.task
   # One loss (a searched loss needs another objective: the spec says so).
   loss = config.training.choices()['loss'][0]
-  tuner = make_tuner(settings, hypermodel, fn_args.working_dir,
-                     distribute.strategy_for(config.model.builders),
-                     plan=planned,
-                     chance=lambda: task.naive_score(
-                         settings.objective, training_data.labels('train'),
-                         training_data.labels('eval'), loss))
+  tuner = make_tuner(
+    settings,
+    hypermodel,
+    fn_args.working_dir,
+    distribute.strategy_for(config.model.builders),
+    plan=planned,
+    chance=lambda: task.naive_score(
+      settings.objective,
+      training_data.labels('train'),
+      training_data.labels('eval'),
+      loss,
+    ),
+  )
   return TunerFnResult(
-      tuner=tuner,
-      fit_kwargs={'epochs': settings.max_epochs,
-                  'callbacks': model_lib.early_stopping(
-                      config.training.early_stopping),
-                  'verbose': 0})
+    tuner=tuner,
+    fit_kwargs={
+      'epochs': settings.max_epochs,
+      'callbacks': model_lib.early_stopping(config.training.early_stopping),
+      'verbose': 0,
+    },
+  )

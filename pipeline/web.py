@@ -58,8 +58,9 @@ class AddressError(PipelineError):
 def check_port(port: int) -> None:
   """Refuses a port the system would silently wrap to another one."""
   if not 0 <= port <= 65535:
-    raise AddressError(f'--port {port}: a port is 0 to 65535 (0 picks a free '
-                       'one)')
+    raise AddressError(
+      f'--port {port}: a port is 0 to 65535 (0 picks a free one)'
+    )
 
 
 def default_max_connections() -> int:
@@ -132,21 +133,30 @@ class GuardedHandler(tornado.web.RequestHandler):
 
   def _answered_methods(self):
     unimplemented = tornado.web.RequestHandler.get
-    return [m for m in ('GET', 'POST', 'PUT', 'PATCH', 'DELETE')
-            if getattr(type(self), m.lower()) is not unimplemented]
+    return [
+      m
+      for m in ('GET', 'POST', 'PUT', 'PATCH', 'DELETE')
+      if getattr(type(self), m.lower()) is not unimplemented
+    ]
 
   def prepare(self):
     check: HostCheck = self.settings['host_check']
     if not check.allows(self.request.headers.get('Host')):
-      self.refuse(403, f'Host {self.request.headers.get("Host")[:80]!r} is not '
-                  'served here (it is not this machine\'s name; see '
-                  '--allow-host)')
+      self.refuse(
+        403,
+        f'Host {self.request.headers.get("Host")[:80]!r} is not '
+        "served here (it is not this machine's name; see "
+        '--allow-host)',
+      )
       return
     answered = self._answered_methods()
     if self.request.method not in answered:
       self.set_header('Allow', ', '.join(answered))
-      self.refuse(405, f'{self.request.method} {self.request.path[:120]}: '
-                  f'this URL answers {" and ".join(answered)}')
+      self.refuse(
+        405,
+        f'{self.request.method} {self.request.path[:120]}: '
+        f'this URL answers {" and ".join(answered)}',
+      )
       return
     length = self.request.headers.get('Content-Length', '')
     limit = self.body_limit()
@@ -155,8 +165,11 @@ class GuardedHandler(tornado.web.RequestHandler):
 
   def too_big(self, limit: int) -> str:
     """The one line a body over `limit` bytes is refused with."""
-    return (f'{self.request.method} {self.request.path[:120]} takes no body'
-            if not limit else f'request body over {limit} bytes')
+    return (
+      f'{self.request.method} {self.request.path[:120]} takes no body'
+      if not limit
+      else f'request body over {limit} bytes'
+    )
 
   def data_received(self, chunk: bytes) -> None:
     del chunk  # a route that takes a body overrides this
@@ -166,17 +179,25 @@ def _quiet_access_log(handler: tornado.web.RequestHandler) -> None:
   """Only server errors reach the log: refusals are answered, not logged,
   so a flood of bad requests writes nothing."""
   if handler.get_status() >= 500:
-    _LOG.error('%d %s %s', handler.get_status(), handler.request.method,
-               handler.request.path[:120])
+    _LOG.error(
+      '%d %s %s',
+      handler.get_status(),
+      handler.request.method,
+      handler.request.path[:120],
+    )
 
 
-def application(routes, host: str, allow_hosts: Iterable[str] = (),
-                **settings) -> tornado.web.Application:
+def application(
+  routes, host: str, allow_hosts: Iterable[str] = (), **settings
+) -> tornado.web.Application:
   """A Tornado application whose handlers (each a `GuardedHandler`) check
   the Host against `host` and `allow_hosts`."""
   return tornado.web.Application(
-      routes, host_check=HostCheck(host, allow_hosts),
-      log_function=_quiet_access_log, **settings)
+    routes,
+    host_check=HostCheck(host, allow_hosts),
+    log_function=_quiet_access_log,
+    **settings,
+  )
 
 
 class _Watched(tornado.httputil.HTTPMessageDelegate):
@@ -205,8 +226,9 @@ class Server(tornado.httpserver.HTTPServer):
   """Tornado's HTTP server with its connections bounded (module doc)."""
 
   # pylint: disable=arguments-differ
-  def initialize(self, request_callback, max_connections: int = 0,
-                 **kwargs) -> None:
+  def initialize(
+    self, request_callback, max_connections: int = 0, **kwargs
+  ) -> None:
     kwargs.setdefault('idle_connection_timeout', IDLE_SECONDS)
     super().initialize(request_callback, **kwargs)
     self.max_connections = max_connections or default_max_connections()
@@ -228,8 +250,10 @@ class Server(tornado.httpserver.HTTPServer):
     # Called as each connection starts waiting for its next request.
     self._idle.pop(server_conn, None)
     self._idle[server_conn] = time.monotonic()
-    return _Watched(super().start_request(server_conn, request_conn),
-                    lambda: self._idle.pop(server_conn, None))
+    return _Watched(
+      super().start_request(server_conn, request_conn),
+      lambda: self._idle.pop(server_conn, None),
+    )
 
   def on_close(self, server_conn) -> None:
     self._idle.pop(server_conn, None)
@@ -252,9 +276,12 @@ class Server(tornado.httpserver.HTTPServer):
   def handle_stream(self, stream, address) -> None:
     super().handle_stream(stream, address)
     if self._open() > self.max_connections:
-      self._once('bound', f'{self.max_connections} connections open (the '
-                 'bound, half the open-file limit): closing the longest-idle '
-                 'ones to make room')
+      self._once(
+        'bound',
+        f'{self.max_connections} connections open (the '
+        'bound, half the open-file limit): closing the longest-idle '
+        'ones to make room',
+      )
       while self._open() > self.max_connections:
         if not self._shed_one():
           stream.close()  # every other one is answering a request
@@ -274,8 +301,11 @@ class Server(tornado.httpserver.HTTPServer):
   def _out_of_files(self, error: OSError) -> bool:
     """After an accept() failed for want of files: sheds an idle connection
     and says whether one was."""
-    self._once('accept', f'cannot accept connections: {error.strerror}; '
-               'closing idle connections to make room')
+    self._once(
+      'accept',
+      f'cannot accept connections: {error.strerror}; '
+      'closing idle connections to make room',
+    )
     return self._shed_one()
 
 
@@ -285,9 +315,12 @@ class _Acceptor:
   shed an idle connection, and accepting pauses for a moment when it
   cannot."""
 
-  def __init__(self, sock: socket.socket,
-               handle: Callable[[socket.socket, Any], None],
-               make_room: Callable[[OSError], bool]):
+  def __init__(
+    self,
+    sock: socket.socket,
+    handle: Callable[[socket.socket, Any], None],
+    make_room: Callable[[OSError], bool],
+  ):
     self._sock = sock
     self._handle = handle
     self._make_room = make_room
@@ -331,8 +364,13 @@ class _Acceptor:
       self._loop.remove_handler(self._sock)
 
 
-def listen(app: tornado.web.Application, host: str, port: int,
-           max_connections: int = 0, **settings) -> int:
+def listen(
+  app: tornado.web.Application,
+  host: str,
+  port: int,
+  max_connections: int = 0,
+  **settings,
+) -> int:
   """Serves `app` on host:port with a bounded `Server` (not yet looping).
   Returns the port bound (port 0 picks one)."""
   check_port(port)

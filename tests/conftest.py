@@ -36,21 +36,27 @@ PIPELINE_FIXTURES = set()
 def pipeline_fixture(*args, **kwargs):
   """pytest.fixture for a fixture that runs a pipeline (or reads one that
   ran): tests using it, directly or through another fixture, must be e2e."""
+
   def register(function):
     PIPELINE_FIXTURES.add(function.__name__)
     return pytest.fixture(*args, **kwargs)(function)
+
   return register
 
 
 def pytest_collection_modifyitems(config, items):
   del config
-  unmarked = [item.nodeid for item in items
-              if PIPELINE_FIXTURES & set(getattr(item, 'fixturenames', ()))
-              and item.get_closest_marker('e2e') is None]
+  unmarked = [
+    item.nodeid
+    for item in items
+    if PIPELINE_FIXTURES & set(getattr(item, 'fixturenames', ()))
+    and item.get_closest_marker('e2e') is None
+  ]
   if unmarked:
     raise pytest.UsageError(
-        'these tests use a fixture that runs a pipeline but are not marked '
-        'e2e (add @pytest.mark.e2e or pytestmark): ' + ', '.join(unmarked))
+      'these tests use a fixture that runs a pipeline but are not marked '
+      'e2e (add @pytest.mark.e2e or pytestmark): ' + ', '.join(unmarked)
+    )
 
 
 _CURRENT = {}
@@ -71,6 +77,7 @@ def seeded():
   np.random.seed(0)
   try:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
     tf.random.set_seed(0)
   except ImportError:
     pass
@@ -78,9 +85,19 @@ def seeded():
 
 # The shared pipeline runs (end-to-end and lineage tests).
 MODEL = 'breast_cancer'
-COMPONENTS = ['CsvExampleGen', 'ImportSchemaGen', 'StatisticsGen',
-              'ExampleValidator', 'AnomaliesGate', 'Transform', 'Tuner',
-              'Trainer', 'baseline_model_resolver', 'Evaluator', 'Pusher']
+COMPONENTS = [
+  'CsvExampleGen',
+  'ImportSchemaGen',
+  'StatisticsGen',
+  'ExampleValidator',
+  'AnomaliesGate',
+  'Transform',
+  'Tuner',
+  'Trainer',
+  'baseline_model_resolver',
+  'Evaluator',
+  'Pusher',
+]
 BUDGET = ['tuner.max_trials=4', 'tuner.max_epochs=4', 'training.epochs=40']
 
 
@@ -94,30 +111,50 @@ def resolved_spec(path=DEFAULT_SPEC, overrides=None):
   # pylint: disable=g-import-not-at-top
   from pipeline.definition import spec as spec_lib
   from pipeline.runners import preflight
+
   # pylint: enable=g-import-not-at-top
   return preflight.run_preflight(spec_lib.load_spec(path, overrides)).spec
 
 
 def cli(*args, timeout=1500, env=None):
-  env = {**os.environ, 'TF_USE_LEGACY_KERAS': '1', 'PYTHONUNBUFFERED': '1',
-         **(env or {})}
-  proc = subprocess.run([sys.executable, '-m', 'pipeline', *args], cwd=REPO,
-                        env=env, capture_output=True, text=True,
-                        timeout=timeout, check=False)
+  env = {
+    **os.environ,
+    'TF_USE_LEGACY_KERAS': '1',
+    'PYTHONUNBUFFERED': '1',
+    **(env or {}),
+  }
+  proc = subprocess.run(
+    [sys.executable, '-m', 'pipeline', *args],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+    check=False,
+  )
   item = _CURRENT.get('item')
-  if (item is not None and item.get_closest_marker('e2e') is None and
-      _COMPONENT_STARTED.search(proc.stdout or '')):
-    pytest.fail(f'{item.nodeid} ran a pipeline (`{" ".join(args[:1])}` '
-                'started a component) but is not marked e2e', pytrace=False)
+  if (
+    item is not None
+    and item.get_closest_marker('e2e') is None
+    and _COMPONENT_STARTED.search(proc.stdout or '')
+  ):
+    pytest.fail(
+      f'{item.nodeid} ran a pipeline (`{" ".join(args[:1])}` '
+      'started a component) but is not marked e2e',
+      pytrace=False,
+    )
   return proc
 
 
 def base_sets(base, extra=()):
   """`--set` arguments that keep a run's root, store and pushes under
   `base`, then `extra` (KEY=VALUE each)."""
-  values = [f'runner.pipeline_root={base}/root',
-            f'runner.metadata={base}/metadata.sqlite',
-            f'push.destination={base}/serving', *extra]
+  values = [
+    f'runner.pipeline_root={base}/root',
+    f'runner.metadata={base}/metadata.sqlite',
+    f'push.destination={base}/serving',
+    *extra,
+  ]
   return [a for v in values for a in ('--set', v)]
 
 
@@ -145,8 +182,14 @@ def run_spec(spec, base, name, extra=(), env=None):
   """`run SPEC` (the default spec when None) under `base`: (the process,
   its summary, or None when it wrote none)."""
   summary_path = os.path.join(base, f'{name}.json')
-  proc = cli('run', *([spec] if spec else []), *base_sets(base, extra),
-             '--summary-json', summary_path, env=env)
+  proc = cli(
+    'run',
+    *([spec] if spec else []),
+    *base_sets(base, extra),
+    '--summary-json',
+    summary_path,
+    env=env,
+  )
   summary = None
   if os.path.exists(summary_path):
     with open(summary_path) as f:
@@ -157,7 +200,8 @@ def run_spec(spec, base, name, extra=(), env=None):
 def report_page(summary):
   """The HTML report `run` wrote beside the run's summary JSON."""
   assert summary['report'] == os.path.splitext(summary['summary_json'])[0] + (
-      '.html')
+    '.html'
+  )
   with open(summary['report'], encoding='utf-8') as f:
     return f.read()
 
@@ -197,10 +241,13 @@ def cached(base, cold):
 def mariadb(tmp_path_factory):
   """A MariaDB server on loopback: 'mysql://user:password@127.0.0.1:port/'."""
   from tests.support import mariadb as server  # pylint: disable=g-import-not-at-top
+
   if server.binaries() is None:
-    pytest.skip('no MariaDB/MySQL server binary (mariadbd and '
-                'mariadb-install-db) on this machine; .ci/run installs '
-                'mariadb-server')
+    pytest.skip(
+      'no MariaDB/MySQL server binary (mariadbd and '
+      'mariadb-install-db) on this machine; .ci/run installs '
+      'mariadb-server'
+    )
   yield from server.serve(str(tmp_path_factory.mktemp('mariadb')))
 
 
@@ -209,9 +256,13 @@ class Dashboard:
 
   def __init__(self, store):
     self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
-        [sys.executable, '-m', 'pipeline', 'ui', '--store', store, '--port',
-         '0'], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env={**os.environ, 'TF_USE_LEGACY_KERAS': '1'})
+      [sys.executable, '-m', 'pipeline', 'ui', '--store', store, '--port', '0'],
+      cwd=REPO,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+      env={**os.environ, 'TF_USE_LEGACY_KERAS': '1'},
+    )
     line = self.proc.stdout.readline()
     assert 'http://127.0.0.1:' in line, line + self.proc.stderr.read()
     self.url = 'http://' + line.split('http://', 1)[1].split('/', 1)[0]
@@ -251,6 +302,7 @@ def listening():
     server.listen()
     sockets.append(server)
     return f'{host}:{server.getsockname()[1]}'
+
   yield open_one
   for server in sockets:
     server.close()

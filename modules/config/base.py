@@ -10,35 +10,40 @@ class Strict(BaseModel):
   type than its fields': no `true` for a number, no "3" for an int, no
   NaN or infinity anywhere a number is expected (strict pydantic; an
   int is still a float)."""
-  model_config = ConfigDict(extra='forbid', frozen=True, strict=True,
-                            allow_inf_nan=False)
+
+  model_config = ConfigDict(
+    extra='forbid', frozen=True, strict=True, allow_inf_nan=False
+  )
 
 
 class IntRange(Strict):
   """An integer hyperparameter: searched over [min, max] in `step`s."""
+
   min: int = Field(
-      ge=0,
-      description='The smallest value searched (the default).')
-  max: int = Field(
-      ge=0,
-      description='The largest value searched.')
+    ge=0, description='The smallest value searched (the default).'
+  )
+  max: int = Field(ge=0, description='The largest value searched.')
   step: int = Field(
-      default=1, ge=1,
-      description='The step between values searched.')
+    default=1, ge=1, description='The step between values searched.'
+  )
 
 
 class FloatRange(Strict):
   """A float hyperparameter: searched over [min, max]."""
+
   min: float = Field(
-      ge=0,
-      description='The smallest value searched (the default).')
-  max: float = Field(
-      ge=0,
-      description='The largest value searched.')
+    ge=0, description='The smallest value searched (the default).'
+  )
+  max: float = Field(ge=0, description='The largest value searched.')
   step: Optional[float] = Field(
-      default=None, gt=0,
-      description=('The step between values searched (with log sampling, a '
-                   'factor); left out, any value.'))
+    default=None,
+    gt=0,
+    description=(
+      'The step between values searched (with log sampling, a '
+      'factor); left out, any value.'
+    ),
+  )
   sampling: Literal['linear', 'log'] = Field(
-      default='linear',
-      description='linear or log: how values between min and max are sampled.')
+    default='linear',
+    description='linear or log: how values between min and max are sampled.',
+  )

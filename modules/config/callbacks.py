@@ -30,6 +30,7 @@ class ModuleConfig(Strict):
   """A component's module config; `code_version` fingerprints the module
   code (TFX does not fingerprint code taken by import path, so it goes into
   the cache key through custom_config)."""
+
   code_version: str = ''
 
   def to_custom_config(self) -> Dict[str, Any]:
@@ -37,8 +38,9 @@ class ModuleConfig(Strict):
     return self.model_dump(mode='json')
 
   @classmethod
-  def from_custom_config(cls: Type[_C],
-                         custom_config: Optional[Mapping[str, Any]]) -> _C:
+  def from_custom_config(
+    cls: Type[_C], custom_config: Optional[Mapping[str, Any]]
+  ) -> _C:
     """Parses a callback's custom_config back into this type.
 
     Raises:
@@ -50,8 +52,8 @@ class ModuleConfig(Strict):
       first = e.errors()[0]
       key = '.'.join(str(p) for p in first['loc']) or '<top level>'
       raise ConfigError(
-          f'custom_config is not a {cls.__name__}: {key}: {first["msg"]}; '
-          'recompile the pipeline with this version of the project'
+        f'custom_config is not a {cls.__name__}: {key}: {first["msg"]}; '
+        'recompile the pipeline with this version of the project'
       ) from None
 
   @classmethod
@@ -63,6 +65,7 @@ class ModuleConfig(Strict):
 class TransformConfig(ModuleConfig):
   """What preprocessing_fn reads. The task is known by now (the runner
   reads it from the data when the spec leaves it out)."""
+
   features: FeaturesSpec
   preprocessing: PreprocessingSpec = PreprocessingSpec()
 
@@ -79,37 +82,46 @@ class TransformConfig(ModuleConfig):
   def indicators(self) -> List[str]:
     """The features whose was-missing indicator the Transform adds."""
     impute = self.preprocessing.impute
-    return [key for key, kind in kinds.columns(self.features)
-            if impute.rule(key, not kind.fill_is_numeric)[1]]
+    return [
+      key
+      for key, kind in kinds.columns(self.features)
+      if impute.rule(key, not kind.fill_is_numeric)[1]
+    ]
 
   def numeric_inputs(self) -> List[str]:
     """The model's float inputs: each feature's by its kind, then the
     indicators."""
-    return ([name for key, kind in kinds.columns(self.features)
-             for name in kind.float_inputs(key)] +
-            [indicator_name(k) for k in self.indicators()])
+    return [
+      name
+      for key, kind in kinds.columns(self.features)
+      for name in kind.float_inputs(key)
+    ] + [indicator_name(k) for k in self.indicators()]
 
   def id_inputs(self) -> Dict[str, str]:
     """The model's id inputs (transformed name -> raw column)."""
-    return {name: key for key, kind in kinds.columns(self.features)
-            for name in kind.id_inputs(key)}
+    return {
+      name: key
+      for key, kind in kinds.columns(self.features)
+      for name in kind.id_inputs(key)
+    }
 
 
 class _ModelConfig(TransformConfig):
   """A config that builds models. The task is known by now (the runner
   reads it from the data when the spec leaves it out)."""
+
   model: ModelSpec = ModelSpec()
 
   @pydantic.model_validator(mode='after')
   def _task_known(self):
     if not tasks.is_known(self.features):
-      raise ValueError('features.task or features.num_classes is not '
-                       'resolved')
+      raise ValueError('features.task or features.num_classes is not resolved')
     return self
 
 
 class TrainerConfig(_ModelConfig):
   """What run_fn reads."""
+
   training: TrainingSpec = TrainingSpec()
   evaluation: DecisionSpec = DecisionSpec()
 
@@ -122,5 +134,6 @@ class TuningTrainingSpec(TrialTrainingSpec):
 
 class TunerConfig(_ModelConfig):
   """What tuner_fn reads."""
+
   training: TuningTrainingSpec = TuningTrainingSpec()
   tuner: TunerSpec = TunerSpec()

@@ -26,15 +26,10 @@ TRANSFORM_FEATURES_SIGNATURE = 'transform_features'
 class ImageSpec(Strict):
   """How the cnn builder lays the numeric features (in order, row-major)
   out as an image."""
-  height: int = Field(
-      ge=1,
-      description='Image rows.')
-  width: int = Field(
-      ge=1,
-      description='Image columns.')
-  channels: int = Field(
-      default=1, ge=1,
-      description='Values per pixel.')
+
+  height: int = Field(ge=1, description='Image rows.')
+  width: int = Field(ge=1, description='Image columns.')
+  channels: int = Field(default=1, ge=1, description='Values per pixel.')
 
   @property
   def shape(self) -> Tuple[int, int, int]:
@@ -47,8 +42,12 @@ Builder = Literal[MODEL_BUILDERS]  # type: ignore[valid-type]
 TEXT_ENCODERS = ('bag', 'embedding')
 IMAGE_ENCODERS = ('cnn',)
 LEARNED_ENCODERS = TEXT_ENCODERS + IMAGE_ENCODERS
-PRETRAINED_SOURCES = ('huggingface', 'keras_application', 'keras_file',
-                      'saved_model')
+PRETRAINED_SOURCES = (
+  'huggingface',
+  'keras_application',
+  'keras_file',
+  'saved_model',
+)
 Learned = Literal[LEARNED_ENCODERS]  # type: ignore[valid-type]
 
 
@@ -63,35 +62,51 @@ class PretrainedEncoder(Strict):
   Keras on first use; EfficientNetLite0's come from an installed package)
   or a weights file. `keras_file` (.keras / .h5) or `saved_model` (a
   folder): any Keras model from the column's input to features."""
+
   huggingface: Optional[str] = Field(
-      default=None,
-      description=('A BERT-family checkpoint folder, or a Hugging Face model '
-                   'name.'))
+    default=None,
+    description=(
+      'A BERT-family checkpoint folder, or a Hugging Face model name.'
+    ),
+  )
   keras_application: Optional[str] = Field(
-      default=None,
-      description=('A tf_keras.applications model by name, or '
-                   'EfficientNetLite0.'))
+    default=None,
+    description=(
+      'A tf_keras.applications model by name, or EfficientNetLite0.'
+    ),
+  )
   weights: Optional[str] = Field(
-      default=None,
-      description="keras_application's weights: imagenet or a weights file.")
+    default=None,
+    description="keras_application's weights: imagenet or a weights file.",
+  )
   keras_file: Optional[str] = Field(
-      default=None,
-      description=("A Keras model file (.keras or .h5) from the column's input "
-                   'to features.'))
+    default=None,
+    description=(
+      "A Keras model file (.keras or .h5) from the column's input to features."
+    ),
+  )
   saved_model: Optional[str] = Field(
-      default=None,
-      description=('A SavedModel folder holding a Keras model from the '
-                   "column's input to features."))
+    default=None,
+    description=(
+      'A SavedModel folder holding a Keras model from the '
+      "column's input to features."
+    ),
+  )
   max_tokens: int = Field(
-      default=128, ge=8, le=512,
-      description='The most WordPiece tokens a Hugging Face encoder reads.')
+    default=128,
+    ge=8,
+    le=512,
+    description='The most WordPiece tokens a Hugging Face encoder reads.',
+  )
 
   @pydantic.model_validator(mode='after')
   def _one_source(self):
     given = [name for name in PRETRAINED_SOURCES if getattr(self, name)]
     if len(given) != 1:
-      raise ValueError(f'give exactly one of {", ".join(PRETRAINED_SOURCES)}'
-                       f' (got {", ".join(given) or "none"})')
+      raise ValueError(
+        f'give exactly one of {", ".join(PRETRAINED_SOURCES)}'
+        f' (got {", ".join(given) or "none"})'
+      )
     if self.weights is not None and not self.keras_application:
       raise ValueError('weights go with keras_application only')
     return self
@@ -115,23 +130,32 @@ class ModelSpec(Strict):
   boosted trees (TensorFlow Decision Forests) over the same transformed
   features, searched over `search_space.gbt`. A list (`[dnn, gbt]`) lets
   the Tuner choose the builder with the rest."""
-  builder: Union[Builder, List[Builder]] = Field(
-      default='dnn',
-      description='dnn, cnn or gbt, or a list the Tuner chooses from.')
-  image: Optional[ImageSpec] = Field(
-      default=None,
-      description=('How the cnn builder lays the numeric features out as an '
-                   'image.'))
-  encoders: Dict[str, EncoderChoice] = Field(
-      default={},
-      description=("Each text or image column's encoder: a learned one (or a "
-                   'list to choose from), or a pretrained one.'))
-  search_space: SearchSpace = Field(
-      default=SearchSpace(),
-      description='The search space the Tuner and the Trainer share.')
 
-  def encoder_choices(self, column: str, kind: str
-                      ) -> Union[List[str], PretrainedEncoder]:
+  builder: Union[Builder, List[Builder]] = Field(
+    default='dnn',
+    description='dnn, cnn or gbt, or a list the Tuner chooses from.',
+  )
+  image: Optional[ImageSpec] = Field(
+    default=None,
+    description=(
+      'How the cnn builder lays the numeric features out as an image.'
+    ),
+  )
+  encoders: Dict[str, EncoderChoice] = Field(
+    default={},
+    description=(
+      "Each text or image column's encoder: a learned one (or a "
+      'list to choose from), or a pretrained one.'
+    ),
+  )
+  search_space: SearchSpace = Field(
+    default=SearchSpace(),
+    description='The search space the Tuner and the Trainer share.',
+  )
+
+  def encoder_choices(
+    self, column: str, kind: str
+  ) -> Union[List[str], PretrainedEncoder]:
     """A text or image column's encoder: a pretrained one, or the learned
     ones to choose between (the default first; left out of `encoders`:
     every learned encoder of the column's kind)."""
@@ -140,16 +164,21 @@ class ModelSpec(Strict):
       return chosen
     if chosen is None:
       return list(TEXT_ENCODERS if kind == 'text' else IMAGE_ENCODERS)
-    return list(dict.fromkeys(chosen if isinstance(chosen, list)
-                              else [chosen]))
+    return list(dict.fromkeys(chosen if isinstance(chosen, list) else [chosen]))
 
   def pretrained(self) -> Dict[str, PretrainedEncoder]:
     """The columns with a pretrained encoder."""
-    return {column: chosen for column, chosen in self.encoders.items()
-            if isinstance(chosen, PretrainedEncoder)}
+    return {
+      column: chosen
+      for column, chosen in self.encoders.items()
+      if isinstance(chosen, PretrainedEncoder)
+    }
 
   @property
   def builders(self) -> List[str]:
     """The builders to build or to choose between, the default first."""
-    return (list(dict.fromkeys(self.builder))
-            if isinstance(self.builder, list) else [self.builder])
+    return (
+      list(dict.fromkeys(self.builder))
+      if isinstance(self.builder, list)
+      else [self.builder]
+    )

@@ -45,18 +45,18 @@ def _bfloat16() -> Any:
 
 # torch's typed storage classes, by the name the pickle gives them.
 _STORAGE_DTYPES: Dict[str, Callable[[], Any]] = {
-    'FloatStorage': lambda: np.float32,
-    'DoubleStorage': lambda: np.float64,
-    'HalfStorage': lambda: np.float16,
-    'BFloat16Storage': _bfloat16,
-    'LongStorage': lambda: np.int64,
-    'IntStorage': lambda: np.int32,
-    'ShortStorage': lambda: np.int16,
-    'CharStorage': lambda: np.int8,
-    'ByteStorage': lambda: np.uint8,
-    'BoolStorage': lambda: np.bool_,
-    'ComplexFloatStorage': lambda: np.complex64,
-    'ComplexDoubleStorage': lambda: np.complex128,
+  'FloatStorage': lambda: np.float32,
+  'DoubleStorage': lambda: np.float64,
+  'HalfStorage': lambda: np.float16,
+  'BFloat16Storage': _bfloat16,
+  'LongStorage': lambda: np.int64,
+  'IntStorage': lambda: np.int32,
+  'ShortStorage': lambda: np.int16,
+  'CharStorage': lambda: np.int8,
+  'ByteStorage': lambda: np.uint8,
+  'BoolStorage': lambda: np.bool_,
+  'ComplexFloatStorage': lambda: np.complex64,
+  'ComplexDoubleStorage': lambda: np.complex128,
 }
 
 
@@ -84,8 +84,13 @@ class _TensorRef:
   """A tensor awaiting its storage's bytes (the legacy format reads them
   only after the whole object is unpickled)."""
 
-  def __init__(self, storage: Any, offset: int, size: Tuple[int, ...],
-               stride: Tuple[int, ...]):
+  def __init__(
+    self,
+    storage: Any,
+    offset: int,
+    size: Tuple[int, ...],
+    stride: Tuple[int, ...],
+  ):
     if not isinstance(storage, _StorageRef):
       raise pickle.UnpicklingError('a tensor without a storage')
     self.storage = storage
@@ -93,12 +98,18 @@ class _TensorRef:
     self.size = tuple(int(s) for s in size)
     self.stride = tuple(int(s) for s in stride)
     if len(self.size) != len(self.stride):
-      raise pickle.UnpicklingError(f'a tensor of size {self.size} with '
-                                   f'stride {self.stride}')
+      raise pickle.UnpicklingError(
+        f'a tensor of size {self.size} with stride {self.stride}'
+      )
 
 
-def _rebuild_tensor(storage: Any, storage_offset: int, size: Tuple[int, ...],
-                    stride: Tuple[int, ...], *_: Any) -> _TensorRef:
+def _rebuild_tensor(
+  storage: Any,
+  storage_offset: int,
+  size: Tuple[int, ...],
+  stride: Tuple[int, ...],
+  *_: Any,
+) -> _TensorRef:
   # Later arguments (requires_grad, backward hooks, metadata) do not matter
   # for weights.
   return _TensorRef(storage, storage_offset, size, stride)
@@ -111,20 +122,22 @@ def _rebuild_parameter(data: Any, *_: Any) -> Any:
 
 # Every global a state dict's pickle may name, and what stands in for it.
 _ALLOWED_GLOBALS: Dict[Tuple[str, str], Any] = {
-    ('collections', 'OrderedDict'): collections.OrderedDict,
-    ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
-    ('torch._utils', '_rebuild_tensor'): _rebuild_tensor,
-    ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
+  ('collections', 'OrderedDict'): collections.OrderedDict,
+  ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
+  ('torch._utils', '_rebuild_tensor'): _rebuild_tensor,
+  ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
 }
-_ALLOWED_GLOBALS.update({('torch', name): _StorageType(name)
-                         for name in _STORAGE_DTYPES})
+_ALLOWED_GLOBALS.update(
+  {('torch', name): _StorageType(name) for name in _STORAGE_DTYPES}
+)
 
 
 class _Unpickler(pickle.Unpickler):
   """Resolves only `_ALLOWED_GLOBALS`; storages become `_StorageRef`s."""
 
-  def __init__(self, file: BinaryIO, storages: Dict[str, _StorageRef],
-               legacy: bool):
+  def __init__(
+    self, file: BinaryIO, storages: Dict[str, _StorageRef], legacy: bool
+  ):
     super().__init__(file)
     self._storages = storages
     self._legacy = legacy
@@ -137,8 +150,13 @@ class _Unpickler(pickle.Unpickler):
       raise _DisallowedGlobal(f'{module}.{name}') from None
 
   def persistent_load(self, pid: Any) -> _StorageRef:
-    if not (isinstance(pid, tuple) and pid and pid[0] == 'storage'
-            and len(pid) >= 5 and isinstance(pid[1], _StorageType)):
+    if not (
+      isinstance(pid, tuple)
+      and pid
+      and pid[0] == 'storage'
+      and len(pid) >= 5
+      and isinstance(pid[1], _StorageType)
+    ):
       raise pickle.UnpicklingError(f'unexpected persistent id {pid!r:.80}')
     storage_type, key, numel = pid[1], str(pid[2]), int(pid[4])
     ref = self._storages.get(key)
@@ -165,14 +183,17 @@ def _dtype(type_name: str) -> np.dtype:
   return np.dtype(dtype)
 
 
-def _storage_array(ref: _StorageRef, data: bytes, big_endian: bool
-                   ) -> np.ndarray:
+def _storage_array(
+  ref: _StorageRef, data: bytes, big_endian: bool
+) -> np.ndarray:
   dtype = _dtype(ref.type_name)
   if big_endian:
     dtype = dtype.newbyteorder('>')
   if len(data) != ref.numel * dtype.itemsize:
-    raise ValueError(f'storage {ref.key} holds {len(data)} bytes, expected '
-                     f'{ref.numel} x {dtype.itemsize}')
+    raise ValueError(
+      f'storage {ref.key} holds {len(data)} bytes, expected '
+      f'{ref.numel} x {dtype.itemsize}'
+    )
   return np.frombuffer(data, dtype=dtype)
 
 
@@ -190,29 +211,38 @@ def _materialise(name: str, tensor: _TensorRef) -> np.ndarray:
   if 0 in tensor.size:
     return np.zeros(tensor.size, dtype=flat.dtype.newbyteorder('='))
   # The furthest element the strides reach must lie inside the storage.
-  last = offset + sum((n - 1) * s
-                      for n, s in zip(tensor.size, tensor.stride, strict=True))
+  last = offset + sum(
+    (n - 1) * s for n, s in zip(tensor.size, tensor.stride, strict=True)
+  )
   if offset < 0 or min(tensor.stride) < 0 or last >= flat.size:
-    raise ValueError(f'tensor {name}: size {tensor.size} and stride '
-                     f'{tensor.stride} run past its storage of {flat.size}')
+    raise ValueError(
+      f'tensor {name}: size {tensor.size} and stride '
+      f'{tensor.stride} run past its storage of {flat.size}'
+    )
   view = np.lib.stride_tricks.as_strided(
-      flat[offset:], shape=tensor.size,
-      strides=[s * flat.itemsize for s in tensor.stride], writeable=False)
+    flat[offset:],
+    shape=tensor.size,
+    strides=[s * flat.itemsize for s in tensor.stride],
+    writeable=False,
+  )
   # A native-order, contiguous, writable copy: the caller may keep it after
   # the file's bytes are gone.
-  return np.array(view, dtype=flat.dtype.newbyteorder('='), order='C',
-                  copy=True)
+  return np.array(
+    view, dtype=flat.dtype.newbyteorder('='), order='C', copy=True
+  )
 
 
 def _state_dict(obj: Any) -> Dict[str, np.ndarray]:
   if not isinstance(obj, Mapping):
-    raise ValueError(f'the pickled object is a {type(obj).__name__}, not a '
-                     f'state dict')
+    raise ValueError(
+      f'the pickled object is a {type(obj).__name__}, not a state dict'
+    )
   out = {}
   for name, value in obj.items():
     if not isinstance(value, _TensorRef):
-      raise ValueError(f'entry {name!r} is a {type(value).__name__}, not a '
-                       f'tensor')
+      raise ValueError(
+        f'entry {name!r} is a {type(value).__name__}, not a tensor'
+      )
     out[str(name)] = _materialise(name, value)
   return out
 
@@ -229,8 +259,9 @@ def _read_legacy(f: io.BytesIO) -> Dict[str, np.ndarray]:
   if protocol != _LEGACY_PROTOCOL:
     raise ValueError(f'unsupported legacy protocol {protocol!r}')
   sys_info = load()
-  big_endian = not (isinstance(sys_info, Mapping)
-                    and sys_info.get('little_endian', True))
+  big_endian = not (
+    isinstance(sys_info, Mapping) and sys_info.get('little_endian', True)
+  )
   obj = load()
   keys = load()
   if not isinstance(keys, list):
@@ -244,8 +275,9 @@ def _read_legacy(f: io.BytesIO) -> Dict[str, np.ndarray]:
       raise EOFError
     (numel,) = struct.unpack('>q' if big_endian else '<q', header)
     if numel != ref.numel:
-      raise ValueError(f'storage {key} has {numel} elements, the pickle says '
-                       f'{ref.numel}')
+      raise ValueError(
+        f'storage {key} has {numel} elements, the pickle says {ref.numel}'
+      )
     size = numel * _dtype(ref.type_name).itemsize
     data = f.read(size)
     if len(data) != size:
@@ -256,11 +288,10 @@ def _read_legacy(f: io.BytesIO) -> Dict[str, np.ndarray]:
 
 def _read_zip(archive: zipfile.ZipFile) -> Dict[str, np.ndarray]:
   names = archive.namelist()
-  pickles = [n for n in names if n.count('/') == 1 and
-             n.endswith('/data.pkl')]
+  pickles = [n for n in names if n.count('/') == 1 and n.endswith('/data.pkl')]
   if len(pickles) != 1:
     raise ValueError('a zip without exactly one <folder>/data.pkl')
-  prefix = pickles[0][:-len('data.pkl')]
+  prefix = pickles[0][: -len('data.pkl')]
   big_endian = False
   if prefix + 'byteorder' in names:
     big_endian = archive.read(prefix + 'byteorder').strip() == b'big'
@@ -303,16 +334,26 @@ def read_state_dict(path: str) -> Dict[str, np.ndarray]:
     return _read_legacy(io.BytesIO(data))
   except _DisallowedGlobal as e:
     raise CheckpointError(
-        f'{path}: refused, its pickle asks for the global {e} (a state dict '
-        f'needs only tensors)') from None
+      f'{path}: refused, its pickle asks for the global {e} (a state dict '
+      f'needs only tensors)'
+    ) from None
   except (EOFError, struct.error) as e:
-    raise CheckpointError(f'{path}: truncated ({type(e).__name__} while '
-                          f'reading it)') from None
-  except (pickle.UnpicklingError, ValueError, TypeError, KeyError,
-          IndexError, AttributeError, zipfile.BadZipFile) as e:
+    raise CheckpointError(
+      f'{path}: truncated ({type(e).__name__} while reading it)'
+    ) from None
+  except (
+    pickle.UnpicklingError,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    zipfile.BadZipFile,
+  ) as e:
     message = ' '.join(str(e).split()) or type(e).__name__
     raise CheckpointError(
-        f'{path}: not a readable torch state dict ({message})') from None
+      f'{path}: not a readable torch state dict ({message})'
+    ) from None
 
 
 def describe(state: Mapping[str, np.ndarray]) -> List[str]:
@@ -323,7 +364,8 @@ def describe(state: Mapping[str, np.ndarray]) -> List[str]:
 def _main(argv: Optional[List[str]] = None) -> None:
   # python -m modules.pretrained.torch_pickle FILE: lists the tensors.
   import sys
-  for path in (argv if argv is not None else sys.argv[1:]):
+
+  for path in argv if argv is not None else sys.argv[1:]:
     for line in describe(read_state_dict(os.fspath(path))):
       print(line)
 

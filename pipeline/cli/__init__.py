@@ -44,8 +44,15 @@ from pipeline.runners import signals
 
 # The names callers outside the package use: the console script, the
 # benchmarks and the tests.
-__all__ = ['DEFAULT_SPEC', 'build_parser', 'configure_process', 'main',
-           'print_summary', 'program_name', 'quiet_logs']
+__all__ = [
+  'DEFAULT_SPEC',
+  'build_parser',
+  'configure_process',
+  'main',
+  'print_summary',
+  'program_name',
+  'quiet_logs',
+]
 
 # Each group adds its commands in this order: the order `--help` lists them.
 COMMAND_GROUPS = (run, compare, kubeflow, serving, report, engine, lineage)
@@ -54,13 +61,15 @@ COMMAND_GROUPS = (run, compare, kubeflow, serving, report, engine, lineage)
 PIPELINE_COMMANDS = ('run', 'schema')
 
 # Warnings TFX 1.16 prints on every healthy run; shown with --verbose.
-_KNOWN_NOISE = ('ArtifactQuery.property_predicate is not supported',
-                'tf_record_iterator (from tensorflow',
-                'does not have payload_format custom property',
-                "Couldn't find python-snappy",
-                # Beam's multi-process DirectRunner workers, on every start.
-                'No semi_persistent_directory found',
-                'Discarding unparseable args')
+_KNOWN_NOISE = (
+  'ArtifactQuery.property_predicate is not supported',
+  'tf_record_iterator (from tensorflow',
+  'does not have payload_format custom property',
+  "Couldn't find python-snappy",
+  # Beam's multi-process DirectRunner workers, on every start.
+  'No semi_persistent_directory found',
+  'Discarding unparseable args',
+)
 # TFX's own words for what the run then says once, with the component and
 # its reason (`error: Trainer failed: ...`): matched on the unformatted
 # message, so no other record that happens to contain them is lost.
@@ -75,8 +84,11 @@ def quiet_logs(verbose: bool) -> None:
   handler = logging.StreamHandler()
   handler.setLevel(logging.INFO if verbose else logging.WARNING)
   if not verbose:
-    handler.addFilter(lambda record: not any(
-        noise in record.getMessage() for noise in _KNOWN_NOISE))
+    handler.addFilter(
+      lambda record: (
+        not any(noise in record.getMessage() for noise in _KNOWN_NOISE)
+      )
+    )
     handler.addFilter(lambda record: record.msg not in _SAID_BY_THE_RUN)
     # kfp's client retries a refused connection with a warning per try (and
     # resets urllib3's logger level); submit reports the outcome in one line.
@@ -114,11 +126,15 @@ def configure_process(verbose: bool = False) -> None:
   # TFMA's binary confusion matrices divide by zero at the extreme
   # thresholds of the run report's confusion-matrix plot (and store NaN,
   # which is right there).
-  warnings.filterwarnings('ignore', category=RuntimeWarning,
-                          module='tensorflow_model_analysis')
+  warnings.filterwarnings(
+    'ignore', category=RuntimeWarning, module='tensorflow_model_analysis'
+  )
   # kfp's client says on every use which KFP versions it speaks (v2 API).
-  warnings.filterwarnings('ignore', category=FutureWarning,
-                          message='This client only works with Kubeflow')
+  warnings.filterwarnings(
+    'ignore',
+    category=FutureWarning,
+    message='This client only works with Kubeflow',
+  )
 
 
 def program_name(argv0: Optional[str] = None) -> str:
@@ -130,9 +146,10 @@ def program_name(argv0: Optional[str] = None) -> str:
 
 def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
-      prog=prog or program_name(),
-      description='Declarative TFX pipelines: validate and run a spec, '
-      'compile it for Kubeflow, serve pushed models, inspect lineage.')
+    prog=prog or program_name(),
+    description='Declarative TFX pipelines: validate and run a spec, '
+    'compile it for Kubeflow, serve pushed models, inspect lineage.',
+  )
   sub = parser.add_subparsers(dest='command', required=True)
   for group in COMMAND_GROUPS:
     group.add_commands(sub)

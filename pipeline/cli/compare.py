@@ -157,12 +157,14 @@ def _compare_base(args, spec, sizes, command):
   (report, output prefix)."""
   from pipeline.experiments import compare  # pylint: disable=g-import-not-at-top
   from pipeline.runners import preflight  # pylint: disable=g-import-not-at-top
+
   if not args.base and spec.training.mode != 'finetune':
     raise compare.CompareError(
-        f'{args.spec}: no pretrained encoder (model.encoders) and no base '
-        'model (training.mode is scratch and no --base was given): name '
-        'the base model, or give a text or image column a pretrained '
-        'encoder')
+      f'{args.spec}: no pretrained encoder (model.encoders) and no base '
+      'model (training.mode is scratch and no --base was given): name '
+      'the base model, or give a text or image column a pretrained '
+      'encoder'
+    )
   # Resolved against the data: the class count may come from the label.
   spec = preflight.run_preflight(spec).spec
   if args.base:

@@ -9,18 +9,21 @@ from pipeline.errors import EngineError
 def add_commands(sub) -> None:
   """Adds `engine` to `sub`, the top-level subparsers."""
   engine = sub.add_parser(
-      'engine', help='the engines the Beam components can run on, and a '
-      'local Flink or Spark cluster: list, fetch, up, down, status')
-  engine.add_argument('engine_command',
-                      choices=['list', 'fetch', 'up', 'down', 'status'])
+    'engine',
+    help='the engines the Beam components can run on, and a '
+    'local Flink or Spark cluster: list, fetch, up, down, status',
+  )
+  engine.add_argument(
+    'engine_command', choices=['list', 'fetch', 'up', 'down', 'status']
+  )
   engine.add_argument('engine', nargs='?', help='flink or spark')
-  engine.add_argument('--json', action='store_true',
-                      help='status as JSON')
+  engine.add_argument('--json', action='store_true', help='status as JSON')
   engine.set_defaults(func=cmd_engine)
 
 
 def _list() -> None:
   from pipeline.engines import registry as engines  # pylint: disable=g-import-not-at-top
+
   for name in engines.names():
     engine = engines.get(name)
     local = ' (local cluster: engine up ' + name + ')' if engine.cluster else ''
@@ -31,17 +34,21 @@ def _cluster(args):
   """The local cluster of the engine `args` name; refused when none is named
   or it has none."""
   from pipeline.engines import registry as engines  # pylint: disable=g-import-not-at-top
+
   if not args.engine:
-    raise EngineError(f'engine {args.engine_command}: name an engine: '
-                      + ', '.join(n for n in engines.names()
-                                  if engines.get(n).cluster))
+    raise EngineError(
+      f'engine {args.engine_command}: name an engine: '
+      + ', '.join(n for n in engines.names() if engines.get(n).cluster)
+    )
   try:
     engine = engines.get(args.engine)
   except ValueError as e:
     raise EngineError(str(e)) from None
   if engine.cluster is None:
-    raise EngineError(f'{args.engine}: no local cluster to {args.engine_command}'
-                      '; it runs elsewhere (docs/scale.md)')
+    raise EngineError(
+      f'{args.engine}: no local cluster to {args.engine_command}'
+      '; it runs elsewhere (docs/scale.md)'
+    )
   return engine.cluster
 
 
@@ -50,8 +57,10 @@ def _up(args, cluster) -> None:
   if missing:
     raise EngineError(f'{args.engine}: {missing}')
   options = cluster.up(print)
-  print(f'{args.engine}: up; in a spec: runner.engine: {args.engine}, '
-        f'runner.engine_options: {json.dumps(options)}')
+  print(
+    f'{args.engine}: up; in a spec: runner.engine: {args.engine}, '
+    f'runner.engine_options: {json.dumps(options)}'
+  )
 
 
 def _status(args, cluster) -> None:
@@ -72,8 +81,11 @@ def _act(args, cluster) -> None:
     _up(args, cluster)
   elif args.engine_command == 'down':
     stopped = cluster.down(print)
-    print(f'{args.engine}: stopped {", ".join(stopped)}' if stopped
-          else f'{args.engine}: nothing was running')
+    print(
+      f'{args.engine}: stopped {", ".join(stopped)}'
+      if stopped
+      else f'{args.engine}: nothing was running'
+    )
   else:
     _status(args, cluster)
 
@@ -86,6 +98,7 @@ def cmd_engine(args) -> int:
   try:
     _act(args, cluster)
   except (OSError, RuntimeError) as e:
-    raise EngineError(f'{args.engine} {args.engine_command}: '
-                      f'{" ".join(str(e).split())}') from None
+    raise EngineError(
+      f'{args.engine} {args.engine_command}: {" ".join(str(e).split())}'
+    ) from None
   return 0

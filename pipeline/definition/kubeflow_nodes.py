@@ -8,12 +8,18 @@ from pipeline.definition.schema import PipelineSpec
 # Components a spec may give resources, by spec key -> TFX node id
 # (example_gen: the data format's, DataSpec.example_gen_id).
 KUBEFLOW_COMPONENTS = {
-    'example_gen': 'CsvExampleGen', 'statistics_gen': 'StatisticsGen',
-    'schema_gen': 'ImportSchemaGen', 'example_validator': 'ExampleValidator',
-    'anomalies_gate': 'AnomaliesGate', 'transform': 'Transform',
-    'tuner': 'Tuner', 'trainer': 'Trainer', 'evaluator': 'Evaluator',
-    'pusher': 'Pusher', 'baseline': 'baseline_model_finder',
-    'base_model': 'base_model_finder',
+  'example_gen': 'CsvExampleGen',
+  'statistics_gen': 'StatisticsGen',
+  'schema_gen': 'ImportSchemaGen',
+  'example_validator': 'ExampleValidator',
+  'anomalies_gate': 'AnomaliesGate',
+  'transform': 'Transform',
+  'tuner': 'Tuner',
+  'trainer': 'Trainer',
+  'evaluator': 'Evaluator',
+  'pusher': 'Pusher',
+  'baseline': 'baseline_model_finder',
+  'base_model': 'base_model_finder',
 }
 # The components whose code can use a GPU (Keras training).
 GPU_COMPONENTS = ('tuner', 'trainer')
@@ -27,7 +33,9 @@ def tuner_worker_ids(spec: PipelineSpec) -> List[str]:
   if not spec.tuner.enabled:
     return []
   if not isinstance(asked, int):
-    raise ValueError(f'{spec.source}: tuner.parallel_trials: {asked!r} counts '
-                     'one machine\'s cores; on Kubeflow give the number of '
-                     'Tuner pods')
+    raise ValueError(
+      f'{spec.source}: tuner.parallel_trials: {asked!r} counts '
+      "one machine's cores; on Kubeflow give the number of "
+      'Tuner pods'
+    )
   return [f'{TUNER_WORKER}{number}' for number in range(1, asked)]

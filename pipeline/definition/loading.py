@@ -29,17 +29,25 @@ _ENCODER_PATH_KEYS = ('huggingface', 'weights', 'keras_file', 'saved_model')
 # PipelineSpec fields the loader and the runner set, never a YAML key.
 _INTERNAL = ('source', 'module_functions', 'module_steps', 'label_stats')
 # Keys that hold paths, resolved against the spec's folder.
-_PATH_KEYS = (('data', 'csv'), ('data', 'tfrecord'), ('schema',),
-              ('module_file',), ('push', 'destination'),
-              ('runner', 'pipeline_root'), ('runner', 'metadata'),
-              ('training', 'base_model', 'path'))
+_PATH_KEYS = (
+  ('data', 'csv'),
+  ('data', 'tfrecord'),
+  ('schema',),
+  ('module_file',),
+  ('push', 'destination'),
+  ('runner', 'pipeline_root'),
+  ('runner', 'metadata'),
+  ('training', 'base_model', 'path'),
+)
 
 
 def _resolve_paths(raw: Dict[str, Any], base_dir: str) -> None:
-  encoders = (raw.get('model') or {}).get('encoders') if isinstance(
-      raw.get('model'), dict) else None
-  for chosen in (encoders or {}).values() if isinstance(encoders,
-                                                         dict) else ():
+  encoders = (
+    (raw.get('model') or {}).get('encoders')
+    if isinstance(raw.get('model'), dict)
+    else None
+  )
+  for chosen in (encoders or {}).values() if isinstance(encoders, dict) else ():
     if not isinstance(chosen, dict):
       continue
     for key in _ENCODER_PATH_KEYS:
@@ -50,7 +58,8 @@ def _resolve_paths(raw: Dict[str, Any], base_dir: str) -> None:
       # A Hugging Face model name (owner/name) is left as it is unless a
       # folder of that name is beside the spec; `weights: imagenet` too.
       if key == 'huggingface' and not (
-          value.startswith(('.', '/', '~')) or os.path.exists(relative)):
+        value.startswith(('.', '/', '~')) or os.path.exists(relative)
+      ):
         continue
       if key == 'weights' and value == 'imagenet':
         continue
@@ -64,7 +73,8 @@ def _resolve_paths(raw: Dict[str, Any], base_dir: str) -> None:
     value = node.get(keys[-1])
     if isinstance(value, str) and value and not is_uri(value):
       node[keys[-1]] = os.path.normpath(
-          os.path.join(base_dir, os.path.expanduser(value)))
+        os.path.join(base_dir, os.path.expanduser(value))
+      )
 
 
 def _allowed_keys(model: type, loc: Tuple[Any, ...]) -> List[str]:
@@ -74,24 +84,36 @@ def _allowed_keys(model: type, loc: Tuple[Any, ...]) -> List[str]:
     if isinstance(part, int) or current is None:
       return []
     field = current.model_fields.get(part) or next(
-        (f for f in current.model_fields.values() if f.alias == part), None)
+      (f for f in current.model_fields.values() if f.alias == part), None
+    )
     annotation = field.annotation if field else None
-    current = annotation if isinstance(annotation, type) and issubclass(
-        annotation, BaseModel) else None
+    current = (
+      annotation
+      if isinstance(annotation, type) and issubclass(annotation, BaseModel)
+      else None
+    )
   if current is None:
     return []
-  return sorted(f.alias or name for name, f in current.model_fields.items()
-                if name not in _INTERNAL)
+  return sorted(
+    f.alias or name
+    for name, f in current.model_fields.items()
+    if name not in _INTERNAL
+  )
 
 
 def _key_path(loc: Tuple[Any, ...]) -> Tuple[Any, ...]:
   """A pydantic error location without its union-member tags (e.g.
   "literal['mean','median']", "float", "constrained-int"): the keys a user
   wrote."""
-  return tuple(p for p in loc
-               if isinstance(p, int) or re.match(r'^[A-Za-z_][\w-]*$', p) and
-               p not in ('float', 'int', 'str', 'bool', 'dict', 'list') and
-               not p.startswith('constrained-') and not p[0].isupper())
+  return tuple(
+    p
+    for p in loc
+    if isinstance(p, int)
+    or re.match(r'^[A-Za-z_][\w-]*$', p)
+    and p not in ('float', 'int', 'str', 'bool', 'dict', 'list')
+    and not p.startswith('constrained-')
+    and not p[0].isupper()
+  )
 
 
 def _format_error(source: str, errors: List[Dict[str, Any]]) -> str:
@@ -101,11 +123,12 @@ def _format_error(source: str, errors: List[Dict[str, Any]]) -> str:
   loc = _key_path(tuple(err['loc']))
   key = '.'.join(str(p) for p in loc) or '<top level>'
   if key.startswith('schema_file'):
-    key = 'schema' + key[len('schema_file'):]
+    key = 'schema' + key[len('schema_file') :]
   if err['type'] == 'extra_forbidden':
     allowed = _allowed_keys(PipelineSpec, loc)
-    return (f'{source}: {key}: unknown key; allowed keys here: '
-            f'{", ".join(allowed)}')
+    return (
+      f'{source}: {key}: unknown key; allowed keys here: {", ".join(allowed)}'
+    )
   if err['type'] == 'missing':
     return f'{source}: {key}: required key is missing'
   alternatives = []
@@ -119,35 +142,52 @@ def _format_error(source: str, errors: List[Dict[str, Any]]) -> str:
   got = got if len(got) <= 60 else got[:57] + '...'
   return f'{source}: {key}: must be {"; or ".join(alternatives)} (got {got})'
 
-def spec_from_dict(raw: Mapping[str, Any], base_dir: str,
-                   source: str = '<dict>') -> PipelineSpec:
+
+def spec_from_dict(
+  raw: Mapping[str, Any], base_dir: str, source: str = '<dict>'
+) -> PipelineSpec:
   """Validates a parsed spec. Relative paths resolve against `base_dir`."""
   if not isinstance(raw, Mapping):
-    raise SpecError(f'{source}: the spec must be a YAML mapping of keys '
-                    f'(got {type(raw).__name__})')
+    raise SpecError(
+      f'{source}: the spec must be a YAML mapping of keys '
+      f'(got {type(raw).__name__})'
+    )
   data = copy.deepcopy(dict(raw))
   for internal in _INTERNAL:
     if internal in data:
-      raise SpecError(f'{source}: {internal}: unknown key; allowed keys here: '
-                      f'{", ".join(_allowed_keys(PipelineSpec, (internal,)))}')
+      raise SpecError(
+        f'{source}: {internal}: unknown key; allowed keys here: '
+        f'{", ".join(_allowed_keys(PipelineSpec, (internal,)))}'
+      )
   _resolve_paths(data, base_dir)
   module_file = data.get('module_file')
-  module = (read_module(module_file, source)
-            if isinstance(module_file, str) else ModuleFile((), ()))
+  module = (
+    read_module(module_file, source)
+    if isinstance(module_file, str)
+    else ModuleFile((), ())
+  )
   try:
-    spec = PipelineSpec.model_validate({**data, 'source': source,
-                                        'module_functions': module.functions,
-                                        'module_steps': module.steps})
+    spec = PipelineSpec.model_validate(
+      {
+        **data,
+        'source': source,
+        'module_functions': module.functions,
+        'module_steps': module.steps,
+      }
+    )
   except pydantic.ValidationError as e:
     raise SpecError(_format_error(source, e.errors())) from None
   check_consistency(spec)
   return spec
 
 
-def resolve_spec(spec: PipelineSpec, task: str,
-                 num_classes: Optional[int] = None,
-                 columns: Optional[Mapping[str, List[str]]] = None,
-                 label_stats: Optional[LabelStats] = None) -> PipelineSpec:
+def resolve_spec(
+  spec: PipelineSpec,
+  task: str,
+  num_classes: Optional[int] = None,
+  columns: Optional[Mapping[str, List[str]]] = None,
+  label_stats: Optional[LabelStats] = None,
+) -> PipelineSpec:
   """`spec` with what the data decided filled in, checked again.
 
   Args:
@@ -167,14 +207,18 @@ def resolve_spec(spec: PipelineSpec, task: str,
   if num_classes is not None and f.num_classes is None:
     update['num_classes'] = num_classes
   if not f.listed:
-    columns = {kind: list(names) for kind, names in (columns or {}).items()
-               if names}
+    columns = {
+      kind: list(names) for kind, names in (columns or {}).items() if names
+    }
     if not columns:
-      raise SpecError(f'{spec.source}: features: the data has no column '
-                      'besides the label and the excluded ones')
+      raise SpecError(
+        f'{spec.source}: features: the data has no column '
+        'besides the label and the excluded ones'
+      )
     update.update(columns)
-  resolved = spec.model_copy(update={
-      'features': f.model_copy(update=update), 'label_stats': label_stats})
+  resolved = spec.model_copy(
+    update={'features': f.model_copy(update=update), 'label_stats': label_stats}
+  )
   check_consistency(resolved)
   return resolved
 
@@ -192,8 +236,10 @@ class _StrictLoader(yaml.SafeLoader):
     if self.check_event(yaml.AliasEvent):
       event = self.peek_event()
       raise yaml.MarkedYAMLError(
-          problem='aliases (*name) are not allowed in a spec; write the '
-          'value out', problem_mark=event.start_mark)
+        problem='aliases (*name) are not allowed in a spec; write the '
+        'value out',
+        problem_mark=event.start_mark,
+      )
     return super().compose_node(parent, index)
 
   def construct_mapping(self, node, deep=False):
@@ -201,13 +247,16 @@ class _StrictLoader(yaml.SafeLoader):
     for key_node, _ in node.value:
       if not isinstance(key_node, yaml.ScalarNode):
         raise yaml.MarkedYAMLError(
-            problem='a key must be a plain value, not a list or mapping',
-            problem_mark=key_node.start_mark)
+          problem='a key must be a plain value, not a list or mapping',
+          problem_mark=key_node.start_mark,
+        )
       key = self.construct_object(key_node, deep=True)
       if key in seen:
         raise yaml.MarkedYAMLError(
-            problem=f'key {key!r} is given twice (first on line {seen[key]}); '
-            'keep one', problem_mark=key_node.start_mark)
+          problem=f'key {key!r} is given twice (first on line {seen[key]}); '
+          'keep one',
+          problem_mark=key_node.start_mark,
+        )
       seen[key] = key_node.start_mark.line + 1
     return super().construct_mapping(node, deep=deep)
 
@@ -231,13 +280,18 @@ def read_yaml(path: str) -> Dict[str, Any]:
     raise SpecError(f'{path}: a folder, not a spec file')
   if not os.path.isfile(path):
     kind = special_kind(path)
-    raise SpecError(f'{path}: {kind}, not a spec file' if kind else
-                    f'{path}: spec file not found')
+    raise SpecError(
+      f'{path}: {kind}, not a spec file'
+      if kind
+      else f'{path}: spec file not found'
+    )
   try:
     size = os.path.getsize(path)
     if size > MAX_SPEC_BYTES:
-      raise SpecError(f'{path}: {size} bytes; a spec is at most '
-                      f'{MAX_SPEC_BYTES // 1024} KiB of YAML')
+      raise SpecError(
+        f'{path}: {size} bytes; a spec is at most '
+        f'{MAX_SPEC_BYTES // 1024} KiB of YAML'
+      )
     with open(path, 'rb') as f:
       data = f.read()
   except OSError as e:
@@ -245,8 +299,10 @@ def read_yaml(path: str) -> Dict[str, Any]:
   try:
     text = data.decode('utf-8-sig')
   except UnicodeDecodeError as e:
-    raise SpecError(f'{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at '
-                    f'offset {e.start}); a spec is a YAML text file') from None
+    raise SpecError(
+      f'{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at '
+      f'offset {e.start}); a spec is a YAML text file'
+    ) from None
   if '\x00' in text:
     raise SpecError(f'{path}: a binary file, not a YAML spec')
   raw = parse_yaml(text, path)
@@ -255,8 +311,9 @@ def read_yaml(path: str) -> Dict[str, Any]:
   return raw
 
 
-def load_spec(path: str,
-              overrides: Optional[Mapping[str, Any]] = None) -> PipelineSpec:
+def load_spec(
+  path: str, overrides: Optional[Mapping[str, Any]] = None
+) -> PipelineSpec:
   """Reads and validates the spec at `path`.
 
   Args:
@@ -273,8 +330,9 @@ def load_spec(path: str,
   raw = read_yaml(path)
   for dotted, value in (overrides or {}).items():
     set_dotted(raw, dotted, value)
-  return spec_from_dict(raw, os.path.dirname(os.path.abspath(path)),
-                        source=path)
+  return spec_from_dict(
+    raw, os.path.dirname(os.path.abspath(path)), source=path
+  )
 
 
 def set_dotted(raw: Dict[str, Any], dotted: str, value: Any) -> None:
@@ -294,6 +352,8 @@ def set_dotted(raw: Dict[str, Any], dotted: str, value: Any) -> None:
 def parse_override(text: str) -> Tuple[str, Any]:
   """Parses 'key.path=value' (value as YAML) from the command line."""
   if '=' not in text:
-    raise SpecError(f'--set {text}: expected KEY=VALUE, e.g. tuner.max_trials=2')
+    raise SpecError(
+      f'--set {text}: expected KEY=VALUE, e.g. tuner.max_trials=2'
+    )
   key, value = text.split('=', 1)
   return key.strip(), parse_yaml(value, f'--set {text}')

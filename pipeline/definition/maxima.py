@@ -9,19 +9,19 @@ from pipeline.definition.schema import PipelineSpec, SpecError
 # makes, small enough that a typo (an extra zero or three, 1e20) is refused
 # before it allocates a layer or loops for a lifetime (docs/spec-guide.md).
 MAXIMA = {
-    'training.epochs': 10_000,
-    'training.train_steps': 100_000_000,
-    'training.eval_steps': 100_000_000,
-    'tuner.max_trials': 10_000,
-    'tuner.max_epochs': 10_000,
-    'tuner.factor': 100,
-    'tuner.hyperband_iterations': 100,
-    'model.search_space.num_layers': 64,
-    'model.search_space.units': 65_536,
-    'model.search_space.batch_size': 65_536,
-    'model.search_space.embedding_dim': 4_096,
-    'model.search_space.finetune.head_units': 65_536,
-    'model.search_space.finetune.epochs_per_stage': 10_000,
+  'training.epochs': 10_000,
+  'training.train_steps': 100_000_000,
+  'training.eval_steps': 100_000_000,
+  'tuner.max_trials': 10_000,
+  'tuner.max_epochs': 10_000,
+  'tuner.factor': 100,
+  'tuner.hyperband_iterations': 100,
+  'model.search_space.num_layers': 64,
+  'model.search_space.units': 65_536,
+  'model.search_space.batch_size': 65_536,
+  'model.search_space.embedding_dim': 4_096,
+  'model.search_space.finetune.head_units': 65_536,
+  'model.search_space.finetune.epochs_per_stage': 10_000,
 }
 
 
@@ -39,9 +39,13 @@ def check_maxima(spec: PipelineSpec) -> None:
     node: Any = spec
     for part in key.split('.'):
       node = getattr(node, part)
-    values = node if isinstance(node, list) else [
-        node.max if isinstance(node, IntRange) else node]
+    values = (
+      node
+      if isinstance(node, list)
+      else [node.max if isinstance(node, IntRange) else node]
+    )
     for value in values:
       if value is not None and value > most:
-        raise SpecError(f'{spec.source}: {key}: at most {most} '
-                        f'(got {_number_text(value)})')
+        raise SpecError(
+          f'{spec.source}: {key}: at most {most} (got {_number_text(value)})'
+        )

@@ -22,6 +22,7 @@ class ModuleFile(NamedTuple):
   MODULE_FUNCTIONS it defines, and the STEP_ARGS it reads with no fallback
   of its own (`fn_args.train_steps`, not `fn_args.train_steps or 100` nor
   a test of it against None)."""
+
   functions: Tuple[str, ...]
   steps: Tuple[str, ...]
 
@@ -37,9 +38,14 @@ def _steps_read(tree: ast.Module) -> Tuple[str, ...]:
       tested.update(map(id, [node.left, *node.comparators]))
     elif isinstance(node, (ast.If, ast.IfExp, ast.While)):
       tested.add(id(node.test))
-  read = {node.attr for node in ast.walk(tree)
-          if isinstance(node, ast.Attribute) and node.attr in STEP_ARGS and
-          isinstance(node.ctx, ast.Load) and id(node) not in tested}
+  read = {
+    node.attr
+    for node in ast.walk(tree)
+    if isinstance(node, ast.Attribute)
+    and node.attr in STEP_ARGS
+    and isinstance(node.ctx, ast.Load)
+    and id(node) not in tested
+  }
   return tuple(name for name in STEP_ARGS if name in read)
 
 
@@ -53,18 +59,23 @@ def read_module(path: str, source: str) -> ModuleFile:
   """
   key = f'{source}: module_file'
   if is_uri(path):
-    raise SpecError(f'{key}: {path}: give a local file (the runner packages '
-                    'it for the components)')
+    raise SpecError(
+      f'{key}: {path}: give a local file (the runner packages '
+      'it for the components)'
+    )
   if not os.path.isfile(path):
     kind = special_kind(path)
-    raise SpecError(f'{key}: {path}: ' + (f'{kind}, not a Python file'
-                                          if kind else 'no such file'))
+    raise SpecError(
+      f'{key}: {path}: '
+      + (f'{kind}, not a Python file' if kind else 'no such file')
+    )
   try:
     with open(path, encoding='utf-8') as f:
       tree = ast.parse(f.read(), path)
   except (SyntaxError, UnicodeDecodeError, ValueError) as e:
-    raise SpecError(f'{key}: {path}: not a Python module '
-                    f'({type(e).__name__}: {e})') from None
+    raise SpecError(
+      f'{key}: {path}: not a Python module ({type(e).__name__}: {e})'
+    ) from None
   names = set()
   for node in tree.body:
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -75,6 +86,8 @@ def read_module(path: str, source: str) -> ModuleFile:
       names.update((a.asname or a.name).split('.')[0] for a in node.names)
   found = tuple(f for f in MODULE_FUNCTIONS if f in names)
   if not found:
-    raise SpecError(f'{key}: {path} defines none of '
-                    f'{", ".join(MODULE_FUNCTIONS)} at its top level')
+    raise SpecError(
+      f'{key}: {path} defines none of '
+      f'{", ".join(MODULE_FUNCTIONS)} at its top level'
+    )
   return ModuleFile(found, _steps_read(tree))

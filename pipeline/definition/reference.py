@@ -17,23 +17,38 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from pipeline.definition.schema import PipelineSpec
 
-PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
-                    os.pardir, 'docs', 'spec.md')
+PAGE = os.path.join(
+  os.path.dirname(os.path.abspath(__file__)),
+  os.pardir,
+  os.pardir,
+  'docs',
+  'spec.md',
+)
 TOP = 'Top level'
 # How a key holding a mapping of sections names its own keys in a path.
 _MAPPING_KEYS = {
-    'preprocessing.impute.features': 'FEATURE',
-    'model.encoders': 'COLUMN',
-    'evaluation.thresholds': 'METRIC',
-    'evaluation.slice_thresholds[].thresholds': 'METRIC',
-    'kubeflow.resources': 'COMPONENT',
+  'preprocessing.impute.features': 'FEATURE',
+  'model.encoders': 'COLUMN',
+  'evaluation.thresholds': 'METRIC',
+  'evaluation.slice_thresholds[].thresholds': 'METRIC',
+  'kubeflow.resources': 'COMPONENT',
 }
 # JSON schema's constraint keywords, as the reference writes them.
-_CONSTRAINTS = (('minimum', '>= {}'), ('exclusiveMinimum', '> {}'),
-                ('maximum', '<= {}'), ('exclusiveMaximum', '< {}'),
-                ('minItems', 'at least {} item(s)'), ('pattern', '`{}`'))
-_TYPES = {'string': 'string', 'integer': 'integer', 'number': 'number',
-          'boolean': 'boolean', 'null': 'null'}
+_CONSTRAINTS = (
+  ('minimum', '>= {}'),
+  ('exclusiveMinimum', '> {}'),
+  ('maximum', '<= {}'),
+  ('exclusiveMaximum', '< {}'),
+  ('minItems', 'at least {} item(s)'),
+  ('pattern', '`{}`'),
+)
+_TYPES = {
+  'string': 'string',
+  'integer': 'integer',
+  'number': 'number',
+  'boolean': 'boolean',
+  'null': 'null',
+}
 
 
 def anchor(heading: str) -> str:
@@ -72,8 +87,9 @@ class _Reference:
         self.order.append((name, self.defs[name]))
         self._walk(self.defs[name], path + '.')
 
-  def _models_in(self, node: Dict[str, Any], path: str = ''
-                 ) -> List[Tuple[str, str]]:
+  def _models_in(
+    self, node: Dict[str, Any], path: str = ''
+  ) -> List[Tuple[str, str]]:
     """(model name, key path) of every section `node`, at `path`, can
     hold."""
     name = _ref_name(node)
@@ -86,8 +102,9 @@ class _Reference:
       found.extend(self._models_in(node['items'], path + '[]'))
     if isinstance(node.get('additionalProperties'), dict):
       key = _MAPPING_KEYS.get(path, 'KEY')
-      found.extend(self._models_in(node['additionalProperties'],
-                                   f'{path}.{key}'))
+      found.extend(
+        self._models_in(node['additionalProperties'], f'{path}.{key}')
+      )
     return found
 
   def heading(self, name: str) -> str:
@@ -119,31 +136,45 @@ class _Reference:
       text = 'date'
     else:
       text = _TYPES.get(kind, 'any')
-    limits = [form.format(node[word]) for word, form in _CONSTRAINTS
-              if word in node]
+    limits = [
+      form.format(node[word]) for word, form in _CONSTRAINTS if word in node
+    ]
     return text + (f' ({", ".join(limits)})' if limits else '')
 
-  def default_text(self, model: Dict[str, Any], key: str,
-                   prop: Dict[str, Any]) -> str:
+  def default_text(
+    self, model: Dict[str, Any], key: str, prop: Dict[str, Any]
+  ) -> str:
     if 'default' not in prop:
       return 'required' if key in model.get('required', []) else ''
     value = prop['default']
     if isinstance(value, dict) and _ref_name(prop):
-      return 'its keys\' defaults'
+      return "its keys' defaults"
     return f'`{json.dumps(value)}`'
 
   def section(self, name: str, model: Dict[str, Any]) -> List[str]:
     lines = [f'## {self.heading(name)}', '']
     if name != TOP:
-      lines += [f'Type `{name}`' + (
+      lines += [
+        f'Type `{name}`'
+        + (
           '; also at ' + ', '.join(f'`{p}`' for p in self.paths[name][1:])
-          if len(self.paths[name]) > 1 else '') + '.', '']
-    lines += ['| key | type | default | description |',
-              '| --- | --- | --- | --- |']
+          if len(self.paths[name]) > 1
+          else ''
+        )
+        + '.',
+        '',
+      ]
+    lines += [
+      '| key | type | default | description |',
+      '| --- | --- | --- | --- |',
+    ]
     for key, prop in model.get('properties', {}).items():
-      cells = [f'`{key}`', self.type_text(prop),
-               self.default_text(model, key, prop),
-               prop.get('description', '')]
+      cells = [
+        f'`{key}`',
+        self.type_text(prop),
+        self.default_text(model, key, prop),
+        prop.get('description', ''),
+      ]
       lines.append('| ' + ' | '.join(_cell(c) for c in cells) + ' |')
     return lines + ['']
 
@@ -157,25 +188,32 @@ def undescribed(schema: Optional[Dict[str, Any]] = None) -> List[str]:
   """Keys of the schema without a description, as 'Model.key'."""
   schema = schema or PipelineSpec.model_json_schema(by_alias=True)
   models = [('PipelineSpec', schema), *schema.get('$defs', {}).items()]
-  return [f'{name}.{key}' for name, model in models
-          for key, prop in model.get('properties', {}).items()
-          if not prop.get('description')]
+  return [
+    f'{name}.{key}'
+    for name, model in models
+    for key, prop in model.get('properties', {}).items()
+    if not prop.get('description')
+  ]
 
 
 def render() -> str:
   """The reference page's text."""
   reference = _Reference(PipelineSpec.model_json_schema(by_alias=True))
   lines = [
-      '# The spec, key by key', '',
-      '[Back to the guide](spec-guide.md)', '',
-      'Every key of a spec, with its type, default and description, '
-      'generated from the schema',
-      '(`pipeline/definition/schema.py` and the section models it uses) by',
-      '`python -m pipeline.definition.reference`: edit the models, not this '
-      'page.',
-      '[Writing a spec](spec-guide.md) explains the sections and the rules '
-      'across keys; a `[]` in a',
-      'path is an item of a list.', '']
+    '# The spec, key by key',
+    '',
+    '[Back to the guide](spec-guide.md)',
+    '',
+    'Every key of a spec, with its type, default and description, '
+    'generated from the schema',
+    '(`pipeline/definition/schema.py` and the section models it uses) by',
+    '`python -m pipeline.definition.reference`: edit the models, not this '
+    'page.',
+    '[Writing a spec](spec-guide.md) explains the sections and the rules '
+    'across keys; a `[]` in a',
+    'path is an item of a list.',
+    '',
+  ]
   for name, model in reference.order:
     lines += reference.section(name, model)
   return '\n'.join(lines).rstrip('\n') + '\n'

@@ -46,68 +46,100 @@ class PipelineSpec(_Strict):
   `module_file`: a TFX module file whose preprocessing_fn, tuner_fn and
   run_fn (those it defines) replace the project's.
   """
+
   name: str = Field(
-      pattern=NAME_PATTERN,
-      description="The pipeline's name, [a-z][a-z0-9_-]*.")
+    pattern=NAME_PATTERN, description="The pipeline's name, [a-z][a-z0-9_-]*."
+  )
   data: DataSpec = Field(
-      description='Where the rows are read from, and how they are split.')
+    description='Where the rows are read from, and how they are split.'
+  )
   schema_file: Optional[str] = Field(
-      default=None, alias='schema',
-      description=('A curated schema.pbtxt imported by ImportSchemaGen; left '
-                   'out, SchemaGen infers one from the data on each run.'))
+    default=None,
+    alias='schema',
+    description=(
+      'A curated schema.pbtxt imported by ImportSchemaGen; left '
+      'out, SchemaGen infers one from the data on each run.'
+    ),
+  )
   module_file: Optional[str] = Field(
-      default=None,
-      description=('A TFX module file whose preprocessing_fn, tuner_fn and '
-                   "run_fn (those it defines) replace the project's."))
+    default=None,
+    description=(
+      'A TFX module file whose preprocessing_fn, tuner_fn and '
+      "run_fn (those it defines) replace the project's."
+    ),
+  )
   features: FeaturesSpec = Field(
-      description=('Which columns are the label and the features, and what to '
-                   'predict.'))
+    description=(
+      'Which columns are the label and the features, and what to predict.'
+    )
+  )
   preprocessing: PreprocessingSpec = Field(
-      default=PreprocessingSpec(),
-      description=('How the Transform scales, encodes and imputes the '
-                   'features.'))
+    default=PreprocessingSpec(),
+    description=('How the Transform scales, encodes and imputes the features.'),
+  )
   model: ModelSpec = Field(
-      default=ModelSpec(),
-      description=('Which model is built, and the search space the Tuner and '
-                   'the Trainer share.'))
+    default=ModelSpec(),
+    description=(
+      'Which model is built, and the search space the Tuner and '
+      'the Trainer share.'
+    ),
+  )
   tuner: TunerSpec = Field(
-      default=TunerSpec(),
-      description='Keras Tuner settings.')
+    default=TunerSpec(), description='Keras Tuner settings.'
+  )
   training: SpecTrainingSpec = Field(
-      default=SpecTrainingSpec(),
-      description='How the Trainer trains, and where fine-tuning starts from.')
+    default=SpecTrainingSpec(),
+    description='How the Trainer trains, and where fine-tuning starts from.',
+  )
   evaluation: EvaluationSpec = Field(
-      default=EvaluationSpec(),
-      description=("TFMA's metrics and slices, and the thresholds that bless a "
-                   'model.'))
+    default=EvaluationSpec(),
+    description=(
+      "TFMA's metrics and slices, and the thresholds that bless a model."
+    ),
+  )
   push: PushSpec = Field(
-      description='Where blessed models are pushed for TF Serving.')
+    description='Where blessed models are pushed for TF Serving.'
+  )
   runner: RunnerSpec = Field(
-      description=('Where the pipeline runs locally: its root, metadata store '
-                   'and Beam engine.'))
+    description=(
+      'Where the pipeline runs locally: its root, metadata store '
+      'and Beam engine.'
+    )
+  )
   kubeflow: KubeflowSpec = Field(
-      default=KubeflowSpec(),
-      description=('How `python -m pipeline compile` builds the Kubeflow '
-                   'pipeline (docs/kubeflow.md).'))
+    default=KubeflowSpec(),
+    description=(
+      'How `python -m pipeline compile` builds the Kubeflow '
+      'pipeline (docs/kubeflow.md).'
+    ),
+  )
   # Set by the loader and the runner, never a YAML key: left out of dumps
   # and of the JSON schema (the reference lists YAML keys only).
   # Where the spec was read from (set by load_spec).
   source: SkipJsonSchema[str] = Field(default='<dict>', exclude=True)
   # The module_file.MODULE_FUNCTIONS module_file defines (read by
   # spec_from_dict).
-  module_functions: SkipJsonSchema[Tuple[str, ...]] = Field(default=(),
-                                                            exclude=True)
+  module_functions: SkipJsonSchema[Tuple[str, ...]] = Field(
+    default=(), exclude=True
+  )
   # The step counts (module_file.STEP_ARGS) module_file reads from fn_args
   # with no fallback of its own (read by spec_from_dict).
-  module_steps: SkipJsonSchema[Tuple[str, ...]] = Field(default=(),
-                                                        exclude=True)
+  module_steps: SkipJsonSchema[Tuple[str, ...]] = Field(
+    default=(), exclude=True
+  )
   # What the pre-flight scan saw of the label (set by
   # `loading.resolve_spec`).
-  label_stats: SkipJsonSchema[Optional[LabelStats]] = Field(default=None,
-                                                            exclude=True)
+  label_stats: SkipJsonSchema[Optional[LabelStats]] = Field(
+    default=None, exclude=True
+  )
 
-  model_config = ConfigDict(extra='forbid', frozen=True, populate_by_name=True,
-                            strict=True, allow_inf_nan=False)
+  model_config = ConfigDict(
+    extra='forbid',
+    frozen=True,
+    populate_by_name=True,
+    strict=True,
+    allow_inf_nan=False,
+  )
 
   @property
   def feature_keys(self) -> List[str]:
@@ -143,7 +175,7 @@ class PipelineSpec(_Strict):
     """The default rule in words (`EvaluationSpec.uses_default_rule`)."""
     task = self.task
     if self.label_stats is None:
-      return f'{task.main_metric} no worse than the last blessed model\'s'
+      return f"{task.main_metric} no worse than the last blessed model's"
     return task.naive_rule(self.label_stats)
 
   def uses_module_file(self, function: str) -> bool:
@@ -153,11 +185,15 @@ class PipelineSpec(_Strict):
   def columns_by_kind(self) -> List[Tuple[str, List[str]]]:
     """(column kind, its features) for each kind with a feature, in the
     registry's order (modules/kinds.py)."""
-    return [(name, list(getattr(self.features, name)))
-            for name in kinds.KINDS if getattr(self.features, name)]
+    return [
+      (name, list(getattr(self.features, name)))
+      for name in kinds.KINDS
+      if getattr(self.features, name)
+    ]
 
-  def module_config(self, config_type: Type[_Config],
-                    code_version: str = '') -> _Config:
+  def module_config(
+    self, config_type: Type[_Config], code_version: str = ''
+  ) -> _Config:
     """The typed module config of one component: the spec sections it
     reads (`config_type.sections()`), each with the fields its section type
     declares, as the callback will parse them."""
@@ -165,13 +201,14 @@ class PipelineSpec(_Strict):
     for name in config_type.sections():
       section_type = config_type.model_fields[name].annotation
       sections[name] = getattr(self, name).model_dump(
-          include=set(section_type.model_fields))
-    return config_type.model_validate({**sections,
-                                       'code_version': code_version})
+        include=set(section_type.model_fields)
+      )
+    return config_type.model_validate(
+      {**sections, 'code_version': code_version}
+    )
 
 
 def is_uri(path: str) -> bool:
   """Whether `path` is a URI (gs://, s3://, mysql://, ...), kept as written
   where a local path is resolved against the spec's folder."""
   return bool(re.match(r'^[a-z][a-z0-9+.-]*://', path))
-

@@ -1,19 +1,24 @@
 """The engine registry's types (pipeline/engines/__init__.py says what an
 engine is); the engines' modules register here, the package re-exports."""
 
-
 import dataclasses
 from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
 from pydantic import BaseModel, ConfigDict
 
 # The TFX node ids whose executors run Beam pipelines.
-BEAM_COMPONENTS: Tuple[str, ...] = ('CsvExampleGen', 'ImportExampleGen',
-                                    'StatisticsGen', 'Transform', 'Evaluator')
+BEAM_COMPONENTS: Tuple[str, ...] = (
+  'CsvExampleGen',
+  'ImportExampleGen',
+  'StatisticsGen',
+  'Transform',
+  'Evaluator',
+)
 
 
 class Options(BaseModel):
   """An engine's options: strict, frozen, unknown keys refused."""
+
   model_config = ConfigDict(extra='forbid', frozen=True, strict=True)
 
 
@@ -35,6 +40,7 @@ class LocalCluster:
     missing: what `up` lacks on this machine (Java, the cached parts), as
       words naming what to do; None when it can start.
   """
+
   fetch: Callable[[Progress], None]
   up: Callable[[Progress], Dict[str, Any]]
   down: Callable[[Progress], List[str]]
@@ -60,6 +66,7 @@ class Engine:
     description: one line for `engine list` and the README.
     cluster: how to run one on this machine, when the engine can.
   """
+
   name: str
   options: Type[Options]
   beam_args: Callable[[Options], List[str]]
@@ -81,8 +88,9 @@ def get(name: str) -> Engine:
   try:
     return ENGINES[name]
   except KeyError:
-    raise ValueError(f'unknown engine {name!r}; choose one of '
-                     f'{", ".join(names())}') from None
+    raise ValueError(
+      f'unknown engine {name!r}; choose one of {", ".join(names())}'
+    ) from None
 
 
 def names() -> List[str]:
@@ -94,13 +102,16 @@ def worker_args(environment: str, worker_pool: str) -> List[str]:
   submitting process (each component's), `external` in the worker pool
   at `worker_pool`."""
   if environment == 'external':
-    return ['--environment_type=EXTERNAL',
-            f'--environment_config={worker_pool}']
+    return [
+      '--environment_type=EXTERNAL',
+      f'--environment_config={worker_pool}',
+    ]
   return ['--environment_type=LOOPBACK']
 
 
-def pipeline_args(name: str, options: Options, beam_args: List[str]
-                  ) -> List[str]:
+def pipeline_args(
+  name: str, options: Options, beam_args: List[str]
+) -> List[str]:
   """The Beam pipeline args for engine `name`: its own, then the spec's
   `beam_args`, less the DirectRunner's (--direct_*, which the default
   `beam_args` carry) when the engine is another."""

@@ -47,8 +47,13 @@ def answers(address: str, default_port: int, timeout: float = 2.0) -> bool:
   return port_open(host, port, timeout=timeout)
 
 
-def wait_for_port(host: str, port: int, what: str, seconds: float = 120,
-                  pids: Sequence[int] = ()) -> None:
+def wait_for_port(
+  host: str,
+  port: int,
+  what: str,
+  seconds: float = 120,
+  pids: Sequence[int] = (),
+) -> None:
   """Waits until `host:port` accepts connections.
 
   Raises:
@@ -62,8 +67,9 @@ def wait_for_port(host: str, port: int, what: str, seconds: float = 120,
       if not alive(pid):
         raise RuntimeError(f'{what} exited while starting')
     time.sleep(0.5)
-  raise RuntimeError(f'{what} did not answer on {host}:{port} within '
-                     f'{seconds:.0f} s')
+  raise RuntimeError(
+    f'{what} did not answer on {host}:{port} within {seconds:.0f} s'
+  )
 
 
 def alive(pid: int) -> bool:
@@ -78,17 +84,27 @@ def alive(pid: int) -> bool:
   return processes_lib.process_alive(pid)
 
 
-def start(engine: str, name: str, command: List[str],
-          env: Optional[Dict[str, str]] = None, cwd: Optional[str] = None
-          ) -> int:
+def start(
+  engine: str,
+  name: str,
+  command: List[str],
+  env: Optional[Dict[str, str]] = None,
+  cwd: Optional[str] = None,
+) -> int:
   """Starts `command` detached (its own session, so a terminal's Ctrl-C
   does not reach it), output to <run dir>/<name>.log; records its pid."""
   folder = run_dir(engine)
   os.makedirs(folder, exist_ok=True)
   with open(os.path.join(folder, f'{name}.log'), 'ab') as log:
     process = subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
+      command,
+      stdout=log,
+      stderr=subprocess.STDOUT,
+      stdin=subprocess.DEVNULL,
+      env={**os.environ, **(env or {})},
+      cwd=cwd,
+      start_new_session=True,
+    )
   state = processes(engine)
   state[name] = process.pid
   with open(_state_file(engine), 'w') as f:
@@ -137,15 +153,30 @@ def java() -> Optional[str]:
   if home and os.access(os.path.join(home, 'bin', 'java'), os.X_OK):
     return os.path.join(home, 'bin', 'java')
   from shutil import which  # pylint: disable=g-import-not-at-top
+
   return which('java')
 
 
 # What Java 17 needs opened for Beam's and Flink's Kryo and reflection
 # (InaccessibleObjectException otherwise).
 JAVA_17_OPENS = [
-    f'--add-opens=java.base/{package}=ALL-UNNAMED' for package in (
-        'java.lang', 'java.lang.invoke', 'java.lang.reflect', 'java.io',
-        'java.net', 'java.nio', 'java.text', 'java.time', 'java.util',
-        'java.util.concurrent', 'java.util.concurrent.atomic',
-        'java.util.concurrent.locks', 'sun.nio.ch', 'sun.nio.cs',
-        'sun.security.action', 'sun.util.calendar')]
+  f'--add-opens=java.base/{package}=ALL-UNNAMED'
+  for package in (
+    'java.lang',
+    'java.lang.invoke',
+    'java.lang.reflect',
+    'java.io',
+    'java.net',
+    'java.nio',
+    'java.text',
+    'java.time',
+    'java.util',
+    'java.util.concurrent',
+    'java.util.concurrent.atomic',
+    'java.util.concurrent.locks',
+    'sun.nio.ch',
+    'sun.nio.cs',
+    'sun.security.action',
+    'sun.util.calendar',
+  )
+]

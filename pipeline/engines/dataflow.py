@@ -25,8 +25,10 @@ class DataflowOptions(Options):
   @classmethod
   def _on_gcs(cls, value: str) -> str:
     if not value.startswith('gs://'):
-      raise ValueError(f'{value!r} is not a gs:// location; Dataflow workers '
-                       'read and write Cloud Storage')
+      raise ValueError(
+        f'{value!r} is not a gs:// location; Dataflow workers '
+        'read and write Cloud Storage'
+      )
     return value
 
   @field_validator('project')
@@ -38,9 +40,12 @@ class DataflowOptions(Options):
 
 
 def _beam_args(options: DataflowOptions) -> List[str]:
-  args = ['--runner=DataflowRunner', f'--project={options.project}',
-          f'--region={options.region}',
-          f'--temp_location={options.temp_location}']
+  args = [
+    '--runner=DataflowRunner',
+    f'--project={options.project}',
+    f'--region={options.region}',
+    f'--temp_location={options.temp_location}',
+  ]
   if options.sdk_container_image:
     args.append(f'--sdk_container_image={options.sdk_container_image}')
   if options.max_workers:
@@ -50,7 +55,13 @@ def _beam_args(options: DataflowOptions) -> List[str]:
   return args
 
 
-register(Engine(
-    name='dataflow', options=DataflowOptions, beam_args=_beam_args,
-    problem=lambda options: None, local_workers=False,
-    description='Google Cloud Dataflow (project, region, temp_location)'))
+register(
+  Engine(
+    name='dataflow',
+    options=DataflowOptions,
+    beam_args=_beam_args,
+    problem=lambda options: None,
+    local_workers=False,
+    description='Google Cloud Dataflow (project, region, temp_location)',
+  )
+)

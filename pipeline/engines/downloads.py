@@ -23,8 +23,11 @@ BEAM_VERSION = '2.59.0'
 
 
 def home() -> str:
-  return os.path.abspath(os.path.expanduser(os.environ.get(
-      'PIPELINE_ENGINES_HOME', '~/.cache/tfx-pipelines/engines')))
+  return os.path.abspath(
+    os.path.expanduser(
+      os.environ.get('PIPELINE_ENGINES_HOME', '~/.cache/tfx-pipelines/engines')
+    )
+  )
 
 
 def jar_path(artifact: str, version: str = BEAM_VERSION) -> str:
@@ -36,23 +39,28 @@ def cached_jar(artifact: str, version: str = BEAM_VERSION) -> Optional[str]:
   return path if os.path.isfile(path) else None
 
 
-def fetch_jar(group: str, artifact: str, version: str = BEAM_VERSION,
-              progress=print) -> str:
+def fetch_jar(
+  group: str, artifact: str, version: str = BEAM_VERSION, progress=print
+) -> str:
   """Downloads a Maven Central jar into the cache (checked against its
   published SHA-1) unless it is there; its path."""
   path = jar_path(artifact, version)
   if os.path.isfile(path):
     return path
-  url = (f'{MAVEN_CENTRAL}/{group.replace(".", "/")}/{artifact}/{version}/'
-         f'{artifact}-{version}.jar')
+  url = (
+    f'{MAVEN_CENTRAL}/{group.replace(".", "/")}/{artifact}/{version}/'
+    f'{artifact}-{version}.jar'
+  )
   progress(f'downloading {url}')
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with urllib.request.urlopen(url + '.sha1', timeout=60) as response:
     expected = response.read().decode().split()[0].strip()
   digest = hashlib.sha1()  # noqa: S324 - Maven Central publishes SHA-1
   partial = path + '.part'
-  with urllib.request.urlopen(url, timeout=60) as response, open(
-      partial, 'wb') as out:
+  with (
+    urllib.request.urlopen(url, timeout=60) as response,
+    open(partial, 'wb') as out,
+  ):
     while True:
       chunk = response.read(1 << 20)
       if not chunk:
@@ -61,8 +69,10 @@ def fetch_jar(group: str, artifact: str, version: str = BEAM_VERSION,
       out.write(chunk)
   if digest.hexdigest() != expected:
     os.remove(partial)
-    raise OSError(f'{url}: SHA-1 {digest.hexdigest()} is not the published '
-                  f'{expected}; try again')
+    raise OSError(
+      f'{url}: SHA-1 {digest.hexdigest()} is not the published '
+      f'{expected}; try again'
+    )
   os.replace(partial, path)
   return path
 
@@ -89,9 +99,22 @@ def fetch_dist(name: str, *requirements: str, progress=print) -> str:
   staging = tempfile.mkdtemp(prefix=name + '.', dir=os.path.dirname(path))
   try:
     subprocess.run(
-        [sys.executable, '-m', 'uv', 'pip', 'install', '--quiet',
-         '--python', sys.executable, '--no-deps', '--target', staging,
-         *requirements], check=True)
+      [
+        sys.executable,
+        '-m',
+        'uv',
+        'pip',
+        'install',
+        '--quiet',
+        '--python',
+        sys.executable,
+        '--no-deps',
+        '--target',
+        staging,
+        *requirements,
+      ],
+      check=True,
+    )
     open(os.path.join(staging, '.complete'), 'w').close()
     shutil.rmtree(path, ignore_errors=True)
     os.replace(staging, path)

@@ -71,31 +71,42 @@ TASK_MANAGER_MEMORY = '2560m'
 JOB_SERVER_HEAP = '1g'
 
 # Where the project lives: the worker pool's processes import it from here.
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+_REPO = os.path.dirname(
+  os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+)
 
 
 class FlinkOptions(Options):
   """How the Beam components reach a Flink cluster."""
+
   master: str = Field(
-      'localhost:8081', description="the JobManager's REST address, "
-      'host:port')
+    'localhost:8081', description="the JobManager's REST address, host:port"
+  )
   job_endpoint: Optional[str] = Field(
-      'localhost:8099', description="a running Beam Flink job server's "
-      'host:port; null: Beam starts one from the jar for each pipeline')
+    'localhost:8099',
+    description="a running Beam Flink job server's "
+    'host:port; null: Beam starts one from the jar for each pipeline',
+  )
   parallelism: int = Field(
-      2, ge=1, description="each Beam job's parallelism (the cluster's "
-      'slots bound it)')
+    2,
+    ge=1,
+    description="each Beam job's parallelism (the cluster's slots bound it)",
+  )
   job_server_jar: Optional[str] = Field(
-      None, description='the Beam Flink 1.18 job-server jar, when '
-      'job_endpoint is null; null: the one `engine fetch flink` cached')
+    None,
+    description='the Beam Flink 1.18 job-server jar, when '
+    'job_endpoint is null; null: the one `engine fetch flink` cached',
+  )
   environment: Literal['loopback', 'external'] = Field(
-      'loopback', description="where the Python stages run: 'loopback' in "
-      "the component's own process (the TaskManagers must run on this "
-      "machine), 'external' in the worker pool")
+    'loopback',
+    description="where the Python stages run: 'loopback' in "
+    "the component's own process (the TaskManagers must run on this "
+    "machine), 'external' in the worker pool",
+  )
   worker_pool: str = Field(
-      'localhost:50000', description="the Beam worker pool's host:port "
-      "(environment 'external')")
+    'localhost:50000',
+    description="the Beam worker pool's host:port (environment 'external')",
+  )
 
 
 def _jar(options: FlinkOptions) -> Optional[str]:
@@ -105,23 +116,32 @@ def _jar(options: FlinkOptions) -> Optional[str]:
 def beam_args(options: FlinkOptions) -> List[str]:
   """The Beam args that send a component's pipelines to Flink."""
   if options.job_endpoint:
-    runner = ['--runner=PortableRunner',
-              f'--job_endpoint={options.job_endpoint}']
+    runner = [
+      '--runner=PortableRunner',
+      f'--job_endpoint={options.job_endpoint}',
+    ]
   else:
     # The job server Beam starts runs on Java 17 only with the JDK's
     # internals opened to Kryo; Beam puts these options before the jar.
-    runner = ['--runner=FlinkRunner', f'--flink_master={options.master}',
-              f'--flink_version={FLINK_VERSION}',
-              # (problem() says so when there is none)
-              f'--flink_job_server_jar={_jar(options) or JOB_SERVER + ".jar"}',
-              *[f'--job_server_jvm_properties={opt}'
-                for opt in cluster.JAVA_17_OPENS]]
-  return [*runner, f'--parallelism={options.parallelism}',
-          *worker_args(options.environment, options.worker_pool)]
+    runner = [
+      '--runner=FlinkRunner',
+      f'--flink_master={options.master}',
+      f'--flink_version={FLINK_VERSION}',
+      # (problem() says so when there is none)
+      f'--flink_job_server_jar={_jar(options) or JOB_SERVER + ".jar"}',
+      *[f'--job_server_jvm_properties={opt}' for opt in cluster.JAVA_17_OPENS],
+    ]
+  return [
+    *runner,
+    f'--parallelism={options.parallelism}',
+    *worker_args(options.environment, options.worker_pool),
+  ]
 
 
-_START_IT = ('start one with `python -m pipeline engine up flink` or fix '
-             'runner.engine_options.')
+_START_IT = (
+  'start one with `python -m pipeline engine up flink` or fix '
+  'runner.engine_options.'
+)
 
 
 def problem(options: FlinkOptions) -> Optional[str]:
@@ -130,25 +150,37 @@ def problem(options: FlinkOptions) -> Optional[str]:
     # Only then does this machine start a JVM: a job server already running
     # brought its own Java.
     if cluster.java() is None:
-      return ('no Java on this machine for Beam\'s Flink job server: '
-              'install a JDK 17 (e.g. apt-get install openjdk-17-jdk-headless) '
-              'or set JAVA_HOME')
+      return (
+        "no Java on this machine for Beam's Flink job server: "
+        'install a JDK 17 (e.g. apt-get install openjdk-17-jdk-headless) '
+        'or set JAVA_HOME'
+      )
     if options.job_server_jar and not os.path.isfile(options.job_server_jar):
-      return (f'runner.engine_options.job_server_jar '
-              f'{options.job_server_jar} is not a file')
+      return (
+        f'runner.engine_options.job_server_jar '
+        f'{options.job_server_jar} is not a file'
+      )
     if _jar(options) is None:
-      return (f'the Beam Flink job-server jar ({JOB_SERVER}) is not cached: '
-              'run `python -m pipeline engine fetch flink` (or `make engines`)')
+      return (
+        f'the Beam Flink job-server jar ({JOB_SERVER}) is not cached: '
+        'run `python -m pipeline engine fetch flink` (or `make engines`)'
+      )
   if not cluster.answers(options.master, REST_PORT):
-    return (f'no Flink master answers at {options.master}: {_START_IT}'
-            'master')
-  if options.job_endpoint and not cluster.answers(options.job_endpoint, JOB_PORT):
-    return (f'no Beam Flink job server answers at {options.job_endpoint}: '
-            f'{_START_IT}job_endpoint')
+    return f'no Flink master answers at {options.master}: {_START_IT}master'
+  if options.job_endpoint and not cluster.answers(
+    options.job_endpoint, JOB_PORT
+  ):
+    return (
+      f'no Beam Flink job server answers at {options.job_endpoint}: '
+      f'{_START_IT}job_endpoint'
+    )
   if options.environment == 'external' and not cluster.answers(
-      options.worker_pool, WORKER_POOL_PORT):
-    return (f'no Beam worker pool answers at {options.worker_pool}: '
-            f'{_START_IT}worker_pool')
+    options.worker_pool, WORKER_POOL_PORT
+  ):
+    return (
+      f'no Beam worker pool answers at {options.worker_pool}: '
+      f'{_START_IT}worker_pool'
+    )
   return None
 
 
@@ -162,8 +194,9 @@ def _flink_home() -> Optional[str]:
   if dist is None:
     return None
   home = os.path.join(dist, 'pyflink')
-  return home if os.path.isfile(
-      os.path.join(home, 'bin', 'jobmanager.sh')) else None
+  return (
+    home if os.path.isfile(os.path.join(home, 'bin', 'jobmanager.sh')) else None
+  )
 
 
 def missing(beam: bool = True) -> Optional[str]:
@@ -180,8 +213,10 @@ def missing(beam: bool = True) -> Optional[str]:
   if beam and downloads.cached_jar(JOB_SERVER) is None:
     lacking.append(f'the Beam job-server jar ({JOB_SERVER})')
   if lacking:
-    return (f'{" and ".join(lacking)} not cached: run `python -m pipeline '
-            'engine fetch flink` (or `make engines`)')
+    return (
+      f'{" and ".join(lacking)} not cached: run `python -m pipeline '
+      'engine fetch flink` (or `make engines`)'
+    )
   return None
 
 
@@ -193,9 +228,10 @@ def fetch(progress: Progress) -> None:
   except urllib.error.HTTPError as e:
     # Some Maven mirrors serve Beam's SDK jars but not its runners'.
     raise RuntimeError(
-        f'the Maven repository did not serve {JOB_SERVER} '
-        f'{downloads.BEAM_VERSION} (HTTP {e.code}); copy that jar from a '
-        f'machine that has it to {downloads.jar_path(JOB_SERVER)}') from e
+      f'the Maven repository did not serve {JOB_SERVER} '
+      f'{downloads.BEAM_VERSION} (HTTP {e.code}); copy that jar from a '
+      f'machine that has it to {downloads.jar_path(JOB_SERVER)}'
+    ) from e
 
 
 def _run_dir(*parts: str) -> str:
@@ -209,46 +245,51 @@ def _log(name: str) -> str:
 # The options the shipped flink-conf.yaml carries for Java 17 (exports the
 # JDK's compiler and RMI internals), with the opens Beam's Kryo needs.
 _SHIPPED_JAVA_EXPORTS = [
-    f'--add-exports={module}=ALL-UNNAMED' for module in (
-        'java.base/sun.net.util', 'java.rmi/sun.rmi.registry',
-        'jdk.compiler/com.sun.tools.javac.api',
-        'jdk.compiler/com.sun.tools.javac.file',
-        'jdk.compiler/com.sun.tools.javac.parser',
-        'jdk.compiler/com.sun.tools.javac.tree',
-        'jdk.compiler/com.sun.tools.javac.util',
-        'java.security.jgss/sun.security.krb5')]
+  f'--add-exports={module}=ALL-UNNAMED'
+  for module in (
+    'java.base/sun.net.util',
+    'java.rmi/sun.rmi.registry',
+    'jdk.compiler/com.sun.tools.javac.api',
+    'jdk.compiler/com.sun.tools.javac.file',
+    'jdk.compiler/com.sun.tools.javac.parser',
+    'jdk.compiler/com.sun.tools.javac.tree',
+    'jdk.compiler/com.sun.tools.javac.util',
+    'java.security.jgss/sun.security.krb5',
+  )
+]
 
 
 def flink_conf() -> Dict[str, Any]:
   """The local cluster's flink-conf.yaml, as a dict."""
   return {
-      'jobmanager.rpc.address': 'localhost',
-      'jobmanager.rpc.port': RPC_PORT,
-      'jobmanager.bind-host': 'localhost',
-      'rest.address': 'localhost',
-      'rest.bind-address': 'localhost',
-      'rest.port': REST_PORT,
-      'taskmanager.host': 'localhost',
-      'taskmanager.bind-host': 'localhost',
-      'taskmanager.numberOfTaskSlots': SLOTS_PER_TASK_MANAGER,
-      'parallelism.default': 2,
-      'jobmanager.memory.process.size': JOB_MANAGER_MEMORY,
-      'taskmanager.memory.process.size': TASK_MANAGER_MEMORY,
-      # Beam's batch jobs shuffle many times, each exchange taking network
-      # buffers at every slot: Flink's default 10 % is known to fail them
-      # ("Insufficient number of network buffers"). Managed memory (the
-      # sorts of GroupByKey) gives up what they take.
-      'taskmanager.memory.network.fraction': 0.25,
-      'taskmanager.memory.network.min': '256m',
-      'taskmanager.memory.managed.fraction': 0.25,
-      'env.java.opts.all': ' '.join(_SHIPPED_JAVA_EXPORTS +
-                                    cluster.JAVA_17_OPENS),
-      'env.log.dir': _run_dir('log'),
-      'env.pid.dir': _run_dir('pid'),
-      'io.tmp.dirs': _run_dir('tmp'),
-      'jobmanager.execution.failover-strategy': 'region',
-      # One node: a failed job fails the run at once, not after retries.
-      'restart-strategy.type': 'none',
+    'jobmanager.rpc.address': 'localhost',
+    'jobmanager.rpc.port': RPC_PORT,
+    'jobmanager.bind-host': 'localhost',
+    'rest.address': 'localhost',
+    'rest.bind-address': 'localhost',
+    'rest.port': REST_PORT,
+    'taskmanager.host': 'localhost',
+    'taskmanager.bind-host': 'localhost',
+    'taskmanager.numberOfTaskSlots': SLOTS_PER_TASK_MANAGER,
+    'parallelism.default': 2,
+    'jobmanager.memory.process.size': JOB_MANAGER_MEMORY,
+    'taskmanager.memory.process.size': TASK_MANAGER_MEMORY,
+    # Beam's batch jobs shuffle many times, each exchange taking network
+    # buffers at every slot: Flink's default 10 % is known to fail them
+    # ("Insufficient number of network buffers"). Managed memory (the
+    # sorts of GroupByKey) gives up what they take.
+    'taskmanager.memory.network.fraction': 0.25,
+    'taskmanager.memory.network.min': '256m',
+    'taskmanager.memory.managed.fraction': 0.25,
+    'env.java.opts.all': ' '.join(
+      _SHIPPED_JAVA_EXPORTS + cluster.JAVA_17_OPENS
+    ),
+    'env.log.dir': _run_dir('log'),
+    'env.pid.dir': _run_dir('pid'),
+    'io.tmp.dirs': _run_dir('tmp'),
+    'jobmanager.execution.failover-strategy': 'region',
+    # One node: a failed job fails the run at once, not after retries.
+    'restart-strategy.type': 'none',
   }
 
 
@@ -289,8 +330,10 @@ def jobs() -> List[Dict[str, Any]]:
 def _daemons(beam: bool = True) -> Dict[str, int]:
   """The daemons of a complete local cluster (with Beam's or without),
   name -> the port it answers on (0: none)."""
-  session = {'jobmanager': REST_PORT,
-             **{f'taskmanager-{i}': 0 for i in range(1, TASK_MANAGERS + 1)}}
+  session = {
+    'jobmanager': REST_PORT,
+    **{f'taskmanager-{i}': 0 for i in range(1, TASK_MANAGERS + 1)},
+  }
   if not beam:
     return session
   return {**session, 'job-server': JOB_PORT, 'worker-pool': WORKER_POOL_PORT}
@@ -300,8 +343,9 @@ def _check_pids(names: List[str]) -> None:
   running = cluster.processes(ENGINE)
   for name in names:
     if name not in running:
-      raise RuntimeError(f'Flink {name} exited while starting; see '
-                         f'{_log(name)}')
+      raise RuntimeError(
+        f'Flink {name} exited while starting; see {_log(name)}'
+      )
 
 
 def _wait(name: str, what: str, port: int, pid: int, seconds: float) -> None:
@@ -311,14 +355,16 @@ def _wait(name: str, what: str, port: int, pid: int, seconds: float) -> None:
     RuntimeError: it exited or did not answer in time; names its log.
   """
   try:
-    cluster.wait_for_port('localhost', port, what, seconds=seconds,
-                          pids=[pid])
+    cluster.wait_for_port('localhost', port, what, seconds=seconds, pids=[pid])
   except RuntimeError:
     if cluster.alive(pid):
-      raise RuntimeError(f'{what} did not answer on localhost:{port} within '
-                         f'{seconds:.0f} s; see {_log(name)}') from None
-    raise RuntimeError(f'{what} exited while starting; see {_log(name)}'
-                       ) from None
+      raise RuntimeError(
+        f'{what} did not answer on localhost:{port} within '
+        f'{seconds:.0f} s; see {_log(name)}'
+      ) from None
+    raise RuntimeError(
+      f'{what} exited while starting; see {_log(name)}'
+    ) from None
 
 
 def _start_flink(progress: Progress) -> None:
@@ -326,15 +372,21 @@ def _start_flink(progress: Progress) -> None:
   TaskManager has registered."""
   home = _flink_home()
   conf = _write_conf(home)
-  env = {'FLINK_CONF_DIR': conf, 'FLINK_LOG_DIR': _run_dir('log'),
-         'FLINK_PID_DIR': _run_dir('pid')}
-  java_home = os.path.dirname(os.path.dirname(os.path.realpath(
-      cluster.java())))
+  env = {
+    'FLINK_CONF_DIR': conf,
+    'FLINK_LOG_DIR': _run_dir('log'),
+    'FLINK_PID_DIR': _run_dir('pid'),
+  }
+  java_home = os.path.dirname(os.path.dirname(os.path.realpath(cluster.java())))
   env['JAVA_HOME'] = java_home
   bin_dir = os.path.join(home, 'bin')
   progress(f'starting the Flink JobManager (REST on localhost:{REST_PORT})')
-  pid = cluster.start(ENGINE, 'jobmanager', [
-      os.path.join(bin_dir, 'jobmanager.sh'), 'start-foreground'], env=env)
+  pid = cluster.start(
+    ENGINE,
+    'jobmanager',
+    [os.path.join(bin_dir, 'jobmanager.sh'), 'start-foreground'],
+    env=env,
+  )
   _wait('jobmanager', 'the Flink JobManager', REST_PORT, pid, 120)
   for i in range(1, TASK_MANAGERS + 1):
     name = f'taskmanager-{i}'
@@ -342,19 +394,28 @@ def _start_flink(progress: Progress) -> None:
     os.makedirs(tmp, exist_ok=True)
     progress(f'starting Flink {name}')
     # Each its own id and temp folders; RPC and data ports are picked free.
-    cluster.start(ENGINE, name, [
-        os.path.join(bin_dir, 'taskmanager.sh'), 'start-foreground',
-        f'-Dtaskmanager.resource-id={name}', f'-Dio.tmp.dirs={tmp}'],
-        env=env)
+    cluster.start(
+      ENGINE,
+      name,
+      [
+        os.path.join(bin_dir, 'taskmanager.sh'),
+        'start-foreground',
+        f'-Dtaskmanager.resource-id={name}',
+        f'-Dio.tmp.dirs={tmp}',
+      ],
+      env=env,
+    )
   deadline = time.monotonic() + 120
   while task_managers() < TASK_MANAGERS:
-    _check_pids(['jobmanager'] + [f'taskmanager-{i}' for i in
-                                  range(1, TASK_MANAGERS + 1)])
+    _check_pids(
+      ['jobmanager'] + [f'taskmanager-{i}' for i in range(1, TASK_MANAGERS + 1)]
+    )
     if time.monotonic() > deadline:
       raise RuntimeError(
-          f'{task_managers()} of {TASK_MANAGERS} Flink TaskManagers '
-          f'registered within 120 s; see {_log("taskmanager-1")} and the '
-          f'logs in {_run_dir("log")}')
+        f'{task_managers()} of {TASK_MANAGERS} Flink TaskManagers '
+        f'registered within 120 s; see {_log("taskmanager-1")} and the '
+        f'logs in {_run_dir("log")}'
+      )
     time.sleep(0.5)
 
 
@@ -362,12 +423,22 @@ def _start_job_server(progress: Progress) -> None:
   progress(f'starting the Beam Flink job server (localhost:{JOB_PORT})')
   artifacts = _run_dir('artifacts')
   os.makedirs(artifacts, exist_ok=True)
-  pid = cluster.start(ENGINE, 'job-server', [
-      cluster.java(), f'-Xmx{JOB_SERVER_HEAP}', *cluster.JAVA_17_OPENS,
-      '-jar', downloads.cached_jar(JOB_SERVER),
-      f'--flink-master=localhost:{REST_PORT}', f'--job-port={JOB_PORT}',
+  pid = cluster.start(
+    ENGINE,
+    'job-server',
+    [
+      cluster.java(),
+      f'-Xmx{JOB_SERVER_HEAP}',
+      *cluster.JAVA_17_OPENS,
+      '-jar',
+      downloads.cached_jar(JOB_SERVER),
+      f'--flink-master=localhost:{REST_PORT}',
+      f'--job-port={JOB_PORT}',
       f'--artifact-port={ARTIFACT_PORT}',
-      f'--expansion-port={EXPANSION_PORT}', f'--artifacts-dir={artifacts}'])
+      f'--expansion-port={EXPANSION_PORT}',
+      f'--artifacts-dir={artifacts}',
+    ],
+  )
   _wait('job-server', 'the Beam Flink job server', JOB_PORT, pid, 120)
 
 
@@ -376,39 +447,60 @@ def _start_worker_pool(progress: Progress) -> None:
   # Its workers are `python` subprocesses that import the project: this
   # environment's python first on PATH, the checkout on the path, Keras 2
   # as the CLI chooses it (staged packages are not installed, tfx#4948).
-  env = {'PATH': os.path.dirname(sys.executable) + os.pathsep +
-                 os.environ.get('PATH', ''),
-         'PYTHONPATH': os.pathsep.join(
-             p for p in (_REPO, os.environ.get('PYTHONPATH')) if p),
-         'TF_USE_LEGACY_KERAS': '1'}
-  pid = cluster.start(ENGINE, 'worker-pool', [
-      sys.executable, '-m', 'apache_beam.runners.worker.worker_pool_main',
-      f'--service_port={WORKER_POOL_PORT}'], env=env, cwd=_REPO)
+  env = {
+    'PATH': os.path.dirname(sys.executable)
+    + os.pathsep
+    + os.environ.get('PATH', ''),
+    'PYTHONPATH': os.pathsep.join(
+      p for p in (_REPO, os.environ.get('PYTHONPATH')) if p
+    ),
+    'TF_USE_LEGACY_KERAS': '1',
+  }
+  pid = cluster.start(
+    ENGINE,
+    'worker-pool',
+    [
+      sys.executable,
+      '-m',
+      'apache_beam.runners.worker.worker_pool_main',
+      f'--service_port={WORKER_POOL_PORT}',
+    ],
+    env=env,
+    cwd=_REPO,
+  )
   _wait('worker-pool', 'the Beam worker pool', WORKER_POOL_PORT, pid, 60)
 
 
 def _reaching(beam: bool = True) -> Dict[str, Any]:
   """The `runner.engine_options` that reach the local cluster (without the
   shared job server, Beam starts one from a jar of the options')."""
-  return {'master': f'localhost:{REST_PORT}',
-          'job_endpoint': f'localhost:{JOB_PORT}' if beam else None,
-          'parallelism': 2}
+  return {
+    'master': f'localhost:{REST_PORT}',
+    'job_endpoint': f'localhost:{JOB_PORT}' if beam else None,
+    'parallelism': 2,
+  }
 
 
 def status() -> Dict[str, str]:
   """What runs now: name -> 'localhost:port', or its pid."""
   ports = _daemons()
-  return {name: (f'localhost:{ports[name]}' if ports.get(name)
-                 else f'pid {pid}')
-          for name, pid in cluster.processes(ENGINE).items()}
+  return {
+    name: (f'localhost:{ports[name]}' if ports.get(name) else f'pid {pid}')
+    for name, pid in cluster.processes(ENGINE).items()
+  }
 
 
 def _complete(beam: bool) -> bool:
   running = cluster.processes(ENGINE)
-  return (set(running) >= set(_daemons(beam)) and
-          all(cluster.port_open('localhost', port)
-              for port in _daemons(beam).values() if port) and
-          task_managers() >= TASK_MANAGERS)
+  return (
+    set(running) >= set(_daemons(beam))
+    and all(
+      cluster.port_open('localhost', port)
+      for port in _daemons(beam).values()
+      if port
+    )
+    and task_managers() >= TASK_MANAGERS
+  )
 
 
 def up(progress: Progress, beam: bool = True) -> Dict[str, Any]:
@@ -438,9 +530,10 @@ def up(progress: Progress, beam: bool = True) -> Dict[str, Any]:
   for port in (REST_PORT, RPC_PORT, *(beam_ports if beam else ())):
     if cluster.port_open('localhost', port):
       raise RuntimeError(
-          f'port {port} is taken by a process that `engine up flink` did not '
-          'start (another Flink or Beam job server, a Spark worker\'s web UI '
-          'on 8081?): stop it first')
+        f'port {port} is taken by a process that `engine up flink` did not '
+        "start (another Flink or Beam job server, a Spark worker's web UI "
+        'on 8081?): stop it first'
+      )
   started = time.monotonic()
   try:
     _start_flink(progress)
@@ -451,9 +544,11 @@ def up(progress: Progress, beam: bool = True) -> Dict[str, Any]:
     cluster.stop(ENGINE)
     raise
   job_server = f', job server on localhost:{JOB_PORT}' if beam else ''
-  progress(f'Flink is up in {time.monotonic() - started:.0f} s: web UI and '
-           f'REST on http://localhost:{REST_PORT}{job_server}, logs in '
-           f'{cluster.run_dir(ENGINE)}')
+  progress(
+    f'Flink is up in {time.monotonic() - started:.0f} s: web UI and '
+    f'REST on http://localhost:{REST_PORT}{job_server}, logs in '
+    f'{cluster.run_dir(ENGINE)}'
+  )
   return _reaching(beam)
 
 
@@ -463,10 +558,17 @@ def down(progress: Progress) -> List[str]:
   return cluster.stop(ENGINE)
 
 
-register(Engine(
-    name=ENGINE, options=FlinkOptions, beam_args=beam_args, problem=problem,
+register(
+  Engine(
+    name=ENGINE,
+    options=FlinkOptions,
+    beam_args=beam_args,
+    problem=problem,
     local_workers=True,
     description="a Flink 1.18 session cluster through Beam's Flink job "
-                'server (master, job_endpoint, parallelism)',
-    cluster=LocalCluster(fetch=fetch, up=up, down=down, status=status,
-                         missing=missing)))
+    'server (master, job_endpoint, parallelism)',
+    cluster=LocalCluster(
+      fetch=fetch, up=up, down=down, status=status, missing=missing
+    ),
+  )
+)

@@ -86,6 +86,7 @@ class SparkOptions(Options):
       process; `external`, in the Beam worker pool at `worker_pool`.
     worker_pool: the worker pool's HOST:PORT, for `external`.
   """
+
   master: str = f'spark://{HOST}:{MASTER_PORT}'
   job_endpoint: Optional[str] = f'localhost:{JOB_PORT}'
   job_server_jar: Optional[str] = None
@@ -96,8 +97,9 @@ class SparkOptions(Options):
   @classmethod
   def _master_url(cls, value: str) -> str:
     if not _MASTER.fullmatch(value):
-      raise ValueError(f'{value!r} is not a Spark master URL: '
-                       'spark://HOST:PORT or local[N]')
+      raise ValueError(
+        f'{value!r} is not a Spark master URL: spark://HOST:PORT or local[N]'
+      )
     return value
 
   @field_validator('job_endpoint', 'worker_pool')
@@ -112,9 +114,10 @@ def executor_properties() -> List[str]:
   """The Spark properties a driver gives its executors, as JVM -D flags:
   Spark reads spark.* system properties into every SparkConf, and the
   executors' JVMs (started by the worker) need Java 17's opens as well."""
-  return [f'-Dspark.executor.memory={EXECUTOR_MEMORY}',
-          '-Dspark.executor.extraJavaOptions=' + ' '.join(
-              cluster.JAVA_17_OPENS)]
+  return [
+    f'-Dspark.executor.memory={EXECUTOR_MEMORY}',
+    '-Dspark.executor.extraJavaOptions=' + ' '.join(cluster.JAVA_17_OPENS),
+  ]
 
 
 def _jar(options: SparkOptions) -> Optional[str]:
@@ -123,17 +126,25 @@ def _jar(options: SparkOptions) -> Optional[str]:
 
 def _beam_args(options: SparkOptions) -> List[str]:
   if options.job_endpoint:
-    return ['--runner=PortableRunner',
-            f'--job_endpoint={options.job_endpoint}',
-            *worker_args(options.environment, options.worker_pool)]
+    return [
+      '--runner=PortableRunner',
+      f'--job_endpoint={options.job_endpoint}',
+      *worker_args(options.environment, options.worker_pool),
+    ]
   # Beam puts these after `java -jar` and before the jar, where the java
   # launcher still reads options.
-  jvm = [f'--job_server_jvm_property={flag}' for flag in (
-      *cluster.JAVA_17_OPENS, *executor_properties())]
+  jvm = [
+    f'--job_server_jvm_property={flag}'
+    for flag in (*cluster.JAVA_17_OPENS, *executor_properties())
+  ]
   jar = _jar(options)
-  return ['--runner=SparkRunner', f'--spark_master_url={options.master}',
-          *([f'--spark_job_server_jar={jar}'] if jar else []), *jvm,
-          *worker_args(options.environment, options.worker_pool)]
+  return [
+    '--runner=SparkRunner',
+    f'--spark_master_url={options.master}',
+    *([f'--spark_job_server_jar={jar}'] if jar else []),
+    *jvm,
+    *worker_args(options.environment, options.worker_pool),
+  ]
 
 
 _UP = '`python -m pipeline engine up spark`'
@@ -143,32 +154,43 @@ _FETCH = '`python -m pipeline engine fetch spark` (or `make engines`)'
 def _problem(options: SparkOptions) -> Optional[str]:
   if options.job_endpoint is None:
     if cluster.java() is None:
-      return ('no Java to start the Spark job server: install a JDK 17 '
-              '(e.g. openjdk-17-jdk-headless) or set JAVA_HOME')
+      return (
+        'no Java to start the Spark job server: install a JDK 17 '
+        '(e.g. openjdk-17-jdk-headless) or set JAVA_HOME'
+      )
     jar = _jar(options)
     if jar is None:
-      return (f'the Spark job server jar ({JOB_SERVER} {downloads.BEAM_VERSION})'
-              f' is not cached: run {_FETCH}')
+      return (
+        f'the Spark job server jar ({JOB_SERVER} {downloads.BEAM_VERSION})'
+        f' is not cached: run {_FETCH}'
+      )
     if not os.path.isfile(jar):
       return f'runner.engine_options.job_server_jar {jar}: no such file'
   if options.master.startswith('spark://'):
     if not cluster.answers(options.master, MASTER_PORT, timeout=1.0):
-      return (f'the Spark master {options.master} does not answer: start one '
-              f'with {_UP}, or fix runner.engine_options.master')
+      return (
+        f'the Spark master {options.master} does not answer: start one '
+        f'with {_UP}, or fix runner.engine_options.master'
+      )
   if options.job_endpoint:
     if not cluster.answers(options.job_endpoint, JOB_PORT, timeout=1.0):
-      return (f'the Spark job server {options.job_endpoint} does not answer: '
-              f'start one with {_UP}, or fix '
-              'runner.engine_options.job_endpoint')
+      return (
+        f'the Spark job server {options.job_endpoint} does not answer: '
+        f'start one with {_UP}, or fix '
+        'runner.engine_options.job_endpoint'
+      )
   if options.environment == 'external':
     if not cluster.answers(options.worker_pool, WORKER_POOL_PORT, timeout=1.0):
-      return (f'the Beam worker pool {options.worker_pool} does not answer: '
-              f'start one with {_UP}, or fix '
-              'runner.engine_options.worker_pool')
+      return (
+        f'the Beam worker pool {options.worker_pool} does not answer: '
+        f'start one with {_UP}, or fix '
+        'runner.engine_options.worker_pool'
+      )
   return None
 
 
 # The local cluster.
+
 
 def spark_home() -> Optional[str]:
   """The pyspark package folder: Spark's jars/ and bin/, as SPARK_HOME."""
@@ -194,10 +216,11 @@ def _fetch(progress: Progress) -> None:
     downloads.fetch_jar('org.apache.beam', JOB_SERVER, progress=progress)
   except urllib.error.HTTPError as e:
     raise RuntimeError(
-        f'{JOB_SERVER} {downloads.BEAM_VERSION}: Maven Central answered '
-        f'{e.code} {e.reason}; Spark itself is cached in '
-        f'{downloads.dist_path(DIST)}, but without the job server Beam '
-        'cannot submit to it') from None
+      f'{JOB_SERVER} {downloads.BEAM_VERSION}: Maven Central answered '
+      f'{e.code} {e.reason}; Spark itself is cached in '
+      f'{downloads.dist_path(DIST)}, but without the job server Beam '
+      'cannot submit to it'
+    ) from None
 
 
 def _missing() -> Optional[str]:
@@ -206,8 +229,10 @@ def _missing() -> Optional[str]:
   if downloads.cached_dist(DIST) is None:
     return f'Spark {SPARK_VERSION} is not cached: run {_FETCH}'
   if downloads.cached_jar(JOB_SERVER) is None:
-    return (f'the Spark job server jar ({JOB_SERVER} '
-            f'{downloads.BEAM_VERSION}) is not cached: run {_FETCH}')
+    return (
+      f'the Spark job server jar ({JOB_SERVER} '
+      f'{downloads.BEAM_VERSION}) is not cached: run {_FETCH}'
+    )
   return None
 
 
@@ -223,8 +248,9 @@ def master_state(timeout: float = 2.0) -> Optional[Dict[str, Any]]:
 
 
 def _alive_workers(state: Optional[Dict[str, Any]]) -> int:
-  return sum(1 for w in (state or {}).get('workers', [])
-             if w.get('state') == 'ALIVE')
+  return sum(
+    1 for w in (state or {}).get('workers', []) if w.get('state') == 'ALIVE'
+  )
 
 
 def _log(name: str) -> str:
@@ -237,16 +263,23 @@ def _daemon_env() -> Dict[str, str]:
   # classpath from SPARK_HOME's jars/, and asks SPARK_SCALA_VERSION which
   # Scala they are for (else it looks for a source checkout's build
   # folders: "Cannot find any build directories").
-  return {'SPARK_HOME': spark_home(), 'SPARK_SCALA_VERSION': SCALA_VERSION,
-          'SPARK_LOCAL_IP': HOST}
+  return {
+    'SPARK_HOME': spark_home(),
+    'SPARK_SCALA_VERSION': SCALA_VERSION,
+    'SPARK_LOCAL_IP': HOST,
+  }
 
 
 def _spark_daemon(name: str, heap: str, main: List[str]) -> int:
   java = cluster.java()
   classpath = os.path.join(spark_home(), 'jars', '*')
-  return cluster.start('spark', name, [
-      java, f'-Xmx{heap}', *cluster.JAVA_17_OPENS, '-cp', classpath, *main],
-      env=_daemon_env(), cwd=cluster.run_dir('spark'))
+  return cluster.start(
+    'spark',
+    name,
+    [java, f'-Xmx{heap}', *cluster.JAVA_17_OPENS, '-cp', classpath, *main],
+    env=_daemon_env(),
+    cwd=cluster.run_dir('spark'),
+  )
 
 
 def _wait(what: str, name: str, ready, seconds: float = 120) -> None:
@@ -261,10 +294,13 @@ def _wait(what: str, name: str, ready, seconds: float = 120) -> None:
       raise RuntimeError(f'the {what} exited while starting; see {_log(name)}')
     time.sleep(0.5)
   if pid is None:
-    raise RuntimeError(f'a process that `engine up spark` did not start holds '
-                       f'the {what}\'s port, and is not one; stop it')
-  raise RuntimeError(f'the {what} was not ready within {seconds:.0f} s; see '
-                     f'{_log(name)}')
+    raise RuntimeError(
+      f'a process that `engine up spark` did not start holds '
+      f"the {what}'s port, and is not one; stop it"
+    )
+  raise RuntimeError(
+    f'the {what} was not ready within {seconds:.0f} s; see {_log(name)}'
+  )
 
 
 def start_spark(progress: Progress) -> str:
@@ -275,65 +311,128 @@ def start_spark(progress: Progress) -> str:
   os.makedirs(cluster.run_dir('spark'), exist_ok=True)
   master_url = f'spark://{HOST}:{MASTER_PORT}'
   if not cluster.port_open(HOST, MASTER_PORT):
-    progress(f'starting the Spark master at {master_url} '
-             f'(UI http://{HOST}:{MASTER_UI_PORT})')
-    _spark_daemon('master', MASTER_HEAP, [
-        'org.apache.spark.deploy.master.Master', '--host', HOST,
-        '--port', str(MASTER_PORT), '--webui-port', str(MASTER_UI_PORT)])
+    progress(
+      f'starting the Spark master at {master_url} '
+      f'(UI http://{HOST}:{MASTER_UI_PORT})'
+    )
+    _spark_daemon(
+      'master',
+      MASTER_HEAP,
+      [
+        'org.apache.spark.deploy.master.Master',
+        '--host',
+        HOST,
+        '--port',
+        str(MASTER_PORT),
+        '--webui-port',
+        str(MASTER_UI_PORT),
+      ],
+    )
   _wait('Spark master', 'master', lambda: master_state() is not None)
-  if (not _alive_workers(master_state()) and
-      'worker' not in cluster.processes('spark')):
-    progress(f'starting a Spark worker ({WORKER_CORES} cores, '
-             f'{WORKER_MEMORY} for executors)')
+  if not _alive_workers(master_state()) and 'worker' not in cluster.processes(
+    'spark'
+  ):
+    progress(
+      f'starting a Spark worker ({WORKER_CORES} cores, '
+      f'{WORKER_MEMORY} for executors)'
+    )
     work = os.path.join(cluster.run_dir('spark'), 'work')
     os.makedirs(work, exist_ok=True)
     # Each job leaves a folder of executor logs in the work dir: removed
     # an hour after its application ends.
-    _spark_daemon('worker', WORKER_HEAP, [
+    _spark_daemon(
+      'worker',
+      WORKER_HEAP,
+      [
         '-Dspark.worker.cleanup.enabled=true',
         '-Dspark.worker.cleanup.appDataTtl=3600',
-        'org.apache.spark.deploy.worker.Worker', master_url, '--host', HOST,
-        '--cores', str(WORKER_CORES), '--memory', WORKER_MEMORY,
-        '--webui-port', str(WORKER_UI_PORT), '--work-dir', work])
-  _wait('Spark worker', 'worker',
-        lambda: _alive_workers(master_state()) > 0)
+        'org.apache.spark.deploy.worker.Worker',
+        master_url,
+        '--host',
+        HOST,
+        '--cores',
+        str(WORKER_CORES),
+        '--memory',
+        WORKER_MEMORY,
+        '--webui-port',
+        str(WORKER_UI_PORT),
+        '--work-dir',
+        work,
+      ],
+    )
+  _wait('Spark worker', 'worker', lambda: _alive_workers(master_state()) > 0)
   return master_url
 
 
 def _start_job_server(progress: Progress, jar: str, master_url: str) -> None:
   bundled = jar_spark_version(jar)
   if bundled and bundled != SPARK_VERSION:
-    raise RuntimeError(f'{jar} bundles Spark {bundled}, not the cluster\'s '
-                       f'{SPARK_VERSION}: a driver and a master of other '
-                       'versions do not talk')
+    raise RuntimeError(
+      f"{jar} bundles Spark {bundled}, not the cluster's "
+      f'{SPARK_VERSION}: a driver and a master of other '
+      'versions do not talk'
+    )
   if not cluster.port_open(HOST, JOB_PORT):
     progress(f'starting the Beam Spark job server at localhost:{JOB_PORT}')
     artifacts = os.path.join(cluster.run_dir('spark'), 'artifacts')
     os.makedirs(artifacts, exist_ok=True)
-    cluster.start('spark', 'job-server', [
-        cluster.java(), f'-Xmx{JOB_SERVER_HEAP}', *cluster.JAVA_17_OPENS,
-        *executor_properties(), '-jar', jar,
-        '--spark-master-url', master_url, '--job-host', HOST,
-        '--job-port', str(JOB_PORT), '--artifact-port', str(ARTIFACT_PORT),
-        '--expansion-port', str(EXPANSION_PORT),
-        '--artifacts-dir', artifacts],
-        env=_daemon_env(), cwd=cluster.run_dir('spark'))
-  _wait('Beam Spark job server', 'job-server',
-        lambda: cluster.port_open(HOST, JOB_PORT))
+    cluster.start(
+      'spark',
+      'job-server',
+      [
+        cluster.java(),
+        f'-Xmx{JOB_SERVER_HEAP}',
+        *cluster.JAVA_17_OPENS,
+        *executor_properties(),
+        '-jar',
+        jar,
+        '--spark-master-url',
+        master_url,
+        '--job-host',
+        HOST,
+        '--job-port',
+        str(JOB_PORT),
+        '--artifact-port',
+        str(ARTIFACT_PORT),
+        '--expansion-port',
+        str(EXPANSION_PORT),
+        '--artifacts-dir',
+        artifacts,
+      ],
+      env=_daemon_env(),
+      cwd=cluster.run_dir('spark'),
+    )
+  _wait(
+    'Beam Spark job server',
+    'job-server',
+    lambda: cluster.port_open(HOST, JOB_PORT),
+  )
 
 
 def _start_worker_pool(progress: Progress) -> None:
   if not cluster.port_open(HOST, WORKER_POOL_PORT):
     progress(f'starting a Beam worker pool at localhost:{WORKER_POOL_PORT}')
     # It starts each SDK worker as `python`: this environment's.
-    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get(
-        'PATH', '')
-    cluster.start('spark', 'worker-pool', [
-        sys.executable, '-m', 'apache_beam.runners.worker.worker_pool_main',
-        f'--service_port={WORKER_POOL_PORT}'], env={'PATH': path},
-        cwd=cluster.run_dir('spark'))
-  _wait('Beam worker pool', 'worker-pool',
-        lambda: cluster.port_open(HOST, WORKER_POOL_PORT))
+    path = (
+      os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', '')
+    )
+    cluster.start(
+      'spark',
+      'worker-pool',
+      [
+        sys.executable,
+        '-m',
+        'apache_beam.runners.worker.worker_pool_main',
+        f'--service_port={WORKER_POOL_PORT}',
+      ],
+      env={'PATH': path},
+      cwd=cluster.run_dir('spark'),
+    )
+  _wait(
+    'Beam worker pool',
+    'worker-pool',
+    lambda: cluster.port_open(HOST, WORKER_POOL_PORT),
+  )
 
 
 def _up(progress: Progress) -> Dict[str, Any]:
@@ -352,23 +451,34 @@ def _down(progress: Progress) -> List[str]:
 
 
 def _status() -> Dict[str, str]:
-  where = {'master': f'spark://{HOST}:{MASTER_PORT} '
-                     f'(UI http://{HOST}:{MASTER_UI_PORT})',
-           'worker': f'{HOST}:{WORKER_UI_PORT}',
-           'job-server': f'localhost:{JOB_PORT}',
-           'worker-pool': f'localhost:{WORKER_POOL_PORT}'}
-  running = {name: where.get(name, f'pid {pid}')
-             for name, pid in cluster.processes('spark').items()}
+  where = {
+    'master': f'spark://{HOST}:{MASTER_PORT} '
+    f'(UI http://{HOST}:{MASTER_UI_PORT})',
+    'worker': f'{HOST}:{WORKER_UI_PORT}',
+    'job-server': f'localhost:{JOB_PORT}',
+    'worker-pool': f'localhost:{WORKER_POOL_PORT}',
+  }
+  running = {
+    name: where.get(name, f'pid {pid}')
+    for name, pid in cluster.processes('spark').items()
+  }
   state = master_state(timeout=1.0)
   if 'worker' in running and state is not None:
     running['worker'] += f' ({_alive_workers(state)} alive at the master)'
   return running
 
 
-register(Engine(
-    name='spark', options=SparkOptions, beam_args=_beam_args,
-    problem=_problem, local_workers=True,
-    description='a Spark standalone cluster through Beam\'s Spark job server '
-                '(master, job_endpoint)',
-    cluster=LocalCluster(fetch=_fetch, up=_up, down=_down, status=_status,
-                         missing=_missing)))
+register(
+  Engine(
+    name='spark',
+    options=SparkOptions,
+    beam_args=_beam_args,
+    problem=_problem,
+    local_workers=True,
+    description="a Spark standalone cluster through Beam's Spark job server "
+    '(master, job_endpoint)',
+    cluster=LocalCluster(
+      fetch=_fetch, up=_up, down=_down, status=_status, missing=_missing
+    ),
+  )
+)

@@ -27,8 +27,9 @@ def is_scratch(method: str) -> bool:
   return method == SCRATCH or method.startswith(SCRATCH + '_')
 
 
-def csv_records(path: str, wanted: Sequence[str]
-                ) -> Iterator[Tuple[int, List[str]]]:
+def csv_records(
+  path: str, wanted: Sequence[str]
+) -> Iterator[Tuple[int, List[str]]]:
   """The data rows of one CSV file, numbered from 1, each as the cells of
   the `wanted` columns in that order (text, as written).
 
@@ -44,13 +45,16 @@ def csv_records(path: str, wanted: Sequence[str]
   header = next(records, [])
   absent = [c for c in wanted if c not in header]
   if absent:
-    raise CompareError(f'{path}: no column {", ".join(absent)} (the spec '
-                       'names it)')
+    raise CompareError(
+      f'{path}: no column {", ".join(absent)} (the spec names it)'
+    )
   where = [header.index(c) for c in wanted]
   for number, record in enumerate(records, start=1):
     if len(record) != len(header):
-      raise CompareError(f'{path}: row {number}: {len(record)} cells, the '
-                         f'header has {len(header)}')
+      raise CompareError(
+        f'{path}: row {number}: {len(record)} cells, the '
+        f'header has {len(header)}'
+      )
     yield number, [record[i] for i in where]
 
 
@@ -61,6 +65,7 @@ def accuracy(task: Any, predicted: np.ndarray, labels: np.ndarray) -> float:
   import tensorflow as tf
 
   from modules import tasks
+
   # pylint: enable=g-import-not-at-top
   classes = task.serving_outputs(tf.constant(predicted))[tasks.CLASS_ID]
   return float(np.mean(np.reshape(classes, -1) == np.reshape(labels, -1)))

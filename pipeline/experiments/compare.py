@@ -58,7 +58,16 @@ from pipeline.experiments.numeric import check_base, compare
 from pipeline.experiments.verdict import media_conclusion, summarize
 
 __all__ = [
-    'MEDIA_SIZES', 'SCRATCH', 'CompareError', 'balanced_order', 'check_base',
-    'compare', 'compare_media', 'encoder_name', 'is_scratch',
-    'media_conclusion', 'pretrained_column', 'summarize',
+  'MEDIA_SIZES',
+  'SCRATCH',
+  'CompareError',
+  'balanced_order',
+  'check_base',
+  'compare',
+  'compare_media',
+  'encoder_name',
+  'is_scratch',
+  'media_conclusion',
+  'pretrained_column',
+  'summarize',
 ]

@@ -48,13 +48,15 @@ class Rows:
   """A CSV's rows as tf.Transform's instance dicts (each feature a list of
   at most one value, as a schema without fixed shapes has it; an image
   column's value the file's bytes), and each row's label as written."""
+
   instances: List[Dict[str, Any]]
   labels: List[Any]
 
   def take(self, indices: Sequence[int]) -> 'Rows':
     """The rows at `indices`, in that order."""
-    return Rows([self.instances[i] for i in indices],
-                [self.labels[i] for i in indices])
+    return Rows(
+      [self.instances[i] for i in indices], [self.labels[i] for i in indices]
+    )
 
 
 def pretrained_column(spec: PipelineSpec) -> Tuple[str, str, Any]:
@@ -66,16 +68,21 @@ def pretrained_column(spec: PipelineSpec) -> Tuple[str, str, Any]:
       an image.
   """
   from modules import kinds  # pylint: disable=g-import-not-at-top
+
   pretrained = spec.model.pretrained()
   if len(pretrained) != 1:
-    raise CompareError(f'{spec.source}: model.encoders: the comparison '
-                       'fine-tunes one pretrained encoder; the spec has '
-                       f'{len(pretrained)}')
-  (column, encoder), = pretrained.items()
+    raise CompareError(
+      f'{spec.source}: model.encoders: the comparison '
+      'fine-tunes one pretrained encoder; the spec has '
+      f'{len(pretrained)}'
+    )
+  ((column, encoder),) = pretrained.items()
   kind = kinds.kind_of(spec.features, column)
   if kind is None or not kind.encoded:
-    raise CompareError(f'{spec.source}: model.encoders.{column}: {column!r} '
-                       'is no text or image column of the data')
+    raise CompareError(
+      f'{spec.source}: model.encoders.{column}: {column!r} '
+      'is no text or image column of the data'
+    )
   return column, kind.name, encoder
 
 
@@ -86,24 +93,32 @@ def encoder_name(encoder: Any) -> str:
   return os.path.basename(value.rstrip('/')) or value
 
 
-def raw_feature_spec(spec: PipelineSpec, column_kinds: Mapping[str, str]
-                     ) -> Dict[str, Any]:
+def raw_feature_spec(
+  spec: PipelineSpec, column_kinds: Mapping[str, str]
+) -> Dict[str, Any]:
   """The raw features as tf.Transform reads `Rows.instances`: each feature
   of variable length (a gap is no value; preprocessing_fn fills it by the
   spec's rules), the label one required value, each typed by its CSV kind
   (preflight's)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  dtypes = {csv_format.INT: tf.int64, csv_format.FLOAT: tf.float32,
-            csv_format.STRING: tf.string}
-  result = {key: tf.io.VarLenFeature(dtypes[column_kinds[key]])
-            for key in spec.feature_keys}
+
+  dtypes = {
+    csv_format.INT: tf.int64,
+    csv_format.FLOAT: tf.float32,
+    csv_format.STRING: tf.string,
+  }
+  result = {
+    key: tf.io.VarLenFeature(dtypes[column_kinds[key]])
+    for key in spec.feature_keys
+  }
   label = spec.features.label
   result[label] = tf.io.FixedLenFeature([], dtypes[column_kinds[label]])
   return result
 
 
-def read_rows(spec: PipelineSpec, path: str,
-              column_kinds: Mapping[str, str]) -> Rows:
+def read_rows(
+  spec: PipelineSpec, path: str, column_kinds: Mapping[str, str]
+) -> Rows:
   """The rows of one CSV file with the spec's features and label, parsed
   by the pipeline's CSV rules (components/csv_format.py); an image
   column's cells are file paths relative to the CSV, read as bytes.
@@ -120,12 +135,17 @@ def read_rows(spec: PipelineSpec, path: str,
   instances, labels = [], []
   for number, cells in csv_records(path, wanted):
     try:
-      values = {key: csv_format.value_of(cell, column_kinds[key], nulls)
-                for key, cell in zip(wanted, cells, strict=True)}
+      values = {
+        key: csv_format.value_of(cell, column_kinds[key], nulls)
+        for key, cell in zip(wanted, cells, strict=True)
+      }
       if values[label] is None:
         raise CompareError(f'{path}: row {number}: no {label} (the label)')
-      instance = {key: _feature_value(value, folder if key in images else None)
-                  for key, value in values.items() if key != label}
+      instance = {
+        key: _feature_value(value, folder if key in images else None)
+        for key, value in values.items()
+        if key != label
+      }
     except csv_format.CellError as e:
       raise CompareError(f'{path}: row {number}: {e}') from None
     except OSError as e:
@@ -153,8 +173,9 @@ def _feature_value(value: Any, image_folder: Optional[str]) -> List[Any]:
   return [_encoded(value)]
 
 
-def balanced_order(labels: Sequence[Any], indices: np.ndarray,
-                   rng: np.random.Generator) -> np.ndarray:
+def balanced_order(
+  labels: Sequence[Any], indices: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
   """`indices` in the order labelled sets are drawn: round by round, one
   row of each class that has rows left (classes in a fresh random order
   each round, each class's rows in a random order). Its first n are as
@@ -194,10 +215,13 @@ def _quiet_transform() -> Iterator[None]:
     logger.removeFilter(keep)
 
 
-def transform(config: Any, feature_spec: Mapping[str, Any],
-              train: Sequence[Mapping[str, Any]],
-              test: Sequence[Mapping[str, Any]], folder: str
-              ) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
+def transform(
+  config: Any,
+  feature_spec: Mapping[str, Any],
+  train: Sequence[Mapping[str, Any]],
+  test: Sequence[Mapping[str, Any]],
+  folder: str,
+) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
   """The real Transform, in this process: the project's preprocessing_fn
   analysed and applied on `train` (tf.Transform's
   AnalyzeAndTransformDataset), then applied to `test` (TransformDataset);
@@ -217,43 +241,59 @@ def transform(config: Any, feature_spec: Mapping[str, Any],
   from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
   from modules import preprocessing
+
   # pylint: enable=g-import-not-at-top
   metadata = dataset_metadata.DatasetMetadata(
-      schema_utils.schema_from_feature_spec(dict(feature_spec)))
-  function = functools.partial(preprocessing.preprocessing_fn,
-                               custom_config=config.to_custom_config())
+    schema_utils.schema_from_feature_spec(dict(feature_spec))
+  )
+  function = functools.partial(
+    preprocessing.preprocessing_fn, custom_config=config.to_custom_config()
+  )
   # Applied to in-memory lists, each step runs a Beam pipeline of its own
   # (the DirectRunner, in this process) and hands back its outputs.
-  with _quiet_transform(), tft_beam.Context(
-      temp_dir=os.path.join(folder, 'tmp')):
+  with (
+    _quiet_transform(),
+    tft_beam.Context(temp_dir=os.path.join(folder, 'tmp')),
+  ):
     (train_xf, _), transform_fn = (
-        (list(train), metadata) |
-        'Analyze' >> tft_beam.AnalyzeAndTransformDataset(function))
-    test_xf, _ = (((list(test), metadata), transform_fn) |
-                  'Apply' >> tft_beam.TransformDataset())
+      list(train),
+      metadata,
+    ) | 'Analyze' >> tft_beam.AnalyzeAndTransformDataset(function)
+    test_xf, _ = (
+      (list(test), metadata),
+      transform_fn,
+    ) | 'Apply' >> tft_beam.TransformDataset()
     _ = transform_fn | 'Write' >> tft_beam.WriteTransformFn(folder)
   return _stacked(train_xf), _stacked(test_xf)
 
 
 def _stacked(instances: Sequence[Mapping[str, Any]]) -> Dict[str, np.ndarray]:
-  return {name: np.stack([np.asarray(row[name]) for row in instances])
-          for name in instances[0]}
+  return {
+    name: np.stack([np.asarray(row[name]) for row in instances])
+    for name in instances[0]
+  }
 
 
 def scratch_config(config: Any, column: str, encoder: str) -> Any:
   """The spec's TrainerConfig with `column` through the learned `encoder`
   and training from scratch."""
   from modules.config import TrainerConfig  # pylint: disable=g-import-not-at-top
+
   raw = config.to_custom_config()
   raw['model']['encoders'][column] = encoder
   raw['training']['mode'] = 'scratch'
   return TrainerConfig.from_custom_config(raw)
 
 
-def train_media(config: Any, transform_folder: str,
-                hparams: Mapping[str, Any], train: Mapping[str, np.ndarray],
-                test: Mapping[str, np.ndarray], epochs: int,
-                seed: int) -> Tuple[float, float]:
+def train_media(
+  config: Any,
+  transform_folder: str,
+  hparams: Mapping[str, Any],
+  train: Mapping[str, np.ndarray],
+  test: Mapping[str, np.ndarray],
+  epochs: int,
+  seed: int,
+) -> Tuple[float, float]:
   """Builds the model `config` trains (modules/data.TrainingData.new_model
   over the transform graph in `transform_folder`: a dnn from scratch, or
   a Finetuner of the pretrained encoder), fits it on `train` for `epochs`
@@ -265,29 +305,38 @@ def train_media(config: Any, transform_folder: str,
 
   from modules import data as data_lib
   from modules import finetune
+
   # pylint: enable=g-import-not-at-top
   keras.backend.clear_session()  # each model on its own: no graph grows
   keras.utils.set_random_seed(seed)
-  data = data_lib.TrainingData(FnArgs(transform_graph_path=transform_folder),
-                               config)
+  data = data_lib.TrainingData(
+    FnArgs(transform_graph_path=transform_folder), config
+  )
   model = data.new_model(hparams)
   names, label = data.model_inputs.names(), data.features.transformed_label
   rows = tf.data.Dataset.from_tensor_slices(
-      ({n: train[n] for n in names}, train[label]))
+    ({n: train[n] for n in names}, train[label])
+  )
   rows = rows.shuffle(len(train[label]), seed=seed).batch(
-      int(hparams['batch_size']))
+    int(hparams['batch_size'])
+  )
   started = time.perf_counter()
   model.fit(rows, validation_data=None, epochs=epochs, verbose=0)
   seconds = time.perf_counter() - started
   network = model.model if isinstance(model, finetune.Finetuner) else model
-  predicted = network.predict(tf.data.Dataset.from_tensor_slices(
-      {n: test[n] for n in names}).batch(EVAL_BATCH), verbose=0)
+  predicted = network.predict(
+    tf.data.Dataset.from_tensor_slices({n: test[n] for n in names}).batch(
+      EVAL_BATCH
+    ),
+    verbose=0,
+  )
   return accuracy(data.task, predicted, test[label]), seconds
 
 
 @dataclasses.dataclass(frozen=True)
 class _Encoder:
   """The column compared and its pretrained encoder."""
+
   column: str
   kind: str  # its kind's name: text or image
   encoder: Any  # the spec's PretrainedEncoder
@@ -303,6 +352,7 @@ def _pretrained(spec: PipelineSpec) -> _Encoder:
       cannot be found.
   """
   from modules import encoders  # pylint: disable=g-import-not-at-top
+
   column, kind, encoder = pretrained_column(spec)
   try:
     location = encoders.locate(column, kind, encoder)
@@ -315,31 +365,48 @@ def _pretrained(spec: PipelineSpec) -> _Encoder:
 class _Data:
   """The spec's rows, the test rows, and the rows labelled sets are drawn
   from (`pool`, indices of `rows`)."""
+
   rows: Rows
   pool: np.ndarray
   test: Rows
   source: str  # where the test rows come from, in words
 
 
-def _data(spec: PipelineSpec, column_kinds: Mapping[str, str],
-          test_csv: Optional[str], test_rows: int, seed: int) -> _Data:
+def _data(
+  spec: PipelineSpec,
+  column_kinds: Mapping[str, str],
+  test_csv: Optional[str],
+  test_rows: int,
+  seed: int,
+) -> _Data:
   """The spec's data and the test set: `test_csv`'s rows (then every row
   of the data may be drawn), else `test_rows` rows held out at random."""
-  data = [read_rows(spec, path, column_kinds)
-          for path in preflight.csv_files(spec.data.csv)]
-  rows = Rows([i for d in data for i in d.instances],
-              [label for d in data for label in d.labels])
+  data = [
+    read_rows(spec, path, column_kinds)
+    for path in preflight.csv_files(spec.data.csv)
+  ]
+  rows = Rows(
+    [i for d in data for i in d.instances],
+    [label for d in data for label in d.labels],
+  )
   everything = np.arange(len(rows.labels))
   if test_csv:
-    return _Data(rows, everything, read_rows(spec, test_csv, column_kinds),
-                 f'from {test_csv}')
+    return _Data(
+      rows,
+      everything,
+      read_rows(spec, test_csv, column_kinds),
+      f'from {test_csv}',
+    )
   if not 0 < test_rows < len(everything):
-    raise CompareError(f'--test-rows {test_rows}: the data has '
-                       f'{len(everything)} rows; hold out fewer')
+    raise CompareError(
+      f'--test-rows {test_rows}: the data has '
+      f'{len(everything)} rows; hold out fewer'
+    )
   order = np.random.default_rng(seed).permutation(everything)
   held, pool = order[:test_rows], order[test_rows:]
-  return _Data(rows, pool, rows.take(held),
-               f'held out of the data at random (seed {seed})')
+  return _Data(
+    rows, pool, rows.take(held), f'held out of the data at random (seed {seed})'
+  )
 
 
 def _checked_sizes(sizes: Sequence[int], data: _Data) -> List[int]:
@@ -349,14 +416,16 @@ def _checked_sizes(sizes: Sequence[int], data: _Data) -> List[int]:
   result = sorted(set(int(s) for s in sizes))
   if not result or result[0] < classes or result[-1] > len(data.pool):
     raise CompareError(
-        f'--sizes must lie in {classes}..{len(data.pool)}: at least one row '
-        f'of each of the {classes} classes, at most the {len(data.pool)} '
-        'rows to draw from')
+      f'--sizes must lie in {classes}..{len(data.pool)}: at least one row '
+      f'of each of the {classes} classes, at most the {len(data.pool)} '
+      'rows to draw from'
+    )
   return result
 
 
-def _methods(spec: PipelineSpec, encoder: _Encoder
-             ) -> Tuple[Dict[str, Any], Dict[str, Dict[str, Any]], int]:
+def _methods(
+  spec: PipelineSpec, encoder: _Encoder
+) -> Tuple[Dict[str, Any], Dict[str, Dict[str, Any]], int]:
   """(each method's TrainerConfig, each method's hyperparameters, the
   batch size): `scratch_<name>` for each learned encoder of the column's
   kind, then each fine-tuning strategy the spec lists; every one at its
@@ -364,23 +433,31 @@ def _methods(spec: PipelineSpec, encoder: _Encoder
   # pylint: disable=g-import-not-at-top
   from modules import encoders, search_space
   from modules.config import TrainerConfig
+
   # pylint: enable=g-import-not-at-top
   config = spec.module_config(TrainerConfig)
   learned = [n for n, (k, _) in encoders.LEARNED.items() if k == encoder.kind]
-  configs = {f'{SCRATCH}_{n}': scratch_config(config, encoder.column, n)
-             for n in learned}
+  configs = {
+    f'{SCRATCH}_{n}': scratch_config(config, encoder.column, n) for n in learned
+  }
   strategies = list(config.model.search_space.finetune.strategy)
   configs.update({s: config for s in strategies})
   tuned = search_space.resolve(None, config)
-  hparams = {m: (dict(tuned, strategy=m) if m in strategies
-                 else search_space.resolve(None, c))
-             for m, c in configs.items()}
+  hparams = {
+    m: (
+      dict(tuned, strategy=m)
+      if m in strategies
+      else search_space.resolve(None, c)
+    )
+    for m, c in configs.items()
+  }
   return configs, hparams, int(tuned['batch_size'])
 
 
 @dataclasses.dataclass(frozen=True)
 class _Plan:
   """One comparison: what it trains on, how, and what it measured."""
+
   spec: PipelineSpec
   encoder: _Encoder
   data: _Data
@@ -408,66 +485,114 @@ class _Plan:
           runs += found
     return runs, transforms
 
-  def _repeat(self, workdir: str, size: int, repeat: int, warm: bool
-              ) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
+  def _repeat(
+    self, workdir: str, size: int, repeat: int, warm: bool
+  ) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
     """One labelled set drawn, transformed and trained on by every method:
     (the transform's time, the runs)."""
     # A repeat's own draw order: its sets grow by adding rows.
     chosen = balanced_order(
-        self.data.rows.labels, self.data.pool,
-        np.random.default_rng(self.seed + 1 + repeat))[:size]
+      self.data.rows.labels,
+      self.data.pool,
+      np.random.default_rng(self.seed + 1 + repeat),
+    )[:size]
     folder = os.path.join(workdir, f'{size}-{repeat}')
     clock = time.perf_counter()
     train_xf, test_xf = transform(
-        self.transform_config, self.feature_spec,
-        self.data.rows.take(chosen).instances, self.data.test.instances,
-        folder)
-    timing = {'labelled': size, 'repeat': repeat,
-              'seconds': round(time.perf_counter() - clock, 2)}
+      self.transform_config,
+      self.feature_spec,
+      self.data.rows.take(chosen).instances,
+      self.data.test.instances,
+      folder,
+    )
+    timing = {
+      'labelled': size,
+      'repeat': repeat,
+      'seconds': round(time.perf_counter() - clock, 2),
+    }
     methods = list(self.configs)
     if warm:
       # Untimed: TensorFlow's one-off start-up costs would otherwise land
       # on the first method timed.
-      train_media(self.configs[methods[0]], folder, self.hparams[methods[0]],
-                  train_xf, test_xf, 1, self.seed)
-    return timing, [self._train(method, folder, train_xf, test_xf, size,
-                                repeat) for method in methods]
+      train_media(
+        self.configs[methods[0]],
+        folder,
+        self.hparams[methods[0]],
+        train_xf,
+        test_xf,
+        1,
+        self.seed,
+      )
+    return timing, [
+      self._train(method, folder, train_xf, test_xf, size, repeat)
+      for method in methods
+    ]
 
-  def _train(self, method: str, folder: str, train_xf: Dict[str, np.ndarray],
-             test_xf: Dict[str, np.ndarray], size: int, repeat: int
-             ) -> Dict[str, Any]:
+  def _train(
+    self,
+    method: str,
+    folder: str,
+    train_xf: Dict[str, np.ndarray],
+    test_xf: Dict[str, np.ndarray],
+    size: int,
+    repeat: int,
+  ) -> Dict[str, Any]:
     """One method's run, said to `progress`."""
     score, seconds = train_media(
-        self.configs[method], folder, self.hparams[method], train_xf,
-        test_xf, self.epochs, self.seed + repeat)
-    self.progress(f'  {size:>4} labelled  repeat {repeat}  {method:<22} '
-                  f'accuracy {score:.3f}  {seconds:.1f}s')
-    return {'method': method, 'labelled': size, 'repeat': repeat,
-            'seed': self.seed + repeat, 'accuracy': round(score, 4),
-            'seconds': round(seconds, 2)}
+      self.configs[method],
+      folder,
+      self.hparams[method],
+      train_xf,
+      test_xf,
+      self.epochs,
+      self.seed + repeat,
+    )
+    self.progress(
+      f'  {size:>4} labelled  repeat {repeat}  {method:<22} '
+      f'accuracy {score:.3f}  {seconds:.1f}s'
+    )
+    return {
+      'method': method,
+      'labelled': size,
+      'repeat': repeat,
+      'seed': self.seed + repeat,
+      'accuracy': round(score, 4),
+      'seconds': round(seconds, 2),
+    }
 
-  def settings(self, command: str, output: str, majority: float,
-               seconds: float) -> Dict[str, Any]:
+  def settings(
+    self, command: str, output: str, majority: float, seconds: float
+  ) -> Dict[str, Any]:
     """The report's settings: how the comparison was run."""
     spec, encoder = self.spec, self.encoder
     return {
-        'command': command, 'spec': spec.source, 'data': spec.data.csv,
-        'column': encoder.column, 'kind': encoder.kind,
-        'label': spec.features.label, 'encoder': encoder.name,
-        'encoder_location': encoder.location,
-        'input': _input_text(encoder, self.transform_config.preprocessing),
-        'pool_rows': int(len(self.data.pool)),
-        'test': {'source': self.data.source,
-                 'rows': len(self.data.test.labels),
-                 'majority_share': majority},
-        'sizes': self.sizes, 'repeats': self.repeats, 'epochs': self.epochs,
-        'batch_size': self.batch_size,
-        'early_stopping': 'off: no validation split, every labelled row '
-                          'trains',
-        'seed': self.seed, 'methods': list(self.configs),
-        'hyperparameters': self.hparams, 'plot': output + '.png',
-        'written': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
-        'machine': machine(), 'seconds': round(seconds, 1),
+      'command': command,
+      'spec': spec.source,
+      'data': spec.data.csv,
+      'column': encoder.column,
+      'kind': encoder.kind,
+      'label': spec.features.label,
+      'encoder': encoder.name,
+      'encoder_location': encoder.location,
+      'input': _input_text(encoder, self.transform_config.preprocessing),
+      'pool_rows': int(len(self.data.pool)),
+      'test': {
+        'source': self.data.source,
+        'rows': len(self.data.test.labels),
+        'majority_share': majority,
+      },
+      'sizes': self.sizes,
+      'repeats': self.repeats,
+      'epochs': self.epochs,
+      'batch_size': self.batch_size,
+      'early_stopping': 'off: no validation split, every labelled row trains',
+      'seed': self.seed,
+      'methods': list(self.configs),
+      'hyperparameters': self.hparams,
+      'plot': output + '.png',
+      'written': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
+      'machine': machine(),
+      'seconds': round(seconds, 1),
     }
 
 
@@ -475,13 +600,18 @@ def _input_text(encoder: _Encoder, prep: Any) -> str:
   """What the models see of the column, in words (`prep`: the spec's
   preprocessing section)."""
   from modules import encoders  # pylint: disable=g-import-not-at-top
+
   if encoder.kind == 'text':
-    return (f'up to {encoder.encoder.max_tokens} wordpieces a text for '
-            f'{encoder.name}, its first {prep.text.max_tokens} words for the '
-            'learned encoders')
+    return (
+      f'up to {encoder.encoder.max_tokens} wordpieces a text for '
+      f'{encoder.name}, its first {prep.text.max_tokens} words for the '
+      'learned encoders'
+    )
   size_for = functools.partial(encoders.image_size_for, prep.image_size)
-  return (f'images resized to {size_for(True)} px for {encoder.name}, '
-          f'{size_for(False)} px for the learned cnn')
+  return (
+    f'images resized to {size_for(True)} px for {encoder.name}, '
+    f'{size_for(False)} px for the learned cnn'
+  )
 
 
 def _majority_share(labels: Sequence[Any]) -> float:
@@ -491,13 +621,19 @@ def _majority_share(labels: Sequence[Any]) -> float:
   return round(max(counts.values()) / len(labels), 4)
 
 
-def compare_media(spec: PipelineSpec, column_kinds: Mapping[str, str],
-                  sizes: Sequence[int], repeats: int, epochs: int,
-                  output: str, command: str,
-                  test_rows: int = MEDIA_TEST_ROWS,
-                  test_csv: Optional[str] = None, seed: int = 0,
-                  progress: Callable[[str], None] = print
-                  ) -> Dict[str, Any]:
+def compare_media(
+  spec: PipelineSpec,
+  column_kinds: Mapping[str, str],
+  sizes: Sequence[int],
+  repeats: int,
+  epochs: int,
+  output: str,
+  command: str,
+  test_rows: int = MEDIA_TEST_ROWS,
+  test_csv: Optional[str] = None,
+  seed: int = 0,
+  progress: Callable[[str], None] = print,
+) -> Dict[str, Any]:
   """Runs the comparison of a spec whose text or image column has a
   pretrained encoder (pipeline/experiments/compare.py says how) and writes
   <output>.{json,md,png}.
@@ -522,28 +658,42 @@ def compare_media(spec: PipelineSpec, column_kinds: Mapping[str, str],
       that cannot be read.
   """
   from modules.config import TransformConfig  # pylint: disable=g-import-not-at-top
+
   started = time.perf_counter()
   if repeats < 1 or epochs < 1:
-    raise CompareError(f'--repeats {repeats}, --epochs {epochs}: give at '
-                       'least 1 of each')
+    raise CompareError(
+      f'--repeats {repeats}, --epochs {epochs}: give at least 1 of each'
+    )
   encoder = _pretrained(spec)
   feature_spec = raw_feature_spec(spec, column_kinds)
   data = _data(spec, column_kinds, test_csv, test_rows, seed)
   sizes = _checked_sizes(sizes, data)
-  plan = _Plan(spec, encoder, data, spec.module_config(TransformConfig),
-               feature_spec, *_methods(spec, encoder), sizes, repeats,
-               epochs, seed, progress)
+  plan = _Plan(
+    spec,
+    encoder,
+    data,
+    spec.module_config(TransformConfig),
+    feature_spec,
+    *_methods(spec, encoder),
+    sizes,
+    repeats,
+    epochs,
+    seed,
+    progress,
+  )
   runs, transforms = plan.run()
   summary = verdict.summarize(runs)
   majority = _majority_share(data.test.labels)
   report = {
-      'settings': plan.settings(command, output, majority,
-                                time.perf_counter() - started),
-      'runs': runs,
-      'transforms': transforms,
-      'summary': summary,
-      'conclusion': verdict.media_conclusion(summary, encoder.name, majority,
-                                             len(data.test.labels)),
+    'settings': plan.settings(
+      command, output, majority, time.perf_counter() - started
+    ),
+    'runs': runs,
+    'transforms': transforms,
+    'summary': summary,
+    'conclusion': verdict.media_conclusion(
+      summary, encoder.name, majority, len(data.test.labels)
+    ),
   }
   report_lib.write_report(report, output)
   return report

@@ -35,8 +35,10 @@ def load_table(spec: PipelineSpec) -> Table:
       not parse (the comparison takes whole rows).
   """
   if spec.features.categorical:
-    raise CompareError(f'{spec.source}: features.categorical: the comparison '
-                       'takes numeric features only')
+    raise CompareError(
+      f'{spec.source}: features.categorical: the comparison '
+      'takes numeric features only'
+    )
   columns = [*spec.features.numeric, spec.features.label]
   kinds = [csv_format.FLOAT] * (len(columns) - 1) + [csv_format.INT]
   nulls = spec.data.null_values
@@ -44,21 +46,26 @@ def load_table(spec: PipelineSpec) -> Table:
   for path in preflight.csv_files(spec.data.csv):
     for number, cells in csv_records(path, columns):
       try:
-        values = [csv_format.value_of(cell, kind, nulls)
-                  for cell, kind in zip(cells, kinds, strict=True)]
+        values = [
+          csv_format.value_of(cell, kind, nulls)
+          for cell, kind in zip(cells, kinds, strict=True)
+        ]
       except csv_format.CellError as e:
         raise CompareError(f'{path}: row {number}: {e}') from None
       if None in values:
         missing = columns[values.index(None)]
-        raise CompareError(f'{path}: row {number}: no {missing}; the '
-                           'comparison takes rows with every value')
+        raise CompareError(
+          f'{path}: row {number}: no {missing}; the '
+          'comparison takes rows with every value'
+        )
       features.append(values[:-1])
       labels.append(values[-1])
   return np.asarray(features, np.float32), np.asarray(labels, np.int64)
 
 
-def scale(method: str, fit_on: np.ndarray, *arrays: np.ndarray
-          ) -> List[np.ndarray]:
+def scale(
+  method: str, fit_on: np.ndarray, *arrays: np.ndarray
+) -> List[np.ndarray]:
   """The spec's numeric preprocessing, fitted on the labelled set only (as
   Transform fits on the training split)."""
   if method == 'none':
@@ -72,8 +79,9 @@ def scale(method: str, fit_on: np.ndarray, *arrays: np.ndarray
   return [(a - low) / span for a in arrays]
 
 
-def split(rows: int, test_fraction: float, seed: int
-          ) -> Tuple[np.ndarray, np.ndarray]:
+def split(
+  rows: int, test_fraction: float, seed: int
+) -> Tuple[np.ndarray, np.ndarray]:
   """(test indices, labelled pool indices in draw order): one fixed shuffle,
   so every method and size is scored on the same test rows and a larger
   labelled set contains every smaller one."""
@@ -82,13 +90,19 @@ def split(rows: int, test_fraction: float, seed: int
   return order[:test_rows], order[test_rows:]
 
 
-def _dataset(spec: PipelineSpec, x: np.ndarray, y: np.ndarray,
-             batch_size: int, shuffle_seed: Optional[int] = None):
+def _dataset(
+  spec: PipelineSpec,
+  x: np.ndarray,
+  y: np.ndarray,
+  batch_size: int,
+  shuffle_seed: Optional[int] = None,
+):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   from modules import features as features_lib  # pylint: disable=g-import-not-at-top
+
   names = [features_lib.transformed_name(k) for k in spec.features.numeric]
-  columns = {name: x[:, i:i + 1] for i, name in enumerate(names)}
+  columns = {name: x[:, i : i + 1] for i, name in enumerate(names)}
   ds = tf.data.Dataset.from_tensor_slices((columns, y.reshape(-1, 1)))
   if shuffle_seed is not None:
     ds = ds.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
@@ -98,17 +112,25 @@ def _dataset(spec: PipelineSpec, x: np.ndarray, y: np.ndarray,
 def hyperparameters(spec: PipelineSpec) -> Dict[str, Any]:
   """The spec's default fine-tuning hyperparameters (first/min values)."""
   from modules import search_space  # pylint: disable=g-import-not-at-top
+
   return search_space.resolve(None, spec.model.search_space, 'finetune')
 
 
-def train_one(spec: PipelineSpec, base_path: str, method: str,
-              hparams: Mapping[str, Any], train: Tuple[np.ndarray, np.ndarray],
-              test: Tuple[np.ndarray, np.ndarray], epochs: int,
-              seed: int) -> Dict[str, Any]:
+def train_one(
+  spec: PipelineSpec,
+  base_path: str,
+  method: str,
+  hparams: Mapping[str, Any],
+  train: Tuple[np.ndarray, np.ndarray],
+  test: Tuple[np.ndarray, np.ndarray],
+  epochs: int,
+  seed: int,
+) -> Dict[str, Any]:
   """Trains one model by `method` and scores it on `test`."""
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
 
   from modules import finetune  # pylint: disable=g-import-not-at-top
+
   keras.utils.set_random_seed(seed)
   inputs = _inputs(spec)
   base = finetune.load_checked(base_path, inputs)
@@ -121,22 +143,33 @@ def train_one(spec: PipelineSpec, base_path: str, method: str,
     params.update(strategy='full', backbone_lr_scale=1.0)
   else:
     params['strategy'] = method
-  tuner = finetune.Finetuner(base, inputs, params,
-                             inference_backbone=not scratch)
+  tuner = finetune.Finetuner(
+    base, inputs, params, inference_backbone=not scratch
+  )
   batch = int(params['batch_size'])
   started = time.perf_counter()
-  tuner.fit(_dataset(spec, *train, batch, shuffle_seed=seed),
-            validation_data=None, epochs=epochs)
+  tuner.fit(
+    _dataset(spec, *train, batch, shuffle_seed=seed),
+    validation_data=None,
+    epochs=epochs,
+  )
   seconds = time.perf_counter() - started
   predicted = tuner.model.predict(_dataset(spec, *test, 256), verbose=0)
-  return {'method': method, 'labelled': int(len(train[1])), 'seed': seed,
-          'accuracy': round(accuracy(spec.task, predicted, test[1]), 4),
-          'seconds': round(seconds, 2)}
+  return {
+    'method': method,
+    'labelled': int(len(train[1])),
+    'seed': seed,
+    'accuracy': round(accuracy(spec.task, predicted, test[1]), 4),
+    'seconds': round(seconds, 2),
+  }
 
 
-def linear_probe(spec: PipelineSpec, base_path: str,
-                 train: Tuple[np.ndarray, np.ndarray],
-                 test: Tuple[np.ndarray, np.ndarray]) -> Dict[str, float]:
+def linear_probe(
+  spec: PipelineSpec,
+  base_path: str,
+  train: Tuple[np.ndarray, np.ndarray],
+  test: Tuple[np.ndarray, np.ndarray],
+) -> Dict[str, float]:
   """Test accuracy of a logistic regression on the raw features and on the
   base model's backbone features: how much the base's representation helps
   the target task before any training of the network."""
@@ -144,20 +177,24 @@ def linear_probe(spec: PipelineSpec, base_path: str,
 
   from modules import features as features_lib  # pylint: disable=g-import-not-at-top
   from modules import finetune  # pylint: disable=g-import-not-at-top
+
   backbone = finetune.split_backbone(finetune.load_base_model(base_path))
   names = [features_lib.transformed_name(k) for k in spec.features.numeric]
 
   def embed(x):
-    out = backbone.predict({n: x[:, i:i + 1] for i, n in enumerate(names)},
-                           verbose=0)
+    out = backbone.predict(
+      {n: x[:, i : i + 1] for i, n in enumerate(names)}, verbose=0
+    )
     return out.reshape(len(x), -1)
 
   def score(fit_x, test_x):
     model = LogisticRegression(max_iter=5000).fit(fit_x, train[1])
     return round(float(model.score(test_x, test[1])), 4)
 
-  return {'raw_features': score(train[0], test[0]),
-          'base_features': score(embed(train[0]), embed(test[0]))}
+  return {
+    'raw_features': score(train[0], test[0]),
+    'base_features': score(embed(train[0]), embed(test[0])),
+  }
 
 
 def check_base(spec: PipelineSpec, path: str) -> None:
@@ -169,12 +206,15 @@ def check_base(spec: PipelineSpec, path: str) -> None:
     CompareError: naming the path and what to give instead (one line).
   """
   from modules import finetune  # pylint: disable=g-import-not-at-top
+
   try:
     finetune.load_checked(path, _inputs(spec))
   except finetune.BaseModelError as e:
-    raise CompareError(f'--base: {e}; give the folder of a Keras '
-                       "SavedModel that takes the spec's features (a "
-                       "Trainer's model)") from None
+    raise CompareError(
+      f'--base: {e}; give the folder of a Keras '
+      "SavedModel that takes the spec's features (a "
+      "Trainer's model)"
+    ) from None
 
 
 def _inputs(spec: PipelineSpec) -> Any:
@@ -182,10 +222,13 @@ def _inputs(spec: PipelineSpec) -> Any:
   # pylint: disable=g-import-not-at-top
   from modules import features as features_lib
   from modules import model as model_lib
+
   # pylint: enable=g-import-not-at-top
   return model_lib.ModelInputs(
-      numeric=[features_lib.transformed_name(k) for k in spec.features.numeric],
-      categorical={}, task=spec.task)
+    numeric=[features_lib.transformed_name(k) for k in spec.features.numeric],
+    categorical={},
+    task=spec.task,
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,6 +236,7 @@ class _Comparison:
   """What every run of one comparison shares: the data, its fixed test
   rows and the pool labelled sets are drawn from, the methods and their
   hyperparameters."""
+
   spec: PipelineSpec
   base_path: str
   table: Table
@@ -210,57 +254,92 @@ class _Comparison:
     first."""
     x, y = self.table
     warm, test = self.pool[:size], self.test_idx[:10]
-    train_one(self.spec, self.base_path, self.methods[0], self.hparams,
-              (x[warm], y[warm]), (x[test], y[test]), 1, self.seed)
+    train_one(
+      self.spec,
+      self.base_path,
+      self.methods[0],
+      self.hparams,
+      (x[warm], y[warm]),
+      (x[test], y[test]),
+      1,
+      self.seed,
+    )
 
   def labelled_set(self, size: int, repeat: int) -> Tuple[Table, Table]:
     """(train, test) of one repeat, scaled as the spec preprocesses: each
     repeat draws its own labelled set of `size` rows from the pool."""
     x, y = self.table
     chosen = np.random.default_rng(self.seed + 1 + repeat).choice(
-        self.pool, size, replace=False)
-    x_train, x_test = scale(self.spec.preprocessing.numeric, x[chosen],
-                            x[chosen], x[self.test_idx])
+      self.pool, size, replace=False
+    )
+    x_train, x_test = scale(
+      self.spec.preprocessing.numeric, x[chosen], x[chosen], x[self.test_idx]
+    )
     return (x_train, y[chosen]), (x_test, y[self.test_idx])
 
-  def probe(self, train: Table, test: Table, size: int, repeat: int
-            ) -> Dict[str, float]:
+  def probe(
+    self, train: Table, test: Table, size: int, repeat: int
+  ) -> Dict[str, float]:
     """`linear_probe` on one labelled set, said to `progress`."""
     found = linear_probe(self.spec, self.base_path, train, test)
-    self.progress(f'  {size:>4} labelled  repeat {repeat}  linear probe: raw '
-                  f'{found["raw_features"]:.3f}, base features '
-                  f'{found["base_features"]:.3f}')
+    self.progress(
+      f'  {size:>4} labelled  repeat {repeat}  linear probe: raw '
+      f'{found["raw_features"]:.3f}, base features '
+      f'{found["base_features"]:.3f}'
+    )
     return found
 
-  def runs(self, train: Table, test: Table, size: int, repeat: int
-           ) -> List[Dict[str, Any]]:
+  def runs(
+    self, train: Table, test: Table, size: int, repeat: int
+  ) -> List[Dict[str, Any]]:
     """Every method trained on one labelled set and scored, each said to
     `progress`."""
     runs = []
     for method in self.methods:
-      run = train_one(self.spec, self.base_path, method, self.hparams, train,
-                      test, self.epochs, seed=self.seed + repeat)
+      run = train_one(
+        self.spec,
+        self.base_path,
+        method,
+        self.hparams,
+        train,
+        test,
+        self.epochs,
+        seed=self.seed + repeat,
+      )
       run['repeat'] = repeat
       runs.append(run)
-      self.progress(f'  {size:>4} labelled  repeat {repeat}  {method:<20} '
-                    f'accuracy {run["accuracy"]:.3f}  {run["seconds"]:.1f}s')
+      self.progress(
+        f'  {size:>4} labelled  repeat {repeat}  {method:<20} '
+        f'accuracy {run["accuracy"]:.3f}  {run["seconds"]:.1f}s'
+      )
     return runs
 
 
-def _checked_sizes(sizes: Sequence[int], pool: np.ndarray,
-                   test_idx: np.ndarray) -> List[int]:
+def _checked_sizes(
+  sizes: Sequence[int], pool: np.ndarray, test_idx: np.ndarray
+) -> List[int]:
   """`sizes` sorted without repeats, each between 1 and the pool's rows."""
   result = sorted(set(int(s) for s in sizes))
   if not result or result[0] < 1 or result[-1] > len(pool):
-    raise CompareError(f'--sizes must lie in 1..{len(pool)} (the rows left '
-                       f'after holding out {len(test_idx)} for testing)')
+    raise CompareError(
+      f'--sizes must lie in 1..{len(pool)} (the rows left '
+      f'after holding out {len(test_idx)} for testing)'
+    )
   return result
 
 
-def compare(spec: PipelineSpec, base_path: str, sizes: Sequence[int],
-            repeats: int, epochs: int, output: str, command: str,
-            test_fraction: float = 0.4, seed: int = 0,
-            progress: Callable[[str], None] = print) -> Dict[str, Any]:
+def compare(
+  spec: PipelineSpec,
+  base_path: str,
+  sizes: Sequence[int],
+  repeats: int,
+  epochs: int,
+  output: str,
+  command: str,
+  test_fraction: float = 0.4,
+  seed: int = 0,
+  progress: Callable[[str], None] = print,
+) -> Dict[str, Any]:
   """Runs the comparison of a numeric spec against a base model and writes
   <output>.{json,md,png}.
 
@@ -268,12 +347,22 @@ def compare(spec: PipelineSpec, base_path: str, sizes: Sequence[int],
     CompareError: sizes that do not fit the data, or unusable features.
   """
   from modules import finetune  # pylint: disable=g-import-not-at-top
+
   table = load_table(spec)
   test_idx, pool = split(len(table[1]), test_fraction, seed)
   sizes = _checked_sizes(sizes, pool, test_idx)
-  setup = _Comparison(spec, base_path, table, test_idx, pool,
-                      [SCRATCH] + list(finetune.STRATEGIES),
-                      hyperparameters(spec), epochs, seed, progress)
+  setup = _Comparison(
+    spec,
+    base_path,
+    table,
+    test_idx,
+    pool,
+    [SCRATCH] + list(finetune.STRATEGIES),
+    hyperparameters(spec),
+    epochs,
+    seed,
+    progress,
+  )
   setup.warm_up(sizes[0])
   runs, probes = [], []
   for size in sizes:
@@ -284,20 +373,27 @@ def compare(spec: PipelineSpec, base_path: str, sizes: Sequence[int],
       runs += setup.runs(train, test, size, repeat)
   summary = verdict.summarize(runs)
   report = {
-      'settings': {
-          'command': command, 'spec': spec.source, 'data': spec.data.csv,
-          'base_model': base_path, 'sizes': sizes, 'repeats': repeats,
-          'epochs': epochs, 'test_examples': int(len(test_idx)),
-          'test_fraction': test_fraction, 'seed': seed,
-          'methods': setup.methods, 'hyperparameters': setup.hparams,
-          'plot': output + '.png',
-          'written': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
-          'machine': machine(),
-      },
-      'runs': runs,
-      'linear_probes': probes,
-      'summary': summary,
-      'conclusion': verdict.conclusion(summary, probes),
+    'settings': {
+      'command': command,
+      'spec': spec.source,
+      'data': spec.data.csv,
+      'base_model': base_path,
+      'sizes': sizes,
+      'repeats': repeats,
+      'epochs': epochs,
+      'test_examples': int(len(test_idx)),
+      'test_fraction': test_fraction,
+      'seed': seed,
+      'methods': setup.methods,
+      'hyperparameters': setup.hparams,
+      'plot': output + '.png',
+      'written': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
+      'machine': machine(),
+    },
+    'runs': runs,
+    'linear_probes': probes,
+    'summary': summary,
+    'conclusion': verdict.conclusion(summary, probes),
   }
   report_lib.write_report(report, output)
   return report

@@ -47,20 +47,26 @@ def _folders(store, run_id: str) -> Dict[str, str]:
   """The run's eval split and its trained model's SavedModel."""
   record = lineage.run_record(store, run_id)
   if record is None:
-    raise PredictionsError(f'{run_id}: no such run in the store (see '
-                           '`lineage runs`)')
+    raise PredictionsError(
+      f'{run_id}: no such run in the store (see `lineage runs`)'
+    )
   examples = record.examples()
   if not examples:
-    raise PredictionsError(f'{run_id}: the run has no ExampleGen output '
-                           '(it stopped before reading its data)')
+    raise PredictionsError(
+      f'{run_id}: the run has no ExampleGen output '
+      '(it stopped before reading its data)'
+    )
   models = record.artifacts('Trainer', 'model')
   if not models:
-    raise PredictionsError(f'{run_id}: the run trained no model (its '
-                           'Trainer did not finish)')
+    raise PredictionsError(
+      f'{run_id}: the run trained no model (its Trainer did not finish)'
+    )
   model = os.path.join(models[0].uri, SERVING_FOLDER)
   if not os.path.isdir(model):
-    raise PredictionsError(f'{model}: no such folder (the run\'s model is '
-                           'gone from its pipeline root)')
+    raise PredictionsError(
+      f"{model}: no such folder (the run's model is "
+      'gone from its pipeline root)'
+    )
   try:
     split = splits.split_folder(examples[0].uri, EVAL_SPLIT)
   except splits.SplitError as e:
@@ -70,6 +76,7 @@ def _folders(store, run_id: str) -> Dict[str, str]:
 
 def _load(model_dir: str):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   try:
     # A gradient-boosted trees model's ops live in TF-DF; loading one
     # needs them registered first.
@@ -79,9 +86,11 @@ def _load(model_dir: str):
   try:
     return tf.saved_model.load(model_dir).signatures[SIGNATURE]
   except Exception as e:  # pylint: disable=broad-except
-    raise PredictionsError(f'{model_dir}: cannot load the model\'s '
-                           f'{SIGNATURE} signature: '
-                           f'{" ".join(str(e).split())[:160]}') from None
+    raise PredictionsError(
+      f"{model_dir}: cannot load the model's "
+      f'{SIGNATURE} signature: '
+      f'{" ".join(str(e).split())[:160]}'
+    ) from None
 
 
 def _columns(name: str, values: np.ndarray) -> Dict[str, Any]:
@@ -89,12 +98,14 @@ def _columns(name: str, values: np.ndarray) -> Dict[str, Any]:
   column; a [batch, k] one is k columns, `<name>_<i>`."""
   if values.dtype.kind in 'SO':
     values = np.vectorize(
-        lambda v: v.decode('utf-8', 'replace') if isinstance(v, bytes)
-        else v, otypes=[object])(values)
+      lambda v: v.decode('utf-8', 'replace') if isinstance(v, bytes) else v,
+      otypes=[object],
+    )(values)
   if values.ndim == 1 or values.shape[1:] == (1,):
     return {OUTPUT_PREFIX + name: values.reshape(len(values))}
-  return {f'{OUTPUT_PREFIX}{name}_{i}': values[:, i]
-          for i in range(values.shape[1])}
+  return {
+    f'{OUTPUT_PREFIX}{name}_{i}': values[:, i] for i in range(values.shape[1])
+  }
 
 
 def predict(store, run_id: str) -> pd.DataFrame:
@@ -105,18 +116,18 @@ def predict(store, run_id: str) -> pd.DataFrame:
       not load.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   found = _folders(store, run_id)
   serve = _load(found['model'])
   serialized = list(splits.records(found['split']))
   outputs: Dict[str, List[np.ndarray]] = {}
   for start in range(0, len(serialized), BATCH):
-    batch = tf.constant(serialized[start:start + BATCH])
+    batch = tf.constant(serialized[start : start + BATCH])
     for name, value in serve(examples=batch).items():
       outputs.setdefault(name, []).append(value.numpy())
   table = splits.examples_table(iter(serialized))
   for name in sorted(outputs):
-    for column, values in _columns(
-        name, np.concatenate(outputs[name])).items():
+    for column, values in _columns(name, np.concatenate(outputs[name])).items():
       table[column] = values
   return table
 
@@ -138,12 +149,15 @@ def write_csv(store, run_id: str, output: str) -> int:
   """
   problem = file_problem(output)
   if problem:
-    raise PredictionsError(f'{output}: cannot write the predictions here: '
-                           f'{problem}')
+    raise PredictionsError(
+      f'{output}: cannot write the predictions here: {problem}'
+    )
   table = predict(store, run_id)
-  table = table.apply(lambda column: column.map(_cell)
-                      if column.dtype == object else column)
-  with atomic_file(output, PredictionsError, 'the predictions',
-                   newline='') as f:
+  table = table.apply(
+    lambda column: column.map(_cell) if column.dtype == object else column
+  )
+  with atomic_file(
+    output, PredictionsError, 'the predictions', newline=''
+  ) as f:
     table.to_csv(f, index=False)
   return len(table)

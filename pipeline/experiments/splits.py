@@ -56,20 +56,28 @@ def examples_dir(pipeline_root: str) -> str:
   Raises:
     SplitError: there is no ExampleGen output with splits under the root.
   """
-  bases = [os.path.join(pipeline_root, node, 'examples')
-           for node in EXAMPLE_GEN_IDS]
+  bases = [
+    os.path.join(pipeline_root, node, 'examples') for node in EXAMPLE_GEN_IDS
+  ]
   found = [base for base in bases if os.path.isdir(base)]
   if not found:
-    raise SplitError(f'{pipeline_root}: no ExampleGen output (no '
-                     f'{" or ".join(EXAMPLE_GEN_IDS)}/examples folder)')
-  with_splits = [(int(n), os.path.join(base, n))
-                 for base in found for n in os.listdir(base)
-                 if re.fullmatch(r'\d+', n) and any(
-                     s.startswith(SPLIT_PREFIX)
-                     for s in os.listdir(os.path.join(base, n)))]
+    raise SplitError(
+      f'{pipeline_root}: no ExampleGen output (no '
+      f'{" or ".join(EXAMPLE_GEN_IDS)}/examples folder)'
+    )
+  with_splits = [
+    (int(n), os.path.join(base, n))
+    for base in found
+    for n in os.listdir(base)
+    if re.fullmatch(r'\d+', n)
+    and any(
+      s.startswith(SPLIT_PREFIX) for s in os.listdir(os.path.join(base, n))
+    )
+  ]
   if not with_splits:
-    raise SplitError(f'{" and ".join(found)}: no execution folder with '
-                     'Split-* folders')
+    raise SplitError(
+      f'{" and ".join(found)}: no execution folder with Split-* folders'
+    )
   return max(with_splits)[1]
 
 
@@ -107,7 +115,8 @@ def hash_split(example: bytes, buckets: Mapping[str, int]) -> str:
     The split's name.
   """
   bucket = int.from_bytes(hashlib.sha256(example).digest(), 'big') % sum(
-      buckets.values())
+    buckets.values()
+  )
   for name, size in buckets.items():
     if bucket < size:
       return name
@@ -124,14 +133,17 @@ def split_folder(examples_uri: str, name: str) -> str:
   """
   folder = os.path.join(examples_uri, SPLIT_PREFIX + name)
   if not os.path.isdir(folder):
-    raise SplitError(f'{folder}: no such folder (the run\'s {name} split '
-                     'is gone from its pipeline root, or was never made)')
+    raise SplitError(
+      f"{folder}: no such folder (the run's {name} split "
+      'is gone from its pipeline root, or was never made)'
+    )
   return folder
 
 
 def records(folder: str) -> Iterator[bytes]:
   """A split folder's serialized tf.Examples, in the files' name order."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   files = sorted(tf.io.gfile.glob(os.path.join(folder, '*.gz')))
   for record in tf.data.TFRecordDataset(files, compression_type='GZIP'):
     yield record.numpy()
@@ -153,6 +165,7 @@ def read_split(folder: str) -> pd.DataFrame:
 def examples_table(serialized: Iterator[bytes]) -> pd.DataFrame:
   """Serialized tf.Examples as a table (read_split's columns and values)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   rows: List[Dict[str, Any]] = []
   columns = set()
   for record in serialized:
@@ -164,12 +177,13 @@ def examples_table(serialized: Iterator[bytes]) -> pd.DataFrame:
   # Every key in every row: pandas fills a key a row lacks with NaN even in a
   # text column, where None (as for an empty feature) is what it means.
   return pd.DataFrame.from_records(
-      [[row.get(name) for name in names] for row in rows], columns=names)
+    [[row.get(name) for name in names] for row in rows], columns=names
+  )
 
 
-def pipeline_split(pipeline_root: str,
-                   splits: Optional[List[str]] = None
-                   ) -> Dict[str, pd.DataFrame]:
+def pipeline_split(
+  pipeline_root: str, splits: Optional[List[str]] = None
+) -> Dict[str, pd.DataFrame]:
   """The newest ExampleGen output under `pipeline_root`, split by split.
 
   Args:
@@ -184,11 +198,17 @@ def pipeline_split(pipeline_root: str,
     SplitError: no ExampleGen output, or a named split is not there.
   """
   folder = examples_dir(pipeline_root)
-  found = sorted(n[len(SPLIT_PREFIX):] for n in os.listdir(folder)
-                 if n.startswith(SPLIT_PREFIX))
+  found = sorted(
+    n[len(SPLIT_PREFIX) :]
+    for n in os.listdir(folder)
+    if n.startswith(SPLIT_PREFIX)
+  )
   missing = sorted(set(splits or ()) - set(found))
   if missing:
-    raise SplitError(f'{folder}: no split {", ".join(missing)} (found '
-                     f'{", ".join(found)})')
-  return {name: read_split(os.path.join(folder, SPLIT_PREFIX + name))
-          for name in (splits or found)}
+    raise SplitError(
+      f'{folder}: no split {", ".join(missing)} (found {", ".join(found)})'
+    )
+  return {
+    name: read_split(os.path.join(folder, SPLIT_PREFIX + name))
+    for name in (splits or found)
+  }

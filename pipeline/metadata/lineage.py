@@ -26,16 +26,24 @@ from pipeline.metadata.results import PUSH_RECORDED_BY, custom_property
 from pipeline.metadata.summary import PushedVersion, RunListing
 from pipeline.paths import atomic_file
 
-_OUTPUTS = (metadata_store_pb2.Event.OUTPUT,
-            metadata_store_pb2.Event.DECLARED_OUTPUT)
-_INPUTS = (metadata_store_pb2.Event.INPUT,
-           metadata_store_pb2.Event.DECLARED_INPUT)
+_OUTPUTS = (
+  metadata_store_pb2.Event.OUTPUT,
+  metadata_store_pb2.Event.DECLARED_OUTPUT,
+)
+_INPUTS = (
+  metadata_store_pb2.Event.INPUT,
+  metadata_store_pb2.Event.DECLARED_INPUT,
+)
 # Artifact custom properties worth showing, by artifact type.
 _SHOWN = {
-    'Examples': ('span', 'input_fingerprint'),
-    'ModelBlessing': ('blessed',),
-    'PushedModel': ('pushed', 'pushed_version', 'pushed_destination',
-                    PUSH_RECORDED_BY),
+  'Examples': ('span', 'input_fingerprint'),
+  'ModelBlessing': ('blessed',),
+  'PushedModel': (
+    'pushed',
+    'pushed_version',
+    'pushed_destination',
+    PUSH_RECORDED_BY,
+  ),
 }
 _EXECUTION_SHOWN = ('input_base',)
 _MAX_ID = 2**63 - 1  # ML Metadata's ids are int64
@@ -61,15 +69,15 @@ def _pipeline_of(store: mlmd.MetadataStore, execution_id: int) -> str:
   return ''
 
 
-def run_record(store: mlmd.MetadataStore, run_id: str
-            ) -> Optional[results.RunRecord]:
+def run_record(
+  store: mlmd.MetadataStore, run_id: str
+) -> Optional[results.RunRecord]:
   """The RunRecord of run `run_id`; None when the store has no such run."""
   context = store.get_context_by_type_and_name('pipeline_run', run_id)
   executions = store.get_executions_by_context(context.id) if context else []
   if not executions:
     return None
-  return results.RunRecord(store, _pipeline_of(store, executions[0].id),
-                           run_id)
+  return results.RunRecord(store, _pipeline_of(store, executions[0].id), run_id)
 
 
 def _node_contexts(store: mlmd.MetadataStore) -> Dict[int, Tuple[str, str]]:
@@ -83,8 +91,9 @@ def _node_contexts(store: mlmd.MetadataStore) -> Dict[int, Tuple[str, str]]:
   return node_of
 
 
-def _run_records(store: mlmd.MetadataStore, pipeline: Optional[str]
-                 ) -> List[Tuple[Any, results.RunRecord]]:
+def _run_records(
+  store: mlmd.MetadataStore, pipeline: Optional[str]
+) -> List[Tuple[Any, results.RunRecord]]:
   """(run context, RunRecord) of every run with executions (of `pipeline`
   only, when given): every execution's node at once, then one query per
   run for its executions."""
@@ -99,9 +108,13 @@ def _run_records(store: mlmd.MetadataStore, pipeline: Optional[str]
     if pipeline and name != pipeline:
       continue
     record = results.RunRecord(
-        store, name, ctx.name, executions,
-        {e.id: node_of[e.id][1] for e in executions if e.id in node_of},
-        engine_of)
+      store,
+      name,
+      ctx.name,
+      executions,
+      {e.id: node_of[e.id][1] for e in executions if e.id in node_of},
+      engine_of,
+    )
     records.append((ctx, record))
   return records
 
@@ -110,9 +123,9 @@ def _run_records(store: mlmd.MetadataStore, pipeline: Optional[str]
 _DECIDING = (('Evaluator', 'blessing'), ('Pusher', 'pushed_model'))
 
 
-def _deciding_outputs(store: mlmd.MetadataStore,
-                      records: List[results.RunRecord]
-                      ) -> Dict[int, metadata_store_pb2.Artifact]:
+def _deciding_outputs(
+  store: mlmd.MetadataStore, records: List[results.RunRecord]
+) -> Dict[int, metadata_store_pb2.Artifact]:
   """Execution id -> the artifact its _DECIDING output key holds, for the
   Evaluators and Pushers of all `records`: their events and artifacts in
   one query each."""
@@ -122,19 +135,30 @@ def _deciding_outputs(store: mlmd.MetadataStore,
       execution = record.execution(node)
       if execution is not None:
         wanted[execution.id] = key
-  events = (store.get_events_by_execution_ids(list(wanted)) if wanted
-            else [])
-  decided = {ev.execution_id: ev.artifact_id for ev in events
-             if ev.type in _OUTPUTS and any(
-                 s.key == wanted[ev.execution_id] for s in ev.path.steps)}
-  artifacts = {a.id: a for a in store.get_artifacts_by_id(
-      sorted(set(decided.values())))} if decided else {}
-  return {execution: artifacts[artifact]
-          for execution, artifact in decided.items() if artifact in artifacts}
+  events = store.get_events_by_execution_ids(list(wanted)) if wanted else []
+  decided = {
+    ev.execution_id: ev.artifact_id
+    for ev in events
+    if ev.type in _OUTPUTS
+    and any(s.key == wanted[ev.execution_id] for s in ev.path.steps)
+  }
+  artifacts = (
+    {a.id: a for a in store.get_artifacts_by_id(sorted(set(decided.values())))}
+    if decided
+    else {}
+  )
+  return {
+    execution: artifacts[artifact]
+    for execution, artifact in decided.items()
+    if artifact in artifacts
+  }
 
 
-def _listing(ctx, record: results.RunRecord,
-             decided: Dict[int, metadata_store_pb2.Artifact]) -> RunListing:
+def _listing(
+  ctx,
+  record: results.RunRecord,
+  decided: Dict[int, metadata_store_pb2.Artifact],
+) -> RunListing:
   """One run as `lineage runs` lists it; `decided`: _deciding_outputs."""
 
   def output(node: str) -> Optional[metadata_store_pb2.Artifact]:
@@ -156,25 +180,35 @@ def _listing(ctx, record: results.RunRecord,
   pusher, push = by_id.get('Pusher'), output('Pusher')
   # A push the next run recorded (results.PUSH_RECORDED_BY) reached the
   # serving folder, though its execution never completed.
-  if pusher and push and custom_property(push, 'pushed') == 1 and (
-      pusher.state == 'complete' or
-      custom_property(push, results.PUSH_RECORDED_BY)):
+  if (
+    pusher
+    and push
+    and custom_property(push, 'pushed') == 1
+    and (
+      pusher.state == 'complete'
+      or custom_property(push, results.PUSH_RECORDED_BY)
+    )
+  ):
     pushed_version = custom_property(push, 'pushed_version')
   return RunListing(
-      run_id=ctx.name, pipeline=record.pipeline_name,
-      started=results.iso_seconds(start),
-      seconds=round((end - start) / 1000, 1),
-      status=results.run_status(ctx, [c.state for c in components]),
-      components={c.id: c.state for c in components if not c.is_resolver},
-      # Where each Beam component that ran in this run ran its jobs.
-      engines={c.id: c.engine for c in components if c.engine},
-      blessed=blessed, pushed_version=pushed_version,
-      # A failed run's '<component> failed: <reason>', as the run said it.
-      failure=custom_property(ctx, results.RUN_FAILURE))
+    run_id=ctx.name,
+    pipeline=record.pipeline_name,
+    started=results.iso_seconds(start),
+    seconds=round((end - start) / 1000, 1),
+    status=results.run_status(ctx, [c.state for c in components]),
+    components={c.id: c.state for c in components if not c.is_resolver},
+    # Where each Beam component that ran in this run ran its jobs.
+    engines={c.id: c.engine for c in components if c.engine},
+    blessed=blessed,
+    pushed_version=pushed_version,
+    # A failed run's '<component> failed: <reason>', as the run said it.
+    failure=custom_property(ctx, results.RUN_FAILURE),
+  )
 
 
-def list_runs(store: mlmd.MetadataStore,
-              pipeline: Optional[str] = None) -> List[RunListing]:
+def list_runs(
+  store: mlmd.MetadataStore, pipeline: Optional[str] = None
+) -> List[RunListing]:
   """Every pipeline run, oldest first, with per-component states, the
   blessing, the version pushed by that run (None when it pushed none) and,
   for a failed run, the component and reason (None otherwise).
@@ -194,19 +228,25 @@ def pushed_models(store: mlmd.MetadataStore) -> List[PushedVersion]:
   """Every model pushed from this store, newest first: its pipeline,
   version and folder, the run that pushed it, and that run's overall
   metrics (the evaluation that blessed it)."""
-  pushes = [a for a in store.get_artifacts_by_type('PushedModel')
-            if custom_property(a, 'pushed') == 1]
+  pushes = [
+    a
+    for a in store.get_artifacts_by_type('PushedModel')
+    if custom_property(a, 'pushed') == 1
+  ]
   if not pushes:
     return []
-  producer = {ev.artifact_id: ev.execution_id
-              for ev in store.get_events_by_artifact_ids([a.id for a in pushes])
-              if ev.type in _OUTPUTS}
+  producer = {
+    ev.artifact_id: ev.execution_id
+    for ev in store.get_events_by_artifact_ids([a.id for a in pushes])
+    if ev.type in _OUTPUTS
+  }
   found = []
   for artifact in pushes:
     run, pipeline = None, ''
     execution_id = producer.get(artifact.id)
-    for ctx in (store.get_contexts_by_execution(execution_id)
-                if execution_id else []):
+    for ctx in (
+      store.get_contexts_by_execution(execution_id) if execution_id else []
+    ):
       kind = store.get_context_types_by_id([ctx.type_id])[0].name
       if kind == results.RUN_CONTEXT_TYPE:
         run = ctx.name
@@ -217,11 +257,16 @@ def pushed_models(store: mlmd.MetadataStore) -> List[PushedVersion]:
     evaluations = record.artifacts('Evaluator', 'evaluation') if record else []
     if evaluations and os.path.isdir(evaluations[0].uri):
       metrics = results.metric_values(evaluations[0].uri)
-    found.append(PushedVersion(
-        artifact_id=artifact.id, pipeline=pipeline, run=run,
+    found.append(
+      PushedVersion(
+        artifact_id=artifact.id,
+        pipeline=pipeline,
+        run=run,
         version=custom_property(artifact, 'pushed_version'),
         destination=custom_property(artifact, 'pushed_destination'),
-        metrics=metrics))
+        metrics=metrics,
+      )
+    )
   found.sort(key=lambda p: (str(p.version), p.artifact_id), reverse=True)
   return found
 
@@ -229,6 +274,7 @@ def pushed_models(store: mlmd.MetadataStore) -> List[PushedVersion]:
 @dataclasses.dataclass
 class Node:
   """One step of a lineage tree: an artifact or the execution producing it."""
+
   kind: str  # 'artifact' | 'execution'
   id: int
   type: str
@@ -243,8 +289,11 @@ class Node:
   repeated: bool = False  # shown in full elsewhere in the tree
 
   def to_json(self) -> Dict[str, Any]:
-    data = {k: v for k, v in dataclasses.asdict(self).items()
-            if k != 'children' and v not in ('', {}, False)}
+    data = {
+      k: v
+      for k, v in dataclasses.asdict(self).items()
+      if k != 'children' and v not in ('', {}, False)
+    }
     data['children'] = [c.to_json() for c in self.children]
     return data
 
@@ -259,11 +308,13 @@ class _Walker:
     self._type_names = {t.id: t.name for t in store.get_artifact_types()}
     self._exec_types = {t.id: t.name for t in store.get_execution_types()}
 
-  def artifact(self, artifact: metadata_store_pb2.Artifact,
-               key: str = '') -> Node:
+  def artifact(
+    self, artifact: metadata_store_pb2.Artifact, key: str = ''
+  ) -> Node:
     type_name = self._type_names.get(artifact.type_id, '?')
-    node = Node(kind='artifact', id=artifact.id, type=type_name, key=key,
-                uri=artifact.uri)
+    node = Node(
+      kind='artifact', id=artifact.id, type=type_name, key=key, uri=artifact.uri
+    )
     for prop in _SHOWN.get(type_name, ()):
       value = custom_property(artifact, prop)
       if value is not None:
@@ -279,11 +330,14 @@ class _Walker:
       node.children.append(self.execution(producer))
     return node
 
-  def _producer(self, artifact_id: int
-                ) -> Optional[metadata_store_pb2.Execution]:
-    ids = sorted(ev.execution_id for ev in
-                 self.store.get_events_by_artifact_ids([artifact_id])
-                 if ev.type in _OUTPUTS)
+  def _producer(
+    self, artifact_id: int
+  ) -> Optional[metadata_store_pb2.Execution]:
+    ids = sorted(
+      ev.execution_id
+      for ev in self.store.get_events_by_artifact_ids([artifact_id])
+      if ev.type in _OUTPUTS
+    )
     return self.store.get_executions_by_id(ids[:1])[0] if ids else None
 
   def execution(self, execution: metadata_store_pb2.Execution) -> Node:
@@ -296,10 +350,15 @@ class _Walker:
         run = ctx.name
       elif kind == 'pipeline':
         pipeline = ctx.name
-    node = Node(kind='execution', id=execution.id,
-                type=self._exec_types.get(execution.type_id, '?'),
-                node=node_id, run=run, pipeline=pipeline,
-                state=results.STATES.get(execution.last_known_state, '?'))
+    node = Node(
+      kind='execution',
+      id=execution.id,
+      type=self._exec_types.get(execution.type_id, '?'),
+      node=node_id,
+      run=run,
+      pipeline=pipeline,
+      state=results.STATES.get(execution.last_known_state, '?'),
+    )
     if execution.id in self.seen_executions:
       node.repeated = True
       return node
@@ -310,13 +369,23 @@ class _Walker:
         node.properties[prop] = value
     if 'input_base' in node.properties:
       node.properties['input_files'] = _input_files(
-          node.properties['input_base'], execution)
-    events = [ev for ev in self.store.get_events_by_execution_ids(
-        [execution.id]) if ev.type in _INPUTS]
-    keyed = sorted((ev.path.steps[0].key if ev.path.steps else '',
-                    ev.artifact_id) for ev in events)
-    artifacts = {a.id: a for a in self.store.get_artifacts_by_id(
-        [artifact_id for _, artifact_id in keyed])}
+        node.properties['input_base'], execution
+      )
+    events = [
+      ev
+      for ev in self.store.get_events_by_execution_ids([execution.id])
+      if ev.type in _INPUTS
+    ]
+    keyed = sorted(
+      (ev.path.steps[0].key if ev.path.steps else '', ev.artifact_id)
+      for ev in events
+    )
+    artifacts = {
+      a.id: a
+      for a in self.store.get_artifacts_by_id(
+        [artifact_id for _, artifact_id in keyed]
+      )
+    }
     for key, artifact_id in keyed:
       node.children.append(self.artifact(artifacts[artifact_id], key))
     return node
@@ -328,27 +397,35 @@ def _hyperparameters(uri: str) -> Dict[str, Any]:
     return {}
   with open(path) as f:
     config = json.load(f)
-  return {'values': {k: v for k, v in config.get('values', {}).items()
-                     if not k.startswith('tuner/')}}
+  return {
+    'values': {
+      k: v
+      for k, v in config.get('values', {}).items()
+      if not k.startswith('tuner/')
+    }
+  }
 
 
-def _input_files(input_base: str,
-                 execution: metadata_store_pb2.Execution) -> List[str]:
+def _input_files(
+  input_base: str, execution: metadata_store_pb2.Execution
+) -> List[str]:
   """The files ExampleGen's input config matches under input_base, as they
   are now (the fingerprint on the Examples artifact is what was read)."""
   patterns = ['*']
   config = custom_property(execution, 'input_config')
   if config:
-    patterns = [s.get('pattern', '*') for s in json.loads(config).get(
-        'splits', [])] or patterns
+    patterns = [
+      s.get('pattern', '*') for s in json.loads(config).get('splits', [])
+    ] or patterns
   files = []
   for pattern in patterns:
     files += sorted(glob.glob(os.path.join(input_base, pattern)))
   return files
 
 
-def resolve_target(store: mlmd.MetadataStore,
-                   target: str) -> metadata_store_pb2.Artifact:
+def resolve_target(
+  store: mlmd.MetadataStore, target: str
+) -> metadata_store_pb2.Artifact:
   """A pushed model directory, `artifact:<id>` (or a bare id), or a run id,
   as the artifact to trace from."""
   text = target.strip()
@@ -356,8 +433,9 @@ def resolve_target(store: mlmd.MetadataStore,
   # ASCII digits only (str.isdigit takes '²', which int() refuses), and no
   # id past ML Metadata's int64 ids, which its query cannot even be asked.
   if re.fullmatch(r'[0-9]+', ident) and not os.path.exists(text):
-    found = (store.get_artifacts_by_id([int(ident)])
-             if int(ident) <= _MAX_ID else [])
+    found = (
+      store.get_artifacts_by_id([int(ident)]) if int(ident) <= _MAX_ID else []
+    )
     if not found:
       raise LineageError(f'{target}: no artifact with id {ident} in the store')
     return found[0]
@@ -374,11 +452,14 @@ def resolve_target(store: mlmd.MetadataStore,
     if destination and os.path.normpath(destination) == wanted:
       return artifact
   if os.path.exists(text):
-    raise LineageError(f'{target}: no pushed model in this store was pushed '
-                       'to that directory')
-  raise LineageError(f'{target}: unknown target; give a pushed model '
-                     'directory, artifact:<id> or a run id (see `lineage '
-                     'runs`)')
+    raise LineageError(
+      f'{target}: no pushed model in this store was pushed to that directory'
+    )
+  raise LineageError(
+    f'{target}: unknown target; give a pushed model '
+    'directory, artifact:<id> or a run id (see `lineage '
+    'runs`)'
+  )
 
 
 def trace(store: mlmd.MetadataStore, target: str) -> Node:
@@ -386,21 +467,28 @@ def trace(store: mlmd.MetadataStore, target: str) -> Node:
   return _Walker(store).artifact(resolve_target(store, target))
 
 
-def render(node: Node, prefix: str = '', last: bool = True,
-           top: bool = True) -> List[str]:
+def render(
+  node: Node, prefix: str = '', last: bool = True, top: bool = True
+) -> List[str]:
   """The tree as text lines, one artifact or execution a line."""
   if node.kind == 'artifact':
-    label = f'{node.key + ": " if node.key else ""}{node.type} #{node.id} ' \
-            f'{node.uri}'
-    props = {k: v for k, v in node.properties.items()
-             if k not in ('pushed_destination',)}
+    label = (
+      f'{node.key + ": " if node.key else ""}{node.type} #{node.id} {node.uri}'
+    )
+    props = {
+      k: v
+      for k, v in node.properties.items()
+      if k not in ('pushed_destination',)
+    }
     if props:
       label += ' ' + json.dumps(props, sort_keys=True, default=str)
     if node.repeated:
       label += ' (lineage shown above)'
   else:
-    label = f'{node.node or node.type} (execution #{node.id}, {node.state}, ' \
-            f'pipeline {node.pipeline}, run {node.run})'
+    label = (
+      f'{node.node or node.type} (execution #{node.id}, {node.state}, '
+      f'pipeline {node.pipeline}, run {node.run})'
+    )
     if node.properties:
       label += ' ' + json.dumps(node.properties, sort_keys=True)
     if node.repeated:
@@ -426,11 +514,13 @@ def _dot_id(node: Node) -> str:
 def _dot_node(node: Node):
   """An artifact as a box, an execution as an ellipse."""
   import pydot  # pylint: disable=g-import-not-at-top
+
   if node.kind == 'artifact':
     label, shape = f'{node.type} #{node.id}\n{_short(node.uri)}', 'box'
   else:
-    label = f'{node.node or node.type} #{node.id}\n{node.pipeline}' \
-            f'\n{node.state}'
+    label = (
+      f'{node.node or node.type} #{node.id}\n{node.pipeline}\n{node.state}'
+    )
     shape = 'ellipse'
   return pydot.Node(_dot_id(node), label=_dot_string(label), shape=shape)
 
@@ -440,6 +530,7 @@ def to_dot(tree: Node) -> str:
   executions as ellipses, edges in the direction data flowed; each artifact
   and execution once, however often the tree reaches it."""
   import pydot  # pylint: disable=g-import-not-at-top
+
   graph = pydot.Dot(graph_name='lineage', graph_type='digraph', rankdir='BT')
   graph.set_node_defaults(fontname='"Helvetica"', fontsize=10)
   seen: Set[str] = set()
@@ -457,8 +548,9 @@ def to_dot(tree: Node) -> str:
 
   visit(tree)
   for source, target, key in sorted(edges):
-    graph.add_edge(pydot.Edge(source, target, **(
-        {'label': _dot_string(key)} if key else {})))
+    graph.add_edge(
+      pydot.Edge(source, target, **({'label': _dot_string(key)} if key else {}))
+    )
   return graph.to_string()
 
 
@@ -475,28 +567,36 @@ def write_graph(tree: Node, output: str) -> str:
   `dot` program); the file appears whole or not at all."""
   extension = os.path.splitext(output)[1].lower()
   if extension not in GRAPH_FORMATS:
-    raise LineageError(f'{output}: the graph file must end in '
-                       f'{", ".join(GRAPH_FORMATS)}')
+    raise LineageError(
+      f'{output}: the graph file must end in {", ".join(GRAPH_FORMATS)}'
+    )
   dot = to_dot(tree)
   program = None
   if extension != '.dot':
     program = shutil.which('dot')
     if program is None:
       raise LineageError(
-          f'{output}: writing {extension[1:]} needs Graphviz\'s `dot` program '
-          '(apt-get install graphviz); a .dot file needs nothing')
-  with atomic_file(output, LineageError, 'the graph', mode='wb',
-                   encoding=None) as f:
+        f"{output}: writing {extension[1:]} needs Graphviz's `dot` program "
+        '(apt-get install graphviz); a .dot file needs nothing'
+      )
+  with atomic_file(
+    output, LineageError, 'the graph', mode='wb', encoding=None
+  ) as f:
     if program is None:
       f.write(dot.encode('utf-8'))
     else:
-      proc = subprocess.run([program, f'-T{extension[1:]}'],
-                            input=dot.encode('utf-8'), stdout=f,
-                            stderr=subprocess.PIPE, check=False)
+      proc = subprocess.run(
+        [program, f'-T{extension[1:]}'],
+        input=dot.encode('utf-8'),
+        stdout=f,
+        stderr=subprocess.PIPE,
+        check=False,
+      )
       if proc.returncode != 0:
         message = whole(proc.stderr.decode('utf-8', 'replace'))
-        raise LineageError(f'{output}: Graphviz failed: '
-                           f'{message or "no message"}')
+        raise LineageError(
+          f'{output}: Graphviz failed: {message or "no message"}'
+        )
   return output
 
 
@@ -504,14 +604,18 @@ def _run_facts(store: mlmd.MetadataStore, run_id: str) -> Dict[str, Any]:
   """What a run consumed and produced, for diffing two runs."""
   record = run_record(store, run_id)
   if record is None:
-    raise LineageError(f'{run_id}: no such run in the store (see `lineage '
-                       'runs`)')
+    raise LineageError(
+      f'{run_id}: no such run in the store (see `lineage runs`)'
+    )
   facts: Dict[str, Any] = {
-      'components': {c.id: c.state for c in record.components()
-                     if not c.is_resolver}}
+    'components': {
+      c.id: c.state for c in record.components() if not c.is_resolver
+    }
+  }
   examples = record.examples()
   facts['data_fingerprint'] = (
-      custom_property(examples[0], 'input_fingerprint') if examples else None)
+    custom_property(examples[0], 'input_fingerprint') if examples else None
+  )
   schemas = record.artifacts('ImportSchemaGen', 'schema')
   facts['schema'] = None
   if schemas:
@@ -521,14 +625,18 @@ def _run_facts(store: mlmd.MetadataStore, run_id: str) -> Dict[str, Any]:
         facts['schema'] = hashlib.sha256(f.read()).hexdigest()[:16]
   facts['hyperparameters'] = _trained_with(record)
   trainer = record.execution('Trainer')
-  config = json.loads(custom_property(trainer, 'custom_config') or '{}') \
-      if trainer else {}
+  config = (
+    json.loads(custom_property(trainer, 'custom_config') or '{}')
+    if trainer
+    else {}
+  )
   facts['code_version'] = config.get('code_version')
   facts['training'] = config.get('training')
   facts['config'] = _recorded_config(record)
   evaluations = record.artifacts('Evaluator', 'evaluation')
-  facts['metrics'] = (results.metric_values(evaluations[0].uri)
-                      if evaluations else {})
+  facts['metrics'] = (
+    results.metric_values(evaluations[0].uri) if evaluations else {}
+  )
   return facts
 
 
@@ -549,9 +657,12 @@ def _json_property(execution, name: str) -> Any:
     return text
   # A TFX component spec's own custom_config (CsvExampleGen's) is stored
   # wrapped in a protobuf Any holding the JSON text.
-  if (isinstance(value, dict) and set(value) == {'custom_config'} and
-      isinstance(value['custom_config'], dict) and
-      'value' in value['custom_config']):
+  if (
+    isinstance(value, dict)
+    and set(value) == {'custom_config'}
+    and isinstance(value['custom_config'], dict)
+    and 'value' in value['custom_config']
+  ):
     return _json_text(value['custom_config']['value'])
   return value
 
@@ -590,8 +701,7 @@ def _thresholds(eval_config: Any) -> Dict[str, Any]:
   return found
 
 
-def _recorded_config(record: results.RunRecord
-                     ) -> Dict[str, Dict[str, Any]]:
+def _recorded_config(record: results.RunRecord) -> Dict[str, Dict[str, Any]]:
   """{dotted key: {component: value}} of what the run's components were
   given (Transform's `features.exclude`, the Evaluator's
   `thresholds.AUC`)."""
@@ -614,21 +724,27 @@ def _recorded_config(record: results.RunRecord
   return config
 
 
-def _config_changes(a: Dict[str, Dict[str, Any]],
-                    b: Dict[str, Dict[str, Any]],
-                    both: Set[str]) -> Dict[str, Any]:
+def _config_changes(
+  a: Dict[str, Dict[str, Any]], b: Dict[str, Dict[str, Any]], both: Set[str]
+) -> Dict[str, Any]:
   """Each key a component of both runs (`both`) recorded with another
   value: {key: {a, b, components}}, None where a run did not record it.
   A component in one run only is said once, not key by key."""
   changes = {}
   for key in sorted(set(a) | set(b)):
     in_a, in_b = a.get(key, {}), b.get(key, {})
-    components = [c for c in dict.fromkeys([*in_a, *in_b])
-                  if c in both and in_a.get(c) != in_b.get(c)]
+    components = [
+      c
+      for c in dict.fromkeys([*in_a, *in_b])
+      if c in both and in_a.get(c) != in_b.get(c)
+    ]
     if components:
       first = components[0]
-      changes[key] = {'a': in_a.get(first), 'b': in_b.get(first),
-                      'components': components}
+      changes[key] = {
+        'a': in_a.get(first),
+        'b': in_b.get(first),
+        'components': components,
+      }
   return changes
 
 
@@ -655,37 +771,58 @@ def diff(store: mlmd.MetadataStore, run_a: str, run_b: str) -> Dict[str, Any]:
     if a[key] != b[key]:
       changes[key] = {'a': a[key], 'b': b[key]}
   hp_keys = sorted(set(a['hyperparameters']) | set(b['hyperparameters']))
-  hp = {k: {'a': a['hyperparameters'].get(k), 'b': b['hyperparameters'].get(k)}
-        for k in hp_keys
-        if a['hyperparameters'].get(k) != b['hyperparameters'].get(k)}
+  hp = {
+    k: {'a': a['hyperparameters'].get(k), 'b': b['hyperparameters'].get(k)}
+    for k in hp_keys
+    if a['hyperparameters'].get(k) != b['hyperparameters'].get(k)
+  }
   if hp:
     changes['hyperparameters'] = hp
   both = set(a['components']) & set(b['components'])
   config = _config_changes(a['config'], b['config'], both)
   if config:
     changes['config'] = config
-  only = {'a': [c for c in a['components'] if c not in both],
-          'b': [c for c in b['components'] if c not in both]}
+  only = {
+    'a': [c for c in a['components'] if c not in both],
+    'b': [c for c in b['components'] if c not in both],
+  }
   if only['a'] or only['b']:
     changes['components'] = only
   metrics = {}
   for k in sorted(set(a['metrics']) | set(b['metrics'])):
     va, vb = a['metrics'].get(k), b['metrics'].get(k)
     if va != vb:
-      metrics[k] = {'a': va, 'b': vb,
-                    'delta': round(vb - va, 6) if None not in (va, vb) else None}
+      metrics[k] = {
+        'a': va,
+        'b': vb,
+        'delta': round(vb - va, 6) if None not in (va, vb) else None,
+      }
   if metrics:
     changes['metrics'] = metrics
   return {
-      'run_a': run_a, 'run_b': run_b, 'changes': changes,
-      'unchanged': [k for k in ('data_fingerprint', 'schema', 'code_version',
-                                'training', 'config', 'hyperparameters',
-                                'metrics')
-                    if k not in changes],
-      'components': {k: {'a': a['components'].get(k), 'b': v}
-                     for k, v in b['components'].items()},
-      'reused_from_cache': [k for k, v in b['components'].items()
-                            if v == 'cached'],
+    'run_a': run_a,
+    'run_b': run_b,
+    'changes': changes,
+    'unchanged': [
+      k
+      for k in (
+        'data_fingerprint',
+        'schema',
+        'code_version',
+        'training',
+        'config',
+        'hyperparameters',
+        'metrics',
+      )
+      if k not in changes
+    ],
+    'components': {
+      k: {'a': a['components'].get(k), 'b': v}
+      for k, v in b['components'].items()
+    },
+    'reused_from_cache': [
+      k for k, v in b['components'].items() if v == 'cached'
+    ],
   }
 
 
@@ -702,7 +839,8 @@ def _config_line(key: str, change: Dict[str, Any]) -> str:
     came = [v for v in new if v not in old]
     if gone or came:
       parts = ([f'removed {_shown(gone)[1:-1]}'] if gone else []) + (
-          [f'added {_shown(came)[1:-1]}'] if came else [])
+        [f'added {_shown(came)[1:-1]}'] if came else []
+      )
       return f'  {key} ({where}): {"; ".join(parts)}'
   return f'  {key} ({where}): {_shown(old)} -> {_shown(new)}'
 
@@ -717,19 +855,25 @@ def render_diff(result: Dict[str, Any]) -> List[str]:
       lines.append('config (what each component was given):')
       lines.extend(_config_line(k, v) for k, v in change.items())
     elif key == 'components':
-      lines.extend(f'components only in the {which} run: {", ".join(names)}'
-                   for which, names in (('first', change['a']),
-                                        ('second', change['b'])) if names)
+      lines.extend(
+        f'components only in the {which} run: {", ".join(names)}'
+        for which, names in (('first', change['a']), ('second', change['b']))
+        if names
+      )
     elif key in ('hyperparameters', 'metrics'):
       lines.append(f'{key}:')
       for name, values in change.items():
         delta = values.get('delta')
-        lines.append(f'  {name}: {values["a"]} -> {values["b"]}'
-                     + (f' ({delta:+g})' if delta is not None else ''))
+        lines.append(
+          f'  {name}: {values["a"]} -> {values["b"]}'
+          + (f' ({delta:+g})' if delta is not None else '')
+        )
     else:
       lines.append(f'{key}: {change["a"]} -> {change["b"]}')
   if result['unchanged']:
     lines.append('unchanged: ' + ', '.join(result['unchanged']))
-  lines.append('reused from the cache in the second run: '
-               + (', '.join(result['reused_from_cache']) or 'nothing'))
+  lines.append(
+    'reused from the cache in the second run: '
+    + (', '.join(result['reused_from_cache']) or 'nothing')
+  )
   return lines

@@ -23,16 +23,21 @@ from pipeline.metadata.summary import (
 )
 
 STATES = {
-    metadata_store_pb2.Execution.COMPLETE: 'complete',
-    metadata_store_pb2.Execution.CACHED: 'cached',
-    metadata_store_pb2.Execution.FAILED: 'failed',
-    metadata_store_pb2.Execution.RUNNING: 'running',
-    metadata_store_pb2.Execution.NEW: 'new',
-    metadata_store_pb2.Execution.CANCELED: 'canceled',
+  metadata_store_pb2.Execution.COMPLETE: 'complete',
+  metadata_store_pb2.Execution.CACHED: 'cached',
+  metadata_store_pb2.Execution.FAILED: 'failed',
+  metadata_store_pb2.Execution.RUNNING: 'running',
+  metadata_store_pb2.Execution.NEW: 'new',
+  metadata_store_pb2.Execution.CANCELED: 'canceled',
 }
-_OUTPUT = (metadata_store_pb2.Event.OUTPUT,
-           metadata_store_pb2.Event.DECLARED_OUTPUT)
-_INPUT = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
+_OUTPUT = (
+  metadata_store_pb2.Event.OUTPUT,
+  metadata_store_pb2.Event.DECLARED_OUTPUT,
+)
+_INPUT = (
+  metadata_store_pb2.Event.INPUT,
+  metadata_store_pb2.Event.DECLARED_INPUT,
+)
 INPUT_EVENTS = _INPUT  # for RunRecord.artifacts(kinds=...)
 RESOLVER_SUFFIX = '_resolver'
 NOT_PUSHED_REASON = 'not_pushed_reason'  # components/pusher.py writes it
@@ -85,7 +90,8 @@ def run_status(context, states: List[str]) -> str:
 def iso_seconds(millis: int) -> str:
   """A store's millisecond timestamp as local ISO time, to the second."""
   return datetime.datetime.fromtimestamp(millis / 1000).isoformat(
-      timespec='seconds')
+    timespec='seconds'
+  )
 
 
 def engines_of(store: mlmd.MetadataStore) -> Dict[int, str]:
@@ -110,10 +116,15 @@ def custom_property(message: Any, key: str) -> Any:
 class RunRecord:
   """The executions and artifacts of one pipeline run in an MLMD store."""
 
-  def __init__(self, store: mlmd.MetadataStore, pipeline_name: str,
-               run_id: str, executions=None,
-               node_of: Optional[Dict[int, str]] = None,
-               engine_of: Optional[Dict[int, str]] = None):
+  def __init__(
+    self,
+    store: mlmd.MetadataStore,
+    pipeline_name: str,
+    run_id: str,
+    executions=None,
+    node_of: Optional[Dict[int, str]] = None,
+    engine_of: Optional[Dict[int, str]] = None,
+  ):
     """`executions`, `node_of` (execution id -> node id) and `engine_of`
     (execution id -> engine), when given, spare the queries that find them
     (lineage.list_runs reads every run's at once)."""
@@ -122,8 +133,9 @@ class RunRecord:
     self.run_id = run_id
     if executions is None:
       context = store.get_context_by_type_and_name('pipeline_run', run_id)
-      executions = (store.get_executions_by_context(context.id)
-                    if context else [])
+      executions = (
+        store.get_executions_by_context(context.id) if context else []
+      )
     self.executions = sorted(executions, key=lambda e: e.id)
     if node_of is None:
       node_of = {}
@@ -131,22 +143,28 @@ class RunRecord:
       for execution in self.executions:
         for ctx in store.get_contexts_by_execution(execution.id):
           if ctx.name.startswith(prefix):
-            node_of[execution.id] = ctx.name[len(prefix):]
+            node_of[execution.id] = ctx.name[len(prefix) :]
     self._node_of = node_of
-    self._engine_of = (engine_of if engine_of is not None
-                       else engines_of(store))
+    self._engine_of = engine_of if engine_of is not None else engines_of(store)
 
   def components(self) -> List[ComponentRun]:
     result = []
     for e in self.executions:
       node = self._node_of.get(e.id, e.type)
-      seconds = max(0, e.last_update_time_since_epoch -
-                    e.create_time_since_epoch) / 1000.0
-      result.append(ComponentRun(
-          id=node, state=STATES.get(e.last_known_state, 'unknown'),
-          seconds=round(seconds, 3), execution_id=e.id,
+      seconds = (
+        max(0, e.last_update_time_since_epoch - e.create_time_since_epoch)
+        / 1000.0
+      )
+      result.append(
+        ComponentRun(
+          id=node,
+          state=STATES.get(e.last_known_state, 'unknown'),
+          seconds=round(seconds, 3),
+          execution_id=e.id,
           is_resolver=node.endswith(RESOLVER_SUFFIX),
-          engine=self._engine_of.get(e.id)))
+          engine=self._engine_of.get(e.id),
+        )
+      )
     return result
 
   def node_of(self, execution_id: int) -> Optional[str]:
@@ -157,26 +175,33 @@ class RunRecord:
     found = [e for e in self.executions if self._node_of.get(e.id) == node_id]
     return found[-1] if found else None
 
-  def artifacts(self, node_id: str, key: str,
-                kinds=_OUTPUT) -> List[metadata_store_pb2.Artifact]:
+  def artifacts(
+    self, node_id: str, key: str, kinds=_OUTPUT
+  ) -> List[metadata_store_pb2.Artifact]:
     """Artifacts an execution of `node_id` in this run read/wrote at `key`."""
     execution = self.execution(node_id)
     if execution is None:
       return []
-    ids = [ev.artifact_id
-           for ev in self.store.get_events_by_execution_ids([execution.id])
-           if ev.type in kinds and any(s.key == key for s in ev.path.steps)]
+    ids = [
+      ev.artifact_id
+      for ev in self.store.get_events_by_execution_ids([execution.id])
+      if ev.type in kinds and any(s.key == key for s in ev.path.steps)
+    ]
     return self.store.get_artifacts_by_id(ids) if ids else []
 
   def examples(self) -> List[metadata_store_pb2.Artifact]:
     """The Examples the run's ExampleGen wrote, whichever reader it was
     (CSV or TFRecord import)."""
-    return [artifact for node in EXAMPLE_GEN_IDS
-            for artifact in self.artifacts(node, 'examples')]
+    return [
+      artifact
+      for node in EXAMPLE_GEN_IDS
+      for artifact in self.artifacts(node, 'examples')
+    ]
 
 
-def latest_blessed_model(store: mlmd.MetadataStore, pipeline_name: str
-                         ) -> Optional[metadata_store_pb2.Artifact]:
+def latest_blessed_model(
+  store: mlmd.MetadataStore, pipeline_name: str
+) -> Optional[metadata_store_pb2.Artifact]:
   """The newest Model the Evaluator of `pipeline_name` blessed, or None.
 
   Raises:
@@ -186,10 +211,11 @@ def latest_blessed_model(store: mlmd.MetadataStore, pipeline_name: str
   if context is None:
     raise LookupError(pipeline_name)
   blessed_ids = {
-      custom_property(a, 'current_model_id')
-      for a in store.get_artifacts_by_context(context.id)
-      if custom_property(a, 'blessed') == 1 and
-      custom_property(a, 'current_model_id') is not None}
+    custom_property(a, 'current_model_id')
+    for a in store.get_artifacts_by_context(context.id)
+    if custom_property(a, 'blessed') == 1
+    and custom_property(a, 'current_model_id') is not None
+  }
   models = store.get_artifacts_by_id(sorted(blessed_ids)) if blessed_ids else []
   return max(models, key=lambda m: m.id) if models else None
 
@@ -208,8 +234,11 @@ def slice_name(slice_key) -> str:
     value = getattr(key, kind) if kind else ''
     if isinstance(value, bytes):
       value = value.decode(errors='replace')
-    parts.append(f'{key.column}={value:g}' if isinstance(value, float)
-                 else f'{key.column}={value}')
+    parts.append(
+      f'{key.column}={value:g}'
+      if isinstance(value, float)
+      else f'{key.column}={value}'
+    )
   return ', '.join(parts) or 'overall'
 
 
@@ -223,8 +252,9 @@ def _values(per_slice) -> Dict[str, Optional[float]]:
       continue
     if item.value.HasField('double_value'):
       value = tasks.finite_or_none(item.value.double_value.value)
-      values[tasks.spec_name(key.name)] = (None if value is None
-                                           else round(value, 6))
+      values[tasks.spec_name(key.name)] = (
+        None if value is None else round(value, 6)
+      )
   return values
 
 
@@ -238,8 +268,11 @@ def undefined_metrics(values: Dict[str, Optional[float]]) -> List[str]:
   """The metrics of a slice's `values` that are undefined there: the
   two-class ones, on a slice whose labels are all one class, and any that
   is not a number."""
-  return sorted(m for m in values if values[m] is None or (
-      one_class(values) and m in TWO_CLASS_METRICS))
+  return sorted(
+    m
+    for m in values
+    if values[m] is None or (one_class(values) and m in TWO_CLASS_METRICS)
+  )
 
 
 def slice_metrics(evaluation_uri: str) -> Dict[str, Dict[str, Any]]:
@@ -251,12 +284,17 @@ def slice_metrics(evaluation_uri: str) -> Dict[str, Dict[str, Any]]:
     undefined = undefined_metrics(values)
     reason = None
     if undefined:
-      reason = (f'one class in the slice (mean label {values[MEAN_LABEL]:g})'
-                if one_class(values) else 'not a number on this slice (e.g. '
-                'r2 where every label is the same)')
+      reason = (
+        f'one class in the slice (mean label {values[MEAN_LABEL]:g})'
+        if one_class(values)
+        else 'not a number on this slice (e.g. '
+        'r2 where every label is the same)'
+      )
     result[slice_name(per_slice.slice_key)] = {
-        'metrics': {k: v for k, v in values.items() if k not in undefined},
-        'undefined': undefined, 'reason': reason}
+      'metrics': {k: v for k, v in values.items() if k not in undefined},
+      'undefined': undefined,
+      'reason': reason,
+    }
   return result
 
 
@@ -265,8 +303,9 @@ def metric_values(evaluation_uri: str) -> Dict[str, float]:
   return slice_metrics(evaluation_uri).get('overall', {}).get('metrics', {})
 
 
-def _failures(evaluation_uri: str,
-              slices: Optional[Dict[str, Dict[str, Any]]] = None) -> List[str]:
+def _failures(
+  evaluation_uri: str, slices: Optional[Dict[str, Dict[str, Any]]] = None
+) -> List[str]:
   result = tfma_files.load_validation_result(evaluation_uri)
   if result is None:
     return ['the Evaluator wrote no validation result']
@@ -281,15 +320,22 @@ def _failures(evaluation_uri: str,
       metric = tasks.spec_name(key.name)
       what = f'{metric} change vs. baseline' if key.is_diff else metric
       if metric in undefined:
-        lines.append(f'{what} is undefined{where}: '
-                     f'{slices[name]["reason"]}; gate a wider slice or drop '
-                     'this slice threshold')
+        lines.append(
+          f'{what} is undefined{where}: '
+          f'{slices[name]["reason"]}; gate a wider slice or drop '
+          'this slice threshold'
+        )
         continue
       value = failure.metric_value
-      shown = (f'{value.double_value.value:.4f}'
-               if value.HasField('double_value') else '?')
-      lines.append(f'{what} = {shown} fails '
-                   f'{_threshold_text(failure.metric_threshold)}{where}')
+      shown = (
+        f'{value.double_value.value:.4f}'
+        if value.HasField('double_value')
+        else '?'
+      )
+      lines.append(
+        f'{what} = {shown} fails '
+        f'{_threshold_text(failure.metric_threshold)}{where}'
+      )
   if result.missing_thresholds:
     lines.append('a thresholded metric could not be computed')
   for missing in result.missing_slices:
@@ -315,8 +361,9 @@ def _threshold_text(threshold) -> str:
 SEARCH_REPORT = 'search_report.json'  # components/tuner.py writes it
 
 
-def search_report(record: RunRecord,
-                  trials: bool = False) -> Optional[Dict[str, Any]]:
+def search_report(
+  record: RunRecord, trials: bool = False
+) -> Optional[Dict[str, Any]]:
   """What the run's Tuner search did (its report; with `trials`, each
   trial's record too), or None when no Tuner ran. Its `line` is said anew
   from the trials, so a run the Tuner reported in older words reads as a new
@@ -336,8 +383,11 @@ def search_report(record: RunRecord,
   return report
 
 
-def _blessing(record: RunRecord, slices: Dict[str, Dict[str, Any]],
-              judged_against_baseline: bool) -> Dict[str, Any]:
+def _blessing(
+  record: RunRecord,
+  slices: Dict[str, Dict[str, Any]],
+  judged_against_baseline: bool,
+) -> Dict[str, Any]:
   """`blessed` and `blessing_reason` of a run whose Evaluator blessed or
   not (both None when it wrote no blessing)."""
   blessings = record.artifacts('Evaluator', 'blessing')
@@ -346,8 +396,10 @@ def _blessing(record: RunRecord, slices: Dict[str, Dict[str, Any]],
   blessed = custom_property(blessings[0], 'blessed') == 1
   if blessed:
     reason = 'all thresholds met' + (
-        ' against the last blessed model' if judged_against_baseline
-        else ' (no earlier blessed model to compare)')
+      ' against the last blessed model'
+      if judged_against_baseline
+      else ' (no earlier blessed model to compare)'
+    )
   else:
     evaluations = record.artifacts('Evaluator', 'evaluation')
     failures = _failures(evaluations[0].uri, slices) if evaluations else []
@@ -361,9 +413,11 @@ def _push(record: RunRecord) -> Dict[str, Any]:
   push = {'pushed': False, 'pushed_version': None, 'pushed_path': None}
   pushes = record.artifacts('Pusher', PUSHED_MODEL_KEY)
   if pushes and custom_property(pushes[0], 'pushed') == 1:
-    push.update(pushed=True,
-                pushed_version=custom_property(pushes[0], 'pushed_version'),
-                pushed_path=custom_property(pushes[0], 'pushed_destination'))
+    push.update(
+      pushed=True,
+      pushed_version=custom_property(pushes[0], 'pushed_version'),
+      pushed_path=custom_property(pushes[0], 'pushed_destination'),
+    )
   elif pushes:
     push['not_pushed_reason'] = custom_property(pushes[0], NOT_PUSHED_REASON)
   return push
@@ -377,11 +431,15 @@ def summarize(record: RunRecord) -> RunOutcome:
   slices = slice_metrics(evaluations[0].uri) if evaluations else {}
   search = search_report(record)
   return RunOutcome(
-      **_blessing(record, slices, bool(baseline)),
-      baseline_model=baseline[0].uri if baseline else None,
-      metrics=slices.get('overall', {}).get('metrics', {}),
-      slices={name: SliceMetrics(**entry) for name, entry in slices.items()
-              if name != 'overall'},
-      model_uri=models[0].uri if models else None,
-      search=None if search is None else SearchReport(**search),
-      **_push(record))
+    **_blessing(record, slices, bool(baseline)),
+    baseline_model=baseline[0].uri if baseline else None,
+    metrics=slices.get('overall', {}).get('metrics', {}),
+    slices={
+      name: SliceMetrics(**entry)
+      for name, entry in slices.items()
+      if name != 'overall'
+    },
+    model_uri=models[0].uri if models else None,
+    search=None if search is None else SearchReport(**search),
+    **_push(record),
+  )

@@ -24,8 +24,10 @@ PASSWORD_ENV = 'MLMD_MYSQL_PASSWORD'
 MYSQL_PORT = 3306
 GRPC_TIMEOUT_SEC = 10
 
-Config = Union[metadata_store_pb2.ConnectionConfig,
-               metadata_store_pb2.MetadataStoreClientConfig]
+Config = Union[
+  metadata_store_pb2.ConnectionConfig,
+  metadata_store_pb2.MetadataStoreClientConfig,
+]
 
 
 class MetadataError(PipelineError):
@@ -40,9 +42,11 @@ def kind(location: str) -> str:
   scheme = match.group(1)
   if scheme in ('mysql', 'grpc'):
     return scheme
-  raise MetadataError(f'{location}: unsupported metadata store; give a SQLite '
-                      'file path, mysql://user@host:port/database or '
-                      'grpc://host:port')
+  raise MetadataError(
+    f'{location}: unsupported metadata store; give a SQLite '
+    'file path, mysql://user@host:port/database or '
+    'grpc://host:port'
+  )
 
 
 def describe(location: str) -> str:
@@ -63,29 +67,38 @@ def connection_config(location: str, readonly: bool = False) -> Config:
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = location
     config.sqlite.connection_mode = (
-        metadata_store_pb2.SqliteMetadataSourceConfig.READONLY if readonly
-        else metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE)
+      metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+      if readonly
+      else metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    )
     return config
   url = urllib.parse.urlsplit(location)
   try:
     port = url.port
   except ValueError:
-    raise MetadataError(f'{describe(location)}: the port must be a number'
-                        ) from None
+    raise MetadataError(
+      f'{describe(location)}: the port must be a number'
+    ) from None
   if not url.hostname:
     raise MetadataError(f'{describe(location)}: no host in the URI')
   if store_kind == 'grpc':
     if port is None:
-      raise MetadataError(f'{location}: give the port, e.g. grpc://localhost:8080')
+      raise MetadataError(
+        f'{location}: give the port, e.g. grpc://localhost:8080'
+      )
     return metadata_store_pb2.MetadataStoreClientConfig(
-        host=url.hostname, port=port, client_timeout_sec=GRPC_TIMEOUT_SEC)
+      host=url.hostname, port=port, client_timeout_sec=GRPC_TIMEOUT_SEC
+    )
   database = url.path.lstrip('/')
   if not database or '/' in database:
-    raise MetadataError(f'{describe(location)}: name one database, e.g. '
-                        'mysql://mlmd@db:3306/metadata')
+    raise MetadataError(
+      f'{describe(location)}: name one database, e.g. '
+      'mysql://mlmd@db:3306/metadata'
+    )
   if not url.username:
-    raise MetadataError(f'{describe(location)}: name the user, e.g. '
-                        'mysql://mlmd@db:3306/metadata')
+    raise MetadataError(
+      f'{describe(location)}: name the user, e.g. mysql://mlmd@db:3306/metadata'
+    )
   config = metadata_store_pb2.ConnectionConfig()
   config.mysql.host = url.hostname
   config.mysql.port = port or MYSQL_PORT
@@ -101,8 +114,9 @@ def connection_config(location: str, readonly: bool = False) -> Config:
 # MLMD's refusal of a store of another schema version: a paragraph that
 # tells the library's maintainers how to migrate.
 _SCHEMA_MISMATCH = re.compile(
-    r'MLMD database version (\d+) is (greater|older) than library version '
-    r'(\d+)')
+  r'MLMD database version (\d+) is (greater|older) than library version '
+  r'(\d+)'
+)
 
 
 def store_error(error: BaseException) -> str:
@@ -112,9 +126,11 @@ def store_error(error: BaseException) -> str:
   mismatch = _SCHEMA_MISMATCH.search(text)
   if mismatch:
     found, newer, library = mismatch.groups()
-    return (f'schema version {found}, '
-            f'{"newer" if newer == "greater" else "older"} than ml-metadata '
-            f'{mlmd.__version__}\'s {library}')
+    return (
+      f'schema version {found}, '
+      f'{"newer" if newer == "greater" else "older"} than ml-metadata '
+      f"{mlmd.__version__}'s {library}"
+    )
   # MLMD's form: 'Error when executing query: <what> query: <the SQL>'.
   text = re.sub(r'^Error when executing query:\s*', '', text)
   text = re.sub(r'\s*\bquery:\s.*$', '', text)
@@ -132,8 +148,10 @@ def open_store(location: str, readonly: bool = True) -> mlmd.MetadataStore:
   where = describe(location)
   store_kind = kind(location)
   if store_kind == 'sqlite' and readonly and not os.path.isfile(location):
-    raise MetadataError(f'{location}: no metadata store there (runner.metadata '
-                        'in the spec, or --store)')
+    raise MetadataError(
+      f'{location}: no metadata store there (runner.metadata '
+      'in the spec, or --store)'
+    )
   config = connection_config(location, readonly)
   try:
     store = mlmd.MetadataStore(config)
@@ -142,14 +160,17 @@ def open_store(location: str, readonly: bool = True) -> mlmd.MetadataStore:
     first = store_error(e)
     if store_kind == 'mysql':
       raise MetadataError(
-          f'{where}: cannot open the metadata database ({first or "no reply"});'
-          ' check host, port, user, password (or $' + PASSWORD_ENV + ') and '
-          'that the server runs') from None
+        f'{where}: cannot open the metadata database ({first or "no reply"});'
+        ' check host, port, user, password (or $' + PASSWORD_ENV + ') and '
+        'that the server runs'
+      ) from None
     if store_kind == 'grpc':
-      raise MetadataError(f'{where}: the metadata service does not answer '
-                          f'({first})') from None
-    raise MetadataError(f'{location}: not a readable ML Metadata store '
-                        f'({first})') from None
+      raise MetadataError(
+        f'{where}: the metadata service does not answer ({first})'
+      ) from None
+    raise MetadataError(
+      f'{location}: not a readable ML Metadata store ({first})'
+    ) from None
   return store
 
 
@@ -163,8 +184,9 @@ _SPEC_KEY = 'runner.metadata'
 
 
 def _refused(location: str, reason: str, advice: str) -> MetadataError:
-  return MetadataError(f'{location}: the metadata store cannot be written '
-                       f'({reason}); {advice}')
+  return MetadataError(
+    f'{location}: the metadata store cannot be written ({reason}); {advice}'
+  )
 
 
 def _tables(location: str) -> List[str]:
@@ -173,9 +195,13 @@ def _tables(location: str) -> List[str]:
   uri = 'file:' + urllib.parse.quote(os.path.abspath(location)) + '?mode=ro'
   connection = sqlite3.connect(uri, uri=True)
   try:
-    return [row[0] for row in connection.execute(
+    return [
+      row[0]
+      for row in connection.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT "
-        "LIKE 'sqlite_%' ORDER BY name")]
+        "LIKE 'sqlite_%' ORDER BY name"
+      )
+    ]
   finally:
     connection.close()
 
@@ -218,9 +244,11 @@ def check_writable(location: str) -> Optional[int]:
     folder = os.path.dirname(folder)
   free = _free_bytes(folder)
   if free < MIN_ROOM:
-    raise _refused(location, f'its disk is full: {free >> 10} KiB free',
-                   f'free space there, or name a store on another disk '
-                   f'({_SPEC_KEY})')
+    raise _refused(
+      location,
+      f'its disk is full: {free >> 10} KiB free',
+      f'free space there, or name a store on another disk ({_SPEC_KEY})',
+    )
   return newest
 
 
@@ -242,18 +270,25 @@ def _read_store(location: str) -> Optional[int]:
     return 0
   if 'MLMDEnv' not in tables:
     shown = ', '.join(tables[:3]) + (', ...' if len(tables) > 3 else '')
-    raise _refused(location, f'a database of another application: tables '
-                   f'{shown}', other)
+    raise _refused(
+      location, f'a database of another application: tables {shown}', other
+    )
   try:
     store = mlmd.MetadataStore(connection_config(location, readonly=True))
-    newest = store.get_executions(list_options=mlmd.ListOptions(
-        limit=1, order_by=mlmd.OrderByField.ID, is_asc=False))
+    newest = store.get_executions(
+      list_options=mlmd.ListOptions(
+        limit=1, order_by=mlmd.OrderByField.ID, is_asc=False
+      )
+    )
   except Exception as e:  # pylint: disable=broad-except
     reason = store_error(e)
-    advice = (f'use the ml-metadata that wrote it, or name another store '
-              f'({_SPEC_KEY})' if 'newer than' in reason else
-              'upgrade it (enable_upgrade_migration) or name another store '
-              f'({_SPEC_KEY})'
-              if 'older than' in reason else other)
+    advice = (
+      f'use the ml-metadata that wrote it, or name another store ({_SPEC_KEY})'
+      if 'newer than' in reason
+      else 'upgrade it (enable_upgrade_migration) or name another store '
+      f'({_SPEC_KEY})'
+      if 'older than' in reason
+      else other
+    )
     raise _refused(location, reason, advice) from None
   return newest[0].id if newest else 0

@@ -32,6 +32,7 @@ class Record(BaseModel):
   that was never set is left out: the keys a record has only sometimes
   (`not_pushed_reason`), or that files written before the key was added
   lack, stay out of it as they were."""
+
   model_config = ConfigDict(frozen=True, extra='forbid')
 
   def to_json(self) -> Dict[str, Any]:
@@ -40,33 +41,49 @@ class Record(BaseModel):
 
 class ComponentRun(Record):
   """One execution of a run: a pipeline node or a resolver."""
-  id: str = Field(description='The pipeline node id (`Trainer`), or the '
-                  "execution's type when it has none.")
-  state: str = Field(description='complete, cached, failed, running, new, '
-                     'canceled or unknown (ML Metadata\'s last known state).')
-  seconds: float = Field(description='From its registration to its last '
-                         'update in the store, to the millisecond.')
+
+  id: str = Field(
+    description='The pipeline node id (`Trainer`), or the '
+    "execution's type when it has none."
+  )
+  state: str = Field(
+    description='complete, cached, failed, running, new, '
+    "canceled or unknown (ML Metadata's last known state)."
+  )
+  seconds: float = Field(
+    description='From its registration to its last '
+    'update in the store, to the millisecond.'
+  )
   execution_id: int = Field(description='Its ML Metadata execution id.')
-  is_resolver: bool = Field(description='A resolver node (`*_resolver`): '
-                            'finds inputs, runs no code of its own.')
+  is_resolver: bool = Field(
+    description='A resolver node (`*_resolver`): '
+    'finds inputs, runs no code of its own.'
+  )
   engine: Optional[str] = Field(
-      None, description='Where its Beam jobs ran (direct, flink, ...); null '
-      'for a component that runs no Beam, or one served from the cache.')
+    None,
+    description='Where its Beam jobs ran (direct, flink, ...); null '
+    'for a component that runs no Beam, or one served from the cache.',
+  )
 
 
 class SliceMetrics(Record):
   """One slice's metrics (the spec's `evaluation.slices`)."""
+
   metrics: Dict[str, float] = Field(
-      description="The slice's metric values by the spec's names.")
+    description="The slice's metric values by the spec's names."
+  )
   undefined: List[str] = Field(
-      description='Metrics undefined on this slice (two-class metrics on a '
-      'one-class slice, or not a number): reported, never read as 0.')
-  reason: Optional[str] = Field(description='Why they are undefined; null '
-                                'when none is.')
+    description='Metrics undefined on this slice (two-class metrics on a '
+    'one-class slice, or not a number): reported, never read as 0.'
+  )
+  reason: Optional[str] = Field(
+    description='Why they are undefined; null when none is.'
+  )
 
 
 class BestTrial(Record):
   """The search's best trial."""
+
   trial_id: str = Field(description="Keras Tuner's trial id.")
   score: float = Field(description='Its objective.')
   epochs: Optional[int] = Field(description='The epoch it reached.')
@@ -75,101 +92,141 @@ class BestTrial(Record):
 class SearchReport(Record):
   """What the Tuner's search did (components/tuner.py writes it as
   search_report.json, with every trial, which the summary leaves out)."""
+
   model_config = ConfigDict(frozen=True, extra='allow')
-  asked: Optional[str] = Field(None, description='The algorithm the spec '
-                               'asked for (null: a module file\'s tuner).')
-  algorithm: Optional[str] = Field(None, description='The algorithm that '
-                                   'ran (modules/search_plan.py).')
+  asked: Optional[str] = Field(
+    None,
+    description='The algorithm the spec '
+    "asked for (null: a module file's tuner).",
+  )
+  algorithm: Optional[str] = Field(
+    None, description='The algorithm that ran (modules/search_plan.py).'
+  )
   max_trials: Optional[int] = Field(None, description='The trials planned.')
-  max_epochs: Optional[int] = Field(None, description="A trial's most "
-                                    'epochs.')
-  space_size: Optional[int] = Field(None, description='Configurations in '
-                                    'the search space (null: unbounded).')
-  note: Optional[str] = Field(None, description='Why the search did less '
-                              'than asked, or was made sensible; else null.')
+  max_epochs: Optional[int] = Field(None, description="A trial's most epochs.")
+  space_size: Optional[int] = Field(
+    None, description='Configurations in the search space (null: unbounded).'
+  )
+  note: Optional[str] = Field(
+    None,
+    description='Why the search did less '
+    'than asked, or was made sensible; else null.',
+  )
   objective: Optional[str] = Field(None, description='The metric searched.')
-  processes: Optional[int] = Field(None, description='The processes that '
-                                   'ran trials.')
-  trials_run: Optional[int] = Field(None, description='Trials completed '
-                                    'with a score.')
-  epochs_trained: Optional[int] = Field(None, description='Epochs trained '
-                                        'over all trials.')
+  processes: Optional[int] = Field(
+    None, description='The processes that ran trials.'
+  )
+  trials_run: Optional[int] = Field(
+    None, description='Trials completed with a score.'
+  )
+  epochs_trained: Optional[int] = Field(
+    None, description='Epochs trained over all trials.'
+  )
   trials_by_epochs: Optional[Dict[str, int]] = Field(
-      None, description='Completed trials by the epoch they reached.')
-  best: Optional[BestTrial] = Field(None, description='The best trial, '
-                                    'null before one scored.')
-  line: Optional[str] = Field(None, description='The search in one line '
-                              '(`run` prints it as `search:`).')
+    None, description='Completed trials by the epoch they reached.'
+  )
+  best: Optional[BestTrial] = Field(
+    None, description='The best trial, null before one scored.'
+  )
+  line: Optional[str] = Field(
+    None, description='The search in one line (`run` prints it as `search:`).'
+  )
 
 
 class RunOutcome(Record):
   """A run's blessing (and why), metrics, baseline and push, read back
   from ML Metadata (results.summarize)."""
-  blessed: Optional[bool] = Field(description='Whether the Evaluator '
-                                  'blessed the model; null: not judged.')
+
+  blessed: Optional[bool] = Field(
+    description='Whether the Evaluator blessed the model; null: not judged.'
+  )
   blessing_reason: Optional[str] = Field(
-      description='Why: the rule met, or each failed threshold with its '
-      'value.')
+    description='Why: the rule met, or each failed threshold with its value.'
+  )
   baseline_model: Optional[str] = Field(
-      description='The URI of the last blessed model it was compared with; '
-      'null when there was none.')
+    description='The URI of the last blessed model it was compared with; '
+    'null when there was none.'
+  )
   metrics: Dict[str, float] = Field(
-      description="The eval split's overall metrics by the spec's names "
-      '(those undefined there left out).')
+    description="The eval split's overall metrics by the spec's names "
+    '(those undefined there left out).'
+  )
   slices: Dict[str, SliceMetrics] = Field(
-      description="Each slice's metrics, by slice name (`feature=value`).")
-  pushed: bool = Field(description='Whether this run (or the run whose '
-                       'cached Pusher it reused) pushed the model.')
+    description="Each slice's metrics, by slice name (`feature=value`)."
+  )
+  pushed: bool = Field(
+    description='Whether this run (or the run whose '
+    'cached Pusher it reused) pushed the model.'
+  )
   pushed_version: Optional[str] = Field(
-      description='The version pushed (the serving folder\'s name).')
+    description="The version pushed (the serving folder's name)."
+  )
   pushed_path: Optional[str] = Field(description='The folder pushed to.')
-  model_uri: Optional[str] = Field(description="The Trainer's Model "
-                                   'artifact URI.')
+  model_uri: Optional[str] = Field(
+    description="The Trainer's Model artifact URI."
+  )
   search: Optional[SearchReport] = Field(
-      description="What the Tuner's search did; null when no Tuner ran.")
+    description="What the Tuner's search did; null when no Tuner ran."
+  )
   not_pushed_reason: Optional[str] = Field(
-      None, description='Present when the Pusher ran and pushed nothing: '
-      'why (components/pusher.py).')
+    None,
+    description='Present when the Pusher ran and pushed nothing: '
+    'why (components/pusher.py).',
+  )
 
 
 class RunSummary(RunOutcome):
   """The run summary: what `run` prints, writes to JSON and returns."""
+
   pipeline: str = Field(description="The spec's pipeline name.")
   run_id: str = Field(description='The run id (its start time).')
   status: str = Field(description='succeeded or failed.')
   failed_component: Optional[str] = Field(
-      description='The component that failed; null when none did.')
+    description='The component that failed; null when none did.'
+  )
   reason: Optional[str] = Field(description='Why it failed, in one line.')
   components: List[ComponentRun] = Field(
-      description='Each execution of the run, in order.')
+    description='Each execution of the run, in order.'
+  )
   task: Optional[str] = Field(
-      None, description="The spec's task (binary, multiclass, regression); "
-      'absent from summaries written before it was added.')
+    None,
+    description="The spec's task (binary, multiclass, regression); "
+    'absent from summaries written before it was added.',
+  )
   blessing_rule: Optional[str] = Field(
-      None, description='The rule that blesses a model, as `validate` says '
-      'it; absent from summaries written before it was added.')
+    None,
+    description='The rule that blesses a model, as `validate` says '
+    'it; absent from summaries written before it was added.',
+  )
   metadata: str = Field(description='The ML Metadata store.')
   pipeline_root: str = Field(description="The run's pipeline root.")
   summary_json: Optional[str] = Field(
-      description='Where this summary was written; null when it could not '
-      'be.')
+    description='Where this summary was written; null when it could not be.'
+  )
   summary_error: Optional[str] = Field(
-      None, description='Why the summary could not be written; null when '
-      'it was (only in what `run` prints and returns: the file, written '
-      'before this is known, has no such key).')
-  report: Optional[str] = Field(description="The run's HTML report; null "
-                                'when it could not be written.')
+    None,
+    description='Why the summary could not be written; null when '
+    'it was (only in what `run` prints and returns: the file, written '
+    'before this is known, has no such key).',
+  )
+  report: Optional[str] = Field(
+    description="The run's HTML report; null when it could not be written."
+  )
   report_error: Optional[str] = Field(
-      None, description='Why the report could not be written; else null '
-      '(absent from summaries written before it was added).')
+    None,
+    description='Why the report could not be written; else null '
+    '(absent from summaries written before it was added).',
+  )
   total_seconds: float = Field(
-      description="The command's time: checks, TFX's import, the run, and "
-      'writing the summary and report.')
+    description="The command's time: checks, TFX's import, the run, and "
+    'writing the summary and report.'
+  )
 
   def executed(self) -> List[str]:
     """Components (not resolvers) that really executed in the run."""
-    return [c.id for c in self.components
-            if not c.is_resolver and c.state != 'cached']
+    return [
+      c.id for c in self.components if not c.is_resolver and c.state != 'cached'
+    ]
 
   @classmethod
   def read(cls, path: str) -> 'RunSummary':
@@ -196,48 +253,68 @@ def _why(error: Exception) -> str:
 
 class RunListing(Record):
   """One run as `lineage runs` lists it (and the dashboard's runs page)."""
+
   run_id: str = Field(description='The run id.')
   pipeline: str = Field(description='The pipeline it ran.')
   started: str = Field(description='When its first execution started.')
-  seconds: float = Field(description='From its first execution to its '
-                         'last update.')
-  status: str = Field(description='complete, failed, running, interrupted, '
-                      'terminated or killed (results.run_status).')
-  components: Dict[str, str] = Field(description='Each component (not '
-                                     'resolvers) -> its state.')
-  engines: Dict[str, str] = Field(description='Each Beam component that '
-                                  'ran -> the engine it ran on.')
+  seconds: float = Field(
+    description='From its first execution to its last update.'
+  )
+  status: str = Field(
+    description='complete, failed, running, interrupted, '
+    'terminated or killed (results.run_status).'
+  )
+  components: Dict[str, str] = Field(
+    description='Each component (not resolvers) -> its state.'
+  )
+  engines: Dict[str, str] = Field(
+    description='Each Beam component that ran -> the engine it ran on.'
+  )
   blessed: Optional[bool] = Field(description='null: nothing was judged.')
   pushed_version: Optional[str] = Field(
-      description='The version this run pushed; null when it pushed none.')
+    description='The version this run pushed; null when it pushed none.'
+  )
   failure: Optional[str] = Field(
-      description="A failed run's '<component> failed: <reason>'.")
+    description="A failed run's '<component> failed: <reason>'."
+  )
 
 
 class PushedVersion(Record):
   """A model pushed from a store (the dashboard's pushed versions)."""
+
   artifact_id: int = Field(description='Its PushedModel artifact id.')
   pipeline: str = Field(description='The pipeline that pushed it.')
   run: Optional[str] = Field(description='The run that pushed it.')
   version: Optional[str] = Field(description='The version pushed.')
   destination: Optional[str] = Field(description='The folder pushed to.')
-  metrics: Dict[str, float] = Field(
-      description="That run's overall metrics.")
+  metrics: Dict[str, float] = Field(description="That run's overall metrics.")
 
 
 # The summary's key reference in the docs, between these lines.
-DOCS_PAGE = os.path.normpath(os.path.join(
-    os.path.dirname(__file__), '..', '..', 'docs', 'cli.md'))
-BEGIN = ('<!-- The run summary\'s keys, generated from pipeline/metadata/'
-         'summary.py: python -m pipeline.metadata.summary -->')
-END = '<!-- end of the run summary\'s keys -->'
-_SECTIONS = (('', RunSummary), ('components[]', ComponentRun),
-             ('slices.NAME', SliceMetrics), ('search', SearchReport),
-             ('search.best', BestTrial))
+DOCS_PAGE = os.path.normpath(
+  os.path.join(os.path.dirname(__file__), '..', '..', 'docs', 'cli.md')
+)
+BEGIN = (
+  "<!-- The run summary's keys, generated from pipeline/metadata/"
+  'summary.py: python -m pipeline.metadata.summary -->'
+)
+END = "<!-- end of the run summary's keys -->"
+_SECTIONS = (
+  ('', RunSummary),
+  ('components[]', ComponentRun),
+  ('slices.NAME', SliceMetrics),
+  ('search', SearchReport),
+  ('search.best', BestTrial),
+)
 
 
-_JSON_TYPES = {str: 'string', int: 'integer', float: 'number',
-               bool: 'boolean', type(None): 'null'}
+_JSON_TYPES = {
+  str: 'string',
+  int: 'integer',
+  float: 'number',
+  bool: 'boolean',
+  type(None): 'null',
+}
 
 
 def _type_text(annotation: Any) -> str:
@@ -256,10 +333,14 @@ def _type_text(annotation: Any) -> str:
 
 def _fields(model: Type[BaseModel]) -> List[str]:
   """The model's fields, its own before those it inherits."""
-  inherited = [name for base in model.__bases__
-               for name in getattr(base, 'model_fields', {})]
-  return ([name for name in model.model_fields if name not in inherited] +
-          [name for name in model.model_fields if name in inherited])
+  inherited = [
+    name
+    for base in model.__bases__
+    for name in getattr(base, 'model_fields', {})
+  ]
+  return [name for name in model.model_fields if name not in inherited] + [
+    name for name in model.model_fields if name in inherited
+  ]
 
 
 def reference() -> str:
@@ -268,22 +349,29 @@ def reference() -> str:
   lines = [BEGIN]
   for prefix, model in _SECTIONS:
     about = ' '.join(model.__doc__.split('\n\n')[0].split())
-    lines += ['', f'`{prefix}`: {about}' if prefix else f'The top level: '
-              f'{about}', '', '| key | type | description |',
-              '| --- | --- | --- |']
+    lines += [
+      '',
+      f'`{prefix}`: {about}' if prefix else f'The top level: {about}',
+      '',
+      '| key | type | description |',
+      '| --- | --- | --- |',
+    ]
     for name in _fields(model):
       field = model.model_fields[name]
-      lines.append(f'| `{name}` | {_type_text(field.annotation)} | '
-                   f'{field.description} |')
+      lines.append(
+        f'| `{name}` | {_type_text(field.annotation)} | {field.description} |'
+      )
   return '\n'.join(lines + ['', END])
 
 
 def undescribed(models: Optional[List[Type[BaseModel]]] = None) -> List[str]:
   """Fields without a description, as Model.field."""
-  return [f'{model.__name__}.{name}'
-          for model in models or [m for _, m in _SECTIONS]
-          for name, field in model.model_fields.items()
-          if not field.description]
+  return [
+    f'{model.__name__}.{name}'
+    for model in models or [m for _, m in _SECTIONS]
+    for name, field in model.model_fields.items()
+    if not field.description
+  ]
 
 
 def docs_block(text: str) -> str:
@@ -291,7 +379,7 @@ def docs_block(text: str) -> str:
   start, end = text.find(BEGIN), text.find(END)
   if start < 0 or end < start:
     raise SummaryError(f'{DOCS_PAGE}: no run summary key reference in it')
-  return text[start:end + len(END)]
+  return text[start : end + len(END)]
 
 
 def main() -> None:

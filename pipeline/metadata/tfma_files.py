@@ -43,8 +43,10 @@ def _protos() -> dict:
   # removed again afterwards, so a later `import tensorflow_model_analysis`
   # loads the real package (protobuf accepts the same file descriptors
   # again).
-  for name, path in ((_PACKAGE, root),
-                     (f'{_PACKAGE}.proto', os.path.join(root, 'proto'))):
+  for name, path in (
+    (_PACKAGE, root),
+    (f'{_PACKAGE}.proto', os.path.join(root, 'proto')),
+  ):
     hollow = types.ModuleType(name)
     hollow.__path__ = [path]
     sys.modules[name] = hollow
@@ -65,13 +67,15 @@ def tfrecords(path: str) -> Iterator[bytes]:
       if not header:
         return
       if len(header) < 12:
-        raise EvaluationFileError(f'{path}: cut short (a partial record '
-                                  'header); re-run the Evaluator')
+        raise EvaluationFileError(
+          f'{path}: cut short (a partial record header); re-run the Evaluator'
+        )
       (length,) = struct.unpack('<Q', header[:8])
       data = f.read(length)
       if len(data) < length or len(f.read(4)) < 4:
-        raise EvaluationFileError(f'{path}: cut short (a partial record); '
-                                  're-run the Evaluator')
+        raise EvaluationFileError(
+          f'{path}: cut short (a partial record); re-run the Evaluator'
+        )
       yield data
 
 
@@ -79,8 +83,9 @@ def _files(evaluation_uri: str, prefix: str) -> List[str]:
   return sorted(glob.glob(os.path.join(evaluation_uri, prefix + '*')))
 
 
-def _read(evaluation_uri: str, prefix: str, message: str,
-          module: str) -> List[Any]:
+def _read(
+  evaluation_uri: str, prefix: str, message: str, module: str
+) -> List[Any]:
   cls = getattr(_protos()[module], message)
   result = []
   for path in _files(evaluation_uri, prefix):
@@ -91,18 +96,21 @@ def _read(evaluation_uri: str, prefix: str, message: str,
 
 def load_metrics(evaluation_uri: str) -> List[Any]:
   """Every slice's MetricsForSlice, as `tfma.load_metrics` gives them."""
-  return _read(evaluation_uri, 'metrics', 'MetricsForSlice',
-               'metrics_for_slice_pb2')
+  return _read(
+    evaluation_uri, 'metrics', 'MetricsForSlice', 'metrics_for_slice_pb2'
+  )
 
 
 def load_plots(evaluation_uri: str) -> List[Any]:
   """Every slice's PlotsForSlice (confusion matrices, calibration)."""
-  return _read(evaluation_uri, 'plots', 'PlotsForSlice',
-               'metrics_for_slice_pb2')
+  return _read(
+    evaluation_uri, 'plots', 'PlotsForSlice', 'metrics_for_slice_pb2'
+  )
 
 
 def load_validation_result(evaluation_uri: str) -> Optional[Any]:
   """The ValidationResult (thresholds met or failed), None when absent."""
-  found = _read(evaluation_uri, 'validations', 'ValidationResult',
-                'validation_result_pb2')
+  found = _read(
+    evaluation_uri, 'validations', 'ValidationResult', 'validation_result_pb2'
+  )
   return found[0] if found else None

@@ -22,14 +22,24 @@ from pipeline.errors import PipelineError
 from pipeline.metadata import lineage
 from pipeline.report import facts, graph, render
 
-NAV = ('<a href="/">runs</a><a href="/pushed">pushed versions</a>'
-       '<a href="/run/latest">latest run</a>')
-STATES = ('complete', 'failed', 'running', 'killed', 'interrupted',
-          'terminated')
+NAV = (
+  '<a href="/">runs</a><a href="/pushed">pushed versions</a>'
+  '<a href="/run/latest">latest run</a>'
+)
+STATES = (
+  'complete',
+  'failed',
+  'running',
+  'killed',
+  'interrupted',
+  'terminated',
+)
 # How long a page may wait for the store before it is answered 503.
 PAGE_SECONDS = 5.0
-BUSY = (f'the metadata store did not answer within {PAGE_SECONDS:g} s (a run '
-        'may be writing to it); try again in a moment')
+BUSY = (
+  f'the metadata store did not answer within {PAGE_SECONDS:g} s (a run '
+  'may be writing to it); try again in a moment'
+)
 
 
 class DashboardError(PipelineError):
@@ -46,8 +56,7 @@ class StoreBusy(PipelineError):
 
 def _two(chosen: List[str]) -> List[str]:
   if len(chosen) != 2:
-    raise BadRequest(f'tick exactly two runs to compare ({len(chosen)} '
-                     'ticked)')
+    raise BadRequest(f'tick exactly two runs to compare ({len(chosen)} ticked)')
   return chosen
 
 
@@ -69,17 +78,31 @@ def _flatten(node: lineage.Node, seen=None) -> List[lineage.Node]:
 
 def runs_page(store, location: str, query: Dict[str, str]) -> str:
   runs = lineage.list_runs(store)
-  state, blessed, pipeline = (query.get('state', ''), query.get('blessed', ''),
-                              query.get('pipeline', ''))
+  state, blessed, pipeline = (
+    query.get('state', ''),
+    query.get('blessed', ''),
+    query.get('pipeline', ''),
+  )
   blessing = {'yes': True, 'no': False, 'unknown': None}
-  shown = [r for r in reversed(runs)
-           if (not state or r.status == state) and
-           (not blessed or r.blessed is blessing.get(blessed, object())) and
-           (not pipeline or r.pipeline == pipeline)]
-  return _page('runs.html', location, title='Runs', runs=shown,
-               total=len(runs), states=STATES, state=state, blessed=blessed,
-               pipeline=pipeline,
-               pipelines=sorted({r.pipeline for r in runs}))
+  shown = [
+    r
+    for r in reversed(runs)
+    if (not state or r.status == state)
+    and (not blessed or r.blessed is blessing.get(blessed, object()))
+    and (not pipeline or r.pipeline == pipeline)
+  ]
+  return _page(
+    'runs.html',
+    location,
+    title='Runs',
+    runs=shown,
+    total=len(runs),
+    states=STATES,
+    state=state,
+    blessed=blessed,
+    pipeline=pipeline,
+    pipelines=sorted({r.pipeline for r in runs}),
+  )
 
 
 def run_page(store, run_id: Optional[str]) -> str:
@@ -92,29 +115,45 @@ def diff_page(store, location: str, run_a: str, run_b: str) -> str:
 
 def diff_view(location: str, result) -> str:
   """The page of a `lineage.diff` result."""
-  return _page('diff.html', location,
-               title=f'{result["run_a"]} → {result["run_b"]}', diff=result,
-               fmt=render.fmt)
+  return _page(
+    'diff.html',
+    location,
+    title=f'{result["run_a"]} → {result["run_b"]}',
+    diff=result,
+    fmt=render.fmt,
+  )
 
 
 def lineage_page(store, location: str, artifact_id: int) -> str:
   tree = lineage.trace(store, f'artifact:{artifact_id}')
-  return _page('lineage.html', location,
-               title=f'Lineage of artifact {artifact_id} ({tree.type})',
-               artifact_id=artifact_id, svg=graph.to_svg(tree),
-               nodes=_flatten(tree))
+  return _page(
+    'lineage.html',
+    location,
+    title=f'Lineage of artifact {artifact_id} ({tree.type})',
+    artifact_id=artifact_id,
+    svg=graph.to_svg(tree),
+    nodes=_flatten(tree),
+  )
 
 
 def pushed_page(store, location: str) -> str:
   pushed = lineage.pushed_models(store)
   names = sorted({m for p in pushed for m in p.metrics})
-  return _page('pushed.html', location, title='Pushed versions',
-               pushed=pushed, metric_names=names, fmt=render.fmt)
+  return _page(
+    'pushed.html',
+    location,
+    title='Pushed versions',
+    pushed=pushed,
+    metric_names=names,
+    fmt=render.fmt,
+  )
 
 
 def _error_page(title: str, message: str) -> str:
-  return (f'<!doctype html><meta charset="utf-8"><title>{title}</title>'
-          f'<nav>{NAV}</nav><p id="error">{html.escape(message)}</p>')
+  return (
+    f'<!doctype html><meta charset="utf-8"><title>{title}</title>'
+    f'<nav>{NAV}</nav><p id="error">{html.escape(message)}</p>'
+  )
 
 
 class _StoreWorker:
@@ -158,9 +197,13 @@ def _page_handler(worker: _StoreWorker):
   from ml_metadata import errors as mlmd_errors  # pylint: disable=g-import-not-at-top
 
   from pipeline.web import GuardedHandler  # pylint: disable=g-import-not-at-top
+
   # What ML Metadata raises when the store is locked or away.
-  unavailable = (mlmd_errors.AbortedError, mlmd_errors.UnavailableError,
-                 mlmd_errors.DeadlineExceededError)
+  unavailable = (
+    mlmd_errors.AbortedError,
+    mlmd_errors.UnavailableError,
+    mlmd_errors.DeadlineExceededError,
+  )
 
   class Page(GuardedHandler):
     """A page made by the store's worker."""
@@ -172,9 +215,11 @@ def _page_handler(worker: _StoreWorker):
     def _send(self, body: str) -> None:
       self.set_header('Content-Type', 'text/html; charset=utf-8')
       # Everything is inline: the page may not load anything from anywhere.
-      self.set_header('Content-Security-Policy',
-                      "default-src 'none'; style-src 'unsafe-inline'; "
-                      "img-src data:; form-action 'self'")
+      self.set_header(
+        'Content-Security-Policy',
+        "default-src 'none'; style-src 'unsafe-inline'; "
+        "img-src data:; form-action 'self'",
+      )
       self.finish(body)
 
     async def answer(self, make: Callable[[], str]) -> None:
@@ -200,14 +245,16 @@ def _routes(store, location: str, page) -> List[Tuple[str, type]]:
 
   class Runs(page):
     async def get(self):
-      query = {k: self.get_argument(k, '') for k in
-               ('state', 'blessed', 'pipeline')}
+      query = {
+        k: self.get_argument(k, '') for k in ('state', 'blessed', 'pipeline')
+      }
       await self.answer(lambda: runs_page(store, location, query))
 
   class Run(page):
     async def get(self, run_id):
-      await self.answer(lambda: run_page(store, None if run_id == 'latest'
-                                         else run_id))
+      await self.answer(
+        lambda: run_page(store, None if run_id == 'latest' else run_id)
+      )
 
   class Diff(page):
     async def get(self):
@@ -216,22 +263,28 @@ def _routes(store, location: str, page) -> List[Tuple[str, type]]:
 
   class Lineage(page):
     async def get(self, artifact_id):
-      await self.answer(lambda: lineage_page(store, location,
-                                             int(artifact_id)))
+      await self.answer(lambda: lineage_page(store, location, int(artifact_id)))
 
   class Pushed(page):
     async def get(self):
       await self.answer(lambda: pushed_page(store, location))
 
-  return [(r'/', Runs), (r'/run/(.+)', Run), (r'/diff', Diff),
-          (r'/lineage/([0-9]+)', Lineage), (r'/pushed', Pushed)]
+  return [
+    (r'/', Runs),
+    (r'/run/(.+)', Run),
+    (r'/diff', Diff),
+    (r'/lineage/([0-9]+)', Lineage),
+    (r'/pushed', Pushed),
+  ]
 
 
-def make_app(location: str, host: str = '127.0.0.1',
-             allow_hosts: Tuple[str, ...] = ()):
+def make_app(
+  location: str, host: str = '127.0.0.1', allow_hosts: Tuple[str, ...] = ()
+):
   """The Tornado application over the store at `location`, answering
   requests whose Host names `host` (or `allow_hosts`; pipeline/web.py)."""
   from pipeline.web import application  # pylint: disable=g-import-not-at-top
+
   store = lineage.open_store(location)
   page = _page_handler(_StoreWorker())
 
@@ -239,20 +292,33 @@ def make_app(location: str, host: str = '127.0.0.1',
     def get(self):
       self.refuse(404, f'{self.request.path[:120]}: no such page')
 
-  return application(_routes(store, location, page), host, allow_hosts,
-                     default_handler_class=NotFound)
+  return application(
+    _routes(store, location, page),
+    host,
+    allow_hosts,
+    default_handler_class=NotFound,
+  )
 
 
-def serve(location: str, host: str = '127.0.0.1', port: int = 8080,
-          announce: Callable[[str], None] = print,
-          allow_hosts: Tuple[str, ...] = (), max_connections: int = 0) -> None:
+def serve(
+  location: str,
+  host: str = '127.0.0.1',
+  port: int = 8080,
+  announce: Callable[[str], None] = print,
+  allow_hosts: Tuple[str, ...] = (),
+  max_connections: int = 0,
+) -> None:
   """Serves the dashboard until interrupted. `max_connections` 0 is half
   the open-file limit (pipeline/web.py)."""
   import tornado.ioloop  # pylint: disable=g-import-not-at-top
 
   from pipeline.web import listen  # pylint: disable=g-import-not-at-top
-  bound = listen(make_app(location, host, allow_hosts), host, port,
-                     max_connections)
-  announce(f'dashboard on http://{host}:{bound}/ over {location} '
-           '(read-only; Ctrl-C stops)')
+
+  bound = listen(
+    make_app(location, host, allow_hosts), host, port, max_connections
+  )
+  announce(
+    f'dashboard on http://{host}:{bound}/ over {location} '
+    '(read-only; Ctrl-C stops)'
+  )
   tornado.ioloop.IOLoop.current().start()

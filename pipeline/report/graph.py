@@ -26,8 +26,9 @@ def _label(node: lineage.Node) -> Tuple[str, str]:
   if node.properties.get('pushed_version'):
     detail += f' · v{node.properties["pushed_version"]}'
   elif 'blessed' in node.properties:
-    detail += ' · blessed' if node.properties['blessed'] == 1 else (
-        ' · not blessed')
+    detail += (
+      ' · blessed' if node.properties['blessed'] == 1 else (' · not blessed')
+    )
   return node.key or node.type, detail
 
 
@@ -35,8 +36,9 @@ Key = Tuple[str, int]  # (kind, id): an artifact or an execution
 Edge = Tuple[Key, Key]  # (input, what consumed it)
 
 
-def _walk(tree: lineage.Node
-          ) -> Tuple[Dict[Key, lineage.Node], Dict[Key, int], List[Edge]]:
+def _walk(
+  tree: lineage.Node,
+) -> Tuple[Dict[Key, lineage.Node], Dict[Key, int], List[Edge]]:
   """Each node of the tree once (the occurrence that shows its children),
   its depth (steps back from the traced node) and the edges."""
   depth: Dict[Key, int] = {}
@@ -70,8 +72,9 @@ def _deepen(depth: Dict[Key, int], edges: List[Edge], rounds: int) -> None:
       break
 
 
-def _layout(nodes: Dict[Key, lineage.Node], depth: Dict[Key, int]
-            ) -> Tuple[Dict[Key, Tuple[int, int]], int, int]:
+def _layout(
+  nodes: Dict[Key, lineage.Node], depth: Dict[Key, int]
+) -> Tuple[Dict[Key, Tuple[int, int]], int, int]:
   """Each box's top-left corner, the inputs at the top; and the picture's
   width and height."""
   deepest = max(depth.values())
@@ -83,8 +86,10 @@ def _layout(nodes: Dict[Key, lineage.Node], depth: Dict[Key, int]
   row = 0
   for level in sorted(levels):
     for i, key in enumerate(levels[level]):
-      where[key] = (PAD + i % per_row * (BOX_W + GAP_X),
-                    PAD + (row + i // per_row) * (BOX_H + GAP_Y))
+      where[key] = (
+        PAD + i % per_row * (BOX_W + GAP_X),
+        PAD + (row + i // per_row) * (BOX_H + GAP_Y),
+      )
     row += -(-len(levels[level]) // per_row)
   across = min(per_row, max(len(k) for k in levels.values()))
   width = PAD * 2 + across * (BOX_W + GAP_X) - GAP_X
@@ -96,31 +101,36 @@ def _box(node: lineage.Node, x: int, y: int) -> str:
   title, detail = _label(node)
   tip = html.escape(node.uri or node.run or '', quote=True)
   return (
-      f'<g class="{node.kind}" data-id="{node.id}"><title>{tip}</title>'
-      f'<rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="5" '
-      f'fill="{_FILL[node.kind]}" stroke="#999"/>'
-      f'<text x="{x + 6}" y="{y + 15}" font-weight="bold">'
-      f'{html.escape(title[:26])}</text>'
-      f'<text x="{x + 6}" y="{y + 30}" fill="#555">'
-      f'{html.escape(detail[:30])}</text></g>')
+    f'<g class="{node.kind}" data-id="{node.id}"><title>{tip}</title>'
+    f'<rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="5" '
+    f'fill="{_FILL[node.kind]}" stroke="#999"/>'
+    f'<text x="{x + 6}" y="{y + 15}" font-weight="bold">'
+    f'{html.escape(title[:26])}</text>'
+    f'<text x="{x + 6}" y="{y + 30}" fill="#555">'
+    f'{html.escape(detail[:30])}</text></g>'
+  )
 
 
 def to_svg(tree: lineage.Node) -> str:
   """The tree as one standalone <svg> element."""
   nodes, depth, edges = _walk(tree)
   where, width, height = _layout(nodes, depth)
-  parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" '
-           f'height="{height}" viewBox="0 0 {width} {height}" '
-           'class="lineage" font-family="sans-serif" font-size="11">',
-           '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" '
-           'markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
-           '<path d="M 0 0 L 10 5 L 0 10 z" fill="#888"/></marker></defs>']
+  parts = [
+    f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" '
+    f'height="{height}" viewBox="0 0 {width} {height}" '
+    'class="lineage" font-family="sans-serif" font-size="11">',
+    '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" '
+    'markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
+    '<path d="M 0 0 L 10 5 L 0 10 z" fill="#888"/></marker></defs>',
+  ]
   for source, target in sorted(set(edges)):
     x1, y1 = where[source]
     x2, y2 = where[target]
-    parts.append(f'<line x1="{x1 + BOX_W / 2}" y1="{y1 + BOX_H}" '
-                 f'x2="{x2 + BOX_W / 2}" y2="{y2}" stroke="#888" '
-                 'marker-end="url(#arrow)"/>')
+    parts.append(
+      f'<line x1="{x1 + BOX_W / 2}" y1="{y1 + BOX_H}" '
+      f'x2="{x2 + BOX_W / 2}" y2="{y2}" stroke="#888" '
+      'marker-end="url(#arrow)"/>'
+    )
   parts += [_box(node, *where[key]) for key, node in nodes.items()]
   parts.append('</svg>')
   return ''.join(parts)

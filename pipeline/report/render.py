@@ -9,8 +9,17 @@ from pipeline.paths import file_problem, write_text
 from pipeline.report import charts, facts, graph
 
 TEMPLATES = os.path.join(os.path.dirname(__file__), 'templates')
-CHARTS = ('timeline', 'trials', 'curves', 'metrics', 'confusion',
-          'calibration', 'predicted', 'residuals', 'lineage')
+CHARTS = (
+  'timeline',
+  'trials',
+  'curves',
+  'metrics',
+  'confusion',
+  'calibration',
+  'predicted',
+  'residuals',
+  'lineage',
+)
 
 
 def fmt(value: Any) -> str:
@@ -37,8 +46,9 @@ def threshold_text(threshold: Optional[Dict[str, Any]]) -> str:
   return ' and '.join(parts)
 
 
-def histogram(feature: Dict[str, Any], width: int = 120,
-              height: int = 28) -> str:
+def histogram(
+  feature: Dict[str, Any], width: int = 120, height: int = 28
+) -> str:
   """A numeric feature's equal-width histogram as a small inline SVG; its
   total (the examples with a value) is in `data-total`."""
   buckets = feature.get('histogram') or []
@@ -46,17 +56,23 @@ def histogram(feature: Dict[str, Any], width: int = 120,
     return ''
   total = sum(b['count'] for b in buckets)
   return charts.histogram(buckets, width, height).replace(
-      '<svg ', f'<svg class="hist" data-total="{total:.0f}" ', 1)
+    '<svg ', f'<svg class="hist" data-total="{total:.0f}" ', 1
+  )
 
 
 def environment():
   """The Jinja2 environment of the report and the dashboard's pages."""
   import jinja2  # pylint: disable=g-import-not-at-top
-  env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
-                           autoescape=True, undefined=jinja2.StrictUndefined)
+
+  env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+  )
   env.filters['fmt'] = fmt
-  env.globals.update(fmt=fmt, histogram=histogram,
-                     threshold_text=threshold_text)
+  env.globals.update(
+    fmt=fmt, histogram=histogram, threshold_text=threshold_text
+  )
   return env
 
 
@@ -105,8 +121,9 @@ def write(store, run_id: Optional[str], output: str) -> Dict[str, Any]:
   """
   problem = file_problem(output)
   if problem:
-    raise facts.ReportError(f'{output}: cannot write the report here: '
-                            f'{problem}')
+    raise facts.ReportError(
+      f'{output}: cannot write the report here: {problem}'
+    )
   report = facts.gather(store, run_id)
   write_text(output, to_html(report), facts.ReportError, 'the report')
   return report['run']

@@ -10,8 +10,9 @@ import hashlib
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+REPO_ROOT = os.path.dirname(
+  os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+)
 MODULES_DIR = os.path.join(REPO_ROOT, 'modules')
 # The module files preprocessing_fn runs (Transform's cache key; a folder
 # stands for every file under it); Tuner and Trainer depend on all of
@@ -19,8 +20,9 @@ MODULES_DIR = os.path.join(REPO_ROOT, 'modules')
 TRANSFORM_MODULES = ('config', 'features.py', 'preprocessing.py')
 
 
-def code_fingerprint(package_dir: Optional[str] = None,
-                     files: Optional[Tuple[str, ...]] = None) -> str:
+def code_fingerprint(
+  package_dir: Optional[str] = None, files: Optional[Tuple[str, ...]] = None
+) -> str:
   """sha256 (first 16 hex digits) of modules/**/*.py (or just `files`)."""
   package_dir = package_dir or MODULES_DIR
   digest = hashlib.sha256()
@@ -37,37 +39,44 @@ def _python_files(package_dir: str) -> List[str]:
   found = []
   for folder, _, names in os.walk(package_dir):
     relative = os.path.relpath(folder, package_dir).replace(os.sep, '/')
-    found.extend(name if relative == '.' else f'{relative}/{name}'
-                 for name in names if name.endswith('.py'))
+    found.extend(
+      name if relative == '.' else f'{relative}/{name}'
+      for name in names
+      if name.endswith('.py')
+    )
   return sorted(found)
 
 
-def build_environment(pipeline_root: str,
-                      beam_args: List[str],
-                      enable_cache: bool,
-                      metadata_connection_config: Optional[Any] = None,
-                      base_model_uri: Optional[str] = None,
-                      base_model_push_base: Optional[str] = None,
-                      baseline: str = 'local',
-                      platform_configs: Optional[Dict[str, Any]] = None,
-                      column_kinds: Optional[Dict[str, str]] = None,
-                      tuner_pods: bool = False):
+def build_environment(
+  pipeline_root: str,
+  beam_args: List[str],
+  enable_cache: bool,
+  metadata_connection_config: Optional[Any] = None,
+  base_model_uri: Optional[str] = None,
+  base_model_push_base: Optional[str] = None,
+  baseline: str = 'local',
+  platform_configs: Optional[Dict[str, Any]] = None,
+  column_kinds: Optional[Dict[str, str]] = None,
+  tuner_pods: bool = False,
+):
   """The definition's Environment, with this checkout's code fingerprints.
 
   Returns:
     pipeline.definition.pipeline.Environment.
   """
   from pipeline.definition.pipeline import Environment  # pylint: disable=g-import-not-at-top
+
   return Environment(
-      pipeline_root=pipeline_root,
-      metadata_connection_config=metadata_connection_config,
-      beam_pipeline_args=list(beam_args),
-      enable_cache=enable_cache,
-      code_version=code_fingerprint(),
-      transform_code_version=code_fingerprint(files=TRANSFORM_MODULES),
-      base_model_uri=base_model_uri,
-      base_model_push_base=base_model_push_base,
-      baseline=baseline,
-      platform_configs=dict(platform_configs or {}),
-      column_kinds=dict(column_kinds or {}),
-      tuner_pods=tuner_pods)
+    pipeline_root=pipeline_root,
+    metadata_connection_config=metadata_connection_config,
+    beam_pipeline_args=list(beam_args),
+    enable_cache=enable_cache,
+    code_version=code_fingerprint(),
+    transform_code_version=code_fingerprint(files=TRANSFORM_MODULES),
+    base_model_uri=base_model_uri,
+    base_model_push_base=base_model_push_base,
+    baseline=baseline,
+    platform_configs=dict(platform_configs or {}),
+    column_kinds=dict(column_kinds or {}),
+    tuner_pods=tuner_pods,
+  )

@@ -46,16 +46,19 @@ def metadata_config(location: str):
   return metadata_lib.connection_config(location)
 
 
-def local_environment(spec: PipelineSpec,
-                      base_model_uri: Optional[str] = None,
-                      column_kinds: Optional[Dict[str, str]] = None
-                      ) -> Environment:
+def local_environment(
+  spec: PipelineSpec,
+  base_model_uri: Optional[str] = None,
+  column_kinds: Optional[Dict[str, str]] = None,
+) -> Environment:
   return build_environment(
-      pipeline_root=spec.runner.pipeline_root,
-      beam_args=spec.runner.pipeline_args(),
-      enable_cache=spec.runner.enable_cache,
-      metadata_connection_config=metadata_config(spec.runner.metadata),
-      base_model_uri=base_model_uri, column_kinds=column_kinds)
+    pipeline_root=spec.runner.pipeline_root,
+    beam_args=spec.runner.pipeline_args(),
+    enable_cache=spec.runner.enable_cache,
+    metadata_connection_config=metadata_config(spec.runner.metadata),
+    base_model_uri=base_model_uri,
+    column_kinds=column_kinds,
+  )
 
 
 class _ProgressHandler(logging.Handler):
@@ -72,8 +75,9 @@ class _ProgressHandler(logging.Handler):
   def emit(self, record: logging.LogRecord) -> None:
     if record.name == progress_lib.PROGRESS_LOGGER:
       if self.running and hasattr(record, 'steps'):
-        self._reporter.advanced(self.running, record.getMessage(),
-                                record.step, record.steps)
+        self._reporter.advanced(
+          self.running, record.getMessage(), record.step, record.steps
+        )
       return
     if not record.name.startswith('absl') or len(record.args or ()) != 1:
       return
@@ -89,8 +93,13 @@ class _ProgressHandler(logging.Handler):
 
 
 @contextlib.contextmanager
-def _guarded(spec: PipelineSpec, env: Environment, run_id: str,
-             progress: Progress, wait: bool):
+def _guarded(
+  spec: PipelineSpec,
+  env: Environment,
+  run_id: str,
+  progress: Progress,
+  wait: bool,
+):
   """Holds the pipeline's lock, registers the run in the store (the check
   that the store can be written), and gives the run its own temp folder;
   yields the store. How the run ended is recorded on the way out, an
@@ -100,15 +109,20 @@ def _guarded(spec: PipelineSpec, env: Environment, run_id: str,
   lock = session.PipelineLock(spec.runner.pipeline_root, spec.name)
   lock.acquire(run_id, wait=wait, progress=progress)
   try:
-    store = session.register_run(env.metadata_connection_config, spec.name,
-                                 run_id, metadata_lib.describe(
-                                     spec.runner.metadata))
+    store = session.register_run(
+      env.metadata_connection_config,
+      spec.name,
+      run_id,
+      metadata_lib.describe(spec.runner.metadata),
+    )
     # The body sets succeeded, or failed and why, when it ends.
     outcome = ['failed', None]
     try:
       engine = engines.get(spec.runner.engine)
-      with session.scoped_tempdir(), session.local_beam_dependencies(
-          engine.local_workers):
+      with (
+        session.scoped_tempdir(),
+        session.local_beam_dependencies(engine.local_workers),
+      ):
         yield store, outcome
     except KeyboardInterrupt:
       outcome[0] = 'interrupted'
@@ -123,14 +137,19 @@ def _guarded(spec: PipelineSpec, env: Environment, run_id: str,
       try:
         session.finish_run(store, run_id, outcome[0], outcome[1])
       except Exception as e:  # pylint: disable=broad-except
-        logging.warning('could not record how run %s ended: %s', run_id,
-                        one_line(e))
+        logging.warning(
+          'could not record how run %s ended: %s', run_id, one_line(e)
+        )
       try:
-        session.record_engine(store, spec.name, run_id, spec.runner.engine,
-                              engines.BEAM_COMPONENTS)
+        session.record_engine(
+          store, spec.name, run_id, spec.runner.engine, engines.BEAM_COMPONENTS
+        )
       except Exception as e:  # pylint: disable=broad-except
-        logging.warning('could not record where run %s ran its Beam jobs: %s',
-                        run_id, one_line(e))
+        logging.warning(
+          'could not record where run %s ran its Beam jobs: %s',
+          run_id,
+          one_line(e),
+        )
   finally:
     lock.release()
 
@@ -140,12 +159,14 @@ def _warm_tuning_workers(spec: PipelineSpec):
   they have imported TensorFlow by the time the Tuner needs them
   (components/parallel_search.py); stopped when the run ends."""
   asked = spec.tuner.parallel_trials  # a number, or 'auto'
-  processes = (asked if isinstance(asked, int)
-               else parallel_search.available_cores())
+  processes = (
+    asked if isinstance(asked, int) else parallel_search.available_cores()
+  )
   if not spec.tuner.enabled or processes < 2:
     return contextlib.nullcontext()
-  preload = (None if spec.uses_module_file('tuner_fn')
-             else TUNER_FN.rpartition('.')[0])
+  preload = (
+    None if spec.uses_module_file('tuner_fn') else TUNER_FN.rpartition('.')[0]
+  )
   return parallel_search.warm_workers(processes - 1, preload)
 
 
@@ -153,21 +174,25 @@ def new_run_id() -> str:
   return datetime.datetime.now().isoformat()
 
 
-def _execute(tfx_pipeline, run_id: str,
-             progress: Progress) -> Optional[Dict[str, str]]:
+def _execute(
+  tfx_pipeline, run_id: str, progress: Progress
+) -> Optional[Dict[str, str]]:
   """Runs a pipeline with LocalDagRunner; returns the failure, or None.
 
   A component failure does not raise; it is returned, named."""
   ir = compiler.Compiler().compile(tfx_pipeline)
   runtime_parameter_utils.substitute_runtime_parameter(
-      ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
+    ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id}
+  )
   # Progress comes from LocalDagRunner's INFO records, so absl must emit INFO
   # (set through absl's verbosity flag: executors re-parse absl flags, which
   # would reset a plain logger level). Terminal noise is the handlers' job.
   reporter = progress_lib.as_reporter(progress)
   handler = _ProgressHandler(reporter)
-  loggers = [logging.getLogger('absl'),
-             logging.getLogger(progress_lib.PROGRESS_LOGGER)]
+  loggers = [
+    logging.getLogger('absl'),
+    logging.getLogger(progress_lib.PROGRESS_LOGGER),
+  ]
   for logger in loggers:
     logger.addHandler(handler)
   loggers[1].setLevel(logging.INFO)
@@ -187,23 +212,30 @@ def _execute(tfx_pipeline, run_id: str,
   return failure
 
 
-def run_local(spec: PipelineSpec, progress: Progress = print,
-              summary_json: Optional[str] = None,
-              wait: bool = True) -> RunSummary:
+def run_local(
+  spec: PipelineSpec,
+  progress: Progress = print,
+  summary_json: Optional[str] = None,
+  wait: bool = True,
+) -> RunSummary:
   """Pre-flight checks, then run_checked (below)."""
   started = time.monotonic()
-  return run_checked(preflight.run_preflight(spec), progress, summary_json,
-                     wait, started)
+  return run_checked(
+    preflight.run_preflight(spec), progress, summary_json, wait, started
+  )
 
 
 class SummaryNotWritten(PipelineError):
   """The run ended, and its summary could not be written. One line."""
 
 
-def run_checked(checked: preflight.Preflight, progress: Progress = print,
-                summary_json: Optional[str] = None,
-                wait: bool = True,
-                started: Optional[float] = None) -> RunSummary:
+def run_checked(
+  checked: preflight.Preflight,
+  progress: Progress = print,
+  summary_json: Optional[str] = None,
+  wait: bool = True,
+  started: Optional[float] = None,
+) -> RunSummary:
   """Runs the pipeline locally and returns the run's summary.
 
   Bad input (preflight.PreflightError) is raised before anything runs. A
@@ -240,30 +272,47 @@ def run_checked(checked: preflight.Preflight, progress: Progress = print,
   env = local_environment(spec, base_model, checked.column_kinds)
   tfx_pipeline = create_pipeline(spec, env)
   run_id = new_run_id()
-  with _guarded(spec, env, run_id, progress, wait) as (store, outcome), (
-      _warm_tuning_workers(spec)):
+  with (
+    _guarded(spec, env, run_id, progress, wait) as (store, outcome),
+    _warm_tuning_workers(spec),
+  ):
     _record_stopped_pushes(store, spec, run_id, progress)
     failure = _execute(tfx_pipeline, run_id, progress)
-    outcome[:] = (['failed', f'{failure["component"]} failed: '
-                   f'{failure["reason"]}'] if failure else ['succeeded', None])
+    outcome[:] = (
+      ['failed', f'{failure["component"]} failed: {failure["reason"]}']
+      if failure
+      else ['succeeded', None]
+    )
   path = summary_json or os.path.join(
-      spec.runner.pipeline_root, 'summaries',
-      run_id.replace(':', '-') + '.json')
+    spec.runner.pipeline_root, 'summaries', run_id.replace(':', '-') + '.json'
+  )
   report, report_error = _write_report(
-      store, run_id, os.path.splitext(path)[0] + '.html')
-  summary = _summary(spec, results.RunRecord(store, spec.name, run_id),
-                     failure, path, (report, report_error), started)
+    store, run_id, os.path.splitext(path)[0] + '.html'
+  )
+  summary = _summary(
+    spec,
+    results.RunRecord(store, spec.name, run_id),
+    failure,
+    path,
+    (report, report_error),
+    started,
+  )
   error = _write_summary(summary, path)
   if error:
-    return summary.model_copy(update={'summary_error': error,
-                                      'summary_json': None})
+    return summary.model_copy(
+      update={'summary_error': error, 'summary_json': None}
+    )
   return summary.model_copy(update={'summary_error': None})
 
 
-def _summary(spec: PipelineSpec, record: results.RunRecord,
-             failure: Optional[Dict[str, str]], path: str,
-             report: Tuple[Optional[str], Optional[str]],
-             started: float) -> RunSummary:
+def _summary(
+  spec: PipelineSpec,
+  record: results.RunRecord,
+  failure: Optional[Dict[str, str]],
+  path: str,
+  report: Tuple[Optional[str], Optional[str]],
+  started: float,
+) -> RunSummary:
   """The run's summary, as it is written to `path` (whether it could be is
   for the caller to add); `report`: its path or why not (_write_report)."""
   outcome = results.summarize(record)
@@ -271,23 +320,33 @@ def _summary(spec: PipelineSpec, record: results.RunRecord,
   if outcome.blessed and spec.evaluation.uses_default_rule:
     reason = 'default rule met: ' + spec.default_rule()
   return RunSummary(
-      **{name: getattr(outcome, name) for name in outcome.model_fields_set
-         if name != 'blessing_reason'},
-      pipeline=spec.name, run_id=record.run_id,
-      status='failed' if failure else 'succeeded',
-      failed_component=failure and failure['component'],
-      reason=failure and failure['reason'],
-      components=record.components(), task=spec.task.name,
-      blessing_rule=spec.blessing_rule(), blessing_reason=reason,
-      metadata=metadata_lib.describe(spec.runner.metadata),
-      pipeline_root=spec.runner.pipeline_root, summary_json=path,
-      report=report[0], report_error=report[1],
-      # The run's time is the command's: the report is part of it.
-      total_seconds=round(time.monotonic() - started, 2))
+    **{
+      name: getattr(outcome, name)
+      for name in outcome.model_fields_set
+      if name != 'blessing_reason'
+    },
+    pipeline=spec.name,
+    run_id=record.run_id,
+    status='failed' if failure else 'succeeded',
+    failed_component=failure and failure['component'],
+    reason=failure and failure['reason'],
+    components=record.components(),
+    task=spec.task.name,
+    blessing_rule=spec.blessing_rule(),
+    blessing_reason=reason,
+    metadata=metadata_lib.describe(spec.runner.metadata),
+    pipeline_root=spec.runner.pipeline_root,
+    summary_json=path,
+    report=report[0],
+    report_error=report[1],
+    # The run's time is the command's: the report is part of it.
+    total_seconds=round(time.monotonic() - started, 2),
+  )
 
 
-def _record_stopped_pushes(store, spec: PipelineSpec, run_id: str,
-                           progress: Progress) -> None:
+def _record_stopped_pushes(
+  store, spec: PipelineSpec, run_id: str, progress: Progress
+) -> None:
   """Records the pushes of earlier runs stopped between the Pusher's rename
   and its record (session.reconcile_pushes), before this run's Pusher
   compares its model with the newest version."""
@@ -299,9 +358,11 @@ def _record_stopped_pushes(store, spec: PipelineSpec, run_id: str,
     progress(f'could not record the pushes found in {base}: {one_line(e)}')
     return
   for push in found:
-    progress(f'recorded the push of version {push["version"]} by run '
-             f'{push["run_id"]}, which stopped before it could '
-             f'({push["path"]})')
+    progress(
+      f'recorded the push of version {push["version"]} by run '
+      f'{push["run_id"]}, which stopped before it could '
+      f'({push["path"]})'
+    )
 
 
 def _write_summary(summary: RunSummary, path: str) -> Optional[str]:
@@ -317,8 +378,9 @@ def _write_summary(summary: RunSummary, path: str) -> Optional[str]:
   return None
 
 
-def _write_report(store, run_id: str,
-                  output: str) -> Tuple[Optional[str], Optional[str]]:
+def _write_report(
+  store, run_id: str, output: str
+) -> Tuple[Optional[str], Optional[str]]:
   """The run's HTML report beside its summary (pipeline/report), written
   whole or not at all: (its path, None), or (None, why not in one line).
   The run's own outcome stands either way; the summary says which."""
@@ -339,14 +401,17 @@ def for_serving(schema, spec: PipelineSpec):
   del schema.default_environment[:]
   schema.default_environment.extend(['TRAINING', 'SERVING'])
   for feature in schema.feature:
-    if (feature.name in [spec.features.label, *spec.features.exclude] and
-        'SERVING' not in feature.not_in_environment):
+    if (
+      feature.name in [spec.features.label, *spec.features.exclude]
+      and 'SERVING' not in feature.not_in_environment
+    ):
       feature.not_in_environment.append('SERVING')
   return schema
 
 
-def infer_schema(checked: preflight.Preflight, output: str,
-                 progress: Progress = print) -> Dict[str, Any]:
+def infer_schema(
+  checked: preflight.Preflight, output: str, progress: Progress = print
+) -> Dict[str, Any]:
   """Infers a schema from the spec's data (ExampleGen, StatisticsGen and
   SchemaGen, in the spec's pipeline root and store, so that a later run
   reuses the first two from the cache) and writes it to `output` as text,
@@ -360,6 +425,7 @@ def infer_schema(checked: preflight.Preflight, output: str,
   """
   from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
   from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=g-import-not-at-top
+
   spec = checked.spec
   progress(f'pipeline {spec.name}: {checked.rows} rows in {spec.data.path}')
   if metadata_lib.kind(spec.runner.metadata) == 'sqlite':
@@ -371,25 +437,34 @@ def infer_schema(checked: preflight.Preflight, output: str,
     failure = _execute(tfx_pipeline, run_id, progress)
     outcome[0] = 'failed' if failure else 'succeeded'
   if failure:
-    raise ComponentFailed(f'{failure["component"]} failed: '
-                          f'{failure["reason"]}')
+    raise ComponentFailed(f'{failure["component"]} failed: {failure["reason"]}')
   artifact = results.RunRecord(store, spec.name, run_id).artifacts(
-      'SchemaGen', 'schema')[0]
+    'SchemaGen', 'schema'
+  )[0]
   schema = schema_pb2.Schema()
   with open(os.path.join(artifact.uri, SCHEMA_FILE)) as f:
     text_format.Parse(f.read(), schema)
   for_serving(schema, spec)
   optional = [f.name for f in schema.feature if preflight.is_optional(f)]
   header = (
-      f'# Inferred by `python -m pipeline schema` from {spec.data.path} '
-      f'({checked.rows} rows, {datetime.date.today().isoformat()}).\n'
-      '# Curate it (domains, presence, value ranges), commit it, and name it\n'
-      '# in the spec\'s `schema:`; ExampleValidator then checks new data '
-      'against it.\n')
-  paths.write_text(output, header + text_format.MessageToString(schema),
-                   preflight.PreflightError, 'the schema')
-  return {'schema': output, 'run_id': run_id,
-          'features': len(schema.feature), 'optional': optional}
+    f'# Inferred by `python -m pipeline schema` from {spec.data.path} '
+    f'({checked.rows} rows, {datetime.date.today().isoformat()}).\n'
+    '# Curate it (domains, presence, value ranges), commit it, and name it\n'
+    "# in the spec's `schema:`; ExampleValidator then checks new data "
+    'against it.\n'
+  )
+  paths.write_text(
+    output,
+    header + text_format.MessageToString(schema),
+    preflight.PreflightError,
+    'the schema',
+  )
+  return {
+    'schema': output,
+    'run_id': run_id,
+    'features': len(schema.feature),
+    'optional': optional,
+  }
 
 
 def executed(summary: RunSummary) -> List[str]:

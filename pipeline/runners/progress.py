@@ -61,17 +61,23 @@ class Live(Lines):
     super().__init__()
     from rich.console import Console  # pylint: disable=g-import-not-at-top
     from rich.live import Live as RichLive  # pylint: disable=g-import-not-at-top
+
     self._lock = threading.Lock()
     self._rows: Dict[str, str] = {}  # finished components: their last word
     self._started: Dict[str, float] = {}  # running ones: since when
     self._details: Dict[str, Tuple[str, int, int]] = {}
-    self._live = RichLive(console=Console(highlight=False),
-                          refresh_per_second=4, get_renderable=self._render,
-                          redirect_stdout=False, redirect_stderr=False)
+    self._live = RichLive(
+      console=Console(highlight=False),
+      refresh_per_second=4,
+      get_renderable=self._render,
+      redirect_stdout=False,
+      redirect_stderr=False,
+    )
     self._live.start()
 
   def _render(self):
     from rich.text import Text  # pylint: disable=g-import-not-at-top
+
     with self._lock:
       lines = []
       for node, row in self._rows.items():
@@ -110,8 +116,7 @@ class Live(Lines):
 
   def failed(self, node: str) -> None:
     started = self._started.get(node, time.monotonic())
-    self._end(node, f'  {node} FAILED after '
-                    f'{time.monotonic() - started:.1f}s')
+    self._end(node, f'  {node} FAILED after {time.monotonic() - started:.1f}s')
 
   def close(self) -> None:
     self._live.stop()

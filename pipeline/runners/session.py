@@ -90,8 +90,9 @@ class PipelineLock:
       except FileExistsError:
         pass  # made by a run starting beside this one: theirs to remove
 
-  def _open_held(self, wait: bool, progress: Callable[[str], None]
-                 ) -> Dict[str, Any]:
+  def _open_held(
+    self, wait: bool, progress: Callable[[str], None]
+  ) -> Dict[str, Any]:
     """Opens the lock file and locks it: the holder it names before."""
     while True:
       self._make_folders()
@@ -105,31 +106,38 @@ class PipelineLock:
       except OSError as e:
         if e.errno not in (errno.EAGAIN, errno.EACCES):
           raise
-        who = (f'run {holder.get("run_id", "?")} (pid {holder.get("pid", "?")}'
-               f' on {holder.get("host", "?")}, since '
-               f'{holder.get("started", "?")})')
+        who = (
+          f'run {holder.get("run_id", "?")} (pid {holder.get("pid", "?")}'
+          f' on {holder.get("host", "?")}, since '
+          f'{holder.get("started", "?")})'
+        )
         if not wait:
           self._file.close()
           raise RunRefused(
-              f'pipeline {self.pipeline} is already running: {who}; wait for '
-              'it (run without --no-wait) or stop it') from None
-        progress(f'waiting for {who} of pipeline {self.pipeline} to finish '
-                 '...')
+            f'pipeline {self.pipeline} is already running: {who}; wait for '
+            'it (run without --no-wait) or stop it'
+          ) from None
+        progress(f'waiting for {who} of pipeline {self.pipeline} to finish ...')
         fcntl.flock(self._file, fcntl.LOCK_EX)
         holder = self._holder()
       # A run letting go removes the file while it holds it: a lock taken
       # on a file no longer at the path is no lock; take the new one.
       try:
-        same = os.path.samestat(os.fstat(self._file.fileno()),
-                                os.stat(self.path))
+        same = os.path.samestat(
+          os.fstat(self._file.fileno()), os.stat(self.path)
+        )
       except FileNotFoundError:
         same = False
       if same:
         return holder
       self._file.close()
 
-  def acquire(self, run_id: str, wait: bool = True,
-              progress: Callable[[str], None] = print) -> None:
+  def acquire(
+    self,
+    run_id: str,
+    wait: bool = True,
+    progress: Callable[[str], None] = print,
+  ) -> None:
     """Takes the lock, waiting for a running holder unless `wait` is False.
 
     Raises:
@@ -141,13 +149,22 @@ class PipelineLock:
     # process can still be exiting: the kernel lets go of a killed
     # process's locks before the process is gone.)
     if holder.get('pid'):
-      progress(f'taking over the lock of run {holder.get("run_id", "?")} '
-               f'(pid {holder["pid"]}, no longer running)')
+      progress(
+        f'taking over the lock of run {holder.get("run_id", "?")} '
+        f'(pid {holder["pid"]}, no longer running)'
+      )
     self._file.seek(0)
     self._file.truncate()
-    self._file.write(json.dumps({
-        'run_id': run_id, 'pid': os.getpid(), 'host': socket.gethostname(),
-        'started': datetime.datetime.now().isoformat(timespec='seconds')}))
+    self._file.write(
+      json.dumps(
+        {
+          'run_id': run_id,
+          'pid': os.getpid(),
+          'host': socket.gethostname(),
+          'started': datetime.datetime.now().isoformat(timespec='seconds'),
+        }
+      )
+    )
     self._file.flush()
 
   def release(self) -> None:
@@ -186,39 +203,48 @@ def register_run(connection_config, pipeline: str, run_id: str, where: str):
   """
   import ml_metadata as mlmd  # pylint: disable=g-import-not-at-top
   from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+
   try:
     store = mlmd.MetadataStore(connection_config)
     type_id = store.put_context_type(
-        metadata_store_pb2.ContextType(name=results.RUN_CONTEXT_TYPE))
+      metadata_store_pb2.ContextType(name=results.RUN_CONTEXT_TYPE)
+    )
     context = metadata_store_pb2.Context(type_id=type_id, name=run_id)
-    context.custom_properties[results.RUN_HOST].string_value = (
-        socket.gethostname())
+    context.custom_properties[
+      results.RUN_HOST
+    ].string_value = socket.gethostname()
     context.custom_properties[results.RUN_PID].int_value = os.getpid()
     context.custom_properties[results.RUN_PIPELINE].string_value = pipeline
     store.put_contexts([context])
   except Exception as e:  # pylint: disable=broad-except
-    raise RunRefused(f'{where}: the metadata store cannot be written '
-                     f'({store_lib.store_error(e)}); check that it is writable '
-                     'and its disk has room') from None
+    raise RunRefused(
+      f'{where}: the metadata store cannot be written '
+      f'({store_lib.store_error(e)}); check that it is writable '
+      'and its disk has room'
+    ) from None
   return store
 
 
-def finish_run(store, run_id: str, outcome: str,
-               failure: Optional[str] = None) -> None:
+def finish_run(
+  store, run_id: str, outcome: str, failure: Optional[str] = None
+) -> None:
   """Records how the run ended (succeeded, failed, interrupted, terminated)
   and, for a failed run, which component failed and why (one line);
   executions an interruption or SIGTERM left RUNNING become CANCELED."""
   from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
-  context = store.get_context_by_type_and_name(results.RUN_CONTEXT_TYPE,
-                                               run_id)
+
+  context = store.get_context_by_type_and_name(results.RUN_CONTEXT_TYPE, run_id)
   if context is None:
     return
   context.custom_properties[results.RUN_OUTCOME].string_value = outcome
   if failure:
     context.custom_properties[results.RUN_FAILURE].string_value = failure
   store.put_contexts([context])
-  running = [e for e in store.get_executions_by_context(context.id)
-             if e.last_known_state == metadata_store_pb2.Execution.RUNNING]
+  running = [
+    e
+    for e in store.get_executions_by_context(context.id)
+    if e.last_known_state == metadata_store_pb2.Execution.RUNNING
+  ]
   for execution in running:
     execution.last_known_state = metadata_store_pb2.Execution.CANCELED
   if running:
@@ -230,7 +256,7 @@ def _remove_stale_tempdirs(parent: str) -> None:
   for name in os.listdir(parent):
     if not name.startswith(TEMP_PREFIX):
       continue
-    pid = name[len(TEMP_PREFIX):].split('-', 1)[0]
+    pid = name[len(TEMP_PREFIX) :].split('-', 1)[0]
     if pid.isdigit() and not process_alive(int(pid)):
       shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
 
@@ -258,36 +284,52 @@ def scoped_tempdir() -> Iterator[str]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def record_engine(store, pipeline: str, run_id: str, engine: str,
-                  nodes: Iterable[str]) -> None:
+def record_engine(
+  store, pipeline: str, run_id: str, engine: str, nodes: Iterable[str]
+) -> None:
   """Attributes the run's executions of `nodes` (the Beam components) that
   ran in it to the context of `engine` (results.ENGINE_CONTEXT_TYPE): a
   cached one ran elsewhere, in the run that made its outputs, and keeps
   that run's record."""
   from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+
   record = results.RunRecord(store, pipeline, run_id, engine_of={})
-  ran = [e.id for e in record.executions
-         if record.node_of(e.id) in nodes and e.last_known_state in (
-             metadata_store_pb2.Execution.COMPLETE,
-             metadata_store_pb2.Execution.FAILED)]
+  ran = [
+    e.id
+    for e in record.executions
+    if record.node_of(e.id) in nodes
+    and e.last_known_state
+    in (
+      metadata_store_pb2.Execution.COMPLETE,
+      metadata_store_pb2.Execution.FAILED,
+    )
+  ]
   if not ran:
     return
-  type_id = store.put_context_type(metadata_store_pb2.ContextType(
-      name=results.ENGINE_CONTEXT_TYPE))
-  context = store.get_context_by_type_and_name(results.ENGINE_CONTEXT_TYPE,
-                                               engine)
+  type_id = store.put_context_type(
+    metadata_store_pb2.ContextType(name=results.ENGINE_CONTEXT_TYPE)
+  )
+  context = store.get_context_by_type_and_name(
+    results.ENGINE_CONTEXT_TYPE, engine
+  )
   if context is None:
-    [context_id] = store.put_contexts([metadata_store_pb2.Context(
-        type_id=type_id, name=engine)])
+    [context_id] = store.put_contexts(
+      [metadata_store_pb2.Context(type_id=type_id, name=engine)]
+    )
   else:
     context_id = context.id
   store.put_attributions_and_associations(
-      [], [metadata_store_pb2.Association(context_id=context_id,
-                                          execution_id=i) for i in ran])
+    [],
+    [
+      metadata_store_pb2.Association(context_id=context_id, execution_id=i)
+      for i in ran
+    ],
+  )
 
 
-def reconcile_pushes(store, pipeline: str, base: str,
-                     recorded_by: str) -> List[Dict[str, Any]]:
+def reconcile_pushes(
+  store, pipeline: str, base: str, recorded_by: str
+) -> List[Dict[str, Any]]:
   """Records the pushes under `base` that a run of `pipeline` made and never
   recorded: it was stopped (kill -9, SIGTERM) between the Pusher's rename
   and TFX's publish of the push. Each version folder says who pushed it
@@ -302,12 +344,14 @@ def reconcile_pushes(store, pipeline: str, base: str,
     {'version', 'path', 'run_id'} of each push recorded.
   """
   from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+
   found = _pushes_of(pipeline, base)
   if not found:
     return []
-  recorded = {os.path.normpath(str(results.custom_property(
-      a, 'pushed_destination'))) for a in store.get_artifacts_by_type(
-          results.PUSHED_MODEL_TYPE)}
+  recorded = {
+    os.path.normpath(str(results.custom_property(a, 'pushed_destination')))
+    for a in store.get_artifacts_by_type(results.PUSHED_MODEL_TYPE)
+  }
   reconciled = []
   for version, path, by in found:
     if os.path.normpath(path) in recorded:
@@ -321,10 +365,12 @@ def reconcile_pushes(store, pipeline: str, base: str,
     event.path.steps.add().index = 0
     # The execution goes in unchanged, so its state and times stay as they
     # were; the artifact joins its contexts (pipeline, run, node).
-    store.put_execution(execution, [(artifact, event)],
-                        store.get_contexts_by_execution(execution.id))
-    reconciled.append({'version': version, 'path': path,
-                       'run_id': by.run_id})
+    store.put_execution(
+      execution,
+      [(artifact, event)],
+      store.get_contexts_by_execution(execution.id),
+    )
+    reconciled.append({'version': version, 'path': path, 'run_id': by.run_id})
   return reconciled
 
 
@@ -332,6 +378,7 @@ def _pushes_of(pipeline: str, base: str) -> List[Tuple[int, str, Any]]:
   """(version, folder, PushedBy) of each version under `base` that a run of
   `pipeline` pushed."""
   from components import pusher  # pylint: disable=g-import-not-at-top
+
   found = []
   for version in pusher.versions(base):
     path = os.path.join(base, str(version))
@@ -345,17 +392,21 @@ def _unfinished_pusher(store, pipeline: str, by) -> Optional[Any]:
   """The last execution of the Pusher that `by` names, in its run, that did
   not finish; None when it finished, or ran in another store."""
   from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
-  done = (metadata_store_pb2.Execution.COMPLETE,
-          metadata_store_pb2.Execution.CACHED)
-  run = store.get_context_by_type_and_name(results.RUN_CONTEXT_TYPE,
-                                           by.run_id)
-  node = store.get_context_by_type_and_name('node',
-                                            f'{pipeline}.{by.node_id}')
+
+  done = (
+    metadata_store_pb2.Execution.COMPLETE,
+    metadata_store_pb2.Execution.CACHED,
+  )
+  run = store.get_context_by_type_and_name(results.RUN_CONTEXT_TYPE, by.run_id)
+  node = store.get_context_by_type_and_name('node', f'{pipeline}.{by.node_id}')
   if run is None or node is None:
     return None  # pushed from another store's run: not ours to record
   of_node = {e.id for e in store.get_executions_by_context(node.id)}
-  unfinished = [e for e in store.get_executions_by_context(run.id)
-                if e.id in of_node and e.last_known_state not in done]
+  unfinished = [
+    e
+    for e in store.get_executions_by_context(run.id)
+    if e.id in of_node and e.last_known_state not in done
+  ]
   return unfinished[-1] if unfinished else None
 
 
@@ -363,11 +414,15 @@ def _pushed_model(store, version: int, path: str, recorded_by: str):
   """The PushedModel artifact TFX would have published for the push of
   `version` to `path`, marked as recorded by run `recorded_by`."""
   from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+
   type_id = store.put_artifact_type(
-      metadata_store_pb2.ArtifactType(name=results.PUSHED_MODEL_TYPE),
-      can_add_fields=True, can_omit_fields=True)
+    metadata_store_pb2.ArtifactType(name=results.PUSHED_MODEL_TYPE),
+    can_add_fields=True,
+    can_omit_fields=True,
+  )
   artifact = metadata_store_pb2.Artifact(
-      type_id=type_id, uri=path, state=metadata_store_pb2.Artifact.LIVE)
+    type_id=type_id, uri=path, state=metadata_store_pb2.Artifact.LIVE
+  )
   properties = artifact.custom_properties
   properties['pushed'].int_value = 1
   properties['pushed_version'].string_value = str(version)
@@ -387,6 +442,7 @@ def local_beam_dependencies(local_workers: bool) -> Iterator[None]:
     yield
     return
   from tfx.utils import dependency_utils  # pylint: disable=g-import-not-at-top
+
   build = dependency_utils.make_beam_dependency_flags
   dependency_utils.make_beam_dependency_flags = list
   try:

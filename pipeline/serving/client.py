@@ -45,14 +45,18 @@ def model_url(url: str) -> str:
   url = url.rstrip('/')
   if not re.match(r'^https?://[^/\s]+/v1/models/[^/:]+(/versions/\d+)?$', url):
     raise PredictError(
-        f'--url {url}: give the model URL, e.g. '
-        'http://127.0.0.1:8501/v1/models/breast_cancer (optionally '
-        '/versions/N)')
+      f'--url {url}: give the model URL, e.g. '
+      'http://127.0.0.1:8501/v1/models/breast_cancer (optionally '
+      '/versions/N)'
+    )
   return url
 
 
-def _request(url: str, body: Optional[Dict[str, Any]] = None,
-             timeout: float = DEFAULT_TIMEOUT) -> Dict[str, Any]:
+def _request(
+  url: str,
+  body: Optional[Dict[str, Any]] = None,
+  timeout: float = DEFAULT_TIMEOUT,
+) -> Dict[str, Any]:
   """The server's JSON answer (an object) to one request, within `timeout`
   seconds in all: a socket timeout bounds each read, not a server that
   answers a byte at a time or never finishes, so the request runs on a
@@ -71,19 +75,25 @@ def _request(url: str, body: Optional[Dict[str, Any]] = None,
   if 'error' in outcome:
     raise outcome['error']
   if 'answer' not in outcome:
-    raise PredictError(f'{url}: the server did not answer within {timeout:g} '
-                       's (see --timeout)')
+    raise PredictError(
+      f'{url}: the server did not answer within {timeout:g} s (see --timeout)'
+    )
   if not isinstance(outcome['answer'], dict):
-    raise PredictError(f'{url}: the answer is JSON but not an object; is this '
-                       'a TF Serving REST endpoint?')
+    raise PredictError(
+      f'{url}: the answer is JSON but not an object; is this '
+      'a TF Serving REST endpoint?'
+    )
   return outcome['answer']
 
 
 def _attempt(url: str, body: Optional[Dict[str, Any]], timeout: float) -> Any:
   data = json.dumps(body).encode() if body is not None else None
   request = urllib.request.Request(
-      url, data=data, headers={'Content-Type': 'application/json'},
-      method='POST' if data is not None else 'GET')
+    url,
+    data=data,
+    headers={'Content-Type': 'application/json'},
+    method='POST' if data is not None else 'GET',
+  )
   try:
     with urllib.request.urlopen(request, timeout=timeout) as response:
       return json.loads(response.read())
@@ -115,8 +125,10 @@ def read_rows(path: str) -> List[Dict[str, Any]]:
     if isinstance(data, dict) and 'instances' in data:
       data = data['instances']
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-      raise PredictError(f'{path}: expected a list of objects (one per row) '
-                         'or {"instances": [...]}')
+      raise PredictError(
+        f'{path}: expected a list of objects (one per row) '
+        'or {"instances": [...]}'
+      )
     rows = data
   else:
     rows = _csv_rows(path)
@@ -132,24 +144,28 @@ def _csv_rows(path: str) -> List[Dict[str, Any]]:
     text = data.decode('utf-8')
   except UnicodeDecodeError as e:
     line = data.count(b'\n', 0, e.start) + 1
-    raise PredictError(f'{path}: line {line}: not UTF-8 text; save the file '
-                       'as UTF-8') from None
+    raise PredictError(
+      f'{path}: line {line}: not UTF-8 text; save the file as UTF-8'
+    ) from None
   reader = csv.DictReader(io.StringIO(text, newline=''))
   try:
     return list(reader)
   except csv.Error as e:
-    raise PredictError(f'{path}: line {reader.line_num}: not a CSV row '
-                       f'({whole(e)})') from None
+    raise PredictError(
+      f'{path}: line {reader.line_num}: not a CSV row ({whole(e)})'
+    ) from None
 
 
 def is_missing(value: Any, null_values=DEFAULT_NULL_VALUES) -> bool:
   """An absent value: None (JSON null), an empty cell or a null token."""
-  return value is None or (isinstance(value, str) and
-                           value.strip() in null_values)
+  return value is None or (
+    isinstance(value, str) and value.strip() in null_values
+  )
 
 
-def _typed(value: Any, dtype: str, where: str,
-           null_values=DEFAULT_NULL_VALUES) -> Any:
+def _typed(
+  value: Any, dtype: str, where: str, null_values=DEFAULT_NULL_VALUES
+) -> Any:
   """A row's value as the input's dtype wants it. A missing value is NaN
   for a float input and "" for a string one (the serving_raw signature's
   way of leaving a value out); an integer input needs a value."""
@@ -172,16 +188,19 @@ def _typed(value: Any, dtype: str, where: str,
   return str(value)
 
 
-def signature_inputs(metadata: Dict[str, Any], name: str
-                     ) -> Dict[str, str]:
+def signature_inputs(metadata: Dict[str, Any], name: str) -> Dict[str, str]:
   """input name -> dtype ('DT_FLOAT', ...) of a signature in the model's
   metadata (TF Serving's GET .../metadata answer)."""
   defs = signature_defs(metadata)
   if name not in defs:
-    raise PredictError(f'the model has no signature {name!r}; it has '
-                       f'{sorted(k for k in defs if not k.startswith("__"))}')
-  return {key: value.get('dtype', 'DT_STRING')
-          for key, value in defs[name].get('inputs', {}).items()}
+    raise PredictError(
+      f'the model has no signature {name!r}; it has '
+      f'{sorted(k for k in defs if not k.startswith("__"))}'
+    )
+  return {
+    key: value.get('dtype', 'DT_STRING')
+    for key, value in defs[name].get('inputs', {}).items()
+  }
 
 
 def signature_defs(metadata: Dict[str, Any]) -> Dict[str, Any]:
@@ -191,19 +210,28 @@ def signature_defs(metadata: Dict[str, Any]) -> Dict[str, Any]:
   defs = defs.get('signature_def', {}) if isinstance(defs, dict) else None
   defs = defs.get('signature_def') if isinstance(defs, dict) else None
   if not isinstance(defs, dict) or not all(
-      isinstance(d, dict) and isinstance(d.get('inputs', {}), dict) and
-      all(isinstance(i, dict) for i in d.get('inputs', {}).values())
-      for d in defs.values()):
-    raise PredictError('the metadata answer has no signature defs '
-                       '(metadata.signature_def.signature_def); is the URL '
-                       'a TF Serving model?')
+    isinstance(d, dict)
+    and isinstance(d.get('inputs', {}), dict)
+    and all(isinstance(i, dict) for i in d.get('inputs', {}).values())
+    for d in defs.values()
+  ):
+    raise PredictError(
+      'the metadata answer has no signature defs '
+      '(metadata.signature_def.signature_def); is the URL '
+      'a TF Serving model?'
+    )
   return defs
 
 
-def _example(row: Dict[str, Any], types: Dict[str, str], index: int,
-             null_values=DEFAULT_NULL_VALUES) -> bytes:
+def _example(
+  row: Dict[str, Any],
+  types: Dict[str, str],
+  index: int,
+  null_values=DEFAULT_NULL_VALUES,
+) -> bytes:
   """A row as a serialized tf.Example; missing values are left out."""
   from tensorflow.core.example import example_pb2  # pylint: disable=g-import-not-at-top
+
   example = example_pb2.Example()
   for key, value in row.items():
     if is_missing(value, null_values):
@@ -226,11 +254,14 @@ def _example(row: Dict[str, Any], types: Dict[str, str], index: int,
   return example.SerializeToString()
 
 
-def build_requests(rows: List[Dict[str, Any]], metadata: Dict[str, Any],
-                   signature: str = 'auto', row_format: bool = True,
-                   batch_size: int = 64,
-                   null_values=DEFAULT_NULL_VALUES
-                   ) -> Iterator[Dict[str, Any]]:
+def build_requests(
+  rows: List[Dict[str, Any]],
+  metadata: Dict[str, Any],
+  signature: str = 'auto',
+  row_format: bool = True,
+  batch_size: int = 64,
+  null_values=DEFAULT_NULL_VALUES,
+) -> Iterator[Dict[str, Any]]:
   """TF Serving predict bodies for `rows`, `batch_size` rows each. A value
   that is missing (absent, null, empty, or a null token) is NaN or "" for
   serving_raw, and left out of a tf.Example."""
@@ -238,55 +269,82 @@ def build_requests(rows: List[Dict[str, Any]], metadata: Dict[str, Any],
   if signature == 'auto':
     signature = RAW_SIGNATURE if RAW_SIGNATURE in defs else DEFAULT_SIGNATURE
   inputs = signature_inputs(metadata, signature)
-  raw_types = signature_inputs(metadata, RAW_SIGNATURE) if (
-      RAW_SIGNATURE in defs) else {}
+  raw_types = (
+    signature_inputs(metadata, RAW_SIGNATURE) if (RAW_SIGNATURE in defs) else {}
+  )
   # A single string input that is not one of the rows' columns takes
   # serialized tf.Examples (serving_default's `examples`).
-  takes_examples = (len(inputs) == 1 and list(inputs.values()) == ['DT_STRING']
-                    and next(iter(inputs)) not in rows[0])
+  takes_examples = (
+    len(inputs) == 1
+    and list(inputs.values()) == ['DT_STRING']
+    and next(iter(inputs)) not in rows[0]
+  )
   if not takes_examples:
     instances = []
     for i, row in enumerate(rows):
-      instances.append({k: _typed(row.get(k), inputs[k], f'row {i + 1}, {k}',
-                                  null_values)
-                        for k in inputs})
+      instances.append(
+        {
+          k: _typed(row.get(k), inputs[k], f'row {i + 1}, {k}', null_values)
+          for k in inputs
+        }
+      )
   else:  # one serialized tf.Example input
     (name,) = inputs
     feature_types = raw_types or {}
     instances = []
     for i, row in enumerate(rows):
-      kept = {k: v for k, v in row.items()
-              if not feature_types or k in feature_types}
-      instances.append({name: {'b64': base64.b64encode(
-          _example(kept, feature_types, i, null_values)).decode()}})
+      kept = {
+        k: v for k, v in row.items() if not feature_types or k in feature_types
+      }
+      instances.append(
+        {
+          name: {
+            'b64': base64.b64encode(
+              _example(kept, feature_types, i, null_values)
+            ).decode()
+          }
+        }
+      )
   for start in range(0, len(instances), batch_size):
-    batch = instances[start:start + batch_size]
+    batch = instances[start : start + batch_size]
     if row_format:
       yield {'signature_name': signature, 'instances': batch}
     else:
-      yield {'signature_name': signature,
-             'inputs': {k: [row[k] for row in batch] for k in batch[0]}}
+      yield {
+        'signature_name': signature,
+        'inputs': {k: [row[k] for row in batch] for k in batch[0]},
+      }
 
 
 def predictions(answer: Dict[str, Any], rows: int) -> List[Any]:
   """Per-row predictions from either answer format, one for each of the
   `rows` rows sent."""
   found = answer.get('predictions', answer.get('outputs'))
-  if isinstance(found, dict) and found and all(
-      isinstance(v, list) and len(v) == rows for v in found.values()):
+  if (
+    isinstance(found, dict)
+    and found
+    and all(isinstance(v, list) and len(v) == rows for v in found.values())
+  ):
     keys = sorted(found)
     found = [{k: found[k][i] for k in keys} for i in range(rows)]
   if not isinstance(found, list) or len(found) != rows:
-    raise PredictError(f'the answer is not a model\'s answer for {rows} '
-                       'row(s): expected "predictions" or "outputs" with one '
-                       'value per row')
+    raise PredictError(
+      f"the answer is not a model's answer for {rows} "
+      'row(s): expected "predictions" or "outputs" with one '
+      'value per row'
+    )
   return found
 
 
-def predict_file(url: str, path: str, signature: str = 'auto',
-                 row_format: bool = True, batch_size: int = 64,
-                 null_values=DEFAULT_NULL_VALUES,
-                 timeout: float = DEFAULT_TIMEOUT) -> Tuple[str, List[Any]]:
+def predict_file(
+  url: str,
+  path: str,
+  signature: str = 'auto',
+  row_format: bool = True,
+  batch_size: int = 64,
+  null_values=DEFAULT_NULL_VALUES,
+  timeout: float = DEFAULT_TIMEOUT,
+) -> Tuple[str, List[Any]]:
   """Sends every row of `path`, each request answered within `timeout`
   seconds; returns (signature used, predictions)."""
   url = model_url(url)
@@ -294,11 +352,14 @@ def predict_file(url: str, path: str, signature: str = 'auto',
   metadata = _request(url + '/metadata', timeout=timeout)
   results: List[Any] = []
   used = signature
-  for body in build_requests(rows, metadata, signature, row_format,
-                             batch_size, null_values):
+  for body in build_requests(
+    rows, metadata, signature, row_format, batch_size, null_values
+  ):
     used = body['signature_name']
-    sent = len(body['instances']) if row_format else len(
-        next(iter(body['inputs'].values())))
-    results.extend(predictions(_request(url + ':predict', body, timeout),
-                               sent))
+    sent = (
+      len(body['instances'])
+      if row_format
+      else len(next(iter(body['inputs'].values())))
+    )
+    results.extend(predictions(_request(url + ':predict', body, timeout), sent))
   return used, results

@@ -37,6 +37,8 @@ from tests.conftest import run_pipeline as _run
 from tests.conftest import serving_versions as _versions
 
 pytestmark = pytest.mark.e2e
+
+
 def test_cold_run_trains_blesses_and_pushes(base, cold):
   proc, summary = cold
   assert summary['status'] == 'succeeded'
@@ -49,13 +51,13 @@ def test_cold_run_trains_blesses_and_pushes(base, cold):
   assert summary['pushed'] is True
   version = summary['pushed_version']
   assert version.isdigit()
-  assert summary['pushed_path'] == os.path.join(base, 'serving', MODEL,
-                                                version)
+  assert summary['pushed_path'] == os.path.join(base, 'serving', MODEL, version)
   assert _versions(base) == [version]
   for component in COMPONENTS:
     assert f'  {component} ...' in proc.stdout
-    assert re.search(rf'^  {component} +complete +\d+\.\ds$', proc.stdout,
-                     re.MULTILINE), component
+    assert re.search(
+      rf'^  {component} +complete +\d+\.\ds$', proc.stdout, re.MULTILINE
+    ), component
   # Without a terminal: a line as each component starts, then the summary.
   assert len(proc.stdout.splitlines()) < 40, proc.stdout
   assert 'Search space summary' not in proc.stdout  # no Keras Tuner dumps
@@ -72,13 +74,23 @@ def test_cold_run_trains_blesses_and_pushes(base, cold):
 
 def test_pushed_model_serves_tf_examples_in_a_new_process(base, cold):
   _, summary = cold
-  eval_glob = os.path.join(base, 'root', 'CsvExampleGen', 'examples', '*',
-                           'Split-eval', '*.gz')
+  eval_glob = os.path.join(
+    base, 'root', 'CsvExampleGen', 'examples', '*', 'Split-eval', '*.gz'
+  )
   proc = subprocess.run(
-      [sys.executable,
-       os.path.join(REPO, 'tests', 'support', 'serving_check.py'),
-       summary['pushed_path'], DATA_CSV, eval_glob, 'diagnosis'],
-      capture_output=True, text=True, check=False, timeout=600)
+    [
+      sys.executable,
+      os.path.join(REPO, 'tests', 'support', 'serving_check.py'),
+      summary['pushed_path'],
+      DATA_CSV,
+      eval_glob,
+      'diagnosis',
+    ],
+    capture_output=True,
+    text=True,
+    check=False,
+    timeout=600,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads(proc.stdout.strip().splitlines()[-1])
   assert result['signature_inputs'] == ['examples']
@@ -93,9 +105,12 @@ def test_pushed_model_serves_tf_examples_in_a_new_process(base, cold):
 def test_rerun_unchanged_is_served_from_the_cache(base, cold, cached):
   _, first = cold
   proc, again = cached
-  assert ('(by an earlier run; this one was cached)' in proc.stdout)
-  executed = [c['id'] for c in again['components']
-              if not c['is_resolver'] and c['state'] != 'cached']
+  assert '(by an earlier run; this one was cached)' in proc.stdout
+  executed = [
+    c['id']
+    for c in again['components']
+    if not c['is_resolver'] and c['state'] != 'cached'
+  ]
   assert executed == []
   assert [c['id'] for c in again['components']] == COMPONENTS
   assert again['model_uri'] == first['model_uri']
@@ -104,16 +119,21 @@ def test_rerun_unchanged_is_served_from_the_cache(base, cold, cached):
   # Where the Beam components ran: on the cold run's executions (the
   # spec's default engine), none on the cached ones, which ran nowhere.
   beam = ['CsvExampleGen', 'StatisticsGen', 'Transform', 'Evaluator']
-  assert {c['id']: c['engine'] for c in first['components']
-          if c['engine']} == dict.fromkeys(beam, 'direct')
+  assert {
+    c['id']: c['engine'] for c in first['components'] if c['engine']
+  } == dict.fromkeys(beam, 'direct')
   assert not [c for c in again['components'] if c['engine']]
   store = mlmd.MetadataStore(
-      tfx.orchestration.metadata.sqlite_metadata_connection_config(
-          os.path.join(base, 'metadata.sqlite')))
+    tfx.orchestration.metadata.sqlite_metadata_connection_config(
+      os.path.join(base, 'metadata.sqlite')
+    )
+  )
   trainers = store.get_executions_by_type(
-      'tfx.components.trainer.component.Trainer')
+    'tfx.components.trainer.component.Trainer'
+  )
   assert sorted(e.last_known_state for e in trainers) == sorted(
-      [mlmd.proto.Execution.COMPLETE, mlmd.proto.Execution.CACHED])
+    [mlmd.proto.Execution.COMPLETE, mlmd.proto.Execution.CACHED]
+  )
 
 
 def test_worse_candidate_is_not_blessed_or_pushed(base, cold, cached):
@@ -122,13 +142,19 @@ def test_worse_candidate_is_not_blessed_or_pushed(base, cold, cached):
   # No tuning, one epoch of plain SGD at a tiny learning rate: far worse
   # than the blessed model. Absolute thresholds are opened so that only the
   # comparison with the baseline can refuse the blessing.
-  proc, summary = _run(base, 'worse', [
-      'tuner.enabled=false', 'training.epochs=1',
+  proc, summary = _run(
+    base,
+    'worse',
+    [
+      'tuner.enabled=false',
+      'training.epochs=1',
       'training.early_stopping=null',
       'model.search_space.optimizer=[sgd]',
       'model.search_space.learning_rate={min: 0.00001, max: 0.00001}',
       'evaluation.thresholds={accuracy: 0.0, auc: 0.0, '
-      'calibration: {lower: 0.0, upper: 100.0}}'])
+      'calibration: {lower: 0.0, upper: 100.0}}',
+    ],
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert summary['blessed'] is False
   assert 'auc change vs. baseline' in summary['blessing_reason']
@@ -140,22 +166,32 @@ def test_worse_candidate_is_not_blessed_or_pushed(base, cold, cached):
   page = report_page(summary)
   assert 'id="blessed">no (auc change vs. baseline' in page
   assert 'id="pushed">nothing' in page
-  auc = re.search(r'<tr data-slice="overall" data-metric="auc">(.*?)</tr>',
-                  page, re.DOTALL).group(1)
-  candidate, baseline, change = re.findall(r'<td class="num[^"]*">([^<]*)'
-                                            r'</td>', auc)
+  auc = re.search(
+    r'<tr data-slice="overall" data-metric="auc">(.*?)</tr>', page, re.DOTALL
+  ).group(1)
+  candidate, baseline, change = re.findall(
+    r'<td class="num[^"]*">([^<]*)'
+    r'</td>',
+    auc,
+  )
   assert float(baseline) == pytest.approx(first['metrics']['auc'], abs=5e-5)
-  assert float(change) == pytest.approx(float(candidate) - float(baseline),
-                                        abs=2e-4)
+  assert float(change) == pytest.approx(
+    float(candidate) - float(baseline), abs=2e-4
+  )
 
 
 def test_unreachable_threshold_is_not_blessed_or_pushed(base, cold, cached):
   del cached
   _, first = cold
-  proc, summary = _run(base, 'strict', ['evaluation.thresholds.accuracy=0.9999'])
+  proc, summary = _run(
+    base, 'strict', ['evaluation.thresholds.accuracy=0.9999']
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
-  executed = [c['id'] for c in summary['components']
-              if not c['is_resolver'] and c['state'] != 'cached']
+  executed = [
+    c['id']
+    for c in summary['components']
+    if not c['is_resolver'] and c['state'] != 'cached'
+  ]
   assert executed == ['Evaluator', 'Pusher']
   assert summary['blessed'] is False
   assert 'accuracy = ' in summary['blessing_reason']
@@ -165,7 +201,8 @@ def test_unreachable_threshold_is_not_blessed_or_pushed(base, cold, cached):
 
 
 def test_changing_the_epochs_retrains_without_searching_again(
-    base, cold, tmp_path):
+  base, cold, tmp_path
+):
   """training.epochs is the Trainer's alone: the Tuner's configuration
   (modules/config/ TunerConfig) leaves it out, so its cache key holds. In
   a copy of the cold run's store and folders (a new model may be pushed)."""
@@ -173,11 +210,13 @@ def test_changing_the_epochs_retrains_without_searching_again(
   for name in ('root', 'serving', 'metadata.sqlite'):
     source = os.path.join(base, name)
     (shutil.copytree if os.path.isdir(source) else shutil.copy)(
-        source, tmp_path / name)
+      source, tmp_path / name
+    )
   proc, summary = _run(str(tmp_path), 'epochs', ['training.epochs=41'])
   assert proc.returncode == 0, proc.stderr[-3000:]
-  states = {c['id']: c['state'] for c in summary['components']
-            if not c['is_resolver']}
+  states = {
+    c['id']: c['state'] for c in summary['components'] if not c['is_resolver']
+  }
   assert states['Tuner'] == 'cached'
   assert states['Transform'] == 'cached'
   assert states['Trainer'] == 'complete'
@@ -189,10 +228,15 @@ def _on_a_terminal(args, cwd):
   and stderr; (exit code, everything it wrote, as text)."""
   master, slave = pty.openpty()
   fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 50, 120, 0, 0))
-  proc = subprocess.Popen(args, cwd=cwd, stdin=slave, stdout=slave,
-                          stderr=slave, close_fds=True, env={
-                              **os.environ, 'TF_USE_LEGACY_KERAS': '1',
-                              'TERM': 'xterm'})
+  proc = subprocess.Popen(
+    args,
+    cwd=cwd,
+    stdin=slave,
+    stdout=slave,
+    stderr=slave,
+    close_fds=True,
+    env={**os.environ, 'TF_USE_LEGACY_KERAS': '1', 'TERM': 'xterm'},
+  )
   os.close(slave)
   chunks = []
   while True:
@@ -207,8 +251,9 @@ def _on_a_terminal(args, cwd):
   return proc.wait(timeout=600), b''.join(chunks).decode(errors='replace')
 
 
-def test_on_a_terminal_the_tuner_and_trainer_lines_advance(base, cold,
-                                                            tmp_path):
+def test_on_a_terminal_the_tuner_and_trainer_lines_advance(
+  base, cold, tmp_path
+):
   """Under a pseudo-terminal `run` keeps one line per component and
   rewrites it: the Tuner's trial count and the Trainer's epochs advance.
   In a copy of the cold run's store, with another tuner seed (so the Tuner
@@ -217,19 +262,30 @@ def test_on_a_terminal_the_tuner_and_trainer_lines_advance(base, cold,
   for name in ('root', 'serving', 'metadata.sqlite'):
     source = os.path.join(base, name)
     (shutil.copytree if os.path.isdir(source) else shutil.copy)(
-        source, tmp_path / name)
+      source, tmp_path / name
+    )
   code, text = _on_a_terminal(
-      [sys.executable, '-m', 'pipeline', 'run',
-       *run_sets(str(tmp_path), ['tuner.seed=7'])], REPO)
+    [
+      sys.executable,
+      '-m',
+      'pipeline',
+      'run',
+      *run_sets(str(tmp_path), ['tuner.seed=7']),
+    ],
+    REPO,
+  )
   assert code == 0, text[-3000:]
-  trials = [int(n) for n in re.findall(r'Tuner \.\.\. \d+s: trial (\d+) of 4',
-                                       text)]
+  trials = [
+    int(n) for n in re.findall(r'Tuner \.\.\. \d+s: trial (\d+) of 4', text)
+  ]
   assert len(set(trials)) >= 2 and trials == sorted(trials), trials
-  epochs = [int(n) for n in re.findall(
-      r'Trainer \.\.\. \d+s: epoch (\d+) of 40', text)]
+  epochs = [
+    int(n) for n in re.findall(r'Trainer \.\.\. \d+s: epoch (\d+) of 40', text)
+  ]
   assert len(set(epochs)) >= 2 and epochs == sorted(epochs), epochs
-  assert re.search(r'Tuner done in \d+\.\ds: trial \d of 4, best val_loss ',
-                   text), text[-3000:]
+  assert re.search(
+    r'Tuner done in \d+\.\ds: trial \d of 4, best val_loss ', text
+  ), text[-3000:]
   assert 'blessed: yes' in text
 
 
@@ -246,8 +302,9 @@ def test_drifted_column_stops_the_run_before_transform(tmp_path):
   proc, summary = _run(str(tmp_path), 'drift', [f'data.csv={data}'])
   assert proc.returncode == 1
   last = proc.stderr.strip().splitlines()[-1]
-  assert last.startswith('error: AnomaliesGate failed: AnomaliesFound: '
-                         'ExampleValidator found')
+  assert last.startswith(
+    'error: AnomaliesGate failed: AnomaliesFound: ExampleValidator found'
+  )
   assert 'mean_area' in last
   assert summary['status'] == 'failed'
   assert summary['failed_component'] == 'AnomaliesGate'
@@ -267,9 +324,10 @@ def test_bad_csv_stops_before_the_pipeline_starts(tmp_path):
   proc, summary = _run(str(tmp_path), 'bad', [f'data.csv={data}'])
   assert proc.returncode == 2
   assert proc.stderr.strip() == (
-      f'error: {data}/bad.csv: line 11, column worst_radius: empty value, but '
-      'the schema requires it (presence min_fraction 1.0); fill or drop the '
-      'row')
+    f'error: {data}/bad.csv: line 11, column worst_radius: empty value, but '
+    'the schema requires it (presence min_fraction 1.0); fill or drop the '
+    'row'
+  )
   assert summary is None
   assert not os.path.exists(tmp_path / 'root')
   assert not os.path.exists(tmp_path / 'serving')
@@ -282,9 +340,11 @@ def test_bad_spec_and_missing_data_are_one_line_errors(tmp_path):
   assert "tuner.algorithm: must be 'hyperband'" in proc.stderr
   proc = _cli('validate', '--set', f'data.csv={tmp_path}/missing')
   assert proc.returncode == 2
-  assert proc.stderr.strip() == (f'error: {tmp_path}/missing: data not found '
-                                 '(data.csv in the spec); point it at a folder '
-                                 'of CSV files or one CSV file')
+  assert proc.stderr.strip() == (
+    f'error: {tmp_path}/missing: data not found '
+    '(data.csv in the spec); point it at a folder '
+    'of CSV files or one CSV file'
+  )
   proc = _cli('validate')
   assert proc.returncode == 0
   assert 'ok (pipeline breast-cancer, 30 features, 569 rows' in proc.stdout
@@ -292,8 +352,12 @@ def test_bad_spec_and_missing_data_are_one_line_errors(tmp_path):
 
 # Trials long enough to learn with any scaling: inputs scaled to [0, 1], or
 # not at all, learn several times slower per epoch than z-scores.
-LEARNING_SEARCH = ['tuner.algorithm=random', 'tuner.max_trials=3',
-                   'tuner.max_epochs=12', 'training.epochs=40']
+LEARNING_SEARCH = [
+  'tuner.algorithm=random',
+  'tuner.max_trials=3',
+  'tuner.max_epochs=12',
+  'training.epochs=40',
+]
 
 
 @pipeline_fixture(scope='session')
@@ -303,8 +367,9 @@ def min_max_runs(tmp_path_factory):
   with trials that can learn."""
   base = str(tmp_path_factory.mktemp('min_max'))
   short = _run(base, 'short', ['preprocessing.numeric=min_max'])
-  learning = _run(base, 'learning', ['preprocessing.numeric=min_max',
-                                     *LEARNING_SEARCH])
+  learning = _run(
+    base, 'learning', ['preprocessing.numeric=min_max', *LEARNING_SEARCH]
+  )
   return short, learning
 
 
@@ -312,32 +377,41 @@ def test_a_search_that_learns_nothing_stops_at_the_tuner(min_max_runs):
   (proc, summary), _ = min_max_runs
   assert proc.returncode == 1
   last = proc.stderr.strip().splitlines()[-1]
-  assert last.startswith('error: Tuner failed: NoTrialLearned: no tuning '
-                         'trial learned anything: the best val_loss ')
+  assert last.startswith(
+    'error: Tuner failed: NoTrialLearned: no tuning '
+    'trial learned anything: the best val_loss '
+  )
   assert 'no better than predicting without the features' in last
   assert summary['failed_component'] == 'Tuner'
   assert 'Trainer' not in [c['id'] for c in summary['components']]
   assert summary['pushed'] is False
   # Its report shows where and why.
   page = report_page(summary)
-  assert ('id="status">failed: Tuner failed: NoTrialLearned: no tuning '
-          'trial learned anything') in page
+  assert (
+    'id="status">failed: Tuner failed: NoTrialLearned: no tuning '
+    'trial learned anything'
+  ) in page
   assert '<tr class="failed"><td>Tuner</td><td>failed</td>' in page
   assert 'No model was trained in this run.' in page
-  assert ('id="blessed">unknown (not judged: the run did not reach the '
-          'Evaluator)') in page
+  assert (
+    'id="blessed">unknown (not judged: the run did not reach the Evaluator)'
+  ) in page
 
 
 @pytest.mark.parametrize('scaling', ['min_max', 'none'])
-def test_every_numeric_scaling_trains_a_blessed_model(min_max_runs, scaling,
-                                                      tmp_path):
+def test_every_numeric_scaling_trains_a_blessed_model(
+  min_max_runs, scaling, tmp_path
+):
   if scaling == 'min_max':
     _, (proc, summary) = min_max_runs
     states = {c['id']: c['state'] for c in summary['components']}
     assert states['Transform'] == 'cached'  # from the stopped run
   else:
-    proc, summary = _run(str(tmp_path), scaling, [
-        f'preprocessing.numeric={scaling}', *LEARNING_SEARCH])
+    proc, summary = _run(
+      str(tmp_path),
+      scaling,
+      [f'preprocessing.numeric={scaling}', *LEARNING_SEARCH],
+    )
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert summary['blessed'] is True
   assert summary['metrics']['auc'] >= 0.95

@@ -26,8 +26,9 @@ pytestmark = pytest.mark.e2e
 @pipeline_fixture(scope='module')
 def trees(tmp_path_factory):
   base = str(tmp_path_factory.mktemp('gbt'))
-  proc, summary = run_spec(DEFAULT_SPEC, base, 'trees',
-                           ['model.builder=gbt', 'tuner.max_trials=4'])
+  proc, summary = run_spec(
+    DEFAULT_SPEC, base, 'trees', ['model.builder=gbt', 'tuner.max_trials=4']
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   return base, summary
 
@@ -36,9 +37,15 @@ def test_trees_are_tuned_trained_evaluated_and_pushed(trees):
   _, summary = trees
   assert summary['blessed'] is True and summary['pushed'] is True
   assert summary['metrics']['auc'] >= 0.95
-  with open(os.path.join(os.path.dirname(summary['model_uri']), '..',
-                         'model_run', os.path.basename(summary['model_uri']),
-                         'hyperparameters.json')) as f:
+  with open(
+    os.path.join(
+      os.path.dirname(summary['model_uri']),
+      '..',
+      'model_run',
+      os.path.basename(summary['model_uri']),
+      'hyperparameters.json',
+    )
+  ) as f:
     hparams = json.load(f)
   assert hparams['builder'] == 'gbt'
   assert {'gbt_num_trees', 'gbt_max_depth', 'gbt_shrinkage'} <= set(hparams)
@@ -57,14 +64,27 @@ def test_serve_answers_for_trees_through_the_rest_contract(trees, tmp_path):
   server = Server(os.path.join(base, 'serving'))
   try:
     proc = subprocess.run(
-        [sys.executable, '-m', 'pipeline', 'predict', '--url',
-         server.model('breast_cancer'), str(path)], cwd=REPO,
-        capture_output=True, text=True, timeout=120, check=False)
+      [
+        sys.executable,
+        '-m',
+        'pipeline',
+        'predict',
+        '--url',
+        server.model('breast_cancer'),
+        str(path),
+      ],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=120,
+      check=False,
+    )
   finally:
     server.stop()
   assert proc.returncode == 0, proc.stderr
-  answers = [json.loads(line)['prediction']
-             for line in proc.stdout.strip().splitlines()]
+  answers = [
+    json.loads(line)['prediction'] for line in proc.stdout.strip().splitlines()
+  ]
   assert len(answers) == 3
   for answer, row in zip(answers, rows, strict=True):
     assert 0.0 <= answer['probability'][0] <= 1.0

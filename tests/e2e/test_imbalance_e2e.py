@@ -16,8 +16,12 @@ SPEC = os.path.join(REPO, 'pipeline', 'specs', 'chicago_taxi.yaml')
 # (and so the hyperparameters both runs end with) follows the machine's load,
 # and under a loaded suite the unweighted run once drew a luckier search.
 # The claim here is the class weights', not the search's.
-BUDGET = ['tuner.max_trials=4', 'tuner.max_epochs=3', 'training.epochs=10',
-          'tuner.parallel_trials=1']
+BUDGET = [
+  'tuner.max_trials=4',
+  'tuner.max_epochs=3',
+  'training.epochs=10',
+  'tuner.parallel_trials=1',
+]
 
 
 @pipeline_fixture(scope='module')
@@ -26,7 +30,8 @@ def weighted_and_not(tmp_path_factory):
   summaries = {}
   for weight in ('none', 'balanced'):
     proc, summaries[weight] = run_spec(
-        SPEC, base, weight, [f'training.class_weight={weight}', *BUDGET])
+      SPEC, base, weight, [f'training.class_weight={weight}', *BUDGET]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
   return summaries
 
@@ -42,7 +47,8 @@ def test_balanced_class_weights_raise_recall(weighted_and_not):
 
 
 def test_the_second_run_reused_the_data_components(weighted_and_not):
-  states = {c['id']: c['state']
-            for c in weighted_and_not['balanced']['components']}
+  states = {
+    c['id']: c['state'] for c in weighted_and_not['balanced']['components']
+  }
   assert states['CsvExampleGen'] == states['Transform'] == 'cached'
   assert states['Tuner'] == states['Trainer'] == 'complete'

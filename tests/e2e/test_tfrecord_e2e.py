@@ -38,7 +38,7 @@ from tests.conftest import (
 FASHION = os.path.join(REPO, 'data', 'fashion_mnist')
 ROWS = 300
 
-SPEC = '''
+SPEC = """
 name: garments
 data:
   tfrecord: {data}
@@ -69,7 +69,7 @@ push:
 runner:
   pipeline_root: root
   metadata: metadata.sqlite
-'''
+"""
 
 
 def _garments(rows=ROWS):
@@ -85,6 +85,7 @@ def _garments(rows=ROWS):
 
 def _example(features):
   """A tf.Example of {name: bytes, int, float or a list of them}."""
+
   def feature(value):
     values = value if isinstance(value, list) else [value]
     if isinstance(values[0], bytes):
@@ -92,8 +93,12 @@ def _example(features):
     if isinstance(values[0], int):
       return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
     return tf.train.Feature(float_list=tf.train.FloatList(value=values))
-  return tf.train.Example(features=tf.train.Features(
-      feature={k: feature(v) for k, v in features.items()}))
+
+  return tf.train.Example(
+    features=tf.train.Features(
+      feature={k: feature(v) for k, v in features.items()}
+    )
+  )
 
 
 def write_tfrecords(folder, examples, shards=2, gzipped=True):
@@ -103,8 +108,9 @@ def write_tfrecords(folder, examples, shards=2, gzipped=True):
   options = tf.io.TFRecordOptions(compression_type='GZIP' if gzipped else '')
   ending = 'tfrecord.gz' if gzipped else 'tfrecord'
   for shard in range(shards):
-    path = os.path.join(folder, f'garments-{shard:05d}-of-{shards:05d}.'
-                        f'{ending}')
+    path = os.path.join(
+      folder, f'garments-{shard:05d}-of-{shards:05d}.{ending}'
+    )
     with tf.io.TFRecordWriter(path, options) as writer:
       for example in examples[shard::shards]:
         writer.write(example.SerializeToString())
@@ -112,8 +118,10 @@ def write_tfrecords(folder, examples, shards=2, gzipped=True):
 
 
 def garment_examples(rows=ROWS):
-  return [_example({'image': png, 'label': name.encode('utf-8')})
-          for png, name in _garments(rows)]
+  return [
+    _example({'image': png, 'label': name.encode('utf-8')})
+    for png, name in _garments(rows)
+  ]
 
 
 def _spec(tmp_path, data, label='label', extra=''):
@@ -137,8 +145,9 @@ def test_encoded_images_are_told_by_their_first_bytes():
     assert kinds.is_image_bytes(_encoded(image_format)), image_format
   for text in (b'BMW 320d, 2011', b'GIF is a format', b'', b'\x89PN'):
     assert not kinds.is_image_bytes(text), text
-  facts = kinds.ColumnFacts(csv_kind='STRING', distinct_share=1.0,
-                            image_bytes=True)
+  facts = kinds.ColumnFacts(
+    csv_kind='STRING', distinct_share=1.0, image_bytes=True
+  )
   assert kinds.recognise(facts).name == 'image'
 
 
@@ -153,23 +162,33 @@ def test_validate_recognises_the_image_feature(tmp_path):
 def test_every_kind_is_recognised_from_the_value_lists(tmp_path):
   examples = []
   for i, (png, name) in enumerate(_garments(40)):
-    examples.append(_example({
-        'label': name.encode('utf-8'), 'image': png, 'count': i % 7,
-        'weight': 0.5 * i, 'day': f'2024-01-{i % 28 + 1:02d}'.encode(),
-        'shop': [b'north', b'south'][i % 2]}))
+    examples.append(
+      _example(
+        {
+          'label': name.encode('utf-8'),
+          'image': png,
+          'count': i % 7,
+          'weight': 0.5 * i,
+          'day': f'2024-01-{i % 28 + 1:02d}'.encode(),
+          'shop': [b'north', b'south'][i % 2],
+        }
+      )
+    )
   # A missing value: the feature left out, or present and empty.
   examples[3].features.feature.pop('weight')
   del examples[4].features.feature['shop'].bytes_list.value[:]
   data = write_tfrecords(str(tmp_path / 'examples'), examples)
   proc = cli('validate', _spec(tmp_path, data))
   assert proc.returncode == 0, proc.stderr
-  assert ('columns: numeric count, weight; categorical shop; date day; '
-          'image image') in proc.stdout, proc.stdout
+  assert (
+    'columns: numeric count, weight; categorical shop; date day; image image'
+  ) in proc.stdout, proc.stdout
 
 
 def test_one_plain_file_is_read_too(tmp_path):
-  folder = write_tfrecords(str(tmp_path / 'plain'), garment_examples(40),
-                           shards=1, gzipped=False)
+  folder = write_tfrecords(
+    str(tmp_path / 'plain'), garment_examples(40), shards=1, gzipped=False
+  )
   path = os.path.join(folder, os.listdir(folder)[0])
   proc = cli('validate', _spec(tmp_path, path))
   assert proc.returncode == 0, proc.stderr
@@ -182,24 +201,37 @@ def test_a_csv_file_given_as_tfrecords_is_refused_in_one_line(tmp_path):
   with open(os.path.join(FASHION, 'fashion_mnist.csv'), 'rb') as f:
     (folder / 'fashion_mnist.csv').write_bytes(f.read())
   proc = cli('validate', _spec(tmp_path, str(folder)))
-  one_line_error(proc, str(folder / 'fashion_mnist.csv'),
-                  'not a TFRecord file', 'data.tfrecord')
+  one_line_error(
+    proc,
+    str(folder / 'fashion_mnist.csv'),
+    'not a TFRecord file',
+    'data.tfrecord',
+  )
 
 
 def test_a_missing_label_feature_is_refused_in_one_line(tmp_path):
-  data = write_tfrecords(str(tmp_path / 'examples'), garment_examples(10),
-                         shards=1)
+  data = write_tfrecords(
+    str(tmp_path / 'examples'), garment_examples(10), shards=1
+  )
   proc = cli('validate', _spec(tmp_path, data, label='garment'))
-  one_line_error(proc, 'garments-00000-of-00001.tfrecord.gz: record 1',
-                  "no feature 'garment' (features.label)", 'image, label')
+  one_line_error(
+    proc,
+    'garments-00000-of-00001.tfrecord.gz: record 1',
+    "no feature 'garment' (features.label)",
+    'image, label',
+  )
 
 
 def test_several_values_a_row_are_refused_in_one_line(tmp_path):
   examples = [_example({'label': b'Bag', 'sizes': [1.0, 2.0]})]
   data = write_tfrecords(str(tmp_path / 'examples'), examples, shards=1)
   proc = cli('validate', _spec(tmp_path, data))
-  one_line_error(proc, 'record 1, feature sizes', '2 values',
-                  'only one value per row is read')
+  one_line_error(
+    proc,
+    'record 1, feature sizes',
+    '2 values',
+    'only one value per row is read',
+  )
 
 
 def test_a_gzipped_file_must_be_named_so(tmp_path):
@@ -211,54 +243,75 @@ def test_a_gzipped_file_must_be_named_so(tmp_path):
   data = (folder / 'plain.tfrecord').read_bytes()
   (folder / 'plain.tfrecord').write_bytes(gzip.compress(data))
   proc = cli('validate', _spec(tmp_path, str(folder)))
-  one_line_error(proc, 'plain.tfrecord: gzipped, but its name does not end '
-                  'in .gz')
+  one_line_error(
+    proc, 'plain.tfrecord: gzipped, but its name does not end in .gz'
+  )
 
 
 def test_binary_bytes_that_are_no_image_are_refused(tmp_path):
-  examples = [_example({'label': b'Bag', 'blob': b'\x00\xff\xfe'}),
-              _example({'label': b'Coat', 'blob': b'\x01\xff'})]
+  examples = [
+    _example({'label': b'Bag', 'blob': b'\x00\xff\xfe'}),
+    _example({'label': b'Coat', 'blob': b'\x01\xff'}),
+  ]
   data = write_tfrecords(str(tmp_path / 'examples'), examples, shards=1)
   proc = cli('validate', _spec(tmp_path, data))
-  one_line_error(proc, 'record 1, feature blob',
-                  'no PNG, JPEG, GIF or BMP image', 'features.exclude')
+  one_line_error(
+    proc,
+    'record 1, feature blob',
+    'no PNG, JPEG, GIF or BMP image',
+    'features.exclude',
+  )
 
 
 def test_a_schema_is_checked_against_the_value_lists(tmp_path):
-  data = write_tfrecords(str(tmp_path / 'examples'), garment_examples(20),
-                         shards=1)
+  data = write_tfrecords(
+    str(tmp_path / 'examples'), garment_examples(20), shards=1
+  )
   schema = tmp_path / 'schema.pbtxt'
   feature = 'feature {{ name: "{}" type: {} shape {{ dim {{ size: 1 }} }} }}\n'
-  schema.write_text(feature.format('image', 'BYTES') +
-                    feature.format('label', 'BYTES'))
+  schema.write_text(
+    feature.format('image', 'BYTES') + feature.format('label', 'BYTES')
+  )
   extra = f'schema: {schema}\n'
   proc = cli('validate', _spec(tmp_path, data, extra=extra))
   assert proc.returncode == 0, proc.stderr
   assert 'columns: image image' in proc.stdout
-  schema.write_text(feature.format('image', 'BYTES') +
-                    feature.format('label', 'INT'))
-  one_line_error(cli('validate', _spec(tmp_path, data, extra=extra)),
-                  'record 1, feature label: a bytes_list, but the schema '
-                  'says INT (an int64_list)')
+  schema.write_text(
+    feature.format('image', 'BYTES') + feature.format('label', 'INT')
+  )
+  one_line_error(
+    cli('validate', _spec(tmp_path, data, extra=extra)),
+    'record 1, feature label: a bytes_list, but the schema '
+    'says INT (an int64_list)',
+  )
 
 
 def test_what_tfrecords_cannot_take_is_refused_by_the_spec(tmp_path):
   def load(**data):
-    return spec_lib.spec_from_dict({
-        'name': 'garments', 'data': data, 'features': {'label': 'label'},
+    return spec_lib.spec_from_dict(
+      {
+        'name': 'garments',
+        'data': data,
+        'features': {'label': 'label'},
         'push': {'destination': 'serving', 'model_name': 'garments'},
-        'runner': {'pipeline_root': 'root', 'metadata': 'm.sqlite'}},
-        str(tmp_path), 'garments.yaml')
+        'runner': {'pipeline_root': 'root', 'metadata': 'm.sqlite'},
+      },
+      str(tmp_path),
+      'garments.yaml',
+    )
+
   spec = load(tfrecord='examples')
   assert spec.data.path == str(tmp_path / 'examples')
   assert spec.data.example_gen_id == 'ImportExampleGen'
   assert not spec.data.single_file
   assert load(tfrecord='a.tfrecord.gz').data.single_file
-  with pytest.raises(spec_lib.SpecError, match='data: give exactly one of '
-                     'csv, tfrecord'):
+  with pytest.raises(
+    spec_lib.SpecError, match='data: give exactly one of csv, tfrecord'
+  ):
     load(tfrecord='examples', csv='data.csv')
-  with pytest.raises(spec_lib.SpecError, match='data.split: a time split '
-                     'reads CSV'):
+  with pytest.raises(
+    spec_lib.SpecError, match='data.split: a time split reads CSV'
+  ):
     load(tfrecord='examples', split={'by': 'day', 'eval_from': 3})
   with pytest.raises(spec_lib.SpecError, match='data.null_values'):
     load(tfrecord='examples', null_values=['NA'])
@@ -266,28 +319,37 @@ def test_what_tfrecords_cannot_take_is_refused_by_the_spec(tmp_path):
 
 def test_kubeflow_compiles_the_import_example_gen(tmp_path):
   data = write_tfrecords(str(tmp_path / 'examples'), garment_examples(30))
-  spec = spec_lib.load_spec(_spec(tmp_path, data), {
+  spec = spec_lib.load_spec(
+    _spec(tmp_path, data),
+    {
       'kubeflow.pipeline_root': 'gs://bucket/root',
       'kubeflow.data': 'gs://bucket/garments/',
       'kubeflow.push_destination': 'gs://bucket/serving',
-      'kubeflow.resources': {'example_gen': {'cpu': 2, 'memory_gb': 8}}})
+      'kubeflow.resources': {'example_gen': {'cpu': 2, 'memory_gb': 8}},
+    },
+  )
   settings = runner.cluster_settings(spec, image='registry.example.com/p:1')
   assert runner.cluster_spec(spec, settings).data.tfrecord == (
-      'gs://bucket/garments')
+    'gs://bucket/garments'
+  )
   output = str(tmp_path / 'compiled.yaml')
   runner.compile_pipeline(spec, settings, output)
   with open(output) as f:
-    proto = json_format.ParseDict(yaml.safe_load(f),
-                                  pipeline_spec_pb2.PipelineSpec())
+    proto = json_format.ParseDict(
+      yaml.safe_load(f), pipeline_spec_pb2.PipelineSpec()
+    )
   tasks = proto.root.dag.tasks
   assert 'ImportExampleGen' in tasks and 'CsvExampleGen' not in tasks
   assert set(tasks['StatisticsGen'].dependent_tasks) == {'ImportExampleGen'}
   base = tasks['ImportExampleGen'].inputs.parameters['input_base']
   assert base.runtime_value.constant.string_value == 'gs://bucket/garments'
   executor = json_format.MessageToDict(proto.deployment_spec)['executors'][
-      'ImportExampleGen_executor']
-  assert executor['container']['resources'] == {'cpuLimit': 2.0,
-                                                'memoryLimit': 8.0}
+    'ImportExampleGen_executor'
+  ]
+  assert executor['container']['resources'] == {
+    'cpuLimit': 2.0,
+    'memoryLimit': 8.0,
+  }
 
 
 # One run.
@@ -325,7 +387,7 @@ def test_a_new_process_classifies_png_bytes(garments):
   _, summary = garments
   garments_ = _garments(ROWS + 20)[ROWS:]
   images = [png for png, _ in garments_]
-  code = f'''
+  code = f"""
 import json, os, sys
 os.environ['TF_USE_LEGACY_KERAS'] = '1'
 import tensorflow as tf
@@ -335,12 +397,16 @@ raw = model.signatures['serving_raw']
 out = raw(image=tf.constant([bytes.fromhex(i) for i in images]))
 print(json.dumps({{k: v.numpy().tolist() for k, v in out.items()}},
                  default=bytes.decode))
-'''
-  proc = subprocess.run([sys.executable, '-c', code],
-                        input=json.dumps([png.hex() for png in images]),
-                        capture_output=True, text=True, timeout=300,
-                        check=False,
-                        env={**os.environ, 'TF_USE_LEGACY_KERAS': '1'})
+"""
+  proc = subprocess.run(
+    [sys.executable, '-c', code],
+    input=json.dumps([png.hex() for png in images]),
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+    env={**os.environ, 'TF_USE_LEGACY_KERAS': '1'},
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]
   out = json.loads(proc.stdout.strip().splitlines()[-1])
   names = {name for _, name in _garments()}

@@ -25,41 +25,62 @@ def _training_data(base, into):
   examples, as TFX's Trainer would give them."""
   transform = os.path.join(base, 'root', 'Transform')
   examples_uri = str(into / 'transformed_examples')
-  shutil.copytree(glob.glob(os.path.join(
-      transform, 'transformed_examples', '*'))[0], examples_uri)
+  shutil.copytree(
+    glob.glob(os.path.join(transform, 'transformed_examples', '*'))[0],
+    examples_uri,
+  )
   examples = standard_artifacts.Examples()
   examples.uri = examples_uri
   examples.split_names = artifact_utils.encode_split_names(['train', 'eval'])
   fn_args = FnArgs(
-      transform_graph_path=glob.glob(os.path.join(
-          transform, 'transform_graph', '*'))[0],
-      train_files=[os.path.join(examples_uri, 'Split-train', '*')],
-      eval_files=[os.path.join(examples_uri, 'Split-eval', '*')],
-      data_accessor=DataAccessor(
-          tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact(
-              [examples], []),
-          record_batch_factory=None, data_view_decode_fn=None))
+    transform_graph_path=glob.glob(
+      os.path.join(transform, 'transform_graph', '*')
+    )[0],
+    train_files=[os.path.join(examples_uri, 'Split-train', '*')],
+    eval_files=[os.path.join(examples_uri, 'Split-eval', '*')],
+    data_accessor=DataAccessor(
+      tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact(
+        [examples], []
+      ),
+      record_batch_factory=None,
+      data_view_decode_fn=None,
+    ),
+  )
   spec = resolved_spec()
   return data_lib.TrainingData(fn_args, spec.module_config(TrainerConfig))
 
 
 def _rows(dataset):
   """Every batch of `dataset` as plain lists: features by name, labels."""
-  return [({k: v.numpy().tolist() for k, v in features.items()},
-           labels.numpy().tolist()) for features, labels in dataset]
+  return [
+    (
+      {k: v.numpy().tolist() for k, v in features.items()},
+      labels.numpy().tolist(),
+    )
+    for features, labels in dataset
+  ]
 
 
 def _from_files(data, files, batch_size, shuffle, seed=0):
-  return data_lib.input_fn(files, data.fn_args.data_accessor,
-                           data.transform_output,
-                           data.features.transformed_label, batch_size,
-                           shuffle=shuffle, seed=seed)
+  return data_lib.input_fn(
+    files,
+    data.fn_args.data_accessor,
+    data.transform_output,
+    data.features.transformed_label,
+    batch_size,
+    shuffle=shuffle,
+    seed=seed,
+  )
 
 
-@pytest.mark.parametrize('gather_min_rows', [data_lib.GATHER_MIN_ROWS, 0],
-                         ids=['row_by_row', 'gathered'])
+@pytest.mark.parametrize(
+  'gather_min_rows',
+  [data_lib.GATHER_MIN_ROWS, 0],
+  ids=['row_by_row', 'gathered'],
+)
 def test_a_small_split_is_read_once_then_served_from_memory(
-    base, cold, tmp_path, monkeypatch, gather_min_rows):
+  base, cold, tmp_path, monkeypatch, gather_min_rows
+):
   """Either way of batching rows in memory (the default data's few hundred
   rows are batched row by row; from GATHER_MIN_ROWS rows on, gathered)."""
   del cold
@@ -84,24 +105,33 @@ def test_a_small_split_is_read_once_then_served_from_memory(
   shutil.rmtree(tmp_path / 'transformed_examples')
   again = _rows(data.train(64, seed=3))
   assert sorted(label for _, labels in again for label in labels) == sorted(
-      label for _, labels in expected_train for label in labels)
+    label for _, labels in expected_train for label in labels
+  )
   assert _rows(data.eval(16)) == expected_eval
   assert data.labels('eval') == [
-      label[0] for _, labels in expected_eval for label in labels]
+    label[0] for _, labels in expected_eval for label in labels
+  ]
 
 
 def test_a_split_with_a_sparse_feature_is_cached_from_tfxio(
-    base, cold, tmp_path, monkeypatch):
+  base, cold, tmp_path, monkeypatch
+):
   """A transformed feature without a fixed shape is not parsed here:
   TFXIO's own dataset is read once and served from memory, with the same
   batches."""
   del cold
   data = _training_data(base, tmp_path)
   fixed = data.transform_output.transformed_feature_spec()
-  sparse = dict(fixed, **{name: tf.io.VarLenFeature(feature.dtype)
-                          for name, feature in list(fixed.items())[:1]})
-  monkeypatch.setattr(data.transform_output, 'transformed_feature_spec',
-                      lambda: sparse)
+  sparse = dict(
+    fixed,
+    **{
+      name: tf.io.VarLenFeature(feature.dtype)
+      for name, feature in list(fixed.items())[:1]
+    },
+  )
+  monkeypatch.setattr(
+    data.transform_output, 'transformed_feature_spec', lambda: sparse
+  )
   expected = _rows(_from_files(data, data.fn_args.eval_files, 16, False))
   # Dense, as TFXIO parses them by the schema (parsed here by the patched
   # spec, the first feature would be a SparseTensor, which has no .numpy()).
@@ -111,7 +141,8 @@ def test_a_split_with_a_sparse_feature_is_cached_from_tfxio(
 
 
 def test_a_split_over_the_limit_is_read_from_its_files_every_time(
-    base, cold, tmp_path, monkeypatch):
+  base, cold, tmp_path, monkeypatch
+):
   del cold
   monkeypatch.setattr(data_lib, 'CACHE_MAX_FILE_BYTES', 0)
   data = _training_data(base, tmp_path)

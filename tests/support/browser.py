@@ -42,15 +42,27 @@ class Browser:
 
   def __enter__(self) -> 'Browser':
     self._process = subprocess.Popen(  # pylint: disable=consider-using-with
-        [binary(), '--headless=new', '--no-sandbox', '--disable-gpu',
-         '--no-first-run', '--no-default-browser-check',
-         '--disable-extensions', '--disable-background-networking',
-         '--disable-component-update', '--disable-sync',
-         '--hide-scrollbars', '--remote-debugging-port=0',
-         '--remote-debugging-address=127.0.0.1',
-         f'--window-size={self._width},{self._height}',
-         f'--user-data-dir={self._profile}', 'about:blank'],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+      [
+        binary(),
+        '--headless=new',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--no-first-run',
+        '--no-default-browser-check',
+        '--disable-extensions',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--hide-scrollbars',
+        '--remote-debugging-port=0',
+        '--remote-debugging-address=127.0.0.1',
+        f'--window-size={self._width},{self._height}',
+        f'--user-data-dir={self._profile}',
+        'about:blank',
+      ],
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.DEVNULL,
+    )
     port_file = os.path.join(self._profile, 'DevToolsActivePort')
     deadline = time.monotonic() + 30
     while not os.path.exists(port_file) or not open(port_file).read().strip():
@@ -81,6 +93,7 @@ class Browser:
 
   async def _connect(self, url: str):
     from tornado import websocket  # pylint: disable=g-import-not-at-top
+
     return await websocket.websocket_connect(url, max_message_size=1 << 28)
 
   def _note(self, event: Dict[str, Any]) -> None:
@@ -94,12 +107,14 @@ class Browser:
     elif method == 'Network.requestWillBeSent':
       self.requests.append(params['request']['url'])
 
-  async def _call(self, method: str, params: Dict[str, Any],
-                  until: Optional[str]):
+  async def _call(
+    self, method: str, params: Dict[str, Any], until: Optional[str]
+  ):
     self._id += 1
     ident = self._id
-    await self._socket.write_message(json.dumps(
-        {'id': ident, 'method': method, 'params': params}))
+    await self._socket.write_message(
+      json.dumps({'id': ident, 'method': method, 'params': params})
+    )
     result, seen = None, until is None
     while result is None or not seen:
       message = await asyncio.wait_for(self._socket.read_message(), 60)
@@ -124,24 +139,32 @@ class Browser:
     self.call('Page.navigate', until='Page.loadEventFired', url=url)
 
   def evaluate(self, expression: str) -> Any:
-    result = self.call('Runtime.evaluate', expression=expression,
-                       returnByValue=True)
+    result = self.call(
+      'Runtime.evaluate', expression=expression, returnByValue=True
+    )
     if 'exceptionDetails' in result:
       raise RuntimeError(f'{expression}: {result["exceptionDetails"]}')
     return result['result'].get('value')
 
-  def screenshot(self, path: str, selector: Optional[str] = None,
-                 whole: bool = True) -> None:
+  def screenshot(
+    self, path: str, selector: Optional[str] = None, whole: bool = True
+  ) -> None:
     """A PNG of the element `selector` matches, else of the whole page (of
     the window alone when not `whole`)."""
     params: Dict[str, Any] = {'format': 'png', 'captureBeyondViewport': whole}
     if selector:
       box = self.evaluate(
-          f'(() => {{ const r = document.querySelector({json.dumps(selector)})'
-          '.getBoundingClientRect(); return [r.x + window.scrollX, '
-          'r.y + window.scrollY, r.width, r.height]; })()')
-      params['clip'] = {'x': box[0], 'y': box[1], 'width': max(box[2], 1),
-                        'height': max(box[3], 1), 'scale': 1}
+        f'(() => {{ const r = document.querySelector({json.dumps(selector)})'
+        '.getBoundingClientRect(); return [r.x + window.scrollX, '
+        'r.y + window.scrollY, r.width, r.height]; })()'
+      )
+      params['clip'] = {
+        'x': box[0],
+        'y': box[1],
+        'width': max(box[2], 1),
+        'height': max(box[3], 1),
+        'scale': 1,
+      }
     data = self.call('Page.captureScreenshot', **params)['data']
     with open(path, 'wb') as f:
       f.write(base64.b64decode(data))

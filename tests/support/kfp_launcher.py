@@ -23,13 +23,18 @@ def _component(pipeline_spec: Mapping[str, Any], task: str):
   task_spec = pipeline_spec['root']['dag']['tasks'][task]
   component = pipeline_spec['components'][task_spec['componentRef']['name']]
   executor = pipeline_spec['deploymentSpec']['executors'][
-      component['executorLabel']]
+    component['executorLabel']
+  ]
   return task_spec, component, executor
 
 
-def executor_input(pipeline_spec: Mapping[str, Any], task: str,
-                   inputs: Mapping[str, Tuple[str, Dict[str, Any]]],
-                   output_root: str, run_id: str = 'run-1') -> Dict[str, Any]:
+def executor_input(
+  pipeline_spec: Mapping[str, Any],
+  task: str,
+  inputs: Mapping[str, Tuple[str, Dict[str, Any]]],
+  output_root: str,
+  run_id: str = 'run-1',
+) -> Dict[str, Any]:
   """The ExecutorInput (as JSON) for `task`.
 
   Args:
@@ -45,56 +50,93 @@ def executor_input(pipeline_spec: Mapping[str, Any], task: str,
   artifacts = {}
   for name, (uri, metadata) in inputs.items():
     artifact_type = definitions['artifacts'][name]['artifactType']
-    artifacts[name] = {'artifacts': [{
-        'name': f'{task}-input-{name}', 'uri': uri, 'metadata': metadata,
-        'type': artifact_type}]}
+    artifacts[name] = {
+      'artifacts': [
+        {
+          'name': f'{task}-input-{name}',
+          'uri': uri,
+          'metadata': metadata,
+          'type': artifact_type,
+        }
+      ]
+    }
   values = {}
   for name, value in task_spec.get('inputs', {}).get('parameters', {}).items():
     values[name] = value['runtimeValue']['constant']
     if values[name] == RUN_ID_PLACEHOLDER:  # KFP's driver puts the run's id
       values[name] = run_id
   outputs = {}
-  for name, definition in component.get('outputDefinitions', {}).get(
-      'artifacts', {}).items():
-    outputs[name] = {'artifacts': [{
-        'name': f'{task}-output-{name}',
-        'uri': os.path.join(output_root, task, name),
-        'type': definition['artifactType'], 'metadata': {}}]}
-  return {'inputs': {'artifacts': artifacts, 'parameterValues': values},
-          'outputs': {'artifacts': outputs,
-                      'outputFile': os.path.join(output_root, task,
-                                                 'executor_output.json')}}
+  for name, definition in (
+    component.get('outputDefinitions', {}).get('artifacts', {}).items()
+  ):
+    outputs[name] = {
+      'artifacts': [
+        {
+          'name': f'{task}-output-{name}',
+          'uri': os.path.join(output_root, task, name),
+          'type': definition['artifactType'],
+          'metadata': {},
+        }
+      ]
+    }
+  return {
+    'inputs': {'artifacts': artifacts, 'parameterValues': values},
+    'outputs': {
+      'artifacts': outputs,
+      'outputFile': os.path.join(output_root, task, 'executor_output.json'),
+    },
+  }
 
 
-def command(pipeline_spec: Mapping[str, Any], task: str,
-            invocation: Mapping[str, Any]) -> List[str]:
+def command(
+  pipeline_spec: Mapping[str, Any], task: str, invocation: Mapping[str, Any]
+) -> List[str]:
   """The container's command and arguments with the placeholder filled."""
   _, _, executor = _component(pipeline_spec, task)
   container = executor['container']
   text = json.dumps(invocation)
   return list(container['command']) + [
-      text if arg == PLACEHOLDER else arg for arg in container['args']]
+    text if arg == PLACEHOLDER else arg for arg in container['args']
+  ]
 
 
-def start(pipeline_spec: Mapping[str, Any], task: str,
-          inputs: Mapping[str, Tuple[str, Dict[str, Any]]], output_root: str,
-          cwd: str, env: Optional[Mapping[str, str]] = None,
-          run_id: str = 'run-1') -> subprocess.Popen:
+def start(
+  pipeline_spec: Mapping[str, Any],
+  task: str,
+  inputs: Mapping[str, Tuple[str, Dict[str, Any]]],
+  output_root: str,
+  cwd: str,
+  env: Optional[Mapping[str, str]] = None,
+  run_id: str = 'run-1',
+) -> subprocess.Popen:
   """Starts `task` in a subprocess (`python` is this interpreter), its
   stdout and stderr piped."""
   invocation = executor_input(pipeline_spec, task, inputs, output_root, run_id)
   argv = command(pipeline_spec, task, invocation)
   environ = {**os.environ, **(env or {})}
-  environ['PATH'] = os.path.dirname(sys.executable) + os.pathsep + environ[
-      'PATH']
+  environ['PATH'] = (
+    os.path.dirname(sys.executable) + os.pathsep + environ['PATH']
+  )
   environ.pop('PYTHONPATH', None)
-  return subprocess.Popen(argv, cwd=cwd, env=environ, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+  return subprocess.Popen(
+    argv,
+    cwd=cwd,
+    env=environ,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
 
 
-def run(pipeline_spec: Mapping[str, Any], task: str,
-        inputs: Mapping[str, Tuple[str, Dict[str, Any]]], output_root: str,
-        cwd: str, timeout: int = 900, **kwargs) -> subprocess.CompletedProcess:
+def run(
+  pipeline_spec: Mapping[str, Any],
+  task: str,
+  inputs: Mapping[str, Tuple[str, Dict[str, Any]]],
+  output_root: str,
+  cwd: str,
+  timeout: int = 900,
+  **kwargs,
+) -> subprocess.CompletedProcess:
   """Runs `task` to its end (see `start`)."""
   proc = start(pipeline_spec, task, inputs, output_root, cwd, **kwargs)
   try:

@@ -16,7 +16,8 @@ USER, PASSWORD = 'mlmd', 'mlmd-test'
 def binaries() -> Optional[tuple]:
   server = shutil.which('mariadbd') or shutil.which('mysqld')
   install = shutil.which('mariadb-install-db') or shutil.which(
-      'mysql_install_db')
+    'mysql_install_db'
+  )
   if server is None:
     for folder in ('/usr/sbin', '/usr/libexec'):
       for name in ('mariadbd', 'mysqld'):
@@ -45,22 +46,43 @@ def serve(folder: str, timeout: float = 60) -> Iterator[str]:
   server, install = binaries()
   data = os.path.join(folder, 'data')
   user = ['--user=root'] if os.geteuid() == 0 else []
-  subprocess.run([install, '--no-defaults', f'--datadir={data}',
-                  '--auth-root-authentication-method=normal', *user],
-                 check=True, capture_output=True, text=True)
+  subprocess.run(
+    [
+      install,
+      '--no-defaults',
+      f'--datadir={data}',
+      '--auth-root-authentication-method=normal',
+      *user,
+    ],
+    check=True,
+    capture_output=True,
+    text=True,
+  )
   init = os.path.join(folder, 'init.sql')
   with open(init, 'w') as f:
-    f.write(f"CREATE USER IF NOT EXISTS '{USER}'@'127.0.0.1' IDENTIFIED BY "
-            f"'{PASSWORD}';\nGRANT ALL PRIVILEGES ON *.* TO "
-            f"'{USER}'@'127.0.0.1';\n")
+    f.write(
+      f"CREATE USER IF NOT EXISTS '{USER}'@'127.0.0.1' IDENTIFIED BY "
+      f"'{PASSWORD}';\nGRANT ALL PRIVILEGES ON *.* TO "
+      f"'{USER}'@'127.0.0.1';\n"
+    )
   port = _free_port()
   log = open(os.path.join(folder, 'server.log'), 'w')
   proc = subprocess.Popen(
-      [server, '--no-defaults', f'--datadir={data}', '--bind-address=127.0.0.1',
-       f'--port={port}', f'--socket={os.path.join(folder, "server.sock")}',
-       f'--pid-file={os.path.join(folder, "server.pid")}',
-       f'--init-file={init}', '--skip-name-resolve', *user],
-      stdout=log, stderr=subprocess.STDOUT)
+    [
+      server,
+      '--no-defaults',
+      f'--datadir={data}',
+      '--bind-address=127.0.0.1',
+      f'--port={port}',
+      f'--socket={os.path.join(folder, "server.sock")}',
+      f'--pid-file={os.path.join(folder, "server.pid")}',
+      f'--init-file={init}',
+      '--skip-name-resolve',
+      *user,
+    ],
+    stdout=log,
+    stderr=subprocess.STDOUT,
+  )
   try:
     deadline = time.monotonic() + timeout
     while not _answers(port):

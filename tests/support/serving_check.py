@@ -31,11 +31,13 @@ def main(model_dir, csv_path, eval_glob, label):
     rows = list(reader)
   features = [c for c in reader.fieldnames if c != label]
   eval_keys = set()
-  for record in tf.data.TFRecordDataset(sorted(glob.glob(eval_glob)),
-                                        compression_type='GZIP'):
+  for record in tf.data.TFRecordDataset(
+    sorted(glob.glob(eval_glob)), compression_type='GZIP'
+  ):
     example = tf.train.Example.FromString(record.numpy())
-    eval_keys.add(_key(example.features.feature[k].float_list.value[0]
-                       for k in features))
+    eval_keys.add(
+      _key(example.features.feature[k].float_list.value[0] for k in features)
+    )
   serialized = []
   for row in rows:
     example = tf.train.Example()
@@ -47,16 +49,22 @@ def main(model_dir, csv_path, eval_glob, label):
   probability = serve(examples=tf.constant(serialized))['probability'].numpy()
   predicted = (probability[:, 0] >= 0.5).astype(int)
   labels = np.array([int(r[label]) for r in rows])
-  in_eval = np.array([_key(float(r[k]) for k in features) in eval_keys
-                      for r in rows])
-  print(json.dumps({
-      'rows': len(rows), 'eval_rows': int(in_eval.sum()),
-      'eval_split_examples': len(eval_keys),
-      'accuracy_all': float((predicted == labels).mean()),
-      'accuracy_eval': float((predicted[in_eval] == labels[in_eval]).mean()),
-      'signature_inputs': sorted(serve.structured_input_signature[1]),
-      'signature_outputs': sorted(serve.structured_outputs),
-  }))
+  in_eval = np.array(
+    [_key(float(r[k]) for k in features) in eval_keys for r in rows]
+  )
+  print(
+    json.dumps(
+      {
+        'rows': len(rows),
+        'eval_rows': int(in_eval.sum()),
+        'eval_split_examples': len(eval_keys),
+        'accuracy_all': float((predicted == labels).mean()),
+        'accuracy_eval': float((predicted[in_eval] == labels[in_eval]).mean()),
+        'signature_inputs': sorted(serve.structured_input_signature[1]),
+        'signature_outputs': sorted(serve.structured_outputs),
+      }
+    )
+  )
 
 
 if __name__ == '__main__':

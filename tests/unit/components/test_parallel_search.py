@@ -32,7 +32,8 @@ def _copy_of_cold_run(base, into):
   for name in ('root', 'serving', 'metadata.sqlite'):
     source = os.path.join(base, name)
     (shutil.copytree if os.path.isdir(source) else shutil.copy)(
-        source, into / name)
+      source, into / name
+    )
 
 
 def _workers_under(folder):
@@ -48,8 +49,9 @@ def _workers_under(folder):
 
 def _search_report(base, summary):
   """The Tuner's search_report.json, with every trial, of a run in `base`."""
-  store = mlmd.MetadataStore(store_lib.connection_config(
-      str(base / 'metadata.sqlite'), readonly=True))
+  store = mlmd.MetadataStore(
+    store_lib.connection_config(str(base / 'metadata.sqlite'), readonly=True)
+  )
   run = results.RunRecord(store, summary['pipeline'], summary['run_id'])
   uri = run.artifacts('Tuner', 'tuner_results')[0].uri
   with open(os.path.join(uri, results.SEARCH_REPORT)) as f:
@@ -66,12 +68,16 @@ def _tmpdir(tmp_path):
 def test_two_processes_run_the_same_hyperband_search(base, cold, tmp_path):
   _, serial = cold
   _copy_of_cold_run(base, tmp_path)
-  proc, summary = run_pipeline(str(tmp_path), 'parallel',
-                               ['tuner.parallel_trials=2'],
-                               env=_tmpdir(tmp_path))
+  proc, summary = run_pipeline(
+    str(tmp_path),
+    'parallel',
+    ['tuner.parallel_trials=2'],
+    env=_tmpdir(tmp_path),
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
-  states = {c['id']: c['state'] for c in summary['components']
-            if not c['is_resolver']}
+  states = {
+    c['id']: c['state'] for c in summary['components'] if not c['is_resolver']
+  }
   assert states['Transform'] == 'cached'
   assert states['Tuner'] == 'complete'
   search, before = summary['search'], serial['search']
@@ -98,19 +104,36 @@ def test_two_processes_run_the_same_hyperband_search(base, cold, tmp_path):
 
 @pytest.mark.e2e
 def test_a_worker_killed_mid_trial_fails_the_tuner_in_one_line(
-    base, cold, tmp_path):
+  base, cold, tmp_path
+):
   del cold
   _copy_of_cold_run(base, tmp_path)
   shutil.rmtree(tmp_path / 'serving')
   summary_path = tmp_path / 'killed.json'
   run = subprocess.Popen(
-      [sys.executable, '-m', 'pipeline', 'run', DEFAULT_SPEC,
-       *run_sets(str(tmp_path), ['tuner.parallel_trials=2',
-                                 'tuner.algorithm=random',
-                                 'tuner.max_epochs=40']),  # long trials
-       '--summary-json', str(summary_path)],
-      cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-      env={**os.environ, 'TF_USE_LEGACY_KERAS': '1', **_tmpdir(tmp_path)})
+    [
+      sys.executable,
+      '-m',
+      'pipeline',
+      'run',
+      DEFAULT_SPEC,
+      *run_sets(
+        str(tmp_path),
+        [
+          'tuner.parallel_trials=2',
+          'tuner.algorithm=random',
+          'tuner.max_epochs=40',
+        ],
+      ),  # long trials
+      '--summary-json',
+      str(summary_path),
+    ],
+    cwd=REPO,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.PIPE,
+    text=True,
+    env={**os.environ, 'TF_USE_LEGACY_KERAS': '1', **_tmpdir(tmp_path)},
+  )
   deadline = time.monotonic() + 600
   trial = worker = None
   while trial is None:
@@ -128,10 +151,12 @@ def test_a_worker_killed_mid_trial_fails_the_tuner_in_one_line(
   _, err = run.communicate(timeout=600)
   assert run.returncode == 1, err[-2000:]
   last = err.strip().splitlines()[-1]
-  assert last.startswith('error: Tuner failed: WorkerFailed: tuning worker '
-                         f'tuner1 (pid {worker.pid}) died (killed by signal '
-                         f'9) while running trial {trial}; the search '
-                         'stopped'), last
+  assert last.startswith(
+    'error: Tuner failed: WorkerFailed: tuning worker '
+    f'tuner1 (pid {worker.pid}) died (killed by signal '
+    f'9) while running trial {trial}; the search '
+    'stopped'
+  ), last
   assert len(last) < 300
   assert _workers_under(tmp_path) == []
   assert not os.path.exists(tmp_path / 'serving')  # nothing pushed
@@ -142,6 +167,7 @@ def _stub_to_nowhere():
   that has gone)."""
   import grpc  # pylint: disable=g-import-not-at-top
   from keras_tuner import protos  # pylint: disable=g-import-not-at-top
+
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))
     port = s.getsockname()[1]
@@ -151,12 +177,12 @@ def _stub_to_nowhere():
 
 def test_a_call_to_a_chief_whose_search_ended_ends():
   stub, service = _stub_to_nowhere()
-  patient = parallel_search._PatientStub(stub, ended=lambda: True,
-                                         timeout=0.3)
+  patient = parallel_search._PatientStub(stub, ended=lambda: True, timeout=0.3)
   began = time.monotonic()
   with pytest.raises(parallel_search.ChiefEnded):
-    patient.CreateTrial(service.CreateTrialRequest(tuner_id='tuner1'),
-                        wait_for_ready=True)
+    patient.CreateTrial(
+      service.CreateTrialRequest(tuner_id='tuner1'), wait_for_ready=True
+    )
   assert time.monotonic() - began < 5
 
 
@@ -164,16 +190,19 @@ def test_a_call_to_a_chief_that_went_silent_fails_in_one_line():
   stub, service = _stub_to_nowhere()
   asked = []
   patient = parallel_search._PatientStub(
-      stub, ended=lambda: asked.append(1) and False, timeout=0.3,
-      patience=1.0)
-  with pytest.raises(parallel_search.WorkerFailed, match=(
-      "^the chief's oracle did not answer GetSpace for 1 s$")):
+    stub, ended=lambda: asked.append(1) and False, timeout=0.3, patience=1.0
+  )
+  with pytest.raises(
+    parallel_search.WorkerFailed,
+    match=("^the chief's oracle did not answer GetSpace for 1 s$"),
+  ):
     patient.GetSpace(service.GetSpaceRequest(), wait_for_ready=True)
   assert len(asked) >= 2  # asked again until its patience ran out
 
 
 def test_a_trial_ending_while_another_is_being_scored_reports_the_best(
-    tmp_path, caplog):
+  tmp_path, caplog
+):
   """The chief's oracle ends the workers' trials on its gRPC threads. Keras
   Tuner's end_trial marks a trial COMPLETED before it scores it, so the
   progress line of another trial ending at that moment sees a completed
@@ -184,9 +213,10 @@ def test_a_trial_ending_while_another_is_being_scored_reports_the_best(
   from keras_tuner.engine import trial as trial_module  # pylint: disable=g-import-not-at-top
 
   from components import tuner as tuner_component  # pylint: disable=g-import-not-at-top
+
   oracle = keras_tuner.oracles.RandomSearchOracle(
-      objective=keras_tuner.Objective('val_loss', 'min'), max_trials=4,
-      seed=1)
+    objective=keras_tuner.Objective('val_loss', 'min'), max_trials=4, seed=1
+  )
   oracle._set_project_dir(str(tmp_path), 'search')  # pylint: disable=protected-access
   oracle.hyperparameters.Float('learning_rate', 1e-4, 1e-1)
   tuner_component.report_trials(oracle)
@@ -205,7 +235,7 @@ def test_the_main_thread_can_be_interrupted_with_sigint_ignored():
   """A process a shell starts in the background ignores SIGINT, and there
   `_thread.interrupt_main` did nothing: the chief then waited for its own
   trial's end after a worker died. Inside `_interruptible` it interrupts."""
-  script = textwrap.dedent('''
+  script = textwrap.dedent("""
       import _thread, signal, threading, time
       from components import parallel_search
       assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
@@ -218,10 +248,15 @@ def test_the_main_thread_can_be_interrupted_with_sigint_ignored():
       except KeyboardInterrupt:
         print('interrupted')
       assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # restored
-      ''')
+      """)
   proc = subprocess.run(
-      [sys.executable, '-c', script], cwd=REPO, capture_output=True,
-      text=True, timeout=60, check=False,
-      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    [sys.executable, '-c', script],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=60,
+    check=False,
+    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert proc.stdout.split() == ['interrupted']

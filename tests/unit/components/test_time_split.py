@@ -25,9 +25,14 @@ def _write_csv(folder, header, rows, name='data.csv'):
 
 
 def _output_config(names=('train', 'eval')):
-  return example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(
-      splits=[example_gen_pb2.SplitConfig.Split(name=n, hash_buckets=b)
-              for n, b in zip(names, (4, 1), strict=True)]))
+  return example_gen_pb2.Output(
+    split_config=example_gen_pb2.SplitConfig(
+      splits=[
+        example_gen_pb2.SplitConfig.Split(name=n, hash_buckets=b)
+        for n, b in zip(names, (4, 1), strict=True)
+      ]
+    )
+  )
 
 
 def _run(tmp_path, fmt, output_config=None):
@@ -35,23 +40,32 @@ def _run(tmp_path, fmt, output_config=None):
   examples = standard_artifacts.Examples()
   examples.uri = str(tmp_path / 'out')
   props = {
-      standard_component_specs.INPUT_BASE_KEY: str(tmp_path / 'data'),
-      standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(
-          example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(
-              name='single_split', pattern='*.csv')])),
-      standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(
-          output_config or _output_config()),
-      standard_component_specs.CUSTOM_CONFIG_KEY: proto_utils.proto_to_json(
-          csv_example_gen.custom_config(fmt)),
+    standard_component_specs.INPUT_BASE_KEY: str(tmp_path / 'data'),
+    standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(
+      example_gen_pb2.Input(
+        splits=[
+          example_gen_pb2.Input.Split(name='single_split', pattern='*.csv')
+        ]
+      )
+    ),
+    standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(
+      output_config or _output_config()
+    ),
+    standard_component_specs.CUSTOM_CONFIG_KEY: proto_utils.proto_to_json(
+      csv_example_gen.custom_config(fmt)
+    ),
   }
   csv_example_gen.Executor().Do(
-      {}, {standard_component_specs.EXAMPLES_KEY: [examples]}, props)
+    {}, {standard_component_specs.EXAMPLES_KEY: [examples]}, props
+  )
   found = {}
   for name in ('train', 'eval'):
     folder = os.path.join(examples.uri, f'Split-{name}')
     files = tf.io.gfile.glob(os.path.join(folder, '*.gz'))
-    found[name] = [tf.train.Example.FromString(r.numpy())
-                   for r in tf.data.TFRecordDataset(files, 'GZIP')]
+    found[name] = [
+      tf.train.Example.FromString(r.numpy())
+      for r in tf.data.TFRecordDataset(files, 'GZIP')
+    ]
   return found
 
 
@@ -75,8 +89,11 @@ def _date_rows(count=40):
   rows = []
   for i in range(count):
     when = start + datetime.timedelta(minutes=rng.randrange(3 * 365 * 1440))
-    text = (when.date().isoformat() if i % 3 == 0 else
-            when.isoformat(sep='T' if i % 2 else ' ', timespec='minutes'))
+    text = (
+      when.date().isoformat()
+      if i % 3 == 0
+      else when.isoformat(sep='T' if i % 2 else ' ', timespec='minutes')
+    )
     rows.append((i, 'NA' if i in (5, 17) else text, rng.random()))
   # A value exactly at the boundary is eval, as a date and as a datetime.
   rows += [(count, EVAL_FROM, 0.5), (count + 1, EVAL_FROM + 'T00:00', 0.5)]
@@ -90,13 +107,15 @@ def _key(text):
 def test_rows_before_eval_from_train_and_the_rest_evaluate(tmp_path):
   rows = _date_rows()
   _write_csv(tmp_path / 'data', ('id', 'date', 'x'), rows)
-  fmt = csv_format.CsvFormat(null_values=('NA',), split_by='date',
-                             eval_from=EVAL_FROM)
+  fmt = csv_format.CsvFormat(
+    null_values=('NA',), split_by='date', eval_from=EVAL_FROM
+  )
   found = _run(tmp_path, fmt)
   train, evals = _values(found['train'], 'date'), _values(found['eval'], 'date')
   assert len(train) + len(evals) == len(rows)
   assert sorted(_values(found['train'] + found['eval'], 'id')) == list(
-      range(len(rows)))
+    range(len(rows))
+  )
   assert train.count(None) == 2  # a missing date trains
   assert all(_key(d) < _key(EVAL_FROM) for d in train if d is not None)
   assert all(_key(d) >= _key(EVAL_FROM) for d in evals)
@@ -116,8 +135,11 @@ def test_a_numeric_column_splits_by_number(tmp_path):
 
 def test_an_int_column_compares_as_numbers_not_text(tmp_path):
   # As text '10' < '9'; as numbers 10 >= 9.
-  _write_csv(tmp_path / 'data', ('id', 'year'),
-             [(i, y) for i, y in enumerate((7, 8, 9, 10, 11))])
+  _write_csv(
+    tmp_path / 'data',
+    ('id', 'year'),
+    [(i, y) for i, y in enumerate((7, 8, 9, 10, 11))],
+  )
   found = _run(tmp_path, csv_format.CsvFormat(split_by='year', eval_from='9'))
   assert sorted(_values(found['train'], 'year')) == [7, 8]
   assert sorted(_values(found['eval'], 'year')) == [9, 10, 11]
@@ -130,24 +152,36 @@ def test_without_split_by_the_hash_buckets_split(tmp_path):
   assert len(found['train']) + len(found['eval']) == len(rows)
   assert found['train'] and found['eval']
   # The format's JSON (the cache key) leaves the unset options out.
-  assert 'split_by' not in str(csv_example_gen.custom_config(
-      csv_format.CsvFormat()))
+  assert 'split_by' not in str(
+    csv_example_gen.custom_config(csv_format.CsvFormat())
+  )
 
 
-@pytest.mark.parametrize('eval_from, message', [
-    ('2017-01-01', r"^data\.split: no row has date >= 2017-01-01 \(its values "
-                   r"run from 2014-.* to 2016-.*\); choose an eval_from inside"
-                   r" the data's range"),
+@pytest.mark.parametrize(
+  'eval_from, message',
+  [
+    (
+      '2017-01-01',
+      r'^data\.split: no row has date >= 2017-01-01 \(its values '
+      r'run from 2014-.* to 2016-.*\); choose an eval_from inside'
+      r" the data's range",
+    ),
     # Rows without a date train, but make no train split on their own.
-    ('2013-12-31 23:59', r'^data\.split: no row has date < 2013-12-31 23:59 '
-                         r'\(its values .*\), so none is left to train on; '
-                         r'choose an eval_from after 2014-'),
-])
-def test_a_split_with_an_empty_side_fails_in_one_line(tmp_path, eval_from,
-                                                      message):
+    (
+      '2013-12-31 23:59',
+      r'^data\.split: no row has date < 2013-12-31 23:59 '
+      r'\(its values .*\), so none is left to train on; '
+      r'choose an eval_from after 2014-',
+    ),
+  ],
+)
+def test_a_split_with_an_empty_side_fails_in_one_line(
+  tmp_path, eval_from, message
+):
   _write_csv(tmp_path / 'data', ('id', 'date', 'x'), _date_rows(20)[:20])
-  fmt = csv_format.CsvFormat(null_values=('NA',), split_by='date',
-                             eval_from=eval_from)
+  fmt = csv_format.CsvFormat(
+    null_values=('NA',), split_by='date', eval_from=eval_from
+  )
   with pytest.raises(ValueError, match=message) as raised:
     _run(tmp_path, fmt)
   assert '\n' not in str(raised.value)
@@ -155,37 +189,54 @@ def test_a_split_with_an_empty_side_fails_in_one_line(tmp_path, eval_from,
 
 def test_a_split_column_without_values_fails(tmp_path):
   _write_csv(tmp_path / 'data', ('id', 'date'), [(1, 'NA'), (2, '')])
-  fmt = csv_format.CsvFormat(null_values=('NA',), split_by='date',
-                             eval_from=EVAL_FROM)
-  with pytest.raises(ValueError, match=(
+  fmt = csv_format.CsvFormat(
+    null_values=('NA',), split_by='date', eval_from=EVAL_FROM
+  )
+  with pytest.raises(
+    ValueError,
+    match=(
       r'^data\.split: column date has no value to split by; name a column '
-      r'with values in data\.split\.by')):
+      r'with values in data\.split\.by'
+    ),
+  ):
     _run(tmp_path, fmt)
 
 
 def test_a_split_column_not_in_the_data_fails_in_one_line(tmp_path):
   _write_csv(tmp_path / 'data', ('id', 'date'), [(1, '2015-01-01')])
   fmt = csv_format.CsvFormat(split_by='day', eval_from=EVAL_FROM)
-  with pytest.raises(ValueError, match=(
+  with pytest.raises(
+    ValueError,
+    match=(
       r"^data\.split\.by names 'day', which is no column of .*data.csv; "
-      r'name one of id, date$')):
+      r'name one of id, date$'
+    ),
+  ):
     _run(tmp_path, fmt)
 
 
 def test_a_text_eval_from_for_a_numeric_column_fails(tmp_path):
   _write_csv(tmp_path / 'data', ('id', 'year'), [(1, 2014), (2, 2016)])
   fmt = csv_format.CsvFormat(split_by='year', eval_from=EVAL_FROM)
-  with pytest.raises(ValueError, match=(
+  with pytest.raises(
+    ValueError,
+    match=(
       r"^data\.split: year: eval_from '2015-06-01' is not a number, but the "
-      r'split column holds numbers; choose a numeric eval_from')):
+      r'split column holds numbers; choose a numeric eval_from'
+    ),
+  ):
     _run(tmp_path, fmt)
 
 
 def test_a_time_split_needs_the_train_and_eval_splits(tmp_path):
   _write_csv(tmp_path / 'data', ('id', 'date'), [(1, '2015-01-01')])
   fmt = csv_format.CsvFormat(split_by='date', eval_from=EVAL_FROM)
-  with pytest.raises(ValueError, match=(
-      r'writes the splits train and eval; .* the output splits train, test$')):
+  with pytest.raises(
+    ValueError,
+    match=(
+      r'writes the splits train and eval; .* the output splits train, test$'
+    ),
+  ):
     _run(tmp_path, fmt, _output_config(('train', 'test')))
 
 
@@ -196,14 +247,23 @@ def test_split_by_and_eval_from_go_together():
     csv_format.CsvFormat(eval_from=EVAL_FROM)
 
 
-@pytest.mark.parametrize('value, expected', [
+@pytest.mark.parametrize(
+  'value, expected',
+  [
     (None, False),  # missing: train
-    (2015, True), (2014, False), (2015.5, True), (2014.99, False),
-    ('2015-06-01', True), ('2015-05-31', False),
-    ('2015-05-31T23:59:59.999', False), ('2015-06-01 00:00', True),
+    (2015, True),
+    (2014, False),
+    (2015.5, True),
+    (2014.99, False),
+    ('2015-06-01', True),
+    ('2015-05-31', False),
+    ('2015-05-31T23:59:59.999', False),
+    ('2015-06-01 00:00', True),
     ('2015-06-01T00:00:00+05:00', True),  # wall-clock time, offset ignored
-    ('2016-01-01', True), ('999', True),  # text: compared as text
-])
+    ('2016-01-01', True),
+    ('999', True),  # text: compared as text
+  ],
+)
 def test_is_eval_compares_numbers_dates_and_text(value, expected):
   eval_from = '2015' if not isinstance(value, str) else EVAL_FROM
   assert csv_format.is_eval(value, eval_from) is expected

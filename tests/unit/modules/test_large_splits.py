@@ -20,12 +20,12 @@ from tests.conftest import resolved_spec
 
 LABEL = 'label_xf'
 SPEC = {
-    'a_xf': tf.io.FixedLenFeature([1], tf.float32),
-    'b_xf': tf.io.FixedLenFeature([1], tf.float32),
-    'id_xf': tf.io.FixedLenFeature([1], tf.int64),
-    'scalar_xf': tf.io.FixedLenFeature([], tf.float32),
-    'pair_xf': tf.io.FixedLenFeature([2], tf.float32),
-    LABEL: tf.io.FixedLenFeature([1], tf.int64),
+  'a_xf': tf.io.FixedLenFeature([1], tf.float32),
+  'b_xf': tf.io.FixedLenFeature([1], tf.float32),
+  'id_xf': tf.io.FixedLenFeature([1], tf.int64),
+  'scalar_xf': tf.io.FixedLenFeature([], tf.float32),
+  'pair_xf': tf.io.FixedLenFeature([2], tf.float32),
+  LABEL: tf.io.FixedLenFeature([1], tf.int64),
 }
 ROWS_PER_FILE = (2000, 1500, 3000)  # from GATHER_MIN_ROWS on: gathered
 
@@ -55,13 +55,18 @@ def load(request, monkeypatch):
 
 def _example(rng, row: int) -> bytes:
   floats, ints = _floats, _ints
-  return tf.train.Example(features=tf.train.Features(feature={
-      'a_xf': floats([rng.normal()]), 'b_xf': floats([float(row)]),
-      'id_xf': ints([int(rng.integers(0, 50))]),
-      'scalar_xf': floats([rng.normal()]),
-      'pair_xf': floats(rng.normal(size=2).tolist()),
-      LABEL: ints([int(rng.integers(0, 2))]),
-  })).SerializeToString()
+  return tf.train.Example(
+    features=tf.train.Features(
+      feature={
+        'a_xf': floats([rng.normal()]),
+        'b_xf': floats([float(row)]),
+        'id_xf': ints([int(rng.integers(0, 50))]),
+        'scalar_xf': floats([rng.normal()]),
+        'pair_xf': floats(rng.normal(size=2).tolist()),
+        LABEL: ints([int(rng.integers(0, 2))]),
+      }
+    )
+  ).SerializeToString()
 
 
 def _write_split(folder, rows_per_file=ROWS_PER_FILE):
@@ -82,8 +87,13 @@ def _write_split(folder, rows_per_file=ROWS_PER_FILE):
 
 def _batches(dataset):
   """Every batch of `dataset` as plain lists: features by name, labels."""
-  return [({k: v.numpy().tolist() for k, v in features.items()},
-           labels.numpy().tolist()) for features, labels in dataset]
+  return [
+    (
+      {k: v.numpy().tolist() for k, v in features.items()},
+      labels.numpy().tolist(),
+    )
+    for features, labels in dataset
+  ]
 
 
 def _row_numbers(batches):
@@ -96,7 +106,8 @@ def _parsed_size(files):
 
 
 def test_a_split_under_the_budget_is_held_and_served_from_memory(
-    tmp_path, load):
+  tmp_path, load
+):
   del load
   files = _write_split(tmp_path / 'split')
   split = data_lib.Split(files, SPEC, LABEL)
@@ -113,7 +124,8 @@ def test_a_split_under_the_budget_is_held_and_served_from_memory(
 
 
 def test_a_split_over_the_budget_is_streamed_not_held(
-    tmp_path, monkeypatch, load):
+  tmp_path, monkeypatch, load
+):
   del load
   files = _write_split(tmp_path / 'split')
   size = _parsed_size(files)
@@ -125,7 +137,8 @@ def test_a_split_over_the_budget_is_streamed_not_held(
     split = data_lib.Split(files, SPEC, LABEL)
     assert split.held is None
     assert sorted(_row_numbers(_batches(split.batches(256, True, 7)))) == (
-        list(range(sum(ROWS_PER_FILE))))
+      list(range(sum(ROWS_PER_FILE)))
+    )
   # At the budget exactly it is held.
   monkeypatch.setattr(data_lib, '_SHARED', type(data_lib._SHARED)())
   monkeypatch.setattr(data_lib, 'CACHE_MAX_PARSED_BYTES', size)
@@ -138,17 +151,22 @@ def test_a_split_over_the_budget_is_streamed_not_held(
 
 
 def test_files_over_their_limit_are_streamed_without_parsing(
-    tmp_path, monkeypatch):
+  tmp_path, monkeypatch
+):
   files = _write_split(tmp_path / 'split')
   monkeypatch.setattr(data_lib, 'CACHE_MAX_FILE_BYTES', 0)
   monkeypatch.setattr(data_lib.Split, '_parse', None)  # never called
   assert data_lib.Split(files, SPEC, LABEL).held is None
 
 
-@pytest.mark.parametrize('gather_min_rows', [data_lib.GATHER_MIN_ROWS, 10**9],
-                         ids=['gathered', 'row_by_row'])
+@pytest.mark.parametrize(
+  'gather_min_rows',
+  [data_lib.GATHER_MIN_ROWS, 10**9],
+  ids=['gathered', 'row_by_row'],
+)
 def test_held_and_streamed_give_the_same_batches_in_the_same_order(
-    tmp_path, monkeypatch, gather_min_rows, load):
+  tmp_path, monkeypatch, gather_min_rows, load
+):
   del load
   monkeypatch.setattr(data_lib, 'GATHER_MIN_ROWS', gather_min_rows)
   # A buffer smaller than the split, as TFXIO's 10k rows are at 1M rows.
@@ -157,8 +175,11 @@ def test_held_and_streamed_give_the_same_batches_in_the_same_order(
   held = data_lib.Split(files, SPEC, LABEL)
   assert held.held is not None
   orders = []
-  for batch_size, shuffle, seed in ((100, True, 7), (64, True, 8),
-                                    (100, False, 0)):
+  for batch_size, shuffle, seed in (
+    (100, True, 7),
+    (64, True, 8),
+    (100, False, 0),
+  ):
     from_memory = held.batches(batch_size, shuffle, seed)
     from_files = held.stream(batch_size, shuffle, seed)
     # Two epochs of each dataset: Keras iterates one dataset per epoch, and
@@ -180,9 +201,14 @@ def test_a_split_of_one_file_is_batched_as_tfxio_batches_it(tmp_path):
   split = data_lib.Split(files, SPEC, LABEL)
   schema = schema_utils.schema_from_feature_spec(SPEC)
   by_tfxio = tfxio.TFExampleRecord(files, schema=schema).TensorFlowDataset(
-      tfxio.TensorFlowDatasetOptions(batch_size=128, label_key=LABEL,
-                                     num_epochs=1, shuffle=True,
-                                     shuffle_seed=3))
+    tfxio.TensorFlowDatasetOptions(
+      batch_size=128,
+      label_key=LABEL,
+      num_epochs=1,
+      shuffle=True,
+      shuffle_seed=3,
+    )
+  )
   expected = _batches(by_tfxio)
   assert _batches(split.stream(128, True, 3)) == expected
   assert _batches(split.batches(128, True, 3)) == expected
@@ -205,6 +231,7 @@ def test_the_trainer_finds_what_the_tuner_held(tmp_path, monkeypatch):
 
 def _eval_config(**overrides):
   from pipeline.definition import pipeline  # pylint: disable=g-import-not-at-top
+
   return pipeline.eval_config(resolved_spec(overrides=overrides or None))
 
 
@@ -218,31 +245,50 @@ def test_the_evaluator_keeps_only_the_features_a_slice_reads():
   assert evaluator.features_read(sql) is None  # cannot tell: keep all
   # A metric that reads a feature by name (its preprocessor says which).
   by_feature = _eval_config()
-  by_feature.metrics_specs.add(metrics=[tfma.MetricConfig(
-      class_name='MinLabelPosition', config='"label_key": "relevance"')],
-                              query_key='query')
+  by_feature.metrics_specs.add(
+    metrics=[
+      tfma.MetricConfig(
+        class_name='MinLabelPosition', config='"label_key": "relevance"'
+      )
+    ],
+    query_key='query',
+  )
   assert evaluator.features_read(by_feature) == {'relevance'}
 
-  batch = {'features': {'mean_radius': 1, 'mean_area': 2},
-           'transformed_features': {'mean_radius_xf': 3},
-           'labels': 4, 'predictions': 5}
+  batch = {
+    'features': {'mean_radius': 1, 'mean_area': 2},
+    'transformed_features': {'mean_radius_xf': 3},
+    'labels': 4,
+    'predictions': 5,
+  }
   assert evaluator.drop_unread(batch, frozenset()) == {
-      'labels': 4, 'predictions': 5}
+    'labels': 4,
+    'predictions': 5,
+  }
   assert evaluator.drop_unread(batch, frozenset({'mean_radius'})) == {
-      'features': {'mean_radius': 1}, 'labels': 4, 'predictions': 5}
+    'features': {'mean_radius': 1},
+    'labels': 4,
+    'predictions': 5,
+  }
   # A name that is not a raw feature: the transformed ones stay.
   assert evaluator.drop_unread(batch, frozenset({'mean_radius_xf'})) == {
-      'transformed_features': {'mean_radius_xf': 3}, 'labels': 4,
-      'predictions': 5}
+    'transformed_features': {'mean_radius_xf': 3},
+    'labels': 4,
+    'predictions': 5,
+  }
 
 
 def test_the_evaluator_calls_signatures_by_keyword(tmp_path, monkeypatch):
   module = tf.Module()
   module.double = tf.function(
-      lambda examples: {'out': tf.strings.join([examples, examples])},
-      input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
-  tf.saved_model.save(module, str(tmp_path), signatures={
-      'serving_default': module.double.get_concrete_function()})
+    lambda examples: {'out': tf.strings.join([examples, examples])},
+    input_signature=[tf.TensorSpec([None], tf.string, name='examples')],
+  )
+  tf.saved_model.save(
+    module,
+    str(tmp_path),
+    signatures={'serving_default': module.double.get_concrete_function()},
+  )
   examples = tf.constant([b'a', b'bc'])
   loaded = tf.saved_model.load(str(tmp_path))
   signature = loaded.signatures['serving_default']
@@ -252,10 +298,12 @@ def test_the_evaluator_calls_signatures_by_keyword(tmp_path, monkeypatch):
   with pytest.raises(TypeError, match='Received args'):
     signature._call_with_structured_signature((examples,), {})  # pylint: disable=protected-access
   model = evaluator._with_keyword_signatures(  # pylint: disable=protected-access
-      lambda: tf.saved_model.load(str(tmp_path)))
+    lambda: tf.saved_model.load(str(tmp_path))
+  )
   wrapped = model.signatures['serving_default']
   assert wrapped.structured_input_signature == (
-      signature.structured_input_signature)
+    signature.structured_input_signature
+  )
   failed_binds = []
   bind = function_type_utils.bind_function_inputs
 
@@ -271,6 +319,5 @@ def test_the_evaluator_calls_signatures_by_keyword(tmp_path, monkeypatch):
   assert len(failed_binds) == 1  # the slow way, by position
   assert wrapped(examples)['out'].numpy().tolist() == [b'aa', b'bcbc']
   assert len(failed_binds) == 1  # by keyword: no failed bind
-  assert wrapped(examples=examples)['out'].numpy().tolist() == [
-      b'aa', b'bcbc']
+  assert wrapped(examples=examples)['out'].numpy().tolist() == [b'aa', b'bcbc']
   assert list(model.signatures) == ['serving_default']

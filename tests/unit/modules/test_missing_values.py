@@ -17,34 +17,42 @@ from modules.config import TransformConfig
 # Hand-made rows: `x` and `size` numeric with gaps (absent, and NaN),
 # `color` categorical with gaps, `label` a class name.
 ROWS = [
-    {'x': [1.0], 'size': [3], 'color': [b'red'], 'label': [b'cat']},
-    {'x': [], 'size': [5], 'color': [b'red'], 'label': [b'dog']},
-    {'x': [4.0], 'size': [], 'color': [], 'label': [b'cat']},
-    {'x': [10.0], 'size': [8], 'color': [b'blue'], 'label': [b'cat']},
-    {'x': [float('nan')], 'size': [2], 'color': [b'red'], 'label': [b'dog']},
-    {'x': [2.0], 'size': [], 'color': [b'blue'], 'label': [b'bird']},
-    {'x': [7.0], 'size': [4], 'color': [], 'label': [b'cat']},
+  {'x': [1.0], 'size': [3], 'color': [b'red'], 'label': [b'cat']},
+  {'x': [], 'size': [5], 'color': [b'red'], 'label': [b'dog']},
+  {'x': [4.0], 'size': [], 'color': [], 'label': [b'cat']},
+  {'x': [10.0], 'size': [8], 'color': [b'blue'], 'label': [b'cat']},
+  {'x': [float('nan')], 'size': [2], 'color': [b'red'], 'label': [b'dog']},
+  {'x': [2.0], 'size': [], 'color': [b'blue'], 'label': [b'bird']},
+  {'x': [7.0], 'size': [4], 'color': [], 'label': [b'cat']},
 ]
-FRAME = pd.DataFrame({
+FRAME = pd.DataFrame(
+  {
     'x': [1.0, None, 4.0, 10.0, None, 2.0, 7.0],
     'size': [3, 5, None, 8, 2, None, 4],
     'color': ['red', 'red', None, 'blue', 'red', 'blue', None],
-})
+  }
+)
 MISSING = {name: FRAME[name].isna().to_numpy() for name in FRAME}
 
 
 def _config(impute=None, numeric='none', label='label'):
   return TransformConfig(
-      features={'label': label, 'numeric': ['x', 'size'],
-                'categorical': ['color']},
-      preprocessing={'numeric': numeric, 'impute': impute or {}})
+    features={
+      'label': label,
+      'numeric': ['x', 'size'],
+      'categorical': ['color'],
+    },
+    preprocessing={'numeric': numeric, 'impute': impute or {}},
+  )
 
 
 def _feature_spec():
-  return {'x': tf.io.VarLenFeature(tf.float32),
-          'size': tf.io.VarLenFeature(tf.int64),
-          'color': tf.io.VarLenFeature(tf.string),
-          'label': tf.io.FixedLenFeature([1], tf.string)}
+  return {
+    'x': tf.io.VarLenFeature(tf.float32),
+    'size': tf.io.VarLenFeature(tf.int64),
+    'color': tf.io.VarLenFeature(tf.string),
+    'label': tf.io.FixedLenFeature([1], tf.string),
+  }
 
 
 def transform(config, rows=ROWS):
@@ -55,16 +63,21 @@ def transform(config, rows=ROWS):
   from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
   from modules.preprocessing import preprocessing_fn
+
   # pylint: enable=g-import-not-at-top
   metadata = dataset_metadata.DatasetMetadata(
-      schema_utils.schema_from_feature_spec(_feature_spec()))
+    schema_utils.schema_from_feature_spec(_feature_spec())
+  )
   output_dir = tempfile.mkdtemp()
   custom = config.to_custom_config()
   with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
     (transformed, _), transform_fn = (
-        (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
-            lambda inputs: preprocessing_fn(inputs, custom),
-            output_record_batches=False))
+      rows,
+      metadata,
+    ) | tft_beam.AnalyzeAndTransformDataset(
+      lambda inputs: preprocessing_fn(inputs, custom),
+      output_record_batches=False,
+    )
     _ = transform_fn | tft_beam.WriteTransformFn(output_dir)
   return transformed, tft.TFTransformOutput(output_dir)
 
@@ -74,8 +87,9 @@ def column(rows, name):
 
 
 def test_numeric_mean_and_median_are_the_analysed_rows_statistics():
-  out, _ = transform(_config({'numeric': 'mean',
-                              'features': {'size': {'fill': 'median'}}}))
+  out, _ = transform(
+    _config({'numeric': 'mean', 'features': {'size': {'fill': 'median'}}})
+  )
   x, size = column(out, 'x_xf'), column(out, 'size_xf')
   assert np.allclose(x[MISSING['x']], FRAME['x'].mean())  # NaN counts missing
   assert np.allclose(x[~MISSING['x']], FRAME['x'].dropna())
@@ -83,15 +97,24 @@ def test_numeric_mean_and_median_are_the_analysed_rows_statistics():
   # two middle values pandas averages.
   present = np.sort(FRAME['size'].dropna().to_numpy())
   low, high = present[(len(present) - 1) // 2], present[len(present) // 2]
-  assert np.all((size[MISSING['size']] >= low) &
-                (size[MISSING['size']] <= high))
-  assert FRAME['size'].median() == pytest.approx(size[MISSING['size']][0],
-                                                 abs=high - low)
+  assert np.all(
+    (size[MISSING['size']] >= low) & (size[MISSING['size']] <= high)
+  )
+  assert FRAME['size'].median() == pytest.approx(
+    size[MISSING['size']][0], abs=high - low
+  )
 
 
 def test_zero_and_constant_fills_and_indicators():
-  out, _ = transform(_config({'numeric': 'zero', 'indicator': True,
-                              'features': {'size': {'fill': -1.0}}}))
+  out, _ = transform(
+    _config(
+      {
+        'numeric': 'zero',
+        'indicator': True,
+        'features': {'size': {'fill': -1.0}},
+      }
+    )
+  )
   assert np.all(column(out, 'x_xf')[MISSING['x']] == 0.0)
   assert np.all(column(out, 'size_xf')[MISSING['size']] == -1.0)
   for name in ('x', 'size', 'color'):
@@ -129,10 +152,11 @@ def test_the_serving_graph_fills_gaps_with_the_training_statistics():
   _, output = transform(_config({'numeric': 'mean'}))
   layer = output.transform_features_layer()
   request = {
-      'x': tf.SparseTensor([[1, 0]], [3.0], [2, 1]),  # row 0 leaves x out
-      'size': tf.SparseTensor([[0, 0], [1, 0]], tf.constant([4, 6], tf.int64),
-                              [2, 1]),
-      'color': tf.SparseTensor([[0, 0]], [b'blue'], [2, 1]),
+    'x': tf.SparseTensor([[1, 0]], [3.0], [2, 1]),  # row 0 leaves x out
+    'size': tf.SparseTensor(
+      [[0, 0], [1, 0]], tf.constant([4, 6], tf.int64), [2, 1]
+    ),
+    'color': tf.SparseTensor([[0, 0]], [b'blue'], [2, 1]),
   }
   served = layer(request)
   x = served['x_xf'].numpy().ravel()

@@ -13,9 +13,20 @@ from tests.conftest import REPO
 PACKAGES = ('pipeline', 'components', 'modules', 'kubeflow')
 # The rooms of pipeline/ (one sub-package or module each); the CLI is the
 # only one that may know every other room, and none may import it.
-PIPELINE_ROOMS = ('cli', 'errors', 'datasets', 'definition', 'runners',
-                  'metadata', 'serving', 'experiments', 'report', 'paths',
-                  'engines', 'web')
+PIPELINE_ROOMS = (
+  'cli',
+  'errors',
+  'datasets',
+  'definition',
+  'runners',
+  'metadata',
+  'serving',
+  'experiments',
+  'report',
+  'paths',
+  'engines',
+  'web',
+)
 
 
 def project_modules() -> Dict[str, str]:
@@ -86,7 +97,7 @@ def cycle(graph: Dict[str, Set[str]]) -> Optional[List[str]]:
     stack.append(node)
     for child in sorted(graph.get(node, ())):
       if state.get(child) == 1:
-        return stack[stack.index(child):] + [child]
+        return stack[stack.index(child) :] + [child]
       if child not in state:
         found = visit(child)
         if found:
@@ -106,12 +117,18 @@ def cycle(graph: Dict[str, Set[str]]) -> Optional[List[str]]:
 def test_the_walk_sees_every_room():
   rooms = {room(m) for m in MODULES}
   assert rooms == {'pipeline', 'components', 'modules', 'kubeflow'} | {
-      f'pipeline.{r}' for r in PIPELINE_ROOMS}
+    f'pipeline.{r}' for r in PIPELINE_ROOMS
+  }
   # Lazy imports count: the CLI imports every room inside its commands.
   assert room_graph()['pipeline.cli'] >= {
-      'pipeline.definition', 'pipeline.runners', 'pipeline.metadata',
-      'pipeline.serving', 'pipeline.experiments', 'pipeline.report',
-      'kubeflow'}
+    'pipeline.definition',
+    'pipeline.runners',
+    'pipeline.metadata',
+    'pipeline.serving',
+    'pipeline.experiments',
+    'pipeline.report',
+    'kubeflow',
+  }
 
 
 def test_no_import_cycle_between_rooms():
@@ -129,8 +146,11 @@ def test_a_cycle_is_found_when_there_is_one():
 
 
 def test_no_room_imports_the_cli():
-  importers = {room(m) for m, imported in module_graph().items()
-               if 'pipeline.cli' in imported} - {'pipeline.cli'}
+  importers = {
+    room(m)
+    for m, imported in module_graph().items()
+    if 'pipeline.cli' in imported
+  } - {'pipeline.cli'}
   assert not importers
 
 
@@ -146,24 +166,36 @@ def test_arrows_go_one_way():
   # standard-library check of whether a run's process is alive).
   # The task registry names the metrics the store holds (modules/tasks.py,
   # which imports no TensorFlow).
-  assert graph['pipeline.metadata'] <= {'pipeline.errors', 'components',
-                                        'modules', 'pipeline.paths'}
+  assert graph['pipeline.metadata'] <= {
+    'pipeline.errors',
+    'components',
+    'modules',
+    'pipeline.paths',
+  }
   assert graph['pipeline.errors'] == set()
   # The definition knows the modules' config and the components, nothing
   # that runs or reads runs.
-  assert graph['pipeline.definition'] <= {'modules', 'components',
-                                          'pipeline.errors',
-                                          'pipeline.engines',
-                                          'pipeline.paths'}
+  assert graph['pipeline.definition'] <= {
+    'modules',
+    'components',
+    'pipeline.errors',
+    'pipeline.engines',
+    'pipeline.paths',
+  }
   # The engines (where Beam jobs run, local clusters) stand nearly alone
   # (the components' standard-library process check): the spec checks
   # options against them, the runners and the CLI use them.
   assert graph['pipeline.engines'] <= {'components'}
   # The report reads runs (metadata) and names metrics as the spec does;
   # it runs nothing.
-  assert graph['pipeline.report'] <= {'pipeline.metadata', 'pipeline.errors',
-                                      'pipeline.definition', 'pipeline.paths',
-                                      'modules', 'pipeline.web'}
+  assert graph['pipeline.report'] <= {
+    'pipeline.metadata',
+    'pipeline.errors',
+    'pipeline.definition',
+    'pipeline.paths',
+    'modules',
+    'pipeline.web',
+  }
   # What both HTTP servers need (Host check, connection bound) knows no
   # other room: `serve` and `ui` share it without knowing each other.
   assert graph['pipeline.web'] <= {'pipeline.errors'}
@@ -172,9 +204,13 @@ def test_arrows_go_one_way():
   assert graph['pipeline.paths'] == set()
   # Kubeflow's runner goes through the definition and the shared runner
   # entry; it never reaches back into the CLI.
-  assert graph['kubeflow'] <= {'pipeline.definition', 'pipeline.runners',
-                               'pipeline.errors', 'pipeline.engines',
-                               'pipeline.paths'}
+  assert graph['kubeflow'] <= {
+    'pipeline.definition',
+    'pipeline.runners',
+    'pipeline.errors',
+    'pipeline.engines',
+    'pipeline.paths',
+  }
 
 
 # The task registry (modules/tasks.py) is the one place that tells tasks
@@ -195,28 +231,42 @@ def _task_comparisons(path: str) -> List[str]:
     if all(isinstance(op, (ast.Is, ast.IsNot)) for op in node.ops):
       continue  # whether a value is known, not which task it is
     names_classes = any(
-        isinstance(o, ast.Attribute) and o.attr == 'num_classes' or
-        isinstance(o, ast.Name) and o.id == 'num_classes' for o in operands)
-    names_task = any(isinstance(o, ast.Constant) and o.value in TASK_NAMES
-                     for o in operands)
+      isinstance(o, ast.Attribute)
+      and o.attr == 'num_classes'
+      or isinstance(o, ast.Name)
+      and o.id == 'num_classes'
+      for o in operands
+    )
+    names_task = any(
+      isinstance(o, ast.Constant) and o.value in TASK_NAMES for o in operands
+    )
     if names_classes or names_task:
       found.append(f'{node.lineno}: {ast.get_source_segment(source, node)}')
   return found
 
 
 def test_only_the_task_registry_tells_tasks_apart():
-  offenders = {module: found for module, path in MODULES.items()
-               if module != TASK_REGISTRY
-               for found in [_task_comparisons(path)] if found}
+  offenders = {
+    module: found
+    for module, path in MODULES.items()
+    if module != TASK_REGISTRY
+    for found in [_task_comparisons(path)]
+    if found
+  }
   assert not offenders, (
-      'compare the task through modules/tasks.py (ask the task), not its '
-      f'name or class count: {offenders}')
+    'compare the task through modules/tasks.py (ask the task), not its '
+    f'name or class count: {offenders}'
+  )
 
 
 def test_the_structure_check_finds_a_comparison(tmp_path):
   """The check above is not vacuous: it finds both kinds of comparison."""
   path = tmp_path / 'example.py'
-  path.write_text('if spec.features.num_classes == 2:\n  pass\n'
-                  "multiclass = task == 'multiclass'\n")
+  path.write_text(
+    'if spec.features.num_classes == 2:\n  pass\n'
+    "multiclass = task == 'multiclass'\n"
+  )
   assert [line.split(':')[0] for line in _task_comparisons(str(path))] == [
-      '1', '3']
+    '1',
+    '3',
+  ]

@@ -28,7 +28,8 @@ def test_schema_spec_and_csv_name_the_same_columns():
   schema_names = [f.name for f in schema.feature]
   assert schema_names == datasets.breast_cancer_columns()
   assert sorted(spec.feature_keys + [spec.features.label]) == sorted(
-      schema_names)
+    schema_names
+  )
   preflight.check_features(spec, schema)
 
 
@@ -60,8 +61,9 @@ def _cell(rows, line, column, value):
 
 def test_missing_column_is_named(tmp_path):
   path = _write(tmp_path, lambda rows: [r[1:] for r in rows])
-  assert _check(path) == (f'{path}: header does not match the schema: '
-                          'missing column(s) mean_radius')
+  assert _check(path) == (
+    f'{path}: header does not match the schema: missing column(s) mean_radius'
+  )
 
 
 def test_extra_column_is_named(tmp_path):
@@ -72,7 +74,8 @@ def test_extra_column_is_named(tmp_path):
 def test_empty_value_names_line_and_column(tmp_path):
   path = _write(tmp_path, lambda rows: _cell(rows, 7, 'mean_area', ''))
   assert _check(path).startswith(
-      f'{path}: line 7, column mean_area: empty value')
+    f'{path}: line 7, column mean_area: empty value'
+  )
 
 
 def test_nan_names_line_and_column(tmp_path):
@@ -82,8 +85,9 @@ def test_nan_names_line_and_column(tmp_path):
 
 def test_wrong_type_names_line_and_column(tmp_path):
   path = _write(tmp_path, lambda rows: _cell(rows, 4, 'diagnosis', 'M'))
-  assert _check(path) == (f"{path}: line 4, column diagnosis: 'M' is not INT "
-                          'as the schema says')
+  assert _check(path) == (
+    f"{path}: line 4, column diagnosis: 'M' is not INT as the schema says"
+  )
 
 
 def test_short_row_is_refused(tmp_path):
@@ -106,8 +110,10 @@ def test_missing_data_and_schema(tmp_path):
 
 def test_spec_feature_missing_from_schema():
   spec = spec_lib.load_spec(DEFAULT_SPEC, {'features.categorical': ['color']})
-  with pytest.raises(preflight.PreflightError,
-                     match="features.categorical: 'color' is not a feature"):
+  with pytest.raises(
+    preflight.PreflightError,
+    match="features.categorical: 'color' is not a feature",
+  ):
     preflight.check_features(spec, preflight.load_schema(SCHEMA))
 
 
@@ -116,8 +122,10 @@ def test_a_single_csv_file_is_accepted():
   assert os.path.isfile(DATA_CSV)
 
 
-@pytest.mark.parametrize('task,rows,shown', [
-    ('digits_source', 901, range(0, 5)), ('digits_target', 896, range(5, 10))])
+@pytest.mark.parametrize(
+  'task,rows,shown',
+  [('digits_source', 901, range(0, 5)), ('digits_target', 896, range(5, 10))],
+)
 def test_committed_digits_csvs_are_the_scikit_learn_images(task, rows, shown):
   with open(datasets.digits_csv(task), newline='') as f:
     table = list(csv.reader(f))
@@ -130,17 +138,24 @@ def test_committed_digits_csvs_are_the_scikit_learn_images(task, rows, shown):
 
 def test_digits_schema_serves_both_tasks_and_bounds_the_label():
   schema = preflight.load_schema(
-      os.path.join(os.path.dirname(SCHEMA), '..', 'digits', 'schema.pbtxt'))
+    os.path.join(os.path.dirname(SCHEMA), '..', 'digits', 'schema.pbtxt')
+  )
   assert [f.name for f in schema.feature] == datasets.digits_columns()
   for name in ('digits_source', 'digits_target'):
-    spec = spec_lib.load_spec(os.path.join(
-        os.path.dirname(DEFAULT_SPEC), f'{name}.yaml'))
+    spec = spec_lib.load_spec(
+      os.path.join(os.path.dirname(DEFAULT_SPEC), f'{name}.yaml')
+    )
     preflight.check_features(spec, schema)
     assert preflight.run_preflight(spec).rows in (901, 896)
     wrong = spec_lib.load_spec(
-        os.path.join(os.path.dirname(DEFAULT_SPEC), f'{name}.yaml'),
-        {'features.num_classes': 3})
-    with pytest.raises(preflight.PreflightError, match=(
+      os.path.join(os.path.dirname(DEFAULT_SPEC), f'{name}.yaml'),
+      {'features.num_classes': 3},
+    )
+    with pytest.raises(
+      preflight.PreflightError,
+      match=(
         r"label 'label' ranges over 0..4 in the schema but "
-        r'features.num_classes is 3')):
+        r'features.num_classes is 3'
+      ),
+    ):
       preflight.check_features(wrong, schema)

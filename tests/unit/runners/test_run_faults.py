@@ -26,14 +26,19 @@ MODEL = 'breast_cancer'
 PIPELINE = 'breast-cancer'
 # Short, and the model is blessed; a random search, as two-epoch trials are
 # too short for Hyperband's rounds (it would warn on stderr).
-BUDGET = ['tuner.algorithm=random', 'tuner.max_trials=2', 'tuner.max_epochs=2',
-          'training.epochs=20']
+BUDGET = [
+  'tuner.algorithm=random',
+  'tuner.max_trials=2',
+  'tuner.max_epochs=2',
+  'training.epochs=20',
+]
 
 
 def _store(path):
   import ml_metadata as mlmd  # pylint: disable=g-import-not-at-top
 
   from pipeline.metadata import store  # pylint: disable=g-import-not-at-top
+
   return mlmd.MetadataStore(store.connection_config(path))
 
 
@@ -62,21 +67,26 @@ def _fake_run(store, run_id, node, state, failure=None):
 
   from pipeline.metadata import results  # pylint: disable=g-import-not-at-top
   from pipeline.runners import session  # pylint: disable=g-import-not-at-top
+
   run_type = store.put_context_type(pb.ContextType(name='pipeline_run'))
   node_type = store.put_context_type(pb.ContextType(name='node'))
   pipeline_type = store.put_context_type(pb.ContextType(name='pipeline'))
   run = pb.Context(type_id=run_type, name=run_id)
   run.custom_properties[results.RUN_PIPELINE].string_value = PIPELINE
   contexts = [run]
-  for type_id, name in ((node_type, f'{PIPELINE}.{node}'),
-                        (pipeline_type, PIPELINE)):
+  for type_id, name in (
+    (node_type, f'{PIPELINE}.{node}'),
+    (pipeline_type, PIPELINE),
+  ):
     existing = store.get_context_by_type_and_name(
-        'node' if type_id == node_type else 'pipeline', name)
+      'node' if type_id == node_type else 'pipeline', name
+    )
     contexts.append(existing or pb.Context(type_id=type_id, name=name))
   execution_type = store.put_execution_type(pb.ExecutionType(name=node))
   execution = pb.Execution(type_id=execution_type, last_known_state=state)
   execution_id, _, _ = store.put_execution(
-      execution, [], contexts, reuse_context_if_already_exist=True)
+    execution, [], contexts, reuse_context_if_already_exist=True
+  )
   if failure:
     session.finish_run(store, run_id, 'failed', failure)
   return execution_id
@@ -102,22 +112,30 @@ def test_a_push_no_run_recorded_is_recorded_once_by_the_next_run(tmp_path):
   from components import pusher  # pylint: disable=g-import-not-at-top
   from pipeline.metadata import lineage  # pylint: disable=g-import-not-at-top
   from pipeline.runners import session  # pylint: disable=g-import-not-at-top
+
   store_path = str(tmp_path / 'metadata.sqlite')
   store = _store(store_path)
   execution_id = _fake_run(store, 'run-1', 'Pusher', pb.Execution.RUNNING)
   before = store.get_executions_by_id([execution_id])[0]
   base = str(tmp_path / 'serving' / MODEL)
   model = _saved_model(str(tmp_path / 'model'))
-  version, folder = pusher.push(model, base, clock=lambda: 10,
-                                pushed_by=pusher.PushedBy.here(
-                                    PIPELINE, 'run-1', 'Pusher'))
-  other, _ = pusher.push(model, base, clock=lambda: 11,
-                         pushed_by=pusher.PushedBy.here(
-                             PIPELINE, 'run-elsewhere', 'Pusher'))
+  version, folder = pusher.push(
+    model,
+    base,
+    clock=lambda: 10,
+    pushed_by=pusher.PushedBy.here(PIPELINE, 'run-1', 'Pusher'),
+  )
+  other, _ = pusher.push(
+    model,
+    base,
+    clock=lambda: 11,
+    pushed_by=pusher.PushedBy.here(PIPELINE, 'run-elsewhere', 'Pusher'),
+  )
   assert pusher.PushedBy.read(folder).run_id == 'run-1'
   assert _lineage_runs(store_path)[0]['pushed_version'] is None  # the fault
   assert session.reconcile_pushes(store, PIPELINE, base, 'run-2') == [
-      {'version': version, 'path': folder, 'run_id': 'run-1'}]
+    {'version': version, 'path': folder, 'run_id': 'run-1'}
+  ]
   assert session.reconcile_pushes(store, PIPELINE, base, 'run-3') == []
   after = store.get_executions_by_id([execution_id])[0]
   assert after == before  # still as the killed run left it
@@ -126,16 +144,21 @@ def test_a_push_no_run_recorded_is_recorded_once_by_the_next_run(tmp_path):
   tree = lineage.trace(store, folder)
   assert tree.properties['pushed_destination'] == folder
   assert [(c.kind, c.id) for c in tree.children] == [
-      ('execution', execution_id)]
+    ('execution', execution_id)
+  ]
 
 
 def test_lineage_runs_says_why_a_run_failed(tmp_path):
   from ml_metadata.proto import metadata_store_pb2 as pb  # pylint: disable=g-import-not-at-top
+
   store_path = str(tmp_path / 'metadata.sqlite')
-  reason = ('Tuner failed: NoTrialLearned: no tuning trial learned anything: '
-            'the best val_loss 0.66')
-  _fake_run(_store(store_path), 'run-1', 'Tuner', pb.Execution.FAILED,
-            failure=reason)
+  reason = (
+    'Tuner failed: NoTrialLearned: no tuning trial learned anything: '
+    'the best val_loss 0.66'
+  )
+  _fake_run(
+    _store(store_path), 'run-1', 'Tuner', pb.Execution.FAILED, failure=reason
+  )
   proc = cli('lineage', 'runs', '--store', store_path)
   assert proc.returncode == 0, proc.stderr
   assert f'\n    {reason}\n' in proc.stdout, proc.stdout
@@ -146,6 +169,7 @@ def test_tfx_saying_an_execution_failed_is_left_to_the_run(capsys):
   """The run's own line names the component and the reason; TFX's `ERROR
   absl: Execution N failed.` adds nothing (shown with --verbose)."""
   from pipeline import cli as cli_lib  # pylint: disable=g-import-not-at-top
+
   root = logging.getLogger()
   handlers = list(root.handlers)
   try:
@@ -162,6 +186,7 @@ def test_tfx_saying_an_execution_failed_is_left_to_the_run(capsys):
 
 def test_sigterm_raises_terminated_once_then_ends_the_process():
   from pipeline.runners import signals  # pylint: disable=g-import-not-at-top
+
   previous = signal.getsignal(signal.SIGTERM)
   try:
     signals.stop_on_sigterm()
@@ -190,15 +215,17 @@ def stopped_runs(tmp_path_factory):
   base = str(tmp_path_factory.mktemp('stopped'))
   store = f'{base}/metadata.sqlite'
   seen = {'base': base}
-  for name, fault in (('terminated', 'pusher.before_push=term'),
-                      ('killed', 'pusher.after_rename'),
-                      ('recorded', None),
-                      # All cached, it succeeds and finds no room for its
-                      # summary.
-                      ('no_room', 'run.write_summary=enospc')):
+  for name, fault in (
+    ('terminated', 'pusher.before_push=term'),
+    ('killed', 'pusher.after_rename'),
+    ('recorded', None),
+    # All cached, it succeeds and finds no room for its
+    # summary.
+    ('no_room', 'run.write_summary=enospc'),
+  ):
     seen[name] = run_pipeline(
-        base, name, BUDGET,
-        env=fault and {'PIPELINE_FAULT_POINT': fault})
+      base, name, BUDGET, env=fault and {'PIPELINE_FAULT_POINT': fault}
+    )
     seen[f'{name}_runs'] = _lineage_runs(store)
     seen[f'{name}_versions'] = _versions(base)
   return seen
@@ -219,7 +246,8 @@ def test_sigterm_ends_a_run_in_one_line_recorded_as_terminated(stopped_runs):
 
 @pytest.mark.e2e
 def test_a_push_killed_after_its_rename_is_recorded_by_the_next_run(
-    stopped_runs):
+  stopped_runs,
+):
   base = stopped_runs['base']
   proc, summary = stopped_runs['killed']
   assert proc.returncode == -signal.SIGKILL and summary is None
@@ -233,10 +261,13 @@ def test_a_push_killed_after_its_rename_is_recorded_by_the_next_run(
   # The next run records it, then finds its own model already pushed.
   proc, summary = stopped_runs['recorded']
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert (f'recorded the push of version {version} by run '
-          f'{killed["run_id"]}, which stopped before it could') in proc.stdout
+  assert (
+    f'recorded the push of version {version} by run '
+    f'{killed["run_id"]}, which stopped before it could'
+  ) in proc.stdout
   assert summary['not_pushed_reason'] == (
-      f'identical to version {version}, which is already pushed')
+    f'identical to version {version}, which is already pushed'
+  )
   assert stopped_runs['recorded_versions'] == [version]
   runs = {r['run_id']: r for r in stopped_runs['recorded_runs']}
   assert runs[killed['run_id']]['pushed_version'] == version
@@ -244,14 +275,18 @@ def test_a_push_killed_after_its_rename_is_recorded_by_the_next_run(
   assert runs[summary['run_id']]['pushed_version'] is None
   text = cli('lineage', 'runs', '--store', f'{base}/metadata.sqlite').stdout
   assert f'pushed: {version}' in text
-  trace = cli('lineage', 'trace', folder, '--store',
-              f'{base}/metadata.sqlite', '--json')
+  trace = cli(
+    'lineage', 'trace', folder, '--store', f'{base}/metadata.sqlite', '--json'
+  )
   assert trace.returncode == 0, trace.stderr
   tree = json.loads(trace.stdout)
   assert tree['properties']['pushed_version'] == version
   assert 'Pusher' in trace.stdout and 'Trainer' in trace.stdout
-  assert not [n for n in os.listdir(os.path.join(base, 'serving', MODEL))
-              if n.startswith('.tmp-')]
+  assert not [
+    n
+    for n in os.listdir(os.path.join(base, 'serving', MODEL))
+    if n.startswith('.tmp-')
+  ]
 
 
 @pytest.mark.e2e
@@ -262,22 +297,32 @@ def test_a_runs_total_time_includes_its_report(stopped_runs):
   started = datetime.datetime.fromisoformat(summary['run_id']).timestamp()
   report_written = os.path.getmtime(summary['report'])
   assert report_written - started <= summary['total_seconds'], (
-      report_written - started, summary['total_seconds'])
+    report_written - started,
+    summary['total_seconds'],
+  )
 
 
 @pytest.mark.e2e
 def test_a_run_whose_summary_finds_no_room_still_counts(stopped_runs):
   proc, summary = stopped_runs['no_room']
   path = os.path.join(stopped_runs['base'], 'no_room.json')
-  line = _one_line(proc, 2, f'error: the run succeeded; {path}: cannot '
-                   'write the run summary: No space left on device')
-  assert line.endswith('; make room there or name another file with '
-                       '--summary-json')
+  line = _one_line(
+    proc,
+    2,
+    f'error: the run succeeded; {path}: cannot '
+    'write the run summary: No space left on device',
+  )
+  assert line.endswith(
+    '; make room there or name another file with --summary-json'
+  )
   assert summary is None
-  assert (f'summary: not written ({path}: cannot write the run summary: No '
-          'space left on device') in proc.stdout
-  assert not [n for n in os.listdir(stopped_runs['base'])
-              if 'no_room.json' in n]  # nor a half-written one
+  assert (
+    f'summary: not written ({path}: cannot write the run summary: No '
+    'space left on device'
+  ) in proc.stdout
+  assert not [
+    n for n in os.listdir(stopped_runs['base']) if 'no_room.json' in n
+  ]  # nor a half-written one
   assert stopped_runs['no_room_runs'][-1]['status'] == 'complete'
 
 
@@ -290,9 +335,12 @@ def full_root(tmp_path):
   ExampleGen's output."""
   root = tmp_path / 'root'
   root.mkdir()
-  mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs',
-                            str(root)], capture_output=True, text=True,
-                           check=False)
+  mounted = subprocess.run(
+    ['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', str(root)],
+    capture_output=True,
+    text=True,
+    check=False,
+  )
   if mounted.returncode != 0:
     pytest.skip(f'cannot mount a tmpfs here: {mounted.stderr.strip()}')
   try:
@@ -303,13 +351,17 @@ def full_root(tmp_path):
 
 @pytest.mark.e2e
 def test_a_full_pipeline_root_is_one_line_and_the_run_recorded_failed(
-    full_root):
+  full_root,
+):
   """A component fails for want of room; then so does the summary (TFX
   frees the failed component's output, so the fault point stands in for
   the disk still being full). One line, the component's, and exit 1."""
   base = full_root
-  proc = cli('run', *base_sets(base, BUDGET),
-             env={'PIPELINE_FAULT_POINT': 'run.write_summary=enospc'})
+  proc = cli(
+    'run',
+    *base_sets(base, BUDGET),
+    env={'PIPELINE_FAULT_POINT': 'run.write_summary=enospc'},
+  )
   line = _one_line(proc, 1, 'error: ')
   assert ' failed: ' in line and 'No space left on device' in line, line
   assert 'summary: not written (' in proc.stdout, proc.stdout[-2000:]
@@ -318,6 +370,6 @@ def test_a_full_pipeline_root_is_one_line_and_the_run_recorded_failed(
   assert not [n for n in left if '.json' in n], left
   [run] = _lineage_runs(f'{base}/metadata.sqlite')
   assert run['status'] == 'failed'
-  assert run['failure'] == line[len('error: '):]
+  assert run['failure'] == line[len('error: ') :]
   text = cli('lineage', 'runs', '--store', f'{base}/metadata.sqlite').stdout
   assert f'\n    {run["failure"]}\n' in text

@@ -39,11 +39,13 @@ def _store(tmp_path) -> str:
   """An empty ML Metadata store (SQLite), made with ml_metadata itself."""
   from ml_metadata.metadata_store import metadata_store  # pylint: disable=g-import-not-at-top
   from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+
   path = str(tmp_path / 'metadata.sqlite')
   config = metadata_store_pb2.ConnectionConfig()
   config.sqlite.filename_uri = path
   config.sqlite.connection_mode = (
-      metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE)
+    metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+  )
   metadata_store.MetadataStore(config).get_context_types()
   return path
 
@@ -59,11 +61,14 @@ class Running:
   def __init__(self, *args):
     self.stderr = tempfile.TemporaryFile()  # pylint: disable=consider-using-with
     self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
-        [sys.executable, '-m', 'pipeline', *args, '--port', '0'], cwd=REPO,
-        stdout=subprocess.PIPE, stderr=self.stderr, text=True,
-        preexec_fn=_limit_files,
-        env={**os.environ, 'TF_USE_LEGACY_KERAS': '1',
-             'PYTHONUNBUFFERED': '1'})
+      [sys.executable, '-m', 'pipeline', *args, '--port', '0'],
+      cwd=REPO,
+      stdout=subprocess.PIPE,
+      stderr=self.stderr,
+      text=True,
+      preexec_fn=_limit_files,
+      env={**os.environ, 'TF_USE_LEGACY_KERAS': '1', 'PYTHONUNBUFFERED': '1'},
+    )
     line = self.proc.stdout.readline()
     found = re.search(r'http://127\.0\.0\.1:(\d+)', line)
     assert found, line + self.log()
@@ -79,14 +84,19 @@ class Running:
 
   def request(self, method, path, host=None, body=None, timeout=10):
     """(status, headers, body text) of one request on a fresh connection."""
-    connection = http.client.HTTPConnection('127.0.0.1', self.port,
-                                            timeout=timeout)
+    connection = http.client.HTTPConnection(
+      '127.0.0.1', self.port, timeout=timeout
+    )
     try:
-      connection.request(method, path, body, headers={
-          'Host': host or f'127.0.0.1:{self.port}'})
+      connection.request(
+        method, path, body, headers={'Host': host or f'127.0.0.1:{self.port}'}
+      )
       response = connection.getresponse()
-      return (response.status, dict(response.getheaders()),
-              response.read().decode())
+      return (
+        response.status,
+        dict(response.getheaders()),
+        response.read().decode(),
+      )
     finally:
       connection.close()
 
@@ -98,8 +108,8 @@ class Running:
 
 # What each server answers when all is well, and how it says no.
 SERVERS = {
-    'serve': ('/v1/models/none', 404, 'application/json'),
-    'ui': ('/', 200, 'text/html'),
+  'serve': ('/v1/models/none', 404, 'application/json'),
+  'ui': ('/', 200, 'text/html'),
 }
 
 
@@ -107,11 +117,17 @@ SERVERS = {
 def server(request, tmp_path):
   if request.param == 'serve':
     (tmp_path / 'models').mkdir()
-    running = Running('serve', '--model-base', str(tmp_path / 'models'),
-                      '--allow-host', 'box.lan')
+    running = Running(
+      'serve',
+      '--model-base',
+      str(tmp_path / 'models'),
+      '--allow-host',
+      'box.lan',
+    )
   else:
-    running = Running('ui', '--store', _store(tmp_path), '--allow-host',
-                      'box.lan')
+    running = Running(
+      'ui', '--store', _store(tmp_path), '--allow-host', 'box.lan'
+    )
   running.kind = request.param
   yield running
   running.stop()
@@ -122,12 +138,26 @@ def test_which_hosts_a_server_answers():
   --host 0.0.0.0 also this machine's name. Not a name merely starting or
   ending like one of those."""
   from pipeline.web import HostCheck  # pylint: disable=g-import-not-at-top
+
   loopback = HostCheck('127.0.0.1')
-  for header in ('127.0.0.1:8080', 'localhost', 'LocalHost:1', 'localhost.',
-                 '[::1]:8501', '::1', '192.168.1.9:80', None, ''):
+  for header in (
+    '127.0.0.1:8080',
+    'localhost',
+    'LocalHost:1',
+    'localhost.',
+    '[::1]:8501',
+    '::1',
+    '192.168.1.9:80',
+    None,
+    '',
+  ):
     assert loopback.allows(header), header
-  for header in ('evil.example', 'localhost.evil.example:80', '127.0.0.1.nip',
-                 socket.gethostname() + '.evil.example'):
+  for header in (
+    'evil.example',
+    'localhost.evil.example:80',
+    '127.0.0.1.nip',
+    socket.gethostname() + '.evil.example',
+  ):
     assert not loopback.allows(header), header
   everywhere = HostCheck('0.0.0.0', allow=['Box.Lan:8080'])
   assert everywhere.allows(socket.gethostname() + ':8501')
@@ -151,24 +181,49 @@ def _answers(server, host=None):
 
 def test_a_port_past_65535_is_refused(tmp_path):
   (tmp_path / 'models').mkdir()
-  refused(cli('serve', '--model-base', str(tmp_path / 'models'), '--port',
-              '99999', timeout=120), '--port 99999', '65535')
-  refused(cli('ui', '--store', _store(tmp_path), '--port', '99999',
-              timeout=120), '--port 99999', '65535')
+  refused(
+    cli(
+      'serve',
+      '--model-base',
+      str(tmp_path / 'models'),
+      '--port',
+      '99999',
+      timeout=120,
+    ),
+    '--port 99999',
+    '65535',
+  )
+  refused(
+    cli('ui', '--store', _store(tmp_path), '--port', '99999', timeout=120),
+    '--port 99999',
+    '65535',
+  )
 
 
 def test_only_this_machines_names_are_served(server):
   """DNS rebinding: a page whose own name resolves to 127.0.0.1 sends that
   name as Host; it gets 403 and one line, names of this machine do not."""
   port = server.port
-  for host in ('evil.example', f'evil.example:{port}',
-               '127.0.0.1.evil.example', 'localhost.evil.example'):
+  for host in (
+    'evil.example',
+    f'evil.example:{port}',
+    '127.0.0.1.evil.example',
+    'localhost.evil.example',
+  ):
     status, _, body = server.request('GET', SERVERS[server.kind][0], host=host)
     assert status == 403, (host, status, body)
     assert 'is not served here' in _one_line(body)
-  for host in ('localhost', f'localhost:{port}', f'LOCALHOST:{port}',
-               f'127.0.0.1:{port}', f'[::1]:{port}', '[::1]', '10.1.2.3',
-               'box.lan', f'box.lan:{port}'):
+  for host in (
+    'localhost',
+    f'localhost:{port}',
+    f'LOCALHOST:{port}',
+    f'127.0.0.1:{port}',
+    f'[::1]:{port}',
+    '[::1]',
+    '10.1.2.3',
+    'box.lan',
+    f'box.lan:{port}',
+  ):
     _answers(server, host)
 
 
@@ -178,8 +233,9 @@ def test_a_method_the_url_does_not_answer_is_405_at_once(server):
     line = _one_line(body)
     assert status == 405 and method in line, (method, status, body)
     assert (method == 'PUT') == ('PUT ' in line), line
-    assert headers['Allow'] == ('GET, POST' if server.kind == 'serve'
-                                else 'GET')
+    assert headers['Allow'] == (
+      'GET, POST' if server.kind == 'serve' else 'GET'
+    )
   _answers(server)
 
 
@@ -202,11 +258,12 @@ def test_a_body_the_route_does_not_take_is_refused_at_the_headers(server):
   or 413) after 64 KiB of it: the server does not wait for, or buffer, the
   rest (the client here never sends it)."""
   size = 100 * 1024 * 1024
-  method, status = (('POST', b'405') if server.kind == 'ui'
-                    else ('GET', b'413'))
+  method, status = ('POST', b'405') if server.kind == 'ui' else ('GET', b'413')
   path = SERVERS[server.kind][0]
-  head = (f'{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n'
-          f'Content-Length: {size}\r\n\r\n').encode()
+  head = (
+    f'{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n'
+    f'Content-Length: {size}\r\n\r\n'
+  ).encode()
   started = time.monotonic()
   answer = _raw_answer(server.port, head, 64 * 1024)
   assert answer.startswith(b'HTTP/1.1 ' + status), answer[:300]
@@ -222,8 +279,9 @@ def test_idle_connections_past_the_file_limit_leave_it_answering(server):
   idle = []
   try:
     for _ in range(IDLE_CONNECTIONS):
-      idle.append(socket.create_connection(('127.0.0.1', server.port),
-                                           timeout=30))
+      idle.append(
+        socket.create_connection(('127.0.0.1', server.port), timeout=30)
+      )
     for _ in range(5):
       started = time.monotonic()
       _answers(server)
@@ -259,13 +317,15 @@ def test_at_the_bound_each_new_connection_sheds_one_idle_one():
   import tornado.web  # pylint: disable=g-import-not-at-top
 
   from pipeline import web  # pylint: disable=g-import-not-at-top
+
   bound, opened = 16, 40
   started, state = threading.Event(), {}
 
   def loop():
     asyncio.set_event_loop(asyncio.new_event_loop())
-    state['port'] = web.listen(tornado.web.Application([]), '127.0.0.1', 0,
-                               max_connections=bound)
+    state['port'] = web.listen(
+      tornado.web.Application([]), '127.0.0.1', 0, max_connections=bound
+    )
     state['loop'] = tornado.ioloop.IOLoop.current()
     started.set()
     state['loop'].start()
@@ -297,6 +357,7 @@ def test_a_locked_store_is_503_at_once_and_the_dashboard_recovers(tmp_path):
   the next one at once, a page that needs no store is not held up, and the
   pages come back when the lock is released."""
   from pipeline.report import dashboard  # pylint: disable=g-import-not-at-top
+
   store = _store(tmp_path)
   ui = Running('ui', '--store', store)
   writer = sqlite3.connect(store, isolation_level=None)
@@ -334,9 +395,18 @@ def test_a_locked_store_is_503_at_once_and_the_dashboard_recovers(tmp_path):
 def test_predict_on_a_csv_that_is_not_utf8(tmp_path):
   rows = tmp_path / 'rows.csv'
   rows.write_bytes('a,b\n1,caf\u00e9\n'.encode('latin-1'))
-  refused(cli('predict', str(rows), '--url',
-              f'http://127.0.0.1:{free_port()}/v1/models/m', timeout=120),
-          'rows.csv', 'line 2', 'not UTF-8')
+  refused(
+    cli(
+      'predict',
+      str(rows),
+      '--url',
+      f'http://127.0.0.1:{free_port()}/v1/models/m',
+      timeout=120,
+    ),
+    'rows.csv',
+    'line 2',
+    'not UTF-8',
+  )
 
 
 class _Answers(http.server.BaseHTTPRequestHandler):
@@ -372,29 +442,53 @@ def other_server():
   server.server_close()
 
 
-RAW_METADATA = {'metadata': {'signature_def': {'signature_def': {
-    'serving_raw': {'inputs': {'a': {'dtype': 'DT_FLOAT'}}}}}}}
+RAW_METADATA = {
+  'metadata': {
+    'signature_def': {
+      'signature_def': {'serving_raw': {'inputs': {'a': {'dtype': 'DT_FLOAT'}}}}
+    }
+  }
+}
 
 
-@pytest.mark.parametrize('metadata, prediction, culprit', [
+@pytest.mark.parametrize(
+  'metadata, prediction, culprit',
+  [
     ({'hello': 'world'}, None, 'no signature defs'),
     ([1, 2, 3], None, 'not an object'),
     ({'metadata': {'signature_def': 'x'}}, None, 'no signature defs'),
-    ({'metadata': {'signature_def': {'signature_def': {
-        'serving_raw': {'inputs': ['a']}}}}}, None, 'no signature defs'),
-    (RAW_METADATA, {'answer': 42}, 'not a model\'s answer for 2 row(s)'),
-    (RAW_METADATA, {'predictions': 'yes'}, 'not a model\'s answer'),
-    (RAW_METADATA, {'predictions': [1]}, 'not a model\'s answer'),
-    (RAW_METADATA, {'outputs': {'y': [1]}}, 'not a model\'s answer'),
-])
+    (
+      {
+        'metadata': {
+          'signature_def': {'signature_def': {'serving_raw': {'inputs': ['a']}}}
+        }
+      },
+      None,
+      'no signature defs',
+    ),
+    (RAW_METADATA, {'answer': 42}, "not a model's answer for 2 row(s)"),
+    (RAW_METADATA, {'predictions': 'yes'}, "not a model's answer"),
+    (RAW_METADATA, {'predictions': [1]}, "not a model's answer"),
+    (RAW_METADATA, {'outputs': {'y': [1]}}, "not a model's answer"),
+  ],
+)
 def test_predict_against_a_server_answering_other_json(
-    tmp_path, other_server, metadata, prediction, culprit):
+  tmp_path, other_server, metadata, prediction, culprit
+):
   other_server.metadata, other_server.prediction = metadata, prediction
   rows = tmp_path / 'rows.csv'
   rows.write_text('a\n1\n2\n')
   port = other_server.server_address[1]
-  refused(cli('predict', str(rows), '--url',
-              f'http://127.0.0.1:{port}/v1/models/m', timeout=120), culprit)
+  refused(
+    cli(
+      'predict',
+      str(rows),
+      '--url',
+      f'http://127.0.0.1:{port}/v1/models/m',
+      timeout=120,
+    ),
+    culprit,
+  )
 
 
 def test_predict_gives_up_on_a_server_that_never_answers(tmp_path, listening):
@@ -404,9 +498,28 @@ def test_predict_gives_up_on_a_server_that_never_answers(tmp_path, listening):
   rows.write_text('a\n1\n')
   address = listening('127.0.0.1')
   started = time.monotonic()
-  refused(cli('predict', str(rows), '--url',
-              f'http://{address}/v1/models/m', '--timeout', '2',
-              timeout=120), 'did not answer within 2 s')
+  refused(
+    cli(
+      'predict',
+      str(rows),
+      '--url',
+      f'http://{address}/v1/models/m',
+      '--timeout',
+      '2',
+      timeout=120,
+    ),
+    'did not answer within 2 s',
+  )
   assert time.monotonic() - started < 60
-  refused(cli('predict', str(rows), '--url', f'http://{address}/v1/models/m',
-              '--timeout', '0', timeout=120), '--timeout 0')
+  refused(
+    cli(
+      'predict',
+      str(rows),
+      '--url',
+      f'http://{address}/v1/models/m',
+      '--timeout',
+      '0',
+      timeout=120,
+    ),
+    '--timeout 0',
+  )
