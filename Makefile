@@ -54,6 +54,7 @@ test-fast: setup lint
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # Measures and writes benchmarks/results/ (benchmarks/README.md): about
 # 90 minutes here: CsvExampleGen's throughput against the previous executor
