@@ -347,6 +347,44 @@ def _blessed_push(
   return [baseline, evaluator, pusher]
 
 
+def _training_inputs(
+  spec: PipelineSpec, schema_gen, transform, base_model
+) -> Dict[str, Any]:
+  """What the Tuner and the Trainer both read."""
+  return dict(
+    examples=transform.outputs['transformed_examples'],
+    transform_graph=transform.outputs['transform_graph'],
+    schema=schema_gen.outputs['schema'],
+    base_model=base_model,
+    train_args=trainer_pb2.TrainArgs(
+      splits=['train'], num_steps=spec.training.train_steps
+    ),
+    eval_args=trainer_pb2.EvalArgs(
+      splits=['eval'], num_steps=spec.training.eval_steps
+    ),
+  )
+
+
+def _training_nodes(
+  spec: PipelineSpec, env: Environment, training_inputs: Dict[str, Any]
+) -> Tuple[List[Any], Any]:
+  """The tuning nodes (none when the Tuner is off) and the Trainer, which
+  takes the Tuner's best hyperparameters."""
+  tuner_nodes, hyperparameters = [], None
+  if spec.tuner.enabled:
+    tuner_nodes = _tuner_nodes(spec, env, training_inputs)
+    hyperparameters = tuner_nodes[0].outputs['best_hyperparameters']
+  trainer = Trainer(
+    hyperparameters=hyperparameters,
+    custom_config=spec.module_config(
+      TrainerConfig, env.code_version
+    ).to_custom_config(),
+    **_callback(spec, 'run_fn', RUN_FN),
+    **training_inputs,
+  )
+  return tuner_nodes, trainer
+
+
 def create_pipeline(spec: PipelineSpec, env: Environment) -> Pipeline:
   """Builds the TFX pipeline for `spec` in `env`.
 
@@ -382,33 +420,11 @@ def create_pipeline(spec: PipelineSpec, env: Environment) -> Pipeline:
   source, base_model = _base_model_source(spec, env)
   if source is not None:
     components.append(source)
-  # What the Tuner and the Trainer both read.
-  training_inputs = dict(
-    examples=transform.outputs['transformed_examples'],
-    transform_graph=transform.outputs['transform_graph'],
-    schema=schema_gen.outputs['schema'],
-    base_model=base_model,
-    train_args=trainer_pb2.TrainArgs(
-      splits=['train'], num_steps=spec.training.train_steps
-    ),
-    eval_args=trainer_pb2.EvalArgs(
-      splits=['eval'], num_steps=spec.training.eval_steps
-    ),
+  tuner_nodes, trainer = _training_nodes(
+    spec, env, _training_inputs(spec, schema_gen, transform, base_model)
   )
-  hyperparameters = None
-  if spec.tuner.enabled:
-    tuner_nodes = _tuner_nodes(spec, env, training_inputs)
-    hyperparameters = tuner_nodes[0].outputs['best_hyperparameters']
-    components += tuner_nodes
-  trainer = Trainer(
-    hyperparameters=hyperparameters,
-    custom_config=spec.module_config(
-      TrainerConfig, env.code_version
-    ).to_custom_config(),
-    **_callback(spec, 'run_fn', RUN_FN),
-    **training_inputs,
-  )
-  components += [trainer] + _blessed_push(spec, env, example_gen, trainer)
+  components += tuner_nodes + [trainer]
+  components += _blessed_push(spec, env, example_gen, trainer)
   for node in components:
     if node.id in env.platform_configs:
       node.with_platform_config(env.platform_configs[node.id])
