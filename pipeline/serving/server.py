@@ -377,10 +377,9 @@ def _json_value(array: np.ndarray) -> Any:
   return convert(array.tolist())
 
 
-def predict(loaded: LoadedVersion, body: Any) -> Dict[str, Any]:
-  """TF Serving's :predict on a parsed JSON body."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
+def _check_body(body: Any) -> None:
+  """A :predict body names its keys as TF Serving does, and holds one of
+  'instances' (row format) or 'inputs' (columnar)."""
   if not isinstance(body, dict):
     raise ServingError(
       400, "the request body must be a JSON object with 'instances' or 'inputs'"
@@ -399,6 +398,11 @@ def predict(loaded: LoadedVersion, body: Any) -> Dict[str, Any]:
       if 'instances' not in body
       else "give 'instances' (row format) or 'inputs' (columnar), not both",
     )
+
+
+def _signature(loaded: LoadedVersion, body: Dict[str, Any]) -> Any:
+  """The concrete function the body's signature_name (by default
+  serving_default) names."""
   name = body.get('signature_name') or 'serving_default'
   if not isinstance(name, str) or name not in loaded.signatures:
     raise ServingError(
@@ -407,7 +411,32 @@ def predict(loaded: LoadedVersion, body: Any) -> Dict[str, Any]:
       f'found in signature def; the model has '
       f'{sorted(loaded.signatures)}',
     )
-  function = loaded.signatures[name]
+  return loaded.signatures[name]
+
+
+def _answer(arrays: Dict[str, np.ndarray], row_format: bool) -> Dict[str, Any]:
+  """The outputs as TF Serving answers them: {"predictions": rows} for the
+  row format, {"outputs": columns} for the columnar one; a sole output
+  without its name."""
+  if not row_format:
+    if len(arrays) == 1:
+      return {'outputs': _json_value(next(iter(arrays.values())))}
+    return {'outputs': {k: _json_value(v) for k, v in sorted(arrays.items())}}
+  rows = len(next(iter(arrays.values())))
+  if len(arrays) == 1:
+    return {'predictions': _json_value(next(iter(arrays.values())))}
+  columns = {k: _json_value(v) for k, v in sorted(arrays.items())}
+  return {
+    'predictions': [{k: columns[k][i] for k in columns} for i in range(rows)]
+  }
+
+
+def predict(loaded: LoadedVersion, body: Any) -> Dict[str, Any]:
+  """TF Serving's :predict on a parsed JSON body."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  _check_body(body)
+  function = _signature(loaded, body)
   specs = function.structured_input_signature[1]
   row_format = 'instances' in body
   values = (
@@ -431,17 +460,7 @@ def predict(loaded: LoadedVersion, body: Any) -> Dict[str, Any]:
       400, f'the model rejected the input: {whole(e) or type(e).__name__}'
     ) from None
   arrays = {key: value.numpy() for key, value in outputs.items()}
-  if not row_format:
-    if len(arrays) == 1:
-      return {'outputs': _json_value(next(iter(arrays.values())))}
-    return {'outputs': {k: _json_value(v) for k, v in sorted(arrays.items())}}
-  rows = len(next(iter(arrays.values())))
-  if len(arrays) == 1:
-    return {'predictions': _json_value(next(iter(arrays.values())))}
-  columns = {k: _json_value(v) for k, v in sorted(arrays.items())}
-  return {
-    'predictions': [{k: columns[k][i] for k in columns} for i in range(rows)]
-  }
+  return _answer(arrays, row_format)
 
 
 def status(loaded: LoadedVersion) -> Dict[str, Any]:
