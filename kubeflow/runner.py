@@ -374,6 +374,22 @@ def _beam_args(spec: PipelineSpec, image: str) -> List[str]:
   return args
 
 
+def _image(spec: PipelineSpec, image: Optional[str]) -> str:
+  """The pipeline image (--image, or kubeflow.image), checked to be a
+  container image reference."""
+  if not image:
+    raise KubeflowError(
+      f'{spec.source}: no pipeline image: pass --image (or '
+      'set kubeflow.image); build it from kubeflow/Dockerfile'
+    )
+  if not _IMAGE.match(image):
+    raise KubeflowError(
+      f'--image {image!r}: not a container image reference '
+      '(e.g. gcr.io/project/tfx-pipeline:1.0)'
+    )
+  return image
+
+
 def cluster_settings(
   spec: PipelineSpec,
   image: Optional[str] = None,
@@ -394,17 +410,7 @@ def cluster_settings(
     raise KubeflowError(
       f'--target {target}: allowed: {", ".join(ACCELERATORS)}'
     )
-  image = image or kf.image
-  if not image:
-    raise KubeflowError(
-      f'{spec.source}: no pipeline image: pass --image (or '
-      'set kubeflow.image); build it from kubeflow/Dockerfile'
-    )
-  if not _IMAGE.match(image):
-    raise KubeflowError(
-      f'--image {image!r}: not a container image reference '
-      '(e.g. gcr.io/project/tfx-pipeline:1.0)'
-    )
+  image = _image(spec, image or kf.image)
   base_model_uri, push_base = _base_model(spec)
   _tuner_workers(spec, target)
   push_destination = _remote(
@@ -488,6 +494,49 @@ def _check_output(output: str, target: str) -> str:
   return ext
 
 
+def _set_task_options(
+  pipeline_spec: Dict[str, Any], platform_configs: Dict[str, Any], finder: str
+) -> None:
+  """What the compiler leaves out of the tasks: no cache for the base model
+  finder, each node's resources on its container."""
+  tasks = pipeline_spec['root']['dag']['tasks']
+  if finder in tasks:
+    # Always read the newest pushed model, never a cached earlier answer.
+    tasks[finder]['cachingOptions'] = {}
+  executors = pipeline_spec['deploymentSpec']['executors']
+  for node_id, config in platform_configs.items():
+    # TFX sets these on every container but FileBasedExampleGen's.
+    if node_id in tasks:
+      component = pipeline_spec['components'][
+        tasks[node_id]['componentRef']['name']
+      ]
+      executor = executors[component['executorLabel']]
+      executor['container']['resources'] = json_format.MessageToDict(config)
+
+
+def _definition_text(
+  spec: PipelineSpec,
+  settings: ClusterSettings,
+  job: Dict[str, Any],
+  pipeline_spec: Dict[str, Any],
+  ext: str,
+) -> str:
+  """The file's text: a Vertex PipelineJob for .json, else the YAML
+  PipelineSpec under a header naming its source."""
+  if ext == '.json':
+    job['pipelineSpec'] = pipeline_spec
+    job.setdefault('runtimeConfig', {})['gcsOutputDirectory'] = (
+      settings.pipeline_root
+    )
+    return json.dumps(job, indent=2, sort_keys=True)
+  return (
+    f'# PIPELINE DEFINITION\n# Name: {spec.name}\n'
+    f'# Compiled from {os.path.basename(spec.source)} for the '
+    f'{settings.target} target by `python -m pipeline compile`.\n'
+    + yaml.safe_dump(pipeline_spec, sort_keys=True)
+  )
+
+
 def compile_pipeline(
   spec: PipelineSpec, settings: ClusterSettings, output: str
 ) -> Dict[str, Any]:
@@ -519,19 +568,9 @@ def compile_pipeline(
   job = runner.run(tfx_pipeline, write_out=False)
   pipeline_spec = job['pipelineSpec']
   pipeline_spec['defaultPipelineRoot'] = settings.pipeline_root
-  tasks = pipeline_spec['root']['dag']['tasks']
-  if pipeline_lib.BASE_MODEL_FINDER in tasks:
-    # Always read the newest pushed model, never a cached earlier answer.
-    tasks[pipeline_lib.BASE_MODEL_FINDER]['cachingOptions'] = {}
-  executors = pipeline_spec['deploymentSpec']['executors']
-  for node_id, config in settings.platform_configs.items():
-    # TFX sets these on every container but FileBasedExampleGen's.
-    if node_id in tasks:
-      component = pipeline_spec['components'][
-        tasks[node_id]['componentRef']['name']
-      ]
-      executor = executors[component['executorLabel']]
-      executor['container']['resources'] = json_format.MessageToDict(config)
+  _set_task_options(
+    pipeline_spec, settings.platform_configs, pipeline_lib.BASE_MODEL_FINDER
+  )
   resolvers = [
     name
     for name, executor in pipeline_spec['deploymentSpec']['executors'].items()
@@ -542,18 +581,6 @@ def compile_pipeline(
       f'internal: the kfp target compiled resolver nodes '
       f'{resolvers}, which open-source KFP cannot execute'
     )
-  if ext == '.json':
-    job['pipelineSpec'] = pipeline_spec
-    job.setdefault('runtimeConfig', {})['gcsOutputDirectory'] = (
-      settings.pipeline_root
-    )
-    text = json.dumps(job, indent=2, sort_keys=True)
-  else:
-    text = (
-      f'# PIPELINE DEFINITION\n# Name: {spec.name}\n'
-      f'# Compiled from {os.path.basename(spec.source)} for the '
-      f'{settings.target} target by `python -m pipeline compile`.\n'
-      + yaml.safe_dump(pipeline_spec, sort_keys=True)
-    )
+  text = _definition_text(spec, settings, job, pipeline_spec, ext)
   write_text(output, text, KubeflowError, 'the compiled pipeline')
   return pipeline_spec
