@@ -216,28 +216,18 @@ def _check_data_file(path: str, key: str, in_folder: bool = False) -> None:
 _GZIP_MAGIC = b'\x1f\x8b'
 
 
-def tfrecord_examples(path: str) -> Iterator[Tuple[int, Any]]:
-  """The tf.Examples of one TFRecord file, numbered from 1. Gzipped or not
-  is told by the file's first bytes, and must agree with its name: TFX's
-  ImportExampleGen (through Beam) reads a file named .gz as gzipped and
-  any other as plain.
-
-  TensorFlow is imported here, so only TFRecord data pays for it.
+def _gzipped(path: str) -> Optional[bool]:
+  """Whether the TFRecord file at `path` is gzipped, told by its first bytes
+  and checked against its name; None for an empty file.
 
   Raises:
-    PreflightError: a compression the name does not say, not a TFRecord
-      file, or a record that is no tf.Example (one line naming the file).
+    PreflightError: the name does not say the compression.
   """
-  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf
-  from google.protobuf import message
-
-  # pylint: enable=g-import-not-at-top
   fs = _Files(path)
   with fs.open(path, 'rb') as f:
     head = f.read(2)
   if not head:
-    return  # an empty shard: no records
+    return None
   gzipped = head == _GZIP_MAGIC
   if gzipped != path.lower().endswith('.gz'):
     raise PreflightError(
@@ -250,6 +240,54 @@ def tfrecord_examples(path: str) -> Iterator[Tuple[int, Any]]:
       + '; ImportExampleGen tells a gzipped TFRecord file by its name: '
       'rename it'
     )
+  return gzipped
+
+
+def _example(path: str, number: int, record: bytes) -> Any:
+  """Record `number` of the file as a tf.Example.
+
+  Raises:
+    PreflightError: the record is no tf.Example.
+  """
+  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+  from google.protobuf import message
+
+  # pylint: enable=g-import-not-at-top
+  try:
+    example = tf.train.Example.FromString(record)
+  except message.DecodeError:
+    example = None
+  # A record of another message can parse (a tf.SequenceExample's
+  # context reads as features): it leaves fields an Example lacks.
+  size = example.ByteSize() if example is not None else -1
+  if example is not None:
+    example.DiscardUnknownFields()
+  if example is None or example.ByteSize() != size:
+    raise PreflightError(
+      f'{path}: record {number} is not a tf.Example; data.tfrecord '
+      'names TFRecord files of serialized tf.train.Example protos'
+    )
+  return example
+
+
+def tfrecord_examples(path: str) -> Iterator[Tuple[int, Any]]:
+  """The tf.Examples of one TFRecord file, numbered from 1. Gzipped or not
+  is told by the file's first bytes, and must agree with its name: TFX's
+  ImportExampleGen (through Beam) reads a file named .gz as gzipped and
+  any other as plain.
+
+  TensorFlow is imported here, so only TFRecord data pays for it.
+
+  Raises:
+    PreflightError: a compression the name does not say, not a TFRecord
+      file, or a record that is no tf.Example (one line naming the file).
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  gzipped = _gzipped(path)
+  if gzipped is None:
+    return  # an empty shard: no records
   dataset = tf.data.TFRecordDataset(
     path, compression_type='GZIP' if gzipped else ''
   )
@@ -257,21 +295,7 @@ def tfrecord_examples(path: str) -> Iterator[Tuple[int, Any]]:
   try:
     for record in dataset.as_numpy_iterator():
       number += 1
-      try:
-        example = tf.train.Example.FromString(record)
-      except message.DecodeError:
-        example = None
-      # A record of another message can parse (a tf.SequenceExample's
-      # context reads as features): it leaves fields an Example lacks.
-      size = example.ByteSize() if example is not None else -1
-      if example is not None:
-        example.DiscardUnknownFields()
-      if example is None or example.ByteSize() != size:
-        raise PreflightError(
-          f'{path}: record {number} is not a tf.Example; data.tfrecord '
-          'names TFRecord files of serialized tf.train.Example protos'
-        )
-      yield number, example
+      yield number, _example(path, number, record)
   except tf.errors.OpError as e:
     # TensorFlow's message without its op's name around it.
     detail = re.sub(r'\{\{.*?\}\}|\[Op:.*', '', str(e.message))
@@ -317,9 +341,11 @@ _NUMERIC = (schema_pb2.FLOAT, schema_pb2.INT)
 _LABEL = (schema_pb2.INT, schema_pb2.BYTES)
 
 
-def schema_problems(spec: PipelineSpec, schema: schema_pb2.Schema) -> List[str]:
-  """Every problem of the schema for this spec, each as a short phrase."""
-  by_name = {f.name: f for f in schema.feature}
+def _wanted_problems(
+  spec: PipelineSpec, by_name: Dict[str, schema_pb2.Feature]
+) -> List[str]:
+  """The features the spec names that the schema lacks, or types as the
+  spec's key cannot take."""
   f = spec.features
   problems = []
   label_types = _LABEL if f.task != tasks.REGRESSION else _NUMERIC
@@ -346,36 +372,52 @@ def schema_problems(spec: PipelineSpec, schema: schema_pb2.Schema) -> List[str]:
         f'{schema_pb2.FeatureType.Name(by_name[name].type)} in the schema; '
         f'{key} needs {allowed}'
       )
+  return problems
+
+
+def _feature_problems(feature: schema_pb2.Feature) -> List[str]:
+  """What a schema feature declares that a CSV column cannot be: another
+  type, more than one value, a fixed shape that is optional."""
+  name = feature.name
+  problems = []
+  if feature.type not in SCHEMA_KINDS:
+    problems.append(
+      f'feature {name!r} has type '
+      f'{schema_pb2.FeatureType.Name(feature.type)}; CSV data '
+      'holds INT, FLOAT or BYTES'
+    )
+  if feature.HasField('shape') and [d.size for d in feature.shape.dim] != [1]:
+    problems.append(
+      f'feature {name!r} has shape '
+      f'{[d.size for d in feature.shape.dim]}; a CSV column is '
+      'one value: shape [1] or value_count {min: 1 max: 1}'
+    )
+  if feature.HasField('value_count') and feature.value_count.max > 1:
+    problems.append(
+      f'feature {name!r} has value_count max '
+      f'{feature.value_count.max}; a CSV column is one value'
+    )
+  if (
+    feature.HasField('shape')
+    and feature.HasField('presence')
+    and feature.presence.min_fraction < 1.0
+  ):
+    problems.append(
+      f'feature {name!r} has a fixed shape but presence min_fraction '
+      f'{feature.presence.min_fraction:g}: a shaped feature is in every '
+      'row for TFDV and tf.Transform; for an optional feature give '
+      'value_count {min: 1 max: 1} instead of shape'
+    )
+  return problems
+
+
+def schema_problems(spec: PipelineSpec, schema: schema_pb2.Schema) -> List[str]:
+  """Every problem of the schema for this spec, each as a short phrase."""
+  by_name = {f.name: f for f in schema.feature}
+  f = spec.features
+  problems = _wanted_problems(spec, by_name)
   for feature in schema.feature:
-    name = feature.name
-    if feature.type not in SCHEMA_KINDS:
-      problems.append(
-        f'feature {name!r} has type '
-        f'{schema_pb2.FeatureType.Name(feature.type)}; CSV data '
-        'holds INT, FLOAT or BYTES'
-      )
-    if feature.HasField('shape') and [d.size for d in feature.shape.dim] != [1]:
-      problems.append(
-        f'feature {name!r} has shape '
-        f'{[d.size for d in feature.shape.dim]}; a CSV column is '
-        'one value: shape [1] or value_count {min: 1 max: 1}'
-      )
-    if feature.HasField('value_count') and feature.value_count.max > 1:
-      problems.append(
-        f'feature {name!r} has value_count max '
-        f'{feature.value_count.max}; a CSV column is one value'
-      )
-    if (
-      feature.HasField('shape')
-      and feature.HasField('presence')
-      and feature.presence.min_fraction < 1.0
-    ):
-      problems.append(
-        f'feature {name!r} has a fixed shape but presence min_fraction '
-        f'{feature.presence.min_fraction:g}: a shaped feature is in every '
-        'row for TFDV and tf.Transform; for an optional feature give '
-        'value_count {min: 1 max: 1} instead of shape'
-      )
+    problems += _feature_problems(feature)
   label = by_name.get(f.label)
   classes = f.num_classes
   if (
@@ -961,6 +1003,71 @@ def _implied_task(
   return tasks.CLASSIFICATION
 
 
+def _class_indices(
+  spec: PipelineSpec,
+  key: str,
+  counts: Counter[str],
+  where: Optional[Dict[str, str]],
+) -> Counter[int]:
+  """A numeric label's rows by class index, checked: no negative index, no
+  stray class among the others."""
+  by_index = collections.Counter()
+  for text, count in counts.items():
+    by_index[int(float(text))] += count
+  low = min(by_index)
+  if low < 0:
+    raise PreflightError(
+      f'{key}: class index {low} is negative; class indices run 0..n-1'
+    )
+  _stray_class(spec, by_index, where or {})
+  return by_index
+
+
+def _classification(
+  spec: PipelineSpec,
+  key: str,
+  kind: str,
+  counts: Counter[str],
+  where: Optional[Dict[str, str]],
+) -> Tuple[int, Counter[int]]:
+  """The number of classes the label's values imply for classification,
+  checked against the spec, and the label's rows by class index."""
+  f = spec.features
+  numbers = kind in (csv_format.INT, csv_format.FLOAT)
+  if kind == csv_format.FLOAT and not all(map(_is_whole, counts)):
+    raise PreflightError(
+      f'{key}: holds numbers that are not whole, but '
+      'features.task is classification: class indices are '
+      'whole numbers (or set features.task: regression)'
+    )
+  if numbers:
+    by_index = _class_indices(spec, key, counts, where)
+    found = max(by_index) + 1
+  else:
+    found = len(counts)
+  problem = tasks.classes_problem(f.num_classes, found, indices=numbers)
+  if problem:
+    raise PreflightError(f'{key}: {problem}')
+  if not numbers:
+    # Class ids are given by frequency (the Transform's vocabulary).
+    by_index = collections.Counter(
+      {i: c for i, (_, c) in enumerate(counts.most_common())}
+    )
+  classes = f.num_classes if f.num_classes is not None else found
+  if classes < 2:
+    raise PreflightError(
+      f'{key}: only one class '
+      f'({", ".join(map(str, sorted(counts)))}); a '
+      'classifier needs two or more'
+    )
+  if tasks.too_many_classes(found, f.max_classes) and f.task is None:
+    raise PreflightError(
+      f'{key}: {found} classes, more than features.max_classes '
+      f'({f.max_classes}): raise it, or set features.task'
+    )
+  return classes, by_index
+
+
 def _task(
   spec: PipelineSpec,
   kind: str,
@@ -987,45 +1094,7 @@ def _task(
       None,
       _label_stats(f, task, None, {float(v): c for v, c in counts.items()}),
     )
-  if kind == csv_format.FLOAT and not all(map(_is_whole, counts)):
-    raise PreflightError(
-      f'{key}: holds numbers that are not whole, but '
-      'features.task is classification: class indices are '
-      'whole numbers (or set features.task: regression)'
-    )
-  if numbers:
-    by_index = collections.Counter()
-    for text, count in counts.items():
-      by_index[int(float(text))] += count
-    low, high = min(by_index), max(by_index)
-    if low < 0:
-      raise PreflightError(
-        f'{key}: class index {low} is negative; class indices run 0..n-1'
-      )
-    _stray_class(spec, by_index, where or {})
-    found = high + 1
-  else:
-    found = len(counts)
-  problem = tasks.classes_problem(f.num_classes, found, indices=numbers)
-  if problem:
-    raise PreflightError(f'{key}: {problem}')
-  if not numbers:
-    # Class ids are given by frequency (the Transform's vocabulary).
-    by_index = collections.Counter(
-      {i: c for i, (_, c) in enumerate(counts.most_common())}
-    )
-  classes = f.num_classes if f.num_classes is not None else found
-  if classes < 2:
-    raise PreflightError(
-      f'{key}: only one class '
-      f'({", ".join(map(str, sorted(counts)))}); a '
-      'classifier needs two or more'
-    )
-  if tasks.too_many_classes(found, f.max_classes) and f.task is None:
-    raise PreflightError(
-      f'{key}: {found} classes, more than features.max_classes '
-      f'({f.max_classes}): raise it, or set features.task'
-    )
+  classes, by_index = _classification(spec, key, kind, counts, where)
   return task, classes, _label_stats(f, task, classes, by_index)
 
 
@@ -1191,6 +1260,58 @@ def check_local_engine(spec: PipelineSpec) -> None:
     )
 
 
+def _scan_data(
+  spec: PipelineSpec, schema: Optional[schema_pb2.Schema]
+) -> _Scan:
+  """Every row of the data through the checks (against the schema, when
+  the spec gives one), then the checks of its columns as a whole."""
+  scan = _Scan(schema, spec.data.null_values, spec.features.label)
+  if spec.data.format == 'tfrecord':
+    _scan_tfrecords(spec, scan)
+  else:
+    for path in csv_files(spec.data.csv):
+      scan.file(path)
+  if schema is None:
+    _check_columns(spec, scan)
+  if spec.data.format == 'tfrecord':
+    _check_bytes(spec, scan)
+  return scan
+
+
+def _feature_columns(
+  spec: PipelineSpec, scan: _Scan, kinds: Dict[str, str]
+) -> Dict[str, List[str]]:
+  """Each column but the label and the excluded, by the kind recognised
+  from its values: kind name -> columns, in the data's order."""
+  label = spec.features.label
+  others = [
+    c
+    for c in scan.header or []
+    if c != label and c not in spec.features.exclude
+  ]
+  columns: Dict[str, List[str]] = {}
+  for name in others:
+    kind = kinds_lib.recognise(scan.facts(name, kinds[name]))
+    columns.setdefault(kind.name, []).append(name)
+  return columns
+
+
+def _id_like(resolved: PipelineSpec, scan: _Scan) -> Dict[str, int]:
+  """The features with a distinct value in nearly every row (ID_LIKE_SHARE),
+  as an id column has: name -> distinct values."""
+  # A date, a text or an image is expected to take a value per row.
+  expected_distinct = set(
+    resolved.features.date + resolved.features.text + resolved.features.image
+  )
+  return {
+    name: len(scan.distinct[name])
+    for name in resolved.feature_keys
+    if scan.rows
+    and name not in expected_distinct
+    and len(scan.distinct.get(name, ())) >= ID_LIKE_SHARE * scan.rows
+  }
+
+
 def run_preflight(spec: PipelineSpec, check_engine: bool = True) -> Preflight:
   """All checks, and the spec resolved against the data (`check_engine`:
   whether runner.engine must be reachable from here: not when compiling for
@@ -1207,16 +1328,7 @@ def run_preflight(spec: PipelineSpec, check_engine: bool = True) -> Preflight:
   if spec.schema_file:
     schema = load_schema(spec.schema_file)
     check_features(spec, schema)
-  scan = _Scan(schema, spec.data.null_values, spec.features.label)
-  if spec.data.format == 'tfrecord':
-    _scan_tfrecords(spec, scan)
-  else:
-    for path in csv_files(spec.data.csv):
-      scan.file(path)
-  if schema is None:
-    _check_columns(spec, scan)
-  if spec.data.format == 'tfrecord':
-    _check_bytes(spec, scan)
+  scan = _scan_data(spec, schema)
   kinds = scan.kinds()
   label = spec.features.label
   if spec.uses_module_file('run_fn') and kinds[label] == csv_format.STRING:
@@ -1228,36 +1340,17 @@ def run_preflight(spec: PipelineSpec, check_engine: bool = True) -> Preflight:
   task, classes, stats = _task(
     spec, kinds[label], scan.label_counts, scan.label_where
   )
-  others = [
-    c
-    for c in scan.header or []
-    if c != label and c not in spec.features.exclude
-  ]
-  columns: Dict[str, List[str]] = {}
-  for name in others:
-    kind = kinds_lib.recognise(scan.facts(name, kinds[name]))
-    columns.setdefault(kind.name, []).append(name)
+  columns = _feature_columns(spec, scan, kinds)
   resolved = resolve_spec(spec, task, classes, columns, stats)
   _check_names(resolved, scan.header_file or spec.data.path)
   if schema is not None:
     check_features(resolved, schema)
-  # A date, a text or an image is expected to take a value per row.
-  expected_distinct = set(
-    resolved.features.date + resolved.features.text + resolved.features.image
-  )
-  id_like = {
-    name: len(scan.distinct[name])
-    for name in resolved.feature_keys
-    if scan.rows
-    and name not in expected_distinct
-    and len(scan.distinct.get(name, ())) >= ID_LIKE_SHARE * scan.rows
-  }
   return Preflight(
     spec=resolved,
     rows=scan.rows,
     column_kinds=kinds,
     label_values=tuple(sorted(scan.label_counts, key=str)),
-    id_like=id_like,
+    id_like=_id_like(resolved, scan),
   )
 
 
