@@ -27,11 +27,11 @@ from google.protobuf import json_format
 
 from kubeflow import engines as cluster_engines
 from pipeline.definition.spec import (
-    GPU_COMPONENTS,
-    KUBEFLOW_COMPONENTS,
-    PipelineSpec,
-    is_uri,
-    tuner_worker_ids,
+  GPU_COMPONENTS,
+  KUBEFLOW_COMPONENTS,
+  PipelineSpec,
+  is_uri,
+  tuner_worker_ids,
 )
 from pipeline.engines import registry as engines
 from pipeline.errors import PipelineError
@@ -43,19 +43,27 @@ IMAGE_PROJECT_ROOT = '/pipeline'
 # Accelerator types each target understands. Open-source KFP sets the
 # container limit named by the type; Vertex AI takes its machine names.
 ACCELERATORS = {
-    'kfp': ('nvidia.com/gpu', 'amd.com/gpu'),
-    'vertex': ('NVIDIA_TESLA_T4', 'NVIDIA_TESLA_V100', 'NVIDIA_TESLA_P100',
-               'NVIDIA_TESLA_P4', 'NVIDIA_TESLA_A100', 'NVIDIA_A100_80GB',
-               'NVIDIA_L4', 'NVIDIA_H100_80GB', 'NVIDIA_H100_MEGA_80GB',
-               'NVIDIA_H200_141GB'),
+  'kfp': ('nvidia.com/gpu', 'amd.com/gpu'),
+  'vertex': (
+    'NVIDIA_TESLA_T4',
+    'NVIDIA_TESLA_V100',
+    'NVIDIA_TESLA_P100',
+    'NVIDIA_TESLA_P4',
+    'NVIDIA_TESLA_A100',
+    'NVIDIA_A100_80GB',
+    'NVIDIA_L4',
+    'NVIDIA_H100_80GB',
+    'NVIDIA_H100_MEGA_80GB',
+    'NVIDIA_H200_141GB',
+  ),
 }
 # Beam runners the Beam-powered components may use, and the args each needs.
 BEAM_RUNNERS = {
-    'DirectRunner': (),
-    'DataflowRunner': ('--project', '--region', '--temp_location'),
-    'FlinkRunner': ('--flink_master',),
-    'SparkRunner': ('--spark_master_url',),
-    'PortableRunner': ('--job_endpoint',),
+  'DirectRunner': (),
+  'DataflowRunner': ('--project', '--region', '--temp_location'),
+  'FlinkRunner': ('--flink_master',),
+  'SparkRunner': ('--spark_master_url',),
+  'PortableRunner': ('--job_endpoint',),
 }
 # Nodes that stand in for one another: without a curated schema, SchemaGen
 # takes ImportSchemaGen's place (resources.schema_gen applies to either).
@@ -72,6 +80,7 @@ class KubeflowError(PipelineError):
 @dataclasses.dataclass(frozen=True)
 class ClusterSettings:
   """Everything the compiled pipeline reads in the cluster, checked."""
+
   target: str
   image: str
   pipeline_root: str
@@ -89,15 +98,19 @@ class ClusterSettings:
   column_kinds: Dict[str, str] = dataclasses.field(default_factory=dict)
 
 
-def _remote(value: Optional[str], key: str, spec: PipelineSpec,
-            example: str) -> str:
+def _remote(
+  value: Optional[str], key: str, spec: PipelineSpec, example: str
+) -> str:
   if not value:
-    raise KubeflowError(f'{spec.source}: {key}: not set; the cluster needs a '
-                        f'URI such as {example}')
+    raise KubeflowError(
+      f'{spec.source}: {key}: not set; the cluster needs a '
+      f'URI such as {example}'
+    )
   if not is_uri(value) or value.startswith('file://'):
     raise KubeflowError(
-        f'{spec.source}: {key}: {value} is a local path, which pods cannot '
-        f'read; give a URI such as {example}')
+      f'{spec.source}: {key}: {value} is a local path, which pods cannot '
+      f'read; give a URI such as {example}'
+    )
   return value.rstrip('/')
 
 
@@ -110,8 +123,9 @@ def _in_image(path: str, key: str, spec: PipelineSpec, where: str) -> str:
   relative = os.path.relpath(path, REPO_ROOT)
   if relative.split(os.sep)[0] not in IMAGE_FOLDERS:
     raise KubeflowError(
-        f'{spec.source}: {key}: {path} is not in the pipeline image (it holds '
-        f'the project\'s {", ".join(IMAGE_FOLDERS)} folders); {where}')
+      f'{spec.source}: {key}: {path} is not in the pipeline image (it holds '
+      f"the project's {', '.join(IMAGE_FOLDERS)} folders); {where}"
+    )
   return f'{IMAGE_PROJECT_ROOT}/{relative}'
 
 
@@ -119,20 +133,32 @@ def _schema(spec: PipelineSpec) -> Optional[str]:
   """kubeflow.schema, a schema URI, the schema's path inside the image, or
   None: SchemaGen infers one in the cluster."""
   if spec.kubeflow.schema_uri:
-    return _remote(spec.kubeflow.schema_uri, 'kubeflow.schema', spec,
-                   'gs://bucket/schema.pbtxt')
+    return _remote(
+      spec.kubeflow.schema_uri,
+      'kubeflow.schema',
+      spec,
+      'gs://bucket/schema.pbtxt',
+    )
   if not spec.schema_file or is_uri(spec.schema_file):
     return spec.schema_file
-  return _in_image(spec.schema_file, 'schema', spec, 'move it under schemas/ '
-                   'or set kubeflow.schema to a URI')
+  return _in_image(
+    spec.schema_file,
+    'schema',
+    spec,
+    'move it under schemas/ or set kubeflow.schema to a URI',
+  )
 
 
 def _module_file(spec: PipelineSpec) -> Optional[str]:
   """The module file's path inside the image (TFX packages it from there)."""
   if not spec.module_file:
     return None
-  return _in_image(spec.module_file, 'module_file', spec, 'move it under '
-                   'modules/ and rebuild the image')
+  return _in_image(
+    spec.module_file,
+    'module_file',
+    spec,
+    'move it under modules/ and rebuild the image',
+  )
 
 
 def resolve(spec: PipelineSpec) -> Tuple[PipelineSpec, Dict[str, str]]:
@@ -148,6 +174,7 @@ def resolve(spec: PipelineSpec) -> Tuple[PipelineSpec, Dict[str, str]]:
     KubeflowError: the data is not local and the spec leaves something out.
   """
   from pipeline.runners import preflight  # pylint: disable=g-import-not-at-top
+
   if not is_uri(spec.data.path) and os.path.exists(spec.data.path):
     # Without runner.engine's problem(): it probes this machine's ports for
     # a local master, which has nothing to do with the cluster's engine.
@@ -155,10 +182,11 @@ def resolve(spec: PipelineSpec) -> Tuple[PipelineSpec, Dict[str, str]]:
     return checked.spec, checked.column_kinds
   if not spec.is_resolved:
     raise KubeflowError(
-        f'{spec.source}: features: the data ({spec.data.path}) is not read at '
-        'compile time, so give what it would decide: features.task: '
-        'regression or features.num_classes, and the numeric, categorical or '
-        'date features')
+      f'{spec.source}: features: the data ({spec.data.path}) is not read at '
+      'compile time, so give what it would decide: features.task: '
+      'regression or features.num_classes, and the numeric, categorical or '
+      'date features'
+    )
   return spec, {}
 
 
@@ -168,15 +196,16 @@ def _encoder(spec: PipelineSpec) -> Optional[str]:
   all-MiniLM-L6-v2 and EfficientNet-Lite0 weights, installed from
   requirements-nodeps.txt; the pods resolve them by name) or Keras's
   imagenet download. A local path is refused: pods cannot read it."""
-  (column, encoder), = spec.model.pretrained().items()
+  ((column, encoder),) = spec.model.pretrained().items()
   source, value = encoder.source
   if source == 'keras_application':
     value = encoder.weights or 'imagenet'
   if is_uri(value) or value == 'imagenet' or not value.startswith('/'):
     return value if is_uri(value) else None
   raise KubeflowError(
-      f'{spec.source}: model.encoders.{column}.{source}: {value} is a local '
-      'path, which pods cannot read; give a URI (gs://...) of the same files')
+    f'{spec.source}: model.encoders.{column}.{source}: {value} is a local '
+    'path, which pods cannot read; give a URI (gs://...) of the same files'
+  )
 
 
 def _base_model(spec: PipelineSpec):
@@ -187,22 +216,25 @@ def _base_model(spec: PipelineSpec):
     return None, None
   given, base = spec.kubeflow.base_model, spec.training.base_model
   if given:
-    return None, _remote(given, 'kubeflow.base_model', spec,
-                         'gs://bucket/serving/model_name')
+    return None, _remote(
+      given, 'kubeflow.base_model', spec, 'gs://bucket/serving/model_name'
+    )
   if base.path:
     if not is_uri(base.path):
       raise KubeflowError(
-          f'{spec.source}: training.base_model.path: {base.path} is a local '
-          'path, which pods cannot read; give a URI, or set kubeflow.base_model '
-          "to the source pipeline's push base URI")
+        f'{spec.source}: training.base_model.path: {base.path} is a local '
+        'path, which pods cannot read; give a URI, or set kubeflow.base_model '
+        "to the source pipeline's push base URI"
+      )
     return base.path, None
   if base.latest_blessed == spec.name:
     return None, None  # resolved below, from this spec's push destination
   raise KubeflowError(
-      f'{spec.source}: training.base_model.latest_blessed: on Kubeflow the '
-      f'last blessed model of {base.latest_blessed!r} is read from its push '
-      'destination; set kubeflow.base_model to that URI '
-      '(<destination>/<model name>)')
+    f'{spec.source}: training.base_model.latest_blessed: on Kubeflow the '
+    f'last blessed model of {base.latest_blessed!r} is read from its push '
+    'destination; set kubeflow.base_model to that URI '
+    '(<destination>/<model name>)'
+  )
 
 
 def _platform_configs(spec: PipelineSpec, target: str) -> Dict[str, Any]:
@@ -227,26 +259,30 @@ def _platform_configs(spec: PipelineSpec, target: str) -> Dict[str, Any]:
   return configs
 
 
-def _check_resource_keys(spec: PipelineSpec, resources: Dict[str, Any],
-                         default) -> None:
+def _check_resource_keys(
+  spec: PipelineSpec, resources: Dict[str, Any], default
+) -> None:
   """kubeflow.resources names known components, and its default asks for
   no GPU."""
   allowed = sorted(KUBEFLOW_COMPONENTS) + ['default']
   for key in resources:
     if key not in KUBEFLOW_COMPONENTS:
-      raise KubeflowError(f'{spec.source}: kubeflow.resources.{key}: unknown '
-                          f'component; allowed: {", ".join(allowed)}')
+      raise KubeflowError(
+        f'{spec.source}: kubeflow.resources.{key}: unknown '
+        f'component; allowed: {", ".join(allowed)}'
+      )
   if default is not None and default.gpu is not None:
     raise KubeflowError(
-        f'{spec.source}: kubeflow.resources.default.gpu: only '
-        f'{" and ".join(GPU_COMPONENTS)} can use a GPU; request it there')
+      f'{spec.source}: kubeflow.resources.default.gpu: only '
+      f'{" and ".join(GPU_COMPONENTS)} can use a GPU; request it there'
+    )
 
 
 def _resource_spec(spec: PipelineSpec, key: str, res, target: str):
   """The ResourceSpec proto of component `key`'s resources `res`."""
   from kfp.pipeline_spec import pipeline_spec_pb2  # pylint: disable=g-import-not-at-top
-  config = (pipeline_spec_pb2.PipelineDeploymentConfig
-            .PipelineContainerSpec.ResourceSpec())
+
+  config = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec()
   if res.cpu:
     config.cpu_limit = res.cpu
   if res.memory_gb:
@@ -256,15 +292,16 @@ def _resource_spec(spec: PipelineSpec, key: str, res, target: str):
   where = f'{spec.source}: kubeflow.resources.{key}'
   if key not in GPU_COMPONENTS:
     raise KubeflowError(
-        f'{where}.gpu: {key} cannot use a GPU (only '
-        f'{" and ".join(GPU_COMPONENTS)} train Keras models); remove it')
+      f'{where}.gpu: {key} cannot use a GPU (only '
+      f'{" and ".join(GPU_COMPONENTS)} train Keras models); remove it'
+    )
   if res.gpu.type not in ACCELERATORS[target]:
-    other = [t for t, names in ACCELERATORS.items()
-             if res.gpu.type in names]
-    hint = (f' ({res.gpu.type} is a {other[0]} name)' if other else '')
+    other = [t for t, names in ACCELERATORS.items() if res.gpu.type in names]
+    hint = f' ({res.gpu.type} is a {other[0]} name)' if other else ''
     raise KubeflowError(
-        f'{where}.gpu.type: {res.gpu.type!r} is not an accelerator of the '
-        f'{target} target{hint}; allowed: {", ".join(ACCELERATORS[target])}')
+      f'{where}.gpu.type: {res.gpu.type!r} is not an accelerator of the '
+      f'{target} target{hint}; allowed: {", ".join(ACCELERATORS[target])}'
+    )
   config.accelerator.type = res.gpu.type
   config.accelerator.count = res.gpu.count
   return config
@@ -295,8 +332,9 @@ def _beam_args(spec: PipelineSpec, image: str) -> List[str]:
   found = cluster_engines.problem(name, options)
   if found:
     option, what = found
-    raise KubeflowError(f'{spec.source}: kubeflow.engine_options.{option}: '
-                        f'{what}')
+    raise KubeflowError(
+      f'{spec.source}: kubeflow.engine_options.{option}: {what}'
+    )
   if name != 'direct':
     # beam_args come after the engine's and would win: a second --runner or
     # --job_endpoint is a contradiction, not a setting.
@@ -304,39 +342,62 @@ def _beam_args(spec: PipelineSpec, image: str) -> List[str]:
     clash = [a for a in spec.kubeflow.beam_args if a.partition('=')[0] in own]
     if clash:
       raise KubeflowError(
-          f'{key}: {clash[0].partition("=")[0]} is set by the {name} engine '
-          '(kubeflow.engine); remove it, or change kubeflow.engine_options')
-  args = cluster_engines.cluster_args(name, options,
-                                      list(spec.kubeflow.beam_args), image)
+        f'{key}: {clash[0].partition("=")[0]} is set by the {name} engine '
+        '(kubeflow.engine); remove it, or change kubeflow.engine_options'
+      )
+  args = cluster_engines.cluster_args(
+    name, options, list(spec.kubeflow.beam_args), image
+  )
   values = {}
   for arg in args:
     flag, _, value = arg.partition('=')
     values[flag] = value
   runner = values.get('--runner', 'DirectRunner')
   if runner not in BEAM_RUNNERS:
-    raise KubeflowError(f'{key}: --runner={runner} is not supported; allowed: '
-                        f'{", ".join(BEAM_RUNNERS)}')
+    raise KubeflowError(
+      f'{key}: --runner={runner} is not supported; allowed: '
+      f'{", ".join(BEAM_RUNNERS)}'
+    )
   missing = [a for a in BEAM_RUNNERS[runner] if not values.get(a)]
   if missing:
-    raise KubeflowError(f'{key}: --runner={runner} needs '
-                        f'{", ".join(missing)}')
+    raise KubeflowError(f'{key}: --runner={runner} needs {", ".join(missing)}')
   for flag in ('--temp_location', '--staging_location'):
     if flag in values:
-      _remote(values[flag], f'kubeflow.beam_args {flag}', spec,
-              'gs://bucket/tmp')
+      _remote(
+        values[flag], f'kubeflow.beam_args {flag}', spec, 'gs://bucket/tmp'
+      )
   if values.get('--direct_running_mode') == 'in_memory':
     raise KubeflowError(
-        f'{key}: --direct_running_mode=in_memory runs Beam in one thread; in a '
-        'pod use multi_processing (or a distributed --runner)')
+      f'{key}: --direct_running_mode=in_memory runs Beam in one thread; in a '
+      'pod use multi_processing (or a distributed --runner)'
+    )
   return args
 
 
-def cluster_settings(spec: PipelineSpec, image: Optional[str] = None,
-                     target: Optional[str] = None,
-                     pipeline_root: Optional[str] = None,
-                     data: Optional[str] = None,
-                     push_destination: Optional[str] = None
-                     ) -> ClusterSettings:
+def _image(spec: PipelineSpec, image: Optional[str]) -> str:
+  """The pipeline image (--image, or kubeflow.image), checked to be a
+  container image reference."""
+  if not image:
+    raise KubeflowError(
+      f'{spec.source}: no pipeline image: pass --image (or '
+      'set kubeflow.image); build it from kubeflow/Dockerfile'
+    )
+  if not _IMAGE.match(image):
+    raise KubeflowError(
+      f'--image {image!r}: not a container image reference '
+      '(e.g. gcr.io/project/tfx-pipeline:1.0)'
+    )
+  return image
+
+
+def cluster_settings(
+  spec: PipelineSpec,
+  image: Optional[str] = None,
+  target: Optional[str] = None,
+  pipeline_root: Optional[str] = None,
+  data: Optional[str] = None,
+  push_destination: Optional[str] = None,
+) -> ClusterSettings:
   """The spec's Kubeflow settings with flags applied, checked.
 
   Raises:
@@ -346,82 +407,139 @@ def cluster_settings(spec: PipelineSpec, image: Optional[str] = None,
   kf = spec.kubeflow
   target = target or kf.target
   if target not in ACCELERATORS:
-    raise KubeflowError(f'--target {target}: allowed: '
-                        f'{", ".join(ACCELERATORS)}')
-  image = image or kf.image
-  if not image:
-    raise KubeflowError(f'{spec.source}: no pipeline image: pass --image (or '
-                        'set kubeflow.image); build it from kubeflow/Dockerfile')
-  if not _IMAGE.match(image):
-    raise KubeflowError(f'--image {image!r}: not a container image reference '
-                        '(e.g. gcr.io/project/tfx-pipeline:1.0)')
+    raise KubeflowError(
+      f'--target {target}: allowed: {", ".join(ACCELERATORS)}'
+    )
+  image = _image(spec, image or kf.image)
   base_model_uri, push_base = _base_model(spec)
   _tuner_workers(spec, target)
-  push_destination = _remote(push_destination or kf.push_destination or
-                             spec.push.destination,
-                             'kubeflow.push_destination', spec,
-                             'gs://bucket/serving')
-  if (spec.training.mode == 'finetune' and not base_model_uri and
-      not push_base):
+  push_destination = _remote(
+    push_destination or kf.push_destination or spec.push.destination,
+    'kubeflow.push_destination',
+    spec,
+    'gs://bucket/serving',
+  )
+  if spec.training.mode == 'finetune' and not base_model_uri and not push_base:
     push_base = f'{push_destination}/{spec.push.model_name}'
   return ClusterSettings(
-      target=target, image=image,
-      pipeline_root=_remote(pipeline_root or kf.pipeline_root,
-                            'kubeflow.pipeline_root', spec,
-                            'gs://bucket/pipeline-root'),
-      data=_remote(data or kf.data or spec.data.path, 'kubeflow.data', spec,
-                   'gs://bucket/data/'),
-      schema=_schema(spec),
-      push_destination=push_destination,
-      beam_args=_beam_args(spec, image), engine=spec.kubeflow.engine,
-      base_model_uri=base_model_uri, base_model_push_base=push_base,
-      platform_configs=_platform_configs(spec, target),
-      module_file=_module_file(spec))
+    target=target,
+    image=image,
+    pipeline_root=_remote(
+      pipeline_root or kf.pipeline_root,
+      'kubeflow.pipeline_root',
+      spec,
+      'gs://bucket/pipeline-root',
+    ),
+    data=_remote(
+      data or kf.data or spec.data.path,
+      'kubeflow.data',
+      spec,
+      'gs://bucket/data/',
+    ),
+    schema=_schema(spec),
+    push_destination=push_destination,
+    beam_args=_beam_args(spec, image),
+    engine=spec.kubeflow.engine,
+    base_model_uri=base_model_uri,
+    base_model_push_base=push_base,
+    platform_configs=_platform_configs(spec, target),
+    module_file=_module_file(spec),
+  )
 
 
-def cluster_spec(spec: PipelineSpec, settings: ClusterSettings
-                 ) -> PipelineSpec:
+def cluster_spec(spec: PipelineSpec, settings: ClusterSettings) -> PipelineSpec:
   """The spec as the cluster reads it: data, schema and push destination
   replaced by the cluster's URIs."""
-  return spec.model_copy(update={
+  return spec.model_copy(
+    update={
       'data': spec.data.with_path(settings.data),
       'schema_file': settings.schema,
       'module_file': settings.module_file,
       'push': spec.push.model_copy(
-          update={'destination': settings.push_destination}),
-  })
+        update={'destination': settings.push_destination}
+      ),
+    }
+  )
 
 
-def environment(spec: PipelineSpec, settings: ClusterSettings,
-                column_kinds: Optional[Dict[str, str]] = None):
+def environment(
+  spec: PipelineSpec,
+  settings: ClusterSettings,
+  column_kinds: Optional[Dict[str, str]] = None,
+):
   """The definition's Environment for the cluster."""
   return build_environment(
-      column_kinds=column_kinds,
-      pipeline_root=settings.pipeline_root,
-      metadata_connection_config=None,  # KFP records to its own metadata
-      beam_args=settings.beam_args,
-      enable_cache=spec.kubeflow.enable_cache,
-      base_model_uri=settings.base_model_uri,
-      base_model_push_base=settings.base_model_push_base,
-      baseline='pushed' if settings.target == 'kfp' else 'vertex',
-      platform_configs=settings.platform_configs,
-      tuner_pods=settings.target in TUNER_POD_TARGETS)
+    column_kinds=column_kinds,
+    pipeline_root=settings.pipeline_root,
+    metadata_connection_config=None,  # KFP records to its own metadata
+    beam_args=settings.beam_args,
+    enable_cache=spec.kubeflow.enable_cache,
+    base_model_uri=settings.base_model_uri,
+    base_model_push_base=settings.base_model_push_base,
+    baseline='pushed' if settings.target == 'kfp' else 'vertex',
+    platform_configs=settings.platform_configs,
+    tuner_pods=settings.target in TUNER_POD_TARGETS,
+  )
 
 
 def _check_output(output: str, target: str) -> str:
   ext = os.path.splitext(output)[1].lower()
-  allowed = ('.yaml', '.yml') if target == 'kfp' else ('.yaml', '.yml',
-                                                      '.json')
+  allowed = ('.yaml', '.yml') if target == 'kfp' else ('.yaml', '.yml', '.json')
   if ext not in allowed:
     raise KubeflowError(
-        f'--output {output}: the {target} target writes '
-        f'{" or ".join(allowed)} (a YAML PipelineSpec'
-        f'{"; .json: a Vertex PipelineJob" if target == "vertex" else ""})')
+      f'--output {output}: the {target} target writes '
+      f'{" or ".join(allowed)} (a YAML PipelineSpec'
+      f'{"; .json: a Vertex PipelineJob" if target == "vertex" else ""})'
+    )
   return ext
 
 
-def compile_pipeline(spec: PipelineSpec, settings: ClusterSettings,
-                     output: str) -> Dict[str, Any]:
+def _set_task_options(
+  pipeline_spec: Dict[str, Any], platform_configs: Dict[str, Any], finder: str
+) -> None:
+  """What the compiler leaves out of the tasks: no cache for the base model
+  finder, each node's resources on its container."""
+  tasks = pipeline_spec['root']['dag']['tasks']
+  if finder in tasks:
+    # Always read the newest pushed model, never a cached earlier answer.
+    tasks[finder]['cachingOptions'] = {}
+  executors = pipeline_spec['deploymentSpec']['executors']
+  for node_id, config in platform_configs.items():
+    # TFX sets these on every container but FileBasedExampleGen's.
+    if node_id in tasks:
+      component = pipeline_spec['components'][
+        tasks[node_id]['componentRef']['name']
+      ]
+      executor = executors[component['executorLabel']]
+      executor['container']['resources'] = json_format.MessageToDict(config)
+
+
+def _definition_text(
+  spec: PipelineSpec,
+  settings: ClusterSettings,
+  job: Dict[str, Any],
+  pipeline_spec: Dict[str, Any],
+  ext: str,
+) -> str:
+  """The file's text: a Vertex PipelineJob for .json, else the YAML
+  PipelineSpec under a header naming its source."""
+  if ext == '.json':
+    job['pipelineSpec'] = pipeline_spec
+    job.setdefault('runtimeConfig', {})['gcsOutputDirectory'] = (
+      settings.pipeline_root
+    )
+    return json.dumps(job, indent=2, sort_keys=True)
+  return (
+    f'# PIPELINE DEFINITION\n# Name: {spec.name}\n'
+    f'# Compiled from {os.path.basename(spec.source)} for the '
+    f'{settings.target} target by `python -m pipeline compile`.\n'
+    + yaml.safe_dump(pipeline_spec, sort_keys=True)
+  )
+
+
+def compile_pipeline(
+  spec: PipelineSpec, settings: ClusterSettings, output: str
+) -> Dict[str, Any]:
   """Compiles and writes the pipeline definition (atomically).
 
   Returns:
@@ -435,44 +553,34 @@ def compile_pipeline(spec: PipelineSpec, settings: ClusterSettings,
   from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kfp_runner
 
   from pipeline.definition import pipeline as pipeline_lib
+
   # pylint: enable=g-import-not-at-top
   tfx_pipeline = pipeline_lib.create_pipeline(
-      cluster_spec(spec, settings),
-      environment(spec, settings, column_kinds))
+    cluster_spec(spec, settings), environment(spec, settings, column_kinds)
+  )
   runner = kfp_runner.KubeflowV2DagRunner(
-      config=kfp_runner.KubeflowV2DagRunnerConfig(
-          display_name=spec.name, default_image=settings.image,
-          use_pipeline_spec_2_1=True))
+    config=kfp_runner.KubeflowV2DagRunnerConfig(
+      display_name=spec.name,
+      default_image=settings.image,
+      use_pipeline_spec_2_1=True,
+    )
+  )
   job = runner.run(tfx_pipeline, write_out=False)
   pipeline_spec = job['pipelineSpec']
   pipeline_spec['defaultPipelineRoot'] = settings.pipeline_root
-  tasks = pipeline_spec['root']['dag']['tasks']
-  if pipeline_lib.BASE_MODEL_FINDER in tasks:
-    # Always read the newest pushed model, never a cached earlier answer.
-    tasks[pipeline_lib.BASE_MODEL_FINDER]['cachingOptions'] = {}
-  executors = pipeline_spec['deploymentSpec']['executors']
-  for node_id, config in settings.platform_configs.items():
-    # TFX sets these on every container but FileBasedExampleGen's.
-    if node_id in tasks:
-      component = pipeline_spec['components'][
-          tasks[node_id]['componentRef']['name']]
-      executor = executors[component['executorLabel']]
-      executor['container']['resources'] = json_format.MessageToDict(config)
-  resolvers = [name for name, executor in
-               pipeline_spec['deploymentSpec']['executors'].items()
-               if 'resolver' in executor]
+  _set_task_options(
+    pipeline_spec, settings.platform_configs, pipeline_lib.BASE_MODEL_FINDER
+  )
+  resolvers = [
+    name
+    for name, executor in pipeline_spec['deploymentSpec']['executors'].items()
+    if 'resolver' in executor
+  ]
   if settings.target == 'kfp' and resolvers:
-    raise KubeflowError(f'internal: the kfp target compiled resolver nodes '
-                        f'{resolvers}, which open-source KFP cannot execute')
-  if ext == '.json':
-    job['pipelineSpec'] = pipeline_spec
-    job.setdefault('runtimeConfig', {})['gcsOutputDirectory'] = (
-        settings.pipeline_root)
-    text = json.dumps(job, indent=2, sort_keys=True)
-  else:
-    text = (f'# PIPELINE DEFINITION\n# Name: {spec.name}\n'
-            f'# Compiled from {os.path.basename(spec.source)} for the '
-            f'{settings.target} target by `python -m pipeline compile`.\n'
-            + yaml.safe_dump(pipeline_spec, sort_keys=True))
+    raise KubeflowError(
+      f'internal: the kfp target compiled resolver nodes '
+      f'{resolvers}, which open-source KFP cannot execute'
+    )
+  text = _definition_text(spec, settings, job, pipeline_spec, ext)
   write_text(output, text, KubeflowError, 'the compiled pipeline')
   return pipeline_spec

@@ -50,11 +50,16 @@ from pipeline.metadata import store as metadata_lib
 from pipeline.paths import folder_problem, special_kind
 
 # The schema's feature types as CSV column kinds.
-SCHEMA_KINDS = {schema_pb2.INT: csv_format.INT,
-                schema_pb2.FLOAT: csv_format.FLOAT,
-                schema_pb2.BYTES: csv_format.STRING}
-_KIND_NAMES = {csv_format.INT: 'INT', csv_format.FLOAT: 'FLOAT',
-               csv_format.STRING: 'BYTES'}
+SCHEMA_KINDS = {
+  schema_pb2.INT: csv_format.INT,
+  schema_pb2.FLOAT: csv_format.FLOAT,
+  schema_pb2.BYTES: csv_format.STRING,
+}
+_KIND_NAMES = {
+  csv_format.INT: 'INT',
+  csv_format.FLOAT: 'FLOAT',
+  csv_format.STRING: 'BYTES',
+}
 
 
 class PreflightError(PipelineError):
@@ -75,6 +80,7 @@ class Preflight:
   of rows, every column's kind (declared by the schema or inferred), the
   label's distinct values, and the features that look like ids (column ->
   distinct values)."""
+
   spec: PipelineSpec
   rows: int
   column_kinds: Dict[str, str]
@@ -87,10 +93,11 @@ class Preflight:
     for name, distinct in self.id_like.items():
       kind = kinds_lib.kind_of(self.spec.features, name)
       lines.append(
-          f'column {name}: {distinct} distinct values in {self.rows} rows '
-          f'({kind.name if kind else "feature"}): an id, free text or a '
-          'date in another format? Add it to features.exclude if it '
-          'identifies rows, or list it under features.date if it is a date')
+        f'column {name}: {distinct} distinct values in {self.rows} rows '
+        f'({kind.name if kind else "feature"}): an id, free text or a '
+        'date in another format? Add it to features.exclude if it '
+        'identifies rows, or list it under features.date if it is a date'
+      )
     return lines
 
 
@@ -101,14 +108,21 @@ class _Files:
   def __init__(self, path: str):
     if is_uri(path):
       import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
       gfile = tf.io.gfile
-      self.exists, self.isdir, self.listdir = (gfile.exists, gfile.isdir,
-                                               gfile.listdir)
+      self.exists, self.isdir, self.listdir = (
+        gfile.exists,
+        gfile.isdir,
+        gfile.listdir,
+      )
       self.join = gfile.join
       self.open = gfile.GFile
     else:
-      self.exists, self.isdir, self.listdir = (os.path.exists, os.path.isdir,
-                                               os.listdir)
+      self.exists, self.isdir, self.listdir = (
+        os.path.exists,
+        os.path.isdir,
+        os.listdir,
+      )
       self.join = os.path.join
       self.open = open
 
@@ -122,9 +136,10 @@ def csv_files(path: str) -> List[str]:
   return data_files(path, 'data.csv')
 
 
-_DATA_WORDS = {'data.csv': 'CSV files or one CSV file',
-               'data.tfrecord': 'TFRecord files of tf.Examples or one such '
-                                'file'}
+_DATA_WORDS = {
+  'data.csv': 'CSV files or one CSV file',
+  'data.tfrecord': 'TFRecord files of tf.Examples or one such file',
+}
 
 
 def data_files(path: str, key: str) -> List[str]:
@@ -135,16 +150,20 @@ def data_files(path: str, key: str) -> List[str]:
   unread."""
   fs = _Files(path)
   if not fs.exists(path):
-    raise PreflightError(f'{path}: data not found ({key} in the spec); '
-                         f'point it at a folder of {_DATA_WORDS[key]}')
+    raise PreflightError(
+      f'{path}: data not found ({key} in the spec); '
+      f'point it at a folder of {_DATA_WORDS[key]}'
+    )
   if not fs.isdir(path):
     _check_data_file(path, key)
     return [path]
-  files = sorted(fs.join(path, n) for n in fs.listdir(path)
-                 if not fs.isdir(fs.join(path, n)))
+  files = sorted(
+    fs.join(path, n) for n in fs.listdir(path) if not fs.isdir(fs.join(path, n))
+  )
   if not files:
-    raise PreflightError(f'{path}: the data folder holds no files ({key} '
-                         'in the spec)')
+    raise PreflightError(
+      f'{path}: the data folder holds no files ({key} in the spec)'
+    )
   for name in files:
     _check_data_file(name, key, in_folder=True)
   return files
@@ -153,8 +172,10 @@ def data_files(path: str, key: str) -> List[str]:
 # Files an editor leaves beside the one it has open: LibreOffice's and
 # Emacs's locks, Emacs's and vim's backups and auto-saves, Office's owner
 # file. ExampleGen would read each as data.
-_EDITOR_FILES = re.compile(r'^(\.~lock\..*#|\.#.*|#.*#|.*~|\..*\.sw[a-p]|'
-                           r'~\$.*)$')
+_EDITOR_FILES = re.compile(
+  r'^(\.~lock\..*#|\.#.*|#.*#|.*~|\..*\.sw[a-p]|'
+  r'~\$.*)$'
+)
 
 
 def _check_data_file(path: str, key: str, in_folder: bool = False) -> None:
@@ -171,23 +192,83 @@ def _check_data_file(path: str, key: str, in_folder: bool = False) -> None:
   folder = os.path.dirname(path)
   if in_folder and _EDITOR_FILES.match(name):
     raise PreflightError(
-        f'{folder}: {name[:60]!r} is an editor\'s lock or backup file, and '
-        f'every file of the data folder is read as data ({key}); close the '
-        'file in its editor, or move this one out of the folder')
+      f"{folder}: {name[:60]!r} is an editor's lock or backup file, and "
+      f'every file of the data folder is read as data ({key}); close the '
+      'file in its editor, or move this one out of the folder'
+    )
   if os.path.islink(path) and not os.path.exists(path):
-    raise PreflightError(f'{path}: a broken symbolic link in the data ({key});'
-                         ' remove it, or point it at a file')
+    raise PreflightError(
+      f'{path}: a broken symbolic link in the data ({key});'
+      ' remove it, or point it at a file'
+    )
   kind = special_kind(path)
   if kind:
     raise PreflightError(
-        f'{path}: {kind} in the data folder ({key}), which ExampleGen would '
-        'wait on or read without end; move it out of the folder' if in_folder
-        else f'{path}: {kind}, not a data file ({key}); name a regular file '
-        'or a folder of them')
+      f'{path}: {kind} in the data folder ({key}), which ExampleGen would '
+      'wait on or read without end; move it out of the folder'
+      if in_folder
+      else f'{path}: {kind}, not a data file ({key}); name a regular file '
+      'or a folder of them'
+    )
 
 
 # A gzip stream's first bytes.
 _GZIP_MAGIC = b'\x1f\x8b'
+
+
+def _gzipped(path: str) -> Optional[bool]:
+  """Whether the TFRecord file at `path` is gzipped, told by its first bytes
+  and checked against its name; None for an empty file.
+
+  Raises:
+    PreflightError: the name does not say the compression.
+  """
+  fs = _Files(path)
+  with fs.open(path, 'rb') as f:
+    head = f.read(2)
+  if not head:
+    return None
+  gzipped = head == _GZIP_MAGIC
+  if gzipped != path.lower().endswith('.gz'):
+    raise PreflightError(
+      f'{path}: '
+      + (
+        'gzipped, but its name does not end in .gz'
+        if gzipped
+        else 'named .gz, but not gzipped'
+      )
+      + '; ImportExampleGen tells a gzipped TFRecord file by its name: '
+      'rename it'
+    )
+  return gzipped
+
+
+def _example(path: str, number: int, record: bytes) -> Any:
+  """Record `number` of the file as a tf.Example.
+
+  Raises:
+    PreflightError: the record is no tf.Example.
+  """
+  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+  from google.protobuf import message
+
+  # pylint: enable=g-import-not-at-top
+  try:
+    example = tf.train.Example.FromString(record)
+  except message.DecodeError:
+    example = None
+  # A record of another message can parse (a tf.SequenceExample's
+  # context reads as features): it leaves fields an Example lacks.
+  size = example.ByteSize() if example is not None else -1
+  if example is not None:
+    example.DiscardUnknownFields()
+  if example is None or example.ByteSize() != size:
+    raise PreflightError(
+      f'{path}: record {number} is not a tf.Example; data.tfrecord '
+      'names TFRecord files of serialized tf.train.Example protos'
+    )
+  return example
 
 
 def tfrecord_examples(path: str) -> Iterator[Tuple[int, Any]]:
@@ -202,49 +283,27 @@ def tfrecord_examples(path: str) -> Iterator[Tuple[int, Any]]:
     PreflightError: a compression the name does not say, not a TFRecord
       file, or a record that is no tf.Example (one line naming the file).
   """
-  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf
-  from google.protobuf import message
-  # pylint: enable=g-import-not-at-top
-  fs = _Files(path)
-  with fs.open(path, 'rb') as f:
-    head = f.read(2)
-  if not head:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  gzipped = _gzipped(path)
+  if gzipped is None:
     return  # an empty shard: no records
-  gzipped = head == _GZIP_MAGIC
-  if gzipped != path.lower().endswith('.gz'):
-    raise PreflightError(
-        f'{path}: ' + ('gzipped, but its name does not end in .gz' if gzipped
-                       else 'named .gz, but not gzipped') +
-        '; ImportExampleGen tells a gzipped TFRecord file by its name: '
-        'rename it')
-  dataset = tf.data.TFRecordDataset(path,
-                                    compression_type='GZIP' if gzipped else '')
+  dataset = tf.data.TFRecordDataset(
+    path, compression_type='GZIP' if gzipped else ''
+  )
   number = 0
   try:
     for record in dataset.as_numpy_iterator():
       number += 1
-      try:
-        example = tf.train.Example.FromString(record)
-      except message.DecodeError:
-        example = None
-      # A record of another message can parse (a tf.SequenceExample's
-      # context reads as features): it leaves fields an Example lacks.
-      size = example.ByteSize() if example is not None else -1
-      if example is not None:
-        example.DiscardUnknownFields()
-      if example is None or example.ByteSize() != size:
-        raise PreflightError(
-            f'{path}: record {number} is not a tf.Example; data.tfrecord '
-            'names TFRecord files of serialized tf.train.Example protos')
-      yield number, example
+      yield number, _example(path, number, record)
   except tf.errors.OpError as e:
     # TensorFlow's message without its op's name around it.
     detail = re.sub(r'\{\{.*?\}\}|\[Op:.*', '', str(e.message))
     detail = ' '.join(detail.split())[:200]
     raise PreflightError(
-        f'{path}: not a TFRecord file (record {number + 1}: {detail}); '
-        'data.tfrecord names TFRecord files of tf.Examples') from None
+      f'{path}: not a TFRecord file (record {number + 1}: {detail}); '
+      'data.tfrecord names TFRecord files of tf.Examples'
+    ) from None
 
 
 def load_schema(path: str) -> schema_pb2.Schema:
@@ -253,15 +312,18 @@ def load_schema(path: str) -> schema_pb2.Schema:
     raise PreflightError(f'{path}: schema file not found (schema in the spec)')
   kind = None if is_uri(path) else special_kind(path)
   if kind:
-    raise PreflightError(f'{path}: {kind}, not a schema file (schema in the '
-                         'spec); name the schema.pbtxt file')
+    raise PreflightError(
+      f'{path}: {kind}, not a schema file (schema in the '
+      'spec); name the schema.pbtxt file'
+    )
   try:
     text = fs.read_bytes(path).decode('utf-8')
     return text_format.Parse(text, schema_pb2.Schema())
   except (text_format.ParseError, UnicodeDecodeError) as e:
     detail = ' '.join(str(e).split())
-    raise PreflightError(f'{path}: not a valid schema text proto: {detail}'
-                         ) from None
+    raise PreflightError(
+      f'{path}: not a valid schema text proto: {detail}'
+    ) from None
 
 
 def is_optional(feature: schema_pb2.Feature) -> bool:
@@ -272,65 +334,103 @@ def is_optional(feature: schema_pb2.Feature) -> bool:
   (components/csv_format.py, as TFX's own CsvExampleGen writes it)."""
   if feature.HasField('shape'):
     return False
-  return (feature.presence.min_fraction < 1.0 or
-          feature.value_count.min < 1)
+  return feature.presence.min_fraction < 1.0 or feature.value_count.min < 1
 
 
 _NUMERIC = (schema_pb2.FLOAT, schema_pb2.INT)
 _LABEL = (schema_pb2.INT, schema_pb2.BYTES)
 
 
-def schema_problems(spec: PipelineSpec,
-                    schema: schema_pb2.Schema) -> List[str]:
-  """Every problem of the schema for this spec, each as a short phrase."""
-  by_name = {f.name: f for f in schema.feature}
+def _wanted_problems(
+  spec: PipelineSpec, by_name: Dict[str, schema_pb2.Feature]
+) -> List[str]:
+  """The features the spec names that the schema lacks, or types as the
+  spec's key cannot take."""
   f = spec.features
   problems = []
   label_types = _LABEL if f.task != tasks.REGRESSION else _NUMERIC
   wanted = [(f.label, 'features.label', label_types)]
-  wanted += [(k, f'features.{kind.name}',
-              tuple(schema_pb2.FeatureType.Value(t) for t in kind.schema_types))
-             for k, kind in kinds_lib.columns(f)]
+  wanted += [
+    (
+      k,
+      f'features.{kind.name}',
+      tuple(schema_pb2.FeatureType.Value(t) for t in kind.schema_types),
+    )
+    for k, kind in kinds_lib.columns(f)
+  ]
   wanted += [(k, 'features.exclude', None) for k in f.exclude]
   for name, key, types in wanted:
     if name not in by_name:
-      problems.append(f'{key}: {name!r} is not a feature of the schema; add '
-                      'it to the schema or fix the spec')
+      problems.append(
+        f'{key}: {name!r} is not a feature of the schema; add '
+        'it to the schema or fix the spec'
+      )
     elif types and by_name[name].type not in types:
       allowed = ' or '.join(schema_pb2.FeatureType.Name(t) for t in types)
       problems.append(
-          f'{key}: {name!r} has type '
-          f'{schema_pb2.FeatureType.Name(by_name[name].type)} in the schema; '
-          f'{key} needs {allowed}')
+        f'{key}: {name!r} has type '
+        f'{schema_pb2.FeatureType.Name(by_name[name].type)} in the schema; '
+        f'{key} needs {allowed}'
+      )
+  return problems
+
+
+def _feature_problems(feature: schema_pb2.Feature) -> List[str]:
+  """What a schema feature declares that a CSV column cannot be: another
+  type, more than one value, a fixed shape that is optional."""
+  name = feature.name
+  problems = []
+  if feature.type not in SCHEMA_KINDS:
+    problems.append(
+      f'feature {name!r} has type '
+      f'{schema_pb2.FeatureType.Name(feature.type)}; CSV data '
+      'holds INT, FLOAT or BYTES'
+    )
+  if feature.HasField('shape') and [d.size for d in feature.shape.dim] != [1]:
+    problems.append(
+      f'feature {name!r} has shape '
+      f'{[d.size for d in feature.shape.dim]}; a CSV column is '
+      'one value: shape [1] or value_count {min: 1 max: 1}'
+    )
+  if feature.HasField('value_count') and feature.value_count.max > 1:
+    problems.append(
+      f'feature {name!r} has value_count max '
+      f'{feature.value_count.max}; a CSV column is one value'
+    )
+  if (
+    feature.HasField('shape')
+    and feature.HasField('presence')
+    and feature.presence.min_fraction < 1.0
+  ):
+    problems.append(
+      f'feature {name!r} has a fixed shape but presence min_fraction '
+      f'{feature.presence.min_fraction:g}: a shaped feature is in every '
+      'row for TFDV and tf.Transform; for an optional feature give '
+      'value_count {min: 1 max: 1} instead of shape'
+    )
+  return problems
+
+
+def schema_problems(spec: PipelineSpec, schema: schema_pb2.Schema) -> List[str]:
+  """Every problem of the schema for this spec, each as a short phrase."""
+  by_name = {f.name: f for f in schema.feature}
+  f = spec.features
+  problems = _wanted_problems(spec, by_name)
   for feature in schema.feature:
-    name = feature.name
-    if feature.type not in SCHEMA_KINDS:
-      problems.append(f'feature {name!r} has type '
-                      f'{schema_pb2.FeatureType.Name(feature.type)}; CSV data '
-                      'holds INT, FLOAT or BYTES')
-    if feature.HasField('shape') and [d.size for d in feature.shape.dim] != [1]:
-      problems.append(f'feature {name!r} has shape '
-                      f'{[d.size for d in feature.shape.dim]}; a CSV column is '
-                      'one value: shape [1] or value_count {min: 1 max: 1}')
-    if feature.HasField('value_count') and feature.value_count.max > 1:
-      problems.append(f'feature {name!r} has value_count max '
-                      f'{feature.value_count.max}; a CSV column is one value')
-    if (feature.HasField('shape') and feature.HasField('presence') and
-        feature.presence.min_fraction < 1.0):
-      problems.append(
-          f'feature {name!r} has a fixed shape but presence min_fraction '
-          f'{feature.presence.min_fraction:g}: a shaped feature is in every '
-          'row for TFDV and tf.Transform; for an optional feature give '
-          'value_count {min: 1 max: 1} instead of shape')
+    problems += _feature_problems(feature)
   label = by_name.get(f.label)
   classes = f.num_classes
-  if (label is not None and classes is not None and
-      label.HasField('int_domain') and (label.int_domain.min < 0 or
-                                        label.int_domain.max >= classes)):
+  if (
+    label is not None
+    and classes is not None
+    and label.HasField('int_domain')
+    and (label.int_domain.min < 0 or label.int_domain.max >= classes)
+  ):
     problems.append(
-        f'label {label.name!r} ranges over '
-        f'{label.int_domain.min}..{label.int_domain.max} in the schema but '
-        f'features.num_classes is {classes} (class indices 0..{classes - 1})')
+      f'label {label.name!r} ranges over '
+      f'{label.int_domain.min}..{label.int_domain.max} in the schema but '
+      f'features.num_classes is {classes} (class indices 0..{classes - 1})'
+    )
   return problems
 
 
@@ -345,8 +445,9 @@ def check_features(spec: PipelineSpec, schema: schema_pb2.Schema) -> None:
     raise PreflightError(f'{spec.schema_file}: {problems[0]}')
   if problems:
     raise PreflightError(
-        f'{spec.schema_file}: {len(problems)} problems: ' + '; '.join(
-            f'({i}) {p}' for i, p in enumerate(problems, start=1)))
+      f'{spec.schema_file}: {len(problems)} problems: '
+      + '; '.join(f'({i}) {p}' for i, p in enumerate(problems, start=1))
+    )
 
 
 @dataclasses.dataclass
@@ -371,8 +472,11 @@ def _read(path: str) -> Tuple[List[str], 'csv.reader']:
 
 
 # A tf.Example's value lists as column kinds, and back.
-_LIST_KINDS = {'int64_list': csv_format.INT, 'float_list': csv_format.FLOAT,
-               'bytes_list': csv_format.STRING}
+_LIST_KINDS = {
+  'int64_list': csv_format.INT,
+  'float_list': csv_format.FLOAT,
+  'bytes_list': csv_format.STRING,
+}
 _LIST_NAMES = {kind: name for name, kind in _LIST_KINDS.items()}
 
 
@@ -392,19 +496,23 @@ class _Scan:
   """One pass over the CSV files (or the tf.Examples): types, presence and
   the label."""
 
-  def __init__(self, schema: Optional[schema_pb2.Schema],
-               null_values=csv_format.DEFAULT_NULL_VALUES,
-               label: Optional[str] = None):
+  def __init__(
+    self,
+    schema: Optional[schema_pb2.Schema],
+    null_values=csv_format.DEFAULT_NULL_VALUES,
+    label: Optional[str] = None,
+  ):
     self.label = label
     self.nulls = tuple(null_values)
     self.columns: Dict[str, _Column] = {}
     if schema is not None:
       for feature in schema.feature:
         self.columns[feature.name] = _Column(
-            kind=SCHEMA_KINDS.get(feature.type, csv_format.STRING),
-            required=not is_optional(feature),
-            disallow_nan=feature.float_domain.disallow_nan,
-            schema_type=schema_pb2.FeatureType.Name(feature.type))
+          kind=SCHEMA_KINDS.get(feature.type, csv_format.STRING),
+          required=not is_optional(feature),
+          disallow_nan=feature.float_domain.disallow_nan,
+          schema_type=schema_pb2.FeatureType.Name(feature.type),
+        )
     self.schema = schema
     self.header: Optional[List[str]] = None
     self.header_file = ''  # the file the header was read from
@@ -434,22 +542,31 @@ class _Scan:
 
   def _check_header(self, path: str, header: List[str]) -> None:
     if not header:
-      expected = (f'the {len(self.columns)} columns of the schema'
-                  if self.columns else 'the column names')
-      raise PreflightError(f'{path}: empty file; expected a header row naming '
-                           f'{expected}')
+      expected = (
+        f'the {len(self.columns)} columns of the schema'
+        if self.columns
+        else 'the column names'
+      )
+      raise PreflightError(
+        f'{path}: empty file; expected a header row naming {expected}'
+      )
     if self.header is not None and sorted(header) != sorted(self.header):
       # Before the schema: a second file of other columns is the culprit
       # (another data set, or not data), whatever the schema says.
       theirs, mine = set(self.header), set(header)
-      parts = [f'{what} {_names([n for n in names if n not in others])}'
-               for what, names, others in (('lacks', self.header, mine),
-                                           ('adds', header, theirs))
-               if not set(names) <= others]
+      parts = [
+        f'{what} {_names([n for n in names if n not in others])}'
+        for what, names, others in (
+          ('lacks', self.header, mine),
+          ('adds', header, theirs),
+        )
+        if not set(names) <= others
+      ]
       raise PreflightError(
-          f'{path}: not the columns of {os.path.basename(self.header_file)} '
-          f'({"; ".join(parts)}); the data folder\'s files are one table: '
-          'move other files out')
+        f'{path}: not the columns of {os.path.basename(self.header_file)} '
+        f"({'; '.join(parts)}); the data folder's files are one table: "
+        'move other files out'
+      )
     if self.schema is not None:
       missing = [n for n in self.columns if n not in header]
       extra = [n for n in header if n not in self.columns]
@@ -459,8 +576,9 @@ class _Scan:
           parts.append(f'missing column(s) {_names(missing)}')
         if extra:
           parts.append(f'column(s) not in the schema {_names(extra)}')
-        raise PreflightError(f'{path}: header does not match the schema: '
-                             f'{"; ".join(parts)}')
+        raise PreflightError(
+          f'{path}: header does not match the schema: {"; ".join(parts)}'
+        )
     if self.header is None:
       self.header, self.header_file = header, path
       for name in header:
@@ -476,15 +594,17 @@ class _Scan:
       except StopIteration:
         break
       except csv.Error as e:
-        raise PreflightError(f'{path}: line {reader.line_num}: not CSV ({e})'
-                             ) from None
+        raise PreflightError(
+          f'{path}: line {reader.line_num}: not CSV ({e})'
+        ) from None
       if not row:
         continue
       rows += 1
       line = reader.line_num
       if len(row) != len(header):
-        raise PreflightError(f'{path}: line {line}: {len(row)} fields, '
-                             f'expected {len(header)}')
+        raise PreflightError(
+          f'{path}: line {line}: {len(row)} fields, expected {len(header)}'
+        )
       for name, cell in zip(header, row, strict=True):
         value = self._cell(path, line, name, cell)
         if value is None:
@@ -504,10 +624,12 @@ class _Scan:
     where = f'{path}: line {line}, column {name}'
     if csv_format.is_missing(cell, self.nulls):
       if column.required or name == self.label:
-        what = ('the label is missing; every row needs one'
-                if name == self.label else
-                'empty value, but the schema requires it (presence '
-                'min_fraction 1.0); fill or drop the row')
+        what = (
+          'the label is missing; every row needs one'
+          if name == self.label
+          else 'empty value, but the schema requires it (presence '
+          'min_fraction 1.0); fill or drop the row'
+        )
         raise PreflightError(f'{where}: {what}')
       return None
     if column.kind is None:  # inferred
@@ -516,18 +638,24 @@ class _Scan:
       self.inferred[name] = csv_format.widen(before, kind)
       if kind == csv_format.STRING and name not in self.first_text:
         self.first_text[name] = (where, cell.strip())
-      return cell.strip() if self.inferred[name] == csv_format.STRING else (
-          csv_format.parse(cell, self.inferred[name]))
+      return (
+        cell.strip()
+        if self.inferred[name] == csv_format.STRING
+        else (csv_format.parse(cell, self.inferred[name]))
+      )
     try:
       value = csv_format.parse(cell, column.kind)
     except csv_format.CellError:
-      raise PreflightError(f'{where}: {cell.strip()!r} is not '
-                           f'{column.schema_type} as the schema says'
-                           ) from None
+      raise PreflightError(
+        f'{where}: {cell.strip()!r} is not '
+        f'{column.schema_type} as the schema says'
+      ) from None
     if isinstance(value, float) and math.isnan(value):
       if column.required or column.disallow_nan:
-        raise PreflightError(f'{where}: NaN, but the schema forbids missing '
-                             'values; fill or drop the row')
+        raise PreflightError(
+          f'{where}: NaN, but the schema forbids missing '
+          'values; fill or drop the row'
+        )
       return None
     return value
 
@@ -539,61 +667,78 @@ class _Scan:
     where = f'{path}: record {number}'
     if self.label is not None and self.label not in features:
       raise PreflightError(
-          f'{where}: no feature {self.label!r} (features.label); its '
-          f'features: {", ".join(sorted(features)) or "none"}')
+        f'{where}: no feature {self.label!r} (features.label); its '
+        f'features: {", ".join(sorted(features)) or "none"}'
+      )
     for name in sorted(features):
       column = self.columns.get(name)
       if column is None:
         if self.schema is not None:
           raise PreflightError(
-              f'{where}: feature {name!r} is not in the schema; add it to the '
-              'schema or leave it out of the tf.Examples')
+            f'{where}: feature {name!r} is not in the schema; add it to the '
+            'schema or leave it out of the tf.Examples'
+          )
         column = self.columns[name] = _Column(kind=None)
       feature = features[name]
       which = feature.WhichOneof('kind')
-      self._record_value(f'{where}, feature {name}', name, column, which,
-                         getattr(feature, which).value if which else ())
+      self._record_value(
+        f'{where}, feature {name}',
+        name,
+        column,
+        which,
+        getattr(feature, which).value if which else (),
+      )
     for name, column in self.columns.items():
       if column.required and name not in features:
         raise PreflightError(
-            f'{where}: feature {name!r} is missing, but the schema requires '
-            'it (presence min_fraction 1.0); fill or drop the example')
+          f'{where}: feature {name!r} is missing, but the schema requires '
+          'it (presence min_fraction 1.0); fill or drop the example'
+        )
     self.rows += 1
 
-  def _record_value(self, where: str, name: str, column: _Column,
-                    which: Optional[str], values) -> None:
+  def _record_value(
+    self, where: str, name: str, column: _Column, which: Optional[str], values
+  ) -> None:
     if len(values) > 1:
       raise PreflightError(
-          f'{where}: {len(values)} values; only one value per row is read '
-          '(a feature is a column): write one value, or leave the feature '
-          'out of the tf.Examples')
+        f'{where}: {len(values)} values; only one value per row is read '
+        '(a feature is a column): write one value, or leave the feature '
+        'out of the tf.Examples'
+      )
     if not values:
       if column.required or name == self.label:
-        what = ('the label is missing; every example needs one'
-                if name == self.label else
-                'no value, but the schema requires one (presence '
-                'min_fraction 1.0); fill or drop the example')
+        what = (
+          'the label is missing; every example needs one'
+          if name == self.label
+          else 'no value, but the schema requires one (presence '
+          'min_fraction 1.0); fill or drop the example'
+        )
         raise PreflightError(f'{where}: {what}')
       return
     kind = _LIST_KINDS[which]
     if column.kind is not None and kind != column.kind:
       raise PreflightError(
-          f'{where}: {_article(which)}, but the schema says '
-          f'{column.schema_type} ({_article(_LIST_NAMES[column.kind])})')
+        f'{where}: {_article(which)}, but the schema says '
+        f'{column.schema_type} ({_article(_LIST_NAMES[column.kind])})'
+      )
     before = self.inferred.get(name)
     if column.kind is None and before not in (None, kind):
       raise PreflightError(
-          f'{where}: {_article(which)}, but earlier examples hold '
-          f'{_article(_LIST_NAMES[before])}; a feature keeps one type')
+        f'{where}: {_article(which)}, but earlier examples hold '
+        f'{_article(_LIST_NAMES[before])}; a feature keeps one type'
+      )
     self.inferred[name] = kind
     value = values[0]
     if kind == csv_format.FLOAT and math.isnan(value):
       if name == self.label:
-        raise PreflightError(f'{where}: the label is NaN; every example '
-                             'needs one')
+        raise PreflightError(
+          f'{where}: the label is NaN; every example needs one'
+        )
       if column.required or column.disallow_nan:
-        raise PreflightError(f'{where}: NaN, but the schema forbids missing '
-                             'values; fill or drop the example')
+        raise PreflightError(
+          f'{where}: NaN, but the schema forbids missing '
+          'values; fill or drop the example'
+        )
       return
     if name == self.label:
       text = self._label_text(where, kind, value)
@@ -610,8 +755,10 @@ class _Scan:
     try:
       return value.decode('utf-8').strip()
     except UnicodeDecodeError:
-      raise PreflightError(f'{where}: the label is not UTF-8 text; give '
-                           'class names as text, or numbers') from None
+      raise PreflightError(
+        f'{where}: the label is not UTF-8 text; give '
+        'class names as text, or numbers'
+      ) from None
 
   def _bytes_value(self, where: str, name: str, value: bytes) -> None:
     """A tf.Example's bytes: an encoded image, text, or other bytes."""
@@ -639,7 +786,8 @@ class _Scan:
       self.dates[name] = csv_format.is_date_text(text)
     if self.image_paths.get(name, True):
       self.image_paths[name] = paths and text.lower().endswith(
-          kinds_lib.IMAGE_EXTENSIONS)
+        kinds_lib.IMAGE_EXTENSIONS
+      )
     self.text_values[name] += 1
     self.words[name] += len(text.split())
     seen = self.distinct[name]
@@ -653,17 +801,25 @@ class _Scan:
     """What the scan saw of column `name` (kinds_lib.recognise's input)."""
     values = self.text_values.get(name, 0)
     return kinds_lib.ColumnFacts(
-        csv_kind=csv_kind, looks_like_date=self.looks_like_date(name),
-        distinct_share=(len(self.distinct.get(name, ())) / self.rows
-                        if self.rows else 0.0),
-        mean_words=self.words.get(name, 0) / values if values else 0.0,
-        image_paths=bool(values) and self.image_paths.get(name, False),
-        image_bytes=(bool(self.image_values.get(name)) and not values and
-                     name not in self.binary))
+      csv_kind=csv_kind,
+      looks_like_date=self.looks_like_date(name),
+      distinct_share=(
+        len(self.distinct.get(name, ())) / self.rows if self.rows else 0.0
+      ),
+      mean_words=self.words.get(name, 0) / values if values else 0.0,
+      image_paths=bool(values) and self.image_paths.get(name, False),
+      image_bytes=(
+        bool(self.image_values.get(name))
+        and not values
+        and name not in self.binary
+      ),
+    )
 
   def kinds(self) -> Dict[str, str]:
-    return {name: column.kind or self.inferred.get(name) or csv_format.STRING
-            for name, column in self.columns.items()}
+    return {
+      name: column.kind or self.inferred.get(name) or csv_format.STRING
+      for name, column in self.columns.items()
+    }
 
 
 def _check_columns(spec: PipelineSpec, scan: _Scan) -> None:
@@ -673,30 +829,40 @@ def _check_columns(spec: PipelineSpec, scan: _Scan) -> None:
   kinds = scan.kinds()
   source = spec.data.path
   records = spec.data.format == 'tfrecord'
-  named = ([(f.label, 'features.label')] +
-           [(k, f'features.{kind.name}') for k, kind in kinds_lib.columns(f)] +
-           [(k, 'features.exclude') for k in f.exclude])
+  named = (
+    [(f.label, 'features.label')]
+    + [(k, f'features.{kind.name}') for k, kind in kinds_lib.columns(f)]
+    + [(k, 'features.exclude') for k in f.exclude]
+  )
   for name, key in named:
     if name not in kinds:
-      what = ('a feature of the tf.Examples (features' if records else
-              'a column of the data (columns')
-      raise PreflightError(f'{source}: {key}: {name!r} is not {what}: '
-                           f'{", ".join(kinds)})')
+      what = (
+        'a feature of the tf.Examples (features'
+        if records
+        else 'a column of the data (columns'
+      )
+      raise PreflightError(
+        f'{source}: {key}: {name!r} is not {what}: {", ".join(kinds)})'
+      )
   for name in f.numeric:
     if kinds[name] == csv_format.STRING:
-      where, text = scan.first_text.get(
-          name, (f'{source}: column {name}', ''))
-      todo = ('write it as an int64_list or a float_list' if records else
-              'add the token to data.null_values if it means "missing"')
+      where, text = scan.first_text.get(name, (f'{source}: column {name}', ''))
+      todo = (
+        'write it as an int64_list or a float_list'
+        if records
+        else 'add the token to data.null_values if it means "missing"'
+      )
       raise PreflightError(
-          f'{where}: {text!r} is not a number, but features.numeric lists '
-          f'{name}; {todo}, or make the column categorical')
+        f'{where}: {text!r} is not a number, but features.numeric lists '
+        f'{name}; {todo}, or make the column categorical'
+      )
   for name in f.date:
     if kinds[name] != csv_format.STRING or not scan.looks_like_date(name):
       raise PreflightError(
-          f'{source}: features.date: column {name} holds values that are not '
-          'ISO-8601 dates (YYYY-MM-DD, or with a time: YYYY-MM-DDTHH:MM:SS); '
-          'write them so, or list the column as another kind')
+        f'{source}: features.date: column {name} holds values that are not '
+        'ISO-8601 dates (YYYY-MM-DD, or with a time: YYYY-MM-DDTHH:MM:SS); '
+        'write them so, or list the column as another kind'
+      )
 
 
 def _check_names(spec: PipelineSpec, source: str) -> None:
@@ -713,13 +879,17 @@ def _check_names(spec: PipelineSpec, source: str) -> None:
     if features_lib.is_usable_name(name):
       continue
     kind = kinds_lib.kind_of(f, name)
-    key = f'features.{kind.name}' if name != f.label and kind else (
-        'features.label')
+    key = (
+      f'features.{kind.name}'
+      if name != f.label and kind
+      else ('features.label')
+    )
     instead = '' if name == f.label else ', or add it to features.exclude'
     raise PreflightError(
-        f'{source}: column {name[:40]!r} ({key}): TensorFlow op and Keras '
-        'input names take letters, digits, _ . - (not _ or - first): rename '
-        f'it (e.g. {features_lib.usable_name(name)[:40]}){instead}')
+      f'{source}: column {name[:40]!r} ({key}): TensorFlow op and Keras '
+      'input names take letters, digits, _ . - (not _ or - first): rename '
+      f'it (e.g. {features_lib.usable_name(name)[:40]}){instead}'
+    )
 
 
 def _check_bytes(spec: PipelineSpec, scan: _Scan) -> None:
@@ -734,34 +904,40 @@ def _check_bytes(spec: PipelineSpec, scan: _Scan) -> None:
     images = scan.image_values.get(name, 0)
     if name in scan.binary:
       raise PreflightError(
-          f'{scan.binary[name]}: bytes that are no PNG, JPEG, GIF or BMP '
-          'image and no UTF-8 text; add the feature to features.exclude, or '
-          'write images or text')
+        f'{scan.binary[name]}: bytes that are no PNG, JPEG, GIF or BMP '
+        'image and no UTF-8 text; add the feature to features.exclude, or '
+        'write images or text'
+      )
     if images and name in scan.first_text:
       where, text = scan.first_text[name]
       raise PreflightError(
-          f'{where}: text ({text[:40]!r}) in a feature that holds encoded '
-          'images in other examples; a feature holds images or text')
+        f'{where}: text ({text[:40]!r}) in a feature that holds encoded '
+        'images in other examples; a feature holds images or text'
+      )
     if listed is not None and listed.name == 'image' and not images:
-      where, text = scan.first_text.get(name, (f'{spec.data.path}: '
-                                               f'feature {name}', ''))
+      where, text = scan.first_text.get(
+        name, (f'{spec.data.path}: feature {name}', '')
+      )
       raise PreflightError(
-          f'{where}: features.image lists {name}, but it holds text '
-          f'({text[:40]!r}), not encoded image bytes (PNG, JPEG, GIF or '
-          'BMP); ImportExampleGen reads no files: write each image\'s bytes '
-          'into its tf.Example')
+        f'{where}: features.image lists {name}, but it holds text '
+        f'({text[:40]!r}), not encoded image bytes (PNG, JPEG, GIF or '
+        "BMP); ImportExampleGen reads no files: write each image's bytes "
+        'into its tf.Example'
+      )
     if listed is not None and listed.name != 'image' and images:
       raise PreflightError(
-          f'{spec.data.path}: features.{listed.name}: {name} holds encoded '
-          'images; list it under features.image')
+        f'{spec.data.path}: features.{listed.name}: {name} holds encoded '
+        'images; list it under features.image'
+      )
 
 
 def _is_whole(text: str) -> bool:
   return float(text).is_integer()
 
 
-def _stray_class(spec: PipelineSpec, by_index: Counter[int],
-                 where: Dict[str, str]) -> None:
+def _stray_class(
+  spec: PipelineSpec, by_index: Counter[int], where: Dict[str, str]
+) -> None:
   """Class indices run 0..n-1. One out of features.num_classes, or (with
   no num_classes) one past a class no row holds (0, 1 and a 7: a typo, or
   a code for "unknown"), is the row's fault: it names the first row
@@ -777,8 +953,10 @@ def _stray_class(spec: PipelineSpec, by_index: Counter[int],
     if high < declared:
       return
     stray = min(i for i in by_index if i >= declared)
-    why = (f' is out of range for features.num_classes {declared} (indices '
-           f'0..{declared - 1}); fix the row, or raise num_classes')
+    why = (
+      f' is out of range for features.num_classes {declared} (indices '
+      f'0..{declared - 1}); fix the row, or raise num_classes'
+    )
   else:
     present = sorted(by_index)
     # The first class no row holds (indices are >= 0 and distinct), and
@@ -790,35 +968,112 @@ def _stray_class(spec: PipelineSpec, by_index: Counter[int],
     missing = high + 1 - len(present)
     more = missing - (stray - hole)
     gap = (f'{hole}' if stray == hole + 1 else f'{hole}..{stray - 1}') + (
-        f' (and {more} more)' if more else '')
-    why = (f', but no row holds class {gap}, so it would make {high + 1} '
-           'classes; fix the row, or set features.num_classes if those '
-           'classes have no rows here')
-  first = next((at for text, at in where.items()
-                if int(float(text)) == stray), spec.data.path)
-  raise PreflightError(f'{first}, column {f.label} (features.label): class '
-                       f'{stray}{why}')
+      f' (and {more} more)' if more else ''
+    )
+    why = (
+      f', but no row holds class {gap}, so it would make {high + 1} '
+      'classes; fix the row, or set features.num_classes if those '
+      'classes have no rows here'
+    )
+  first = next(
+    (at for text, at in where.items() if int(float(text)) == stray),
+    spec.data.path,
+  )
+  raise PreflightError(
+    f'{first}, column {f.label} (features.label): class {stray}{why}'
+  )
 
 
-def _implied_task(key: str, max_classes: int, kind: str,
-                  counts: Counter[str]) -> str:
+def _implied_task(
+  key: str, max_classes: int, kind: str, counts: Counter[str]
+) -> str:
   """The task the label's values imply when the spec names none: regression
   for numbers that are not all whole, else classification (refused for more
   distinct numbers than `max_classes`)."""
   if kind == csv_format.FLOAT and not all(map(_is_whole, counts)):
     return tasks.REGRESSION
   if kind in (csv_format.INT, csv_format.FLOAT) and tasks.too_many_classes(
-      len(counts), max_classes):
+    len(counts), max_classes
+  ):
     raise PreflightError(
-        f'{key}: {len(counts)} distinct numbers, more than '
-        f'features.max_classes ({max_classes}): set features.task: '
-        'regression (or raise max_classes if they are classes)')
+      f'{key}: {len(counts)} distinct numbers, more than '
+      f'features.max_classes ({max_classes}): set features.task: '
+      'regression (or raise max_classes if they are classes)'
+    )
   return tasks.CLASSIFICATION
 
 
-def _task(spec: PipelineSpec, kind: str, counts: Counter[str],
-          where: Optional[Dict[str, str]] = None
-          ) -> Tuple[str, Optional[int], tasks.LabelStats]:
+def _class_indices(
+  spec: PipelineSpec,
+  key: str,
+  counts: Counter[str],
+  where: Optional[Dict[str, str]],
+) -> Counter[int]:
+  """A numeric label's rows by class index, checked: no negative index, no
+  stray class among the others."""
+  by_index = collections.Counter()
+  for text, count in counts.items():
+    by_index[int(float(text))] += count
+  low = min(by_index)
+  if low < 0:
+    raise PreflightError(
+      f'{key}: class index {low} is negative; class indices run 0..n-1'
+    )
+  _stray_class(spec, by_index, where or {})
+  return by_index
+
+
+def _classification(
+  spec: PipelineSpec,
+  key: str,
+  kind: str,
+  counts: Counter[str],
+  where: Optional[Dict[str, str]],
+) -> Tuple[int, Counter[int]]:
+  """The number of classes the label's values imply for classification,
+  checked against the spec, and the label's rows by class index."""
+  f = spec.features
+  numbers = kind in (csv_format.INT, csv_format.FLOAT)
+  if kind == csv_format.FLOAT and not all(map(_is_whole, counts)):
+    raise PreflightError(
+      f'{key}: holds numbers that are not whole, but '
+      'features.task is classification: class indices are '
+      'whole numbers (or set features.task: regression)'
+    )
+  if numbers:
+    by_index = _class_indices(spec, key, counts, where)
+    found = max(by_index) + 1
+  else:
+    found = len(counts)
+  problem = tasks.classes_problem(f.num_classes, found, indices=numbers)
+  if problem:
+    raise PreflightError(f'{key}: {problem}')
+  if not numbers:
+    # Class ids are given by frequency (the Transform's vocabulary).
+    by_index = collections.Counter(
+      {i: c for i, (_, c) in enumerate(counts.most_common())}
+    )
+  classes = f.num_classes if f.num_classes is not None else found
+  if classes < 2:
+    raise PreflightError(
+      f'{key}: only one class '
+      f'({", ".join(map(str, sorted(counts)))}); a '
+      'classifier needs two or more'
+    )
+  if tasks.too_many_classes(found, f.max_classes) and f.task is None:
+    raise PreflightError(
+      f'{key}: {found} classes, more than features.max_classes '
+      f'({f.max_classes}): raise it, or set features.task'
+    )
+  return classes, by_index
+
+
+def _task(
+  spec: PipelineSpec,
+  kind: str,
+  counts: Counter[str],
+  where: Optional[Dict[str, str]] = None,
+) -> Tuple[str, Optional[int], tasks.LabelStats]:
   """The task, the number of classes and the label's statistics that the
   label's values imply (`where`: each value's first row), checked against
   what the spec says."""
@@ -831,55 +1086,30 @@ def _task(spec: PipelineSpec, kind: str, counts: Counter[str],
   if task == tasks.REGRESSION:
     if not numbers:
       first = next(iter(counts), '')
-      raise PreflightError(f'{key}: {first!r} is not a number, but '
-                           'features.task is regression')
-    return task, None, _label_stats(f, task, None, {
-        float(v): c for v, c in counts.items()})
-  if kind == csv_format.FLOAT and not all(map(_is_whole, counts)):
-    raise PreflightError(f'{key}: holds numbers that are not whole, but '
-                         'features.task is classification: class indices are '
-                         'whole numbers (or set features.task: regression)')
-  if numbers:
-    by_index = collections.Counter()
-    for text, count in counts.items():
-      by_index[int(float(text))] += count
-    low, high = min(by_index), max(by_index)
-    if low < 0:
-      raise PreflightError(f'{key}: class index {low} is negative; class '
-                           'indices run 0..n-1')
-    _stray_class(spec, by_index, where or {})
-    found = high + 1
-  else:
-    found = len(counts)
-  problem = tasks.classes_problem(f.num_classes, found, indices=numbers)
-  if problem:
-    raise PreflightError(f'{key}: {problem}')
-  if not numbers:
-    # Class ids are given by frequency (the Transform's vocabulary).
-    by_index = collections.Counter(
-        {i: c for i, (_, c) in enumerate(counts.most_common())})
-  classes = f.num_classes if f.num_classes is not None else found
-  if classes < 2:
-    raise PreflightError(f'{key}: only one class '
-                         f'({", ".join(map(str, sorted(counts)))}); a '
-                         'classifier needs two or more')
-  if tasks.too_many_classes(found, f.max_classes) and f.task is None:
-    raise PreflightError(
-        f'{key}: {found} classes, more than features.max_classes '
-        f'({f.max_classes}): raise it, or set features.task')
+      raise PreflightError(
+        f'{key}: {first!r} is not a number, but features.task is regression'
+      )
+    return (
+      task,
+      None,
+      _label_stats(f, task, None, {float(v): c for v, c in counts.items()}),
+    )
+  classes, by_index = _classification(spec, key, kind, counts, where)
   return task, classes, _label_stats(f, task, classes, by_index)
 
 
-def _label_stats(features, task: str, classes: Optional[int],
-                 values: Dict[Any, int]) -> tasks.LabelStats:
+def _label_stats(
+  features, task: str, classes: Optional[int], values: Dict[Any, int]
+) -> tasks.LabelStats:
   """The task's own statistics of the label's `values` (value or class
   index -> rows)."""
   resolved = features.model_copy(update={'task': task, 'num_classes': classes})
   return tasks.task_for(resolved).label_stats(values)
 
 
-def _writable_folder(path: str, key: str, spec: PipelineSpec,
-                     named: Optional[str] = None) -> None:
+def _writable_folder(
+  path: str, key: str, spec: PipelineSpec, named: Optional[str] = None
+) -> None:
   """`path` is (or can be made) a folder this process can write in; `named`
   is the path the spec names, when it is a file inside `path`."""
   problem = folder_problem(path)
@@ -897,27 +1127,41 @@ def check_paths(spec: PipelineSpec) -> None:
   """
   if spec.schema_file and not is_uri(spec.schema_file):
     if os.path.isdir(spec.schema_file):
-      raise PreflightError(f'{spec.source}: schema: {spec.schema_file} is a '
-                           'folder; name the schema.pbtxt file')
-    if os.path.exists(spec.schema_file) and not os.access(spec.schema_file,
-                                                           os.R_OK):
-      raise PreflightError(f'{spec.source}: schema: {spec.schema_file} cannot '
-                           'be read')
-  for key, path in (('runner.pipeline_root', spec.runner.pipeline_root),
-                    ('push.destination', spec.push.destination)):
+      raise PreflightError(
+        f'{spec.source}: schema: {spec.schema_file} is a '
+        'folder; name the schema.pbtxt file'
+      )
+    if os.path.exists(spec.schema_file) and not os.access(
+      spec.schema_file, os.R_OK
+    ):
+      raise PreflightError(
+        f'{spec.source}: schema: {spec.schema_file} cannot be read'
+      )
+  for key, path in (
+    ('runner.pipeline_root', spec.runner.pipeline_root),
+    ('push.destination', spec.push.destination),
+  ):
     if not is_uri(path):
       _writable_folder(path, key, spec)
   metadata = spec.runner.metadata
   if not is_uri(metadata):
     if os.path.isdir(metadata):
-      raise PreflightError(f'{spec.source}: runner.metadata: {metadata} is a '
-                           'folder; name the SQLite file inside it')
+      raise PreflightError(
+        f'{spec.source}: runner.metadata: {metadata} is a '
+        'folder; name the SQLite file inside it'
+      )
     if os.path.exists(metadata) and not os.access(metadata, os.R_OK | os.W_OK):
-      raise PreflightError(f'{spec.source}: runner.metadata: {metadata} is not '
-                           'writable; make it writable, or name another '
-                           'store')
-    _writable_folder(os.path.dirname(os.path.abspath(metadata)),
-                     'runner.metadata', spec, named=metadata)
+      raise PreflightError(
+        f'{spec.source}: runner.metadata: {metadata} is not '
+        'writable; make it writable, or name another '
+        'store'
+      )
+    _writable_folder(
+      os.path.dirname(os.path.abspath(metadata)),
+      'runner.metadata',
+      spec,
+      named=metadata,
+    )
   check_store(spec)
 
 
@@ -944,11 +1188,15 @@ def check_store(spec: PipelineSpec) -> None:
     return
   unrecorded = sorted({i for i in _output_ids(root) if i > newest})
   if unrecorded:
-    ids = (f'execution {unrecorded[0]}' if len(unrecorded) == 1 else
-           f'executions {unrecorded[0]} to {unrecorded[-1]}')
+    ids = (
+      f'execution {unrecorded[0]}'
+      if len(unrecorded) == 1
+      else f'executions {unrecorded[0]} to {unrecorded[-1]}'
+    )
     raise PreflightError(
-        f'{root}: holds outputs of {ids}, which {metadata} does not record; '
-        'restore that metadata store, or remove or rename the pipeline root')
+      f'{root}: holds outputs of {ids}, which {metadata} does not record; '
+      'restore that metadata store, or remove or rename the pipeline root'
+    )
 
 
 def _output_ids(root: str) -> List[int]:
@@ -959,9 +1207,11 @@ def _output_ids(root: str) -> List[int]:
     for output in _folders(component):
       if os.path.basename(output) == '.system':
         output = os.path.join(output, 'executor_execution')
-      ids.extend(int(os.path.basename(folder))
-                 for folder in _folders(output)
-                 if os.path.basename(folder).isdigit())
+      ids.extend(
+        int(os.path.basename(folder))
+        for folder in _folders(output)
+        if os.path.basename(folder).isdigit()
+      )
   return ids
 
 
@@ -983,17 +1233,20 @@ def _scan_tfrecords(spec: PipelineSpec, scan: _Scan) -> None:
   files = data_files(path, 'data.tfrecord')
   folder = _Files(path).isdir(path)
   if spec.data.single_file and folder:
-    raise PreflightError(f'{key}: a folder, but named as a file ({endings}); '
-                         'rename the folder')
+    raise PreflightError(
+      f'{key}: a folder, but named as a file ({endings}); rename the folder'
+    )
   if not spec.data.single_file and not folder:
-    raise PreflightError(f'{key}: one file, but not named {endings}; rename '
-                         'it, or give its folder')
+    raise PreflightError(
+      f'{key}: one file, but not named {endings}; rename it, or give its folder'
+    )
   for name in files:
     for number, example in tfrecord_examples(name):
       scan.example(name, number, example)
   if not scan.rows:
-    raise PreflightError(f'{path}: no tf.Example in the TFRecord files '
-                         '(data.tfrecord in the spec)')
+    raise PreflightError(
+      f'{path}: no tf.Example in the TFRecord files (data.tfrecord in the spec)'
+    )
   scan.records_done()
 
 
@@ -1002,12 +1255,64 @@ def check_local_engine(spec: PipelineSpec) -> None:
   answers): one line naming what to do, before anything runs."""
   problem = engines.get(spec.runner.engine).problem(spec.runner.options())
   if problem:
-    raise PreflightError(f'{spec.source}: runner.engine '
-                         f'{spec.runner.engine}: {problem}')
+    raise PreflightError(
+      f'{spec.source}: runner.engine {spec.runner.engine}: {problem}'
+    )
 
 
-def run_preflight(spec: PipelineSpec, check_engine: bool = True
-                  ) -> Preflight:
+def _scan_data(
+  spec: PipelineSpec, schema: Optional[schema_pb2.Schema]
+) -> _Scan:
+  """Every row of the data through the checks (against the schema, when
+  the spec gives one), then the checks of its columns as a whole."""
+  scan = _Scan(schema, spec.data.null_values, spec.features.label)
+  if spec.data.format == 'tfrecord':
+    _scan_tfrecords(spec, scan)
+  else:
+    for path in csv_files(spec.data.csv):
+      scan.file(path)
+  if schema is None:
+    _check_columns(spec, scan)
+  if spec.data.format == 'tfrecord':
+    _check_bytes(spec, scan)
+  return scan
+
+
+def _feature_columns(
+  spec: PipelineSpec, scan: _Scan, kinds: Dict[str, str]
+) -> Dict[str, List[str]]:
+  """Each column but the label and the excluded, by the kind recognised
+  from its values: kind name -> columns, in the data's order."""
+  label = spec.features.label
+  others = [
+    c
+    for c in scan.header or []
+    if c != label and c not in spec.features.exclude
+  ]
+  columns: Dict[str, List[str]] = {}
+  for name in others:
+    kind = kinds_lib.recognise(scan.facts(name, kinds[name]))
+    columns.setdefault(kind.name, []).append(name)
+  return columns
+
+
+def _id_like(resolved: PipelineSpec, scan: _Scan) -> Dict[str, int]:
+  """The features with a distinct value in nearly every row (ID_LIKE_SHARE),
+  as an id column has: name -> distinct values."""
+  # A date, a text or an image is expected to take a value per row.
+  expected_distinct = set(
+    resolved.features.date + resolved.features.text + resolved.features.image
+  )
+  return {
+    name: len(scan.distinct[name])
+    for name in resolved.feature_keys
+    if scan.rows
+    and name not in expected_distinct
+    and len(scan.distinct.get(name, ())) >= ID_LIKE_SHARE * scan.rows
+  }
+
+
+def run_preflight(spec: PipelineSpec, check_engine: bool = True) -> Preflight:
   """All checks, and the spec resolved against the data (`check_engine`:
   whether runner.engine must be reachable from here: not when compiling for
   a cluster that has its own).
@@ -1023,48 +1328,37 @@ def run_preflight(spec: PipelineSpec, check_engine: bool = True
   if spec.schema_file:
     schema = load_schema(spec.schema_file)
     check_features(spec, schema)
-  scan = _Scan(schema, spec.data.null_values, spec.features.label)
-  if spec.data.format == 'tfrecord':
-    _scan_tfrecords(spec, scan)
-  else:
-    for path in csv_files(spec.data.csv):
-      scan.file(path)
-  if schema is None:
-    _check_columns(spec, scan)
-  if spec.data.format == 'tfrecord':
-    _check_bytes(spec, scan)
+  scan = _scan_data(spec, schema)
   kinds = scan.kinds()
   label = spec.features.label
   if spec.uses_module_file('run_fn') and kinds[label] == csv_format.STRING:
     raise PreflightError(
-        f'{spec.source}: module_file: its run_fn\'s model is evaluated on the '
-        f'raw label, and {label} holds class names; give class indices (INT) '
-        "or use the project's run_fn, which maps names through the Transform")
-  task, classes, stats = _task(spec, kinds[label], scan.label_counts,
-                               scan.label_where)
-  others = [c for c in scan.header or []
-            if c != label and c not in spec.features.exclude]
-  columns: Dict[str, List[str]] = {}
-  for name in others:
-    kind = kinds_lib.recognise(scan.facts(name, kinds[name]))
-    columns.setdefault(kind.name, []).append(name)
+      f"{spec.source}: module_file: its run_fn's model is evaluated on the "
+      f'raw label, and {label} holds class names; give class indices (INT) '
+      "or use the project's run_fn, which maps names through the Transform"
+    )
+  task, classes, stats = _task(
+    spec, kinds[label], scan.label_counts, scan.label_where
+  )
+  columns = _feature_columns(spec, scan, kinds)
   resolved = resolve_spec(spec, task, classes, columns, stats)
   _check_names(resolved, scan.header_file or spec.data.path)
   if schema is not None:
     check_features(resolved, schema)
-  # A date, a text or an image is expected to take a value per row.
-  expected_distinct = set(resolved.features.date + resolved.features.text +
-                          resolved.features.image)
-  id_like = {name: len(scan.distinct[name]) for name in resolved.feature_keys
-             if scan.rows and name not in expected_distinct and
-             len(scan.distinct.get(name, ())) >= ID_LIKE_SHARE * scan.rows}
-  return Preflight(spec=resolved, rows=scan.rows, column_kinds=kinds,
-                   label_values=tuple(sorted(scan.label_counts, key=str)),
-                   id_like=id_like)
+  return Preflight(
+    spec=resolved,
+    rows=scan.rows,
+    column_kinds=kinds,
+    label_values=tuple(sorted(scan.label_counts, key=str)),
+    id_like=_id_like(resolved, scan),
+  )
 
 
-def check_csv(path: str, schema: schema_pb2.Schema,
-              null_values=csv_format.DEFAULT_NULL_VALUES) -> int:
+def check_csv(
+  path: str,
+  schema: schema_pb2.Schema,
+  null_values=csv_format.DEFAULT_NULL_VALUES,
+) -> int:
   """One CSV file against a schema (types, presence); returns its rows."""
   return _Scan(schema, null_values).file(path)
 
@@ -1077,12 +1371,14 @@ def check_base_model(spec: PipelineSpec, location: str) -> None:
   from modules import finetune
   from modules import model as model_lib
   from modules.config import TransformConfig
+
   # pylint: enable=g-import-not-at-top
   config = spec.module_config(TransformConfig)
   inputs = model_lib.ModelInputs(
-      numeric=config.numeric_inputs(),
-      categorical={name: 0 for name in config.id_inputs()},
-      task=config.task)
+    numeric=config.numeric_inputs(),
+    categorical={name: 0 for name in config.id_inputs()},
+    task=config.task,
+  )
   try:
     finetune.load_checked(location, inputs)
   except finetune.BaseModelError as e:
@@ -1097,23 +1393,31 @@ def check_encoder(spec: PipelineSpec) -> Optional[str]:
   # pylint: disable=g-import-not-at-top
   from modules import encoders
   from modules.config import TransformConfig
+
   # pylint: enable=g-import-not-at-top
-  (column, encoder), = spec.model.pretrained().items()
+  ((column, encoder),) = spec.model.pretrained().items()
   kind = kinds_lib.kind_of(spec.features, column)
   if kind is None or not kind.encoded:
     raise PreflightError(
-        f'{spec.source}: model.encoders.{column}: {column!r} is no text or '
-        'image column of the data; list it under features.text or '
-        'features.image')
+      f'{spec.source}: model.encoders.{column}: {column!r} is no text or '
+      'image column of the data; list it under features.text or '
+      'features.image'
+    )
   try:
     location = encoders.locate(column, kind.name, encoder)
     if location == 'imagenet':
       return None
     config = spec.module_config(TransformConfig)
     prep = config.preprocessing
-    encoders.load(encoders.EncodedColumn(
-        column=column, kind=kind.name, pretrained=encoder, location=location,
-        image_size=encoders.image_size_for(prep.image_size, True)))
+    encoders.load(
+      encoders.EncodedColumn(
+        column=column,
+        kind=kind.name,
+        pretrained=encoder,
+        location=location,
+        image_size=encoders.image_size_for(prep.image_size, True),
+      )
+    )
   except encoders.EncoderError as e:
     raise PreflightError(f'{spec.source}: {e}') from None
   return location
@@ -1139,6 +1443,7 @@ def locate_base_model(spec: PipelineSpec) -> Optional[str]:
   # pylint: disable=g-import-not-at-top
   from pipeline.metadata import lineage, results
   from pipeline.metadata import store as metadata_lib
+
   # pylint: enable=g-import-not-at-top
   base = spec.training.base_model
   location = base.path
@@ -1147,20 +1452,23 @@ def locate_base_model(spec: PipelineSpec) -> Optional[str]:
     name, metadata = base.latest_blessed, spec.runner.metadata
     if not metadata_lib.exists(metadata):
       raise PreflightError(
-          f'{key}: no metadata store at {metadata} yet, so no blessed model of '
-          f'{name!r}; run that pipeline first')
+        f'{key}: no metadata store at {metadata} yet, so no blessed model of '
+        f'{name!r}; run that pipeline first'
+      )
     try:
       model = results.latest_blessed_model(lineage.open_store(metadata), name)
     except lineage.LineageError as e:
       raise PreflightError(f'{key}: {e}') from None
     except LookupError:
       raise PreflightError(
-          f'{key}: pipeline {name!r} has never run against {metadata}; run its '
-          'spec first (it must share runner.metadata)') from None
+        f'{key}: pipeline {name!r} has never run against {metadata}; run its '
+        'spec first (it must share runner.metadata)'
+      ) from None
     if model is None:
       raise PreflightError(
-          f'{key}: pipeline {name!r} has no blessed model in {metadata}; '
-          'nothing to fine-tune from')
+        f'{key}: pipeline {name!r} has no blessed model in {metadata}; '
+        'nothing to fine-tune from'
+      )
     location = model.uri
   check_base_model(spec, location)
   return location

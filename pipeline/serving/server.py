@@ -81,31 +81,39 @@ class LoadedVersion:
 def complete_versions(model_dir: str) -> List[int]:
   """Complete version folders of one model, ascending (the Pusher's rule)."""
   from components import pusher  # pylint: disable=g-import-not-at-top
+
   return pusher.versions(model_dir) if os.path.isdir(model_dir) else []
 
 
 def _signature_defs(path: str) -> Dict[str, Any]:
   from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
   from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-import-not-at-top
+
   saved = saved_model_pb2.SavedModel()
   with open(os.path.join(path, 'saved_model.pb'), 'rb') as f:
     saved.ParseFromString(f.read())
   defs = saved.meta_graphs[0].signature_def
-  return {name: json_format.MessageToDict(
-      defs[name], preserving_proto_field_name=True) for name in sorted(defs)}
+  return {
+    name: json_format.MessageToDict(
+      defs[name], preserving_proto_field_name=True
+    )
+    for name in sorted(defs)
+  }
 
 
 def load_version(name: str, version: int, path: str) -> LoadedVersion:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   from components import model_ops  # pylint: disable=g-import-not-at-top
+
   # A gbt model's graph runs TF-DF's ops, a BERT encoder's TensorFlow
   # Text's: each registered only once its library is imported (TF-DF
   # quietly: no engine log per load); other models load without.
   model_ops.ensure_ops(path)
   model = tf.saved_model.load(path)
-  return LoadedVersion(name, version, path, dict(model.signatures),
-                       _signature_defs(path), model)
+  return LoadedVersion(
+    name, version, path, dict(model.signatures), _signature_defs(path), model
+  )
 
 
 def folder_contents(path: str) -> Tuple:
@@ -119,16 +127,20 @@ def folder_contents(path: str) -> Tuple:
         stat = os.stat(full)
       except OSError:  # gone meanwhile: the folder is changing
         continue
-      found.append((os.path.relpath(full, path), stat.st_size,
-                    stat.st_mtime_ns))
+      found.append(
+        (os.path.relpath(full, path), stat.st_size, stat.st_mtime_ns)
+      )
   return tuple(sorted(found))
 
 
 class Repository:
   """The models under a base folder and the version each serves."""
 
-  def __init__(self, base: str,
-               loader: Callable[[str, int, str], LoadedVersion] = load_version):
+  def __init__(
+    self,
+    base: str,
+    loader: Callable[[str, int, str], LoadedVersion] = load_version,
+  ):
     self.base = os.path.abspath(base)
     self._loader = loader
     self._lock = threading.Lock()
@@ -142,10 +154,12 @@ class Repository:
       return {os.path.basename(self.base.rstrip('/')): self.base}
     if not os.path.isdir(self.base):
       return {}
-    return {name: os.path.join(self.base, name)
-            for name in sorted(os.listdir(self.base))
-            if _MODEL_NAME.match(name) and
-            os.path.isdir(os.path.join(self.base, name))}
+    return {
+      name: os.path.join(self.base, name)
+      for name in sorted(os.listdir(self.base))
+      if _MODEL_NAME.match(name)
+      and os.path.isdir(os.path.join(self.base, name))
+    }
 
   def poll(self) -> List[str]:
     """Loads each model's newest complete version if it is not served yet.
@@ -174,16 +188,20 @@ class Repository:
       except Exception as e:  # pylint: disable=broad-except
         # Reported and remembered; the previous version keeps serving.
         self._failed[(name, newest)] = (contents, one_line(e))
-        changes.append(f'{name}: version {newest} failed to load '
-                       f'({one_line(e)}); still serving '
-                       f'{current.version if current else "nothing"}; will '
-                       'try again when its folder changes')
+        changes.append(
+          f'{name}: version {newest} failed to load '
+          f'({one_line(e)}); still serving '
+          f'{current.version if current else "nothing"}; will '
+          'try again when its folder changes'
+        )
         continue
       self._failed.pop((name, newest), None)
       with self._lock:
         self._models[name] = loaded
-      changes.append(f'{name}: serving version {newest}' + (
-          f' (was {current.version})' if current else ''))
+      changes.append(
+        f'{name}: serving version {newest}'
+        + (f' (was {current.version})' if current else '')
+      )
     return changes
 
   def names(self) -> List[str]:
@@ -195,11 +213,14 @@ class Repository:
       loaded = self._models.get(name)
     if version is not None:
       if not _ASCII_DIGITS.match(version):
-        raise ServingError(400, f'Malformed version: {version!r} (an integer '
-                           'version is expected)')
+        raise ServingError(
+          400,
+          f'Malformed version: {version!r} (an integer version is expected)',
+        )
       if loaded is None or loaded.version != int(version):
-        raise ServingError(404, f'Servable not found for request: '
-                           f'Specific({name}, {version})')
+        raise ServingError(
+          404, f'Servable not found for request: Specific({name}, {version})'
+        )
     if loaded is None:
       raise ServingError(404, f'Servable not found for request: Latest({name})')
     return loaded
@@ -212,28 +233,39 @@ def _decode_value(value: Any, dtype, where: str) -> Any:
   """One JSON scalar as the signature input's dtype wants it."""
   if dtype.is_bool:
     if not isinstance(value, bool):
-      raise ServingError(400, f'{where}: expected a boolean, got '
-                         f'{json.dumps(value)[:40]}')
+      raise ServingError(
+        400, f'{where}: expected a boolean, got {json.dumps(value)[:40]}'
+      )
     return value
   if dtype.name == 'string':
     if isinstance(value, dict):
       if set(value) != {'b64'} or not isinstance(value['b64'], str):
-        raise ServingError(400, f'{where}: a binary value is {{"b64": "..."}}, '
-                           f'got keys {sorted(value)}')
+        raise ServingError(
+          400,
+          f'{where}: a binary value is {{"b64": "..."}}, '
+          f'got keys {sorted(value)}',
+        )
       try:
         return base64.b64decode(value['b64'], validate=True)
       except (binascii.Error, ValueError):
         raise ServingError(400, f'{where}: "b64" is not valid base64') from None
     if isinstance(value, str):
       return value.encode('utf-8')
-    raise ServingError(400, f'{where}: expected a string or {{"b64": ...}}, got '
-                       f'{json.dumps(value)[:40]}')
+    raise ServingError(
+      400,
+      f'{where}: expected a string or {{"b64": ...}}, got '
+      f'{json.dumps(value)[:40]}',
+    )
   if isinstance(value, bool) or not isinstance(value, (int, float)):
-    raise ServingError(400, f'{where}: expected a number ({dtype.name}), got '
-                       f'{json.dumps(value)[:40]}')
+    raise ServingError(
+      400,
+      f'{where}: expected a number ({dtype.name}), got '
+      f'{json.dumps(value)[:40]}',
+    )
   if dtype.is_integer and not float(value).is_integer():
-    raise ServingError(400, f'{where}: expected an integer ({dtype.name}), got '
-                       f'{value}')
+    raise ServingError(
+      400, f'{where}: expected an integer ({dtype.name}), got {value}'
+    )
   return value
 
 
@@ -248,17 +280,28 @@ def _tensor(values: Any, spec, where: str):
 
   converted = convert(values, 0)
   try:
-    array = np.array(converted, dtype=object if spec.dtype.name == 'string'
-                     else spec.dtype.as_numpy_dtype)
+    array = np.array(
+      converted,
+      dtype=object
+      if spec.dtype.name == 'string'
+      else spec.dtype.as_numpy_dtype,
+    )
   except (ValueError, OverflowError) as e:
     raise ServingError(400, f'{where}: {whole(e)}') from None
-  if array.dtype == object and array.ndim and any(
-      isinstance(x, list) for x in array.flat):
-    raise ServingError(400, f'{where}: ragged lists; every row needs the same '
-                       'shape')
+  if (
+    array.dtype == object
+    and array.ndim
+    and any(isinstance(x, list) for x in array.flat)
+  ):
+    raise ServingError(
+      400, f'{where}: ragged lists; every row needs the same shape'
+    )
   if not tf.TensorShape(array.shape).is_compatible_with(spec.shape):
-    raise ServingError(400, f'{where}: shape {list(array.shape)} does not match '
-                       f'the signature\'s {spec.shape.as_list()}')
+    raise ServingError(
+      400,
+      f'{where}: shape {list(array.shape)} does not match '
+      f"the signature's {spec.shape.as_list()}",
+    )
   return tf.constant(array, dtype=spec.dtype)
 
 
@@ -269,21 +312,29 @@ def _instances(body_instances: Any, specs: Dict[str, Any]) -> Dict[str, list]:
   names = sorted(specs)
   columns: Dict[str, list] = {name: [] for name in names}
   for i, instance in enumerate(body_instances):
-    if len(names) == 1 and not (isinstance(instance, dict) and
-                                set(instance) == set(names)):
+    if len(names) == 1 and not (
+      isinstance(instance, dict) and set(instance) == set(names)
+    ):
       columns[names[0]].append(instance)  # the sole input's value
       continue
     if not isinstance(instance, dict):
-      raise ServingError(400, f'instances[{i}]: expected an object with the '
-                         f'inputs {names}')
+      raise ServingError(
+        400, f'instances[{i}]: expected an object with the inputs {names}'
+      )
     missing = [n for n in names if n not in instance]
     unknown = sorted(set(instance) - set(names))
     if missing:
-      raise ServingError(400, f'instances[{i}]: missing input(s) '
-                         f'{missing[:5]}{"..." if len(missing) > 5 else ""}')
+      raise ServingError(
+        400,
+        f'instances[{i}]: missing input(s) '
+        f'{missing[:5]}{"..." if len(missing) > 5 else ""}',
+      )
     if unknown:
-      raise ServingError(400, f'instances[{i}]: unknown input(s) {unknown[:5]}; '
-                         f'the signature takes {names[:5]}...')
+      raise ServingError(
+        400,
+        f'instances[{i}]: unknown input(s) {unknown[:5]}; '
+        f'the signature takes {names[:5]}...',
+      )
     for name in names:
       columns[name].append(instance[name])
   return columns
@@ -293,11 +344,13 @@ def _inputs(body_inputs: Any, specs: Dict[str, Any]) -> Dict[str, Any]:
   """Columnar format -> one value per input."""
   names = sorted(specs)
   if not isinstance(body_inputs, dict) or (
-      len(names) == 1 and set(body_inputs) != set(names)):
+    len(names) == 1 and set(body_inputs) != set(names)
+  ):
     if len(names) == 1:
       return {names[0]: body_inputs}
-    raise ServingError(400, f"'inputs' must be an object with the inputs "
-                       f'{names[:5]}...')
+    raise ServingError(
+      400, f"'inputs' must be an object with the inputs {names[:5]}..."
+    )
   missing = [n for n in names if n not in body_inputs]
   unknown = sorted(set(body_inputs) - set(names))
   if missing:
@@ -310,6 +363,7 @@ def _inputs(body_inputs: Any, specs: Dict[str, Any]) -> Dict[str, Any]:
 def _json_value(array: np.ndarray) -> Any:
   """A numpy output as TF Serving writes it: numbers, strings, or
   {"b64": ...} for bytes that are not UTF-8."""
+
   def convert(value):
     if isinstance(value, list):
       return [convert(v) for v in value]
@@ -319,45 +373,51 @@ def _json_value(array: np.ndarray) -> Any:
       except UnicodeDecodeError:
         return {'b64': base64.b64encode(value).decode()}
     return value
+
   return convert(array.tolist())
 
 
-def predict(loaded: LoadedVersion, body: Any) -> Dict[str, Any]:
-  """TF Serving's :predict on a parsed JSON body."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+def _check_body(body: Any) -> None:
+  """A :predict body names its keys as TF Serving does, and holds one of
+  'instances' (row format) or 'inputs' (columnar)."""
   if not isinstance(body, dict):
-    raise ServingError(400, 'the request body must be a JSON object with '
-                       "'instances' or 'inputs'")
+    raise ServingError(
+      400, "the request body must be a JSON object with 'instances' or 'inputs'"
+    )
   unknown = sorted(set(body) - {'signature_name', 'instances', 'inputs'})
   if unknown:
-    raise ServingError(400, f'unknown request key(s) {unknown}; allowed: '
-                       'signature_name, instances, inputs')
+    raise ServingError(
+      400,
+      f'unknown request key(s) {unknown}; allowed: '
+      'signature_name, instances, inputs',
+    )
   if ('instances' in body) == ('inputs' in body):
-    raise ServingError(400, "Missing 'inputs' or 'instances' key" if
-                       'instances' not in body else
-                       "give 'instances' (row format) or 'inputs' (columnar), "
-                       'not both')
+    raise ServingError(
+      400,
+      "Missing 'inputs' or 'instances' key"
+      if 'instances' not in body
+      else "give 'instances' (row format) or 'inputs' (columnar), not both",
+    )
+
+
+def _signature(loaded: LoadedVersion, body: Dict[str, Any]) -> Any:
+  """The concrete function the body's signature_name (by default
+  serving_default) names."""
   name = body.get('signature_name') or 'serving_default'
   if not isinstance(name, str) or name not in loaded.signatures:
-    raise ServingError(400, f'Serving signature name: {json.dumps(name)} not '
-                       f'found in signature def; the model has '
-                       f'{sorted(loaded.signatures)}')
-  function = loaded.signatures[name]
-  specs = function.structured_input_signature[1]
-  row_format = 'instances' in body
-  values = (_instances(body['instances'], specs) if row_format
-            else _inputs(body['inputs'], specs))
-  tensors = {key: _tensor(value, specs[key], f'input {key!r}')
-             for key, value in values.items()}
-  sizes = {int(t.shape[0]) for t in tensors.values() if t.shape.rank}
-  if len(sizes) > 1:
-    raise ServingError(400, f'inputs have different batch sizes {sorted(sizes)}')
-  try:
-    outputs = function(**tensors)
-  except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
-    raise ServingError(400, 'the model rejected the input: '
-                       f'{whole(e) or type(e).__name__}') from None
-  arrays = {key: value.numpy() for key, value in outputs.items()}
+    raise ServingError(
+      400,
+      f'Serving signature name: {json.dumps(name)} not '
+      f'found in signature def; the model has '
+      f'{sorted(loaded.signatures)}',
+    )
+  return loaded.signatures[name]
+
+
+def _answer(arrays: Dict[str, np.ndarray], row_format: bool) -> Dict[str, Any]:
+  """The outputs as TF Serving answers them: {"predictions": rows} for the
+  row format, {"outputs": columns} for the columnar one; a sole output
+  without its name."""
   if not row_format:
     if len(arrays) == 1:
       return {'outputs': _json_value(next(iter(arrays.values())))}
@@ -366,23 +426,70 @@ def predict(loaded: LoadedVersion, body: Any) -> Dict[str, Any]:
   if len(arrays) == 1:
     return {'predictions': _json_value(next(iter(arrays.values())))}
   columns = {k: _json_value(v) for k, v in sorted(arrays.items())}
-  return {'predictions': [{k: columns[k][i] for k in columns}
-                          for i in range(rows)]}
+  return {
+    'predictions': [{k: columns[k][i] for k in columns} for i in range(rows)]
+  }
+
+
+def predict(loaded: LoadedVersion, body: Any) -> Dict[str, Any]:
+  """TF Serving's :predict on a parsed JSON body."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  _check_body(body)
+  function = _signature(loaded, body)
+  specs = function.structured_input_signature[1]
+  row_format = 'instances' in body
+  values = (
+    _instances(body['instances'], specs)
+    if row_format
+    else _inputs(body['inputs'], specs)
+  )
+  tensors = {
+    key: _tensor(value, specs[key], f'input {key!r}')
+    for key, value in values.items()
+  }
+  sizes = {int(t.shape[0]) for t in tensors.values() if t.shape.rank}
+  if len(sizes) > 1:
+    raise ServingError(
+      400, f'inputs have different batch sizes {sorted(sizes)}'
+    )
+  try:
+    outputs = function(**tensors)
+  except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
+    raise ServingError(
+      400, f'the model rejected the input: {whole(e) or type(e).__name__}'
+    ) from None
+  arrays = {key: value.numpy() for key, value in outputs.items()}
+  return _answer(arrays, row_format)
 
 
 def status(loaded: LoadedVersion) -> Dict[str, Any]:
-  return {'model_version_status': [{
-      'version': str(loaded.version), 'state': 'AVAILABLE',
-      'status': {'error_code': 'OK', 'error_message': ''}}]}
+  return {
+    'model_version_status': [
+      {
+        'version': str(loaded.version),
+        'state': 'AVAILABLE',
+        'status': {'error_code': 'OK', 'error_message': ''},
+      }
+    ]
+  }
 
 
 def metadata(loaded: LoadedVersion) -> Dict[str, Any]:
-  return {'model_spec': {'name': loaded.name, 'signature_name': '',
-                         'version': str(loaded.version)},
-          # The Any's JSON form, as TF Serving writes GetModelMetadataResponse.
-          'metadata': {'signature_def': {
-              '@type': 'type.googleapis.com/tensorflow.serving.SignatureDefMap',
-              'signature_def': loaded.signature_defs}}}
+  return {
+    'model_spec': {
+      'name': loaded.name,
+      'signature_name': '',
+      'version': str(loaded.version),
+    },
+    # The Any's JSON form, as TF Serving writes GetModelMetadataResponse.
+    'metadata': {
+      'signature_def': {
+        '@type': 'type.googleapis.com/tensorflow.serving.SignatureDefMap',
+        'signature_def': loaded.signature_defs,
+      }
+    },
+  }
 
 
 # --- the HTTP server ------------------------------------------------------
@@ -410,8 +517,12 @@ class _Handler(GuardedHandler):
   route answers GET and POST, so any other method is 405 with the same
   `Allow`."""
 
-  def initialize(self, repository: Repository, max_body: int,
-                 pool: concurrent.futures.Executor):
+  def initialize(
+    self,
+    repository: Repository,
+    max_body: int,
+    pool: concurrent.futures.Executor,
+  ):
     self.repository = repository
     self.max_body = max_body
     self.pool = pool
@@ -464,8 +575,11 @@ class _Handler(GuardedHandler):
   async def post(self, **url):
     try:
       if self._too_big:
-        raise ServingError(413, f'request body over {self.max_body} bytes; '
-                           'send fewer rows per request')
+        raise ServingError(
+          413,
+          f'request body over {self.max_body} bytes; '
+          'send fewer rows per request',
+        )
       self._reply(200, await self.answer_post(**url))
     except ServingError as e:
       self._reply(e.status, {'error': e.message})
@@ -495,17 +609,19 @@ class _Verb(_Handler):
   async def answer_post(self, name: str, version: Optional[str], verb: str):
     if verb != 'predict':
       raise ServingError(
-          400 if verb in ('classify', 'regress') else 404,
-          f'{self.malformed()} (this server answers :predict; the models '
-          'export predict signatures)')
+        400 if verb in ('classify', 'regress') else 404,
+        f'{self.malformed()} (this server answers :predict; the models '
+        'export predict signatures)',
+      )
     loaded = self.repository.get(name, version)
     body = _json_body(b''.join(self._chunks))
     loop = asyncio.get_running_loop()
     try:
       return await loop.run_in_executor(self.pool, predict, loaded, body)
     except RecursionError:
-      raise ServingError(400, 'the request nests lists too deeply for '
-                         "the signature's inputs") from None
+      raise ServingError(
+        400, "the request nests lists too deeply for the signature's inputs"
+      ) from None
 
 
 def _json_body(data: bytes) -> Any:
@@ -518,26 +634,42 @@ def _json_body(data: bytes) -> Any:
     raise ServingError(400, 'JSON Parse error: nested too deeply') from None
 
 
-def make_app(repository: Repository, max_body: int = DEFAULT_MAX_BODY,
-             workers: int = 4, host: str = '127.0.0.1',
-             allow_hosts: Tuple[str, ...] = ()):
+def make_app(
+  repository: Repository,
+  max_body: int = DEFAULT_MAX_BODY,
+  workers: int = 4,
+  host: str = '127.0.0.1',
+  allow_hosts: Tuple[str, ...] = (),
+):
   """The Tornado application serving `repository` to requests whose Host
   names `host` (or one of `allow_hosts`; see pipeline/web.py)."""
-  given = dict(repository=repository, max_body=max_body,
-               pool=concurrent.futures.ThreadPoolExecutor(max_workers=workers))
-  return application([
+  given = dict(
+    repository=repository,
+    max_body=max_body,
+    pool=concurrent.futures.ThreadPoolExecutor(max_workers=workers),
+  )
+  return application(
+    [
       (_AsSent(_MODEL_URL + '$'), _Status, given),
       (_AsSent(_MODEL_URL + '/metadata$'), _Metadata, given),
       (_AsSent(_MODEL_URL + r':(?P<verb>[a-z]+)$'), _Verb, given),
       (r'/.*', _Handler, given),
-  ], host, allow_hosts)
+    ],
+    host,
+    allow_hosts,
+  )
 
 
-def serve(base: str, host: str = '127.0.0.1', port: int = DEFAULT_PORT,
-          poll_seconds: float = 1.0, max_body: int = DEFAULT_MAX_BODY,
-          announce: Callable[[str], None] = print,
-          allow_hosts: Tuple[str, ...] = (),
-          max_connections: int = 0) -> None:
+def serve(
+  base: str,
+  host: str = '127.0.0.1',
+  port: int = DEFAULT_PORT,
+  poll_seconds: float = 1.0,
+  max_body: int = DEFAULT_MAX_BODY,
+  announce: Callable[[str], None] = print,
+  allow_hosts: Tuple[str, ...] = (),
+  max_connections: int = 0,
+) -> None:
   """Serves until interrupted. `port` 0 picks a free port (announced);
   `max_connections` 0 is half the open-file limit (pipeline/web.py)."""
   import tornado.ioloop  # pylint: disable=g-import-not-at-top
@@ -548,26 +680,32 @@ def serve(base: str, host: str = '127.0.0.1', port: int = DEFAULT_PORT,
   app = make_app(repository, max_body, host=host, allow_hosts=allow_hosts)
   # The handler answers oversize bodies itself (413, TF Serving's JSON);
   # Tornado's own limit, which answers with a bare 400, is set far above.
-  bound = listen(app, host, port, max_connections,
-                     max_body_size=_TORNADO_MAX_BODY)
+  bound = listen(
+    app, host, port, max_connections, max_body_size=_TORNADO_MAX_BODY
+  )
   names = repository.names()
-  announce(f'serving {len(names)} model(s) from {repository.base} at '
-           f'http://{host}:{bound} ({", ".join(names) or "none yet"}); '
-           f'polling every {poll_seconds:g}s')
+  announce(
+    f'serving {len(names)} model(s) from {repository.base} at '
+    f'http://{host}:{bound} ({", ".join(names) or "none yet"}); '
+    f'polling every {poll_seconds:g}s'
+  )
 
   polling = threading.Lock()
 
   def poll_in_background():
     if not polling.acquire(blocking=False):
       return  # the previous poll (a load) is still running
+
     def work():
       try:
         for line in repository.poll():
           announce(line)
       finally:
         polling.release()
+
     threading.Thread(target=work, daemon=True).start()
 
-  tornado.ioloop.PeriodicCallback(poll_in_background,
-                                  poll_seconds * 1000).start()
+  tornado.ioloop.PeriodicCallback(
+    poll_in_background, poll_seconds * 1000
+  ).start()
   tornado.ioloop.IOLoop.current().start()
