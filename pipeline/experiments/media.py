@@ -595,6 +595,24 @@ class _Plan:
       'seconds': round(seconds, 1),
     }
 
+  def report(self, command: str, output: str, started: float) -> Dict[str, Any]:
+    """Runs every method at every size and repeat and returns the report
+    (`started`: time.perf_counter() when the comparison began)."""
+    runs, transforms = self.run()
+    summary = verdict.summarize(runs)
+    majority = _majority_share(self.data.test.labels)
+    return {
+      'settings': self.settings(
+        command, output, majority, time.perf_counter() - started
+      ),
+      'runs': runs,
+      'transforms': transforms,
+      'summary': summary,
+      'conclusion': verdict.media_conclusion(
+        summary, self.encoder.name, majority, len(self.data.test.labels)
+      ),
+    }
+
 
 def _input_text(encoder: _Encoder, prep: Any) -> str:
   """What the models see of the column, in words (`prep`: the spec's
@@ -619,6 +637,45 @@ def _majority_share(labels: Sequence[Any]) -> float:
   scores."""
   counts = collections.Counter(labels)
   return round(max(counts.values()) / len(labels), 4)
+
+
+def _plan(
+  spec: PipelineSpec,
+  column_kinds: Mapping[str, str],
+  sizes: Sequence[int],
+  repeats: int,
+  epochs: int,
+  test_csv: Optional[str],
+  test_rows: int,
+  seed: int,
+  progress: Callable[[str], None],
+) -> _Plan:
+  """The comparison `compare_media` runs: its encoder, data (test rows
+  held out) and methods, with `sizes` checked against the data.
+
+  Raises:
+    CompareError: sizes or a test set that do not fit the data, or data
+      that cannot be read.
+  """
+  from modules.config import TransformConfig  # pylint: disable=g-import-not-at-top
+
+  encoder = _pretrained(spec)
+  feature_spec = raw_feature_spec(spec, column_kinds)
+  data = _data(spec, column_kinds, test_csv, test_rows, seed)
+  sizes = _checked_sizes(sizes, data)
+  return _Plan(
+    spec,
+    encoder,
+    data,
+    spec.module_config(TransformConfig),
+    feature_spec,
+    *_methods(spec, encoder),
+    sizes,
+    repeats,
+    epochs,
+    seed,
+    progress,
+  )
 
 
 def compare_media(
@@ -657,43 +714,22 @@ def compare_media(
     CompareError: sizes or a test set that do not fit the data, or data
       that cannot be read.
   """
-  from modules.config import TransformConfig  # pylint: disable=g-import-not-at-top
-
   started = time.perf_counter()
   if repeats < 1 or epochs < 1:
     raise CompareError(
       f'--repeats {repeats}, --epochs {epochs}: give at least 1 of each'
     )
-  encoder = _pretrained(spec)
-  feature_spec = raw_feature_spec(spec, column_kinds)
-  data = _data(spec, column_kinds, test_csv, test_rows, seed)
-  sizes = _checked_sizes(sizes, data)
-  plan = _Plan(
+  plan = _plan(
     spec,
-    encoder,
-    data,
-    spec.module_config(TransformConfig),
-    feature_spec,
-    *_methods(spec, encoder),
+    column_kinds,
     sizes,
     repeats,
     epochs,
+    test_csv,
+    test_rows,
     seed,
     progress,
   )
-  runs, transforms = plan.run()
-  summary = verdict.summarize(runs)
-  majority = _majority_share(data.test.labels)
-  report = {
-    'settings': plan.settings(
-      command, output, majority, time.perf_counter() - started
-    ),
-    'runs': runs,
-    'transforms': transforms,
-    'summary': summary,
-    'conclusion': verdict.media_conclusion(
-      summary, encoder.name, majority, len(data.test.labels)
-    ),
-  }
+  report = plan.report(command, output, started)
   report_lib.write_report(report, output)
   return report

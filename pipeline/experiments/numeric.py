@@ -277,6 +277,47 @@ class _Comparison:
     )
     return (x_train, y[chosen]), (x_test, y[self.test_idx])
 
+  def measure(
+    self, sizes: List[int], repeats: int
+  ) -> Tuple[List[Dict[str, Any]], List[Dict[str, float]]]:
+    """(every method's run at every size and repeat, the linear probes of
+    the smallest size's labelled sets)."""
+    runs, probes = [], []
+    for size in sizes:
+      for repeat in range(repeats):
+        train, test = self.labelled_set(size, repeat)
+        if size == sizes[0]:
+          probes.append(self.probe(train, test, size, repeat))
+        runs += self.runs(train, test, size, repeat)
+    return runs, probes
+
+  def settings(
+    self,
+    command: str,
+    output: str,
+    sizes: List[int],
+    repeats: int,
+    test_fraction: float,
+  ) -> Dict[str, Any]:
+    """The report's settings: how the comparison was run."""
+    return {
+      'command': command,
+      'spec': self.spec.source,
+      'data': self.spec.data.csv,
+      'base_model': self.base_path,
+      'sizes': sizes,
+      'repeats': repeats,
+      'epochs': self.epochs,
+      'test_examples': int(len(self.test_idx)),
+      'test_fraction': test_fraction,
+      'seed': self.seed,
+      'methods': self.methods,
+      'hyperparameters': self.hparams,
+      'plot': output + '.png',
+      'written': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
+      'machine': machine(),
+    }
+
   def probe(
     self, train: Table, test: Table, size: int, repeat: int
   ) -> Dict[str, float]:
@@ -364,32 +405,10 @@ def compare(
     progress,
   )
   setup.warm_up(sizes[0])
-  runs, probes = [], []
-  for size in sizes:
-    for repeat in range(repeats):
-      train, test = setup.labelled_set(size, repeat)
-      if size == sizes[0]:
-        probes.append(setup.probe(train, test, size, repeat))
-      runs += setup.runs(train, test, size, repeat)
+  runs, probes = setup.measure(sizes, repeats)
   summary = verdict.summarize(runs)
   report = {
-    'settings': {
-      'command': command,
-      'spec': spec.source,
-      'data': spec.data.csv,
-      'base_model': base_path,
-      'sizes': sizes,
-      'repeats': repeats,
-      'epochs': epochs,
-      'test_examples': int(len(test_idx)),
-      'test_fraction': test_fraction,
-      'seed': seed,
-      'methods': setup.methods,
-      'hyperparameters': setup.hparams,
-      'plot': output + '.png',
-      'written': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
-      'machine': machine(),
-    },
+    'settings': setup.settings(command, output, sizes, repeats, test_fraction),
     'runs': runs,
     'linear_probes': probes,
     'summary': summary,

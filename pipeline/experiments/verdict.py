@@ -5,7 +5,7 @@ hand-made values (tests/unit/experiments/test_compare_media.py).
 """
 
 import statistics
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from pipeline.experiments.common import is_scratch
 
@@ -171,6 +171,65 @@ def _size_sentence(found: Mapping[str, Any], encoder: str) -> str:
   return head + f'; within the spread ({stds}): not a clear win.'
 
 
+def _media_lead(
+  found: Sequence[Mapping[str, Any]],
+  sizes: Sequence[int],
+  encoder: str,
+  groups: Tuple[List[int], List[int], List[int]],
+) -> str:
+  """The leading sentence of `media_conclusion` over all sizes, given the
+  sizes where transfer pays off clearly, is ahead within the spread, and
+  is behind (`groups`)."""
+  clear, ahead, behind = groups
+  if len(clear) == len(sizes):
+    return (
+      f'Transfer pays off at every size measured: fine-tuned {encoder} '
+      'beats training from scratch beyond the spread over repeats at '
+      f'{_sizes_text(sizes)} labels.'
+    )
+  single = all(f['repeats'] < 2 for f in found)
+  parts = []
+  if clear:
+    parts.append(f'pays off clearly at {_sizes_text(clear)} labels')
+  if ahead:
+    parts.append(
+      'is ahead (one repeat: no spread to judge by)'
+      if single
+      else 'is ahead, but not beyond the spread,'
+    )
+    parts[-1] += f' at {_sizes_text(ahead)} labels'
+  if behind:
+    parts.append(f'does not pay off at {_sizes_text(behind)} labels')
+  joined = (
+    ', '.join(parts[:-1]) + ' and ' + parts[-1] if len(parts) > 1 else parts[0]
+  )
+  return f'Transfer from {encoder} {joined}.'
+
+
+def _constant_caveat(
+  useless: Sequence[Mapping[str, Any]],
+  constant: float,
+  noise: float,
+  test_rows: int,
+) -> Optional[str]:
+  """The caveat of `media_conclusion` naming the `useless` runs, those no
+  better than a constant answer; None when there are none."""
+  if not useless:
+    return None
+  by_size: Dict[int, List[str]] = {}
+  for r in useless:
+    by_size.setdefault(r['labelled'], []).append(
+      f'{r["method"]} ({r["accuracy_mean"]:.3f})'
+    )
+  named = '; '.join(f'at {n} labels {", ".join(m)}' for n, m in by_size.items())
+  return (
+    f"No better than always answering the test set's most "
+    f'frequent class ({constant:.3f}, give or take its standard '
+    f'error on {test_rows} rows, {noise:.3f}): {named}. A margin '
+    'over such a model is a margin over a constant answer.'
+  )
+
+
 def media_conclusion(
   summary: Sequence[Mapping[str, Any]],
   encoder: str,
@@ -192,51 +251,11 @@ def media_conclusion(
     if f['finetune_beats_scratch'] and not f['beyond_spread']
   ]
   behind = [f['labelled'] for f in found if not f['finetune_beats_scratch']]
-  if len(clear) == len(sizes):
-    lead = (
-      f'Transfer pays off at every size measured: fine-tuned {encoder} '
-      'beats training from scratch beyond the spread over repeats at '
-      f'{_sizes_text(sizes)} labels.'
-    )
-  else:
-    single = all(f['repeats'] < 2 for f in found)
-    parts = []
-    if clear:
-      parts.append(f'pays off clearly at {_sizes_text(clear)} labels')
-    if ahead:
-      parts.append(
-        'is ahead (one repeat: no spread to judge by)'
-        if single
-        else 'is ahead, but not beyond the spread,'
-      )
-      parts[-1] += f' at {_sizes_text(ahead)} labels'
-    if behind:
-      parts.append(f'does not pay off at {_sizes_text(behind)} labels')
-    joined = (
-      ', '.join(parts[:-1]) + ' and ' + parts[-1]
-      if len(parts) > 1
-      else parts[0]
-    )
-    lead = f'Transfer from {encoder} {joined}.'
+  lead = _media_lead(found, sizes, encoder, (clear, ahead, behind))
   text = ' '.join([lead] + [_size_sentence(f, encoder) for f in found])
   noise = (constant * (1 - constant) / test_rows) ** 0.5
   useless = [r for r in summary if r['accuracy_mean'] <= constant + noise]
-  caveat = None
-  if useless:
-    by_size: Dict[int, List[str]] = {}
-    for r in useless:
-      by_size.setdefault(r['labelled'], []).append(
-        f'{r["method"]} ({r["accuracy_mean"]:.3f})'
-      )
-    named = '; '.join(
-      f'at {n} labels {", ".join(m)}' for n, m in by_size.items()
-    )
-    caveat = (
-      f"No better than always answering the test set's most "
-      f'frequent class ({constant:.3f}, give or take its standard '
-      f'error on {test_rows} rows, {noise:.3f}): {named}. A margin '
-      'over such a model is a margin over a constant answer.'
-    )
+  caveat = _constant_caveat(useless, constant, noise, test_rows)
   return {
     'by_size': found,
     'clear_at': clear,

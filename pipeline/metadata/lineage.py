@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 import subprocess
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
@@ -760,6 +760,36 @@ def _trained_with(record: results.RunRecord) -> Dict[str, Any]:
   return _hyperparameters(tuned[0].uri).get('values', {}) if tuned else {}
 
 
+def _hyperparameter_changes(
+  a: Mapping[str, Any], b: Mapping[str, Any]
+) -> Dict[str, Dict[str, Any]]:
+  """Each hyperparameter whose value differs between two runs (`a`, `b`:
+  their hyperparameters; one a run lacks is None there), by name."""
+  return {
+    k: {'a': a.get(k), 'b': b.get(k)}
+    for k in sorted(set(a) | set(b))
+    if a.get(k) != b.get(k)
+  }
+
+
+def _metric_changes(
+  a: Mapping[str, Any], b: Mapping[str, Any]
+) -> Dict[str, Dict[str, Any]]:
+  """Each metric whose value differs between two runs (`a`, `b`: their
+  metrics), by name, with b's change from a (`delta`; None where a run
+  lacks the metric)."""
+  metrics = {}
+  for k in sorted(set(a) | set(b)):
+    va, vb = a.get(k), b.get(k)
+    if va != vb:
+      metrics[k] = {
+        'a': va,
+        'b': vb,
+        'delta': round(vb - va, 6) if None not in (va, vb) else None,
+      }
+  return metrics
+
+
 def diff(store: mlmd.MetadataStore, run_a: str, run_b: str) -> Dict[str, Any]:
   """What differs between two runs: data fingerprint, schema, hyperparameters,
   module code version, training settings, every key of the configuration
@@ -770,12 +800,7 @@ def diff(store: mlmd.MetadataStore, run_a: str, run_b: str) -> Dict[str, Any]:
   for key in ('data_fingerprint', 'schema', 'code_version', 'training'):
     if a[key] != b[key]:
       changes[key] = {'a': a[key], 'b': b[key]}
-  hp_keys = sorted(set(a['hyperparameters']) | set(b['hyperparameters']))
-  hp = {
-    k: {'a': a['hyperparameters'].get(k), 'b': b['hyperparameters'].get(k)}
-    for k in hp_keys
-    if a['hyperparameters'].get(k) != b['hyperparameters'].get(k)
-  }
+  hp = _hyperparameter_changes(a['hyperparameters'], b['hyperparameters'])
   if hp:
     changes['hyperparameters'] = hp
   both = set(a['components']) & set(b['components'])
@@ -788,15 +813,7 @@ def diff(store: mlmd.MetadataStore, run_a: str, run_b: str) -> Dict[str, Any]:
   }
   if only['a'] or only['b']:
     changes['components'] = only
-  metrics = {}
-  for k in sorted(set(a['metrics']) | set(b['metrics'])):
-    va, vb = a['metrics'].get(k), b['metrics'].get(k)
-    if va != vb:
-      metrics[k] = {
-        'a': va,
-        'b': vb,
-        'delta': round(vb - va, 6) if None not in (va, vb) else None,
-      }
+  metrics = _metric_changes(a['metrics'], b['metrics'])
   if metrics:
     changes['metrics'] = metrics
   return {

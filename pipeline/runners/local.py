@@ -229,6 +229,55 @@ class SummaryNotWritten(PipelineError):
   """The run ended, and its summary could not be written. One line."""
 
 
+def _prepare(checked: preflight.Preflight, progress: Progress) -> Optional[str]:
+  """Says what the run will read and makes the SQLite store's folder;
+  returns the base model's location (preflight.locate_base_model), or
+  None when the spec has none."""
+  spec = checked.spec
+  progress(f'pipeline {spec.name}: {checked.rows} rows in {spec.data.path}')
+  base_model = preflight.locate_base_model(spec)
+  if base_model:
+    what = 'pretrained encoder' if spec.model.pretrained() else 'base model'
+    progress(f'{what}: {base_model}')
+  if metadata_lib.kind(spec.runner.metadata) == 'sqlite':
+    os.makedirs(os.path.dirname(spec.runner.metadata), exist_ok=True)
+  return base_model
+
+
+def _summarized(
+  spec: PipelineSpec,
+  store,
+  run_id: str,
+  failure: Optional[Dict[str, str]],
+  summary_json: Optional[str],
+  started: float,
+) -> RunSummary:
+  """The finished run's summary, written to `summary_json` (by default
+  <pipeline_root>/summaries/<run id>.json) with its HTML report beside it;
+  what could not be written, the summary says (`summary_error`,
+  `report_error`)."""
+  path = summary_json or os.path.join(
+    spec.runner.pipeline_root, 'summaries', run_id.replace(':', '-') + '.json'
+  )
+  report, report_error = _write_report(
+    store, run_id, os.path.splitext(path)[0] + '.html'
+  )
+  summary = _summary(
+    spec,
+    results.RunRecord(store, spec.name, run_id),
+    failure,
+    path,
+    (report, report_error),
+    started,
+  )
+  error = _write_summary(summary, path)
+  if error:
+    return summary.model_copy(
+      update={'summary_error': error, 'summary_json': None}
+    )
+  return summary.model_copy(update={'summary_error': None})
+
+
 def run_checked(
   checked: preflight.Preflight,
   progress: Progress = print,
@@ -262,13 +311,7 @@ def run_checked(
   """
   started = time.monotonic() if started is None else started
   spec = checked.spec
-  progress(f'pipeline {spec.name}: {checked.rows} rows in {spec.data.path}')
-  base_model = preflight.locate_base_model(spec)
-  if base_model:
-    what = 'pretrained encoder' if spec.model.pretrained() else 'base model'
-    progress(f'{what}: {base_model}')
-  if metadata_lib.kind(spec.runner.metadata) == 'sqlite':
-    os.makedirs(os.path.dirname(spec.runner.metadata), exist_ok=True)
+  base_model = _prepare(checked, progress)
   env = local_environment(spec, base_model, checked.column_kinds)
   tfx_pipeline = create_pipeline(spec, env)
   run_id = new_run_id()
@@ -283,26 +326,7 @@ def run_checked(
       if failure
       else ['succeeded', None]
     )
-  path = summary_json or os.path.join(
-    spec.runner.pipeline_root, 'summaries', run_id.replace(':', '-') + '.json'
-  )
-  report, report_error = _write_report(
-    store, run_id, os.path.splitext(path)[0] + '.html'
-  )
-  summary = _summary(
-    spec,
-    results.RunRecord(store, spec.name, run_id),
-    failure,
-    path,
-    (report, report_error),
-    started,
-  )
-  error = _write_summary(summary, path)
-  if error:
-    return summary.model_copy(
-      update={'summary_error': error, 'summary_json': None}
-    )
-  return summary.model_copy(update={'summary_error': None})
+  return _summarized(spec, store, run_id, failure, summary_json, started)
 
 
 def _summary(
