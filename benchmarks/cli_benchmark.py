@@ -63,6 +63,56 @@ def _empty_store(directory):
   return config.sqlite.filename_uri
 
 
+def _commands(store):
+  """The timed commands, each as an argv run in a fresh process."""
+  py = sys.executable
+  return {
+    'import tensorflow': [py, '-c', 'import tensorflow'],
+    'validate': [py, '-m', 'pipeline', 'validate'],
+    'lineage runs': [
+      py,
+      '-m',
+      'pipeline',
+      'lineage',
+      'runs',
+      '--store',
+      store,
+    ],
+    '--help': [py, '-m', 'pipeline', '--help'],
+  }
+
+
+def _markdown(report, ratios, repeats):
+  """cli.md: the timings as a table and whether validate met the target."""
+  timings = report['timings']
+  lines = [
+    '# Command start-up: commands that need no TensorFlow',
+    '',
+    f'{report["date"]}, {report["machine"]["cpus"]} CPUs '
+    f'({report["machine"]["cpu"]}), Python {report["machine"]["python"]}. '
+    f'Each command in a fresh process, median of {repeats} runs after '
+    f'one warm-up; `lineage runs` on the {report["lineage_store"]} store.',
+    '',
+    '| command | median | min | max | / import tensorflow |',
+    '| --- | --- | --- | --- | --- |',
+  ]
+  for name, t in timings.items():
+    ratio = ratios.get(name)
+    lines.append(
+      f'| `{name}` | {t["median_s"]:.3f} s | {t["min_s"]:.3f} s | '
+      f'{t["max_s"]:.3f} s | '
+      f'{"1" if ratio is None else f"{ratio:.2f}"} |'
+    )
+  lines += [
+    '',
+    f'Target: `validate` at most {TARGET_RATIO:.2f} x the import: '
+    f'{"met" if report["target"]["met"] else "NOT met"} '
+    f'({ratios["validate"]:.2f}).',
+    '',
+  ]
+  return '\n'.join(lines)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--store', help='ML Metadata store for `lineage runs`')
@@ -71,7 +121,6 @@ def main():
     '--output', default=os.path.join(REPO, 'benchmarks', 'results', 'cli')
   )
   args = parser.parse_args()
-  py = sys.executable
   with tempfile.TemporaryDirectory() as scratch:
     store = args.store or (
       DEFAULT_STORE if os.path.isfile(DEFAULT_STORE) else _empty_store(scratch)
@@ -79,22 +128,8 @@ def main():
     store_kind = (
       'empty' if store.startswith(scratch) else os.path.relpath(store, REPO)
     )
-    commands = {
-      'import tensorflow': [py, '-c', 'import tensorflow'],
-      'validate': [py, '-m', 'pipeline', 'validate'],
-      'lineage runs': [
-        py,
-        '-m',
-        'pipeline',
-        'lineage',
-        'runs',
-        '--store',
-        store,
-      ],
-      '--help': [py, '-m', 'pipeline', '--help'],
-    }
     timings = {}
-    for name, argv in commands.items():
+    for name, argv in _commands(store).items():
       timings[name] = _time(argv, args.repeats)
       print(f'{name:<18} {timings[name]["median_s"]:.3f} s', flush=True)
   floor = timings['import tensorflow']['median_s']
@@ -116,33 +151,8 @@ def main():
   }
   with open(args.output + '.json', 'w') as f:
     json.dump(report, f, indent=2)
-  lines = [
-    '# Command start-up: commands that need no TensorFlow',
-    '',
-    f'{report["date"]}, {report["machine"]["cpus"]} CPUs '
-    f'({report["machine"]["cpu"]}), Python {report["machine"]["python"]}. '
-    f'Each command in a fresh process, median of {args.repeats} runs after '
-    f'one warm-up; `lineage runs` on the {store_kind} store.',
-    '',
-    '| command | median | min | max | / import tensorflow |',
-    '| --- | --- | --- | --- | --- |',
-  ]
-  for name, t in timings.items():
-    ratio = ratios.get(name)
-    lines.append(
-      f'| `{name}` | {t["median_s"]:.3f} s | {t["min_s"]:.3f} s | '
-      f'{t["max_s"]:.3f} s | '
-      f'{"1" if ratio is None else f"{ratio:.2f}"} |'
-    )
-  lines += [
-    '',
-    f'Target: `validate` at most {TARGET_RATIO:.2f} x the import: '
-    f'{"met" if report["target"]["met"] else "NOT met"} '
-    f'({ratios["validate"]:.2f}).',
-    '',
-  ]
   with open(args.output + '.md', 'w') as f:
-    f.write('\n'.join(lines))
+    f.write(_markdown(report, ratios, args.repeats))
   print(f'wrote {args.output}.json and .md')
 
 

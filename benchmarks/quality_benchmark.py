@@ -140,6 +140,27 @@ def _chosen_builder(pipeline_root: str) -> Optional[str]:
   return values.get('builder')
 
 
+def _run_command(spec: str, builder: str, workdir: str) -> List[str]:
+  """The `python -m pipeline run` argv of one cold run into `workdir`."""
+  return [
+    sys.executable,
+    '-m',
+    'pipeline',
+    'run',
+    spec,
+    '--summary-json',
+    os.path.join(workdir, 'summary.json'),
+    '--set',
+    f'model.builder={BUILDERS[builder]}',
+    '--set',
+    f'runner.pipeline_root={workdir}/root',
+    '--set',
+    f'runner.metadata={workdir}/metadata.sqlite',
+    '--set',
+    f'push.destination={workdir}/serving',
+  ]
+
+
 def run_pipeline(
   spec: str, builder: str, workdir: str, timeout: float
 ) -> Dict[str, Any]:
@@ -150,24 +171,7 @@ def run_pipeline(
     metrics, blessing and search, or the failure's one line.
   """
   os.makedirs(workdir, exist_ok=True)
-  summary_path = os.path.join(workdir, 'summary.json')
-  args = [
-    sys.executable,
-    '-m',
-    'pipeline',
-    'run',
-    spec,
-    '--summary-json',
-    summary_path,
-    '--set',
-    f'model.builder={BUILDERS[builder]}',
-    '--set',
-    f'runner.pipeline_root={workdir}/root',
-    '--set',
-    f'runner.metadata={workdir}/metadata.sqlite',
-    '--set',
-    f'push.destination={workdir}/serving',
-  ]
+  args = _run_command(spec, builder, workdir)
   env = dict(os.environ, TF_USE_LEGACY_KERAS='1')
   started = time.monotonic()
   try:
@@ -187,7 +191,15 @@ def run_pipeline(
       'wall_seconds': round(time.monotonic() - started, 1),
       'failure': f'timed out after {timeout:.0f} s',
     }
-  wall = time.monotonic() - started
+  return _run_result(proc, workdir, time.monotonic() - started)
+
+
+def _run_result(
+  proc: subprocess.CompletedProcess, workdir: str, wall: float
+) -> Dict[str, Any]:
+  """`run_pipeline`'s result for a run that ended in `wall` seconds, read
+  from the summary it wrote in `workdir` (if any) and its exit."""
+  summary_path = os.path.join(workdir, 'summary.json')
   summary = None
   if os.path.exists(summary_path):
     with open(summary_path) as f:
@@ -622,7 +634,8 @@ def markdown(result: Dict[str, Any]) -> str:
   return '\n'.join(lines) + '\n'
 
 
-def main():
+def _parse_args() -> Tuple[argparse.Namespace, List[str], List[str]]:
+  """The command line, and the data sets and builders it names (checked)."""
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument(
     '--datasets',
@@ -654,14 +667,17 @@ def main():
   )
   if unknown:
     parser.error(f'unknown: {", ".join(unknown)}')
+  return args, datasets, builders
 
+
+def main():
+  args, datasets, builders = _parse_args()
   os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   workdir = args.workdir or tempfile.mkdtemp(prefix='quality-bench-')
   started = datetime.datetime.now().isoformat(timespec='seconds')
-  code = (
-    machine.code_version()
-  )  # before the runs: the tree may change under them
+  # Before the runs: the tree may change under them.
+  code = machine.code_version()
   try:
     rows = {
       name: benchmark(name, builders, workdir, args.timeout)

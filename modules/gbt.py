@@ -179,6 +179,24 @@ def _model_class() -> type:
   return GbtModel
 
 
+# The GradientBoostedTreesModel arguments `build_gbt` passes for every model.
+_FIXED_MODEL_ARGS = dict(
+  exclude_non_specified_features=True,
+  verbose=0,
+  # The project's train split comes shuffled (with a seed) in small
+  # batches, which TF-DF's dataset check refuses; the trees read every
+  # row before growing, so neither changes them.
+  check_dataset=False,
+  # Each fit grows a new forest, never one resumed from a previous fit.
+  try_resume_training=False,
+  # TF-DF passes these GOSS and SelGB settings to Yggdrasil even when
+  # that sampling is off, which then warns on every training.
+  goss_alpha=None,
+  goss_beta=None,
+  selective_gradient_boosting_ratio=None,
+)
+
+
 def build_gbt(
   inputs: FeatureInputs,
   hparams: Mapping[str, Any],
@@ -225,20 +243,8 @@ def build_gbt(
     ),
     loss=(REGRESSION_LOSSES[loss or 'mse'] if regression else 'DEFAULT'),
     features=_feature_usages(tfdf, inputs),
-    exclude_non_specified_features=True,
     random_seed=int(seed),
-    verbose=0,
-    # The project's train split comes shuffled (with a seed) in small
-    # batches, which TF-DF's dataset check refuses; the trees read every
-    # row before growing, so neither changes them.
-    check_dataset=False,
-    # Each fit grows a new forest, never one resumed from a previous fit.
-    try_resume_training=False,
-    # TF-DF passes these GOSS and SelGB settings to Yggdrasil even when
-    # that sampling is off, which then warns on every training.
-    goss_alpha=None,
-    goss_beta=None,
-    selective_gradient_boosting_ratio=None,
+    **_FIXED_MODEL_ARGS,
     **{name: _typed(name, hparams[name]) for name in GbtSpace.model_fields},
   )
 

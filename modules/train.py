@@ -120,6 +120,21 @@ def serving_signatures(
   model.tft_layer = transform_output.transform_features_layer()
   full_spec = transform_output.raw_feature_spec()
   raw_spec = {k: full_spec[k] for k in training_data.features.keys}
+  predict = _predictor(model, training_data, decision_threshold)
+  return {
+    'serving_default': _serve_examples(predict, raw_spec),
+    RAW_SIGNATURE: _serve_raw(predict, raw_spec),
+    TRANSFORM_FEATURES_SIGNATURE: _transform_features(model, full_spec),
+  }
+
+
+def _predictor(
+  model: keras.Model,
+  training_data: data_lib.TrainingData,
+  decision_threshold: float,
+) -> Callable[[Dict[str, Any]], Dict[str, tf.Tensor]]:
+  """Raw features (as tf.io.parse_example gives them) to what the task
+  serves, through the model's Transform layer (`serving_signatures`)."""
   input_names = list(model.input_names)
   task = training_data.task
   names = training_data.class_names() if task.classifies else None
@@ -132,8 +147,20 @@ def serving_signatures(
     output = model({k: transformed[k] for k in input_names})
     return task.serving_outputs(output, names, decision_threshold, label_scale)
 
-  # AutoGraph off: these functions branch on Python values only, and
-  # converting the Transform layer's code costs seconds per export.
+  return predict
+
+
+# AutoGraph off in the signatures: they branch on Python values only, and
+# converting the Transform layer's code costs seconds per export.
+
+
+def _serve_examples(
+  predict: Callable[[Dict[str, Any]], Dict[str, tf.Tensor]],
+  raw_spec: Mapping[str, Any],
+) -> tf.types.experimental.ConcreteFunction:
+  """serving_default (`serving_signatures`): serialized tf.Examples, parsed
+  with the raw features' spec, then `predict`."""
+
   @tf.function(
     autograph=False,
     input_signature=[
@@ -142,6 +169,15 @@ def serving_signatures(
   )
   def serve_tf_examples(serialized):
     return predict(tf.io.parse_example(serialized, raw_spec))
+
+  return serve_tf_examples.get_concrete_function()
+
+
+def _transform_features(
+  model: keras.Model, full_spec: Mapping[str, Any]
+) -> tf.types.experimental.ConcreteFunction:
+  """transform_features (`serving_signatures`): serialized tf.Examples with
+  the label, through the model's Transform layer."""
 
   @tf.function(
     autograph=False,
@@ -152,11 +188,7 @@ def serving_signatures(
   def transform_features(serialized):
     return model.tft_layer(tf.io.parse_example(serialized, full_spec))
 
-  return {
-    'serving_default': serve_tf_examples.get_concrete_function(),
-    RAW_SIGNATURE: _serve_raw(predict, raw_spec),
-    TRANSFORM_FEATURES_SIGNATURE: transform_features.get_concrete_function(),
-  }
+  return transform_features.get_concrete_function()
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -264,24 +296,7 @@ def run_fn(fn_args: FnArgs) -> None:
   hparams = search_space.resolve(fn_args.hyperparameters, config)
   with distribute.strategy_for([hparams['builder']]).scope():
     model = training_data.new_model(hparams)
-  callbacks = [
-    keras.callbacks.TensorBoard(
-      log_dir=fn_args.model_run_dir, update_freq='epoch'
-    )
-  ]
-  callbacks += model_lib.early_stopping(
-    config.training.early_stopping, restore_best_weights=True
-  )
-  callbacks.append(
-    EpochProgress(
-      config.training.epochs,
-      (
-        config.training.early_stopping.monitor
-        if config.training.early_stopping
-        else 'val_loss'
-      ),
-    )
-  )
+  callbacks = _callbacks(fn_args.model_run_dir, config)
   history = model.fit(
     training_data.train(hparams['batch_size'], seed),
     validation_data=training_data.eval(hparams['batch_size']),
@@ -297,15 +312,13 @@ def run_fn(fn_args: FnArgs) -> None:
     schedule = model.schedule(config.training.epochs)
     model = model.export_model()
   record = training_record(history, config, callbacks, schedule)
-  with tf.io.gfile.GFile(
-    os.path.join(fn_args.model_run_dir, HISTORY_FILE), 'w'
-  ) as f:
-    json.dump(record, f, indent=1)
+  _write_json(fn_args.model_run_dir, HISTORY_FILE, record, indent=1)
   if training_data.task.reports_predictions:
-    with tf.io.gfile.GFile(
-      os.path.join(fn_args.model_run_dir, PREDICTIONS_FILE), 'w'
-    ) as f:
-      json.dump(eval_predictions(model, training_data), f)
+    _write_json(
+      fn_args.model_run_dir,
+      PREDICTIONS_FILE,
+      eval_predictions(model, training_data),
+    )
   model.save(
     fn_args.serving_model_dir,
     save_format='tf',
@@ -313,7 +326,37 @@ def run_fn(fn_args: FnArgs) -> None:
       model, training_data, config.evaluation.decision_threshold
     ),
   )
-  with tf.io.gfile.GFile(
-    os.path.join(fn_args.model_run_dir, HPARAMS_FILE), 'w'
-  ) as f:
-    json.dump(hparams, f, indent=2, sort_keys=True)
+  _write_json(
+    fn_args.model_run_dir, HPARAMS_FILE, hparams, indent=2, sort_keys=True
+  )
+
+
+def _callbacks(
+  model_run_dir: str, config: TrainerConfig
+) -> List[keras.callbacks.Callback]:
+  """run_fn's callbacks: TensorBoard logs in `model_run_dir`, early
+  stopping (restoring the best epoch's weights) where configured, and each
+  epoch's progress on the metric early stopping watches (else val_loss)."""
+  callbacks = [
+    keras.callbacks.TensorBoard(log_dir=model_run_dir, update_freq='epoch')
+  ]
+  callbacks += model_lib.early_stopping(
+    config.training.early_stopping, restore_best_weights=True
+  )
+  callbacks.append(
+    EpochProgress(
+      config.training.epochs,
+      (
+        config.training.early_stopping.monitor
+        if config.training.early_stopping
+        else 'val_loss'
+      ),
+    )
+  )
+  return callbacks
+
+
+def _write_json(directory: str, name: str, value: Any, **dump_args) -> None:
+  """Writes `value` as JSON to `directory`/`name` (any tf.io.gfile path)."""
+  with tf.io.gfile.GFile(os.path.join(directory, name), 'w') as f:
+    json.dump(value, f, **dump_args)

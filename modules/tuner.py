@@ -13,7 +13,7 @@ change, rather than hand the Trainer noise.
 import gc
 import logging
 import zlib
-from typing import Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 import keras_tuner
 import tf_keras as keras
@@ -272,6 +272,22 @@ def make_tuner(
     distribution_strategy=strategy,
   )
   max_trials = plan.max_trials if plan else settings.max_trials
+  tuner = _new_tuner(algorithm, settings, hypermodel, max_trials, common)
+  tuner.chance = chance
+  tuner.search_seed = settings.seed
+  tuner.search_plan = plan
+  return tuner
+
+
+def _new_tuner(
+  algorithm: str,
+  settings: TunerSpec,
+  hypermodel: keras_tuner.HyperModel,
+  max_trials: int,
+  common: Dict[str, Any],
+) -> keras_tuner.Tuner:
+  """`make_tuner`'s guarded Keras Tuner of `algorithm`, built with the
+  arguments every algorithm takes (`common`) and `max_trials` set."""
   if algorithm == 'hyperband':
     tuner = _guarded(keras_tuner.Hyperband)(
       hypermodel,
@@ -281,27 +297,23 @@ def make_tuner(
       **common,
     )
     tuner.oracle.max_trials = max_trials
-  elif algorithm == 'random':
-    tuner = _guarded(keras_tuner.RandomSearch)(
+    return tuner
+  if algorithm == 'random':
+    return _guarded(keras_tuner.RandomSearch)(
       hypermodel, max_trials=max_trials, **common
     )
-  elif algorithm == 'bayesian':
-    tuner = _guarded(keras_tuner.BayesianOptimization)(
+  if algorithm == 'bayesian':
+    return _guarded(keras_tuner.BayesianOptimization)(
       hypermodel, max_trials=max_trials, **common
     )
-  elif algorithm == 'grid':
-    tuner = _guarded(keras_tuner.GridSearch)(
+  if algorithm == 'grid':
+    return _guarded(keras_tuner.GridSearch)(
       hypermodel, max_trials=max_trials, **common
     )
-  else:
-    raise ValueError(
-      f'unknown tuner algorithm {algorithm!r}; allowed: '
-      'hyperband, random, bayesian, grid'
-    )
-  tuner.chance = chance
-  tuner.search_seed = settings.seed
-  tuner.search_plan = plan
-  return tuner
+  raise ValueError(
+    f'unknown tuner algorithm {algorithm!r}; allowed: '
+    'hyperband, random, bayesian, grid'
+  )
 
 
 def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
