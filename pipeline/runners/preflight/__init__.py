@@ -27,7 +27,7 @@ checked against the spec), `scan` (one pass over the rows), `columns` (the
 columns against the spec, their kinds, id-like features), `labels` (the
 task and classes the label implies), `places` (the paths, the store and the
 engine), `models` (a base model or a pretrained encoder), `run` (all of
-them in order); `common` holds the error they share.
+them in order); `common` holds what they share (the error, file access).
 """
 
 from pipeline.runners.preflight.columns import ID_LIKE_SHARE
