@@ -1,5 +1,5 @@
 """How the project reads a CSV file: one set of rules for the pre-flight
-checks (pipeline/runners/preflight.py) and for the ExampleGen that turns the
+checks (pipeline/runners/preflight/) and for the ExampleGen that turns the
 rows into tf.Examples (components/csv_example_gen.py), so that what
 `validate` accepts is what the pipeline reads.
 

@@ -23,7 +23,7 @@ augmented there in training only, before its encoder.
 
 `locate(...)` and `load(...)` raise EncoderError, one line naming the
 column, the source and what to do: the runner calls them before anything
-runs (pipeline/runners/preflight.py).
+runs (pipeline/runners/preflight/models.py).
 """
 
 import dataclasses

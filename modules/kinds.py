@@ -5,7 +5,7 @@ A kind is one of the `features` lists of the spec (`numeric`,
 `categorical`, `date`, `text`, `image`). Each declares:
 - `recognise(facts)`: whether a column the spec does not list is of this
   kind, from what the pre-flight scan saw of it (`ColumnFacts`; no
-  TensorFlow: pipeline/runners/preflight.py asks);
+  TensorFlow: pipeline/runners/preflight/ asks);
 - `schema_types`: the schema feature types it accepts;
 - its tf.Transform graph, `modules/preprocessing.py`'s KIND_TRANSFORMS
   entry of its name (run over the train split, and again inside the
