@@ -7,7 +7,7 @@ at all.
 
 import json
 import os
-from typing import IO, Any, List, Mapping
+from typing import IO, Any, Callable, List, Mapping
 
 from pipeline.experiments.common import CompareError, is_scratch
 from pipeline.paths import atomic_file, write_text
@@ -20,38 +20,38 @@ def _cell(row: Mapping[str, Any]) -> str:
   return text
 
 
+def _table(
+  heading: List[str],
+  settings: Mapping[str, Any],
+  cell: Callable[[Mapping[str, Any]], str],
+  by_key: Mapping[Any, Mapping[str, Any]],
+) -> List[str]:
+  """A table of one cell per labelled-set size (rows) and method (columns)."""
+  methods = settings['methods']
+  lines = [
+    *heading,
+    '| labelled | ' + ' | '.join(methods) + ' |',
+    '|---:|' + '---:|' * len(methods),
+  ]
+  for size in settings['sizes']:
+    cells = ' | '.join(cell(by_key[(m, size)]) for m in methods)
+    lines.append(f'| {size} | {cells} |')
+  return lines
+
+
 def _tables(report: Mapping[str, Any]) -> List[str]:
   settings = report['settings']
-  methods = settings['methods']
   by_key = {(r['method'], r['labelled']): r for r in report['summary']}
-  lines = [
+  accuracy = [
     '## Test accuracy',
     '',
     'Mean ± population std, (min-max) over the repeats.',
     '',
-    '| labelled | ' + ' | '.join(methods) + ' |',
-    '|---:|' + '---:|' * len(methods),
   ]
-  for size in settings['sizes']:
-    lines.append(
-      f'| {size} | '
-      + ' | '.join(_cell(by_key[(m, size)]) for m in methods)
-      + ' |'
-    )
-  lines += [
-    '',
-    '## Training seconds (mean)',
-    '',
-    '| labelled | ' + ' | '.join(methods) + ' |',
-    '|---:|' + '---:|' * len(methods),
-  ]
-  for size in settings['sizes']:
-    lines.append(
-      f'| {size} | '
-      + ' | '.join(f'{by_key[(m, size)]["seconds_mean"]:.1f}' for m in methods)
-      + ' |'
-    )
-  return lines
+  seconds = ['', '## Training seconds (mean)', '']
+  return _table(accuracy, settings, _cell, by_key) + _table(
+    seconds, settings, lambda row: f'{row["seconds_mean"]:.1f}', by_key
+  )
 
 
 def _numeric_setup(settings: Mapping[str, Any]) -> List[str]:
