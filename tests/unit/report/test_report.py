@@ -292,10 +292,18 @@ def test_the_trials_chart_and_line_number_trials_as_the_table_does():
 
 def test_the_dashboard_diff_shows_every_kind_of_change():
   """What `lineage diff` finds, the diff page shows: a recorded config key
-  with its components beside hyperparameters, metrics and whole values."""
+  with its components beside hyperparameters, metrics and whole values.
+  The typed diff reads back from its JSON, and gives it back with the
+  changes in their order."""
+  from pipeline.metadata import lineage  # pylint: disable=g-import-not-at-top
+  from pipeline.metadata.records import (  # pylint: disable=g-import-not-at-top
+    DIFF_RECORDS,
+    RunDiff,
+  )
+  from pipeline.metadata.summary import undescribed  # pylint: disable=g-import-not-at-top
   from pipeline.report import dashboard  # pylint: disable=g-import-not-at-top
 
-  result = {
+  data = {
     'run_a': 'A',
     'run_b': 'B',
     'unchanged': ['schema'],
@@ -313,8 +321,33 @@ def test_the_dashboard_diff_shows_every_kind_of_change():
       'metrics': {'auc': {'a': 0.99, 'b': 0.98, 'delta': -0.01}},
       'components': {'a': ['Tuner'], 'b': []},
       'training': {'a': {'epochs': 40}, 'b': {'epochs': 2}},
+      'schema': {'a': 'ab12', 'b': None},
     },
   }
+  result = RunDiff.model_validate(data)
+  assert result.to_json() == data
+  assert list(result.to_json()['changes']) == [
+    'schema',
+    'training',
+    'hyperparameters',
+    'config',
+    'components',
+    'metrics',
+  ]
+  assert undescribed(list(DIFF_RECORDS)) == []
+  assert lineage.render_diff(result) == [
+    'A -> B',
+    'schema: ab12 -> None',
+    'hyperparameters:',
+    '  units: 32 -> 64',
+    'config (what each component was given):',
+    '  features.exclude (Transform, Trainer): added "mean_radius"',
+    'components only in the first run: Tuner',
+    'metrics:',
+    '  auc: 0.99 -> 0.98 (-0.01)',
+    'unchanged: schema',
+    'reused from the cache in the second run: CsvExampleGen',
+  ]
   page = dashboard.diff_view('store', result)
   assert 'config: features.exclude' in page
   assert 'mean_radius' in page and 'Transform, Trainer' in page
