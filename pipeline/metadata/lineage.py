@@ -750,7 +750,7 @@ def _config_changes(
   a: Dict[str, Dict[str, Any]], b: Dict[str, Dict[str, Any]], both: Set[str]
 ) -> Dict[str, ConfigChange]:
   """Each key a component of both runs (`both`) recorded with another
-  value: {key: {a, b, components}}, None where a run did not record it.
+  value, by key: a ConfigChange, None where a run did not record it.
   A component in one run only is said once, not key by key."""
   changes = {}
   for key in sorted(set(a) | set(b)):
@@ -839,8 +839,6 @@ def _changes(a: _RunFacts, b: _RunFacts) -> Changes:
   )
   changed['components'] = only if only.a or only.b else None
   changed['metrics'] = _metric_changes(a.metrics, b.metrics)
-  if 'schema' in changed:
-    changed['schema_'] = changed.pop('schema')
   return Changes(**{k: v for k, v in changed.items() if v})
 
 
