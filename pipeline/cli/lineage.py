@@ -125,7 +125,7 @@ def cmd_lineage_diff(args) -> int:
 
   result = lineage.diff(open_store(args), args.run_a, args.run_b)
   if args.json:
-    print(json.dumps(result, indent=2, default=str))
+    print(json.dumps(result.to_json(), indent=2, default=str))
   else:
     print('\n'.join(lineage.render_diff(result)))
   return 0

@@ -22,6 +22,15 @@ from ml_metadata.proto import metadata_store_pb2
 from pipeline.errors import PipelineError, whole
 from pipeline.metadata import results
 from pipeline.metadata import store as metadata_lib
+from pipeline.metadata.records import (
+  Changes,
+  ComponentsOnlyIn,
+  ComponentStates,
+  ConfigChange,
+  MetricChange,
+  RunDiff,
+  ValueChange,
+)
 from pipeline.metadata.results import PUSH_RECORDED_BY, custom_property
 from pipeline.metadata.summary import PushedVersion, RunListing
 from pipeline.paths import atomic_file
@@ -600,44 +609,57 @@ def write_graph(tree: Node, output: str) -> str:
   return output
 
 
-def _run_facts(store: mlmd.MetadataStore, run_id: str) -> Dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class _RunFacts:
   """What a run consumed and produced, for diffing two runs."""
+
+  components: Dict[str, str]  # each component (not resolvers) -> its state
+  data_fingerprint: Optional[str]
+  schema: Optional[str]  # the imported schema's sha256, 16 hex digits
+  hyperparameters: Dict[str, Any]
+  code_version: Any
+  training: Any
+  config: Dict[str, Dict[str, Any]]  # _recorded_config
+  metrics: Dict[str, float]
+
+
+def _schema_hash(record: results.RunRecord) -> Optional[str]:
+  schemas = record.artifacts('ImportSchemaGen', 'schema')
+  path = os.path.join(schemas[0].uri, 'schema.pbtxt') if schemas else ''
+  if not os.path.isfile(path):
+    return None
+  with open(path, 'rb') as f:
+    return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
+def _run_facts(store: mlmd.MetadataStore, run_id: str) -> _RunFacts:
   record = run_record(store, run_id)
   if record is None:
     raise LineageError(
       f'{run_id}: no such run in the store (see `lineage runs`)'
     )
-  facts: Dict[str, Any] = {
-    'components': {
-      c.id: c.state for c in record.components() if not c.is_resolver
-    }
-  }
   examples = record.examples()
-  facts['data_fingerprint'] = (
-    custom_property(examples[0], 'input_fingerprint') if examples else None
-  )
-  schemas = record.artifacts('ImportSchemaGen', 'schema')
-  facts['schema'] = None
-  if schemas:
-    path = os.path.join(schemas[0].uri, 'schema.pbtxt')
-    if os.path.isfile(path):
-      with open(path, 'rb') as f:
-        facts['schema'] = hashlib.sha256(f.read()).hexdigest()[:16]
-  facts['hyperparameters'] = _trained_with(record)
   trainer = record.execution('Trainer')
   config = (
     json.loads(custom_property(trainer, 'custom_config') or '{}')
     if trainer
     else {}
   )
-  facts['code_version'] = config.get('code_version')
-  facts['training'] = config.get('training')
-  facts['config'] = _recorded_config(record)
   evaluations = record.artifacts('Evaluator', 'evaluation')
-  facts['metrics'] = (
-    results.metric_values(evaluations[0].uri) if evaluations else {}
+  return _RunFacts(
+    components={
+      c.id: c.state for c in record.components() if not c.is_resolver
+    },
+    data_fingerprint=(
+      custom_property(examples[0], 'input_fingerprint') if examples else None
+    ),
+    schema=_schema_hash(record),
+    hyperparameters=_trained_with(record),
+    code_version=config.get('code_version'),
+    training=config.get('training'),
+    config=_recorded_config(record),
+    metrics=(results.metric_values(evaluations[0].uri) if evaluations else {}),
   )
-  return facts
 
 
 # What each component was given, as its execution recorded it: the spec's
@@ -726,9 +748,9 @@ def _recorded_config(record: results.RunRecord) -> Dict[str, Dict[str, Any]]:
 
 def _config_changes(
   a: Dict[str, Dict[str, Any]], b: Dict[str, Dict[str, Any]], both: Set[str]
-) -> Dict[str, Any]:
+) -> Dict[str, ConfigChange]:
   """Each key a component of both runs (`both`) recorded with another
-  value: {key: {a, b, components}}, None where a run did not record it.
+  value, by key: a ConfigChange, None where a run did not record it.
   A component in one run only is said once, not key by key."""
   changes = {}
   for key in sorted(set(a) | set(b)):
@@ -740,11 +762,9 @@ def _config_changes(
     ]
     if components:
       first = components[0]
-      changes[key] = {
-        'a': in_a.get(first),
-        'b': in_b.get(first),
-        'components': components,
-      }
+      changes[key] = ConfigChange(
+        a=in_a.get(first), b=in_b.get(first), components=components
+      )
   return changes
 
 
@@ -762,11 +782,11 @@ def _trained_with(record: results.RunRecord) -> Dict[str, Any]:
 
 def _hyperparameter_changes(
   a: Mapping[str, Any], b: Mapping[str, Any]
-) -> Dict[str, Dict[str, Any]]:
+) -> Dict[str, ValueChange]:
   """Each hyperparameter whose value differs between two runs (`a`, `b`:
   their hyperparameters; one a run lacks is None there), by name."""
   return {
-    k: {'a': a.get(k), 'b': b.get(k)}
+    k: ValueChange(a=a.get(k), b=b.get(k))
     for k in sorted(set(a) | set(b))
     if a.get(k) != b.get(k)
   }
@@ -774,7 +794,7 @@ def _hyperparameter_changes(
 
 def _metric_changes(
   a: Mapping[str, Any], b: Mapping[str, Any]
-) -> Dict[str, Dict[str, Any]]:
+) -> Dict[str, MetricChange]:
   """Each metric whose value differs between two runs (`a`, `b`: their
   metrics), by name, with b's change from a (`delta`; None where a run
   lacks the metric)."""
@@ -782,75 +802,75 @@ def _metric_changes(
   for k in sorted(set(a) | set(b)):
     va, vb = a.get(k), b.get(k)
     if va != vb:
-      metrics[k] = {
-        'a': va,
-        'b': vb,
-        'delta': round(vb - va, 6) if None not in (va, vb) else None,
-      }
+      metrics[k] = MetricChange(
+        a=va,
+        b=vb,
+        delta=round(vb - va, 6) if None not in (va, vb) else None,
+      )
   return metrics
 
 
-def diff(store: mlmd.MetadataStore, run_a: str, run_b: str) -> Dict[str, Any]:
+# The parts of two runs a diff compares, as `unchanged` names them.
+_COMPARED = (
+  'data_fingerprint',
+  'schema',
+  'code_version',
+  'training',
+  'config',
+  'hyperparameters',
+  'metrics',
+)
+
+
+def _changes(a: _RunFacts, b: _RunFacts) -> Changes:
+  """What differs between two runs' facts; only the parts that do."""
+  changed: Dict[str, Any] = {}
+  for key in ('data_fingerprint', 'schema', 'code_version', 'training'):
+    if getattr(a, key) != getattr(b, key):
+      changed[key] = ValueChange(a=getattr(a, key), b=getattr(b, key))
+  changed['hyperparameters'] = _hyperparameter_changes(
+    a.hyperparameters, b.hyperparameters
+  )
+  both = set(a.components) & set(b.components)
+  changed['config'] = _config_changes(a.config, b.config, both)
+  only = ComponentsOnlyIn(
+    a=[c for c in a.components if c not in both],
+    b=[c for c in b.components if c not in both],
+  )
+  changed['components'] = only if only.a or only.b else None
+  changed['metrics'] = _metric_changes(a.metrics, b.metrics)
+  return Changes(**{k: v for k, v in changed.items() if v})
+
+
+def diff(store: mlmd.MetadataStore, run_a: str, run_b: str) -> RunDiff:
   """What differs between two runs: data fingerprint, schema, hyperparameters,
   module code version, training settings, every key of the configuration
   each component recorded (`config`: the spec as the components saw it),
   metrics; and which of run_b's components were served from the cache."""
   a, b = _run_facts(store, run_a), _run_facts(store, run_b)
-  changes = {}
-  for key in ('data_fingerprint', 'schema', 'code_version', 'training'):
-    if a[key] != b[key]:
-      changes[key] = {'a': a[key], 'b': b[key]}
-  hp = _hyperparameter_changes(a['hyperparameters'], b['hyperparameters'])
-  if hp:
-    changes['hyperparameters'] = hp
-  both = set(a['components']) & set(b['components'])
-  config = _config_changes(a['config'], b['config'], both)
-  if config:
-    changes['config'] = config
-  only = {
-    'a': [c for c in a['components'] if c not in both],
-    'b': [c for c in b['components'] if c not in both],
-  }
-  if only['a'] or only['b']:
-    changes['components'] = only
-  metrics = _metric_changes(a['metrics'], b['metrics'])
-  if metrics:
-    changes['metrics'] = metrics
-  return {
-    'run_a': run_a,
-    'run_b': run_b,
-    'changes': changes,
-    'unchanged': [
-      k
-      for k in (
-        'data_fingerprint',
-        'schema',
-        'code_version',
-        'training',
-        'config',
-        'hyperparameters',
-        'metrics',
-      )
-      if k not in changes
-    ],
-    'components': {
-      k: {'a': a['components'].get(k), 'b': v}
-      for k, v in b['components'].items()
+  changes = _changes(a, b)
+  changed = {key for key, _ in changes.changed()}
+  return RunDiff(
+    run_a=run_a,
+    run_b=run_b,
+    changes=changes,
+    unchanged=[k for k in _COMPARED if k not in changed],
+    components={
+      k: ComponentStates(a=a.components.get(k), b=v)
+      for k, v in b.components.items()
     },
-    'reused_from_cache': [
-      k for k, v in b['components'].items() if v == 'cached'
-    ],
-  }
+    reused_from_cache=[k for k, v in b.components.items() if v == 'cached'],
+  )
 
 
 def _shown(value: Any) -> str:
   return 'unset' if value is None else json.dumps(value, sort_keys=True)
 
 
-def _config_line(key: str, change: Dict[str, Any]) -> str:
+def _config_line(key: str, change: ConfigChange) -> str:
   """`  key (components): old -> new`; of two lists, what left and came."""
-  where = ', '.join(change['components'])
-  old, new = change['a'], change['b']
+  where = ', '.join(change.components)
+  old, new = change.a, change.b
   if isinstance(old, list) and isinstance(new, list):
     gone = [v for v in old if v not in new]
     came = [v for v in new if v not in old]
@@ -862,11 +882,12 @@ def _config_line(key: str, change: Dict[str, Any]) -> str:
   return f'  {key} ({where}): {_shown(old)} -> {_shown(new)}'
 
 
-def render_diff(result: Dict[str, Any]) -> List[str]:
-  lines = [f'{result["run_a"]} -> {result["run_b"]}']
-  changes = result['changes']
-  for key, change in changes.items():
-    if key == 'training' and 'config' in changes:
+def render_diff(result: RunDiff) -> List[str]:
+  """The diff as `lineage diff` prints it, one change a line."""
+  lines = [f'{result.run_a} -> {result.run_b}']
+  changes = result.changes
+  for key, change in changes.changed():
+    if key == 'training' and changes.config is not None:
       continue  # each changed key of it is under config
     if key == 'config':
       lines.append('config (what each component was given):')
@@ -874,23 +895,23 @@ def render_diff(result: Dict[str, Any]) -> List[str]:
     elif key == 'components':
       lines.extend(
         f'components only in the {which} run: {", ".join(names)}'
-        for which, names in (('first', change['a']), ('second', change['b']))
+        for which, names in (('first', change.a), ('second', change.b))
         if names
       )
     elif key in ('hyperparameters', 'metrics'):
       lines.append(f'{key}:')
       for name, values in change.items():
-        delta = values.get('delta')
+        delta = getattr(values, 'delta', None)
         lines.append(
-          f'  {name}: {values["a"]} -> {values["b"]}'
+          f'  {name}: {values.a} -> {values.b}'
           + (f' ({delta:+g})' if delta is not None else '')
         )
     else:
-      lines.append(f'{key}: {change["a"]} -> {change["b"]}')
-  if result['unchanged']:
-    lines.append('unchanged: ' + ', '.join(result['unchanged']))
+      lines.append(f'{key}: {change.a} -> {change.b}')
+  if result.unchanged:
+    lines.append('unchanged: ' + ', '.join(result.unchanged))
   lines.append(
     'reused from the cache in the second run: '
-    + (', '.join(result['reused_from_cache']) or 'nothing')
+    + (', '.join(result.reused_from_cache) or 'nothing')
   )
   return lines

@@ -2,7 +2,8 @@
 `run` writes to JSON and prints (RunSummary), the blessing, metrics and push
 read back from ML Metadata (RunOutcome: the report's too), each run as
 `lineage runs` and the dashboard list it (RunListing), and each pushed
-version (PushedVersion).
+version (PushedVersion). Their base, Record, and what `lineage diff`
+finds (RunDiff) are in pipeline/metadata/records.py.
 
 Each is JSON data through `to_json` (the summary file, `lineage runs
 --json`) and reads back from it, summary files already written included.
@@ -21,22 +22,11 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.errors import PipelineError, one_line
+from pipeline.metadata.records import Record
 
 
 class SummaryError(PipelineError):
   """A summary file cannot be read as a run summary. One line."""
-
-
-class Record(BaseModel):
-  """A record that `to_json` gives as JSON data. A field with a default
-  that was never set is left out: the keys a record has only sometimes
-  (`not_pushed_reason`), or that files written before the key was added
-  lack, stay out of it as they were."""
-
-  model_config = ConfigDict(frozen=True, extra='forbid')
-
-  def to_json(self) -> Dict[str, Any]:
-    return self.model_dump(mode='json', exclude_unset=True)
 
 
 class ComponentRun(Record):

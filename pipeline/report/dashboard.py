@@ -20,6 +20,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from pipeline.errors import PipelineError
 from pipeline.metadata import lineage
+from pipeline.metadata.records import RunDiff
 from pipeline.report import facts, graph, render
 
 NAV = (
@@ -113,12 +114,12 @@ def diff_page(store, location: str, run_a: str, run_b: str) -> str:
   return diff_view(location, lineage.diff(store, run_a, run_b))
 
 
-def diff_view(location: str, result) -> str:
+def diff_view(location: str, result: RunDiff) -> str:
   """The page of a `lineage.diff` result."""
   return _page(
     'diff.html',
     location,
-    title=f'{result["run_a"]} → {result["run_b"]}',
+    title=f'{result.run_a} → {result.run_b}',
     diff=result,
     fmt=render.fmt,
   )

@@ -290,32 +290,73 @@ def test_the_trials_chart_and_line_number_trials_as_the_table_does():
   )
 
 
+# A `lineage diff` result as JSON, with every kind of change.
+_DIFF = {
+  'run_a': 'A',
+  'run_b': 'B',
+  'unchanged': ['schema'],
+  'components': {'Trainer': {'a': 'complete', 'b': 'complete'}},
+  'reused_from_cache': ['CsvExampleGen'],
+  'changes': {
+    'config': {
+      'features.exclude': {
+        'a': [],
+        'b': ['mean_radius'],
+        'components': ['Transform', 'Trainer'],
+      }
+    },
+    'hyperparameters': {'units': {'a': 32, 'b': 64}},
+    'metrics': {'auc': {'a': 0.99, 'b': 0.98, 'delta': -0.01}},
+    'components': {'a': ['Tuner'], 'b': []},
+    'training': {'a': {'epochs': 40}, 'b': {'epochs': 2}},
+    'schema': {'a': 'ab12', 'b': None},
+  },
+}
+
+
+def test_the_typed_diff_reads_back_and_gives_its_changes_in_order():
+  """RunDiff reads back from its JSON and gives it back, the changes in
+  the order `lineage diff` prints them; every field is described."""
+  from pipeline.metadata import lineage  # pylint: disable=g-import-not-at-top
+  from pipeline.metadata.records import (  # pylint: disable=g-import-not-at-top
+    DIFF_RECORDS,
+    RunDiff,
+  )
+  from pipeline.metadata.summary import undescribed  # pylint: disable=g-import-not-at-top
+
+  result = RunDiff.model_validate(_DIFF)
+  assert result.to_json() == _DIFF
+  assert list(result.to_json()['changes']) == [
+    'schema',
+    'training',
+    'hyperparameters',
+    'config',
+    'components',
+    'metrics',
+  ]
+  assert undescribed(list(DIFF_RECORDS)) == []
+  assert lineage.render_diff(result) == [
+    'A -> B',
+    'schema: ab12 -> None',
+    'hyperparameters:',
+    '  units: 32 -> 64',
+    'config (what each component was given):',
+    '  features.exclude (Transform, Trainer): added "mean_radius"',
+    'components only in the first run: Tuner',
+    'metrics:',
+    '  auc: 0.99 -> 0.98 (-0.01)',
+    'unchanged: schema',
+    'reused from the cache in the second run: CsvExampleGen',
+  ]
+
+
 def test_the_dashboard_diff_shows_every_kind_of_change():
   """What `lineage diff` finds, the diff page shows: a recorded config key
   with its components beside hyperparameters, metrics and whole values."""
+  from pipeline.metadata.records import RunDiff  # pylint: disable=g-import-not-at-top
   from pipeline.report import dashboard  # pylint: disable=g-import-not-at-top
 
-  result = {
-    'run_a': 'A',
-    'run_b': 'B',
-    'unchanged': ['schema'],
-    'components': {'Trainer': {'a': 'complete', 'b': 'complete'}},
-    'reused_from_cache': ['CsvExampleGen'],
-    'changes': {
-      'config': {
-        'features.exclude': {
-          'a': [],
-          'b': ['mean_radius'],
-          'components': ['Transform', 'Trainer'],
-        }
-      },
-      'hyperparameters': {'units': {'a': 32, 'b': 64}},
-      'metrics': {'auc': {'a': 0.99, 'b': 0.98, 'delta': -0.01}},
-      'components': {'a': ['Tuner'], 'b': []},
-      'training': {'a': {'epochs': 40}, 'b': {'epochs': 2}},
-    },
-  }
-  page = dashboard.diff_view('store', result)
+  page = dashboard.diff_view('store', RunDiff.model_validate(_DIFF))
   assert 'config: features.exclude' in page
   assert 'mean_radius' in page and 'Transform, Trainer' in page
   assert 'hyperparameters: units' in page and '-0.01' in page
