@@ -5,9 +5,15 @@ module beside this one:
 
 - schema.py: `PipelineSpec`, the whole typed spec, and `SpecError`.
 - sections.py: the spec's own sections (data, evaluation, push, runner,
-  kubeflow); the others are modules/config's.
+  kubeflow); the others are modules/config's. One import for
+  sections_data.py (data, split, base model), sections_evaluation.py (the
+  TFMA gates) and sections_runner.py (push, runner, kubeflow, resources).
 - loading.py: YAML, `--set` overrides, paths, `load_spec`, `resolve_spec`.
-- checks.py: every cross-field rule.
+- checks.py: every cross-field rule, run in order; the rules are in
+  checks_data.py (features, data, split, imputation, slices),
+  checks_model.py (search space, builders, encoders, fine-tuning, module
+  file), checks_evaluation.py (metrics, thresholds, monitors, losses) and
+  checks_runner.py (engines, metadata), sharing checks_common.py.
 - maxima.py: the largest value each count may take.
 - module_file.py: what a module file defines and reads.
 - kubeflow_nodes.py: the Kubeflow node ids a spec names.

@@ -1,6 +1,7 @@
 """The code's shape (docs/design.md, "Code shape"): every Python file is as
-`ruff format` writes it, no function is longer than 60 lines, and ruff's
-complexity and size rules hold.
+`ruff format` writes it, no function is longer than 60 lines, no module of
+pipeline/definition/ reaches 400 lines, and ruff's complexity and size
+rules hold.
 
 Ruff has a complexity rule (C901) and statement and branch counts
 (PLR0915, PLR0912), set in pyproject.toml, but nothing that counts a
@@ -61,6 +62,41 @@ def test_the_length_check_finds_a_long_function():
   ]
   method = body.replace('\n  ', '\n    ').replace('  x0', '    x0', 1)
   assert long_functions(f'class C:\n  def m(self):\n{method}') == [('m', 61)]
+
+
+# A module of the spec and the pipeline definition holds one job: under
+# this many lines, as `ruff format` writes it (the tree is formatted, by the
+# test below), its jobs are split into sibling modules.
+MAX_MODULE_LINES = 400
+DEFINITION = os.path.join(REPO, 'pipeline', 'definition')
+
+
+def long_modules(
+  folder: str, limit: int = MAX_MODULE_LINES
+) -> List[Tuple[str, int]]:
+  """(file name, lines) of each Python module in `folder` that is not
+  under `limit` lines."""
+  found = []
+  for name in sorted(os.listdir(folder)):
+    if name.endswith('.py'):
+      with open(os.path.join(folder, name), encoding='utf-8') as f:
+        lines = len(f.read().splitlines())
+      if lines >= limit:
+        found.append((name, lines))
+  return found
+
+
+def test_every_definition_module_is_under_400_lines():
+  assert 'checks.py' in os.listdir(DEFINITION)
+  over = long_modules(DEFINITION)
+  assert not over, '\n'.join(f'{name}: {n} lines' for name, n in over)
+
+
+def test_the_module_length_check_finds_a_long_module(tmp_path):
+  (tmp_path / 'short.py').write_text('x = 1\n' * 399)
+  (tmp_path / 'long.py').write_text('"""Doc."""\n' + 'x = 1\n' * 399)
+  (tmp_path / 'notes.txt').write_text('x\n' * 1000)
+  assert long_modules(str(tmp_path)) == [('long.py', 400)]
 
 
 def _ruff(*args: str) -> subprocess.CompletedProcess:
