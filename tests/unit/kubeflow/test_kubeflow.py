@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import NamedTuple
 
 import ml_metadata as mlmd
 import pytest
@@ -576,11 +577,25 @@ def test_submit_cli_to_an_unreachable_host_is_one_line(compiled):
 # --- compiled tasks, run by their container command -----------------------
 
 
-def _inputs(store, execution_type, keys):
-  """The latest execution of `execution_type`'s input artifacts, as KFP
-  passes them: {key: (uri, metadata)}."""
-  executions = store.get_executions_by_type(execution_type)
-  execution = max(executions, key=lambda e: e.id)
+class ColdRun(NamedTuple):
+  """The session's cold run: its store (shared with the other pipeline
+  tests, which add runs of their own) and its run id."""
+
+  store: mlmd.MetadataStore
+  run_id: str
+
+
+def _inputs(cold: ColdRun, execution_type, keys):
+  """The input artifacts of the cold run's execution of `execution_type`,
+  as KFP passes them: {key: (uri, metadata)}. The cold run's, not the
+  store's latest: other tests' runs (a Tuner turned off, changed data)
+  may have run since."""
+  store = cold.store
+  run = store.get_context_by_type_and_name('pipeline_run', cold.run_id)
+  type_id = store.get_execution_type(execution_type).id
+  (execution,) = [
+    e for e in store.get_executions_by_context(run.id) if e.type_id == type_id
+  ]
   events = store.get_events_by_execution_ids([execution.id])
   by_key = {}
   for event in events:
@@ -603,12 +618,13 @@ def _inputs(store, execution_type, keys):
 
 @pytest.fixture(scope='module')
 def cold_store(base, cold):
-  del cold
-  return mlmd.MetadataStore(
+  _, summary = cold
+  store = mlmd.MetadataStore(
     metadata_lib.connection_config(
       os.path.join(base, 'metadata.sqlite'), readonly=True
     )
   )
+  return ColdRun(store, summary['run_id'])
 
 
 @pytest.fixture(scope='module')
